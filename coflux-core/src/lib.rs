@@ -1,0 +1,11 @@
+//! Coflux-rs core: the orchestrator as a library.
+//!
+//! - [`model`]: plain data (ids, environments, targets, values, results, runs);
+//! - [`store`]: per-project SQLite, group-committed, recovered on open;
+//! - [`orchestration`]: the actors (supervisor → project → environments, runs) and the pure
+//!   state machines they wrap;
+//! - [`sdk`]: Rust workflows and tasks;
+//! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run).
+
+pub mod model;
+pub mod store;

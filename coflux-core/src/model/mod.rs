@@ -1,0 +1,31 @@
+//! Plain data: ids, environments, targets, values, results, runs. No I/O, no actors.
+
+pub mod environment;
+pub mod ids;
+pub mod project;
+pub mod result;
+pub mod run;
+pub mod target;
+pub mod value;
+
+pub use environment::{Environment, EnvironmentName, EnvironmentState};
+pub use ids::{EnvironmentId, ExecutionId, IdParseError, RunId, StepId, WorkerId};
+pub use project::{InvalidProjectName, ProjectName};
+pub use result::{ErrorInfo, ExecutionResult, Frame, ResultKind};
+pub use run::{ExecutionRecord, ExecutionState, RunRecord, StepRecord};
+pub use target::{
+    CacheConfig, DeferConfig, ParamSelection, Parameter, Requires, RetryPolicy, StepOptions,
+    TargetDefinition, TargetKind, TargetRef,
+};
+pub use value::{Reference, Value};
+
+/// Milliseconds since the Unix epoch: the one time unit of the model and the store.
+pub type Millis = i64;
+
+/// The current wall-clock time in [`Millis`].
+pub fn now_millis() -> Millis {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,84 @@
+//! Runs, steps and executions as recorded.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    EnvironmentId, ExecutionId, ExecutionResult, Millis, ResultKind, RunId, StepId, StepOptions,
+    TargetKind, TargetRef, Value, WorkerId,
+};
+
+/// A run: one submission of a workflow (or a spawn from a task).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: RunId,
+    /// The environment it was submitted in.
+    pub environment: EnvironmentId,
+    /// The execution that spawned it, if any.
+    pub parent_execution: Option<ExecutionId>,
+    /// When it was submitted.
+    pub created_at: Millis,
+}
+
+/// A step: one call of a target within a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step's id.
+    pub id: StepId,
+    /// The execution that called it (`None` for the initial step).
+    pub parent_execution: Option<ExecutionId>,
+    /// The target called.
+    pub target: TargetRef,
+    /// Workflow or task.
+    pub kind: TargetKind,
+    /// The arguments, by position.
+    pub arguments: Vec<Value>,
+    /// Its options.
+    pub options: StepOptions,
+    /// Its cache key, when caching is on.
+    pub cache_key: Option<String>,
+    /// Its memo key, when memoising is on.
+    pub memo_key: Option<String>,
+    /// When it was called.
+    pub created_at: Millis,
+}
+
+/// An execution: one attempt of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// The execution's id.
+    pub id: ExecutionId,
+    /// The environment it runs in (a re-run may run in a child environment).
+    pub environment: EnvironmentId,
+    /// Not assigned before this time.
+    pub execute_after: Option<Millis>,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it was assigned to a worker, and to which.
+    pub assignment: Option<(WorkerId, Millis)>,
+    /// How it ended, and when.
+    pub result: Option<(ExecutionResult, Millis)>,
+}
+
+/// Where an execution is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "result", rename_all = "snake_case")]
+pub enum ExecutionState {
+    /// Waiting to be assigned (or for its delay).
+    Queued,
+    /// Assigned to a worker, no result yet.
+    Assigned,
+    /// Ended with a result of this kind.
+    Finished(ResultKind),
+}
+
+impl ExecutionRecord {
+    /// The execution's state.
+    pub fn state(&self) -> ExecutionState {
+        match (&self.result, &self.assignment) {
+            (Some((r, _)), _) => ExecutionState::Finished(r.kind()),
+            (None, Some(_)) => ExecutionState::Assigned,
+            (None, None) => ExecutionState::Queued,
+        }
+    }
+}

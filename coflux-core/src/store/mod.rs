@@ -1,0 +1,199 @@
+//! Persistence: one SQLite database per project plus a catalogue of projects.
+//!
+//! The orchestrator talks to storage through the narrow [`ProjectStore`] interface: it applies
+//! batches of [`Write`]s (one transaction each), loads a [`ProjectSnapshot`] on open (recovery),
+//! and reads runs back for inspection. [`writer::GroupCommitWriter`] runs a store on its own
+//! thread and commits every batch that arrives during a commit together in the next one
+//! (group commit), delivering each batch's follow-up only after its writes are durable.
+//! SQLite ([`sqlite::SqliteStore`]) is the embedded default; a PostgreSQL backend can implement
+//! the same trait.
+
+pub mod catalogue;
+pub mod schema;
+pub mod sqlite;
+pub mod writer;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    Environment, EnvironmentId, EnvironmentState, ExecutionId, ExecutionResult, Millis, RunId,
+    RunRecord, StepRecord, WorkerId, ExecutionRecord,
+};
+
+/// How hard a commit tries to survive failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a committed transaction survives a crash or `kill -9`
+    /// of the process; after a power loss or OS crash the last commits before it may be lost
+    /// (the database stays consistent).
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced before it is acknowledged; it also survives
+    /// power loss. Slower (one fsync per group commit).
+    Full,
+}
+
+/// One state transition to persist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// A new environment.
+    CreateEnvironment(Environment),
+    /// An environment's state changed.
+    SetEnvironmentState {
+        /// The environment.
+        id: EnvironmentId,
+        /// Its new state.
+        state: EnvironmentState,
+    },
+    /// A new run (its initial step and execution follow as separate writes).
+    CreateRun(RunRecord),
+    /// A new step.
+    CreateStep(StepRecord),
+    /// A new execution (an attempt of a step), without assignment or result.
+    CreateExecution {
+        /// The execution.
+        id: ExecutionId,
+        /// The environment it runs in.
+        environment: EnvironmentId,
+        /// Not before this time.
+        execute_after: Option<Millis>,
+        /// Creation time.
+        created_at: Millis,
+    },
+    /// `parent` now waits on or owns `child` (beyond the child's own step parent, e.g. memo hits).
+    LinkChild {
+        /// The calling execution.
+        parent: ExecutionId,
+        /// The execution it was given.
+        child: ExecutionId,
+    },
+    /// An execution was handed to a worker.
+    Assign {
+        /// The execution.
+        execution: ExecutionId,
+        /// The worker.
+        worker: WorkerId,
+        /// When.
+        at: Millis,
+    },
+    /// An execution ended. Recording a second result for the same execution is ignored.
+    RecordResult {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its result.
+        result: ExecutionResult,
+        /// When.
+        at: Millis,
+    },
+}
+
+/// Everything recorded about one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSnapshot {
+    /// The run.
+    pub run: RunRecord,
+    /// Its steps, by number.
+    pub steps: Vec<StepRecord>,
+    /// Its executions, by step then attempt.
+    pub executions: Vec<ExecutionRecord>,
+    /// Extra parent → child links (see [`Write::LinkChild`]).
+    pub children: Vec<(ExecutionId, ExecutionId)>,
+}
+
+/// The state of one cacheable execution, for the project's cache index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// No result yet: later lookups link to it.
+    Pending,
+    /// Returned a value at this time.
+    Succeeded(Millis),
+    /// Ended any other way: never a cache source.
+    Failed,
+}
+
+/// One execution of a step that has a cache key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The step's cache key.
+    pub key: String,
+    /// The execution.
+    pub execution: ExecutionId,
+    /// The environment it ran in.
+    pub environment: EnvironmentId,
+    /// When it was created (newest wins).
+    pub created_at: Millis,
+    /// How it ended so far.
+    pub outcome: CacheOutcome,
+}
+
+/// What a project needs to start again after a restart.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProjectSnapshot {
+    /// All environments.
+    pub environments: Vec<Environment>,
+    /// The next run sequence number.
+    pub next_run: u64,
+    /// Runs that still have executions without a result.
+    pub active_runs: Vec<RunSnapshot>,
+    /// Executions of cached steps that are pending or succeeded.
+    pub cache_entries: Vec<CacheEntry>,
+}
+
+/// A short description of a run, for listings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run.
+    pub id: RunId,
+    /// The workflow's module and name.
+    pub target: crate::model::TargetRef,
+    /// The environment it was submitted in.
+    pub environment: EnvironmentId,
+    /// When it was submitted.
+    pub created_at: Millis,
+}
+
+/// Why a store operation failed. Codes are stable.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// A stored row could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The data directory could not be used.
+    #[error("data directory error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The writer thread has stopped.
+    #[error("the store writer has stopped")]
+    WriterStopped,
+}
+
+impl StoreError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "store_sqlite",
+            Self::Migration(_) => "store_migration",
+            Self::Corrupt(_) => "store_corrupt",
+            Self::Io(_) => "store_io",
+            Self::WriterStopped => "store_stopped",
+        }
+    }
+}
+
+/// The narrow interface between the orchestrator and its persistence.
+pub trait ProjectStore: Send + 'static {
+    /// Applies `writes` in one transaction; on error nothing is applied.
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError>;
+    /// Reads what recovery needs.
+    fn load(&self) -> Result<ProjectSnapshot, StoreError>;
+    /// Reads one run, whatever its state.
+    fn load_run(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError>;
+    /// Lists runs, newest first.
+    fn list_runs(&self, environment: Option<EnvironmentId>, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
+}
