@@ -8,4 +8,6 @@
 //! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run).
 
 pub mod model;
+pub mod orchestration;
+pub mod sdk;
 pub mod store;

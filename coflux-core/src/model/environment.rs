@@ -14,7 +14,9 @@ pub struct EnvironmentName(String);
 
 /// Why an environment name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid environment name '{0}': use letters, digits, '_' and '-', in segments separated by '/' (at most 100 characters)")]
+#[error(
+    "invalid environment name '{0}': use letters, digits, '_' and '-', in segments separated by '/' (at most 100 characters)"
+)]
 pub struct InvalidEnvironmentName(pub String);
 
 impl EnvironmentName {
@@ -22,7 +24,9 @@ impl EnvironmentName {
     pub fn new(name: &str) -> Result<Self, InvalidEnvironmentName> {
         let lower = name.to_ascii_lowercase();
         let valid_segment = |s: &str| {
-            !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         };
         if lower.is_empty() || lower.len() > 100 || !lower.split('/').all(valid_segment) {
             return Err(InvalidEnvironmentName(name.chars().take(120).collect()));
@@ -111,7 +115,17 @@ mod tests {
             assert!(EnvironmentName::new(ok).is_ok(), "{ok}");
         }
         assert_eq!(EnvironmentName::new("Staging").unwrap().as_str(), "staging");
-        for bad in ["", "/", "a/", "/a", "a//b", "a b", "a.b", "../x", &"x".repeat(101)] {
+        for bad in [
+            "",
+            "/",
+            "a/",
+            "/a",
+            "a//b",
+            "a b",
+            "a.b",
+            "../x",
+            &"x".repeat(101),
+        ] {
             assert!(EnvironmentName::new(bad).is_err(), "{bad}");
         }
     }

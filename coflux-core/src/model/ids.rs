@@ -24,7 +24,10 @@ pub struct IdParseError {
 
 impl IdParseError {
     fn new(kind: &'static str, text: &str) -> Self {
-        Self { kind, text: text.chars().take(64).collect() }
+        Self {
+            kind,
+            text: text.chars().take(64).collect(),
+        }
     }
 }
 
@@ -86,7 +89,10 @@ pub struct WorkerId(pub u64);
 impl StepId {
     /// The step's execution with the given attempt number.
     pub fn execution(self, attempt: u32) -> ExecutionId {
-        ExecutionId { step: self, attempt }
+        ExecutionId {
+            step: self,
+            attempt,
+        }
     }
 }
 
@@ -138,7 +144,11 @@ impl FromStr for StepId {
         let err = || IdParseError::new("step", s);
         let (run, number) = s.split_once(':').ok_or_else(err)?;
         let run = run.parse().map_err(|_| err())?;
-        let number = number.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(err)?;
+        let number = number
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(err)?;
         Ok(StepId { run, number })
     }
 }
@@ -148,7 +158,11 @@ impl FromStr for ExecutionId {
         let err = || IdParseError::new("execution", s);
         let (step, attempt) = s.rsplit_once(':').ok_or_else(err)?;
         let step = step.parse().map_err(|_| err())?;
-        let attempt = attempt.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(err)?;
+        let attempt = attempt
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(err)?;
         Ok(ExecutionId { step, attempt })
     }
 }
@@ -177,7 +191,13 @@ mod tests {
     #[test]
     fn ids_round_trip_through_text() {
         for n in [0u64, 1, 31, 32, 1_000_000, u64::from(u32::MAX)] {
-            let e = ExecutionId { step: StepId { run: RunId(n), number: 7 }, attempt: 3 };
+            let e = ExecutionId {
+                step: StepId {
+                    run: RunId(n),
+                    number: 7,
+                },
+                attempt: 3,
+            };
             let text = e.to_string();
             assert_eq!(text.parse::<ExecutionId>().unwrap(), e, "{text}");
         }
@@ -186,7 +206,9 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_rejected() {
-        for bad in ["", "R", "X1", "R1", "R1:0:1", "R1:1:0", "R!:1:1", "R1:1:1:1", "R1:a:1"] {
+        for bad in [
+            "", "R", "X1", "R1", "R1:0:1", "R1:1:0", "R!:1:1", "R1:1:1:1", "R1:a:1",
+        ] {
             assert!(bad.parse::<ExecutionId>().is_err(), "{bad}");
         }
         assert!("R1:0".parse::<StepId>().is_err());

@@ -12,7 +12,9 @@ pub struct ProjectName(String);
 
 /// Why a project name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid project name '{0}': use 1-63 lower-case letters, digits, '_' or '-', starting with a letter or digit")]
+#[error(
+    "invalid project name '{0}': use 1-63 lower-case letters, digits, '_' or '-', starting with a letter or digit"
+)]
 pub struct InvalidProjectName(pub String);
 
 impl ProjectName {
@@ -22,8 +24,14 @@ impl ProjectName {
         let ok = !bytes.is_empty()
             && bytes.len() <= 63
             && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
-        if ok { Ok(Self(name.to_owned())) } else { Err(InvalidProjectName(name.chars().take(80).collect())) }
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidProjectName(name.chars().take(80).collect()))
+        }
     }
 
     /// The name as text.
@@ -58,7 +66,18 @@ mod tests {
         for ok in ["default", "acme-1", "a_b", "0x"] {
             assert!(ProjectName::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "A", "a/b", "..", ".", "a.b", "a b", "%2e%2e", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "A",
+            "a/b",
+            "..",
+            ".",
+            "a.b",
+            "a b",
+            "%2e%2e",
+            &"a".repeat(64),
+        ] {
             assert!(ProjectName::new(bad).is_err(), "{bad}");
         }
     }

@@ -37,7 +37,12 @@ pub struct ErrorInfo {
 impl ErrorInfo {
     /// An error with a type and a message.
     pub fn new(error_type: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { error_type: error_type.into(), message: message.into(), frames: Vec::new(), retryable: None }
+        Self {
+            error_type: error_type.into(),
+            message: message.into(),
+            frames: Vec::new(),
+            retryable: None,
+        }
     }
 }
 
@@ -130,7 +135,9 @@ impl ExecutionResult {
     /// The execution this result hands over to, if any: the chain continues there.
     pub fn successor(&self) -> Option<ExecutionId> {
         match self {
-            Self::Error { retry, .. } | Self::Abandoned { retry } | Self::Timeout { retry } => *retry,
+            Self::Error { retry, .. } | Self::Abandoned { retry } | Self::Timeout { retry } => {
+                *retry
+            }
             Self::Cached { successor }
             | Self::Deferred { successor }
             | Self::Suspended { successor }
@@ -156,12 +163,17 @@ impl ExecutionResult {
 
     /// Whether this is a failure (error, abandoned, timeout), retried or not.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Error { .. } | Self::Abandoned { .. } | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Error { .. } | Self::Abandoned { .. } | Self::Timeout { .. }
+        )
     }
 
     /// Sets the retry successor of a failure (no effect on other results).
     pub fn with_retry(mut self, next: ExecutionId) -> Self {
-        if let Self::Error { retry, .. } | Self::Abandoned { retry } | Self::Timeout { retry } = &mut self {
+        if let Self::Error { retry, .. } | Self::Abandoned { retry } | Self::Timeout { retry } =
+            &mut self
+        {
             *retry = Some(next);
         }
         self

@@ -36,7 +36,10 @@ pub struct TargetRef {
 impl TargetRef {
     /// Builds a reference.
     pub fn new(module: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { module: module.into(), name: name.into() }
+        Self {
+            module: module.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -109,7 +112,11 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// A policy of `limit` retries without delay.
     pub fn limit(limit: u32) -> Self {
-        Self { limit: Some(limit), backoff_min_ms: 0, backoff_max_ms: 0 }
+        Self {
+            limit: Some(limit),
+            backoff_min_ms: 0,
+            backoff_max_ms: 0,
+        }
     }
 }
 

@@ -69,7 +69,10 @@ pub enum Value {
 impl Value {
     /// Inline data without references.
     pub fn raw(data: serde_json::Value) -> Self {
-        Self::Raw { data, references: Vec::new() }
+        Self::Raw {
+            data,
+            references: Vec::new(),
+        }
     }
 
     /// The JSON null value.
@@ -107,9 +110,16 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
             serde_json::Value::Object(map) => {
                 let mut entries: Vec<_> = map.iter().collect();
                 entries.sort_by(|a, b| a.0.cmp(b.0));
-                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sort(v))).collect())
+                serde_json::Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sort(v)))
+                        .collect(),
+                )
             }
-            serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sort).collect()),
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sort).collect())
+            }
             other => other.clone(),
         }
     }

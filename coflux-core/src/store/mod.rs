@@ -16,8 +16,8 @@ pub mod writer;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Environment, EnvironmentId, EnvironmentState, ExecutionId, ExecutionResult, Millis, RunId,
-    RunRecord, StepRecord, WorkerId, ExecutionRecord,
+    Environment, EnvironmentId, EnvironmentState, ExecutionId, ExecutionRecord, ExecutionResult,
+    Millis, RunId, RunRecord, StepRecord, WorkerId,
 };
 
 /// How hard a commit tries to survive failures.
@@ -195,5 +195,9 @@ pub trait ProjectStore: Send + 'static {
     /// Reads one run, whatever its state.
     fn load_run(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError>;
     /// Lists runs, newest first.
-    fn list_runs(&self, environment: Option<EnvironmentId>, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
+    fn list_runs(
+        &self,
+        environment: Option<EnvironmentId>,
+        limit: usize,
+    ) -> Result<Vec<RunSummary>, StoreError>;
 }

@@ -1,0 +1,134 @@
+//! Versioned SQLite schemas: one for each project database and one for the catalogue.
+//!
+//! Migrations only ever get appended; a shipped migration is never edited.
+//!
+//! Conventions: timestamps are INTEGER unix milliseconds; run ids, step numbers, attempts,
+//! environment and worker ids are INTEGERs; execution ids that point across rows (parents,
+//! children) are TEXT in their display form (`R1:2:1`), which parses back with `FromStr`.
+//! JSON columns hold the serde encoding of the corresponding model type.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Version 1 of a project database.
+///
+/// - `runs.open_executions` counts the run's executions without a result; it is maintained by
+///   the store inside the same transaction as the writes, so recovery finds active runs through
+///   the partial index `runs_active` without scanning executions.
+/// - `results.kind` repeats the result's `type` so the cache index can be rebuilt without
+///   decoding JSON.
+/// - `children.run_id` is the parent execution's run, so a run's links are one range scan.
+const PROJECT_V1: &str = "
+CREATE TABLE environments (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    parent_id INTEGER,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    environment_id INTEGER NOT NULL,
+    parent_execution TEXT,
+    created_at INTEGER NOT NULL,
+    open_executions INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_active ON runs (id) WHERE open_executions > 0;
+CREATE INDEX runs_environment ON runs (environment_id, id);
+
+CREATE TABLE steps (
+    run_id INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    parent_execution TEXT,
+    module TEXT NOT NULL,
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    options TEXT NOT NULL,
+    cache_key TEXT,
+    memo_key TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, number)
+) WITHOUT ROWID;
+CREATE INDEX steps_cache_key ON steps (cache_key) WHERE cache_key IS NOT NULL;
+
+CREATE TABLE executions (
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    environment_id INTEGER NOT NULL,
+    execute_after INTEGER,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step_number, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE assignments (
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    worker_id INTEGER NOT NULL,
+    assigned_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step_number, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE results (
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step_number, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE children (
+    run_id INTEGER NOT NULL,
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    PRIMARY KEY (run_id, parent, child)
+) WITHOUT ROWID;
+";
+
+/// Version 1 of the catalogue database.
+const CATALOGUE_V1: &str = "
+CREATE TABLE projects (
+    name TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The migrations of a project database, oldest first.
+pub fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(PROJECT_V1)])
+}
+
+/// The migrations of the catalogue database (`catalogue.sqlite`), oldest first.
+pub fn catalogue_migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(CATALOGUE_V1)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_schema_migrations_are_valid() {
+        migrations().validate().unwrap();
+        catalogue_migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn store_schema_applies_to_an_empty_database() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        assert_eq!(migrations().pending_migrations(&conn).unwrap(), 0);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 7);
+    }
+}

@@ -1,0 +1,1142 @@
+//! The SQLite implementation of [`ProjectStore`]: one database file per project, in WAL mode.
+//!
+//! Writes are applied in one `BEGIN IMMEDIATE` transaction per [`ProjectStore::apply`] call,
+//! with cached prepared statements. Every row that belongs to another row (a step to its run,
+//! an execution to its step, an assignment or a result to its execution) is only inserted when
+//! its owner exists; otherwise the batch fails with a constraint error (extended code
+//! `SQLITE_CONSTRAINT_FOREIGNKEY`) and nothing of it is applied. Recording a second result for
+//! an execution is ignored; re-assigning an execution replaces its assignment.
+//!
+//! Each run keeps a count of its executions without a result (`runs.open_executions`), updated
+//! in the same transaction, so [`ProjectStore::load`] finds the active runs through a partial
+//! index instead of scanning executions.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, ffi, params};
+use serde::de::DeserializeOwned;
+
+use super::{
+    CacheEntry, CacheOutcome, Durability, ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary,
+    StoreError, Write, schema,
+};
+use crate::model::{
+    Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionRecord,
+    ExecutionResult, ResultKind, RunId, RunRecord, StepId, StepRecord, TargetKind, TargetRef,
+    WorkerId,
+};
+
+/// How long a connection waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A project's database.
+///
+/// A store opened with [`SqliteStore::open`] reads and writes; one opened with
+/// [`SqliteStore::open_reader`] only reads (its [`ProjectStore::apply`] fails), so inspection
+/// can run on other threads while the writer commits (WAL readers never block the writer).
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    read_only: bool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if needed) the database at `path` for
+    /// reading and writing, in WAL mode with `synchronous` set by `durability`, and brings its
+    /// schema up to date.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
+        let mut conn = Connection::open(path)?;
+        configure(&conn, durability)?;
+        schema::migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing, up-to-date database for reading only (for inspection from another
+    /// thread than the writer's). [`ProjectStore::apply`] on it fails.
+    pub fn open_reader(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no database at {}", path.display()),
+            )));
+        }
+        // Read-write at the file level so the WAL index can be shared; `query_only` refuses
+        // any change through this connection.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        set_journal_mode_wal(&conn)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        let pending = schema::migrations()
+            .pending_migrations(&conn)
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        if pending != 0 {
+            return Err(StoreError::Migration(format!(
+                "{} is not initialised or not up to date ({pending} migrations pending)",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            read_only: true,
+        })
+    }
+
+    /// Opens a private in-memory database (for tests; nothing is persisted).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self {
+            conn,
+            path: PathBuf::from(":memory:"),
+            read_only: false,
+        })
+    }
+
+    /// The database file's path (`:memory:` for an in-memory store).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this store was opened with [`SqliteStore::open_reader`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn load_environments(&self) -> Result<Vec<Environment>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, parent_id, state, created_at FROM environments ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(1)?;
+            let state: String = row.get(3)?;
+            out.push(Environment {
+                id: EnvironmentId(to_u32(row.get(0)?, "environment id")?),
+                name: EnvironmentName::new(&name)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                parent: row
+                    .get::<_, Option<i64>>(2)?
+                    .map(|p| to_u32(p, "parent environment id").map(EnvironmentId))
+                    .transpose()?,
+                state: EnvironmentState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("environment state '{state}'")))?,
+                created_at: row.get(4)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn load_cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.cache_key, e.run_id, e.step_number, e.attempt, e.environment_id,
+                    e.created_at, r.kind, r.created_at
+             FROM steps s
+             JOIN executions e ON e.run_id = s.run_id AND e.step_number = s.number
+             LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
+                                AND r.attempt = e.attempt
+             WHERE s.cache_key IS NOT NULL AND (r.kind IS NULL OR r.kind = 'value')
+             ORDER BY s.cache_key, e.run_id, e.step_number, e.attempt",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let kind: Option<String> = row.get(6)?;
+            let outcome = match kind.as_deref() {
+                None => CacheOutcome::Pending,
+                Some("value") => CacheOutcome::Succeeded(row.get(7)?),
+                Some(_) => CacheOutcome::Failed,
+            };
+            out.push(CacheEntry {
+                key: row.get(0)?,
+                execution: execution_id(row.get(1)?, row.get(2)?, row.get(3)?)?,
+                environment: EnvironmentId(to_u32(row.get(4)?, "environment id")?),
+                created_at: row.get(5)?,
+                outcome,
+            });
+        }
+        Ok(out)
+    }
+
+    fn load_run_snapshot(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
+        let run_key = run_key(run)?;
+        let record = self
+            .conn
+            .prepare_cached(
+                "SELECT environment_id, parent_execution, created_at FROM runs WHERE id = ?1",
+            )?
+            .query_row([run_key], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((environment, parent, created_at)) = record else {
+            return Ok(None);
+        };
+        let run_record = RunRecord {
+            id: run,
+            environment: EnvironmentId(to_u32(environment, "environment id")?),
+            parent_execution: parent.as_deref().map(parse_execution).transpose()?,
+            created_at,
+        };
+
+        let mut steps = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT number, parent_execution, module, target, kind, arguments, options,
+                        cache_key, memo_key, created_at
+                 FROM steps WHERE run_id = ?1 ORDER BY number",
+            )?;
+            let mut rows = stmt.query([run_key])?;
+            while let Some(row) = rows.next()? {
+                let parent: Option<String> = row.get(1)?;
+                let kind: String = row.get(4)?;
+                let arguments: String = row.get(5)?;
+                let options: String = row.get(6)?;
+                steps.push(StepRecord {
+                    id: StepId {
+                        run,
+                        number: to_u32(row.get(0)?, "step number")?,
+                    },
+                    parent_execution: parent.as_deref().map(parse_execution).transpose()?,
+                    target: TargetRef {
+                        module: row.get(2)?,
+                        name: row.get(3)?,
+                    },
+                    kind: parse_target_kind(&kind)?,
+                    arguments: from_json(&arguments, "step arguments")?,
+                    options: from_json(&options, "step options")?,
+                    cache_key: row.get(7)?,
+                    memo_key: row.get(8)?,
+                    created_at: row.get(9)?,
+                });
+            }
+        }
+
+        let mut executions = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT e.step_number, e.attempt, e.environment_id, e.execute_after, e.created_at,
+                        a.worker_id, a.assigned_at, r.result, r.created_at
+                 FROM executions e
+                 LEFT JOIN assignments a ON a.run_id = e.run_id AND a.step_number = e.step_number
+                                        AND a.attempt = e.attempt
+                 LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
+                                    AND r.attempt = e.attempt
+                 WHERE e.run_id = ?1
+                 ORDER BY e.step_number, e.attempt",
+            )?;
+            let mut rows = stmt.query([run_key])?;
+            while let Some(row) = rows.next()? {
+                let step = StepId {
+                    run,
+                    number: to_u32(row.get(0)?, "step number")?,
+                };
+                let worker: Option<i64> = row.get(5)?;
+                let assignment = match worker {
+                    Some(w) => Some((WorkerId(to_u64(w, "worker id")?), row.get::<_, i64>(6)?)),
+                    None => None,
+                };
+                let result: Option<String> = row.get(7)?;
+                let result = match result {
+                    Some(text) => Some((
+                        from_json::<ExecutionResult>(&text, "execution result")?,
+                        row.get::<_, i64>(8)?,
+                    )),
+                    None => None,
+                };
+                executions.push(ExecutionRecord {
+                    id: step.execution(to_u32(row.get(1)?, "attempt")?),
+                    environment: EnvironmentId(to_u32(row.get(2)?, "environment id")?),
+                    execute_after: row.get(3)?,
+                    created_at: row.get(4)?,
+                    assignment,
+                    result,
+                });
+            }
+        }
+
+        let mut children = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT parent, child FROM children WHERE run_id = ?1")?;
+            let mut rows = stmt.query([run_key])?;
+            while let Some(row) = rows.next()? {
+                let parent: String = row.get(0)?;
+                let child: String = row.get(1)?;
+                children.push((parse_execution(&parent)?, parse_execution(&child)?));
+            }
+            children.sort_unstable();
+        }
+
+        Ok(Some(RunSnapshot {
+            run: run_record,
+            steps,
+            executions,
+            children,
+        }))
+    }
+}
+
+impl ProjectStore for SqliteStore {
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                ffi::Error::new(ffi::SQLITE_READONLY),
+                Some("this store was opened read-only".to_owned()),
+            )));
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for write in writes {
+            apply_one(&tx, write)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load(&self) -> Result<ProjectSnapshot, StoreError> {
+        // One read transaction, so the snapshot is consistent even while a writer commits.
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let snapshot = self.load_in_transaction();
+        let end = self.conn.execute_batch("COMMIT");
+        let snapshot = snapshot?;
+        end?;
+        Ok(snapshot)
+    }
+
+    fn load_run(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let snapshot = self.load_run_snapshot(run);
+        let end = self.conn.execute_batch("COMMIT");
+        let snapshot = snapshot?;
+        end?;
+        Ok(snapshot)
+    }
+
+    fn list_runs(
+        &self,
+        environment: Option<EnvironmentId>,
+        limit: usize,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // CROSS JOIN fixes the loop order: walk runs newest first, look up each initial step.
+        const COLUMNS: &str = "SELECT r.id, r.environment_id, r.created_at, s.module, s.target
+             FROM runs r CROSS JOIN steps s ON s.run_id = r.id AND s.number = 1";
+        let mut stmt;
+        let mut rows = match environment {
+            Some(env) => {
+                stmt = self.conn.prepare_cached(&format!(
+                    "{COLUMNS} WHERE r.environment_id = ?1 ORDER BY r.id DESC LIMIT ?2"
+                ))?;
+                stmt.query(params![i64::from(env.0), limit])?
+            }
+            None => {
+                stmt = self
+                    .conn
+                    .prepare_cached(&format!("{COLUMNS} ORDER BY r.id DESC LIMIT ?1"))?;
+                stmt.query([limit])?
+            }
+        };
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(RunSummary {
+                id: RunId(to_u64(row.get(0)?, "run id")?),
+                environment: EnvironmentId(to_u32(row.get(1)?, "environment id")?),
+                created_at: row.get(2)?,
+                target: TargetRef {
+                    module: row.get(3)?,
+                    name: row.get(4)?,
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    fn load_in_transaction(&self) -> Result<ProjectSnapshot, StoreError> {
+        let environments = self.load_environments()?;
+        let max_run: i64 = self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM runs")?
+            .query_row([], |row| row.get(0))?;
+        let next_run = to_u64(max_run, "run id")? + 1;
+        let active_ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT id FROM runs WHERE open_executions > 0 ORDER BY id")?;
+            stmt.query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut active_runs = Vec::with_capacity(active_ids.len());
+        for id in active_ids {
+            if let Some(run) = self.load_run_snapshot(RunId(to_u64(id, "run id")?))? {
+                active_runs.push(run);
+            }
+        }
+        let cache_entries = self.load_cache_entries()?;
+        Ok(ProjectSnapshot {
+            environments,
+            next_run,
+            active_runs,
+            cache_entries,
+        })
+    }
+}
+
+/// Applies one write inside an open transaction.
+fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
+    match write {
+        Write::CreateEnvironment(env) => {
+            conn.prepare_cached(
+                "INSERT INTO environments (id, name, parent_id, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                i64::from(env.id.0),
+                env.name.as_str(),
+                env.parent.map(|p| i64::from(p.0)),
+                env.state.as_str(),
+                env.created_at,
+            ])?;
+        }
+        Write::SetEnvironmentState { id, state } => {
+            let changed = conn
+                .prepare_cached("UPDATE environments SET state = ?2 WHERE id = ?1")?
+                .execute(params![i64::from(id.0), state.as_str()])?;
+            if changed == 0 {
+                return Err(missing(format!("unknown environment {id}")));
+            }
+        }
+        Write::CreateRun(run) => {
+            conn.prepare_cached(
+                "INSERT INTO runs (id, environment_id, parent_execution, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                run_key(run.id)?,
+                i64::from(run.environment.0),
+                run.parent_execution.map(|e| e.to_string()),
+                run.created_at,
+            ])?;
+        }
+        Write::CreateStep(step) => {
+            let arguments = to_json(&step.arguments)?;
+            let options = to_json(&step.options)?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO steps (run_id, number, parent_execution, module, target, kind,
+                                        arguments, options, cache_key, memo_key, created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+                )?
+                .execute(params![
+                    run_key(step.id.run)?,
+                    i64::from(step.id.number),
+                    step.parent_execution.map(|e| e.to_string()),
+                    step.target.module,
+                    step.target.name,
+                    step.kind.as_str(),
+                    arguments,
+                    options,
+                    step.cache_key,
+                    step.memo_key,
+                    step.created_at,
+                ])?;
+            if inserted == 0 {
+                return Err(missing(format!("step {} of unknown run", step.id)));
+            }
+        }
+        Write::CreateExecution {
+            id,
+            environment,
+            execute_after,
+            created_at,
+        } => {
+            let (run, step, attempt) = execution_key(*id)?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO executions (run_id, step_number, attempt, environment_id,
+                                             execute_after, created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                     WHERE EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND number = ?2)",
+                )?
+                .execute(params![
+                    run,
+                    step,
+                    attempt,
+                    i64::from(environment.0),
+                    execute_after,
+                    created_at
+                ])?;
+            if inserted == 0 {
+                return Err(missing(format!("execution {id} of unknown step")));
+            }
+            conn.prepare_cached(
+                "UPDATE runs SET open_executions = open_executions + 1 WHERE id = ?1",
+            )?
+            .execute([run])?;
+        }
+        Write::LinkChild { parent, child } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO children (run_id, parent, child) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                run_key(parent.run())?,
+                parent.to_string(),
+                child.to_string()
+            ])?;
+        }
+        Write::Assign {
+            execution,
+            worker,
+            at,
+        } => {
+            let (run, step, attempt) = execution_key(*execution)?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO assignments (run_id, step_number, attempt, worker_id,
+                                                         assigned_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5
+                     WHERE EXISTS (SELECT 1 FROM executions
+                                   WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3)",
+                )?
+                .execute(params![
+                    run,
+                    step,
+                    attempt,
+                    to_i64(worker.0, "worker id")?,
+                    at
+                ])?;
+            if inserted == 0 {
+                return Err(missing(format!(
+                    "assignment of unknown execution {execution}"
+                )));
+            }
+        }
+        Write::RecordResult {
+            execution,
+            result,
+            at,
+        } => {
+            let (run, step, attempt) = execution_key(*execution)?;
+            let text = to_json(result)?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO results (run_id, step_number, attempt, kind, result,
+                                                    created_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                     WHERE EXISTS (SELECT 1 FROM executions
+                                   WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3)",
+                )?
+                .execute(params![
+                    run,
+                    step,
+                    attempt,
+                    result_kind_str(result.kind()),
+                    text,
+                    at
+                ])?;
+            if inserted == 1 {
+                conn.prepare_cached(
+                    "UPDATE runs SET open_executions = open_executions - 1 WHERE id = ?1",
+                )?
+                .execute([run])?;
+            } else {
+                let has_result = conn
+                    .prepare_cached(
+                        "SELECT 1 FROM results
+                         WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
+                    )?
+                    .exists(params![run, step, attempt])?;
+                if !has_result {
+                    return Err(missing(format!("result of unknown execution {execution}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the pragmas every read-write connection uses.
+fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    set_journal_mode_wal(conn)?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    // 16 MiB of page cache (negative: KiB) keeps the hot part of the tables in memory.
+    conn.pragma_update(None, "cache_size", -16384)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn set_journal_mode_wal(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(StoreError::Io(std::io::Error::other(format!(
+            "could not enable WAL mode (journal_mode is {mode})"
+        ))))
+    }
+}
+
+/// Measures the physical commit rate of the disk under `path`: `commits` single-row INSERT
+/// transactions into a scratch table of a new database at `path` (which must not exist), with
+/// the same pragmas as [`SqliteStore::open`]. Returns commits per second. The reference figure
+/// for group commit: the writer can apply many batches per physical commit.
+pub fn raw_commit_benchmark(
+    path: &Path,
+    durability: Durability,
+    commits: u32,
+) -> Result<f64, StoreError> {
+    if path.exists() {
+        return Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} already exists", path.display()),
+        )));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    let mut conn = Connection::open(path)?;
+    configure(&conn, durability)?;
+    conn.execute_batch("CREATE TABLE scratch (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")?;
+    let started = Instant::now();
+    for i in 0..commits {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("INSERT INTO scratch (id, payload) VALUES (?1, ?2)")?
+            .execute(params![i64::from(i), "R1:1:1"])?;
+        tx.commit()?;
+    }
+    let seconds = started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    Ok(f64::from(commits) / seconds)
+}
+
+/// A constraint error for a write that refers to a row that does not exist.
+fn missing(message: String) -> StoreError {
+    StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+        ffi::Error::new(ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+        Some(message),
+    ))
+}
+
+fn result_kind_str(kind: ResultKind) -> &'static str {
+    match kind {
+        ResultKind::Value => "value",
+        ResultKind::Error => "error",
+        ResultKind::Abandoned => "abandoned",
+        ResultKind::Timeout => "timeout",
+        ResultKind::Cancelled => "cancelled",
+        ResultKind::Cached => "cached",
+        ResultKind::Deferred => "deferred",
+        ResultKind::Suspended => "suspended",
+        ResultKind::Spawned => "spawned",
+        ResultKind::Recurred => "recurred",
+    }
+}
+
+fn parse_target_kind(text: &str) -> Result<TargetKind, StoreError> {
+    match text {
+        "workflow" => Ok(TargetKind::Workflow),
+        "task" => Ok(TargetKind::Task),
+        other => Err(StoreError::Corrupt(format!("target kind '{other}'"))),
+    }
+}
+
+fn run_key(run: RunId) -> Result<i64, StoreError> {
+    to_i64(run.0, "run id")
+}
+
+fn execution_key(id: ExecutionId) -> Result<(i64, i64, i64), StoreError> {
+    Ok((
+        run_key(id.run())?,
+        i64::from(id.step.number),
+        i64::from(id.attempt),
+    ))
+}
+
+fn execution_id(run: i64, step: i64, attempt: i64) -> Result<ExecutionId, StoreError> {
+    let step = StepId {
+        run: RunId(to_u64(run, "run id")?),
+        number: to_u32(step, "step number")?,
+    };
+    Ok(step.execution(to_u32(attempt, "attempt")?))
+}
+
+fn parse_execution(text: &str) -> Result<ExecutionId, StoreError> {
+    text.parse()
+        .map_err(|e: crate::model::IdParseError| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
+}
+
+fn to_u32(value: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CacheConfig, ErrorInfo, Millis, ParamSelection, StepOptions, Value};
+    use serde_json::json;
+
+    fn env(id: u32, name: &str) -> Environment {
+        Environment {
+            id: EnvironmentId(id),
+            name: EnvironmentName::new(name).unwrap(),
+            parent: None,
+            state: EnvironmentState::Active,
+            created_at: 1_000,
+        }
+    }
+
+    fn exec(run: u64, step: u32, attempt: u32) -> ExecutionId {
+        StepId {
+            run: RunId(run),
+            number: step,
+        }
+        .execution(attempt)
+    }
+
+    fn step(
+        run: u64,
+        number: u32,
+        parent: Option<ExecutionId>,
+        cache_key: Option<&str>,
+    ) -> StepRecord {
+        StepRecord {
+            id: StepId {
+                run: RunId(run),
+                number,
+            },
+            parent_execution: parent,
+            target: TargetRef::new("app.flows", if number == 1 { "main" } else { "task" }),
+            kind: if number == 1 {
+                TargetKind::Workflow
+            } else {
+                TargetKind::Task
+            },
+            arguments: vec![Value::raw(json!({"n": number})), Value::null()],
+            options: StepOptions {
+                cache: cache_key.map(|_| CacheConfig {
+                    params: ParamSelection::All(true),
+                    max_age_ms: Some(60_000),
+                    namespace: None,
+                    version: None,
+                }),
+                ..StepOptions::default()
+            },
+            cache_key: cache_key.map(str::to_owned),
+            memo_key: None,
+            created_at: 2_000 + i64::from(number),
+        }
+    }
+
+    fn create_execution(id: ExecutionId, at: Millis) -> Write {
+        Write::CreateExecution {
+            id,
+            environment: EnvironmentId(1),
+            execute_after: None,
+            created_at: at,
+        }
+    }
+
+    /// A run with a workflow step (assigned, running) and a cached task step (finished).
+    fn sample_run(run: u64) -> Vec<Write> {
+        let root = exec(run, 1, 1);
+        let child = exec(run, 2, 1);
+        vec![
+            Write::CreateRun(RunRecord {
+                id: RunId(run),
+                environment: EnvironmentId(1),
+                parent_execution: None,
+                created_at: 2_000,
+            }),
+            Write::CreateStep(step(run, 1, None, None)),
+            create_execution(root, 2_001),
+            Write::Assign {
+                execution: root,
+                worker: WorkerId(7),
+                at: 2_002,
+            },
+            Write::CreateStep(step(run, 2, Some(root), Some("key-a"))),
+            create_execution(child, 2_003),
+            Write::Assign {
+                execution: child,
+                worker: WorkerId(7),
+                at: 2_004,
+            },
+            Write::RecordResult {
+                execution: child,
+                result: ExecutionResult::Value {
+                    value: Value::raw(json!([1, 2])),
+                },
+                at: 2_005,
+            },
+            Write::LinkChild {
+                parent: root,
+                child,
+            },
+        ]
+    }
+
+    fn open_temp() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("p/project.sqlite"), Durability::Normal).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn store_sqlite_round_trips_a_run() {
+        let (_dir, mut store) = open_temp();
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        store.apply(&sample_run(1)).unwrap();
+
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.environments, vec![env(1, "production")]);
+        assert_eq!(snapshot.next_run, 2);
+        assert_eq!(snapshot.active_runs.len(), 1);
+        let run = &snapshot.active_runs[0];
+        assert_eq!(run.run.id, RunId(1));
+        assert_eq!(
+            run.steps,
+            vec![
+                step(1, 1, None, None),
+                step(1, 2, Some(exec(1, 1, 1)), Some("key-a"))
+            ]
+        );
+        assert_eq!(run.executions.len(), 2);
+        assert_eq!(run.executions[0].id, exec(1, 1, 1));
+        assert_eq!(run.executions[0].assignment, Some((WorkerId(7), 2_002)));
+        assert_eq!(run.executions[0].result, None);
+        assert_eq!(run.executions[1].created_at, 2_003);
+        assert_eq!(
+            run.executions[1].result,
+            Some((
+                ExecutionResult::Value {
+                    value: Value::raw(json!([1, 2]))
+                },
+                2_005
+            ))
+        );
+        assert_eq!(run.children, vec![(exec(1, 1, 1), exec(1, 2, 1))]);
+        assert_eq!(
+            snapshot.cache_entries,
+            vec![CacheEntry {
+                key: "key-a".into(),
+                execution: exec(1, 2, 1),
+                environment: EnvironmentId(1),
+                created_at: 2_003,
+                outcome: CacheOutcome::Succeeded(2_005),
+            }]
+        );
+        assert_eq!(store.load_run(RunId(1)).unwrap().as_ref(), Some(run));
+        assert_eq!(store.load_run(RunId(9)).unwrap(), None);
+    }
+
+    #[test]
+    fn store_sqlite_finished_runs_are_not_active() {
+        let (_dir, mut store) = open_temp();
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        store.apply(&sample_run(1)).unwrap();
+        store.apply(&sample_run(2)).unwrap();
+        store
+            .apply(&[Write::RecordResult {
+                execution: exec(1, 1, 1),
+                result: ExecutionResult::Error {
+                    error: ErrorInfo::new("E", "boom"),
+                    retry: None,
+                },
+                at: 3_000,
+            }])
+            .unwrap();
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.next_run, 3);
+        let active: Vec<_> = snapshot.active_runs.iter().map(|r| r.run.id).collect();
+        assert_eq!(active, vec![RunId(2)]);
+        // The finished run can still be read.
+        let run = store.load_run(RunId(1)).unwrap().unwrap();
+        assert!(run.executions.iter().all(|e| e.result.is_some()));
+    }
+
+    #[test]
+    fn store_sqlite_cache_entries_report_pending_and_skip_failures() {
+        let (_dir, mut store) = open_temp();
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        let mut writes = sample_run(1);
+        writes.truncate(6); // step 2 created, not finished
+        store.apply(&writes).unwrap();
+        assert_eq!(
+            store.load().unwrap().cache_entries[0].outcome,
+            CacheOutcome::Pending
+        );
+        store
+            .apply(&[Write::RecordResult {
+                execution: exec(1, 2, 1),
+                result: ExecutionResult::Cancelled,
+                at: 5,
+            }])
+            .unwrap();
+        assert!(store.load().unwrap().cache_entries.is_empty());
+    }
+
+    #[test]
+    fn store_sqlite_duplicate_result_is_ignored() {
+        let (_dir, mut store) = open_temp();
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        store.apply(&sample_run(1)).unwrap();
+        let root = exec(1, 1, 1);
+        let first = Write::RecordResult {
+            execution: root,
+            result: ExecutionResult::Cancelled,
+            at: 10,
+        };
+        let second = Write::RecordResult {
+            execution: root,
+            result: ExecutionResult::Value {
+                value: Value::null(),
+            },
+            at: 11,
+        };
+        store.apply(&[first]).unwrap();
+        store.apply(&[second.clone(), second]).unwrap();
+        let run = store.load_run(RunId(1)).unwrap().unwrap();
+        assert_eq!(
+            run.executions[0].result,
+            Some((ExecutionResult::Cancelled, 10))
+        );
+        // The open-execution count did not go negative or stay positive.
+        assert!(store.load().unwrap().active_runs.is_empty());
+        let open: i64 = store
+            .conn
+            .query_row("SELECT open_executions FROM runs WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(open, 0);
+    }
+
+    #[test]
+    fn store_sqlite_failed_batch_applies_nothing() {
+        let (_dir, mut store) = open_temp();
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        let mut writes = sample_run(1);
+        // A result for an execution that does not exist fails the whole batch.
+        writes.push(Write::RecordResult {
+            execution: exec(1, 9, 1),
+            result: ExecutionResult::Cancelled,
+            at: 1,
+        });
+        let err = store.apply(&writes).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation),
+            "{err:?}"
+        );
+        assert_eq!(store.load_run(RunId(1)).unwrap(), None);
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.next_run, 1);
+        assert!(snapshot.active_runs.is_empty() && snapshot.cache_entries.is_empty());
+
+        // Duplicate primary keys fail too, and leave the earlier writes of the batch undone.
+        store.apply(&sample_run(1)).unwrap();
+        let err = store
+            .apply(&[
+                Write::CreateEnvironment(env(2, "staging")),
+                Write::CreateRun(RunRecord {
+                    id: RunId(1),
+                    environment: EnvironmentId(1),
+                    parent_execution: None,
+                    created_at: 0,
+                }),
+            ])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Sqlite(_)));
+        assert_eq!(store.load().unwrap().environments.len(), 1);
+
+        // Other references to missing rows.
+        for bad in [
+            Write::SetEnvironmentState {
+                id: EnvironmentId(5),
+                state: EnvironmentState::Paused,
+            },
+            Write::CreateStep(step(4, 1, None, None)),
+            create_execution(exec(1, 5, 1), 0),
+            Write::Assign {
+                execution: exec(1, 1, 2),
+                worker: WorkerId(1),
+                at: 0,
+            },
+        ] {
+            assert!(store.apply(std::slice::from_ref(&bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn store_sqlite_environment_state_and_listing() {
+        let (_dir, mut store) = open_temp();
+        let mut staging = env(2, "staging");
+        staging.parent = Some(EnvironmentId(1));
+        store
+            .apply(&[
+                Write::CreateEnvironment(env(1, "production")),
+                Write::CreateEnvironment(staging.clone()),
+                Write::SetEnvironmentState {
+                    id: EnvironmentId(2),
+                    state: EnvironmentState::Paused,
+                },
+            ])
+            .unwrap();
+        staging.state = EnvironmentState::Paused;
+        assert_eq!(
+            store.load().unwrap().environments,
+            vec![env(1, "production"), staging]
+        );
+
+        for run in 1..=5u64 {
+            let mut writes = sample_run(run);
+            if let Write::CreateRun(r) = &mut writes[0] {
+                r.environment = EnvironmentId(if run % 2 == 0 { 2 } else { 1 });
+                r.created_at = 100 + run as i64;
+            }
+            store.apply(&writes).unwrap();
+        }
+        let all = store.list_runs(None, 3).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![RunId(5), RunId(4), RunId(3)]
+        );
+        assert_eq!(all[0].target, TargetRef::new("app.flows", "main"));
+        assert_eq!(all[0].created_at, 105);
+        let staging_runs = store.list_runs(Some(EnvironmentId(2)), 10).unwrap();
+        assert_eq!(
+            staging_runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![RunId(4), RunId(2)]
+        );
+        assert!(
+            staging_runs
+                .iter()
+                .all(|r| r.environment == EnvironmentId(2))
+        );
+    }
+
+    #[test]
+    fn store_sqlite_data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("project.sqlite");
+        {
+            let mut store = SqliteStore::open(&path, Durability::Full).unwrap();
+            store
+                .apply(&[Write::CreateEnvironment(env(1, "production"))])
+                .unwrap();
+            store.apply(&sample_run(1)).unwrap();
+        }
+        let expected = {
+            let reader = SqliteStore::open_reader(&path).unwrap();
+            reader.load().unwrap()
+        };
+        let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot, expected);
+        assert_eq!(snapshot.active_runs.len(), 1);
+        assert_eq!(snapshot.active_runs[0].executions.len(), 2);
+        assert_eq!(snapshot.next_run, 2);
+    }
+
+    #[test]
+    fn store_sqlite_reader_sees_commits_and_refuses_writes() {
+        let (dir, mut store) = open_temp();
+        let mut reader = SqliteStore::open_reader(&dir.path().join("p/project.sqlite")).unwrap();
+        assert!(reader.is_read_only());
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        store.apply(&sample_run(1)).unwrap();
+        assert!(reader.load_run(RunId(1)).unwrap().is_some());
+        assert!(
+            reader
+                .apply(&[Write::CreateEnvironment(env(2, "x"))])
+                .is_err()
+        );
+        assert!(SqliteStore::open_reader(&dir.path().join("missing.sqlite")).is_err());
+    }
+
+    #[test]
+    fn store_sqlite_in_memory_store_works() {
+        let mut store = SqliteStore::open_in_memory().unwrap();
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        store.apply(&sample_run(3)).unwrap();
+        assert_eq!(store.load().unwrap().next_run, 4);
+    }
+
+    #[test]
+    fn store_sqlite_raw_commit_benchmark_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let rate =
+            raw_commit_benchmark(&dir.path().join("raw.sqlite"), Durability::Normal, 50).unwrap();
+        assert!(rate > 0.0);
+        assert!(
+            raw_commit_benchmark(&dir.path().join("raw.sqlite"), Durability::Normal, 1).is_err()
+        );
+    }
+}

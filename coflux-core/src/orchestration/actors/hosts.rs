@@ -1,0 +1,89 @@
+//! The three actor types: each wraps one state machine and sends its outbox through the writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message};
+
+use crate::model::now_millis;
+
+use super::super::environment::EnvironmentCore;
+use super::super::messages::{EnvironmentMsg, Outbox, ProjectMsg, RunMsg};
+use super::super::project::ProjectCore;
+use super::super::run::RunCore;
+use super::router::Router;
+
+/// A message for an actor's state machine.
+#[derive(Debug)]
+pub struct Deliver<M>(pub M);
+
+impl<M: 'static> Message for Deliver<M> {
+    type Result = ();
+}
+
+/// Sends an outbox: writes and messages through the writer, timers on this actor's context.
+fn dispatch<A>(router: &Arc<Router>, out: Outbox, ctx: &mut Context<A>)
+where
+    A: Actor<Context = Context<A>>,
+{
+    let now = now_millis();
+    for timer in out.timers {
+        let router = Arc::clone(router);
+        let delay = Duration::from_millis(u64::try_from(timer.at - now).unwrap_or(0));
+        ctx.run_later(delay, move |_, _| router.deliver(timer.envelope));
+    }
+    router.commit(out.writes, out.messages);
+}
+
+macro_rules! host {
+    ($(#[$doc:meta])* $name:ident, $core:ty, $msg:ty, $span:literal) => {
+        $(#[$doc])*
+        pub struct $name {
+            core: $core,
+            router: Arc<Router>,
+            initial: Option<Outbox>,
+        }
+
+        impl $name {
+            /// Wraps a state machine; `initial` is dispatched when the actor starts.
+            pub fn new(core: $core, router: Arc<Router>, initial: Outbox) -> Self {
+                Self { core, router, initial: Some(initial) }
+            }
+        }
+
+        impl Actor for $name {
+            type Context = Context<Self>;
+
+            fn started(&mut self, ctx: &mut Self::Context) {
+                ctx.set_mailbox_capacity(usize::MAX);
+                if let Some(out) = self.initial.take() {
+                    dispatch(&self.router, out, ctx);
+                }
+            }
+        }
+
+        impl Handler<Deliver<$msg>> for $name {
+            type Result = ();
+
+            fn handle(&mut self, Deliver(msg): Deliver<$msg>, ctx: &mut Self::Context) {
+                let _span = tracing::trace_span!($span, project = %self.router.project()).entered();
+                let mut out = Outbox::default();
+                self.core.handle(msg, now_millis(), &mut out);
+                dispatch(&self.router, out, ctx);
+            }
+        }
+    };
+}
+
+host!(
+    /// Hosts a project's [`ProjectCore`].
+    ProjectActor, ProjectCore, ProjectMsg, "project"
+);
+host!(
+    /// Hosts an environment's [`EnvironmentCore`].
+    EnvironmentActor, EnvironmentCore, EnvironmentMsg, "environment"
+);
+host!(
+    /// Hosts a run's [`RunCore`].
+    RunActor, RunCore, RunMsg, "run"
+);

@@ -1,0 +1,16 @@
+//! The actix actors hosting the state machines: a [`Supervisor`] starts one project per
+//! arbiter; each project runs a project actor, one actor per environment and one per active
+//! run, all on that arbiter. Every outbox goes through the project's group-commit writer, which
+//! sends its messages only once its writes are durable.
+//!
+//! Supervision is explicit (actix does not restart an actor whose handler panicked): the
+//! [`Router`] checks that an actor is alive before delivering to it and re-creates a dead run
+//! from the database, a dead environment from its workers' registrations.
+
+mod hosts;
+mod router;
+mod supervisor;
+
+pub use hosts::{Deliver, EnvironmentActor, ProjectActor, RunActor};
+pub use router::{Router, WorkerRegistration};
+pub use supervisor::{OpenProject, OpenProjectError, ProjectHandle, Supervisor, SupervisorConfig};

@@ -1,0 +1,254 @@
+//! [`Router`]: delivers envelopes to a project's actors, workers and waiting callers, and
+//! re-creates actors that died.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::{Actor, Addr, ArbiterHandle};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{EnvironmentId, Requires, RunId, TargetRef, WorkerId, now_millis};
+use crate::store::writer::GroupCommitWriter;
+use crate::store::{ProjectStore, Write};
+
+use super::super::environment::EnvironmentCore;
+use super::super::messages::{Envelope, EnvironmentMsg, Outbox, Reply, ReplyTo, WorkerCommand};
+use super::super::run::RunCore;
+use super::hosts::{Deliver, EnvironmentActor, ProjectActor, RunActor};
+
+/// The writer every project actor commits through.
+pub type Writer = GroupCommitWriter<Vec<Envelope>>;
+
+/// A worker connected to an environment, remembered so a re-created environment actor learns
+/// about it again.
+#[derive(Debug, Clone)]
+pub struct WorkerRegistration {
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// The targets it hosts.
+    pub targets: BTreeSet<TargetRef>,
+    /// How many executions it runs at once.
+    pub capacity: usize,
+    /// Its tags.
+    pub provides: Requires,
+    /// Where its commands go.
+    pub commands: mpsc::UnboundedSender<WorkerCommand>,
+}
+
+/// Routes a project's envelopes.
+pub struct Router {
+    project: String,
+    arbiter: ArbiterHandle,
+    writer: Mutex<Option<Writer>>,
+    reader: Mutex<Box<dyn ProjectStore>>,
+    project_actor: Mutex<Option<Addr<ProjectActor>>>,
+    environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
+    runs: Mutex<HashMap<RunId, Addr<RunActor>>>,
+    workers: Mutex<HashMap<WorkerId, WorkerRegistration>>,
+    replies: Mutex<HashMap<ReplyTo, oneshot::Sender<Reply>>>,
+    next_id: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Router {
+    /// A router for project `project`, whose actors live on `arbiter`; `reader` re-reads runs.
+    pub fn new(project: String, arbiter: ArbiterHandle, reader: Box<dyn ProjectStore>) -> Self {
+        Self {
+            project,
+            arbiter,
+            writer: Mutex::new(None),
+            reader: Mutex::new(reader),
+            project_actor: Mutex::new(None),
+            environments: Mutex::new(HashMap::new()),
+            runs: Mutex::new(HashMap::new()),
+            workers: Mutex::new(HashMap::new()),
+            replies: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The project's name.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// Installs the writer (once, at start).
+    pub fn set_writer(&self, writer: Writer) {
+        *lock(&self.writer) = Some(writer);
+    }
+
+    /// Installs the project actor (once, at start).
+    pub fn set_project_actor(&self, addr: Addr<ProjectActor>) {
+        *lock(&self.project_actor) = Some(addr);
+    }
+
+    /// Registers an already started run actor.
+    pub fn add_run(&self, run: RunId, addr: Addr<RunActor>) {
+        lock(&self.runs).insert(run, addr);
+    }
+
+    /// Commits `writes`, then delivers `messages`.
+    pub fn commit(&self, writes: Vec<Write>, messages: Vec<Envelope>) {
+        if writes.is_empty() && messages.is_empty() {
+            return;
+        }
+        let writer = lock(&self.writer).clone();
+        match writer {
+            Some(w) => {
+                if let Err(e) = w.submit(writes, messages) {
+                    tracing::error!(project = %self.project, error = %e, "dropping a batch: the writer has stopped");
+                }
+            }
+            None => {
+                tracing::error!(project = %self.project, "dropping a batch: the project is shut down")
+            }
+        }
+    }
+
+    /// Stops accepting batches; the writer thread ends once in-flight batches are done.
+    pub fn shutdown(&self) {
+        lock(&self.writer).take();
+        lock(&self.runs).clear();
+        lock(&self.environments).clear();
+        lock(&self.project_actor).take();
+        lock(&self.workers).clear();
+    }
+
+    /// Registers a waiting caller; the reply arrives on the receiver.
+    pub fn expect_reply(&self) -> (ReplyTo, oneshot::Receiver<Reply>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.replies).insert(id, tx);
+        (id, rx)
+    }
+
+    /// A fresh worker id.
+    pub fn next_worker_id(&self) -> WorkerId {
+        WorkerId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Connects a worker to its environment.
+    pub fn connect_worker(self: &Arc<Self>, worker: WorkerId, registration: WorkerRegistration) {
+        let msg = connect_msg(worker, &registration);
+        let environment = registration.environment;
+        lock(&self.workers).insert(worker, registration);
+        self.deliver(Envelope::Environment(environment, msg));
+    }
+
+    /// Disconnects a worker: its executions are abandoned.
+    pub fn disconnect_worker(self: &Arc<Self>, worker: WorkerId) {
+        if let Some(reg) = lock(&self.workers).remove(&worker) {
+            self.deliver(Envelope::Environment(
+                reg.environment,
+                EnvironmentMsg::Disconnect { worker },
+            ));
+        }
+    }
+
+    /// Delivers several envelopes in order.
+    pub fn deliver_all(self: &Arc<Self>, envelopes: Vec<Envelope>) {
+        for envelope in envelopes {
+            self.deliver(envelope);
+        }
+    }
+
+    /// Delivers one envelope.
+    pub fn deliver(self: &Arc<Self>, envelope: Envelope) {
+        Router::route(self, envelope);
+    }
+
+    fn route(this: &Arc<Self>, envelope: Envelope) {
+        match envelope {
+            Envelope::Project(msg) => match lock(&this.project_actor).as_ref() {
+                Some(addr) => addr.do_send(Deliver(msg)),
+                None => {
+                    tracing::warn!(project = %this.project, "project actor not running; message dropped")
+                }
+            },
+            Envelope::Environment(id, msg) => this.environment(id).do_send(Deliver(msg)),
+            Envelope::Run(id, msg) => {
+                let fresh = matches!(msg, super::super::messages::RunMsg::Create { .. });
+                this.run(id, fresh).do_send(Deliver(msg));
+            }
+            Envelope::Worker(worker, command) => {
+                let sender = lock(&this.workers).get(&worker).map(|w| w.commands.clone());
+                if let Some(sender) = sender {
+                    let _ = sender.send(command);
+                }
+            }
+            Envelope::Reply(to, reply) => {
+                if let Some(tx) = lock(&this.replies).remove(&to) {
+                    let _ = tx.send(reply);
+                }
+            }
+        }
+    }
+
+    fn environment(self: &Arc<Self>, id: EnvironmentId) -> Addr<EnvironmentActor> {
+        let mut environments = lock(&self.environments);
+        if let Some(addr) = environments.get(&id).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let revived = environments.contains_key(&id);
+        if revived {
+            tracing::error!(project = %self.project, environment = %id, "environment actor died; re-creating it");
+        }
+        let mut initial = Outbox::default();
+        let mut core = EnvironmentCore::new(id);
+        for (worker, reg) in lock(&self.workers)
+            .iter()
+            .filter(|(_, r)| r.environment == id)
+        {
+            core.handle(connect_msg(*worker, reg), now_millis(), &mut initial);
+        }
+        let router = Arc::clone(self);
+        let addr = EnvironmentActor::start_in_arbiter(&self.arbiter, move |_| {
+            EnvironmentActor::new(core, router, initial)
+        });
+        environments.insert(id, addr.clone());
+        addr
+    }
+
+    fn run(self: &Arc<Self>, id: RunId, fresh: bool) -> Addr<RunActor> {
+        let mut runs = lock(&self.runs);
+        if let Some(addr) = runs.get(&id).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        if runs.contains_key(&id) {
+            tracing::error!(project = %self.project, run = %id, "run actor died; re-creating it from the database");
+        }
+        let mut initial = Outbox::default();
+        let snapshot = if fresh {
+            Ok(None)
+        } else {
+            lock(&self.reader).load_run(id)
+        };
+        let core = match snapshot {
+            Ok(Some(snapshot)) => RunCore::restore(snapshot, now_millis(), &mut initial),
+            Ok(None) => RunCore::new(id),
+            Err(e) => {
+                tracing::error!(project = %self.project, run = %id, error = %e, "could not load run");
+                RunCore::new(id)
+            }
+        };
+        let router = Arc::clone(self);
+        let addr = RunActor::start_in_arbiter(&self.arbiter, move |_| {
+            RunActor::new(core, router, initial)
+        });
+        runs.insert(id, addr.clone());
+        addr
+    }
+}
+
+fn connect_msg(worker: WorkerId, reg: &WorkerRegistration) -> EnvironmentMsg {
+    EnvironmentMsg::Connect {
+        worker,
+        targets: reg.targets.clone(),
+        capacity: reg.capacity,
+        provides: reg.provides.clone(),
+    }
+}

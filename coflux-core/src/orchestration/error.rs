@@ -1,0 +1,64 @@
+//! Errors of orchestration requests, with stable codes.
+
+use serde::Serialize;
+
+/// Why an orchestration request was refused. The `code()` of each variant is stable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "code", content = "message", rename_all = "snake_case")]
+pub enum OrchestrationError {
+    /// No environment with that name.
+    #[error("environment '{0}' not found")]
+    EnvironmentNotFound(String),
+    /// An active environment already has that name.
+    #[error("environment '{0}' already exists")]
+    EnvironmentExists(String),
+    /// The environment is archived.
+    #[error("environment '{0}' is archived")]
+    EnvironmentArchived(String),
+    /// The environment still has active children.
+    #[error("environment '{0}' has active child environments")]
+    EnvironmentHasChildren(String),
+    /// No such run.
+    #[error("run '{0}' not found")]
+    RunNotFound(String),
+    /// No such step.
+    #[error("step '{0}' not found")]
+    StepNotFound(String),
+    /// No such execution.
+    #[error("execution '{0}' not found")]
+    ExecutionNotFound(String),
+    /// A step can only be re-run in its own environment or a descendant of it.
+    #[error(
+        "step '{step}' cannot be re-run in environment '{environment}': it must be the step's environment or a descendant of it"
+    )]
+    EnvironmentInvalid {
+        /// The step.
+        step: String,
+        /// The requested environment.
+        environment: String,
+    },
+    /// The request was malformed.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The project is restarting or stopped; try again.
+    #[error("the project is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl OrchestrationError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::EnvironmentNotFound(_) => "environment_not_found",
+            Self::EnvironmentExists(_) => "environment_exists",
+            Self::EnvironmentArchived(_) => "environment_archived",
+            Self::EnvironmentHasChildren(_) => "environment_has_children",
+            Self::RunNotFound(_) => "run_not_found",
+            Self::StepNotFound(_) => "step_not_found",
+            Self::ExecutionNotFound(_) => "execution_not_found",
+            Self::EnvironmentInvalid { .. } => "environment_invalid",
+            Self::Invalid(_) => "invalid_request",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The messages exchanged by the orchestration state machines, and their [`Outbox`].
+//!
+//! Each state machine (project, environment, run) handles one message at a time and fills an
+//! [`Outbox`]: the writes to persist, then the messages to send once those writes are committed.
+//! The actor shells route envelopes through the group-commit writer; the test harness routes
+//! them through a queue, one at a time.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::model::{
+    Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult,
+    Millis, Requires, RunId, StepId, StepOptions, TargetKind, TargetRef, Value, WorkerId,
+};
+use crate::sdk::SubmitRequest;
+use crate::store::{CacheOutcome, Write};
+
+use super::error::OrchestrationError;
+
+/// Identifies a caller waiting for a [`Reply`] (a oneshot in the actor shell, a slot in the
+/// harness).
+pub type ReplyTo = u64;
+
+/// A message on its way to a component.
+#[derive(Debug, Clone)]
+pub enum Envelope {
+    /// To the project.
+    Project(ProjectMsg),
+    /// To an environment.
+    Environment(EnvironmentId, EnvironmentMsg),
+    /// To a run.
+    Run(RunId, RunMsg),
+    /// To a worker.
+    Worker(WorkerId, WorkerCommand),
+    /// To a waiting caller.
+    Reply(ReplyTo, Reply),
+}
+
+/// A cache lookup to make when an execution becomes due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheCheck {
+    /// The step's cache key.
+    pub key: String,
+    /// Results older than this are not reused.
+    pub max_age_ms: Option<u64>,
+}
+
+/// Everything an environment needs to schedule and dispatch an execution.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    /// The execution.
+    pub execution: ExecutionId,
+    /// The environment it runs in.
+    pub environment: EnvironmentId,
+    /// The target to run.
+    pub target: TargetRef,
+    /// Its arguments.
+    pub arguments: Arc<Vec<Value>>,
+    /// Not before this time.
+    pub execute_after: Option<Millis>,
+    /// Tags the worker must provide.
+    pub requires: Requires,
+    /// A cache lookup still to make (first attempts of cached steps only).
+    pub cache: Option<CacheCheck>,
+    /// The execution's timeout.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Messages to the project.
+#[derive(Debug, Clone)]
+pub enum ProjectMsg {
+    /// Create an environment.
+    CreateEnvironment {
+        /// Its name.
+        name: EnvironmentName,
+        /// The environment it inherits from.
+        parent: Option<EnvironmentName>,
+        /// Gets [`Reply::Environment`].
+        reply: ReplyTo,
+    },
+    /// Pause, resume or archive an environment.
+    SetEnvironmentState {
+        /// Which.
+        name: EnvironmentName,
+        /// The new state.
+        state: EnvironmentState,
+        /// Gets [`Reply::Environment`].
+        reply: ReplyTo,
+    },
+    /// List environments.
+    ListEnvironments {
+        /// Gets [`Reply::Environments`].
+        reply: ReplyTo,
+    },
+    /// Submit a workflow: start a run.
+    StartRun {
+        /// The environment to run in.
+        environment: EnvironmentName,
+        /// The workflow.
+        target: TargetRef,
+        /// Its arguments.
+        arguments: Vec<Value>,
+        /// Its options.
+        options: StepOptions,
+        /// Gets [`Reply::RunStarted`].
+        reply: ReplyTo,
+    },
+    /// Re-run a step, in the step's environment or a descendant of it.
+    RerunStep {
+        /// The step.
+        step: StepId,
+        /// Where to run it (`None`: where the step was first run).
+        environment: Option<EnvironmentName>,
+        /// Gets [`Reply::Rerun`].
+        reply: ReplyTo,
+    },
+    /// An execution became due and its step is cached: look it up.
+    CacheLookup(Ticket),
+    /// Record the state of an execution of a cached step.
+    CacheUpdate {
+        /// The step's cache key.
+        key: String,
+        /// The execution.
+        execution: ExecutionId,
+        /// The environment it runs in.
+        environment: EnvironmentId,
+        /// When it was created.
+        created_at: Millis,
+        /// Its state.
+        outcome: CacheOutcome,
+    },
+}
+
+/// Messages to an environment.
+#[derive(Debug, Clone)]
+pub enum EnvironmentMsg {
+    /// The environment's state (sent on creation and on every change).
+    SetState(EnvironmentState),
+    /// Schedule an execution.
+    Enqueue(Ticket),
+    /// The project found no cached result: the execution can be dispatched.
+    CacheMissed(Ticket),
+    /// A timer fired: move due executions on.
+    Tick,
+    /// A worker connected.
+    Connect {
+        /// The worker.
+        worker: WorkerId,
+        /// The targets it hosts.
+        targets: BTreeSet<TargetRef>,
+        /// How many executions it runs at once.
+        capacity: usize,
+        /// Its tags.
+        provides: Requires,
+    },
+    /// A worker went away: its executions are abandoned.
+    Disconnect {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// An execution ended: free its worker's slot.
+    Finished {
+        /// The execution.
+        execution: ExecutionId,
+    },
+    /// Stop an execution: drop it from the queue, or abort it on its worker.
+    Withdraw {
+        /// The execution.
+        execution: ExecutionId,
+    },
+}
+
+/// Messages to a run.
+#[derive(Debug, Clone)]
+pub enum RunMsg {
+    /// Create the run with its initial step.
+    Create {
+        /// The environment.
+        environment: EnvironmentId,
+        /// The workflow.
+        target: TargetRef,
+        /// Its arguments.
+        arguments: Vec<Value>,
+        /// Its options.
+        options: StepOptions,
+        /// Gets [`Reply::RunStarted`].
+        reply: ReplyTo,
+    },
+    /// A running execution calls a target.
+    Submit {
+        /// The caller.
+        parent: ExecutionId,
+        /// The call.
+        request: SubmitRequest,
+        /// Gets [`Reply::Submitted`].
+        reply: ReplyTo,
+    },
+    /// Wait for the final result of an execution's chain.
+    Wait {
+        /// The execution.
+        execution: ExecutionId,
+        /// Gets [`Reply::Result`].
+        reply: ReplyTo,
+    },
+    /// Wait for the run's result (its initial step's latest execution).
+    WaitRun {
+        /// Gets [`Reply::Result`].
+        reply: ReplyTo,
+    },
+    /// A worker reports how an execution ended.
+    Result {
+        /// The execution.
+        execution: ExecutionId,
+        /// How it ended.
+        result: ExecutionResult,
+    },
+    /// The worker running an execution went away.
+    Abandon {
+        /// The execution.
+        execution: ExecutionId,
+    },
+    /// Cancel an execution (queued or running).
+    Cancel {
+        /// The execution.
+        execution: ExecutionId,
+    },
+    /// The cache lookup for an execution found `source`.
+    CacheHit {
+        /// The execution.
+        execution: ExecutionId,
+        /// The execution whose result it takes.
+        source: ExecutionId,
+    },
+    /// Another run waits for the final result of one of this run's executions.
+    Subscribe {
+        /// The execution.
+        execution: ExecutionId,
+        /// The waiting run.
+        subscriber: RunId,
+    },
+    /// The final result of another run's execution that this run subscribed to.
+    Resolved {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its final result.
+        result: ExecutionResult,
+    },
+    /// Re-run a step.
+    Rerun {
+        /// The step.
+        step: StepId,
+        /// Where to run it (`None`: the step's base environment).
+        environment: Option<EnvironmentId>,
+        /// The target environment and its ancestors (the step's base must be among them).
+        lineage: Vec<EnvironmentId>,
+        /// Gets [`Reply::Rerun`].
+        reply: ReplyTo,
+    },
+}
+
+/// Commands to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerCommand {
+    /// Run an execution.
+    Execute {
+        /// The execution.
+        execution: ExecutionId,
+        /// The target.
+        target: TargetRef,
+        /// Its arguments.
+        arguments: Arc<Vec<Value>>,
+        /// Its timeout.
+        timeout_ms: Option<u64>,
+    },
+    /// Stop an execution.
+    Abort {
+        /// The execution.
+        execution: ExecutionId,
+    },
+}
+
+/// Answers to callers.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A run was started.
+    RunStarted(Result<(RunId, ExecutionId), OrchestrationError>),
+    /// A child was submitted.
+    Submitted(Result<ExecutionId, OrchestrationError>),
+    /// The final result of a chain.
+    Result(Result<ExecutionResult, OrchestrationError>),
+    /// A step was re-run.
+    Rerun(Result<ExecutionId, OrchestrationError>),
+    /// An environment was created or changed.
+    Environment(Result<Environment, OrchestrationError>),
+    /// The environments.
+    Environments(Vec<Environment>),
+}
+
+/// A message to deliver later.
+#[derive(Debug, Clone)]
+pub struct Timer {
+    /// When.
+    pub at: Millis,
+    /// What.
+    pub envelope: Envelope,
+}
+
+/// What handling one message produced.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// State transitions to commit.
+    pub writes: Vec<Write>,
+    /// Messages to send once the writes are committed.
+    pub messages: Vec<Envelope>,
+    /// Messages to deliver at a later time.
+    pub timers: Vec<Timer>,
+}
+
+impl Outbox {
+    /// Queues a write.
+    pub fn write(&mut self, write: Write) {
+        self.writes.push(write);
+    }
+    /// Queues a message.
+    pub fn send(&mut self, envelope: Envelope) {
+        self.messages.push(envelope);
+    }
+    /// Queues a reply.
+    pub fn reply(&mut self, to: ReplyTo, reply: Reply) {
+        self.messages.push(Envelope::Reply(to, reply));
+    }
+    /// Whether nothing was produced.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.messages.is_empty() && self.timers.is_empty()
+    }
+}
+
+impl Envelope {
+    /// Convenience: a message to a run.
+    pub fn run(run: RunId, msg: RunMsg) -> Self {
+        Self::Run(run, msg)
+    }
+}
+
+/// Whether `kind` is a workflow (used when validating submissions).
+pub fn is_workflow(kind: TargetKind) -> bool {
+    kind == TargetKind::Workflow
+}

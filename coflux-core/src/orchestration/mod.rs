@@ -1,0 +1,17 @@
+//! Orchestration: pure state machines (project, environment, run) that decide, and the actix
+//! actors that host them. `store` records what they decide; nothing here knows HTTP or
+//! processes.
+
+pub mod actors;
+pub mod cache;
+pub mod environment;
+pub mod error;
+pub mod harness;
+pub mod messages;
+pub mod project;
+pub mod run;
+
+pub use error::OrchestrationError;
+
+#[cfg(test)]
+mod tests;

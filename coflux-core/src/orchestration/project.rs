@@ -1,0 +1,246 @@
+//! The project state machine: environments and their hierarchy, run submission and ids, and the
+//! cache index shared by all runs.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Environment, EnvironmentId, EnvironmentName, EnvironmentState, Millis, RunId};
+use crate::store::{CacheEntry, ProjectSnapshot, Write};
+
+use super::cache::CacheIndex;
+use super::error::OrchestrationError;
+use super::messages::{Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, RunMsg};
+
+/// A project's environments, run counter and cache index.
+#[derive(Debug, Default)]
+pub struct ProjectCore {
+    environments: BTreeMap<EnvironmentId, Environment>,
+    next_run: u64,
+    cache: CacheIndex,
+}
+
+impl ProjectCore {
+    /// Restores the project from a snapshot. The outbox tells every environment its state.
+    pub fn restore(snapshot: &ProjectSnapshot, out: &mut Outbox) -> Self {
+        let environments: BTreeMap<_, _> = snapshot
+            .environments
+            .iter()
+            .map(|e| (e.id, e.clone()))
+            .collect();
+        for env in environments.values() {
+            out.send(Envelope::Environment(
+                env.id,
+                EnvironmentMsg::SetState(env.state),
+            ));
+        }
+        Self {
+            environments,
+            next_run: snapshot.next_run.max(1),
+            cache: CacheIndex::from_entries(snapshot.cache_entries.clone()),
+        }
+    }
+
+    /// All environments.
+    pub fn environments(&self) -> impl Iterator<Item = &Environment> {
+        self.environments.values()
+    }
+
+    /// The environment with this name that is not archived.
+    pub fn find(&self, name: &EnvironmentName) -> Option<&Environment> {
+        self.environments
+            .values()
+            .find(|e| &e.name == name && e.state != EnvironmentState::Archived)
+    }
+
+    /// `env` and its ancestors, nearest first.
+    pub fn lineage(&self, env: EnvironmentId) -> Vec<EnvironmentId> {
+        let mut out = Vec::new();
+        let mut current = Some(env);
+        while let Some(id) = current {
+            if out.contains(&id) {
+                break;
+            }
+            out.push(id);
+            current = self.environments.get(&id).and_then(|e| e.parent);
+        }
+        out
+    }
+
+    fn resolve(&self, name: &EnvironmentName) -> Result<&Environment, OrchestrationError> {
+        self.find(name)
+            .ok_or_else(|| OrchestrationError::EnvironmentNotFound(name.to_string()))
+    }
+
+    /// Handles one message.
+    pub fn handle(&mut self, msg: ProjectMsg, now: Millis, out: &mut Outbox) {
+        match msg {
+            ProjectMsg::CreateEnvironment {
+                name,
+                parent,
+                reply,
+            } => {
+                let result = self.create_environment(name, parent, now, out);
+                out.reply(reply, Reply::Environment(result));
+            }
+            ProjectMsg::SetEnvironmentState { name, state, reply } => {
+                let result = self.set_state(&name, state, out);
+                out.reply(reply, Reply::Environment(result));
+            }
+            ProjectMsg::ListEnvironments { reply } => {
+                out.reply(
+                    reply,
+                    Reply::Environments(self.environments.values().cloned().collect()),
+                );
+            }
+            ProjectMsg::StartRun {
+                environment,
+                target,
+                arguments,
+                options,
+                reply,
+            } => match self.resolve(&environment).map(|e| e.id) {
+                Ok(env) => {
+                    let run = RunId(self.next_run);
+                    self.next_run += 1;
+                    let msg = RunMsg::Create {
+                        environment: env,
+                        target,
+                        arguments,
+                        options,
+                        reply,
+                    };
+                    out.send(Envelope::Run(run, msg));
+                }
+                Err(e) => out.reply(reply, Reply::RunStarted(Err(e))),
+            },
+            ProjectMsg::RerunStep {
+                step,
+                environment,
+                reply,
+            } => {
+                let target = match environment {
+                    Some(name) => match self.resolve(&name) {
+                        Ok(env) => Some(env.id),
+                        Err(e) => return out.reply(reply, Reply::Rerun(Err(e))),
+                    },
+                    None => None,
+                };
+                let lineage = target.map(|t| self.lineage(t)).unwrap_or_default();
+                out.send(Envelope::Run(
+                    step.run,
+                    RunMsg::Rerun {
+                        step,
+                        environment: target,
+                        lineage,
+                        reply,
+                    },
+                ));
+            }
+            ProjectMsg::CacheLookup(mut ticket) => {
+                let Some(check) = ticket.cache.take() else {
+                    return out.send(Envelope::Environment(
+                        ticket.environment,
+                        EnvironmentMsg::CacheMissed(ticket),
+                    ));
+                };
+                let lineage = self.lineage(ticket.environment);
+                match self.cache.lookup(
+                    &check.key,
+                    &lineage,
+                    ticket.execution.step,
+                    check.max_age_ms,
+                    now,
+                ) {
+                    Some(source) => out.send(Envelope::Run(
+                        ticket.execution.run(),
+                        RunMsg::CacheHit {
+                            execution: ticket.execution,
+                            source,
+                        },
+                    )),
+                    None => out.send(Envelope::Environment(
+                        ticket.environment,
+                        EnvironmentMsg::CacheMissed(ticket),
+                    )),
+                }
+            }
+            ProjectMsg::CacheUpdate {
+                key,
+                execution,
+                environment,
+                created_at,
+                outcome,
+            } => {
+                self.cache.update(CacheEntry {
+                    key,
+                    execution,
+                    environment,
+                    created_at,
+                    outcome,
+                });
+            }
+        }
+    }
+
+    fn create_environment(
+        &mut self,
+        name: EnvironmentName,
+        parent: Option<EnvironmentName>,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Environment, OrchestrationError> {
+        if self.find(&name).is_some() {
+            return Err(OrchestrationError::EnvironmentExists(name.to_string()));
+        }
+        let parent = match parent {
+            Some(p) => Some(self.resolve(&p)?.id),
+            None => None,
+        };
+        let id = EnvironmentId(
+            self.environments
+                .keys()
+                .next_back()
+                .map_or(1, |id| id.0 + 1),
+        );
+        let env = Environment {
+            id,
+            name,
+            parent,
+            state: EnvironmentState::Active,
+            created_at: now,
+        };
+        self.environments.insert(id, env.clone());
+        out.write(Write::CreateEnvironment(env.clone()));
+        out.send(Envelope::Environment(
+            id,
+            EnvironmentMsg::SetState(env.state),
+        ));
+        Ok(env)
+    }
+
+    fn set_state(
+        &mut self,
+        name: &EnvironmentName,
+        state: EnvironmentState,
+        out: &mut Outbox,
+    ) -> Result<Environment, OrchestrationError> {
+        let id = self.resolve(name)?.id;
+        if state == EnvironmentState::Archived {
+            let has_children = self
+                .environments
+                .values()
+                .any(|e| e.parent == Some(id) && e.state != EnvironmentState::Archived);
+            if has_children {
+                return Err(OrchestrationError::EnvironmentHasChildren(name.to_string()));
+            }
+        }
+        let Some(env) = self.environments.get_mut(&id) else {
+            return Err(OrchestrationError::EnvironmentNotFound(name.to_string()));
+        };
+        if env.state != state {
+            env.state = state;
+            out.write(Write::SetEnvironmentState { id, state });
+            out.send(Envelope::Environment(id, EnvironmentMsg::SetState(state)));
+        }
+        Ok(env.clone())
+    }
+}

@@ -1,0 +1,656 @@
+//! The run state machine: steps and their executions, results and retries, waiters (local and
+//! in other runs), memoising and re-runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rand::Rng;
+
+use crate::model::{
+    EnvironmentId, ExecutionId, ExecutionResult, Millis, RetryPolicy, RunId, RunRecord, StepId,
+    StepOptions, StepRecord, TargetKind, TargetRef, Value, WorkerId,
+};
+use crate::sdk::SubmitRequest;
+use crate::store::{CacheOutcome, RunSnapshot, Write};
+
+use super::cache::{cache_key, call_key};
+use super::error::OrchestrationError;
+use super::messages::{
+    CacheCheck, Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, Ticket,
+};
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    environment: EnvironmentId,
+    execute_after: Option<Millis>,
+    created_at: Millis,
+    assignment: Option<(WorkerId, Millis)>,
+    result: Option<ExecutionResult>,
+}
+
+#[derive(Debug)]
+struct StepState {
+    record: StepRecord,
+    arguments: Arc<Vec<Value>>,
+    attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    Reply(ReplyTo),
+    Run { run: RunId, execution: ExecutionId },
+}
+
+enum Resolution {
+    Final(ExecutionResult),
+    Pending(ExecutionId),
+}
+
+/// One run's steps, executions and waiters.
+#[derive(Debug)]
+pub struct RunCore {
+    id: RunId,
+    record: Option<RunRecord>,
+    steps: Vec<StepState>,
+    waiters: HashMap<ExecutionId, Vec<Waiter>>,
+    external: HashMap<ExecutionId, Option<ExecutionResult>>,
+    memo: HashMap<String, ExecutionId>,
+}
+
+impl RunCore {
+    /// An empty run, to be created by [`RunMsg::Create`].
+    pub fn new(id: RunId) -> Self {
+        Self {
+            id,
+            record: None,
+            steps: Vec::new(),
+            waiters: HashMap::new(),
+            external: HashMap::new(),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// Restores a run from the store. Executions that were assigned to a worker before the
+    /// restart are abandoned (and retried where their policy allows); queued ones are queued
+    /// again.
+    pub fn restore(snapshot: RunSnapshot, now: Millis, out: &mut Outbox) -> Self {
+        let mut core = Self::new(snapshot.run.id);
+        core.record = Some(snapshot.run);
+        for record in snapshot.steps {
+            if let Some(key) = &record.memo_key {
+                core.memo
+                    .entry(key.clone())
+                    .or_insert(record.id.execution(1));
+            }
+            let arguments = Arc::new(record.arguments.clone());
+            core.steps.push(StepState {
+                record,
+                arguments,
+                attempts: Vec::new(),
+            });
+        }
+        for e in snapshot.executions {
+            if let Some(step) = core.step_mut(e.id.step) {
+                step.attempts.push(Attempt {
+                    environment: e.environment,
+                    execute_after: e.execute_after,
+                    created_at: e.created_at,
+                    assignment: e.assignment,
+                    result: e.result.map(|(r, _)| r),
+                });
+            }
+        }
+        let mut abandoned = Vec::new();
+        for step in &core.steps {
+            for (i, attempt) in step.attempts.iter().enumerate() {
+                if attempt.result.is_some() {
+                    continue;
+                }
+                let execution = step.record.id.execution(i as u32 + 1);
+                if attempt.assignment.is_some() {
+                    abandoned.push(execution);
+                } else {
+                    out.send(Envelope::Environment(
+                        attempt.environment,
+                        EnvironmentMsg::Enqueue(ticket(step, execution.attempt)),
+                    ));
+                }
+            }
+        }
+        for execution in abandoned {
+            core.record_result(
+                execution,
+                ExecutionResult::Abandoned { retry: None },
+                now,
+                out,
+            );
+        }
+        core
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> RunId {
+        self.id
+    }
+
+    /// Whether the run has been created.
+    pub fn exists(&self) -> bool {
+        self.record.is_some()
+    }
+
+    /// Whether any execution is still without a result.
+    pub fn is_active(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.attempts.iter().any(|a| a.result.is_none()))
+    }
+
+    fn step(&self, id: StepId) -> Option<&StepState> {
+        if id.run != self.id || id.number == 0 {
+            return None;
+        }
+        self.steps.get(id.number as usize - 1)
+    }
+
+    fn step_mut(&mut self, id: StepId) -> Option<&mut StepState> {
+        if id.run != self.id || id.number == 0 {
+            return None;
+        }
+        self.steps.get_mut(id.number as usize - 1)
+    }
+
+    fn attempt(&self, id: ExecutionId) -> Option<&Attempt> {
+        self.step(id.step)?
+            .attempts
+            .get((id.attempt as usize).checked_sub(1)?)
+    }
+
+    /// Handles one message.
+    pub fn handle(&mut self, msg: RunMsg, now: Millis, out: &mut Outbox) {
+        if !self.exists() && !matches!(msg, RunMsg::Create { .. }) {
+            return reject_missing(self.id, msg, out);
+        }
+        match msg {
+            RunMsg::Create {
+                environment,
+                target,
+                arguments,
+                options,
+                reply,
+            } => {
+                if self.exists() {
+                    return out.reply(
+                        reply,
+                        Reply::RunStarted(Err(OrchestrationError::Invalid("run exists".into()))),
+                    );
+                }
+                let record = RunRecord {
+                    id: self.id,
+                    environment,
+                    parent_execution: None,
+                    created_at: now,
+                };
+                out.write(Write::CreateRun(record.clone()));
+                self.record = Some(record);
+                let execution = self.add_step(
+                    None,
+                    environment,
+                    target,
+                    TargetKind::Workflow,
+                    arguments,
+                    options,
+                    now,
+                    out,
+                );
+                out.reply(reply, Reply::RunStarted(Ok((self.id, execution))));
+            }
+            RunMsg::Submit {
+                parent,
+                request,
+                reply,
+            } => {
+                let result = self.submit(parent, request, now, out);
+                out.reply(reply, Reply::Submitted(result));
+            }
+            RunMsg::Wait { execution, reply } => {
+                if execution.run() != self.id || self.attempt(execution).is_none() {
+                    return out.reply(
+                        reply,
+                        Reply::Result(Err(OrchestrationError::ExecutionNotFound(
+                            execution.to_string(),
+                        ))),
+                    );
+                }
+                self.wait(Waiter::Reply(reply), execution, out);
+            }
+            RunMsg::WaitRun { reply } => match self.steps.first() {
+                Some(step) => {
+                    let latest = step.record.id.execution(step.attempts.len() as u32);
+                    self.wait(Waiter::Reply(reply), latest, out);
+                }
+                None => out.reply(
+                    reply,
+                    Reply::Result(Err(OrchestrationError::RunNotFound(self.id.to_string()))),
+                ),
+            },
+            RunMsg::Result { execution, result } => self.record_result(execution, result, now, out),
+            RunMsg::Abandon { execution } => {
+                self.record_result(
+                    execution,
+                    ExecutionResult::Abandoned { retry: None },
+                    now,
+                    out,
+                );
+            }
+            RunMsg::Cancel { execution } => self.cancel(execution, now, out),
+            RunMsg::CacheHit { execution, source } => {
+                self.record_result(
+                    execution,
+                    ExecutionResult::Cached { successor: source },
+                    now,
+                    out,
+                );
+            }
+            RunMsg::Subscribe {
+                execution,
+                subscriber,
+            } => {
+                self.wait(
+                    Waiter::Run {
+                        run: subscriber,
+                        execution,
+                    },
+                    execution,
+                    out,
+                );
+            }
+            RunMsg::Resolved { execution, result } => {
+                self.external.insert(execution, Some(result));
+                self.wake(execution, out);
+            }
+            RunMsg::Rerun {
+                step,
+                environment,
+                lineage,
+                reply,
+            } => {
+                let result = self.rerun(step, environment, &lineage, now, out);
+                out.reply(reply, Reply::Rerun(result));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_step(
+        &mut self,
+        parent: Option<ExecutionId>,
+        environment: EnvironmentId,
+        target: TargetRef,
+        kind: TargetKind,
+        arguments: Vec<Value>,
+        options: StepOptions,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> ExecutionId {
+        let id = StepId {
+            run: self.id,
+            number: self.steps.len() as u32 + 1,
+        };
+        let cache_key = options
+            .cache
+            .as_ref()
+            .map(|c| cache_key(&target, c, &arguments));
+        let memo_key = options
+            .memo
+            .as_ref()
+            .map(|m| call_key(&target, m, &arguments));
+        let execute_after = options
+            .delay_ms
+            .filter(|d| *d > 0)
+            .map(|d| now + i64::try_from(d).unwrap_or(i64::MAX / 2));
+        let record = StepRecord {
+            id,
+            parent_execution: parent,
+            target,
+            kind,
+            arguments: arguments.clone(),
+            options,
+            cache_key,
+            memo_key: memo_key.clone(),
+            created_at: now,
+        };
+        out.write(Write::CreateStep(record.clone()));
+        self.steps.push(StepState {
+            record,
+            arguments: Arc::new(arguments),
+            attempts: Vec::new(),
+        });
+        let execution = id.execution(1);
+        if let Some(key) = memo_key {
+            self.memo.insert(key, execution);
+        }
+        self.add_attempt(id, environment, execute_after, now, out);
+        execution
+    }
+
+    fn add_attempt(
+        &mut self,
+        step_id: StepId,
+        environment: EnvironmentId,
+        execute_after: Option<Millis>,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> ExecutionId {
+        let Some(step) = self.step_mut(step_id) else {
+            return step_id.execution(1);
+        };
+        step.attempts.push(Attempt {
+            environment,
+            execute_after,
+            created_at: now,
+            assignment: None,
+            result: None,
+        });
+        let execution = step_id.execution(step.attempts.len() as u32);
+        out.write(Write::CreateExecution {
+            id: execution,
+            environment,
+            execute_after,
+            created_at: now,
+        });
+        if let Some(key) = &step.record.cache_key {
+            out.send(Envelope::Project(ProjectMsg::CacheUpdate {
+                key: key.clone(),
+                execution,
+                environment,
+                created_at: now,
+                outcome: CacheOutcome::Pending,
+            }));
+        }
+        out.send(Envelope::Environment(
+            environment,
+            EnvironmentMsg::Enqueue(ticket(step, execution.attempt)),
+        ));
+        execution
+    }
+
+    fn submit(
+        &mut self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<ExecutionId, OrchestrationError> {
+        let environment = self
+            .attempt(parent)
+            .map(|a| a.environment)
+            .ok_or_else(|| OrchestrationError::ExecutionNotFound(parent.to_string()))?;
+        if let Some(params) = &request.options.memo {
+            let key = call_key(&request.target, params, &request.arguments);
+            if let Some(existing) = self.memo.get(&key).copied()
+                && !matches!(self.resolve(existing), Resolution::Final(ref r) if !matches!(r, ExecutionResult::Value { .. }))
+            {
+                out.write(Write::LinkChild {
+                    parent,
+                    child: existing,
+                });
+                return Ok(existing);
+            }
+        }
+        let SubmitRequest {
+            target,
+            kind,
+            arguments,
+            options,
+        } = request;
+        Ok(self.add_step(
+            Some(parent),
+            environment,
+            target,
+            kind,
+            arguments,
+            options,
+            now,
+            out,
+        ))
+    }
+
+    /// Follows `execution`'s chain to its final result, or to the pending execution at its end.
+    fn resolve(&self, mut execution: ExecutionId) -> Resolution {
+        loop {
+            let result = if execution.run() == self.id {
+                self.attempt(execution).and_then(|a| a.result.as_ref())
+            } else {
+                self.external.get(&execution).and_then(Option::as_ref)
+            };
+            match result {
+                None => return Resolution::Pending(execution),
+                Some(r) => match r.successor() {
+                    Some(next) => execution = next,
+                    None => return Resolution::Final(r.clone()),
+                },
+            }
+        }
+    }
+
+    fn wait(&mut self, waiter: Waiter, execution: ExecutionId, out: &mut Outbox) {
+        match self.resolve(execution) {
+            Resolution::Final(result) => deliver(waiter, result, out),
+            Resolution::Pending(pending) => {
+                if pending.run() != self.id && !self.external.contains_key(&pending) {
+                    self.external.insert(pending, None);
+                    out.send(Envelope::Run(
+                        pending.run(),
+                        RunMsg::Subscribe {
+                            execution: pending,
+                            subscriber: self.id,
+                        },
+                    ));
+                }
+                self.waiters.entry(pending).or_default().push(waiter);
+            }
+        }
+    }
+
+    fn wake(&mut self, execution: ExecutionId, out: &mut Outbox) {
+        for waiter in self.waiters.remove(&execution).unwrap_or_default() {
+            self.wait(waiter, execution, out);
+        }
+    }
+
+    fn record_result(
+        &mut self,
+        execution: ExecutionId,
+        result: ExecutionResult,
+        now: Millis,
+        out: &mut Outbox,
+    ) {
+        let Some(attempt) = self.attempt(execution) else {
+            return;
+        };
+        if attempt.result.is_some() {
+            out.send(Envelope::Environment(
+                attempt.environment,
+                EnvironmentMsg::Finished { execution },
+            ));
+            return;
+        }
+        let environment = attempt.environment;
+        let mut result = result;
+        if let Some(delay) = self.retry_delay(execution, &result) {
+            let next = self.add_attempt(
+                execution.step,
+                environment,
+                Some(now + delay).filter(|at| *at > now),
+                now,
+                out,
+            );
+            result = result.with_retry(next);
+        }
+        out.write(Write::RecordResult {
+            execution,
+            result: result.clone(),
+            at: now,
+        });
+        out.send(Envelope::Environment(
+            environment,
+            EnvironmentMsg::Finished { execution },
+        ));
+        let Some(step) = self.step_mut(execution.step) else {
+            return;
+        };
+        if let Some(key) = &step.record.cache_key {
+            let outcome = match result {
+                ExecutionResult::Value { .. } => CacheOutcome::Succeeded(now),
+                _ => CacheOutcome::Failed,
+            };
+            let created_at = step.attempts[execution.attempt as usize - 1].created_at;
+            out.send(Envelope::Project(ProjectMsg::CacheUpdate {
+                key: key.clone(),
+                execution,
+                environment,
+                created_at,
+                outcome,
+            }));
+        }
+        step.attempts[execution.attempt as usize - 1].result = Some(result);
+        self.wake(execution, out);
+    }
+
+    /// The delay before retrying `execution` after `result`, if its policy allows a retry:
+    /// consecutive failures before this one are counted, and the delay grows linearly from the
+    /// policy's minimum (first retry) to its maximum (last retry); unlimited retries wait a random
+    /// time between the two.
+    fn retry_delay(&self, execution: ExecutionId, result: &ExecutionResult) -> Option<Millis> {
+        if !result.is_retryable_failure() {
+            return None;
+        }
+        let step = self.step(execution.step)?;
+        let policy: &RetryPolicy = step.record.options.retries.as_ref()?;
+        let previous = &step.attempts[..execution.attempt as usize - 1];
+        let failures = previous
+            .iter()
+            .rev()
+            .take_while(|a| a.result.as_ref().is_some_and(ExecutionResult::is_failure))
+            .count() as u64;
+        let (min, max) = (
+            policy.backoff_min_ms,
+            policy.backoff_max_ms.max(policy.backoff_min_ms),
+        );
+        let delay = match policy.limit {
+            Some(limit) if failures >= u64::from(limit) => return None,
+            Some(limit) => min + failures * (max - min) / u64::from(limit.saturating_sub(1).max(1)),
+            None => rand::rng().random_range(min..=max),
+        };
+        Some(i64::try_from(delay).unwrap_or(i64::MAX / 2))
+    }
+
+    fn cancel(&mut self, execution: ExecutionId, now: Millis, out: &mut Outbox) {
+        let Some(attempt) = self.attempt(execution) else {
+            return;
+        };
+        if attempt.result.is_some() {
+            return;
+        }
+        out.send(Envelope::Environment(
+            attempt.environment,
+            EnvironmentMsg::Withdraw { execution },
+        ));
+        self.record_result(execution, ExecutionResult::Cancelled, now, out);
+        let children: Vec<ExecutionId> = self
+            .steps
+            .iter()
+            .filter(|s| s.record.parent_execution == Some(execution))
+            .flat_map(|s| {
+                s.attempts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.result.is_none())
+                    .map(|(i, _)| s.record.id.execution(i as u32 + 1))
+            })
+            .collect();
+        for child in children {
+            self.cancel(child, now, out);
+        }
+    }
+
+    fn rerun(
+        &mut self,
+        step_id: StepId,
+        environment: Option<EnvironmentId>,
+        lineage: &[EnvironmentId],
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<ExecutionId, OrchestrationError> {
+        let step = self
+            .step(step_id)
+            .ok_or_else(|| OrchestrationError::StepNotFound(step_id.to_string()))?;
+        let base = match step.record.parent_execution {
+            Some(parent) => self.attempt(parent).map(|a| a.environment),
+            None => step.attempts.first().map(|a| a.environment),
+        }
+        .ok_or_else(|| OrchestrationError::StepNotFound(step_id.to_string()))?;
+        let target = environment.unwrap_or(base);
+        if environment.is_some() && !lineage.contains(&base) {
+            return Err(OrchestrationError::EnvironmentInvalid {
+                step: step_id.to_string(),
+                environment: target.to_string(),
+            });
+        }
+        let active: Vec<ExecutionId> = step
+            .attempts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.result.is_none() && a.environment == target)
+            .map(|(i, _)| step_id.execution(i as u32 + 1))
+            .collect();
+        for execution in active {
+            self.cancel(execution, now, out);
+        }
+        Ok(self.add_attempt(step_id, target, None, now, out))
+    }
+}
+
+/// Answers requests to a run that does not exist.
+fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
+    let err = OrchestrationError::RunNotFound(run.to_string());
+    match msg {
+        RunMsg::Submit { reply, .. } => out.reply(reply, Reply::Submitted(Err(err))),
+        RunMsg::Wait { reply, .. } | RunMsg::WaitRun { reply } => {
+            out.reply(reply, Reply::Result(Err(err)))
+        }
+        RunMsg::Rerun { reply, .. } => out.reply(reply, Reply::Rerun(Err(err))),
+        RunMsg::Create { reply, .. } => out.reply(reply, Reply::RunStarted(Err(err))),
+        _ => {}
+    }
+}
+
+fn deliver(waiter: Waiter, result: ExecutionResult, out: &mut Outbox) {
+    match waiter {
+        Waiter::Reply(reply) => out.reply(reply, Reply::Result(Ok(result))),
+        Waiter::Run { run, execution } => {
+            out.send(Envelope::Run(run, RunMsg::Resolved { execution, result }))
+        }
+    }
+}
+
+fn ticket(step: &StepState, attempt: u32) -> Ticket {
+    let a = &step.attempts[attempt as usize - 1];
+    let cache = match (&step.record.cache_key, &step.record.options.cache) {
+        (Some(key), Some(config)) if attempt == 1 => Some(CacheCheck {
+            key: key.clone(),
+            max_age_ms: config.max_age_ms,
+        }),
+        _ => None,
+    };
+    Ticket {
+        execution: step.record.id.execution(attempt),
+        environment: a.environment,
+        target: step.record.target.clone(),
+        arguments: step.arguments.clone(),
+        execute_after: a.execute_after,
+        requires: step.record.options.requires.clone(),
+        cache,
+        timeout_ms: step.record.options.timeout_ms,
+    }
+}

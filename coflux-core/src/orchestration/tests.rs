@@ -1,0 +1,585 @@
+//! Orchestration behaviour, driven event by event through the deterministic [`Harness`].
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::harness::Harness;
+use crate::model::{
+    CacheConfig, EnvironmentId, EnvironmentState, ExecutionId, ExecutionResult, ParamSelection,
+    RetryPolicy, StepOptions, TargetRef, Value,
+};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Durability, ProjectStore};
+
+struct Fixture {
+    h: Harness,
+    _dir: tempfile::TempDir,
+    prod: EnvironmentId,
+}
+
+fn wf() -> TargetRef {
+    TargetRef::new("app", "main")
+}
+fn task() -> TargetRef {
+    TargetRef::new("app", "work")
+}
+fn arg(v: serde_json::Value) -> Vec<Value> {
+    vec![Value::raw(v)]
+}
+fn cached() -> StepOptions {
+    StepOptions {
+        cache: Some(CacheConfig {
+            params: ParamSelection::All(true),
+            max_age_ms: None,
+            namespace: None,
+            version: None,
+        }),
+        ..Default::default()
+    }
+}
+fn value(data: serde_json::Value) -> ExecutionResult {
+    ExecutionResult::Value {
+        value: Value::raw(data),
+    }
+}
+
+fn setup() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("p.sqlite"), Durability::Normal).unwrap();
+    let mut h = Harness::new(store).unwrap();
+    let prod = h.create_environment("production", None).unwrap().id;
+    h.connect_worker(prod, 1, &[wf(), task()], 100);
+    Fixture { h, _dir: dir, prod }
+}
+
+#[test]
+fn a_workflow_calls_tasks_and_the_run_result_is_the_initial_steps_result() {
+    let Fixture { mut h, prod, _dir } = setup();
+    let (run, root) = h
+        .submit("production", &wf(), arg(json!(2)), StepOptions::default())
+        .unwrap();
+    assert_eq!(root.to_string(), format!("{run}:1:1"));
+    let assigned = h.take_assigned();
+    assert_eq!(assigned.len(), 1);
+    assert_eq!(assigned[0].execution, root);
+    let a = h
+        .call(root, &task(), arg(json!(1)), StepOptions::default())
+        .unwrap();
+    let b = h
+        .call(root, &task(), arg(json!(2)), StepOptions::default())
+        .unwrap();
+    assert_eq!((a.step.number, b.step.number), (2, 3));
+    let (wa, wb) = (h.wait(a), h.wait(b));
+    assert_eq!(
+        h.take_assigned()
+            .iter()
+            .map(|x| x.execution)
+            .collect::<Vec<_>>(),
+        vec![a, b]
+    );
+    h.complete(a, json!(10));
+    assert_eq!(h.result_of(wa), Some(value(json!(10))));
+    assert_eq!(h.result_of(wb), None);
+    h.complete(b, json!(20));
+    assert_eq!(h.result_of(wb), Some(value(json!(20))));
+    let run_waiter = h.wait_run(run);
+    h.complete(root, json!(30));
+    assert_eq!(h.result_of(run_waiter), Some(value(json!(30))));
+    let snapshot = h.store().load_run(run).unwrap().unwrap();
+    assert_eq!(snapshot.steps.len(), 3);
+    assert_eq!(snapshot.steps[1].parent_execution, Some(root));
+    assert!(
+        snapshot
+            .executions
+            .iter()
+            .all(|e| e.environment == prod && e.result.is_some())
+    );
+}
+
+#[test]
+fn errors_reach_every_waiter_with_type_and_message() {
+    let Fixture { mut h, .. } = setup();
+    let (_, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let child = h
+        .call(root, &task(), vec![], StepOptions::default())
+        .unwrap();
+    let (w1, w2) = (h.wait(child), h.wait(child));
+    h.fail(child, "builtins.ValueError", "bad value 7");
+    for w in [w1, w2] {
+        match h.result_of(w) {
+            Some(ExecutionResult::Error { error, retry: None }) => {
+                assert_eq!(
+                    (error.error_type.as_str(), error.message.as_str()),
+                    ("builtins.ValueError", "bad value 7")
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn retries_follow_the_backoff_and_waiters_get_the_final_result() {
+    let Fixture { mut h, .. } = setup();
+    let (_, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let options = StepOptions {
+        retries: Some(RetryPolicy {
+            limit: Some(2),
+            backoff_min_ms: 100,
+            backoff_max_ms: 300,
+        }),
+        ..Default::default()
+    };
+    let first = h.call(root, &task(), vec![], options).unwrap();
+    let waiter = h.wait(first);
+    h.take_assigned();
+    h.fail(first, "E", "one");
+    assert_eq!(h.result_of(waiter), None, "still retrying");
+    let start = h.now();
+    assert_eq!(
+        h.next_timer(),
+        Some(start + 100),
+        "first retry after the minimum backoff"
+    );
+    assert!(h.take_assigned().is_empty());
+    h.advance(100);
+    let second = h.take_assigned().pop().unwrap().execution;
+    assert_eq!(second, first.step.execution(2));
+    h.fail(second, "E", "two");
+    assert_eq!(
+        h.next_timer(),
+        Some(h.now() + 300),
+        "last retry after the maximum backoff"
+    );
+    h.advance(300);
+    let third = h.take_assigned().pop().unwrap().execution;
+    assert_eq!(third.attempt, 3);
+    h.fail(third, "E", "three");
+    assert_eq!(h.next_timer(), None, "the limit is reached");
+    match h.result_of(waiter) {
+        Some(ExecutionResult::Error { error, retry: None }) => assert_eq!(error.message, "three"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn unretryable_errors_and_cancellation_are_not_retried() {
+    let Fixture { mut h, .. } = setup();
+    let (_, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let options = StepOptions {
+        retries: Some(RetryPolicy::limit(3)),
+        ..Default::default()
+    };
+    let child = h.call(root, &task(), vec![], options.clone()).unwrap();
+    let w = h.wait(child);
+    let mut error = crate::model::ErrorInfo::new("E", "fatal");
+    error.retryable = Some(false);
+    h.report(child, ExecutionResult::Error { error, retry: None });
+    assert!(matches!(
+        h.result_of(w),
+        Some(ExecutionResult::Error { retry: None, .. })
+    ));
+    let other = h.call(root, &task(), arg(json!(1)), options).unwrap();
+    let w = h.wait(other);
+    h.take_assigned();
+    h.cancel(other);
+    assert_eq!(h.result_of(w), Some(ExecutionResult::Cancelled));
+    assert_eq!(h.aborted(), &[other]);
+}
+
+#[test]
+fn a_manual_rerun_is_a_new_attempt_that_becomes_the_steps_latest() {
+    let Fixture { mut h, .. } = setup();
+    let (run, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    h.complete(root, json!("first"));
+    let rerun = h.rerun(root.step, None).unwrap();
+    assert_eq!(rerun, root.step.execution(2));
+    assert_eq!(h.take_assigned().last().unwrap().execution, rerun);
+    h.complete(rerun, json!("second"));
+    let w = h.wait_run(run);
+    assert_eq!(h.result_of(w), Some(value(json!("second"))));
+}
+
+#[test]
+fn cached_results_are_reused_across_runs_and_only_successes_count() {
+    let Fixture { mut h, .. } = setup();
+    let (_, r1) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let a = h.call(r1, &task(), arg(json!(5)), cached()).unwrap();
+    h.take_assigned();
+    h.fail(a, "E", "boom");
+    // A failed execution is not a cache source: the next call runs.
+    let b = h.call(r1, &task(), arg(json!(5)), cached()).unwrap();
+    assert_eq!(h.take_assigned().len(), 1);
+    h.complete(b, json!(25));
+    // Another run reuses the success without running anything.
+    let (_, r2) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    h.take_assigned();
+    let c = h.call(r2, &task(), arg(json!(5)), cached()).unwrap();
+    let w = h.wait(c);
+    assert!(h.take_assigned().is_empty(), "cache hit must not execute");
+    assert_eq!(h.result_of(w), Some(value(json!(25))));
+    let snapshot = h.store().load_run(r2.run()).unwrap().unwrap();
+    let cached_exec = snapshot.executions.iter().find(|e| e.id == c).unwrap();
+    assert_eq!(
+        cached_exec.result.as_ref().unwrap().0,
+        ExecutionResult::Cached { successor: b }
+    );
+    // Different arguments miss; re-running a cached step bypasses the cache.
+    let d = h.call(r2, &task(), arg(json!(6)), cached()).unwrap();
+    assert_eq!(h.take_assigned().pop().unwrap().execution, d);
+    let again = h.rerun(c.step, None).unwrap();
+    assert_eq!(h.take_assigned().pop().unwrap().execution, again);
+}
+
+#[test]
+fn cache_max_age_limits_reuse() {
+    let Fixture { mut h, .. } = setup();
+    let mut options = cached();
+    options.cache.as_mut().unwrap().max_age_ms = Some(1_000);
+    let (_, r1) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let a = h.call(r1, &task(), vec![], options.clone()).unwrap();
+    h.take_assigned();
+    h.complete(a, json!(1));
+    h.advance(999);
+    h.call(r1, &task(), vec![], options.clone()).unwrap();
+    assert!(h.take_assigned().is_empty(), "within max age: reused");
+    h.advance(2);
+    h.call(r1, &task(), vec![], options).unwrap();
+    assert_eq!(h.take_assigned().len(), 1, "too old: executed");
+}
+
+#[test]
+fn a_pending_execution_with_the_same_key_is_linked_not_duplicated() {
+    let Fixture { mut h, .. } = setup();
+    let (_, r1) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let (_, r2) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    h.take_assigned();
+    let a = h.call(r1, &task(), arg(json!(3)), cached()).unwrap();
+    let b = h.call(r2, &task(), arg(json!(3)), cached()).unwrap();
+    let (wa, wb) = (h.wait(a), h.wait(b));
+    assert_eq!(
+        h.take_assigned()
+            .iter()
+            .map(|x| x.execution)
+            .collect::<Vec<_>>(),
+        vec![a]
+    );
+    h.complete(a, json!(9));
+    assert_eq!(h.result_of(wa), Some(value(json!(9))));
+    assert_eq!(
+        h.result_of(wb),
+        Some(value(json!(9))),
+        "the linked run gets the result too"
+    );
+}
+
+/// A scripted worker computing a cached recursive Fibonacci: each `fib(n)` submits `fib(n-1)`
+/// and `fib(n-2)` and completes when both have resolved.
+#[test]
+fn cached_recursive_fib_executes_each_n_once() {
+    let Fixture { mut h, .. } = setup();
+    let fib = TargetRef::new("app", "fib");
+    h.connect_worker(EnvironmentId(1), 2, &[fib.clone()], 1_000);
+    let (run, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let top = h.call(root, &fib, arg(json!(25)), cached()).unwrap();
+    let answer = h.wait(top);
+    let mut waiting: HashMap<ExecutionId, (u64, u64)> = HashMap::new();
+    let mut executed: HashMap<i64, u32> = HashMap::new();
+    let mut resolved: HashMap<u64, i64> = HashMap::new();
+    loop {
+        for job in h.take_assigned().into_iter().filter(|j| j.target == fib) {
+            let Value::Raw { data, .. } = &job.arguments[0] else {
+                panic!()
+            };
+            let n = data.as_i64().unwrap();
+            *executed.entry(n).or_default() += 1;
+            if n < 2 {
+                h.complete(job.execution, json!(n));
+            } else {
+                let x = h
+                    .call(job.execution, &fib, arg(json!(n - 1)), cached())
+                    .unwrap();
+                let y = h
+                    .call(job.execution, &fib, arg(json!(n - 2)), cached())
+                    .unwrap();
+                waiting.insert(job.execution, (h.wait(x), h.wait(y)));
+            }
+        }
+        let mut progressed = false;
+        for (exec, (wx, wy)) in waiting.clone() {
+            for w in [wx, wy] {
+                if let Some(ExecutionResult::Value {
+                    value: Value::Raw { data, .. },
+                }) = h.result_of(w)
+                {
+                    resolved.insert(w, data.as_i64().unwrap());
+                }
+            }
+            if let (Some(x), Some(y)) = (resolved.get(&wx), resolved.get(&wy)) {
+                waiting.remove(&exec);
+                h.complete(exec, json!(x + y));
+                progressed = true;
+            }
+        }
+        if let Some(result) = h.result_of(answer) {
+            assert_eq!(result, value(json!(75025)));
+            break;
+        }
+        assert!(progressed || !waiting.is_empty(), "stuck");
+    }
+    assert_eq!(executed.len(), 26);
+    assert!(executed.values().all(|count| *count == 1), "{executed:?}");
+    assert!(
+        h.store().load_run(run).unwrap().unwrap().steps.len() > 26,
+        "linked steps are still recorded"
+    );
+}
+
+#[test]
+fn cache_lookups_walk_ancestors_but_never_siblings_or_children() {
+    let Fixture { mut h, .. } = setup();
+    let dev = h
+        .create_environment("development", Some("production"))
+        .unwrap()
+        .id;
+    let staging = h
+        .create_environment("staging", Some("production"))
+        .unwrap()
+        .id;
+    for env in [dev, staging] {
+        h.connect_worker(env, u64::from(env.0) * 10, &[wf(), task()], 100);
+    }
+    // production computes; development reuses it.
+    let (_, p) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let pc = h.call(p, &task(), arg(json!("p")), cached()).unwrap();
+    h.take_assigned();
+    h.complete(pc, json!("from production"));
+    let (_, d) = h
+        .submit("development", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    h.take_assigned();
+    let dc = h.call(d, &task(), arg(json!("p")), cached()).unwrap();
+    let w = h.wait(dc);
+    assert!(h.take_assigned().is_empty());
+    assert_eq!(h.result_of(w), Some(value(json!("from production"))));
+    // development computes something new: its sibling and its parent do not see it.
+    let dn = h.call(d, &task(), arg(json!("d")), cached()).unwrap();
+    h.take_assigned();
+    h.complete(dn, json!("from development"));
+    let (_, s) = h
+        .submit("staging", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    h.take_assigned();
+    let sc = h.call(s, &task(), arg(json!("d")), cached()).unwrap();
+    assert_eq!(
+        h.take_assigned().pop().map(|a| a.execution),
+        Some(sc),
+        "sibling must not reuse"
+    );
+    let pn = h.call(p, &task(), arg(json!("d")), cached()).unwrap();
+    assert_eq!(
+        h.take_assigned().pop().map(|a| a.execution),
+        Some(pn),
+        "parent must not reuse"
+    );
+}
+
+#[test]
+fn a_step_can_be_rerun_in_a_child_environment_leaving_the_parents_view_untouched() {
+    let Fixture { mut h, prod, .. } = setup();
+    let dev = h
+        .create_environment("development", Some("production"))
+        .unwrap()
+        .id;
+    h.create_environment("other", None).unwrap();
+    h.connect_worker(dev, 20, &[wf(), task()], 100);
+    let (run, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let a = h
+        .call(root, &task(), arg(json!(1)), StepOptions::default())
+        .unwrap();
+    let b = h
+        .call(root, &task(), arg(json!(2)), StepOptions::default())
+        .unwrap();
+    h.take_assigned();
+    h.complete(a, json!("a1"));
+    h.complete(b, json!("b1"));
+    h.complete(root, json!("done"));
+    let rerun = h.rerun(b.step, Some("development")).unwrap();
+    assert_eq!(rerun, b.step.execution(2));
+    let job = h.take_assigned().pop().unwrap();
+    assert_eq!(
+        (job.execution, job.worker.0),
+        (rerun, 20),
+        "runs on the development worker"
+    );
+    h.complete(rerun, json!("b2"));
+    let snapshot = h.store().load_run(run).unwrap().unwrap();
+    let by_env = |env| {
+        snapshot
+            .executions
+            .iter()
+            .filter(|e| e.environment == env)
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        by_env(prod),
+        vec![root, a, b],
+        "production's executions are unchanged"
+    );
+    assert_eq!(by_env(dev), vec![rerun]);
+    // A step cannot be re-run in an unrelated environment or in an ancestor of its own.
+    assert_eq!(
+        h.rerun(b.step, Some("other")).unwrap_err().code(),
+        "environment_invalid"
+    );
+    let child = h
+        .call(rerun, &task(), vec![], StepOptions::default())
+        .unwrap();
+    assert_eq!(
+        h.rerun(child.step, Some("production")).unwrap_err().code(),
+        "environment_invalid"
+    );
+}
+
+#[test]
+fn recovery_abandons_assigned_work_and_requeues_the_rest() {
+    let Fixture { mut h, prod, .. } = setup();
+    let (run, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let retried = h
+        .call(
+            root,
+            &task(),
+            arg(json!(1)),
+            StepOptions {
+                retries: Some(RetryPolicy::limit(1)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    h.set_environment_state("production", EnvironmentState::Paused)
+        .unwrap();
+    let queued = h
+        .call(root, &task(), arg(json!(2)), StepOptions::default())
+        .unwrap();
+    assert_eq!(
+        h.take_assigned().len(),
+        2,
+        "root and the first child were assigned before the pause"
+    );
+    let mut h = h.restart().unwrap();
+    let snapshot = h.store().load_run(run).unwrap().unwrap();
+    let result = |id| {
+        snapshot
+            .executions
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| e.result.clone())
+            .map(|r| r.0)
+    };
+    assert_eq!(
+        result(root),
+        Some(ExecutionResult::Abandoned { retry: None })
+    );
+    assert_eq!(
+        result(retried),
+        Some(ExecutionResult::Abandoned {
+            retry: Some(retried.step.execution(2))
+        })
+    );
+    assert_eq!(result(queued), None);
+    assert!(
+        h.take_assigned().is_empty(),
+        "the environment is still paused after the restart"
+    );
+    h.connect_worker(prod, 1, &[wf(), task()], 100);
+    h.set_environment_state("production", EnvironmentState::Active)
+        .unwrap();
+    let mut assigned: Vec<_> = h.take_assigned().into_iter().map(|a| a.execution).collect();
+    assigned.sort();
+    assert_eq!(assigned, vec![retried.step.execution(2), queued]);
+}
+
+#[test]
+fn environments_validate_names_parents_and_archiving() {
+    let Fixture { mut h, .. } = setup();
+    assert_eq!(
+        h.create_environment("production", None).unwrap_err().code(),
+        "environment_exists"
+    );
+    assert_eq!(
+        h.create_environment("dev", Some("nope"))
+            .unwrap_err()
+            .code(),
+        "environment_not_found"
+    );
+    assert_eq!(
+        h.create_environment("bad name", None).unwrap_err().code(),
+        "invalid_request"
+    );
+    h.create_environment("dev", Some("production")).unwrap();
+    let err = h
+        .set_environment_state("production", EnvironmentState::Archived)
+        .unwrap_err();
+    assert_eq!(err.code(), "environment_has_children");
+    h.set_environment_state("dev", EnvironmentState::Archived)
+        .unwrap();
+    assert_eq!(
+        h.submit("dev", &wf(), vec![], StepOptions::default())
+            .unwrap_err()
+            .code(),
+        "environment_not_found"
+    );
+    h.create_environment("dev", None).unwrap();
+}
+
+#[test]
+fn a_worker_that_disconnects_has_its_executions_abandoned_and_retried() {
+    let Fixture { mut h, prod, .. } = setup();
+    let (_, root) = h
+        .submit(
+            "production",
+            &wf(),
+            vec![],
+            StepOptions {
+                retries: Some(RetryPolicy::limit(1)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let w = h.wait(root);
+    h.take_assigned();
+    h.disconnect_worker(prod, crate::model::WorkerId(1));
+    h.connect_worker(prod, 2, &[wf()], 1);
+    let job = h.take_assigned().pop().unwrap();
+    assert_eq!((job.execution, job.worker.0), (root.step.execution(2), 2));
+    h.complete(job.execution, json!(1));
+    assert_eq!(h.result_of(w), Some(value(json!(1))));
+}

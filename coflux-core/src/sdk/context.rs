@@ -1,0 +1,64 @@
+//! The execution context: which execution is running, and the link to the orchestrator that
+//! child calls go through.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::model::{ExecutionId, ExecutionResult, StepOptions, TargetKind, TargetRef, Value};
+
+/// A child call, as sent to the orchestrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitRequest {
+    /// The target to call.
+    pub target: TargetRef,
+    /// Workflow or task.
+    pub kind: TargetKind,
+    /// Encoded arguments.
+    pub arguments: Vec<Value>,
+    /// Options (the target's defaults, possibly overridden at the call site).
+    pub options: StepOptions,
+}
+
+/// How a running execution reaches the orchestrator. The embedded worker implements it with
+/// actor messages; an executor process under an agent implements it over stdio.
+pub trait ExecutorLink: Send + Sync + 'static {
+    /// Submits a child of `parent`. The request is queued before this returns, so children are
+    /// recorded in call order; the future gives the child's id.
+    fn submit(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> BoxFuture<'static, Result<ExecutionId, String>>;
+    /// Waits for the final result of `execution`'s chain, on behalf of `from`.
+    fn wait(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> BoxFuture<'static, ExecutionResult>;
+}
+
+/// The running execution and its link, available to target code through [`Context::current`].
+#[derive(Clone)]
+pub struct Context {
+    /// The running execution.
+    pub execution: ExecutionId,
+    /// The link to the orchestrator.
+    pub link: Arc<dyn ExecutorLink>,
+}
+
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+impl Context {
+    /// The context of the execution running on this task, if any.
+    pub fn current() -> Option<Context> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `future` as the body of this context's execution.
+    pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+}

@@ -1,0 +1,103 @@
+//! [`Handle`]: a submitted child execution whose result can be awaited later.
+
+use std::marker::PhantomData;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use serde::de::DeserializeOwned;
+
+use super::codec::decode_json;
+use super::context::{Context, SubmitRequest};
+use super::error::{ExecutionError, Failure};
+use super::target::Target;
+use crate::model::{ExecutionId, ExecutionResult, Value};
+
+type SharedId = Shared<BoxFuture<'static, Result<ExecutionId, String>>>;
+
+enum Inner {
+    /// Submitted to the orchestrator.
+    Remote { id: SharedId, context: Context },
+    /// No orchestrator: the body runs in place when awaited.
+    Local(BoxFuture<'static, Result<Value, Failure>>),
+    /// The arguments could not be encoded.
+    Invalid(Failure),
+}
+
+/// A child execution of type `T`, submitted with `.submit(...)`.
+pub struct Handle<T> {
+    inner: Inner,
+    _output: PhantomData<fn() -> T>,
+}
+
+/// Submits `target` with encoded `arguments` from the current execution (used by generated
+/// code). Outside an execution, the body runs in place when the handle is awaited.
+pub fn submit<T>(target: &dyn Target, arguments: Result<Vec<Value>, Failure>) -> Handle<T> {
+    let arguments = match arguments {
+        Ok(a) => a,
+        Err(f) => {
+            return Handle {
+                inner: Inner::Invalid(f),
+                _output: PhantomData,
+            };
+        }
+    };
+    let inner = match Context::current() {
+        Some(context) => {
+            let definition = target.definition();
+            let request = SubmitRequest {
+                target: definition.target,
+                kind: definition.kind,
+                arguments,
+                options: definition.options,
+            };
+            let id = context.link.submit(context.execution, request).shared();
+            Inner::Remote { id, context }
+        }
+        None => Inner::Local(target.invoke(arguments)),
+    };
+    Handle {
+        inner,
+        _output: PhantomData,
+    }
+}
+
+impl<T: DeserializeOwned> Handle<T> {
+    /// The child's execution id (`None` when running outside an orchestrator or if the
+    /// submission failed).
+    pub async fn id(&self) -> Option<ExecutionId> {
+        match &self.inner {
+            Inner::Remote { id, .. } => id.clone().await.ok(),
+            _ => None,
+        }
+    }
+
+    /// Waits for the child's final result (following retries) and decodes its value.
+    pub async fn result(self) -> Result<T, ExecutionError> {
+        let value = match self.inner {
+            Inner::Remote { id, context } => {
+                let id = id.await.map_err(ExecutionError::Submit)?;
+                match context.link.wait(id, context.execution).await {
+                    ExecutionResult::Value { value } => value,
+                    other => {
+                        return Err(ExecutionError::from_result(&other)
+                            .unwrap_or_else(|| ExecutionError::Submit("no result".into())));
+                    }
+                }
+            }
+            Inner::Local(body) => body.await.map_err(|f| ExecutionError::Failed(f.0))?,
+            Inner::Invalid(f) => return Err(ExecutionError::Failed(f.0)),
+        };
+        decode_value(value)
+    }
+}
+
+/// Decodes an inline value into `T`.
+pub(crate) fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ExecutionError> {
+    match value {
+        Value::Raw { data, .. } => serde_json::from_value(decode_json(data))
+            .map_err(|e| ExecutionError::Decode(e.to_string())),
+        Value::Blob { key, .. } => Err(ExecutionError::Decode(format!(
+            "blob value {key} cannot be read here"
+        ))),
+    }
+}

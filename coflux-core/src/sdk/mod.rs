@@ -1,0 +1,39 @@
+//! The Rust SDK: workflows and tasks as ordinary async functions.
+//!
+//! ```ignore
+//! use coflux_core::sdk::{task, workflow, Failure};
+//!
+//! #[task(retries = 2)]
+//! async fn greet(name: String) -> Result<String, Failure> {
+//!     Ok(format!("Hello, {name}!"))
+//! }
+//!
+//! #[workflow]
+//! async fn hello(name: String) -> Result<String, Failure> {
+//!     let greeting = greet.call(name).await?;          // a child step, awaited
+//!     let handles: Vec<_> = (0..3).map(|i| greet.submit(format!("#{i}"))).collect();
+//!     for h in handles { h.result().await?; }            // fan-out, awaited later
+//!     Ok(greeting)
+//! }
+//! ```
+//!
+//! `#[task]` and `#[workflow]` turn the function into a unit value of the same name that
+//! implements [`Target`]; `.call(args)` submits a child step and awaits its result, `.submit(args)`
+//! returns a [`Handle`], and `Name::run(args)` calls the body directly. Inside an execution the
+//! calls go to the orchestrator through the execution's [`ExecutorLink`]; outside one (e.g. in a
+//! unit test) they run the body in place.
+
+mod codec;
+mod context;
+mod error;
+mod handle;
+mod repository;
+mod target;
+
+pub use codec::{decode_json, encode_json};
+pub use coflux_macros::{task, workflow};
+pub use context::{Context, ExecutorLink, SubmitRequest};
+pub use error::{ExecutionError, Failure};
+pub use handle::{Handle, submit};
+pub use repository::Repository;
+pub use target::{Target, TargetFuture, decode_arg, encode_arg, encode_output};
