@@ -7,7 +7,10 @@
 //! - [`sdk`]: Rust workflows and tasks;
 //! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run).
 
+pub mod api;
 pub mod model;
 pub mod orchestration;
 pub mod sdk;
 pub mod store;
+
+pub use api::{Coflux, Config, Error, Project, RunHandle, Worker, WorkerOptions};

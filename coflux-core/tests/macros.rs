@@ -128,6 +128,16 @@ mod inner {
     }
 }
 
+mod reexport {
+    pub use coflux_core as renamed;
+}
+
+/// Generated code reaches coflux-core through a re-export.
+#[task(crate = "crate::reexport::renamed", name = "via_reexport")]
+async fn reexported(x: u8) -> Result<u8, Failure> {
+    Ok(x + 1)
+}
+
 fn parameter(name: &str, annotation: &str) -> Parameter {
     Parameter {
         name: name.into(),
@@ -415,4 +425,11 @@ fn targets_register_in_a_repository() {
         ]
     );
     assert!(repository.get(&TargetRef::new("macros", "greet")).is_some());
+}
+
+#[test]
+fn the_crate_path_can_be_overridden() {
+    let definition = reexported.definition();
+    assert_eq!(definition.target, TargetRef::new("macros", "via_reexport"));
+    assert_eq!(block_on(reexported.call(1)), Ok(2));
 }

@@ -1,7 +1,7 @@
 //! Checks the annotated function and generates the target: a unit struct named after the function,
 //! with `run`/`submit`/`call` methods and an implementation of `coflux_core::sdk::Target`.
 
-use proc_macro2::{Ident, Literal, Span, TokenStream};
+use proc_macro2::{Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -155,6 +155,15 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
         }
     };
     let run = format_ident!("run");
+    // Spanned on the return type, so an error type that is not `Into<Failure>` is reported there.
+    let return_span = match &function.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    let encode_result = respan(
+        quote!(#sdk::encode_output(#ident::#run(#(#idents),*).await)),
+        return_span,
+    );
 
     Ok(quote! {
         #(#cfgs)*
@@ -209,7 +218,7 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
             fn invoke(&self, #arguments: ::std::vec::Vec<#model::Value>) -> #sdk::TargetFuture {
                 ::std::boxed::Box::pin(async move {
                     #decode
-                    #sdk::encode_output(#ident::#run(#(#idents),*).await)
+                    #encode_result
                 })
             }
         }
@@ -309,6 +318,16 @@ fn check_signature(kind: Kind, function: &ItemFn) -> syn::Result<(Vec<Param>, Ty
                 }
                 if let Some(ident) = ident {
                     let name = ident.unraw().to_string();
+                    if ident.unraw() == sig.ident.unraw() {
+                        error(
+                            ident.span(),
+                            format!(
+                                "parameter `{name}` has the name of the function, which {attribute} \
+                                 turns into a unit struct that a parameter cannot shadow: rename the \
+                                 function and keep the target's name with `name = \"{name}\"`"
+                            ),
+                        );
+                    }
                     params.push(Param {
                         ident,
                         name,
@@ -438,4 +457,21 @@ fn type_string(ty: &Type) -> String {
         text = text.replace(from, to);
     }
     text
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }

@@ -62,3 +62,8 @@ impl Context {
         CURRENT.scope(self, future).await
     }
 }
+
+/// The execution running on this task (its run, step and attempt), if any.
+pub fn current_execution() -> Option<ExecutionId> {
+    CURRENT.try_with(|c| c.execution).ok()
+}

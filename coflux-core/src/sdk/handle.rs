@@ -91,8 +91,8 @@ impl<T: DeserializeOwned> Handle<T> {
     }
 }
 
-/// Decodes an inline value into `T`.
-pub(crate) fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ExecutionError> {
+/// Decodes an inline value into `T` (the Coflux data encoding is undone first).
+pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ExecutionError> {
     match value {
         Value::Raw { data, .. } => serde_json::from_value(decode_json(data))
             .map_err(|e| ExecutionError::Decode(e.to_string())),

@@ -55,7 +55,6 @@ macro_rules! host {
             type Context = Context<Self>;
 
             fn started(&mut self, ctx: &mut Self::Context) {
-                ctx.set_mailbox_capacity(usize::MAX);
                 if let Some(out) = self.initial.take() {
                     dispatch(&self.router, out, ctx);
                 }

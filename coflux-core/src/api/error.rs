@@ -1,0 +1,47 @@
+//! The embedding API's error type, with stable codes.
+
+use crate::orchestration::OrchestrationError;
+use crate::sdk::ExecutionError;
+use crate::store::StoreError;
+
+/// Why an embedding call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input (a name, an id, an argument).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// No such project.
+    #[error("project '{0}' not found")]
+    ProjectNotFound(String),
+    /// The orchestrator refused the request.
+    #[error(transparent)]
+    Orchestration(#[from] OrchestrationError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run or step ended without a value.
+    #[error(transparent)]
+    Execution(#[from] ExecutionError),
+    /// The orchestrator is shutting down.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid_input",
+            Self::ProjectNotFound(_) => "project_not_found",
+            Self::Orchestration(e) => e.code(),
+            Self::Store(e) => e.code(),
+            Self::Execution(ExecutionError::Failed(_)) => "execution_failed",
+            Self::Execution(ExecutionError::Cancelled) => "execution_cancelled",
+            Self::Execution(ExecutionError::Abandoned) => "execution_abandoned",
+            Self::Execution(ExecutionError::Timeout) => "execution_timeout",
+            Self::Execution(ExecutionError::Decode(_)) => "result_decode",
+            Self::Execution(ExecutionError::Submit(_)) => "submit_failed",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Run inspection from the committed state: [`RunView`] with its steps and executions, and a
+//! tree rendering for terminals.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::model::{
+    Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, Millis, RunId,
+    StepId, TargetKind, TargetRef, Value,
+};
+use crate::orchestration::OrchestrationError;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ProjectStore, RunSummary};
+
+use super::error::Error;
+
+/// One execution as committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionView {
+    /// Its id.
+    pub id: ExecutionId,
+    /// The environment it ran in.
+    pub environment: String,
+    /// Where it is in its life.
+    pub state: ExecutionState,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it was assigned to a worker.
+    pub assigned_at: Option<Millis>,
+    /// When it ended.
+    pub finished_at: Option<Millis>,
+    /// How it ended.
+    pub result: Option<ExecutionResult>,
+}
+
+/// One step as committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    /// Its id.
+    pub id: StepId,
+    /// The target called.
+    pub target: TargetRef,
+    /// Workflow or task.
+    pub kind: TargetKind,
+    /// The execution that called it.
+    pub parent: Option<ExecutionId>,
+    /// Its arguments.
+    pub arguments: Vec<Value>,
+    /// Whether it has a cache key.
+    pub cached: bool,
+    /// Its executions visible in the chosen view, oldest first.
+    pub executions: Vec<ExecutionView>,
+}
+
+/// A run as committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    /// Its id.
+    pub id: RunId,
+    /// The environment it was submitted in.
+    pub environment: String,
+    /// When it was submitted.
+    pub created_at: Millis,
+    /// Its steps, by number (steps with no visible execution are left out).
+    pub steps: Vec<StepView>,
+}
+
+impl RunView {
+    /// The step with this id.
+    pub fn step(&self, id: StepId) -> Option<&StepView> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// Steps calling `target` (by name).
+    pub fn steps_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a StepView> + 'a {
+        self.steps.iter().filter(move |s| s.target.name == name)
+    }
+}
+
+pub(super) fn load_run(
+    path: &Path,
+    run: RunId,
+    view: Option<EnvironmentId>,
+    environments: &[Environment],
+) -> Result<RunView, Error> {
+    let reader = SqliteStore::open_reader(path)?;
+    let snapshot = reader
+        .load_run(run)?
+        .ok_or_else(|| OrchestrationError::RunNotFound(run.to_string()))?;
+    let name = |id: EnvironmentId| {
+        environments
+            .iter()
+            .find(|e| e.id == id)
+            .map_or_else(|| id.to_string(), |e| e.name.to_string())
+    };
+    let home = snapshot.run.environment;
+    let visible = |env: EnvironmentId| view.is_none_or(|v| env == home || env == v);
+    let mut steps = Vec::new();
+    for step in snapshot.steps {
+        let executions: Vec<ExecutionView> = snapshot
+            .executions
+            .iter()
+            .filter(|e| e.id.step == step.id && visible(e.environment))
+            .map(|e| ExecutionView {
+                id: e.id,
+                environment: name(e.environment),
+                state: e.state(),
+                created_at: e.created_at,
+                assigned_at: e.assignment.map(|(_, at)| at),
+                finished_at: e.result.as_ref().map(|(_, at)| *at),
+                result: e.result.as_ref().map(|(r, _)| r.clone()),
+            })
+            .collect();
+        if executions.is_empty() {
+            continue;
+        }
+        steps.push(StepView {
+            id: step.id,
+            target: step.target,
+            kind: step.kind,
+            parent: step.parent_execution,
+            arguments: step.arguments,
+            cached: step.cache_key.is_some(),
+            executions,
+        });
+    }
+    Ok(RunView {
+        id: run,
+        environment: name(home),
+        created_at: snapshot.run.created_at,
+        steps,
+    })
+}
+
+pub(super) fn list_runs(path: &Path, limit: usize) -> Result<Vec<RunSummary>, Error> {
+    Ok(SqliteStore::open_reader(path)?.list_runs(None, limit)?)
+}
+
+fn describe(result: &ExecutionResult) -> String {
+    match result {
+        ExecutionResult::Value {
+            value: Value::Raw { data, .. },
+        } => {
+            let text = crate::sdk::decode_json(data.clone()).to_string();
+            if text.len() > 60 {
+                format!("{}…", &text[..text.floor_char_boundary(60)])
+            } else {
+                text
+            }
+        }
+        ExecutionResult::Value {
+            value: Value::Blob { key, size, .. },
+        } => format!("blob {key} ({size} bytes)"),
+        ExecutionResult::Error { error, retry } => {
+            let retry = retry.map(|r| format!(" → retry {r}")).unwrap_or_default();
+            format!("{}: {}{retry}", error.error_type, error.message)
+        }
+        ExecutionResult::Abandoned { retry } => format!(
+            "abandoned{}",
+            retry.map(|r| format!(" → retry {r}")).unwrap_or_default()
+        ),
+        ExecutionResult::Timeout { retry } => format!(
+            "timeout{}",
+            retry.map(|r| format!(" → retry {r}")).unwrap_or_default()
+        ),
+        ExecutionResult::Cancelled => "cancelled".into(),
+        ExecutionResult::Cached { successor } => format!("cache hit → {successor}"),
+        ExecutionResult::Deferred { successor } => format!("deferred → {successor}"),
+        ExecutionResult::Suspended { successor } => format!("suspended → {successor}"),
+        ExecutionResult::Spawned { successor } => format!("spawned → {successor}"),
+        ExecutionResult::Recurred { successor } => format!("recurred → {successor}"),
+    }
+}
+
+impl fmt::Display for RunView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "run {} in {}", self.id, self.environment)?;
+        let roots: Vec<&StepView> = self.steps.iter().filter(|s| s.parent.is_none()).collect();
+        for (i, step) in roots.iter().enumerate() {
+            self.render(f, step, "", i + 1 == roots.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl RunView {
+    fn render(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        step: &StepView,
+        prefix: &str,
+        last: bool,
+    ) -> fmt::Result {
+        let branch = if last { "└─ " } else { "├─ " };
+        for (i, e) in step.executions.iter().enumerate() {
+            let lead = if i == 0 {
+                format!("{prefix}{branch}{} {}", step.id, step.target)
+            } else {
+                format!("{prefix}{}   ↳", if last { " " } else { "│" })
+            };
+            let outcome = match &e.result {
+                Some(r) => describe(r),
+                None => format!("{:?}", e.state).to_lowercase(),
+            };
+            let timing = match (e.assigned_at, e.finished_at) {
+                (Some(a), Some(b)) => format!(" {} ms", b - a),
+                _ => String::new(),
+            };
+            writeln!(
+                f,
+                "{lead} #{} [{}] {outcome}{timing}",
+                e.id.attempt, e.environment
+            )?;
+        }
+        let children: Vec<&StepView> = self
+            .steps
+            .iter()
+            .filter(|s| s.parent.is_some_and(|p| p.step == step.id))
+            .collect();
+        let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
+        for (i, child) in children.iter().enumerate() {
+            self.render(f, child, &child_prefix, i + 1 == children.len())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! The embedding surface: open a data directory, create projects and environments, host a
+//! repository of Rust targets in-process, submit workflows, await results, re-run steps and
+//! inspect runs. The whole orchestrator runs inside the calling process; no server.
+//!
+//! Must be used inside an actix system (`#[actix_rt::main]`, `#[actix_rt::test]` or
+//! `actix_rt::System::new().block_on(...)`).
+
+mod arguments;
+mod error;
+mod inspect;
+mod project;
+mod worker;
+
+use std::path::{Path, PathBuf};
+
+use actix::{Actor, Addr};
+
+pub use arguments::IntoArguments;
+pub use error::Error;
+pub use inspect::{ExecutionView, RunView, StepView};
+pub use project::{Project, RunHandle};
+pub use worker::{Worker, WorkerOptions};
+
+use crate::model::ProjectName;
+use crate::orchestration::actors::{OpenProject, OpenProjectError, Supervisor, SupervisorConfig};
+use crate::store::Durability;
+
+/// Options for [`Coflux::open_with`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Commit durability (see [`Durability`]).
+    pub durability: Durability,
+}
+
+impl Config {
+    /// Defaults for a data directory: [`Durability::Normal`].
+    pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        Self {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            durability: Durability::Normal,
+        }
+    }
+}
+
+/// An embedded orchestrator over a data directory.
+#[derive(Clone)]
+pub struct Coflux {
+    supervisor: Addr<Supervisor>,
+    data_dir: PathBuf,
+}
+
+impl Coflux {
+    /// Opens (creating if needed) a data directory with default options.
+    pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with(Config::new(data_dir)).await
+    }
+
+    /// Opens a data directory.
+    pub async fn open_with(config: Config) -> Result<Self, Error> {
+        let data_dir = config.data_dir.clone();
+        let supervisor = Supervisor::new(SupervisorConfig {
+            data_dir: config.data_dir,
+            durability: config.durability,
+        })?;
+        Ok(Self {
+            supervisor: supervisor.start(),
+            data_dir,
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Opens a project, creating it if it does not exist.
+    pub async fn project(&self, name: &str) -> Result<Project, Error> {
+        self.open_project(name, true).await
+    }
+
+    /// Opens an existing project.
+    pub async fn existing_project(&self, name: &str) -> Result<Project, Error> {
+        self.open_project(name, false).await
+    }
+
+    async fn open_project(&self, name: &str, create: bool) -> Result<Project, Error> {
+        let name = ProjectName::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let handle = self
+            .supervisor
+            .send(OpenProject { name, create })
+            .await
+            .map_err(|_| Error::Unavailable("the supervisor has stopped".into()))?
+            .map_err(|e| match e {
+                OpenProjectError::NotFound(n) => Error::ProjectNotFound(n),
+                OpenProjectError::Store(s) => Error::Store(s),
+            })?;
+        Ok(Project::new(handle))
+    }
+
+    /// Stops every project (pending commits are finished by their writers).
+    pub fn shutdown(&self) {
+        actix::System::current().stop();
+    }
+}

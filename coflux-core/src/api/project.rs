@@ -1,0 +1,329 @@
+//! [`Project`]: environments, workers, submissions, re-runs and inspection for one project.
+
+use serde::de::DeserializeOwned;
+
+use crate::model::{
+    Environment, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult, RunId, StepId,
+    StepOptions, TargetRef, Value,
+};
+use crate::orchestration::actors::ProjectHandle;
+use crate::orchestration::messages::{Envelope, ProjectMsg, Reply, ReplyTo, RunMsg};
+use crate::sdk::{ExecutionError, Repository, Target};
+use crate::store::RunSummary;
+
+use super::arguments::IntoArguments;
+use super::error::Error;
+use super::inspect::{self, RunView};
+use super::worker::{Worker, WorkerOptions};
+
+/// One project of an embedded orchestrator.
+#[derive(Clone)]
+pub struct Project {
+    handle: ProjectHandle,
+}
+
+/// A submitted run.
+#[derive(Clone)]
+pub struct RunHandle {
+    /// The run.
+    pub run: RunId,
+    /// Its initial execution.
+    pub execution: ExecutionId,
+    project: Project,
+}
+
+fn environment_name(name: &str) -> Result<EnvironmentName, Error> {
+    EnvironmentName::new(name).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+fn unexpected(reply: Reply) -> Error {
+    Error::Unavailable(format!("unexpected reply {reply:?}"))
+}
+
+impl Project {
+    pub(crate) fn new(handle: ProjectHandle) -> Self {
+        Self { handle }
+    }
+
+    /// The project's name.
+    pub fn name(&self) -> &str {
+        self.handle.name.as_str()
+    }
+
+    async fn request(&self, make: impl FnOnce(ReplyTo) -> Envelope) -> Result<Reply, Error> {
+        let (id, rx) = self.handle.router.expect_reply();
+        self.handle.router.deliver(make(id));
+        rx.await
+            .map_err(|_| Error::Unavailable("the project stopped before answering".into()))
+    }
+
+    /// Creates an environment, optionally inheriting from `parent`.
+    pub async fn create_environment(
+        &self,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<Environment, Error> {
+        let name = environment_name(name)?;
+        let parent = parent.map(environment_name).transpose()?;
+        match self
+            .request(|reply| {
+                Envelope::Project(ProjectMsg::CreateEnvironment {
+                    name,
+                    parent,
+                    reply,
+                })
+            })
+            .await?
+        {
+            Reply::Environment(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Returns the environment with this name, creating it (with `parent`) if it does not exist.
+    pub async fn ensure_environment(
+        &self,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<Environment, Error> {
+        let wanted = environment_name(name)?;
+        if let Some(env) = self
+            .environments()
+            .await?
+            .into_iter()
+            .find(|e| e.name == wanted && e.state != EnvironmentState::Archived)
+        {
+            return Ok(env);
+        }
+        self.create_environment(name, parent).await
+    }
+
+    /// All environments, including archived ones.
+    pub async fn environments(&self) -> Result<Vec<Environment>, Error> {
+        match self
+            .request(|reply| Envelope::Project(ProjectMsg::ListEnvironments { reply }))
+            .await?
+        {
+            Reply::Environments(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_state(&self, name: &str, state: EnvironmentState) -> Result<Environment, Error> {
+        let name = environment_name(name)?;
+        match self
+            .request(|reply| {
+                Envelope::Project(ProjectMsg::SetEnvironmentState { name, state, reply })
+            })
+            .await?
+        {
+            Reply::Environment(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Pauses an environment: nothing is assigned until it is resumed.
+    pub async fn pause_environment(&self, name: &str) -> Result<Environment, Error> {
+        self.set_state(name, EnvironmentState::Paused).await
+    }
+
+    /// Resumes a paused environment.
+    pub async fn resume_environment(&self, name: &str) -> Result<Environment, Error> {
+        self.set_state(name, EnvironmentState::Active).await
+    }
+
+    /// Archives an environment (refused while it has active children); its pending work is
+    /// cancelled.
+    pub async fn archive_environment(&self, name: &str) -> Result<Environment, Error> {
+        self.set_state(name, EnvironmentState::Archived).await
+    }
+
+    async fn environment_id(&self, name: &str) -> Result<Environment, Error> {
+        let wanted = environment_name(name)?;
+        self.environments()
+            .await?
+            .into_iter()
+            .find(|e| e.name == wanted && e.state != EnvironmentState::Archived)
+            .ok_or_else(|| {
+                crate::orchestration::OrchestrationError::EnvironmentNotFound(name.to_owned())
+                    .into()
+            })
+    }
+
+    /// Hosts `repository` in-process for `environment`, with default options.
+    pub async fn serve(&self, environment: &str, repository: Repository) -> Result<Worker, Error> {
+        self.serve_with(environment, repository, WorkerOptions::default())
+            .await
+    }
+
+    /// Hosts `repository` in-process for `environment`.
+    pub async fn serve_with(
+        &self,
+        environment: &str,
+        repository: Repository,
+        options: WorkerOptions,
+    ) -> Result<Worker, Error> {
+        let env = self.environment_id(environment).await?;
+        Ok(Worker::start(
+            self.handle.router.clone(),
+            env.id,
+            repository,
+            options,
+        ))
+    }
+
+    /// Submits a workflow with its default options.
+    pub async fn submit(
+        &self,
+        environment: &str,
+        workflow: &impl Target,
+        arguments: impl IntoArguments,
+    ) -> Result<RunHandle, Error> {
+        let definition = workflow.definition();
+        let arguments = arguments
+            .into_arguments()
+            .map_err(|f| Error::Invalid(f.to_string()))?;
+        self.submit_target(
+            environment,
+            definition.target,
+            arguments,
+            definition.options,
+        )
+        .await
+    }
+
+    /// Submits a workflow by reference, with encoded arguments and explicit options.
+    pub async fn submit_target(
+        &self,
+        environment: &str,
+        target: TargetRef,
+        arguments: Vec<Value>,
+        options: StepOptions,
+    ) -> Result<RunHandle, Error> {
+        let environment = environment_name(environment)?;
+        let reply = self
+            .request(|reply| {
+                Envelope::Project(ProjectMsg::StartRun {
+                    environment,
+                    target,
+                    arguments,
+                    options,
+                    reply,
+                })
+            })
+            .await?;
+        match reply {
+            Reply::RunStarted(r) => {
+                let (run, execution) = r?;
+                Ok(RunHandle {
+                    run,
+                    execution,
+                    project: self.clone(),
+                })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A handle to an existing run.
+    pub fn run(&self, run: RunId) -> RunHandle {
+        RunHandle {
+            run,
+            execution: StepId { run, number: 1 }.execution(1),
+            project: self.clone(),
+        }
+    }
+
+    /// Re-runs a step (a new attempt), in its own environment or in a descendant of it.
+    pub async fn rerun_step(
+        &self,
+        step: StepId,
+        environment: Option<&str>,
+    ) -> Result<ExecutionId, Error> {
+        let environment = environment.map(environment_name).transpose()?;
+        match self
+            .request(|reply| {
+                Envelope::Project(ProjectMsg::RerunStep {
+                    step,
+                    environment,
+                    reply,
+                })
+            })
+            .await?
+        {
+            Reply::Rerun(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cancels an execution and its descendants.
+    pub fn cancel(&self, execution: ExecutionId) {
+        self.handle
+            .router
+            .deliver(Envelope::Run(execution.run(), RunMsg::Cancel { execution }));
+    }
+
+    /// Waits for the final result of an execution's chain.
+    pub async fn execution_result(&self, execution: ExecutionId) -> Result<ExecutionResult, Error> {
+        match self
+            .request(|reply| Envelope::Run(execution.run(), RunMsg::Wait { execution, reply }))
+            .await?
+        {
+            Reply::Result(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads a run as committed: its steps, executions, states, timings and results. With
+    /// `view`, only executions in the run's own environment and in `view` are shown (a re-run
+    /// in a child environment appears in the child's view, not in the parent's).
+    pub async fn inspect_run(&self, run: RunId, view: Option<&str>) -> Result<RunView, Error> {
+        let environments = self.environments().await?;
+        let view = match view {
+            Some(name) => Some(self.environment_id(name).await?.id),
+            None => None,
+        };
+        let path = self.handle.db_path.clone();
+        actix_rt::task::spawn_blocking(move || inspect::load_run(&path, run, view, &environments))
+            .await
+            .map_err(|_| Error::Unavailable("inspection task failed".into()))?
+    }
+
+    /// Lists runs, newest first.
+    pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, Error> {
+        let path = self.handle.db_path.clone();
+        actix_rt::task::spawn_blocking(move || inspect::list_runs(&path, limit))
+            .await
+            .map_err(|_| Error::Unavailable("inspection task failed".into()))?
+    }
+}
+
+impl RunHandle {
+    /// Waits for the run's result (its initial step's latest execution, following retries) and
+    /// decodes its value.
+    pub async fn result<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        match self.raw_result().await? {
+            ExecutionResult::Value { value } => Ok(crate::sdk::decode_value(value)?),
+            other => Err(ExecutionError::from_result(&other)
+                .unwrap_or(ExecutionError::Submit("no result".into()))
+                .into()),
+        }
+    }
+
+    /// Waits for the run's final result, undecoded.
+    pub async fn raw_result(&self) -> Result<ExecutionResult, Error> {
+        let reply = self
+            .project
+            .request(|reply| Envelope::Run(self.run, RunMsg::WaitRun { reply }))
+            .await?;
+        match reply {
+            Reply::Result(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads the run as committed.
+    pub async fn inspect(&self) -> Result<RunView, Error> {
+        self.project.inspect_run(self.run, None).await
+    }
+}

@@ -1,0 +1,249 @@
+//! [`Worker`]: hosts a repository of Rust targets in-process. Each execution runs as a task on
+//! the worker's own arbiter (never on an actor's), with a task-local [`Context`] through which
+//! child calls reach the run's actor.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::Arbiter;
+use futures::FutureExt;
+use futures::future::{AbortHandle, Abortable, BoxFuture};
+use tokio::sync::mpsc;
+
+use crate::model::{
+    EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires, TargetRef, Value, WorkerId,
+};
+use crate::orchestration::actors::{Router, WorkerRegistration};
+use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
+use crate::sdk::{Context, ExecutorLink, Repository, SubmitRequest};
+
+/// Options of an in-process worker.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// How many executions run at once (default: effectively unlimited, since waiting
+    /// executions are cheap tasks here).
+    pub concurrency: usize,
+    /// Tags this worker provides, for `requires` routing.
+    pub provides: Requires,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 1 << 20,
+            provides: Requires::new(),
+        }
+    }
+}
+
+/// A running in-process worker. It runs until [`Worker::stop`] (dropping the handle leaves it
+/// running).
+pub struct Worker {
+    id: WorkerId,
+    router: Arc<Router>,
+    arbiter: Arbiter,
+}
+
+impl Worker {
+    pub(crate) fn start(
+        router: Arc<Router>,
+        environment: EnvironmentId,
+        repository: Repository,
+        options: WorkerOptions,
+    ) -> Self {
+        let id = router.next_worker_id();
+        let (commands, mut inbox) = mpsc::unbounded_channel();
+        let targets = repository
+            .definitions()
+            .into_iter()
+            .map(|d| d.target)
+            .collect();
+        let registration = WorkerRegistration {
+            environment,
+            targets,
+            capacity: options.concurrency,
+            provides: options.provides,
+            commands,
+        };
+        let arbiter = Arbiter::new();
+        let link: Arc<dyn ExecutorLink> = Arc::new(LocalLink {
+            router: Arc::clone(&router),
+        });
+        let r = Arc::clone(&router);
+        arbiter.spawn(async move {
+            let running: Arc<Mutex<HashMap<ExecutionId, AbortHandle>>> = Arc::default();
+            while let Some(command) = inbox.recv().await {
+                match command {
+                    WorkerCommand::Execute {
+                        execution,
+                        target,
+                        arguments,
+                        timeout_ms,
+                    } => {
+                        let (handle, registration) = AbortHandle::new_pair();
+                        running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(execution, handle);
+                        let job = execute(
+                            Arc::clone(&r),
+                            repository.clone(),
+                            Arc::clone(&link),
+                            execution,
+                            target,
+                            arguments.to_vec(),
+                            timeout_ms,
+                        );
+                        let running = Arc::clone(&running);
+                        actix_rt::spawn(async move {
+                            let _ = Abortable::new(job, registration).await;
+                            running
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&execution);
+                        });
+                    }
+                    WorkerCommand::Abort { execution } => {
+                        if let Some(handle) = running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&execution)
+                        {
+                            handle.abort();
+                        }
+                    }
+                }
+            }
+        });
+        router.connect_worker(id, registration);
+        Self {
+            id,
+            router,
+            arbiter,
+        }
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// Disconnects the worker: executions still running on it are abandoned (and retried where
+    /// their policy allows).
+    pub fn stop(self) {
+        self.router.disconnect_worker(self.id);
+        self.arbiter.stop();
+    }
+}
+
+async fn execute(
+    router: Arc<Router>,
+    repository: Repository,
+    link: Arc<dyn ExecutorLink>,
+    execution: ExecutionId,
+    target: TargetRef,
+    arguments: Vec<Value>,
+    timeout_ms: Option<u64>,
+) {
+    let _span = tracing::debug_span!("execution", project = %router.project(), run = %execution.run(), step = %execution.step, execution = %execution);
+    let result = match repository.get(&target) {
+        None => ExecutionResult::Error {
+            error: ErrorInfo::new(
+                "coflux.TargetNotFound",
+                format!("this worker does not host {target}"),
+            ),
+            retry: None,
+        },
+        Some(body) => {
+            let context = Context { execution, link };
+            let run = AssertUnwindSafe(context.scope(body.invoke(arguments))).catch_unwind();
+            let outcome = match timeout_ms.filter(|t| *t > 0) {
+                Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), run).await {
+                    Ok(outcome) => Some(outcome),
+                    Err(_) => None,
+                },
+                None => Some(run.await),
+            };
+            match outcome {
+                None => ExecutionResult::Timeout { retry: None },
+                Some(Ok(Ok(value))) => ExecutionResult::Value { value },
+                Some(Ok(Err(failure))) => ExecutionResult::Error {
+                    error: failure.0,
+                    retry: None,
+                },
+                Some(Err(panic)) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panicked".into());
+                    ExecutionResult::Error {
+                        error: ErrorInfo::new("coflux.Panic", message),
+                        retry: None,
+                    }
+                }
+            }
+        }
+    };
+    router.deliver(Envelope::Run(
+        execution.run(),
+        RunMsg::Result { execution, result },
+    ));
+}
+
+/// The in-process [`ExecutorLink`]: child calls become messages to the run's actor.
+struct LocalLink {
+    router: Arc<Router>,
+}
+
+impl ExecutorLink for LocalLink {
+    fn submit(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> BoxFuture<'static, Result<ExecutionId, String>> {
+        let (reply, rx) = self.router.expect_reply();
+        self.router.deliver(Envelope::Run(
+            parent.run(),
+            RunMsg::Submit {
+                parent,
+                request,
+                reply,
+            },
+        ));
+        Box::pin(async move {
+            match rx.await {
+                Ok(Reply::Submitted(Ok(id))) => Ok(id),
+                Ok(Reply::Submitted(Err(e))) => Err(e.to_string()),
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(_) => Err("the orchestrator stopped".into()),
+            }
+        })
+    }
+
+    fn wait(
+        &self,
+        execution: ExecutionId,
+        _from: ExecutionId,
+    ) -> BoxFuture<'static, ExecutionResult> {
+        let (reply, rx) = self.router.expect_reply();
+        self.router.deliver(Envelope::Run(
+            execution.run(),
+            RunMsg::Wait { execution, reply },
+        ));
+        Box::pin(async move {
+            let error = |message: String| ExecutionResult::Error {
+                error: ErrorInfo::new("coflux.WaitError", message),
+                retry: None,
+            };
+            match rx.await {
+                Ok(Reply::Result(Ok(result))) => result,
+                Ok(Reply::Result(Err(e))) => error(e.to_string()),
+                Ok(other) => error(format!("unexpected reply {other:?}")),
+                Err(_) => error("the orchestrator stopped".into()),
+            }
+        })
+    }
+}
