@@ -1,7 +1,7 @@
 //! Checks the annotated function and generates the target: a unit struct named after the function,
 //! with `run`/`submit`/`call` methods and an implementation of `coflux_core::sdk::Target`.
 
-use proc_macro2::{Group, Ident, Literal, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -130,12 +130,17 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
     // Locals of the generated code that must not clash with parameter names.
     let arguments = Ident::new("arguments", Span::mixed_site());
     let iter = Ident::new("args", Span::mixed_site());
+    // Trait errors (a parameter type that is not `Serialize`/`Deserialize`) point at the type.
+    let encode_args = params.iter().map(|p| {
+        let ident = &p.ident;
+        respan(quote!(#sdk::encode_arg(&#ident)), p.ty.span())
+    });
     let encoded = if params.is_empty() {
         quote!(::core::result::Result::Ok(::std::vec::Vec::new()))
     } else {
         quote! {
             ::core::iter::Iterator::collect(::core::iter::IntoIterator::into_iter([
-                #(#sdk::encode_arg(&#idents)),*
+                #(#encode_args),*
             ]))
         }
     };
@@ -145,8 +150,14 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
         let decodes = params.iter().enumerate().map(|(index, p)| {
             let (ident, ty, name) = (&p.ident, &p.ty, &p.name);
             let index = Literal::usize_unsuffixed(index);
+            let mut arguments = Group::new(
+                Delimiter::Parenthesis,
+                quote!(::core::iter::Iterator::next(&mut #iter), #index, #name),
+            );
+            arguments.set_span(ty.span());
+            let decode_arg = respan(quote!(#sdk::decode_arg), ty.span());
             quote! {
-                let #ident: #ty = #sdk::decode_arg(::core::iter::Iterator::next(&mut #iter), #index, #name)?;
+                let #ident: #ty = #decode_arg #arguments?;
             }
         });
         quote! {
@@ -160,6 +171,7 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => Span::call_site(),
     };
+    let result = Ident::new("result", return_span);
     let encode_result = respan(
         quote!(#sdk::encode_output(#ident::#run(#(#idents),*).await)),
         return_span,
@@ -198,7 +210,7 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
             #vis async fn call(&self, #(#idents: #types),*)
                 -> ::core::result::Result<#output, #sdk::ExecutionError>
             {
-                self.submit(#(#idents),*).result().await
+                self.submit(#(#idents),*).#result().await
             }
         }
 

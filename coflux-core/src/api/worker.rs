@@ -160,10 +160,9 @@ async fn execute(
             let context = Context { execution, link };
             let run = AssertUnwindSafe(context.scope(body.invoke(arguments))).catch_unwind();
             let outcome = match timeout_ms.filter(|t| *t > 0) {
-                Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), run).await {
-                    Ok(outcome) => Some(outcome),
-                    Err(_) => None,
-                },
+                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
+                    .await
+                    .ok(),
                 None => Some(run.await),
             };
             match outcome {

@@ -319,7 +319,7 @@ impl RunCore {
             memo_key: memo_key.clone(),
             created_at: now,
         };
-        out.write(Write::CreateStep(record.clone()));
+        out.write(Write::CreateStep(Box::new(record.clone())));
         self.steps.push(StepState {
             record,
             arguments: Arc::new(arguments),

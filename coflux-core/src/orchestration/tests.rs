@@ -9,8 +9,8 @@ use crate::model::{
     CacheConfig, EnvironmentId, EnvironmentState, ExecutionId, ExecutionResult, ParamSelection,
     RetryPolicy, StepOptions, TargetRef, Value,
 };
+use crate::store::Durability;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Durability, ProjectStore};
 
 struct Fixture {
     h: Harness,
@@ -298,7 +298,7 @@ fn a_pending_execution_with_the_same_key_is_linked_not_duplicated() {
 fn cached_recursive_fib_executes_each_n_once() {
     let Fixture { mut h, .. } = setup();
     let fib = TargetRef::new("app", "fib");
-    h.connect_worker(EnvironmentId(1), 2, &[fib.clone()], 1_000);
+    h.connect_worker(EnvironmentId(1), 2, std::slice::from_ref(&fib), 1_000);
     let (run, root) = h
         .submit("production", &wf(), vec![], StepOptions::default())
         .unwrap();

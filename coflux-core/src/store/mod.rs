@@ -49,7 +49,7 @@ pub enum Write {
     /// A new run (its initial step and execution follow as separate writes).
     CreateRun(RunRecord),
     /// A new step.
-    CreateStep(StepRecord),
+    CreateStep(Box<StepRecord>),
     /// A new execution (an attempt of a step), without assignment or result.
     CreateExecution {
         /// The execution.

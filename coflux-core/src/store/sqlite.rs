@@ -799,14 +799,14 @@ mod tests {
                 parent_execution: None,
                 created_at: 2_000,
             }),
-            Write::CreateStep(step(run, 1, None, None)),
+            Write::CreateStep(Box::new(step(run, 1, None, None))),
             create_execution(root, 2_001),
             Write::Assign {
                 execution: root,
                 worker: WorkerId(7),
                 at: 2_002,
             },
-            Write::CreateStep(step(run, 2, Some(root), Some("key-a"))),
+            Write::CreateStep(Box::new(step(run, 2, Some(root), Some("key-a")))),
             create_execution(child, 2_003),
             Write::Assign {
                 execution: child,
@@ -1018,7 +1018,7 @@ mod tests {
                 id: EnvironmentId(5),
                 state: EnvironmentState::Paused,
             },
-            Write::CreateStep(step(4, 1, None, None)),
+            Write::CreateStep(Box::new(step(4, 1, None, None))),
             create_execution(exec(1, 5, 1), 0),
             Write::Assign {
                 execution: exec(1, 1, 2),

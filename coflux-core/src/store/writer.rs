@@ -346,7 +346,7 @@ mod tests {
             number,
         };
         vec![
-            Write::CreateStep(StepRecord {
+            Write::CreateStep(Box::new(StepRecord {
                 id,
                 parent_execution: None,
                 target: TargetRef::new("bench", "task"),
@@ -356,7 +356,7 @@ mod tests {
                 cache_key: None,
                 memo_key: None,
                 created_at: 2,
-            }),
+            })),
             Write::CreateExecution {
                 id: id.execution(1),
                 environment: EnvironmentId(1),
