@@ -367,7 +367,7 @@ fn check_signature(kind: Kind, function: &ItemFn) -> syn::Result<(Vec<Param>, Ty
                     ty.span(),
                     format!(
                         "{attribute} functions must return `Result<T, E>` (or an alias whose last \
-                         segment is `Result`, such as `anyhow::Result<T>`), where `T` is the value \
+                         segment is `Result`, such as `std::io::Result<T>`), where `T` is the value \
                          and `E: Into<Failure>`"
                     ),
                 );

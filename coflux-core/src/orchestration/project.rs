@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{Environment, EnvironmentId, EnvironmentName, EnvironmentState, Millis, RunId};
-use crate::store::{CacheEntry, ProjectSnapshot, Write};
+use crate::store::{CacheEntry, CacheOutcome, ProjectSnapshot, Write};
 
 use super::cache::CacheIndex;
 use super::error::OrchestrationError;
@@ -35,7 +35,16 @@ impl ProjectCore {
         Self {
             environments,
             next_run: snapshot.next_run.max(1),
-            cache: CacheIndex::from_entries(snapshot.cache_entries.clone()),
+            // Pending first attempts are looked up again when re-queued: until their lookup
+            // misses they must not be cache sources.
+            cache: CacheIndex::from_entries(
+                snapshot
+                    .cache_entries
+                    .iter()
+                    .filter(|e| e.outcome != CacheOutcome::Pending || e.execution.attempt > 1)
+                    .cloned()
+                    .collect(),
+            ),
         }
     }
 
@@ -157,10 +166,19 @@ impl ProjectCore {
                             source,
                         },
                     )),
-                    None => out.send(Envelope::Environment(
-                        ticket.environment,
-                        EnvironmentMsg::CacheMissed(ticket),
-                    )),
+                    None => {
+                        self.cache.update(CacheEntry {
+                            key: check.key,
+                            execution: ticket.execution,
+                            environment: ticket.environment,
+                            created_at: now,
+                            outcome: CacheOutcome::Pending,
+                        });
+                        out.send(Envelope::Environment(
+                            ticket.environment,
+                            EnvironmentMsg::CacheMissed(ticket),
+                        ));
+                    }
                 }
             }
             ProjectMsg::CacheUpdate {

@@ -19,6 +19,9 @@ use super::messages::{
     CacheCheck, Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, Ticket,
 };
 
+/// A bound on result chains (retries, cache links, ...) followed to find a final result.
+const MAX_CHAIN: usize = 100_000;
+
 #[derive(Debug, Clone)]
 struct Attempt {
     environment: EnvironmentId,
@@ -358,7 +361,15 @@ impl RunCore {
             execute_after,
             created_at: now,
         });
-        if let Some(key) = &step.record.cache_key {
+        // A first attempt becomes a cache source when its lookup misses (the project registers
+        // it then, atomically with the lookup, so two pending executions never link to each
+        // other); later attempts never look up, so they are sources from the start.
+        if let Some(key) = step
+            .record
+            .cache_key
+            .as_ref()
+            .filter(|_| execution.attempt > 1)
+        {
             out.send(Envelope::Project(ProjectMsg::CacheUpdate {
                 key: key.clone(),
                 execution,
@@ -417,7 +428,7 @@ impl RunCore {
 
     /// Follows `execution`'s chain to its final result, or to the pending execution at its end.
     fn resolve(&self, mut execution: ExecutionId) -> Resolution {
-        loop {
+        for _ in 0..MAX_CHAIN {
             let result = if execution.run() == self.id {
                 self.attempt(execution).and_then(|a| a.result.as_ref())
             } else {
@@ -431,6 +442,14 @@ impl RunCore {
                 },
             }
         }
+        tracing::error!(run = %self.id, execution = %execution, "result chain too long or cyclic");
+        Resolution::Final(ExecutionResult::Error {
+            error: crate::model::ErrorInfo::new(
+                "coflux.ChainError",
+                "the result chain is too long or cyclic",
+            ),
+            retry: None,
+        })
     }
 
     fn wait(&mut self, waiter: Waiter, execution: ExecutionId, out: &mut Outbox) {
