@@ -336,6 +336,15 @@ impl Outbox {
 }
 
 impl Envelope {
+    /// Whether this goes to one of the project's own state machines (as opposed to a worker or
+    /// a waiting caller outside).
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Self::Project(_) | Self::Environment(..) | Self::Run(..)
+        )
+    }
+
     /// Convenience: a message to a run.
     pub fn run(run: RunId, msg: RunMsg) -> Self {
         Self::Run(run, msg)

@@ -8,7 +8,7 @@ use actix::{Actor, AsyncContext, Context, Handler, Message};
 use crate::model::now_millis;
 
 use super::super::environment::EnvironmentCore;
-use super::super::messages::{EnvironmentMsg, Outbox, ProjectMsg, RunMsg};
+use super::super::messages::{Envelope, EnvironmentMsg, Outbox, ProjectMsg, RunMsg};
 use super::super::project::ProjectCore;
 use super::super::run::RunCore;
 use super::router::Router;
@@ -32,7 +32,14 @@ where
         let delay = Duration::from_millis(u64::try_from(timer.at - now).unwrap_or(0));
         ctx.run_later(delay, move |_, _| router.deliver(timer.envelope));
     }
-    router.commit(out.writes, out.messages);
+    // Messages between this project's actors go at once: anything they cause outside (a reply,
+    // a command to a worker) goes through the same FIFO writer after this batch, so it is only
+    // acted on once these writes are durable. Replies and worker commands of this batch wait
+    // for its commit.
+    let (internal, external): (Vec<_>, Vec<_>) =
+        out.messages.into_iter().partition(Envelope::is_internal);
+    router.deliver_all(internal);
+    router.queue_commit(out.writes, external);
 }
 
 macro_rules! host {

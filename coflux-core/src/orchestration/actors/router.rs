@@ -2,7 +2,7 @@
 //! re-creates actors that died.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::{Actor, Addr, ArbiterHandle};
@@ -48,6 +48,8 @@ pub struct Router {
     workers: Mutex<HashMap<WorkerId, WorkerRegistration>>,
     replies: Mutex<HashMap<ReplyTo, oneshot::Sender<Reply>>>,
     next_id: AtomicU64,
+    outgoing: Mutex<Vec<(Vec<Write>, Vec<Envelope>)>>,
+    flush_scheduled: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +70,8 @@ impl Router {
             workers: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            outgoing: Mutex::new(Vec::new()),
+            flush_scheduled: AtomicBool::new(false),
         }
     }
 
@@ -91,7 +95,7 @@ impl Router {
         lock(&self.runs).insert(run, addr);
     }
 
-    /// Commits `writes`, then delivers `messages`.
+    /// Commits `writes`, then delivers `messages`, now (from any thread).
     pub fn commit(&self, writes: Vec<Write>, messages: Vec<Envelope>) {
         if writes.is_empty() && messages.is_empty() {
             return;
@@ -106,6 +110,28 @@ impl Router {
             None => {
                 tracing::error!(project = %self.project, "dropping a batch: the project is shut down")
             }
+        }
+    }
+
+    /// Queues a batch from one of the project's actors. Batches queued while the arbiter works
+    /// through its ready actors are handed to the writer together at the end of that turn, so
+    /// the writer commits them in one transaction (e.g. a new execution and its assignment).
+    pub fn queue_commit(self: &Arc<Self>, writes: Vec<Write>, messages: Vec<Envelope>) {
+        if writes.is_empty() && messages.is_empty() {
+            return;
+        }
+        lock(&self.outgoing).push((writes, messages));
+        if !self.flush_scheduled.swap(true, Ordering::AcqRel) {
+            let router = Arc::clone(self);
+            actix_rt::spawn(async move { router.flush() });
+        }
+    }
+
+    fn flush(&self) {
+        self.flush_scheduled.store(false, Ordering::Release);
+        let batches = std::mem::take(&mut *lock(&self.outgoing));
+        for (writes, messages) in batches {
+            self.commit(writes, messages);
         }
     }
 
