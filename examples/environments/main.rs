@@ -30,7 +30,10 @@ async fn summarise(data: Vec<u64>) -> Result<String, Failure> {
 #[task(name = "summarise")]
 async fn summarise_v2(data: Vec<u64>) -> Result<String, Failure> {
     let sum: u64 = data.iter().sum();
-    Ok(format!("sum = {sum}, mean = {:.1}", sum as f64 / data.len() as f64))
+    Ok(format!(
+        "sum = {sum}, mean = {:.1}",
+        sum as f64 / data.len() as f64
+    ))
 }
 
 /// Loads a dataset and summarises it.
@@ -46,37 +49,71 @@ async fn main() -> anyhow::Result<()> {
     let coflux = Coflux::open(&data_dir).await?;
     let project = coflux.project("environments").await?;
     project.ensure_environment("production", None).await?;
-    project.ensure_environment("development", Some("production")).await?;
+    project
+        .ensure_environment("development", Some("production"))
+        .await?;
 
     // Production runs the released code.
-    let production = project.serve("production", Repository::new().with(report).with(load).with(summarise)).await?;
+    let production = project
+        .serve(
+            "production",
+            Repository::new().with(report).with(load).with(summarise),
+        )
+        .await?;
     // Development runs the code being changed: the same targets, a new `summarise`.
-    let development =
-        project.serve("development", Repository::new().with(report).with(load).with(summarise_v2)).await?;
+    let development = project
+        .serve(
+            "development",
+            Repository::new().with(report).with(load).with(summarise_v2),
+        )
+        .await?;
 
     let run = project.submit("production", &report, ("sales",)).await?;
-    println!("production: report(\"sales\") = {:?}", run.result::<String>().await?);
+    println!(
+        "production: report(\"sales\") = {:?}",
+        run.result::<String>().await?
+    );
     print!("{}", run.inspect().await?);
 
     let dev_run = project.submit("development", &report, ("sales",)).await?;
-    println!("\ndevelopment: report(\"sales\") = {:?}", dev_run.result::<String>().await?);
+    println!(
+        "\ndevelopment: report(\"sales\") = {:?}",
+        dev_run.result::<String>().await?
+    );
     let view = dev_run.inspect().await?;
     print!("{view}");
-    let reused = view.steps_named("load").any(|s| s.executions.iter().any(|e| matches!(e.result, Some(ExecutionResult::Cached { .. }))));
-    println!("(development {} production's cached load)", if reused { "reused" } else { "did not reuse" });
+    let reused = view.steps_named("load").any(|s| {
+        s.executions
+            .iter()
+            .any(|e| matches!(e.result, Some(ExecutionResult::Cached { .. })))
+    });
+    println!(
+        "(development {} production's cached load)",
+        if reused { "reused" } else { "did not reuse" }
+    );
 
     // Re-run production's `summarise` step in development, with the new code.
     let production_view = run.inspect().await?;
-    let step = production_view.steps_named("summarise").next().expect("the run has a summarise step").id;
+    let step = production_view
+        .steps_named("summarise")
+        .next()
+        .expect("the run has a summarise step")
+        .id;
     let rerun = project.rerun_step(step, Some("development")).await?;
     let result = project.execution_result(rerun).await?;
     if let ExecutionResult::Value { .. } = result {
         println!("\nre-ran step {step} in development as {rerun}");
     }
     println!("\nthe run as development sees it:");
-    print!("{}", project.inspect_run(run.run, Some("development")).await?);
+    print!(
+        "{}",
+        project.inspect_run(run.run, Some("development")).await?
+    );
     println!("\nthe run as production sees it (unchanged):");
-    print!("{}", project.inspect_run(run.run, Some("production")).await?);
+    print!(
+        "{}",
+        project.inspect_run(run.run, Some("production")).await?
+    );
 
     production.stop();
     development.stop();
