@@ -60,6 +60,11 @@ impl EnvironmentCore {
         }
     }
 
+    /// The environment's id.
+    pub fn id(&self) -> EnvironmentId {
+        self.id
+    }
+
     /// Executions queued (due or delayed) and not yet assigned.
     pub fn queued(&self) -> usize {
         self.ready.len() + self.delayed.len()

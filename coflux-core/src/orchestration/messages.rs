@@ -258,6 +258,25 @@ pub enum RunMsg {
     },
 }
 
+impl RunMsg {
+    /// The execution the message is about, if any (for tracing).
+    pub fn execution(&self) -> Option<ExecutionId> {
+        match self {
+            Self::Submit {
+                parent: execution, ..
+            }
+            | Self::Wait { execution, .. }
+            | Self::Result { execution, .. }
+            | Self::Abandon { execution }
+            | Self::Cancel { execution }
+            | Self::CacheHit { execution, .. }
+            | Self::Subscribe { execution, .. }
+            | Self::Resolved { execution, .. } => Some(*execution),
+            Self::Create { .. } | Self::WaitRun { .. } | Self::Rerun { .. } => None,
+        }
+    }
+}
+
 /// Commands to a worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerCommand {

@@ -42,8 +42,37 @@ where
     router.queue_commit(out.writes, external);
 }
 
+/// The tracing span a state machine handles a message in: it carries the project and the ids
+/// the message is about (environment, run, step, execution).
+trait Spanned<M> {
+    fn span(&self, project: &str, msg: &M) -> tracing::Span;
+}
+
+impl Spanned<ProjectMsg> for ProjectCore {
+    fn span(&self, project: &str, _: &ProjectMsg) -> tracing::Span {
+        tracing::debug_span!("project", project = %project)
+    }
+}
+
+impl Spanned<EnvironmentMsg> for EnvironmentCore {
+    fn span(&self, project: &str, _: &EnvironmentMsg) -> tracing::Span {
+        tracing::debug_span!("environment", project = %project, environment = %self.id())
+    }
+}
+
+impl Spanned<RunMsg> for RunCore {
+    fn span(&self, project: &str, msg: &RunMsg) -> tracing::Span {
+        match msg.execution() {
+            Some(e) => {
+                tracing::debug_span!("run", project = %project, run = %self.id(), step = %e.step, execution = %e)
+            }
+            None => tracing::debug_span!("run", project = %project, run = %self.id()),
+        }
+    }
+}
+
 macro_rules! host {
-    ($(#[$doc:meta])* $name:ident, $core:ty, $msg:ty, $span:literal) => {
+    ($(#[$doc:meta])* $name:ident, $core:ty, $msg:ty) => {
         $(#[$doc])*
         pub struct $name {
             core: $core,
@@ -72,7 +101,7 @@ macro_rules! host {
             type Result = ();
 
             fn handle(&mut self, Deliver(msg): Deliver<$msg>, ctx: &mut Self::Context) {
-                let _span = tracing::trace_span!($span, project = %self.router.project()).entered();
+                let _span = self.core.span(self.router.project(), &msg).entered();
                 let mut out = Outbox::default();
                 self.core.handle(msg, now_millis(), &mut out);
                 dispatch(&self.router, out, ctx);
@@ -83,13 +112,13 @@ macro_rules! host {
 
 host!(
     /// Hosts a project's [`ProjectCore`].
-    ProjectActor, ProjectCore, ProjectMsg, "project"
+    ProjectActor, ProjectCore, ProjectMsg
 );
 host!(
     /// Hosts an environment's [`EnvironmentCore`].
-    EnvironmentActor, EnvironmentCore, EnvironmentMsg, "environment"
+    EnvironmentActor, EnvironmentCore, EnvironmentMsg
 );
 host!(
     /// Hosts a run's [`RunCore`].
-    RunActor, RunCore, RunMsg, "run"
+    RunActor, RunCore, RunMsg
 );
