@@ -1,12 +1,12 @@
 //! The environment state machine: the queue of executions, their delays, and dispatch to the
 //! connected workers that host their targets, have free capacity and provide what they require.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::model::{
     EnvironmentId, EnvironmentState, ExecutionId, Millis, Requires, TargetRef, WorkerId,
 };
-use crate::store::Write;
+use crate::store::{CacheOutcome, Write};
 
 use super::messages::{
     Envelope, EnvironmentMsg, Outbox, ProjectMsg, RunMsg, Ticket, Timer, WorkerCommand,
@@ -43,6 +43,11 @@ pub struct EnvironmentCore {
     ready: VecDeque<Ticket>,
     workers: BTreeMap<WorkerId, WorkerSlot>,
     assigned: HashMap<ExecutionId, WorkerId>,
+    /// Executions whose cache lookup is with the project.
+    in_lookup: HashSet<ExecutionId>,
+    /// Every execution held here (delayed, in lookup, ready or assigned): a second `Enqueue` of
+    /// one of them (e.g. from a revived run) is ignored.
+    known: HashSet<ExecutionId>,
     timer_at: Option<Millis>,
 }
 
@@ -56,6 +61,8 @@ impl EnvironmentCore {
             ready: VecDeque::new(),
             workers: BTreeMap::new(),
             assigned: HashMap::new(),
+            in_lookup: HashSet::new(),
+            known: HashSet::new(),
             timer_at: None,
         }
     }
@@ -79,13 +86,38 @@ impl EnvironmentCore {
                     self.archive(out);
                 }
             }
-            EnvironmentMsg::Enqueue(ticket) => match ticket.execute_after {
-                Some(at) if at > now => {
-                    self.delayed.insert((at, ticket.execution), ticket);
+            EnvironmentMsg::Enqueue(ticket) => {
+                if self.state == EnvironmentState::Archived {
+                    let execution = ticket.execution;
+                    out.send(Envelope::Run(execution.run(), RunMsg::Cancel { execution }));
+                } else if self.known.insert(ticket.execution) {
+                    match ticket.execute_after {
+                        Some(at) if at > now => {
+                            self.delayed.insert((at, ticket.execution), ticket);
+                        }
+                        _ => self.due(ticket, out),
+                    }
                 }
-                _ => self.due(ticket, out),
-            },
-            EnvironmentMsg::CacheMissed(ticket) => self.ready.push_back(ticket),
+            }
+            EnvironmentMsg::CacheMissed { ticket, key } => {
+                let execution = ticket.execution;
+                if !self.in_lookup.remove(&execution) {
+                    // Withdrawn (cancelled) while the project looked it up: it must neither run
+                    // nor stay registered as a cache source.
+                    out.send(Envelope::Project(ProjectMsg::CacheUpdate {
+                        key,
+                        execution,
+                        environment: self.id,
+                        created_at: now,
+                        outcome: CacheOutcome::Failed,
+                    }));
+                } else if self.state == EnvironmentState::Archived {
+                    self.known.remove(&execution);
+                    out.send(Envelope::Run(execution.run(), RunMsg::Cancel { execution }));
+                } else {
+                    self.ready.push_back(ticket);
+                }
+            }
             EnvironmentMsg::Tick => {
                 self.timer_at = None;
                 while let Some(entry) = self.delayed.first_entry() {
@@ -106,7 +138,8 @@ impl EnvironmentCore {
                     worker,
                     WorkerSlot {
                         targets,
-                        capacity,
+                        // As in Coflux, a capacity of 0 means unlimited.
+                        capacity: if capacity == 0 { usize::MAX } else { capacity },
                         provides,
                         running: 0,
                     },
@@ -122,14 +155,21 @@ impl EnvironmentCore {
                     .collect();
                 for execution in lost {
                     self.assigned.remove(&execution);
+                    self.known.remove(&execution);
                     out.send(Envelope::Run(
                         execution.run(),
                         RunMsg::Abandon { execution },
                     ));
                 }
             }
-            EnvironmentMsg::Finished { execution } => self.release(execution),
+            EnvironmentMsg::Finished { execution } => {
+                self.release(execution);
+                self.in_lookup.remove(&execution);
+                self.known.remove(&execution);
+            }
             EnvironmentMsg::Withdraw { execution } => {
+                self.known.remove(&execution);
+                self.in_lookup.remove(&execution);
                 self.ready.retain(|t| t.execution != execution);
                 self.delayed.retain(|(_, e), _| *e != execution);
                 if let Some(worker) = self.assigned.get(&execution).copied() {
@@ -144,6 +184,7 @@ impl EnvironmentCore {
 
     fn due(&mut self, ticket: Ticket, out: &mut Outbox) {
         if ticket.cache.is_some() {
+            self.in_lookup.insert(ticket.execution);
             out.send(Envelope::Project(ProjectMsg::CacheLookup(ticket)));
         } else {
             self.ready.push_back(ticket);
@@ -232,5 +273,109 @@ impl EnvironmentCore {
         for worker in self.workers.values_mut() {
             worker.running = 0;
         }
+        self.known.retain(|e| self.in_lookup.contains(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{RunId, StepId};
+    use crate::orchestration::messages::CacheCheck;
+
+    fn ticket(run: u64, cache: bool) -> Ticket {
+        Ticket {
+            execution: StepId {
+                run: RunId(run),
+                number: 1,
+            }
+            .execution(1),
+            environment: EnvironmentId(1),
+            target: TargetRef::new("m", "t"),
+            arguments: Arc::new(Vec::new()),
+            execute_after: None,
+            requires: Requires::new(),
+            cache: cache.then(|| CacheCheck {
+                key: "k".into(),
+                max_age_ms: None,
+            }),
+            timeout_ms: None,
+        }
+    }
+
+    fn with_worker() -> EnvironmentCore {
+        let mut env = EnvironmentCore::new(EnvironmentId(1));
+        let targets = [TargetRef::new("m", "t")].into_iter().collect();
+        let msg = EnvironmentMsg::Connect {
+            worker: WorkerId(1),
+            targets,
+            capacity: 0,
+            provides: Requires::new(),
+        };
+        env.handle(msg, 0, &mut Outbox::default());
+        env
+    }
+
+    fn executes(out: &Outbox) -> usize {
+        out.messages
+            .iter()
+            .filter(|m| matches!(m, Envelope::Worker(_, WorkerCommand::Execute { .. })))
+            .count()
+    }
+
+    #[test]
+    fn a_second_enqueue_of_the_same_execution_is_ignored() {
+        let mut env = with_worker();
+        let mut out = Outbox::default();
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, false)), 0, &mut out);
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, false)), 0, &mut out);
+        assert_eq!(executes(&out), 1);
+    }
+
+    #[test]
+    fn an_execution_withdrawn_during_its_cache_lookup_never_runs_nor_becomes_a_source() {
+        let mut env = with_worker();
+        let mut out = Outbox::default();
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, true)), 0, &mut out);
+        assert!(matches!(
+            out.messages.last(),
+            Some(Envelope::Project(ProjectMsg::CacheLookup(_)))
+        ));
+        let execution = ticket(1, true).execution;
+        env.handle(EnvironmentMsg::Withdraw { execution }, 0, &mut out);
+        let mut out = Outbox::default();
+        env.handle(
+            EnvironmentMsg::CacheMissed {
+                ticket: ticket(1, false),
+                key: "k".into(),
+            },
+            0,
+            &mut out,
+        );
+        assert_eq!(executes(&out), 0);
+        assert!(out.messages.iter().any(|m| matches!(
+            m,
+            Envelope::Project(ProjectMsg::CacheUpdate { outcome: CacheOutcome::Failed, execution: e, .. }) if *e == execution
+        )));
+    }
+
+    #[test]
+    fn work_arriving_in_an_archived_environment_is_cancelled() {
+        let mut env = with_worker();
+        env.handle(
+            EnvironmentMsg::SetState(EnvironmentState::Archived),
+            0,
+            &mut Outbox::default(),
+        );
+        let mut out = Outbox::default();
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, false)), 0, &mut out);
+        assert_eq!(executes(&out), 0);
+        assert!(
+            out.messages
+                .iter()
+                .any(|m| matches!(m, Envelope::Run(_, RunMsg::Cancel { .. })))
+        );
     }
 }

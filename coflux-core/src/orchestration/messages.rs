@@ -116,6 +116,11 @@ pub enum ProjectMsg {
     },
     /// An execution became due and its step is cached: look it up.
     CacheLookup(Ticket),
+    /// Tell an environment (whose actor was re-created) its state again.
+    Announce {
+        /// The environment.
+        environment: EnvironmentId,
+    },
     /// Record the state of an execution of a cached step.
     CacheUpdate {
         /// The step's cache key.
@@ -138,8 +143,14 @@ pub enum EnvironmentMsg {
     SetState(EnvironmentState),
     /// Schedule an execution.
     Enqueue(Ticket),
-    /// The project found no cached result: the execution can be dispatched.
-    CacheMissed(Ticket),
+    /// The project found no cached result: the execution can be dispatched (it is now a cache
+    /// source for `key`).
+    CacheMissed {
+        /// The execution.
+        ticket: Ticket,
+        /// Its cache key.
+        key: String,
+    },
     /// A timer fired: move due executions on.
     Tick,
     /// A worker connected.
@@ -313,6 +324,19 @@ pub enum Reply {
     Environment(Result<Environment, OrchestrationError>),
     /// The environments.
     Environments(Vec<Environment>),
+}
+
+impl Reply {
+    /// The same kind of reply, carrying `error` instead.
+    pub fn failed(&self, error: OrchestrationError) -> Reply {
+        match self {
+            Self::RunStarted(_) => Self::RunStarted(Err(error)),
+            Self::Submitted(_) => Self::Submitted(Err(error)),
+            Self::Result(_) => Self::Result(Err(error)),
+            Self::Rerun(_) => Self::Rerun(Err(error)),
+            Self::Environment(_) | Self::Environments(_) => Self::Environment(Err(error)),
+        }
+    }
 }
 
 /// A message to deliver later.

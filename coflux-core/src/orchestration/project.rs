@@ -146,9 +146,13 @@ impl ProjectCore {
             }
             ProjectMsg::CacheLookup(mut ticket) => {
                 let Some(check) = ticket.cache.take() else {
+                    let environment = ticket.environment;
                     return out.send(Envelope::Environment(
-                        ticket.environment,
-                        EnvironmentMsg::CacheMissed(ticket),
+                        environment,
+                        EnvironmentMsg::CacheMissed {
+                            ticket,
+                            key: String::new(),
+                        },
                     ));
                 };
                 let lineage = self.lineage(ticket.environment);
@@ -168,17 +172,29 @@ impl ProjectCore {
                     )),
                     None => {
                         self.cache.update(CacheEntry {
-                            key: check.key,
+                            key: check.key.clone(),
                             execution: ticket.execution,
                             environment: ticket.environment,
                             created_at: now,
                             outcome: CacheOutcome::Pending,
                         });
+                        let environment = ticket.environment;
                         out.send(Envelope::Environment(
-                            ticket.environment,
-                            EnvironmentMsg::CacheMissed(ticket),
+                            environment,
+                            EnvironmentMsg::CacheMissed {
+                                ticket,
+                                key: check.key,
+                            },
                         ));
                     }
+                }
+            }
+            ProjectMsg::Announce { environment } => {
+                if let Some(env) = self.environments.get(&environment) {
+                    out.send(Envelope::Environment(
+                        environment,
+                        EnvironmentMsg::SetState(env.state),
+                    ));
                 }
             }
             ProjectMsg::CacheUpdate {

@@ -57,7 +57,7 @@ pub struct RunCore {
     steps: Vec<StepState>,
     waiters: HashMap<ExecutionId, Vec<Waiter>>,
     external: HashMap<ExecutionId, Option<ExecutionResult>>,
-    memo: HashMap<String, ExecutionId>,
+    memo: HashMap<(EnvironmentId, String), ExecutionId>,
 }
 
 impl RunCore {
@@ -77,14 +77,22 @@ impl RunCore {
     /// restart are abandoned (and retried where their policy allows); queued ones are queued
     /// again.
     pub fn restore(snapshot: RunSnapshot, now: Millis, out: &mut Outbox) -> Self {
+        Self::revive(snapshot, now, &|_| false, out)
+    }
+
+    /// Rebuilds a run from the store while the project keeps running (its actor died).
+    /// Executions assigned to a worker that is still connected (`worker_alive`) stay assigned;
+    /// the others are abandoned. Queued executions are queued again (environments ignore
+    /// executions they already hold).
+    pub fn revive(
+        snapshot: RunSnapshot,
+        now: Millis,
+        worker_alive: &dyn Fn(WorkerId) -> bool,
+        out: &mut Outbox,
+    ) -> Self {
         let mut core = Self::new(snapshot.run.id);
         core.record = Some(snapshot.run);
         for record in snapshot.steps {
-            if let Some(key) = &record.memo_key {
-                core.memo
-                    .entry(key.clone())
-                    .or_insert(record.id.execution(1));
-            }
             let arguments = Arc::new(record.arguments.clone());
             core.steps.push(StepState {
                 record,
@@ -103,6 +111,14 @@ impl RunCore {
                 });
             }
         }
+        for step in &core.steps {
+            if let (Some(key), Some(first)) = (&step.record.memo_key, step.attempts.first()) {
+                core.memo.insert(
+                    (first.environment, key.clone()),
+                    step.record.id.execution(1),
+                );
+            }
+        }
         let mut abandoned = Vec::new();
         for step in &core.steps {
             for (i, attempt) in step.attempts.iter().enumerate() {
@@ -110,8 +126,10 @@ impl RunCore {
                     continue;
                 }
                 let execution = step.record.id.execution(i as u32 + 1);
-                if attempt.assignment.is_some() {
-                    abandoned.push(execution);
+                if let Some((worker, _)) = attempt.assignment {
+                    if !worker_alive(worker) {
+                        abandoned.push(execution);
+                    }
                 } else {
                     out.send(Envelope::Environment(
                         attempt.environment,
@@ -129,6 +147,24 @@ impl RunCore {
             );
         }
         core
+    }
+
+    /// The tickets of a stored run's executions that are queued (no assignment, no result) in
+    /// `environment`: what a re-created environment actor must schedule again.
+    pub fn queued_tickets(snapshot: &RunSnapshot, environment: EnvironmentId) -> Vec<Ticket> {
+        let mut out = Outbox::default();
+        Self::revive(snapshot.clone(), 0, &|_| true, &mut out);
+        out.messages
+            .into_iter()
+            .filter_map(|m| match m {
+                Envelope::Environment(env, EnvironmentMsg::Enqueue(ticket))
+                    if env == environment =>
+                {
+                    Some(ticket)
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The run's id.
@@ -310,7 +346,7 @@ impl RunCore {
         let execute_after = options
             .delay_ms
             .filter(|d| *d > 0)
-            .map(|d| now + i64::try_from(d).unwrap_or(i64::MAX / 2));
+            .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
         let record = StepRecord {
             id,
             parent_execution: parent,
@@ -330,7 +366,7 @@ impl RunCore {
         });
         let execution = id.execution(1);
         if let Some(key) = memo_key {
-            self.memo.insert(key, execution);
+            self.memo.insert((environment, key), execution);
         }
         self.add_attempt(id, environment, execute_after, now, out);
         execution
@@ -392,12 +428,20 @@ impl RunCore {
         now: Millis,
         out: &mut Outbox,
     ) -> Result<ExecutionId, OrchestrationError> {
-        let environment = self
+        let parent_attempt = self
             .attempt(parent)
-            .map(|a| a.environment)
             .ok_or_else(|| OrchestrationError::ExecutionNotFound(parent.to_string()))?;
+        if parent_attempt.result.is_some() {
+            return Err(OrchestrationError::Invalid(format!(
+                "execution {parent} has already finished; it cannot submit children"
+            )));
+        }
+        let environment = parent_attempt.environment;
         if let Some(params) = &request.options.memo {
-            let key = call_key(&request.target, params, &request.arguments);
+            let key = (
+                environment,
+                call_key(&request.target, params, &request.arguments),
+            );
             if let Some(existing) = self.memo.get(&key).copied()
                 && !matches!(self.resolve(existing), Resolution::Final(ref r) if !matches!(r, ExecutionResult::Value { .. }))
             {
@@ -500,7 +544,7 @@ impl RunCore {
             let next = self.add_attempt(
                 execution.step,
                 environment,
-                Some(now + delay).filter(|at| *at > now),
+                Some(now.saturating_add(delay)).filter(|at| *at > now),
                 now,
                 out,
             );
@@ -558,7 +602,9 @@ impl RunCore {
         );
         let delay = match policy.limit {
             Some(limit) if failures >= u64::from(limit) => return None,
-            Some(limit) => min + failures * (max - min) / u64::from(limit.saturating_sub(1).max(1)),
+            Some(limit) => min.saturating_add(
+                failures.saturating_mul(max - min) / u64::from(limit.saturating_sub(1).max(1)),
+            ),
             None => rand::rng().random_range(min..=max),
         };
         Some(i64::try_from(delay).unwrap_or(i64::MAX / 2))
@@ -568,7 +614,14 @@ impl RunCore {
         let Some(attempt) = self.attempt(execution) else {
             return;
         };
-        if attempt.result.is_some() {
+        if let Some(result) = &attempt.result {
+            // Cancelling a retried or suspended execution cancels the attempt that replaced it
+            // (a cache link is not followed: its source belongs to other callers too).
+            if let Some(next) = result.successor()
+                && next.step == execution.step
+            {
+                self.cancel(next, now, out);
+            }
             return;
         }
         out.send(Envelope::Environment(

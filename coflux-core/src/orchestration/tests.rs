@@ -458,8 +458,16 @@ fn a_step_can_be_rerun_in_a_child_environment_leaving_the_parents_view_untouched
         h.rerun(b.step, Some("other")).unwrap_err().code(),
         "environment_invalid"
     );
+    // A finished execution cannot submit children.
+    assert_eq!(
+        h.call(rerun, &task(), vec![], StepOptions::default())
+            .unwrap_err()
+            .code(),
+        "invalid_request"
+    );
+    let again = h.rerun(b.step, Some("development")).unwrap();
     let child = h
-        .call(rerun, &task(), vec![], StepOptions::default())
+        .call(again, &task(), vec![], StepOptions::default())
         .unwrap();
     assert_eq!(
         h.rerun(child.step, Some("production")).unwrap_err().code(),
@@ -582,4 +590,31 @@ fn a_worker_that_disconnects_has_its_executions_abandoned_and_retried() {
     assert_eq!((job.execution, job.worker.0), (root.step.execution(2), 2));
     h.complete(job.execution, json!(1));
     assert_eq!(h.result_of(w), Some(value(json!(1))));
+}
+
+#[test]
+fn cancelling_a_retried_execution_cancels_its_pending_retry() {
+    let Fixture { mut h, .. } = setup();
+    let (_, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let options = StepOptions {
+        retries: Some(RetryPolicy {
+            limit: Some(3),
+            backoff_min_ms: 60_000,
+            backoff_max_ms: 60_000,
+        }),
+        ..Default::default()
+    };
+    let first = h.call(root, &task(), vec![], options).unwrap();
+    let w = h.wait(first);
+    h.take_assigned();
+    h.fail(first, "E", "boom");
+    h.cancel(first);
+    assert_eq!(h.result_of(w), Some(ExecutionResult::Cancelled));
+    h.advance(60_000);
+    assert!(
+        h.take_assigned().is_empty(),
+        "the cancelled retry never runs"
+    );
 }

@@ -88,6 +88,8 @@ impl<E> fmt::Debug for GroupCommitWriter<E> {
 impl<E: Send + 'static> GroupCommitWriter<E> {
     /// Starts a writer thread named `thread_name` that owns `store`. `deliver` receives each
     /// batch's follow-up once its writes are committed; `on_error` receives the errors of
+    /// failed commits together with the follow-ups that will not be delivered (so waiting
+    /// callers can be told), and
     /// failed commits (whose batches are not delivered). Both run on the writer thread.
     ///
     /// If the thread cannot be started, the failure is logged and every
@@ -96,7 +98,7 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
         store: Box<dyn ProjectStore>,
         thread_name: impl Into<String>,
         deliver: impl FnMut(E) + Send + 'static,
-        on_error: impl FnMut(StoreError) + Send + 'static,
+        on_error: impl FnMut(StoreError, Vec<E>) + Send + 'static,
     ) -> Self {
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
@@ -140,7 +142,7 @@ fn run<E>(
     receiver: &mpsc::Receiver<Batch<E>>,
     counters: &Counters,
     mut deliver: impl FnMut(E),
-    mut on_error: impl FnMut(StoreError),
+    mut on_error: impl FnMut(StoreError, Vec<E>),
 ) {
     let mut group: Vec<Batch<E>> = Vec::new();
     let mut writes: Vec<Write> = Vec::new();
@@ -196,8 +198,7 @@ fn run<E>(
                     );
                 } else {
                     tracing::warn!(%error, batches = group.len(), "group commit failed");
-                    group.clear();
-                    on_error(error);
+                    on_error(error, group.drain(..).map(|b| b.after).collect());
                 }
             }
         }
@@ -214,10 +215,11 @@ fn apply_one_by_one<E>(
     ends: &[usize],
     counters: &Counters,
     deliver: &mut impl FnMut(E),
-    on_error: &mut impl FnMut(StoreError),
+    on_error: &mut impl FnMut(StoreError, Vec<E>),
 ) {
     let mut start = 0;
-    for (batch, &end) in group.drain(..).zip(ends) {
+    let mut batches = group.drain(..).zip(ends);
+    while let Some((batch, &end)) = batches.next() {
         let own = &writes[start..end];
         start = end;
         if own.is_empty() {
@@ -235,13 +237,16 @@ fn apply_one_by_one<E>(
             Err(error) if is_batch_error(&error) => {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, "store batch rejected");
-                on_error(error);
+                on_error(error, vec![batch.after]);
             }
             Err(error) => {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, "group commit failed");
-                on_error(error);
-                return; // `drain` drops the rest of the group.
+                let dropped = std::iter::once(batch.after)
+                    .chain(batches.map(|(b, _)| b.after))
+                    .collect();
+                on_error(error, dropped);
+                return;
             }
         }
     }
@@ -415,7 +420,7 @@ mod tests {
             store,
             "test-writer",
             move |v| d.push(v),
-            move |err| e.push(err.to_string()),
+            move |err, _| e.push(err.to_string()),
         );
         writer.submit(setup_writes(), (usize::MAX, 0)).unwrap();
 
@@ -487,7 +492,7 @@ mod tests {
             store,
             "test-writer",
             move |v| d.push(v),
-            move |err| e.push(err.code().to_owned()),
+            move |err, _| e.push(err.code().to_owned()),
         );
         writer.submit(setup_writes(), 0).unwrap();
         writer.submit(step_batch(1), 1).unwrap();
@@ -522,7 +527,7 @@ mod tests {
             store,
             "test-writer",
             move |v| d.push(v),
-            move |err| e.push(err.code().to_owned()),
+            move |err, _| e.push(err.code().to_owned()),
         );
         writer.submit(setup_writes(), 0).unwrap();
         // Wait until the writer holds the setup batch in its (gated) first apply.
@@ -555,7 +560,7 @@ mod tests {
             Box::new(store),
             "test-writer",
             move |v: u32| tx.send(v).unwrap(),
-            |_| {},
+            |_, _| {},
         );
         writer.submit(setup_writes(), 0).unwrap();
         for n in 1..=200 {
@@ -577,7 +582,7 @@ mod tests {
             Box::new(store),
             "test-writer",
             |_: ()| panic!("deliver failed"),
-            |_| {},
+            |_, _| {},
         );
         writer.submit(Vec::new(), ()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -617,7 +622,7 @@ mod tests {
                 Box::new(store),
                 "bench-writer",
                 move |v: u32| tx.send(v).unwrap(),
-                |e| panic!("{e}"),
+                |e, _| panic!("{e}"),
             );
             writer.submit(setup_writes(), 0).unwrap();
             rx.recv().unwrap();
@@ -654,7 +659,7 @@ mod tests {
                 Box::new(store),
                 "bench-writer",
                 |done: mpsc::Sender<()>| done.send(()).unwrap(),
-                |e| panic!("{e}"),
+                |e, _| panic!("{e}"),
             );
             let (done_tx, done_rx) = mpsc::channel();
             writer.submit(setup_writes(), done_tx).unwrap();

@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix::{Actor, Addr, ArbiterHandle};
 use tokio::sync::{mpsc, oneshot};
 
+use super::super::error::OrchestrationError;
 use crate::model::{EnvironmentId, Requires, RunId, TargetRef, WorkerId, now_millis};
 use crate::store::writer::GroupCommitWriter;
-use crate::store::{ProjectStore, Write};
+use crate::store::{ProjectStore, StoreError, Write};
 
 use super::super::environment::EnvironmentCore;
-use super::super::messages::{Envelope, EnvironmentMsg, Outbox, Reply, ReplyTo, WorkerCommand};
+use super::super::messages::{
+    Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, WorkerCommand,
+};
 use super::super::run::RunCore;
 use super::hosts::{Deliver, EnvironmentActor, ProjectActor, RunActor};
 
@@ -135,6 +138,23 @@ impl Router {
         }
     }
 
+    /// A commit failed: its effects must not happen. Callers waiting for a reply from those
+    /// batches are told the request failed; commands to workers are dropped.
+    pub fn commit_failed(&self, error: &StoreError, dropped: Vec<Vec<Envelope>>) {
+        tracing::error!(project = %self.project, error = %error, "commit failed; its effects were dropped");
+        let failure = OrchestrationError::Unavailable(format!(
+            "the change could not be saved ({})",
+            error.code()
+        ));
+        for envelope in dropped.into_iter().flatten() {
+            if let Envelope::Reply(to, reply) = envelope
+                && let Some(tx) = lock(&self.replies).remove(&to)
+            {
+                let _ = tx.send(reply.failed(failure.clone()));
+            }
+        }
+    }
+
     /// Stops accepting batches; the writer thread ends once in-flight batches are done.
     pub fn shutdown(&self) {
         lock(&self.writer).take();
@@ -142,6 +162,8 @@ impl Router {
         lock(&self.environments).clear();
         lock(&self.project_actor).take();
         lock(&self.workers).clear();
+        // Dropping the senders tells every waiting caller that the project stopped.
+        lock(&self.replies).clear();
     }
 
     /// Registers a waiting caller; the reply arrives on the receiver.
@@ -167,7 +189,8 @@ impl Router {
 
     /// Disconnects a worker: its executions are abandoned.
     pub fn disconnect_worker(self: &Arc<Self>, worker: WorkerId) {
-        if let Some(reg) = lock(&self.workers).remove(&worker) {
+        let registration = lock(&self.workers).remove(&worker);
+        if let Some(reg) = registration {
             self.deliver(Envelope::Environment(
                 reg.environment,
                 EnvironmentMsg::Disconnect { worker },
@@ -196,10 +219,7 @@ impl Router {
                 }
             },
             Envelope::Environment(id, msg) => this.environment(id).do_send(Deliver(msg)),
-            Envelope::Run(id, msg) => {
-                let fresh = matches!(msg, super::super::messages::RunMsg::Create { .. });
-                this.run(id, fresh).do_send(Deliver(msg));
-            }
+            Envelope::Run(id, msg) => this.route_run(id, msg),
             Envelope::Worker(worker, command) => {
                 let sender = lock(&this.workers).get(&worker).map(|w| w.commands.clone());
                 if let Some(sender) = sender {
@@ -215,21 +235,46 @@ impl Router {
     }
 
     fn environment(self: &Arc<Self>, id: EnvironmentId) -> Addr<EnvironmentActor> {
+        if let Some(addr) = lock(&self.environments).get(&id).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        // Never hold `environments` while taking `workers` (and vice versa).
+        let registrations: Vec<(WorkerId, WorkerRegistration)> = lock(&self.workers)
+            .iter()
+            .filter(|(_, r)| r.environment == id)
+            .map(|(w, r)| (*w, r.clone()))
+            .collect();
         let mut environments = lock(&self.environments);
         if let Some(addr) = environments.get(&id).filter(|a| a.connected()) {
             return addr.clone();
         }
         let revived = environments.contains_key(&id);
-        if revived {
-            tracing::error!(project = %self.project, environment = %id, "environment actor died; re-creating it");
-        }
         let mut initial = Outbox::default();
         let mut core = EnvironmentCore::new(id);
-        for (worker, reg) in lock(&self.workers)
-            .iter()
-            .filter(|(_, r)| r.environment == id)
-        {
+        for (worker, reg) in &registrations {
             core.handle(connect_msg(*worker, reg), now_millis(), &mut initial);
+        }
+        if revived {
+            // Supervision: the actor died (a handler panicked). Its state is rebuilt from what
+            // the project and the database know: its state, and the executions queued in it.
+            tracing::error!(project = %self.project, environment = %id, "environment actor died; re-creating it");
+            initial.send(Envelope::Project(ProjectMsg::Announce { environment: id }));
+            match lock(&self.reader).load() {
+                Ok(snapshot) => {
+                    for run in &snapshot.active_runs {
+                        for ticket in RunCore::queued_tickets(run, id) {
+                            core.handle(
+                                EnvironmentMsg::Enqueue(ticket),
+                                now_millis(),
+                                &mut initial,
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(project = %self.project, error = %e, "could not reload queued executions")
+                }
+            }
         }
         let router = Arc::clone(self);
         let addr = EnvironmentActor::start_in_arbiter(&self.arbiter, move |_| {
@@ -239,34 +284,54 @@ impl Router {
         addr
     }
 
-    fn run(self: &Arc<Self>, id: RunId, fresh: bool) -> Addr<RunActor> {
-        let mut runs = lock(&self.runs);
-        if let Some(addr) = runs.get(&id).filter(|a| a.connected()) {
-            return addr.clone();
+    fn route_run(self: &Arc<Self>, id: RunId, msg: RunMsg) {
+        if let Some(addr) = lock(&self.runs).get(&id).filter(|a| a.connected()) {
+            return addr.do_send(Deliver(msg));
         }
-        if runs.contains_key(&id) {
-            tracing::error!(project = %self.project, run = %id, "run actor died; re-creating it from the database");
-        }
+        let now = now_millis();
         let mut initial = Outbox::default();
-        let snapshot = if fresh {
-            Ok(None)
+        let core = if matches!(msg, RunMsg::Create { .. }) {
+            Some(RunCore::new(id))
         } else {
-            lock(&self.reader).load_run(id)
-        };
-        let core = match snapshot {
-            Ok(Some(snapshot)) => RunCore::restore(snapshot, now_millis(), &mut initial),
-            Ok(None) => RunCore::new(id),
-            Err(e) => {
-                tracing::error!(project = %self.project, run = %id, error = %e, "could not load run");
-                RunCore::new(id)
+            // Not in memory: a run that finished before this process started, or whose actor
+            // died (supervision re-creates it from the database).
+            let snapshot = lock(&self.reader).load_run(id);
+            match snapshot {
+                Ok(Some(snapshot)) => {
+                    let workers: Vec<WorkerId> = lock(&self.workers).keys().copied().collect();
+                    Some(RunCore::revive(
+                        snapshot,
+                        now,
+                        &|w| workers.contains(&w),
+                        &mut initial,
+                    ))
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(project = %self.project, run = %id, error = %e, "could not load run");
+                    None
+                }
             }
         };
+        let Some(core) = core else {
+            // Unknown run: answer without keeping an actor for it.
+            let mut out = Outbox::default();
+            RunCore::new(id).handle(msg, now, &mut out);
+            return self.commit(out.writes, out.messages);
+        };
+        let mut runs = lock(&self.runs);
+        if let Some(addr) = runs.get(&id).filter(|a| a.connected()) {
+            return addr.do_send(Deliver(msg));
+        }
+        if runs.contains_key(&id) {
+            tracing::error!(project = %self.project, run = %id, "run actor died; re-created it from the database");
+        }
         let router = Arc::clone(self);
         let addr = RunActor::start_in_arbiter(&self.arbiter, move |_| {
             RunActor::new(core, router, initial)
         });
-        runs.insert(id, addr.clone());
-        addr
+        addr.do_send(Deliver(msg));
+        runs.insert(id, addr);
     }
 }
 

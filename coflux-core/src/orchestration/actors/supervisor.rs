@@ -73,12 +73,14 @@ impl Supervisor {
             Box::new(reader),
         ));
         let deliver_to = Arc::clone(&router);
-        let project = name.to_string();
         let writer = GroupCommitWriter::spawn(
             Box::new(store),
             format!("coflux-writer-{name}"),
             move |messages| deliver_to.deliver_all(messages),
-            move |error| tracing::error!(project = %project, error = %error, "commit failed; its effects were dropped"),
+            {
+                let router = Arc::clone(&router);
+                move |error, dropped| router.commit_failed(&error, dropped)
+            },
         );
         router.set_writer(writer);
         let now = now_millis();
