@@ -576,7 +576,16 @@ impl RunCore {
                 outcome,
             }));
         }
+        // An execution that ends without finishing its work (cancelled, timed out) takes its
+        // pending children with it.
+        let ends_children = matches!(
+            result,
+            ExecutionResult::Cancelled | ExecutionResult::Timeout { .. }
+        );
         step.attempts[execution.attempt as usize - 1].result = Some(result);
+        if ends_children {
+            self.cancel_children(execution, now, out);
+        }
         self.wake(execution, out);
     }
 
@@ -629,6 +638,10 @@ impl RunCore {
             EnvironmentMsg::Withdraw { execution },
         ));
         self.record_result(execution, ExecutionResult::Cancelled, now, out);
+    }
+
+    /// Cancels the pending executions of the steps `execution` called (recursively).
+    fn cancel_children(&mut self, execution: ExecutionId, now: Millis, out: &mut Outbox) {
         let children: Vec<ExecutionId> = self
             .steps
             .iter()

@@ -618,3 +618,21 @@ fn cancelling_a_retried_execution_cancels_its_pending_retry() {
         "the cancelled retry never runs"
     );
 }
+
+#[test]
+fn a_timeout_cancels_the_pending_children() {
+    let Fixture { mut h, .. } = setup();
+    let (_, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    let child = h
+        .call(root, &task(), vec![], StepOptions::default())
+        .unwrap();
+    let grandchild = h
+        .call(child, &task(), arg(json!(1)), StepOptions::default())
+        .unwrap();
+    let w = h.wait(grandchild);
+    h.report(root, ExecutionResult::Timeout { retry: None });
+    assert_eq!(h.result_of(w), Some(ExecutionResult::Cancelled));
+    assert!(h.aborted().contains(&child) && h.aborted().contains(&grandchild));
+}
