@@ -415,3 +415,39 @@ async fn bad_input_gets_clear_errors() {
         "run_not_found"
     );
 }
+
+#[actix_rt::test]
+async fn finished_runs_leave_memory_and_stay_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, project) = open(&dir).await;
+    let _worker = project.serve("production", repository()).await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..50 {
+        let run = project
+            .submit("production", &fan_out, (i % 3,))
+            .await
+            .unwrap();
+        run.result::<Vec<u64>>().await.unwrap();
+        runs.push(run);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while project.runs_in_memory() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} runs still in memory",
+            project.runs_in_memory()
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A retired run is read back from the database when needed.
+    assert_eq!(runs[5].result::<Vec<u64>>().await.unwrap(), vec![0, 2]);
+    let rerun = project
+        .rerun_step(runs[5].execution.step, None)
+        .await
+        .unwrap();
+    assert_eq!(rerun.attempt, 2);
+    assert!(matches!(
+        project.execution_result(rerun).await.unwrap(),
+        ExecutionResult::Value { .. }
+    ));
+}

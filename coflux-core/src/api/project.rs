@@ -289,6 +289,12 @@ impl Project {
             .map_err(|_| Error::Unavailable("inspection task failed".into()))?
     }
 
+    /// How many runs the project holds in memory: active runs, and finished runs that someone
+    /// still waits on or that were read recently (finished runs are retired from memory).
+    pub fn runs_in_memory(&self) -> usize {
+        self.handle.router.runs_in_memory()
+    }
+
     /// Lists runs, newest first.
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, Error> {
         let path = self.handle.db_path.clone();

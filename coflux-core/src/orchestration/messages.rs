@@ -34,6 +34,9 @@ pub enum Envelope {
     Worker(WorkerId, WorkerCommand),
     /// To a waiting caller.
     Reply(ReplyTo, Reply),
+    /// A run's actor may be retired (sent by the actor host once the run is finished and idle;
+    /// it goes through the writer so it arrives after the run's last commit).
+    Retire(RunId),
 }
 
 /// A cache lookup to make when an execution becomes due.

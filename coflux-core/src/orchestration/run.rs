@@ -177,6 +177,11 @@ impl RunCore {
         self.record.is_some()
     }
 
+    /// Whether the run is finished and nobody waits on it: its actor may be retired.
+    pub fn is_idle(&self) -> bool {
+        self.exists() && self.waiters.is_empty() && !self.is_active()
+    }
+
     /// Whether any execution is still without a result.
     pub fn is_active(&self) -> bool {
         self.steps

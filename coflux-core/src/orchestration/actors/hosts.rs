@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 
 use crate::model::now_millis;
 
@@ -72,18 +72,20 @@ impl Spanned<RunMsg> for RunCore {
 }
 
 macro_rules! host {
-    ($(#[$doc:meta])* $name:ident, $core:ty, $msg:ty) => {
+    ($(#[$doc:meta])* $name:ident, $core:ty, $msg:ty, $extra:ty) => {
         $(#[$doc])*
         pub struct $name {
             core: $core,
             router: Arc<Router>,
             initial: Option<Outbox>,
+            /// Host-specific state (for a run: whether it asked to be retired).
+            extra: $extra,
         }
 
         impl $name {
             /// Wraps a state machine; `initial` is dispatched when the actor starts.
             pub fn new(core: $core, router: Arc<Router>, initial: Outbox) -> Self {
-                Self { core, router, initial: Some(initial) }
+                Self { core, router, initial: Some(initial), extra: Default::default() }
             }
         }
 
@@ -105,6 +107,7 @@ macro_rules! host {
                 let mut out = Outbox::default();
                 self.core.handle(msg, now_millis(), &mut out);
                 dispatch(&self.router, out, ctx);
+                self.core.after_handle(&self.router, &mut self.extra);
             }
         }
     };
@@ -112,13 +115,56 @@ macro_rules! host {
 
 host!(
     /// Hosts a project's [`ProjectCore`].
-    ProjectActor, ProjectCore, ProjectMsg
+    ProjectActor, ProjectCore, ProjectMsg, ()
 );
 host!(
     /// Hosts an environment's [`EnvironmentCore`].
-    EnvironmentActor, EnvironmentCore, EnvironmentMsg
+    EnvironmentActor, EnvironmentCore, EnvironmentMsg, ()
 );
 host!(
     /// Hosts a run's [`RunCore`].
-    RunActor, RunCore, RunMsg
+    RunActor, RunCore, RunMsg, bool
 );
+
+/// What a host does after each message, beyond sending the outbox.
+trait AfterHandle<Extra> {
+    fn after_handle(&self, router: &Arc<Router>, extra: &mut Extra);
+}
+
+impl AfterHandle<()> for ProjectCore {
+    fn after_handle(&self, _: &Arc<Router>, _: &mut ()) {}
+}
+
+impl AfterHandle<()> for EnvironmentCore {
+    fn after_handle(&self, _: &Arc<Router>, _: &mut ()) {}
+}
+
+impl AfterHandle<bool> for RunCore {
+    /// Once the run is finished and nobody waits on it, asks (through the writer, so after its
+    /// last commit) to be retired: finished runs do not stay in memory.
+    fn after_handle(&self, router: &Arc<Router>, asked: &mut bool) {
+        if self.is_idle() && !*asked {
+            *asked = true;
+            router.queue_commit(Vec::new(), vec![Envelope::Retire(self.id())]);
+        }
+    }
+}
+
+/// Sent by the router to a run actor it is retiring: the actor stops if it is still idle.
+#[derive(Debug)]
+pub struct ConfirmRetire;
+
+impl Message for ConfirmRetire {
+    type Result = ();
+}
+
+impl Handler<ConfirmRetire> for RunActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ConfirmRetire, ctx: &mut Self::Context) {
+        self.extra = false;
+        if self.core.is_idle() && self.router.finish_retire(self.core.id()) {
+            ctx.stop();
+        }
+    }
+}

@@ -18,7 +18,7 @@ use super::super::messages::{
     Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, WorkerCommand,
 };
 use super::super::run::RunCore;
-use super::hosts::{Deliver, EnvironmentActor, ProjectActor, RunActor};
+use super::hosts::{ConfirmRetire, Deliver, EnvironmentActor, ProjectActor, RunActor};
 
 /// The writer every project actor commits through.
 pub type Writer = GroupCommitWriter<Vec<Envelope>>;
@@ -47,7 +47,8 @@ pub struct Router {
     reader: Mutex<Box<dyn ProjectStore>>,
     project_actor: Mutex<Option<Addr<ProjectActor>>>,
     environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
-    runs: Mutex<HashMap<RunId, Addr<RunActor>>>,
+    /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
+    runs: Mutex<HashMap<RunId, (Addr<RunActor>, bool)>>,
     workers: Mutex<HashMap<WorkerId, WorkerRegistration>>,
     replies: Mutex<HashMap<ReplyTo, oneshot::Sender<Reply>>>,
     next_id: AtomicU64,
@@ -83,6 +84,11 @@ impl Router {
         &self.project
     }
 
+    /// How many run actors are in memory (finished runs are retired).
+    pub fn runs_in_memory(&self) -> usize {
+        lock(&self.runs).len()
+    }
+
     /// Installs the writer (once, at start).
     pub fn set_writer(&self, writer: Writer) {
         *lock(&self.writer) = Some(writer);
@@ -95,7 +101,7 @@ impl Router {
 
     /// Registers an already started run actor.
     pub fn add_run(&self, run: RunId, addr: Addr<RunActor>) {
-        lock(&self.runs).insert(run, addr);
+        lock(&self.runs).insert(run, (addr, false));
     }
 
     /// Commits `writes`, then delivers `messages`, now (from any thread).
@@ -226,6 +232,7 @@ impl Router {
                     let _ = sender.send(command);
                 }
             }
+            Envelope::Retire(id) => this.begin_retire(id),
             Envelope::Reply(to, reply) => {
                 if let Some(tx) = lock(&this.replies).remove(&to) {
                     let _ = tx.send(reply);
@@ -285,7 +292,9 @@ impl Router {
     }
 
     fn route_run(self: &Arc<Self>, id: RunId, msg: RunMsg) {
-        if let Some(addr) = lock(&self.runs).get(&id).filter(|a| a.connected()) {
+        if let Some((addr, retiring)) = lock(&self.runs).get_mut(&id).filter(|(a, _)| a.connected())
+        {
+            *retiring = false;
             return addr.do_send(Deliver(msg));
         }
         let now = now_millis();
@@ -320,7 +329,8 @@ impl Router {
             return self.commit(out.writes, out.messages);
         };
         let mut runs = lock(&self.runs);
-        if let Some(addr) = runs.get(&id).filter(|a| a.connected()) {
+        if let Some((addr, retiring)) = runs.get_mut(&id).filter(|(a, _)| a.connected()) {
+            *retiring = false;
             return addr.do_send(Deliver(msg));
         }
         if runs.contains_key(&id) {
@@ -331,7 +341,29 @@ impl Router {
             RunActor::new(core, router, initial)
         });
         addr.do_send(Deliver(msg));
-        runs.insert(id, addr);
+        runs.insert(id, (addr, false));
+    }
+
+    /// A run actor found its run finished and idle, and all its earlier batches are committed
+    /// (this arrives through the writer): mark it retiring and ask it to confirm.
+    fn begin_retire(&self, id: RunId) {
+        if let Some((addr, retiring)) = lock(&self.runs).get_mut(&id) {
+            *retiring = true;
+            addr.do_send(ConfirmRetire);
+        }
+    }
+
+    /// The run actor confirms it is still idle: if nothing was delivered to it since
+    /// [`Router::begin_retire`], it is forgotten (and stops); a later message re-creates it from
+    /// the database, which holds everything it did. Returns whether it may stop.
+    pub fn finish_retire(&self, id: RunId) -> bool {
+        let mut runs = lock(&self.runs);
+        if runs.get(&id).is_some_and(|(_, retiring)| *retiring) {
+            runs.remove(&id);
+            true
+        } else {
+            false
+        }
     }
 }
 
