@@ -12,6 +12,7 @@ mod project;
 mod worker;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use actix::{Actor, Addr};
 
@@ -32,6 +33,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Commit durability (see [`Durability`]).
     pub durability: Durability,
+    /// How long each project's store writer keeps polling for work before it sleeps
+    /// (default 50 µs; zero never spins). Spinning briefly avoids a thread wake-up per commit
+    /// while a project is busy, which dominates the latency of dependent tasks.
+    pub writer_spin: Duration,
 }
 
 impl Config {
@@ -40,6 +45,7 @@ impl Config {
         Self {
             data_dir: data_dir.as_ref().to_path_buf(),
             durability: Durability::Normal,
+            writer_spin: Duration::from_micros(50),
         }
     }
 }
@@ -63,6 +69,7 @@ impl Coflux {
         let supervisor = Supervisor::new(SupervisorConfig {
             data_dir: config.data_dir,
             durability: config.durability,
+            writer_spin: config.writer_spin,
         })?;
         Ok(Self {
             supervisor: supervisor.start(),

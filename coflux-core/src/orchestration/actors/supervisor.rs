@@ -25,6 +25,9 @@ pub struct SupervisorConfig {
     pub data_dir: PathBuf,
     /// The commit durability of every project database.
     pub durability: Durability,
+    /// How long a project's writer polls for more work before it sleeps (see
+    /// [`GroupCommitWriter::spawn_with_spin`]).
+    pub writer_spin: std::time::Duration,
 }
 
 /// A running project: its name, router and database path.
@@ -73,9 +76,10 @@ impl Supervisor {
             Box::new(reader),
         ));
         let deliver_to = Arc::clone(&router);
-        let writer = GroupCommitWriter::spawn(
+        let writer = GroupCommitWriter::spawn_with_spin(
             Box::new(store),
             format!("coflux-writer-{name}"),
+            self.config.writer_spin,
             move |messages| deliver_to.deliver_all(messages),
             {
                 let router = Arc::clone(&router);
