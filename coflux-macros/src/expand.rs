@@ -171,7 +171,7 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => Span::call_site(),
     };
-    let result = Ident::new("result", return_span);
+
     let encode_result = respan(
         quote!(#sdk::encode_output(#ident::#run(#(#idents),*).await)),
         return_span,
@@ -210,7 +210,7 @@ fn expand_fn(kind: Kind, attr: TokenStream, function: &ItemFn) -> syn::Result<To
             #vis async fn call(&self, #(#idents: #types),*)
                 -> ::core::result::Result<#output, #sdk::ExecutionError>
             {
-                self.submit(#(#idents),*).#result().await
+                #sdk::call(self, #encoded).await
             }
         }
 

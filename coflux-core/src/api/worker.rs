@@ -210,12 +210,40 @@ impl ExecutorLink for LocalLink {
                 parent,
                 request,
                 reply,
+                wait: None,
             },
         ));
         Box::pin(async move {
             match rx.await {
                 Ok(Reply::Submitted(Ok(id))) => Ok(id),
                 Ok(Reply::Submitted(Err(e))) => Err(e.to_string()),
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(_) => Err("the orchestrator stopped".into()),
+            }
+        })
+    }
+
+    fn call(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> BoxFuture<'static, Result<ExecutionResult, String>> {
+        // The submission's own reply is not needed: the result reply carries its error too.
+        let (reply, _) = self.router.expect_reply();
+        let (wait, rx) = self.router.expect_reply();
+        self.router.deliver(Envelope::Run(
+            parent.run(),
+            RunMsg::Submit {
+                parent,
+                request,
+                reply,
+                wait: Some(wait),
+            },
+        ));
+        Box::pin(async move {
+            match rx.await {
+                Ok(Reply::Result(Ok(result))) => Ok(result),
+                Ok(Reply::Result(Err(e))) => Err(e.to_string()),
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
                 Err(_) => Err("the orchestrator stopped".into()),
             }

@@ -330,6 +330,7 @@ impl Harness {
                     parent,
                     request,
                     reply,
+                    wait: None,
                 },
             )
         }) {

@@ -208,6 +208,8 @@ pub enum RunMsg {
         request: SubmitRequest,
         /// Gets [`Reply::Submitted`].
         reply: ReplyTo,
+        /// Also wait for the child's final result: gets [`Reply::Result`].
+        wait: Option<ReplyTo>,
     },
     /// Wait for the final result of an execution's chain.
     Wait {

@@ -252,8 +252,14 @@ impl RunCore {
                 parent,
                 request,
                 reply,
+                wait,
             } => {
                 let result = self.submit(parent, request, now, out);
+                match (&result, wait) {
+                    (Ok(child), Some(waiter)) => self.wait(Waiter::Reply(waiter), *child, out),
+                    (Err(e), Some(waiter)) => out.reply(waiter, Reply::Result(Err(e.clone()))),
+                    (_, None) => {}
+                }
                 out.reply(reply, Reply::Submitted(result));
             }
             RunMsg::Wait { execution, reply } => {
@@ -705,7 +711,12 @@ impl RunCore {
 fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
     let err = OrchestrationError::RunNotFound(run.to_string());
     match msg {
-        RunMsg::Submit { reply, .. } => out.reply(reply, Reply::Submitted(Err(err))),
+        RunMsg::Submit { reply, wait, .. } => {
+            if let Some(waiter) = wait {
+                out.reply(waiter, Reply::Result(Err(err.clone())));
+            }
+            out.reply(reply, Reply::Submitted(Err(err)));
+        }
         RunMsg::Wait { reply, .. } | RunMsg::WaitRun { reply } => {
             out.reply(reply, Reply::Result(Err(err)))
         }

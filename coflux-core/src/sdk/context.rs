@@ -36,6 +36,12 @@ pub trait ExecutorLink: Send + Sync + 'static {
         execution: ExecutionId,
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult>;
+    /// Submits a child of `parent` and waits for its final result, in one round trip.
+    fn call(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> BoxFuture<'static, Result<ExecutionResult, String>>;
 }
 
 /// The running execution and its link, available to target code through [`Context::current`].

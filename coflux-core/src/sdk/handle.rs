@@ -101,3 +101,41 @@ pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ExecutionErr
         ))),
     }
 }
+
+/// Calls `target` with encoded `arguments` from the current execution and waits for its
+/// result, in one round trip (used by generated code for `.call(...)`). Outside an execution,
+/// the body runs in place.
+pub async fn call<T: DeserializeOwned>(
+    target: &dyn Target,
+    arguments: Result<Vec<Value>, Failure>,
+) -> Result<T, ExecutionError> {
+    let arguments = arguments.map_err(|f| ExecutionError::Failed(f.0))?;
+    let value = match Context::current() {
+        Some(context) => {
+            let definition = target.definition();
+            let request = SubmitRequest {
+                target: definition.target,
+                kind: definition.kind,
+                arguments,
+                options: definition.options,
+            };
+            match context
+                .link
+                .call(context.execution, request)
+                .await
+                .map_err(ExecutionError::Submit)?
+            {
+                ExecutionResult::Value { value } => value,
+                other => {
+                    return Err(ExecutionError::from_result(&other)
+                        .unwrap_or_else(|| ExecutionError::Submit("no result".into())));
+                }
+            }
+        }
+        None => target
+            .invoke(arguments)
+            .await
+            .map_err(|f| ExecutionError::Failed(f.0))?,
+    };
+    decode_value(value)
+}

@@ -34,6 +34,6 @@ pub use codec::{decode_json, encode_json};
 pub use coflux_macros::{task, workflow};
 pub use context::{Context, ExecutorLink, SubmitRequest, current_execution};
 pub use error::{ExecutionError, Failure};
-pub use handle::{Handle, decode_value, submit};
+pub use handle::{Handle, call, decode_value, submit};
 pub use repository::Repository;
 pub use target::{Target, TargetFuture, decode_arg, encode_arg, encode_output};
