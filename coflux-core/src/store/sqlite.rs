@@ -613,6 +613,51 @@ fn set_journal_mode_wal(conn: &Connection) -> Result<(), StoreError> {
     }
 }
 
+impl SqliteStore {
+    /// Stops this connection from checkpointing the WAL inside its commits (use with a
+    /// [`Checkpointer`], so that checkpoints never stall a commit).
+    pub fn disable_auto_checkpoint(&self) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+}
+
+/// Checkpoints a database's WAL from its own thread and connection (`PASSIVE`: it never blocks
+/// the writer), so that the writer's commits never pay for a checkpoint. Stops when dropped.
+#[derive(Debug)]
+pub struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing `path` every `interval`.
+    pub fn spawn(path: &Path, interval: std::time::Duration) -> Result<Self, StoreError> {
+        use std::sync::atomic::Ordering;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("coflux-checkpointer".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Measures the physical commit rate of the disk under `path`: `commits` single-row INSERT
 /// transactions into a scratch table of a new database at `path` (which must not exist), with
 /// the same pragmas as [`SqliteStore::open`]. Returns commits per second. The reference figure

@@ -8,7 +8,7 @@ use actix::{Actor, Arbiter, Context, Handler, Message};
 
 use crate::model::{ProjectName, now_millis};
 use crate::store::catalogue::{Catalogue, project_db_path};
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{Checkpointer, SqliteStore};
 use crate::store::writer::GroupCommitWriter;
 use crate::store::{Durability, ProjectStore, StoreError};
 
@@ -44,6 +44,7 @@ pub struct ProjectHandle {
 struct Running {
     handle: ProjectHandle,
     arbiter: Arbiter,
+    _checkpointer: Checkpointer,
 }
 
 /// Starts and keeps one project per arbiter.
@@ -67,6 +68,8 @@ impl Supervisor {
     fn start_project(&self, name: &ProjectName) -> Result<Running, StoreError> {
         let db_path = project_db_path(&self.config.data_dir, name);
         let store = SqliteStore::open(&db_path, self.config.durability)?;
+        store.disable_auto_checkpoint()?;
+        let checkpointer = Checkpointer::spawn(&db_path, std::time::Duration::from_millis(200))?;
         let reader = SqliteStore::open_reader(&db_path)?;
         let snapshot = store.load()?;
         let arbiter = Arbiter::new();
@@ -113,6 +116,7 @@ impl Supervisor {
                 db_path,
             },
             arbiter,
+            _checkpointer: checkpointer,
         })
     }
 }
