@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::Arbiter;
 use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable, BoxFuture};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{
     EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires, TargetRef, Value, WorkerId,
@@ -197,22 +197,40 @@ struct LocalLink {
     router: Arc<Router>,
 }
 
+impl LocalLink {
+    /// Sends a submission; the second receiver (with `wait`) gets the child's final result.
+    fn send_submit(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+        wait: bool,
+    ) -> (oneshot::Receiver<Reply>, Option<oneshot::Receiver<Reply>>) {
+        let (reply, submitted) = self.router.expect_reply();
+        let (wait, result) = match wait {
+            true => {
+                let (id, rx) = self.router.expect_reply();
+                (Some(id), Some(rx))
+            }
+            false => (None, None),
+        };
+        let msg = RunMsg::Submit {
+            parent,
+            request,
+            reply,
+            wait,
+        };
+        self.router.deliver(Envelope::Run(parent.run(), msg));
+        (submitted, result)
+    }
+}
+
 impl ExecutorLink for LocalLink {
     fn submit(
         &self,
         parent: ExecutionId,
         request: SubmitRequest,
     ) -> BoxFuture<'static, Result<ExecutionId, String>> {
-        let (reply, rx) = self.router.expect_reply();
-        self.router.deliver(Envelope::Run(
-            parent.run(),
-            RunMsg::Submit {
-                parent,
-                request,
-                reply,
-                wait: None,
-            },
-        ));
+        let (rx, _) = self.send_submit(parent, request, false);
         Box::pin(async move {
             match rx.await {
                 Ok(Reply::Submitted(Ok(id))) => Ok(id),
@@ -229,19 +247,12 @@ impl ExecutorLink for LocalLink {
         request: SubmitRequest,
     ) -> BoxFuture<'static, Result<ExecutionResult, String>> {
         // The submission's own reply is not needed: the result reply carries its error too.
-        let (reply, _) = self.router.expect_reply();
-        let (wait, rx) = self.router.expect_reply();
-        self.router.deliver(Envelope::Run(
-            parent.run(),
-            RunMsg::Submit {
-                parent,
-                request,
-                reply,
-                wait: Some(wait),
-            },
-        ));
+        let (_, rx) = self.send_submit(parent, request, true);
         Box::pin(async move {
-            match rx.await {
+            match rx
+                .expect("a waiting submission has a result receiver")
+                .await
+            {
                 Ok(Reply::Result(Ok(result))) => Ok(result),
                 Ok(Reply::Result(Err(e))) => Err(e.to_string()),
                 Ok(other) => Err(format!("unexpected reply {other:?}")),

@@ -43,13 +43,7 @@ pub fn submit<T>(target: &dyn Target, arguments: Result<Vec<Value>, Failure>) ->
     };
     let inner = match Context::current() {
         Some(context) => {
-            let definition = target.definition();
-            let request = SubmitRequest {
-                target: definition.target,
-                kind: definition.kind,
-                arguments,
-                options: definition.options,
-            };
+            let request = request_for(target, arguments);
             let id = context.link.submit(context.execution, request).shared();
             Inner::Remote { id, context }
         }
@@ -112,13 +106,7 @@ pub async fn call<T: DeserializeOwned>(
     let arguments = arguments.map_err(|f| ExecutionError::Failed(f.0))?;
     let value = match Context::current() {
         Some(context) => {
-            let definition = target.definition();
-            let request = SubmitRequest {
-                target: definition.target,
-                kind: definition.kind,
-                arguments,
-                options: definition.options,
-            };
+            let request = request_for(target, arguments);
             match context
                 .link
                 .call(context.execution, request)
@@ -138,4 +126,15 @@ pub async fn call<T: DeserializeOwned>(
             .map_err(|f| ExecutionError::Failed(f.0))?,
     };
     decode_value(value)
+}
+
+/// A call of `target` with its default options.
+fn request_for(target: &dyn Target, arguments: Vec<Value>) -> SubmitRequest {
+    let definition = target.definition();
+    SubmitRequest {
+        target: definition.target,
+        kind: definition.kind,
+        arguments,
+        options: definition.options,
+    }
 }
