@@ -247,12 +247,12 @@ impl ExecutorLink for LocalLink {
         request: SubmitRequest,
     ) -> BoxFuture<'static, Result<ExecutionResult, String>> {
         // The submission's own reply is not needed: the result reply carries its error too.
-        let (_, rx) = self.send_submit(parent, request, true);
+        let (_, result) = self.send_submit(parent, request, true);
         Box::pin(async move {
-            match rx
-                .expect("a waiting submission has a result receiver")
-                .await
-            {
+            let Some(rx) = result else {
+                return Err("no result receiver".into());
+            };
+            match rx.await {
                 Ok(Reply::Result(Ok(result))) => Ok(result),
                 Ok(Reply::Result(Err(e))) => Err(e.to_string()),
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
