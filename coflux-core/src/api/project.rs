@@ -295,6 +295,20 @@ impl Project {
         self.handle.router.runs_in_memory()
     }
 
+    /// Makes the actor of `run` panic, to test supervision (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_run_panic(&self, run: RunId) {
+        self.handle.router.inject_run_panic(run);
+    }
+
+    /// Makes the actor of an environment panic, to test supervision (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    pub async fn inject_environment_panic(&self, environment: &str) -> Result<(), Error> {
+        let env = self.environment_id(environment).await?;
+        self.handle.router.inject_environment_panic(env.id);
+        Ok(())
+    }
+
     /// Lists runs, newest first.
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, Error> {
         let path = self.handle.db_path.clone();

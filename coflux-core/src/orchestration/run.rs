@@ -73,23 +73,47 @@ impl RunCore {
         }
     }
 
-    /// Restores a run from the store. Executions that were assigned to a worker before the
-    /// restart are abandoned (and retried where their policy allows); queued ones are queued
-    /// again.
+    /// Restores a run from the store, after a restart or when its actor died. Executions that
+    /// were assigned to a worker are abandoned (and retried where their policy allows): whoever
+    /// waited for them is gone. Their workers are told to abort them, in case they still run
+    /// them. Queued executions are queued again (an environment ignores executions it already
+    /// holds).
     pub fn restore(snapshot: RunSnapshot, now: Millis, out: &mut Outbox) -> Self {
-        Self::revive(snapshot, now, &|_| false, out)
+        let mut core = Self::load(snapshot);
+        let mut abandoned = Vec::new();
+        for step in &core.steps {
+            for (i, attempt) in step.attempts.iter().enumerate() {
+                if attempt.result.is_some() {
+                    continue;
+                }
+                let execution = step.record.id.execution(i as u32 + 1);
+                if attempt.assignment.is_some() {
+                    abandoned.push((execution, attempt.environment));
+                } else {
+                    out.send(Envelope::Environment(
+                        attempt.environment,
+                        EnvironmentMsg::Enqueue(ticket(step, execution.attempt)),
+                    ));
+                }
+            }
+        }
+        for (execution, environment) in abandoned {
+            out.send(Envelope::Environment(
+                environment,
+                EnvironmentMsg::Withdraw { execution },
+            ));
+            core.record_result(
+                execution,
+                ExecutionResult::Abandoned { retry: None },
+                now,
+                out,
+            );
+        }
+        core
     }
 
-    /// Rebuilds a run from the store while the project keeps running (its actor died).
-    /// Executions assigned to a worker that is still connected (`worker_alive`) stay assigned;
-    /// the others are abandoned. Queued executions are queued again (environments ignore
-    /// executions they already hold).
-    pub fn revive(
-        snapshot: RunSnapshot,
-        now: Millis,
-        worker_alive: &dyn Fn(WorkerId) -> bool,
-        out: &mut Outbox,
-    ) -> Self {
+    /// Rebuilds a run's state from the store, doing nothing else.
+    fn load(snapshot: RunSnapshot) -> Self {
         let mut core = Self::new(snapshot.run.id);
         core.record = Some(snapshot.run);
         for record in snapshot.steps {
@@ -119,52 +143,22 @@ impl RunCore {
                 );
             }
         }
-        let mut abandoned = Vec::new();
-        for step in &core.steps {
-            for (i, attempt) in step.attempts.iter().enumerate() {
-                if attempt.result.is_some() {
-                    continue;
-                }
-                let execution = step.record.id.execution(i as u32 + 1);
-                if let Some((worker, _)) = attempt.assignment {
-                    if !worker_alive(worker) {
-                        abandoned.push(execution);
-                    }
-                } else {
-                    out.send(Envelope::Environment(
-                        attempt.environment,
-                        EnvironmentMsg::Enqueue(ticket(step, execution.attempt)),
-                    ));
-                }
-            }
-        }
-        for execution in abandoned {
-            core.record_result(
-                execution,
-                ExecutionResult::Abandoned { retry: None },
-                now,
-                out,
-            );
-        }
         core
     }
 
     /// The tickets of a stored run's executions that are queued (no assignment, no result) in
     /// `environment`: what a re-created environment actor must schedule again.
     pub fn queued_tickets(snapshot: &RunSnapshot, environment: EnvironmentId) -> Vec<Ticket> {
-        let mut out = Outbox::default();
-        Self::revive(snapshot.clone(), 0, &|_| true, &mut out);
-        out.messages
-            .into_iter()
-            .filter_map(|m| match m {
-                Envelope::Environment(env, EnvironmentMsg::Enqueue(ticket))
-                    if env == environment =>
-                {
-                    Some(ticket)
+        let core = Self::load(snapshot.clone());
+        let mut tickets = Vec::new();
+        for step in &core.steps {
+            for (i, a) in step.attempts.iter().enumerate() {
+                if a.result.is_none() && a.assignment.is_none() && a.environment == environment {
+                    tickets.push(ticket(step, i as u32 + 1));
                 }
-                _ => None,
-            })
-            .collect()
+            }
+        }
+        tickets
     }
 
     /// The run's id.

@@ -1,5 +1,6 @@
 //! The three actor types: each wraps one state machine and sends its outbox through the writer.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,19 @@ impl Spanned<RunMsg> for RunCore {
     }
 }
 
+/// Supervision, the explicit part: actix does not restart (nor even stop) an actor whose handler
+/// panicked. A host that panics drops its outbox (nothing of it is committed or sent) and stops;
+/// the router finds it stopped on the next delivery and re-creates it from the database.
+fn fail<A>(ctx: &mut Context<A>)
+where
+    A: Actor<Context = Context<A>>,
+{
+    tracing::error!(
+        "an orchestration actor panicked; it stops and will be re-created from the database"
+    );
+    ctx.stop();
+}
+
 macro_rules! host {
     ($(#[$doc:meta])* $name:ident, $core:ty, $msg:ty, $extra:ty) => {
         $(#[$doc])*
@@ -104,10 +118,19 @@ macro_rules! host {
 
             fn handle(&mut self, Deliver(msg): Deliver<$msg>, ctx: &mut Self::Context) {
                 let _span = self.core.span(self.router.project(), &msg).entered();
-                let mut out = Outbox::default();
-                self.core.handle(msg, now_millis(), &mut out);
-                dispatch(&self.router, out, ctx);
-                self.core.after_handle(&self.router, &mut self.extra);
+                let core = &mut self.core;
+                let handled = catch_unwind(AssertUnwindSafe(|| {
+                    let mut out = Outbox::default();
+                    core.handle(msg, now_millis(), &mut out);
+                    out
+                }));
+                match handled {
+                    Ok(out) => {
+                        dispatch(&self.router, out, ctx);
+                        self.core.after_handle(&self.router, &mut self.extra);
+                    }
+                    Err(_) => fail(ctx),
+                }
             }
         }
     };
@@ -165,6 +188,40 @@ impl Handler<ConfirmRetire> for RunActor {
         self.extra = false;
         if self.core.is_idle() && self.router.finish_retire(self.core.id()) {
             ctx.stop();
+        }
+    }
+}
+
+/// Makes an actor's handler panic, to test supervision (feature `failpoints`).
+#[cfg(feature = "failpoints")]
+#[derive(Debug)]
+pub struct InjectPanic;
+
+#[cfg(feature = "failpoints")]
+impl Message for InjectPanic {
+    type Result = ();
+}
+
+#[cfg(feature = "failpoints")]
+impl Handler<InjectPanic> for RunActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
+        let id = self.core.id();
+        if catch_unwind(|| panic!("injected failure in run {id}")).is_err() {
+            fail(ctx);
+        }
+    }
+}
+
+#[cfg(feature = "failpoints")]
+impl Handler<InjectPanic> for EnvironmentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
+        let id = self.core.id();
+        if catch_unwind(|| panic!("injected failure in environment {id}")).is_err() {
+            fail(ctx);
         }
     }
 }

@@ -84,6 +84,22 @@ impl Router {
         &self.project
     }
 
+    /// Makes the actor of `run` panic (feature `failpoints`, for supervision tests).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_run_panic(&self, run: RunId) {
+        if let Some((addr, _)) = lock(&self.runs).get(&run) {
+            addr.do_send(super::hosts::InjectPanic);
+        }
+    }
+
+    /// Makes the actor of `environment` panic (feature `failpoints`, for supervision tests).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_environment_panic(&self, environment: EnvironmentId) {
+        if let Some(addr) = lock(&self.environments).get(&environment) {
+            addr.do_send(super::hosts::InjectPanic);
+        }
+    }
+
     /// How many run actors are in memory (finished runs are retired).
     pub fn runs_in_memory(&self) -> usize {
         lock(&self.runs).len()
@@ -306,15 +322,7 @@ impl Router {
             // died (supervision re-creates it from the database).
             let snapshot = lock(&self.reader).load_run(id);
             match snapshot {
-                Ok(Some(snapshot)) => {
-                    let workers: Vec<WorkerId> = lock(&self.workers).keys().copied().collect();
-                    Some(RunCore::revive(
-                        snapshot,
-                        now,
-                        &|w| workers.contains(&w),
-                        &mut initial,
-                    ))
-                }
+                Ok(Some(snapshot)) => Some(RunCore::restore(snapshot, now, &mut initial)),
                 Ok(None) => None,
                 Err(e) => {
                     tracing::error!(project = %self.project, run = %id, error = %e, "could not load run");

@@ -1,0 +1,127 @@
+//! Supervision: actix does not restart an actor whose handler panicked, so the project's router
+//! notices the dead actor on the next delivery and re-creates it from the database. Failures are
+//! injected with the `failpoints` feature.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use coflux_core::Coflux;
+use coflux_core::model::{ExecutionResult, ExecutionState};
+use coflux_core::sdk::{Failure, Repository, task, workflow};
+
+static OPEN: AtomicBool = AtomicBool::new(false);
+
+#[task]
+async fn gated(x: u64) -> Result<u64, Failure> {
+    while !OPEN.load(Ordering::SeqCst) {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(x + 1)
+}
+
+#[workflow(retries = 2)]
+async fn flow(x: u64) -> Result<u64, Failure> {
+    Ok(gated.call(x).await?)
+}
+
+#[task]
+async fn plain(x: u64) -> Result<u64, Failure> {
+    Ok(x * 3)
+}
+
+#[workflow]
+async fn plain_flow(x: u64) -> Result<u64, Failure> {
+    Ok(plain.call(x).await?)
+}
+
+fn repository() -> Repository {
+    Repository::new()
+        .with(flow)
+        .with(gated)
+        .with(plain)
+        .with(plain_flow)
+}
+
+/// Injected panics print one line (a backtrace of a debug build can take seconds to resolve).
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| eprintln!("panic (injected): {info}")));
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    actix_rt::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("timed out")
+}
+
+#[actix_rt::test]
+async fn a_run_whose_actor_panicked_is_recreated_from_the_database() {
+    quiet_panics();
+    let dir = tempfile::tempdir().unwrap();
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("p").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let _worker = project.serve("production", repository()).await.unwrap();
+    let run = project.submit("production", &flow, (1,)).await.unwrap();
+    within(async {
+        loop {
+            let view = run.inspect().await.unwrap();
+            if view.steps.len() == 2
+                && view.steps[1].executions[0].state == ExecutionState::Assigned
+            {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    project.inject_run_panic(run.run);
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    OPEN.store(true, Ordering::SeqCst);
+    // The next message to the run re-creates it: what was running is abandoned (its waiters died
+    // with the actor), the workflow is retried and completes.
+    assert_eq!(within(run.result::<u64>()).await.unwrap(), 2);
+    let view = run.inspect().await.unwrap();
+    let root = &view.steps[0].executions;
+    assert!(
+        matches!(
+            root[0].result,
+            Some(ExecutionResult::Abandoned { retry: Some(_) })
+        ),
+        "{root:?}"
+    );
+    assert!(matches!(
+        root.last().unwrap().result,
+        Some(ExecutionResult::Value { .. })
+    ));
+}
+
+#[actix_rt::test]
+async fn an_environment_whose_actor_panicked_is_recreated_with_its_workers() {
+    quiet_panics();
+    let dir = tempfile::tempdir().unwrap();
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("p").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let _worker = project.serve("production", repository()).await.unwrap();
+    let first = project
+        .submit("production", &plain_flow, (2,))
+        .await
+        .unwrap();
+    assert_eq!(within(first.result::<u64>()).await.unwrap(), 6);
+    project
+        .inject_environment_panic("production")
+        .await
+        .unwrap();
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    let second = project
+        .submit("production", &plain_flow, (5,))
+        .await
+        .unwrap();
+    assert_eq!(within(second.result::<u64>()).await.unwrap(), 15);
+}
