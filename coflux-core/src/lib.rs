@@ -8,6 +8,8 @@
 //! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run).
 
 pub mod api;
+#![warn(missing_docs)]
+
 pub mod model;
 pub mod orchestration;
 pub mod sdk;
