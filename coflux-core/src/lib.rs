@@ -7,9 +7,9 @@
 //! - [`sdk`]: Rust workflows and tasks;
 //! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run).
 
-pub mod api;
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod model;
 pub mod orchestration;
 pub mod sdk;
