@@ -246,9 +246,15 @@ impl ExecutorLink for LocalLink {
         parent: ExecutionId,
         request: SubmitRequest,
     ) -> BoxFuture<'static, Result<ExecutionResult, String>> {
-        // The submission's own reply is not needed: the result reply carries its error too.
-        let (_, result) = self.send_submit(parent, request, true);
+        let (submitted, result) = self.send_submit(parent, request, true);
         Box::pin(async move {
+            // The submission's reply first: if its commit failed, only that reply is failed.
+            match submitted.await {
+                Ok(Reply::Submitted(Ok(_))) => {}
+                Ok(Reply::Submitted(Err(e))) => return Err(e.to_string()),
+                Ok(other) => return Err(format!("unexpected reply {other:?}")),
+                Err(_) => return Err("the orchestrator stopped".into()),
+            }
             let Some(rx) = result else {
                 return Err("no result receiver".into());
             };

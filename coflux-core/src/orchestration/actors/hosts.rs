@@ -126,8 +126,9 @@ macro_rules! host {
                 }));
                 match handled {
                     Ok(out) => {
+                        let wrote = !out.writes.is_empty();
                         dispatch(&self.router, out, ctx);
-                        self.core.after_handle(&self.router, &mut self.extra);
+                        self.core.after_handle(&self.router, wrote, &mut self.extra);
                     }
                     Err(_) => fail(ctx),
                 }
@@ -146,29 +147,48 @@ host!(
 );
 host!(
     /// Hosts a run's [`RunCore`].
-    RunActor, RunCore, RunMsg, bool
+    RunActor, RunCore, RunMsg, Retirement
 );
 
-/// What a host does after each message, beyond sending the outbox.
+/// What a host does after each message (`wrote`: the message produced writes).
 trait AfterHandle<Extra> {
-    fn after_handle(&self, router: &Arc<Router>, extra: &mut Extra);
+    fn after_handle(&self, router: &Arc<Router>, wrote: bool, extra: &mut Extra);
 }
 
 impl AfterHandle<()> for ProjectCore {
-    fn after_handle(&self, _: &Arc<Router>, _: &mut ()) {}
+    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut ()) {}
 }
 
 impl AfterHandle<()> for EnvironmentCore {
-    fn after_handle(&self, _: &Arc<Router>, _: &mut ()) {}
+    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut ()) {}
 }
 
-impl AfterHandle<bool> for RunCore {
+/// A run actor's progress towards retirement.
+#[derive(Debug, Default)]
+pub struct Retirement {
+    /// A `Retire` is on its way through the writer.
+    asked: bool,
+    /// The run wrote something after asking: that `Retire` may arrive before those writes are
+    /// committed, so it does not count.
+    wrote_since: bool,
+}
+
+impl Retirement {
+    fn ask(&mut self, run: &RunCore, router: &Arc<Router>) {
+        self.asked = true;
+        self.wrote_since = false;
+        router.queue_commit(Vec::new(), vec![Envelope::Retire(run.id())]);
+    }
+}
+
+impl AfterHandle<Retirement> for RunCore {
     /// Once the run is finished and nobody waits on it, asks (through the writer, so after its
     /// last commit) to be retired: finished runs do not stay in memory.
-    fn after_handle(&self, router: &Arc<Router>, asked: &mut bool) {
-        if self.is_idle() && !*asked {
-            *asked = true;
-            router.queue_commit(Vec::new(), vec![Envelope::Retire(self.id())]);
+    fn after_handle(&self, router: &Arc<Router>, wrote: bool, state: &mut Retirement) {
+        if state.asked {
+            state.wrote_since |= wrote;
+        } else if self.is_idle() {
+            state.ask(self, router);
         }
     }
 }
@@ -185,9 +205,16 @@ impl Handler<ConfirmRetire> for RunActor {
     type Result = ();
 
     fn handle(&mut self, _: ConfirmRetire, ctx: &mut Self::Context) {
-        self.extra = false;
-        if self.core.is_idle() && self.router.finish_retire(self.core.id()) {
+        let wrote_since = self.extra.wrote_since;
+        self.extra.asked = false;
+        if !self.core.is_idle() {
+            return;
+        }
+        if !wrote_since && self.router.finish_retire(self.core.id()) {
             ctx.stop();
+        } else {
+            // Ask again: the new request follows the writes made since.
+            self.extra.ask(&self.core, &self.router);
         }
     }
 }

@@ -9,7 +9,9 @@ use actix::{Actor, Addr, ArbiterHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::error::OrchestrationError;
-use crate::model::{EnvironmentId, Requires, RunId, TargetRef, WorkerId, now_millis};
+use crate::model::{
+    EnvironmentId, EnvironmentState, Requires, RunId, TargetRef, WorkerId, now_millis,
+};
 use crate::store::writer::GroupCommitWriter;
 use crate::store::{ProjectStore, StoreError, Write};
 
@@ -115,9 +117,16 @@ impl Router {
         *lock(&self.project_actor) = Some(addr);
     }
 
-    /// Registers an already started run actor.
-    pub fn add_run(&self, run: RunId, addr: Addr<RunActor>) {
-        lock(&self.runs).insert(run, (addr, false));
+    /// Starts the actor of a restored run (at project start). It is registered before it can
+    /// receive anything, so no second actor is ever created for the same run.
+    pub fn start_run(self: &Arc<Self>, core: RunCore, initial: Outbox) {
+        let id = core.id();
+        let router = Arc::clone(self);
+        let mut runs = lock(&self.runs);
+        let addr = RunActor::start_in_arbiter(&self.arbiter, move |_| {
+            RunActor::new(core, router, initial)
+        });
+        runs.insert(id, (addr, false));
     }
 
     /// Commits `writes`, then delivers `messages`, now (from any thread).
@@ -281,6 +290,13 @@ impl Router {
             // Supervision: the actor died (a handler panicked). Its state is rebuilt from what
             // the project and the database know: its state, and the executions queued in it.
             tracing::error!(project = %self.project, environment = %id, "environment actor died; re-creating it");
+            // Paused until the project announces its actual state, so nothing is dispatched
+            // in an environment that was paused.
+            core.handle(
+                EnvironmentMsg::SetState(EnvironmentState::Paused),
+                now_millis(),
+                &mut initial,
+            );
             initial.send(Envelope::Project(ProjectMsg::Announce { environment: id }));
             match lock(&self.reader).load() {
                 Ok(snapshot) => {

@@ -15,7 +15,7 @@ use crate::store::{Durability, ProjectStore, StoreError};
 use super::super::messages::Outbox;
 use super::super::project::ProjectCore;
 use super::super::run::RunCore;
-use super::hosts::{ProjectActor, RunActor};
+use super::hosts::ProjectActor;
 use super::router::Router;
 
 /// Where projects live and how they commit.
@@ -102,11 +102,7 @@ impl Supervisor {
         for run in snapshot.active_runs {
             let mut out = Outbox::default();
             let core = RunCore::restore(run, now, &mut out);
-            let id = core.id();
-            let r = Arc::clone(&router);
-            let addr =
-                RunActor::start_in_arbiter(&arbiter.handle(), move |_| RunActor::new(core, r, out));
-            router.add_run(id, addr);
+            router.start_run(core, out);
         }
         tracing::info!(project = %name, active_runs = active, "project started");
         Ok(Running {
