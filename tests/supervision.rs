@@ -77,12 +77,19 @@ async fn a_run_whose_actor_panicked_is_recreated_from_the_database() {
         }
     })
     .await;
+    // A caller already waiting when the actor panics.
+    let waiting = {
+        let run = run.clone();
+        actix_rt::spawn(async move { run.result::<u64>().await })
+    };
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
     project.inject_run_panic(run.run);
     actix_rt::time::sleep(Duration::from_millis(50)).await;
     OPEN.store(true, Ordering::SeqCst);
-    // The next message to the run re-creates it: what was running is abandoned (its waiters died
-    // with the actor), the workflow is retried and completes.
+    // The run is reloaded from the database: what was running is abandoned, the workflow is
+    // retried and completes; the caller that was waiting gets the result too.
     assert_eq!(within(run.result::<u64>()).await.unwrap(), 2);
+    assert_eq!(within(waiting).await.unwrap().unwrap(), 2);
     let view = run.inspect().await.unwrap();
     let root = &view.steps[0].executions;
     assert!(
@@ -124,4 +131,35 @@ async fn an_environment_whose_actor_panicked_is_recreated_with_its_workers() {
         .await
         .unwrap();
     assert_eq!(within(second.result::<u64>()).await.unwrap(), 15);
+}
+
+#[actix_rt::test]
+async fn a_paused_environment_stays_paused_when_its_actor_is_reloaded() {
+    quiet_panics();
+    let dir = tempfile::tempdir().unwrap();
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("p").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let _worker = project.serve("production", repository()).await.unwrap();
+    project.pause_environment("production").await.unwrap();
+    let run = project
+        .submit("production", &plain_flow, (1,))
+        .await
+        .unwrap();
+    project
+        .inject_environment_panic("production")
+        .await
+        .unwrap();
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    let view = run.inspect().await.unwrap();
+    assert_eq!(
+        view.steps[0].executions[0].state,
+        ExecutionState::Queued,
+        "nothing runs while paused"
+    );
+    project.resume_environment("production").await.unwrap();
+    assert_eq!(within(run.result::<u64>()).await.unwrap(), 3);
 }

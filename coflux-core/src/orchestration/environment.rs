@@ -72,6 +72,15 @@ impl EnvironmentCore {
         self.id
     }
 
+    /// Records an execution as running on `worker` (when rebuilding the environment's state).
+    pub fn restore_assignment(&mut self, execution: ExecutionId, worker: WorkerId) {
+        self.known.insert(execution);
+        self.assigned.insert(execution, worker);
+        if let Some(slot) = self.workers.get_mut(&worker) {
+            slot.running += 1;
+        }
+    }
+
     /// Executions queued (due or delayed) and not yet assigned.
     pub fn queued(&self) -> usize {
         self.ready.len() + self.delayed.len()

@@ -150,7 +150,7 @@ impl Harness {
                 });
             }
             Envelope::Worker(_, WorkerCommand::Abort { execution }) => self.aborted.push(execution),
-            Envelope::Retire(_) => {}
+            Envelope::Retire(_) | Envelope::Reload(_) => {}
             Envelope::Reply(to, reply) => {
                 self.replies.insert(to, reply);
             }

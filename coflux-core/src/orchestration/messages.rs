@@ -37,6 +37,18 @@ pub enum Envelope {
     /// A run's actor may be retired (sent by the actor host once the run is finished and idle;
     /// it goes through the writer so it arrives after the run's last commit).
     Retire(RunId),
+    /// An actor that panicked can now be reloaded from the database (sent by the actor host; it
+    /// goes through the writer so it arrives after everything the actor sent before).
+    Reload(ReloadTarget),
+}
+
+/// Which actor to reload after a panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTarget {
+    /// A run's actor.
+    Run(RunId),
+    /// An environment's actor.
+    Environment(EnvironmentId),
 }
 
 /// A cache lookup to make when an execution becomes due.
@@ -275,6 +287,18 @@ pub enum RunMsg {
 }
 
 impl RunMsg {
+    /// The callers waiting for a reply to this message.
+    pub fn reply_ids(&self) -> Vec<ReplyTo> {
+        match self {
+            Self::Create { reply, .. }
+            | Self::Wait { reply, .. }
+            | Self::WaitRun { reply }
+            | Self::Rerun { reply, .. } => vec![*reply],
+            Self::Submit { reply, wait, .. } => std::iter::once(*reply).chain(*wait).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The execution the message is about, if any (for tracing).
     pub fn execution(&self) -> Option<ExecutionId> {
         match self {

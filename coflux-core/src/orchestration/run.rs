@@ -49,6 +49,10 @@ enum Resolution {
     Pending(ExecutionId),
 }
 
+/// Waiters taken from a run's state (see [`RunCore::take_waiters`]).
+#[derive(Debug, Default)]
+pub struct Waiters(Vec<(ExecutionId, Waiter)>);
+
 /// One run's steps, executions and waiters.
 #[derive(Debug)]
 pub struct RunCore {
@@ -159,6 +163,38 @@ impl RunCore {
             }
         }
         tickets
+    }
+
+    /// The executions of a stored run that are assigned to a worker and have no result, in
+    /// `environment`, with their worker.
+    pub fn assigned_executions(
+        snapshot: &RunSnapshot,
+        environment: EnvironmentId,
+    ) -> Vec<(ExecutionId, WorkerId)> {
+        snapshot
+            .executions
+            .iter()
+            .filter(|e| e.result.is_none() && e.environment == environment)
+            .filter_map(|e| e.assignment.map(|(worker, _)| (e.id, worker)))
+            .collect()
+    }
+
+    /// Takes the callers and runs waiting on this run's executions (to hand them to a reloaded
+    /// state after a panic).
+    pub fn take_waiters(&mut self) -> Waiters {
+        Waiters(
+            self.waiters
+                .drain()
+                .flat_map(|(e, ws)| ws.into_iter().map(move |w| (e, w)))
+                .collect(),
+        )
+    }
+
+    /// Registers waiters taken from an earlier state: each waits again from where it waited.
+    pub fn adopt_waiters(&mut self, waiters: Waiters, out: &mut Outbox) {
+        for (execution, waiter) in waiters.0 {
+            self.wait(waiter, execution, out);
+        }
     }
 
     /// The run's id.

@@ -9,9 +9,11 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use crate::model::now_millis;
 
 use super::super::environment::EnvironmentCore;
-use super::super::messages::{Envelope, EnvironmentMsg, Outbox, ProjectMsg, RunMsg};
+use super::super::messages::{
+    Envelope, EnvironmentMsg, Outbox, ProjectMsg, ReloadTarget, ReplyTo, RunMsg,
+};
 use super::super::project::ProjectCore;
-use super::super::run::RunCore;
+use super::super::run::{RunCore, Waiters};
 use super::router::Router;
 
 /// A message for an actor's state machine.
@@ -72,17 +74,19 @@ impl Spanned<RunMsg> for RunCore {
     }
 }
 
-/// Supervision, the explicit part: actix does not restart (nor even stop) an actor whose handler
-/// panicked. A host that panics drops its outbox (nothing of it is committed or sent) and stops;
-/// the router finds it stopped on the next delivery and re-creates it from the database.
-fn fail<A>(ctx: &mut Context<A>)
-where
-    A: Actor<Context = Context<A>>,
-{
-    tracing::error!(
-        "an orchestration actor panicked; it stops and will be re-created from the database"
-    );
-    ctx.stop();
+/// The callers waiting for a reply to a message (failed if handling it panics).
+fn reply_ids<M: 'static>(msg: &M) -> Vec<ReplyTo> {
+    match (msg as &dyn std::any::Any).downcast_ref::<RunMsg>() {
+        Some(run) => run.reply_ids(),
+        None => match (msg as &dyn std::any::Any).downcast_ref::<ProjectMsg>() {
+            Some(ProjectMsg::CreateEnvironment { reply, .. })
+            | Some(ProjectMsg::SetEnvironmentState { reply, .. })
+            | Some(ProjectMsg::ListEnvironments { reply })
+            | Some(ProjectMsg::StartRun { reply, .. })
+            | Some(ProjectMsg::RerunStep { reply, .. }) => vec![*reply],
+            _ => Vec::new(),
+        },
+    }
 }
 
 macro_rules! host {
@@ -117,7 +121,18 @@ macro_rules! host {
             type Result = ();
 
             fn handle(&mut self, Deliver(msg): Deliver<$msg>, ctx: &mut Self::Context) {
+                if let Some(buffer) = self.extra.buffer() {
+                    // Reloading after a panic: messages wait for the reloaded state.
+                    return buffer.push(msg);
+                }
+                self.process(msg, ctx);
+            }
+        }
+
+        impl $name {
+            fn process(&mut self, msg: $msg, ctx: &mut Context<Self>) {
                 let _span = self.core.span(self.router.project(), &msg).entered();
+                let replies = reply_ids(&msg);
                 let core = &mut self.core;
                 let handled = catch_unwind(AssertUnwindSafe(|| {
                     let mut out = Outbox::default();
@@ -130,7 +145,12 @@ macro_rules! host {
                         dispatch(&self.router, out, ctx);
                         self.core.after_handle(&self.router, wrote, &mut self.extra);
                     }
-                    Err(_) => fail(ctx),
+                    Err(_) => {
+                        // The message's outbox is dropped: nothing of it is committed or sent.
+                        tracing::error!(project = %self.router.project(), "an orchestration actor panicked; reloading it from the database");
+                        self.router.fail_replies(&replies);
+                        self.on_panic(ctx);
+                    }
                 }
             }
         }
@@ -139,15 +159,15 @@ macro_rules! host {
 
 host!(
     /// Hosts a project's [`ProjectCore`].
-    ProjectActor, ProjectCore, ProjectMsg, ()
+    ProjectActor, ProjectCore, ProjectMsg, ProjectHost
 );
 host!(
     /// Hosts an environment's [`EnvironmentCore`].
-    EnvironmentActor, EnvironmentCore, EnvironmentMsg, ()
+    EnvironmentActor, EnvironmentCore, EnvironmentMsg, EnvironmentHost
 );
 host!(
     /// Hosts a run's [`RunCore`].
-    RunActor, RunCore, RunMsg, Retirement
+    RunActor, RunCore, RunMsg, RunHost
 );
 
 /// What a host does after each message (`wrote`: the message produced writes).
@@ -155,25 +175,56 @@ trait AfterHandle<Extra> {
     fn after_handle(&self, router: &Arc<Router>, wrote: bool, extra: &mut Extra);
 }
 
-impl AfterHandle<()> for ProjectCore {
-    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut ()) {}
+impl AfterHandle<ProjectHost> for ProjectCore {
+    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut ProjectHost) {}
 }
 
-impl AfterHandle<()> for EnvironmentCore {
-    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut ()) {}
+impl AfterHandle<EnvironmentHost> for EnvironmentCore {
+    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut EnvironmentHost) {}
 }
 
-/// A run actor's progress towards retirement.
+/// The project actor's host state (none).
 #[derive(Debug, Default)]
-pub struct Retirement {
+pub struct ProjectHost;
+
+impl ProjectHost {
+    fn buffer(&mut self) -> Option<&mut Vec<ProjectMsg>> {
+        None
+    }
+}
+
+/// An environment actor's host state: messages held while it reloads after a panic.
+#[derive(Debug, Default)]
+pub struct EnvironmentHost {
+    reloading: Option<Vec<EnvironmentMsg>>,
+}
+
+impl EnvironmentHost {
+    fn buffer(&mut self) -> Option<&mut Vec<EnvironmentMsg>> {
+        self.reloading.as_mut()
+    }
+}
+
+/// A run actor's host state: its progress towards retirement, and what it holds while it
+/// reloads after a panic.
+#[derive(Debug, Default)]
+pub struct RunHost {
     /// A `Retire` is on its way through the writer.
     asked: bool,
     /// The run wrote something after asking: that `Retire` may arrive before those writes are
     /// committed, so it does not count.
     wrote_since: bool,
+    /// Messages held while reloading.
+    reloading: Option<Vec<RunMsg>>,
+    /// Waiters rescued from the state that panicked.
+    rescued: Waiters,
 }
 
-impl Retirement {
+impl RunHost {
+    fn buffer(&mut self) -> Option<&mut Vec<RunMsg>> {
+        self.reloading.as_mut()
+    }
+
     fn ask(&mut self, run: &RunCore, router: &Arc<Router>) {
         self.asked = true;
         self.wrote_since = false;
@@ -181,14 +232,101 @@ impl Retirement {
     }
 }
 
-impl AfterHandle<Retirement> for RunCore {
+impl AfterHandle<RunHost> for RunCore {
     /// Once the run is finished and nobody waits on it, asks (through the writer, so after its
     /// last commit) to be retired: finished runs do not stay in memory.
-    fn after_handle(&self, router: &Arc<Router>, wrote: bool, state: &mut Retirement) {
+    fn after_handle(&self, router: &Arc<Router>, wrote: bool, state: &mut RunHost) {
         if state.asked {
             state.wrote_since |= wrote;
         } else if self.is_idle() {
             state.ask(self, router);
+        }
+    }
+}
+
+impl ProjectActor {
+    /// The project actor holds what the others rely on and is not reloaded in place: it stops
+    /// (the process must be restarted to recover it).
+    fn on_panic(&mut self, ctx: &mut Context<Self>) {
+        tracing::error!(project = %self.router.project(), "the project actor panicked and stops");
+        ctx.stop();
+    }
+}
+
+impl EnvironmentActor {
+    /// Holds new messages and asks (through the writer, so after everything it sent) to be
+    /// reloaded.
+    fn on_panic(&mut self, _: &mut Context<Self>) {
+        self.extra.reloading = Some(Vec::new());
+        let target = ReloadTarget::Environment(self.core.id());
+        self.router
+            .queue_commit(Vec::new(), vec![Envelope::Reload(target)]);
+    }
+}
+
+impl RunActor {
+    /// Rescues the waiters, holds new messages and asks (through the writer, so after
+    /// everything it sent) to be reloaded.
+    fn on_panic(&mut self, _: &mut Context<Self>) {
+        self.extra.rescued = self.core.take_waiters();
+        self.extra.reloading = Some(Vec::new());
+        let target = ReloadTarget::Run(self.core.id());
+        self.router
+            .queue_commit(Vec::new(), vec![Envelope::Reload(target)]);
+    }
+}
+
+/// Sent (through the writer) to an actor that panicked: rebuild the state from the database,
+/// then handle the messages held meanwhile.
+#[derive(Debug)]
+pub struct Reload;
+
+impl Message for Reload {
+    type Result = ();
+}
+
+impl Handler<Reload> for RunActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
+        let Some(held) = self.extra.reloading.take() else {
+            return;
+        };
+        let id = self.core.id();
+        let mut out = Outbox::default();
+        match self.router.load_run(id) {
+            Ok(Some(snapshot)) => {
+                // What was running is abandoned (and retried where allowed): its waiters may be
+                // lost; the rescued waiters wait again on the reloaded state.
+                self.core = RunCore::restore(snapshot, now_millis(), &mut out);
+                self.core
+                    .adopt_waiters(std::mem::take(&mut self.extra.rescued), &mut out);
+                tracing::warn!(project = %self.router.project(), run = %id, "run reloaded from the database");
+            }
+            other => {
+                tracing::error!(project = %self.router.project(), run = %id, result = ?other.map(|s| s.is_some()), "could not reload the run; it stops");
+                return ctx.stop();
+            }
+        }
+        dispatch(&self.router, out, ctx);
+        for msg in held {
+            self.process(msg, ctx);
+        }
+    }
+}
+
+impl Handler<Reload> for EnvironmentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
+        let Some(held) = self.extra.reloading.take() else {
+            return;
+        };
+        let mut out = Outbox::default();
+        self.core = self.router.rebuild_environment(self.core.id(), &mut out);
+        dispatch(&self.router, out, ctx);
+        for msg in held {
+            self.process(msg, ctx);
         }
     }
 }
@@ -205,6 +343,10 @@ impl Handler<ConfirmRetire> for RunActor {
     type Result = ();
 
     fn handle(&mut self, _: ConfirmRetire, ctx: &mut Self::Context) {
+        if self.extra.reloading.is_some() {
+            self.extra.asked = false;
+            return;
+        }
         let wrote_since = self.extra.wrote_since;
         self.extra.asked = false;
         if !self.core.is_idle() {
@@ -236,7 +378,7 @@ impl Handler<InjectPanic> for RunActor {
     fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
         let id = self.core.id();
         if catch_unwind(|| panic!("injected failure in run {id}")).is_err() {
-            fail(ctx);
+            self.on_panic(ctx);
         }
     }
 }
@@ -248,7 +390,7 @@ impl Handler<InjectPanic> for EnvironmentActor {
     fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
         let id = self.core.id();
         if catch_unwind(|| panic!("injected failure in environment {id}")).is_err() {
-            fail(ctx);
+            self.on_panic(ctx);
         }
     }
 }

@@ -17,10 +17,11 @@ use crate::store::{ProjectStore, StoreError, Write};
 
 use super::super::environment::EnvironmentCore;
 use super::super::messages::{
-    Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, WorkerCommand,
+    Envelope, EnvironmentMsg, Outbox, ProjectMsg, ReloadTarget, Reply, ReplyTo, RunMsg,
+    WorkerCommand,
 };
 use super::super::run::RunCore;
-use super::hosts::{ConfirmRetire, Deliver, EnvironmentActor, ProjectActor, RunActor};
+use super::hosts::{ConfirmRetire, Deliver, EnvironmentActor, ProjectActor, Reload, RunActor};
 
 /// The writer every project actor commits through.
 pub type Writer = GroupCommitWriter<Vec<Envelope>>;
@@ -258,6 +259,7 @@ impl Router {
                 }
             }
             Envelope::Retire(id) => this.begin_retire(id),
+            Envelope::Reload(target) => this.reload(target),
             Envelope::Reply(to, reply) => {
                 if let Some(tx) = lock(&this.replies).remove(&to) {
                     let _ = tx.send(reply);
@@ -270,50 +272,21 @@ impl Router {
         if let Some(addr) = lock(&self.environments).get(&id).filter(|a| a.connected()) {
             return addr.clone();
         }
-        // Never hold `environments` while taking `workers` (and vice versa).
-        let registrations: Vec<(WorkerId, WorkerRegistration)> = lock(&self.workers)
-            .iter()
-            .filter(|(_, r)| r.environment == id)
-            .map(|(w, r)| (*w, r.clone()))
-            .collect();
+        let dead = lock(&self.environments).contains_key(&id);
+        let mut initial = Outbox::default();
+        let core = if dead {
+            tracing::error!(project = %self.project, environment = %id, "environment actor died; re-creating it");
+            self.rebuild_environment(id, &mut initial)
+        } else {
+            let mut core = EnvironmentCore::new(id);
+            for (worker, reg) in self.registrations(id) {
+                core.handle(connect_msg(worker, &reg), now_millis(), &mut initial);
+            }
+            core
+        };
         let mut environments = lock(&self.environments);
         if let Some(addr) = environments.get(&id).filter(|a| a.connected()) {
             return addr.clone();
-        }
-        let revived = environments.contains_key(&id);
-        let mut initial = Outbox::default();
-        let mut core = EnvironmentCore::new(id);
-        for (worker, reg) in &registrations {
-            core.handle(connect_msg(*worker, reg), now_millis(), &mut initial);
-        }
-        if revived {
-            // Supervision: the actor died (a handler panicked). Its state is rebuilt from what
-            // the project and the database know: its state, and the executions queued in it.
-            tracing::error!(project = %self.project, environment = %id, "environment actor died; re-creating it");
-            // Paused until the project announces its actual state, so nothing is dispatched
-            // in an environment that was paused.
-            core.handle(
-                EnvironmentMsg::SetState(EnvironmentState::Paused),
-                now_millis(),
-                &mut initial,
-            );
-            initial.send(Envelope::Project(ProjectMsg::Announce { environment: id }));
-            match lock(&self.reader).load() {
-                Ok(snapshot) => {
-                    for run in &snapshot.active_runs {
-                        for ticket in RunCore::queued_tickets(run, id) {
-                            core.handle(
-                                EnvironmentMsg::Enqueue(ticket),
-                                now_millis(),
-                                &mut initial,
-                            );
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(project = %self.project, error = %e, "could not reload queued executions")
-                }
-            }
         }
         let router = Arc::clone(self);
         let addr = EnvironmentActor::start_in_arbiter(&self.arbiter, move |_| {
@@ -321,6 +294,88 @@ impl Router {
         });
         environments.insert(id, addr.clone());
         addr
+    }
+
+    fn registrations(&self, environment: EnvironmentId) -> Vec<(WorkerId, WorkerRegistration)> {
+        lock(&self.workers)
+            .iter()
+            .filter(|(_, r)| r.environment == environment)
+            .map(|(w, r)| (*w, r.clone()))
+            .collect()
+    }
+
+    /// Supervision: rebuilds an environment's state after its actor panicked, from what the
+    /// workers, the project and the database know. It starts paused until the project
+    /// announces its actual state; its registered workers are connected again; the executions
+    /// queued in it are queued again; those assigned to a worker still connected stay assigned,
+    /// the others are abandoned.
+    pub fn rebuild_environment(
+        self: &Arc<Self>,
+        id: EnvironmentId,
+        out: &mut Outbox,
+    ) -> EnvironmentCore {
+        let now = now_millis();
+        let mut core = EnvironmentCore::new(id);
+        core.handle(EnvironmentMsg::SetState(EnvironmentState::Paused), now, out);
+        let registrations = self.registrations(id);
+        for (worker, reg) in &registrations {
+            core.handle(connect_msg(*worker, reg), now, out);
+        }
+        out.send(Envelope::Project(ProjectMsg::Announce { environment: id }));
+        let snapshot = lock(&self.reader).load();
+        match snapshot {
+            Ok(snapshot) => {
+                for run in &snapshot.active_runs {
+                    for (execution, worker) in RunCore::assigned_executions(run, id) {
+                        if registrations.iter().any(|(w, _)| *w == worker) {
+                            core.restore_assignment(execution, worker);
+                        } else {
+                            out.send(Envelope::Run(
+                                execution.run(),
+                                RunMsg::Abandon { execution },
+                            ));
+                        }
+                    }
+                    for ticket in RunCore::queued_tickets(run, id) {
+                        core.handle(EnvironmentMsg::Enqueue(ticket), now, out);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(project = %self.project, error = %e, "could not reload the environment's executions")
+            }
+        }
+        core
+    }
+
+    /// Reads a run as committed (for supervision and on-demand loading).
+    pub fn load_run(&self, id: RunId) -> Result<Option<crate::store::RunSnapshot>, StoreError> {
+        lock(&self.reader).load_run(id)
+    }
+
+    /// Drops the reply channels `replies`: their callers learn that the request failed.
+    pub fn fail_replies(&self, replies: &[ReplyTo]) {
+        let mut pending = lock(&self.replies);
+        for id in replies {
+            pending.remove(id);
+        }
+    }
+
+    /// After a panic, an actor asks to be reloaded once the writer has committed everything it
+    /// sent before (this arrives through the writer).
+    fn reload(&self, target: ReloadTarget) {
+        match target {
+            ReloadTarget::Run(id) => {
+                if let Some((addr, _)) = lock(&self.runs).get(&id) {
+                    addr.do_send(Reload);
+                }
+            }
+            ReloadTarget::Environment(id) => {
+                if let Some(addr) = lock(&self.environments).get(&id) {
+                    addr.do_send(Reload);
+                }
+            }
+        }
     }
 
     fn route_run(self: &Arc<Self>, id: RunId, msg: RunMsg) {
