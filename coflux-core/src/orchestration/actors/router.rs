@@ -165,8 +165,13 @@ impl Router {
     fn flush(&self) {
         self.flush_scheduled.store(false, Ordering::Release);
         let batches = std::mem::take(&mut *lock(&self.outgoing));
+        let Some(writer) = lock(&self.writer).clone() else {
+            return tracing::error!(project = %self.project, "dropping batches: the project is shut down");
+        };
         for (writes, messages) in batches {
-            self.commit(writes, messages);
+            if let Err(e) = writer.submit(writes, messages) {
+                tracing::error!(project = %self.project, error = %e, "dropping a batch: the writer has stopped");
+            }
         }
     }
 
