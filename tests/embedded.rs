@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use coflux_core::Coflux;
 use coflux_core::model::{ExecutionResult, ExecutionState, ResultKind};
-use coflux_core::sdk::{ExecutionError, Failure, Repository, current_execution, task, workflow};
+use coflux_core::sdk::{
+    ExecutionError, Failure, Repository, current_execution, in_context, task, workflow,
+};
 
 /// Raised when an account has too little money.
 #[derive(Debug)]
@@ -121,8 +123,16 @@ async fn pipeline(source: String) -> Result<String, Failure> {
     Ok(transform.call(data, 1).await?)
 }
 
+/// Calls a task from a spawned task: `in_context` keeps it a child step.
+#[workflow]
+async fn spawned_call(x: u64) -> Result<u64, Failure> {
+    let handle = actix_rt::spawn(in_context(async move { double.call(x).await }));
+    Ok(handle.await.map_err(|e| Failure::msg(e.to_string()))??)
+}
+
 fn repository() -> Repository {
     Repository::new()
+        .with(spawned_call)
         .with(double)
         .with(withdraw)
         .with(fan_out)
@@ -450,4 +460,23 @@ async fn finished_runs_leave_memory_and_stay_usable() {
         project.execution_result(rerun).await.unwrap(),
         ExecutionResult::Value { .. }
     ));
+}
+
+#[actix_rt::test]
+async fn calls_from_spawned_tasks_stay_child_steps_with_in_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, project) = open(&dir).await;
+    let _worker = project.serve("production", repository()).await.unwrap();
+    let run = project
+        .submit("production", &spawned_call, (21,))
+        .await
+        .unwrap();
+    assert_eq!(run.result::<u64>().await.unwrap(), 42);
+    let view = run.inspect().await.unwrap();
+    assert_eq!(
+        view.steps.len(),
+        2,
+        "the spawned call was recorded as a child step"
+    );
+    assert_eq!(view.steps[1].target.name, "double");
 }

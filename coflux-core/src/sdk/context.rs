@@ -73,3 +73,19 @@ impl Context {
 pub fn current_execution() -> Option<ExecutionId> {
     CURRENT.try_with(|c| c.execution).ok()
 }
+
+/// Carries the current execution's context into `future`, for work a target body spawns
+/// (`tokio::spawn(in_context(async { task.call(x).await }))`): the context is task-local, so
+/// without this, calls made from a spawned task run their bodies in place instead of becoming
+/// child steps.
+pub fn in_context<F: std::future::Future>(
+    future: F,
+) -> impl std::future::Future<Output = F::Output> {
+    let context = Context::current();
+    async move {
+        match context {
+            Some(context) => context.scope(future).await,
+            None => future.await,
+        }
+    }
+}
