@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::model::{
     Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult,
-    Millis, Requires, RunId, StepId, StepOptions, TargetKind, TargetRef, Value, WorkerId,
+    Millis, Requires, RunId, StepId, StepOptions, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
@@ -416,14 +416,4 @@ impl Envelope {
             Self::Project(_) | Self::Environment(..) | Self::Run(..)
         )
     }
-
-    /// Convenience: a message to a run.
-    pub fn run(run: RunId, msg: RunMsg) -> Self {
-        Self::Run(run, msg)
-    }
-}
-
-/// Whether `kind` is a workflow (used when validating submissions).
-pub fn is_workflow(kind: TargetKind) -> bool {
-    kind == TargetKind::Workflow
 }
