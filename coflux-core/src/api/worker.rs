@@ -17,7 +17,7 @@ use crate::model::{
 };
 use crate::orchestration::actors::{Router, WorkerRegistration};
 use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
-use crate::sdk::{Context, ExecutorLink, Repository, SubmitRequest};
+use crate::sdk::{Context, ExecutorLink, Repository, Submission, SubmitRequest};
 
 /// Options of an in-process worker.
 #[derive(Debug, Clone)]
@@ -198,26 +198,20 @@ struct LocalLink {
 }
 
 impl LocalLink {
-    /// Sends a submission; the second receiver (with `wait`) gets the child's final result.
+    /// Sends a submission that also waits for the child: the first receiver gets the
+    /// submission's reply, the second the child's final result.
     fn send_submit(
         &self,
         parent: ExecutionId,
         request: SubmitRequest,
-        wait: bool,
-    ) -> (oneshot::Receiver<Reply>, Option<oneshot::Receiver<Reply>>) {
+    ) -> (oneshot::Receiver<Reply>, oneshot::Receiver<Reply>) {
         let (reply, submitted) = self.router.expect_reply();
-        let (wait, result) = match wait {
-            true => {
-                let (id, rx) = self.router.expect_reply();
-                (Some(id), Some(rx))
-            }
-            false => (None, None),
-        };
+        let (wait, result) = self.router.expect_reply();
         let msg = RunMsg::Submit {
             parent,
             request,
             reply,
-            wait,
+            wait: Some(wait),
         };
         self.router.deliver(Envelope::Run(parent.run(), msg));
         (submitted, result)
@@ -225,46 +219,33 @@ impl LocalLink {
 }
 
 impl ExecutorLink for LocalLink {
-    fn submit(
-        &self,
-        parent: ExecutionId,
-        request: SubmitRequest,
-    ) -> BoxFuture<'static, Result<ExecutionId, String>> {
-        let (rx, _) = self.send_submit(parent, request, false);
-        Box::pin(async move {
-            match rx.await {
+    fn submit(&self, parent: ExecutionId, request: SubmitRequest) -> Submission {
+        let (submitted, result) = self.send_submit(parent, request);
+        let id = async move {
+            match submitted.await {
                 Ok(Reply::Submitted(Ok(id))) => Ok(id),
                 Ok(Reply::Submitted(Err(e))) => Err(e.to_string()),
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
                 Err(_) => Err("the orchestrator stopped".into()),
             }
-        })
-    }
-
-    fn call(
-        &self,
-        parent: ExecutionId,
-        request: SubmitRequest,
-    ) -> BoxFuture<'static, Result<ExecutionResult, String>> {
-        let (submitted, result) = self.send_submit(parent, request, true);
-        Box::pin(async move {
+        }
+        .boxed()
+        .shared();
+        let submission = id.clone();
+        let result = async move {
             // The submission's reply first: if its commit failed, only that reply is failed.
-            match submitted.await {
-                Ok(Reply::Submitted(Ok(_))) => {}
-                Ok(Reply::Submitted(Err(e))) => return Err(e.to_string()),
-                Ok(other) => return Err(format!("unexpected reply {other:?}")),
-                Err(_) => return Err("the orchestrator stopped".into()),
-            }
-            let Some(rx) = result else {
-                return Err("no result receiver".into());
-            };
-            match rx.await {
+            submission.await?;
+            match result.await {
                 Ok(Reply::Result(Ok(result))) => Ok(result),
                 Ok(Reply::Result(Err(e))) => Err(e.to_string()),
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
                 Err(_) => Err("the orchestrator stopped".into()),
             }
-        })
+        };
+        Submission {
+            id: id.boxed(),
+            result: result.boxed(),
+        }
     }
 
     fn wait(

@@ -20,28 +20,27 @@ pub struct SubmitRequest {
     pub options: StepOptions,
 }
 
+/// A submitted child: its id, and its final result (following retries), which the
+/// orchestrator sends as soon as it is known, so awaiting a handle costs no further round trip.
+pub struct Submission {
+    /// The child's id (an error if the submission was refused).
+    pub id: BoxFuture<'static, Result<ExecutionId, String>>,
+    /// The child's final result.
+    pub result: BoxFuture<'static, Result<ExecutionResult, String>>,
+}
+
 /// How a running execution reaches the orchestrator. The embedded worker implements it with
 /// actor messages; an executor process under an agent implements it over stdio.
 pub trait ExecutorLink: Send + Sync + 'static {
     /// Submits a child of `parent`. The request is queued before this returns, so children are
-    /// recorded in call order; the future gives the child's id.
-    fn submit(
-        &self,
-        parent: ExecutionId,
-        request: SubmitRequest,
-    ) -> BoxFuture<'static, Result<ExecutionId, String>>;
+    /// recorded in call order.
+    fn submit(&self, parent: ExecutionId, request: SubmitRequest) -> Submission;
     /// Waits for the final result of `execution`'s chain, on behalf of `from`.
     fn wait(
         &self,
         execution: ExecutionId,
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult>;
-    /// Submits a child of `parent` and waits for its final result, in one round trip.
-    fn call(
-        &self,
-        parent: ExecutionId,
-        request: SubmitRequest,
-    ) -> BoxFuture<'static, Result<ExecutionResult, String>>;
 }
 
 /// The running execution and its link, available to target code through [`Context::current`].

@@ -15,8 +15,11 @@ use crate::model::{ExecutionId, ExecutionResult, Value};
 type SharedId = Shared<BoxFuture<'static, Result<ExecutionId, String>>>;
 
 enum Inner {
-    /// Submitted to the orchestrator.
-    Remote { id: SharedId, context: Context },
+    /// Submitted to the orchestrator: its id, and its final result when known.
+    Remote {
+        id: SharedId,
+        result: BoxFuture<'static, Result<ExecutionResult, String>>,
+    },
     /// No orchestrator: the body runs in place when awaited.
     Local(BoxFuture<'static, Result<Value, Failure>>),
     /// The arguments could not be encoded.
@@ -44,8 +47,11 @@ pub fn submit<T>(target: &dyn Target, arguments: Result<Vec<Value>, Failure>) ->
     let inner = match Context::current() {
         Some(context) => {
             let request = request_for(target, arguments);
-            let id = context.link.submit(context.execution, request).shared();
-            Inner::Remote { id, context }
+            let submission = context.link.submit(context.execution, request);
+            Inner::Remote {
+                id: submission.id.shared(),
+                result: submission.result,
+            }
         }
         None => Inner::Local(target.invoke(arguments)),
     };
@@ -68,16 +74,13 @@ impl<T: DeserializeOwned> Handle<T> {
     /// Waits for the child's final result (following retries) and decodes its value.
     pub async fn result(self) -> Result<T, ExecutionError> {
         let value = match self.inner {
-            Inner::Remote { id, context } => {
-                let id = id.await.map_err(ExecutionError::Submit)?;
-                match context.link.wait(id, context.execution).await {
-                    ExecutionResult::Value { value } => value,
-                    other => {
-                        return Err(ExecutionError::from_result(&other)
-                            .unwrap_or_else(|| ExecutionError::Submit("no result".into())));
-                    }
+            Inner::Remote { result, .. } => match result.await.map_err(ExecutionError::Submit)? {
+                ExecutionResult::Value { value } => value,
+                other => {
+                    return Err(ExecutionError::from_result(&other)
+                        .unwrap_or_else(|| ExecutionError::Submit("no result".into())));
                 }
-            }
+            },
             Inner::Local(body) => body.await.map_err(|f| ExecutionError::Failed(f.0))?,
             Inner::Invalid(f) => return Err(ExecutionError::Failed(f.0)),
         };
@@ -103,29 +106,7 @@ pub async fn call<T: DeserializeOwned>(
     target: &dyn Target,
     arguments: Result<Vec<Value>, Failure>,
 ) -> Result<T, ExecutionError> {
-    let arguments = arguments.map_err(|f| ExecutionError::Failed(f.0))?;
-    let value = match Context::current() {
-        Some(context) => {
-            let request = request_for(target, arguments);
-            match context
-                .link
-                .call(context.execution, request)
-                .await
-                .map_err(ExecutionError::Submit)?
-            {
-                ExecutionResult::Value { value } => value,
-                other => {
-                    return Err(ExecutionError::from_result(&other)
-                        .unwrap_or_else(|| ExecutionError::Submit("no result".into())));
-                }
-            }
-        }
-        None => target
-            .invoke(arguments)
-            .await
-            .map_err(|f| ExecutionError::Failed(f.0))?,
-    };
-    decode_value(value)
+    submit::<T>(target, arguments).result().await
 }
 
 /// A call of `target` with its default options.

@@ -32,7 +32,9 @@ mod target;
 
 pub use codec::{decode_json, encode_json};
 pub use coflux_macros::{task, workflow};
-pub use context::{Context, ExecutorLink, SubmitRequest, current_execution, in_context};
+pub use context::{
+    Context, ExecutorLink, Submission, SubmitRequest, current_execution, in_context,
+};
 pub use error::{ExecutionError, Failure};
 pub use handle::{Handle, call, decode_value, submit};
 pub use repository::Repository;
