@@ -34,7 +34,7 @@ pub struct Config {
     /// Commit durability (see [`Durability`]).
     pub durability: Durability,
     /// How long each project's store writer keeps polling for work before it sleeps
-    /// (default 50 µs; zero never spins). Spinning briefly avoids a thread wake-up per commit
+    /// (default 150 µs; zero never spins). Spinning briefly avoids a thread wake-up per commit
     /// while a project is busy, which dominates the latency of dependent tasks.
     pub writer_spin: Duration,
 }
@@ -45,7 +45,7 @@ impl Config {
         Self {
             data_dir: data_dir.as_ref().to_path_buf(),
             durability: Durability::Normal,
-            writer_spin: Duration::from_micros(50),
+            writer_spin: Duration::from_micros(150),
         }
     }
 }
