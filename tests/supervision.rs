@@ -47,6 +47,25 @@ fn quiet_panics() {
     std::panic::set_hook(Box::new(|info| eprintln!("panic (injected): {info}")));
 }
 
+/// A project with a `production` environment served by an in-process worker (keep the
+/// `Coflux`: dropping it stops the orchestrator).
+async fn start() -> (
+    tempfile::TempDir,
+    Coflux,
+    coflux_core::Project,
+    coflux_core::Worker,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("p").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let worker = project.serve("production", repository()).await.unwrap();
+    (dir, coflux, project, worker)
+}
+
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     actix_rt::time::timeout(Duration::from_secs(20), f)
         .await
@@ -56,14 +75,7 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 #[actix_rt::test]
 async fn a_run_whose_actor_panicked_is_recreated_from_the_database() {
     quiet_panics();
-    let dir = tempfile::tempdir().unwrap();
-    let coflux = Coflux::open(dir.path()).await.unwrap();
-    let project = coflux.project("p").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
-    let _worker = project.serve("production", repository()).await.unwrap();
+    let (_dir, _coflux, project, _worker) = start().await;
     let run = project.submit("production", &flow, (1,)).await.unwrap();
     within(async {
         loop {
@@ -108,14 +120,7 @@ async fn a_run_whose_actor_panicked_is_recreated_from_the_database() {
 #[actix_rt::test]
 async fn an_environment_whose_actor_panicked_is_recreated_with_its_workers() {
     quiet_panics();
-    let dir = tempfile::tempdir().unwrap();
-    let coflux = Coflux::open(dir.path()).await.unwrap();
-    let project = coflux.project("p").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
-    let _worker = project.serve("production", repository()).await.unwrap();
+    let (_dir, _coflux, project, _worker) = start().await;
     let first = project
         .submit("production", &plain_flow, (2,))
         .await
@@ -136,14 +141,7 @@ async fn an_environment_whose_actor_panicked_is_recreated_with_its_workers() {
 #[actix_rt::test]
 async fn a_paused_environment_stays_paused_when_its_actor_is_reloaded() {
     quiet_panics();
-    let dir = tempfile::tempdir().unwrap();
-    let coflux = Coflux::open(dir.path()).await.unwrap();
-    let project = coflux.project("p").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
-    let _worker = project.serve("production", repository()).await.unwrap();
+    let (_dir, _coflux, project, _worker) = start().await;
     project.pause_environment("production").await.unwrap();
     let run = project
         .submit("production", &plain_flow, (1,))

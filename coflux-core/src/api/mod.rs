@@ -50,7 +50,8 @@ impl Config {
     }
 }
 
-/// An embedded orchestrator over a data directory.
+/// An embedded orchestrator over a data directory. Keep it (or a clone) alive while you use
+/// its projects: when the last clone is dropped, the supervisor stops and so do its projects.
 #[derive(Clone)]
 pub struct Coflux {
     supervisor: Addr<Supervisor>,

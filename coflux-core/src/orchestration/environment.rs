@@ -81,11 +81,6 @@ impl EnvironmentCore {
         }
     }
 
-    /// Executions queued (due or delayed) and not yet assigned.
-    pub fn queued(&self) -> usize {
-        self.ready.len() + self.delayed.len()
-    }
-
     /// Handles one message.
     pub fn handle(&mut self, msg: EnvironmentMsg, now: Millis, out: &mut Outbox) {
         match msg {

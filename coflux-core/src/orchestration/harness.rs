@@ -218,13 +218,8 @@ impl Harness {
         name: &str,
         parent: Option<&str>,
     ) -> Result<Environment, OrchestrationError> {
-        let name =
-            EnvironmentName::new(name).map_err(|e| OrchestrationError::Invalid(e.to_string()))?;
-        let parent = parent
-            .map(|p| {
-                EnvironmentName::new(p).map_err(|e| OrchestrationError::Invalid(e.to_string()))
-            })
-            .transpose()?;
+        let name = env_name(name)?;
+        let parent = parent.map(env_name).transpose()?;
         match self.request(|reply| {
             Envelope::Project(ProjectMsg::CreateEnvironment {
                 name,
@@ -243,8 +238,7 @@ impl Harness {
         name: &str,
         state: EnvironmentState,
     ) -> Result<Environment, OrchestrationError> {
-        let name =
-            EnvironmentName::new(name).map_err(|e| OrchestrationError::Invalid(e.to_string()))?;
+        let name = env_name(name)?;
         match self.request(|reply| {
             Envelope::Project(ProjectMsg::SetEnvironmentState { name, state, reply })
         }) {
@@ -292,8 +286,7 @@ impl Harness {
         arguments: Vec<Value>,
         options: StepOptions,
     ) -> Result<(RunId, ExecutionId), OrchestrationError> {
-        let environment = EnvironmentName::new(environment)
-            .map_err(|e| OrchestrationError::Invalid(e.to_string()))?;
+        let environment = env_name(environment)?;
         let target = target.clone();
         match self.request(|reply| {
             Envelope::Project(ProjectMsg::StartRun {
@@ -365,11 +358,7 @@ impl Harness {
         step: StepId,
         environment: Option<&str>,
     ) -> Result<ExecutionId, OrchestrationError> {
-        let environment = environment
-            .map(|e| {
-                EnvironmentName::new(e).map_err(|e| OrchestrationError::Invalid(e.to_string()))
-            })
-            .transpose()?;
+        let environment = environment.map(env_name).transpose()?;
         match self.request(|reply| {
             Envelope::Project(ProjectMsg::RerunStep {
                 step,
@@ -428,4 +417,9 @@ impl Harness {
             .push_back(Envelope::Run(execution.run(), RunMsg::Cancel { execution }));
         self.run_until_idle();
     }
+}
+
+/// Validates an environment name as the API would.
+fn env_name(name: &str) -> Result<EnvironmentName, OrchestrationError> {
+    EnvironmentName::new(name).map_err(|e| OrchestrationError::Invalid(e.to_string()))
 }

@@ -132,18 +132,19 @@ impl Router {
 
     /// Commits `writes`, then delivers `messages`, now (from any thread).
     pub fn commit(&self, writes: Vec<Write>, messages: Vec<Envelope>) {
-        if writes.is_empty() && messages.is_empty() {
-            return;
+        if !writes.is_empty() || !messages.is_empty() {
+            self.submit(vec![(writes, messages)]);
         }
-        let writer = lock(&self.writer).clone();
-        match writer {
-            Some(w) => {
-                if let Err(e) = w.submit(writes, messages) {
-                    tracing::error!(project = %self.project, error = %e, "dropping a batch: the writer has stopped");
-                }
-            }
-            None => {
-                tracing::error!(project = %self.project, "dropping a batch: the project is shut down")
+    }
+
+    /// Hands batches to the writer, in order.
+    fn submit(&self, batches: Vec<(Vec<Write>, Vec<Envelope>)>) {
+        let Some(writer) = lock(&self.writer).clone() else {
+            return tracing::error!(project = %self.project, "dropping batches: the project is shut down");
+        };
+        for (writes, messages) in batches {
+            if let Err(e) = writer.submit(writes, messages) {
+                tracing::error!(project = %self.project, error = %e, "dropping a batch: the writer has stopped");
             }
         }
     }
@@ -165,14 +166,7 @@ impl Router {
     fn flush(&self) {
         self.flush_scheduled.store(false, Ordering::Release);
         let batches = std::mem::take(&mut *lock(&self.outgoing));
-        let Some(writer) = lock(&self.writer).clone() else {
-            return tracing::error!(project = %self.project, "dropping batches: the project is shut down");
-        };
-        for (writes, messages) in batches {
-            if let Err(e) = writer.submit(writes, messages) {
-                tracing::error!(project = %self.project, error = %e, "dropping a batch: the writer has stopped");
-            }
-        }
+        self.submit(batches);
     }
 
     /// A commit failed: its effects must not happen. Callers waiting for a reply from those
