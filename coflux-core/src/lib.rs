@@ -4,6 +4,8 @@
 //! - [`store`]: per-project SQLite, group-committed, recovered on open;
 //! - [`orchestration`]: the actors (supervisor → project → environments, runs) and the pure
 //!   state machines they wrap;
+//! - [`protocol`]: wire types between agents and the server, and between agents and executor
+//!   processes;
 //! - [`sdk`]: Rust workflows and tasks;
 //! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run).
 
@@ -12,6 +14,7 @@
 pub mod api;
 pub mod model;
 pub mod orchestration;
+pub mod protocol;
 pub mod sdk;
 pub mod store;
 

@@ -1,1 +1,298 @@
+//! Support for end-to-end tests with real processes on 127.0.0.1: builds the binaries once,
+//! starts `coflux-server` on a free port and `coflux-agent`s against it, and talks to the
+//! server's HTTP API.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+/// Where the workspace's binaries are (built once per test process).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "coflux-server",
+                "-p",
+                "coflux-agent",
+                "-p",
+                "coflux-examples",
+                "--bins",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the binaries failed");
+        // target/debug/deps/<test> → target/debug
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().to_path_buf()
+    });
+    dir.join(name)
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The Python interpreter of the test venv (`scripts/setup-python.sh` creates it).
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("COFLUX_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join("target/python-venv/bin/python");
+    assert!(
+        p.exists(),
+        "no Python venv with coflux 0.12.0 at {}: run scripts/setup-python.sh",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    child: Option<Child>,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts a command with output to the test's stderr.
+    pub fn spawn(name: &str, command: &mut Command) -> Self {
+        let child = command
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            child: Some(child),
+            name: name.into(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit; returns whether it exited in time
+    /// (it is killed otherwise).
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A `coflux-server` process on a free port.
+pub struct Server {
+    /// The process.
+    pub proc: Proc,
+    /// Its base URL.
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` and waits until it answers.
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_on(data_dir, free_port(), &[]).await
+    }
+
+    /// Starts a server on a given port with extra flags.
+    pub async fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Self {
+        let proc = Proc::spawn(
+            "coflux-server",
+            Command::new(bin("coflux-server"))
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(["--port", &port.to_string()])
+                .args(extra)
+                .env("COFLUX_LOG", "warn"),
+        );
+        let server = Self {
+            proc,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http().get(format!("{}/api/health", server.url)).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server did not start");
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// Creates a project and an environment (optionally with a parent).
+    pub async fn setup(&self, project: &str, environment: &str, parent: Option<&str>) {
+        post(&self.url, "/api/projects", json!({ "name": project })).await;
+        post(
+            &self.url,
+            &format!("/api/projects/{project}/environments"),
+            json!({ "name": environment, "parent": parent }),
+        )
+        .await;
+    }
+
+    /// Submits a workflow; returns the run id.
+    pub async fn submit(
+        &self,
+        project: &str,
+        environment: &str,
+        module: &str,
+        target: &str,
+        arguments: Json,
+    ) -> String {
+        let body = post(
+            &self.url,
+            &format!("/api/projects/{project}/environments/{environment}/runs"),
+            json!({ "module": module, "target": target, "arguments": arguments }),
+        )
+        .await;
+        body["run_id"].as_str().expect("run_id").to_string()
+    }
+
+    /// Waits up to `seconds` for a run's result (`{"status": ..., "value"|"error": ...}`).
+    pub async fn result(&self, project: &str, run: &str, seconds: u64) -> Json {
+        get(
+            &self.url,
+            &format!("/api/projects/{project}/runs/{run}/result?wait={seconds}"),
+        )
+        .await
+    }
+
+    /// The run as JSON (steps and executions).
+    pub async fn inspect(&self, project: &str, run: &str) -> Json {
+        get(&self.url, &format!("/api/projects/{project}/runs/{run}")).await
+    }
+}
+
+/// An HTTP client with a long timeout.
+pub fn http() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish()
+}
+
+/// POSTs JSON and returns the JSON answer (any status).
+pub async fn post(base: &str, path: &str, body: Json) -> Json {
+    let mut response = http()
+        .post(format!("{base}{path}"))
+        .send_json(&body)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    response.json().limit(64 << 20).await.unwrap_or(Json::Null)
+}
+
+/// GETs JSON.
+pub async fn get(base: &str, path: &str) -> Json {
+    let mut response = http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    response.json().limit(64 << 20).await.unwrap_or(Json::Null)
+}
+
+/// Options of an agent process.
+pub struct AgentOptions<'a> {
+    /// Project.
+    pub project: &'a str,
+    /// Environment.
+    pub environment: &'a str,
+    /// Adapter command.
+    pub adapter: String,
+    /// Modules to host.
+    pub modules: Vec<String>,
+    /// Working directory.
+    pub directory: PathBuf,
+    /// Extra flags.
+    pub extra: Vec<String>,
+}
+
+/// Starts a `coflux-agent` process.
+pub fn agent(server: &Server, options: AgentOptions<'_>) -> Proc {
+    Proc::spawn(
+        "coflux-agent",
+        Command::new(bin("coflux-agent"))
+            .args(["--server", &server.url])
+            .args(["--project", options.project])
+            .args(["--environment", options.environment])
+            .args(["--adapter", &options.adapter])
+            .arg("--directory")
+            .arg(&options.directory)
+            .args(&options.extra)
+            .args(&options.modules)
+            .env("COFLUX_LOG", "warn"),
+    )
+}
+
+/// An agent hosting the Rust example repository.
+pub fn rust_agent(server: &Server, project: &str, environment: &str, extra: &[&str]) -> Proc {
+    agent(
+        server,
+        AgentOptions {
+            project,
+            environment,
+            adapter: bin("coflux-example-repo").display().to_string(),
+            modules: vec![],
+            directory: workspace_root(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+}

@@ -9,6 +9,7 @@ mod arguments;
 mod error;
 mod inspect;
 mod project;
+mod remote;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use arguments::IntoArguments;
 pub use error::Error;
 pub use inspect::{ExecutionView, RunView, StepView};
 pub use project::{Project, RunHandle};
+pub use remote::{RemoteWorker, WorkerSpec};
 pub use worker::{Worker, WorkerOptions};
 
 use crate::model::ProjectName;
@@ -105,6 +107,21 @@ impl Coflux {
                 OpenProjectError::Store(s) => Error::Store(s),
             })?;
         Ok(Project::new(handle))
+    }
+
+    /// The names of all projects, oldest first.
+    pub async fn list_projects(&self) -> Result<Vec<String>, Error> {
+        let dir = self.data_dir.clone();
+        actix_rt::task::spawn_blocking(move || {
+            let catalogue = crate::store::catalogue::Catalogue::open(&dir)?;
+            Ok(catalogue
+                .list()?
+                .into_iter()
+                .map(|(name, _)| name.to_string())
+                .collect())
+        })
+        .await
+        .map_err(|_| Error::Unavailable("listing task failed".into()))?
     }
 
     /// Stops every project (pending commits are finished by their writers).

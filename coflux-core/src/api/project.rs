@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{
     Environment, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult, RunId, StepId,
-    StepOptions, TargetRef, Value,
+    StepOptions, TargetDefinition, TargetRef, Value,
 };
 use crate::orchestration::actors::ProjectHandle;
 use crate::orchestration::messages::{Envelope, ProjectMsg, Reply, ReplyTo, RunMsg};
@@ -50,7 +50,11 @@ impl Project {
         self.handle.name.as_str()
     }
 
-    async fn request(&self, make: impl FnOnce(ReplyTo) -> Envelope) -> Result<Reply, Error> {
+    pub(crate) fn handle(&self) -> &ProjectHandle {
+        &self.handle
+    }
+
+    pub(crate) async fn request(&self, make: impl FnOnce(ReplyTo) -> Envelope) -> Result<Reply, Error> {
         let (id, rx) = self.handle.router.expect_reply();
         self.handle.router.deliver(make(id));
         rx.await
@@ -138,7 +142,7 @@ impl Project {
         self.set_state(name, EnvironmentState::Archived).await
     }
 
-    async fn environment_id(&self, name: &str) -> Result<Environment, Error> {
+    pub(crate) async fn environment_id(&self, name: &str) -> Result<Environment, Error> {
         let wanted = environment_name(name)?;
         self.environments()
             .await?
@@ -223,6 +227,49 @@ impl Project {
             }
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Registers workflow and task definitions (a manifest) for an environment, replacing
+    /// earlier definitions of the same targets. Submissions through the server use the
+    /// registered options of a workflow.
+    pub async fn register_manifests(
+        &self,
+        environment: &str,
+        targets: Vec<TargetDefinition>,
+    ) -> Result<(), Error> {
+        let environment = environment_name(environment)?;
+        for definition in &targets {
+            if definition.target.module.is_empty() || definition.target.name.is_empty() {
+                return Err(Error::Invalid(
+                    "a manifest target needs a module and a name".into(),
+                ));
+            }
+        }
+        match self
+            .request(|reply| {
+                Envelope::Project(ProjectMsg::RegisterManifests {
+                    environment,
+                    definitions: targets,
+                    reply,
+                })
+            })
+            .await?
+        {
+            Reply::Environment(r) => r.map(|_| ()).map_err(Error::from),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The definitions registered for an environment, by module and name.
+    pub async fn manifests(&self, environment: &str) -> Result<Vec<TargetDefinition>, Error> {
+        let env = self.environment_id(environment).await?.id;
+        let path = self.handle.db_path.clone();
+        actix_rt::task::spawn_blocking(move || {
+            use crate::store::ProjectStore;
+            Ok(crate::store::sqlite::SqliteStore::open_reader(&path)?.manifests(env)?)
+        })
+        .await
+        .map_err(|_| Error::Unavailable("manifest task failed".into()))?
     }
 
     /// A handle to an existing run.

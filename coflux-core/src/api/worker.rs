@@ -188,7 +188,11 @@ async fn execute(
     };
     router.deliver(Envelope::Run(
         execution.run(),
-        RunMsg::Result { execution, result },
+        RunMsg::Result {
+            execution,
+            result,
+            ack: None,
+        },
     ));
 }
 

@@ -18,11 +18,15 @@ struct WorkerSlot {
     capacity: usize,
     provides: Requires,
     running: usize,
+    /// False while the worker is unreachable (e.g. its agent is reconnecting): it keeps its
+    /// executions but gets no new ones.
+    available: bool,
 }
 
 impl WorkerSlot {
     fn accepts(&self, ticket: &Ticket) -> bool {
-        self.running < self.capacity
+        self.available
+            && self.running < self.capacity
             && self.targets.contains(&ticket.target)
             && ticket.requires.iter().all(|(key, values)| {
                 values.is_empty()
@@ -146,8 +150,14 @@ impl EnvironmentCore {
                         capacity: if capacity == 0 { usize::MAX } else { capacity },
                         provides,
                         running: 0,
+                        available: true,
                     },
                 );
+            }
+            EnvironmentMsg::SetAvailable { worker, available } => {
+                if let Some(slot) = self.workers.get_mut(&worker) {
+                    slot.available = available;
+                }
             }
             EnvironmentMsg::Disconnect { worker } => {
                 self.workers.remove(&worker);
@@ -209,7 +219,11 @@ impl EnvironmentCore {
         }
         let mut kept = VecDeque::new();
         while let Some(ticket) = self.ready.pop_front() {
-            if !self.workers.values().any(|w| w.running < w.capacity) {
+            if !self
+                .workers
+                .values()
+                .any(|w| w.available && w.running < w.capacity)
+            {
                 kept.push_back(ticket);
                 kept.extend(self.ready.drain(..));
                 break;
@@ -327,6 +341,26 @@ mod tests {
             .iter()
             .filter(|m| matches!(m, Envelope::Worker(_, WorkerCommand::Execute { .. })))
             .count()
+    }
+
+    #[test]
+    fn an_unavailable_worker_gets_no_new_work_until_it_is_back() {
+        let mut env = with_worker();
+        let mut out = Outbox::default();
+        let unavailable = EnvironmentMsg::SetAvailable {
+            worker: WorkerId(1),
+            available: false,
+        };
+        env.handle(unavailable, 0, &mut out);
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, false)), 0, &mut out);
+        assert_eq!(executes(&out), 0);
+        let back = EnvironmentMsg::SetAvailable {
+            worker: WorkerId(1),
+            available: true,
+        };
+        let mut out = Outbox::default();
+        env.handle(back, 0, &mut out);
+        assert_eq!(executes(&out), 1);
     }
 
     #[test]

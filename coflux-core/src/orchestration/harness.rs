@@ -385,7 +385,11 @@ impl Harness {
     pub fn report(&mut self, execution: ExecutionId, result: ExecutionResult) {
         self.queue.push_back(Envelope::Run(
             execution.run(),
-            RunMsg::Result { execution, result },
+            RunMsg::Result {
+                execution,
+                result,
+                ack: None,
+            },
         ));
         self.run_until_idle();
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::model::{
     Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult,
-    Millis, Requires, RunId, StepId, StepOptions, TargetRef, Value, WorkerId,
+    Millis, Requires, RunId, StepId, StepOptions, TargetDefinition, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
@@ -102,6 +102,15 @@ pub enum ProjectMsg {
         /// Gets [`Reply::Environment`].
         reply: ReplyTo,
     },
+    /// Register workflow and task definitions for an environment.
+    RegisterManifests {
+        /// The environment.
+        environment: EnvironmentName,
+        /// The definitions.
+        definitions: Vec<TargetDefinition>,
+        /// Gets [`Reply::Environment`].
+        reply: ReplyTo,
+    },
     /// List environments.
     ListEnvironments {
         /// Gets [`Reply::Environments`].
@@ -179,6 +188,14 @@ pub enum EnvironmentMsg {
         /// Its tags.
         provides: Requires,
     },
+    /// A worker became unreachable (`false`: it keeps its executions but gets no new ones) or
+    /// reachable again.
+    SetAvailable {
+        /// The worker.
+        worker: WorkerId,
+        /// Whether it may be assigned work.
+        available: bool,
+    },
     /// A worker went away: its executions are abandoned.
     Disconnect {
         /// The worker.
@@ -241,6 +258,8 @@ pub enum RunMsg {
         execution: ExecutionId,
         /// How it ended.
         result: ExecutionResult,
+        /// Gets [`Reply::Recorded`] once the result is committed (or was already recorded).
+        ack: Option<ReplyTo>,
     },
     /// The worker running an execution went away.
     Abandon {
@@ -353,6 +372,8 @@ pub enum Reply {
     Environment(Result<Environment, OrchestrationError>),
     /// The environments.
     Environments(Vec<Environment>),
+    /// A reported result is recorded.
+    Recorded(Result<(), OrchestrationError>),
 }
 
 impl Reply {
@@ -364,6 +385,7 @@ impl Reply {
             Self::Result(_) => Self::Result(Err(error)),
             Self::Rerun(_) => Self::Rerun(Err(error)),
             Self::Environment(_) | Self::Environments(_) => Self::Environment(Err(error)),
+            Self::Recorded(_) => Self::Recorded(Err(error)),
         }
     }
 }

@@ -94,6 +94,21 @@ impl ProjectCore {
                 let result = self.set_state(&name, state, out);
                 out.reply(reply, Reply::Environment(result));
             }
+            ProjectMsg::RegisterManifests {
+                environment,
+                definitions,
+                reply,
+            } => {
+                let result = self.resolve(&environment).cloned();
+                if let Ok(env) = &result {
+                    out.write(Write::PutManifests {
+                        environment: env.id,
+                        definitions,
+                        at: now,
+                    });
+                }
+                out.reply(reply, Reply::Environment(result));
+            }
             ProjectMsg::ListEnvironments { reply } => {
                 out.reply(
                     reply,

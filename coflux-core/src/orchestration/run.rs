@@ -313,7 +313,16 @@ impl RunCore {
                     Reply::Result(Err(OrchestrationError::RunNotFound(self.id.to_string()))),
                 ),
             },
-            RunMsg::Result { execution, result } => self.record_result(execution, result, now, out),
+            RunMsg::Result {
+                execution,
+                result,
+                ack,
+            } => {
+                self.record_result(execution, result, now, out);
+                if let Some(ack) = ack {
+                    out.reply(ack, Reply::Recorded(Ok(())));
+                }
+            }
             RunMsg::Abandon { execution } => {
                 self.record_result(
                     execution,

@@ -26,6 +26,7 @@
 mod codec;
 mod context;
 mod error;
+pub mod executor;
 mod handle;
 mod repository;
 mod target;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     Environment, EnvironmentId, EnvironmentState, ExecutionId, ExecutionRecord, ExecutionResult,
-    Millis, RunId, RunRecord, StepRecord, WorkerId,
+    Millis, RunId, RunRecord, StepRecord, TargetDefinition, WorkerId,
 };
 
 /// How hard a commit tries to survive failures.
@@ -74,6 +74,16 @@ pub enum Write {
         execution: ExecutionId,
         /// The worker.
         worker: WorkerId,
+        /// When.
+        at: Millis,
+    },
+    /// Workflow and task definitions registered for an environment (replacing earlier
+    /// definitions of the same targets).
+    PutManifests {
+        /// The environment.
+        environment: EnvironmentId,
+        /// The definitions.
+        definitions: Vec<TargetDefinition>,
         /// When.
         at: Millis,
     },
@@ -194,6 +204,8 @@ pub trait ProjectStore: Send + 'static {
     fn load(&self) -> Result<ProjectSnapshot, StoreError>;
     /// Reads one run, whatever its state.
     fn load_run(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError>;
+    /// The manifests registered for an environment, by module and target.
+    fn manifests(&self, environment: EnvironmentId) -> Result<Vec<TargetDefinition>, StoreError>;
     /// Lists runs, newest first.
     fn list_runs(
         &self,

@@ -89,6 +89,18 @@ CREATE TABLE children (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: registered manifests (workflow and task definitions per environment).
+const PROJECT_V2: &str = "
+CREATE TABLE manifests (
+    environment_id INTEGER NOT NULL,
+    module TEXT NOT NULL,
+    target TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    PRIMARY KEY (environment_id, module, target)
+) WITHOUT ROWID;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -99,7 +111,7 @@ CREATE TABLE projects (
 
 /// The migrations of a project database, oldest first.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(PROJECT_V1)])
+    Migrations::new(vec![M::up(PROJECT_V1), M::up(PROJECT_V2)])
 }
 
 /// The migrations of the catalogue database (`catalogue.sqlite`), oldest first.
@@ -129,6 +141,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 7);
+        assert_eq!(tables, 8);
     }
 }

@@ -24,8 +24,8 @@ use super::{
 };
 use crate::model::{
     Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionRecord,
-    ExecutionResult, ResultKind, RunId, RunRecord, StepId, StepRecord, TargetKind, TargetRef,
-    WorkerId,
+    ExecutionResult, ResultKind, RunId, RunRecord, StepId, StepRecord, TargetDefinition,
+    TargetKind, TargetRef, WorkerId,
 };
 
 /// How long a connection waits for another connection's lock before failing.
@@ -340,6 +340,19 @@ impl ProjectStore for SqliteStore {
         Ok(snapshot)
     }
 
+    fn manifests(&self, environment: EnvironmentId) -> Result<Vec<TargetDefinition>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT definition FROM manifests WHERE environment_id = ?1 ORDER BY module, target",
+        )?;
+        let mut rows = stmt.query([i64::from(environment.0)])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(0)?;
+            out.push(from_json(&text, "manifest")?);
+        }
+        Ok(out)
+    }
+
     fn list_runs(
         &self,
         environment: Option<EnvironmentId>,
@@ -426,6 +439,25 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                 env.state.as_str(),
                 env.created_at,
             ])?;
+        }
+        Write::PutManifests {
+            environment,
+            definitions,
+            at,
+        } => {
+            let mut stmt = conn.prepare_cached(
+                "INSERT OR REPLACE INTO manifests (environment_id, module, target, definition, registered_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for definition in definitions {
+                stmt.execute(params![
+                    i64::from(environment.0),
+                    definition.target.module,
+                    definition.target.name,
+                    to_json(definition)?,
+                    at,
+                ])?;
+            }
         }
         Write::SetEnvironmentState { id, state } => {
             let changed = conn

@@ -345,6 +345,12 @@ mod tests {
         ) -> Result<Vec<RunSummary>, StoreError> {
             self.inner.list_runs(env, limit)
         }
+        fn manifests(
+            &self,
+            env: EnvironmentId,
+        ) -> Result<Vec<crate::model::TargetDefinition>, StoreError> {
+            self.inner.manifests(env)
+        }
     }
 
     fn gated(inner: SqliteStore, failing: Vec<bool>) -> (Box<dyn ProjectStore>, Arc<AtomicBool>) {

@@ -229,6 +229,17 @@ impl Router {
         }
     }
 
+    /// Marks a worker as reachable or not (unreachable workers get no new executions).
+    pub fn set_worker_available(self: &Arc<Self>, worker: WorkerId, available: bool) {
+        let environment = lock(&self.workers).get(&worker).map(|r| r.environment);
+        if let Some(environment) = environment {
+            self.deliver(Envelope::Environment(
+                environment,
+                EnvironmentMsg::SetAvailable { worker, available },
+            ));
+        }
+    }
+
     /// Delivers several envelopes in order.
     pub fn deliver_all(self: &Arc<Self>, envelopes: Vec<Envelope>) {
         for envelope in envelopes {

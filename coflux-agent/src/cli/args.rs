@@ -1,0 +1,228 @@
+//! Command-line arguments of `coflux` (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default server URL.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7777";
+
+/// `coflux`: the command-line client of a Coflux-rs server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "coflux",
+    version,
+    about = "Command-line client for a Coflux-rs server: projects, environments, manifests, runs and logs",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command (flags override `COFLUX_*` environment variables).
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// URL of the Coflux server.
+    #[arg(long, global = true, env = "COFLUX_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// Project to work in.
+    #[arg(long, short = 'p', global = true, env = "COFLUX_PROJECT")]
+    pub project: Option<String>,
+    /// Environment to work in (for `runs rerun`: where the new attempt runs).
+    #[arg(long, short = 'e', global = true, env = "COFLUX_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// Output format: human-readable text, or JSON for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON, as returned by the server.
+    Json,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and list projects.
+    Projects {
+        /// The project command.
+        #[command(subcommand)]
+        command: ProjectsCommand,
+    },
+    /// Create, list, pause, resume and archive the environments of a project.
+    #[command(visible_alias = "envs")]
+    Environments {
+        /// The environment command.
+        #[command(subcommand)]
+        command: EnvironmentsCommand,
+    },
+    /// Register and inspect the workflow and task definitions of an environment.
+    Manifests {
+        /// The manifest command.
+        #[command(subcommand)]
+        command: ManifestsCommand,
+    },
+    /// Submit a workflow run and (by default) wait for its result.
+    Submit(SubmitArgs),
+    /// List, inspect, watch, re-run and cancel runs.
+    Runs {
+        /// The run command.
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Show the logs of a run.
+    Logs(LogsArgs),
+}
+
+/// `coflux projects …`
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// Create a project (creating an existing project does nothing).
+    Create {
+        /// The project's name: lower-case letters, digits, '_' and '-'.
+        name: String,
+    },
+    /// List projects, oldest first.
+    List,
+}
+
+/// `coflux environments …` (needs a project).
+#[derive(Debug, Subcommand)]
+pub enum EnvironmentsCommand {
+    /// Create an environment, optionally inheriting cached results from a parent.
+    Create {
+        /// The environment's name (segments of letters, digits, '_' and '-' separated by '/').
+        name: String,
+        /// The environment to inherit from.
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// List environments, including archived ones.
+    List,
+    /// Pause an environment: nothing is assigned until it is resumed.
+    Pause {
+        /// The environment.
+        name: String,
+    },
+    /// Resume a paused environment.
+    Resume {
+        /// The environment.
+        name: String,
+    },
+    /// Archive an environment (its pending work is cancelled).
+    Archive {
+        /// The environment.
+        name: String,
+    },
+}
+
+/// `coflux manifests …` (needs a project and an environment).
+#[derive(Debug, Subcommand)]
+pub enum ManifestsCommand {
+    /// Register target definitions from a JSON file: an array of TargetDefinition objects, or
+    /// `{"targets":[…]}`.
+    Register {
+        /// The JSON file.
+        file: PathBuf,
+    },
+    /// List the registered workflows and tasks.
+    Inspect,
+}
+
+/// `coflux submit MODULE/TARGET [JSON_ARG…]` (needs a project and an environment).
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The workflow, as `module/target` (e.g. `quickstart/hello`).
+    pub target: String,
+    /// Arguments, each a JSON value (e.g. `'"world"'`, `5`, `'{"a":1}'`).
+    #[arg(allow_negative_numbers = true)]
+    pub arguments: Vec<String>,
+    /// Print the run id and return without waiting for the result.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `coflux runs …` (needs a project).
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show a run as a tree of steps with their attempts, states, timings and results.
+    Inspect {
+        /// The run id (e.g. `R1`).
+        run: String,
+    },
+    /// Redraw a run's tree until the run finishes.
+    Watch {
+        /// The run id.
+        run: String,
+        /// Milliseconds between refreshes.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+    },
+    /// Print a run's result, waiting for it unless `--no-wait`.
+    Result {
+        /// The run id.
+        run: String,
+        /// Report `pending` instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Re-run a step (a new attempt), in `--environment` or the step's own environment.
+    Rerun {
+        /// The step id (e.g. `R1:1`).
+        step: String,
+    },
+    /// Cancel an execution and its descendants.
+    Cancel {
+        /// The execution id (e.g. `R1:1:1`).
+        execution: String,
+    },
+}
+
+/// `coflux logs RUN [--follow]` (needs a project).
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run id.
+    pub run: String,
+    /// Keep printing new messages until the run finishes (or Ctrl-C).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn negative_numbers_are_arguments_and_flags_still_work() {
+        let cli = Cli::try_parse_from(["coflux", "submit", "m/t", "-5", "{}", "--no-wait", "-o", "json"])
+            .unwrap();
+        let Command::Submit(args) = cli.command else {
+            panic!("not submit")
+        };
+        assert_eq!(args.arguments, ["-5", "{}"]);
+        assert!(args.no_wait);
+        assert_eq!(cli.global.output, OutputFormat::Json);
+    }
+}

@@ -1,0 +1,185 @@
+//! [`Client`]: a small JSON client for the server's HTTP API, over `awc`.
+
+use std::time::Duration;
+
+use awc::error::{ConnectError, SendRequestError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+
+use super::error::CliError;
+
+/// The timeout of ordinary requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest response body accepted.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Talks to one server. Must be used inside an actix system.
+pub struct Client {
+    server: String,
+    http: awc::Client,
+}
+
+/// Percent-encodes one path segment (everything but unreserved characters).
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// A client for the server at `server` (e.g. `http://127.0.0.1:7777`).
+    pub fn new(server: &str) -> Self {
+        Self {
+            server: server.trim_end_matches('/').to_owned(),
+            http: awc::Client::builder().disable_timeout().finish(),
+        }
+    }
+
+    /// The server URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    fn send_error(&self, err: SendRequestError) -> CliError {
+        match err {
+            SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
+                CliError::Timeout {
+                    server: self.server.clone(),
+                }
+            }
+            SendRequestError::Connect(e) => CliError::Connect {
+                server: self.server.clone(),
+                detail: e.to_string(),
+            },
+            SendRequestError::Url(e) => CliError::Usage(format!(
+                "invalid server URL '{}': {e}",
+                self.server
+            )),
+            other => CliError::Connect {
+                server: self.server.clone(),
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    /// Turns a response into JSON, or into [`CliError::Api`] for an error status.
+    async fn finish<S>(&self, mut response: awc::ClientResponse<S>) -> Result<Json, CliError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let status = response.status();
+        let body = response
+            .body()
+            .limit(BODY_LIMIT)
+            .await
+            .map_err(|e| CliError::Protocol(format!("reading the response failed: {e}")))?;
+        if status.is_success() {
+            if body.is_empty() {
+                return Ok(Json::Null);
+            }
+            return serde_json::from_slice(&body)
+                .map_err(|e| CliError::Protocol(format!("invalid JSON: {e}")));
+        }
+        Err(api_error(status.as_u16(), &body))
+    }
+
+    /// `GET path` with the default timeout.
+    pub async fn get(&self, path: &str) -> Result<Json, CliError> {
+        self.get_with_timeout(path, REQUEST_TIMEOUT).await
+    }
+
+    /// `GET path`, waiting up to `timeout` for the answer.
+    pub async fn get_with_timeout(&self, path: &str, timeout: Duration) -> Result<Json, CliError> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .insert_header(("Accept", "application/json"))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.send_error(e))?;
+        self.finish(response).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
+        let response = self
+            .http
+            .post(self.url(path))
+            .timeout(REQUEST_TIMEOUT)
+            .send_json(body)
+            .await
+            .map_err(|e| self.send_error(e))?;
+        self.finish(response).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
+        let response = self
+            .http
+            .put(self.url(path))
+            .timeout(REQUEST_TIMEOUT)
+            .send_json(body)
+            .await
+            .map_err(|e| self.send_error(e))?;
+        self.finish(response).await
+    }
+
+    /// Opens a server-sent event stream at `path`; the body is read by the caller.
+    pub async fn event_stream(
+        &self,
+        path: &str,
+    ) -> Result<awc::ClientResponse<impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>, CliError>
+    {
+        let response = self
+            .http
+            .get(self.url(path))
+            .insert_header(("Accept", "text/event-stream"))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| self.send_error(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        Err(match self.finish(response).await {
+            Err(e) => e,
+            Ok(_) => api_error(status, b""),
+        })
+    }
+}
+
+/// Decodes `{"error":{"code","message"}}`, falling back on the status.
+fn api_error(status: u16, body: &[u8]) -> CliError {
+    let parsed: Option<Json> = serde_json::from_slice(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|j| j.get("error"))
+            .and_then(|e| e.get(name))
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+    };
+    CliError::Api {
+        status,
+        code: field("code").unwrap_or_else(|| format!("http_{status}")),
+        message: field("message").unwrap_or_else(|| format!("the server answered HTTP {status}")),
+    }
+}
+
+/// Decodes a JSON answer into a typed view.
+pub fn typed<T: DeserializeOwned>(json: &Json) -> Result<T, CliError> {
+    T::deserialize(json).map_err(|e| CliError::Protocol(e.to_string()))
+}

@@ -1,0 +1,76 @@
+//! `coflux environments create NAME [--parent NAME] | list | pause NAME | resume NAME |
+//! archive NAME`.
+
+use serde_json::json;
+
+use super::args::EnvironmentsCommand;
+use super::client::{segment, typed};
+use super::types::{EnvironmentItem, EnvironmentList};
+use super::{CliError, Context, Exit, output};
+
+/// Runs an `environments` command.
+pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, CliError> {
+    let base = format!("{}/environments", ctx.project_path()?);
+    let (answer, verb) = match command {
+        EnvironmentsCommand::List => {
+            let answer = ctx.client.get(&base).await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                let list: EnvironmentList = typed(&answer)?;
+                let rows: Vec<Vec<String>> = list
+                    .environments
+                    .into_iter()
+                    .map(|e| {
+                        vec![
+                            e.name,
+                            e.state,
+                            e.parent.unwrap_or_else(|| "-".into()),
+                            output::datetime(e.created_at),
+                        ]
+                    })
+                    .collect();
+                ctx.print(&output::table(
+                    &["NAME", "STATE", "PARENT", "CREATED (UTC)"],
+                    &rows,
+                ))?;
+            }
+            return Ok(Exit::Success);
+        }
+        EnvironmentsCommand::Create { name, parent } => (
+            ctx.client
+                .post(&base, &json!({ "name": name, "parent": parent }))
+                .await?,
+            "created",
+        ),
+        EnvironmentsCommand::Pause { name } => (action(ctx, &base, &name, "pause").await?, "paused"),
+        EnvironmentsCommand::Resume { name } => {
+            (action(ctx, &base, &name, "resume").await?, "resumed")
+        }
+        EnvironmentsCommand::Archive { name } => {
+            (action(ctx, &base, &name, "archive").await?, "archived")
+        }
+    };
+    if ctx.json() {
+        ctx.print_json(&answer)?;
+    } else {
+        let env: EnvironmentItem = typed(&answer)?;
+        let parent = env
+            .parent
+            .map(|p| format!(" (parent '{p}')"))
+            .unwrap_or_default();
+        ctx.print(&format!("environment '{}' {verb}{parent}", env.name))?;
+    }
+    Ok(Exit::Success)
+}
+
+async fn action(
+    ctx: &Context,
+    base: &str,
+    name: &str,
+    action: &str,
+) -> Result<serde_json::Value, CliError> {
+    ctx.client
+        .post(&format!("{base}/{}/{action}", segment(name)), &json!({}))
+        .await
+}

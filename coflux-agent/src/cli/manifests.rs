@@ -1,0 +1,78 @@
+//! `coflux manifests register FILE.json | inspect`.
+
+use coflux_core::model::TargetDefinition;
+use serde_json::{Value as Json, json};
+
+use super::args::ManifestsCommand;
+use super::client::segment;
+use super::{CliError, Context, Exit, output};
+
+/// Runs a `manifests` command.
+pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliError> {
+    let path = format!(
+        "{}/environments/{}/manifests",
+        ctx.project_path()?,
+        segment(ctx.environment()?)
+    );
+    match command {
+        ManifestsCommand::Register { file } => {
+            let shown = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|source| CliError::File {
+                path: shown.clone(),
+                source,
+            })?;
+            let targets = parse_targets(&text).map_err(|e| CliError::Usage(format!("{shown}: {e}")))?;
+            let answer = ctx.client.put(&path, &json!({ "targets": targets })).await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                let n = answer["registered"].as_u64().unwrap_or(targets.len() as u64);
+                ctx.print(&format!(
+                    "registered {n} target{} in '{}'",
+                    if n == 1 { "" } else { "s" },
+                    ctx.environment()?
+                ))?;
+            }
+        }
+        ManifestsCommand::Inspect => {
+            let answer = ctx.client.get(&path).await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                let targets: Vec<TargetDefinition> =
+                    serde_json::from_value(answer.get("targets").cloned().unwrap_or(Json::Null))
+                        .map_err(|e| CliError::Protocol(e.to_string()))?;
+                let rows: Vec<Vec<String>> = targets
+                    .iter()
+                    .map(|t| {
+                        let params: Vec<&str> =
+                            t.parameters.iter().map(|p| p.name.as_str()).collect();
+                        vec![
+                            t.target.module.clone(),
+                            t.target.name.clone(),
+                            t.kind.as_str().to_owned(),
+                            params.join(", "),
+                        ]
+                    })
+                    .collect();
+                ctx.print(&output::table(
+                    &["MODULE", "TARGET", "KIND", "PARAMETERS"],
+                    &rows,
+                ))?;
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// Reads target definitions: a JSON array, or an object with a `targets` array.
+pub fn parse_targets(text: &str) -> Result<Vec<TargetDefinition>, serde_json::Error> {
+    let json: Json = serde_json::from_str(text)?;
+    let list = match json {
+        Json::Object(mut map) if map.contains_key("targets") => {
+            map.remove("targets").unwrap_or(Json::Null)
+        }
+        other => other,
+    };
+    serde_json::from_value(list)
+}

@@ -1,0 +1,117 @@
+//! The `coflux` command-line client: talks to a Coflux-rs server over its HTTP API.
+//!
+//! - [`args`]: the command line (clap);
+//! - [`client`]: the HTTP client;
+//! - [`types`] and [`output`]: the server's answers and their text rendering;
+//! - one module per command group: [`projects`], [`environments`], [`manifests`], [`submit`],
+//!   [`runs`], [`logs`].
+//!
+//! [`run`] executes a parsed command line; the binary prints its error as
+//! `error: <message>` and exits with [`Exit::code`].
+
+pub mod args;
+pub mod client;
+pub mod environments;
+pub mod error;
+pub mod logs;
+pub mod manifests;
+pub mod output;
+pub mod projects;
+pub mod runs;
+pub mod submit;
+pub mod types;
+
+use std::io::Write;
+
+pub use args::{Cli, Command, GlobalArgs, OutputFormat};
+pub use client::Client;
+pub use error::CliError;
+
+use serde_json::Value as Json;
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It did what was asked.
+    Success,
+    /// It ran, and what it reports is a failure (e.g. a run that ended with an error).
+    Failure,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Failure => 1,
+        }
+    }
+}
+
+/// What every command needs: the client and the global options.
+pub struct Context {
+    /// The server client.
+    pub client: Client,
+    /// The global options.
+    pub global: GlobalArgs,
+}
+
+impl Context {
+    /// The project, or a usage error naming how to give one.
+    pub fn project(&self) -> Result<&str, CliError> {
+        self.global.project.as_deref().ok_or_else(|| {
+            CliError::Usage("no project given: use --project NAME or set COFLUX_PROJECT".into())
+        })
+    }
+
+    /// The environment, or a usage error naming how to give one.
+    pub fn environment(&self) -> Result<&str, CliError> {
+        self.global.environment.as_deref().ok_or_else(|| {
+            CliError::Usage(
+                "no environment given: use --environment NAME or set COFLUX_ENVIRONMENT".into(),
+            )
+        })
+    }
+
+    /// `/api/projects/{project}` with the project percent-encoded.
+    pub fn project_path(&self) -> Result<String, CliError> {
+        Ok(format!("/api/projects/{}", client::segment(self.project()?)))
+    }
+
+    /// Whether output is JSON.
+    pub fn json(&self) -> bool {
+        self.global.output == OutputFormat::Json
+    }
+
+    /// Prints text to stdout.
+    pub fn print(&self, text: &str) -> Result<(), CliError> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Prints JSON (pretty) to stdout.
+    pub fn print_json(&self, value: &Json) -> Result<(), CliError> {
+        self.print(&output::json_text(value))
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<Exit, CliError> {
+    let ctx = Context {
+        client: Client::new(&cli.global.server),
+        global: cli.global,
+    };
+    match cli.command {
+        Command::Projects { command } => projects::run(&ctx, command).await,
+        Command::Environments { command } => environments::run(&ctx, command).await,
+        Command::Manifests { command } => manifests::run(&ctx, command).await,
+        Command::Submit(args) => submit::run(&ctx, args).await,
+        Command::Runs { command } => runs::run(&ctx, command).await,
+        Command::Logs(args) => logs::run(&ctx, args).await,
+    }
+}

@@ -1,0 +1,200 @@
+//! `coflux runs list | inspect RUN | watch RUN | result RUN | rerun STEP | cancel EXECUTION`,
+//! and the result waiting and reporting that `submit` shares.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+use super::args::RunsCommand;
+use super::client::{segment, typed};
+use super::types::{Rerun, Run, RunList, RunResult};
+use super::{CliError, Context, Exit, output};
+
+/// How long one long-poll for a result asks the server to wait.
+const LONG_POLL_SECS: u64 = 25;
+
+/// Runs a `runs` command.
+pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> {
+    match command {
+        RunsCommand::List { limit } => list(ctx, limit).await,
+        RunsCommand::Inspect { run } => {
+            let answer = ctx.client.get(&run_path(ctx, &run)?).await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                let view: Run = typed(&answer)?;
+                ctx.print(&output::run_tree(&view, output::now_ms()))?;
+            }
+            Ok(Exit::Success)
+        }
+        RunsCommand::Watch { run, interval_ms } => {
+            let interval = Duration::from_millis(interval_ms.max(50));
+            let result = watch(ctx, &run, interval).await?;
+            Ok(exit_for(&result))
+        }
+        RunsCommand::Result { run, no_wait } => {
+            let result = if no_wait {
+                fetch_result(ctx, &run, 0).await?
+            } else {
+                wait_result(ctx, &run).await?
+            };
+            report_result(ctx, &result)
+        }
+        RunsCommand::Rerun { step } => {
+            let path = format!("{}/steps/{}/rerun", ctx.project_path()?, segment(&step));
+            let body = json!({ "environment": ctx.global.environment });
+            let answer = ctx.client.post(&path, &body).await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                let rerun: Rerun = typed(&answer)?;
+                ctx.print(&format!(
+                    "re-running step {step}: execution {} (attempt {})",
+                    rerun.execution_id, rerun.attempt
+                ))?;
+            }
+            Ok(Exit::Success)
+        }
+        RunsCommand::Cancel { execution } => {
+            let path = format!(
+                "{}/executions/{}/cancel",
+                ctx.project_path()?,
+                segment(&execution)
+            );
+            let answer = ctx.client.post(&path, &json!({})).await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                ctx.print(&format!("cancellation of {execution} requested"))?;
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+async fn list(ctx: &Context, limit: usize) -> Result<Exit, CliError> {
+    let path = format!("{}/runs?limit={limit}", ctx.project_path()?);
+    let answer = ctx.client.get(&path).await?;
+    if ctx.json() {
+        ctx.print_json(&answer)?;
+    } else {
+        let list: RunList = typed(&answer)?;
+        let rows: Vec<Vec<String>> = list
+            .runs
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.run_id,
+                    format!("{}/{}", r.module, r.target),
+                    r.environment,
+                    output::datetime(r.created_at),
+                ]
+            })
+            .collect();
+        ctx.print(&output::table(
+            &["RUN", "WORKFLOW", "ENVIRONMENT", "CREATED (UTC)"],
+            &rows,
+        ))?;
+    }
+    Ok(Exit::Success)
+}
+
+/// `/api/projects/{p}/runs/{run}`, with `?environment=` when one is given.
+fn run_path(ctx: &Context, run: &str) -> Result<String, CliError> {
+    let mut path = format!("{}/runs/{}", ctx.project_path()?, segment(run));
+    if let Some(env) = &ctx.global.environment {
+        path.push_str(&format!("?environment={}", segment(env)));
+    }
+    Ok(path)
+}
+
+/// One result request, asking the server to wait up to `wait` seconds.
+pub async fn fetch_result(ctx: &Context, run: &str, wait: u64) -> Result<Json, CliError> {
+    let path = format!(
+        "{}/runs/{}/result?wait={wait}",
+        ctx.project_path()?,
+        segment(run)
+    );
+    ctx.client
+        .get_with_timeout(&path, Duration::from_secs(wait + 15))
+        .await
+}
+
+fn is_pending(result: &Json) -> bool {
+    result.get("status").and_then(Json::as_str) == Some("pending")
+}
+
+/// Long-polls until the run has its final result.
+pub async fn wait_result(ctx: &Context, run: &str) -> Result<Json, CliError> {
+    loop {
+        let result = fetch_result(ctx, run, LONG_POLL_SECS).await?;
+        if !is_pending(&result) {
+            return Ok(result);
+        }
+    }
+}
+
+/// Redraws the run's tree every `interval` until the run finishes; returns its final result.
+/// On a terminal the screen is redrawn in place; otherwise the tree is printed again whenever
+/// it changes. With `-o json`, only the final run is printed.
+pub async fn watch(ctx: &Context, run: &str, interval: Duration) -> Result<Json, CliError> {
+    let tty = std::io::stdout().is_terminal() && !ctx.json();
+    let path = run_path(ctx, run)?;
+    let mut last: Option<Json> = None;
+    loop {
+        // The result first: once it is final, the view read next shows the finished run.
+        let result = fetch_result(ctx, run, 0).await?;
+        let answer = ctx.client.get(&path).await?;
+        let done = !is_pending(&result);
+        if ctx.json() {
+            if done {
+                ctx.print_json(&answer)?;
+            }
+        } else if tty {
+            let view: Run = typed(&answer)?;
+            let tree = output::run_tree(&view, output::now_ms());
+            ctx.print(&format!("\x1b[H\x1b[2J{tree}"))?;
+        } else if last.as_ref() != Some(&answer) {
+            let view: Run = typed(&answer)?;
+            ctx.print(&output::run_tree(&view, output::now_ms()))?;
+        }
+        last = Some(answer);
+        if done {
+            return Ok(result);
+        }
+        actix_rt::time::sleep(interval).await;
+    }
+}
+
+/// The exit status for a result: failure for errors, cancellation, abandonment and timeouts.
+pub fn exit_for(result: &Json) -> Exit {
+    match result.get("status").and_then(Json::as_str) {
+        Some("value" | "pending") => Exit::Success,
+        _ => Exit::Failure,
+    }
+}
+
+/// Prints a result (`-o json`: the one object as received) and returns the exit status.
+pub fn report_result(ctx: &Context, result: &Json) -> Result<Exit, CliError> {
+    let exit = exit_for(result);
+    if ctx.json() {
+        ctx.print_json(result)?;
+        return Ok(exit);
+    }
+    let parsed: RunResult = typed(result)?;
+    match parsed.status.as_str() {
+        "value" => ctx.print(&output::json_text(&parsed.value.unwrap_or(Json::Null)))?,
+        "pending" => ctx.print(&format!("run {} has no result yet (pending)", parsed.run_id))?,
+        "error" => match &parsed.error {
+            Some(error) => eprintln!(
+                "error: run {} failed: {}",
+                parsed.run_id,
+                output::error_text(error)
+            ),
+            None => eprintln!("error: run {} failed", parsed.run_id),
+        },
+        other => eprintln!("error: run {} ended: {other}", parsed.run_id),
+    }
+    Ok(exit)
+}

@@ -1,0 +1,173 @@
+//! The `coflux-agent` command: arguments, the normal run and the `--dev` loop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use coflux_core::model::{Requires, TargetDefinition};
+
+use crate::executor::{AdapterCommand, discover};
+use crate::runtime::{Agent, AgentConfig, register_manifests};
+
+/// Hosts a repository of workflows and tasks: connects to the server for one project and
+/// environment, runs what it is assigned through executor processes (Python `coflux` 0.12 or a
+/// Rust repository binary) and reports the results.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "coflux-agent", version, about)]
+pub struct AgentArgs {
+    /// The server's URL.
+    #[arg(long, env = "COFLUX_SERVER", default_value = "http://127.0.0.1:7777")]
+    pub server: String,
+    /// The project.
+    #[arg(long, env = "COFLUX_PROJECT")]
+    pub project: String,
+    /// The environment.
+    #[arg(long, env = "COFLUX_ENVIRONMENT", default_value = "development")]
+    pub environment: String,
+    /// How many executions run at once (default: number of CPUs + 4).
+    #[arg(long, env = "COFLUX_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// A tag this agent provides, as `key:value` (repeatable; `key:a,b` for several values).
+    #[arg(long = "provides", value_name = "KEY:VALUE")]
+    pub provides: Vec<String>,
+    /// Register the repository's workflows and tasks with the server on start (creating the
+    /// project and environment if missing).
+    #[arg(long)]
+    pub register: bool,
+    /// Development mode: register, then watch the directory; on every change rebuild (with
+    /// `--build`), re-discover, re-register and restart the executors.
+    #[arg(long)]
+    pub dev: bool,
+    /// The executor command, e.g. `'.venv/bin/python -m coflux'` or `'./target/release/my-repo'`
+    /// (default: detected from the directory, like the Coflux CLI).
+    #[arg(long, env = "COFLUX_ADAPTER")]
+    pub adapter: Option<String>,
+    /// In `--dev` mode, a command to run before re-discovering (e.g. `cargo build -p my-repo`).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// The repository's directory (default: the current directory).
+    #[arg(long, default_value = ".")]
+    pub directory: PathBuf,
+    /// Seconds to wait for running executions on shutdown.
+    #[arg(long, default_value_t = 60)]
+    pub drain_timeout: u64,
+    /// The modules (Python modules or packages; Rust repositories may take none, meaning all).
+    pub modules: Vec<String>,
+}
+
+/// Parses `key:value` tags.
+pub fn parse_provides(tags: &[String]) -> anyhow::Result<Requires> {
+    let mut provides = Requires::new();
+    for tag in tags {
+        let (key, values) = tag
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("invalid --provides '{tag}': expected KEY:VALUE"))?;
+        if key.is_empty() || values.is_empty() {
+            anyhow::bail!("invalid --provides '{tag}': expected KEY:VALUE");
+        }
+        let entry = provides.entry(key.to_string()).or_default();
+        entry.extend(values.split(',').map(str::to_string));
+    }
+    Ok(provides)
+}
+
+impl AgentArgs {
+    fn config(&self) -> anyhow::Result<AgentConfig> {
+        let directory = self.directory.canonicalize().map_err(|e| {
+            anyhow::anyhow!("cannot use directory {}: {e}", self.directory.display())
+        })?;
+        let concurrency = self.concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                + 4
+        });
+        if concurrency == 0 {
+            anyhow::bail!("--concurrency must be at least 1");
+        }
+        Ok(AgentConfig {
+            server: self.server.clone(),
+            project: self.project.clone(),
+            environment: self.environment.clone(),
+            concurrency,
+            provides: parse_provides(&self.provides)?,
+            register: self.register || self.dev,
+            adapter: self
+                .adapter
+                .as_ref()
+                .map(|a| a.split_whitespace().map(str::to_string).collect()),
+            modules: self.modules.clone(),
+            directory,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+        })
+    }
+}
+
+/// Runs the agent until SIGINT/SIGTERM (then drains), or until the server refuses it.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    if config.adapter.as_ref().is_some_and(|a| a.is_empty()) {
+        anyhow::bail!("--adapter is empty");
+    }
+    let adapter = AdapterCommand::resolve(config.adapter.clone(), &config.directory);
+    if args.dev {
+        return crate::devloop::run(config, adapter, args.build.clone()).await;
+    }
+    let definitions = load(&config, &adapter).await?;
+    serve(config, adapter, &definitions, shutdown_signal()).await
+}
+
+/// Discovers the repository's targets and registers them if asked.
+pub async fn load(
+    config: &AgentConfig,
+    adapter: &AdapterCommand,
+) -> anyhow::Result<Vec<TargetDefinition>> {
+    let definitions = discover(adapter, &config.directory, &config.modules)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if definitions.is_empty() {
+        anyhow::bail!(
+            "no workflows or tasks found in {:?} (adapter: {adapter})",
+            config.modules
+        );
+    }
+    if config.register {
+        register_manifests(
+            &config.server,
+            &config.project,
+            &config.environment,
+            &definitions,
+        )
+        .await?;
+    }
+    tracing::info!(
+        targets = definitions.len(),
+        %adapter,
+        "repository loaded"
+    );
+    Ok(definitions)
+}
+
+/// Serves the repository until `stop`.
+pub async fn serve(
+    config: AgentConfig,
+    adapter: AdapterCommand,
+    definitions: &[TargetDefinition],
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let agent = Agent::new(config, adapter, definitions);
+    agent.run(stop).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing running executions");
+}

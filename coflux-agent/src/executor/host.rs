@@ -1,0 +1,91 @@
+//! [`ExecutorHost`]: what the pool needs from the agent runtime to answer executors' requests
+//! (child submissions, waits, cancellation, blobs, logs).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use coflux_core::model::{ExecutionId, ExecutionResult, Millis, Value};
+use coflux_core::sdk::SubmitRequest;
+use futures::future::LocalBoxFuture;
+
+/// The agent runtime's side of the pool: the orchestrator (through the server) and the blob
+/// store. Calls come from the pool's tasks on the agent's thread, so implementations may be
+/// `Rc`-based and return `!Send` futures.
+pub trait ExecutorHost: 'static {
+    /// Submits a child of `parent`; gives the child's id.
+    fn submit(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> LocalBoxFuture<'static, Result<ExecutionId, HostError>>;
+
+    /// Final result of the execution's chain (retries, cache hits and the like followed), on
+    /// behalf of `from`.
+    fn wait(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>>;
+
+    /// Cancels `execution` (and its descendants), on behalf of `from`.
+    fn cancel(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>>;
+
+    /// Stores the file's bytes as a content-addressed blob (sha256 hex key); returns (key, size).
+    fn put_blob(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<(String, u64), HostError>>;
+
+    /// Writes the blob's bytes to `target` (parent directories created).
+    fn get_blob(&self, key: String, target: PathBuf) -> LocalBoxFuture<'static, Result<(), HostError>>;
+
+    /// Records a log message of `execution`. Fire and forget.
+    fn log(&self, execution: ExecutionId, record: LogRecord);
+}
+
+/// A log message of an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    /// 0 debug, 1 stdout, 2 info, 3 stderr, 4 warning, 5 error.
+    pub level: u8,
+    /// The message, with `{name}` placeholders for `values`.
+    pub template: Option<String>,
+    /// Values for the placeholders.
+    pub values: BTreeMap<String, Value>,
+    /// When the agent received it.
+    pub timestamp_ms: Millis,
+}
+
+impl LogRecord {
+    /// A plain message without values, stamped now.
+    pub fn text(level: u8, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            template: Some(message.into()),
+            values: BTreeMap::new(),
+            timestamp_ms: coflux_core::model::now_millis(),
+        }
+    }
+}
+
+/// Why the host could not do what was asked; the pool passes it on to the executor as an error
+/// response (the adapter raises it at the call site).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct HostError {
+    /// A stable code, e.g. `not_found` or `disconnected`.
+    pub code: String,
+    /// A human-readable message.
+    pub message: String,
+}
+
+impl HostError {
+    /// An error with a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Executor processes: launch, discovery, the warm pool and the executor protocol.
+//!
+//! Target code runs in child processes speaking the Coflux 0.12 executor protocol
+//! ([`coflux_core::protocol::executor`]): the Python adapter (`python -m coflux`), one
+//! execution per process, or a Rust repository binary built with
+//! [`coflux_core::sdk::executor::main`], which serves many executions at once.
+//!
+//! - [`AdapterCommand`]: which command to run (explicit, or detected like the Coflux CLI);
+//! - [`discover`]: the targets a project declares;
+//! - [`ExecutorPool`]: runs [`Assignment`]s and gives their [`ExecutionResult`]s, answering
+//!   the executors' requests through an [`ExecutorHost`] that the agent runtime implements.
+//!
+//! Aborting: a single-use (Python) process is killed. A concurrent (Rust) process is shared,
+//! so it is sent an `abort` notification instead (our extension; it drops the execution's
+//! future) and anything it reports for that execution afterwards is ignored.
+//!
+//! Not supported yet (answered with a `not_supported` error, or ignored for notifications):
+//! assets, inputs, streams, checkpoints, `flush`, explicit `suspend`; a `select` with
+//! `suspend: true, timeout_ms: 0` answers `null`. Groups and metrics are accepted and traced.
+//!
+//! [`ExecutionResult`]: coflux_core::model::ExecutionResult
+
+mod adapter;
+mod discovery;
+mod error;
+mod host;
+mod logs;
+mod pool;
+mod process;
+mod requests;
+mod run;
+mod select;
+mod values;
+
+pub use adapter::AdapterCommand;
+pub use discovery::{DiscoveryError, discover};
+pub use error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
+pub use host::{ExecutorHost, HostError, LogRecord};
+pub use pool::{Assignment, ExecutorPool, PoolConfig, PoolStats};

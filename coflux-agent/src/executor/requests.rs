@@ -1,0 +1,148 @@
+//! Answers to executors' requests, through the host. Each request runs as its own task, so a
+//! `select` that waits does not hold up the others.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use coflux_core::model::{ExecutionId, TargetKind, TargetRef};
+use coflux_core::protocol::executor::{
+    AdapterRequest, Cancel, DownloadBlob, Handle, ResponseError, SubmitExecution, SubmitResult,
+};
+use coflux_core::sdk::SubmitRequest;
+use serde_json::{Value as Json, json};
+
+use super::host::{ExecutorHost, HostError};
+use super::process::ExecutionContext;
+use super::{select, values};
+
+/// The answer to `request`, made by `context`'s execution.
+pub(crate) async fn handle(
+    host: &Rc<dyn ExecutorHost>,
+    context: &ExecutionContext,
+    request: AdapterRequest,
+) -> Result<Json, ResponseError> {
+    match request {
+        AdapterRequest::SubmitExecution(params) => submit(host, context, params).await,
+        AdapterRequest::Select(params) => select::select(host, context, params).await,
+        AdapterRequest::Cancel(params) => cancel(host, context, params).await,
+        AdapterRequest::DownloadBlob(params) => download(host, context, params).await,
+        AdapterRequest::UploadBlob(params) => {
+            let (key, _) = host
+                .put_blob(PathBuf::from(params.source_path))
+                .await
+                .map_err(|e| host_error("upload_error", e))?;
+            Ok(json!({ "blob_key": key }))
+        }
+        other @ (AdapterRequest::Suspend(_)
+        | AdapterRequest::PersistAsset(_)
+        | AdapterRequest::GetAsset(_)
+        | AdapterRequest::SubmitInput(_)
+        | AdapterRequest::Flush(_)
+        | AdapterRequest::StreamRegister(_)) => Err(ResponseError::new(
+            "not_supported",
+            format!("{} is not supported yet", other.method()),
+        )),
+    }
+}
+
+/// An error response for a failed host call.
+pub(crate) fn host_error(code: &str, error: HostError) -> ResponseError {
+    ResponseError::new(code, error.to_string())
+}
+
+/// Parses execution handles (other kinds are not supported yet).
+pub(crate) fn execution_handles(handles: &[Handle]) -> Result<Vec<ExecutionId>, ResponseError> {
+    handles
+        .iter()
+        .map(|handle| {
+            if handle.kind != "execution" {
+                return Err(ResponseError::new(
+                    "not_supported",
+                    format!("{} handles are not supported yet", handle.kind),
+                ));
+            }
+            handle.id.parse::<ExecutionId>().map_err(|e| {
+                ResponseError::new("invalid_handle", e.to_string())
+            })
+        })
+        .collect()
+}
+
+async fn submit(
+    host: &Rc<dyn ExecutorHost>,
+    context: &ExecutionContext,
+    params: SubmitExecution,
+) -> Result<Json, ResponseError> {
+    let mut arguments = Vec::with_capacity(params.arguments.len());
+    for argument in params.arguments {
+        let value = values::from_wire(host, argument, &context.scratch)
+            .await
+            .map_err(|e| ResponseError::new("submit_error", format!("argument: {e}")))?;
+        arguments.push(value);
+    }
+    if let Some(group) = params.group_id {
+        tracing::debug!(group, "groups are not recorded yet");
+    }
+    let request = SubmitRequest {
+        target: TargetRef::new(params.module.clone(), params.target.clone()),
+        kind: params.kind.unwrap_or(TargetKind::Task),
+        arguments,
+        options: params.options.into(),
+    };
+    let child = host
+        .submit(context.execution, request)
+        .await
+        .map_err(|e| host_error("submit_error", e))?;
+    let result = SubmitResult {
+        execution_id: child.to_string(),
+        module: params.module,
+        target: params.target,
+    };
+    Ok(serde_json::to_value(result).unwrap_or(Json::Null))
+}
+
+async fn cancel(
+    host: &Rc<dyn ExecutorHost>,
+    context: &ExecutionContext,
+    params: Cancel,
+) -> Result<Json, ResponseError> {
+    let executions = execution_handles(&params.handles)?;
+    let cancels = executions
+        .into_iter()
+        .map(|execution| host.cancel(execution, context.execution));
+    for result in futures::future::join_all(cancels).await {
+        result.map_err(|e| host_error("cancel_error", e))?;
+    }
+    Ok(json!({}))
+}
+
+async fn download(
+    host: &Rc<dyn ExecutorHost>,
+    context: &ExecutionContext,
+    params: DownloadBlob,
+) -> Result<Json, ResponseError> {
+    let target = PathBuf::from(&params.target_path);
+    let error = |e: std::io::Error| ResponseError::new("download_error", e.to_string());
+    if params.offset.is_none() && params.length.is_none() {
+        host.get_blob(params.blob_key, target)
+            .await
+            .map_err(|e| host_error("download_error", e))?;
+        return Ok(json!({}));
+    }
+    // A range: fetch the whole blob into scratch space, then copy the range out.
+    let whole = context.scratch.join(format!("range-{}", params.blob_key));
+    host.get_blob(params.blob_key, whole.clone())
+        .await
+        .map_err(|e| host_error("download_error", e))?;
+    let bytes = tokio::fs::read(&whole).await.map_err(error)?;
+    let start = usize::try_from(params.offset.unwrap_or(0)).unwrap_or(usize::MAX).min(bytes.len());
+    let end = match params.length {
+        Some(length) => start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX)).min(bytes.len()),
+        None => bytes.len(),
+    };
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(error)?;
+    }
+    tokio::fs::write(&target, &bytes[start..end]).await.map_err(error)?;
+    Ok(json!({}))
+}

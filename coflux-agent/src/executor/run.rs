@@ -1,0 +1,201 @@
+//! One execution in the pool: wait for a slot and a process, send `execute`, wait for the
+//! outcome (result, error, process exit, timeout or stop), clean up.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use coflux_core::model::{ErrorInfo, ExecutionId, ExecutionResult};
+use coflux_core::protocol::executor::{Abort, Execute, WireValue, WorkerNotification};
+use tokio::sync::oneshot;
+
+use super::error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
+use super::pool::{Assignment, ExecutorPool};
+use super::process::{ExecutionContext, Exit, Process, Terminal};
+use super::values;
+
+/// Why an execution is to stop before it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// [`ExecutorPool::abort`].
+    Abort,
+    /// [`ExecutorPool::shutdown`].
+    Shutdown,
+}
+
+enum Outcome {
+    Reported(Terminal),
+    Exited(Exit),
+    TimedOut,
+    Stopped(Stop),
+}
+
+/// The execution's private directories: `work` (its working directory) and `values` (blobs
+/// fetched for it). Removed when dropped.
+struct Scratch {
+    _root: tempfile::TempDir,
+    work: PathBuf,
+    values: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> std::io::Result<Self> {
+        let root = tempfile::Builder::new().prefix("coflux-exec-").tempdir()?;
+        let work = root.path().join("work");
+        let values = root.path().join("values");
+        std::fs::create_dir(&work)?;
+        std::fs::create_dir(&values)?;
+        Ok(Self {
+            _root: root,
+            work,
+            values,
+        })
+    }
+}
+
+pub(crate) async fn run(pool: &ExecutorPool, assignment: Assignment) -> Result<ExecutionResult, PoolError> {
+    let execution = assignment.execution;
+    let mut stopped = pool.admit(execution)?;
+    let result = attempt(pool, assignment, &mut stopped).await;
+    pool.release(execution);
+    result
+}
+
+fn stop_error(stop: Stop) -> PoolError {
+    match stop {
+        Stop::Abort => PoolError::Aborted,
+        Stop::Shutdown => PoolError::Closed,
+    }
+}
+
+fn failed(error_type: &str, message: String) -> ExecutionResult {
+    ExecutionResult::Error {
+        error: ErrorInfo::new(error_type, message),
+        retry: None,
+    }
+}
+
+async fn attempt(
+    pool: &ExecutorPool,
+    assignment: Assignment,
+    stopped: &mut oneshot::Receiver<Stop>,
+) -> Result<ExecutionResult, PoolError> {
+    let permit = tokio::select! {
+        permit = pool.slot() => permit?,
+        stop = &mut *stopped => return Err(stop_error(stop.unwrap_or(Stop::Abort))),
+    };
+    let process = pool.checkout().await?;
+    if let Ok(stop) = stopped.try_recv() {
+        pool.give_back(process);
+        return Err(stop_error(stop));
+    }
+    pool.top_up();
+    let scratch = match Scratch::new() {
+        Ok(scratch) => scratch,
+        Err(e) => {
+            pool.give_back(process);
+            return Ok(failed(EXECUTOR_ERROR, format!("could not create a working directory: {e}")));
+        }
+    };
+    let host = pool.host();
+    let mut arguments = Vec::with_capacity(assignment.arguments.len());
+    for (index, argument) in assignment.arguments.iter().enumerate() {
+        match values::to_wire(host, argument, &scratch.values).await {
+            Ok(argument) => arguments.push(argument),
+            Err(e) => {
+                pool.give_back(process);
+                return Ok(failed(EXECUTOR_ERROR, format!("could not fetch argument {index}: {e}")));
+            }
+        }
+    }
+
+    let execution = assignment.execution;
+    let context = ExecutionContext::new(execution, scratch.values.clone());
+    let terminal = process.register(Rc::clone(&context));
+    let execute = WorkerNotification::Execute(Execute {
+        execution_id: execution.to_string(),
+        module: assignment.target.module,
+        target: assignment.target.name,
+        arguments,
+        working_dir: Some(scratch.work.to_string_lossy().into_owned()),
+        streams: None,
+        checkpoints: None,
+    });
+    process.send(execute.to_line());
+    tracing::debug!(process = process.id, pid = ?process.pid, "execution sent");
+
+    let timeout = assignment.timeout_ms.filter(|ms| *ms > 0);
+    let deadline = async move {
+        match timeout {
+            Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        biased;
+        terminal = terminal => match terminal {
+            Ok(terminal) => Outcome::Reported(terminal),
+            Err(_) => Outcome::Exited(process.wait_exit().await),
+        },
+        exit = process.wait_exit() => Outcome::Exited(exit),
+        stop = &mut *stopped => Outcome::Stopped(stop.unwrap_or(Stop::Abort)),
+        () = deadline => Outcome::TimedOut,
+    };
+    let result = match outcome {
+        Outcome::Reported(Terminal::Result(value)) => {
+            let value = value.unwrap_or_else(WireValue::null);
+            Ok(match values::from_wire(host, value, &context.scratch).await {
+                Ok(value) => ExecutionResult::Value { value },
+                Err(e) => failed(EXECUTOR_ERROR, format!("could not store the result: {e}")),
+            })
+        }
+        Outcome::Reported(Terminal::Error(error)) => Ok(ExecutionResult::Error {
+            error: error.to_error_info(),
+            retry: None,
+        }),
+        Outcome::Exited(exit) => {
+            tracing::warn!(status = %exit.status, "executor exited without a result");
+            let mut message = format!("the executor exited ({}) without reporting a result", exit.status);
+            if !exit.stderr.is_empty() {
+                message.push_str(&format!("; its last output on stderr:\n{}", exit.stderr));
+            }
+            Ok(failed(EXECUTOR_CRASHED, message))
+        }
+        Outcome::TimedOut => {
+            tracing::info!(timeout_ms = ?timeout, "execution timed out");
+            stop(&process, execution);
+            Ok(ExecutionResult::Timeout { retry: None })
+        }
+        Outcome::Stopped(reason) => {
+            tracing::info!(?reason, "execution stopped");
+            stop(&process, execution);
+            Err(stop_error(reason))
+        }
+    };
+    process.unregister(execution);
+    if process.is_concurrent() {
+        drop((scratch, permit));
+    } else {
+        // One execution per process: it exits by itself after its result. Its slot and its
+        // directory are held until it has.
+        let grace = pool.config().exit_grace;
+        actix_rt::spawn(async move {
+            process.reap(grace).await;
+            drop((scratch, permit));
+        });
+    }
+    pool.top_up();
+    result
+}
+
+/// Ends an execution early: a single-use process is killed, a concurrent one told to abort it.
+fn stop(process: &Process, execution: ExecutionId) {
+    if process.is_concurrent() {
+        let abort = WorkerNotification::Abort(Abort {
+            execution_id: execution.to_string(),
+        });
+        process.send(abort.to_line());
+    } else {
+        process.kill();
+    }
+}

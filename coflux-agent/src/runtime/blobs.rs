@@ -1,0 +1,154 @@
+//! [`BlobClient`]: uploads and downloads content-addressed blobs through the server's HTTP API
+//! (`/api/projects/{project}/blobs/{sha256}`), streaming files in both directions.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CHUNK: usize = 256 * 1024;
+
+/// Why a blob transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Reading or writing a local file failed.
+    #[error("blob file error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server could not be reached or answered with an error.
+    #[error("blob transfer failed: {0}")]
+    Http(String),
+    /// The key is not a sha256 hex digest.
+    #[error("invalid blob key")]
+    InvalidKey,
+}
+
+impl BlobError {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Io(_) => "blob_io",
+            Self::Http(_) => "blob_http",
+            Self::InvalidKey => "invalid_blob_key",
+        }
+    }
+}
+
+/// Talks to one project's blob store.
+#[derive(Clone)]
+pub struct BlobClient {
+    base: String,
+}
+
+impl BlobClient {
+    /// A client for `project` on the server at `server` (`http://host:port`).
+    pub fn new(server: &str, project: &str) -> Self {
+        Self {
+            base: format!(
+                "{}/api/projects/{}/blobs",
+                server.trim_end_matches('/'),
+                project
+            ),
+        }
+    }
+
+    fn client() -> awc::Client {
+        awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .finish()
+    }
+
+    /// Uploads a file (unless the server has it already); returns its key and size.
+    pub async fn put_file(&self, path: &Path) -> Result<(String, u64), BlobError> {
+        let (key, size) = hash_file(path).await?;
+        let url = format!("{}/{key}", self.base);
+        let exists = Self::client()
+            .head(&url)
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
+        if !exists {
+            let file = tokio::fs::File::open(path).await?;
+            let body = futures::stream::unfold(file, |mut file| async move {
+                let mut buf = vec![0u8; CHUNK];
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok::<_, std::io::Error>(Bytes::from(buf)), file))
+                    }
+                    Err(e) => Some((Err(e), file)),
+                }
+            });
+            let response = Self::client()
+                .put(&url)
+                .insert_header(("content-type", "application/octet-stream"))
+                .send_stream(Box::pin(body))
+                .await
+                .map_err(|e| BlobError::Http(e.to_string()))?;
+            if !response.status().is_success() {
+                return Err(BlobError::Http(format!(
+                    "upload answered {}",
+                    response.status()
+                )));
+            }
+        }
+        Ok((key, size))
+    }
+
+    /// Downloads a blob into `target` (written to a temporary file, then renamed).
+    pub async fn get_file(&self, key: &str, target: &Path) -> Result<(), BlobError> {
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BlobError::InvalidKey);
+        }
+        let mut response = Self::client()
+            .get(format!("{}/{key}", self.base))
+            .send()
+            .await
+            .map_err(|e| BlobError::Http(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(BlobError::Http(format!(
+                "download of {key} answered {}",
+                response.status()
+            )));
+        }
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let partial = partial_path(target);
+        let mut file = tokio::fs::File::create(&partial).await?;
+        while let Some(chunk) = response.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Http(e.to_string()))?;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        drop(file);
+        tokio::fs::rename(&partial, target).await?;
+        Ok(())
+    }
+}
+
+fn partial_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    target.with_file_name(name)
+}
+
+/// The sha256 (hex) and size of a file, read in chunks.
+pub async fn hash_file(path: &Path) -> Result<(String, u64), std::io::Error> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}

@@ -1,0 +1,126 @@
+//! [`RemoteHost`]: answers executor requests through the server link and the blob API.
+
+use std::path::PathBuf;
+
+use coflux_core::model::{ExecutionId, ExecutionResult};
+use coflux_core::protocol::agent::{AgentRequest, Json, LogEntry, ReplyBody, WireError};
+use coflux_core::sdk::SubmitRequest;
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
+
+use super::blobs::BlobClient;
+use super::link::Link;
+use crate::executor::{ExecutorHost, HostError, LogRecord};
+
+/// The executor host of a connected agent.
+pub struct RemoteHost {
+    link: Link,
+    blobs: BlobClient,
+}
+
+impl RemoteHost {
+    /// A host over a link and a blob client.
+    pub fn new(link: Link, blobs: BlobClient) -> Self {
+        Self { link, blobs }
+    }
+}
+
+fn host_error(e: WireError) -> HostError {
+    HostError::new(e.code, e.message)
+}
+
+fn unexpected(body: ReplyBody) -> HostError {
+    HostError::new("unexpected_reply", format!("unexpected reply {body:?}"))
+}
+
+impl ExecutorHost for RemoteHost {
+    fn submit(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> LocalBoxFuture<'static, Result<ExecutionId, HostError>> {
+        let link = self.link.clone();
+        async move {
+            let request = AgentRequest::Submit {
+                parent,
+                target: request.target,
+                kind: request.kind,
+                arguments: Json::encode(&request.arguments),
+                options: Json::encode(&request.options),
+            };
+            match link.request(request).await.map_err(host_error)? {
+                ReplyBody::Submitted(id) => Ok(id),
+                other => Err(unexpected(other)),
+            }
+        }
+        .boxed_local()
+    }
+
+    fn wait(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>> {
+        let link = self.link.clone();
+        async move {
+            match link
+                .request(AgentRequest::Wait { execution, from })
+                .await
+                .map_err(host_error)?
+            {
+                ReplyBody::Result(json) => json
+                    .decode()
+                    .map_err(|e| HostError::new("invalid_reply", e.to_string())),
+                other => Err(unexpected(other)),
+            }
+        }
+        .boxed_local()
+    }
+
+    fn cancel(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>> {
+        let link = self.link.clone();
+        async move {
+            link.request(AgentRequest::Cancel { execution, from })
+                .await
+                .map_err(host_error)?;
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn put_blob(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<(String, u64), HostError>> {
+        let blobs = self.blobs.clone();
+        async move {
+            blobs
+                .put_file(&path)
+                .await
+                .map_err(|e| HostError::new(e.code(), e.to_string()))
+        }
+        .boxed_local()
+    }
+
+    fn get_blob(&self, key: String, target: PathBuf) -> LocalBoxFuture<'static, Result<(), HostError>> {
+        let blobs = self.blobs.clone();
+        async move {
+            blobs
+                .get_file(&key, &target)
+                .await
+                .map_err(|e| HostError::new(e.code(), e.to_string()))
+        }
+        .boxed_local()
+    }
+
+    fn log(&self, execution: ExecutionId, record: LogRecord) {
+        self.link.logs(vec![LogEntry {
+            execution,
+            timestamp_ms: u64::try_from(record.timestamp_ms).unwrap_or(0),
+            level: record.level,
+            template: record.template,
+            values: Json::encode(&record.values),
+        }]);
+    }
+}

@@ -1,0 +1,329 @@
+//! [`Link`]: the agent's side of the WebSocket session with the server.
+//!
+//! It reconnects with backoff and resumes the session; results stay buffered until the server
+//! confirms they are recorded (so a result reported while disconnected is delivered exactly
+//! once); waits and cancels in flight are sent again after a reconnect, submissions in flight
+//! fail (re-sending them could create a child twice).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use awc::ws::{Frame, Message};
+use coflux_core::model::ExecutionId;
+use coflux_core::protocol::agent::{
+    AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, ReplyBody, ServerFrame,
+    WireError,
+};
+use coflux_core::protocol::codec;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// A command from the server for the agent's executor side.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Run an execution.
+    Execute(ServerFrame),
+    /// Stop an execution.
+    Abort(ExecutionId),
+    /// The session was lost (expired on the server): every running execution was abandoned
+    /// there, so stop them all.
+    AbortAll,
+    /// Stop taking work.
+    Stop(String),
+}
+
+/// Why the link gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The server refused the agent for good (wrong project, environment or version).
+    #[error("the server refused this agent: {0}")]
+    Refused(&'static str),
+}
+
+impl LinkError {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(_) => "refused",
+        }
+    }
+}
+
+type Pending = oneshot::Sender<Result<ReplyBody, WireError>>;
+
+#[derive(Default)]
+struct State {
+    connection: Option<mpsc::UnboundedSender<AgentFrame>>,
+    session: Option<String>,
+    next_id: u64,
+    pending: HashMap<u64, (AgentRequest, Pending)>,
+    /// Results not yet confirmed, in report order.
+    unconfirmed: BTreeMap<u64, (ExecutionId, Json)>,
+    next_result: u64,
+}
+
+/// The agent's connection to the server (cheap to clone).
+#[derive(Clone)]
+pub struct Link {
+    url: String,
+    hello: Rc<RefCell<Hello>>,
+    state: Rc<RefCell<State>>,
+}
+
+impl Link {
+    /// A link to `url` (`ws://host:port/agent`) that introduces itself with `hello`.
+    pub fn new(url: String, hello: Hello) -> Self {
+        Self {
+            url,
+            hello: Rc::new(RefCell::new(hello)),
+            state: Rc::default(),
+        }
+    }
+
+    /// Replaces the targets declared on the next (re)connection.
+    pub fn set_targets(&self, targets: Vec<coflux_core::protocol::agent::DeclaredTarget>) {
+        self.hello.borrow_mut().targets = targets;
+    }
+
+    /// Whether a connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.state.borrow().connection.is_some()
+    }
+
+    /// The current session token.
+    pub fn session(&self) -> Option<String> {
+        self.state.borrow().session.clone()
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn request(&self, request: AgentRequest) -> Result<ReplyBody, WireError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.state.borrow_mut();
+            if state.connection.is_none() && matches!(request, AgentRequest::Submit { .. }) {
+                return Err(disconnected());
+            }
+            state.next_id += 1;
+            let id = state.next_id;
+            if let Some(conn) = &state.connection {
+                let _ = conn.send(AgentFrame::Request {
+                    id,
+                    request: request.clone(),
+                });
+            }
+            state.pending.insert(id, (request, tx));
+        }
+        rx.await.unwrap_or_else(|_| Err(disconnected()))
+    }
+
+    /// Reports how an execution ended; kept until the server confirms it.
+    pub fn report(&self, execution: ExecutionId, result: Json) {
+        let mut state = self.state.borrow_mut();
+        state.next_result += 1;
+        let n = state.next_result;
+        state.unconfirmed.insert(n, (execution, result.clone()));
+        if let Some(conn) = &state.connection {
+            let _ = conn.send(AgentFrame::Result { execution, result });
+        }
+    }
+
+    /// How many results wait for the server's confirmation.
+    pub fn unconfirmed(&self) -> usize {
+        self.state.borrow().unconfirmed.len()
+    }
+
+    /// Sends a frame if connected (logs, heartbeats, started); dropped otherwise.
+    pub fn send(&self, frame: AgentFrame) {
+        if let Some(conn) = &self.state.borrow().connection {
+            let _ = conn.send(frame);
+        }
+    }
+
+    /// Sends log entries (dropped while disconnected).
+    pub fn logs(&self, entries: Vec<LogEntry>) {
+        if !entries.is_empty() {
+            self.send(AgentFrame::Logs(entries));
+        }
+    }
+
+    /// Connects, and reconnects whenever the connection drops, until the server refuses the
+    /// agent for good. Commands go to `commands`.
+    pub async fn run(&self, commands: mpsc::UnboundedSender<Command>) -> Result<(), LinkError> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.connect_once(&commands).await {
+                Ok(()) => delay = Duration::from_millis(250),
+                Err(Some(reason)) if reason.is_fatal() => {
+                    return Err(LinkError::Refused(reason.as_str()));
+                }
+                Err(Some(CloseReason::SessionInvalid)) => {
+                    tracing::warn!("session expired on the server; starting a new one");
+                    self.reset_session();
+                    let _ = commands.send(Command::AbortAll);
+                    continue;
+                }
+                Err(reason) => {
+                    tracing::warn!(reason = ?reason.map(|r| r.as_str()), retry_in = ?delay, "connection to the server failed");
+                }
+            }
+            actix_rt::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn reset_session(&self) {
+        let mut state = self.state.borrow_mut();
+        state.session = None;
+        state.unconfirmed.clear();
+        for (_, (_, reply)) in state.pending.drain() {
+            let _ = reply.send(Err(disconnected()));
+        }
+    }
+
+    /// One connection: `Ok` when it closed normally, `Err(reason)` when it failed.
+    async fn connect_once(
+        &self,
+        commands: &mpsc::UnboundedSender<Command>,
+    ) -> Result<(), Option<CloseReason>> {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let (_, framed) = client
+            .ws(&self.url)
+            .max_frame_size(codec::MAX_FRAME_BYTES)
+            .connect()
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, "cannot connect");
+                None
+            })?;
+        let (mut sink, mut stream) = framed.split();
+        let mut hello = self.hello.borrow().clone();
+        hello.session = self.session();
+        let bytes = codec::encode(&AgentFrame::Hello(hello)).map_err(|_| None)?;
+        sink.send(Message::Binary(bytes.into()))
+            .await
+            .map_err(|_| None)?;
+        // The welcome (or a close frame) comes first.
+        let in_flight = loop {
+            match stream.next().await {
+                Some(Ok(Frame::Binary(bytes))) => match codec::decode::<ServerFrame>(&bytes) {
+                    Ok(ServerFrame::Welcome { session, in_flight }) => {
+                        self.state.borrow_mut().session = Some(session);
+                        break in_flight;
+                    }
+                    _ => return Err(Some(CloseReason::HelloExpected)),
+                },
+                Some(Ok(Frame::Close(reason))) => return Err(close_reason(reason)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
+            }
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<AgentFrame>();
+        self.resume(&tx, &in_flight);
+        self.state.borrow_mut().connection = Some(tx);
+        tracing::info!(url = %self.url, "connected to the server");
+        let writer = async {
+            while let Some(frame) = rx.recv().await {
+                match codec::encode(&frame) {
+                    Ok(bytes) => {
+                        if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot encode a frame"),
+                }
+            }
+        };
+        let reader = async {
+            while let Some(frame) = stream.next().await {
+                match frame {
+                    Ok(Frame::Binary(bytes)) => match codec::decode::<ServerFrame>(&bytes) {
+                        Ok(frame) => self.on_frame(frame, commands),
+                        Err(e) => tracing::error!(error = %e, "malformed frame from the server"),
+                    },
+                    Ok(Frame::Ping(payload)) => {
+                        // Answered through the writer's queue (the sink is borrowed there).
+                        let _ = payload;
+                    }
+                    Ok(Frame::Close(reason)) => return close_reason(reason),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+            None
+        };
+        let outcome = futures::future::select(Box::pin(writer), Box::pin(reader)).await;
+        self.state.borrow_mut().connection = None;
+        match outcome {
+            futures::future::Either::Right((Some(reason), _)) => Err(Some(reason)),
+            _ => Err(None),
+        }
+    }
+
+    /// After (re)connecting: drop results the server no longer expects, send the rest again,
+    /// re-send waits and cancels, fail submissions.
+    fn resume(&self, connection: &mpsc::UnboundedSender<AgentFrame>, in_flight: &[ExecutionId]) {
+        let mut state = self.state.borrow_mut();
+        state
+            .unconfirmed
+            .retain(|_, (execution, _)| in_flight.contains(execution));
+        for (execution, result) in state.unconfirmed.values() {
+            let _ = connection.send(AgentFrame::Result {
+                execution: *execution,
+                result: result.clone(),
+            });
+        }
+        let ids: Vec<u64> = state.pending.keys().copied().collect();
+        for id in ids {
+            let resend = !matches!(state.pending[&id].0, AgentRequest::Submit { .. });
+            if resend {
+                let request = state.pending[&id].0.clone();
+                let _ = connection.send(AgentFrame::Request { id, request });
+            } else if let Some((_, reply)) = state.pending.remove(&id) {
+                let _ = reply.send(Err(disconnected()));
+            }
+        }
+    }
+
+    fn on_frame(&self, frame: ServerFrame, commands: &mpsc::UnboundedSender<Command>) {
+        match frame {
+            ServerFrame::Reply { id, result } => {
+                if let Some((_, reply)) = self.state.borrow_mut().pending.remove(&id) {
+                    let _ = reply.send(result);
+                }
+            }
+            ServerFrame::Recorded { execution } => {
+                self.state
+                    .borrow_mut()
+                    .unconfirmed
+                    .retain(|_, (e, _)| *e != execution);
+            }
+            ServerFrame::Abort { execution } => {
+                let _ = commands.send(Command::Abort(execution));
+            }
+            ServerFrame::Stop { reason } => {
+                let _ = commands.send(Command::Stop(reason));
+            }
+            frame @ ServerFrame::Execute { .. } => {
+                let _ = commands.send(Command::Execute(frame));
+            }
+            ServerFrame::Welcome { .. } => {}
+        }
+    }
+}
+
+fn close_reason(reason: Option<awc::ws::CloseReason>) -> Option<CloseReason> {
+    reason
+        .and_then(|r| r.description)
+        .and_then(|d| CloseReason::parse(&d))
+}
+
+fn disconnected() -> WireError {
+    WireError {
+        code: "disconnected".into(),
+        message: "the agent is not connected to the server".into(),
+    }
+}

@@ -1,0 +1,256 @@
+//! The agent runtime: discovers the repository's targets, keeps a session with the server,
+//! runs assigned executions in the executor pool and reports their results.
+
+mod blobs;
+mod host;
+mod link;
+mod registry;
+
+pub use blobs::{BlobClient, BlobError, hash_file};
+pub use host::RemoteHost;
+pub use link::{Command, Link, LinkError};
+pub use registry::register_manifests;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use coflux_core::model::{ExecutionId, ExecutionResult, Requires, TargetDefinition, Value};
+use coflux_core::protocol::agent::{
+    AgentFrame, DeclaredTarget, Hello, Json, PROTOCOL_VERSION, ServerFrame,
+};
+use futures::future::AbortHandle;
+use tokio::sync::mpsc;
+
+use crate::executor::{AdapterCommand, Assignment, ExecutorPool, PoolConfig};
+
+/// How an agent is configured (from the `coflux-agent` command line).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The server's base URL (`http://host:port`).
+    pub server: String,
+    /// The project.
+    pub project: String,
+    /// The environment.
+    pub environment: String,
+    /// How many executions run at once.
+    pub concurrency: usize,
+    /// Tags this agent provides.
+    pub provides: Requires,
+    /// Register the manifest with the server on start (and on every change in dev mode).
+    pub register: bool,
+    /// The adapter command (`None`: detected from the working directory).
+    pub adapter: Option<Vec<String>>,
+    /// The modules to host.
+    pub modules: Vec<String>,
+    /// The repository's directory (executors run with it as their working directory).
+    pub directory: PathBuf,
+    /// How long to wait for running executions on shutdown.
+    pub drain_timeout: Duration,
+}
+
+/// The WebSocket URL of a server's agent endpoint.
+pub fn agent_url(server: &str) -> String {
+    let base = server.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_string()
+    };
+    format!("{ws}/agent")
+}
+
+/// Targets to declare to the server.
+pub fn declared(definitions: &[TargetDefinition]) -> Vec<DeclaredTarget> {
+    definitions
+        .iter()
+        .map(|d| DeclaredTarget {
+            target: d.target.clone(),
+            kind: d.kind,
+        })
+        .collect()
+}
+
+/// A connected agent: its link, pool and running executions.
+pub struct Agent {
+    config: AgentConfig,
+    link: Link,
+    pool: Rc<ExecutorPool>,
+    running: Rc<std::cell::RefCell<HashMap<ExecutionId, AbortHandle>>>,
+    draining: std::cell::Cell<bool>,
+}
+
+impl Agent {
+    /// Builds an agent for `definitions` (already discovered).
+    pub fn new(
+        config: AgentConfig,
+        adapter: AdapterCommand,
+        definitions: &[TargetDefinition],
+    ) -> Self {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            project: config.project.clone(),
+            environment: config.environment.clone(),
+            session: None,
+            provides: config
+                .provides
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            concurrency: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
+            targets: declared(definitions),
+        };
+        let link = Link::new(agent_url(&config.server), hello);
+        let host = Rc::new(RemoteHost::new(
+            link.clone(),
+            BlobClient::new(&config.server, &config.project),
+        ));
+        let pool = Rc::new(ExecutorPool::new(
+            PoolConfig::new(adapter, config.directory.clone(), config.concurrency),
+            host,
+        ));
+        Self {
+            config,
+            link,
+            pool,
+            running: Rc::default(),
+            draining: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The link to the server.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The executor pool.
+    pub fn pool(&self) -> &Rc<ExecutorPool> {
+        &self.pool
+    }
+
+    /// Runs until `stop` resolves (then drains) or the server refuses the agent.
+    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let (commands, mut inbox) = mpsc::unbounded_channel();
+        let link = self.link.clone();
+        let connection = actix_rt::spawn(async move { link.run(commands).await });
+        let heartbeat = {
+            let link = self.link.clone();
+            let running = Rc::clone(&self.running);
+            actix_rt::spawn(async move {
+                let mut tick = actix_rt::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    let executing = running.borrow().keys().copied().collect();
+                    link.send(AgentFrame::Heartbeat { executing });
+                }
+            })
+        };
+        futures::pin_mut!(stop);
+        let mut connection = connection;
+        let outcome = loop {
+            tokio::select! {
+                command = inbox.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break (&mut connection).await,
+                },
+                _ = &mut stop => break Ok(Ok(())),
+            }
+        };
+        self.drain().await;
+        heartbeat.abort();
+        connection.abort();
+        match outcome {
+            Ok(Err(e)) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_command(&self, command: Command) {
+        match command {
+            Command::Execute(ServerFrame::Execute {
+                execution,
+                target,
+                arguments,
+                timeout_ms,
+            }) => {
+                if self.draining.get() {
+                    // Hand it back at once so the server can run it elsewhere.
+                    self.link.report(
+                        execution,
+                        Json::encode(&ExecutionResult::Abandoned { retry: None }),
+                    );
+                    return;
+                }
+                let arguments: Vec<Value> = match arguments.decode() {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::error!(%execution, error = %e, "undecodable arguments");
+                        return;
+                    }
+                };
+                self.link.send(AgentFrame::Started { execution });
+                let pool = Rc::clone(&self.pool);
+                let job = async move {
+                    pool.execute(Assignment {
+                        execution,
+                        target,
+                        arguments,
+                        timeout_ms,
+                    })
+                    .await
+                };
+                let (handle, registration) = AbortHandle::new_pair();
+                self.running.borrow_mut().insert(execution, handle);
+                let link = self.link.clone();
+                let running = Rc::clone(&self.running);
+                actix_rt::spawn(async move {
+                    let outcome = futures::future::Abortable::new(job, registration).await;
+                    running.borrow_mut().remove(&execution);
+                    let result = match outcome {
+                        Ok(Ok(result)) => Some(result),
+                        Ok(Err(e)) => e.into_result(),
+                        Err(_aborted) => None,
+                    };
+                    if let Some(result) = result {
+                        link.report(execution, Json::encode(&result));
+                    }
+                });
+            }
+            Command::Execute(_) => {}
+            Command::Abort(execution) => {
+                if let Some(handle) = self.running.borrow_mut().remove(&execution) {
+                    handle.abort();
+                }
+                self.pool.abort(execution);
+            }
+            Command::AbortAll => {
+                let all: Vec<_> = self.running.borrow_mut().drain().collect();
+                for (execution, handle) in all {
+                    handle.abort();
+                    self.pool.abort(execution);
+                }
+            }
+            Command::Stop(reason) => {
+                tracing::warn!(%reason, "the server asked this agent to stop taking work");
+                self.draining.set(true);
+            }
+        }
+    }
+
+    /// Stops taking work, then waits (up to the drain timeout) for running executions to
+    /// finish and their results to be confirmed.
+    pub async fn drain(&self) {
+        self.draining.set(true);
+        self.link.send(AgentFrame::Draining);
+        let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        while (!self.running.borrow().is_empty() || self.link.unconfirmed() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.pool.shutdown().await;
+    }
+}

@@ -1,0 +1,313 @@
+//! The `coflux` binary against a real server on 127.0.0.1 (started in-process on its own
+//! thread and actix system, with an in-process repository serving the `demo` module).
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::thread::JoinHandle;
+
+use actix_web::{HttpServer, dev::ServerHandle, web};
+use coflux_core::sdk::{Failure, Repository, workflow};
+use coflux_server::{AppState, ServerConfig, create_app};
+use serde_json::{Value as Json, json};
+
+/// Greets someone.
+#[workflow(module = "demo")]
+async fn greet(name: String) -> Result<String, Failure> {
+    Ok(format!("Hello, {name}!"))
+}
+
+/// Always fails.
+#[workflow(module = "demo")]
+async fn fail() -> Result<String, Failure> {
+    Err(Failure::new("demo.Boom", "it blew up"))
+}
+
+struct TestServer {
+    url: String,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with project `demo` and environment `production`, where `greet` and
+    /// `fail` are served in-process.
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, ServerHandle)>();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let state = web::Data::new(
+                    AppState::open(&ServerConfig::new(&data_dir))
+                        .await
+                        .unwrap(),
+                );
+                let project = state.coflux.project("demo").await.unwrap();
+                project.create_environment("production", None).await.unwrap();
+                let _worker = project
+                    .serve("production", Repository::new().with(greet).with(fail))
+                    .await
+                    .unwrap();
+                let app_state = state.clone();
+                let server = HttpServer::new(move || create_app(app_state.clone()))
+                    .workers(1)
+                    .disable_signals()
+                    .bind(("127.0.0.1", 0))
+                    .unwrap();
+                let addr = server.addrs()[0];
+                let server = server.run();
+                tx.send((addr, server.handle())).unwrap();
+                server.await.unwrap();
+            });
+        });
+        let (addr, handle) = rx.recv().unwrap();
+        Self {
+            url: format!("http://{addr}"),
+            handle,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    /// Runs `coflux` with `args` against this server.
+    fn coflux(&self, args: &[&str]) -> Output {
+        coflux_at(&self.url, args)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        futures::executor::block_on(self.handle.stop(true));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn coflux_at(server: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coflux"))
+        .args(args)
+        .env("COFLUX_SERVER", server)
+        .env_remove("COFLUX_PROJECT")
+        .env_remove("COFLUX_ENVIRONMENT")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+fn json_of(output: Output) -> Json {
+    let text = ok(output);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"))
+}
+
+#[test]
+fn projects_and_environments_are_created_and_listed() {
+    let server = TestServer::start();
+    let out = ok(server.coflux(&["projects", "create", "acme"]));
+    assert_eq!(out.trim(), "project 'acme' created");
+    let list = ok(server.coflux(&["projects", "list"]));
+    let names: Vec<&str> = list.lines().skip(1).map(str::trim).collect();
+    assert_eq!(list.lines().next(), Some("NAME"));
+    assert!(names.contains(&"acme") && names.contains(&"demo"), "{list}");
+    let list = json_of(server.coflux(&["projects", "list", "-o", "json"]));
+    assert!(list["projects"].as_array().unwrap().contains(&json!({"name": "acme"})));
+
+    let out = ok(server.coflux(&["-p", "acme", "environments", "create", "production"]));
+    assert_eq!(out.trim(), "environment 'production' created");
+    let created = json_of(server.coflux(&[
+        "environments", "create", "staging", "--parent", "production", "--project", "acme", "-o",
+        "json",
+    ]));
+    assert_eq!(created["name"], "staging");
+    assert_eq!(created["parent"], "production");
+    assert_eq!(created["state"], "active");
+
+    let paused = ok(server.coflux(&["-p", "acme", "environments", "pause", "staging"]));
+    assert_eq!(paused.trim(), "environment 'staging' paused (parent 'production')");
+    let table = ok(server.coflux(&["-p", "acme", "envs", "list"]));
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..3], ["NAME", "STATE", "PARENT"]);
+    assert_eq!(rows[1][..3], ["production", "active", "-"]);
+    assert_eq!(rows[2][..3], ["staging", "paused", "production"]);
+    let list = json_of(server.coflux(&["-p", "acme", "environments", "list", "-o", "json"]));
+    assert_eq!(list["environments"].as_array().unwrap().len(), 2);
+
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    let definitions = json!([{
+        "target": {"module": "app.flows", "name": "nightly"}, "kind": "workflow",
+        "parameters": [{"name": "day", "annotation": "str", "default": null}],
+        "options": {"retries": {"limit": 3, "backoff_min_ms": 0, "backoff_max_ms": 0}},
+        "instruction": null,
+    }]);
+    std::fs::write(manifest.path(), definitions.to_string()).unwrap();
+    let path = manifest.path().to_str().unwrap();
+    let out = ok(server.coflux(&["-p", "acme", "-e", "production", "manifests", "register", path]));
+    assert_eq!(out.trim(), "registered 1 target in 'production'");
+    let table = ok(server.coflux(&["-p", "acme", "-e", "production", "manifests", "inspect"]));
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [vec!["MODULE", "TARGET", "KIND", "PARAMETERS"], vec!["app.flows", "nightly", "workflow", "day"]]);
+    let inspected = json_of(server.coflux(&["-p", "acme", "-e", "production", "manifests", "inspect", "-o", "json"]));
+    assert_eq!(inspected["targets"], definitions);
+    std::fs::write(manifest.path(), "[{\"target\": 1}]").unwrap();
+    let invalid = server.coflux(&["-p", "acme", "-e", "production", "manifests", "register", path]);
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(stderr(&invalid).starts_with(&format!("error: {path}: ")), "{}", stderr(&invalid));
+
+    let duplicate = server.coflux(&["-p", "acme", "environments", "create", "production"]);
+    assert_eq!(duplicate.status.code(), Some(1));
+    assert_eq!(
+        stderr(&duplicate).trim(),
+        "error: environment 'production' already exists (environment_exists)"
+    );
+}
+
+#[test]
+fn submissions_wait_for_results_and_runs_render() {
+    let server = TestServer::start();
+    let with = |args: &[&'static str]| -> Vec<&'static str> {
+        [&["-p", "demo", "-e", "production"][..], args].concat()
+    };
+
+    let out = ok(server.coflux(&with(&["submit", "demo/greet", "\"world\""])));
+    assert_eq!(out.trim(), "\"Hello, world!\"");
+
+    let result = json_of(server.coflux(&with(&["-o", "json", "submit", "demo/greet", "\"ada\""])));
+    let run = result["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(result, json!({"run_id": run, "status": "value", "value": "Hello, ada!"}));
+
+    let failed = server.coflux(&with(&["submit", "demo/fail"]));
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stderr(&failed).contains("demo.Boom: it blew up"), "{}", stderr(&failed));
+    let failed = server.coflux(&with(&["submit", "demo/fail", "-o", "json"]));
+    assert_eq!(failed.status.code(), Some(1));
+    let body: Json = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error"]["type"], "demo.Boom");
+
+    let tree = ok(server.coflux(&["-p", "demo", "-e", "production", "runs", "inspect", &run]));
+    let mut lines = tree.lines();
+    assert!(lines.next().unwrap().starts_with(&format!("run {run} in production: demo/greet")));
+    let step = lines.next().unwrap();
+    assert!(
+        step.starts_with(&format!("└─ {run}:1 demo/greet(\"ada\")  ✓ \"Hello, ada!\"")),
+        "{tree}"
+    );
+    let view = json_of(server.coflux(&["-p", "demo", "runs", "inspect", &run, "-o", "json"]));
+    assert_eq!(view["steps"][0]["executions"][0]["state"], "value");
+
+    let watched = ok(server.coflux(&["-p", "demo", "runs", "watch", &run]));
+    assert_eq!(watched, tree, "a finished run is drawn once");
+
+    let value = ok(server.coflux(&["-p", "demo", "runs", "result", &run]));
+    assert_eq!(value.trim(), "\"Hello, ada!\"");
+    let rerun = ok(server.coflux(&["-p", "demo", "runs", "rerun", &format!("{run}:1")]));
+    assert_eq!(
+        rerun.trim(),
+        format!("re-running step {run}:1: execution {run}:1:2 (attempt 2)")
+    );
+
+    let listed = ok(server.coflux(&["-p", "demo", "runs", "list"]));
+    assert!(listed.contains(&run) && listed.contains("demo/greet"), "{listed}");
+
+    // Without an agent for the environment, a run stays pending.
+    ok(server.coflux(&["-p", "demo", "environments", "create", "idle"]));
+    let pending = ok(server.coflux(&["-p", "demo", "-e", "idle", "submit", "demo/greet", "\"x\"", "--no-wait"]));
+    let pending_run = pending.trim().to_owned();
+    assert!(pending_run.starts_with('R'), "{pending}");
+    let tree = ok(server.coflux(&["-p", "demo", "runs", "inspect", &pending_run]));
+    assert!(tree.contains("○ queued"), "{tree}");
+    let status = json_of(server.coflux(&["-p", "demo", "runs", "result", &pending_run, "--no-wait", "-o", "json"]));
+    assert_eq!(status["status"], "pending");
+    let submitted = json_of(server.coflux(&["-p", "demo", "-e", "idle", "-o", "json", "submit", "demo/greet", "\"y\"", "--no-wait"]));
+    assert!(submitted["execution_id"].as_str().unwrap().ends_with(":1:1"), "{submitted}");
+    let cancel = ok(server.coflux(&["-p", "demo", "runs", "cancel", &format!("{pending_run}:1:1")]));
+    assert_eq!(cancel.trim(), format!("cancellation of {pending_run}:1:1 requested"));
+    let cancelled = server.coflux(&["-p", "demo", "runs", "result", &pending_run]);
+    assert_eq!(cancelled.status.code(), Some(1));
+    assert!(stderr(&cancelled).contains("cancelled"), "{}", stderr(&cancelled));
+}
+
+#[test]
+fn errors_are_reported_with_codes_and_exit_status() {
+    let server = TestServer::start();
+    let bad = server.coflux(&["--project", "Bad Name", "environments", "list"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let message = stderr(&bad);
+    assert!(message.starts_with("error: "), "{message}");
+    assert!(message.contains("invalid project name 'Bad Name'"), "{message}");
+    assert!(message.trim_end().ends_with("(invalid_input)"), "{message}");
+
+    let missing = server.coflux(&["--project", "ghost", "runs", "list"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing).trim(), "error: project 'ghost' not found (project_not_found)");
+
+    let no_project = server.coflux(&["environments", "list"]);
+    assert_eq!(no_project.status.code(), Some(1));
+    assert!(stderr(&no_project).contains("--project"), "{}", stderr(&no_project));
+
+    let bad_arg = server.coflux(&["-p", "demo", "-e", "production", "submit", "demo/greet", "world"]);
+    assert_eq!(bad_arg.status.code(), Some(1));
+    assert!(stderr(&bad_arg).contains("argument 1 is not valid JSON"));
+
+    let bad_id = server.coflux(&["-p", "demo", "runs", "inspect", "nope"]);
+    assert_eq!(bad_id.status.code(), Some(1));
+    assert!(stderr(&bad_id).contains("(invalid_id)"), "{}", stderr(&bad_id));
+
+    let usage = server.coflux(&["runs"]);
+    assert_eq!(usage.status.code(), Some(2), "clap usage errors exit with 2");
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = coflux_at(&url, &["projects", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with(&format!("error: could not connect to the Coflux server at {url}")),
+        "{message}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["projects", "--help"],
+        vec!["environments", "create", "--help"],
+        vec!["manifests", "register", "--help"],
+        vec!["submit", "--help"],
+        vec!["runs", "watch", "--help"],
+        vec!["logs", "--help"],
+    ] {
+        let out = ok(coflux_at("http://127.0.0.1:1", &args));
+        assert!(out.contains("Usage: coflux"), "{args:?}: {out}");
+    }
+    let help = ok(coflux_at("http://127.0.0.1:1", &["runs", "--help"]));
+    assert!(help.contains("Redraw a run's tree until the run finishes"), "{help}");
+}

@@ -1,0 +1,223 @@
+//! A tiny in-memory orchestrator for the executor pool's tests: submitted children run on the
+//! same pool, waits resolve when they finish, blobs live in a temp directory (sha256 keys).
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use coflux_agent::executor::{
+    AdapterCommand, Assignment, ExecutorHost, ExecutorPool, HostError, LogRecord, PoolConfig,
+};
+use coflux_core::model::{ExecutionId, ExecutionResult, RunId, StepId, TargetRef, Value};
+use coflux_core::sdk::SubmitRequest;
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+/// The fake orchestrator.
+pub struct FakeHost {
+    me: Weak<FakeHost>,
+    pool: RefCell<Option<ExecutorPool>>,
+    blobs: tempfile::TempDir,
+    next_run: Cell<u64>,
+    steps: RefCell<HashMap<RunId, u32>>,
+    results: RefCell<HashMap<ExecutionId, watch::Sender<Option<ExecutionResult>>>>,
+    /// Log records, in the order they arrived.
+    pub logs: RefCell<Vec<(ExecutionId, LogRecord)>>,
+    /// Submissions: parent, request, child.
+    pub submissions: RefCell<Vec<(ExecutionId, SubmitRequest, ExecutionId)>>,
+    /// Cancelled executions.
+    pub cancelled: RefCell<Vec<ExecutionId>>,
+}
+
+impl FakeHost {
+    /// A host with a pool running `adapter` in `dir`.
+    pub fn new(adapter: AdapterCommand, dir: &Path, concurrency: usize) -> (Rc<Self>, ExecutorPool) {
+        let host = Rc::new_cyclic(|me| Self {
+            me: me.clone(),
+            pool: RefCell::new(None),
+            blobs: tempfile::tempdir().expect("a temp dir for blobs"),
+            next_run: Cell::new(1),
+            steps: RefCell::default(),
+            results: RefCell::default(),
+            logs: RefCell::default(),
+            submissions: RefCell::default(),
+            cancelled: RefCell::default(),
+        });
+        let config = PoolConfig::new(adapter, dir, concurrency);
+        let pool = ExecutorPool::new(config, Rc::clone(&host) as Rc<dyn ExecutorHost>);
+        *host.pool.borrow_mut() = Some(pool.clone());
+        (host, pool)
+    }
+
+    fn pool(&self) -> ExecutorPool {
+        self.pool.borrow().clone().expect("the pool is set")
+    }
+
+    /// Starts a run of `target`; gives its initial execution.
+    pub fn run(&self, target: TargetRef, arguments: Vec<Value>, timeout_ms: Option<u64>) -> ExecutionId {
+        let run = RunId(self.next_run.get());
+        self.next_run.set(run.0 + 1);
+        self.steps.borrow_mut().insert(run, 1);
+        let execution = StepId { run, number: 1 }.execution(1);
+        self.launch(execution, target, arguments, timeout_ms);
+        execution
+    }
+
+    /// The final result of an execution.
+    pub async fn result(&self, execution: ExecutionId) -> ExecutionResult {
+        let mut result = self.results.borrow()[&execution].subscribe();
+        let result = result.wait_for(Option::is_some).await.expect("the result is kept");
+        result.clone().expect("a result")
+    }
+
+    /// The log records of an execution.
+    pub fn logs_of(&self, execution: ExecutionId) -> Vec<LogRecord> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(e, _)| *e == execution)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// The child submitted for `target`, the first one if several.
+    pub fn child(&self, target: &str) -> Option<ExecutionId> {
+        self.submissions
+            .borrow()
+            .iter()
+            .find(|(_, request, _)| request.target.name == target)
+            .map(|(_, _, child)| *child)
+    }
+
+    /// A stored blob's bytes.
+    pub fn blob(&self, key: &str) -> Vec<u8> {
+        std::fs::read(self.blobs.path().join(key)).expect("the blob exists")
+    }
+
+    fn launch(&self, execution: ExecutionId, target: TargetRef, arguments: Vec<Value>, timeout_ms: Option<u64>) {
+        self.results.borrow_mut().insert(execution, watch::channel(None).0);
+        let host = self.me.upgrade().expect("the host is alive");
+        let pool = self.pool();
+        actix_rt::spawn(async move {
+            let assignment = Assignment {
+                execution,
+                target,
+                arguments,
+                timeout_ms,
+            };
+            let result = match pool.execute(assignment).await {
+                Ok(result) => Some(result),
+                Err(error) => error.into_result(),
+            };
+            if let Some(result) = result {
+                host.finish(execution, result);
+            }
+        });
+    }
+
+    fn finish(&self, execution: ExecutionId, result: ExecutionResult) {
+        if let Some(sender) = self.results.borrow().get(&execution) {
+            sender.send_if_modified(|slot| {
+                let first = slot.is_none();
+                if first {
+                    *slot = Some(result);
+                }
+                first
+            });
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> HostError {
+    HostError::new("io_error", e.to_string())
+}
+
+impl ExecutorHost for FakeHost {
+    fn submit(&self, parent: ExecutionId, request: SubmitRequest) -> LocalBoxFuture<'static, Result<ExecutionId, HostError>> {
+        let run = parent.run();
+        let number = {
+            let mut steps = self.steps.borrow_mut();
+            let number = steps.entry(run).or_insert(1);
+            *number += 1;
+            *number
+        };
+        let child = StepId { run, number }.execution(1);
+        self.submissions.borrow_mut().push((parent, request.clone(), child));
+        self.launch(child, request.target, request.arguments, request.options.timeout_ms);
+        async move { Ok(child) }.boxed_local()
+    }
+
+    fn wait(&self, execution: ExecutionId, _from: ExecutionId) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>> {
+        let receiver = self.results.borrow().get(&execution).map(|s| s.subscribe());
+        async move {
+            let mut receiver = receiver.ok_or_else(|| HostError::new("not_found", "no such execution"))?;
+            let result = receiver
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| HostError::new("gone", "the host stopped"))?;
+            Ok(result.clone().expect("a result"))
+        }
+        .boxed_local()
+    }
+
+    fn cancel(&self, execution: ExecutionId, _from: ExecutionId) -> LocalBoxFuture<'static, Result<(), HostError>> {
+        self.cancelled.borrow_mut().push(execution);
+        self.pool().abort(execution);
+        self.finish(execution, ExecutionResult::Cancelled);
+        async { Ok(()) }.boxed_local()
+    }
+
+    fn put_blob(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<(String, u64), HostError>> {
+        let dir = self.blobs.path().to_owned();
+        async move {
+            let bytes = tokio::fs::read(&path).await.map_err(io_error)?;
+            let key = hex::encode(Sha256::digest(&bytes));
+            tokio::fs::write(dir.join(&key), &bytes).await.map_err(io_error)?;
+            Ok((key, bytes.len() as u64))
+        }
+        .boxed_local()
+    }
+
+    fn get_blob(&self, key: String, target: PathBuf) -> LocalBoxFuture<'static, Result<(), HostError>> {
+        let source = self.blobs.path().join(&key);
+        async move {
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
+            }
+            tokio::fs::copy(&source, &target).await.map_err(io_error)?;
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn log(&self, execution: ExecutionId, record: LogRecord) {
+        self.logs.borrow_mut().push((execution, record));
+    }
+}
+
+/// Runs a test body on an actix system (as the agent runs).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    actix_rt::System::new().block_on(future)
+}
+
+/// An inline JSON value.
+pub fn json_value(data: serde_json::Value) -> Value {
+    Value::raw(data)
+}
+
+/// The value of a result, or a panic naming what it was.
+pub fn value_of(result: &ExecutionResult) -> &Value {
+    match result {
+        ExecutionResult::Value { value } => value,
+        other => panic!("expected a value, got {other:?}"),
+    }
+}
+
+/// The directory of this crate.
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

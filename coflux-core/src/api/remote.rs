@@ -1,0 +1,125 @@
+//! Workers outside this process (agents connected to a server): the orchestrator sends them
+//! [`WorkerCommand`]s through a channel, and their reports come back through [`Project`].
+
+use std::collections::BTreeSet;
+
+use tokio::sync::mpsc;
+
+use crate::model::{ExecutionId, ExecutionResult, Requires, TargetRef, WorkerId};
+use crate::orchestration::actors::WorkerRegistration;
+use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
+use crate::sdk::SubmitRequest;
+
+use super::error::Error;
+use super::project::Project;
+
+/// What a remote worker declares when it connects.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSpec {
+    /// The targets it hosts.
+    pub targets: BTreeSet<TargetRef>,
+    /// How many executions it runs at once (0: unlimited).
+    pub capacity: usize,
+    /// Its tags, for `requires` routing.
+    pub provides: Requires,
+}
+
+/// A connected remote worker: its id and the commands the orchestrator sends it.
+pub struct RemoteWorker {
+    /// The worker's id (pass it to [`Project::disconnect_worker`]).
+    pub id: WorkerId,
+    /// Execute and abort commands, in order.
+    pub commands: mpsc::UnboundedReceiver<WorkerCommand>,
+}
+
+impl Project {
+    /// Connects a remote worker to `environment`: from now on it may be assigned executions of
+    /// the targets it declares.
+    pub async fn connect_worker(
+        &self,
+        environment: &str,
+        spec: WorkerSpec,
+    ) -> Result<RemoteWorker, Error> {
+        let env = self.environment_id(environment).await?;
+        let router = &self.handle().router;
+        let id = router.next_worker_id();
+        let (commands, inbox) = mpsc::unbounded_channel();
+        router.connect_worker(
+            id,
+            WorkerRegistration {
+                environment: env.id,
+                targets: spec.targets,
+                capacity: spec.capacity,
+                provides: spec.provides,
+                commands,
+            },
+        );
+        Ok(RemoteWorker {
+            id,
+            commands: inbox,
+        })
+    }
+
+    /// Disconnects a remote worker: executions still assigned to it are abandoned (and retried
+    /// where their policy allows).
+    pub fn disconnect_worker(&self, worker: WorkerId) {
+        self.handle().router.disconnect_worker(worker);
+    }
+
+    /// Marks a remote worker as reachable or not: while unreachable it keeps its executions but
+    /// is assigned no new ones.
+    pub fn set_worker_available(&self, worker: WorkerId, available: bool) {
+        self.handle().router.set_worker_available(worker, available);
+    }
+
+    /// Records how an execution ended; returns once the result is committed (a second result
+    /// for the same execution is ignored, and also acknowledged).
+    pub async fn report_result(
+        &self,
+        execution: ExecutionId,
+        result: ExecutionResult,
+    ) -> Result<(), Error> {
+        let reply = self
+            .request(|ack| {
+                Envelope::Run(
+                    execution.run(),
+                    RunMsg::Result {
+                        execution,
+                        result,
+                        ack: Some(ack),
+                    },
+                )
+            })
+            .await?;
+        match reply {
+            Reply::Recorded(r) => Ok(r?),
+            other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Submits a child step of a running execution; returns the child's execution id once the
+    /// submission is committed.
+    pub async fn submit_child(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> Result<ExecutionId, Error> {
+        let reply = self
+            .request(|reply| {
+                Envelope::Run(
+                    parent.run(),
+                    RunMsg::Submit {
+                        parent,
+                        request,
+                        reply,
+                        wait: None,
+                    },
+                )
+            })
+            .await?;
+        match reply {
+            Reply::Submitted(r) => Ok(r?),
+            other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+}

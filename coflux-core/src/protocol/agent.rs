@@ -1,0 +1,362 @@
+//! Agent ⇄ server frames, sent as binary WebSocket messages through [`super::codec`].
+//!
+//! A connection starts with [`AgentFrame::Hello`]; the server answers [`ServerFrame::Welcome`]
+//! (or closes with a [`CloseReason`]). Model payloads that carry free-form JSON (values,
+//! results, options) travel as [`Json`] text inside the binary frame, because the binary codec
+//! has no schema for arbitrary JSON.
+//!
+//! Sessions: `Welcome` carries a session token. An agent that loses its connection reconnects
+//! with that token within the server's reconnection timeout and gets the same session back,
+//! with the executions the server still considers assigned to it; it then re-sends the results
+//! it buffered for those executions (each result is recorded once; repeats are acknowledged
+//! and ignored). After the timeout the session's executions are abandoned.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ExecutionId, TargetKind, TargetRef};
+
+/// The version of this protocol; the server refuses other versions with
+/// [`CloseReason::VersionMismatch`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A model value encoded as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Json(pub String);
+
+impl Json {
+    /// Encodes a model value.
+    pub fn encode<T: Serialize>(value: &T) -> Self {
+        // Model types always serialise to JSON (no non-string map keys, no failing impls).
+        Self(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
+    }
+
+    /// Decodes a model value.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+/// A target an agent hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredTarget {
+    /// Module and name.
+    pub target: TargetRef,
+    /// Workflow or task.
+    pub kind: TargetKind,
+}
+
+/// The first frame of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the agent.
+    pub version: u32,
+    /// The project.
+    pub project: String,
+    /// The environment.
+    pub environment: String,
+    /// The session to resume, if reconnecting.
+    pub session: Option<String>,
+    /// Tags the agent provides (`key → values`), for `requires` routing.
+    pub provides: Vec<(String, Vec<String>)>,
+    /// How many executions it runs at once.
+    pub concurrency: u32,
+    /// The targets it hosts.
+    pub targets: Vec<DeclaredTarget>,
+}
+
+/// A request from an agent that gets a [`ServerFrame::Reply`] with the same id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentRequest {
+    /// Submit a child step of a running execution (`SubmitRequest` fields).
+    Submit {
+        /// The calling execution.
+        parent: ExecutionId,
+        /// The target.
+        target: TargetRef,
+        /// Workflow or task.
+        kind: TargetKind,
+        /// `Vec<Value>` as JSON.
+        arguments: Json,
+        /// `StepOptions` as JSON.
+        options: Json,
+    },
+    /// Wait for the final result of an execution's chain.
+    Wait {
+        /// The execution waited on.
+        execution: ExecutionId,
+        /// The execution waiting (must be assigned to this session).
+        from: ExecutionId,
+    },
+    /// Cancel an execution and its descendants.
+    Cancel {
+        /// The execution to cancel.
+        execution: ExecutionId,
+        /// The execution asking (must be assigned to this session).
+        from: ExecutionId,
+    },
+}
+
+/// A log record from an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The execution that logged.
+    pub execution: ExecutionId,
+    /// Unix milliseconds.
+    pub timestamp_ms: u64,
+    /// 0 debug, 1 stdout, 2 info, 3 stderr, 4 warning, 5 error.
+    pub level: u8,
+    /// The message template (`{name}` placeholders).
+    pub template: Option<String>,
+    /// `BTreeMap<String, Value>` as JSON.
+    pub values: Json,
+}
+
+/// Agent → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentFrame {
+    /// Opens (or resumes) a session.
+    Hello(Hello),
+    /// An assigned execution started.
+    Started {
+        /// The execution.
+        execution: ExecutionId,
+    },
+    /// How an assigned execution ended (`ExecutionResult` as JSON); acknowledged with
+    /// [`ServerFrame::Recorded`] once committed.
+    Result {
+        /// The execution.
+        execution: ExecutionId,
+        /// The result.
+        result: Json,
+    },
+    /// A request.
+    Request {
+        /// Chosen by the agent, echoed in the reply.
+        id: u64,
+        /// What is asked.
+        request: AgentRequest,
+    },
+    /// Log records.
+    Logs(Vec<LogEntry>),
+    /// The executions the agent is running (sent periodically).
+    Heartbeat {
+        /// Running executions.
+        executing: Vec<ExecutionId>,
+    },
+    /// The agent takes no new work (it is shutting down).
+    Draining,
+}
+
+/// An error answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// A stable code.
+    pub code: String,
+    /// A human-readable message.
+    pub message: String,
+}
+
+/// A successful answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReplyBody {
+    /// The child's execution id.
+    Submitted(ExecutionId),
+    /// The final result (`ExecutionResult` as JSON).
+    Result(Json),
+    /// The cancellation was accepted.
+    Cancelled,
+}
+
+/// Server → agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The session is open.
+    Welcome {
+        /// The session token (present it in `Hello.session` to resume).
+        session: String,
+        /// Executions the server considers assigned to this session.
+        in_flight: Vec<ExecutionId>,
+    },
+    /// Run an execution.
+    Execute {
+        /// The execution.
+        execution: ExecutionId,
+        /// The target.
+        target: TargetRef,
+        /// `Vec<Value>` as JSON.
+        arguments: Json,
+        /// Kill it after this long.
+        timeout_ms: Option<u64>,
+    },
+    /// Stop an execution (its result is no longer wanted).
+    Abort {
+        /// The execution.
+        execution: ExecutionId,
+    },
+    /// The answer to a request.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        result: Result<ReplyBody, WireError>,
+    },
+    /// A reported result is committed (or was already recorded), so the agent may forget it.
+    Recorded {
+        /// The execution.
+        execution: ExecutionId,
+    },
+    /// Stop taking work (the environment was archived or the server is shutting down).
+    Stop {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why the server closes a connection (sent as the WebSocket close reason, code 4000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The first frame was not a valid `Hello`.
+    HelloExpected,
+    /// The agent speaks another protocol version.
+    VersionMismatch,
+    /// No such project.
+    ProjectNotFound,
+    /// No such environment (or it is archived).
+    EnvironmentNotFound,
+    /// The session to resume does not exist (expired or the server restarted).
+    SessionInvalid,
+    /// The agent reported on an execution not assigned to its session.
+    ExecutionInvalid,
+    /// A frame could not be decoded, or was too large.
+    MalformedFrame,
+    /// Another connection resumed this session.
+    Replaced,
+}
+
+impl CloseReason {
+    /// The reason string sent in the close frame.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HelloExpected => "hello_expected",
+            Self::VersionMismatch => "version_mismatch",
+            Self::ProjectNotFound => "project_not_found",
+            Self::EnvironmentNotFound => "environment_not_found",
+            Self::SessionInvalid => "session_invalid",
+            Self::ExecutionInvalid => "execution_invalid",
+            Self::MalformedFrame => "malformed_frame",
+            Self::Replaced => "replaced",
+        }
+    }
+
+    /// Parses a close reason; `None` for reasons this version does not know.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::HelloExpected,
+            Self::VersionMismatch,
+            Self::ProjectNotFound,
+            Self::EnvironmentNotFound,
+            Self::SessionInvalid,
+            Self::ExecutionInvalid,
+            Self::MalformedFrame,
+            Self::Replaced,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+
+    /// Whether an agent should give up instead of reconnecting.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            Self::VersionMismatch | Self::ProjectNotFound | Self::EnvironmentNotFound
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{self, CodecError, MAX_FRAME_BYTES};
+    use super::*;
+    use crate::model::{ExecutionResult, StepOptions, Value};
+
+    fn execution() -> ExecutionId {
+        "R1:2:1".parse().unwrap()
+    }
+
+    #[test]
+    fn protocol_agent_frames_round_trip_through_the_codec() {
+        let frames = vec![
+            AgentFrame::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                project: "acme".into(),
+                environment: "production".into(),
+                session: Some("abc".into()),
+                provides: vec![("gpu".into(), vec!["a100".into()])],
+                concurrency: 4,
+                targets: vec![DeclaredTarget {
+                    target: TargetRef::new("flows", "main"),
+                    kind: TargetKind::Workflow,
+                }],
+            }),
+            AgentFrame::Result {
+                execution: execution(),
+                result: Json::encode(&ExecutionResult::Value {
+                    value: Value::raw(serde_json::json!({"type": "dict", "items": ["a", 1]})),
+                }),
+            },
+            AgentFrame::Request {
+                id: 7,
+                request: AgentRequest::Submit {
+                    parent: execution(),
+                    target: TargetRef::new("flows", "add"),
+                    kind: TargetKind::Task,
+                    arguments: Json::encode(&vec![Value::raw(serde_json::json!(1))]),
+                    options: Json::encode(&StepOptions::default()),
+                },
+            },
+            AgentFrame::Heartbeat {
+                executing: vec![execution()],
+            },
+            AgentFrame::Draining,
+        ];
+        for frame in frames {
+            let bytes = codec::encode(&frame).unwrap();
+            let back: AgentFrame = codec::decode(&bytes).unwrap();
+            assert_eq!(back, frame);
+        }
+        let reply = ServerFrame::Reply {
+            id: 3,
+            result: Err(WireError {
+                code: "not_found".into(),
+                message: "no".into(),
+            }),
+        };
+        let back: ServerFrame = codec::decode(&codec::encode(&reply).unwrap()).unwrap();
+        assert_eq!(back, reply);
+    }
+
+    #[test]
+    fn protocol_agent_rejects_garbage_and_oversized_frames() {
+        let err = codec::decode::<AgentFrame>(&[0xff, 0xff, 0xff, 0xff, 0x01]).unwrap_err();
+        assert_eq!(err.code(), "malformed_frame");
+        let big = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert!(matches!(
+            codec::decode::<AgentFrame>(&big),
+            Err(CodecError::TooLarge(_))
+        ));
+        // Trailing bytes after a valid frame are rejected too.
+        let mut bytes = codec::encode(&AgentFrame::Draining).unwrap();
+        bytes.push(0);
+        assert!(codec::decode::<AgentFrame>(&bytes).is_err());
+    }
+
+    #[test]
+    fn protocol_agent_close_reasons_parse_back() {
+        for reason in [CloseReason::SessionInvalid, CloseReason::ExecutionInvalid] {
+            assert_eq!(CloseReason::parse(reason.as_str()), Some(reason));
+        }
+        assert!(CloseReason::ProjectNotFound.is_fatal());
+        assert!(!CloseReason::SessionInvalid.is_fatal());
+    }
+}

@@ -1,0 +1,359 @@
+//! One agent WebSocket connection: the hello handshake, then frames in both directions.
+//! Each request is handled on its own task, so a long wait never blocks the connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{CloseCode, CloseReason as WsCloseReason, MessageStream};
+use coflux_core::api::WorkerSpec;
+use coflux_core::model::{ExecutionId, ExecutionResult, StepOptions, Value};
+use coflux_core::protocol::agent::{
+    AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, PROTOCOL_VERSION, ReplyBody,
+    ServerFrame, WireError,
+};
+use coflux_core::protocol::codec;
+use coflux_core::sdk::SubmitRequest;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::sessions::{Ownership, Session};
+use crate::logs::{LogRecord, LogStore};
+use crate::state::AppState;
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server pings an idle connection.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A connection silent for this long is considered dead.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves one connection until it closes.
+pub async fn serve(
+    state: actix_web::web::Data<AppState>,
+    ws: actix_ws::Session,
+    stream: MessageStream,
+) {
+    let mut stream = stream
+        .max_frame_size(codec::MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(codec::MAX_FRAME_BYTES);
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, first_frame(&mut stream)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(reason)) => return close(ws, reason).await,
+        Err(_) => return close(ws, CloseReason::HelloExpected).await,
+    };
+    if hello.version != PROTOCOL_VERSION {
+        return close(ws, CloseReason::VersionMismatch).await;
+    }
+    let (outgoing, outbox) = mpsc::unbounded_channel();
+    let sessions = Arc::clone(&state.sessions);
+    let (session, in_flight, queued) = match open_session(&state, &hello, outgoing.clone()).await {
+        Ok(opened) => opened,
+        Err(reason) => return close(ws, reason).await,
+    };
+    let _span = tracing::info_span!(
+        "agent",
+        project = %session.project.name(),
+        environment = %session.environment,
+        worker = %session.worker
+    )
+    .entered();
+    tracing::info!(resumed = hello.session.is_some(), "agent connected");
+    let _ = outgoing.send(ServerFrame::Welcome {
+        session: session.token.clone(),
+        in_flight,
+    });
+    for frame in queued {
+        let _ = outgoing.send(frame);
+    }
+    let writer = actix_rt::spawn(write_frames(ws.clone(), outbox));
+    let logs = Arc::clone(&state.logs);
+    let reason = read_frames(&session, &logs, &mut stream, &outgoing, ws.clone()).await;
+    writer.abort();
+    match reason {
+        Some(CloseReason::Replaced) => {}
+        other => {
+            if let Some(reason) = other {
+                close(ws, reason).await;
+            }
+            sessions.disconnected(&session);
+        }
+    }
+    tracing::info!(reason = ?reason, "agent disconnected");
+}
+
+async fn first_frame(stream: &mut actix_ws::AggregatedMessageStream) -> Result<Hello, CloseReason> {
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(actix_ws::AggregatedMessage::Binary(bytes)) => {
+                return match codec::decode::<AgentFrame>(&bytes) {
+                    Ok(AgentFrame::Hello(hello)) => Ok(hello),
+                    Ok(_) => Err(CloseReason::HelloExpected),
+                    Err(_) => Err(CloseReason::MalformedFrame),
+                };
+            }
+            Ok(actix_ws::AggregatedMessage::Ping(_) | actix_ws::AggregatedMessage::Pong(_)) => {}
+            Ok(_) | Err(_) => return Err(CloseReason::HelloExpected),
+        }
+    }
+    Err(CloseReason::HelloExpected)
+}
+
+async fn open_session(
+    state: &AppState,
+    hello: &Hello,
+    outgoing: mpsc::UnboundedSender<ServerFrame>,
+) -> Result<(Arc<Session>, Vec<ExecutionId>, Vec<ServerFrame>), CloseReason> {
+    if let Some(token) = &hello.session {
+        return state
+            .sessions
+            .resume(token, &hello.project, &hello.environment, outgoing)
+            .ok_or(CloseReason::SessionInvalid);
+    }
+    let project = state
+        .coflux
+        .existing_project(&hello.project)
+        .await
+        .map_err(|_| CloseReason::ProjectNotFound)?;
+    let spec = WorkerSpec {
+        targets: hello.targets.iter().map(|t| t.target.clone()).collect(),
+        capacity: hello.concurrency as usize,
+        provides: hello.provides.iter().cloned().collect(),
+    };
+    let environment_ok = project
+        .environments()
+        .await
+        .map(|envs| {
+            envs.iter().any(|e| {
+                e.name.as_str() == hello.environment
+                    && e.state != coflux_core::model::EnvironmentState::Archived
+            })
+        })
+        .unwrap_or(false);
+    if !environment_ok {
+        return Err(CloseReason::EnvironmentNotFound);
+    }
+    let worker = project
+        .connect_worker(&hello.environment, spec)
+        .await
+        .map_err(|_| CloseReason::EnvironmentNotFound)?;
+    let session = state
+        .sessions
+        .open(project, hello.environment.clone(), worker, outgoing);
+    Ok((session, Vec::new(), Vec::new()))
+}
+
+async fn write_frames(mut ws: actix_ws::Session, mut outbox: mpsc::UnboundedReceiver<ServerFrame>) {
+    let mut ping = actix_rt::time::interval(PING_INTERVAL);
+    loop {
+        tokio::select! {
+            frame = outbox.recv() => {
+                let Some(frame) = frame else { return };
+                match codec::encode(&frame) {
+                    Ok(bytes) => {
+                        if ws.binary(bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot encode a frame for an agent"),
+                }
+            }
+            _ = ping.tick() => {
+                if ws.ping(b"").await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads frames until the connection ends; returns the reason to close with, if any.
+async fn read_frames(
+    session: &Arc<Session>,
+    logs: &LogStore,
+    stream: &mut actix_ws::AggregatedMessageStream,
+    outgoing: &mpsc::UnboundedSender<ServerFrame>,
+    mut ws: actix_ws::Session,
+) -> Option<CloseReason> {
+    let mut last_seen = Instant::now();
+    let mut check = actix_rt::time::interval(PING_INTERVAL);
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            _ = check.tick() => {
+                if last_seen.elapsed() > SILENCE_TIMEOUT {
+                    tracing::warn!("agent silent for too long; closing");
+                    return None;
+                }
+                continue;
+            }
+        };
+        let message = message?;
+        last_seen = Instant::now();
+        match message {
+            Ok(actix_ws::AggregatedMessage::Binary(bytes)) => {
+                let frame = match codec::decode::<AgentFrame>(&bytes) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "malformed frame from agent");
+                        return Some(CloseReason::MalformedFrame);
+                    }
+                };
+                if let Err(reason) = handle_frame(session, logs, frame, outgoing) {
+                    return Some(reason);
+                }
+            }
+            Ok(actix_ws::AggregatedMessage::Ping(bytes)) => {
+                let _ = ws.pong(&bytes).await;
+            }
+            Ok(actix_ws::AggregatedMessage::Pong(_)) => {}
+            Ok(actix_ws::AggregatedMessage::Close(_)) => return None,
+            Ok(actix_ws::AggregatedMessage::Text(_)) => return Some(CloseReason::MalformedFrame),
+            Err(e) => {
+                tracing::warn!(error = %e, "agent connection error");
+                return Some(CloseReason::MalformedFrame);
+            }
+        }
+    }
+}
+
+fn require_assigned(session: &Session, execution: ExecutionId) -> Result<(), CloseReason> {
+    match session.ownership(execution) {
+        Ownership::Assigned => Ok(()),
+        Ownership::Finished | Ownership::Foreign => Err(CloseReason::ExecutionInvalid),
+    }
+}
+
+fn handle_frame(
+    session: &Arc<Session>,
+    logs: &LogStore,
+    frame: AgentFrame,
+    outgoing: &mpsc::UnboundedSender<ServerFrame>,
+) -> Result<(), CloseReason> {
+    match frame {
+        AgentFrame::Hello(_) => return Err(CloseReason::HelloExpected),
+        AgentFrame::Started { execution } => {
+            tracing::debug!(%execution, "execution started");
+        }
+        AgentFrame::Result { execution, result } => {
+            let result: ExecutionResult =
+                result.decode().map_err(|_| CloseReason::MalformedFrame)?;
+            match session.ownership(execution) {
+                Ownership::Foreign => return Err(CloseReason::ExecutionInvalid),
+                // Reported before (or aborted): acknowledge so the agent forgets it.
+                Ownership::Finished => {
+                    let _ = outgoing.send(ServerFrame::Recorded { execution });
+                }
+                Ownership::Assigned => {
+                    let session = Arc::clone(session);
+                    let outgoing = outgoing.clone();
+                    actix_rt::spawn(async move {
+                        match session.project.report_result(execution, result).await {
+                            Ok(()) => {
+                                session.finish(execution);
+                                let _ = outgoing.send(ServerFrame::Recorded { execution });
+                            }
+                            Err(e) => {
+                                tracing::error!(%execution, error = %e, "result not recorded")
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        AgentFrame::Request { id, request } => {
+            let from = match &request {
+                AgentRequest::Submit { parent, .. } => *parent,
+                AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
+            };
+            require_assigned(session, from)?;
+            let session = Arc::clone(session);
+            let outgoing = outgoing.clone();
+            actix_rt::spawn(async move {
+                let result = answer(&session, request).await;
+                let _ = outgoing.send(ServerFrame::Reply { id, result });
+            });
+        }
+        AgentFrame::Logs(entries) => store_logs(session, logs, entries),
+        AgentFrame::Heartbeat { .. } => {}
+        AgentFrame::Draining => {
+            tracing::info!("agent is draining");
+            session.set_draining();
+        }
+    }
+    Ok(())
+}
+
+/// Stores log entries of executions this session runs or ran (others are dropped).
+fn store_logs(session: &Session, logs: &LogStore, entries: Vec<LogEntry>) {
+    let records: Vec<LogRecord> = entries
+        .into_iter()
+        .filter(|e| session.ownership(e.execution) != Ownership::Foreign)
+        .map(|e| LogRecord {
+            execution: e.execution,
+            timestamp_ms: e.timestamp_ms,
+            level: e.level,
+            template: e.template,
+            values: e.values.decode().unwrap_or_default(),
+        })
+        .collect();
+    if let Err(e) = logs.append(session.project.name(), records) {
+        tracing::warn!(code = e.code(), error = %e, "log records refused");
+    }
+}
+
+fn wire_error(code: &str, message: impl Into<String>) -> WireError {
+    WireError {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, WireError> {
+    let project = &session.project;
+    match request {
+        AgentRequest::Submit {
+            parent,
+            target,
+            kind,
+            arguments,
+            options,
+        } => {
+            let arguments: Vec<Value> = arguments
+                .decode()
+                .map_err(|e| wire_error("invalid_input", format!("invalid arguments: {e}")))?;
+            let options: StepOptions = options
+                .decode()
+                .map_err(|e| wire_error("invalid_input", format!("invalid options: {e}")))?;
+            let request = SubmitRequest {
+                target,
+                kind,
+                arguments,
+                options,
+            };
+            project
+                .submit_child(parent, request)
+                .await
+                .map(ReplyBody::Submitted)
+                .map_err(|e| wire_error(e.code(), e.to_string()))
+        }
+        AgentRequest::Wait { execution, .. } => project
+            .execution_result(execution)
+            .await
+            .map(|r| ReplyBody::Result(Json::encode(&r)))
+            .map_err(|e| wire_error(e.code(), e.to_string())),
+        AgentRequest::Cancel { execution, .. } => {
+            project.cancel(execution);
+            Ok(ReplyBody::Cancelled)
+        }
+    }
+}
+
+async fn close(ws: actix_ws::Session, reason: CloseReason) {
+    let _ = ws
+        .close(Some(WsCloseReason {
+            code: CloseCode::Other(4000),
+            description: Some(reason.as_str().into()),
+        }))
+        .await;
+}

@@ -1,0 +1,78 @@
+//! Blob routes: agents upload and download values' bytes through these.
+//!
+//! - `PUT /api/projects/{project}/blobs/{key}`: the raw bytes as the body → 201
+//!   `{"key","size"}`; 400 `blob_mismatch` when the content's SHA-256 is not the key;
+//! - `GET …/blobs/{key}`: the bytes (`application/octet-stream`) or 404 `blob_not_found`;
+//! - `HEAD …/blobs/{key}`: 200 with the blob's `Content-Length`, or 404.
+//!
+//! The key is validated before anything touches the filesystem (400 `invalid_blob_key`), and
+//! the project must exist (404 `project_not_found`).
+
+mod store;
+
+pub use store::{BlobError, BlobFile, BlobKey, BlobStore, DEFAULT_MAX_BLOB_SIZE, file_stream};
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use coflux_core::model::ProjectName;
+use serde_json::json;
+
+use super::{existing_project, resource};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the blob routes (inside the `/api` scope).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/projects/{project}/blobs/{key}")
+            .route(web::put().to(put_blob))
+            .route(web::get().to(get_blob))
+            // HEAD answers like GET without the body (actix-web leaves the body out but keeps
+            // the `Content-Length` of the file).
+            .route(web::head().to(get_blob)),
+    );
+}
+
+/// Validates the key first, then checks that the project exists.
+async fn locate(
+    state: &AppState,
+    project: &str,
+    key: &str,
+) -> Result<(BlobStore, ProjectName, BlobKey), ApiError> {
+    let key = BlobKey::parse(key)?;
+    let project = existing_project(state, project).await?;
+    let name = ProjectName::new(project.name()).map_err(ApiError::internal)?;
+    Ok((BlobStore::new(&state.config.data_dir), name, key))
+}
+
+fn not_found(key: &BlobKey) -> ApiError {
+    ApiError::not_found("blob_not_found", format!("blob '{key}' not found"))
+}
+
+async fn put_blob(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (project, key) = path.into_inner();
+    let (store, project, key) = locate(&state, &project, &key).await?;
+    let size = store.write(&project, &key, body).await?;
+    Ok(HttpResponse::Created().json(json!({ "key": key.as_str(), "size": size })))
+}
+
+async fn get_blob(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, key) = path.into_inner();
+    let (store, project, key) = locate(&state, &project, &key).await?;
+    let blob = store
+        .open(&project, &key)
+        .await?
+        .ok_or_else(|| not_found(&key))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .no_chunking(blob.size)
+        .streaming(file_stream(blob.file)))
+}

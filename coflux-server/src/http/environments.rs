@@ -1,0 +1,103 @@
+//! Environments of a project.
+//!
+//! - `GET /api/projects/{project}/environments` → `{"environments":[EnvironmentJson]}`
+//!   (including archived ones), each `{"name","parent","state","created_at"}`;
+//! - `POST /api/projects/{project}/environments {"name","parent"?}` → 201 `EnvironmentJson`;
+//!   409 `environment_exists` for a duplicate;
+//! - `POST /api/projects/{project}/environments/{env}/pause|resume|archive` → 200
+//!   `EnvironmentJson` (archive: 409 `environment_has_children` while it has active children).
+
+use actix_web::{HttpResponse, web};
+use coflux_core::model::Environment;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::views::EnvironmentJson;
+use super::{created, existing_project, resource};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the environment routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/projects/{project}/environments")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/projects/{project}/environments/{environment}/pause")
+            .route(web::post().to(|s, p| change_state(s, p, Action::Pause))),
+    )
+    .service(
+        resource("/projects/{project}/environments/{environment}/resume")
+            .route(web::post().to(|s, p| change_state(s, p, Action::Resume))),
+    )
+    .service(
+        resource("/projects/{project}/environments/{environment}/archive")
+            .route(web::post().to(|s, p| change_state(s, p, Action::Archive))),
+    );
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Pause,
+    Resume,
+    Archive,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateEnvironment {
+    name: String,
+    #[serde(default)]
+    parent: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let project = existing_project(&state, &path).await?;
+    let all = project.environments().await?;
+    let environments: Vec<_> = all.iter().map(|e| EnvironmentJson::new(e, &all)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "environments": environments })))
+}
+
+async fn render(
+    project: &coflux_core::Project,
+    env: &Environment,
+) -> Result<EnvironmentJson, ApiError> {
+    let all = if env.parent.is_some() {
+        project.environments().await?
+    } else {
+        Vec::new()
+    };
+    Ok(EnvironmentJson::new(env, &all))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<CreateEnvironment>,
+) -> Result<HttpResponse, ApiError> {
+    let project = existing_project(&state, &path).await?;
+    let env = project
+        .create_environment(&body.name, body.parent.as_deref())
+        .await?;
+    Ok(created(render(&project, &env).await?))
+}
+
+async fn change_state(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    action: Action,
+) -> Result<HttpResponse, ApiError> {
+    let (project, environment) = path.into_inner();
+    let project = existing_project(&state, &project).await?;
+    let env = match action {
+        Action::Pause => project.pause_environment(&environment).await?,
+        Action::Resume => project.resume_environment(&environment).await?,
+        Action::Archive => project.archive_environment(&environment).await?,
+    };
+    Ok(HttpResponse::Ok().json(render(&project, &env).await?))
+}

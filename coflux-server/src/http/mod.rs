@@ -1,0 +1,94 @@
+//! The HTTP JSON API, under `/api`.
+//!
+//! Bodies are JSON with snake_case keys; ids are in display form (`R1`, `R1:2`, `R1:2:1`).
+//! Errors are `{"error":{"code","message"}}` (see [`crate::error`]); unknown routes under
+//! `/api` answer 404 `not_found`, and known routes with another method 405
+//! `method_not_allowed`. One module per resource:
+//!
+//! - [`health`] — `GET /api/health`;
+//! - [`projects`] — `GET|POST /api/projects`;
+//! - [`environments`] — `/api/projects/{project}/environments[/{env}/pause|resume|archive]`;
+//! - [`manifests`] — `PUT|GET /api/projects/{project}/environments/{env}/manifests`;
+//! - [`runs`] — submission, listing, inspection, results, re-runs and cancellation;
+//! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
+//!   [`blobs::BlobStore`].
+
+pub mod blobs;
+pub mod environments;
+pub mod health;
+pub mod manifests;
+pub mod projects;
+pub mod runs;
+pub mod views;
+
+use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
+use coflux_core::Project;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the HTTP API routes (everything under `/api`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .configure(health::configure)
+            .configure(projects::configure)
+            .configure(environments::configure)
+            .configure(manifests::configure)
+            .configure(runs::configure)
+            .configure(blobs::configure)
+            .default_service(web::to(route_not_found)),
+    );
+}
+
+/// A resource whose unmatched methods answer 405 in the API's error shape.
+pub(crate) fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn route_not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::not_found(
+        "not_found",
+        format!("no API route for {} {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+/// Opens an existing project (404 `project_not_found`; 400 `invalid_input` for a bad name).
+pub(crate) async fn existing_project(state: &AppState, name: &str) -> Result<Project, ApiError> {
+    Ok(state.coflux.existing_project(name).await?)
+}
+
+/// Parses an optional JSON body: empty means `T::default()`.
+pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+/// Parses an id from a path segment (400 `invalid_id`).
+pub(crate) fn parse_id<T>(text: &str) -> Result<T, ApiError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| ApiError::bad_request("invalid_id", e.to_string()))
+}
+
+/// `201 Created` with a JSON body.
+pub(crate) fn created(body: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Created().json(body)
+}

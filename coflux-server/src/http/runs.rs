@@ -1,0 +1,268 @@
+//! Runs: submission, listing, inspection, results, re-runs and cancellation.
+//!
+//! - `POST /api/projects/{project}/environments/{env}/runs
+//!   {"module","target","arguments":[plain JSON…],"idempotency_key"?}` → 201
+//!   `{"run_id","step_id","execution_id"}`. Options come from the workflow's registered
+//!   manifest when there is one (defaults otherwise); a target registered as a task is refused
+//!   (400 `not_a_workflow`). `idempotency_key` is accepted and ignored for now.
+//! - `GET /api/projects/{project}/runs?limit=N` → `{"runs":[RunSummaryJson]}`, newest first.
+//! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`RunJson`].
+//! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS` → `{"run_id","status",
+//!   "value"?,"error"?}` with status `value`, `error`, `cancelled`, `abandoned`, `timeout` or
+//!   `pending`; with `wait`, blocks up to that long (at most [`MAX_WAIT_SECS`]) for the final
+//!   result, following retries.
+//! - `POST /api/projects/{project}/steps/{step}/rerun {"environment"?}` →
+//!   `{"execution_id","attempt"}`.
+//! - `POST /api/projects/{project}/executions/{execution}/cancel` → 202 `{}`.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use coflux_core::model::{
+    ExecutionId, ExecutionResult, RunId, StepId, StepOptions, TargetKind, TargetRef, Value,
+};
+use coflux_core::sdk::encode_json;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use super::views::{RunJson, RunSummaryJson, error_json, status_name, value_json};
+use super::{created, existing_project, optional_json, parse_id, resource};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The longest a result request may block.
+pub const MAX_WAIT_SECS: u64 = 300;
+/// The default and largest page of `GET …/runs`.
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+/// The largest page of `GET …/runs`.
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// The most arguments a submission may carry.
+pub const MAX_ARGUMENTS: usize = 256;
+/// How long a `wait=0` result request waits for a run that has already finished to report its
+/// final result (it may still need to follow a hand-over).
+const FINISHED_GRACE: Duration = Duration::from_secs(2);
+
+/// Registers the run routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/projects/{project}/environments/{environment}/runs")
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(4 * 1024 * 1024)
+                    .error_handler(crate::error::json_error_handler),
+            )
+            .route(web::post().to(submit)),
+    )
+    .service(resource("/projects/{project}/runs").route(web::get().to(list)))
+    .service(resource("/projects/{project}/runs/{run}").route(web::get().to(inspect)))
+    .service(resource("/projects/{project}/runs/{run}/result").route(web::get().to(result)))
+    .service(resource("/projects/{project}/steps/{step}/rerun").route(web::post().to(rerun)))
+    .service(
+        resource("/projects/{project}/executions/{execution}/cancel").route(web::post().to(cancel)),
+    );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submit {
+    module: String,
+    target: String,
+    #[serde(default)]
+    arguments: Vec<Json>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    idempotency_key: Option<String>,
+}
+
+async fn submit(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<Submit>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, environment) = path.into_inner();
+    let project = existing_project(&state, &project).await?;
+    let body = body.into_inner();
+    if body.module.is_empty() || body.target.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "'module' and 'target' must not be empty",
+        ));
+    }
+    if body.arguments.len() > MAX_ARGUMENTS {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("at most {MAX_ARGUMENTS} arguments are accepted"),
+        ));
+    }
+    let target = TargetRef::new(body.module, body.target);
+    let registered = project
+        .manifests(&environment)
+        .await?
+        .into_iter()
+        .find(|d| d.target == target);
+    let options = match registered {
+        Some(d) if d.kind == TargetKind::Task => {
+            return Err(ApiError::bad_request(
+                "not_a_workflow",
+                format!("'{target}' is registered as a task; only workflows can be submitted"),
+            ));
+        }
+        Some(d) => d.options,
+        None => StepOptions::default(),
+    };
+    let arguments = body
+        .arguments
+        .into_iter()
+        .map(|a| Value::raw(encode_json(a)))
+        .collect();
+    let run = project
+        .submit_target(&environment, target, arguments, options)
+        .await?;
+    Ok(created(json!({
+        "run_id": run.run.to_string(),
+        "step_id": run.execution.step.to_string(),
+        "execution_id": run.execution.to_string(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let project = existing_project(&state, &path).await?;
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
+    let runs = project.list_runs(limit).await?;
+    let environments = project.environments().await?;
+    let runs: Vec<_> = runs
+        .iter()
+        .map(|r| RunSummaryJson::new(r, &environments))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "runs": runs })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InspectQuery {
+    environment: Option<String>,
+}
+
+async fn inspect(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<InspectQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, run) = path.into_inner();
+    let run: RunId = parse_id(&run)?;
+    let project = existing_project(&state, &project).await?;
+    let view = project
+        .inspect_run(run, query.environment.as_deref())
+        .await?;
+    Ok(HttpResponse::Ok().json(RunJson::new(&view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultQuery {
+    #[serde(default)]
+    wait: u64,
+}
+
+fn result_body(run: RunId, result: Option<&ExecutionResult>) -> Json {
+    let Some(result) = result else {
+        return json!({"run_id": run.to_string(), "status": "pending"});
+    };
+    let mut body = json!({"run_id": run.to_string(), "status": status_name(result)});
+    match result {
+        ExecutionResult::Value { value } => body["value"] = value_json(value),
+        ExecutionResult::Error { error, .. } => body["error"] = error_json(error),
+        _ => {}
+    }
+    body
+}
+
+async fn result(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<ResultQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, run) = path.into_inner();
+    let run: RunId = parse_id(&run)?;
+    let project = existing_project(&state, &project).await?;
+    let wait = if query.wait == 0 {
+        // Answer at once unless the initial step's latest attempt has ended; then its final
+        // result is known, or found by following a short hand-over.
+        let view = project.inspect_run(run, None).await?;
+        let ended = view
+            .step(StepId { run, number: 1 })
+            .and_then(|s| s.executions.last())
+            .is_some_and(|e| e.result.is_some());
+        if !ended {
+            return Ok(HttpResponse::Ok().json(result_body(run, None)));
+        }
+        FINISHED_GRACE
+    } else {
+        Duration::from_secs(query.wait.min(MAX_WAIT_SECS))
+    };
+    let handle = project.run(run);
+    let outcome = match tokio::time::timeout(wait, handle.raw_result()).await {
+        Ok(result) => Some(result?),
+        Err(_) => None,
+    };
+    Ok(HttpResponse::Ok().json(result_body(run, outcome.as_ref())))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rerun {
+    #[serde(default)]
+    environment: Option<String>,
+}
+
+async fn rerun(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (project, step) = path.into_inner();
+    let step: StepId = parse_id(&step)?;
+    let body: Rerun = optional_json(&body)?;
+    let project = existing_project(&state, &project).await?;
+    let execution = project
+        .rerun_step(step, body.environment.as_deref())
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "execution_id": execution.to_string(),
+        "attempt": execution.attempt,
+    })))
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, execution) = path.into_inner();
+    let execution: ExecutionId = parse_id(&execution)?;
+    let project = existing_project(&state, &project).await?;
+    let view = project.inspect_run(execution.run(), None).await?;
+    let exists = view
+        .step(execution.step)
+        .is_some_and(|s| s.executions.iter().any(|e| e.id == execution));
+    if !exists {
+        return Err(ApiError::not_found(
+            "execution_not_found",
+            format!("execution '{execution}' not found"),
+        ));
+    }
+    project.cancel(execution);
+    Ok(HttpResponse::Accepted().json(json!({})))
+}

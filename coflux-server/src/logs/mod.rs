@@ -1,0 +1,18 @@
+//! Execution logs, kept apart from orchestration so that they never slow it down: one
+//! `logs.sqlite` per project (next to its orchestration database), written by a dedicated
+//! thread in batches ([`LogStore`]), read over HTTP as pages or followed as server-sent events.
+//!
+//! Wiring: the handlers extract `web::Data<LogStore>`; register it with
+//! `App::app_data(web::Data::from(arc_of_log_store))` and call [`configure`].
+
+mod http;
+mod record;
+mod schema;
+mod store;
+
+pub use http::{KEEP_ALIVE, configure};
+pub use record::{
+    LogError, LogFilter, LogPage, LogRecord, MAX_LEVEL, MAX_TEMPLATE_BYTES, MAX_VALUES_BYTES,
+    RecordError, StoredLog, display_value,
+};
+pub use store::{LOGS_FILE, LogStats, LogStore, LogStoreOptions, MAX_PAGE, logs_db_path};

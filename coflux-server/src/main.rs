@@ -1,0 +1,17 @@
+//! `coflux-server`: parses configuration and serves the app built by the library.
+
+use clap::Parser;
+use coflux_server::config::{ServerArgs, ServerConfig};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COFLUX_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = ServerConfig::from_args(ServerArgs::parse())?;
+    coflux_server::serve(config).await
+}

@@ -1,0 +1,44 @@
+//! [`AppState`]: what every handler shares.
+
+use std::sync::Arc;
+
+use coflux_core::{Coflux, Config};
+
+use crate::agents::Sessions;
+use crate::config::ServerConfig;
+use crate::logs::{LogStore, LogStoreOptions};
+
+/// Shared by every HTTP handler and agent connection.
+pub struct AppState {
+    /// The orchestrator.
+    pub coflux: Coflux,
+    /// Agent sessions.
+    pub sessions: Arc<Sessions>,
+    /// Execution logs: one `logs.sqlite` per project, written by a dedicated thread.
+    pub logs: Arc<LogStore>,
+    /// The configuration the server started with.
+    pub config: ServerConfig,
+}
+
+impl AppState {
+    /// Opens the data directory and starts the orchestrator.
+    pub async fn open(config: &ServerConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let mut core = Config::new(&config.data_dir);
+        core.durability = config.durability;
+        let coflux = Coflux::open_with(core).await?;
+        let logs = Arc::new(LogStore::open_with(
+            &config.data_dir,
+            LogStoreOptions {
+                durability: config.durability,
+                ..Default::default()
+            },
+        )?);
+        Ok(Self {
+            coflux,
+            logs,
+            sessions: Arc::new(Sessions::new(config.reconnect_timeout)),
+            config: config.clone(),
+        })
+    }
+}

@@ -1,0 +1,378 @@
+//! The agent WebSocket protocol, driven by a scripted agent speaking raw frames: assignment,
+//! results, requests, ownership checks, malformed frames, and sessions that survive a short
+//! disconnect or expire and abandon their executions.
+
+use std::time::Duration;
+
+use actix_web::{HttpServer, web};
+use awc::ws::{Frame, Message};
+use coflux_core::model::{
+    ExecutionId, ExecutionResult, RetryPolicy, StepOptions, TargetKind, TargetRef, Value,
+};
+use coflux_core::protocol::agent::{
+    AgentFrame, AgentRequest, DeclaredTarget, Hello, Json, PROTOCOL_VERSION, ReplyBody, ServerFrame,
+};
+use coflux_core::protocol::codec;
+use coflux_server::{AppState, ServerConfig, create_app};
+use futures::{SinkExt, StreamExt};
+
+type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+struct Server {
+    state: web::Data<AppState>,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(reconnect_timeout: Duration) -> Server {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path());
+    config.reconnect_timeout = reconnect_timeout;
+    let state = web::Data::new(AppState::open(&config).await.unwrap());
+    let s = state.clone();
+    let server = HttpServer::new(move || create_app(s.clone()))
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let addr = server.addrs()[0];
+    actix_rt::spawn(server.run());
+    let project = state.coflux.project("acme").await.unwrap();
+    project
+        .create_environment("production", None)
+        .await
+        .unwrap();
+    Server {
+        state,
+        url: format!("ws://{addr}/agent"),
+        _dir: dir,
+    }
+}
+
+fn hello(session: Option<String>) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        project: "acme".into(),
+        environment: "production".into(),
+        session,
+        provides: vec![],
+        concurrency: 4,
+        targets: vec![DeclaredTarget {
+            target: TargetRef::new("flows", "main"),
+            kind: TargetKind::Workflow,
+        }],
+    }
+}
+
+async fn connect(url: &str) -> Socket {
+    let (_, socket) = awc::Client::new()
+        .ws(url)
+        .max_frame_size(codec::MAX_FRAME_BYTES)
+        .connect()
+        .await
+        .unwrap();
+    socket
+}
+
+async fn send(socket: &mut Socket, frame: &AgentFrame) {
+    let bytes = codec::encode(frame).unwrap();
+    socket.send(Message::Binary(bytes.into())).await.unwrap();
+}
+
+/// The next server frame, or the close reason.
+async fn recv(socket: &mut Socket) -> Result<ServerFrame, String> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("no frame within 10 s");
+        match frame {
+            Some(Ok(Frame::Binary(bytes))) => return Ok(codec::decode(&bytes).unwrap()),
+            Some(Ok(Frame::Close(reason))) => {
+                return Err(reason.and_then(|r| r.description).unwrap_or_default());
+            }
+            Some(Ok(_)) => continue,
+            other => return Err(format!("connection ended: {other:?}")),
+        }
+    }
+}
+
+async fn open(url: &str, session: Option<String>) -> (Socket, String, Vec<ExecutionId>) {
+    let mut socket = connect(url).await;
+    send(&mut socket, &AgentFrame::Hello(hello(session))).await;
+    match recv(&mut socket).await.expect("welcome") {
+        ServerFrame::Welcome { session, in_flight } => (socket, session, in_flight),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+}
+
+async fn next_execute(socket: &mut Socket) -> ExecutionId {
+    loop {
+        if let ServerFrame::Execute { execution, .. } = recv(socket).await.unwrap() {
+            return execution;
+        }
+    }
+}
+
+fn value(n: i64) -> Json {
+    Json::encode(&ExecutionResult::Value {
+        value: Value::raw(serde_json::json!(n)),
+    })
+}
+
+async fn submit(server: &Server, retries: Option<RetryPolicy>) -> coflux_core::RunHandle {
+    let project = server.state.coflux.existing_project("acme").await.unwrap();
+    let options = StepOptions {
+        retries,
+        ..StepOptions::default()
+    };
+    project
+        .submit_target(
+            "production",
+            TargetRef::new("flows", "main"),
+            vec![],
+            options,
+        )
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn agent_protocol_runs_an_assigned_execution_and_records_its_result_once() {
+    let server = start(Duration::from_secs(30)).await;
+    let (mut socket, _, in_flight) = open(&server.url, None).await;
+    assert!(in_flight.is_empty());
+    let run = submit(&server, None).await;
+    let execution = next_execute(&mut socket).await;
+    assert_eq!(execution, run.execution);
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(42),
+        },
+    )
+    .await;
+    assert_eq!(
+        recv(&mut socket).await.unwrap(),
+        ServerFrame::Recorded { execution }
+    );
+    // A repeat is acknowledged and ignored.
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(7),
+        },
+    )
+    .await;
+    assert_eq!(
+        recv(&mut socket).await.unwrap(),
+        ServerFrame::Recorded { execution }
+    );
+    let result = run.raw_result().await.unwrap();
+    assert_eq!(
+        result,
+        ExecutionResult::Value {
+            value: Value::raw(serde_json::json!(42))
+        }
+    );
+}
+
+#[actix_rt::test]
+async fn agent_protocol_submits_children_and_waits_for_them() {
+    let server = start(Duration::from_secs(30)).await;
+    let (mut socket, _, _) = open(&server.url, None).await;
+    let run = submit(&server, None).await;
+    let parent = next_execute(&mut socket).await;
+    let submit = AgentRequest::Submit {
+        parent,
+        target: TargetRef::new("flows", "main"),
+        kind: TargetKind::Task,
+        arguments: Json::encode(&vec![Value::raw(serde_json::json!(1))]),
+        options: Json::encode(&StepOptions::default()),
+    };
+    send(
+        &mut socket,
+        &AgentFrame::Request {
+            id: 1,
+            request: submit,
+        },
+    )
+    .await;
+    let mut child = None;
+    let mut child_assigned = None;
+    while child.is_none() || child_assigned.is_none() {
+        match recv(&mut socket).await.unwrap() {
+            ServerFrame::Reply { id: 1, result } => match result.unwrap() {
+                ReplyBody::Submitted(id) => child = Some(id),
+                other => panic!("unexpected {other:?}"),
+            },
+            ServerFrame::Execute { execution, .. } => child_assigned = Some(execution),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let child = child.unwrap();
+    assert_eq!(child_assigned, Some(child));
+    let wait = AgentRequest::Wait {
+        execution: child,
+        from: parent,
+    };
+    send(
+        &mut socket,
+        &AgentFrame::Request {
+            id: 2,
+            request: wait,
+        },
+    )
+    .await;
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution: child,
+            result: value(5),
+        },
+    )
+    .await;
+    let mut waited = None;
+    while waited.is_none() {
+        match recv(&mut socket).await.unwrap() {
+            ServerFrame::Reply { id: 2, result } => waited = Some(result.unwrap()),
+            ServerFrame::Recorded { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(waited.unwrap(), ReplyBody::Result(value(5)));
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution: parent,
+            result: value(6),
+        },
+    )
+    .await;
+    assert!(matches!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value { .. }
+    ));
+}
+
+#[actix_rt::test]
+async fn agent_protocol_closes_on_foreign_executions_and_malformed_frames() {
+    let server = start(Duration::from_secs(30)).await;
+    let (mut socket, _, _) = open(&server.url, None).await;
+    let foreign: ExecutionId = "R9:1:1".parse().unwrap();
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution: foreign,
+            result: value(1),
+        },
+    )
+    .await;
+    assert_eq!(recv(&mut socket).await.unwrap_err(), "execution_invalid");
+
+    let (mut socket, _, _) = open(&server.url, None).await;
+    socket
+        .send(Message::Binary(vec![0xff, 0xfe, 0xfd].into()))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut socket).await.unwrap_err(), "malformed_frame");
+
+    // A bad hello: unknown project, wrong version.
+    let mut socket = connect(&server.url).await;
+    let mut h = hello(None);
+    h.project = "nope".into();
+    send(&mut socket, &AgentFrame::Hello(h)).await;
+    assert_eq!(recv(&mut socket).await.unwrap_err(), "project_not_found");
+    let mut socket = connect(&server.url).await;
+    let mut h = hello(None);
+    h.version = 999;
+    send(&mut socket, &AgentFrame::Hello(h)).await;
+    assert_eq!(recv(&mut socket).await.unwrap_err(), "version_mismatch");
+
+    // Other connections are unaffected: a run still completes on a fresh agent.
+    let (mut socket, _, _) = open(&server.url, None).await;
+    let run = submit(&server, None).await;
+    let execution = next_execute(&mut socket).await;
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(3),
+        },
+    )
+    .await;
+    assert!(matches!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value { .. }
+    ));
+}
+
+#[actix_rt::test]
+async fn agent_protocol_session_survives_a_short_disconnect() {
+    let server = start(Duration::from_secs(30)).await;
+    let (socket, session, _) = open(&server.url, None).await;
+    let run = submit(&server, None).await;
+    // Drop the connection before the assignment arrives or is answered.
+    drop(socket);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let (mut socket, resumed, in_flight) = open(&server.url, Some(session.clone())).await;
+    assert_eq!(resumed, session);
+    // The assignment was either delivered before the drop (then it is in flight) or queued
+    // (then it arrives now); either way the execution was not abandoned.
+    let execution = if in_flight.contains(&run.execution) {
+        run.execution
+    } else {
+        next_execute(&mut socket).await
+    };
+    assert_eq!(execution, run.execution);
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(11),
+        },
+    )
+    .await;
+    assert_eq!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value {
+            value: Value::raw(serde_json::json!(11))
+        }
+    );
+    let view = run.inspect().await.unwrap();
+    assert_eq!(view.steps[0].executions.len(), 1, "no retry happened");
+}
+
+#[actix_rt::test]
+async fn agent_protocol_expired_session_abandons_and_retries_elsewhere() {
+    let server = start(Duration::from_millis(300)).await;
+    let (mut first, session, _) = open(&server.url, None).await;
+    let run = submit(&server, Some(RetryPolicy::limit(1))).await;
+    let execution = next_execute(&mut first).await;
+    drop(first);
+    // A second agent gets the retry once the first session expires.
+    let (mut second, _, _) = open(&server.url, None).await;
+    let retry = next_execute(&mut second).await;
+    assert_eq!(retry.step, execution.step);
+    assert_eq!(retry.attempt, 2);
+    send(
+        &mut second,
+        &AgentFrame::Result {
+            execution: retry,
+            result: value(1),
+        },
+    )
+    .await;
+    assert!(matches!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value { .. }
+    ));
+    // The expired session cannot be resumed.
+    let mut socket = connect(&server.url).await;
+    send(&mut socket, &AgentFrame::Hello(hello(Some(session)))).await;
+    assert_eq!(recv(&mut socket).await.unwrap_err(), "session_invalid");
+}
