@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use coflux_agent::executor::{AdapterCommand, DiscoveryError, ExecutorPool, discover};
+use coflux_agent::executor::{
+    AdapterCommand, DiscoveryError, EXECUTOR_CRASHED, ExecutorPool, discover,
+};
 use coflux_core::model::{
     ExecutionResult, ParamSelection, Reference, RetryPolicy, TargetKind, TargetRef, Value,
 };
@@ -33,7 +35,11 @@ fn python() -> PathBuf {
 }
 
 fn adapter() -> AdapterCommand {
-    AdapterCommand::new([python().to_string_lossy().into_owned(), "-m".into(), "coflux".into()])
+    AdapterCommand::new([
+        python().to_string_lossy().into_owned(),
+        "-m".into(),
+        "coflux".into(),
+    ])
 }
 
 fn project() -> PathBuf {
@@ -51,14 +57,19 @@ fn host() -> (Rc<FakeHost>, ExecutorPool) {
 #[test]
 fn discovery_reads_targets_and_their_options() {
     block_on(async {
-        let targets = discover(&adapter(), &project(), &["flows".into()]).await.unwrap();
+        let targets = discover(&adapter(), &project(), &["flows".into()])
+            .await
+            .unwrap();
         let add = targets.iter().find(|t| t.target == flows("add")).unwrap();
         assert_eq!(add.kind, TargetKind::Task);
         assert_eq!(add.instruction.as_deref(), Some("Adds two numbers."));
         assert_eq!(add.parameters[1].name, "b");
         assert_eq!(add.parameters[1].default.as_deref(), Some("1"));
         let options = &add.options;
-        assert_eq!(options.cache.as_ref().unwrap().params, ParamSelection::All(true));
+        assert_eq!(
+            options.cache.as_ref().unwrap().params,
+            ParamSelection::All(true)
+        );
         assert_eq!(options.retries, Some(RetryPolicy::limit(2)));
         assert_eq!(options.memo, Some(ParamSelection::All(true)));
         assert_eq!(options.requires["gpu"], vec!["true".to_string()]);
@@ -71,11 +82,16 @@ fn discovery_reads_targets_and_their_options() {
 fn discovery_reports_import_errors_with_the_usable_targets() {
     block_on(async {
         let modules = ["flows".to_string(), "broken".to_string()];
-        let error = discover(&adapter(), &project(), &modules).await.unwrap_err();
+        let error = discover(&adapter(), &project(), &modules)
+            .await
+            .unwrap_err();
         let DiscoveryError::Import { stderr, targets } = &error else {
             panic!("expected an import error, got {error:?}");
         };
-        assert!(stderr.contains("RuntimeError: broken on purpose"), "{stderr}");
+        assert!(
+            stderr.contains("RuntimeError: broken on purpose"),
+            "{stderr}"
+        );
         assert!(stderr.contains("broken"), "{stderr}");
         assert!(targets.iter().any(|t| t.target == flows("add")));
         assert!(!targets.iter().any(|t| t.target.module == "broken"));
@@ -98,16 +114,27 @@ fn a_workflow_calls_a_task_with_logs_and_output() {
             .expect("the cf.log_info record");
         assert_eq!(started.level, 2);
         assert_eq!(started.values["n"], json_value(json!(5)));
-        let noise = logs.iter().find(|r| r.template.as_deref() == Some("flows imported"));
-        assert_eq!(noise.map(|r| r.level), Some(1), "import-time stdout: {logs:?}");
+        let noise = logs
+            .iter()
+            .find(|r| r.template.as_deref() == Some("flows imported"));
+        assert_eq!(
+            noise.map(|r| r.level),
+            Some(1),
+            "import-time stdout: {logs:?}"
+        );
 
         let add = host.child("add").unwrap();
-        let request = &host.submissions.borrow()[0].1;
+        let request = host.submissions.borrow()[0].1.clone();
         assert_eq!(request.options.retries, Some(RetryPolicy::limit(2)));
-        assert_eq!(request.arguments, vec![json_value(json!(5)), json_value(json!(1))]);
+        assert_eq!(
+            request.arguments,
+            vec![json_value(json!(5)), json_value(json!(1))]
+        );
         let printed = host.logs_of(add);
         assert!(
-            printed.iter().any(|r| r.level == 1 && r.template.as_deref() == Some("adding 5+1")),
+            printed
+                .iter()
+                .any(|r| r.level == 1 && r.template.as_deref() == Some("adding 5+1")),
             "{printed:?}"
         );
         pool.drain().await;
@@ -153,7 +180,10 @@ fn errors_are_typed_caught_and_reported_with_frames() {
         let frame = error.frames.last().expect("frames");
         assert!(frame.file.ends_with("flows.py"), "{frame:?}");
         assert_eq!(frame.name, "boom");
-        assert_eq!(frame.code.as_deref(), Some("raise ValueError(f\"bad value {n}\")"));
+        assert_eq!(
+            frame.code.as_deref(),
+            Some("raise ValueError(f\"bad value {n}\")")
+        );
         pool.shutdown().await;
     });
 }
@@ -164,15 +194,32 @@ fn pickled_objects_and_large_values_travel_as_blobs() {
         let (host, pool) = host();
         let points = host.run(flows("points"), vec![json_value(json!(3))], None);
         let measured = host.run(flows("measure"), vec![json_value(json!(70_000))], None);
-        assert_eq!(value_of(&host.result(points).await), &json_value(json!(["Point", 3, 6])));
-        assert_eq!(value_of(&host.result(measured).await), &json_value(json!(70_000)));
+        assert_eq!(
+            value_of(&host.result(points).await),
+            &json_value(json!(["Point", 3, 6]))
+        );
+        assert_eq!(
+            value_of(&host.result(measured).await),
+            &json_value(json!(70_000))
+        );
 
         // The child's pickled Point went through the blob store as a fragment...
         let point = host.result(host.child("make_point").unwrap()).await;
-        let [Reference::Fragment { format, blob_key, size, metadata }] = value_of(&point).references() else {
+        let [
+            Reference::Fragment {
+                format,
+                blob_key,
+                size,
+                metadata,
+            },
+        ] = value_of(&point).references()
+        else {
             panic!("expected one fragment: {point:?}");
         };
-        assert_eq!((format.as_str(), metadata), ("pickle", &json!({"type": "Point"})));
+        assert_eq!(
+            (format.as_str(), metadata),
+            ("pickle", &json!({"type": "Point"}))
+        );
         assert_eq!(host.blob(blob_key).len() as u64, *size);
         // ...and the 70 kB string as a blob value (the adapter spills it to a file).
         let big = host.result(host.child("big").unwrap()).await;
@@ -191,7 +238,10 @@ fn a_timeout_kills_the_process() {
         let (host, pool) = host();
         let started = Instant::now();
         let run = host.run(flows("sleepy"), vec![json_value(json!(30))], Some(1_500));
-        assert_eq!(host.result(run).await, ExecutionResult::Timeout { retry: None });
+        assert_eq!(
+            host.result(run).await,
+            ExecutionResult::Timeout { retry: None }
+        );
         assert!(started.elapsed() < Duration::from_secs(10));
         let logs = host.logs_of(run);
         let pid = logs
@@ -209,5 +259,63 @@ fn a_timeout_kills_the_process() {
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
         pool.shutdown().await;
+    });
+}
+
+#[test]
+fn a_process_exiting_without_a_result_is_a_crash() {
+    block_on(async {
+        let (host, pool) = host();
+        let run = host.run(flows("crash"), vec![json_value(json!(3))], None);
+        let ExecutionResult::Error { error, .. } = host.result(run).await else {
+            panic!("expected an error");
+        };
+        assert_eq!(error.error_type, EXECUTOR_CRASHED);
+        assert!(
+            error.message.contains("exit status: 3"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("about to crash"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.retryable, None, "crashes may be retried");
+        let logs = host.logs_of(run);
+        assert!(
+            logs.iter()
+                .any(|r| r.level == 3 && r.template.as_deref() == Some("about to crash")),
+            "{logs:?}"
+        );
+        pool.shutdown().await;
+    });
+}
+
+#[test]
+fn executions_wait_for_a_free_slot() {
+    block_on(async {
+        let (host, pool) = FakeHost::new(adapter(), &project(), 1);
+        pool.start().await.unwrap();
+        let started = Instant::now();
+        let first = host.run(flows("sleepy"), vec![json_value(json!(0.4))], None);
+        let second = host.run(flows("sleepy"), vec![json_value(json!(0.4))], None);
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(pool.stats().running, 2, "both accepted, one waiting");
+        for run in [first, second] {
+            assert_eq!(value_of(&host.result(run).await), &json_value(json!(0.4)));
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(800),
+            "{:?}",
+            started.elapsed()
+        );
+        // The second one only started once the first had finished.
+        let logged = |run| host.logs_of(run)[0].timestamp_ms;
+        assert!(logged(second) - logged(first) >= 400);
+        // One slot, one warm process: never more than two processes.
+        assert!(pool.stats().processes <= 2, "{:?}", pool.stats());
+        assert!(pool.stats().spawned >= 2, "single-use processes");
+        pool.drain().await;
     });
 }

@@ -26,6 +26,8 @@ impl AppState {
         std::fs::create_dir_all(&config.data_dir)?;
         let mut core = Config::new(&config.data_dir);
         core.durability = config.durability;
+        // Executions running when the server stopped stay claimable by reconnecting agents.
+        core.recovery_grace = config.reconnect_timeout;
         let coflux = Coflux::open_with(core).await?;
         let logs = Arc::new(LogStore::open_with(
             &config.data_dir,

@@ -64,6 +64,7 @@ fn hello(session: Option<String>) -> Hello {
             target: TargetRef::new("flows", "main"),
             kind: TargetKind::Workflow,
         }],
+        claims: vec![],
     }
 }
 

@@ -53,10 +53,16 @@ async fn divide(a: i64, b: i64) -> Result<i64, DivisionByZero> {
 }
 
 /// Fails on its first attempt; its retry policy recovers.
-#[task(module = "examples.repo", retries(limit = 2, backoff_min_ms = 10, backoff_max_ms = 100))]
+#[task(
+    module = "examples.repo",
+    retries(limit = 2, backoff_min_ms = 10, backoff_max_ms = 100)
+)]
 async fn flaky(x: u64) -> Result<u64, Failure> {
     match current_execution().map_or(1, |e| e.attempt) {
-        1 => Err(Failure::new("examples.repo.Flaky", "first attempts always fail")),
+        1 => Err(Failure::new(
+            "examples.repo.Flaky",
+            "first attempts always fail",
+        )),
         _ => Ok(x),
     }
 }

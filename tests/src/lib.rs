@@ -189,6 +189,20 @@ impl Server {
         .await;
     }
 
+    /// Waits until `target` is registered in the environment's manifest.
+    pub async fn wait_registered(&self, project: &str, environment: &str, target: &str) {
+        let path = format!("/api/projects/{project}/environments/{environment}/manifests");
+        eventually(Duration::from_secs(30), "the manifest", || async {
+            let body = get(&self.url, &path).await;
+            body["targets"]
+                .as_array()?
+                .iter()
+                .any(|t| t["target"]["name"] == target)
+                .then_some(())
+        })
+        .await
+    }
+
     /// Submits a workflow; returns the run id.
     pub async fn submit(
         &self,
@@ -295,4 +309,137 @@ pub fn rust_agent(server: &Server, project: &str, environment: &str, extra: &[&s
             extra: extra.iter().map(|s| s.to_string()).collect(),
         },
     )
+}
+
+/// A TCP proxy whose connections can be cut, to simulate a network blip between an agent and
+/// the server.
+pub struct Proxy {
+    /// The port agents connect to.
+    pub port: u16,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    blocked: std::sync::atomic::AtomicBool,
+    streams: std::sync::Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl Proxy {
+    /// Forwards a free local port to `target` on 127.0.0.1.
+    pub fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let s = std::sync::Arc::clone(&state);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if s.blocked.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                {
+                    let mut streams = s.streams.lock().unwrap();
+                    streams.push(client.try_clone().unwrap());
+                    streams.push(upstream.try_clone().unwrap());
+                }
+                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                pipe(upstream, client);
+            }
+        });
+        Self { port, state }
+    }
+
+    /// Closes every connection and refuses new ones until [`Proxy::restore`].
+    pub fn cut(&self) {
+        use std::sync::atomic::Ordering;
+        self.state.blocked.store(true, Ordering::SeqCst);
+        for stream in self.state.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.state
+            .blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// An agent hosting `tests/python/e2e_flows.py` with the test venv's Python.
+pub fn python_agent(
+    server_url: &str,
+    project: &str,
+    environment: &str,
+    name: &str,
+    extra: &[&str],
+) -> Proc {
+    Proc::spawn(
+        "coflux-agent (python)",
+        Command::new(bin("coflux-agent"))
+            .args(["--server", server_url])
+            .args(["--project", project])
+            .args(["--environment", environment])
+            .arg("--adapter")
+            .arg(format!("{} -m coflux", python().display()))
+            .arg("--directory")
+            .arg(workspace_root().join("tests/python"))
+            .arg("--register")
+            .args(extra)
+            .arg("e2e_flows")
+            .env("AGENT_NAME", name)
+            .env("COFLUX_LOG", "warn"),
+    )
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The executions of each step of a run view, as `(target, [states])`.
+pub fn step_states(view: &Json) -> Vec<(String, Vec<String>)> {
+    view["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .map(|s| {
+                    let states = s["executions"]
+                        .as_array()
+                        .map(|es| {
+                            es.iter()
+                                .map(|e| e["state"].as_str().unwrap_or("?").to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (s["target"].as_str().unwrap_or("?").to_string(), states)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

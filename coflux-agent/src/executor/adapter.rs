@@ -81,9 +81,15 @@ mod tests {
         let path = dir.path();
         assert_eq!(AdapterCommand::detect(path).0, ["python3", "-m", "coflux"]);
         std::fs::write(path.join("uv.lock"), "").unwrap();
-        assert_eq!(AdapterCommand::detect(path).0, ["uv", "run", "python", "-m", "coflux"]);
+        assert_eq!(
+            AdapterCommand::detect(path).0,
+            ["uv", "run", "python", "-m", "coflux"]
+        );
         std::fs::write(path.join("poetry.lock"), "").unwrap();
-        assert_eq!(AdapterCommand::detect(path).0, ["poetry", "run", "python", "-m", "coflux"]);
+        assert_eq!(
+            AdapterCommand::detect(path).0,
+            ["poetry", "run", "python", "-m", "coflux"]
+        );
         std::fs::create_dir_all(path.join("venv/bin")).unwrap();
         std::fs::write(path.join("venv/bin/python"), "").unwrap();
         assert!(AdapterCommand::detect(path).0[0].ends_with("venv/bin/python"));

@@ -70,12 +70,17 @@ pub async fn discover(
 ) -> Result<Vec<TargetDefinition>, DiscoveryError> {
     let mut args = vec!["discover"];
     args.extend(modules.iter().map(String::as_str));
-    let mut command = adapter.command(dir, &args).ok_or(DiscoveryError::NoCommand)?;
+    let mut command = adapter
+        .command(dir, &args)
+        .ok_or(DiscoveryError::NoCommand)?;
     command.stdin(std::process::Stdio::null());
-    let output = command.output().await.map_err(|source| DiscoveryError::Spawn {
-        command: adapter.to_string(),
-        source,
-    })?;
+    let output = command
+        .output()
+        .await
+        .map_err(|source| DiscoveryError::Spawn {
+            command: adapter.to_string(),
+            source,
+        })?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     if !stderr.is_empty() {

@@ -38,7 +38,11 @@ pub trait ExecutorHost: 'static {
     fn put_blob(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<(String, u64), HostError>>;
 
     /// Writes the blob's bytes to `target` (parent directories created).
-    fn get_blob(&self, key: String, target: PathBuf) -> LocalBoxFuture<'static, Result<(), HostError>>;
+    fn get_blob(
+        &self,
+        key: String,
+        target: PathBuf,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>>;
 
     /// Records a log message of `execution`. Fire and forget.
     fn log(&self, execution: ExecutionId, record: LogRecord);

@@ -12,7 +12,11 @@ use super::values;
 
 /// Converts a log message and hands it to the host. Messages whose values are all inline go
 /// at once; values in files are stored as blobs first (the record keeps the time it arrived).
-pub(crate) fn forward(host: &Rc<dyn ExecutorHost>, context: &Rc<ExecutionContext>, params: LogParams) {
+pub(crate) fn forward(
+    host: &Rc<dyn ExecutorHost>,
+    context: &Rc<ExecutionContext>,
+    params: LogParams,
+) {
     let timestamp_ms = now_millis();
     let values = params.values.unwrap_or_default();
     let record = |values| LogRecord {
@@ -40,7 +44,13 @@ pub(crate) fn forward(host: &Rc<dyn ExecutorHost>, context: &Rc<ExecutionContext
                 }
             }
         }
-        host.log(context.execution, LogRecord { values: converted, ..record });
+        host.log(
+            context.execution,
+            LogRecord {
+                values: converted,
+                ..record
+            },
+        );
     });
 }
 
@@ -49,9 +59,10 @@ fn inline_values(values: &BTreeMap<String, WireValue>) -> Option<BTreeMap<String
     values
         .iter()
         .map(|(name, value)| match &value.data {
-            WireData::Inline { format, value: data }
-                if format == "json" && value.local_files().is_empty() =>
-            {
+            WireData::Inline {
+                format,
+                value: data,
+            } if format == "json" && value.local_files().is_empty() => {
                 let references = value
                     .references
                     .iter()
@@ -59,7 +70,13 @@ fn inline_values(values: &BTreeMap<String, WireValue>) -> Option<BTreeMap<String
                     .map(coflux_core::protocol::executor::reference_from_wire::<()>)
                     .collect::<Result<Vec<_>, _>>()
                     .ok()?;
-                Some((name.clone(), Value::Raw { data: data.clone(), references }))
+                Some((
+                    name.clone(),
+                    Value::Raw {
+                        data: data.clone(),
+                        references,
+                    },
+                ))
             }
             _ => None,
         })

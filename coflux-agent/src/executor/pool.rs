@@ -39,7 +39,11 @@ pub struct PoolConfig {
 
 impl PoolConfig {
     /// A configuration with the default timeouts (30 s to be ready, 5 s to exit).
-    pub fn new(adapter: AdapterCommand, working_dir: impl Into<PathBuf>, concurrency: usize) -> Self {
+    pub fn new(
+        adapter: AdapterCommand,
+        working_dir: impl Into<PathBuf>,
+        concurrency: usize,
+    ) -> Self {
         Self {
             adapter,
             working_dir: working_dir.into(),
@@ -205,7 +209,10 @@ impl ExecutorPool {
         });
         futures::future::join_all(exits).await;
         let mut live = self.0.live_count.subscribe();
-        if tokio::time::timeout(grace, live.wait_for(|n| *n == 0)).await.is_err() {
+        if tokio::time::timeout(grace, live.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
             let late: Vec<_> = self.0.state.borrow().processes.values().cloned().collect();
             for process in &late {
                 process.kill();
@@ -227,7 +234,11 @@ impl ExecutorPool {
             let mut state = self.0.state.borrow_mut();
             state.closed = true;
             state.idle.clear();
-            state.running.values_mut().filter_map(Option::take).collect()
+            state
+                .running
+                .values_mut()
+                .filter_map(Option::take)
+                .collect()
         };
         self.0.slots.close();
         for stop in stops {
@@ -257,7 +268,10 @@ impl ExecutorPool {
     }
 
     /// Registers a new execution; the receiver says if it is to stop.
-    pub(crate) fn admit(&self, execution: ExecutionId) -> Result<oneshot::Receiver<Stop>, PoolError> {
+    pub(crate) fn admit(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<oneshot::Receiver<Stop>, PoolError> {
         let mut state = self.0.state.borrow_mut();
         if state.closed {
             return Err(PoolError::Closed);
@@ -288,6 +302,7 @@ impl ExecutorPool {
 
     /// A ready process for one more execution: the concurrent one, an idle one, or a new one.
     pub(crate) async fn checkout(&self) -> Result<Rc<Process>, PoolError> {
+        let mut locked = None;
         loop {
             {
                 let mut state = self.0.state.borrow_mut();
@@ -299,16 +314,14 @@ impl ExecutorPool {
                         return Ok(process);
                     }
                 }
-                if state.kind != Kind::Unknown {
+                // Single-use processes start in parallel. Otherwise start one at a time: until
+                // a process has said what it is, or when the concurrent one has gone, the
+                // next one serves everyone waiting here.
+                if state.kind == Kind::SingleUse || locked.is_some() {
                     break;
                 }
             }
-            // Until a process has said what it is, start one at a time: if it is concurrent,
-            // it serves everyone waiting here.
-            let _guard = self.0.spawn_lock.lock().await;
-            if self.0.state.borrow().kind == Kind::Unknown {
-                return self.spawn_process().await;
-            }
+            locked = Some(self.0.spawn_lock.lock().await);
         }
         self.spawn_process().await
     }
@@ -367,9 +380,14 @@ impl ExecutorPool {
         self.0.next_process.set(id + 1);
         let config = &self.0.config;
         let host = Rc::clone(&self.0.host);
-        let process =
-            Process::spawn(id, &config.adapter, &config.working_dir, host, config.ready_timeout)
-                .await?;
+        let process = Process::spawn(
+            id,
+            &config.adapter,
+            &config.working_dir,
+            host,
+            config.ready_timeout,
+        )
+        .await?;
         {
             let mut state = self.0.state.borrow_mut();
             state.spawned += 1;
@@ -399,5 +417,4 @@ impl ExecutorPool {
         });
         Ok(process)
     }
-
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use coflux_core::model::ExecutionId;
 use coflux_core::protocol::executor::{
-    AdapterNotification, AdapterRequest, FromAdapter, LineError, PROTOCOL_VERSION, Ready,
-    Response, ResponseError, WireError, WireValue, parse_adapter_line,
+    AdapterNotification, AdapterRequest, FromAdapter, LineError, PROTOCOL_VERSION, Ready, Response,
+    ResponseError, WireError, WireValue, parse_adapter_line,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -165,7 +165,10 @@ impl Process {
             // Let the readers finish, so every line is handled before the exit is seen.
             let readers = futures::future::join(stdout_done_rx, stderr_done_rx);
             let _ = tokio::time::timeout(Duration::from_secs(1), readers).await;
-            let stderr = watcher.upgrade().map(|p| p.stderr_tail()).unwrap_or_default();
+            let stderr = watcher
+                .upgrade()
+                .map(|p| p.stderr_tail())
+                .unwrap_or_default();
             let exit = Exit {
                 status: describe(status),
                 stderr,
@@ -192,7 +195,10 @@ impl Process {
                 let exit = process.wait_exit().await;
                 Err(PoolError::Spawn {
                     command: adapter.to_string(),
-                    message: format!("exited ({}) before it was ready:\n{}", exit.status, exit.stderr),
+                    message: format!(
+                        "exited ({}) before it was ready:\n{}",
+                        exit.status, exit.stderr
+                    ),
                 })
             }
             Err(_) => {
@@ -248,7 +254,10 @@ impl Process {
     /// Waits up to `grace` for it to exit, then kills it.
     pub(crate) async fn reap(&self, grace: Duration) {
         if tokio::time::timeout(grace, self.wait_exit()).await.is_err() {
-            tracing::warn!(process = self.id, "executor did not exit in {grace:?}; killing it");
+            tracing::warn!(
+                process = self.id,
+                "executor did not exit in {grace:?}; killing it"
+            );
             self.kill();
             self.wait_exit().await;
         }
@@ -280,12 +289,20 @@ impl Process {
 
     fn stderr_tail(&self) -> String {
         let state = self.state.borrow();
-        state.stderr_tail.iter().cloned().collect::<Vec<_>>().join("\n")
+        state
+            .stderr_tail
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn context(&self, execution_id: &str) -> Option<Rc<ExecutionContext>> {
         let state = self.state.borrow();
-        state.executions.get(execution_id).map(|s| Rc::clone(&s.context))
+        state
+            .executions
+            .get(execution_id)
+            .map(|s| Rc::clone(&s.context))
     }
 
     /// The execution that output without an execution id belongs to: the only one running.
@@ -349,7 +366,9 @@ impl Process {
             }
             AdapterNotification::Log(params) => match context {
                 Some(context) => logs::forward(&self.host, &context, params),
-                None => tracing::debug!(process = self.id, execution = %params.execution_id, "log of an execution not running here; dropped"),
+                None => {
+                    tracing::debug!(process = self.id, execution = %params.execution_id, "log of an execution not running here; dropped")
+                }
             },
             AdapterNotification::RegisterGroup(p) => {
                 tracing::debug!(execution = ?execution, group = p.group_id, name = ?p.name, "group registered")
@@ -377,7 +396,9 @@ impl Process {
             Some(sender) => {
                 let _ = sender.send(terminal);
             }
-            None => tracing::debug!(process = self.id, execution = %execution_id, "outcome of an execution not awaited here; ignored"),
+            None => {
+                tracing::debug!(process = self.id, execution = %execution_id, "outcome of an execution not awaited here; ignored")
+            }
         }
     }
 
@@ -387,7 +408,13 @@ impl Process {
                 "unknown_execution",
                 format!("execution '{}' is not running here", request.execution_id()),
             );
-            self.send(Response { id, result: Err(error) }.to_line());
+            self.send(
+                Response {
+                    id,
+                    result: Err(error),
+                }
+                .to_line(),
+            );
             return;
         };
         let process = Rc::clone(self);
@@ -419,7 +446,10 @@ fn describe(status: std::io::Result<ExitStatus>) -> String {
     }
 }
 
-async fn write_stdin(mut stdin: tokio::process::ChildStdin, mut lines: mpsc::UnboundedReceiver<String>) {
+async fn write_stdin(
+    mut stdin: tokio::process::ChildStdin,
+    mut lines: mpsc::UnboundedReceiver<String>,
+) {
     while let Some(mut line) = lines.recv().await {
         line.push('\n');
         if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {

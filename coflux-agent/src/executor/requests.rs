@@ -22,7 +22,7 @@ pub(crate) async fn handle(
     request: AdapterRequest,
 ) -> Result<Json, ResponseError> {
     match request {
-        AdapterRequest::SubmitExecution(params) => submit(host, context, params).await,
+        AdapterRequest::SubmitExecution(params) => submit(host, context, *params).await,
         AdapterRequest::Select(params) => select::select(host, context, params).await,
         AdapterRequest::Cancel(params) => cancel(host, context, params).await,
         AdapterRequest::DownloadBlob(params) => download(host, context, params).await,
@@ -61,9 +61,10 @@ pub(crate) fn execution_handles(handles: &[Handle]) -> Result<Vec<ExecutionId>, 
                     format!("{} handles are not supported yet", handle.kind),
                 ));
             }
-            handle.id.parse::<ExecutionId>().map_err(|e| {
-                ResponseError::new("invalid_handle", e.to_string())
-            })
+            handle
+                .id
+                .parse::<ExecutionId>()
+                .map_err(|e| ResponseError::new("invalid_handle", e.to_string()))
         })
         .collect()
 }
@@ -135,14 +136,20 @@ async fn download(
         .await
         .map_err(|e| host_error("download_error", e))?;
     let bytes = tokio::fs::read(&whole).await.map_err(error)?;
-    let start = usize::try_from(params.offset.unwrap_or(0)).unwrap_or(usize::MAX).min(bytes.len());
+    let start = usize::try_from(params.offset.unwrap_or(0))
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
     let end = match params.length {
-        Some(length) => start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX)).min(bytes.len()),
+        Some(length) => start
+            .saturating_add(usize::try_from(length).unwrap_or(usize::MAX))
+            .min(bytes.len()),
         None => bytes.len(),
     };
     if let Some(parent) = target.parent() {
         tokio::fs::create_dir_all(parent).await.map_err(error)?;
     }
-    tokio::fs::write(&target, &bytes[start..end]).await.map_err(error)?;
+    tokio::fs::write(&target, &bytes[start..end])
+        .await
+        .map_err(error)?;
     Ok(json!({}))
 }

@@ -53,7 +53,10 @@ impl Scratch {
     }
 }
 
-pub(crate) async fn run(pool: &ExecutorPool, assignment: Assignment) -> Result<ExecutionResult, PoolError> {
+pub(crate) async fn run(
+    pool: &ExecutorPool,
+    assignment: Assignment,
+) -> Result<ExecutionResult, PoolError> {
     let execution = assignment.execution;
     let mut stopped = pool.admit(execution)?;
     let result = attempt(pool, assignment, &mut stopped).await;
@@ -94,7 +97,10 @@ async fn attempt(
         Ok(scratch) => scratch,
         Err(e) => {
             pool.give_back(process);
-            return Ok(failed(EXECUTOR_ERROR, format!("could not create a working directory: {e}")));
+            return Ok(failed(
+                EXECUTOR_ERROR,
+                format!("could not create a working directory: {e}"),
+            ));
         }
     };
     let host = pool.host();
@@ -104,7 +110,10 @@ async fn attempt(
             Ok(argument) => arguments.push(argument),
             Err(e) => {
                 pool.give_back(process);
-                return Ok(failed(EXECUTOR_ERROR, format!("could not fetch argument {index}: {e}")));
+                return Ok(failed(
+                    EXECUTOR_ERROR,
+                    format!("could not fetch argument {index}: {e}"),
+                ));
             }
         }
     }
@@ -144,10 +153,12 @@ async fn attempt(
     let result = match outcome {
         Outcome::Reported(Terminal::Result(value)) => {
             let value = value.unwrap_or_else(WireValue::null);
-            Ok(match values::from_wire(host, value, &context.scratch).await {
-                Ok(value) => ExecutionResult::Value { value },
-                Err(e) => failed(EXECUTOR_ERROR, format!("could not store the result: {e}")),
-            })
+            Ok(
+                match values::from_wire(host, value, &context.scratch).await {
+                    Ok(value) => ExecutionResult::Value { value },
+                    Err(e) => failed(EXECUTOR_ERROR, format!("could not store the result: {e}")),
+                },
+            )
         }
         Outcome::Reported(Terminal::Error(error)) => Ok(ExecutionResult::Error {
             error: error.to_error_info(),
@@ -155,7 +166,10 @@ async fn attempt(
         }),
         Outcome::Exited(exit) => {
             tracing::warn!(status = %exit.status, "executor exited without a result");
-            let mut message = format!("the executor exited ({}) without reporting a result", exit.status);
+            let mut message = format!(
+                "the executor exited ({}) without reporting a result",
+                exit.status
+            );
             if !exit.stderr.is_empty() {
                 message.push_str(&format!("; its last output on stderr:\n{}", exit.stderr));
             }

@@ -4,7 +4,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use coflux_core::model::ExecutionResult;
-use coflux_core::protocol::executor::{ResponseError, Select, SelectResult, SelectStatus, WireError};
+use coflux_core::protocol::executor::{
+    ResponseError, Select, SelectResult, SelectStatus, WireError,
+};
 use futures::FutureExt;
 use serde_json::Value as Json;
 
@@ -22,17 +24,21 @@ pub(crate) async fn select(
 ) -> Result<Json, ResponseError> {
     let executions = execution_handles(&params.handles)?;
     if executions.is_empty() {
-        return Err(ResponseError::new("select_error", "select needs at least one handle"));
+        return Err(ResponseError::new(
+            "select_error",
+            "select needs at least one handle",
+        ));
     }
     if params.suspend && params.timeout_ms == Some(0) {
         // The server would suspend the caller here; until it can, nothing resolved.
         return Ok(Json::Null);
     }
     let from = context.execution;
-    let waits = executions
-        .iter()
-        .enumerate()
-        .map(|(index, execution)| host.wait(*execution, from).map(move |r| (index, r)).boxed_local());
+    let waits = executions.iter().enumerate().map(|(index, execution)| {
+        host.wait(*execution, from)
+            .map(move |r| (index, r))
+            .boxed_local()
+    });
     let race = futures::future::select_all(waits);
     let ((winner, result), _, _) = match params.timeout_ms {
         Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), race).await {
@@ -66,7 +72,10 @@ async fn answer(
     result: ExecutionResult,
 ) -> Result<SelectResult, ResponseError> {
     let status = SelectStatus::of(&result).ok_or_else(|| {
-        ResponseError::new("select_error", format!("the wait ended on a non-final result ({:?})", result.kind()))
+        ResponseError::new(
+            "select_error",
+            format!("the wait ended on a non-final result ({:?})", result.kind()),
+        )
     })?;
     let (value, error) = match &result {
         ExecutionResult::Value { value } => {

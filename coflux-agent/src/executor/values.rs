@@ -47,8 +47,14 @@ pub(crate) async fn to_wire(
         let host = Rc::clone(host);
         let target = dir.join(&key);
         async move {
-            if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(HostError::new("invalid_blob_key", format!("invalid blob key '{key}'")));
+            if !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(HostError::new(
+                    "invalid_blob_key",
+                    format!("invalid blob key '{key}'"),
+                ));
             }
             if tokio::fs::metadata(&target).await.is_err() {
                 host.get_blob(key, target.clone()).await?;

@@ -6,7 +6,7 @@
 //! fail (re-sending them could create a child twice).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -27,9 +27,6 @@ pub enum Command {
     Execute(ServerFrame),
     /// Stop an execution.
     Abort(ExecutionId),
-    /// The session was lost (expired on the server): every running execution was abandoned
-    /// there, so stop them all.
-    AbortAll,
     /// Stop taking work.
     Stop(String),
 }
@@ -62,6 +59,8 @@ struct State {
     /// Results not yet confirmed, in report order.
     unconfirmed: BTreeMap<u64, (ExecutionId, Json)>,
     next_result: u64,
+    /// Executions running here.
+    running: BTreeSet<ExecutionId>,
 }
 
 /// The agent's connection to the server (cheap to clone).
@@ -118,6 +117,17 @@ impl Link {
         rx.await.unwrap_or_else(|_| Err(disconnected()))
     }
 
+    /// Notes that an execution started here (and tells the server).
+    pub fn started(&self, execution: ExecutionId) {
+        self.state.borrow_mut().running.insert(execution);
+        self.send(AgentFrame::Started { execution });
+    }
+
+    /// Notes that an execution no longer runs here.
+    pub fn stopped(&self, execution: ExecutionId) {
+        self.state.borrow_mut().running.remove(&execution);
+    }
+
     /// Reports how an execution ended; kept until the server confirms it.
     pub fn report(&self, execution: ExecutionId, result: Json) {
         let mut state = self.state.borrow_mut();
@@ -159,9 +169,10 @@ impl Link {
                     return Err(LinkError::Refused(reason.as_str()));
                 }
                 Err(Some(CloseReason::SessionInvalid)) => {
-                    tracing::warn!("session expired on the server; starting a new one");
+                    // The server restarted or expired the session: start a new one, claiming
+                    // what still runs here and the results not yet confirmed.
+                    tracing::warn!("the server no longer knows this session; starting a new one");
                     self.reset_session();
-                    let _ = commands.send(Command::AbortAll);
                     continue;
                 }
                 Err(reason) => {
@@ -176,10 +187,15 @@ impl Link {
     fn reset_session(&self) {
         let mut state = self.state.borrow_mut();
         state.session = None;
-        state.unconfirmed.clear();
-        for (_, (_, reply)) in state.pending.drain() {
-            let _ = reply.send(Err(disconnected()));
-        }
+        // Requests of the old session (waits, cancels) are sent again on the new one.
+    }
+
+    /// What a new session claims: running executions and unconfirmed results.
+    fn claims(&self) -> Vec<ExecutionId> {
+        let state = self.state.borrow();
+        let mut claims: BTreeSet<ExecutionId> = state.running.clone();
+        claims.extend(state.unconfirmed.values().map(|(e, _)| *e));
+        claims.into_iter().collect()
     }
 
     /// One connection: `Ok` when it closed normally, `Err(reason)` when it failed.
@@ -202,6 +218,9 @@ impl Link {
         let (mut sink, mut stream) = framed.split();
         let mut hello = self.hello.borrow().clone();
         hello.session = self.session();
+        if hello.session.is_none() {
+            hello.claims = self.claims();
+        }
         let bytes = codec::encode(&AgentFrame::Hello(hello)).map_err(|_| None)?;
         sink.send(Message::Binary(bytes.into()))
             .await
@@ -223,6 +242,19 @@ impl Link {
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<AgentFrame>();
         self.resume(&tx, &in_flight);
+        // Executions running here that the server no longer expects are stopped.
+        let orphaned: Vec<ExecutionId> = self
+            .state
+            .borrow()
+            .running
+            .iter()
+            .filter(|e| !in_flight.contains(e))
+            .copied()
+            .collect();
+        for execution in orphaned {
+            tracing::warn!(%execution, "the server no longer expects this execution; stopping it");
+            let _ = commands.send(Command::Abort(execution));
+        }
         self.state.borrow_mut().connection = Some(tx);
         tracing::info!(url = %self.url, "connected to the server");
         let writer = async {
@@ -244,10 +276,6 @@ impl Link {
                         Ok(frame) => self.on_frame(frame, commands),
                         Err(e) => tracing::error!(error = %e, "malformed frame from the server"),
                     },
-                    Ok(Frame::Ping(payload)) => {
-                        // Answered through the writer's queue (the sink is borrowed there).
-                        let _ = payload;
-                    }
                     Ok(Frame::Close(reason)) => return close_reason(reason),
                     Ok(_) => {}
                     Err(_) => return None,

@@ -102,6 +102,7 @@ impl Agent {
                 .collect(),
             concurrency: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
             targets: declared(definitions),
+            claims: Vec::new(),
         };
         let link = Link::new(agent_url(&config.server), hello);
         let host = Rc::new(RemoteHost::new(
@@ -191,7 +192,7 @@ impl Agent {
                         return;
                     }
                 };
-                self.link.send(AgentFrame::Started { execution });
+                self.link.started(execution);
                 let pool = Rc::clone(&self.pool);
                 let job = async move {
                     pool.execute(Assignment {
@@ -209,6 +210,7 @@ impl Agent {
                 actix_rt::spawn(async move {
                     let outcome = futures::future::Abortable::new(job, registration).await;
                     running.borrow_mut().remove(&execution);
+                    link.stopped(execution);
                     let result = match outcome {
                         Ok(Ok(result)) => Some(result),
                         Ok(Err(e)) => e.into_result(),
@@ -224,14 +226,8 @@ impl Agent {
                 if let Some(handle) = self.running.borrow_mut().remove(&execution) {
                     handle.abort();
                 }
+                self.link.stopped(execution);
                 self.pool.abort(execution);
-            }
-            Command::AbortAll => {
-                let all: Vec<_> = self.running.borrow_mut().drain().collect();
-                for (execution, handle) in all {
-                    handle.abort();
-                    self.pool.abort(execution);
-                }
             }
             Command::Stop(reason) => {
                 tracing::warn!(%reason, "the server asked this agent to stop taking work");

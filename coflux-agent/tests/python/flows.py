@@ -82,3 +82,10 @@ def points(x: int) -> list:
 @cf.workflow()
 def measure(n: int) -> int:
     return len(big(n))
+
+
+@cf.task()
+def crash(code: int) -> None:
+    # Straight to the process's stderr, outside the adapter's capture.
+    os.write(2, b"about to crash\n")
+    os._exit(code)

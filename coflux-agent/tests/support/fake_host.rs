@@ -35,7 +35,11 @@ pub struct FakeHost {
 
 impl FakeHost {
     /// A host with a pool running `adapter` in `dir`.
-    pub fn new(adapter: AdapterCommand, dir: &Path, concurrency: usize) -> (Rc<Self>, ExecutorPool) {
+    pub fn new(
+        adapter: AdapterCommand,
+        dir: &Path,
+        concurrency: usize,
+    ) -> (Rc<Self>, ExecutorPool) {
         let host = Rc::new_cyclic(|me| Self {
             me: me.clone(),
             pool: RefCell::new(None),
@@ -58,7 +62,12 @@ impl FakeHost {
     }
 
     /// Starts a run of `target`; gives its initial execution.
-    pub fn run(&self, target: TargetRef, arguments: Vec<Value>, timeout_ms: Option<u64>) -> ExecutionId {
+    pub fn run(
+        &self,
+        target: TargetRef,
+        arguments: Vec<Value>,
+        timeout_ms: Option<u64>,
+    ) -> ExecutionId {
         let run = RunId(self.next_run.get());
         self.next_run.set(run.0 + 1);
         self.steps.borrow_mut().insert(run, 1);
@@ -70,7 +79,10 @@ impl FakeHost {
     /// The final result of an execution.
     pub async fn result(&self, execution: ExecutionId) -> ExecutionResult {
         let mut result = self.results.borrow()[&execution].subscribe();
-        let result = result.wait_for(Option::is_some).await.expect("the result is kept");
+        let result = result
+            .wait_for(Option::is_some)
+            .await
+            .expect("the result is kept");
         result.clone().expect("a result")
     }
 
@@ -98,8 +110,16 @@ impl FakeHost {
         std::fs::read(self.blobs.path().join(key)).expect("the blob exists")
     }
 
-    fn launch(&self, execution: ExecutionId, target: TargetRef, arguments: Vec<Value>, timeout_ms: Option<u64>) {
-        self.results.borrow_mut().insert(execution, watch::channel(None).0);
+    fn launch(
+        &self,
+        execution: ExecutionId,
+        target: TargetRef,
+        arguments: Vec<Value>,
+        timeout_ms: Option<u64>,
+    ) {
+        self.results
+            .borrow_mut()
+            .insert(execution, watch::channel(None).0);
         let host = self.me.upgrade().expect("the host is alive");
         let pool = self.pool();
         actix_rt::spawn(async move {
@@ -137,7 +157,11 @@ fn io_error(e: std::io::Error) -> HostError {
 }
 
 impl ExecutorHost for FakeHost {
-    fn submit(&self, parent: ExecutionId, request: SubmitRequest) -> LocalBoxFuture<'static, Result<ExecutionId, HostError>> {
+    fn submit(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> LocalBoxFuture<'static, Result<ExecutionId, HostError>> {
         let run = parent.run();
         let number = {
             let mut steps = self.steps.borrow_mut();
@@ -146,15 +170,27 @@ impl ExecutorHost for FakeHost {
             *number
         };
         let child = StepId { run, number }.execution(1);
-        self.submissions.borrow_mut().push((parent, request.clone(), child));
-        self.launch(child, request.target, request.arguments, request.options.timeout_ms);
+        self.submissions
+            .borrow_mut()
+            .push((parent, request.clone(), child));
+        self.launch(
+            child,
+            request.target,
+            request.arguments,
+            request.options.timeout_ms,
+        );
         async move { Ok(child) }.boxed_local()
     }
 
-    fn wait(&self, execution: ExecutionId, _from: ExecutionId) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>> {
+    fn wait(
+        &self,
+        execution: ExecutionId,
+        _from: ExecutionId,
+    ) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>> {
         let receiver = self.results.borrow().get(&execution).map(|s| s.subscribe());
         async move {
-            let mut receiver = receiver.ok_or_else(|| HostError::new("not_found", "no such execution"))?;
+            let mut receiver =
+                receiver.ok_or_else(|| HostError::new("not_found", "no such execution"))?;
             let result = receiver
                 .wait_for(Option::is_some)
                 .await
@@ -164,7 +200,11 @@ impl ExecutorHost for FakeHost {
         .boxed_local()
     }
 
-    fn cancel(&self, execution: ExecutionId, _from: ExecutionId) -> LocalBoxFuture<'static, Result<(), HostError>> {
+    fn cancel(
+        &self,
+        execution: ExecutionId,
+        _from: ExecutionId,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>> {
         self.cancelled.borrow_mut().push(execution);
         self.pool().abort(execution);
         self.finish(execution, ExecutionResult::Cancelled);
@@ -176,13 +216,19 @@ impl ExecutorHost for FakeHost {
         async move {
             let bytes = tokio::fs::read(&path).await.map_err(io_error)?;
             let key = hex::encode(Sha256::digest(&bytes));
-            tokio::fs::write(dir.join(&key), &bytes).await.map_err(io_error)?;
+            tokio::fs::write(dir.join(&key), &bytes)
+                .await
+                .map_err(io_error)?;
             Ok((key, bytes.len() as u64))
         }
         .boxed_local()
     }
 
-    fn get_blob(&self, key: String, target: PathBuf) -> LocalBoxFuture<'static, Result<(), HostError>> {
+    fn get_blob(
+        &self,
+        key: String,
+        target: PathBuf,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>> {
         let source = self.blobs.path().join(&key);
         async move {
             if let Some(parent) = target.parent() {

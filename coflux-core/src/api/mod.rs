@@ -39,6 +39,10 @@ pub struct Config {
     /// (default 150 µs; zero never spins). Spinning briefly avoids a thread wake-up per commit
     /// while a project is busy, which dominates the latency of dependent tasks.
     pub writer_spin: Duration,
+    /// After a restart, how long executions that were running on remote workers stay
+    /// claimable by their reconnecting agents before they are abandoned and retried (default
+    /// zero: in-process workers do not survive a restart, so nothing can reclaim them).
+    pub recovery_grace: Duration,
 }
 
 impl Config {
@@ -48,6 +52,7 @@ impl Config {
             data_dir: data_dir.as_ref().to_path_buf(),
             durability: Durability::Normal,
             writer_spin: Duration::from_micros(150),
+            recovery_grace: Duration::ZERO,
         }
     }
 }
@@ -73,6 +78,7 @@ impl Coflux {
             data_dir: config.data_dir,
             durability: config.durability,
             writer_spin: config.writer_spin,
+            recovery_grace: config.recovery_grace,
         })?;
         Ok(Self {
             supervisor: supervisor.start(),

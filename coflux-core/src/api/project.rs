@@ -54,7 +54,10 @@ impl Project {
         &self.handle
     }
 
-    pub(crate) async fn request(&self, make: impl FnOnce(ReplyTo) -> Envelope) -> Result<Reply, Error> {
+    pub(crate) async fn request(
+        &self,
+        make: impl FnOnce(ReplyTo) -> Envelope,
+    ) -> Result<Reply, Error> {
         let (id, rx) = self.handle.router.expect_reply();
         self.handle.router.deliver(make(id));
         rx.await

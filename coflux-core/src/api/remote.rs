@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use crate::model::{ExecutionId, ExecutionResult, Requires, TargetRef, WorkerId};
 use crate::orchestration::actors::WorkerRegistration;
-use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
+use crate::orchestration::messages::{Envelope, EnvironmentMsg, Reply, RunMsg, WorkerCommand};
 use crate::sdk::SubmitRequest;
 
 use super::error::Error;
@@ -58,6 +58,36 @@ impl Project {
             id,
             commands: inbox,
         })
+    }
+
+    /// Lets a newly connected worker claim executions it is still running from before a
+    /// restart of the orchestrator; returns those now assigned to it.
+    pub async fn claim_executions(
+        &self,
+        environment: &str,
+        worker: WorkerId,
+        executions: Vec<ExecutionId>,
+    ) -> Result<Vec<ExecutionId>, Error> {
+        if executions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let env = self.environment_id(environment).await?;
+        let reply = self
+            .request(|reply| {
+                Envelope::Environment(
+                    env.id,
+                    EnvironmentMsg::Claim {
+                        worker,
+                        executions,
+                        reply,
+                    },
+                )
+            })
+            .await?;
+        match reply {
+            Reply::Claimed(claimed) => Ok(claimed),
+            other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
     }
 
     /// Disconnects a remote worker: executions still assigned to it are abandoned (and retried

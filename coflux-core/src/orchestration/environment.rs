@@ -9,7 +9,7 @@ use crate::model::{
 use crate::store::{CacheOutcome, Write};
 
 use super::messages::{
-    Envelope, EnvironmentMsg, Outbox, ProjectMsg, RunMsg, Ticket, Timer, WorkerCommand,
+    Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, RunMsg, Ticket, Timer, WorkerCommand,
 };
 
 #[derive(Debug)]
@@ -53,6 +53,9 @@ pub struct EnvironmentCore {
     /// one of them (e.g. from a revived run) is ignored.
     known: HashSet<ExecutionId>,
     timer_at: Option<Millis>,
+    /// Executions left running by the previous process, with when they are abandoned unless a
+    /// worker claims them.
+    orphans: BTreeMap<ExecutionId, Millis>,
 }
 
 impl EnvironmentCore {
@@ -68,6 +71,7 @@ impl EnvironmentCore {
             in_lookup: HashSet::new(),
             known: HashSet::new(),
             timer_at: None,
+            orphans: BTreeMap::new(),
         }
     }
 
@@ -126,8 +130,48 @@ impl EnvironmentCore {
                     self.ready.push_back(ticket);
                 }
             }
+            EnvironmentMsg::Orphan {
+                execution,
+                deadline,
+            } => {
+                self.known.insert(execution);
+                self.orphans.insert(execution, deadline);
+            }
+            EnvironmentMsg::Claim {
+                worker,
+                executions,
+                reply,
+            } => {
+                let mut claimed = Vec::new();
+                if self.workers.contains_key(&worker) {
+                    for execution in executions {
+                        if self.orphans.remove(&execution).is_some() {
+                            self.assigned.insert(execution, worker);
+                            if let Some(slot) = self.workers.get_mut(&worker) {
+                                slot.running += 1;
+                            }
+                            claimed.push(execution);
+                        }
+                    }
+                }
+                out.reply(reply, Reply::Claimed(claimed));
+            }
             EnvironmentMsg::Tick => {
                 self.timer_at = None;
+                let expired: Vec<_> = self
+                    .orphans
+                    .iter()
+                    .filter(|(_, deadline)| **deadline <= now)
+                    .map(|(e, _)| *e)
+                    .collect();
+                for execution in expired {
+                    self.orphans.remove(&execution);
+                    self.known.remove(&execution);
+                    out.send(Envelope::Run(
+                        execution.run(),
+                        RunMsg::Abandon { execution },
+                    ));
+                }
                 while let Some(entry) = self.delayed.first_entry() {
                     if entry.key().0 > now {
                         break;
@@ -177,12 +221,14 @@ impl EnvironmentCore {
                 }
             }
             EnvironmentMsg::Finished { execution } => {
+                self.orphans.remove(&execution);
                 self.release(execution);
                 self.in_lookup.remove(&execution);
                 self.known.remove(&execution);
             }
             EnvironmentMsg::Withdraw { execution } => {
                 self.known.remove(&execution);
+                self.orphans.remove(&execution);
                 self.in_lookup.remove(&execution);
                 self.ready.retain(|t| t.execution != execution);
                 self.delayed.retain(|(_, e), _| *e != execution);
@@ -261,13 +307,15 @@ impl EnvironmentCore {
     }
 
     fn arm_timer(&mut self, out: &mut Outbox) {
-        let Some(((at, _), _)) = self.delayed.first_key_value() else {
+        let next_delayed = self.delayed.first_key_value().map(|((at, _), _)| *at);
+        let next_orphan = self.orphans.values().min().copied();
+        let Some(at) = next_delayed.into_iter().chain(next_orphan).min() else {
             return;
         };
-        if self.timer_at.is_none_or(|armed| *at < armed) {
-            self.timer_at = Some(*at);
+        if self.timer_at.is_none_or(|armed| at < armed) {
+            self.timer_at = Some(at);
             out.timers.push(Timer {
-                at: *at,
+                at,
                 envelope: Envelope::Environment(self.id, EnvironmentMsg::Tick),
             });
         }
@@ -280,6 +328,7 @@ impl EnvironmentCore {
             .map(|t| t.execution)
             .chain(self.delayed.values().map(|t| t.execution));
         let mut cancel: Vec<ExecutionId> = queued.collect();
+        cancel.extend(std::mem::take(&mut self.orphans).into_keys());
         self.delayed.clear();
         for (execution, worker) in self.assigned.drain() {
             out.send(Envelope::Worker(worker, WorkerCommand::Abort { execution }));

@@ -55,16 +55,20 @@ pub struct Harness {
 impl Harness {
     /// Opens the harness over a store (restoring whatever it holds), at virtual time 1000.
     pub fn new(store: impl ProjectStore) -> Result<Self, StoreError> {
-        Self::from_boxed(Box::new(store), 1_000)
+        Self::from_boxed(Box::new(store), 1_000, 0)
     }
 
-    fn from_boxed(store: Box<dyn ProjectStore>, now: Millis) -> Result<Self, StoreError> {
+    fn from_boxed(
+        store: Box<dyn ProjectStore>,
+        now: Millis,
+        grace_ms: u64,
+    ) -> Result<Self, StoreError> {
         let snapshot = store.load()?;
         let mut out = Outbox::default();
         let project = ProjectCore::restore(&snapshot, &mut out);
         let mut runs = BTreeMap::new();
         for run in snapshot.active_runs {
-            let core = RunCore::restore(run, now, &mut out);
+            let core = RunCore::recover(run, now, grace_ms, &mut out);
             runs.insert(core.id(), core);
         }
         let mut harness = Self {
@@ -88,7 +92,37 @@ impl Harness {
     /// Simulates a crash and restart: all in-memory state is dropped and rebuilt from the store.
     /// Messages not yet processed and scripted assignments are lost, as they would be.
     pub fn restart(self) -> Result<Self, StoreError> {
-        Self::from_boxed(self.store, self.now)
+        Self::from_boxed(self.store, self.now, 0)
+    }
+
+    /// Like [`Harness::restart`], as the server restarts: executions that were assigned stay
+    /// claimable by reconnecting workers for `grace_ms`.
+    pub fn restart_with_grace(self, grace_ms: u64) -> Result<Self, StoreError> {
+        Self::from_boxed(self.store, self.now, grace_ms)
+    }
+
+    /// A worker claims executions it still runs; returns those assigned to it.
+    pub fn claim(
+        &mut self,
+        environment: EnvironmentId,
+        worker: u64,
+        executions: Vec<ExecutionId>,
+    ) -> Vec<ExecutionId> {
+        let reply = self.request_later(|reply| {
+            Envelope::Environment(
+                environment,
+                EnvironmentMsg::Claim {
+                    worker: WorkerId(worker),
+                    executions,
+                    reply,
+                },
+            )
+        });
+        self.run_until_idle();
+        match self.reply(reply) {
+            Some(Reply::Claimed(claimed)) => claimed,
+            other => panic!("unexpected reply {other:?}"),
+        }
     }
 
     /// The store, for inspection.

@@ -196,6 +196,24 @@ pub enum EnvironmentMsg {
         /// Whether it may be assigned work.
         available: bool,
     },
+    /// After a restart: an execution that was running on a worker of the previous process.
+    /// A worker may claim it before `deadline`; after that it is abandoned.
+    Orphan {
+        /// The execution.
+        execution: ExecutionId,
+        /// When it is abandoned unless claimed.
+        deadline: Millis,
+    },
+    /// A (re)connected worker says it is still running these executions: those that are
+    /// orphans become its assignments.
+    Claim {
+        /// The worker.
+        worker: WorkerId,
+        /// What it runs.
+        executions: Vec<ExecutionId>,
+        /// Gets [`Reply::Claimed`] with the executions now assigned to it.
+        reply: ReplyTo,
+    },
     /// A worker went away: its executions are abandoned.
     Disconnect {
         /// The worker.
@@ -374,6 +392,8 @@ pub enum Reply {
     Environments(Vec<Environment>),
     /// A reported result is recorded.
     Recorded(Result<(), OrchestrationError>),
+    /// The executions a worker claimed.
+    Claimed(Vec<ExecutionId>),
 }
 
 impl Reply {
@@ -386,6 +406,7 @@ impl Reply {
             Self::Rerun(_) => Self::Rerun(Err(error)),
             Self::Environment(_) | Self::Environments(_) => Self::Environment(Err(error)),
             Self::Recorded(_) => Self::Recorded(Err(error)),
+            Self::Claimed(_) => Self::Claimed(Vec::new()),
         }
     }
 }

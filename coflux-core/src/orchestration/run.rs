@@ -83,6 +83,14 @@ impl RunCore {
     /// them. Queued executions are queued again (an environment ignores executions it already
     /// holds).
     pub fn restore(snapshot: RunSnapshot, now: Millis, out: &mut Outbox) -> Self {
+        Self::recover(snapshot, now, 0, out)
+    }
+
+    /// Like [`RunCore::restore`], after a restart of the orchestrator: with a `grace_ms` above
+    /// zero, executions that were assigned are not abandoned at once but become *orphans* of
+    /// their environment, which a reconnecting agent still running them may claim within the
+    /// grace period; unclaimed ones are abandoned when it ends.
+    pub fn recover(snapshot: RunSnapshot, now: Millis, grace_ms: u64, out: &mut Outbox) -> Self {
         let mut core = Self::load(snapshot);
         let mut abandoned = Vec::new();
         for step in &core.steps {
@@ -91,7 +99,16 @@ impl RunCore {
                     continue;
                 }
                 let execution = step.record.id.execution(i as u32 + 1);
-                if attempt.assignment.is_some() {
+                if attempt.assignment.is_some() && grace_ms > 0 {
+                    out.send(Envelope::Environment(
+                        attempt.environment,
+                        EnvironmentMsg::Orphan {
+                            execution,
+                            deadline: now
+                                .saturating_add(i64::try_from(grace_ms).unwrap_or(i64::MAX)),
+                        },
+                    ));
+                } else if attempt.assignment.is_some() {
                     abandoned.push((execution, attempt.environment));
                 } else {
                     out.send(Envelope::Environment(

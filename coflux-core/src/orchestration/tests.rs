@@ -7,7 +7,7 @@ use serde_json::json;
 use super::harness::Harness;
 use crate::model::{
     CacheConfig, EnvironmentId, EnvironmentState, ExecutionId, ExecutionResult, ParamSelection,
-    RetryPolicy, StepOptions, TargetRef, Value,
+    ResultKind, RetryPolicy, StepId, StepOptions, TargetRef, Value,
 };
 use crate::store::Durability;
 use crate::store::sqlite::SqliteStore;
@@ -473,6 +473,50 @@ fn a_step_can_be_rerun_in_a_child_environment_leaving_the_parents_view_untouched
         h.rerun(child.step, Some("production")).unwrap_err().code(),
         "environment_invalid"
     );
+}
+
+#[test]
+fn recovery_with_grace_lets_a_reconnecting_worker_claim_its_executions() {
+    let Fixture { mut h, prod, .. } = setup();
+    let (run, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    assert_eq!(h.take_assigned().len(), 1);
+    let mut h = h.restart_with_grace(5_000).unwrap();
+    // The agent comes back (a new worker id in the new process) and claims what it runs.
+    h.connect_worker(prod, 7, &[wf(), task()], 4);
+    let unknown = StepId { run, number: 9 }.execution(1);
+    assert_eq!(h.claim(prod, 7, vec![root, unknown]), vec![root]);
+    // Nothing is abandoned when the grace period ends, and the claimed result counts.
+    h.advance(10_000);
+    h.complete(root, json!(5));
+    let snapshot = h.store().load_run(run).unwrap().unwrap();
+    assert_eq!(snapshot.executions.len(), 1, "no retry was created");
+    assert_eq!(
+        snapshot.executions[0].result.as_ref().map(|r| r.0.kind()),
+        Some(ResultKind::Value)
+    );
+}
+
+#[test]
+fn recovery_with_grace_abandons_unclaimed_executions_when_it_ends() {
+    let Fixture { mut h, prod, .. } = setup();
+    let options = StepOptions {
+        retries: Some(RetryPolicy::limit(1)),
+        ..Default::default()
+    };
+    let (_, root) = h.submit("production", &wf(), vec![], options).unwrap();
+    assert_eq!(h.take_assigned().len(), 1);
+    let mut h = h.restart_with_grace(5_000).unwrap();
+    h.connect_worker(prod, 7, &[wf(), task()], 4);
+    h.advance(4_000);
+    assert!(h.take_assigned().is_empty(), "still claimable");
+    h.advance(2_000);
+    let retry = h.take_assigned();
+    assert_eq!(retry.len(), 1, "abandoned, then retried");
+    assert_eq!(retry[0].execution, root.step.execution(2));
+    // A late claim of the abandoned execution gets nothing.
+    assert!(h.claim(prod, 7, vec![root]).is_empty());
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub struct Hello {
     pub concurrency: u32,
     /// The targets it hosts.
     pub targets: Vec<DeclaredTarget>,
+    /// For a new session: executions the agent still runs (or holds unconfirmed results of)
+    /// from a session the server no longer knows (e.g. after a server restart). Those the
+    /// server still expects become this session's, and are listed in the welcome.
+    pub claims: Vec<ExecutionId>,
 }
 
 /// A request from an agent that gets a [`ServerFrame::Reply`] with the same id.
@@ -298,6 +302,7 @@ mod tests {
                     target: TargetRef::new("flows", "main"),
                     kind: TargetKind::Workflow,
                 }],
+                claims: vec![execution()],
             }),
             AgentFrame::Result {
                 execution: execution(),

@@ -59,9 +59,8 @@ pub fn main(repository: Repository) -> ExitCode {
 
 /// Prints the manifest of the targets in `modules` (and their submodules), or of all targets.
 fn discover(repository: &Repository, modules: &[String]) -> ExitCode {
-    let in_module = |module: &str, wanted: &str| {
-        module == wanted || module.starts_with(&format!("{wanted}."))
-    };
+    let in_module =
+        |module: &str, wanted: &str| module == wanted || module.starts_with(&format!("{wanted}."));
     let definitions: Vec<_> = repository
         .definitions()
         .into_iter()
@@ -92,7 +91,10 @@ fn execute(repository: Repository) -> ExitCode {
     let writer = std::thread::spawn(move || {
         let mut stdout = std::io::stdout().lock();
         for line in lines_out {
-            if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
+            if writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
                 break;
             }
         }
@@ -114,7 +116,11 @@ fn execute(repository: Repository) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(repository: Repository, link: StdioLink, mut input: mpsc::UnboundedReceiver<String>) {
+async fn serve(
+    repository: Repository,
+    link: StdioLink,
+    mut input: mpsc::UnboundedReceiver<String>,
+) {
     link.send(
         AdapterNotification::Ready(Ready {
             version: PROTOCOL_VERSION.into(),
@@ -145,7 +151,10 @@ async fn serve(repository: Repository, link: StdioLink, mut input: mpsc::Unbound
                 }
             }
             Ok(FromWorker::Notification(other)) => {
-                eprintln!("coflux executor: ignoring '{}' (not supported)", other.method());
+                eprintln!(
+                    "coflux executor: ignoring '{}' (not supported)",
+                    other.method()
+                );
             }
             Err(error) => eprintln!("coflux executor: ignoring a line from the worker: {error}"),
         }
@@ -172,7 +181,10 @@ async fn run(repository: Repository, link: StdioLink, execute: Execute) {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(failure)) => Err(failure.0),
                 Err(panic) => Err(ErrorInfo {
-                    frames: PANIC_LOCATION.with(|l| l.borrow_mut().take()).into_iter().collect(),
+                    frames: PANIC_LOCATION
+                        .with(|l| l.borrow_mut().take())
+                        .into_iter()
+                        .collect(),
                     ..ErrorInfo::new("coflux.Panic", panic_message(&*panic))
                 }),
             }
@@ -194,9 +206,10 @@ async fn run(repository: Repository, link: StdioLink, execute: Execute) {
 type Prepared = (ExecutionId, Arc<dyn super::Target>, Vec<Value>);
 
 fn prepare(repository: &Repository, execute: Execute) -> Result<Prepared, ErrorInfo> {
-    let execution = execute.execution_id.parse::<ExecutionId>().map_err(|e| {
-        ErrorInfo::new("coflux.InvalidExecution", e.to_string())
-    })?;
+    let execution = execute
+        .execution_id
+        .parse::<ExecutionId>()
+        .map_err(|e| ErrorInfo::new("coflux.InvalidExecution", e.to_string()))?;
     let target_ref = TargetRef::new(execute.module, execute.target);
     let target = repository.get(&target_ref).ok_or_else(|| {
         ErrorInfo::new(
@@ -270,7 +283,9 @@ fn value_from_wire(wire: WireValue) -> Result<Value, String> {
                 .map_err(|e| format!("{} is not JSON: {e}", path.display()))?
         }
         WireData::Inline { format, .. } | WireData::File { format, .. } => {
-            return Err(format!("values in format '{format}' cannot be read by a Rust target"));
+            return Err(format!(
+                "values in format '{format}' cannot be read by a Rust target"
+            ));
         }
     };
     Ok(Value::Raw { data, references })
@@ -361,7 +376,11 @@ impl StdioLink {
     }
 
     /// `select` on one execution (suspend allowed), as the final result of its chain.
-    fn select(&self, execution: ExecutionId, from: ExecutionId) -> BoxFuture<'static, ExecutionResult> {
+    fn select(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> BoxFuture<'static, ExecutionResult> {
         let reply = self.request(AdapterRequest::Select(Select {
             execution_id: from.to_string(),
             handles: vec![Handle::execution(execution.to_string())],
@@ -376,7 +395,9 @@ impl StdioLink {
             };
             match reply.await {
                 Err(e) => failed(e),
-                Ok(Json::Null) => failed("the worker gave no result (the wait was suspended)".into()),
+                Ok(Json::Null) => {
+                    failed("the worker gave no result (the wait was suspended)".into())
+                }
                 Ok(json) => match serde_json::from_value::<SelectResult>(json) {
                     Err(e) => failed(format!("unexpected select result: {e}")),
                     Ok(result) => select_outcome(result).unwrap_or_else(failed),
@@ -402,7 +423,9 @@ fn select_outcome(result: SelectResult) -> Result<ExecutionResult, String> {
                 retry: None,
             })
         }
-        other => other.to_result().ok_or_else(|| format!("unexpected status {other:?}")),
+        other => other
+            .to_result()
+            .ok_or_else(|| format!("unexpected status {other:?}")),
     }
 }
 
@@ -415,21 +438,26 @@ impl ExecutorLink for StdioLink {
             .collect::<Result<Vec<_>, _>>();
         let reply = match arguments {
             Err(e) => async move { Err(e) }.boxed(),
-            Ok(arguments) => self.request(AdapterRequest::SubmitExecution(SubmitExecution {
-                execution_id: parent.to_string(),
-                module: request.target.module.clone(),
-                target: request.target.name.clone(),
-                arguments,
-                kind: Some(request.kind),
-                group_id: None,
-                options: (&request.options).into(),
-                streams: None,
-            })),
+            Ok(arguments) => {
+                self.request(AdapterRequest::SubmitExecution(Box::new(SubmitExecution {
+                    execution_id: parent.to_string(),
+                    module: request.target.module.clone(),
+                    target: request.target.name.clone(),
+                    arguments,
+                    kind: Some(request.kind),
+                    group_id: None,
+                    options: (&request.options).into(),
+                    streams: None,
+                })))
+            }
         };
         let id = async move {
             let result: SubmitResult =
                 serde_json::from_value(reply.await?).map_err(|e| e.to_string())?;
-            result.execution_id.parse::<ExecutionId>().map_err(|e| e.to_string())
+            result
+                .execution_id
+                .parse::<ExecutionId>()
+                .map_err(|e| e.to_string())
         }
         .boxed()
         .shared();
@@ -442,7 +470,11 @@ impl ExecutorLink for StdioLink {
         }
     }
 
-    fn wait(&self, execution: ExecutionId, from: ExecutionId) -> BoxFuture<'static, ExecutionResult> {
+    fn wait(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> BoxFuture<'static, ExecutionResult> {
         self.select(execution, from)
     }
 }
@@ -486,6 +518,9 @@ mod tests {
         assert_eq!(error.frames[0].line, 2);
         let cancelled: SelectResult =
             serde_json::from_value(json!({"winner":1,"status":"cancelled"})).unwrap();
-        assert_eq!(select_outcome(cancelled).unwrap(), ExecutionResult::Cancelled);
+        assert_eq!(
+            select_outcome(cancelled).unwrap(),
+            ExecutionResult::Cancelled
+        );
     }
 }

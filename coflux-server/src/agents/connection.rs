@@ -137,10 +137,16 @@ async fn open_session(
         .connect_worker(&hello.environment, spec)
         .await
         .map_err(|_| CloseReason::EnvironmentNotFound)?;
+    let worker_id = worker.id;
+    let claimed = project
+        .claim_executions(&hello.environment, worker_id, hello.claims.clone())
+        .await
+        .unwrap_or_default();
     let session = state
         .sessions
         .open(project, hello.environment.clone(), worker, outgoing);
-    Ok((session, Vec::new(), Vec::new()))
+    session.adopt(&claimed);
+    Ok((session, claimed, Vec::new()))
 }
 
 async fn write_frames(mut ws: actix_ws::Session, mut outbox: mpsc::UnboundedReceiver<ServerFrame>) {

@@ -90,6 +90,13 @@ impl Session {
         }
     }
 
+    /// Takes over executions claimed from a previous session.
+    pub fn adopt(&self, executions: &[ExecutionId]) {
+        let mut state = lock(&self.state);
+        state.assigned.extend(executions.iter().copied());
+        state.known.extend(executions.iter().copied());
+    }
+
     /// Notes that the agent is shutting down.
     pub fn set_draining(&self) {
         lock(&self.state).draining = true;

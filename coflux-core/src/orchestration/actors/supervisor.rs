@@ -28,6 +28,9 @@ pub struct SupervisorConfig {
     /// How long a project's writer polls for more work before it sleeps (see
     /// [`GroupCommitWriter::spawn_with_spin`]).
     pub writer_spin: std::time::Duration,
+    /// After a restart, how long executions that were running stay claimable by reconnecting
+    /// workers before they are abandoned (zero: abandoned at once).
+    pub recovery_grace: std::time::Duration,
 }
 
 /// A running project: its name, router and database path.
@@ -101,7 +104,8 @@ impl Supervisor {
         let active = snapshot.active_runs.len();
         for run in snapshot.active_runs {
             let mut out = Outbox::default();
-            let core = RunCore::restore(run, now, &mut out);
+            let grace = u64::try_from(self.config.recovery_grace.as_millis()).unwrap_or(u64::MAX);
+            let core = RunCore::recover(run, now, grace, &mut out);
             router.start_run(core, out);
         }
         tracing::info!(project = %name, active_runs = active, "project started");

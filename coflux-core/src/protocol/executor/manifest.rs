@@ -191,7 +191,9 @@ impl From<&TargetDefinition> for ManifestTarget {
 
 impl Manifest {
     /// The manifest of these definitions.
-    pub fn from_definitions<'a>(definitions: impl IntoIterator<Item = &'a TargetDefinition>) -> Self {
+    pub fn from_definitions<'a>(
+        definitions: impl IntoIterator<Item = &'a TargetDefinition>,
+    ) -> Self {
         Self {
             targets: definitions.into_iter().map(ManifestTarget::from).collect(),
         }
@@ -199,7 +201,10 @@ impl Manifest {
 
     /// The targets as model definitions.
     pub fn into_definitions(self) -> Vec<TargetDefinition> {
-        self.targets.into_iter().map(TargetDefinition::from).collect()
+        self.targets
+            .into_iter()
+            .map(TargetDefinition::from)
+            .collect()
     }
 
     /// Finds the manifest in discovery's stdout: the last line that is JSON (lines before it,
@@ -230,7 +235,10 @@ mod tests {
         assert_eq!(add.target, TargetRef::new("flows", "add"));
         assert_eq!(add.kind, TargetKind::Task);
         assert_eq!(add.parameters[1].default.as_deref(), Some("1"));
-        assert_eq!(add.options.cache.as_ref().unwrap().params, ParamSelection::All(true));
+        assert_eq!(
+            add.options.cache.as_ref().unwrap().params,
+            ParamSelection::All(true)
+        );
         assert_eq!(add.options.retries, Some(RetryPolicy::limit(2)));
         assert_eq!(add.options.memo, Some(ParamSelection::Indexes(vec![0])));
         assert_eq!(add.options.requires["gpu"], vec!["true".to_string()]);
@@ -238,8 +246,14 @@ mod tests {
         let main = &defs[1];
         assert_eq!(main.kind, TargetKind::Workflow);
         assert_eq!(main.options.wait_for, vec![0]);
-        assert_eq!(main.options.defer.as_ref().unwrap().params, ParamSelection::Indexes(vec![1]));
-        assert_eq!((main.options.delay_ms, main.options.timeout_ms), (Some(500), Some(60000)));
+        assert_eq!(
+            main.options.defer.as_ref().unwrap().params,
+            ParamSelection::Indexes(vec![1])
+        );
+        assert_eq!(
+            (main.options.delay_ms, main.options.timeout_ms),
+            (Some(500), Some(60000))
+        );
         assert!(main.options.recurrent);
         assert_eq!(manifest.targets[1].streams, Some(json!({"buffer": 0})));
     }
@@ -263,6 +277,10 @@ mod tests {
     #[test]
     fn output_without_json_has_no_manifest() {
         assert!(Manifest::from_discovery_output("Traceback ...\nerror\n").is_none());
-        assert!(Manifest::from_discovery_output("{\"nope\":1}").unwrap().is_err());
+        assert!(
+            Manifest::from_discovery_output("{\"nope\":1}")
+                .unwrap()
+                .is_err()
+        );
     }
 }

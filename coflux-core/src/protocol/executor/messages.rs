@@ -91,7 +91,7 @@ messages! {
     /// Requests from an executor process to the worker; each expects a [`Response`].
     pub enum AdapterRequest {
         /// Submit a child execution → [`SubmitResult`].
-        "submit_execution" => SubmitExecution(SubmitExecution),
+        "submit_execution" => SubmitExecution(Box<SubmitExecution>),
         /// Wait for the first of some handles → `null` or [`SelectResult`].
         "select" => Select(Select),
         /// Cancel executions or inputs → `{}`.

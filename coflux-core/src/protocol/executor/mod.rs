@@ -21,15 +21,13 @@ mod value;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-pub use manifest::{
-    Manifest, ManifestTarget, WireCache, WireDefer, WireOptions, WireRetries,
-};
+pub use manifest::{Manifest, ManifestTarget, WireCache, WireDefer, WireOptions, WireRetries};
 pub use messages::{
     Abort, AdapterNotification, AdapterRequest, Cancel, CheckpointUpdate, DefineMetric,
     DownloadBlob, Execute, ExecutionErrorParams, ExecutionParams, ExecutionResultParams, Handle,
-    LogParams, MetricParams, Ready, RegisterGroup, Select, SelectResult, SelectStatus,
-    StreamAck, StreamAppend, StreamClose, StreamSubscribe, StreamUnsubscribe, SubmitExecution,
-    SubmitResult, Suspend, UploadBlob, WireError, WorkerNotification,
+    LogParams, MetricParams, Ready, RegisterGroup, Select, SelectResult, SelectStatus, StreamAck,
+    StreamAppend, StreamClose, StreamSubscribe, StreamUnsubscribe, SubmitExecution, SubmitResult,
+    Suspend, UploadBlob, WireError, WorkerNotification,
 };
 pub use traceback::{format_traceback, parse_traceback};
 pub use value::{
@@ -204,12 +202,22 @@ fn interpret<T>(
 pub fn parse_adapter_line(line: &str) -> Result<FromAdapter, LineError> {
     let raw = raw(line)?;
     let method = raw.method.ok_or(LineError::NotMessage)?;
-    let params = raw.params.unwrap_or_else(|| Json::Object(Default::default()));
+    let params = raw
+        .params
+        .unwrap_or_else(|| Json::Object(Default::default()));
     match raw.id {
-        Some(id) => interpret(AdapterRequest::from_parts(&method, params), Some(id), method)
-            .map(|request| FromAdapter::Request { id, request }),
-        None => interpret(AdapterNotification::from_parts(&method, params), None, method)
-            .map(FromAdapter::Notification),
+        Some(id) => interpret(
+            AdapterRequest::from_parts(&method, params),
+            Some(id),
+            method,
+        )
+        .map(|request| FromAdapter::Request { id, request }),
+        None => interpret(
+            AdapterNotification::from_parts(&method, params),
+            None,
+            method,
+        )
+        .map(FromAdapter::Notification),
     }
 }
 
@@ -218,9 +226,15 @@ pub fn parse_worker_line(line: &str) -> Result<FromWorker, LineError> {
     let raw = raw(line)?;
     match (raw.method, raw.id) {
         (Some(method), _) => {
-            let params = raw.params.unwrap_or_else(|| Json::Object(Default::default()));
-            interpret(WorkerNotification::from_parts(&method, params), None, method)
-                .map(FromWorker::Notification)
+            let params = raw
+                .params
+                .unwrap_or_else(|| Json::Object(Default::default()));
+            interpret(
+                WorkerNotification::from_parts(&method, params),
+                None,
+                method,
+            )
+            .map(FromWorker::Notification)
         }
         (None, Some(id)) => Ok(FromWorker::Response(Response {
             id,
@@ -254,8 +268,7 @@ impl WorkerNotification {
 impl AdapterRequest {
     /// The request as a line with id `id` (without the newline).
     pub fn to_line(&self, id: u64) -> String {
-        serde_json::json!({"id": id, "method": self.method(), "params": self.params()})
-            .to_string()
+        serde_json::json!({"id": id, "method": self.method(), "params": self.params()}).to_string()
     }
 }
 

@@ -34,7 +34,10 @@ fn parses_adapter_notifications() {
         panic!()
     };
     assert_eq!(log.level, 2);
-    assert_eq!(log.values.unwrap()["n"], WireValue::inline(json!(5), vec![]));
+    assert_eq!(
+        log.values.unwrap()["n"],
+        WireValue::inline(json!(5), vec![])
+    );
 
     let AdapterNotification::ExecutionError(error) = notification(
         r#"{"method":"execution_error","params":{"execution_id":"E6","error":{"type":"builtins.ValueError","message":"bad value 7","traceback":"Traceback ..."}}}"#,
@@ -102,7 +105,10 @@ fn parses_adapter_requests() {
 
 #[test]
 fn unknown_methods_and_bad_params_are_reported_not_fatal() {
-    assert_eq!(parse_adapter_line("hello from print()"), Err(LineError::NotJson));
+    assert_eq!(
+        parse_adapter_line("hello from print()"),
+        Err(LineError::NotJson)
+    );
     assert_eq!(parse_adapter_line("[1,2]"), Err(LineError::NotJson));
     assert_eq!(parse_adapter_line(r#"{"x":1}"#), Err(LineError::NotMessage));
     let unknown = parse_adapter_line(r#"{"id":7,"method":"teleport","params":{}}"#).unwrap_err();
@@ -112,8 +118,8 @@ fn unknown_methods_and_bad_params_are_reported_not_fatal() {
         response.to_line(),
         r#"{"error":{"code":"unknown_method","message":"unknown method 'teleport'"},"id":7,"result":null}"#
     );
-    let bad = parse_adapter_line(r#"{"id":3,"method":"select","params":{"handles":5}}"#)
-        .unwrap_err();
+    let bad =
+        parse_adapter_line(r#"{"id":3,"method":"select","params":{"handles":5}}"#).unwrap_err();
     assert_eq!(bad.code(), "parse_error");
     assert!(matches!(
         parse_adapter_line(r#"{"method":"warp","params":{}}"#),
@@ -137,7 +143,10 @@ fn worker_lines_round_trip() {
         line,
         r#"{"method":"execute","params":{"arguments":[{"format":"json","references":[],"type":"inline","value":5}],"execution_id":"R1:1:1","module":"myflows","target":"main","working_dir":"/tmp/coflux-exec-1"}}"#
     );
-    assert_eq!(parse_worker_line(&line), Ok(FromWorker::Notification(execute)));
+    assert_eq!(
+        parse_worker_line(&line),
+        Ok(FromWorker::Notification(execute))
+    );
 
     let ok = r#"{"id":2,"result":{"status":"ok","value":{"type":"inline","format":"json","value":6,"references":[]},"winner":0}}"#;
     let Ok(FromWorker::Response(response)) = parse_worker_line(ok) else {
@@ -157,7 +166,9 @@ fn worker_lines_round_trip() {
         r#"{"id":4,"result":null,"error":{"code":"not_supported","message":"no"}}"#,
     )
     .unwrap();
-    assert!(matches!(error, FromWorker::Response(Response { id: 4, result: Err(e) }) if e.code == "not_supported"));
+    assert!(
+        matches!(error, FromWorker::Response(Response { id: 4, result: Err(e) }) if e.code == "not_supported")
+    );
 
     let ready = AdapterNotification::Ready(Ready {
         version: PROTOCOL_VERSION.into(),

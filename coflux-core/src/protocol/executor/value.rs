@@ -309,7 +309,9 @@ where
     }
     Ok(match value {
         Value::Raw { data, .. } => WireValue::inline(data.clone(), references),
-        Value::Blob { key, size, .. } => WireValue::file(fetch(key.clone(), *size).await?, references),
+        Value::Blob { key, size, .. } => {
+            WireValue::file(fetch(key.clone(), *size).await?, references)
+        }
     })
 }
 
@@ -392,7 +394,10 @@ mod tests {
                 metadata: json!({"type": "Point"}),
             }
         );
-        assert_eq!(value.local_files(), vec![PathBuf::from("/tmp/coflux_fiae1raq")]);
+        assert_eq!(
+            value.local_files(),
+            vec![PathBuf::from("/tmp/coflux_fiae1raq")]
+        );
         // Round trip through text.
         let text = serde_json::to_string(&value).unwrap();
         assert_eq!(serde_json::from_str::<WireValue>(&text).unwrap(), value);
@@ -427,7 +432,10 @@ mod tests {
             async move { Ok((key, 7)) }
         }))
         .unwrap();
-        assert_eq!(stored, vec![PathBuf::from("/tmp/frag"), PathBuf::from("/tmp/big")]);
+        assert_eq!(
+            stored,
+            vec![PathBuf::from("/tmp/frag"), PathBuf::from("/tmp/big")]
+        );
         let Value::Blob {
             key,
             size,
@@ -437,8 +445,12 @@ mod tests {
             panic!("expected a blob, got {value:?}");
         };
         assert_eq!((key.as_str(), *size), ("key-of-/tmp/big", 7));
-        assert!(matches!(&references[0], Reference::Fragment { blob_key, format, .. } if blob_key == "key-of-/tmp/frag" && format == "bytes"));
-        assert!(matches!(&references[1], Reference::Execution { execution, .. } if execution.to_string() == "R1:2:1"));
+        assert!(
+            matches!(&references[0], Reference::Fragment { blob_key, format, .. } if blob_key == "key-of-/tmp/frag" && format == "bytes")
+        );
+        assert!(
+            matches!(&references[1], Reference::Execution { execution, .. } if execution.to_string() == "R1:2:1")
+        );
         assert_eq!(references[2], Reference::Asset { id: "A9".into() });
 
         let back = block_on(value_to_wire::<(), _, _>(&value, |key, _| async move {
@@ -452,8 +464,12 @@ mod tests {
                 path: "/fetched/key-of-/tmp/big".into()
             }
         );
-        assert!(matches!(&back.references[0], WireReference::Fragment { path, .. } if path == &PathBuf::from("/fetched/key-of-/tmp/frag")));
-        assert!(matches!(&back.references[1], WireReference::Execution { id, .. } if id == "R1:2:1"));
+        assert!(
+            matches!(&back.references[0], WireReference::Fragment { path, .. } if path == &PathBuf::from("/fetched/key-of-/tmp/frag"))
+        );
+        assert!(
+            matches!(&back.references[1], WireReference::Execution { id, .. } if id == "R1:2:1")
+        );
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! End to end with real processes on 127.0.0.1: `coflux-server`, `coflux-agent`s hosting the
+//! Rust example repository and Python code written with the real `coflux` 0.12.0 package.
+//! Python tests need the venv from `scripts/setup-python.sh`.
+
+use std::time::{Duration, Instant};
+
+use coflux_tests::{
+    Proxy, Server, eventually, python_agent, rust_agent, step_states, workspace_root,
+};
+use serde_json::json;
+
+const P: &str = "acme";
+
+/// Waits until a step of `target` in the run has an execution that is running.
+async fn wait_running(server: &Server, run: &str, target: &str) {
+    eventually(Duration::from_secs(30), "the step to start", || async {
+        let view = server.inspect(P, run).await;
+        view["steps"].as_array()?.iter().find_map(|s| {
+            (s["target"] == target
+                && s["executions"]
+                    .as_array()?
+                    .iter()
+                    .any(|e| e["assigned_at"].is_number() && e["finished_at"].is_null()))
+            .then_some(())
+        })
+    })
+    .await
+}
+
+#[actix_rt::test]
+async fn remote_rust_repository_runs_workflows_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _agent = rust_agent(&server, P, "production", &["--concurrency", "4"]);
+    let run = server
+        .submit(P, "production", "examples.repo", "sum_of_squares", json!([5]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["status"], "value", "{result}");
+    assert_eq!(result["value"], 55);
+
+    let run = server
+        .submit(P, "production", "examples.repo", "divide", json!([1, 0]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["status"], "error", "{result}");
+    assert!(
+        result["error"]["type"]
+            .as_str()
+            .unwrap()
+            .contains("DivisionByZero"),
+        "{result}"
+    );
+}
+
+#[actix_rt::test]
+async fn remote_python_repository_runs_fan_out_with_errors_caching_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _agent = python_agent(&server.url, P, "production", "a", &["--concurrency", "4"]);
+    let run = server
+        .submit(P, "production", "e2e_flows", "squares", json!([4]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(
+        result["value"],
+        json!({"total": 14, "caught": "bad value 4"}),
+        "{result}"
+    );
+    // An uncaught error keeps its Python type.
+    let failed = server
+        .submit(P, "production", "e2e_flows", "fails", json!([3]))
+        .await;
+    let result = server.result(P, &failed, 60).await;
+    assert_eq!(result["status"], "error");
+    assert_eq!(result["error"]["type"], "builtins.ValueError");
+    assert_eq!(result["error"]["message"], "bad value 3");
+    // Cached squares are not executed again.
+    let again = server
+        .submit(P, "production", "e2e_flows", "squares", json!([4]))
+        .await;
+    assert_eq!(server.result(P, &again, 60).await["value"]["total"], 14);
+    let states = step_states(&server.inspect(P, &again).await);
+    let squares: Vec<_> = states.iter().filter(|(t, _)| t == "square").collect();
+    assert_eq!(squares.len(), 4);
+    assert!(squares.iter().all(|(_, s)| s == &vec!["cached".to_string()]));
+    // Logs: the workflow's structured message and the tasks' prints.
+    let logs = coflux_tests::get(&server.url, &format!("/api/projects/{P}/runs/{run}/logs")).await;
+    let logs = logs["logs"].as_array().unwrap().clone();
+    assert!(
+        logs.iter()
+            .any(|l| l["template"] == "squaring {n} numbers" && l["values"]["n"] == 4),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == 1 && l["template"] == "squaring 3"),
+        "{logs:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn remote_requires_routes_tasks_to_the_agent_that_provides_the_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _plain = python_agent(&server.url, P, "production", "plain", &[]);
+    let _gpu = python_agent(
+        &server.url,
+        P,
+        "production",
+        "gpu",
+        &["--provides", "gpu:yes"],
+    );
+    for _ in 0..3 {
+        let run = server
+            .submit(P, "production", "e2e_flows", "routed", json!([]))
+            .await;
+        let result = server.result(P, &run, 60).await;
+        assert_eq!(result["value"]["gpu"], "gpu", "{result}");
+    }
+}
+
+#[actix_rt::test]
+async fn remote_killed_agent_work_is_abandoned_and_retried_on_another_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(
+        dir.path(),
+        coflux_tests::free_port(),
+        &["--reconnect-timeout", "1"],
+    )
+    .await;
+    server.setup(P, "production", None).await;
+    let mut a = python_agent(&server.url, P, "production", "a", &[]);
+    server.wait_registered(P, "production", "nap").await;
+    let run = server
+        .submit(P, "production", "e2e_flows", "nap", json!([60]))
+        .await;
+    wait_running(&server, &run, "nap").await;
+    a.kill9();
+    let _b = python_agent(&server.url, P, "production", "b", &[]);
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], "b", "{result}");
+    let states = step_states(&server.inspect(P, &run).await);
+    assert_eq!(states[0].1, vec!["abandoned", "value"]);
+}
+
+#[actix_rt::test]
+async fn remote_server_killed_and_restarted_runs_continue_with_one_result_per_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = coflux_tests::free_port();
+    let mut server = Server::start_on(dir.path(), port, &[]).await;
+    server.setup(P, "production", None).await;
+    let _agent = python_agent(&server.url, P, "production", "a", &[]);
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(
+            server
+                .submit(P, "production", "e2e_flows", "sleepy", json!([3]))
+                .await,
+        );
+    }
+    for run in &runs {
+        wait_running(&server, run, "slow").await;
+    }
+    server.proc.kill9();
+    let server = Server::start_on(dir.path(), port, &[]).await;
+    for run in &runs {
+        let result = server.result(P, run, 60).await;
+        assert_eq!(result["value"], "a", "{result}");
+        let states = step_states(&server.inspect(P, run).await);
+        assert_eq!(
+            states,
+            vec![
+                ("sleepy".to_string(), vec!["value".to_string()]),
+                ("slow".to_string(), vec!["value".to_string()]),
+            ],
+            "the agent kept running both executions through the restart"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn remote_brief_disconnect_abandons_nothing_and_delivers_buffered_results_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let proxy = Proxy::start(server.port);
+    let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let _agent = python_agent(&via_proxy, P, "production", "a", &[]);
+    let run = server
+        .submit(P, "production", "e2e_flows", "sleepy", json!([1]))
+        .await;
+    wait_running(&server, &run, "slow").await;
+    proxy.cut();
+    // The task finishes while the agent is cut off; its result waits in the agent.
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(server.result(P, &run, 0).await["status"], "pending");
+    proxy.restore();
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], "a", "{result}");
+    let states = step_states(&server.inspect(P, &run).await);
+    assert!(
+        states.iter().all(|(_, s)| s.len() == 1),
+        "nothing abandoned or retried: {states:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn remote_dev_mode_picks_up_an_edited_python_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "development", None).await;
+    let repo = tempfile::tempdir().unwrap();
+    let module = repo.path().join("devflows.py");
+    let write = |version: u32| {
+        std::fs::write(
+            &module,
+            format!(
+                "import coflux as cf\n\n@cf.workflow()\ndef version():\n    return {version}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write(1);
+    let _agent = coflux_tests::Proc::spawn(
+        "coflux-agent --dev",
+        std::process::Command::new(coflux_tests::bin("coflux-agent"))
+            .args(["--server", &server.url, "--project", P])
+            .args(["--environment", "development", "--dev"])
+            .arg("--adapter")
+            .arg(format!("{} -m coflux", coflux_tests::python().display()))
+            .arg("--directory")
+            .arg(repo.path())
+            .arg("devflows")
+            .env("COFLUX_LOG", "warn"),
+    );
+    let run = server
+        .submit(P, "development", "devflows", "version", json!([]))
+        .await;
+    assert_eq!(server.result(P, &run, 60).await["value"], 1);
+    write(2);
+    let edited = Instant::now();
+    let picked_up = eventually(Duration::from_secs(10), "the edit", || async {
+        let run = server
+            .submit(P, "development", "devflows", "version", json!([]))
+            .await;
+        (server.result(P, &run, 10).await["value"] == 2).then(|| edited.elapsed())
+    })
+    .await;
+    assert!(
+        picked_up < Duration::from_secs(3),
+        "the edit took {picked_up:?} to be picked up"
+    );
+    let _ = workspace_root();
+}
