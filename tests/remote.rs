@@ -34,7 +34,13 @@ async fn remote_rust_repository_runs_workflows_with_typed_errors() {
     server.setup(P, "production", None).await;
     let _agent = rust_agent(&server, P, "production", &["--concurrency", "4"]);
     let run = server
-        .submit(P, "production", "examples.repo", "sum_of_squares", json!([5]))
+        .submit(
+            P,
+            "production",
+            "examples.repo",
+            "sum_of_squares",
+            json!([5]),
+        )
         .await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["status"], "value", "{result}");
@@ -85,7 +91,11 @@ async fn remote_python_repository_runs_fan_out_with_errors_caching_and_logs() {
     let states = step_states(&server.inspect(P, &again).await);
     let squares: Vec<_> = states.iter().filter(|(t, _)| t == "square").collect();
     assert_eq!(squares.len(), 4);
-    assert!(squares.iter().all(|(_, s)| s == &vec!["cached".to_string()]));
+    assert!(
+        squares
+            .iter()
+            .all(|(_, s)| s == &vec!["cached".to_string()])
+    );
     // Logs: the workflow's structured message and the tasks' prints.
     let logs = coflux_tests::get(&server.url, &format!("/api/projects/{P}/runs/{run}/logs")).await;
     let logs = logs["logs"].as_array().unwrap().clone();

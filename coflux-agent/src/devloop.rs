@@ -83,11 +83,11 @@ async fn prepare(
     adapter: &AdapterCommand,
     build: Option<&BuildCommand>,
 ) -> Option<Vec<coflux_core::model::TargetDefinition>> {
-    if let Some(build) = build {
-        if let Err(failure) = build.run().await {
-            eprintln!("coflux-agent: build failed:\n{failure}");
-            return None;
-        }
+    if let Some(build) = build
+        && let Err(failure) = build.run().await
+    {
+        eprintln!("coflux-agent: build failed:\n{failure}");
+        return None;
     }
     match load(config, adapter).await {
         Ok(definitions) => {

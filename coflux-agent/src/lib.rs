@@ -2,8 +2,9 @@
 //! what the server assigns; also the `coflux` command-line client.
 
 pub mod cli;
-pub mod dev;
-pub mod executor;
 pub mod cmd;
+pub mod dev;
 mod devloop;
+pub mod executor;
+pub mod net;
 pub mod runtime;

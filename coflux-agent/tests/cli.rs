@@ -38,13 +38,13 @@ impl TestServer {
         let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, ServerHandle)>();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let state = web::Data::new(
-                    AppState::open(&ServerConfig::new(&data_dir))
-                        .await
-                        .unwrap(),
-                );
+                let state =
+                    web::Data::new(AppState::open(&ServerConfig::new(&data_dir)).await.unwrap());
                 let project = state.coflux.project("demo").await.unwrap();
-                project.create_environment("production", None).await.unwrap();
+                project
+                    .create_environment("production", None)
+                    .await
+                    .unwrap();
                 let _worker = project
                     .serve("production", Repository::new().with(greet).with(fail))
                     .await
@@ -78,7 +78,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        futures::executor::block_on(self.handle.stop(true));
+        futures::executor::block_on(self.handle.stop(false));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -130,12 +130,24 @@ fn projects_and_environments_are_created_and_listed() {
     assert_eq!(list.lines().next(), Some("NAME"));
     assert!(names.contains(&"acme") && names.contains(&"demo"), "{list}");
     let list = json_of(server.coflux(&["projects", "list", "-o", "json"]));
-    assert!(list["projects"].as_array().unwrap().contains(&json!({"name": "acme"})));
+    assert!(
+        list["projects"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "acme"}))
+    );
 
     let out = ok(server.coflux(&["-p", "acme", "environments", "create", "production"]));
     assert_eq!(out.trim(), "environment 'production' created");
     let created = json_of(server.coflux(&[
-        "environments", "create", "staging", "--parent", "production", "--project", "acme", "-o",
+        "environments",
+        "create",
+        "staging",
+        "--parent",
+        "production",
+        "--project",
+        "acme",
+        "-o",
         "json",
     ]));
     assert_eq!(created["name"], "staging");
@@ -143,9 +155,15 @@ fn projects_and_environments_are_created_and_listed() {
     assert_eq!(created["state"], "active");
 
     let paused = ok(server.coflux(&["-p", "acme", "environments", "pause", "staging"]));
-    assert_eq!(paused.trim(), "environment 'staging' paused (parent 'production')");
+    assert_eq!(
+        paused.trim(),
+        "environment 'staging' paused (parent 'production')"
+    );
     let table = ok(server.coflux(&["-p", "acme", "envs", "list"]));
-    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0][..3], ["NAME", "STATE", "PARENT"]);
     assert_eq!(rows[1][..3], ["production", "active", "-"]);
     assert_eq!(rows[2][..3], ["staging", "paused", "production"]);
@@ -161,17 +179,55 @@ fn projects_and_environments_are_created_and_listed() {
     }]);
     std::fs::write(manifest.path(), definitions.to_string()).unwrap();
     let path = manifest.path().to_str().unwrap();
-    let out = ok(server.coflux(&["-p", "acme", "-e", "production", "manifests", "register", path]));
+    let out = ok(server.coflux(&[
+        "-p",
+        "acme",
+        "-e",
+        "production",
+        "manifests",
+        "register",
+        path,
+    ]));
     assert_eq!(out.trim(), "registered 1 target in 'production'");
     let table = ok(server.coflux(&["-p", "acme", "-e", "production", "manifests", "inspect"]));
-    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows, [vec!["MODULE", "TARGET", "KIND", "PARAMETERS"], vec!["app.flows", "nightly", "workflow", "day"]]);
-    let inspected = json_of(server.coflux(&["-p", "acme", "-e", "production", "manifests", "inspect", "-o", "json"]));
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["MODULE", "TARGET", "KIND", "PARAMETERS"],
+            vec!["app.flows", "nightly", "workflow", "day"]
+        ]
+    );
+    let inspected = json_of(server.coflux(&[
+        "-p",
+        "acme",
+        "-e",
+        "production",
+        "manifests",
+        "inspect",
+        "-o",
+        "json",
+    ]));
     assert_eq!(inspected["targets"], definitions);
     std::fs::write(manifest.path(), "[{\"target\": 1}]").unwrap();
-    let invalid = server.coflux(&["-p", "acme", "-e", "production", "manifests", "register", path]);
+    let invalid = server.coflux(&[
+        "-p",
+        "acme",
+        "-e",
+        "production",
+        "manifests",
+        "register",
+        path,
+    ]);
     assert_eq!(invalid.status.code(), Some(1));
-    assert!(stderr(&invalid).starts_with(&format!("error: {path}: ")), "{}", stderr(&invalid));
+    assert!(
+        stderr(&invalid).starts_with(&format!("error: {path}: ")),
+        "{}",
+        stderr(&invalid)
+    );
 
     let duplicate = server.coflux(&["-p", "acme", "environments", "create", "production"]);
     assert_eq!(duplicate.status.code(), Some(1));
@@ -193,11 +249,18 @@ fn submissions_wait_for_results_and_runs_render() {
 
     let result = json_of(server.coflux(&with(&["-o", "json", "submit", "demo/greet", "\"ada\""])));
     let run = result["run_id"].as_str().unwrap().to_owned();
-    assert_eq!(result, json!({"run_id": run, "status": "value", "value": "Hello, ada!"}));
+    assert_eq!(
+        result,
+        json!({"run_id": run, "status": "value", "value": "Hello, ada!"})
+    );
 
     let failed = server.coflux(&with(&["submit", "demo/fail"]));
     assert_eq!(failed.status.code(), Some(1));
-    assert!(stderr(&failed).contains("demo.Boom: it blew up"), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("demo.Boom: it blew up"),
+        "{}",
+        stderr(&failed)
+    );
     let failed = server.coflux(&with(&["submit", "demo/fail", "-o", "json"]));
     assert_eq!(failed.status.code(), Some(1));
     let body: Json = serde_json::from_slice(&failed.stdout).unwrap();
@@ -206,10 +269,17 @@ fn submissions_wait_for_results_and_runs_render() {
 
     let tree = ok(server.coflux(&["-p", "demo", "-e", "production", "runs", "inspect", &run]));
     let mut lines = tree.lines();
-    assert!(lines.next().unwrap().starts_with(&format!("run {run} in production: demo/greet")));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with(&format!("run {run} in production: demo/greet"))
+    );
     let step = lines.next().unwrap();
     assert!(
-        step.starts_with(&format!("└─ {run}:1 demo/greet(\"ada\")  ✓ \"Hello, ada!\"")),
+        step.starts_with(&format!(
+            "└─ {run}:1 demo/greet(\"ada\")  ✓ \"Hello, ada!\""
+        )),
         "{tree}"
     );
     let view = json_of(server.coflux(&["-p", "demo", "runs", "inspect", &run, "-o", "json"]));
@@ -226,25 +296,83 @@ fn submissions_wait_for_results_and_runs_render() {
         format!("re-running step {run}:1: execution {run}:1:2 (attempt 2)")
     );
 
+    let logs = ok(server.coflux(&["-p", "demo", "logs", &run]));
+    assert_eq!(logs, "", "in-process targets log nothing");
+    let logs = json_of(server.coflux(&["-p", "demo", "logs", &run, "-o", "json"]));
+    assert_eq!(logs["logs"], json!([]));
+    let followed = ok(server.coflux(&["-p", "demo", "logs", &run, "--follow"]));
+    assert_eq!(followed, "", "following a finished run stops by itself");
+
     let listed = ok(server.coflux(&["-p", "demo", "runs", "list"]));
-    assert!(listed.contains(&run) && listed.contains("demo/greet"), "{listed}");
+    assert!(
+        listed.contains(&run) && listed.contains("demo/greet"),
+        "{listed}"
+    );
 
     // Without an agent for the environment, a run stays pending.
     ok(server.coflux(&["-p", "demo", "environments", "create", "idle"]));
-    let pending = ok(server.coflux(&["-p", "demo", "-e", "idle", "submit", "demo/greet", "\"x\"", "--no-wait"]));
+    let pending = ok(server.coflux(&[
+        "-p",
+        "demo",
+        "-e",
+        "idle",
+        "submit",
+        "demo/greet",
+        "\"x\"",
+        "--no-wait",
+    ]));
     let pending_run = pending.trim().to_owned();
     assert!(pending_run.starts_with('R'), "{pending}");
     let tree = ok(server.coflux(&["-p", "demo", "runs", "inspect", &pending_run]));
     assert!(tree.contains("○ queued"), "{tree}");
-    let status = json_of(server.coflux(&["-p", "demo", "runs", "result", &pending_run, "--no-wait", "-o", "json"]));
+    let status = json_of(server.coflux(&[
+        "-p",
+        "demo",
+        "runs",
+        "result",
+        &pending_run,
+        "--no-wait",
+        "-o",
+        "json",
+    ]));
     assert_eq!(status["status"], "pending");
-    let submitted = json_of(server.coflux(&["-p", "demo", "-e", "idle", "-o", "json", "submit", "demo/greet", "\"y\"", "--no-wait"]));
-    assert!(submitted["execution_id"].as_str().unwrap().ends_with(":1:1"), "{submitted}");
-    let cancel = ok(server.coflux(&["-p", "demo", "runs", "cancel", &format!("{pending_run}:1:1")]));
-    assert_eq!(cancel.trim(), format!("cancellation of {pending_run}:1:1 requested"));
+    let submitted = json_of(server.coflux(&[
+        "-p",
+        "demo",
+        "-e",
+        "idle",
+        "-o",
+        "json",
+        "submit",
+        "demo/greet",
+        "\"y\"",
+        "--no-wait",
+    ]));
+    assert!(
+        submitted["execution_id"]
+            .as_str()
+            .unwrap()
+            .ends_with(":1:1"),
+        "{submitted}"
+    );
+    let cancel = ok(server.coflux(&[
+        "-p",
+        "demo",
+        "runs",
+        "cancel",
+        &format!("{pending_run}:1:1"),
+    ]));
+    assert_eq!(
+        cancel.trim(),
+        format!("cancellation of {pending_run}:1:1 requested")
+    );
     let cancelled = server.coflux(&["-p", "demo", "runs", "result", &pending_run]);
     assert_eq!(cancelled.status.code(), Some(1));
-    assert!(stderr(&cancelled).contains("cancelled"), "{}", stderr(&cancelled));
+    assert!(
+        stderr(&cancelled).contains("cancelled"),
+        "{}",
+        stderr(&cancelled)
+    );
 }
 
 #[test]
@@ -254,27 +382,53 @@ fn errors_are_reported_with_codes_and_exit_status() {
     assert_eq!(bad.status.code(), Some(1));
     let message = stderr(&bad);
     assert!(message.starts_with("error: "), "{message}");
-    assert!(message.contains("invalid project name 'Bad Name'"), "{message}");
+    assert!(
+        message.contains("invalid project name 'Bad Name'"),
+        "{message}"
+    );
     assert!(message.trim_end().ends_with("(invalid_input)"), "{message}");
 
     let missing = server.coflux(&["--project", "ghost", "runs", "list"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(stderr(&missing).trim(), "error: project 'ghost' not found (project_not_found)");
+    assert_eq!(
+        stderr(&missing).trim(),
+        "error: project 'ghost' not found (project_not_found)"
+    );
 
     let no_project = server.coflux(&["environments", "list"]);
     assert_eq!(no_project.status.code(), Some(1));
-    assert!(stderr(&no_project).contains("--project"), "{}", stderr(&no_project));
+    assert!(
+        stderr(&no_project).contains("--project"),
+        "{}",
+        stderr(&no_project)
+    );
 
-    let bad_arg = server.coflux(&["-p", "demo", "-e", "production", "submit", "demo/greet", "world"]);
+    let bad_arg = server.coflux(&[
+        "-p",
+        "demo",
+        "-e",
+        "production",
+        "submit",
+        "demo/greet",
+        "world",
+    ]);
     assert_eq!(bad_arg.status.code(), Some(1));
     assert!(stderr(&bad_arg).contains("argument 1 is not valid JSON"));
 
     let bad_id = server.coflux(&["-p", "demo", "runs", "inspect", "nope"]);
     assert_eq!(bad_id.status.code(), Some(1));
-    assert!(stderr(&bad_id).contains("(invalid_id)"), "{}", stderr(&bad_id));
+    assert!(
+        stderr(&bad_id).contains("(invalid_id)"),
+        "{}",
+        stderr(&bad_id)
+    );
 
     let usage = server.coflux(&["runs"]);
-    assert_eq!(usage.status.code(), Some(2), "clap usage errors exit with 2");
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "clap usage errors exit with 2"
+    );
 }
 
 #[test]
@@ -289,7 +443,9 @@ fn an_unreachable_server_is_named() {
     assert_eq!(out.status.code(), Some(1));
     let message = stderr(&out);
     assert!(
-        message.starts_with(&format!("error: could not connect to the Coflux server at {url}")),
+        message.starts_with(&format!(
+            "error: could not connect to the Coflux server at {url}"
+        )),
         "{message}"
     );
 }
@@ -309,5 +465,8 @@ fn every_command_has_help() {
         assert!(out.contains("Usage: coflux"), "{args:?}: {out}");
     }
     let help = ok(coflux_at("http://127.0.0.1:1", &["runs", "--help"]));
-    assert!(help.contains("Redraw a run's tree until the run finishes"), "{help}");
+    assert!(
+        help.contains("Redraw a run's tree until the run finishes"),
+        "{help}"
+    );
 }

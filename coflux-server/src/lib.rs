@@ -56,6 +56,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         let state = state.clone();
         HttpServer::new(move || create_app(state.clone()))
             .workers(config.http_workers)
+            .tcp_nodelay(true)
             .shutdown_timeout(10)
             .bind(address)?
     };

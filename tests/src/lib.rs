@@ -14,11 +14,15 @@ use serde_json::{Value as Json, json};
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        // target/<profile>/deps/<test> → target/<profile>
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let release = dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
+            .args(["build", "--quiet"])
+            .args(if release { &["--release"][..] } else { &[][..] })
             .args([
-                "build",
-                "--quiet",
                 "-p",
                 "coflux-server",
                 "-p",
@@ -31,9 +35,7 @@ pub fn bin(name: &str) -> PathBuf {
             .status()
             .expect("cargo build");
         assert!(status.success(), "building the binaries failed");
-        // target/debug/deps/<test> → target/debug
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_path_buf()
+        dir
     });
     dir.join(name)
 }
@@ -58,6 +60,11 @@ pub fn python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The log filter of spawned processes: `COFLUX_TEST_LOG`, or warnings only.
+fn log_level() -> String {
+    std::env::var("COFLUX_TEST_LOG").unwrap_or_else(|_| "warn".into())
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -157,7 +164,7 @@ impl Server {
                 .arg(data_dir)
                 .args(["--port", &port.to_string()])
                 .args(extra)
-                .env("COFLUX_LOG", "warn"),
+                .env("COFLUX_LOG", log_level()),
         );
         let server = Self {
             proc,
@@ -167,7 +174,10 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http().get(format!("{}/api/health", server.url)).send().await
+            if let Ok(r) = http()
+                .get(format!("{}/api/health", server.url))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 break;
@@ -218,7 +228,10 @@ impl Server {
             json!({ "module": module, "target": target, "arguments": arguments }),
         )
         .await;
-        body["run_id"].as_str().expect("run_id").to_string()
+        body["run_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("submitting {module}/{target} failed: {body}"))
+            .to_string()
     }
 
     /// Waits up to `seconds` for a run's result (`{"status": ..., "value"|"error": ...}`).
@@ -238,9 +251,7 @@ impl Server {
 
 /// An HTTP client with a long timeout.
 pub fn http() -> awc::Client {
-    awc::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .finish()
+    coflux_agent::net::client(Duration::from_secs(120))
 }
 
 /// POSTs JSON and returns the JSON answer (any status).
@@ -292,7 +303,7 @@ pub fn agent(server: &Server, options: AgentOptions<'_>) -> Proc {
             .arg(&options.directory)
             .args(&options.extra)
             .args(&options.modules)
-            .env("COFLUX_LOG", "warn"),
+            .env("COFLUX_LOG", log_level()),
     )
 }
 
@@ -387,6 +398,19 @@ pub fn python_agent(
     name: &str,
     extra: &[&str],
 ) -> Proc {
+    python_agent_for("e2e_flows", server_url, project, environment, name, extra)
+}
+
+/// An agent hosting a module of `tests/python` with the test venv's Python; `AGENT_NAME` is
+/// set to `name` in its executors.
+pub fn python_agent_for(
+    module: &str,
+    server_url: &str,
+    project: &str,
+    environment: &str,
+    name: &str,
+    extra: &[&str],
+) -> Proc {
     Proc::spawn(
         "coflux-agent (python)",
         Command::new(bin("coflux-agent"))
@@ -399,9 +423,9 @@ pub fn python_agent(
             .arg(workspace_root().join("tests/python"))
             .arg("--register")
             .args(extra)
-            .arg("e2e_flows")
+            .arg(module)
             .env("AGENT_NAME", name)
-            .env("COFLUX_LOG", "warn"),
+            .env("COFLUX_LOG", log_level()),
     )
 }
 

@@ -216,8 +216,17 @@ mod tests {
 
     #[test]
     fn negative_numbers_are_arguments_and_flags_still_work() {
-        let cli = Cli::try_parse_from(["coflux", "submit", "m/t", "-5", "{}", "--no-wait", "-o", "json"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "coflux",
+            "submit",
+            "m/t",
+            "-5",
+            "{}",
+            "--no-wait",
+            "-o",
+            "json",
+        ])
+        .unwrap();
         let Command::Submit(args) = cli.command else {
             panic!("not submit")
         };

@@ -38,7 +38,10 @@ impl Client {
     pub fn new(server: &str) -> Self {
         Self {
             server: server.trim_end_matches('/').to_owned(),
-            http: awc::Client::builder().disable_timeout().finish(),
+            http: awc::Client::builder()
+                .connector(awc::Connector::new().connector(crate::net::NoDelayConnector::default()))
+                .disable_timeout()
+                .finish(),
         }
     }
 
@@ -62,10 +65,9 @@ impl Client {
                 server: self.server.clone(),
                 detail: e.to_string(),
             },
-            SendRequestError::Url(e) => CliError::Usage(format!(
-                "invalid server URL '{}': {e}",
-                self.server
-            )),
+            SendRequestError::Url(e) => {
+                CliError::Usage(format!("invalid server URL '{}': {e}", self.server))
+            }
             other => CliError::Connect {
                 server: self.server.clone(),
                 detail: other.to_string(),
@@ -140,8 +142,12 @@ impl Client {
     pub async fn event_stream(
         &self,
         path: &str,
-    ) -> Result<awc::ClientResponse<impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>, CliError>
-    {
+    ) -> Result<
+        awc::ClientResponse<
+            impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+        >,
+        CliError,
+    > {
         let response = self
             .http
             .get(self.url(path))

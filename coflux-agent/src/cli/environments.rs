@@ -43,7 +43,9 @@ pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, Cl
                 .await?,
             "created",
         ),
-        EnvironmentsCommand::Pause { name } => (action(ctx, &base, &name, "pause").await?, "paused"),
+        EnvironmentsCommand::Pause { name } => {
+            (action(ctx, &base, &name, "pause").await?, "paused")
+        }
         EnvironmentsCommand::Resume { name } => {
             (action(ctx, &base, &name, "resume").await?, "resumed")
         }

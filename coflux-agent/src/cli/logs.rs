@@ -3,8 +3,9 @@
 //! Pages through `GET /api/projects/{p}/runs/{run}/logs?after=CURSOR` (answers
 //! `{"logs":[{"execution_id","level","template","values","timestamp"}],"cursor"}`); with
 //! `--follow`, reads the server-sent events of `…/logs/stream` (each event's data is one log
-//! entry or `{"logs":[…]}`; an `end` event or the end of the stream stops), falling back on
-//! polling when the server has no stream endpoint.
+//! entry or `{"logs":[…]}`), falling back on polling when the server has no stream endpoint.
+//! Following stops at the end of the stream, at an `end` event, or shortly after the run has
+//! finished (checked every [`FINISH_CHECK`]).
 
 use std::time::Duration;
 
@@ -15,6 +16,11 @@ use super::args::LogsArgs;
 use super::client::{segment, typed};
 use super::types::{LogEntry, LogPage};
 use super::{CliError, Context, Exit, output, runs};
+
+/// How often `--follow` checks whether the run has finished.
+pub const FINISH_CHECK: Duration = Duration::from_secs(2);
+/// How long `--follow` keeps reading after the run has finished, for the last messages.
+const DRAIN: Duration = Duration::from_secs(1);
 
 /// Runs `logs`.
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<Exit, CliError> {
@@ -31,10 +37,10 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<Exit, CliError> {
         return Ok(Exit::Success);
     }
     match ctx.client.event_stream(&format!("{base}/stream")).await {
-        Ok(response) => follow_stream(ctx, response).await,
-        Err(CliError::Api { status: 404, code, .. }) if code == "not_found" => {
-            follow_polling(ctx, &base, &args.run).await
-        }
+        Ok(response) => follow_stream(ctx, response, &args.run).await,
+        Err(CliError::Api {
+            status: 404, code, ..
+        }) if code == "not_found" => follow_polling(ctx, &base, &args.run).await,
         Err(e) => Err(e),
     }
 }
@@ -60,7 +66,11 @@ async fn fetch_all(
         };
         let answer = ctx.client.get(&path).await?;
         let page: LogPage = typed(&answer)?;
-        let logs = answer.get("logs").and_then(Json::as_array).cloned().unwrap_or_default();
+        let logs = answer
+            .get("logs")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
         let advanced = page.cursor.is_some() && page.cursor != cursor;
         if page.cursor.is_some() {
             cursor = page.cursor;
@@ -141,12 +151,41 @@ impl EventParser {
     }
 }
 
-async fn follow_stream<S>(ctx: &Context, mut response: awc::ClientResponse<S>) -> Result<Exit, CliError>
+async fn run_finished(ctx: &Context, run: &str) -> Result<bool, CliError> {
+    let result = runs::fetch_result(ctx, run, 0).await?;
+    Ok(result.get("status").is_some_and(|s| s != "pending"))
+}
+
+async fn follow_stream<S>(
+    ctx: &Context,
+    mut response: awc::ClientResponse<S>,
+    run: &str,
+) -> Result<Exit, CliError>
 where
     S: futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
 {
     let mut parser = EventParser::default();
-    while let Some(chunk) = response.next().await {
+    let mut check = tokio::time::interval(FINISH_CHECK);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, response.next()).await {
+                Ok(next) => next,
+                Err(_) => return Ok(Exit::Success),
+            },
+            None => tokio::select! {
+                next = response.next() => next,
+                _ = check.tick() => {
+                    if run_finished(ctx, run).await? {
+                        deadline = Some(tokio::time::Instant::now() + DRAIN);
+                    }
+                    continue;
+                }
+            },
+        };
+        let Some(chunk) = next else {
+            return Ok(Exit::Success);
+        };
         let chunk = chunk.map_err(|e| CliError::Protocol(format!("log stream failed: {e}")))?;
         for event in parser.push(&chunk) {
             if matches!(event.name.as_str(), "end" | "done" | "close") {
@@ -155,16 +194,12 @@ where
             print_event_data(ctx, &event.data)?;
         }
     }
-    Ok(Exit::Success)
 }
 
 async fn follow_polling(ctx: &Context, base: &str, run: &str) -> Result<Exit, CliError> {
     let mut cursor = None;
     loop {
-        let finished = !runs::fetch_result(ctx, run, 0)
-            .await?
-            .get("status")
-            .is_some_and(|s| s == "pending");
+        let finished = run_finished(ctx, run).await?;
         let (entries, next) = fetch_all(ctx, base, cursor.clone()).await?;
         for entry in &entries {
             print_entry(ctx, entry)?;

@@ -21,12 +21,18 @@ pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliEr
                 path: shown.clone(),
                 source,
             })?;
-            let targets = parse_targets(&text).map_err(|e| CliError::Usage(format!("{shown}: {e}")))?;
-            let answer = ctx.client.put(&path, &json!({ "targets": targets })).await?;
+            let targets =
+                parse_targets(&text).map_err(|e| CliError::Usage(format!("{shown}: {e}")))?;
+            let answer = ctx
+                .client
+                .put(&path, &json!({ "targets": targets }))
+                .await?;
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                let n = answer["registered"].as_u64().unwrap_or(targets.len() as u64);
+                let n = answer["registered"]
+                    .as_u64()
+                    .unwrap_or(targets.len() as u64);
                 ctx.print(&format!(
                     "registered {n} target{} in '{}'",
                     if n == 1 { "" } else { "s" },

@@ -75,7 +75,10 @@ impl Context {
 
     /// `/api/projects/{project}` with the project percent-encoded.
     pub fn project_path(&self) -> Result<String, CliError> {
-        Ok(format!("/api/projects/{}", client::segment(self.project()?)))
+        Ok(format!(
+            "/api/projects/{}",
+            client::segment(self.project()?)
+        ))
     }
 
     /// Whether output is JSON.

@@ -115,7 +115,11 @@ pub fn now_ms() -> i64 {
 pub fn error_text(error: &ErrorDetail) -> String {
     let mut out = format!("{}: {}", error.error_type, error.message);
     for frame in &error.frames {
-        let _ = write!(out, "\n    at {} ({}:{})", frame.name, frame.file, frame.line);
+        let _ = write!(
+            out,
+            "\n    at {} ({}:{})",
+            frame.name, frame.file, frame.line
+        );
     }
     out
 }
@@ -138,7 +142,10 @@ fn outcome(execution: &Execution, now: i64) -> String {
         .map(|r| format!(" → retry {r}"))
         .unwrap_or_default();
     let text = match kind {
-        "value" => format!("✓ {}", compact(result.get("value").unwrap_or(&Json::Null), 60)),
+        "value" => format!(
+            "✓ {}",
+            compact(result.get("value").unwrap_or(&Json::Null), 60)
+        ),
         "error" => {
             let error = result.get("error");
             let field = |name| {
@@ -178,14 +185,7 @@ fn call_text(step: &Step) -> String {
     text
 }
 
-fn render_step(
-    out: &mut String,
-    run: &Run,
-    step: &Step,
-    prefix: &str,
-    last: bool,
-    now: i64,
-) {
+fn render_step(out: &mut String, run: &Run, step: &Step, prefix: &str, last: bool, now: i64) {
     let branch = if last { "└─ " } else { "├─ " };
     let cont = format!("{prefix}{}", if last { "   " } else { "│  " });
     let env_tag = |e: &Execution| {
@@ -222,7 +222,11 @@ fn render_step(
     let children: Vec<&Step> = run
         .steps
         .iter()
-        .filter(|s| s.parent.as_deref().is_some_and(|p| step_of(p) == step.step_id))
+        .filter(|s| {
+            s.parent
+                .as_deref()
+                .is_some_and(|p| step_of(p) == step.step_id)
+        })
         .collect();
     for (i, child) in children.iter().enumerate() {
         render_step(out, run, child, &cont, i + 1 == children.len(), now);
@@ -260,15 +264,18 @@ fn placeholder_text(value: &Json) -> String {
     match value {
         Json::String(s) => s.clone(),
         Json::Object(map)
-            if map.get("type").and_then(Json::as_str) == Some("raw") && map.contains_key("data") =>
+            if map.get("type").and_then(Json::as_str) == Some("raw")
+                && map.contains_key("data") =>
         {
             placeholder_text(&decode_json(map["data"].clone()))
         }
-        other => decode_json(other.clone()).to_string(),
+        other => other.to_string(),
     }
 }
 
 /// Fills `{name}` placeholders of a log template from `values` (unknown names stay as is).
+/// Values are plain JSON (strings are inserted without quotes); a Coflux value
+/// (`{"type":"raw","data":…}`) is decoded first.
 pub fn fill_template(template: &str, values: &Json) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -341,7 +348,10 @@ mod tests {
     fn templates_are_filled_from_values() {
         let values = json!({"name": "world", "n": 3, "v": {"type": "raw", "data": [1, 2]}});
         assert_eq!(
-            fill_template("hello {name}, {n} times {v} {missing} {not a name}", &values),
+            fill_template(
+                "hello {name}, {n} times {v} {missing} {not a name}",
+                &values
+            ),
             "hello world, 3 times [1,2] {missing} {not a name}"
         );
         assert_eq!(fill_template("{", &values), "{");
@@ -361,9 +371,15 @@ mod tests {
     fn tables_align_columns() {
         let text = table(
             &["NAME", "STATE"],
-            &[vec!["a".into(), "active".into()], vec!["long-name".into(), "paused".into()]],
+            &[
+                vec!["a".into(), "active".into()],
+                vec!["long-name".into(), "paused".into()],
+            ],
         );
-        assert_eq!(text, "NAME       STATE\na          active\nlong-name  paused\n");
+        assert_eq!(
+            text,
+            "NAME       STATE\na          active\nlong-name  paused\n"
+        );
     }
 
     #[test]

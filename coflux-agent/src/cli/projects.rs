@@ -11,7 +11,10 @@ use super::{CliError, Context, Exit, output};
 pub async fn run(ctx: &Context, command: ProjectsCommand) -> Result<Exit, CliError> {
     match command {
         ProjectsCommand::Create { name } => {
-            let created = ctx.client.post("/api/projects", &json!({ "name": name })).await?;
+            let created = ctx
+                .client
+                .post("/api/projects", &json!({ "name": name }))
+                .await?;
             if ctx.json() {
                 ctx.print_json(&created)?;
             } else {

@@ -185,7 +185,10 @@ pub fn report_result(ctx: &Context, result: &Json) -> Result<Exit, CliError> {
     let parsed: RunResult = typed(result)?;
     match parsed.status.as_str() {
         "value" => ctx.print(&output::json_text(&parsed.value.unwrap_or(Json::Null)))?,
-        "pending" => ctx.print(&format!("run {} has no result yet (pending)", parsed.run_id))?,
+        "pending" => ctx.print(&format!(
+            "run {} has no result yet (pending)",
+            parsed.run_id
+        ))?,
         "error" => match &parsed.error {
             Some(error) => eprintln!(
                 "error: run {} failed: {}",

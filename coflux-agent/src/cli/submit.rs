@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn targets_and_arguments_are_parsed() {
-        assert_eq!(split_target("app.flows/hello").unwrap(), ("app.flows", "hello"));
+        assert_eq!(
+            split_target("app.flows/hello").unwrap(),
+            ("app.flows", "hello")
+        );
         assert_eq!(split_target("a/b/c").unwrap(), ("a/b", "c"));
         for bad in ["hello", "/hello", "mod/"] {
             assert!(split_target(bad).is_err(), "{bad}");

@@ -54,9 +54,7 @@ impl BlobClient {
     }
 
     fn client() -> awc::Client {
-        awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(300))
-            .finish()
+        crate::net::client(std::time::Duration::from_secs(300))
     }
 
     /// Uploads a file (unless the server has it already); returns its key and size.

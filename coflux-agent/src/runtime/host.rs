@@ -103,7 +103,11 @@ impl ExecutorHost for RemoteHost {
         .boxed_local()
     }
 
-    fn get_blob(&self, key: String, target: PathBuf) -> LocalBoxFuture<'static, Result<(), HostError>> {
+    fn get_blob(
+        &self,
+        key: String,
+        target: PathBuf,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>> {
         let blobs = self.blobs.clone();
         async move {
             blobs

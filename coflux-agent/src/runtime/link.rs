@@ -13,8 +13,7 @@ use std::time::Duration;
 use awc::ws::{Frame, Message};
 use coflux_core::model::ExecutionId;
 use coflux_core::protocol::agent::{
-    AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, ReplyBody, ServerFrame,
-    WireError,
+    AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, ReplyBody, ServerFrame, WireError,
 };
 use coflux_core::protocol::codec;
 use futures::{SinkExt, StreamExt};
@@ -203,9 +202,7 @@ impl Link {
         &self,
         commands: &mpsc::UnboundedSender<Command>,
     ) -> Result<(), Option<CloseReason>> {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .finish();
+        let client = crate::net::client(Duration::from_secs(10));
         let (_, framed) = client
             .ws(&self.url)
             .max_frame_size(codec::MAX_FRAME_BYTES)

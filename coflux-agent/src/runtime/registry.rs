@@ -14,9 +14,7 @@ pub async fn register_manifests(
     definitions: &[TargetDefinition],
 ) -> anyhow::Result<()> {
     let base = format!("{}/api/projects", server.trim_end_matches('/'));
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
+    let client = crate::net::client(Duration::from_secs(30));
     let response = client
         .post(&base)
         .send_json(&json!({ "name": project }))
@@ -28,7 +26,11 @@ pub async fn register_manifests(
         .send_json(&json!({ "name": environment }))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the server at {server}: {e}"))?;
-    check(response.status(), &[200, 201, 409], "create the environment")?;
+    check(
+        response.status(),
+        &[200, 201, 409],
+        "create the environment",
+    )?;
     let mut response = client
         .put(format!(
             "{base}/{project}/environments/{environment}/manifests"

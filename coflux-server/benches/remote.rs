@@ -1,0 +1,118 @@
+//! Remote benchmark: a `coflux-server` process and separate `coflux-agent` processes, one
+//! hosting the Rust example repository (`coflux-example-repo`) and one hosting Python code
+//! through the real `coflux` 0.12.0 package; trivial tasks, default (durable) store.
+//!
+//! `cargo bench -p coflux-server --bench remote` prints a table, then one JSON line with
+//! `seq_1000_ms`, `fanout_1000_ms`, `latency_p50_ms`, `latency_p99_ms`, `server_idle_rss_mb`,
+//! `server_peak_rss_mb`, `py_seq_100_ms`, `py_fanout_100_ms`, `py_latency_p50_ms`.
+//! Latency is submit → result of a workflow that does nothing (`chain(0)`), over HTTP.
+//! `-- --quick` runs fewer latency samples (for CI).
+
+use std::time::{Duration, Instant};
+
+use coflux_tests::{Server, python_agent_for, rust_agent};
+use serde_json::{Value as Json, json};
+
+const P: &str = "bench";
+
+fn rss_mb(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn run(server: &Server, env: &str, module: &str, target: &str, args: Json) -> Duration {
+    let started = Instant::now();
+    let run = server.submit(P, env, module, target, args).await;
+    let result = server.result(P, &run, 600).await;
+    let elapsed = started.elapsed();
+    assert_eq!(result["status"], "value", "{module}.{target}: {result}");
+    elapsed
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn latencies(server: &Server, env: &str, module: &str, samples: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        out.push(
+            run(server, env, module, "chain", json!([0]))
+                .await
+                .as_secs_f64()
+                * 1000.0,
+        );
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    actix_rt::System::new().block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path()).await;
+        server.setup(P, "rust", None).await;
+        server.setup(P, "python", None).await;
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        let idle_rss = rss_mb(server.proc.pid(), "VmRSS:");
+
+        let _rust = rust_agent(&server, P, "rust", &["--register", "--concurrency", "1000"]);
+        server.wait_registered(P, "rust", "chain").await;
+        run(&server, "rust", "examples.repo", "chain", json!([10])).await;
+        let seq = run(&server, "rust", "examples.repo", "chain", json!([1000])).await;
+        eprintln!("seq_1000: {seq:?}");
+        let fanout = run(&server, "rust", "examples.repo", "fanout", json!([1000])).await;
+        eprintln!("fanout_1000: {fanout:?}");
+        let lat = latencies(
+            &server,
+            "rust",
+            "examples.repo",
+            if quick { 50 } else { 300 },
+        )
+        .await;
+        let peak_rss = rss_mb(server.proc.pid(), "VmHWM:");
+
+        let _python = python_agent_for(
+            "bench_flows",
+            &server.url,
+            P,
+            "python",
+            "bench",
+            &["--concurrency", "8"],
+        );
+        server.wait_registered(P, "python", "chain").await;
+        let py_bench = "bench_flows";
+        run(&server, "python", py_bench, "chain", json!([1])).await;
+        let py_seq = run(&server, "python", py_bench, "chain", json!([100])).await;
+        let py_fanout = run(&server, "python", py_bench, "fanout", json!([100])).await;
+        let py_lat = latencies(&server, "python", py_bench, if quick { 5 } else { 20 }).await;
+
+        let result = json!({
+            "seq_1000_ms": ms(seq),
+            "fanout_1000_ms": ms(fanout),
+            "latency_p50_ms": (percentile(&lat, 0.5) * 100.0).round() / 100.0,
+            "latency_p99_ms": (percentile(&lat, 0.99) * 100.0).round() / 100.0,
+            "server_idle_rss_mb": (idle_rss * 10.0).round() / 10.0,
+            "server_peak_rss_mb": (peak_rss * 10.0).round() / 10.0,
+            "py_seq_100_ms": ms(py_seq),
+            "py_fanout_100_ms": ms(py_fanout),
+            "py_latency_p50_ms": (percentile(&py_lat, 0.5) * 10.0).round() / 10.0,
+        });
+        println!("remote benchmark (server and agents as separate processes)");
+        for (key, value) in result.as_object().unwrap() {
+            println!("  {key:<22} {value}");
+        }
+        println!("{result}");
+    });
+}
