@@ -127,7 +127,7 @@ fn one_process_serves_fan_out_errors_and_panics() {
             ("coflux.Panic", "kaboom")
         );
         assert!(
-            error.frames[0].file.ends_with("main.rs"),
+            error.frames[0].file.ends_with("examples/src/lib.rs"),
             "{:?}",
             error.frames
         );
