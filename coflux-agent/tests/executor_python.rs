@@ -26,6 +26,14 @@ fn python() -> PathBuf {
         return PathBuf::from(python);
     }
     let python = crate_dir().join("../target/python-venv/bin/python");
+    static SETUP: std::sync::Once = std::sync::Once::new();
+    SETUP.call_once(|| {
+        if !python.exists() {
+            // First run on this machine: create the venv (needs PyPI).
+            let _ =
+                std::process::Command::new(crate_dir().join("../scripts/setup-python.sh")).status();
+        }
+    });
     assert!(
         python.exists(),
         "no Python for the executor tests at {}: run scripts/setup-python.sh (or set COFLUX_TEST_PYTHON)",

@@ -48,12 +48,21 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The Python interpreter of the test venv (`scripts/setup-python.sh` creates it).
+/// The Python interpreter of the test venv (created by `scripts/setup-python.sh`, which runs
+/// on first use).
 pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("COFLUX_TEST_PYTHON") {
         return PathBuf::from(p);
     }
     let p = workspace_root().join("target/python-venv/bin/python");
+    static SETUP: std::sync::Once = std::sync::Once::new();
+    SETUP.call_once(|| {
+        if !p.exists() {
+            // First run on this machine: create the venv (needs PyPI).
+            let _ = std::process::Command::new(workspace_root().join("scripts/setup-python.sh"))
+                .status();
+        }
+    });
     assert!(
         p.exists(),
         "no Python venv with coflux 0.12.0 at {}: run scripts/setup-python.sh",
