@@ -357,7 +357,7 @@ async fn the_logs_route_returns_pages_as_json() {
                     "execution_id": "R1:1:1",
                     "level": 2,
                     "template": "hello {user}",
-                    "values": {"user": {"name": "bob", "tags": [1, 2]}, "big": {"blob": "ab".repeat(32)}},
+                    "values": {"user": {"name": "bob", "tags": [1, 2]}, "big": {"blob": "ab".repeat(32), "size": 1000}},
                     "timestamp": 1_700_000_000_000u64,
                 },
                 {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use coflux_core::model::{ExecutionId, InvalidProjectName, Reference, RunId, StepId, Value};
+use coflux_core::model::{ExecutionId, InvalidProjectName, RunId, StepId, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -260,75 +260,15 @@ pub struct LogPage {
     pub cursor: Option<u64>,
 }
 
-/// A value as plain JSON for display: inline data decoded from the Coflux encoding, with each
-/// reference replaced by a small description; a blob as `{"blob": key}`.
+/// A value as plain JSON for display (the same rendering as run views and results).
 pub fn display_value(value: &Value) -> Json {
-    match value {
-        Value::Raw { data, references } => {
-            coflux_core::sdk::decode_json(substitute_references(data.clone(), references))
-        }
-        Value::Blob { key, .. } => serde_json::json!({ "blob": key }),
-    }
-}
-
-/// Replaces `{"type":"ref","index":i}` in encoded data with a description of reference `i`.
-/// Runs on the encoded form, where every user dictionary is a `{"type":"dict",...}` wrapper, so
-/// a user's own `{"type":"ref"}` dictionary is never mistaken for a reference.
-fn substitute_references(data: Json, references: &[Reference]) -> Json {
-    if references.is_empty() {
-        return data;
-    }
-    match data {
-        Json::Object(map) => {
-            let is_ref = map.get("type").and_then(Json::as_str) == Some("ref");
-            let index = map
-                .get("index")
-                .and_then(Json::as_u64)
-                .and_then(|i| usize::try_from(i).ok());
-            match (is_ref, index.and_then(|i| references.get(i))) {
-                (true, Some(reference)) => describe_reference(reference),
-                _ => Json::Object(
-                    map.into_iter()
-                        .map(|(k, v)| (k, substitute_references(v, references)))
-                        .collect(),
-                ),
-            }
-        }
-        Json::Array(items) => Json::Array(
-            items
-                .into_iter()
-                .map(|v| substitute_references(v, references))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-fn describe_reference(reference: &Reference) -> Json {
-    match reference {
-        Reference::Execution {
-            execution,
-            module,
-            target,
-        } => serde_json::json!({
-            "execution": execution.to_string(),
-            "module": module,
-            "target": target,
-        }),
-        Reference::Asset { id } => serde_json::json!({ "asset": id }),
-        Reference::Input { id } => serde_json::json!({ "input": id }),
-        Reference::Fragment {
-            format,
-            blob_key,
-            size,
-            ..
-        } => serde_json::json!({ "fragment": format, "blob": blob_key, "size": size }),
-    }
+    crate::http::views::value_json(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coflux_core::model::Reference;
     use serde_json::json;
 
     fn execution() -> ExecutionId {
@@ -383,7 +323,7 @@ mod tests {
             size: 3,
             references: vec![],
         };
-        assert_eq!(display_value(&blob), json!({"blob": "ab"}));
+        assert_eq!(display_value(&blob), json!({"blob": "ab", "size": 3}));
         // A user dictionary that looks like a reference stays as it is.
         let user = Value::Raw {
             data: json!({"type":"dict","items":["type","ref","index",0]}),
