@@ -194,6 +194,7 @@ async fn agent_protocol_submits_children_and_waits_for_them() {
         kind: TargetKind::Task,
         arguments: Json::encode(&vec![Value::raw(serde_json::json!(1))]),
         options: Json::encode(&StepOptions::default()),
+        wait: false,
     };
     send(
         &mut socket,

@@ -1,27 +1,49 @@
 //! [`RemoteHost`]: answers executor requests through the server link and the blob API.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use coflux_core::model::{ExecutionId, ExecutionResult};
 use coflux_core::protocol::agent::{AgentRequest, Json, LogEntry, ReplyBody, WireError};
 use coflux_core::sdk::SubmitRequest;
 use futures::FutureExt;
-use futures::future::LocalBoxFuture;
+use futures::future::{LocalBoxFuture, Shared};
 
 use super::blobs::BlobClient;
 use super::link::Link;
 use crate::executor::{ExecutorHost, HostError, LogRecord};
 
-/// The executor host of a connected agent.
+/// A child's final result as the server pushes it (see [`ServerFrame::Resolved`]).
+type Early = Shared<LocalBoxFuture<'static, Option<Json>>>;
+
+/// The executor host of a connected agent. Children are submitted with `wait`, so the server
+/// pushes each child's final result as soon as it is known and the executor's later `select`
+/// on it is answered here, without another round trip.
+///
+/// [`ServerFrame::Resolved`]: coflux_core::protocol::agent::ServerFrame::Resolved
 pub struct RemoteHost {
     link: Link,
     blobs: BlobClient,
+    /// Pushed results of children not yet waited on, with the parent that submitted them.
+    early: Rc<RefCell<HashMap<ExecutionId, (ExecutionId, Early)>>>,
 }
 
 impl RemoteHost {
     /// A host over a link and a blob client.
     pub fn new(link: Link, blobs: BlobClient) -> Self {
-        Self { link, blobs }
+        Self {
+            link,
+            blobs,
+            early: Rc::default(),
+        }
+    }
+
+    /// Forgets the pushed results of children that `parent` never waited on (call when it
+    /// has ended).
+    pub fn forget(&self, parent: ExecutionId) {
+        self.early.borrow_mut().retain(|_, (p, _)| *p != parent);
     }
 }
 
@@ -40,6 +62,7 @@ impl ExecutorHost for RemoteHost {
         request: SubmitRequest,
     ) -> LocalBoxFuture<'static, Result<ExecutionId, HostError>> {
         let link = self.link.clone();
+        let early = Rc::clone(&self.early);
         async move {
             let request = AgentRequest::Submit {
                 parent,
@@ -47,9 +70,16 @@ impl ExecutorHost for RemoteHost {
                 kind: request.kind,
                 arguments: Json::encode(&request.arguments),
                 options: Json::encode(&request.options),
+                wait: true,
             };
             match link.request(request).await.map_err(host_error)? {
-                ReplyBody::Submitted(id) => Ok(id),
+                ReplyBody::Submitted(id) => {
+                    // Registered before this task yields again, so before `Resolved` can arrive.
+                    let resolution = link.expect_resolution(id);
+                    let future = async move { resolution.await.ok() }.boxed_local().shared();
+                    early.borrow_mut().insert(id, (parent, future));
+                    Ok(id)
+                }
                 other => Err(unexpected(other)),
             }
         }
@@ -62,7 +92,15 @@ impl ExecutorHost for RemoteHost {
         from: ExecutionId,
     ) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>> {
         let link = self.link.clone();
+        let early = self.early.borrow_mut().remove(&execution).map(|(_, e)| e);
         async move {
+            if let Some(early) = early
+                && let Some(json) = early.await
+            {
+                return json
+                    .decode()
+                    .map_err(|e| HostError::new("invalid_reply", e.to_string()));
+            }
             match link
                 .request(AgentRequest::Wait { execution, from })
                 .await

@@ -60,6 +60,14 @@ struct State {
     next_result: u64,
     /// Executions running here.
     running: BTreeSet<ExecutionId>,
+    /// `Resolved` frames of children submitted with `wait` on this connection: the caller
+    /// waiting for one, or one that arrived before its caller asked.
+    resolutions: HashMap<ExecutionId, Resolution>,
+}
+
+enum Resolution {
+    Waiting(oneshot::Sender<Json>),
+    Arrived(Json),
 }
 
 /// The agent's connection to the server (cheap to clone).
@@ -114,6 +122,24 @@ impl Link {
             state.pending.insert(id, (request, tx));
         }
         rx.await.unwrap_or_else(|_| Err(disconnected()))
+    }
+
+    /// Expects the final result of a child submitted with `wait`: the receiver gets it, or an
+    /// error if the connection drops first (then ask with a `Wait` request).
+    pub fn expect_resolution(&self, execution: ExecutionId) -> oneshot::Receiver<Json> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.state.borrow_mut();
+        match state.resolutions.remove(&execution) {
+            Some(Resolution::Arrived(result)) => {
+                let _ = tx.send(result);
+            }
+            _ => {
+                if state.connection.is_some() {
+                    state.resolutions.insert(execution, Resolution::Waiting(tx));
+                }
+            }
+        }
+        rx
     }
 
     /// Notes that an execution started here (and tells the server).
@@ -281,7 +307,12 @@ impl Link {
             None
         };
         let outcome = futures::future::select(Box::pin(writer), Box::pin(reader)).await;
-        self.state.borrow_mut().connection = None;
+        {
+            let mut state = self.state.borrow_mut();
+            state.connection = None;
+            // Resolutions promised on this connection will not come: their callers ask again.
+            state.resolutions.clear();
+        }
         match outcome {
             futures::future::Either::Right((Some(reason), _)) => Err(Some(reason)),
             _ => Err(None),
@@ -318,6 +349,19 @@ impl Link {
             ServerFrame::Reply { id, result } => {
                 if let Some((_, reply)) = self.state.borrow_mut().pending.remove(&id) {
                     let _ = reply.send(result);
+                }
+            }
+            ServerFrame::Resolved { execution, result } => {
+                let mut state = self.state.borrow_mut();
+                match state.resolutions.remove(&execution) {
+                    Some(Resolution::Waiting(tx)) => {
+                        let _ = tx.send(result);
+                    }
+                    _ => {
+                        state
+                            .resolutions
+                            .insert(execution, Resolution::Arrived(result));
+                    }
                 }
             }
             ServerFrame::Recorded { execution } => {

@@ -79,6 +79,7 @@ pub struct Agent {
     config: AgentConfig,
     link: Link,
     pool: Rc<ExecutorPool>,
+    host: Rc<RemoteHost>,
     running: Rc<std::cell::RefCell<HashMap<ExecutionId, AbortHandle>>>,
     draining: std::cell::Cell<bool>,
 }
@@ -111,12 +112,13 @@ impl Agent {
         ));
         let pool = Rc::new(ExecutorPool::new(
             PoolConfig::new(adapter, config.directory.clone(), config.concurrency),
-            host,
+            Rc::clone(&host) as Rc<dyn crate::executor::ExecutorHost>,
         ));
         Self {
             config,
             link,
             pool,
+            host,
             running: Rc::default(),
             draining: std::cell::Cell::new(false),
         }
@@ -207,10 +209,12 @@ impl Agent {
                 self.running.borrow_mut().insert(execution, handle);
                 let link = self.link.clone();
                 let running = Rc::clone(&self.running);
+                let host = Rc::clone(&self.host);
                 actix_rt::spawn(async move {
                     let outcome = futures::future::Abortable::new(job, registration).await;
                     running.borrow_mut().remove(&execution);
                     link.stopped(execution);
+                    host.forget(execution);
                     let result = match outcome {
                         Ok(Ok(result)) => Some(result),
                         Ok(Err(e)) => e.into_result(),

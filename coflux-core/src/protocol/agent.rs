@@ -84,6 +84,9 @@ pub enum AgentRequest {
         arguments: Json,
         /// `StepOptions` as JSON.
         options: Json,
+        /// Also send the child's final result, as [`ServerFrame::Resolved`], once known (saves
+        /// the round trip of a later `Wait`).
+        wait: bool,
     },
     /// Wait for the final result of an execution's chain.
     Wait {
@@ -205,6 +208,14 @@ pub enum ServerFrame {
         /// The answer.
         result: Result<ReplyBody, WireError>,
     },
+    /// The final result of a child submitted with `wait` (`ExecutionResult` as JSON). Sent on
+    /// the connection that submitted it; lost if that connection drops (ask with `Wait` then).
+    Resolved {
+        /// The child.
+        execution: ExecutionId,
+        /// Its final result.
+        result: Json,
+    },
     /// A reported result is committed (or was already recorded), so the agent may forget it.
     Recorded {
         /// The execution.
@@ -318,6 +329,7 @@ mod tests {
                     kind: TargetKind::Task,
                     arguments: Json::encode(&vec![Value::raw(serde_json::json!(1))]),
                     options: Json::encode(&StepOptions::default()),
+                    wait: true,
                 },
             },
             AgentFrame::Heartbeat {

@@ -276,8 +276,19 @@ fn handle_frame(
             let session = Arc::clone(session);
             let outgoing = outgoing.clone();
             actix_rt::spawn(async move {
+                let wait = matches!(request, AgentRequest::Submit { wait: true, .. });
                 let result = answer(&session, request).await;
+                let child = match &result {
+                    Ok(ReplyBody::Submitted(child)) if wait => Some(*child),
+                    _ => None,
+                };
                 let _ = outgoing.send(ServerFrame::Reply { id, result });
+                if let Some(execution) = child
+                    && let Ok(result) = session.project.execution_result(execution).await
+                {
+                    let result = Json::encode(&result);
+                    let _ = outgoing.send(ServerFrame::Resolved { execution, result });
+                }
             });
         }
         AgentFrame::Logs(entries) => store_logs(session, logs, entries),
@@ -324,6 +335,7 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
             kind,
             arguments,
             options,
+            ..
         } => {
             let arguments: Vec<Value> = arguments
                 .decode()
