@@ -4,9 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use coflux_tests::{
-    Proxy, Server, eventually, python_agent, rust_agent, step_states, workspace_root,
-};
+use coflux_tests::{Proxy, Server, eventually, python_agent, rust_agent, step_states};
 use serde_json::json;
 
 const P: &str = "acme";
@@ -235,6 +233,7 @@ async fn remote_dev_mode_picks_up_an_edited_python_task() {
         .unwrap();
     };
     write(1);
+    let log_path = repo.path().join("agent.log");
     let _agent = coflux_tests::Proc::spawn(
         "coflux-agent --dev",
         std::process::Command::new(coflux_tests::bin("coflux-agent"))
@@ -245,7 +244,8 @@ async fn remote_dev_mode_picks_up_an_edited_python_task() {
             .arg("--directory")
             .arg(repo.path())
             .arg("devflows")
-            .env("COFLUX_LOG", "warn"),
+            .env("COFLUX_LOG", "warn")
+            .stderr(std::fs::File::create(&log_path).unwrap()),
     );
     let run = server
         .submit(P, "development", "devflows", "version", json!([]))
@@ -264,5 +264,42 @@ async fn remote_dev_mode_picks_up_an_edited_python_task() {
         picked_up < Duration::from_secs(3),
         "the edit took {picked_up:?} to be picked up"
     );
-    let _ = workspace_root();
+
+    // A save that does not import is reported, and the agent recovers on the next good save.
+    std::fs::write(&module, "import coflux as cf\n\ndef broken(:\n").unwrap();
+    eventually(Duration::from_secs(10), "the import error", || async {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        (log.contains("cannot load the repository") && log.contains("SyntaxError")).then_some(())
+    })
+    .await;
+    write(3);
+    let run = server
+        .submit(P, "development", "devflows", "version", json!([]))
+        .await;
+    assert_eq!(server.result(P, &run, 30).await["value"], 3);
+}
+
+#[actix_rt::test]
+async fn remote_agent_stopped_with_sigterm_finishes_what_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let mut agent = python_agent(&server.url, P, "production", "a", &[]);
+    let run = server
+        .submit(P, "production", "e2e_flows", "sleepy", json!([2]))
+        .await;
+    wait_running(&server, &run, "slow").await;
+    let started = Instant::now();
+    assert!(
+        agent.terminate(Duration::from_secs(30)),
+        "the agent did not exit after draining"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for the task"
+    );
+    let result = server.result(P, &run, 0).await;
+    assert_eq!(result["value"], "a", "{result}");
+    let states = step_states(&server.inspect(P, &run).await);
+    assert!(states.iter().all(|(_, s)| s.len() == 1), "{states:?}");
 }
