@@ -303,3 +303,25 @@ async fn remote_agent_stopped_with_sigterm_finishes_what_runs() {
     let states = step_states(&server.inspect(P, &run).await);
     assert!(states.iter().all(|(_, s)| s.len() == 1), "{states:?}");
 }
+
+/// A parent waiting for its children lends its slot: a cached recursive `fib(25)` completes on
+/// one agent with `--concurrency 4` (Coflux can deadlock here).
+#[actix_rt::test]
+async fn remote_waiting_parents_do_not_deadlock_a_small_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "rust", None).await;
+    server.setup(P, "python", None).await;
+    let _rust = rust_agent(&server, P, "rust", &["--concurrency", "4"]);
+    let _python = python_agent(&server.url, P, "python", "a", &["--concurrency", "4"]);
+    let run = server
+        .submit(P, "rust", "examples.repo", "fib", json!([25]))
+        .await;
+    let result = server.result(P, &run, 120).await;
+    assert_eq!(result["value"], 75025, "{result}");
+    let run = server
+        .submit(P, "python", "e2e_flows", "fib_flow", json!([25]))
+        .await;
+    let result = server.result(P, &run, 120).await;
+    assert_eq!(result["value"], 75025, "{result}");
+}

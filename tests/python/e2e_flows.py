@@ -70,3 +70,15 @@ def nap(seconds):
     if agent_name() == "a":
         time.sleep(seconds)
     return agent_name()
+
+
+@cf.task(cache=True)
+def fib(n):
+    if n < 2:
+        return n
+    return fib(n - 1) + fib(n - 2)
+
+
+@cf.workflow()
+def fib_flow(n):
+    return fib(n)

@@ -44,6 +44,12 @@ pub trait ExecutorHost: 'static {
         target: PathBuf,
     ) -> LocalBoxFuture<'static, Result<(), HostError>>;
 
+    /// `execution` started (`true`) or stopped (`false`) waiting for other executions: while it
+    /// waits it does not count against the agent's capacity. Fire and forget.
+    fn waiting(&self, execution: ExecutionId, waiting: bool) {
+        let _ = (execution, waiting);
+    }
+
     /// Records a log message of `execution`. Fire and forget.
     fn log(&self, execution: ExecutionId, record: LogRecord);
 }

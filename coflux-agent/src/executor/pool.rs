@@ -30,6 +30,11 @@ pub struct PoolConfig {
     pub working_dir: PathBuf,
     /// At most this many executions run at once.
     pub concurrency: usize,
+    /// How many executions may wait for others without holding a slot (default: 16 per
+    /// slot). A waiting execution lends its slot, so a parent blocked on its children never
+    /// starves them (a cached recursive `fib(25)` completes with a concurrency of 4); the bound
+    /// caps the processes that waiting executions keep alive.
+    pub max_waiting: usize,
     /// How long a new process may take to send `ready`.
     pub ready_timeout: Duration,
     /// How long a process may take to exit after its result (or after stdin closes) before
@@ -48,6 +53,7 @@ impl PoolConfig {
             adapter,
             working_dir: working_dir.into(),
             concurrency: concurrency.max(1),
+            max_waiting: concurrency.max(1) * 16,
             ready_timeout: Duration::from_secs(30),
             exit_grace: Duration::from_secs(5),
         }
@@ -107,6 +113,10 @@ pub(crate) struct Inner {
     pub(crate) config: PoolConfig,
     pub(crate) host: Rc<dyn ExecutorHost>,
     slots: Arc<Semaphore>,
+    /// Slots lent by executions waiting for others.
+    lent: Rc<Cell<usize>>,
+    /// Slots to take back as soon as they are free (lent slots reclaimed while none was).
+    debt: Rc<Cell<usize>>,
     state: RefCell<State>,
     next_process: Cell<u64>,
     spawn_lock: tokio::sync::Mutex<()>,
@@ -128,6 +138,8 @@ impl ExecutorPool {
             config,
             host,
             slots,
+            lent: Rc::default(),
+            debt: Rc::default(),
             state: RefCell::new(State {
                 kind: Kind::Unknown,
                 idle: VecDeque::new(),
@@ -292,6 +304,21 @@ impl ExecutorPool {
         self.0.running_count.send_replace(state.running.len());
     }
 
+    /// Lends the slot of an execution that starts waiting for others (see [`SlotLender`]).
+    pub(crate) fn lender(&self) -> SlotLender {
+        SlotLender {
+            slots: Arc::clone(&self.0.slots),
+            lent: Rc::clone(&self.0.lent),
+            debt: Rc::clone(&self.0.debt),
+            max_lent: self.0.config.max_waiting,
+        }
+    }
+
+    /// Takes back slots that waiting executions lent and could not reclaim at once.
+    pub(crate) fn settle(&self) {
+        self.lender().settle();
+    }
+
     /// Waits for one of the `concurrency` slots.
     pub(crate) async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PoolError> {
         Arc::clone(&self.0.slots)
@@ -416,5 +443,52 @@ impl ExecutorPool {
             }
         });
         Ok(process)
+    }
+}
+
+/// Lends and reclaims the slots of executions that wait for others.
+///
+/// While an execution waits (in `select`), its slot is given back to the pool, up to
+/// [`PoolConfig::max_waiting`] at once. When it resumes it takes a free slot back; if none is
+/// free it runs anyway (briefly over the limit) and the pool keeps the next freed slot.
+#[derive(Clone)]
+pub(crate) struct SlotLender {
+    slots: Arc<Semaphore>,
+    lent: Rc<Cell<usize>>,
+    debt: Rc<Cell<usize>>,
+    max_lent: usize,
+}
+
+impl SlotLender {
+    /// Lends a slot; false when the bound is reached (the execution keeps its slot).
+    pub(crate) fn lend(&self) -> bool {
+        if self.lent.get() >= self.max_lent {
+            return false;
+        }
+        self.lent.set(self.lent.get() + 1);
+        self.slots.add_permits(1);
+        true
+    }
+
+    /// Takes a lent slot back.
+    pub(crate) fn reclaim(&self) {
+        self.lent.set(self.lent.get().saturating_sub(1));
+        match self.slots.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(_) => self.debt.set(self.debt.get() + 1),
+        }
+    }
+
+    /// Pays back slots owed by reclaims that found none free.
+    pub(crate) fn settle(&self) {
+        while self.debt.get() > 0 {
+            match self.slots.try_acquire() {
+                Ok(permit) => {
+                    permit.forget();
+                    self.debt.set(self.debt.get() - 1);
+                }
+                Err(_) => break,
+            }
+        }
     }
 }

@@ -40,14 +40,21 @@ pub(crate) struct ExecutionContext {
     pub(crate) execution: ExecutionId,
     /// Where values fetched for it go (removed with it).
     pub(crate) scratch: PathBuf,
+    /// Lends the execution's slot while it waits for others.
+    pub(crate) lender: super::pool::SlotLender,
     finished: watch::Sender<bool>,
 }
 
 impl ExecutionContext {
-    pub(crate) fn new(execution: ExecutionId, scratch: PathBuf) -> Rc<Self> {
+    pub(crate) fn new(
+        execution: ExecutionId,
+        scratch: PathBuf,
+        lender: super::pool::SlotLender,
+    ) -> Rc<Self> {
         Rc::new(Self {
             execution,
             scratch,
+            lender,
             finished: watch::channel(false).0,
         })
     }

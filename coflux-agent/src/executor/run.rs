@@ -119,7 +119,7 @@ async fn attempt(
     }
 
     let execution = assignment.execution;
-    let context = ExecutionContext::new(execution, scratch.values.clone());
+    let context = ExecutionContext::new(execution, scratch.values.clone(), pool.lender());
     let terminal = process.register(Rc::clone(&context));
     let execute = WorkerNotification::Execute(Execute {
         execution_id: execution.to_string(),
@@ -189,13 +189,16 @@ async fn attempt(
     process.unregister(execution);
     if process.is_concurrent() {
         drop((scratch, permit));
+        pool.settle();
     } else {
         // One execution per process: it exits by itself after its result. Its slot and its
         // directory are held until it has.
         let grace = pool.config().exit_grace;
+        let settle = pool.clone();
         actix_rt::spawn(async move {
             process.reap(grace).await;
             drop((scratch, permit));
+            settle.settle();
         });
     }
     pool.top_up();

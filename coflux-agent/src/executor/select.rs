@@ -40,12 +40,18 @@ pub(crate) async fn select(
             .boxed_local()
     });
     let race = futures::future::select_all(waits);
-    let ((winner, result), _, _) = match params.timeout_ms {
-        Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), race).await {
-            Ok(resolved) => resolved,
-            Err(_) => return Ok(Json::Null),
-        },
-        None => race.await,
+    // While it waits, the execution lends its slot (and tells the server it is waiting), so
+    // the children it waits for can run even when every slot is taken by waiting parents.
+    let loan = Loan::take(host, context);
+    let outcome = match params.timeout_ms {
+        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), race)
+            .await
+            .ok(),
+        None => Some(race.await),
+    };
+    drop(loan);
+    let Some(((winner, result), _, _)) = outcome else {
+        return Ok(Json::Null);
     };
     let result = result.map_err(|e| host_error("select_error", e))?;
     if params.cancel_remaining {
@@ -93,4 +99,33 @@ async fn answer(
         value,
         error,
     })
+}
+
+/// A slot lent while an execution waits; given back when dropped (also if the wait is
+/// abandoned because the execution ended).
+struct Loan {
+    host: Rc<dyn ExecutorHost>,
+    lender: super::pool::SlotLender,
+    execution: coflux_core::model::ExecutionId,
+}
+
+impl Loan {
+    fn take(host: &Rc<dyn ExecutorHost>, context: &ExecutionContext) -> Option<Self> {
+        if !context.lender.lend() {
+            return None;
+        }
+        host.waiting(context.execution, true);
+        Some(Self {
+            host: Rc::clone(host),
+            lender: context.lender.clone(),
+            execution: context.execution,
+        })
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        self.lender.reclaim();
+        self.host.waiting(self.execution, false);
+    }
 }

@@ -94,12 +94,12 @@ impl ExecutorHost for RemoteHost {
         let link = self.link.clone();
         let early = self.early.borrow_mut().remove(&execution).map(|(_, e)| e);
         async move {
+            // The pushed result, unless it was lost or the server could not get it (then ask).
             if let Some(early) = early
                 && let Some(json) = early.await
+                && let Ok(result) = json.decode()
             {
-                return json
-                    .decode()
-                    .map_err(|e| HostError::new("invalid_reply", e.to_string()));
+                return Ok(result);
             }
             match link
                 .request(AgentRequest::Wait { execution, from })
@@ -154,6 +154,11 @@ impl ExecutorHost for RemoteHost {
                 .map_err(|e| HostError::new(e.code(), e.to_string()))
         }
         .boxed_local()
+    }
+
+    fn waiting(&self, execution: ExecutionId, waiting: bool) {
+        self.link
+            .send(coflux_core::protocol::agent::AgentFrame::Waiting { execution, waiting });
     }
 
     fn log(&self, execution: ExecutionId, record: LogRecord) {

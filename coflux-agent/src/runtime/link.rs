@@ -60,6 +60,8 @@ struct State {
     next_result: u64,
     /// Executions running here.
     running: BTreeSet<ExecutionId>,
+    /// The agent takes no new work (said again on every reconnect).
+    draining: bool,
     /// `Resolved` frames of children submitted with `wait` on this connection: the caller
     /// waiting for one, or one that arrived before its caller asked.
     resolutions: HashMap<ExecutionId, Resolution>,
@@ -106,7 +108,7 @@ impl Link {
     /// Sends a request and waits for its reply.
     pub async fn request(&self, request: AgentRequest) -> Result<ReplyBody, WireError> {
         let (tx, rx) = oneshot::channel();
-        {
+        let id = {
             let mut state = self.state.borrow_mut();
             if state.connection.is_none() && matches!(request, AgentRequest::Submit { .. }) {
                 return Err(disconnected());
@@ -120,7 +122,14 @@ impl Link {
                 });
             }
             state.pending.insert(id, (request, tx));
-        }
+            id
+        };
+        // Forget the request if the caller stops waiting (e.g. its execution was aborted), so
+        // it is not sent again after a reconnect.
+        let _forget = Forget {
+            state: Rc::clone(&self.state),
+            id,
+        };
         rx.await.unwrap_or_else(|_| Err(disconnected()))
     }
 
@@ -174,6 +183,12 @@ impl Link {
         if let Some(conn) = &self.state.borrow().connection {
             let _ = conn.send(frame);
         }
+    }
+
+    /// Tells the server (now and after any reconnect) that this agent takes no new work.
+    pub fn drain(&self) {
+        self.state.borrow_mut().draining = true;
+        self.send(AgentFrame::Draining);
     }
 
     /// Sends log entries (dropped while disconnected).
@@ -241,9 +256,10 @@ impl Link {
         let (mut sink, mut stream) = framed.split();
         let mut hello = self.hello.borrow().clone();
         hello.session = self.session();
-        if hello.session.is_none() {
-            hello.claims = self.claims();
-        }
+        // What runs here and the results held: a new session claims them, a resumed one is
+        // sent again the assignments missing from them.
+        hello.claims = self.claims();
+        let previous = hello.session.clone();
         let bytes = codec::encode(&AgentFrame::Hello(hello)).map_err(|_| None)?;
         sink.send(Message::Binary(bytes.into()))
             .await
@@ -253,8 +269,9 @@ impl Link {
             match stream.next().await {
                 Some(Ok(Frame::Binary(bytes))) => match codec::decode::<ServerFrame>(&bytes) {
                     Ok(ServerFrame::Welcome { session, in_flight }) => {
+                        let resumed = previous.as_deref() == Some(session.as_str());
                         self.state.borrow_mut().session = Some(session);
-                        break in_flight;
+                        break (in_flight, resumed);
                     }
                     _ => return Err(Some(CloseReason::HelloExpected)),
                 },
@@ -263,8 +280,12 @@ impl Link {
                 Some(Err(_)) | None => return Err(None),
             }
         };
+        let (in_flight, resumed) = in_flight;
         let (tx, mut rx) = mpsc::unbounded_channel::<AgentFrame>();
-        self.resume(&tx, &in_flight);
+        if self.state.borrow().draining {
+            let _ = tx.send(AgentFrame::Draining);
+        }
+        self.resume(&tx, &in_flight, resumed);
         // Executions running here that the server no longer expects are stopped.
         let orphaned: Vec<ExecutionId> = self
             .state
@@ -293,7 +314,10 @@ impl Link {
             }
         };
         let reader = async {
-            while let Some(frame) = stream.next().await {
+            // The server pings every 5 s: a connection silent for 20 s is dead (half-open).
+            while let Ok(Some(frame)) =
+                tokio::time::timeout(Duration::from_secs(20), stream.next()).await
+            {
                 match frame {
                     Ok(Frame::Binary(bytes)) => match codec::decode::<ServerFrame>(&bytes) {
                         Ok(frame) => self.on_frame(frame, commands),
@@ -321,7 +345,12 @@ impl Link {
 
     /// After (re)connecting: drop results the server no longer expects, send the rest again,
     /// re-send waits and cancels, fail submissions.
-    fn resume(&self, connection: &mpsc::UnboundedSender<AgentFrame>, in_flight: &[ExecutionId]) {
+    fn resume(
+        &self,
+        connection: &mpsc::UnboundedSender<AgentFrame>,
+        in_flight: &[ExecutionId],
+        resumed: bool,
+    ) {
         let mut state = self.state.borrow_mut();
         state
             .unconfirmed
@@ -334,7 +363,16 @@ impl Link {
         }
         let ids: Vec<u64> = state.pending.keys().copied().collect();
         for id in ids {
-            let resend = !matches!(state.pending[&id].0, AgentRequest::Submit { .. });
+            // Requests of executions the server no longer expects here are dropped; a
+            // submission is sent again only to the same session (which answers a repeat with
+            // the first answer), never to a new one (which could create the child twice).
+            let (from, submit) = match &state.pending[&id].0 {
+                AgentRequest::Submit { parent, .. } => (*parent, true),
+                AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => {
+                    (*from, false)
+                }
+            };
+            let resend = in_flight.contains(&from) && (resumed || !submit);
             if resend {
                 let request = state.pending[&id].0.clone();
                 let _ = connection.send(AgentFrame::Request { id, request });
@@ -380,6 +418,20 @@ impl Link {
                 let _ = commands.send(Command::Execute(frame));
             }
             ServerFrame::Welcome { .. } => {}
+        }
+    }
+}
+
+/// Removes a pending request when its caller goes away.
+struct Forget {
+    state: Rc<RefCell<State>>,
+    id: u64,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            state.pending.remove(&self.id);
         }
     }
 }

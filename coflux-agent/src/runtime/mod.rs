@@ -162,7 +162,15 @@ impl Agent {
                 _ = &mut stop => break Ok(Ok(())),
             }
         };
-        self.drain().await;
+        // Drain, still handling commands (aborts, and work that raced the drain notice).
+        let drained = self.drain();
+        futures::pin_mut!(drained);
+        loop {
+            tokio::select! {
+                _ = &mut drained => break,
+                Some(command) = inbox.recv() => self.on_command(command),
+            }
+        }
         heartbeat.abort();
         connection.abort();
         match outcome {
@@ -191,6 +199,12 @@ impl Agent {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::error!(%execution, error = %e, "undecodable arguments");
+                        let error = coflux_core::model::ErrorInfo::new(
+                            "coflux.InvalidArguments",
+                            format!("the agent could not decode the arguments: {e}"),
+                        );
+                        let result = ExecutionResult::Error { error, retry: None };
+                        self.link.report(execution, Json::encode(&result));
                         return;
                     }
                 };
@@ -244,7 +258,7 @@ impl Agent {
     /// finish and their results to be confirmed.
     pub async fn drain(&self) {
         self.draining.set(true);
-        self.link.send(AgentFrame::Draining);
+        self.link.drain();
         let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
         while (!self.running.borrow().is_empty() || self.link.unconfirmed() > 0)
             && tokio::time::Instant::now() < deadline

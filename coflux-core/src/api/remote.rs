@@ -102,6 +102,14 @@ impl Project {
         self.handle().router.set_worker_available(worker, available);
     }
 
+    /// Marks an execution of a remote worker as waiting for others (it then does not count
+    /// against the worker's capacity) or running again.
+    pub fn set_execution_waiting(&self, worker: WorkerId, execution: ExecutionId, waiting: bool) {
+        self.handle()
+            .router
+            .set_execution_waiting(worker, execution, waiting);
+    }
+
     /// Records how an execution ended; returns once the result is committed (a second result
     /// for the same execution is ignored, and also acknowledged).
     pub async fn report_result(

@@ -18,6 +18,8 @@ struct WorkerSlot {
     capacity: usize,
     provides: Requires,
     running: usize,
+    /// Its executions waiting for others (not counted in `running`).
+    waiting: HashSet<ExecutionId>,
     /// False while the worker is unreachable (e.g. its agent is reconnecting): it keeps its
     /// executions but gets no new ones.
     available: bool,
@@ -194,9 +196,30 @@ impl EnvironmentCore {
                         capacity: if capacity == 0 { usize::MAX } else { capacity },
                         provides,
                         running: 0,
+                        waiting: HashSet::new(),
                         available: true,
                     },
                 );
+            }
+            EnvironmentMsg::SetWaiting {
+                worker,
+                execution,
+                waiting,
+            } => {
+                if self.assigned.get(&execution) == Some(&worker)
+                    && let Some(slot) = self.workers.get_mut(&worker)
+                {
+                    let changed = if waiting {
+                        slot.waiting.insert(execution)
+                    } else {
+                        slot.waiting.remove(&execution)
+                    };
+                    if changed && waiting {
+                        slot.running = slot.running.saturating_sub(1);
+                    } else if changed {
+                        slot.running += 1;
+                    }
+                }
             }
             EnvironmentMsg::SetAvailable { worker, available } => {
                 if let Some(slot) = self.workers.get_mut(&worker) {
@@ -254,6 +277,7 @@ impl EnvironmentCore {
     fn release(&mut self, execution: ExecutionId) {
         if let Some(worker) = self.assigned.remove(&execution)
             && let Some(slot) = self.workers.get_mut(&worker)
+            && !slot.waiting.remove(&execution)
         {
             slot.running = slot.running.saturating_sub(1);
         }
@@ -410,6 +434,43 @@ mod tests {
         let mut out = Outbox::default();
         env.handle(back, 0, &mut out);
         assert_eq!(executes(&out), 1);
+    }
+
+    #[test]
+    fn a_waiting_execution_does_not_hold_its_workers_capacity() {
+        let mut env = EnvironmentCore::new(EnvironmentId(1));
+        let targets = [TargetRef::new("m", "t")].into_iter().collect();
+        let connect = EnvironmentMsg::Connect {
+            worker: WorkerId(1),
+            targets,
+            capacity: 1,
+            provides: Requires::new(),
+        };
+        let mut out = Outbox::default();
+        env.handle(connect, 0, &mut out);
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, false)), 0, &mut out);
+        env.handle(EnvironmentMsg::Enqueue(ticket(2, false)), 0, &mut out);
+        assert_eq!(executes(&out), 1, "capacity 1");
+        let parent = ticket(1, false).execution;
+        let waiting = |waiting| EnvironmentMsg::SetWaiting {
+            worker: WorkerId(1),
+            execution: parent,
+            waiting,
+        };
+        let mut out = Outbox::default();
+        env.handle(waiting(true), 0, &mut out);
+        assert_eq!(executes(&out), 1, "the waiting parent lent its slot");
+        env.handle(waiting(false), 0, &mut out);
+        env.handle(EnvironmentMsg::Enqueue(ticket(3, false)), 0, &mut out);
+        assert_eq!(
+            executes(&out),
+            1,
+            "both run again: over capacity, nothing new"
+        );
+        env.handle(EnvironmentMsg::Finished { execution: parent }, 0, &mut out);
+        let child = ticket(2, false).execution;
+        env.handle(EnvironmentMsg::Finished { execution: child }, 0, &mut out);
+        assert_eq!(executes(&out), 2, "a slot is free again once both finished");
     }
 
     #[test]

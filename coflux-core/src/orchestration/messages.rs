@@ -214,6 +214,16 @@ pub enum EnvironmentMsg {
         /// Gets [`Reply::Claimed`] with the executions now assigned to it.
         reply: ReplyTo,
     },
+    /// An execution of a worker waits for others (`true`: it does not count against the
+    /// worker's capacity) or runs again.
+    SetWaiting {
+        /// The worker.
+        worker: WorkerId,
+        /// The execution.
+        execution: ExecutionId,
+        /// Whether it waits.
+        waiting: bool,
+    },
     /// A worker went away: its executions are abandoned.
     Disconnect {
         /// The worker.

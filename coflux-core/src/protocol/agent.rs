@@ -146,6 +146,14 @@ pub enum AgentFrame {
     },
     /// Log records.
     Logs(Vec<LogEntry>),
+    /// An assigned execution started (`true`) or stopped (`false`) waiting for others: while
+    /// it waits it does not count against the agent's capacity.
+    Waiting {
+        /// The execution.
+        execution: ExecutionId,
+        /// Whether it waits.
+        waiting: bool,
+    },
     /// The executions the agent is running (sent periodically).
     Heartbeat {
         /// Running executions.

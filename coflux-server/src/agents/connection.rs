@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_ws::{CloseCode, CloseReason as WsCloseReason, MessageStream};
 use coflux_core::api::WorkerSpec;
-use coflux_core::model::{ExecutionId, ExecutionResult, StepOptions, Value};
+use coflux_core::model::{ExecutionResult, StepOptions, Value};
 use coflux_core::protocol::agent::{
     AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, PROTOCOL_VERSION, ReplyBody,
     ServerFrame, WireError,
@@ -16,7 +16,7 @@ use coflux_core::sdk::SubmitRequest;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::sessions::{Ownership, Session};
+use super::sessions::{Ownership, Session, SubmitTurn};
 use crate::logs::{LogRecord, LogStore};
 use crate::state::AppState;
 
@@ -47,7 +47,9 @@ pub async fn serve(
     }
     let (outgoing, outbox) = mpsc::unbounded_channel();
     let sessions = Arc::clone(&state.sessions);
-    let (session, in_flight, queued) = match open_session(&state, &hello, outgoing.clone()).await {
+    let id = sessions.connection_id();
+    // The welcome (and anything held for the agent) is queued on `outgoing` by the session.
+    let session = match open_session(&state, &hello, id, outgoing.clone()).await {
         Ok(opened) => opened,
         Err(reason) => return close(ws, reason).await,
     };
@@ -59,26 +61,15 @@ pub async fn serve(
     )
     .entered();
     tracing::info!(resumed = hello.session.is_some(), "agent connected");
-    let _ = outgoing.send(ServerFrame::Welcome {
-        session: session.token.clone(),
-        in_flight,
-    });
-    for frame in queued {
-        let _ = outgoing.send(frame);
-    }
     let writer = actix_rt::spawn(write_frames(ws.clone(), outbox));
     let logs = Arc::clone(&state.logs);
     let reason = read_frames(&session, &logs, &mut stream, &outgoing, ws.clone()).await;
     writer.abort();
-    match reason {
-        Some(CloseReason::Replaced) => {}
-        other => {
-            if let Some(reason) = other {
-                close(ws, reason).await;
-            }
-            sessions.disconnected(&session);
-        }
+    if let Some(reason) = reason {
+        close(ws, reason).await;
     }
+    // Does nothing if the agent already resumed the session on a newer connection.
+    sessions.disconnected(&session, id);
     tracing::info!(reason = ?reason, "agent disconnected");
 }
 
@@ -102,12 +93,20 @@ async fn first_frame(stream: &mut actix_ws::AggregatedMessageStream) -> Result<H
 async fn open_session(
     state: &AppState,
     hello: &Hello,
+    id: u64,
     outgoing: mpsc::UnboundedSender<ServerFrame>,
-) -> Result<(Arc<Session>, Vec<ExecutionId>, Vec<ServerFrame>), CloseReason> {
+) -> Result<Arc<Session>, CloseReason> {
     if let Some(token) = &hello.session {
         return state
             .sessions
-            .resume(token, &hello.project, &hello.environment, outgoing)
+            .resume(
+                token,
+                &hello.project,
+                &hello.environment,
+                &hello.claims,
+                id,
+                outgoing,
+            )
             .ok_or(CloseReason::SessionInvalid);
     }
     let project = state
@@ -117,7 +116,7 @@ async fn open_session(
         .map_err(|_| CloseReason::ProjectNotFound)?;
     let spec = WorkerSpec {
         targets: hello.targets.iter().map(|t| t.target.clone()).collect(),
-        capacity: hello.concurrency as usize,
+        capacity: (hello.concurrency as usize).max(1),
         provides: hello.provides.iter().cloned().collect(),
     };
     let environment_ok = project
@@ -142,11 +141,14 @@ async fn open_session(
         .claim_executions(&hello.environment, worker_id, hello.claims.clone())
         .await
         .unwrap_or_default();
-    let session = state
-        .sessions
-        .open(project, hello.environment.clone(), worker, outgoing);
-    session.adopt(&claimed);
-    Ok((session, claimed, Vec::new()))
+    Ok(state.sessions.open(
+        project,
+        hello.environment.clone(),
+        worker,
+        &claimed,
+        id,
+        outgoing,
+    ))
 }
 
 async fn write_frames(mut ws: actix_ws::Session, mut outbox: mpsc::UnboundedReceiver<ServerFrame>) {
@@ -223,13 +225,6 @@ async fn read_frames(
     }
 }
 
-fn require_assigned(session: &Session, execution: ExecutionId) -> Result<(), CloseReason> {
-    match session.ownership(execution) {
-        Ownership::Assigned => Ok(()),
-        Ownership::Finished | Ownership::Foreign => Err(CloseReason::ExecutionInvalid),
-    }
-}
-
 fn handle_frame(
     session: &Arc<Session>,
     logs: &LogStore,
@@ -272,26 +267,59 @@ fn handle_frame(
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
             };
-            require_assigned(session, from)?;
+            if session.ownership(from) != Ownership::Assigned {
+                // E.g. a wait re-sent after its execution was cancelled: answer, don't close.
+                let result = Err(wire_error(
+                    "execution_invalid",
+                    format!("execution {from} is not running on this agent"),
+                ));
+                let _ = outgoing.send(ServerFrame::Reply { id, result });
+                return Ok(());
+            }
             let session = Arc::clone(session);
             let outgoing = outgoing.clone();
             actix_rt::spawn(async move {
                 let wait = matches!(request, AgentRequest::Submit { wait: true, .. });
-                let result = answer(&session, request).await;
+                let result = if matches!(request, AgentRequest::Submit { .. }) {
+                    // Idempotent by request id: a submission re-sent after a reconnect gets the
+                    // first one's answer.
+                    match session.begin_submit(id) {
+                        SubmitTurn::Answered(answer) => answer,
+                        SubmitTurn::Wait(rx) => rx.await.unwrap_or_else(|_| {
+                            Err(wire_error("unavailable", "the submission was interrupted"))
+                        }),
+                        SubmitTurn::Handle => {
+                            let answer = answer(&session, request).await;
+                            session.submitted(id, &answer);
+                            answer
+                        }
+                    }
+                } else {
+                    answer(&session, request).await
+                };
                 let child = match &result {
                     Ok(ReplyBody::Submitted(child)) if wait => Some(*child),
                     _ => None,
                 };
                 let _ = outgoing.send(ServerFrame::Reply { id, result });
-                if let Some(execution) = child
-                    && let Ok(result) = session.project.execution_result(execution).await
-                {
-                    let result = Json::encode(&result);
+                if let Some(execution) = child {
+                    // On failure an empty result tells the agent to ask again with `Wait`.
+                    let result = match session.project.execution_result(execution).await {
+                        Ok(result) => Json::encode(&result),
+                        Err(_) => Json(String::new()),
+                    };
                     let _ = outgoing.send(ServerFrame::Resolved { execution, result });
                 }
             });
         }
         AgentFrame::Logs(entries) => store_logs(session, logs, entries),
+        AgentFrame::Waiting { execution, waiting } => {
+            if session.ownership(execution) == Ownership::Assigned {
+                session
+                    .project
+                    .set_execution_waiting(session.worker, execution, waiting);
+            }
+        }
         AgentFrame::Heartbeat { .. } => {}
         AgentFrame::Draining => {
             tracing::info!("agent is draining");
@@ -316,6 +344,18 @@ fn store_logs(session: &Session, logs: &LogStore, entries: Vec<LogEntry>) {
         .collect();
     if let Err(e) = logs.append(session.project.name(), records) {
         tracing::warn!(code = e.code(), error = %e, "log records refused");
+    }
+}
+
+/// A core error for an agent: client errors keep their message; others get a generic one
+/// (the details are logged, never sent).
+fn api_error(e: coflux_core::Error) -> WireError {
+    match e {
+        coflux_core::Error::Store(_) | coflux_core::Error::Unavailable(_) => {
+            tracing::error!(error = %e, "agent request failed");
+            wire_error(e.code(), "the server could not complete the request")
+        }
+        other => wire_error(other.code(), other.to_string()),
     }
 }
 
@@ -353,14 +393,21 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
                 .submit_child(parent, request)
                 .await
                 .map(ReplyBody::Submitted)
-                .map_err(|e| wire_error(e.code(), e.to_string()))
+                .map_err(api_error)
         }
         AgentRequest::Wait { execution, .. } => project
             .execution_result(execution)
             .await
             .map(|r| ReplyBody::Result(Json::encode(&r)))
-            .map_err(|e| wire_error(e.code(), e.to_string())),
-        AgentRequest::Cancel { execution, .. } => {
+            .map_err(api_error),
+        AgentRequest::Cancel { execution, from } => {
+            // An agent cancels within its own run (its children), not other runs.
+            if execution.run() != from.run() {
+                return Err(wire_error(
+                    "cancel_refused",
+                    format!("{from} may only cancel executions of its own run"),
+                ));
+            }
             project.cancel(execution);
             Ok(ReplyBody::Cancelled)
         }

@@ -2,7 +2,7 @@
 //! outlives its WebSocket connection for the reconnection timeout, queuing commands meanwhile,
 //! and abandons its executions when it expires.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -10,11 +10,14 @@ use coflux_core::Project;
 use coflux_core::api::RemoteWorker;
 use coflux_core::model::{ExecutionId, WorkerId};
 use coflux_core::orchestration::messages::WorkerCommand;
-use coflux_core::protocol::agent::{Json, ServerFrame};
+use coflux_core::protocol::agent::{Json, ReplyBody, ServerFrame, WireError};
 use tokio::sync::mpsc;
 
 /// Where a session's frames go while it is connected.
 pub type Outgoing = mpsc::UnboundedSender<ServerFrame>;
+
+/// How many reported executions a session remembers, to acknowledge late repeats.
+const KNOWN_LIMIT: usize = 16_384;
 
 /// One agent session.
 pub struct Session {
@@ -31,22 +34,53 @@ pub struct Session {
 
 #[derive(Default)]
 struct SessionState {
-    /// The live connection, if any.
-    connection: Option<Outgoing>,
-    /// Bumped on every connect and disconnect, so a stale expiry timer does nothing.
+    /// The live connection, if any, with its id.
+    connection: Option<(u64, Outgoing)>,
+    /// Bumped on every connect and disconnect, so a stale expiry timer, or the late end of a
+    /// replaced connection, does nothing.
     generation: u64,
     /// Frames produced while disconnected, replayed on resume.
     queued: Vec<ServerFrame>,
-    /// Executions assigned and not yet reported.
-    assigned: HashSet<ExecutionId>,
-    /// Every execution ever assigned (results for these are acknowledged even when late).
-    known: HashSet<ExecutionId>,
+    /// Executions assigned and not yet reported, with the frame that assigned them (sent again
+    /// if the agent lost it).
+    assigned: HashMap<ExecutionId, ServerFrame>,
+    /// Recently assigned executions (results for these are acknowledged even when late),
+    /// oldest first, bounded.
+    known: VecDeque<ExecutionId>,
+    known_set: HashSet<ExecutionId>,
     /// Set once the session expired or was closed.
     ended: bool,
-    /// The agent said it takes no more work: when its connection closes, the session ends at
-    /// once instead of waiting for a reconnection.
+    /// Submissions by request id, so one re-sent after a reconnect is answered, not repeated.
+    submits: HashMap<u64, SubmitState>,
+    submit_order: VecDeque<u64>,
+    /// The agent said it takes no more work: it gets none, and when its connection closes with
+    /// nothing assigned the session ends at once.
     draining: bool,
 }
+
+/// A submission request seen by a session.
+enum SubmitState {
+    /// Being handled; these wait for its answer.
+    InProgress(Vec<tokio::sync::oneshot::Sender<SubmitAnswer>>),
+    /// Answered.
+    Done(SubmitAnswer),
+}
+
+/// The answer to a submission request.
+pub type SubmitAnswer = Result<ReplyBody, WireError>;
+
+/// What a session does with a submission request.
+pub enum SubmitTurn {
+    /// Handle it, then call [`Session::submitted`].
+    Handle,
+    /// It was answered before.
+    Answered(SubmitAnswer),
+    /// It is being handled: the answer comes here.
+    Wait(tokio::sync::oneshot::Receiver<SubmitAnswer>),
+}
+
+/// How many answered submissions a session remembers.
+const SUBMIT_LIMIT: usize = 4_096;
 
 /// What a session says about an execution an agent reports on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +104,7 @@ impl Session {
         if state.ended {
             return;
         }
-        if let Some(conn) = &state.connection
+        if let Some((_, conn)) = &state.connection
             && conn.send(frame.clone()).is_ok()
         {
             return;
@@ -81,25 +115,71 @@ impl Session {
     /// Whether `execution` belongs to this session.
     pub fn ownership(&self, execution: ExecutionId) -> Ownership {
         let state = lock(&self.state);
-        if state.assigned.contains(&execution) {
+        if state.assigned.contains_key(&execution) {
             Ownership::Assigned
-        } else if state.known.contains(&execution) {
+        } else if state.known_set.contains(&execution) {
             Ownership::Finished
         } else {
             Ownership::Foreign
         }
     }
 
-    /// Takes over executions claimed from a previous session.
+    /// Takes over executions claimed from a previous session (the agent runs them, or holds
+    /// their results).
     pub fn adopt(&self, executions: &[ExecutionId]) {
         let mut state = lock(&self.state);
-        state.assigned.extend(executions.iter().copied());
-        state.known.extend(executions.iter().copied());
+        for execution in executions {
+            state.assigned.insert(
+                *execution,
+                ServerFrame::Abort {
+                    execution: *execution,
+                },
+            );
+            remember(&mut state, *execution);
+        }
     }
 
-    /// Notes that the agent is shutting down.
+    /// Registers submission request `id`: whether to handle it, or its earlier answer.
+    pub fn begin_submit(&self, id: u64) -> SubmitTurn {
+        let mut state = lock(&self.state);
+        match state.submits.get_mut(&id) {
+            Some(SubmitState::Done(answer)) => SubmitTurn::Answered(answer.clone()),
+            Some(SubmitState::InProgress(waiters)) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                waiters.push(tx);
+                SubmitTurn::Wait(rx)
+            }
+            None => {
+                state
+                    .submits
+                    .insert(id, SubmitState::InProgress(Vec::new()));
+                state.submit_order.push_back(id);
+                if state.submit_order.len() > SUBMIT_LIMIT
+                    && let Some(oldest) = state.submit_order.pop_front()
+                {
+                    state.submits.remove(&oldest);
+                }
+                SubmitTurn::Handle
+            }
+        }
+    }
+
+    /// Records the answer to submission request `id`.
+    pub fn submitted(&self, id: u64, answer: &SubmitAnswer) {
+        let mut state = lock(&self.state);
+        if let Some(SubmitState::InProgress(waiters)) =
+            state.submits.insert(id, SubmitState::Done(answer.clone()))
+        {
+            for waiter in waiters {
+                let _ = waiter.send(answer.clone());
+            }
+        }
+    }
+
+    /// Notes that the agent is shutting down: it gets no new work.
     pub fn set_draining(&self) {
         lock(&self.state).draining = true;
+        self.project.set_worker_available(self.worker, false);
     }
 
     /// Marks an execution as reported.
@@ -107,15 +187,40 @@ impl Session {
         lock(&self.state).assigned.remove(&execution);
     }
 
-    /// Attaches a connection: returns the in-flight executions and the queued frames to send
-    /// after the welcome.
-    fn attach(&self, connection: Outgoing) -> (Vec<ExecutionId>, Vec<ServerFrame>) {
+    /// Attaches a connection (replacing any earlier one) and, before anything else can be
+    /// sent on it, queues the welcome, the frames held while the agent was away, and the
+    /// assignments it does not report having (`running`: lost in transit). Returns the
+    /// connection's id, or `None` if the session has ended.
+    fn attach(&self, id: u64, connection: Outgoing, running: &[ExecutionId]) -> Option<()> {
         let mut state = lock(&self.state);
-        state.connection = Some(connection);
-        state.generation += 1;
-        let mut in_flight: Vec<_> = state.assigned.iter().copied().collect();
+        if state.ended {
+            return None;
+        }
+        let mut in_flight: Vec<_> = state.assigned.keys().copied().collect();
         in_flight.sort();
-        (in_flight, std::mem::take(&mut state.queued))
+        let _ = connection.send(ServerFrame::Welcome {
+            session: self.token.clone(),
+            in_flight: in_flight.clone(),
+        });
+        let queued = std::mem::take(&mut state.queued);
+        let mut resent: HashSet<ExecutionId> = HashSet::new();
+        for frame in queued {
+            if let ServerFrame::Execute { execution, .. } = &frame {
+                resent.insert(*execution);
+            }
+            let _ = connection.send(frame);
+        }
+        for execution in in_flight {
+            if running.contains(&execution) || resent.contains(&execution) {
+                continue;
+            }
+            if let Some(frame @ ServerFrame::Execute { .. }) = state.assigned.get(&execution) {
+                let _ = connection.send(frame.clone());
+            }
+        }
+        state.connection = Some((id, connection));
+        state.generation += 1;
+        Some(())
     }
 
     fn command(&self, command: WorkerCommand) {
@@ -126,16 +231,17 @@ impl Session {
                 arguments,
                 timeout_ms,
             } => {
-                let mut state = lock(&self.state);
-                state.assigned.insert(execution);
-                state.known.insert(execution);
-                drop(state);
-                ServerFrame::Execute {
+                let frame = ServerFrame::Execute {
                     execution,
                     target,
                     arguments: Json::encode(&*arguments),
                     timeout_ms,
-                }
+                };
+                let mut state = lock(&self.state);
+                state.assigned.insert(execution, frame.clone());
+                remember(&mut state, execution);
+                drop(state);
+                frame
             }
             WorkerCommand::Abort { execution } => {
                 lock(&self.state).assigned.remove(&execution);
@@ -150,6 +256,18 @@ impl Session {
 pub struct Sessions {
     reconnect_timeout: Duration,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    next_connection: std::sync::atomic::AtomicU64,
+}
+
+fn remember(state: &mut SessionState, execution: ExecutionId) {
+    if state.known_set.insert(execution) {
+        state.known.push_back(execution);
+        if state.known.len() > KNOWN_LIMIT
+            && let Some(oldest) = state.known.pop_front()
+        {
+            state.known_set.remove(&oldest);
+        }
+    }
 }
 
 impl Sessions {
@@ -158,7 +276,14 @@ impl Sessions {
         Self {
             reconnect_timeout,
             sessions: Mutex::default(),
+            next_connection: std::sync::atomic::AtomicU64::new(1),
         }
+    }
+
+    /// A fresh connection id.
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How long a disconnected session is kept.
@@ -176,13 +301,15 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Starts a session for a newly connected worker and attaches `connection`. Returns the
-    /// session and its token.
+    /// Starts a session for a newly connected worker, adopting the executions it `claimed`,
+    /// and attaches connection `id` (which receives the welcome first).
     pub fn open(
         self: &Arc<Self>,
         project: Project,
         environment: String,
         worker: RemoteWorker,
+        claimed: &[ExecutionId],
+        id: u64,
         connection: Outgoing,
     ) -> Arc<Session> {
         let token = new_token();
@@ -193,7 +320,8 @@ impl Sessions {
             worker: worker.id,
             state: Mutex::default(),
         });
-        session.attach(connection);
+        session.adopt(claimed);
+        session.attach(id, connection, claimed);
         lock(&self.sessions).insert(token, Arc::clone(&session));
         let forward = Arc::clone(&session);
         let mut commands = worker.commands;
@@ -205,38 +333,50 @@ impl Sessions {
         session
     }
 
-    /// Resumes a session for a reconnecting agent (same project and environment); returns the
-    /// session, its in-flight executions and the frames queued while it was away.
+    /// Resumes a session for a reconnecting agent (same project and environment) that still
+    /// runs (or holds results of) `running`, on connection `id`.
     pub fn resume(
         &self,
         token: &str,
         project: &str,
         environment: &str,
+        running: &[ExecutionId],
+        id: u64,
         connection: Outgoing,
-    ) -> Option<(Arc<Session>, Vec<ExecutionId>, Vec<ServerFrame>)> {
+    ) -> Option<Arc<Session>> {
         let session = lock(&self.sessions).get(token).cloned()?;
         if session.project.name() != project || session.environment != environment {
             return None;
         }
-        let (in_flight, queued) = session.attach(connection);
-        session.project.set_worker_available(session.worker, true);
-        Some((session, in_flight, queued))
+        session.attach(id, connection, running)?;
+        if !lock(&session.state).draining {
+            session.project.set_worker_available(session.worker, true);
+        }
+        Some(session)
     }
 
     /// The connection of a session dropped: unless it reconnects within the timeout, its
     /// executions are abandoned.
-    pub fn disconnected(self: &Arc<Self>, session: &Arc<Session>) {
-        if lock(&session.state).draining {
-            self.end(session, "agent shut down");
-            return;
-        }
-        session.project.set_worker_available(session.worker, false);
+    pub fn disconnected(self: &Arc<Self>, session: &Arc<Session>, id: u64) {
         let generation = {
             let mut state = lock(&session.state);
+            if state
+                .connection
+                .as_ref()
+                .is_none_or(|(current, _)| *current != id)
+            {
+                return; // replaced by a newer connection
+            }
+            if state.draining && state.assigned.is_empty() {
+                drop(state);
+                self.end(session, "agent shut down");
+                return;
+            }
             state.connection = None;
             state.generation += 1;
             state.generation
         };
+        session.project.set_worker_available(session.worker, false);
         let sessions = Arc::clone(self);
         let session = Arc::clone(session);
         let timeout = self.reconnect_timeout;

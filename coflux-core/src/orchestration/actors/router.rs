@@ -240,6 +240,26 @@ impl Router {
         }
     }
 
+    /// Marks an execution of a worker as waiting for others or running again.
+    pub fn set_execution_waiting(
+        self: &Arc<Self>,
+        worker: WorkerId,
+        execution: crate::model::ExecutionId,
+        waiting: bool,
+    ) {
+        let environment = lock(&self.workers).get(&worker).map(|r| r.environment);
+        if let Some(environment) = environment {
+            self.deliver(Envelope::Environment(
+                environment,
+                EnvironmentMsg::SetWaiting {
+                    worker,
+                    execution,
+                    waiting,
+                },
+            ));
+        }
+    }
+
     /// Delivers several envelopes in order.
     pub fn deliver_all(self: &Arc<Self>, envelopes: Vec<Envelope>) {
         for envelope in envelopes {
