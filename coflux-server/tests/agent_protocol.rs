@@ -378,3 +378,87 @@ async fn agent_protocol_expired_session_abandons_and_retries_elsewhere() {
     send(&mut socket, &AgentFrame::Hello(hello(Some(session)))).await;
     assert_eq!(recv(&mut socket).await.unwrap_err(), "session_invalid");
 }
+
+#[actix_rt::test]
+async fn agent_protocol_a_replaced_connection_ending_late_does_not_cut_off_the_session() {
+    let server = start(Duration::from_secs(30)).await;
+    let (old, session, _) = open(&server.url, None).await;
+    // The agent resumes on a new connection while the old one is still open (half-open).
+    let (mut new, resumed, _) = open(&server.url, Some(session.clone())).await;
+    assert_eq!(resumed, session);
+    drop(old);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let run = submit(&server, None).await;
+    let execution = next_execute(&mut new).await;
+    send(
+        &mut new,
+        &AgentFrame::Result {
+            execution,
+            result: value(8),
+        },
+    )
+    .await;
+    assert_eq!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value {
+            value: Value::raw(serde_json::json!(8))
+        }
+    );
+}
+
+#[actix_rt::test]
+async fn agent_protocol_an_assignment_lost_in_transit_is_sent_again_on_resume() {
+    let server = start(Duration::from_secs(30)).await;
+    let (mut socket, session, _) = open(&server.url, None).await;
+    let run = submit(&server, None).await;
+    let execution = next_execute(&mut socket).await;
+    drop(socket);
+    // The agent comes back not running it (it never got the frame): it is sent again.
+    let (mut socket, _, in_flight) = open(&server.url, Some(session)).await;
+    assert_eq!(in_flight, vec![execution]);
+    assert_eq!(next_execute(&mut socket).await, execution);
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(9),
+        },
+    )
+    .await;
+    assert!(matches!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value { .. }
+    ));
+}
+
+#[actix_rt::test]
+async fn agent_protocol_a_resent_submission_creates_one_child() {
+    let server = start(Duration::from_secs(30)).await;
+    let (mut socket, _, _) = open(&server.url, None).await;
+    let run = submit(&server, None).await;
+    let parent = next_execute(&mut socket).await;
+    let request = AgentRequest::Submit {
+        parent,
+        target: TargetRef::new("flows", "main"),
+        kind: TargetKind::Task,
+        arguments: Json::encode(&Vec::<Value>::new()),
+        options: Json::encode(&StepOptions::default()),
+        wait: false,
+    };
+    for _ in 0..2 {
+        let frame = AgentFrame::Request {
+            id: 5,
+            request: request.clone(),
+        };
+        send(&mut socket, &frame).await;
+    }
+    let mut children = Vec::new();
+    while children.len() < 2 {
+        if let ServerFrame::Reply { id: 5, result } = recv(&mut socket).await.unwrap() {
+            children.push(result.unwrap());
+        }
+    }
+    assert_eq!(children[0], children[1], "the same child both times");
+    let view = run.inspect().await.unwrap();
+    assert_eq!(view.steps.len(), 2, "the workflow and one child");
+}
