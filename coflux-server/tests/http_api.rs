@@ -662,3 +662,47 @@ async fn blobs_are_verified_and_confined_to_their_project() {
         assert_error(&h, &put, StatusCode::BAD_REQUEST, "invalid_blob_key");
     }
 }
+
+#[actix_rt::test]
+async fn concurrent_submissions_with_one_idempotency_key_create_one_run() {
+    let h = Harness::new().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    call!(&app, post("/api/projects", json!({"name": "acme"})));
+    for env in ["production", "staging"] {
+        call!(
+            &app,
+            post("/api/projects/acme/environments", json!({ "name": env }))
+        );
+    }
+    let submit = |env: &str| {
+        post(
+            &format!("/api/projects/acme/environments/{env}/runs"),
+            json!({"module": "m", "target": "w", "arguments": [], "idempotency_key": "order-42"}),
+        )
+    };
+    let answers =
+        futures::future::join_all((0..100).map(|_| async { call!(&app, submit("production")) }))
+            .await;
+    let runs: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["run_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(runs.len(), 1, "one run for 100 submissions: {runs:?}");
+    let (_, listed) = call!(&app, get("/api/projects/acme/runs"));
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 1);
+    // Keys are scoped to the environment.
+    let (_, other) = call!(&app, submit("staging"));
+    assert!(!runs.contains(other["run_id"].as_str().unwrap()));
+    // An empty key is refused.
+    let bad = call!(
+        &app,
+        post(
+            "/api/projects/acme/environments/production/runs",
+            json!({"module": "m", "target": "w", "idempotency_key": ""}),
+        )
+    );
+    assert_error(&h, &bad, StatusCode::BAD_REQUEST, "invalid_input");
+}

@@ -150,6 +150,10 @@ pub struct SubmitArgs {
     /// Print the run id and return without waiting for the result.
     #[arg(long)]
     pub no_wait: bool,
+    /// Submissions with the same key in the same environment (within the server's retention,
+    /// 24 hours by default) return the same run instead of starting another.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 /// `coflux runs …` (needs a project).

@@ -46,7 +46,12 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> Result<Exit, CliError> {
         ctx.project_path()?,
         segment(ctx.environment()?)
     );
-    let body = json!({ "module": module, "target": target, "arguments": arguments });
+    let body = json!({
+        "module": module,
+        "target": target,
+        "arguments": arguments,
+        "idempotency_key": args.idempotency_key,
+    });
     let answer = ctx.client.post(&path, &body).await?;
     let submitted: Submitted = typed(&answer)?;
     if args.no_wait {

@@ -43,6 +43,9 @@ pub struct Config {
     /// claimable by their reconnecting agents before they are abandoned and retried (default
     /// zero: in-process workers do not survive a restart, so nothing can reclaim them).
     pub recovery_grace: Duration,
+    /// How long an idempotency key given at submission is remembered (default 24 hours):
+    /// within it, submissions with the same key in the same environment get the same run.
+    pub idempotency_retention: Duration,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
             durability: Durability::Normal,
             writer_spin: Duration::from_micros(150),
             recovery_grace: Duration::ZERO,
+            idempotency_retention: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -79,6 +83,7 @@ impl Coflux {
             durability: config.durability,
             writer_spin: config.writer_spin,
             recovery_grace: config.recovery_grace,
+            idempotency_retention: config.idempotency_retention,
         })?;
         Ok(Self {
             supervisor: supervisor.start(),

@@ -60,6 +60,14 @@ impl Project {
     ) -> Result<Reply, Error> {
         let (id, rx) = self.handle.router.expect_reply();
         self.handle.router.deliver(make(id));
+        // A caller that stops waiting (e.g. a timed-out HTTP wait) is forgotten.
+        struct Forget<'a>(&'a crate::orchestration::actors::Router, ReplyTo);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget_reply(self.1);
+            }
+        }
+        let _forget = Forget(&self.handle.router, id);
         rx.await
             .map_err(|_| Error::Unavailable("the project stopped before answering".into()))
     }
@@ -207,7 +215,28 @@ impl Project {
         arguments: Vec<Value>,
         options: StepOptions,
     ) -> Result<RunHandle, Error> {
+        self.submit_target_keyed(environment, target, arguments, options, None)
+            .await
+    }
+
+    /// Like [`Project::submit_target`], with an idempotency key: submissions with the same key
+    /// in the same environment, within the key retention (default 24 hours), get the same run.
+    pub async fn submit_target_keyed(
+        &self,
+        environment: &str,
+        target: TargetRef,
+        arguments: Vec<Value>,
+        options: StepOptions,
+        idempotency_key: Option<String>,
+    ) -> Result<RunHandle, Error> {
         let environment = environment_name(environment)?;
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > 256)
+        {
+            return Err(Error::Invalid(
+                "an idempotency key must have 1 to 256 characters".into(),
+            ));
+        }
         let reply = self
             .request(|reply| {
                 Envelope::Project(ProjectMsg::StartRun {
@@ -215,6 +244,7 @@ impl Project {
                     target,
                     arguments,
                     options,
+                    idempotency_key,
                     reply,
                 })
             })

@@ -101,6 +101,11 @@ impl Harness {
         Self::from_boxed(self.store, self.now, grace_ms)
     }
 
+    /// Sets how long idempotency keys are remembered.
+    pub fn set_key_retention(&mut self, retention_ms: Millis) {
+        self.project.set_key_retention(retention_ms);
+    }
+
     /// A worker claims executions it still runs; returns those assigned to it.
     pub fn claim(
         &mut self,
@@ -320,14 +325,28 @@ impl Harness {
         arguments: Vec<Value>,
         options: StepOptions,
     ) -> Result<(RunId, ExecutionId), OrchestrationError> {
+        self.submit_keyed(environment, target, arguments, options, None)
+    }
+
+    /// Submits a workflow with an idempotency key.
+    pub fn submit_keyed(
+        &mut self,
+        environment: &str,
+        target: &TargetRef,
+        arguments: Vec<Value>,
+        options: StepOptions,
+        idempotency_key: Option<&str>,
+    ) -> Result<(RunId, ExecutionId), OrchestrationError> {
         let environment = env_name(environment)?;
         let target = target.clone();
+        let idempotency_key = idempotency_key.map(str::to_string);
         match self.request(|reply| {
             Envelope::Project(ProjectMsg::StartRun {
                 environment,
                 target,
                 arguments,
                 options,
+                idempotency_key,
                 reply,
             })
         }) {

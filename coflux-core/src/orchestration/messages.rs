@@ -126,6 +126,9 @@ pub enum ProjectMsg {
         arguments: Vec<Value>,
         /// Its options.
         options: StepOptions,
+        /// Submissions with the same key (in the same environment, within the retention) get
+        /// the same run.
+        idempotency_key: Option<String>,
         /// Gets [`Reply::RunStarted`].
         reply: ReplyTo,
     },
@@ -254,6 +257,13 @@ pub enum RunMsg {
         arguments: Vec<Value>,
         /// Its options.
         options: StepOptions,
+        /// Recorded with the run.
+        idempotency_key: Option<String>,
+        /// Gets [`Reply::RunStarted`].
+        reply: ReplyTo,
+    },
+    /// Tells a caller the run's id and initial execution (a repeated idempotent submission).
+    Started {
         /// Gets [`Reply::RunStarted`].
         reply: ReplyTo,
     },
@@ -338,6 +348,7 @@ impl RunMsg {
     pub fn reply_ids(&self) -> Vec<ReplyTo> {
         match self {
             Self::Create { reply, .. }
+            | Self::Started { reply }
             | Self::Wait { reply, .. }
             | Self::WaitRun { reply }
             | Self::Rerun { reply, .. } => vec![*reply],
@@ -359,7 +370,10 @@ impl RunMsg {
             | Self::CacheHit { execution, .. }
             | Self::Subscribe { execution, .. }
             | Self::Resolved { execution, .. } => Some(*execution),
-            Self::Create { .. } | Self::WaitRun { .. } | Self::Rerun { .. } => None,
+            Self::Create { .. }
+            | Self::Started { .. }
+            | Self::WaitRun { .. }
+            | Self::Rerun { .. } => None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The project state machine: environments and their hierarchy, run submission and ids, and the
 //! cache index shared by all runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{Environment, EnvironmentId, EnvironmentName, EnvironmentState, Millis, RunId};
 use crate::store::{CacheEntry, CacheOutcome, ProjectSnapshot, Write};
@@ -16,7 +16,13 @@ pub struct ProjectCore {
     environments: BTreeMap<EnvironmentId, Environment>,
     next_run: u64,
     cache: CacheIndex,
+    /// Idempotency keys of submitted runs, with when they were used.
+    keys: HashMap<(EnvironmentId, String), (RunId, Millis)>,
+    key_retention_ms: Millis,
 }
+
+/// How long an idempotency key is remembered by default (24 hours).
+pub const DEFAULT_KEY_RETENTION_MS: Millis = 24 * 60 * 60 * 1000;
 
 impl ProjectCore {
     /// Restores the project from a snapshot. The outbox tells every environment its state.
@@ -45,6 +51,12 @@ impl ProjectCore {
                     .cloned()
                     .collect(),
             ),
+            keys: snapshot
+                .idempotency_keys
+                .iter()
+                .map(|(env, key, run, at)| ((*env, key.clone()), (*run, *at)))
+                .collect(),
+            key_retention_ms: DEFAULT_KEY_RETENTION_MS,
         }
     }
 
@@ -77,6 +89,11 @@ impl ProjectCore {
     fn resolve(&self, name: &EnvironmentName) -> Result<&Environment, OrchestrationError> {
         self.find(name)
             .ok_or_else(|| OrchestrationError::EnvironmentNotFound(name.to_string()))
+    }
+
+    /// Sets how long idempotency keys are remembered.
+    pub fn set_key_retention(&mut self, retention_ms: Millis) {
+        self.key_retention_ms = retention_ms;
     }
 
     /// Handles one message.
@@ -120,16 +137,32 @@ impl ProjectCore {
                 target,
                 arguments,
                 options,
+                idempotency_key,
                 reply,
             } => match self.resolve(&environment).map(|e| e.id) {
                 Ok(env) => {
+                    if let Some(key) = &idempotency_key {
+                        let entry = self.keys.get(&(env, key.clone()));
+                        if let Some((run, at)) = entry
+                            && now - at < self.key_retention_ms
+                        {
+                            // Through the run, so the answer follows the run's own commit.
+                            return out.send(Envelope::Run(*run, RunMsg::Started { reply }));
+                        }
+                        self.keys
+                            .retain(|_, (_, at)| now - *at < self.key_retention_ms);
+                    }
                     let run = RunId(self.next_run);
                     self.next_run += 1;
+                    if let Some(key) = &idempotency_key {
+                        self.keys.insert((env, key.clone()), (run, now));
+                    }
                     let msg = RunMsg::Create {
                         environment: env,
                         target,
                         arguments,
                         options,
+                        idempotency_key,
                         reply,
                     };
                     out.send(Envelope::Run(run, msg));

@@ -262,11 +262,20 @@ impl RunCore {
             return reject_missing(self.id, msg, out);
         }
         match msg {
+            RunMsg::Started { reply } => {
+                let initial = StepId {
+                    run: self.id,
+                    number: 1,
+                }
+                .execution(1);
+                out.reply(reply, Reply::RunStarted(Ok((self.id, initial))));
+            }
             RunMsg::Create {
                 environment,
                 target,
                 arguments,
                 options,
+                idempotency_key,
                 reply,
             } => {
                 if self.exists() {
@@ -282,6 +291,14 @@ impl RunCore {
                     created_at: now,
                 };
                 out.write(Write::CreateRun(record.clone()));
+                if let Some(key) = idempotency_key {
+                    out.write(Write::PutIdempotencyKey {
+                        environment,
+                        key,
+                        run: self.id,
+                        at: now,
+                    });
+                }
                 self.record = Some(record);
                 let execution = self.add_step(
                     None,
@@ -777,7 +794,9 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
             out.reply(reply, Reply::Result(Err(err)))
         }
         RunMsg::Rerun { reply, .. } => out.reply(reply, Reply::Rerun(Err(err))),
-        RunMsg::Create { reply, .. } => out.reply(reply, Reply::RunStarted(Err(err))),
+        RunMsg::Create { reply, .. } | RunMsg::Started { reply } => {
+            out.reply(reply, Reply::RunStarted(Err(err)))
+        }
         _ => {}
     }
 }

@@ -680,3 +680,32 @@ fn a_timeout_cancels_the_pending_children() {
     assert_eq!(h.result_of(w), Some(ExecutionResult::Cancelled));
     assert!(h.aborted().contains(&child) && h.aborted().contains(&grandchild));
 }
+
+#[test]
+fn idempotency_keys_give_one_run_per_key_and_environment_until_they_expire() {
+    let Fixture { mut h, .. } = setup();
+    h.create_environment("staging", None).unwrap();
+    let submit = |h: &mut Harness, env: &str, key: &str| {
+        h.submit_keyed(env, &wf(), vec![], StepOptions::default(), Some(key))
+            .unwrap()
+    };
+    let first = submit(&mut h, "production", "k1");
+    assert_eq!(
+        submit(&mut h, "production", "k1"),
+        first,
+        "same key, same run"
+    );
+    assert_ne!(submit(&mut h, "production", "k2").0, first.0, "another key");
+    assert_ne!(
+        submit(&mut h, "staging", "k1").0,
+        first.0,
+        "scoped to the environment"
+    );
+    // Keys survive a restart (they are written with the run).
+    let mut h = h.restart().unwrap();
+    assert_eq!(submit(&mut h, "production", "k1"), first);
+    // And expire after the retention.
+    h.set_key_retention(1_000);
+    h.advance(1_500);
+    assert_ne!(submit(&mut h, "production", "k1").0, first.0, "expired");
+}

@@ -77,6 +77,17 @@ pub enum Write {
         /// When.
         at: Millis,
     },
+    /// A run was submitted with an idempotency key (written with the run).
+    PutIdempotencyKey {
+        /// The environment.
+        environment: EnvironmentId,
+        /// The key.
+        key: String,
+        /// The run.
+        run: RunId,
+        /// When.
+        at: Millis,
+    },
     /// Workflow and task definitions registered for an environment (replacing earlier
     /// definitions of the same targets).
     PutManifests {
@@ -148,6 +159,8 @@ pub struct ProjectSnapshot {
     pub active_runs: Vec<RunSnapshot>,
     /// Executions of cached steps that are pending or succeeded.
     pub cache_entries: Vec<CacheEntry>,
+    /// Idempotency keys of submitted runs: environment, key, run, when.
+    pub idempotency_keys: Vec<(EnvironmentId, String, RunId, Millis)>,
 }
 
 /// A short description of a run, for listings.

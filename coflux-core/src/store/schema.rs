@@ -101,6 +101,17 @@ CREATE TABLE manifests (
 ) WITHOUT ROWID;
 ";
 
+/// Version 3: idempotency keys of submitted runs, per environment.
+const PROJECT_V3: &str = "
+CREATE TABLE idempotency_keys (
+    environment_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (environment_id, key)
+) WITHOUT ROWID;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -111,7 +122,11 @@ CREATE TABLE projects (
 
 /// The migrations of a project database, oldest first.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(PROJECT_V1), M::up(PROJECT_V2)])
+    Migrations::new(vec![
+        M::up(PROJECT_V1),
+        M::up(PROJECT_V2),
+        M::up(PROJECT_V3),
+    ])
 }
 
 /// The migrations of the catalogue database (`catalogue.sqlite`), oldest first.
@@ -141,6 +156,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 8);
+        assert_eq!(tables, 9);
     }
 }

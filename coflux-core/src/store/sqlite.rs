@@ -415,11 +415,28 @@ impl SqliteStore {
             }
         }
         let cache_entries = self.load_cache_entries()?;
+        let idempotency_keys = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT environment_id, key, run_id, created_at FROM idempotency_keys",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut keys = Vec::new();
+            while let Some(row) = rows.next()? {
+                keys.push((
+                    EnvironmentId(to_u32(row.get(0)?, "environment id")?),
+                    row.get::<_, String>(1)?,
+                    RunId(to_u64(row.get(2)?, "run id")?),
+                    row.get::<_, i64>(3)?,
+                ));
+            }
+            keys
+        };
         Ok(ProjectSnapshot {
             environments,
             next_run,
             active_runs,
             cache_entries,
+            idempotency_keys,
         })
     }
 }
@@ -439,6 +456,18 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                 env.state.as_str(),
                 env.created_at,
             ])?;
+        }
+        Write::PutIdempotencyKey {
+            environment,
+            key,
+            run,
+            at,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO idempotency_keys (environment_id, key, run_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![i64::from(environment.0), key, run_key(*run)?, at])?;
         }
         Write::PutManifests {
             environment,

@@ -4,7 +4,8 @@
 //!   {"module","target","arguments":[plain JSON…],"idempotency_key"?}` → 201
 //!   `{"run_id","step_id","execution_id"}`. Options come from the workflow's registered
 //!   manifest when there is one (defaults otherwise); a target registered as a task is refused
-//!   (400 `not_a_workflow`). `idempotency_key` is accepted and ignored for now.
+//!   (400 `not_a_workflow`). Submissions with the same `idempotency_key` in the same environment,
+//!   within the retention (24 h by default), get the same run.
 //! - `GET /api/projects/{project}/runs?limit=N` → `{"runs":[RunSummaryJson]}`, newest first.
 //! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`RunJson`].
 //! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS` → `{"run_id","status",
@@ -70,7 +71,6 @@ struct Submit {
     #[serde(default)]
     arguments: Vec<Json>,
     #[serde(default)]
-    #[allow(dead_code)]
     idempotency_key: Option<String>,
 }
 
@@ -110,13 +110,14 @@ async fn submit(
         Some(d) => d.options,
         None => StepOptions::default(),
     };
+    let idempotency_key = body.idempotency_key;
     let arguments = body
         .arguments
         .into_iter()
         .map(|a| Value::raw(encode_json(a)))
         .collect();
     let run = project
-        .submit_target(&environment, target, arguments, options)
+        .submit_target_keyed(&environment, target, arguments, options, idempotency_key)
         .await?;
     Ok(created(json!({
         "run_id": run.run.to_string(),

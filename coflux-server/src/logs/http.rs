@@ -49,7 +49,14 @@ impl ResponseError for LogError {
 }
 
 fn error_body(error: &LogError) -> serde_json::Value {
-    serde_json::json!({ "error": { "code": error.code(), "message": error.to_string() } })
+    // Storage failures may carry paths or SQL: log them, answer generically.
+    let message = if error.is_client_error() {
+        error.to_string()
+    } else {
+        tracing::error!(code = error.code(), %error, "log request failed");
+        "the log store could not complete the request".to_string()
+    };
+    serde_json::json!({ "error": { "code": error.code(), "message": message } })
 }
 
 #[derive(Debug, Default, Deserialize)]

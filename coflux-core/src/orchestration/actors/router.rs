@@ -76,7 +76,13 @@ impl Router {
             runs: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            // Worker ids are stored with assignments: start above any id a previous process of
+            // this project can have handed out (ids advance far slower than 1,000 per ms).
+            next_id: AtomicU64::new(
+                u64::try_from(now_millis())
+                    .unwrap_or(1)
+                    .saturating_mul(1_000),
+            ),
             outgoing: Mutex::new(Vec::new()),
             flush_scheduled: AtomicBool::new(false),
         }
@@ -203,6 +209,11 @@ impl Router {
         let (tx, rx) = oneshot::channel();
         lock(&self.replies).insert(id, tx);
         (id, rx)
+    }
+
+    /// Forgets a waiting caller that gave up (its reply, if it comes, is dropped).
+    pub fn forget_reply(&self, id: ReplyTo) {
+        lock(&self.replies).remove(&id);
     }
 
     /// A fresh worker id.

@@ -31,6 +31,8 @@ pub struct SupervisorConfig {
     /// After a restart, how long executions that were running stay claimable by reconnecting
     /// workers before they are abandoned (zero: abandoned at once).
     pub recovery_grace: std::time::Duration,
+    /// How long idempotency keys of submissions are remembered.
+    pub idempotency_retention: std::time::Duration,
 }
 
 /// A running project: its name, router and database path.
@@ -95,7 +97,10 @@ impl Supervisor {
         router.set_writer(writer);
         let now = now_millis();
         let mut out = Outbox::default();
-        let core = ProjectCore::restore(&snapshot, &mut out);
+        let mut core = ProjectCore::restore(&snapshot, &mut out);
+        core.set_key_retention(
+            i64::try_from(self.config.idempotency_retention.as_millis()).unwrap_or(i64::MAX),
+        );
         let r = Arc::clone(&router);
         let addr = ProjectActor::start_in_arbiter(&arbiter.handle(), move |_| {
             ProjectActor::new(core, r, out)
