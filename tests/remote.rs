@@ -325,3 +325,29 @@ async fn remote_waiting_parents_do_not_deadlock_a_small_agent() {
     let result = server.result(P, &run, 120).await;
     assert_eq!(result["value"], 75025, "{result}");
 }
+
+#[actix_rt::test]
+async fn remote_archiving_an_environment_stops_its_agents_and_cancels_pending_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "staging", None).await;
+    let mut agent = python_agent(&server.url, P, "staging", "a", &[]);
+    server.wait_registered(P, "staging", "nap").await;
+    // Work that no agent hosts stays pending until the archive cancels it.
+    let pending = server
+        .submit(P, "staging", "e2e_flows", "unknown_workflow", json!([]))
+        .await;
+    let archived = coflux_tests::post(
+        &server.url,
+        &format!("/api/projects/{P}/environments/staging/archive"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(archived["state"], "archived", "{archived}");
+    let status = agent
+        .wait_exit(Duration::from_secs(20))
+        .expect("the agent stopped");
+    assert!(!status.success(), "it reports why it stopped");
+    let result = server.result(P, &pending, 10).await;
+    assert_eq!(result["status"], "cancelled", "{result}");
+}

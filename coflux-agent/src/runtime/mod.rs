@@ -82,6 +82,8 @@ pub struct Agent {
     host: Rc<RemoteHost>,
     running: Rc<std::cell::RefCell<HashMap<ExecutionId, AbortHandle>>>,
     draining: std::cell::Cell<bool>,
+    /// Why the server told the agent to stop, if it did.
+    stopped: std::cell::RefCell<Option<String>>,
 }
 
 impl Agent {
@@ -121,6 +123,7 @@ impl Agent {
             host,
             running: Rc::default(),
             draining: std::cell::Cell::new(false),
+            stopped: std::cell::RefCell::new(None),
         }
     }
 
@@ -156,7 +159,12 @@ impl Agent {
         let outcome = loop {
             tokio::select! {
                 command = inbox.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        if self.stopped.borrow().is_some() {
+                            break Ok(Ok(()));
+                        }
+                    }
                     None => break (&mut connection).await,
                 },
                 _ = &mut stop => break Ok(Ok(())),
@@ -173,6 +181,9 @@ impl Agent {
         }
         heartbeat.abort();
         connection.abort();
+        if let Some(reason) = self.stopped.borrow_mut().take() {
+            anyhow::bail!("the server stopped this agent: {reason}");
+        }
         match outcome {
             Ok(Err(e)) => Err(e.into()),
             _ => Ok(()),
@@ -248,8 +259,9 @@ impl Agent {
                 self.pool.abort(execution);
             }
             Command::Stop(reason) => {
-                tracing::warn!(%reason, "the server asked this agent to stop taking work");
+                tracing::warn!(%reason, "the server asked this agent to stop");
                 self.draining.set(true);
+                *self.stopped.borrow_mut() = Some(reason);
             }
         }
     }

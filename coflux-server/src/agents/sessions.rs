@@ -355,6 +355,22 @@ impl Sessions {
         Some(session)
     }
 
+    /// Tells every agent of an environment to stop taking work (e.g. it was archived); they
+    /// finish what runs and disconnect.
+    pub fn stop_environment(&self, project: &str, environment: &str, reason: &str) {
+        let sessions: Vec<_> = lock(&self.sessions)
+            .values()
+            .filter(|s| s.project.name() == project && s.environment == environment)
+            .cloned()
+            .collect();
+        for session in sessions {
+            session.set_draining();
+            session.send(ServerFrame::Stop {
+                reason: reason.to_string(),
+            });
+        }
+    }
+
     /// The connection of a session dropped: unless it reconnects within the timeout, its
     /// executions are abandoned.
     pub fn disconnected(self: &Arc<Self>, session: &Arc<Session>, id: u64) {

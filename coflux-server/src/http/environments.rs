@@ -97,7 +97,16 @@ async fn change_state(
     let env = match action {
         Action::Pause => project.pause_environment(&environment).await?,
         Action::Resume => project.resume_environment(&environment).await?,
-        Action::Archive => project.archive_environment(&environment).await?,
+        Action::Archive => {
+            let archived = project.archive_environment(&environment).await?;
+            // Connected agents of the environment are told to stop.
+            state.sessions.stop_environment(
+                project.name(),
+                &environment,
+                "the environment was archived",
+            );
+            archived
+        }
     };
     Ok(HttpResponse::Ok().json(render(&project, &env).await?))
 }
