@@ -351,3 +351,25 @@ async fn remote_archiving_an_environment_stops_its_agents_and_cancels_pending_wo
     let result = server.result(P, &pending, 10).await;
     assert_eq!(result["status"], "cancelled", "{result}");
 }
+
+#[actix_rt::test]
+async fn remote_a_paused_environment_keeps_work_queued_until_it_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _agent = rust_agent(&server, P, "production", &[]);
+    let environment = format!("/api/projects/{P}/environments/production");
+    coflux_tests::post(&server.url, &format!("{environment}/pause"), json!({})).await;
+    let run = server
+        .submit(
+            P,
+            "production",
+            "examples.repo",
+            "sum_of_squares",
+            json!([3]),
+        )
+        .await;
+    assert_eq!(server.result(P, &run, 1).await["status"], "pending");
+    coflux_tests::post(&server.url, &format!("{environment}/resume"), json!({})).await;
+    assert_eq!(server.result(P, &run, 30).await["value"], 14);
+}
