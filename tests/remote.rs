@@ -373,3 +373,19 @@ async fn remote_a_paused_environment_keeps_work_queued_until_it_resumes() {
     coflux_tests::post(&server.url, &format!("{environment}/resume"), json!({})).await;
     assert_eq!(server.result(P, &run, 30).await["value"], 14);
 }
+
+#[actix_rt::test]
+async fn remote_python_memo_reuses_an_execution_within_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _agent = python_agent(&server.url, P, "production", "a", &["--concurrency", "4"]);
+    let run = server
+        .submit(P, "production", "e2e_flows", "memo_twice", json!([1]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], json!([true, false]), "{result}");
+    let states = step_states(&server.inspect(P, &run).await);
+    let executed = states.iter().filter(|(t, _)| t == "remembered").count();
+    assert_eq!(executed, 2, "x=1 once (memoised), x=2 once: {states:?}");
+}

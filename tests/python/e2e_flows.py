@@ -82,3 +82,16 @@ def fib(n):
 @cf.workflow()
 def fib_flow(n):
     return fib(n)
+
+
+@cf.task(memo=True)
+def remembered(x):
+    return {"x": x, "agent": agent_name()}
+
+
+@cf.workflow()
+def memo_twice(x):
+    a = remembered(x)
+    b = remembered(x)
+    c = remembered(x + 1)
+    return [a == b, a == c]
