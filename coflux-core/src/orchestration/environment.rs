@@ -58,7 +58,14 @@ pub struct EnvironmentCore {
     /// Executions left running by the previous process, with when they are abandoned unless a
     /// worker claims them.
     orphans: BTreeMap<ExecutionId, Millis>,
+    /// When assigned executions with a timeout are timed out by the orchestrator if their
+    /// worker has not reported (entries of executions that ended are skipped when due).
+    deadlines: BTreeSet<(Millis, ExecutionId)>,
 }
+
+/// How long after an execution's timeout the orchestrator ends it itself, if its worker has
+/// not (the worker normally reports the timeout first).
+pub const TIMEOUT_SLACK_MS: Millis = 2_000;
 
 impl EnvironmentCore {
     /// A new, active environment with an empty queue.
@@ -74,6 +81,7 @@ impl EnvironmentCore {
             known: HashSet::new(),
             timer_at: None,
             orphans: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -181,6 +189,13 @@ impl EnvironmentCore {
                     let ticket = entry.remove();
                     self.due(ticket, out);
                 }
+                while let Some(&(at, execution)) = self.deadlines.first() {
+                    if at > now {
+                        break;
+                    }
+                    self.deadlines.pop_first();
+                    self.time_out(execution, out);
+                }
             }
             EnvironmentMsg::Connect {
                 worker,
@@ -274,6 +289,25 @@ impl EnvironmentCore {
         }
     }
 
+    /// Ends an execution whose worker did not report it within its timeout: the worker is told
+    /// to abort it and the run records a timeout (retried where its policy allows).
+    fn time_out(&mut self, execution: ExecutionId, out: &mut Outbox) {
+        let Some(worker) = self.assigned.get(&execution).copied() else {
+            return; // it ended in time
+        };
+        self.release(execution);
+        self.known.remove(&execution);
+        out.send(Envelope::Worker(worker, WorkerCommand::Abort { execution }));
+        out.send(Envelope::Run(
+            execution.run(),
+            RunMsg::Result {
+                execution,
+                result: crate::model::ExecutionResult::Timeout { retry: None },
+                ack: None,
+            },
+        ));
+    }
+
     fn release(&mut self, execution: ExecutionId) {
         if let Some(worker) = self.assigned.remove(&execution)
             && let Some(slot) = self.workers.get_mut(&worker)
@@ -312,6 +346,13 @@ impl EnvironmentCore {
                 slot.running += 1;
             }
             self.assigned.insert(ticket.execution, worker);
+            if let Some(timeout) = ticket.timeout_ms.filter(|t| *t > 0) {
+                let timeout = Millis::try_from(timeout).unwrap_or(Millis::MAX / 2);
+                self.deadlines.insert((
+                    now.saturating_add(timeout).saturating_add(TIMEOUT_SLACK_MS),
+                    ticket.execution,
+                ));
+            }
             out.write(Write::Assign {
                 execution: ticket.execution,
                 worker,
@@ -333,7 +374,13 @@ impl EnvironmentCore {
     fn arm_timer(&mut self, out: &mut Outbox) {
         let next_delayed = self.delayed.first_key_value().map(|((at, _), _)| *at);
         let next_orphan = self.orphans.values().min().copied();
-        let Some(at) = next_delayed.into_iter().chain(next_orphan).min() else {
+        let next_deadline = self.deadlines.first().map(|(at, _)| *at);
+        let Some(at) = next_delayed
+            .into_iter()
+            .chain(next_orphan)
+            .chain(next_deadline)
+            .min()
+        else {
             return;
         };
         if self.timer_at.is_none_or(|armed| at < armed) {

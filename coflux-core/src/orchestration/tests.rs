@@ -709,3 +709,37 @@ fn idempotency_keys_give_one_run_per_key_and_environment_until_they_expire() {
     h.advance(1_500);
     assert_ne!(submit(&mut h, "production", "k1").0, first.0, "expired");
 }
+
+#[test]
+fn the_orchestrator_times_out_an_execution_its_worker_never_reports() {
+    let Fixture { mut h, .. } = setup();
+    let options = StepOptions {
+        timeout_ms: Some(1_000),
+        retries: Some(RetryPolicy::limit(1)),
+        ..Default::default()
+    };
+    let (run, root) = h.submit("production", &wf(), vec![], options).unwrap();
+    assert_eq!(h.take_assigned().len(), 1);
+    // The worker hangs: within the timeout and its slack nothing happens...
+    h.advance(2_500);
+    assert!(h.take_assigned().is_empty());
+    // ...then the orchestrator records a timeout, aborts it on the worker and retries it.
+    h.advance(1_000);
+    assert!(h.aborted().contains(&root));
+    let retry = h.take_assigned();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].execution, root.step.execution(2));
+    let snapshot = h.store().load_run(run).unwrap().unwrap();
+    assert_eq!(
+        snapshot.executions[0].result.as_ref().map(|r| r.0.kind()),
+        Some(ResultKind::Timeout)
+    );
+    // A worker that reports in time is not timed out.
+    h.complete(retry[0].execution, json!(1));
+    h.advance(10_000);
+    let snapshot = h.store().load_run(run).unwrap().unwrap();
+    assert_eq!(
+        snapshot.executions[1].result.as_ref().map(|r| r.0.kind()),
+        Some(ResultKind::Value)
+    );
+}
