@@ -389,3 +389,62 @@ async fn remote_python_memo_reuses_an_execution_within_the_run() {
     let executed = states.iter().filter(|(t, _)| t == "remembered").count();
     assert_eq!(executed, 2, "x=1 once (memoised), x=2 once: {states:?}");
 }
+
+/// The orchestrator enforces timeouts itself: an agent that hangs (SIGSTOP) does not keep an
+/// execution running past its timeout.
+#[actix_rt::test]
+async fn remote_timeouts_are_enforced_by_the_server_when_the_agent_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let mut agent = python_agent(&server.url, P, "production", "a", &[]);
+    server.wait_registered(P, "production", "hang_flow").await;
+    let run = server
+        .submit(P, "production", "e2e_flows", "hang_flow", json!([]))
+        .await;
+    wait_running(&server, &run, "hang_flow").await;
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &agent.pid().to_string()])
+            .status()
+            .unwrap();
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let result = server.result(P, &run, 30).await;
+    signal("-CONT");
+    assert_eq!(result["status"], "timeout", "{result}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Resumed, the agent gets the abort and kills the hung executor process.
+    eventually(
+        Duration::from_secs(10),
+        "the executor to be killed",
+        || async {
+            let children = std::fs::read_to_string(format!(
+                "/proc/{}/task/{}/children",
+                agent.pid(),
+                agent.pid()
+            ))
+            .unwrap_or_default();
+            children
+                .split_whitespace()
+                .all(|pid| {
+                    !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                        .unwrap_or_default()
+                        .contains("coflux")
+                        || warm(pid)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    agent.terminate(Duration::from_secs(10));
+}
+
+/// Whether a process is an idle warm executor (its command line cannot tell; it has no
+/// working directory of an execution).
+fn warm(pid: &str) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .map(|cwd| !cwd.display().to_string().contains("coflux-exec-"))
+        .unwrap_or(true)
+}

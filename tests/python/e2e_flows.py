@@ -95,3 +95,8 @@ def memo_twice(x):
     b = remembered(x)
     c = remembered(x + 1)
     return [a == b, a == c]
+
+
+@cf.workflow(timeout=1)
+def hang_flow():
+    time.sleep(30)
