@@ -11,6 +11,7 @@ use actix::Arbiter;
 use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::model::{
     EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires, TargetRef, Value, WorkerId,
@@ -87,6 +88,13 @@ impl Worker {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .insert(execution, handle);
+                        let span = tracing::debug_span!(
+                            "execution",
+                            project = %r.project(),
+                            run = %execution.run(),
+                            step = %execution.step,
+                            execution = %execution
+                        );
                         let job = execute(
                             Arc::clone(&r),
                             repository.clone(),
@@ -95,7 +103,8 @@ impl Worker {
                             target,
                             arguments.to_vec(),
                             timeout_ms,
-                        );
+                        )
+                        .instrument(span);
                         let running = Arc::clone(&running);
                         actix_rt::spawn(async move {
                             let _ = Abortable::new(job, registration).await;
@@ -147,7 +156,6 @@ async fn execute(
     arguments: Vec<Value>,
     timeout_ms: Option<u64>,
 ) {
-    let _span = tracing::debug_span!("execution", project = %router.project(), run = %execution.run(), step = %execution.step, execution = %execution);
     let result = match repository.get(&target) {
         None => ExecutionResult::Error {
             error: ErrorInfo::new(

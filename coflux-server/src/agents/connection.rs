@@ -15,6 +15,7 @@ use coflux_core::protocol::codec;
 use coflux_core::sdk::SubmitRequest;
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::sessions::{Ownership, Session, SubmitTurn};
 use crate::logs::{LogRecord, LogStore};
@@ -53,24 +54,27 @@ pub async fn serve(
         Ok(opened) => opened,
         Err(reason) => return close(ws, reason).await,
     };
-    let _span = tracing::info_span!(
+    let span = tracing::info_span!(
         "agent",
         project = %session.project.name(),
         environment = %session.environment,
         worker = %session.worker
-    )
-    .entered();
-    tracing::info!(resumed = hello.session.is_some(), "agent connected");
-    let writer = actix_rt::spawn(write_frames(ws.clone(), outbox));
-    let logs = Arc::clone(&state.logs);
-    let reason = read_frames(&session, &logs, &mut stream, &outgoing, ws.clone()).await;
-    writer.abort();
-    if let Some(reason) = reason {
-        close(ws, reason).await;
+    );
+    async move {
+        tracing::info!(resumed = hello.session.is_some(), "agent connected");
+        let writer = actix_rt::spawn(write_frames(ws.clone(), outbox));
+        let logs = Arc::clone(&state.logs);
+        let reason = read_frames(&session, &logs, &mut stream, &outgoing, ws.clone()).await;
+        writer.abort();
+        if let Some(reason) = reason {
+            close(ws, reason).await;
+        }
+        // Does nothing if the agent already resumed the session on a newer connection.
+        sessions.disconnected(&session, id);
+        tracing::info!(reason = ?reason, "agent disconnected");
     }
-    // Does nothing if the agent already resumed the session on a newer connection.
-    sessions.disconnected(&session, id);
-    tracing::info!(reason = ?reason, "agent disconnected");
+    .instrument(span)
+    .await
 }
 
 async fn first_frame(stream: &mut actix_ws::AggregatedMessageStream) -> Result<Hello, CloseReason> {
