@@ -448,3 +448,26 @@ fn warm(pid: &str) -> bool {
         .map(|cwd| !cwd.display().to_string().contains("coflux-exec-"))
         .unwrap_or(true)
 }
+
+#[actix_rt::test]
+async fn remote_python_delay_holds_a_step_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _agent = python_agent(&server.url, P, "production", "a", &[]);
+    let run = server
+        .submit(P, "production", "e2e_flows", "delayed", json!([]))
+        .await;
+    assert_eq!(server.result(P, &run, 30).await["value"], "later");
+    let view = server.inspect(P, &run).await;
+    let step = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "later")
+        .unwrap();
+    let execution = &step["executions"][0];
+    let waited =
+        execution["assigned_at"].as_i64().unwrap() - execution["created_at"].as_i64().unwrap();
+    assert!(waited >= 1_000, "assigned {waited} ms after it was created");
+}

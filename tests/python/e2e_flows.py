@@ -100,3 +100,13 @@ def memo_twice(x):
 @cf.workflow(timeout=1)
 def hang_flow():
     time.sleep(30)
+
+
+@cf.task(delay=1)
+def later():
+    return "later"
+
+
+@cf.workflow()
+def delayed():
+    return later()
