@@ -90,16 +90,6 @@ impl Link {
         }
     }
 
-    /// Replaces the targets declared on the next (re)connection.
-    pub fn set_targets(&self, targets: Vec<coflux_core::protocol::agent::DeclaredTarget>) {
-        self.hello.borrow_mut().targets = targets;
-    }
-
-    /// Whether a connection is up.
-    pub fn is_connected(&self) -> bool {
-        self.state.borrow().connection.is_some()
-    }
-
     /// The current session token.
     pub fn session(&self) -> Option<String> {
         self.state.borrow().session.clone()

@@ -127,16 +127,6 @@ impl Agent {
         }
     }
 
-    /// The link to the server.
-    pub fn link(&self) -> &Link {
-        &self.link
-    }
-
-    /// The executor pool.
-    pub fn pool(&self) -> &Rc<ExecutorPool> {
-        &self.pool
-    }
-
     /// Runs until `stop` resolves (then drains) or the server refuses the agent.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let (commands, mut inbox) = mpsc::unbounded_channel();

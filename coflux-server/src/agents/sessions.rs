@@ -291,16 +291,6 @@ impl Sessions {
         self.reconnect_timeout
     }
 
-    /// How many sessions exist (connected or waiting for their agent).
-    pub fn len(&self) -> usize {
-        lock(&self.sessions).len()
-    }
-
-    /// Whether there are no sessions.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Starts a session for a newly connected worker, adopting the executions it `claimed`,
     /// and attaches connection `id` (which receives the welcome first).
     pub fn open(
