@@ -58,6 +58,9 @@ pub struct ExecutionRecord {
     pub assignment: Option<(WorkerId, Millis)>,
     /// How it ended, and when.
     pub result: Option<(ExecutionResult, Millis)>,
+    /// Executions that must finish before it is assigned (`wait_for` arguments, or what a
+    /// suspended predecessor waited for).
+    pub dependencies: Vec<ExecutionId>,
 }
 
 /// Where an execution is in its life.

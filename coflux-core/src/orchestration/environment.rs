@@ -61,6 +61,8 @@ pub struct EnvironmentCore {
     /// When assigned executions with a timeout are timed out by the orchestrator if their
     /// worker has not reported (entries of executions that ended are skipped when due).
     deadlines: BTreeSet<(Millis, ExecutionId)>,
+    /// The queued execution holding each defer key, with its order (due time, creation).
+    deferred: HashMap<String, (ExecutionId, (Millis, Millis))>,
 }
 
 /// How long after an execution's timeout the orchestrator ends it itself, if its worker has
@@ -82,6 +84,7 @@ impl EnvironmentCore {
             timer_at: None,
             orphans: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            deferred: HashMap::new(),
         }
     }
 
@@ -113,6 +116,9 @@ impl EnvironmentCore {
                     let execution = ticket.execution;
                     out.send(Envelope::Run(execution.run(), RunMsg::Cancel { execution }));
                 } else if self.known.insert(ticket.execution) {
+                    let Some(ticket) = self.collapse(ticket, out) else {
+                        return self.arm_timer(out);
+                    };
                     match ticket.execute_after {
                         Some(at) if at > now => {
                             self.delayed.insert((at, ticket.execution), ticket);
@@ -268,8 +274,7 @@ impl EnvironmentCore {
                 self.known.remove(&execution);
                 self.orphans.remove(&execution);
                 self.in_lookup.remove(&execution);
-                self.ready.retain(|t| t.execution != execution);
-                self.delayed.retain(|(_, e), _| *e != execution);
+                self.unqueue(execution);
                 if let Some(worker) = self.assigned.get(&execution).copied() {
                     self.release(execution);
                     out.send(Envelope::Worker(worker, WorkerCommand::Abort { execution }));
@@ -278,6 +283,56 @@ impl EnvironmentCore {
         }
         self.dispatch(now, out);
         self.arm_timer(out);
+    }
+
+    /// Debounce: of the queued executions with the same defer key, only the one due last (the
+    /// latest created, among equals) stays; the other is deferred to it. Returns the ticket if
+    /// it stays queued.
+    fn collapse(&mut self, ticket: Ticket, out: &mut Outbox) -> Option<Ticket> {
+        let Some(key) = ticket.defer_key.clone() else {
+            return Some(ticket);
+        };
+        let order = (
+            ticket.execute_after.unwrap_or(ticket.created_at),
+            ticket.created_at,
+        );
+        let held = self
+            .deferred
+            .get(&key)
+            .copied()
+            .filter(|(e, _)| self.is_queued(*e));
+        let Some((other, other_order)) = held else {
+            self.deferred.insert(key, (ticket.execution, order));
+            return Some(ticket);
+        };
+        let (loser, survivor) = if order >= other_order {
+            self.deferred.insert(key, (ticket.execution, order));
+            self.unqueue(other);
+            (other, ticket.execution)
+        } else {
+            (ticket.execution, other)
+        };
+        self.known.remove(&loser);
+        out.send(Envelope::Run(
+            loser.run(),
+            RunMsg::Defer {
+                execution: loser,
+                successor: survivor,
+            },
+        ));
+        (loser != ticket.execution).then_some(ticket)
+    }
+
+    /// Whether the execution waits in the queue (delayed or ready, not being looked up in the
+    /// cache nor assigned).
+    fn is_queued(&self, execution: ExecutionId) -> bool {
+        self.ready.iter().any(|t| t.execution == execution)
+            || self.delayed.keys().any(|(_, e)| *e == execution)
+    }
+
+    fn unqueue(&mut self, execution: ExecutionId) {
+        self.ready.retain(|t| t.execution != execution);
+        self.delayed.retain(|(_, e), _| *e != execution);
     }
 
     fn due(&mut self, ticket: Ticket, out: &mut Outbox) {
@@ -440,6 +495,8 @@ mod tests {
                 max_age_ms: None,
             }),
             timeout_ms: None,
+            defer_key: None,
+            created_at: 0,
         }
     }
 

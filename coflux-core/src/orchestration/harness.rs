@@ -363,9 +363,21 @@ impl Harness {
         arguments: Vec<Value>,
         options: StepOptions,
     ) -> Result<ExecutionId, OrchestrationError> {
+        self.call_kind(parent, target, TargetKind::Task, arguments, options)
+    }
+
+    /// A running execution calls a workflow (which starts a run of its own) or a task.
+    pub fn call_kind(
+        &mut self,
+        parent: ExecutionId,
+        target: &TargetRef,
+        kind: TargetKind,
+        arguments: Vec<Value>,
+        options: StepOptions,
+    ) -> Result<ExecutionId, OrchestrationError> {
         let request = SubmitRequest {
             target: target.clone(),
-            kind: TargetKind::Task,
+            kind,
             arguments,
             options,
         };
@@ -466,6 +478,30 @@ impl Harness {
                 retry: None,
             },
         );
+    }
+
+    /// A running execution suspends itself until `execute_after` and until `dependencies`
+    /// have finished.
+    pub fn suspend(
+        &mut self,
+        execution: ExecutionId,
+        execute_after: Option<Millis>,
+        dependencies: Vec<ExecutionId>,
+    ) -> Result<(), OrchestrationError> {
+        match self.request(|ack| {
+            Envelope::Run(
+                execution.run(),
+                RunMsg::Suspend {
+                    execution,
+                    execute_after,
+                    dependencies,
+                    ack: Some(ack),
+                },
+            )
+        }) {
+            Reply::Recorded(r) => r,
+            other => panic!("unexpected reply {other:?}"),
+        }
     }
 
     /// Cancels an execution.

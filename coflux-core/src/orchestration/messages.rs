@@ -79,6 +79,10 @@ pub struct Ticket {
     pub cache: Option<CacheCheck>,
     /// The execution's timeout.
     pub timeout_ms: Option<u64>,
+    /// Queued executions with the same key collapse into the one due last.
+    pub defer_key: Option<String>,
+    /// When the execution was created (orders deferred executions with the same due time).
+    pub created_at: Millis,
 }
 
 /// Messages to the project.
@@ -131,6 +135,23 @@ pub enum ProjectMsg {
         idempotency_key: Option<String>,
         /// Gets [`Reply::RunStarted`].
         reply: ReplyTo,
+    },
+    /// An execution called a workflow: start a run linked to it.
+    SpawnRun {
+        /// The calling execution.
+        parent: ExecutionId,
+        /// The environment to run in (the caller's).
+        environment: EnvironmentId,
+        /// The workflow.
+        target: TargetRef,
+        /// Its arguments.
+        arguments: Vec<Value>,
+        /// Its options.
+        options: StepOptions,
+        /// Gets [`Reply::Submitted`] with the new run's initial execution.
+        reply: ReplyTo,
+        /// Also wait for the new run's result: gets [`Reply::Result`].
+        wait: Option<ReplyTo>,
     },
     /// Re-run a step, in the step's environment or a descendant of it.
     RerunStep {
@@ -259,8 +280,38 @@ pub enum RunMsg {
         options: StepOptions,
         /// Recorded with the run.
         idempotency_key: Option<String>,
-        /// Gets [`Reply::RunStarted`].
+        /// The execution that called the workflow, for a spawned run.
+        spawned_by: Option<ExecutionId>,
+        /// Gets [`Reply::RunStarted`] ([`Reply::Submitted`] for a spawned run).
         reply: ReplyTo,
+        /// Also wait for the run's result: gets [`Reply::Result`].
+        wait: Option<ReplyTo>,
+    },
+    /// A run spawned by one of this run's executions was created.
+    Spawned {
+        /// The calling execution.
+        parent: ExecutionId,
+        /// The new run's initial execution.
+        child: ExecutionId,
+    },
+    /// A running execution suspends itself: it ends, and a new attempt of its step runs later
+    /// (after `execute_after`, once `dependencies` have finished).
+    Suspend {
+        /// The execution.
+        execution: ExecutionId,
+        /// Not before this time.
+        execute_after: Option<Millis>,
+        /// Executions to wait for first.
+        dependencies: Vec<ExecutionId>,
+        /// Gets [`Reply::Recorded`] once the suspension is committed.
+        ack: Option<ReplyTo>,
+    },
+    /// A queued execution collapsed into another with the same defer key.
+    Defer {
+        /// The execution.
+        execution: ExecutionId,
+        /// The one that runs instead.
+        successor: ExecutionId,
     },
     /// Tells a caller the run's id and initial execution (a repeated idempotent submission).
     Started {
@@ -347,12 +398,14 @@ impl RunMsg {
     /// The callers waiting for a reply to this message.
     pub fn reply_ids(&self) -> Vec<ReplyTo> {
         match self {
-            Self::Create { reply, .. }
-            | Self::Started { reply }
+            Self::Started { reply }
             | Self::Wait { reply, .. }
             | Self::WaitRun { reply }
             | Self::Rerun { reply, .. } => vec![*reply],
-            Self::Submit { reply, wait, .. } => std::iter::once(*reply).chain(*wait).collect(),
+            Self::Submit { reply, wait, .. } | Self::Create { reply, wait, .. } => {
+                std::iter::once(*reply).chain(*wait).collect()
+            }
+            Self::Suspend { ack, .. } => ack.iter().copied().collect(),
             _ => Vec::new(),
         }
     }
@@ -369,7 +422,12 @@ impl RunMsg {
             | Self::Cancel { execution }
             | Self::CacheHit { execution, .. }
             | Self::Subscribe { execution, .. }
-            | Self::Resolved { execution, .. } => Some(*execution),
+            | Self::Resolved { execution, .. }
+            | Self::Suspend { execution, .. }
+            | Self::Defer { execution, .. }
+            | Self::Spawned {
+                parent: execution, ..
+            } => Some(*execution),
             Self::Create { .. }
             | Self::Started { .. }
             | Self::WaitRun { .. }

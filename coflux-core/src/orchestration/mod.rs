@@ -14,4 +14,6 @@ pub mod run;
 pub use error::OrchestrationError;
 
 #[cfg(test)]
+mod semantics_tests;
+#[cfg(test)]
 mod tests;

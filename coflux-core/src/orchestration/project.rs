@@ -163,12 +163,37 @@ impl ProjectCore {
                         arguments,
                         options,
                         idempotency_key,
+                        spawned_by: None,
                         reply,
+                        wait: None,
                     };
                     out.send(Envelope::Run(run, msg));
                 }
                 Err(e) => out.reply(reply, Reply::RunStarted(Err(e))),
             },
+            ProjectMsg::SpawnRun {
+                parent,
+                environment,
+                target,
+                arguments,
+                options,
+                reply,
+                wait,
+            } => {
+                let run = RunId(self.next_run);
+                self.next_run += 1;
+                let msg = RunMsg::Create {
+                    environment,
+                    target,
+                    arguments,
+                    options,
+                    idempotency_key: None,
+                    spawned_by: Some(parent),
+                    reply,
+                    wait,
+                };
+                out.send(Envelope::Run(run, msg));
+            }
             ProjectMsg::RerunStep {
                 step,
                 environment,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rand::Rng;
 
 use crate::model::{
-    EnvironmentId, ExecutionId, ExecutionResult, Millis, RetryPolicy, RunId, RunRecord, StepId,
-    StepOptions, StepRecord, TargetKind, TargetRef, Value, WorkerId,
+    EnvironmentId, ExecutionId, ExecutionResult, Millis, ParamSelection, Reference, RetryPolicy,
+    RunId, RunRecord, StepId, StepOptions, StepRecord, TargetKind, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, RunSnapshot, Write};
@@ -29,6 +29,7 @@ struct Attempt {
     created_at: Millis,
     assignment: Option<(WorkerId, Millis)>,
     result: Option<ExecutionResult>,
+    dependencies: Vec<ExecutionId>,
 }
 
 #[derive(Debug)]
@@ -41,7 +42,12 @@ struct StepState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiter {
     Reply(ReplyTo),
-    Run { run: RunId, execution: ExecutionId },
+    Run {
+        run: RunId,
+        execution: ExecutionId,
+    },
+    /// An execution of this run held until its dependencies finish.
+    Dependency(ExecutionId),
 }
 
 enum Resolution {
@@ -62,6 +68,11 @@ pub struct RunCore {
     waiters: HashMap<ExecutionId, Vec<Waiter>>,
     external: HashMap<ExecutionId, Option<ExecutionResult>>,
     memo: HashMap<(EnvironmentId, String), ExecutionId>,
+    /// Executions held until their dependencies finish, with how many are still pending.
+    held: HashMap<ExecutionId, usize>,
+    /// Runs started by this run's executions (workflows they called): (parent, initial
+    /// execution of the spawned run).
+    spawned: Vec<(ExecutionId, ExecutionId)>,
 }
 
 impl RunCore {
@@ -74,6 +85,8 @@ impl RunCore {
             waiters: HashMap::new(),
             external: HashMap::new(),
             memo: HashMap::new(),
+            held: HashMap::new(),
+            spawned: Vec::new(),
         }
     }
 
@@ -93,12 +106,17 @@ impl RunCore {
     pub fn recover(snapshot: RunSnapshot, now: Millis, grace_ms: u64, out: &mut Outbox) -> Self {
         let mut core = Self::load(snapshot);
         let mut abandoned = Vec::new();
+        let mut held = Vec::new();
         for step in &core.steps {
             for (i, attempt) in step.attempts.iter().enumerate() {
                 if attempt.result.is_some() {
                     continue;
                 }
                 let execution = step.record.id.execution(i as u32 + 1);
+                if attempt.assignment.is_none() && !attempt.dependencies.is_empty() {
+                    held.push((execution, attempt.dependencies.clone()));
+                    continue;
+                }
                 if attempt.assignment.is_some() && grace_ms > 0 {
                     out.send(Envelope::Environment(
                         attempt.environment,
@@ -117,6 +135,9 @@ impl RunCore {
                     ));
                 }
             }
+        }
+        for (execution, dependencies) in held {
+            core.hold(execution, dependencies, out);
         }
         for (execution, environment) in abandoned {
             out.send(Envelope::Environment(
@@ -153,9 +174,17 @@ impl RunCore {
                     created_at: e.created_at,
                     assignment: e.assignment,
                     result: e.result.map(|(r, _)| r),
+                    dependencies: e.dependencies,
                 });
             }
         }
+        let id = core.id;
+        core.spawned = snapshot
+            .children
+            .iter()
+            .filter(|(_, child)| child.run() != id)
+            .copied()
+            .collect();
         for step in &core.steps {
             if let (Some(key), Some(first)) = (&step.record.memo_key, step.attempts.first()) {
                 core.memo.insert(
@@ -168,13 +197,21 @@ impl RunCore {
     }
 
     /// The tickets of a stored run's executions that are queued (no assignment, no result) in
-    /// `environment`: what a re-created environment actor must schedule again.
+    /// `environment`: what a re-created environment actor must schedule again. Executions held
+    /// by dependencies of this run that have not finished are left to the run.
     pub fn queued_tickets(snapshot: &RunSnapshot, environment: EnvironmentId) -> Vec<Ticket> {
         let core = Self::load(snapshot.clone());
         let mut tickets = Vec::new();
         for step in &core.steps {
             for (i, a) in step.attempts.iter().enumerate() {
-                if a.result.is_none() && a.assignment.is_none() && a.environment == environment {
+                let held = a.dependencies.iter().any(
+                    |d| matches!(core.resolve(*d), Resolution::Pending(p) if p.run() == core.id),
+                );
+                if a.result.is_none()
+                    && a.assignment.is_none()
+                    && a.environment == environment
+                    && !held
+                {
                     tickets.push(ticket(step, i as u32 + 1));
                 }
             }
@@ -203,6 +240,8 @@ impl RunCore {
             self.waiters
                 .drain()
                 .flat_map(|(e, ws)| ws.into_iter().map(move |w| (e, w)))
+                // Held executions are held again by the reloaded state itself.
+                .filter(|(_, w)| !matches!(w, Waiter::Dependency(_)))
                 .collect(),
         )
     }
@@ -276,18 +315,21 @@ impl RunCore {
                 arguments,
                 options,
                 idempotency_key,
+                spawned_by,
                 reply,
+                wait,
             } => {
                 if self.exists() {
-                    return out.reply(
-                        reply,
-                        Reply::RunStarted(Err(OrchestrationError::Invalid("run exists".into()))),
-                    );
+                    let error = OrchestrationError::Invalid("run exists".into());
+                    if let Some(wait) = wait {
+                        out.reply(wait, Reply::Result(Err(error.clone())));
+                    }
+                    return out.reply(reply, Reply::RunStarted(Err(error)));
                 }
                 let record = RunRecord {
                     id: self.id,
                     environment,
-                    parent_execution: None,
+                    parent_execution: spawned_by,
                     created_at: now,
                 };
                 out.write(Write::CreateRun(record.clone()));
@@ -310,7 +352,58 @@ impl RunCore {
                     now,
                     out,
                 );
-                out.reply(reply, Reply::RunStarted(Ok((self.id, execution))));
+                match spawned_by {
+                    Some(parent) => {
+                        out.write(Write::LinkChild {
+                            parent,
+                            child: execution,
+                        });
+                        out.send(Envelope::Run(
+                            parent.run(),
+                            RunMsg::Spawned {
+                                parent,
+                                child: execution,
+                            },
+                        ));
+                        out.reply(reply, Reply::Submitted(Ok(execution)));
+                    }
+                    None => out.reply(reply, Reply::RunStarted(Ok((self.id, execution)))),
+                }
+                if let Some(wait) = wait {
+                    self.wait(Waiter::Reply(wait), execution, out);
+                }
+            }
+            RunMsg::Spawned { parent, child } => {
+                self.spawned.push((parent, child));
+                let ended = self.attempt(parent).is_none_or(|a| {
+                    matches!(
+                        a.result,
+                        Some(ExecutionResult::Cancelled | ExecutionResult::Timeout { .. })
+                    )
+                });
+                if ended {
+                    out.send(Envelope::Run(
+                        child.run(),
+                        RunMsg::Cancel { execution: child },
+                    ));
+                }
+            }
+            RunMsg::Suspend {
+                execution,
+                execute_after,
+                dependencies,
+                ack,
+            } => {
+                let result = self.suspend(execution, execute_after, dependencies, now, out);
+                if let Some(ack) = ack {
+                    out.reply(ack, Reply::Recorded(result));
+                }
+            }
+            RunMsg::Defer {
+                execution,
+                successor,
+            } => {
+                self.record_result(execution, ExecutionResult::Deferred { successor }, now, out);
             }
             RunMsg::Submit {
                 parent,
@@ -318,6 +411,9 @@ impl RunCore {
                 reply,
                 wait,
             } => {
+                if request.kind == TargetKind::Workflow {
+                    return self.spawn(parent, request, reply, wait, out);
+                }
                 let result = self.submit(parent, request, now, out);
                 match (&result, wait) {
                     (Ok(child), Some(waiter)) => self.wait(Waiter::Reply(waiter), *child, out),
@@ -431,6 +527,7 @@ impl RunCore {
             .delay_ms
             .filter(|d| *d > 0)
             .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
+        let dependencies = waited_for(&options.wait_for, &arguments);
         let record = StepRecord {
             id,
             parent_execution: parent,
@@ -452,7 +549,7 @@ impl RunCore {
         if let Some(key) = memo_key {
             self.memo.insert((environment, key), execution);
         }
-        self.add_attempt(id, environment, execute_after, now, out);
+        self.add_attempt(id, environment, execute_after, dependencies, now, out);
         execution
     }
 
@@ -461,6 +558,7 @@ impl RunCore {
         step_id: StepId,
         environment: EnvironmentId,
         execute_after: Option<Millis>,
+        dependencies: Vec<ExecutionId>,
         now: Millis,
         out: &mut Outbox,
     ) -> ExecutionId {
@@ -473,6 +571,7 @@ impl RunCore {
             created_at: now,
             assignment: None,
             result: None,
+            dependencies: dependencies.clone(),
         });
         let execution = step_id.execution(step.attempts.len() as u32);
         out.write(Write::CreateExecution {
@@ -480,6 +579,7 @@ impl RunCore {
             environment,
             execute_after,
             created_at: now,
+            dependencies: dependencies.clone(),
         });
         // A first attempt becomes a cache source when its lookup misses (the project registers
         // it then, atomically with the lookup, so two pending executions never link to each
@@ -498,11 +598,130 @@ impl RunCore {
                 outcome: CacheOutcome::Pending,
             }));
         }
+        if dependencies.is_empty() {
+            out.send(Envelope::Environment(
+                environment,
+                EnvironmentMsg::Enqueue(ticket(step, execution.attempt)),
+            ));
+        } else {
+            self.hold(execution, dependencies, out);
+        }
+        execution
+    }
+
+    /// Holds `execution` (not yet queued) until `dependencies` have final results; executions
+    /// referenced by their values are waited for too.
+    fn hold(&mut self, execution: ExecutionId, dependencies: Vec<ExecutionId>, out: &mut Outbox) {
+        // One extra count guards against releasing while the waits are being registered.
+        *self.held.entry(execution).or_insert(0) += dependencies.len() + 1;
+        for dependency in dependencies {
+            self.wait(Waiter::Dependency(execution), dependency, out);
+        }
+        self.unhold(execution, out);
+    }
+
+    fn unhold(&mut self, execution: ExecutionId, out: &mut Outbox) {
+        let Some(count) = self.held.get_mut(&execution) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        self.held.remove(&execution);
+        let Some(step) = self.step(execution.step) else {
+            return;
+        };
+        let attempt = &step.attempts[execution.attempt as usize - 1];
+        if attempt.result.is_none() {
+            out.send(Envelope::Environment(
+                attempt.environment,
+                EnvironmentMsg::Enqueue(ticket(step, execution.attempt)),
+            ));
+        }
+    }
+
+    fn dependency_met(&mut self, held: ExecutionId, result: &ExecutionResult, out: &mut Outbox) {
+        if let ExecutionResult::Value { value } = result {
+            let inner = execution_references(value);
+            if !inner.is_empty() {
+                self.hold(held, inner, out);
+            }
+        }
+        self.unhold(held, out);
+    }
+
+    /// Ends a running execution as suspended; a new attempt of its step runs after
+    /// `execute_after`, once `dependencies` have finished.
+    fn suspend(
+        &mut self,
+        execution: ExecutionId,
+        execute_after: Option<Millis>,
+        dependencies: Vec<ExecutionId>,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<(), OrchestrationError> {
+        let attempt = self
+            .attempt(execution)
+            .ok_or_else(|| OrchestrationError::ExecutionNotFound(execution.to_string()))?;
+        if attempt.result.is_some() {
+            return Ok(()); // already ended (e.g. cancelled meanwhile)
+        }
+        let environment = attempt.environment;
+        let next = self.add_attempt(
+            execution.step,
+            environment,
+            execute_after.filter(|at| *at > now),
+            dependencies,
+            now,
+            out,
+        );
         out.send(Envelope::Environment(
             environment,
-            EnvironmentMsg::Enqueue(ticket(step, execution.attempt)),
+            EnvironmentMsg::Withdraw { execution },
         ));
-        execution
+        self.record_result(
+            execution,
+            ExecutionResult::Suspended { successor: next },
+            now,
+            out,
+        );
+        Ok(())
+    }
+
+    /// A workflow called from an execution starts a run of its own, linked to the caller.
+    fn spawn(
+        &mut self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+        reply: ReplyTo,
+        wait: Option<ReplyTo>,
+        out: &mut Outbox,
+    ) {
+        let attempt = match self.attempt(parent) {
+            Some(a) if a.result.is_none() => a,
+            found => {
+                let error = match found {
+                    None => OrchestrationError::ExecutionNotFound(parent.to_string()),
+                    Some(_) => OrchestrationError::Invalid(format!(
+                        "execution {parent} has already finished; it cannot submit children"
+                    )),
+                };
+                if let Some(wait) = wait {
+                    out.reply(wait, Reply::Result(Err(error.clone())));
+                }
+                return out.reply(reply, Reply::Submitted(Err(error)));
+            }
+        };
+        out.send(Envelope::Project(ProjectMsg::SpawnRun {
+            parent,
+            environment: attempt.environment,
+            target: request.target,
+            arguments: request.arguments,
+            options: request.options,
+            reply,
+            wait,
+        }));
     }
 
     fn submit(
@@ -521,6 +740,10 @@ impl RunCore {
             )));
         }
         let environment = parent_attempt.environment;
+        let mut request = request;
+        if request.options.memo.is_none() && self.memoises_children() {
+            request.options.memo = Some(ParamSelection::All(true));
+        }
         if let Some(params) = &request.options.memo {
             let key = (
                 environment,
@@ -582,7 +805,10 @@ impl RunCore {
 
     fn wait(&mut self, waiter: Waiter, execution: ExecutionId, out: &mut Outbox) {
         match self.resolve(execution) {
-            Resolution::Final(result) => deliver(waiter, result, out),
+            Resolution::Final(result) => match waiter {
+                Waiter::Dependency(held) => self.dependency_met(held, &result, out),
+                other => deliver(other, result, out),
+            },
             Resolution::Pending(pending) => {
                 if pending.run() != self.id && !self.external.contains_key(&pending) {
                     self.external.insert(pending, None);
@@ -629,10 +855,21 @@ impl RunCore {
                 execution.step,
                 environment,
                 Some(now.saturating_add(delay)).filter(|at| *at > now),
+                Vec::new(),
                 now,
                 out,
             );
             result = result.with_retry(next);
+        } else if let Some(delay) = self.recurrence_delay(execution, &result) {
+            let next = self.add_attempt(
+                execution.step,
+                environment,
+                Some(now.saturating_add(delay)).filter(|at| *at > now),
+                Vec::new(),
+                now,
+                out,
+            );
+            result = ExecutionResult::Recurred { successor: next };
         }
         out.write(Write::RecordResult {
             execution,
@@ -671,6 +908,27 @@ impl RunCore {
             self.cancel_children(execution, now, out);
         }
         self.wake(execution, out);
+    }
+
+    /// Whether the run's workflow memoises: its calls without a memo option of their own are
+    /// memoised on all their parameters.
+    fn memoises_children(&self) -> bool {
+        self.steps
+            .first()
+            .and_then(|s| s.record.options.memo.as_ref())
+            .is_some_and(|m| !matches!(m, ParamSelection::All(false)))
+    }
+
+    /// The delay before the next occurrence of a recurrent step whose execution returned null
+    /// (its `delay` option; none for other results or steps).
+    fn recurrence_delay(&self, execution: ExecutionId, result: &ExecutionResult) -> Option<Millis> {
+        let step = self.step(execution.step)?;
+        let recurs = step.record.options.recurrent
+            && matches!(result, ExecutionResult::Value { value } if value.is_null());
+        recurs.then(|| {
+            let delay = step.record.options.delay_ms.unwrap_or(0);
+            i64::try_from(delay).unwrap_or(i64::MAX / 2)
+        })
     }
 
     /// The delay before retrying `execution` after `result`, if its policy allows a retry:
@@ -724,8 +982,15 @@ impl RunCore {
         self.record_result(execution, ExecutionResult::Cancelled, now, out);
     }
 
-    /// Cancels the pending executions of the steps `execution` called (recursively).
+    /// Cancels the pending executions of the steps `execution` called (recursively), and the
+    /// runs it spawned.
     fn cancel_children(&mut self, execution: ExecutionId, now: Millis, out: &mut Outbox) {
+        for (_, child) in self.spawned.iter().filter(|(p, _)| *p == execution) {
+            out.send(Envelope::Run(
+                child.run(),
+                RunMsg::Cancel { execution: *child },
+            ));
+        }
         let children: Vec<ExecutionId> = self
             .steps
             .iter()
@@ -776,7 +1041,7 @@ impl RunCore {
         for execution in active {
             self.cancel(execution, now, out);
         }
-        Ok(self.add_attempt(step_id, target, None, now, out))
+        Ok(self.add_attempt(step_id, target, None, Vec::new(), now, out))
     }
 }
 
@@ -794,9 +1059,14 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
             out.reply(reply, Reply::Result(Err(err)))
         }
         RunMsg::Rerun { reply, .. } => out.reply(reply, Reply::Rerun(Err(err))),
-        RunMsg::Create { reply, .. } | RunMsg::Started { reply } => {
+        RunMsg::Create { reply, wait, .. } => {
+            if let Some(waiter) = wait {
+                out.reply(waiter, Reply::Result(Err(err.clone())));
+            }
             out.reply(reply, Reply::RunStarted(Err(err)))
         }
+        RunMsg::Started { reply } => out.reply(reply, Reply::RunStarted(Err(err))),
+        RunMsg::Suspend { ack: Some(ack), .. } => out.reply(ack, Reply::Recorded(Err(err))),
         _ => {}
     }
 }
@@ -807,7 +1077,35 @@ fn deliver(waiter: Waiter, result: ExecutionResult, out: &mut Outbox) {
         Waiter::Run { run, execution } => {
             out.send(Envelope::Run(run, RunMsg::Resolved { execution, result }))
         }
+        Waiter::Dependency(_) => {} // handled by the run itself (see `RunCore::wait`)
     }
+}
+
+/// The executions referenced by the arguments at `indexes` (`wait_for`).
+fn waited_for(indexes: &[u32], arguments: &[Value]) -> Vec<ExecutionId> {
+    let mut found = Vec::new();
+    for index in indexes {
+        if let Some(argument) = arguments.get(*index as usize) {
+            for execution in execution_references(argument) {
+                if !found.contains(&execution) {
+                    found.push(execution);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The executions a value refers to.
+fn execution_references(value: &Value) -> Vec<ExecutionId> {
+    value
+        .references()
+        .iter()
+        .filter_map(|r| match r {
+            Reference::Execution { execution, .. } => Some(*execution),
+            _ => None,
+        })
+        .collect()
 }
 
 fn ticket(step: &StepState, attempt: u32) -> Ticket {
@@ -819,6 +1117,12 @@ fn ticket(step: &StepState, attempt: u32) -> Ticket {
         }),
         _ => None,
     };
+    let defer_key = step
+        .record
+        .options
+        .defer
+        .as_ref()
+        .map(|d| call_key(&step.record.target, &d.params, &step.arguments));
     Ticket {
         execution: step.record.id.execution(attempt),
         environment: a.environment,
@@ -828,5 +1132,7 @@ fn ticket(step: &StepState, attempt: u32) -> Ticket {
         requires: step.record.options.requires.clone(),
         cache,
         timeout_ms: step.record.options.timeout_ms,
+        defer_key,
+        created_at: a.created_at,
     }
 }

@@ -60,6 +60,8 @@ pub enum Write {
         execute_after: Option<Millis>,
         /// Creation time.
         created_at: Millis,
+        /// Executions that must finish before it is assigned.
+        dependencies: Vec<ExecutionId>,
     },
     /// `parent` now waits on or owns `child` (beyond the child's own step parent, e.g. memo hits).
     LinkChild {

@@ -112,6 +112,12 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4: executions held until others finish (`wait_for`, suspended selects): a JSON
+/// array of execution ids, NULL when none.
+const PROJECT_V4: &str = "
+ALTER TABLE executions ADD COLUMN dependencies TEXT;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -126,6 +132,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V1),
         M::up(PROJECT_V2),
         M::up(PROJECT_V3),
+        M::up(PROJECT_V4),
     ])
 }
 

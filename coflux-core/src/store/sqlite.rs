@@ -238,7 +238,7 @@ impl SqliteStore {
         {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT e.step_number, e.attempt, e.environment_id, e.execute_after, e.created_at,
-                        a.worker_id, a.assigned_at, r.result, r.created_at
+                        a.worker_id, a.assigned_at, r.result, r.created_at, e.dependencies
                  FROM executions e
                  LEFT JOIN assignments a ON a.run_id = e.run_id AND a.step_number = e.step_number
                                         AND a.attempt = e.attempt
@@ -266,6 +266,14 @@ impl SqliteStore {
                     )),
                     None => None,
                 };
+                let dependencies: Option<String> = row.get(9)?;
+                let dependencies = match dependencies {
+                    Some(text) => from_json::<Vec<String>>(&text, "execution dependencies")?
+                        .iter()
+                        .map(|id| parse_execution(id))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => Vec::new(),
+                };
                 executions.push(ExecutionRecord {
                     id: step.execution(to_u32(row.get(1)?, "attempt")?),
                     environment: EnvironmentId(to_u32(row.get(2)?, "environment id")?),
@@ -273,6 +281,7 @@ impl SqliteStore {
                     created_at: row.get(4)?,
                     assignment,
                     result,
+                    dependencies,
                 });
             }
         }
@@ -540,13 +549,18 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             environment,
             execute_after,
             created_at,
+            dependencies,
         } => {
             let (run, step, attempt) = execution_key(*id)?;
+            let dependencies = (!dependencies.is_empty()).then(|| {
+                let ids: Vec<String> = dependencies.iter().map(ToString::to_string).collect();
+                serde_json::Value::from(ids).to_string()
+            });
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO executions (run_id, step_number, attempt, environment_id,
-                                             execute_after, created_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                                             execute_after, created_at, dependencies)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
                      WHERE EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND number = ?2)",
                 )?
                 .execute(params![
@@ -555,7 +569,8 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                     attempt,
                     i64::from(environment.0),
                     execute_after,
-                    created_at
+                    created_at,
+                    dependencies
                 ])?;
             if inserted == 0 {
                 return Err(missing(format!("execution {id} of unknown step")));
@@ -891,6 +906,7 @@ mod tests {
             environment: EnvironmentId(1),
             execute_after: None,
             created_at: at,
+            dependencies: Vec::new(),
         }
     }
 

@@ -405,6 +405,7 @@ mod tests {
                 environment: EnvironmentId(1),
                 execute_after: None,
                 created_at: 2,
+                dependencies: Vec::new(),
             },
         ]
     }

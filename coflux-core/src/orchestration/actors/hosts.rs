@@ -84,6 +84,9 @@ fn reply_ids<M: 'static>(msg: &M) -> Vec<ReplyTo> {
             | Some(ProjectMsg::ListEnvironments { reply })
             | Some(ProjectMsg::StartRun { reply, .. })
             | Some(ProjectMsg::RerunStep { reply, .. }) => vec![*reply],
+            Some(ProjectMsg::SpawnRun { reply, wait, .. }) => {
+                std::iter::once(*reply).chain(*wait).collect()
+            }
             _ => Vec::new(),
         },
     }
