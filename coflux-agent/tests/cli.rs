@@ -212,6 +212,18 @@ fn projects_and_environments_are_created_and_listed() {
         "json",
     ]));
     assert_eq!(inspected["targets"], definitions);
+    let env = ["-p", "acme", "-e", "production"];
+    let archived = ok(server.coflux(&[&env[..], &["manifests", "archive", "app.flows"]].concat()));
+    assert_eq!(archived.trim(), "archived module app.flows in 'production'");
+    let after =
+        json_of(server.coflux(&[&env[..], &["manifests", "inspect", "-o", "json"]].concat()));
+    assert_eq!(after["targets"], json!([]), "hidden once archived");
+    let unknown = server.coflux(&[&env[..], &["manifests", "archive", "app.flows"]].concat());
+    assert_eq!(unknown.status.code(), Some(1), "nothing left to archive");
+    ok(server.coflux(&[&env[..], &["manifests", "register", path]].concat()));
+    let again =
+        json_of(server.coflux(&[&env[..], &["manifests", "inspect", "-o", "json"]].concat()));
+    assert_eq!(again["targets"], definitions, "registered again");
     std::fs::write(manifest.path(), "[{\"target\": 1}]").unwrap();
     let invalid = server.coflux(&[
         "-p",
@@ -460,6 +472,9 @@ fn every_command_has_help() {
         vec!["submit", "--help"],
         vec!["runs", "watch", "--help"],
         vec!["logs", "--help"],
+        vec!["limits", "set", "--help"],
+        vec!["schedules", "create", "--help"],
+        vec!["manifests", "archive", "--help"],
     ] {
         let out = ok(coflux_at("http://127.0.0.1:1", &args));
         assert!(out.contains("Usage: coflux"), "{args:?}: {out}");
@@ -469,4 +484,108 @@ fn every_command_has_help() {
         help.contains("Redraw a run's tree until the run finishes"),
         "{help}"
     );
+}
+
+#[test]
+fn concurrency_limits_are_set_listed_and_cleared() {
+    let server = TestServer::start();
+    let env = ["-p", "demo", "-e", "production"];
+    let set = ok(server.coflux(&[&env[..], &["limits", "set", "app.flows/fetch", "2"]].concat()));
+    assert_eq!(
+        set.trim(),
+        "at most 2 of app.flows/fetch run at once in 'production'"
+    );
+    let table = ok(server.coflux(&[&env[..], &["limits", "list"]].concat()));
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["MODULE", "TARGET", "MAX"],
+            vec!["app.flows", "fetch", "2"]
+        ]
+    );
+    let zero = server.coflux(&[&env[..], &["limits", "set", "app.flows/fetch", "0"]].concat());
+    assert_eq!(zero.status.code(), Some(2), "a limit of 0 is a usage error");
+    let bad = server.coflux(&[&env[..], &["limits", "set", "fetch", "2"]].concat());
+    assert_ne!(bad.status.code(), Some(0), "MODULE/TARGET is required");
+    ok(server.coflux(&[&env[..], &["limits", "clear", "app.flows/fetch"]].concat()));
+    let list = json_of(server.coflux(&[&env[..], &["limits", "list", "-o", "json"]].concat()));
+    assert_eq!(list["limits"], json!([]));
+    let missing = server.coflux(&["-p", "demo", "-e", "nowhere", "limits", "list"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn schedules_start_runs_on_their_ticks_until_removed() {
+    let server = TestServer::start();
+    let env = ["-p", "demo", "-e", "production"];
+    let bad = server.coflux(
+        &[
+            &env[..],
+            &["schedules", "create", "demo/greet", "61 * * * *"],
+        ]
+        .concat(),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("invalid cron expression"),
+        "{}",
+        stderr(&bad)
+    );
+    let created = json_of(
+        server.coflux(
+            &[
+                &env[..],
+                &[
+                    "schedules",
+                    "create",
+                    "demo/greet",
+                    "* * * * * *",
+                    "\"cron\"",
+                    "-o",
+                    "json",
+                ],
+            ]
+            .concat(),
+        ),
+    );
+    let id = created["id"].as_u64().unwrap().to_string();
+    assert_eq!(created["cron"], "* * * * * *");
+    // Every second: a few runs of demo/greet("cron") appear.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let runs = loop {
+        let runs = json_of(server.coflux(&["-p", "demo", "runs", "list", "-o", "json"]));
+        let count = runs["runs"].as_array().map_or(0, Vec::len);
+        if count >= 2 {
+            break runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled runs: {runs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let first = runs["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let result = json_of(server.coflux(&["-p", "demo", "runs", "result", &first, "-o", "json"]));
+    assert_eq!(result["value"], "Hello, cron!", "{result}");
+    let table = ok(server.coflux(&["-p", "demo", "schedules", "list"]));
+    assert!(
+        table.contains("demo/greet") && table.contains("* * * * * *"),
+        "{table}"
+    );
+    ok(server.coflux(&["-p", "demo", "schedules", "delete", &id]));
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let before = json_of(server.coflux(&["-p", "demo", "runs", "list", "-o", "json"]))["runs"]
+        .as_array()
+        .map_or(0, Vec::len);
+    std::thread::sleep(std::time::Duration::from_millis(2_000));
+    let after = json_of(server.coflux(&["-p", "demo", "runs", "list", "-o", "json"]))["runs"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(before, after, "no runs once removed");
+    let gone = server.coflux(&["-p", "demo", "schedules", "delete", &id]);
+    assert_eq!(gone.status.code(), Some(1));
 }

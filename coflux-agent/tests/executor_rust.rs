@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use coflux_agent::executor::{AdapterCommand, ExecutorPool, discover};
-use coflux_core::model::{ExecutionResult, ParamSelection, TargetKind, TargetRef};
+use coflux_core::model::{ExecutionResult, ParamSelection, Reference, TargetKind, TargetRef};
 use fake_host::{FakeHost, block_on, crate_dir, json_value, value_of};
 use serde_json::json;
 
@@ -193,6 +193,132 @@ fn a_timeout_aborts_only_its_execution() {
             ExecutionResult::Value { .. }
         ));
         assert_eq!(pool.stats().spawned, 1);
+        pool.shutdown().await;
+    });
+}
+
+/// The example repository with its `examples.semantics` targets.
+fn semantics_adapter() -> AdapterCommand {
+    AdapterCommand::new([
+        "env".to_string(),
+        "COFLUX_EXAMPLE_SEMANTICS=1".to_string(),
+        repo_binary().to_string_lossy().into_owned(),
+    ])
+}
+
+fn semantics(name: &str) -> TargetRef {
+    TargetRef::new("examples.semantics", name)
+}
+
+#[test]
+fn semantics_options_reach_the_manifest() {
+    block_on(async {
+        let targets = discover(
+            &semantics_adapter(),
+            &crate_dir(),
+            &["examples.semantics".into()],
+        )
+        .await
+        .unwrap();
+        let options = |name: &str| {
+            targets
+                .iter()
+                .find(|t| t.target == semantics(name))
+                .unwrap_or_else(|| panic!("{name} is declared"))
+                .options
+                .clone()
+        };
+        let countdown = options("countdown");
+        assert!(countdown.recurrent);
+        assert_eq!(countdown.delay_ms, Some(100));
+        let debounced = options("debounced");
+        assert_eq!(
+            debounced.defer.map(|d| d.params),
+            Some(ParamSelection::All(true))
+        );
+        assert_eq!(debounced.delay_ms, Some(300));
+        assert_eq!(options("downstream").wait_for, vec![0]);
+        assert_eq!(options("memo_run").memo, Some(ParamSelection::All(true)));
+        // Without the variable, the repository is the usual one.
+        let plain = discover(&adapter(), &crate_dir(), &[]).await.unwrap();
+        assert!(plain.iter().all(|t| t.target.module == "examples.repo"));
+    });
+}
+
+#[test]
+fn a_suspending_execution_ends_suspended_and_the_process_carries_on() {
+    block_on(async {
+        let (host, pool) = FakeHost::new(semantics_adapter(), &crate_dir(), 16);
+        pool.start().await.unwrap();
+        let run = host.run(
+            semantics("suspends_once"),
+            vec![json_value(json!(41))],
+            None,
+        );
+        assert_eq!(
+            host.result(run).await,
+            ExecutionResult::Suspended {
+                successor: run.step.execution(2)
+            }
+        );
+        // It called its child before suspending, and reported nothing else.
+        let child = host.child("plus_one").expect("the child was submitted");
+        assert_eq!(value_of(&host.result(child).await), &json_value(json!(42)));
+        assert_eq!(host.submissions.borrow().len(), 1);
+        // The shared process was told to abort that execution, not killed: it keeps serving.
+        let after = host.run(repo("pid"), vec![], None);
+        assert!(matches!(
+            host.result(after).await,
+            ExecutionResult::Value { .. }
+        ));
+        let stats = pool.stats();
+        assert_eq!((stats.spawned, stats.processes), (1, 1), "{stats:?}");
+        pool.shutdown().await;
+    });
+}
+
+#[test]
+fn a_workflow_called_from_an_execution_is_submitted_as_a_workflow() {
+    block_on(async {
+        let (host, pool) = FakeHost::new(semantics_adapter(), &crate_dir(), 16);
+        let outer = host.run(semantics("outer"), vec![json_value(json!(4))], None);
+        assert_eq!(value_of(&host.result(outer).await), &json_value(json!(10)));
+        {
+            let submissions = host.submissions.borrow();
+            let [(parent, request, _)] = &submissions[..] else {
+                panic!("one submission: {submissions:?}");
+            };
+            assert_eq!(*parent, outer);
+            assert_eq!(request.target, semantics("inner"));
+            assert_eq!(request.kind, TargetKind::Workflow);
+        }
+        pool.shutdown().await;
+    });
+}
+
+#[test]
+fn a_handle_passed_as_an_argument_travels_as_an_execution_reference() {
+    block_on(async {
+        let (host, pool) = FakeHost::new(semantics_adapter(), &crate_dir(), 16);
+        let waits = host.run(semantics("waits"), vec![], None);
+        assert_eq!(value_of(&host.result(waits).await), &json_value(json!(41)));
+        let upstream = host.child("slow_value").unwrap();
+        {
+            let submissions = host.submissions.borrow();
+            let (_, request, _) = submissions
+                .iter()
+                .find(|(_, r, _)| r.target == semantics("downstream"))
+                .expect("downstream was submitted");
+            assert_eq!(request.options.wait_for, vec![0]);
+            assert_eq!(
+                request.arguments[0].references(),
+                [Reference::Execution {
+                    execution: upstream,
+                    module: "examples.semantics".into(),
+                    target: "slow_value".into(),
+                }]
+            );
+        }
         pool.shutdown().await;
     });
 }

@@ -368,99 +368,120 @@ async fn scenarios(
 ) -> anyhow::Result<()> {
     let mut config = Config::new(&data_dir);
     config.durability = durability;
+    // `COFLUX_BENCH_SPIN_US=N` overrides the writer's spin (for experiments).
+    if let Some(us) = std::env::var("COFLUX_BENCH_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config.writer_spin = Duration::from_micros(us);
+    }
     let coflux = Coflux::open_with(config).await?;
+    // `COFLUX_BENCH_ONLY=seq,latency` runs only those scenarios (for profiling).
+    let only = std::env::var("COFLUX_BENCH_ONLY").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s == name))
+    };
 
     // 1. Sequential calls.
-    let cpu = thread_cpu();
-    let (project, worker) = open_project(&coflux, "seq").await?;
-    eprintln!("seq: warm-up ({SEQ_WARMUP_CALLS} calls), then {REPETITIONS} × {SEQ_CALLS} calls");
-    let (seq, seq_cut) = measure(
-        "seq",
-        &project,
-        &chain,
-        (SEQ_WARMUP_CALLS, SEQ_WARMUP_CALLS),
-        (SEQ_CALLS, SEQ_CALLS),
-    )
-    .await?;
-    figures.seq_1000_ms = seq;
-    figures.seq_cut = seq_cut;
-    log_thread_cpu(
-        "seq",
-        &cpu,
-        (SEQ_WARMUP_CALLS + REPETITIONS as u64 * SEQ_CALLS) as f64,
-        "task",
-    );
-    worker.stop();
-    log_memory("seq");
+    if wanted("seq") {
+        let cpu = thread_cpu();
+        let (project, worker) = open_project(&coflux, "seq").await?;
+        eprintln!(
+            "seq: warm-up ({SEQ_WARMUP_CALLS} calls), then {REPETITIONS} × {SEQ_CALLS} calls"
+        );
+        let (seq, seq_cut) = measure(
+            "seq",
+            &project,
+            &chain,
+            (SEQ_WARMUP_CALLS, SEQ_WARMUP_CALLS),
+            (SEQ_CALLS, SEQ_CALLS),
+        )
+        .await?;
+        figures.seq_1000_ms = seq;
+        figures.seq_cut = seq_cut;
+        log_thread_cpu(
+            "seq",
+            &cpu,
+            (SEQ_WARMUP_CALLS + REPETITIONS as u64 * SEQ_CALLS) as f64,
+            "task",
+        );
+        worker.stop();
+        log_memory("seq");
+    }
 
     // 2. Fan-out.
-    let cpu = thread_cpu();
-    let (project, worker) = open_project(&coflux, "fanout").await?;
-    let sum = |n: u64| n * (n + 1) / 2;
-    eprintln!(
-        "fanout: warm-up ({FANOUT_WARMUP_TASKS} tasks), then {REPETITIONS} × {FANOUT_TASKS} tasks"
-    );
-    let (fan, fanout_cut) = measure(
-        "fanout",
-        &project,
-        &fanout,
-        (FANOUT_WARMUP_TASKS, sum(FANOUT_WARMUP_TASKS)),
-        (FANOUT_TASKS, sum(FANOUT_TASKS)),
-    )
-    .await?;
-    figures.fanout_10000_ms = fan;
-    figures.fanout_tasks_per_s = FANOUT_TASKS as f64 / (fan / 1e3);
-    figures.fanout_cut = fanout_cut;
-    log_thread_cpu(
-        "fanout",
-        &cpu,
-        (FANOUT_WARMUP_TASKS + REPETITIONS as u64 * FANOUT_TASKS) as f64,
-        "task",
-    );
-    worker.stop();
-    log_memory("fanout");
+    if wanted("fanout") {
+        let cpu = thread_cpu();
+        let (project, worker) = open_project(&coflux, "fanout").await?;
+        let sum = |n: u64| n * (n + 1) / 2;
+        eprintln!(
+            "fanout: warm-up ({FANOUT_WARMUP_TASKS} tasks), then {REPETITIONS} × {FANOUT_TASKS} tasks"
+        );
+        let (fan, fanout_cut) = measure(
+            "fanout",
+            &project,
+            &fanout,
+            (FANOUT_WARMUP_TASKS, sum(FANOUT_WARMUP_TASKS)),
+            (FANOUT_TASKS, sum(FANOUT_TASKS)),
+        )
+        .await?;
+        figures.fanout_10000_ms = fan;
+        figures.fanout_tasks_per_s = FANOUT_TASKS as f64 / (fan / 1e3);
+        figures.fanout_cut = fanout_cut;
+        log_thread_cpu(
+            "fanout",
+            &cpu,
+            (FANOUT_WARMUP_TASKS + REPETITIONS as u64 * FANOUT_TASKS) as f64,
+            "task",
+        );
+        worker.stop();
+        log_memory("fanout");
+    }
 
     // 3. Latency of a one-task workflow.
-    let cpu = thread_cpu();
-    let (project, worker) = open_project(&coflux, "latency").await?;
-    eprintln!("latency: {LATENCY_WARMUPS} warm-ups, {LATENCY_SAMPLES} samples");
-    let started = Instant::now();
-    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
-    for i in 0..(LATENCY_WARMUPS + LATENCY_SAMPLES) as u64 {
-        let t = timed_run(&project, &single, i, i + 1).await?;
-        let over_budget = started.elapsed() > SCENARIO_BUDGET;
-        if i >= LATENCY_WARMUPS as u64 || t.timed_out || over_budget {
-            samples.push(ms(t.elapsed));
+    if wanted("latency") {
+        let cpu = thread_cpu();
+        let (project, worker) = open_project(&coflux, "latency").await?;
+        eprintln!("latency: {LATENCY_WARMUPS} warm-ups, {LATENCY_SAMPLES} samples");
+        let started = Instant::now();
+        let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+        for i in 0..(LATENCY_WARMUPS + LATENCY_SAMPLES) as u64 {
+            let t = timed_run(&project, &single, i, i + 1).await?;
+            let over_budget = started.elapsed() > SCENARIO_BUDGET;
+            if i >= LATENCY_WARMUPS as u64 || t.timed_out || over_budget {
+                samples.push(ms(t.elapsed));
+            }
+            if t.timed_out || over_budget {
+                eprintln!("  latency: stopped after {} samples", samples.len());
+                figures.latency_cut = if t.timed_out {
+                    Cut::Timeout
+                } else {
+                    Cut::Budget
+                };
+                break;
+            }
         }
-        if t.timed_out || over_budget {
-            eprintln!("  latency: stopped after {} samples", samples.len());
-            figures.latency_cut = if t.timed_out {
-                Cut::Timeout
-            } else {
-                Cut::Budget
-            };
-            break;
-        }
+        samples.sort_by(f64::total_cmp);
+        figures.latency_p50_ms = percentile(&samples, 50.0);
+        figures.latency_p99_ms = percentile(&samples, 99.0);
+        eprintln!(
+            "  min {:.3} ms, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            samples.first().copied().unwrap_or(f64::NAN),
+            figures.latency_p50_ms,
+            percentile(&samples, 90.0),
+            figures.latency_p99_ms,
+            samples.last().copied().unwrap_or(f64::NAN),
+        );
+        log_thread_cpu(
+            "latency",
+            &cpu,
+            (LATENCY_WARMUPS + LATENCY_SAMPLES) as f64,
+            "run",
+        );
+        worker.stop();
+        log_memory("latency");
     }
-    samples.sort_by(f64::total_cmp);
-    figures.latency_p50_ms = percentile(&samples, 50.0);
-    figures.latency_p99_ms = percentile(&samples, 99.0);
-    eprintln!(
-        "  min {:.3} ms, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        samples.first().copied().unwrap_or(f64::NAN),
-        figures.latency_p50_ms,
-        percentile(&samples, 90.0),
-        figures.latency_p99_ms,
-        samples.last().copied().unwrap_or(f64::NAN),
-    );
-    log_thread_cpu(
-        "latency",
-        &cpu,
-        (LATENCY_WARMUPS + LATENCY_SAMPLES) as f64,
-        "run",
-    );
-    worker.stop();
-    log_memory("latency");
     Ok(())
 }
 

@@ -27,8 +27,34 @@ pub struct ServerArgs {
     /// are abandoned.
     #[arg(long, env = "COFLUX_RECONNECT_TIMEOUT")]
     pub reconnect_timeout: Option<u64>,
+    /// Where blobs (large values, pickled objects, asset files) are stored: `local` (in
+    /// `<data-dir>/blobs`, the default) or `s3` (an S3-compatible bucket; see `--s3-*`).
+    #[arg(long, env = "COFLUX_BLOB_STORE", value_name = "local|s3")]
+    pub blob_store: Option<String>,
+    /// S3 bucket of the `s3` blob store (required with it). Credentials come from the
+    /// standard AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, …).
+    #[arg(long, env = "COFLUX_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL, for S3-compatible servers (e.g. `http://127.0.0.1:9000`); default AWS.
+    #[arg(long, env = "COFLUX_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`).
+    #[arg(long, env = "COFLUX_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Prefix of every object name in the bucket; blobs are `<prefix>/<project>/<key>`.
+    #[arg(long, env = "COFLUX_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Allow a plain `http://` S3 endpoint (for a local test server).
+    #[arg(long, env = "COFLUX_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_allow_http: Option<bool>,
+    /// Days execution logs are kept; older ones are deleted by a background sweep (hourly).
+    /// 0 keeps them forever. Default 30.
+    #[arg(long, env = "COFLUX_LOG_RETENTION_DAYS")]
+    pub log_retention_days: Option<u64>,
     /// A TOML file with any of the settings above (`data_dir`, `port`, `host`, `durability`,
-    /// `reconnect_timeout`); flags and environment variables override it.
+    /// `reconnect_timeout`, `blob_store`, `s3_bucket`, `s3_endpoint`, `s3_region`, `s3_prefix`,
+    /// `s3_allow_http`, `log_retention_days`); flags and environment variables override it.
     #[arg(long, env = "COFLUX_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -42,7 +68,62 @@ struct FileConfig {
     host: Option<String>,
     durability: Option<String>,
     reconnect_timeout: Option<u64>,
+    blob_store: Option<String>,
+    s3_bucket: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
+    s3_allow_http: Option<bool>,
+    log_retention_days: Option<u64>,
 }
+
+/// Where blobs are stored.
+#[derive(Debug, Clone, Default)]
+pub enum BlobStoreConfig {
+    /// In `<data_dir>/blobs` (the default).
+    #[default]
+    Local,
+    /// In an S3-compatible bucket.
+    S3(S3Config),
+}
+
+/// The settings of the S3 blob store. Anything left unset comes from the standard `AWS_*`
+/// environment variables.
+#[derive(Clone, Default)]
+pub struct S3Config {
+    /// The bucket.
+    pub bucket: String,
+    /// The endpoint URL (for S3-compatible servers); `None` for AWS.
+    pub endpoint: Option<String>,
+    /// The region; `None` for `AWS_REGION`/`AWS_DEFAULT_REGION` or `us-east-1`.
+    pub region: Option<String>,
+    /// Prefix of every object name (`<prefix>/<project>/<key>`); empty for none.
+    pub prefix: String,
+    /// Whether a plain `http://` endpoint is allowed.
+    pub allow_http: bool,
+    /// An access key id overriding `AWS_ACCESS_KEY_ID` (for embedding and tests).
+    pub access_key_id: Option<String>,
+    /// A secret key overriding `AWS_SECRET_ACCESS_KEY` (for embedding and tests).
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the credentials.
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default log retention (`--log-retention-days`).
+pub const DEFAULT_LOG_RETENTION_DAYS: u64 = 30;
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// The server's resolved configuration.
 #[derive(Debug, Clone)]
@@ -59,11 +140,17 @@ pub struct ServerConfig {
     pub reconnect_timeout: std::time::Duration,
     /// HTTP worker threads.
     pub http_workers: usize,
+    /// Where blobs are stored.
+    pub blob_store: BlobStoreConfig,
+    /// How long execution logs are kept (`None`: forever).
+    pub log_retention: Option<std::time::Duration>,
+    /// How often the log retention sweep runs.
+    pub log_sweep_interval: std::time::Duration,
 }
 
 impl ServerConfig {
     /// Defaults for a data directory: port 7777 on 127.0.0.1, normal durability, 30 s
-    /// reconnection timeout.
+    /// reconnection timeout, local blobs, logs kept 30 days (swept hourly).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -72,6 +159,9 @@ impl ServerConfig {
             durability: coflux_core::store::Durability::Normal,
             reconnect_timeout: std::time::Duration::from_secs(30),
             http_workers: 2,
+            blob_store: BlobStoreConfig::Local,
+            log_retention: Some(DAY * DEFAULT_LOG_RETENTION_DAYS as u32),
+            log_sweep_interval: std::time::Duration::from_secs(60 * 60),
         }
     }
 
@@ -110,6 +200,125 @@ impl ServerConfig {
         if let Some(secs) = args.reconnect_timeout.or(file.reconnect_timeout) {
             config.reconnect_timeout = std::time::Duration::from_secs(secs);
         }
+        if let Some(days) = args.log_retention_days.or(file.log_retention_days) {
+            config.log_retention = retention(days)?;
+        }
+        let s3 = S3Config {
+            bucket: args.s3_bucket.or(file.s3_bucket).unwrap_or_default(),
+            endpoint: args.s3_endpoint.or(file.s3_endpoint),
+            region: args.s3_region.or(file.s3_region),
+            prefix: args.s3_prefix.or(file.s3_prefix).unwrap_or_default(),
+            allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
+            access_key_id: None,
+            secret_access_key: None,
+        };
+        config.blob_store = blob_store(args.blob_store.or(file.blob_store).as_deref(), s3)?;
         Ok(config)
+    }
+}
+
+/// `--log-retention-days`: 0 keeps logs forever.
+fn retention(days: u64) -> anyhow::Result<Option<std::time::Duration>> {
+    if days == 0 {
+        return Ok(None);
+    }
+    let days = u32::try_from(days)
+        .ok()
+        .filter(|d| *d <= 100 * 365)
+        .ok_or_else(|| anyhow::anyhow!("invalid log retention of {days} days (at most 36500)"))?;
+    Ok(Some(DAY * days))
+}
+
+/// `--blob-store` with the `--s3-*` settings.
+fn blob_store(kind: Option<&str>, s3: S3Config) -> anyhow::Result<BlobStoreConfig> {
+    let s3_given = !s3.bucket.is_empty()
+        || s3.endpoint.is_some()
+        || s3.region.is_some()
+        || !s3.prefix.is_empty();
+    match kind.unwrap_or("local") {
+        "local" if s3_given => {
+            anyhow::bail!("the --s3-* settings need --blob-store s3")
+        }
+        "local" => Ok(BlobStoreConfig::Local),
+        "s3" if s3.bucket.is_empty() => anyhow::bail!("--blob-store s3 needs --s3-bucket"),
+        "s3" => Ok(BlobStoreConfig::S3(s3)),
+        other => anyhow::bail!("invalid blob store '{other}' (expected 'local' or 's3')"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<ServerConfig> {
+        let mut argv = vec!["coflux-server"];
+        argv.extend_from_slice(args);
+        ServerConfig::from_args(ServerArgs::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn blob_store_and_retention_are_configured() {
+        // Only flags are given, so the environment does not matter unless it sets these.
+        let config = parse(&[
+            "--blob-store",
+            "s3",
+            "--s3-bucket",
+            "b",
+            "--s3-endpoint",
+            "http://127.0.0.1:9",
+            "--s3-prefix",
+            "coflux/blobs",
+            "--s3-allow-http",
+            "--log-retention-days",
+            "7",
+        ])
+        .unwrap();
+        let BlobStoreConfig::S3(s3) = &config.blob_store else {
+            panic!("{:?}", config.blob_store);
+        };
+        assert_eq!(s3.bucket, "b");
+        assert_eq!(s3.prefix, "coflux/blobs");
+        assert!(s3.allow_http);
+        assert_eq!(config.log_retention, Some(DAY * 7));
+        let forever = parse(&["--blob-store", "local", "--log-retention-days", "0"]).unwrap();
+        assert!(matches!(forever.blob_store, BlobStoreConfig::Local));
+        assert_eq!(forever.log_retention, None);
+        assert!(
+            parse(&["--blob-store", "s3"]).is_err(),
+            "a bucket is required"
+        );
+        assert!(parse(&["--blob-store", "gcs"]).is_err());
+        assert!(parse(&["--blob-store", "local", "--s3-bucket", "b"]).is_err());
+    }
+
+    #[test]
+    fn settings_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("coflux.toml");
+        std::fs::write(
+            &file,
+            "blob_store = \"s3\"\ns3_bucket = \"x\"\ns3_region = \"eu-west-1\"\n\
+             log_retention_days = 2\n",
+        )
+        .unwrap();
+        let config = parse(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--log-retention-days",
+            "3",
+        ])
+        .unwrap();
+        let BlobStoreConfig::S3(s3) = &config.blob_store else {
+            panic!("{:?}", config.blob_store);
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.region.as_deref()),
+            ("x", Some("eu-west-1"))
+        );
+        assert_eq!(
+            config.log_retention,
+            Some(DAY * 3),
+            "flags win over the file"
+        );
     }
 }

@@ -6,6 +6,7 @@ use coflux_core::{Coflux, Config};
 
 use crate::agents::Sessions;
 use crate::config::ServerConfig;
+use crate::http::blobs::BlobStore;
 use crate::logs::{LogStore, LogStoreOptions};
 
 /// Shared by every HTTP handler and agent connection.
@@ -16,6 +17,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Execution logs: one `logs.sqlite` per project, written by a dedicated thread.
     pub logs: Arc<LogStore>,
+    /// Blobs: a local directory or an S3 bucket (`ServerConfig::blob_store`).
+    pub blobs: BlobStore,
     /// The configuration the server started with.
     pub config: ServerConfig,
 }
@@ -39,8 +42,14 @@ impl AppState {
                 ..Default::default()
             },
         )?);
+        if let Some(retention) = config.log_retention {
+            logs.start_retention(retention, config.log_sweep_interval);
+        }
+        let blobs = BlobStore::from_config(&config.data_dir, &config.blob_store)?;
+        tracing::info!(backend = blobs.backend_name(), "blob store ready");
         Ok(Self {
             coflux,
+            blobs,
             logs,
             sessions: Arc::new(Sessions::new(config.reconnect_timeout)),
             config: config.clone(),

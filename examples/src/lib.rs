@@ -1,10 +1,17 @@
 //! The example repository (module `examples.repo`): the targets that the remote examples, the
 //! end-to-end tests and the remote benchmark run. `coflux-example-repo` serves it as an executor
 //! binary; `cargo run --release --example local` runs it under a local server and agent.
+//!
+//! With `COFLUX_EXAMPLE_SEMANTICS` set in its environment, the repository also hosts
+//! [`semantics`] (module `examples.semantics`): targets that suspend, recur, defer, wait for
+//! handles and call workflows, for the end-to-end tests (kept out of the default listing so the
+//! local example shows the same repository).
 
 use std::fmt;
 
 use coflux_core::sdk::{Failure, Repository, current_execution, task, workflow};
+
+pub mod semantics;
 
 /// Squares a number; results are cached across runs.
 #[task(module = "examples.repo", cache)]
@@ -108,9 +115,15 @@ async fn fanout(n: u64) -> Result<u64, Failure> {
     Ok(n)
 }
 
-/// Every target of the example repository.
+/// Every target of the example repository (and [`semantics::repository`]'s when
+/// `COFLUX_EXAMPLE_SEMANTICS` is set).
 pub fn repository() -> Repository {
-    Repository::new()
+    let repository = if std::env::var_os("COFLUX_EXAMPLE_SEMANTICS").is_some() {
+        semantics::repository()
+    } else {
+        Repository::new()
+    };
+    repository
         .with(square)
         .with(sum_of_squares)
         .with(divide)

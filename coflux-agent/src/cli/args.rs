@@ -12,7 +12,7 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7777";
 #[command(
     name = "coflux",
     version,
-    about = "Command-line client for a Coflux-rs server: projects, environments, manifests, runs and logs",
+    about = "Command-line client for a Coflux-rs server: projects, environments, manifests, runs, logs and assets",
     propagate_version = true
 )]
 pub struct Cli {
@@ -66,6 +66,16 @@ pub enum Command {
         #[command(subcommand)]
         command: EnvironmentsCommand,
     },
+    /// Start workflows on cron schedules.
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCommand,
+    },
+    /// Limit how many executions of a target run at once in an environment.
+    Limits {
+        #[command(subcommand)]
+        command: LimitsCommand,
+    },
     /// Register and inspect the workflow and task definitions of an environment.
     Manifests {
         /// The manifest command.
@@ -82,6 +92,12 @@ pub enum Command {
     },
     /// Show the logs of a run.
     Logs(LogsArgs),
+    /// Inspect and download assets (files persisted by executions).
+    Assets {
+        /// The asset command.
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
 }
 
 /// `coflux projects …`
@@ -137,9 +153,60 @@ pub enum ManifestsCommand {
     },
     /// List the registered workflows and tasks.
     Inspect,
+    /// Archive a module: its workflows and tasks are hidden until they are registered again.
+    Archive {
+        /// The module.
+        module: String,
+    },
 }
 
 /// `coflux submit MODULE/TARGET [JSON_ARG…]` (needs a project and an environment).
+/// `coflux schedules ...`.
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Start MODULE/TARGET in the environment at every tick of CRON (UTC): five fields
+    /// (minute hour day-of-month month day-of-week), or six with seconds first, or a nickname
+    /// such as @hourly. Ticks that pass while the server is down are not run (except the
+    /// latest, if under 30 s late); they are counted as missed.
+    Create {
+        /// `MODULE/TARGET`.
+        target: String,
+        /// The cron expression, e.g. "0 3 * * *" (03:00 UTC every day).
+        cron: String,
+        /// Arguments of every run, each as JSON.
+        #[arg(allow_negative_numbers = true)]
+        arguments: Vec<String>,
+    },
+    /// List the project's schedules, with their next tick and missed ticks.
+    List,
+    /// Remove a schedule.
+    Delete {
+        /// Its id.
+        id: u32,
+    },
+}
+
+/// `coflux limits ...`.
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// List the environment's concurrency limits.
+    List,
+    /// At most MAX executions of MODULE/TARGET run at once in the environment (across all its
+    /// agents; executions waiting for their children do not count).
+    Set {
+        /// `MODULE/TARGET`.
+        target: String,
+        /// The limit (at least 1).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+        max: u32,
+    },
+    /// Lift the limit of MODULE/TARGET.
+    Clear {
+        /// `MODULE/TARGET`.
+        target: String,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// The workflow, as `module/target` (e.g. `quickstart/hello`).
@@ -206,6 +273,26 @@ pub struct LogsArgs {
     /// Keep printing new messages until the run finishes (or Ctrl-C).
     #[arg(long, short = 'f')]
     pub follow: bool,
+}
+
+/// `coflux assets …` (needs a project).
+#[derive(Debug, Subcommand)]
+pub enum AssetsCommand {
+    /// List an asset's files: path, size, type and blob.
+    Inspect {
+        /// The asset id (e.g. `A3f9c2d41b7e8a05c`).
+        asset: String,
+    },
+    /// Download an asset's files (all, or those under the given paths) into a directory.
+    Download {
+        /// The asset id.
+        asset: String,
+        /// The directory to write into (created if missing).
+        #[arg(long, default_value = ".")]
+        to: PathBuf,
+        /// Entries or directories of the asset to download (default: everything).
+        paths: Vec<String>,
+    },
 }
 
 #[cfg(test)]

@@ -126,6 +126,18 @@ impl Client {
         self.finish(response).await
     }
 
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<Json, CliError> {
+        let response = self
+            .http
+            .delete(self.url(path))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| self.send_error(e))?;
+        self.finish(response).await
+    }
+
     /// `PUT path` with a JSON body.
     pub async fn put(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
         let response = self

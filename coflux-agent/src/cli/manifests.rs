@@ -1,4 +1,4 @@
-//! `coflux manifests register FILE.json | inspect`.
+//! `coflux manifests register FILE.json | inspect | archive MODULE`.
 
 use coflux_core::model::TargetDefinition;
 use serde_json::{Value as Json, json};
@@ -36,6 +36,28 @@ pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliEr
                 ctx.print(&format!(
                     "registered {n} target{} in '{}'",
                     if n == 1 { "" } else { "s" },
+                    ctx.environment()?
+                ))?;
+            }
+        }
+        ManifestsCommand::Archive { module } => {
+            let answer = ctx
+                .client
+                .post(
+                    &format!(
+                        "{}/environments/{}/modules/{}/archive",
+                        ctx.project_path()?,
+                        segment(ctx.environment()?),
+                        segment(&module)
+                    ),
+                    &json!({}),
+                )
+                .await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                ctx.print(&format!(
+                    "archived module {module} in '{}'",
                     ctx.environment()?
                 ))?;
             }

@@ -4,20 +4,23 @@
 //! - [`client`]: the HTTP client;
 //! - [`types`] and [`output`]: the server's answers and their text rendering;
 //! - one module per command group: [`projects`], [`environments`], [`manifests`], [`submit`],
-//!   [`runs`], [`logs`].
+//!   [`runs`], [`logs`], [`assets`].
 //!
 //! [`run`] executes a parsed command line; the binary prints its error as
 //! `error: <message>` and exits with [`Exit::code`].
 
 pub mod args;
+pub mod assets;
 pub mod client;
 pub mod environments;
 pub mod error;
+pub mod limits;
 pub mod logs;
 pub mod manifests;
 pub mod output;
 pub mod projects;
 pub mod runs;
+pub mod schedules;
 pub mod submit;
 pub mod types;
 
@@ -113,8 +116,11 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Projects { command } => projects::run(&ctx, command).await,
         Command::Environments { command } => environments::run(&ctx, command).await,
         Command::Manifests { command } => manifests::run(&ctx, command).await,
+        Command::Limits { command } => limits::run(&ctx, command).await,
+        Command::Schedules { command } => schedules::run(&ctx, command).await,
         Command::Submit(args) => submit::run(&ctx, args).await,
         Command::Runs { command } => runs::run(&ctx, command).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
+        Command::Assets { command } => assets::run(&ctx, command).await,
     }
 }

@@ -182,6 +182,9 @@ fn call_text(step: &Step) -> String {
     if step.cached {
         text.push_str(" [cached]");
     }
+    if let Some(group) = &step.group {
+        text.push_str(&format!(" [group: {group}]"));
+    }
     text
 }
 
@@ -254,8 +257,18 @@ pub fn run_tree(run: &Run, now: i64) -> String {
         .iter()
         .filter(|s| s.parent.as_deref().is_none_or(|p| !known(p)))
         .collect();
+    if let Some(parent) = &run.parent {
+        let _ = writeln!(out, "started by {parent}");
+    }
     for (i, step) in roots.iter().enumerate() {
         render_step(&mut out, run, step, "", i + 1 == roots.len(), now);
+    }
+    for spawned in &run.spawned {
+        let _ = writeln!(
+            out,
+            "↳ {} called a workflow: run {}",
+            spawned.parent, spawned.run_id
+        );
     }
     out
 }

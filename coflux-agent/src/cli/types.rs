@@ -80,8 +80,23 @@ pub struct Run {
     pub environment: String,
     /// Submission time (ms).
     pub created_at: i64,
+    /// The execution that started it (a workflow called from another run).
+    #[serde(default)]
+    pub parent: Option<String>,
     /// Its steps.
     pub steps: Vec<Step>,
+    /// Runs its executions started by calling workflows.
+    #[serde(default)]
+    pub spawned: Vec<SpawnedRun>,
+}
+
+/// A run started by an execution of another run.
+#[derive(Debug, Deserialize)]
+pub struct SpawnedRun {
+    /// The calling execution.
+    pub parent: String,
+    /// The spawned run.
+    pub run_id: String,
 }
 
 /// A step of a run.
@@ -103,6 +118,9 @@ pub struct Step {
     /// Whether it has a cache key.
     #[serde(default)]
     pub cached: bool,
+    /// The group (`cf.group`) it was called in.
+    #[serde(default)]
+    pub group: Option<String>,
     /// Its attempts.
     pub executions: Vec<Execution>,
 }

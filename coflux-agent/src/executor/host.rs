@@ -1,5 +1,5 @@
 //! [`ExecutorHost`]: what the pool needs from the agent runtime to answer executors' requests
-//! (child submissions, waits, cancellation, blobs, logs).
+//! (child submissions, waits, cancellation, blobs, assets, logs).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use coflux_core::model::{ExecutionId, ExecutionResult, Millis, Value};
 use coflux_core::sdk::SubmitRequest;
 use futures::future::LocalBoxFuture;
+
+use super::assets::{AssetRecord, NewAsset};
 
 /// The agent runtime's side of the pool: the orchestrator (through the server) and the blob
 /// store. Calls come from the pool's tasks on the agent's thread, so implementations may be
@@ -43,6 +45,33 @@ pub trait ExecutorHost: 'static {
         key: String,
         target: PathBuf,
     ) -> LocalBoxFuture<'static, Result<(), HostError>>;
+
+    /// Records an asset whose files are stored as blobs already; gives its id, name, count and
+    /// size (without entries). The default answers `not_supported`.
+    fn put_asset(
+        &self,
+        asset: NewAsset,
+    ) -> LocalBoxFuture<'static, Result<AssetRecord, HostError>> {
+        let _ = asset;
+        Box::pin(async {
+            Err(HostError::new(
+                "not_supported",
+                "assets are not supported here",
+            ))
+        })
+    }
+
+    /// An asset with its entries (`asset_not_found` if unknown). The default answers
+    /// `not_supported`.
+    fn get_asset(&self, id: String) -> LocalBoxFuture<'static, Result<AssetRecord, HostError>> {
+        let _ = id;
+        Box::pin(async {
+            Err(HostError::new(
+                "not_supported",
+                "assets are not supported here",
+            ))
+        })
+    }
 
     /// `execution` started (`true`) or stopped (`false`) waiting for other executions: while it
     /// waits it does not count against the agent's capacity. Fire and forget.

@@ -14,14 +14,17 @@
 //! so it is sent an `abort` notification instead (our extension; it drops the execution's
 //! future) and anything it reports for that execution afterwards is ignored.
 //!
-//! Not supported yet (answered with a `not_supported` error, or ignored for notifications):
-//! assets, inputs, streams, checkpoints, `flush`, explicit `suspend`; a `select` with
-//! `suspend: true, timeout_ms: 0` answers `null`. Groups and metrics are accepted and traced.
+//! Assets are persisted and fetched through the host ([`assets`]). Not supported yet (answered
+//! with a `not_supported` error, or ignored for notifications): inputs, streams, checkpoints,
+//! `flush`, explicit `suspend`; a `select` with `suspend: true, timeout_ms: 0` answers `null`.
+//! Groups and metrics are accepted and traced.
 //!
 //! [`ExecutionResult`]: coflux_core::model::ExecutionResult
 
 mod adapter;
+pub mod assets;
 mod discovery;
+mod ending;
 mod error;
 mod host;
 mod logs;
@@ -33,7 +36,9 @@ mod select;
 mod values;
 
 pub use adapter::AdapterCommand;
+pub use assets::{AssetEntry, AssetRecord, NewAsset};
 pub use discovery::{DiscoveryError, discover};
+pub use ending::{Ending, Suspension};
 pub use error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
 pub use host::{ExecutorHost, HostError, LogRecord};
 pub use pool::{Assignment, ExecutorPool, PoolConfig, PoolStats};

@@ -11,11 +11,12 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coflux_core::model::{ExecutionId, ExecutionResult, TargetRef, Value};
+use coflux_core::model::{ExecutionId, TargetRef, Value};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::Instrument;
 
 use super::adapter::AdapterCommand;
+use super::ending::Ending;
 use super::error::PoolError;
 use super::host::ExecutorHost;
 use super::process::Process;
@@ -171,7 +172,7 @@ impl ExecutorPool {
     /// Runs an execution and gives its result: a value, an error (the target's, or
     /// `coflux.ExecutorCrashed` if the process exited without one), or a timeout. Waits for a
     /// slot when `concurrency` executions are running.
-    pub async fn execute(&self, assignment: Assignment) -> Result<ExecutionResult, PoolError> {
+    pub async fn execute(&self, assignment: Assignment) -> Result<Ending, PoolError> {
         let span = tracing::info_span!("execution", execution = %assignment.execution, target = %assignment.target);
         run::run(self, assignment).instrument(span).await
     }

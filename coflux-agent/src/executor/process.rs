@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use super::adapter::AdapterCommand;
+use super::ending::Suspension;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
 use super::{logs, requests};
@@ -43,6 +44,9 @@ pub(crate) struct ExecutionContext {
     /// Lends the execution's slot while it waits for others.
     pub(crate) lender: super::pool::SlotLender,
     finished: watch::Sender<bool>,
+    suspension: watch::Sender<Option<Suspension>>,
+    /// Names of the groups (`cf.group`) the execution registered, by id.
+    groups: RefCell<HashMap<u32, String>>,
 }
 
 impl ExecutionContext {
@@ -56,7 +60,38 @@ impl ExecutionContext {
             scratch,
             lender,
             finished: watch::channel(false).0,
+            suspension: watch::channel(None).0,
+            groups: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// The name of a group the execution registered (its id when it has no name).
+    pub(crate) fn group_name(&self, group: u32) -> String {
+        self.groups
+            .borrow()
+            .get(&group)
+            .cloned()
+            .unwrap_or_else(|| format!("group {group}"))
+    }
+
+    /// Asks for the execution to end as suspended (the first request wins).
+    pub(crate) fn suspend(&self, suspension: Suspension) {
+        self.suspension.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(suspension);
+            }
+            first
+        });
+    }
+
+    /// Resolves once the execution asked to be suspended.
+    pub(crate) async fn suspended(&self) -> Suspension {
+        let mut suspension = self.suspension.subscribe();
+        match suspension.wait_for(Option::is_some).await {
+            Ok(s) => s.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Marks the execution over: its pending requests are dropped.
@@ -378,7 +413,10 @@ impl Process {
                 }
             },
             AdapterNotification::RegisterGroup(p) => {
-                tracing::debug!(execution = ?execution, group = p.group_id, name = ?p.name, "group registered")
+                tracing::debug!(execution = ?execution, group = p.group_id, name = ?p.name, "group registered");
+                if let (Some(context), Some(name)) = (&context, p.name) {
+                    context.groups.borrow_mut().insert(p.group_id, name);
+                }
             }
             AdapterNotification::DefineMetric(p) => {
                 tracing::debug!(execution = ?execution, key = %p.key, definition = %p.definition, "metric defined")

@@ -11,9 +11,10 @@ use coflux_core::protocol::executor::{
 use coflux_core::sdk::SubmitRequest;
 use serde_json::{Value as Json, json};
 
+use super::ending::Suspension;
 use super::host::{ExecutorHost, HostError};
 use super::process::ExecutionContext;
-use super::{select, values};
+use super::{assets, select, values};
 
 /// The answer to `request`, made by `context`'s execution.
 pub(crate) async fn handle(
@@ -33,10 +34,18 @@ pub(crate) async fn handle(
                 .map_err(|e| host_error("upload_error", e))?;
             Ok(json!({ "blob_key": key }))
         }
-        other @ (AdapterRequest::Suspend(_)
-        | AdapterRequest::PersistAsset(_)
-        | AdapterRequest::GetAsset(_)
-        | AdapterRequest::SubmitInput(_)
+        AdapterRequest::PersistAsset(params) => assets::persist(host, params).await,
+        AdapterRequest::GetAsset(params) => assets::get(host, params).await,
+        AdapterRequest::Suspend(params) => {
+            // The process ends once the answer is out (it waits for its stdin to close); a
+            // new attempt of the step runs after `execute_after`.
+            context.suspend(Suspension {
+                execute_after: params.execute_after,
+                dependencies: Default::default(),
+            });
+            Ok(json!({}))
+        }
+        other @ (AdapterRequest::SubmitInput(_)
         | AdapterRequest::Flush(_)
         | AdapterRequest::StreamRegister(_)) => Err(ResponseError::new(
             "not_supported",
@@ -81,14 +90,13 @@ async fn submit(
             .map_err(|e| ResponseError::new("submit_error", format!("argument: {e}")))?;
         arguments.push(value);
     }
-    if let Some(group) = params.group_id {
-        tracing::debug!(group, "groups are not recorded yet");
-    }
+    let mut options: coflux_core::model::StepOptions = params.options.into();
+    options.group = params.group_id.map(|group| context.group_name(group));
     let request = SubmitRequest {
         target: TargetRef::new(params.module.clone(), params.target.clone()),
         kind: params.kind.unwrap_or(TargetKind::Task),
         arguments,
-        options: params.options.into(),
+        options,
     };
     let child = host
         .submit(context.execution, request)

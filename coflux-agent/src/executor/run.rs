@@ -9,6 +9,7 @@ use coflux_core::model::{ErrorInfo, ExecutionId, ExecutionResult};
 use coflux_core::protocol::executor::{Abort, Execute, WireValue, WorkerNotification};
 use tokio::sync::oneshot;
 
+use super::ending::{Ending, Suspension};
 use super::error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
 use super::pool::{Assignment, ExecutorPool};
 use super::process::{ExecutionContext, Exit, Process, Terminal};
@@ -24,6 +25,7 @@ pub(crate) enum Stop {
 }
 
 enum Outcome {
+    Suspended(Suspension),
     Reported(Terminal),
     Exited(Exit),
     TimedOut,
@@ -53,10 +55,7 @@ impl Scratch {
     }
 }
 
-pub(crate) async fn run(
-    pool: &ExecutorPool,
-    assignment: Assignment,
-) -> Result<ExecutionResult, PoolError> {
+pub(crate) async fn run(pool: &ExecutorPool, assignment: Assignment) -> Result<Ending, PoolError> {
     let execution = assignment.execution;
     let mut stopped = pool.admit(execution)?;
     let result = attempt(pool, assignment, &mut stopped).await;
@@ -82,7 +81,7 @@ async fn attempt(
     pool: &ExecutorPool,
     assignment: Assignment,
     stopped: &mut oneshot::Receiver<Stop>,
-) -> Result<ExecutionResult, PoolError> {
+) -> Result<Ending, PoolError> {
     let permit = tokio::select! {
         permit = pool.slot() => permit?,
         stop = &mut *stopped => return Err(stop_error(stop.unwrap_or(Stop::Abort))),
@@ -97,10 +96,10 @@ async fn attempt(
         Ok(scratch) => scratch,
         Err(e) => {
             pool.give_back(process);
-            return Ok(failed(
+            return Ok(Ending::Result(failed(
                 EXECUTOR_ERROR,
                 format!("could not create a working directory: {e}"),
-            ));
+            )));
         }
     };
     let host = pool.host();
@@ -110,10 +109,10 @@ async fn attempt(
             Ok(argument) => arguments.push(argument),
             Err(e) => {
                 pool.give_back(process);
-                return Ok(failed(
+                return Ok(Ending::Result(failed(
                     EXECUTOR_ERROR,
                     format!("could not fetch argument {index}: {e}"),
-                ));
+                )));
             }
         }
     }
@@ -142,6 +141,8 @@ async fn attempt(
     };
     let outcome = tokio::select! {
         biased;
+        // First: a process told to end after suspending may report an error meanwhile.
+        suspension = context.suspended() => Outcome::Suspended(suspension),
         terminal = terminal => match terminal {
             Ok(terminal) => Outcome::Reported(terminal),
             Err(_) => Outcome::Exited(process.wait_exit().await),
@@ -151,19 +152,24 @@ async fn attempt(
         () = deadline => Outcome::TimedOut,
     };
     let result = match outcome {
+        Outcome::Suspended(suspension) => {
+            tracing::info!(?suspension, "execution suspended");
+            stop(&process, execution);
+            Ok(Ending::Suspended(suspension))
+        }
         Outcome::Reported(Terminal::Result(value)) => {
             let value = value.unwrap_or_else(WireValue::null);
-            Ok(
+            Ok(Ending::Result(
                 match values::from_wire(host, value, &context.scratch).await {
                     Ok(value) => ExecutionResult::Value { value },
                     Err(e) => failed(EXECUTOR_ERROR, format!("could not store the result: {e}")),
                 },
-            )
+            ))
         }
-        Outcome::Reported(Terminal::Error(error)) => Ok(ExecutionResult::Error {
+        Outcome::Reported(Terminal::Error(error)) => Ok(Ending::Result(ExecutionResult::Error {
             error: error.to_error_info(),
             retry: None,
-        }),
+        })),
         Outcome::Exited(exit) => {
             tracing::warn!(status = %exit.status, "executor exited without a result");
             let mut message = format!(
@@ -173,12 +179,12 @@ async fn attempt(
             if !exit.stderr.is_empty() {
                 message.push_str(&format!("; its last output on stderr:\n{}", exit.stderr));
             }
-            Ok(failed(EXECUTOR_CRASHED, message))
+            Ok(Ending::Result(failed(EXECUTOR_CRASHED, message)))
         }
         Outcome::TimedOut => {
             tracing::info!(timeout_ms = ?timeout, "execution timed out");
             stop(&process, execution);
-            Ok(ExecutionResult::Timeout { retry: None })
+            Ok(Ending::Result(ExecutionResult::Timeout { retry: None }))
         }
         Outcome::Stopped(reason) => {
             tracing::info!(?reason, "execution stopped");

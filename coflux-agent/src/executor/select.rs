@@ -3,20 +3,26 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use coflux_core::model::ExecutionResult;
+use coflux_core::model::{Dependencies, ExecutionResult};
 use coflux_core::protocol::executor::{
     ResponseError, Select, SelectResult, SelectStatus, WireError,
 };
 use futures::FutureExt;
 use serde_json::Value as Json;
 
+use super::ending::Suspension;
 use super::host::ExecutorHost;
 use super::process::ExecutionContext;
 use super::requests::{execution_handles, host_error};
 use super::values;
 
-/// Answers a `select`: `null` if nothing resolved in time (or the caller may be suspended
-/// without waiting, which is not implemented yet), else the winner's index and outcome.
+/// How long a `select` that may suspend its caller at once (`suspend` with a zero timeout)
+/// waits for the server to say whether a handle is already resolved.
+const READY_CHECK: Duration = Duration::from_millis(200);
+
+/// Answers a `select`: the winner's index and outcome, or `null` if nothing resolved in time.
+/// When the caller may be suspended (`suspend`) and the time runs out, it is suspended: its
+/// step runs again as soon as one of the handles has finished (the process is stopped).
 pub(crate) async fn select(
     host: &Rc<dyn ExecutorHost>,
     context: &ExecutionContext,
@@ -29,10 +35,6 @@ pub(crate) async fn select(
             "select needs at least one handle",
         ));
     }
-    if params.suspend && params.timeout_ms == Some(0) {
-        // The server would suspend the caller here; until it can, nothing resolved.
-        return Ok(Json::Null);
-    }
     let from = context.execution;
     let waits = executions.iter().enumerate().map(|(index, execution)| {
         host.wait(*execution, from)
@@ -43,14 +45,23 @@ pub(crate) async fn select(
     // While it waits, the execution lends its slot (and tells the server it is waiting), so
     // the children it waits for can run even when every slot is taken by waiting parents.
     let loan = Loan::take(host, context);
-    let outcome = match params.timeout_ms {
-        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), race)
-            .await
-            .ok(),
+    let limit = match params.timeout_ms {
+        Some(0) if params.suspend => Some(READY_CHECK),
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => None,
+    };
+    let outcome = match limit {
+        Some(limit) => tokio::time::timeout(limit, race).await.ok(),
         None => Some(race.await),
     };
     drop(loan);
     let Some(((winner, result), _, _)) = outcome else {
+        if params.suspend {
+            context.suspend(Suspension {
+                execute_after: None,
+                dependencies: Dependencies::any(executions),
+            });
+        }
         return Ok(Json::Null);
     };
     let result = result.map_err(|e| host_error("select_error", e))?;

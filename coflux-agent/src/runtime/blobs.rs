@@ -8,6 +8,8 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::executor::{AssetRecord, NewAsset};
+
 const CHUNK: usize = 256 * 1024;
 
 /// Why a blob transfer failed.
@@ -22,6 +24,14 @@ pub enum BlobError {
     /// The key is not a sha256 hex digest.
     #[error("invalid blob key")]
     InvalidKey,
+    /// The server answered with an API error (`{"error":{"code","message"}}`).
+    #[error("{code}: {message}")]
+    Api {
+        /// The server's stable code, e.g. `asset_not_found`.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
 }
 
 impl BlobError {
@@ -31,25 +41,25 @@ impl BlobError {
             Self::Io(_) => "blob_io",
             Self::Http(_) => "blob_http",
             Self::InvalidKey => "invalid_blob_key",
+            Self::Api { .. } => "api_error",
         }
     }
 }
 
-/// Talks to one project's blob store.
+/// Talks to one project's blob store (and its asset records).
 #[derive(Clone)]
 pub struct BlobClient {
     base: String,
+    assets: String,
 }
 
 impl BlobClient {
     /// A client for `project` on the server at `server` (`http://host:port`).
     pub fn new(server: &str, project: &str) -> Self {
+        let project = format!("{}/api/projects/{project}", server.trim_end_matches('/'));
         Self {
-            base: format!(
-                "{}/api/projects/{}/blobs",
-                server.trim_end_matches('/'),
-                project
-            ),
+            base: format!("{project}/blobs"),
+            assets: format!("{project}/assets"),
         }
     }
 
@@ -117,15 +127,82 @@ impl BlobClient {
         }
         let partial = partial_path(target);
         let mut file = tokio::fs::File::create(&partial).await?;
-        while let Some(chunk) = response.next().await {
-            let chunk = chunk.map_err(|e| BlobError::Http(e.to_string()))?;
-            file.write_all(&chunk).await?;
+        // Streamed chunk by chunk (bounded memory) and hashed on the way: a truncated or
+        // corrupted download never takes the target's place.
+        let mut hasher = Sha256::new();
+        let received: Result<(), BlobError> = async {
+            while let Some(chunk) = response.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Http(e.to_string()))?;
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.flush().await?;
+            Ok(())
         }
-        file.flush().await?;
+        .await;
         drop(file);
+        let received = received.and_then(|()| {
+            let actual = hex::encode(hasher.finalize());
+            if actual.eq_ignore_ascii_case(key) {
+                Ok(())
+            } else {
+                Err(BlobError::Http(format!(
+                    "download of {key} has the wrong content (sha256 {actual})"
+                )))
+            }
+        });
+        if let Err(error) = received {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(error);
+        }
         tokio::fs::rename(&partial, target).await?;
         Ok(())
     }
+}
+
+impl BlobClient {
+    /// Records an asset whose blobs are uploaded (`POST …/assets`); gives its summary.
+    pub async fn put_asset(&self, asset: &NewAsset) -> Result<AssetRecord, BlobError> {
+        let response = Self::client()
+            .post(&self.assets)
+            .send_json(asset)
+            .await
+            .map_err(|e| BlobError::Http(e.to_string()))?;
+        json_answer(response).await
+    }
+
+    /// An asset with its entries (`GET …/assets/{id}`); the id must be valid already.
+    pub async fn get_asset(&self, id: &str) -> Result<AssetRecord, BlobError> {
+        let response = Self::client()
+            .get(format!("{}/{id}", self.assets))
+            .send()
+            .await
+            .map_err(|e| BlobError::Http(e.to_string()))?;
+        json_answer(response).await
+    }
+}
+
+/// Decodes a JSON answer, or the API error of a failed one.
+async fn json_answer<S, T>(mut response: awc::ClientResponse<S>) -> Result<T, BlobError>
+where
+    S: futures::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+    T: serde::de::DeserializeOwned,
+{
+    let status = response.status();
+    let body = response
+        .body()
+        .limit(64 << 20)
+        .await
+        .map_err(|e| BlobError::Http(e.to_string()))?;
+    if status.is_success() {
+        return serde_json::from_slice(&body).map_err(|e| BlobError::Http(e.to_string()));
+    }
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let field = |name: &str| error["error"][name].as_str().map(str::to_owned);
+    Err(BlobError::Api {
+        code: field("code").unwrap_or_else(|| format!("http_{}", status.as_u16())),
+        message: field("message").unwrap_or_else(|| format!("the server answered {status}")),
+    })
 }
 
 fn partial_path(target: &Path) -> PathBuf {

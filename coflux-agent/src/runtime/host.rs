@@ -11,9 +11,9 @@ use coflux_core::sdk::SubmitRequest;
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
 
-use super::blobs::BlobClient;
+use super::blobs::{BlobClient, BlobError};
 use super::link::Link;
-use crate::executor::{ExecutorHost, HostError, LogRecord};
+use crate::executor::{AssetRecord, ExecutorHost, HostError, LogRecord, NewAsset};
 
 /// A child's final result as the server pushes it (see [`ServerFrame::Resolved`]).
 type Early = Shared<LocalBoxFuture<'static, Option<Json>>>;
@@ -49,6 +49,14 @@ impl RemoteHost {
 
 fn host_error(e: WireError) -> HostError {
     HostError::new(e.code, e.message)
+}
+
+/// A blob client error as a host error; the server's own code when it gave one.
+fn blob_error(e: BlobError) -> HostError {
+    match e {
+        BlobError::Api { code, message } => HostError::new(code, message),
+        other => HostError::new(other.code(), other.to_string()),
+    }
 }
 
 fn unexpected(body: ReplyBody) -> HostError {
@@ -154,6 +162,19 @@ impl ExecutorHost for RemoteHost {
                 .map_err(|e| HostError::new(e.code(), e.to_string()))
         }
         .boxed_local()
+    }
+
+    fn put_asset(
+        &self,
+        asset: NewAsset,
+    ) -> LocalBoxFuture<'static, Result<AssetRecord, HostError>> {
+        let blobs = self.blobs.clone();
+        async move { blobs.put_asset(&asset).await.map_err(blob_error) }.boxed_local()
+    }
+
+    fn get_asset(&self, id: String) -> LocalBoxFuture<'static, Result<AssetRecord, HostError>> {
+        let blobs = self.blobs.clone();
+        async move { blobs.get_asset(&id).await.map_err(blob_error) }.boxed_local()
     }
 
     fn waiting(&self, execution: ExecutionId, waiting: bool) {

@@ -19,6 +19,8 @@ use coflux_core::protocol::codec;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::executor::Suspension;
+
 /// A command from the server for the agent's executor side.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -56,7 +58,8 @@ struct State {
     next_id: u64,
     pending: HashMap<u64, (AgentRequest, Pending)>,
     /// Results not yet confirmed, in report order.
-    unconfirmed: BTreeMap<u64, (ExecutionId, Json)>,
+    /// Reports (results, suspensions) not yet confirmed, as the frames to send again.
+    unconfirmed: BTreeMap<u64, (ExecutionId, AgentFrame)>,
     next_result: u64,
     /// Executions running here.
     running: BTreeSet<ExecutionId>,
@@ -154,12 +157,27 @@ impl Link {
 
     /// Reports how an execution ended; kept until the server confirms it.
     pub fn report(&self, execution: ExecutionId, result: Json) {
+        self.report_frame(execution, AgentFrame::Result { execution, result });
+    }
+
+    /// Reports that an execution suspended itself; kept until the server confirms it.
+    pub fn report_suspended(&self, execution: ExecutionId, suspension: Suspension) {
+        let frame = AgentFrame::Suspended {
+            execution,
+            execute_after: suspension.execute_after,
+            dependencies: suspension.dependencies.executions,
+            any: suspension.dependencies.any,
+        };
+        self.report_frame(execution, frame);
+    }
+
+    fn report_frame(&self, execution: ExecutionId, frame: AgentFrame) {
         let mut state = self.state.borrow_mut();
         state.next_result += 1;
         let n = state.next_result;
-        state.unconfirmed.insert(n, (execution, result.clone()));
+        state.unconfirmed.insert(n, (execution, frame.clone()));
         if let Some(conn) = &state.connection {
-            let _ = conn.send(AgentFrame::Result { execution, result });
+            let _ = conn.send(frame);
         }
     }
 
@@ -345,11 +363,8 @@ impl Link {
         state
             .unconfirmed
             .retain(|_, (execution, _)| in_flight.contains(execution));
-        for (execution, result) in state.unconfirmed.values() {
-            let _ = connection.send(AgentFrame::Result {
-                execution: *execution,
-                result: result.clone(),
-            });
+        for (_, frame) in state.unconfirmed.values() {
+            let _ = connection.send(frame.clone());
         }
         let ids: Vec<u64> = state.pending.keys().copied().collect();
         for id in ids {

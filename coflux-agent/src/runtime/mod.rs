@@ -23,7 +23,7 @@ use coflux_core::protocol::agent::{
 use futures::future::AbortHandle;
 use tokio::sync::mpsc;
 
-use crate::executor::{AdapterCommand, Assignment, ExecutorPool, PoolConfig};
+use crate::executor::{AdapterCommand, Assignment, Ending, ExecutorPool, PoolConfig};
 
 /// How an agent is configured (from the `coflux-agent` command line).
 #[derive(Debug, Clone)]
@@ -231,7 +231,10 @@ impl Agent {
                     link.stopped(execution);
                     host.forget(execution);
                     let result = match outcome {
-                        Ok(Ok(result)) => Some(result),
+                        Ok(Ok(Ending::Suspended(suspension))) => {
+                            return link.report_suspended(execution, suspension);
+                        }
+                        Ok(Ok(Ending::Result(result))) => Some(result),
                         Ok(Err(e)) => e.into_result(),
                         Err(_aborted) => None,
                     };

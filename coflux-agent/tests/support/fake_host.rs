@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 use coflux_agent::executor::{
-    AdapterCommand, Assignment, ExecutorHost, ExecutorPool, HostError, LogRecord, PoolConfig,
+    AdapterCommand, AssetRecord, Assignment, Ending, ExecutorHost, ExecutorPool, HostError,
+    LogRecord, NewAsset, PoolConfig, assets,
 };
 use coflux_core::model::{ExecutionId, ExecutionResult, RunId, StepId, TargetRef, Value};
 use coflux_core::sdk::SubmitRequest;
@@ -31,6 +32,8 @@ pub struct FakeHost {
     pub submissions: RefCell<Vec<(ExecutionId, SubmitRequest, ExecutionId)>>,
     /// Cancelled executions.
     pub cancelled: RefCell<Vec<ExecutionId>>,
+    /// Recorded assets by id.
+    pub assets: RefCell<HashMap<String, AssetRecord>>,
 }
 
 impl FakeHost {
@@ -50,6 +53,7 @@ impl FakeHost {
             logs: RefCell::default(),
             submissions: RefCell::default(),
             cancelled: RefCell::default(),
+            assets: RefCell::default(),
         });
         let config = PoolConfig::new(adapter, dir, concurrency);
         let pool = ExecutorPool::new(config, Rc::clone(&host) as Rc<dyn ExecutorHost>);
@@ -130,7 +134,15 @@ impl FakeHost {
                 timeout_ms,
             };
             let result = match pool.execute(assignment).await {
-                Ok(result) => Some(result),
+                Ok(Ending::Result(result)) => Some(result),
+                // The fake host has no scheduler: a suspension shows as the result that
+                // points at the next attempt.
+                Ok(Ending::Suspended(_)) => Some(ExecutionResult::Suspended {
+                    successor: ExecutionId {
+                        step: execution.step,
+                        attempt: execution.attempt + 1,
+                    },
+                }),
                 Err(error) => error.into_result(),
             };
             if let Some(result) = result {
@@ -238,6 +250,47 @@ impl ExecutorHost for FakeHost {
             Ok(())
         }
         .boxed_local()
+    }
+
+    fn put_asset(
+        &self,
+        asset: NewAsset,
+    ) -> LocalBoxFuture<'static, Result<AssetRecord, HostError>> {
+        let result = (|| {
+            assets::validate_entries(asset.entries.keys().map(String::as_str))
+                .map_err(|m| HostError::new("invalid_asset_path", m))?;
+            for entry in asset.entries.values() {
+                let size = std::fs::metadata(self.blobs.path().join(&entry.blob_key))
+                    .map_err(|_| HostError::new("asset_blob_missing", entry.blob_key.clone()))?
+                    .len();
+                if size != entry.size {
+                    return Err(HostError::new(
+                        "asset_size_mismatch",
+                        entry.blob_key.clone(),
+                    ));
+                }
+            }
+            let text = serde_json::to_vec(&asset).expect("an asset is JSON");
+            let id = format!("A{}", &hex::encode(Sha256::digest(&text))[..16]);
+            let record = AssetRecord {
+                id: id.clone(),
+                name: asset.name,
+                count: asset.entries.len() as u64,
+                size: asset.entries.values().map(|e| e.size).sum(),
+                entries: asset.entries,
+            };
+            self.assets.borrow_mut().insert(id, record.clone());
+            Ok(AssetRecord {
+                entries: Default::default(),
+                ..record
+            })
+        })();
+        async move { result }.boxed_local()
+    }
+
+    fn get_asset(&self, id: String) -> LocalBoxFuture<'static, Result<AssetRecord, HostError>> {
+        let found = self.assets.borrow().get(&id).cloned();
+        async move { found.ok_or_else(|| HostError::new("asset_not_found", id)) }.boxed_local()
     }
 
     fn log(&self, execution: ExecutionId, record: LogRecord) {

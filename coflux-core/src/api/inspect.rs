@@ -50,6 +50,8 @@ pub struct StepView {
     pub arguments: Vec<Value>,
     /// Whether it has a cache key.
     pub cached: bool,
+    /// The group (`cf.group`) it was called in.
+    pub group: Option<String>,
     /// Its executions visible in the chosen view, oldest first.
     pub executions: Vec<ExecutionView>,
 }
@@ -63,8 +65,12 @@ pub struct RunView {
     pub environment: String,
     /// When it was submitted.
     pub created_at: Millis,
+    /// The execution that started it, when a workflow or task called a workflow.
+    pub parent: Option<ExecutionId>,
     /// Its steps, by number (steps with no visible execution are left out).
     pub steps: Vec<StepView>,
+    /// Runs its executions started by calling workflows: (caller, the run's initial execution).
+    pub spawned: Vec<(ExecutionId, ExecutionId)>,
 }
 
 impl RunView {
@@ -123,14 +129,23 @@ pub(super) fn load_run(
             parent: step.parent_execution,
             arguments: step.arguments,
             cached: step.cache_key.is_some(),
+            group: step.options.group.clone(),
             executions,
         });
     }
+    let spawned = snapshot
+        .children
+        .iter()
+        .filter(|(_, child)| child.run() != run)
+        .copied()
+        .collect();
     Ok(RunView {
         id: run,
         environment: name(home),
         created_at: snapshot.run.created_at,
+        parent: snapshot.run.parent_execution,
         steps,
+        spawned,
     })
 }
 

@@ -10,6 +10,8 @@ mod error;
 mod inspect;
 mod project;
 mod remote;
+mod schedules;
+mod settings;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ pub use error::Error;
 pub use inspect::{ExecutionView, RunView, StepView};
 pub use project::{Project, RunHandle};
 pub use remote::{RemoteWorker, WorkerSpec};
+pub use schedules::ScheduleView;
+pub use settings::ConcurrencyLimit;
 pub use worker::{Worker, WorkerOptions};
 
 use crate::model::ProjectName;

@@ -32,11 +32,11 @@ pub struct RunHandle {
     project: Project,
 }
 
-fn environment_name(name: &str) -> Result<EnvironmentName, Error> {
+pub(super) fn environment_name(name: &str) -> Result<EnvironmentName, Error> {
     EnvironmentName::new(name).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-fn unexpected(reply: Reply) -> Error {
+pub(super) fn unexpected(reply: Reply) -> Error {
     Error::Unavailable(format!("unexpected reply {reply:?}"))
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use tokio::sync::mpsc;
 
-use crate::model::{ExecutionId, ExecutionResult, Requires, TargetRef, WorkerId};
+use crate::model::{
+    Dependencies, ExecutionId, ExecutionResult, Millis, Requires, TargetRef, WorkerId,
+};
 use crate::orchestration::actors::WorkerRegistration;
 use crate::orchestration::messages::{Envelope, EnvironmentMsg, Reply, RunMsg, WorkerCommand};
 use crate::sdk::SubmitRequest;
@@ -124,6 +126,34 @@ impl Project {
                     RunMsg::Result {
                         execution,
                         result,
+                        ack: Some(ack),
+                    },
+                )
+            })
+            .await?;
+        match reply {
+            Reply::Recorded(r) => Ok(r?),
+            other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Ends a running execution as suspended: a new attempt of its step runs after
+    /// `execute_after` (unix ms), once `dependencies` have finished. Returns once committed
+    /// (suspending an execution that already ended does nothing).
+    pub async fn suspend_execution(
+        &self,
+        execution: ExecutionId,
+        execute_after: Option<Millis>,
+        dependencies: Dependencies,
+    ) -> Result<(), Error> {
+        let reply = self
+            .request(|ack| {
+                Envelope::Run(
+                    execution.run(),
+                    RunMsg::Suspend {
+                        execution,
+                        execute_after,
+                        dependencies,
                         ack: Some(ack),
                     },
                 )

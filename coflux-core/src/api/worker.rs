@@ -1,6 +1,7 @@
 //! [`Worker`]: hosts a repository of Rust targets in-process. Each execution runs as a task on
 //! the worker's own arbiter (never on an actor's), with a task-local [`Context`] through which
-//! child calls reach the run's actor.
+//! child calls reach the run's actor. A body that called [`crate::sdk::suspend`] ends its
+//! execution as suspended (`RunMsg::Suspend`) instead of reporting what it returned.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -14,11 +15,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::model::{
-    EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires, TargetRef, Value, WorkerId,
+    Dependencies, EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires, TargetRef,
+    Value, WorkerId,
 };
 use crate::orchestration::actors::{Router, WorkerRegistration};
 use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
-use crate::sdk::{Context, ExecutorLink, Repository, Submission, SubmitRequest};
+use crate::sdk::{Context, ExecutorLink, Failure, Repository, Submission, SubmitRequest};
 
 /// Options of an in-process worker.
 #[derive(Debug, Clone)]
@@ -156,52 +158,74 @@ async fn execute(
     arguments: Vec<Value>,
     timeout_ms: Option<u64>,
 ) {
-    let result = match repository.get(&target) {
-        None => ExecutionResult::Error {
-            error: ErrorInfo::new(
-                "coflux.TargetNotFound",
-                format!("this worker does not host {target}"),
-            ),
-            retry: None,
-        },
+    let msg = match repository.get(&target) {
+        None => result_msg(
+            execution,
+            ExecutionResult::Error {
+                error: ErrorInfo::new(
+                    "coflux.TargetNotFound",
+                    format!("this worker does not host {target}"),
+                ),
+                retry: None,
+            },
+        ),
         Some(body) => {
-            let context = Context { execution, link };
-            let run = AssertUnwindSafe(context.scope(body.invoke(arguments))).catch_unwind();
+            let context = Context::new(execution, link);
+            let run =
+                AssertUnwindSafe(context.clone().scope(body.invoke(arguments))).catch_unwind();
             let outcome = match timeout_ms.filter(|t| *t > 0) {
                 Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
                     .await
                     .ok(),
                 None => Some(run.await),
             };
-            match outcome {
-                None => ExecutionResult::Timeout { retry: None },
-                Some(Ok(Ok(value))) => ExecutionResult::Value { value },
-                Some(Ok(Err(failure))) => ExecutionResult::Error {
-                    error: failure.0,
-                    retry: None,
+            match (outcome, context.suspension()) {
+                // The body asked to be suspended (and did not run out of time): whatever it
+                // returned after that is ignored.
+                (Some(_), Some(suspension)) => RunMsg::Suspend {
+                    execution,
+                    execute_after: suspension.execute_after,
+                    dependencies: Dependencies::default(),
+                    ack: None,
                 },
-                Some(Err(panic)) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panicked".into());
-                    ExecutionResult::Error {
-                        error: ErrorInfo::new("coflux.Panic", message),
-                        retry: None,
-                    }
-                }
+                (outcome, _) => result_msg(execution, outcome_result(outcome)),
             }
         }
     };
-    router.deliver(Envelope::Run(
-        execution.run(),
-        RunMsg::Result {
-            execution,
-            result,
-            ack: None,
+    router.deliver(Envelope::Run(execution.run(), msg));
+}
+
+type Outcome = Option<Result<Result<Value, Failure>, Box<dyn std::any::Any + Send>>>;
+
+/// The result of a body that ran (`None`: it timed out).
+fn outcome_result(outcome: Outcome) -> ExecutionResult {
+    match outcome {
+        None => ExecutionResult::Timeout { retry: None },
+        Some(Ok(Ok(value))) => ExecutionResult::Value { value },
+        Some(Ok(Err(failure))) => ExecutionResult::Error {
+            error: failure.0,
+            retry: None,
         },
-    ));
+        Some(Err(panic)) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panicked".into());
+            ExecutionResult::Error {
+                error: ErrorInfo::new("coflux.Panic", message),
+                retry: None,
+            }
+        }
+    }
+}
+
+fn result_msg(execution: ExecutionId, result: ExecutionResult) -> RunMsg {
+    RunMsg::Result {
+        execution,
+        result,
+        ack: None,
+    }
 }
 
 /// The in-process [`ExecutorLink`]: child calls become messages to the run's actor.

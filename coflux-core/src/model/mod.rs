@@ -1,10 +1,12 @@
 //! Plain data: ids, environments, targets, values, results, runs. No I/O, no actors.
 
+pub mod asset;
 pub mod environment;
 pub mod ids;
 pub mod project;
 pub mod result;
 pub mod run;
+pub mod schedule;
 pub mod target;
 pub mod value;
 
@@ -12,7 +14,8 @@ pub use environment::{Environment, EnvironmentName, EnvironmentState};
 pub use ids::{EnvironmentId, ExecutionId, IdParseError, RunId, StepId, WorkerId};
 pub use project::{InvalidProjectName, ProjectName};
 pub use result::{ErrorInfo, ExecutionResult, Frame, ResultKind};
-pub use run::{ExecutionRecord, ExecutionState, RunRecord, StepRecord};
+pub use run::{Dependencies, ExecutionRecord, ExecutionState, RunRecord, StepRecord};
+pub use schedule::{CronSpec, InvalidCron, Schedule};
 pub use target::{
     CacheConfig, DeferConfig, ParamSelection, Parameter, Requires, RetryPolicy, StepOptions,
     TargetDefinition, TargetKind, TargetRef,

@@ -60,7 +60,42 @@ pub struct ExecutionRecord {
     pub result: Option<(ExecutionResult, Millis)>,
     /// Executions that must finish before it is assigned (`wait_for` arguments, or what a
     /// suspended predecessor waited for).
-    pub dependencies: Vec<ExecutionId>,
+    pub dependencies: Dependencies,
+}
+
+/// What an execution waits for before it may be assigned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependencies {
+    /// The executions (their final results; executions referenced by a value are waited for
+    /// too).
+    pub executions: Vec<ExecutionId>,
+    /// Whether one finished execution is enough (a suspended `select`) rather than all
+    /// (`wait_for`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any: bool,
+}
+
+impl Dependencies {
+    /// Waits for all of `executions`.
+    pub fn all(executions: Vec<ExecutionId>) -> Self {
+        Self {
+            executions,
+            any: false,
+        }
+    }
+
+    /// Waits for the first of `executions` to finish.
+    pub fn any(executions: Vec<ExecutionId>) -> Self {
+        Self {
+            executions,
+            any: true,
+        }
+    }
+
+    /// Whether there is nothing to wait for.
+    pub fn is_empty(&self) -> bool {
+        self.executions.is_empty()
+    }
 }
 
 /// Where an execution is in its life.

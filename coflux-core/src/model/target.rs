@@ -160,6 +160,10 @@ pub struct StepOptions {
     /// A null result schedules the next execution.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recurrent: bool,
+    /// The named group (`cf.group`) the call was made in, shown with its step (call sites
+    /// only; no effect on scheduling or keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A workflow or task as declared in code.

@@ -23,6 +23,15 @@ pub enum Reference {
     Asset {
         /// The asset's id.
         id: String,
+        /// Its name, if known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// How many files it holds, if known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        /// Their total size in bytes, if known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
     /// A human input request.
     Input {

@@ -63,6 +63,14 @@ pub struct EnvironmentCore {
     deadlines: BTreeSet<(Millis, ExecutionId)>,
     /// The queued execution holding each defer key, with its order (due time, creation).
     deferred: HashMap<String, (ExecutionId, (Millis, Millis))>,
+    /// Per-target concurrency limits.
+    limits: HashMap<TargetRef, u32>,
+    /// The target of each assigned execution that counts against a limit (running, not
+    /// waiting), and how many run per target.
+    limited: HashMap<ExecutionId, TargetRef>,
+    running_per_target: HashMap<TargetRef, u32>,
+    /// The target of each assigned execution.
+    assigned_targets: HashMap<ExecutionId, TargetRef>,
 }
 
 /// How long after an execution's timeout the orchestrator ends it itself, if its worker has
@@ -85,6 +93,10 @@ impl EnvironmentCore {
             orphans: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             deferred: HashMap::new(),
+            limits: HashMap::new(),
+            limited: HashMap::new(),
+            running_per_target: HashMap::new(),
+            assigned_targets: HashMap::new(),
         }
     }
 
@@ -111,6 +123,14 @@ impl EnvironmentCore {
                     self.archive(out);
                 }
             }
+            EnvironmentMsg::SetLimit { target, max } => match max {
+                Some(max) => {
+                    self.limits.insert(target, max);
+                }
+                None => {
+                    self.limits.remove(&target);
+                }
+            },
             EnvironmentMsg::Enqueue(ticket) => {
                 if self.state == EnvironmentState::Archived {
                     let execution = ticket.execution;
@@ -148,10 +168,13 @@ impl EnvironmentCore {
             }
             EnvironmentMsg::Orphan {
                 execution,
+                target,
                 deadline,
             } => {
                 self.known.insert(execution);
                 self.orphans.insert(execution, deadline);
+                self.assigned_targets.insert(execution, target.clone());
+                self.limit(execution, target);
             }
             EnvironmentMsg::Claim {
                 worker,
@@ -183,6 +206,8 @@ impl EnvironmentCore {
                 for execution in expired {
                     self.orphans.remove(&execution);
                     self.known.remove(&execution);
+                    self.unlimit(execution);
+                    self.assigned_targets.remove(&execution);
                     out.send(Envelope::Run(
                         execution.run(),
                         RunMsg::Abandon { execution },
@@ -237,8 +262,14 @@ impl EnvironmentCore {
                     };
                     if changed && waiting {
                         slot.running = slot.running.saturating_sub(1);
+                        self.unlimit(execution);
                     } else if changed {
                         slot.running += 1;
+                        // Back from waiting: it counts against its target's limit again,
+                        // even above the limit (it was running before).
+                        if let Some(target) = self.assigned_targets.get(&execution).cloned() {
+                            self.limit(execution, target);
+                        }
                     }
                 }
             }
@@ -256,7 +287,7 @@ impl EnvironmentCore {
                     .map(|(e, _)| *e)
                     .collect();
                 for execution in lost {
-                    self.assigned.remove(&execution);
+                    self.release(execution);
                     self.known.remove(&execution);
                     out.send(Envelope::Run(
                         execution.run(),
@@ -272,7 +303,10 @@ impl EnvironmentCore {
             }
             EnvironmentMsg::Withdraw { execution } => {
                 self.known.remove(&execution);
-                self.orphans.remove(&execution);
+                if self.orphans.remove(&execution).is_some() {
+                    self.unlimit(execution);
+                    self.assigned_targets.remove(&execution);
+                }
                 self.in_lookup.remove(&execution);
                 self.unqueue(execution);
                 if let Some(worker) = self.assigned.get(&execution).copied() {
@@ -363,7 +397,37 @@ impl EnvironmentCore {
         ));
     }
 
+    /// Counts `execution` against its target's limit.
+    fn limit(&mut self, execution: ExecutionId, target: TargetRef) {
+        if self.limited.contains_key(&execution) {
+            return;
+        }
+        *self.running_per_target.entry(target.clone()).or_default() += 1;
+        self.limited.insert(execution, target);
+    }
+
+    /// Stops counting `execution` against its target's limit.
+    fn unlimit(&mut self, execution: ExecutionId) {
+        if let Some(target) = self.limited.remove(&execution)
+            && let Some(count) = self.running_per_target.get_mut(&target)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.running_per_target.remove(&target);
+            }
+        }
+    }
+
+    /// Whether another execution of `target` may start.
+    fn under_limit(&self, target: &TargetRef) -> bool {
+        self.limits
+            .get(target)
+            .is_none_or(|max| self.running_per_target.get(target).copied().unwrap_or(0) < *max)
+    }
+
     fn release(&mut self, execution: ExecutionId) {
+        self.unlimit(execution);
+        self.assigned_targets.remove(&execution);
         if let Some(worker) = self.assigned.remove(&execution)
             && let Some(slot) = self.workers.get_mut(&worker)
             && !slot.waiting.remove(&execution)
@@ -387,6 +451,10 @@ impl EnvironmentCore {
                 kept.extend(self.ready.drain(..));
                 break;
             }
+            if !self.under_limit(&ticket.target) {
+                kept.push_back(ticket);
+                continue;
+            }
             let chosen = self
                 .workers
                 .iter()
@@ -401,6 +469,9 @@ impl EnvironmentCore {
                 slot.running += 1;
             }
             self.assigned.insert(ticket.execution, worker);
+            self.assigned_targets
+                .insert(ticket.execution, ticket.target.clone());
+            self.limit(ticket.execution, ticket.target.clone());
             if let Some(timeout) = ticket.timeout_ms.filter(|t| *t > 0) {
                 let timeout = Millis::try_from(timeout).unwrap_or(Millis::MAX / 2);
                 self.deadlines.insert((
@@ -456,6 +527,9 @@ impl EnvironmentCore {
         let mut cancel: Vec<ExecutionId> = queued.collect();
         cancel.extend(std::mem::take(&mut self.orphans).into_keys());
         self.delayed.clear();
+        self.limited.clear();
+        self.running_per_target.clear();
+        self.assigned_targets.clear();
         for (execution, worker) in self.assigned.drain() {
             out.send(Envelope::Worker(worker, WorkerCommand::Abort { execution }));
             cancel.push(execution);

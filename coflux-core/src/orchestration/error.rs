@@ -27,6 +27,9 @@ pub enum OrchestrationError {
     /// No such execution.
     #[error("execution '{0}' not found")]
     ExecutionNotFound(String),
+    /// No such schedule.
+    #[error("schedule '{0}' not found")]
+    ScheduleNotFound(String),
     /// A step can only be re-run in its own environment or a descendant of it.
     #[error(
         "step '{step}' cannot be re-run in environment '{environment}': it must be the step's environment or a descendant of it"
@@ -56,6 +59,7 @@ impl OrchestrationError {
             Self::RunNotFound(_) => "run_not_found",
             Self::StepNotFound(_) => "step_not_found",
             Self::ExecutionNotFound(_) => "execution_not_found",
+            Self::ScheduleNotFound(_) => "schedule_not_found",
             Self::EnvironmentInvalid { .. } => "environment_invalid",
             Self::Invalid(_) => "invalid_request",
             Self::Unavailable(_) => "unavailable",

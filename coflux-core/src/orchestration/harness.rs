@@ -9,8 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::model::{
-    Environment, EnvironmentId, EnvironmentName, EnvironmentState, ErrorInfo, ExecutionId,
-    ExecutionResult, Millis, RunId, StepId, StepOptions, TargetKind, TargetRef, Value, WorkerId,
+    Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState, ErrorInfo,
+    ExecutionId, ExecutionResult, Millis, RunId, Schedule, StepId, StepOptions, TargetKind,
+    TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{ProjectStore, StoreError};
@@ -93,6 +94,17 @@ impl Harness {
     /// Messages not yet processed and scripted assignments are lost, as they would be.
     pub fn restart(self) -> Result<Self, StoreError> {
         Self::from_boxed(self.store, self.now, 0)
+    }
+
+    /// Like [`Harness::restart`], after the orchestrator was down for `down_ms`.
+    pub fn restart_after(self, down_ms: Millis) -> Result<Self, StoreError> {
+        let now = self.now + down_ms;
+        Self::from_boxed(self.store, now, 0)
+    }
+
+    /// The stored cron schedules.
+    pub fn store_schedules(&self) -> Vec<Schedule> {
+        self.store.load().map(|s| s.schedules).unwrap_or_default()
     }
 
     /// Like [`Harness::restart`], as the server restarts: executions that were assigned stay
@@ -486,7 +498,7 @@ impl Harness {
         &mut self,
         execution: ExecutionId,
         execute_after: Option<Millis>,
-        dependencies: Vec<ExecutionId>,
+        dependencies: Dependencies,
     ) -> Result<(), OrchestrationError> {
         match self.request(|ack| {
             Envelope::Run(
@@ -500,6 +512,61 @@ impl Harness {
             )
         }) {
             Reply::Recorded(r) => r,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// Starts `target` in an environment at every tick of `cron`.
+    pub fn create_schedule(
+        &mut self,
+        environment: &str,
+        target: &TargetRef,
+        cron: &str,
+    ) -> Result<Box<Schedule>, OrchestrationError> {
+        let environment = env_name(environment)?;
+        let target = target.clone();
+        let cron = cron.to_string();
+        match self.request(|reply| {
+            Envelope::Project(ProjectMsg::CreateSchedule {
+                environment,
+                target,
+                cron,
+                arguments: Vec::new(),
+                options: StepOptions::default(),
+                reply,
+            })
+        }) {
+            Reply::Schedule(r) => r,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// Removes a schedule.
+    pub fn delete_schedule(&mut self, id: u32) -> Result<Box<Schedule>, OrchestrationError> {
+        match self.request(|reply| Envelope::Project(ProjectMsg::DeleteSchedule { id, reply })) {
+            Reply::Schedule(r) => r,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// Limits how many executions of `target` run at once in an environment.
+    pub fn set_limit(
+        &mut self,
+        environment: &str,
+        target: &TargetRef,
+        max: Option<u32>,
+    ) -> Result<(), OrchestrationError> {
+        let environment = env_name(environment)?;
+        let target = target.clone();
+        match self.request(|reply| {
+            Envelope::Project(ProjectMsg::SetConcurrencyLimit {
+                environment,
+                target,
+                max,
+                reply,
+            })
+        }) {
+            Reply::Environment(r) => r.map(|_| ()),
             other => panic!("unexpected reply {other:?}"),
         }
     }

@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::{
-    Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult,
-    Millis, Requires, RunId, StepId, StepOptions, TargetDefinition, TargetRef, Value, WorkerId,
+    Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId,
+    ExecutionResult, Millis, Requires, RunId, Schedule, StepId, StepOptions, TargetDefinition,
+    TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
@@ -115,6 +116,55 @@ pub enum ProjectMsg {
         /// Gets [`Reply::Environment`].
         reply: ReplyTo,
     },
+    /// Stop showing a module's targets in an environment until they are registered again.
+    ArchiveModule {
+        /// The environment.
+        environment: EnvironmentName,
+        /// The module.
+        module: String,
+        /// Gets [`Reply::Environment`].
+        reply: ReplyTo,
+    },
+    /// Limit how many executions of a target run at once in an environment.
+    SetConcurrencyLimit {
+        /// The environment.
+        environment: EnvironmentName,
+        /// The target.
+        target: TargetRef,
+        /// The limit (`None`: none).
+        max: Option<u32>,
+        /// Gets [`Reply::Environment`].
+        reply: ReplyTo,
+    },
+    /// Start a workflow on a cron schedule.
+    CreateSchedule {
+        /// The environment its runs start in.
+        environment: EnvironmentName,
+        /// The workflow.
+        target: TargetRef,
+        /// The cron expression (validated).
+        cron: String,
+        /// The arguments of every run.
+        arguments: Vec<Value>,
+        /// The options of every run.
+        options: StepOptions,
+        /// Gets [`Reply::Schedule`].
+        reply: ReplyTo,
+    },
+    /// Remove a schedule.
+    DeleteSchedule {
+        /// Its id.
+        id: u32,
+        /// Gets [`Reply::Schedule`] with the removed schedule.
+        reply: ReplyTo,
+    },
+    /// A schedule's tick is due (a timer).
+    ScheduleTick {
+        /// The schedule.
+        id: u32,
+        /// The tick.
+        at: Millis,
+    },
     /// List environments.
     ListEnvironments {
         /// Gets [`Reply::Environments`].
@@ -189,6 +239,13 @@ pub enum ProjectMsg {
 pub enum EnvironmentMsg {
     /// The environment's state (sent on creation and on every change).
     SetState(EnvironmentState),
+    /// At most `max` executions of `target` run at once (`None`: no limit).
+    SetLimit {
+        /// The target.
+        target: TargetRef,
+        /// The limit.
+        max: Option<u32>,
+    },
     /// Schedule an execution.
     Enqueue(Ticket),
     /// The project found no cached result: the execution can be dispatched (it is now a cache
@@ -225,6 +282,8 @@ pub enum EnvironmentMsg {
     Orphan {
         /// The execution.
         execution: ExecutionId,
+        /// Its target (it counts against the target's concurrency limit).
+        target: TargetRef,
         /// When it is abandoned unless claimed.
         deadline: Millis,
     },
@@ -302,7 +361,7 @@ pub enum RunMsg {
         /// Not before this time.
         execute_after: Option<Millis>,
         /// Executions to wait for first.
-        dependencies: Vec<ExecutionId>,
+        dependencies: Dependencies,
         /// Gets [`Reply::Recorded`] once the suspension is committed.
         ack: Option<ReplyTo>,
     },
@@ -476,6 +535,8 @@ pub enum Reply {
     Recorded(Result<(), OrchestrationError>),
     /// The executions a worker claimed.
     Claimed(Vec<ExecutionId>),
+    /// A schedule was created or removed.
+    Schedule(Result<Box<Schedule>, OrchestrationError>),
 }
 
 impl Reply {
@@ -489,6 +550,7 @@ impl Reply {
             Self::Environment(_) | Self::Environments(_) => Self::Environment(Err(error)),
             Self::Recorded(_) => Self::Recorded(Err(error)),
             Self::Claimed(_) => Self::Claimed(Vec::new()),
+            Self::Schedule(_) => Self::Schedule(Err(error)),
         }
     }
 }

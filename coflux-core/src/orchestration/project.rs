@@ -3,12 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{Environment, EnvironmentId, EnvironmentName, EnvironmentState, Millis, RunId};
+use crate::model::{
+    CronSpec, Environment, EnvironmentId, EnvironmentName, EnvironmentState, Millis, RunId,
+    Schedule, StepOptions, TargetRef, Value,
+};
 use crate::store::{CacheEntry, CacheOutcome, ProjectSnapshot, Write};
 
 use super::cache::CacheIndex;
 use super::error::OrchestrationError;
-use super::messages::{Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, RunMsg};
+use super::messages::{
+    Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, Timer,
+};
 
 /// A project's environments, run counter and cache index.
 #[derive(Debug, Default)]
@@ -19,7 +24,26 @@ pub struct ProjectCore {
     /// Idempotency keys of submitted runs, with when they were used.
     keys: HashMap<(EnvironmentId, String), (RunId, Millis)>,
     key_retention_ms: Millis,
+    /// Per-target concurrency limits of each environment.
+    limits: HashMap<EnvironmentId, BTreeMap<TargetRef, u32>>,
+    /// Cron schedules, by id.
+    schedules: BTreeMap<u32, ActiveSchedule>,
 }
+
+/// A schedule with its parsed expression and the tick its timer is armed for.
+#[derive(Debug)]
+struct ActiveSchedule {
+    schedule: Schedule,
+    spec: CronSpec,
+    next_at: Option<Millis>,
+}
+
+/// A caller id nobody waits on (runs started by schedules).
+const NO_REPLY: ReplyTo = 0;
+
+/// How late a schedule's tick may be handled and still start its run. Older ticks (the
+/// orchestrator was down or stalled) are counted as missed and reported, not run.
+pub const SCHEDULE_TOLERANCE_MS: Millis = 30_000;
 
 /// How long an idempotency key is remembered by default (24 hours).
 pub const DEFAULT_KEY_RETENTION_MS: Millis = 24 * 60 * 60 * 1000;
@@ -38,7 +62,37 @@ impl ProjectCore {
                 EnvironmentMsg::SetState(env.state),
             ));
         }
+        let mut limits: HashMap<EnvironmentId, BTreeMap<TargetRef, u32>> = HashMap::new();
+        for (env, target, max) in &snapshot.concurrency_limits {
+            limits.entry(*env).or_default().insert(target.clone(), *max);
+            out.send(Envelope::Environment(
+                *env,
+                EnvironmentMsg::SetLimit {
+                    target: target.clone(),
+                    max: Some(*max),
+                },
+            ));
+        }
+        let mut schedules = BTreeMap::new();
+        for schedule in &snapshot.schedules {
+            match CronSpec::parse(&schedule.cron) {
+                Ok(spec) => {
+                    let mut active = ActiveSchedule {
+                        schedule: schedule.clone(),
+                        spec,
+                        next_at: None,
+                    };
+                    arm(&mut active, out);
+                    schedules.insert(schedule.id, active);
+                }
+                Err(e) => {
+                    tracing::error!(schedule = schedule.id, error = %e, "stored schedule ignored")
+                }
+            }
+        }
         Self {
+            limits,
+            schedules,
             environments,
             next_run: snapshot.next_run.max(1),
             // Pending first attempts are looked up again when re-queued: until their lookup
@@ -91,6 +145,110 @@ impl ProjectCore {
             .ok_or_else(|| OrchestrationError::EnvironmentNotFound(name.to_string()))
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn create_schedule(
+        &mut self,
+        environment: EnvironmentName,
+        target: TargetRef,
+        cron: &str,
+        arguments: Vec<Value>,
+        options: StepOptions,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<Box<Schedule>, OrchestrationError> {
+        let env = self.resolve(&environment)?.id;
+        let spec = CronSpec::parse(cron).map_err(|e| OrchestrationError::Invalid(e.to_string()))?;
+        let id = self.schedules.keys().next_back().map_or(1, |last| last + 1);
+        let schedule = Schedule {
+            id,
+            environment: env,
+            target,
+            cron: spec.as_str().to_string(),
+            arguments,
+            options,
+            created_at: now,
+            last_tick: now,
+            missed: 0,
+        };
+        out.write(Write::PutSchedule(Box::new(schedule.clone())));
+        let mut active = ActiveSchedule {
+            schedule: schedule.clone(),
+            spec,
+            next_at: None,
+        };
+        arm(&mut active, out);
+        self.schedules.insert(id, active);
+        Ok(Box::new(schedule))
+    }
+
+    /// A schedule's timer fired for tick `at`: the latest tick due starts a run if it is on
+    /// time; earlier ticks due (the orchestrator was down) are counted as missed.
+    fn tick(&mut self, id: u32, at: Millis, now: Millis, out: &mut Outbox) {
+        let Some(active) = self.schedules.get_mut(&id) else {
+            return; // removed
+        };
+        if active.next_at != Some(at) {
+            return; // a stale timer
+        }
+        let mut due = 0u64;
+        let mut latest = at;
+        let mut next = Some(at);
+        while let Some(t) = next.filter(|t| *t <= now) {
+            due += 1;
+            latest = t;
+            next = active.spec.next_after(t);
+            if due >= 1_000_000 {
+                // Stop counting: the rest are missed too (the last tick accounted for is now).
+                latest = now;
+                break;
+            }
+        }
+        if due == 0 {
+            return arm(active, out);
+        }
+        let on_time = now - latest <= SCHEDULE_TOLERANCE_MS;
+        let missed = due - u64::from(on_time);
+        if missed > 0 {
+            tracing::warn!(
+                schedule = id,
+                missed,
+                "schedule ticks were missed while the orchestrator was down; they are not run"
+            );
+        }
+        active.schedule.missed += missed;
+        active.schedule.last_tick = latest;
+        out.write(Write::ScheduleTicked {
+            id,
+            last_tick: latest,
+            missed: active.schedule.missed,
+        });
+        let start = on_time.then(|| active.schedule.clone());
+        arm(active, out);
+        if let Some(schedule) = start {
+            let archived = self
+                .environments
+                .get(&schedule.environment)
+                .is_none_or(|e| e.state == EnvironmentState::Archived);
+            if !archived {
+                let run = RunId(self.next_run);
+                self.next_run += 1;
+                out.send(Envelope::Run(
+                    run,
+                    RunMsg::Create {
+                        environment: schedule.environment,
+                        target: schedule.target,
+                        arguments: schedule.arguments,
+                        options: schedule.options,
+                        idempotency_key: None,
+                        spawned_by: None,
+                        reply: NO_REPLY,
+                        wait: None,
+                    },
+                ));
+            }
+        }
+    }
+
     /// Sets how long idempotency keys are remembered.
     pub fn set_key_retention(&mut self, retention_ms: Millis) {
         self.key_retention_ms = retention_ms;
@@ -126,6 +284,69 @@ impl ProjectCore {
                 }
                 out.reply(reply, Reply::Environment(result));
             }
+            ProjectMsg::ArchiveModule {
+                environment,
+                module,
+                reply,
+            } => {
+                let result = self.resolve(&environment).cloned();
+                if let Ok(env) = &result {
+                    out.write(Write::ArchiveModule {
+                        environment: env.id,
+                        module,
+                    });
+                }
+                out.reply(reply, Reply::Environment(result));
+            }
+            ProjectMsg::SetConcurrencyLimit {
+                environment,
+                target,
+                max,
+                reply,
+            } => {
+                let result = self.resolve(&environment).cloned();
+                if let Ok(env) = &result {
+                    let max = max.filter(|m| *m > 0);
+                    let limits = self.limits.entry(env.id).or_default();
+                    match max {
+                        Some(m) => limits.insert(target.clone(), m),
+                        None => limits.remove(&target),
+                    };
+                    out.write(Write::PutConcurrencyLimit {
+                        environment: env.id,
+                        target: target.clone(),
+                        max,
+                    });
+                    out.send(Envelope::Environment(
+                        env.id,
+                        EnvironmentMsg::SetLimit { target, max },
+                    ));
+                }
+                out.reply(reply, Reply::Environment(result));
+            }
+            ProjectMsg::CreateSchedule {
+                environment,
+                target,
+                cron,
+                arguments,
+                options,
+                reply,
+            } => {
+                let result =
+                    self.create_schedule(environment, target, &cron, arguments, options, now, out);
+                out.reply(reply, Reply::Schedule(result));
+            }
+            ProjectMsg::DeleteSchedule { id, reply } => {
+                let result = match self.schedules.remove(&id) {
+                    Some(active) => {
+                        out.write(Write::DeleteSchedule { id });
+                        Ok(Box::new(active.schedule))
+                    }
+                    None => Err(OrchestrationError::ScheduleNotFound(id.to_string())),
+                };
+                out.reply(reply, Reply::Schedule(result));
+            }
+            ProjectMsg::ScheduleTick { id, at } => self.tick(id, at, now, out),
             ProjectMsg::ListEnvironments { reply } => {
                 out.reply(
                     reply,
@@ -269,6 +490,15 @@ impl ProjectCore {
                         EnvironmentMsg::SetState(env.state),
                     ));
                 }
+                for (target, max) in self.limits.get(&environment).into_iter().flatten() {
+                    out.send(Envelope::Environment(
+                        environment,
+                        EnvironmentMsg::SetLimit {
+                            target: target.clone(),
+                            max: Some(*max),
+                        },
+                    ));
+                }
             }
             ProjectMsg::CacheUpdate {
                 key,
@@ -349,5 +579,19 @@ impl ProjectCore {
             out.send(Envelope::Environment(id, EnvironmentMsg::SetState(state)));
         }
         Ok(env.clone())
+    }
+}
+
+/// Arms a schedule's timer for its next tick after the last one accounted for.
+fn arm(active: &mut ActiveSchedule, out: &mut Outbox) {
+    active.next_at = active.spec.next_after(active.schedule.last_tick);
+    if let Some(at) = active.next_at {
+        out.timers.push(Timer {
+            at,
+            envelope: Envelope::Project(ProjectMsg::ScheduleTick {
+                id: active.schedule.id,
+                at,
+            }),
+        });
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use rand::Rng;
 
 use crate::model::{
-    EnvironmentId, ExecutionId, ExecutionResult, Millis, ParamSelection, Reference, RetryPolicy,
-    RunId, RunRecord, StepId, StepOptions, StepRecord, TargetKind, TargetRef, Value, WorkerId,
+    Dependencies, EnvironmentId, ExecutionId, ExecutionResult, Millis, ParamSelection, Reference,
+    Requires, RetryPolicy, RunId, RunRecord, StepId, StepOptions, StepRecord, TargetKind, TargetRef, Value,
+    WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, RunSnapshot, Write};
@@ -29,7 +30,7 @@ struct Attempt {
     created_at: Millis,
     assignment: Option<(WorkerId, Millis)>,
     result: Option<ExecutionResult>,
-    dependencies: Vec<ExecutionId>,
+    dependencies: Dependencies,
 }
 
 #[derive(Debug)]
@@ -73,6 +74,9 @@ pub struct RunCore {
     /// Runs started by this run's executions (workflows they called): (parent, initial
     /// execution of the spawned run).
     spawned: Vec<(ExecutionId, ExecutionId)>,
+    /// Children given to executions other than through their own steps (memo hits, replays
+    /// after a suspension): (parent, child).
+    links: Vec<(ExecutionId, ExecutionId)>,
 }
 
 impl RunCore {
@@ -87,6 +91,7 @@ impl RunCore {
             memo: HashMap::new(),
             held: HashMap::new(),
             spawned: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -122,6 +127,7 @@ impl RunCore {
                         attempt.environment,
                         EnvironmentMsg::Orphan {
                             execution,
+                            target: step.record.target.clone(),
                             deadline: now
                                 .saturating_add(i64::try_from(grace_ms).unwrap_or(i64::MAX)),
                         },
@@ -179,12 +185,10 @@ impl RunCore {
             }
         }
         let id = core.id;
-        core.spawned = snapshot
+        (core.spawned, core.links) = snapshot
             .children
             .iter()
-            .filter(|(_, child)| child.run() != id)
-            .copied()
-            .collect();
+            .partition(|(_, child)| child.run() != id);
         for step in &core.steps {
             if let (Some(key), Some(first)) = (&step.record.memo_key, step.attempts.first()) {
                 core.memo.insert(
@@ -204,7 +208,7 @@ impl RunCore {
         let mut tickets = Vec::new();
         for step in &core.steps {
             for (i, a) in step.attempts.iter().enumerate() {
-                let held = a.dependencies.iter().any(
+                let held = a.dependencies.executions.iter().any(
                     |d| matches!(core.resolve(*d), Resolution::Pending(p) if p.run() == core.id),
                 );
                 if a.result.is_none()
@@ -527,7 +531,7 @@ impl RunCore {
             .delay_ms
             .filter(|d| *d > 0)
             .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
-        let dependencies = waited_for(&options.wait_for, &arguments);
+        let dependencies = Dependencies::all(waited_for(&options.wait_for, &arguments));
         let record = StepRecord {
             id,
             parent_execution: parent,
@@ -558,7 +562,7 @@ impl RunCore {
         step_id: StepId,
         environment: EnvironmentId,
         execute_after: Option<Millis>,
-        dependencies: Vec<ExecutionId>,
+        dependencies: Dependencies,
         now: Millis,
         out: &mut Outbox,
     ) -> ExecutionId {
@@ -609,12 +613,17 @@ impl RunCore {
         execution
     }
 
-    /// Holds `execution` (not yet queued) until `dependencies` have final results; executions
-    /// referenced by their values are waited for too.
-    fn hold(&mut self, execution: ExecutionId, dependencies: Vec<ExecutionId>, out: &mut Outbox) {
+    /// Holds `execution` (not yet queued) until `dependencies` have final results (all, or
+    /// any one); executions referenced by their values are waited for too.
+    fn hold(&mut self, execution: ExecutionId, dependencies: Dependencies, out: &mut Outbox) {
+        let needed = if dependencies.any {
+            1
+        } else {
+            dependencies.executions.len()
+        };
         // One extra count guards against releasing while the waits are being registered.
-        *self.held.entry(execution).or_insert(0) += dependencies.len() + 1;
-        for dependency in dependencies {
+        *self.held.entry(execution).or_insert(0) += needed + 1;
+        for dependency in dependencies.executions {
             self.wait(Waiter::Dependency(execution), dependency, out);
         }
         self.unhold(execution, out);
@@ -644,8 +653,8 @@ impl RunCore {
     fn dependency_met(&mut self, held: ExecutionId, result: &ExecutionResult, out: &mut Outbox) {
         if let ExecutionResult::Value { value } = result {
             let inner = execution_references(value);
-            if !inner.is_empty() {
-                self.hold(held, inner, out);
+            if !inner.is_empty() && self.held.contains_key(&held) {
+                self.hold(held, Dependencies::all(inner), out);
             }
         }
         self.unhold(held, out);
@@ -657,7 +666,7 @@ impl RunCore {
         &mut self,
         execution: ExecutionId,
         execute_after: Option<Millis>,
-        dependencies: Vec<ExecutionId>,
+        dependencies: Dependencies,
         now: Millis,
         out: &mut Outbox,
     ) -> Result<(), OrchestrationError> {
@@ -744,6 +753,11 @@ impl RunCore {
         if request.options.memo.is_none() && self.memoises_children() {
             request.options.memo = Some(ParamSelection::All(true));
         }
+        request.options.requires = self.effective_requires(request.options.requires);
+        if let Some(child) = self.replay(parent, &request) {
+            self.link(parent, child, out);
+            return Ok(child);
+        }
         if let Some(params) = &request.options.memo {
             let key = (
                 environment,
@@ -752,10 +766,7 @@ impl RunCore {
             if let Some(existing) = self.memo.get(&key).copied()
                 && !matches!(self.resolve(existing), Resolution::Final(ref r) if !matches!(r, ExecutionResult::Value { .. }))
             {
-                out.write(Write::LinkChild {
-                    parent,
-                    child: existing,
-                });
+                self.link(parent, existing, out);
                 return Ok(existing);
             }
         }
@@ -775,6 +786,64 @@ impl RunCore {
             now,
             out,
         ))
+    }
+
+    fn link(&mut self, parent: ExecutionId, child: ExecutionId, out: &mut Outbox) {
+        self.links.push((parent, child));
+        out.write(Write::LinkChild { parent, child });
+    }
+
+    /// The children `parent` and its other callers made, in call order: its own steps and the
+    /// executions linked to it.
+    fn children_of(&self, parent: ExecutionId) -> Vec<ExecutionId> {
+        let mut children: Vec<ExecutionId> = self
+            .steps
+            .iter()
+            .filter(|s| s.record.parent_execution == Some(parent))
+            .map(|s| s.record.id.execution(1))
+            .chain(
+                self.links
+                    .iter()
+                    .filter(|(p, _)| *p == parent)
+                    .map(|(_, c)| *c),
+            )
+            .collect();
+        children.sort_unstable();
+        children.dedup();
+        children
+    }
+
+    /// An execution resumed after its predecessor suspended re-runs its code from the top: the
+    /// calls it repeats get the children its predecessor made (the k-th identical call the k-th
+    /// child with the same target and arguments), so nothing is submitted twice.
+    fn replay(&self, parent: ExecutionId, request: &SubmitRequest) -> Option<ExecutionId> {
+        let previous = ExecutionId {
+            step: parent.step,
+            attempt: parent.attempt.checked_sub(1).filter(|a| *a > 0)?,
+        };
+        if !matches!(
+            self.attempt(previous)?.result,
+            Some(ExecutionResult::Suspended { .. })
+        ) {
+            return None;
+        }
+        let all = ParamSelection::All(true);
+        let key = call_key(&request.target, &all, &request.arguments);
+        let same_call = |child: &ExecutionId| {
+            self.step(child.step).is_some_and(|s| {
+                s.record.target == request.target
+                    && call_key(&s.record.target, &all, &s.arguments) == key
+            })
+        };
+        let made = self
+            .children_of(parent)
+            .iter()
+            .filter(|c| same_call(c))
+            .count();
+        self.children_of(previous)
+            .into_iter()
+            .filter(|c| same_call(c))
+            .nth(made)
     }
 
     /// Follows `execution`'s chain to its final result, or to the pending execution at its end.
@@ -855,7 +924,7 @@ impl RunCore {
                 execution.step,
                 environment,
                 Some(now.saturating_add(delay)).filter(|at| *at > now),
-                Vec::new(),
+                Dependencies::default(),
                 now,
                 out,
             );
@@ -865,7 +934,7 @@ impl RunCore {
                 execution.step,
                 environment,
                 Some(now.saturating_add(delay)).filter(|at| *at > now),
-                Vec::new(),
+                Dependencies::default(),
                 now,
                 out,
             );
@@ -908,6 +977,24 @@ impl RunCore {
             self.cancel_children(execution, now, out);
         }
         self.wake(execution, out);
+    }
+
+    /// A step's `requires` merged over its run's workflow's: the step's values win per key, and
+    /// a key the step gives an empty list is removed.
+    fn effective_requires(&self, own: Requires) -> Requires {
+        let mut merged = self
+            .steps
+            .first()
+            .map(|s| s.record.options.requires.clone())
+            .unwrap_or_default();
+        for (key, values) in own {
+            if values.is_empty() {
+                merged.remove(&key);
+            } else {
+                merged.insert(key, values);
+            }
+        }
+        merged
     }
 
     /// Whether the run's workflow memoises: its calls without a memo option of their own are
@@ -1041,7 +1128,7 @@ impl RunCore {
         for execution in active {
             self.cancel(execution, now, out);
         }
-        Ok(self.add_attempt(step_id, target, None, Vec::new(), now, out))
+        Ok(self.add_attempt(step_id, target, None, Dependencies::default(), now, out))
     }
 }
 

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::harness::Harness;
 use crate::model::{
-    DeferConfig, EnvironmentId, ExecutionId, ExecutionResult, ParamSelection, Reference,
-    ResultKind, StepOptions, TargetKind, TargetRef, Value,
+    DeferConfig, Dependencies, EnvironmentId, ExecutionId, ExecutionResult, ParamSelection,
+    Reference, ResultKind, StepOptions, TargetKind, TargetRef, Value,
 };
 use crate::store::Durability;
 use crate::store::sqlite::SqliteStore;
@@ -122,7 +122,7 @@ fn a_suspended_execution_resumes_as_a_new_attempt_after_its_delay() {
     let root = start(&mut h, StepOptions::default());
     let waiter = h.wait(root);
     let at = h.now() + 1_000;
-    h.suspend(root, Some(at), vec![]).unwrap();
+    h.suspend(root, Some(at), Dependencies::default()).unwrap();
     let next = root.step.execution(2);
     let w1 = h.wait(root);
     assert_eq!(h.result_of(w1), None, "waiters follow the chain");
@@ -157,15 +157,42 @@ fn a_suspended_select_resumes_once_every_handle_has_finished() {
         .call(root, &task(), vec![], StepOptions::default())
         .unwrap();
     assigned(&mut h);
-    h.suspend(root, None, vec![a, b]).unwrap();
+    h.suspend(root, None, Dependencies::all(vec![a, b]))
+        .unwrap();
     h.complete(a, json!(1));
     assert!(assigned(&mut h).is_empty());
     h.complete(b, json!(2));
-    assert_eq!(assigned(&mut h), vec![root.step.execution(2)]);
-    // The resumed attempt reuses the children its predecessor submitted (memo on handles is
-    // up to the SDK); suspending an execution that already ended changes nothing.
-    h.suspend(root, None, vec![]).unwrap();
+    let resumed = root.step.execution(2);
+    assert_eq!(assigned(&mut h), vec![resumed]);
+    // Suspending an execution that already ended changes nothing.
+    h.suspend(root, None, Dependencies::default()).unwrap();
     assert!(assigned(&mut h).is_empty());
+    // The resumed attempt runs its code again: its repeated calls get the same children.
+    let again = |h: &mut Harness| h.call(resumed, &task(), vec![], StepOptions::default());
+    assert_eq!(again(&mut h).unwrap(), a);
+    assert_eq!(again(&mut h).unwrap(), b);
+    let new = again(&mut h).unwrap();
+    assert!(new != a && new != b, "a third call is new");
+    assert_eq!(assigned(&mut h), vec![new]);
+}
+
+#[test]
+fn a_select_suspended_on_any_handle_resumes_when_the_first_finishes() {
+    let Fixture { mut h, .. } = setup();
+    let root = start(&mut h, StepOptions::default());
+    let a = h
+        .call(root, &task(), vec![], StepOptions::default())
+        .unwrap();
+    let b = h
+        .call(root, &task(), vec![], StepOptions::default())
+        .unwrap();
+    assigned(&mut h);
+    h.suspend(root, None, Dependencies::any(vec![a, b]))
+        .unwrap();
+    h.complete(b, json!(2));
+    assert_eq!(assigned(&mut h), vec![root.step.execution(2)]);
+    h.complete(a, json!(1));
+    assert!(assigned(&mut h).is_empty(), "released once");
 }
 
 #[test]
@@ -314,4 +341,135 @@ fn cancelling_an_execution_cancels_the_runs_it_spawned() {
     assert!(h.aborted().contains(&spawned) && h.aborted().contains(&grandchild));
     // Cancelled results are final: nothing is retried.
     assert!(assigned(&mut h).is_empty());
+}
+
+#[test]
+fn a_concurrency_limit_caps_running_executions_of_a_target_across_restarts() {
+    let Fixture { mut h, prod, .. } = setup();
+    h.set_limit("production", &task(), Some(1)).unwrap();
+    let root = start(&mut h, StepOptions::default());
+    let calls: Vec<_> = (0..3)
+        .map(|i| {
+            h.call(
+                root,
+                &task(),
+                vec![Value::raw(json!(i))],
+                StepOptions::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(assigned(&mut h), vec![calls[0]], "one at a time");
+    h.complete(calls[0], json!(0));
+    assert_eq!(assigned(&mut h), vec![calls[1]]);
+    // The limit is stored: after a restart it still holds.
+    let mut h = h.restart_with_grace(60_000).unwrap();
+    h.connect_worker(prod, 1, &[wf(), task()], 100);
+    assert!(assigned(&mut h).is_empty(), "the running one still counts");
+    assert_eq!(h.claim(prod, 1, vec![root, calls[1]]).len(), 2);
+    assert!(assigned(&mut h).is_empty());
+    h.complete(calls[1], json!(1));
+    assert_eq!(assigned(&mut h), vec![calls[2]]);
+    // Lifting the limit lets everything run.
+    h.set_limit("production", &task(), None).unwrap();
+    let more: Vec<_> = (0..2)
+        .map(|i| {
+            h.call(
+                root,
+                &task(),
+                vec![Value::raw(json!(10 + i))],
+                StepOptions::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(assigned(&mut h), more);
+    assert!(h.set_limit("nowhere", &task(), Some(1)).is_err());
+}
+
+#[test]
+fn a_schedule_starts_runs_on_its_ticks_and_reports_ticks_missed_while_down() {
+    let Fixture { mut h, .. } = setup();
+    assert!(h.create_schedule("production", &wf(), "not cron").is_err());
+    assert!(h.create_schedule("nowhere", &wf(), "* * * * *").is_err());
+    let start = h.now();
+    let schedule = h
+        .create_schedule("production", &wf(), "*/10 * * * * *")
+        .unwrap();
+    let first_tick = (start / 10_000 + 1) * 10_000;
+    assert_eq!(h.next_timer(), Some(first_tick));
+    h.advance(first_tick - h.now() - 1);
+    assert!(assigned(&mut h).is_empty(), "not before its tick");
+    h.advance(1);
+    assert_eq!(assigned(&mut h).len(), 1, "one run at the first tick");
+    h.advance(10_000);
+    assert_eq!(assigned(&mut h).len(), 1, "and one at the next");
+    let runs = h.store().list_runs(None, 10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r.target == wf()));
+
+    // Down for 65 s: of the six ticks that passed, the latest (5 s ago) still runs; the five
+    // before it are not run but counted and stored.
+    let mut h = h.restart_after(65_000).unwrap();
+    h.connect_worker(EnvironmentId(1), 1, &[wf(), task()], 100);
+    h.advance(0);
+    assert_eq!(
+        assigned(&mut h).len(),
+        1,
+        "the latest tick, within the tolerance"
+    );
+    let stored = &h.store_schedules()[0];
+    assert_eq!(stored.id, schedule.id);
+    assert_eq!(stored.missed, 5, "{stored:?}");
+    // On time again afterwards.
+    h.advance(5_000);
+    assert_eq!(assigned(&mut h).len(), 1);
+    // Down again for 45 s: four ticks passed; the latest runs, the three before it are missed.
+    let mut h = h.restart_after(45_000).unwrap();
+    h.connect_worker(EnvironmentId(1), 1, &[wf(), task()], 100);
+    h.advance(0);
+    let stored = &h.store_schedules()[0];
+    assert_eq!(stored.missed, 5 + 3, "{stored:?}");
+    assert_eq!(assigned(&mut h).len(), 1, "the tick 5 s ago runs");
+    // Removed: no more runs.
+    h.delete_schedule(schedule.id).unwrap();
+    h.advance(30_000);
+    assert!(assigned(&mut h).is_empty());
+    assert!(h.delete_schedule(schedule.id).is_err());
+}
+
+#[test]
+fn steps_inherit_their_workflows_requires_and_can_override_or_remove_keys() {
+    let Fixture { mut h, .. } = setup();
+    let tags = |pairs: &[(&str, &[&str])]| -> crate::model::Requires {
+        pairs
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect()
+    };
+    let workflow = StepOptions {
+        requires: tags(&[("gpu", &["yes"]), ("region", &["eu"])]),
+        ..Default::default()
+    };
+    let (run, root) = h.submit("production", &wf(), vec![], workflow).unwrap();
+    let call = |h: &mut Harness, requires| {
+        h.call(
+            root,
+            &task(),
+            vec![],
+            StepOptions {
+                requires,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let plain = call(&mut h, tags(&[]));
+    let overridden = call(&mut h, tags(&[("region", &["us"])]));
+    let removed = call(&mut h, tags(&[("gpu", &[])]));
+    let steps = h.store().load_run(run).unwrap().unwrap().steps;
+    let requires_of = |e: ExecutionId| steps[e.step.number as usize - 1].options.requires.clone();
+    assert_eq!(requires_of(plain), tags(&[("gpu", &["yes"]), ("region", &["eu"])]));
+    assert_eq!(requires_of(overridden), tags(&[("gpu", &["yes"]), ("region", &["us"])]));
+    assert_eq!(requires_of(removed), tags(&[("region", &["eu"])]));
 }

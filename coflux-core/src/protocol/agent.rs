@@ -18,7 +18,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +136,19 @@ pub enum AgentFrame {
         execution: ExecutionId,
         /// The result.
         result: Json,
+    },
+    /// An assigned execution suspended itself (it no longer runs here): a new attempt of its
+    /// step runs after `execute_after` (unix ms), once `dependencies` (all, or `any` one)
+    /// have finished. Acknowledged with [`ServerFrame::Recorded`] like a result.
+    Suspended {
+        /// The execution.
+        execution: ExecutionId,
+        /// Not before this time.
+        execute_after: Option<i64>,
+        /// Executions to wait for first.
+        dependencies: Vec<ExecutionId>,
+        /// Whether one of them finishing is enough.
+        any: bool,
     },
     /// A request.
     Request {

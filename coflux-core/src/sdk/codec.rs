@@ -9,6 +9,9 @@ use serde_json::{Map, Value as Json};
 pub fn encode_json(value: Json) -> Json {
     match value {
         Json::Object(map) => {
+            if let Some(reference) = super::refs::marker_to_ref(&map) {
+                return reference;
+            }
             let mut entries: Vec<(String, Json)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             let mut items = Vec::with_capacity(entries.len() * 2);

@@ -1,11 +1,13 @@
 //! The execution context: which execution is running, and the link to the orchestrator that
 //! child calls go through.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use crate::model::{ExecutionId, ExecutionResult, StepOptions, TargetKind, TargetRef, Value};
+use crate::model::{
+    ExecutionId, ExecutionResult, Millis, StepOptions, TargetKind, TargetRef, Value,
+};
 
 /// A child call, as sent to the orchestrator.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +43,27 @@ pub trait ExecutorLink: Send + Sync + 'static {
         execution: ExecutionId,
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult>;
+
+    /// Asks for `execution` to end as suspended, resuming as a new attempt after
+    /// `execute_after` (unix ms; `None`: as soon as possible). It resolves once the request is
+    /// accepted; the host then ends the execution without a result. The default accepts at
+    /// once: a host that runs the body itself (the embedded worker) reads the request from
+    /// [`Context::suspension`] when the body returns.
+    fn suspend(
+        &self,
+        execution: ExecutionId,
+        execute_after: Option<Millis>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let _ = (execution, execute_after);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A suspension requested by a running execution (with [`crate::sdk::suspend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suspension {
+    /// When the next attempt may run (unix ms; `None`: as soon as possible).
+    pub execute_after: Option<Millis>,
 }
 
 /// The running execution and its link, available to target code through [`Context::current`].
@@ -50,6 +73,8 @@ pub struct Context {
     pub execution: ExecutionId,
     /// The link to the orchestrator.
     pub link: Arc<dyn ExecutorLink>,
+    /// The suspension the body asked for, shared by the clones of this context.
+    suspension: Arc<Mutex<Option<Suspension>>>,
 }
 
 tokio::task_local! {
@@ -57,6 +82,27 @@ tokio::task_local! {
 }
 
 impl Context {
+    /// The context of `execution`, reaching the orchestrator through `link`.
+    pub fn new(execution: ExecutionId, link: Arc<dyn ExecutorLink>) -> Self {
+        Self {
+            execution,
+            link,
+            suspension: Arc::default(),
+        }
+    }
+
+    /// The suspension the execution asked for, if any (the first request wins): the host ends
+    /// the execution as suspended instead of reporting what its body returned.
+    pub fn suspension(&self) -> Option<Suspension> {
+        *self.suspension.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a requested suspension (the first one is kept).
+    pub(crate) fn request_suspension(&self, suspension: Suspension) {
+        let mut slot = self.suspension.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(suspension);
+    }
+
     /// The context of the execution running on this task, if any.
     pub fn current() -> Option<Context> {
         CURRENT.try_with(Clone::clone).ok()

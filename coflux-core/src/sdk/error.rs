@@ -41,6 +41,9 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Failure {
         if let Some(child) = (&error as &dyn Any).downcast_ref::<ExecutionError>() {
             return child.to_failure();
         }
+        if let Some(suspended) = (&error as &dyn Any).downcast_ref::<super::Suspended>() {
+            return Self::new("coflux.Suspended", suspended.to_string());
+        }
         Self::new(std::any::type_name::<E>(), error.to_string())
     }
 }

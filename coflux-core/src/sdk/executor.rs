@@ -15,7 +15,11 @@
 //!   own [`Context`], until stdin closes; it then finishes the running executions and exits.
 //!   Child calls become `submit_execution` requests, awaiting one becomes a `select` on its
 //!   handle. A panicking target reports a `coflux.Panic` error and the process carries on. An
-//!   `abort` notification (our extension) drops the execution's future.
+//!   `abort` notification (our extension) drops the execution's future (and forgets its
+//!   requests in flight).
+//! - [`crate::sdk::suspend`] sends a `suspend` request with `execute_after` (epoch ms); once it
+//!   is answered the execution reports nothing more: the worker ends it as suspended (and sends
+//!   `abort`, which drops the future if it is still running).
 //!
 //! Values travel as JSON (over 64 KiB as temp files named `coflux_rs_*`, which the agent
 //! removes). Fragments received from other executors keep their local path in place of a blob
@@ -36,11 +40,11 @@ use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Context, ExecutorLink, Repository, Submission, SubmitRequest};
-use crate::model::{ErrorInfo, ExecutionId, ExecutionResult, Frame, TargetRef, Value};
+use crate::model::{ErrorInfo, ExecutionId, ExecutionResult, Frame, Millis, TargetRef, Value};
 use crate::protocol::executor::{
     AdapterNotification, AdapterRequest, Execute, ExecutionErrorParams, ExecutionResultParams,
     FromWorker, Handle, Manifest, PROTOCOL_VERSION, Ready, Response, Select, SelectResult,
-    SelectStatus, SubmitExecution, SubmitResult, TRANSFER_THRESHOLD, WireData, WireError,
+    SelectStatus, SubmitExecution, SubmitResult, Suspend, TRANSFER_THRESHOLD, WireData, WireError,
     WireValue, WorkerNotification, parse_worker_line, reference_from_wire, reference_to_wire,
 };
 
@@ -170,14 +174,16 @@ async fn run(repository: Repository, link: StdioLink, execute: Execute) {
     let outcome = match prepare(&repository, execute) {
         Err(error) => Err(error),
         Ok((execution, target, arguments)) => {
-            let context = Context {
-                execution,
-                link: Arc::new(link.clone()),
-            };
-            match AssertUnwindSafe(context.scope(target.invoke(arguments)))
+            let context = Context::new(execution, Arc::new(link.clone()));
+            let outcome = AssertUnwindSafe(context.clone().scope(target.invoke(arguments)))
                 .catch_unwind()
-                .await
-            {
+                .await;
+            if context.suspension().is_some() {
+                // The worker accepted the suspension and ends the execution itself (it also
+                // sends `abort`, which may already have dropped this task): report nothing.
+                return;
+            }
+            match outcome {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(failure)) => Err(failure.0),
                 Err(panic) => Err(ErrorInfo {
@@ -351,7 +357,10 @@ impl StdioLink {
         }
         lock(&self.0.pending).insert(id, reply);
         self.send(request.to_line(id));
+        // If the caller stops waiting (its execution was aborted), forget the request.
+        let forget = Forget(self.clone(), id);
         async move {
+            let _forget = forget;
             response
                 .await
                 .unwrap_or_else(|_| Err("the worker closed the connection".into()))
@@ -405,6 +414,15 @@ impl StdioLink {
             }
         }
         .boxed()
+    }
+}
+
+/// Removes a request's entry when its future is dropped (answered or not).
+struct Forget(StdioLink, u64);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        lock(&self.0.0.pending).remove(&self.1);
     }
 }
 
@@ -476,6 +494,19 @@ impl ExecutorLink for StdioLink {
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult> {
         self.select(execution, from)
+    }
+
+    fn suspend(
+        &self,
+        execution: ExecutionId,
+        execute_after: Option<Millis>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let reply = self.request(AdapterRequest::Suspend(Suspend {
+            execution_id: execution.to_string(),
+            execute_after,
+            stream_wait: None,
+        }));
+        async move { reply.await.map(drop) }.boxed()
     }
 }
 

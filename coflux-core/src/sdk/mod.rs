@@ -22,21 +22,30 @@
 //! returns a [`Handle`], and `Name::run(args)` calls the body directly. Inside an execution the
 //! calls go to the orchestrator through the execution's [`ExecutorLink`]; outside one (e.g. in a
 //! unit test) they run the body in place.
+//!
+//! A [`Handle`] can be passed as an argument (a parameter of type `Handle<T>`; it travels as an
+//! execution reference, which `wait_for` waits for) and awaited by the receiving target.
+//! [`suspend`] ends the running execution as suspended: a new attempt of its step runs after
+//! the delay, re-running the body from the top, and the calls it repeats get the children its
+//! predecessor made (so they are not executed twice).
 
 mod codec;
 mod context;
 mod error;
 pub mod executor;
 mod handle;
+mod refs;
 mod repository;
+mod suspend;
 mod target;
 
 pub use codec::{decode_json, encode_json};
 pub use coflux_macros::{task, workflow};
 pub use context::{
-    Context, ExecutorLink, Submission, SubmitRequest, current_execution, in_context,
+    Context, ExecutorLink, Submission, SubmitRequest, Suspension, current_execution, in_context,
 };
 pub use error::{ExecutionError, Failure};
 pub use handle::{Handle, call, decode_value, submit};
 pub use repository::Repository;
+pub use suspend::{Suspended, suspend, suspend_at};
 pub use target::{Target, TargetFuture, decode_arg, encode_arg, encode_output};

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec::{decode_json, encode_json};
 use super::error::Failure;
+use super::refs;
 use crate::model::{TargetDefinition, Value};
 
 /// The future of a running target body: the encoded result, or how it failed.
@@ -22,16 +23,24 @@ pub trait Target: Send + Sync + 'static {
     fn invoke(&self, arguments: Vec<Value>) -> TargetFuture;
 }
 
-/// Encodes one argument (used by generated code).
+/// Encodes a value with the references of the handles it holds.
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Value, serde_json::Error> {
+    let (data, references) = refs::encoding(|| serde_json::to_value(value));
+    Ok(Value::Raw {
+        data: encode_json(data?),
+        references,
+    })
+}
+
+/// Encodes one argument (used by generated code). A [`Handle`](super::Handle) in it becomes an
+/// execution reference (what `wait_for` waits for).
 pub fn encode_arg<T: Serialize + ?Sized>(value: &T) -> Result<Value, Failure> {
-    serde_json::to_value(value)
-        .map(|data| Value::raw(encode_json(data)))
-        .map_err(|e| {
-            Failure::new(
-                "coflux.EncodeError",
-                format!("could not encode an argument: {e}"),
-            )
-        })
+    encode(value).map_err(|e| {
+        Failure::new(
+            "coflux.EncodeError",
+            format!("could not encode an argument: {e}"),
+        )
+    })
 }
 
 /// Decodes the argument at `index` for parameter `name` (used by generated code).
@@ -40,17 +49,17 @@ pub fn decode_arg<T: DeserializeOwned>(
     index: usize,
     name: &str,
 ) -> Result<T, Failure> {
-    let data = match value {
-        Some(Value::Raw { data, .. }) => decode_json(data),
+    let (data, references) = match value {
+        Some(Value::Raw { data, references }) => (decode_json(data), references),
         Some(Value::Blob { .. }) => {
             return Err(Failure::new(
                 "coflux.DecodeError",
                 format!("argument {index} ('{name}') is a blob, which this executor cannot read"),
             ));
         }
-        None => serde_json::Value::Null,
+        None => (serde_json::Value::Null, Vec::new()),
     };
-    serde_json::from_value(data).map_err(|e| {
+    refs::decoding(&references, || serde_json::from_value(data)).map_err(|e| {
         Failure::new(
             "coflux.DecodeError",
             format!("argument {index} ('{name}') does not match its type: {e}"),
@@ -62,15 +71,19 @@ pub fn decode_arg<T: DeserializeOwned>(
 pub fn encode_output<T: Serialize, E: Into<Failure>>(
     output: Result<T, E>,
 ) -> Result<Value, Failure> {
-    match output {
-        Ok(value) => serde_json::to_value(&value)
-            .map(|data| Value::raw(encode_json(data)))
-            .map_err(|e| {
-                Failure::new(
-                    "coflux.EncodeError",
-                    format!("could not encode the result: {e}"),
-                )
-            }),
-        Err(e) => Err(e.into()),
+    let value = output.map_err(Into::into)?;
+    let failed = |message: String| {
+        Failure::new(
+            "coflux.EncodeError",
+            format!("could not encode the result: {message}"),
+        )
+    };
+    refs::take_pending();
+    let encoded = encode(&value).map_err(|e| failed(e.to_string()))?;
+    if !refs::take_pending().is_empty() {
+        return Err(failed(
+            "a returned handle's submission is not confirmed yet: await its `id()` first".into(),
+        ));
     }
+    Ok(encoded)
 }

@@ -16,8 +16,9 @@ pub mod writer;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Environment, EnvironmentId, EnvironmentState, ExecutionId, ExecutionRecord, ExecutionResult,
-    Millis, RunId, RunRecord, StepRecord, TargetDefinition, WorkerId,
+    Dependencies, Environment, EnvironmentId, EnvironmentState, ExecutionId, ExecutionRecord,
+    ExecutionResult, Millis, RunId, RunRecord, Schedule, StepRecord, TargetDefinition, TargetRef,
+    WorkerId,
 };
 
 /// How hard a commit tries to survive failures.
@@ -61,7 +62,7 @@ pub enum Write {
         /// Creation time.
         created_at: Millis,
         /// Executions that must finish before it is assigned.
-        dependencies: Vec<ExecutionId>,
+        dependencies: Dependencies,
     },
     /// `parent` now waits on or owns `child` (beyond the child's own step parent, e.g. memo hits).
     LinkChild {
@@ -99,6 +100,39 @@ pub enum Write {
         definitions: Vec<TargetDefinition>,
         /// When.
         at: Millis,
+    },
+    /// The targets of a module are no longer registered in an environment (until a manifest
+    /// registers them again).
+    ArchiveModule {
+        /// The environment.
+        environment: EnvironmentId,
+        /// The module.
+        module: String,
+    },
+    /// At most `max` executions of a target run at once in an environment (`None`: no limit).
+    PutConcurrencyLimit {
+        /// The environment.
+        environment: EnvironmentId,
+        /// The target.
+        target: TargetRef,
+        /// The limit.
+        max: Option<u32>,
+    },
+    /// A new cron schedule.
+    PutSchedule(Box<Schedule>),
+    /// A schedule was removed.
+    DeleteSchedule {
+        /// Its id.
+        id: u32,
+    },
+    /// A schedule ticked: runs up to `last_tick` were started or counted as missed.
+    ScheduleTicked {
+        /// Its id.
+        id: u32,
+        /// The last tick accounted for.
+        last_tick: Millis,
+        /// Ticks missed so far.
+        missed: u64,
     },
     /// An execution ended. Recording a second result for the same execution is ignored.
     RecordResult {
@@ -163,6 +197,10 @@ pub struct ProjectSnapshot {
     pub cache_entries: Vec<CacheEntry>,
     /// Idempotency keys of submitted runs: environment, key, run, when.
     pub idempotency_keys: Vec<(EnvironmentId, String, RunId, Millis)>,
+    /// Per-target concurrency limits: environment, target, limit.
+    pub concurrency_limits: Vec<(EnvironmentId, TargetRef, u32)>,
+    /// Cron schedules.
+    pub schedules: Vec<Schedule>,
 }
 
 /// A short description of a run, for listings.

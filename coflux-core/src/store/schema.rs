@@ -112,10 +112,32 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 ";
 
-/// Version 4: executions held until others finish (`wait_for`, suspended selects): a JSON
-/// array of execution ids, NULL when none.
+/// Version 4: executions held until others finish (`wait_for`, suspended selects): the JSON
+/// of `Dependencies`, NULL when none.
 const PROJECT_V4: &str = "
 ALTER TABLE executions ADD COLUMN dependencies TEXT;
+";
+
+/// Version 5: per-target concurrency limits, per environment.
+const PROJECT_V5: &str = "
+CREATE TABLE concurrency_limits (
+    environment_id INTEGER NOT NULL,
+    module TEXT NOT NULL,
+    target TEXT NOT NULL,
+    max_running INTEGER NOT NULL,
+    PRIMARY KEY (environment_id, module, target)
+) WITHOUT ROWID;
+";
+
+/// Version 6: cron schedules. `definition` is the JSON of the `Schedule` as created;
+/// `last_tick` and `missed` change as it ticks.
+const PROJECT_V6: &str = "
+CREATE TABLE schedules (
+    id INTEGER PRIMARY KEY,
+    definition TEXT NOT NULL,
+    last_tick INTEGER NOT NULL,
+    missed INTEGER NOT NULL DEFAULT 0
+);
 ";
 
 /// Version 1 of the catalogue database.
@@ -133,6 +155,8 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V2),
         M::up(PROJECT_V3),
         M::up(PROJECT_V4),
+        M::up(PROJECT_V5),
+        M::up(PROJECT_V6),
     ])
 }
 
@@ -163,6 +187,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 9);
+        assert_eq!(tables, 11);
     }
 }

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::model::{
     Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionRecord,
-    ExecutionResult, ResultKind, RunId, RunRecord, StepId, StepRecord, TargetDefinition,
+    ExecutionResult, ResultKind, RunId, RunRecord, Schedule, StepId, StepRecord, TargetDefinition,
     TargetKind, TargetRef, WorkerId,
 };
 
@@ -268,11 +268,8 @@ impl SqliteStore {
                 };
                 let dependencies: Option<String> = row.get(9)?;
                 let dependencies = match dependencies {
-                    Some(text) => from_json::<Vec<String>>(&text, "execution dependencies")?
-                        .iter()
-                        .map(|id| parse_execution(id))
-                        .collect::<Result<Vec<_>, _>>()?,
-                    None => Vec::new(),
+                    Some(text) => from_json(&text, "execution dependencies")?,
+                    None => Default::default(),
                 };
                 executions.push(ExecutionRecord {
                     id: step.execution(to_u32(row.get(1)?, "attempt")?),
@@ -309,6 +306,44 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The cron schedules, by id.
+    pub fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT definition, last_tick, missed FROM schedules ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        let mut schedules = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut schedule: Schedule = from_json(&row.get::<_, String>(0)?, "schedule")?;
+            schedule.last_tick = row.get(1)?;
+            schedule.missed = to_u64(row.get(2)?, "missed ticks")?;
+            schedules.push(schedule);
+        }
+        Ok(schedules)
+    }
+
+    /// The per-target concurrency limits of an environment, by target.
+    pub fn concurrency_limits(
+        &self,
+        environment: EnvironmentId,
+    ) -> Result<Vec<(TargetRef, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT module, target, max_running FROM concurrency_limits
+             WHERE environment_id = ?1 ORDER BY module, target",
+        )?;
+        let mut rows = stmt.query([i64::from(environment.0)])?;
+        let mut limits = Vec::new();
+        while let Some(row) = rows.next()? {
+            limits.push((
+                TargetRef::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?),
+                to_u32(row.get(2)?, "concurrency limit")?,
+            ));
+        }
+        Ok(limits)
+    }
+}
+
 impl ProjectStore for SqliteStore {
     fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         if self.read_only {
@@ -320,14 +355,22 @@ impl ProjectStore for SqliteStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for write in writes {
-            apply_one(&tx, write)?;
+        // BEGIN and COMMIT as cached statements (a `Transaction` parses both every time, which
+        // shows in a chain of small commits); any failure rolls the whole batch back.
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let applied = writes
+            .iter()
+            .try_for_each(|write| apply_one(&self.conn, write))
+            .and_then(|()| {
+                self.conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok(())
+            });
+        if applied.is_err() && !self.conn.is_autocommit() {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "could not roll back a failed batch");
+            }
         }
-        tx.commit()?;
-        Ok(())
+        applied
     }
 
     fn load(&self) -> Result<ProjectSnapshot, StoreError> {
@@ -440,12 +483,30 @@ impl SqliteStore {
             }
             keys
         };
+        let concurrency_limits = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT environment_id, module, target, max_running FROM concurrency_limits",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut limits = Vec::new();
+            while let Some(row) = rows.next()? {
+                limits.push((
+                    EnvironmentId(to_u32(row.get(0)?, "environment id")?),
+                    TargetRef::new(row.get::<_, String>(1)?, row.get::<_, String>(2)?),
+                    to_u32(row.get(3)?, "concurrency limit")?,
+                ));
+            }
+            limits
+        };
+        let schedules = self.schedules()?;
         Ok(ProjectSnapshot {
             environments,
             next_run,
             active_runs,
             cache_entries,
             idempotency_keys,
+            concurrency_limits,
+            schedules,
         })
     }
 }
@@ -497,6 +558,71 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                 ])?;
             }
         }
+        Write::PutSchedule(schedule) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO schedules (id, definition, last_tick, missed)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                schedule.id,
+                to_json(schedule.as_ref())?,
+                schedule.last_tick,
+                i64::try_from(schedule.missed).unwrap_or(i64::MAX)
+            ])?;
+        }
+        Write::DeleteSchedule { id } => {
+            conn.prepare_cached("DELETE FROM schedules WHERE id = ?1")?
+                .execute([id])?;
+        }
+        Write::ScheduleTicked {
+            id,
+            last_tick,
+            missed,
+        } => {
+            conn.prepare_cached("UPDATE schedules SET last_tick = ?2, missed = ?3 WHERE id = ?1")?
+                .execute(params![
+                    id,
+                    last_tick,
+                    i64::try_from(*missed).unwrap_or(i64::MAX)
+                ])?;
+        }
+        Write::ArchiveModule {
+            environment,
+            module,
+        } => {
+            conn.prepare_cached("DELETE FROM manifests WHERE environment_id = ?1 AND module = ?2")?
+                .execute(params![i64::from(environment.0), module])?;
+        }
+        Write::PutConcurrencyLimit {
+            environment,
+            target,
+            max,
+        } => match max {
+            Some(max) => {
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO concurrency_limits
+                         (environment_id, module, target, max_running)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    i64::from(environment.0),
+                    target.module,
+                    target.name,
+                    max
+                ])?;
+            }
+            None => {
+                conn.prepare_cached(
+                    "DELETE FROM concurrency_limits
+                     WHERE environment_id = ?1 AND module = ?2 AND target = ?3",
+                )?
+                .execute(params![
+                    i64::from(environment.0),
+                    target.module,
+                    target.name
+                ])?;
+            }
+        },
         Write::SetEnvironmentState { id, state } => {
             let changed = conn
                 .prepare_cached("UPDATE environments SET state = ?2 WHERE id = ?1")?
@@ -552,10 +678,9 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             dependencies,
         } => {
             let (run, step, attempt) = execution_key(*id)?;
-            let dependencies = (!dependencies.is_empty()).then(|| {
-                let ids: Vec<String> = dependencies.iter().map(ToString::to_string).collect();
-                serde_json::Value::from(ids).to_string()
-            });
+            let dependencies = (!dependencies.is_empty())
+                .then(|| to_json(dependencies))
+                .transpose()?;
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO executions (run_id, step_number, attempt, environment_id,
@@ -906,7 +1031,7 @@ mod tests {
             environment: EnvironmentId(1),
             execute_after: None,
             created_at: at,
-            dependencies: Vec::new(),
+            dependencies: Default::default(),
         }
     }
 

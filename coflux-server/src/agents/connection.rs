@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_ws::{CloseCode, CloseReason as WsCloseReason, MessageStream};
 use coflux_core::api::WorkerSpec;
-use coflux_core::model::{ExecutionResult, StepOptions, Value};
+use coflux_core::model::{Dependencies, ExecutionId, ExecutionResult, StepOptions, Value};
 use coflux_core::protocol::agent::{
     AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, PROTOCOL_VERSION, ReplyBody,
     ServerFrame, WireError,
@@ -243,28 +243,24 @@ fn handle_frame(
         AgentFrame::Result { execution, result } => {
             let result: ExecutionResult =
                 result.decode().map_err(|_| CloseReason::MalformedFrame)?;
-            match session.ownership(execution) {
-                Ownership::Foreign => return Err(CloseReason::ExecutionInvalid),
-                // Reported before (or aborted): acknowledge so the agent forgets it.
-                Ownership::Finished => {
-                    let _ = outgoing.send(ServerFrame::Recorded { execution });
-                }
-                Ownership::Assigned => {
-                    let session = Arc::clone(session);
-                    let outgoing = outgoing.clone();
-                    actix_rt::spawn(async move {
-                        match session.project.report_result(execution, result).await {
-                            Ok(()) => {
-                                session.finish(execution);
-                                let _ = outgoing.send(ServerFrame::Recorded { execution });
-                            }
-                            Err(e) => {
-                                tracing::error!(%execution, error = %e, "result not recorded")
-                            }
-                        }
-                    });
-                }
-            }
+            record(session, outgoing, execution, Ending::Result(result))?;
+        }
+        AgentFrame::Suspended {
+            execution,
+            execute_after,
+            dependencies,
+            any,
+        } => {
+            let dependencies = Dependencies {
+                executions: dependencies,
+                any,
+            };
+            record(
+                session,
+                outgoing,
+                execution,
+                Ending::Suspended(execute_after, dependencies),
+            )?;
         }
         AgentFrame::Request { id, request } => {
             let from = match &request {
@@ -425,4 +421,50 @@ async fn close(ws: actix_ws::Session, reason: CloseReason) {
             description: Some(reason.as_str().into()),
         }))
         .await;
+}
+
+/// How an execution ended, as its agent reported it.
+enum Ending {
+    Result(ExecutionResult),
+    Suspended(Option<i64>, Dependencies),
+}
+
+/// Records how an assigned execution ended and confirms it with `Recorded` once committed; a
+/// repeated report is confirmed at once.
+fn record(
+    session: &Arc<Session>,
+    outgoing: &mpsc::UnboundedSender<ServerFrame>,
+    execution: ExecutionId,
+    ending: Ending,
+) -> Result<(), CloseReason> {
+    match session.ownership(execution) {
+        Ownership::Foreign => return Err(CloseReason::ExecutionInvalid),
+        // Reported before (or aborted): acknowledge so the agent forgets it.
+        Ownership::Finished => {
+            let _ = outgoing.send(ServerFrame::Recorded { execution });
+        }
+        Ownership::Assigned => {
+            let session = Arc::clone(session);
+            let outgoing = outgoing.clone();
+            actix_rt::spawn(async move {
+                let project = &session.project;
+                let recorded = match ending {
+                    Ending::Result(result) => project.report_result(execution, result).await,
+                    Ending::Suspended(after, dependencies) => {
+                        project
+                            .suspend_execution(execution, after, dependencies)
+                            .await
+                    }
+                };
+                match recorded {
+                    Ok(()) => {
+                        session.finish(execution);
+                        let _ = outgoing.send(ServerFrame::Recorded { execution });
+                    }
+                    Err(e) => tracing::error!(%execution, error = %e, "result not recorded"),
+                }
+            });
+        }
+    }
+    Ok(())
 }

@@ -10,15 +10,21 @@
 //! - [`environments`] — `/api/projects/{project}/environments[/{env}/pause|resume|archive]`;
 //! - [`manifests`] — `PUT|GET /api/projects/{project}/environments/{env}/manifests`;
 //! - [`runs`] — submission, listing, inspection, results, re-runs and cancellation;
+//! - [`schedules`] — cron schedules of workflows;
+//! - [`settings`] — per-target concurrency limits and archiving modules, per environment;
 //! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
-//!   [`blobs::BlobStore`].
+//!   [`blobs::BlobStore`];
+//! - [`assets`] — `POST /api/projects/{project}/assets`, `GET …/assets/{id}`.
 
+pub mod assets;
 pub mod blobs;
 pub mod environments;
 pub mod health;
 pub mod manifests;
 pub mod projects;
 pub mod runs;
+pub mod schedules;
+pub mod settings;
 pub mod views;
 
 use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
@@ -37,7 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(environments::configure)
             .configure(manifests::configure)
             .configure(runs::configure)
+            .configure(settings::configure)
+            .configure(schedules::configure)
             .configure(blobs::configure)
+            .configure(assets::configure)
             .default_service(web::to(route_not_found)),
     );
 }

@@ -82,40 +82,10 @@ async fn submit(
     let (project, environment) = path.into_inner();
     let project = existing_project(&state, &project).await?;
     let body = body.into_inner();
-    if body.module.is_empty() || body.target.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_input",
-            "'module' and 'target' must not be empty",
-        ));
-    }
-    if body.arguments.len() > MAX_ARGUMENTS {
-        return Err(ApiError::bad_request(
-            "invalid_input",
-            format!("at most {MAX_ARGUMENTS} arguments are accepted"),
-        ));
-    }
-    let target = TargetRef::new(body.module, body.target);
-    let registered = project
-        .manifests(&environment)
-        .await?
-        .into_iter()
-        .find(|d| d.target == target);
-    let options = match registered {
-        Some(d) if d.kind == TargetKind::Task => {
-            return Err(ApiError::bad_request(
-                "not_a_workflow",
-                format!("'{target}' is registered as a task; only workflows can be submitted"),
-            ));
-        }
-        Some(d) => d.options,
-        None => StepOptions::default(),
-    };
+    let target = target_of(body.module, body.target)?;
+    let options = workflow_options(&project, &environment, &target).await?;
     let idempotency_key = body.idempotency_key;
-    let arguments = body
-        .arguments
-        .into_iter()
-        .map(|a| Value::raw(encode_json(a)))
-        .collect();
+    let arguments = plain_arguments(body.arguments)?;
     let run = project
         .submit_target_keyed(&environment, target, arguments, options, idempotency_key)
         .await?;
@@ -124,6 +94,53 @@ async fn submit(
         "step_id": run.execution.step.to_string(),
         "execution_id": run.execution.to_string(),
     })))
+}
+
+/// The target named in a request body (neither part may be empty).
+pub(crate) fn target_of(module: String, target: String) -> Result<TargetRef, ApiError> {
+    if module.is_empty() || target.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "'module' and 'target' must not be empty",
+        ));
+    }
+    Ok(TargetRef::new(module, target))
+}
+
+/// The options a workflow is submitted with: those of its registered manifest, defaults when
+/// it is not registered; a target registered as a task is refused.
+pub(crate) async fn workflow_options(
+    project: &coflux_core::Project,
+    environment: &str,
+    target: &TargetRef,
+) -> Result<StepOptions, ApiError> {
+    let registered = project
+        .manifests(environment)
+        .await?
+        .into_iter()
+        .find(|d| &d.target == target);
+    match registered {
+        Some(d) if d.kind == TargetKind::Task => Err(ApiError::bad_request(
+            "not_a_workflow",
+            format!("'{target}' is registered as a task; only workflows can be submitted"),
+        )),
+        Some(d) => Ok(d.options),
+        None => Ok(StepOptions::default()),
+    }
+}
+
+/// Arguments given as plain JSON, encoded as values (at most [`MAX_ARGUMENTS`]).
+pub(crate) fn plain_arguments(arguments: Vec<Json>) -> Result<Vec<Value>, ApiError> {
+    if arguments.len() > MAX_ARGUMENTS {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("at most {MAX_ARGUMENTS} arguments are accepted"),
+        ));
+    }
+    Ok(arguments
+        .into_iter()
+        .map(|a| Value::raw(encode_json(a)))
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -84,8 +84,12 @@ pub struct RunJson {
     pub environment: String,
     /// Submission time.
     pub created_at: Millis,
+    /// The execution that started it (a workflow called from another run).
+    pub parent: Option<String>,
     /// Its steps by number; `parent` links a step to the execution that called it.
     pub steps: Vec<StepJson>,
+    /// Runs started by its executions (workflows they called).
+    pub spawned: Vec<SpawnedJson>,
 }
 
 /// A step of a run.
@@ -105,8 +109,22 @@ pub struct StepJson {
     pub arguments: Vec<Json>,
     /// Whether it has a cache key.
     pub cached: bool,
+    /// The group (`cf.group`) it was called in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Its executions (attempts), oldest first.
     pub executions: Vec<ExecutionJson>,
+}
+
+/// A run started by one of this run's executions (a workflow it called).
+#[derive(Debug, Serialize)]
+pub struct SpawnedJson {
+    /// The calling execution.
+    pub parent: String,
+    /// The spawned run.
+    pub run_id: String,
+    /// Its initial execution.
+    pub execution_id: String,
 }
 
 /// One execution (attempt) of a step.
@@ -139,7 +157,17 @@ impl RunJson {
             run_id: view.id.to_string(),
             environment: view.environment.clone(),
             created_at: view.created_at,
+            parent: view.parent.map(|p| p.to_string()),
             steps: view.steps.iter().map(step_json).collect(),
+            spawned: view
+                .spawned
+                .iter()
+                .map(|(parent, execution)| SpawnedJson {
+                    parent: parent.to_string(),
+                    run_id: execution.run().to_string(),
+                    execution_id: execution.to_string(),
+                })
+                .collect(),
         }
     }
 }
@@ -153,6 +181,7 @@ fn step_json(step: &StepView) -> StepJson {
         parent: step.parent.map(|p| p.to_string()),
         arguments: step.arguments.iter().map(value_json).collect(),
         cached: step.cached,
+        group: step.group.clone(),
         executions: step.executions.iter().map(execution_json).collect(),
     }
 }
@@ -252,7 +281,7 @@ fn reference_json(reference: &Reference) -> Json {
             module,
             target,
         } => json!({"execution": execution.to_string(), "module": module, "target": target}),
-        Reference::Asset { id } => json!({ "asset": id }),
+        Reference::Asset { id, .. } => json!({ "asset": id }),
         Reference::Input { id } => json!({ "input": id }),
         Reference::Fragment {
             format,

@@ -1,12 +1,14 @@
 //! Execution logs, kept apart from orchestration so that they never slow it down: one
 //! `logs.sqlite` per project (next to its orchestration database), written by a dedicated
-//! thread in batches ([`LogStore`]), read over HTTP as pages or followed as server-sent events.
+//! thread in batches ([`LogStore`]), read over HTTP as pages or followed as server-sent events,
+//! and deleted after the retention period by a background sweep ([`LogStore::start_retention`]).
 //!
 //! Wiring: the handlers extract `web::Data<LogStore>`; register it with
 //! `App::app_data(web::Data::from(arc_of_log_store))` and call [`configure`].
 
 mod http;
 mod record;
+mod retention;
 mod schema;
 mod store;
 
@@ -15,4 +17,5 @@ pub use record::{
     LogError, LogFilter, LogPage, LogRecord, MAX_LEVEL, MAX_TEMPLATE_BYTES, MAX_VALUES_BYTES,
     RecordError, StoredLog, display_value,
 };
+pub use retention::{SweepReport, now_ms};
 pub use store::{LOGS_FILE, LogStats, LogStore, LogStoreOptions, MAX_PAGE, logs_db_path};

@@ -313,7 +313,12 @@ mod tests {
         let dict = match dict {
             Value::Raw { data, .. } => Value::Raw {
                 data,
-                references: vec![Reference::Asset { id: "A1".into() }],
+                references: vec![Reference::Asset {
+                    id: "A1".into(),
+                    name: None,
+                    count: None,
+                    size: None,
+                }],
             },
             other => other,
         };
@@ -327,7 +332,12 @@ mod tests {
         // A user dictionary that looks like a reference stays as it is.
         let user = Value::Raw {
             data: json!({"type":"dict","items":["type","ref","index",0]}),
-            references: vec![Reference::Asset { id: "A1".into() }],
+            references: vec![Reference::Asset {
+                id: "A1".into(),
+                name: None,
+                count: None,
+                size: None,
+            }],
         };
         assert_eq!(display_value(&user), json!({"type": "ref", "index": 0}));
     }

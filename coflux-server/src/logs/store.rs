@@ -50,6 +50,9 @@ pub struct LogStoreOptions {
     pub max_pending: usize,
     /// How many live records a follower may fall behind before it re-reads from the database.
     pub follower_buffer: usize,
+    /// The most records one pruning transaction deletes (pruning runs in such batches, so
+    /// appends are never held up for long).
+    pub prune_batch: usize,
 }
 
 impl Default for LogStoreOptions {
@@ -59,6 +62,7 @@ impl Default for LogStoreOptions {
             max_batch: 500,
             max_pending: 100_000,
             follower_buffer: 1024,
+            prune_batch: 5_000,
         }
     }
 }
@@ -91,6 +95,7 @@ enum Command {
     Prune {
         project: ProjectName,
         older_than_ms: i64,
+        limit: usize,
         reply: oneshot::Sender<Result<u64, LogError>>,
     },
     Flush {
@@ -128,6 +133,17 @@ impl std::fmt::Debug for LogStore {
             .field("data_dir", &self.inner.shared.data_dir)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+/// A handle that does not keep the log store alive (for background tasks).
+#[derive(Clone)]
+pub(super) struct WeakLogStore(std::sync::Weak<Inner>);
+
+impl WeakLogStore {
+    /// The store, unless every [`LogStore`] clone has been dropped.
+    pub(super) fn upgrade(&self) -> Option<LogStore> {
+        self.0.upgrade().map(|inner| LogStore { inner })
     }
 }
 
@@ -235,16 +251,42 @@ impl LogStore {
 
     /// Deletes the records of `project` older than `older_than_ms` (Unix milliseconds) and the
     /// templates no record uses any more; returns how many records were deleted. Runs on the
-    /// writer thread, after what is already queued.
+    /// writer thread in transactions of at most [`LogStoreOptions::prune_batch`] records, each
+    /// queued behind what is already queued, so appends interleave with a long prune.
     pub async fn prune(&self, project: &str, older_than_ms: u64) -> Result<u64, LogError> {
         let project = ProjectName::new(project)?;
+        let batch = self.inner.options.prune_batch.max(1);
+        let mut total = 0;
+        loop {
+            let deleted = self.prune_batch(&project, older_than_ms, batch).await?;
+            total += deleted;
+            if deleted < batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One pruning transaction: deletes at most `limit` records older than `older_than_ms`,
+    /// and, when fewer were left, the templates no record uses any more.
+    async fn prune_batch(
+        &self,
+        project: &ProjectName,
+        older_than_ms: u64,
+        limit: usize,
+    ) -> Result<u64, LogError> {
         let (reply, done) = oneshot::channel();
         self.send(Command::Prune {
-            project,
+            project: project.clone(),
             older_than_ms: i64::try_from(older_than_ms).unwrap_or(i64::MAX),
+            limit,
             reply,
         })?;
         done.await.map_err(|_| LogError::Stopped)?
+    }
+
+    /// A handle that does not keep the store (and its writer thread) alive.
+    pub(super) fn downgrade(&self) -> WeakLogStore {
+        WeakLogStore(Arc::downgrade(&self.inner))
     }
 
     /// Follows the logs of a run: the receiver gets every record of the run committed after
@@ -510,9 +552,10 @@ impl Writer {
                     Command::Prune {
                         project,
                         older_than_ms,
+                        limit,
                         reply,
                     } => {
-                        let _ = reply.send(self.prune(&project, older_than_ms));
+                        let _ = reply.send(self.prune(&project, older_than_ms, limit));
                     }
                     Command::Append { .. } => {}
                 }
@@ -662,21 +705,36 @@ impl Writer {
         }
     }
 
-    fn prune(&mut self, project: &ProjectName, older_than_ms: i64) -> Result<u64, LogError> {
+    fn prune(
+        &mut self,
+        project: &ProjectName,
+        older_than_ms: i64,
+        limit: usize,
+    ) -> Result<u64, LogError> {
         if !logs_db_path(&self.shared.data_dir, project).exists() {
             return Ok(0);
         }
         let db = self.db(project)?;
-        db.templates.clear();
         let tx = db.conn.transaction()?;
-        let deleted = tx.execute("DELETE FROM messages WHERE timestamp < ?1", [older_than_ms])?;
-        tx.execute(
-            "DELETE FROM templates WHERE NOT EXISTS \
-             (SELECT 1 FROM messages m WHERE m.template_id = templates.id)",
-            [],
+        let deleted = tx.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE timestamp < ?1 \
+             ORDER BY timestamp LIMIT ?2)",
+            params![older_than_ms, to_i64(limit as u64, "limit")?],
         )?;
+        let last_batch = deleted < limit;
+        if last_batch {
+            tx.execute(
+                "DELETE FROM templates WHERE NOT EXISTS \
+                 (SELECT 1 FROM messages m WHERE m.template_id = templates.id)",
+                [],
+            )?;
+        }
         tx.commit()?;
-        tracing::info!(project = %project, deleted, older_than_ms, "old logs pruned");
+        if last_batch {
+            // Some cached template ids may have been deleted.
+            db.templates.clear();
+        }
+        tracing::debug!(project = %project, deleted, older_than_ms, "old logs pruned");
         Ok(deleted as u64)
     }
 }

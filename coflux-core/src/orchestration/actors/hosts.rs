@@ -83,7 +83,11 @@ fn reply_ids<M: 'static>(msg: &M) -> Vec<ReplyTo> {
             | Some(ProjectMsg::SetEnvironmentState { reply, .. })
             | Some(ProjectMsg::ListEnvironments { reply })
             | Some(ProjectMsg::StartRun { reply, .. })
-            | Some(ProjectMsg::RerunStep { reply, .. }) => vec![*reply],
+            | Some(ProjectMsg::RerunStep { reply, .. })
+            | Some(ProjectMsg::ArchiveModule { reply, .. })
+            | Some(ProjectMsg::SetConcurrencyLimit { reply, .. })
+            | Some(ProjectMsg::CreateSchedule { reply, .. })
+            | Some(ProjectMsg::DeleteSchedule { reply, .. }) => vec![*reply],
             Some(ProjectMsg::SpawnRun { reply, wait, .. }) => {
                 std::iter::once(*reply).chain(*wait).collect()
             }

@@ -132,6 +132,7 @@ impl From<WireOptions> for StepOptions {
             requires: wire.requires.unwrap_or_default(),
             wait_for: wire.wait_for.unwrap_or_default(),
             recurrent: wire.recurrent,
+            group: None,
         }
     }
 }

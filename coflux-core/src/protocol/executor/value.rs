@@ -327,7 +327,17 @@ pub fn reference_from_wire<E>(reference: WireReference) -> Result<Reference, Val
             target,
         },
         WireReference::Input { id } => Reference::Input { id },
-        WireReference::Asset { id, .. } => Reference::Asset { id },
+        WireReference::Asset {
+            id,
+            name,
+            count,
+            size,
+        } => Reference::Asset {
+            id,
+            name,
+            count,
+            size,
+        },
         WireReference::Fragment {
             serializer,
             path,
@@ -356,11 +366,16 @@ pub fn reference_to_wire(reference: &Reference) -> WireReference {
             target: target.clone(),
         },
         Reference::Input { id } => WireReference::Input { id: id.clone() },
-        Reference::Asset { id } => WireReference::Asset {
+        Reference::Asset {
+            id,
+            name,
+            count,
+            size,
+        } => WireReference::Asset {
             id: id.clone(),
-            name: None,
-            count: None,
-            size: None,
+            name: name.clone(),
+            count: *count,
+            size: *size,
         },
         Reference::Fragment {
             format,
@@ -451,7 +466,15 @@ mod tests {
         assert!(
             matches!(&references[1], Reference::Execution { execution, .. } if execution.to_string() == "R1:2:1")
         );
-        assert_eq!(references[2], Reference::Asset { id: "A9".into() });
+        assert_eq!(
+            references[2],
+            Reference::Asset {
+                id: "A9".into(),
+                name: None,
+                count: None,
+                size: None
+            }
+        );
 
         let back = block_on(value_to_wire::<(), _, _>(&value, |key, _| async move {
             Ok(PathBuf::from(format!("/fetched/{key}")))

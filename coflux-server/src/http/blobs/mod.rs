@@ -5,12 +5,18 @@
 //! - `GET …/blobs/{key}`: the bytes (`application/octet-stream`) or 404 `blob_not_found`;
 //! - `HEAD …/blobs/{key}`: 200 with the blob's `Content-Length`, or 404.
 //!
-//! The key is validated before anything touches the filesystem (400 `invalid_blob_key`), and
-//! the project must exist (404 `project_not_found`).
+//! The key is validated before anything touches the storage (400 `invalid_blob_key`), and
+//! the project must exist (404 `project_not_found`). Bodies stream in both directions with
+//! bounded buffers. The store ([`AppState::blobs`]) is a local directory or an S3 bucket
+//! (`--blob-store`); the routes behave the same over both.
 
+mod local;
+mod s3;
 mod store;
 
-pub use store::{BlobError, BlobFile, BlobKey, BlobStore, DEFAULT_MAX_BLOB_SIZE, file_stream};
+pub use local::{LocalBlobs, file_stream};
+pub use s3::{PART_SIZE, S3Blobs};
+pub use store::{BlobError, BlobKey, BlobReader, BlobStore, DEFAULT_MAX_BLOB_SIZE};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -27,9 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/projects/{project}/blobs/{key}")
             .route(web::put().to(put_blob))
             .route(web::get().to(get_blob))
-            // HEAD answers like GET without the body (actix-web leaves the body out but keeps
-            // the `Content-Length` of the file).
-            .route(web::head().to(get_blob)),
+            .route(web::head().to(head_blob)),
     );
 }
 
@@ -42,7 +46,7 @@ async fn locate(
     let key = BlobKey::parse(key)?;
     let project = existing_project(state, project).await?;
     let name = ProjectName::new(project.name()).map_err(ApiError::internal)?;
-    Ok((BlobStore::new(&state.config.data_dir), name, key))
+    Ok((state.blobs.clone(), name, key))
 }
 
 fn not_found(key: &BlobKey) -> ApiError {
@@ -70,9 +74,30 @@ async fn get_blob(
         .open(&project, &key)
         .await?
         .ok_or_else(|| not_found(&key))?;
-    Ok(HttpResponse::Ok()
+    Ok(blob_response(blob.size).streaming(blob.stream))
+}
+
+/// Like GET without the body: the blob's `Content-Length` (from the store's metadata).
+async fn head_blob(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, key) = path.into_inner();
+    let (store, project, key) = locate(&state, &project, &key).await?;
+    let size = store
+        .size(&project, &key)
+        .await?
+        .ok_or_else(|| not_found(&key))?;
+    // actix-web sends no body for HEAD but keeps the declared length.
+    let empty = futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+    Ok(blob_response(size).streaming(empty))
+}
+
+fn blob_response(size: u64) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
         .content_type("application/octet-stream")
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .no_chunking(blob.size)
-        .streaming(file_stream(blob.file)))
+        .no_chunking(size);
+    response
 }

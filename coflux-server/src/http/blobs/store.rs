@@ -1,24 +1,27 @@
-//! [`BlobStore`]: content-addressed blobs on disk, per project.
+//! [`BlobStore`]: content-addressed blobs, per project, in a local directory (the default) or
+//! an S3-compatible bucket.
 //!
-//! Layout: `<data_dir>/blobs/<project>/<key[0..2]>/<key>`, where the key is the SHA-256 of the
-//! content in lower-case hex. Keys are validated ([`BlobKey::parse`]) before any path is built,
-//! and project names are validated by [`ProjectName`], so no request can name a file outside
-//! its project's directory. Writes go to a temporary file in the blob's directory, are hashed
-//! while streaming, and are renamed into place only when the hash matches the key.
+//! The key is the SHA-256 of the content in lower-case hex. Keys are validated
+//! ([`BlobKey::parse`]) before any path or object name is built, and project names are
+//! validated by [`ProjectName`], so no request can name anything outside its project. Uploads
+//! are streamed (memory stays bounded whatever the blob's size), hashed on the way, and become
+//! visible only once the hash matches the key.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use coflux_core::model::ProjectName;
-use futures::{Stream, StreamExt};
+use futures::stream::BoxStream;
+use futures::{Stream, TryStreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::local::LocalBlobs;
+use super::s3::S3Blobs;
+use crate::config::BlobStoreConfig;
 
 /// The largest blob accepted by default (1 GiB).
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 1 << 30;
-
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,28 +84,55 @@ impl fmt::Display for BlobKey {
     }
 }
 
-/// Blobs of every project under one data directory.
+/// Blobs of every project, in one backend. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    root: PathBuf,
+    backend: Backend,
     max_size: u64,
 }
 
-/// An open blob: its file and size.
-#[derive(Debug)]
-pub struct BlobFile {
-    /// The file, positioned at its start.
-    pub file: tokio::fs::File,
+#[derive(Debug, Clone)]
+enum Backend {
+    Local(LocalBlobs),
+    S3(S3Blobs),
+}
+
+/// An open blob: its size and its content as a stream of chunks.
+pub struct BlobReader {
     /// The blob's size in bytes.
     pub size: u64,
+    /// The content, in chunks.
+    pub stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+impl fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BlobStore {
-    /// The blob store of a data directory (`<data_dir>/blobs`), with the default size limit.
+    /// The local store of a data directory (`<data_dir>/blobs`), with the default size limit.
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         Self {
-            root: data_dir.as_ref().join("blobs"),
+            backend: Backend::Local(LocalBlobs::new(data_dir.as_ref())),
             max_size: DEFAULT_MAX_BLOB_SIZE,
+        }
+    }
+
+    /// The store a configuration selects: local (under `data_dir`) or S3.
+    pub fn from_config(
+        data_dir: impl AsRef<Path>,
+        config: &BlobStoreConfig,
+    ) -> Result<Self, BlobError> {
+        match config {
+            BlobStoreConfig::Local => Ok(Self::new(data_dir)),
+            BlobStoreConfig::S3(s3) => Ok(Self {
+                backend: Backend::S3(S3Blobs::connect(s3)?),
+                max_size: DEFAULT_MAX_BLOB_SIZE,
+            }),
         }
     }
 
@@ -117,13 +147,20 @@ impl BlobStore {
         self.max_size
     }
 
-    fn directory(&self, project: &ProjectName, key: &BlobKey) -> PathBuf {
-        self.root.join(project.as_str()).join(&key.as_str()[..2])
+    /// The backend's name: `local` or `s3`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Local(_) => "local",
+            Backend::S3(_) => "s3",
+        }
     }
 
-    /// Where a blob is (or would be) stored.
-    pub fn path(&self, project: &ProjectName, key: &BlobKey) -> PathBuf {
-        self.directory(project, key).join(key.as_str())
+    /// Where a blob is (or would be) stored, for the local backend.
+    pub fn path(&self, project: &ProjectName, key: &BlobKey) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Local(local) => Some(local.path(project, key)),
+            Backend::S3(_) => None,
+        }
     }
 
     /// The blob's size, if it exists.
@@ -132,88 +169,59 @@ impl BlobStore {
         project: &ProjectName,
         key: &BlobKey,
     ) -> Result<Option<u64>, BlobError> {
-        match tokio::fs::metadata(self.path(project, key)).await {
-            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+        match &self.backend {
+            Backend::Local(local) => local.size(project, key).await,
+            Backend::S3(s3) => s3.size(project, key).await,
         }
     }
 
-    /// Opens a blob for reading, if it exists.
+    /// Opens a blob for streaming, if it exists.
     pub async fn open(
         &self,
         project: &ProjectName,
         key: &BlobKey,
-    ) -> Result<Option<BlobFile>, BlobError> {
-        match tokio::fs::File::open(self.path(project, key)).await {
-            Ok(file) => {
-                let size = file.metadata().await?.len();
-                Ok(Some(BlobFile { file, size }))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+    ) -> Result<Option<BlobReader>, BlobError> {
+        match &self.backend {
+            Backend::Local(local) => local.open(project, key).await,
+            Backend::S3(s3) => s3.open(project, key).await,
         }
     }
 
-    /// Reads a whole blob into memory, if it exists (for small blobs).
+    /// Reads a whole blob into memory, if it exists (only for blobs known to be small).
     pub async fn read(
         &self,
         project: &ProjectName,
         key: &BlobKey,
     ) -> Result<Option<Vec<u8>>, BlobError> {
-        match tokio::fs::read(self.path(project, key)).await {
-            Ok(data) => Ok(Some(data)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+        let Some(reader) = self.open(project, key).await? else {
+            return Ok(None);
+        };
+        let mut data = Vec::with_capacity(usize::try_from(reader.size).unwrap_or(0));
+        let mut stream = reader.stream;
+        while let Some(chunk) = stream.try_next().await? {
+            data.extend_from_slice(&chunk);
         }
+        Ok(Some(data))
     }
 
-    /// Stores a blob from a stream of chunks: written to a temporary file next to its final
-    /// place, hashed on the way, and renamed into place only if the hash equals `key`.
-    /// Returns the size written. On any error nothing is left behind.
+    /// Stores a blob from a stream of chunks, hashing it on the way; it becomes visible only if
+    /// the hash equals `key` (local: a temporary file renamed into place; S3: a single upload
+    /// or a multipart upload completed only after the check). Returns the size written. On any
+    /// error nothing is left behind.
     pub async fn write<S, E>(
         &self,
         project: &ProjectName,
         key: &BlobKey,
-        mut body: S,
+        body: S,
     ) -> Result<u64, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
-        let directory = self.directory(project, key);
-        tokio::fs::create_dir_all(&directory).await?;
-        let (file, temp_path) = tempfile::Builder::new()
-            .prefix(".upload-")
-            .tempfile_in(&directory)?
-            .into_parts();
-        let mut file = tokio::fs::File::from_std(file);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::Payload(e.to_string()))?;
-            size += chunk.len() as u64;
-            if size > self.max_size {
-                return Err(BlobError::TooLarge {
-                    limit: self.max_size,
-                });
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+        match &self.backend {
+            Backend::Local(local) => local.write(project, key, self.max_size, body).await,
+            Backend::S3(s3) => s3.write(project, key, self.max_size, body).await,
         }
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
-        let actual = hex::encode(hasher.finalize());
-        if actual != key.as_str() {
-            return Err(BlobError::Mismatch { actual });
-        }
-        let target = directory.join(key.as_str());
-        temp_path
-            .persist(&target)
-            .map_err(|e| BlobError::Io(e.error))?;
-        Ok(size)
     }
 
     /// Stores a blob held in memory (see [`BlobStore::write`]).
@@ -226,22 +234,6 @@ impl BlobStore {
         let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(content)]);
         self.write(project, key, body).await
     }
-}
-
-/// Streams a file in chunks (for HTTP responses).
-pub fn file_stream(file: tokio::fs::File) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    futures::stream::unfold(Some(file), |state| async move {
-        let mut file = state?;
-        let mut buffer = vec![0u8; READ_CHUNK];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok(Bytes::from(buffer)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
 }
 
 #[cfg(test)]
@@ -283,6 +275,7 @@ mod tests {
         assert!(
             store
                 .path(&project, &key)
+                .unwrap()
                 .starts_with(dir.path().join("blobs").join("p").join(&key.as_str()[..2]))
         );
 
@@ -293,7 +286,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, BlobError::Mismatch { .. }));
         assert_eq!(store.size(&project, &other).await.unwrap(), None);
-        let leftovers = std::fs::read_dir(store.path(&project, &other).parent().unwrap())
+        let leftovers = std::fs::read_dir(store.path(&project, &other).unwrap().parent().unwrap())
             .unwrap()
             .count();
         assert_eq!(leftovers, 0, "the temporary file is removed");

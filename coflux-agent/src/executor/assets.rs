@@ -1,0 +1,250 @@
+//! Assets: named sets of files, each stored as a blob, recorded by the server.
+//!
+//! - `persist_asset` uploads the executor's files (`paths`: {path in the asset: local file})
+//!   with [`ExecutorHost::put_blob`], adds the entries it gives by blob (`entries`, e.g. from
+//!   another asset), and records the asset with [`ExecutorHost::put_asset`] →
+//!   `{asset_id, reference: ["asset", id, name, count, size]}`;
+//! - `get_asset` answers `{entries: {path: [blob_key, size, metadata]}}`; the SDK then fetches
+//!   each file it restores with `download_blob`, into `<restore dir>/<path>`.
+//!
+//! Paths are checked on both ways ([`validate_entries`]): relative, `/`-separated, without
+//! `.`/`..`/empty components, NUL, control characters or backslashes, so a restore can never
+//! write outside its directory. The server checks them again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use coflux_core::protocol::executor::{ExecutionParams, ResponseError};
+use futures::{StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json, json};
+
+use super::host::{ExecutorHost, HostError};
+
+/// How many files of one asset are uploaded at once.
+const UPLOADS: usize = 4;
+
+/// One file of an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetEntry {
+    /// The blob holding its bytes (SHA-256 hex).
+    pub blob_key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Free-form metadata, e.g. `{"type": "text/plain"}`.
+    #[serde(default)]
+    pub metadata: Map<String, Json>,
+}
+
+/// An asset to record: an optional name and its entries by path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAsset {
+    /// The name, if any.
+    pub name: Option<String>,
+    /// Path inside the asset → entry.
+    pub entries: BTreeMap<String, AssetEntry>,
+}
+
+/// A recorded asset as the server describes it (`entries` is empty in a creation's answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetRecord {
+    /// The id (`A` and 16 hex digits).
+    pub id: String,
+    /// The name, if any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How many files it holds.
+    pub count: u64,
+    /// Their total size in bytes.
+    pub size: u64,
+    /// Path → entry.
+    #[serde(default)]
+    pub entries: BTreeMap<String, AssetEntry>,
+}
+
+pub use coflux_core::model::asset::{valid_id, validate_entries, validate_path};
+
+/// An entry the SDK gives by blob: `[blob_key, size, metadata]`.
+type GivenEntry = (String, u64, Option<Map<String, Json>>);
+
+/// `persist_asset` params (0.12.0: `paths` is a map).
+#[derive(Debug, Default, Deserialize)]
+struct PersistParams {
+    #[serde(default)]
+    paths: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    metadata: Option<Map<String, Json>>,
+    #[serde(default)]
+    entries: Option<BTreeMap<String, GivenEntry>>,
+}
+
+/// `get_asset` params.
+#[derive(Debug, Deserialize)]
+struct GetParams {
+    asset_id: String,
+}
+
+fn params<T: DeserializeOwned>(params: ExecutionParams, code: &str) -> Result<T, ResponseError> {
+    let object: Map<String, Json> = params.rest.into_iter().collect();
+    serde_json::from_value(Json::Object(object))
+        .map_err(|e| ResponseError::new(code, format!("invalid params: {e}")))
+}
+
+fn failed(code: &str) -> impl Fn(HostError) -> ResponseError + '_ {
+    move |e| super::requests::host_error(code, e)
+}
+
+/// Answers `persist_asset`.
+pub(crate) async fn persist(
+    host: &Rc<dyn ExecutorHost>,
+    params: ExecutionParams,
+) -> Result<Json, ResponseError> {
+    let params: PersistParams = self::params(params, "persist_error")?;
+    let files = params.paths.unwrap_or_default();
+    let given = params.entries.unwrap_or_default();
+    if let Some(path) = files.keys().find(|p| given.contains_key(*p)) {
+        return Err(ResponseError::new(
+            "invalid_asset_path",
+            format!("asset path {path:?} is given twice"),
+        ));
+    }
+    validate_entries(files.keys().chain(given.keys()).map(String::as_str))
+        .map_err(|m| ResponseError::new("invalid_asset_path", m))?;
+    if files.is_empty() && given.is_empty() {
+        return Err(ResponseError::new(
+            "persist_error",
+            "the asset has no files",
+        ));
+    }
+    let uploads = files.into_iter().map(|(path, local)| {
+        let host = Rc::clone(host);
+        async move {
+            let local = PathBuf::from(local);
+            let meta = tokio::fs::metadata(&local).await;
+            if !meta.is_ok_and(|m| m.is_file()) {
+                return Err(ResponseError::new(
+                    "persist_error",
+                    format!("{} is not a readable file", local.display()),
+                ));
+            }
+            let (blob_key, size) = host.put_blob(local).await.map_err(failed("upload_error"))?;
+            let metadata = media_type(&path)
+                .map(|t| Map::from_iter([("type".to_owned(), json!(t))]))
+                .unwrap_or_default();
+            Ok((
+                path,
+                AssetEntry {
+                    blob_key,
+                    size,
+                    metadata,
+                },
+            ))
+        }
+    });
+    let mut entries: BTreeMap<String, AssetEntry> = futures::stream::iter(uploads)
+        .buffer_unordered(UPLOADS)
+        .try_collect()
+        .await?;
+    for (path, (blob_key, size, metadata)) in given {
+        let metadata = metadata.unwrap_or_default();
+        entries.insert(
+            path,
+            AssetEntry {
+                blob_key,
+                size,
+                metadata,
+            },
+        );
+    }
+    let name = params
+        .metadata
+        .and_then(|m| m.get("name").and_then(Json::as_str).map(str::to_owned));
+    let record = host
+        .put_asset(NewAsset { name, entries })
+        .await
+        .map_err(failed("persist_error"))?;
+    Ok(json!({
+        "asset_id": record.id,
+        "reference": ["asset", record.id, record.name, record.count, record.size],
+    }))
+}
+
+/// Answers `get_asset`.
+pub(crate) async fn get(
+    host: &Rc<dyn ExecutorHost>,
+    params: ExecutionParams,
+) -> Result<Json, ResponseError> {
+    let GetParams { asset_id } = self::params(params, "get_asset_error")?;
+    if !valid_id(&asset_id) {
+        return Err(ResponseError::new(
+            "invalid_asset_id",
+            format!("{asset_id:?} is not an asset id"),
+        ));
+    }
+    let record = host
+        .get_asset(asset_id)
+        .await
+        .map_err(failed("get_asset_error"))?;
+    // Never hand the SDK a path it would restore outside its directory.
+    validate_entries(record.entries.keys().map(String::as_str))
+        .map_err(|m| ResponseError::new("invalid_asset_path", m))?;
+    let entries: Map<String, Json> = record
+        .entries
+        .into_iter()
+        .map(|(path, e)| (path, json!([e.blob_key, e.size, e.metadata])))
+        .collect();
+    Ok(json!({ "entries": entries }))
+}
+
+/// A media type for common extensions (recorded as entry metadata, as Coflux does).
+fn media_type(path: &str) -> Option<&'static str> {
+    let extension = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "txt" | "log" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "parquet" => "application/vnd.apache.parquet",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_paths_are_rejected() {
+        for good in ["a", "out.txt", "d/sub/f.csv", "a..b", ".hidden"] {
+            assert_eq!(validate_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\0b",
+        ] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_entries(["a", "a/b"]).is_err());
+        assert!(validate_entries(["a/b", "ab"]).is_ok());
+        assert!(valid_id("A0123456789abcdef"));
+        assert!(!valid_id("A0123456789abcde/"));
+        assert_eq!(media_type("x/report.CSV"), Some("text/csv"));
+        assert_eq!(media_type("noext"), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! Asset ids and the paths of asset entries, checked the same way by the server, the agent
+//! and the CLI: a path is relative and `/`-separated, without empty, `.` or `..` components,
+//! NUL, control characters or backslashes, so restoring an asset never writes outside its
+//! directory.
+
+/// The longest path accepted inside an asset, in bytes.
+pub const MAX_PATH_LEN: usize = 1024;
+
+/// Whether `id` is an asset id: `A` and 16 lower-case hex digits.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 17
+        && id.starts_with('A')
+        && id[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Checks a path inside an asset; the reason when it could escape a restore directory or is
+/// otherwise unusable.
+pub fn validate_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err("is too long");
+    }
+    if path.chars().any(char::is_control) {
+        return Err("contains a control character");
+    }
+    if path.contains('\\') {
+        return Err("contains a backslash");
+    }
+    if path.starts_with('/') {
+        return Err("is absolute");
+    }
+    for component in path.split('/') {
+        match component {
+            "" => return Err("has an empty component"),
+            "." | ".." => return Err("has a '.' or '..' component"),
+            c if c.len() > 255 => return Err("has a component longer than 255 bytes"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a whole listing: each path, and that no entry is a directory of another one.
+pub fn validate_entries<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    let paths: std::collections::BTreeSet<&str> = paths.into_iter().collect();
+    for path in &paths {
+        validate_path(path).map_err(|why| format!("asset path {path:?} {why}"))?;
+        let mut prefix = *path;
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            if paths.contains(parent) {
+                return Err(format!(
+                    "asset path {parent:?} is both a file and the directory of {path:?}"
+                ));
+            }
+            prefix = parent;
+        }
+    }
+    Ok(())
+}
+

@@ -1,0 +1,315 @@
+//! Asset routes: named sets of files, each file a blob of the project.
+//!
+//! - `POST /api/projects/{project}/assets` with `{"name"?, "entries": {path: {"blob_key",
+//!   "size", "metadata"?}}}` → 201 `{"id","name","count","size"}`. Every path is checked
+//!   ([`validate_path`]: relative, `/`-separated, no `.`/`..`/empty components, no NUL,
+//!   control characters or backslashes, no file that is also another entry's directory), and
+//!   every blob must exist in the project with the declared size;
+//! - `GET …/assets/{id}` → `{"id","name","count","size","entries"}`, or 404 `asset_not_found`.
+//!
+//! Assets are content-addressed: the id is `A` and 16 hex digits of the SHA-256 of the
+//! record's canonical JSON, so persisting the same files under the same name twice gives the
+//! same id. Records are files `<data_dir>/assets/<project>/<id>.json`, written atomically; the
+//! id is validated ([`valid_id`]) before any path is built.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use coflux_core::model::ProjectName;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json, json};
+use sha2::{Digest, Sha256};
+
+use super::blobs::BlobKey;
+use super::{existing_project, resource};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The most entries an asset may have.
+pub const MAX_ENTRIES: usize = 10_000;
+/// The longest entry path, in bytes.
+pub const MAX_PATH_LEN: usize = 1024;
+/// The longest asset name, in characters.
+pub const MAX_NAME_LEN: usize = 256;
+/// The largest entry metadata, in bytes of JSON.
+const MAX_METADATA_LEN: usize = 4096;
+
+/// Registers the asset routes (inside the `/api` scope).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/projects/{project}/assets").route(web::post().to(create)))
+        .service(resource("/projects/{project}/assets/{id}").route(web::get().to(fetch)));
+}
+
+/// One file of an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The blob holding the file's bytes (SHA-256 hex).
+    pub blob_key: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// Free-form metadata (e.g. `{"type": "text/plain"}`); an object.
+    #[serde(default)]
+    pub metadata: Map<String, Json>,
+}
+
+/// An asset as stored (and as `POST` receives it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// An optional name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Path inside the asset → entry.
+    pub entries: BTreeMap<String, Entry>,
+}
+
+impl Record {
+    /// Canonical JSON (sorted keys at every level, whatever serde_json's map order is).
+    fn canonical(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).unwrap_or(Json::Null);
+        serde_json::to_vec(&sorted(value)).unwrap_or_default()
+    }
+
+    /// The content-derived id.
+    fn id(&self) -> String {
+        let digest = hex::encode(Sha256::digest(self.canonical()));
+        format!("A{}", &digest[..16])
+    }
+
+    /// `{"id","name","count","size"}`.
+    fn summary(&self, id: &str) -> Json {
+        let size: u64 = self.entries.values().map(|e| e.size).sum();
+        json!({ "id": id, "name": self.name, "count": self.entries.len(), "size": size })
+    }
+}
+
+fn sorted(value: Json) -> Json {
+    match value {
+        Json::Object(map) => {
+            let ordered: BTreeMap<String, Json> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            Json::Object(ordered.into_iter().collect())
+        }
+        Json::Array(items) => Json::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+pub use coflux_core::model::asset::{valid_id, validate_entries, validate_path};
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(code, message)
+}
+
+/// Checks the record's shape, paths and name (not its blobs).
+fn check(record: &Record) -> Result<(), ApiError> {
+    if record.entries.is_empty() {
+        return Err(bad("empty_asset", "an asset needs at least one entry"));
+    }
+    if record.entries.len() > MAX_ENTRIES {
+        return Err(bad(
+            "too_many_entries",
+            format!("an asset has at most {MAX_ENTRIES} entries"),
+        ));
+    }
+    if let Some(name) = &record.name
+        && (name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control))
+    {
+        return Err(bad(
+            "invalid_asset_name",
+            format!(
+                "an asset name has at most {MAX_NAME_LEN} characters and no control characters"
+            ),
+        ));
+    }
+    validate_entries(record.entries.keys().map(String::as_str))
+        .map_err(|m| bad("invalid_asset_path", m))?;
+    for (path, entry) in &record.entries {
+        let metadata = serde_json::to_vec(&entry.metadata).unwrap_or_default();
+        if metadata.len() > MAX_METADATA_LEN {
+            return Err(bad(
+                "invalid_metadata",
+                format!("the metadata of {path:?} is larger than {MAX_METADATA_LEN} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn project_name(project: &coflux_core::Project) -> Result<ProjectName, ApiError> {
+    ProjectName::new(project.name()).map_err(ApiError::internal)
+}
+
+fn directory(state: &AppState, project: &ProjectName) -> PathBuf {
+    state.config.data_dir.join("assets").join(project.as_str())
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<Record>,
+) -> Result<HttpResponse, ApiError> {
+    let project = existing_project(&state, &path.into_inner()).await?;
+    let project = project_name(&project)?;
+    let record = body.into_inner();
+    check(&record)?;
+    for (path, entry) in &record.entries {
+        let key = BlobKey::parse(&entry.blob_key)?;
+        match state.blobs.size(&project, &key).await? {
+            None => {
+                return Err(bad(
+                    "asset_blob_missing",
+                    format!("the blob of {path:?} ({key}) is not stored in this project"),
+                ));
+            }
+            Some(size) if size != entry.size => {
+                return Err(bad(
+                    "asset_size_mismatch",
+                    format!(
+                        "{path:?} is declared {} bytes but its blob has {size}",
+                        entry.size
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let id = record.id();
+    let content = record.canonical();
+    let dir = directory(&state, &project);
+    web::block(move || store(&dir, &id, &content).map(|()| id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            StoreError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "asset_conflict",
+                "another asset has the same id; change its name or content",
+            ),
+            StoreError::Io(e) => ApiError::internal(e),
+        })
+        .map(|id| HttpResponse::Created().json(record.summary(&id)))
+}
+
+enum StoreError {
+    Conflict,
+    Io(std::io::Error),
+}
+
+/// Writes a record atomically unless the same one is there; a different one is a conflict.
+fn store(dir: &Path, id: &str, content: &[u8]) -> Result<(), StoreError> {
+    let target = dir.join(format!("{id}.json"));
+    match std::fs::read(&target) {
+        Ok(existing) if existing == content => return Ok(()),
+        Ok(_) => return Err(StoreError::Conflict),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::Io(e)),
+    }
+    std::fs::create_dir_all(dir).map_err(StoreError::Io)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".asset-")
+        .tempfile_in(dir)
+        .map_err(StoreError::Io)?;
+    file.write_all(content).map_err(StoreError::Io)?;
+    file.as_file().sync_all().map_err(StoreError::Io)?;
+    file.persist(&target).map_err(|e| StoreError::Io(e.error))?;
+    Ok(())
+}
+
+async fn fetch(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, id) = path.into_inner();
+    if !valid_id(&id) {
+        return Err(bad(
+            "invalid_asset_id",
+            "an asset id is 'A' followed by 16 lower-case hexadecimal digits",
+        ));
+    }
+    let project = existing_project(&state, &project).await?;
+    let file = directory(&state, &project_name(&project)?).join(format!("{id}.json"));
+    let content = match tokio::fs::read(&file).await {
+        Ok(content) => content,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(
+                "asset_not_found",
+                format!("asset '{id}' not found"),
+            ));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let record: Record = serde_json::from_slice(&content).map_err(ApiError::internal)?;
+    let mut body = record.summary(&id);
+    body["entries"] = serde_json::to_value(&record.entries).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_escape_are_rejected() {
+        for good in [
+            "a",
+            "out.txt",
+            "dir/sub/file.csv",
+            "a..b",
+            ".hidden",
+            "x/.y",
+        ] {
+            assert_eq!(validate_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../b",
+            "a/./b",
+            "..",
+            ".",
+            "a//b",
+            "a/",
+            "a\\..\\b",
+            "a\0b",
+            "a\nb",
+        ] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_entries(["a", "a/b"]).is_err());
+        assert!(validate_entries(["a/b/c", "a/b"]).is_err());
+        assert!(validate_entries(["a/b", "a/c", "ab"]).is_ok());
+    }
+
+    #[test]
+    fn ids_are_content_derived_and_validated() {
+        let entry = Entry {
+            blob_key: "ab".repeat(32),
+            size: 3,
+            metadata: Map::new(),
+        };
+        let record = |name: Option<&str>| Record {
+            name: name.map(str::to_owned),
+            entries: BTreeMap::from([("a.txt".to_owned(), entry.clone())]),
+        };
+        let id = record(Some("r")).id();
+        assert!(valid_id(&id), "{id}");
+        assert_eq!(id, record(Some("r")).id());
+        assert_ne!(id, record(None).id());
+        for bad in [
+            "",
+            "A",
+            "a0123456789abcdef",
+            "A0123456789ABCDEF",
+            "A..",
+            "A0123456789abcdef0",
+        ] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The local-directory blob backend: `<data_dir>/blobs/<project>/<key[0..2]>/<key>`.
+//!
+//! Writes go to a temporary file in the blob's directory, are hashed while streaming, and are
+//! renamed into place only when the hash matches the key, so a blob is never visible before it
+//! is verified.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use coflux_core::model::ProjectName;
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::store::{BlobError, BlobKey, BlobReader};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Blobs of every project in one directory.
+#[derive(Debug, Clone)]
+pub struct LocalBlobs {
+    root: PathBuf,
+}
+
+impl LocalBlobs {
+    /// Blobs under `<data_dir>/blobs`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.join("blobs"),
+        }
+    }
+
+    fn directory(&self, project: &ProjectName, key: &BlobKey) -> PathBuf {
+        self.root.join(project.as_str()).join(&key.as_str()[..2])
+    }
+
+    /// Where a blob is (or would be) stored.
+    pub fn path(&self, project: &ProjectName, key: &BlobKey) -> PathBuf {
+        self.directory(project, key).join(key.as_str())
+    }
+
+    /// The blob's size, if it exists.
+    pub async fn size(
+        &self,
+        project: &ProjectName,
+        key: &BlobKey,
+    ) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.path(project, key)).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens a blob for streaming, if it exists.
+    pub async fn open(
+        &self,
+        project: &ProjectName,
+        key: &BlobKey,
+    ) -> Result<Option<BlobReader>, BlobError> {
+        match tokio::fs::File::open(self.path(project, key)).await {
+            Ok(file) => {
+                let size = file.metadata().await?.len();
+                Ok(Some(BlobReader {
+                    size,
+                    stream: file_stream(file).boxed(),
+                }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores a blob from a stream (see [`super::BlobStore::write`]).
+    pub async fn write<S, E>(
+        &self,
+        project: &ProjectName,
+        key: &BlobKey,
+        max_size: u64,
+        mut body: S,
+    ) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+    {
+        let directory = self.directory(project, key);
+        tokio::fs::create_dir_all(&directory).await?;
+        let (file, temp_path) = tempfile::Builder::new()
+            .prefix(".upload-")
+            .tempfile_in(&directory)?
+            .into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Payload(e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > max_size {
+                return Err(BlobError::TooLarge { limit: max_size });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        let actual = hex::encode(hasher.finalize());
+        if actual != key.as_str() {
+            return Err(BlobError::Mismatch { actual });
+        }
+        temp_path
+            .persist(directory.join(key.as_str()))
+            .map_err(|e| BlobError::Io(e.error))?;
+        Ok(size)
+    }
+}
+
+/// Streams a file in 64 KiB chunks (for HTTP responses).
+pub fn file_stream(
+    file: tokio::fs::File,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(Some(file), |state| async move {
+        let mut file = state?;
+        let mut buffer = vec![0u8; READ_CHUNK];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(Bytes::from(buffer)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}

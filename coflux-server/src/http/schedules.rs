@@ -1,0 +1,100 @@
+//! Cron schedules: workflows started as new runs at every tick (UTC).
+//!
+//! - `GET /api/projects/{project}/schedules` → `{"schedules":[ScheduleJson]}`, each
+//!   `{"id","environment","module","target","cron","arguments","created_at","last_tick",
+//!   "next_at","missed"}` (`missed`: ticks that passed while the server was down and were not
+//!   run);
+//! - `POST /api/projects/{project}/environments/{env}/schedules {"module","target","cron",
+//!   "arguments"?}` → 201 `ScheduleJson` (400 `invalid_request` for a bad cron expression,
+//!   400 `not_a_workflow` for a task; options come from the registered manifest);
+//! - `DELETE /api/projects/{project}/schedules/{id}` → 200 `{}` (404 `schedule_not_found`).
+
+use actix_web::{HttpResponse, web};
+use coflux_core::api::ScheduleView;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use super::runs::{plain_arguments, target_of, workflow_options};
+use super::views::value_json;
+use super::{created, existing_project, resource};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the schedule routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/projects/{project}/schedules").route(web::get().to(list)))
+        .service(
+            resource("/projects/{project}/environments/{environment}/schedules")
+                .route(web::post().to(create)),
+        )
+        .service(resource("/projects/{project}/schedules/{id}").route(web::delete().to(delete)));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSchedule {
+    module: String,
+    target: String,
+    cron: String,
+    #[serde(default)]
+    arguments: Vec<Json>,
+}
+
+fn schedule_json(s: &ScheduleView) -> Json {
+    json!({
+        "id": s.id,
+        "environment": s.environment,
+        "module": s.target.module,
+        "target": s.target.name,
+        "cron": s.cron,
+        "arguments": s.arguments.iter().map(value_json).collect::<Vec<_>>(),
+        "created_at": s.created_at,
+        "last_tick": s.last_tick,
+        "next_at": s.next_at,
+        "missed": s.missed,
+    })
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let project = existing_project(&state, &path).await?;
+    let schedules: Vec<_> = project
+        .schedules()
+        .await?
+        .iter()
+        .map(schedule_json)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "schedules": schedules })))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<CreateSchedule>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, environment) = path.into_inner();
+    let project = existing_project(&state, &project).await?;
+    let body = body.into_inner();
+    let target = target_of(body.module, body.target)?;
+    let options = workflow_options(&project, &environment, &target).await?;
+    let arguments = plain_arguments(body.arguments)?;
+    let schedule = project
+        .create_schedule(&environment, target, &body.cron, arguments, options)
+        .await?;
+    Ok(created(schedule_json(&schedule)))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, id) = path.into_inner();
+    let project = existing_project(&state, &project).await?;
+    let id: u32 = id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_input", "a schedule id is a positive number")
+    })?;
+    project.delete_schedule(id).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}

@@ -1,0 +1,109 @@
+//! Targets exercising the orchestration semantics through the Rust SDK (module
+//! `examples.semantics`): suspension, recurrence, defer, `wait_for`, workflows calling
+//! workflows and run-level memo. Hosted by the example repository when
+//! `COFLUX_EXAMPLE_SEMANTICS` is set.
+
+use std::time::Duration;
+
+use coflux_core::sdk::{Failure, Handle, Repository, current_execution, suspend, task, workflow};
+
+/// Adds one (the child that a suspended workflow must not run twice).
+#[task(module = "examples.semantics")]
+async fn plus_one(x: u64) -> Result<u64, Failure> {
+    Ok(x + 1)
+}
+
+/// Calls `plus_one`, suspends for 300 ms on its first attempt, and finishes on the second
+/// (which gets the same child instead of calling it again).
+#[workflow(module = "examples.semantics")]
+async fn suspends_once(x: u64) -> Result<String, Failure> {
+    let value = plus_one.call(x).await?;
+    let attempt = current_execution().map_or(0, |e| e.attempt);
+    if attempt == 1 {
+        suspend(Some(Duration::from_millis(300))).await?;
+    }
+    Ok(format!("{value} on attempt {attempt}"))
+}
+
+/// Counts its executions in the file `counter`; returns nothing (so it runs again 100 ms
+/// later) until the third.
+#[workflow(module = "examples.semantics", recurrent, delay_ms = 100)]
+async fn countdown(counter: String) -> Result<Option<u32>, Failure> {
+    let count = std::fs::read_to_string(&counter)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    std::fs::write(&counter, count.to_string())?;
+    Ok((count >= 3).then_some(count))
+}
+
+/// Debounced: pending calls with the same key collapse into the latest.
+#[task(module = "examples.semantics", defer, delay_ms = 300)]
+async fn debounced(key: String) -> Result<String, Failure> {
+    Ok(format!("ran {key}"))
+}
+
+/// Calls `debounced("k")` twice; one execution serves both.
+#[workflow(module = "examples.semantics")]
+async fn debounce() -> Result<Vec<String>, Failure> {
+    let first = debounced.submit("k".into());
+    let second = debounced.submit("k".into());
+    Ok(vec![first.result().await?, second.result().await?])
+}
+
+/// Takes a while, then multiplies by ten.
+#[task(module = "examples.semantics")]
+async fn slow_value(x: u64) -> Result<u64, Failure> {
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    Ok(x * 10)
+}
+
+/// Not started before the execution behind `upstream` has finished.
+#[task(module = "examples.semantics", wait_for = ["upstream"])]
+async fn downstream(upstream: Handle<u64>) -> Result<u64, Failure> {
+    Ok(upstream.result().await? + 1)
+}
+
+/// Hands a running execution to `downstream`, which waits for it.
+#[workflow(module = "examples.semantics")]
+async fn waits() -> Result<u64, Failure> {
+    let upstream = slow_value.submit(4);
+    Ok(downstream.call(upstream).await?)
+}
+
+/// Adds one, as a workflow of its own.
+#[workflow(module = "examples.semantics")]
+async fn inner(x: u64) -> Result<u64, Failure> {
+    Ok(x + 1)
+}
+
+/// Calls the `inner` workflow: it runs as a spawned run linked to this execution.
+#[workflow(module = "examples.semantics")]
+async fn outer(x: u64) -> Result<u64, Failure> {
+    Ok(inner.call(x).await? * 2)
+}
+
+/// Memoises its calls: the repeated `plus_one(1)` runs once.
+#[workflow(module = "examples.semantics", memo)]
+async fn memo_run() -> Result<Vec<u64>, Failure> {
+    let first = plus_one.submit(1);
+    let second = plus_one.submit(1);
+    Ok(vec![first.result().await?, second.result().await?])
+}
+
+/// The targets of this module.
+pub fn repository() -> Repository {
+    Repository::new()
+        .with(plus_one)
+        .with(suspends_once)
+        .with(countdown)
+        .with(debounced)
+        .with(debounce)
+        .with(slow_value)
+        .with(downstream)
+        .with(waits)
+        .with(inner)
+        .with(outer)
+        .with(memo_run)
+}

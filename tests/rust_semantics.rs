@@ -1,0 +1,140 @@
+//! Orchestration semantics end to end through the Rust SDK under a real `coflux-server` and
+//! `coflux-agent` (the example repository with its `examples.semantics` targets): suspension,
+//! workflows calling workflows, recurrence, `wait_for`, defer and run-level memo.
+
+use coflux_tests::{AgentOptions, Proc, Server, agent, bin, workspace_root};
+use serde_json::{Value as Json, json};
+
+const P: &str = "acme";
+const M: &str = "examples.semantics";
+
+async fn start(dir: &std::path::Path) -> (Server, Proc) {
+    let server = Server::start(dir).await;
+    server.setup(P, "production", None).await;
+    let adapter = format!(
+        "env COFLUX_EXAMPLE_SEMANTICS=1 {}",
+        bin("coflux-example-repo").display()
+    );
+    let agent = agent(
+        &server,
+        AgentOptions {
+            project: P,
+            environment: "production",
+            adapter,
+            modules: vec![M.into()],
+            directory: workspace_root(),
+            extra: ["--register", "--concurrency", "4"]
+                .map(String::from)
+                .to_vec(),
+        },
+    );
+    server
+        .wait_registered(P, "production", "suspends_once")
+        .await;
+    (server, agent)
+}
+
+fn executions<'a>(view: &'a Json, target: &str) -> Vec<&'a Json> {
+    view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["target"] == target)
+        .flat_map(|s| s["executions"].as_array().unwrap().iter())
+        .collect()
+}
+
+fn states(view: &Json, target: &str) -> Vec<String> {
+    executions(view, target)
+        .iter()
+        .map(|e| e["state"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn rust_suspend_resumes_the_step_without_repeating_its_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "suspends_once", json!([41]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], "42 on attempt 2", "{result}");
+    let view = server.inspect(P, &run).await;
+    assert_eq!(
+        states(&view, "suspends_once"),
+        ["suspended", "value"],
+        "{view}"
+    );
+    let attempts = executions(&view, "suspends_once");
+    let resumed_after =
+        attempts[1]["assigned_at"].as_i64().unwrap() - attempts[0]["finished_at"].as_i64().unwrap();
+    assert!(resumed_after >= 250, "resumed {resumed_after} ms later");
+    assert_eq!(executions(&view, "plus_one").len(), 1, "{view}");
+}
+
+#[actix_rt::test]
+async fn rust_workflow_calling_a_workflow_spawns_a_linked_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server.submit(P, "production", M, "outer", json!([4])).await;
+    assert_eq!(server.result(P, &run, 60).await["value"], 10);
+    let view = server.inspect(P, &run).await;
+    assert!(executions(&view, "inner").is_empty(), "{view}");
+    let spawned = &view["spawned"][0];
+    let child_run = spawned["run_id"].as_str().expect("a spawned run");
+    assert_ne!(child_run, run);
+    let child = server.inspect(P, child_run).await;
+    assert_eq!(child["parent"], spawned["parent"]);
+    assert_eq!(child["steps"][0]["target"], "inner");
+}
+
+#[actix_rt::test]
+async fn rust_recurrence_wait_for_defer_and_memo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let counter = dir.path().join("counter");
+    let countdown = server
+        .submit(
+            P,
+            "production",
+            M,
+            "countdown",
+            json!([counter.display().to_string()]),
+        )
+        .await;
+    let waits = server.submit(P, "production", M, "waits", json!([])).await;
+    let debounce = server
+        .submit(P, "production", M, "debounce", json!([]))
+        .await;
+    let memo = server
+        .submit(P, "production", M, "memo_run", json!([]))
+        .await;
+
+    assert_eq!(server.result(P, &countdown, 60).await["value"], 3);
+    let view = server.inspect(P, &countdown).await;
+    assert_eq!(
+        states(&view, "countdown"),
+        ["recurred", "recurred", "value"]
+    );
+
+    assert_eq!(server.result(P, &waits, 60).await["value"], 41);
+    let view = server.inspect(P, &waits).await;
+    let upstream = executions(&view, "slow_value")[0];
+    let held = executions(&view, "downstream")[0];
+    assert!(
+        held["assigned_at"].as_i64() >= upstream["finished_at"].as_i64(),
+        "downstream ran before its dependency finished: {view}"
+    );
+
+    assert_eq!(
+        server.result(P, &debounce, 60).await["value"],
+        json!(["ran k", "ran k"])
+    );
+    let view = server.inspect(P, &debounce).await;
+    assert_eq!(states(&view, "debounced"), ["deferred", "value"]);
+
+    assert_eq!(server.result(P, &memo, 60).await["value"], json!([2, 2]));
+    let view = server.inspect(P, &memo).await;
+    assert_eq!(executions(&view, "plus_one").len(), 1, "{view}");
+}
