@@ -93,6 +93,25 @@ async fn memo_run() -> Result<Vec<u64>, Failure> {
 }
 
 /// The targets of this module.
+/// A text of `n` bytes (large values travel as blobs, not inline).
+#[task(module = "examples.semantics")]
+async fn big_text(n: usize) -> Result<String, Failure> {
+    Ok("x".repeat(n))
+}
+
+/// The length of a text.
+#[task(module = "examples.semantics")]
+async fn text_length(text: String) -> Result<usize, Failure> {
+    Ok(text.len())
+}
+
+/// A large result, then the same value as another task's argument.
+#[workflow(module = "examples.semantics")]
+async fn big_round_trip(n: usize) -> Result<usize, Failure> {
+    let text = big_text.call(n).await?;
+    Ok(text_length.call(text).await?)
+}
+
 pub fn repository() -> Repository {
     Repository::new()
         .with(plus_one)
@@ -106,4 +125,7 @@ pub fn repository() -> Repository {
         .with(inner)
         .with(outer)
         .with(memo_run)
+        .with(big_text)
+        .with(text_length)
+        .with(big_round_trip)
 }

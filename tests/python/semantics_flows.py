@@ -131,3 +131,19 @@ def agent_here():
 @cf.workflow(requires={"gpu": "yes"})
 def on_gpu():
     return [agent_here() for _ in range(3)]
+
+
+@cf.task()
+def big_text(n):
+    return "x" * n
+
+
+@cf.task()
+def text_length(text):
+    return len(text)
+
+
+@cf.workflow()
+def big_round_trip(n):
+    # A large result, then the same value as another task's argument.
+    return text_length(big_text(n))
