@@ -360,3 +360,64 @@ async fn semantics_a_cron_schedule_starts_python_runs_until_removed() {
         "no runs once the schedule is removed"
     );
 }
+
+#[actix_rt::test]
+async fn semantics_after_a_suspended_select_the_first_handle_to_finish_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", "semantics_flows", "first_wins", json!([]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(
+        result["value"],
+        json!({"winner": 20, "remaining": 1}),
+        "{result}"
+    );
+    let view = server.inspect(P, &run).await;
+    let root: Vec<_> = executions(&view, "first_wins")
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        root,
+        vec!["suspended", "value"],
+        "resumed once, when the quick one finished"
+    );
+    let children: Vec<_> = executions(&view, "slow_value")
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        children,
+        vec!["cancelled", "value"],
+        "the slow loser was cancelled"
+    );
+}
+
+#[actix_rt::test]
+async fn semantics_an_archived_module_is_hidden_until_registered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, agent) = start(dir.path()).await;
+    let manifests = format!("/api/projects/{P}/environments/production/manifests");
+    let listed = |body: Json| {
+        body["targets"].as_array().map_or(0, |t| {
+            t.iter()
+                .filter(|t| t["target"]["module"] == "semantics_flows")
+                .count()
+        })
+    };
+    assert!(listed(coflux_tests::get(&server.url, &manifests).await) > 0);
+    post(
+        &server.url,
+        &format!("/api/projects/{P}/environments/production/modules/semantics_flows/archive"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(listed(coflux_tests::get(&server.url, &manifests).await), 0);
+    // The agent registers the module again when it starts (`--register`).
+    drop(agent);
+    let _agent = python_agent_for("semantics_flows", &server.url, P, "production", "a", &[]);
+    server.wait_registered(P, "production", "patient").await;
+    assert!(listed(coflux_tests::get(&server.url, &manifests).await) > 0);
+}

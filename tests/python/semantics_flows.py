@@ -147,3 +147,13 @@ def text_length(text):
 def big_round_trip(n):
     # A large result, then the same value as another task's argument.
     return text_length(big_text(n))
+
+
+@cf.workflow()
+def first_wins():
+    # Submitted in this order on every attempt, so a resumed attempt gets the same children.
+    slow = slow_value.submit(1, 4.0)
+    quick = slow_value.submit(2, 1.0)
+    with cf.suspense(0.2):
+        winner, remaining = cf.select([slow, quick], cancel_remaining=True)
+    return {"winner": winner.result(), "remaining": len(remaining)}
