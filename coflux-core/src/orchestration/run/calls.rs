@@ -1,0 +1,185 @@
+//! Calls from running executions: child steps (with run-level memo and `requires`), memo
+//! hits, replays after a suspension, and workflows started as spawned runs.
+
+use super::*;
+
+impl RunCore {
+    /// A workflow called from an execution starts a run of its own, linked to the caller.
+    pub(super) fn spawn(
+        &mut self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+        reply: ReplyTo,
+        wait: Option<ReplyTo>,
+        out: &mut Outbox,
+    ) {
+        let attempt = match self.attempt(parent) {
+            Some(a) if a.result.is_none() => a,
+            found => {
+                let error = match found {
+                    None => OrchestrationError::ExecutionNotFound(parent.to_string()),
+                    Some(_) => OrchestrationError::Invalid(format!(
+                        "execution {parent} has already finished; it cannot submit children"
+                    )),
+                };
+                if let Some(wait) = wait {
+                    out.reply(wait, Reply::Result(Err(error.clone())));
+                }
+                return out.reply(reply, Reply::Submitted(Err(error)));
+            }
+        };
+        out.send(Envelope::Project(ProjectMsg::SpawnRun {
+            parent,
+            environment: attempt.environment,
+            target: request.target,
+            arguments: request.arguments,
+            options: request.options,
+            reply,
+            wait,
+        }));
+    }
+
+    pub(super) fn submit(
+        &mut self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<ExecutionId, OrchestrationError> {
+        let parent_attempt = self
+            .attempt(parent)
+            .ok_or_else(|| OrchestrationError::ExecutionNotFound(parent.to_string()))?;
+        if parent_attempt.result.is_some() {
+            return Err(OrchestrationError::Invalid(format!(
+                "execution {parent} has already finished; it cannot submit children"
+            )));
+        }
+        let environment = parent_attempt.environment;
+        let mut request = request;
+        if request.options.memo.is_none() && self.memoises_children() {
+            request.options.memo = Some(ParamSelection::All(true));
+        }
+        request.options.requires = self.effective_requires(request.options.requires);
+        if let Some(child) = self.replay(parent, &request) {
+            self.link(parent, child, out);
+            return Ok(child);
+        }
+        if let Some(params) = &request.options.memo {
+            let key = (
+                environment,
+                call_key(&request.target, params, &request.arguments),
+            );
+            if let Some(existing) = self.memo.get(&key).copied()
+                && !matches!(self.resolve(existing), Resolution::Final(ref r) if !matches!(r, ExecutionResult::Value { .. }))
+            {
+                self.link(parent, existing, out);
+                return Ok(existing);
+            }
+        }
+        let SubmitRequest {
+            target,
+            kind,
+            arguments,
+            options,
+        } = request;
+        Ok(self.add_step(
+            Some(parent),
+            environment,
+            target,
+            kind,
+            arguments,
+            options,
+            now,
+            out,
+        ))
+    }
+
+    pub(super) fn link(&mut self, parent: ExecutionId, child: ExecutionId, out: &mut Outbox) {
+        self.links.push((parent, child));
+        out.write(Write::LinkChild { parent, child });
+    }
+
+    /// The children `parent` and its other callers made, in call order: its own steps and the
+    /// executions linked to it.
+    pub(super) fn children_of(&self, parent: ExecutionId) -> Vec<ExecutionId> {
+        let mut children: Vec<ExecutionId> = self
+            .steps
+            .iter()
+            .filter(|s| s.record.parent_execution == Some(parent))
+            .map(|s| s.record.id.execution(1))
+            .chain(
+                self.links
+                    .iter()
+                    .filter(|(p, _)| *p == parent)
+                    .map(|(_, c)| *c),
+            )
+            .collect();
+        children.sort_unstable();
+        children.dedup();
+        children
+    }
+
+    /// An execution resumed after its predecessor suspended re-runs its code from the top: the
+    /// calls it repeats get the children its predecessor made (the k-th identical call the k-th
+    /// child with the same target and arguments), so nothing is submitted twice.
+    pub(super) fn replay(
+        &self,
+        parent: ExecutionId,
+        request: &SubmitRequest,
+    ) -> Option<ExecutionId> {
+        let previous = ExecutionId {
+            step: parent.step,
+            attempt: parent.attempt.checked_sub(1).filter(|a| *a > 0)?,
+        };
+        if !matches!(
+            self.attempt(previous)?.result,
+            Some(ExecutionResult::Suspended { .. })
+        ) {
+            return None;
+        }
+        let all = ParamSelection::All(true);
+        let key = call_key(&request.target, &all, &request.arguments);
+        let same_call = |child: &ExecutionId| {
+            self.step(child.step).is_some_and(|s| {
+                s.record.target == request.target
+                    && call_key(&s.record.target, &all, &s.arguments) == key
+            })
+        };
+        let made = self
+            .children_of(parent)
+            .iter()
+            .filter(|c| same_call(c))
+            .count();
+        self.children_of(previous)
+            .into_iter()
+            .filter(|c| same_call(c))
+            .nth(made)
+    }
+
+    /// A step's `requires` merged over its run's workflow's: the step's values win per key, and
+    /// a key the step gives an empty list is removed.
+    pub(super) fn effective_requires(&self, own: Requires) -> Requires {
+        let mut merged = self
+            .steps
+            .first()
+            .map(|s| s.record.options.requires.clone())
+            .unwrap_or_default();
+        for (key, values) in own {
+            if values.is_empty() {
+                merged.remove(&key);
+            } else {
+                merged.insert(key, values);
+            }
+        }
+        merged
+    }
+
+    /// Whether the run's workflow memoises: its calls without a memo option of their own are
+    /// memoised on all their parameters.
+    pub(super) fn memoises_children(&self) -> bool {
+        self.steps
+            .first()
+            .and_then(|s| s.record.options.memo.as_ref())
+            .is_some_and(|m| !matches!(m, ParamSelection::All(false)))
+    }
+}
