@@ -6,7 +6,7 @@
 //! `seq_1000_ms`, `fanout_1000_ms`, `latency_p50_ms`, `latency_p99_ms`, `server_idle_rss_mb`,
 //! `server_peak_rss_mb`, `py_seq_100_ms`, `py_fanout_100_ms`, `py_latency_p50_ms`.
 //! Latency is submit → result of a workflow that does nothing (`chain(0)`), over HTTP.
-//! `-- --quick` runs fewer latency samples (for CI).
+//! `-- --quick` runs fewer latency samples (for CI); `-- --rust-only` skips the Python part.
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `-- --rust-only` skips the Python scenarios (their fields are null), for quick A/B runs.
+    let rust_only = std::env::args().any(|a| a == "--rust-only");
     actix_rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path()).await;
@@ -83,20 +85,25 @@ fn main() {
         .await;
         let peak_rss = rss_mb(server.proc.pid(), "VmHWM:");
 
-        let _python = python_agent_for(
-            "bench_flows",
-            &server.url,
-            P,
-            "python",
-            "bench",
-            &["--concurrency", "8"],
-        );
-        server.wait_registered(P, "python", "chain").await;
-        let py_bench = "bench_flows";
-        run(&server, "python", py_bench, "chain", json!([1])).await;
-        let py_seq = run(&server, "python", py_bench, "chain", json!([100])).await;
-        let py_fanout = run(&server, "python", py_bench, "fanout", json!([100])).await;
-        let py_lat = latencies(&server, "python", py_bench, if quick { 5 } else { 20 }).await;
+        let (py_seq, py_fanout, py_lat) = if rust_only {
+            (None, None, None)
+        } else {
+            let _python = python_agent_for(
+                "bench_flows",
+                &server.url,
+                P,
+                "python",
+                "bench",
+                &["--concurrency", "8"],
+            );
+            server.wait_registered(P, "python", "chain").await;
+            let py_bench = "bench_flows";
+            run(&server, "python", py_bench, "chain", json!([1])).await;
+            let py_seq = run(&server, "python", py_bench, "chain", json!([100])).await;
+            let py_fanout = run(&server, "python", py_bench, "fanout", json!([100])).await;
+            let py_lat = latencies(&server, "python", py_bench, if quick { 5 } else { 20 }).await;
+            (Some(py_seq), Some(py_fanout), Some(py_lat))
+        };
 
         let result = json!({
             "seq_1000_ms": ms(seq),
@@ -105,9 +112,9 @@ fn main() {
             "latency_p99_ms": (percentile(&lat, 0.99) * 100.0).round() / 100.0,
             "server_idle_rss_mb": (idle_rss * 10.0).round() / 10.0,
             "server_peak_rss_mb": (peak_rss * 10.0).round() / 10.0,
-            "py_seq_100_ms": ms(py_seq),
-            "py_fanout_100_ms": ms(py_fanout),
-            "py_latency_p50_ms": (percentile(&py_lat, 0.5) * 10.0).round() / 10.0,
+            "py_seq_100_ms": py_seq.map(ms),
+            "py_fanout_100_ms": py_fanout.map(ms),
+            "py_latency_p50_ms": py_lat.map(|l| (percentile(&l, 0.5) * 10.0).round() / 10.0),
         });
         println!("remote benchmark (server and agents as separate processes)");
         for (key, value) in result.as_object().unwrap() {

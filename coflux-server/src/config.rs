@@ -52,9 +52,17 @@ pub struct ServerArgs {
     /// 0 keeps them forever. Default 30.
     #[arg(long, env = "COFLUX_LOG_RETENTION_DAYS")]
     pub log_retention_days: Option<u64>,
+    /// Garbage collection of blobs: a background sweep (15 minutes after start, then every 6
+    /// hours) deletes the blobs that no step argument, result, schedule, asset record or log
+    /// message of their project references AND that were neither written nor checked (`HEAD`,
+    /// upload, asset creation) for this many hours, the grace that protects uploads whose
+    /// reference is not recorded yet. 0 disables it. Default 24.
+    #[arg(long, env = "COFLUX_BLOB_GC_GRACE_HOURS", value_name = "HOURS")]
+    pub blob_gc_grace_hours: Option<u64>,
     /// A TOML file with any of the settings above (`data_dir`, `port`, `host`, `durability`,
     /// `reconnect_timeout`, `blob_store`, `s3_bucket`, `s3_endpoint`, `s3_region`, `s3_prefix`,
-    /// `s3_allow_http`, `log_retention_days`); flags and environment variables override it.
+    /// `s3_allow_http`, `log_retention_days`, `blob_gc_grace_hours`); flags and environment
+    /// variables override it.
     #[arg(long, env = "COFLUX_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -75,6 +83,7 @@ struct FileConfig {
     s3_prefix: Option<String>,
     s3_allow_http: Option<bool>,
     log_retention_days: Option<u64>,
+    blob_gc_grace_hours: Option<u64>,
 }
 
 /// Where blobs are stored.
@@ -125,6 +134,11 @@ pub const DEFAULT_LOG_RETENTION_DAYS: u64 = 30;
 
 const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
+/// The default grace of blob garbage collection (`--blob-gc-grace-hours`).
+pub const DEFAULT_BLOB_GC_GRACE_HOURS: u64 = 24;
+
+const HOUR: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
 /// The server's resolved configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -146,11 +160,18 @@ pub struct ServerConfig {
     pub log_retention: Option<std::time::Duration>,
     /// How often the log retention sweep runs.
     pub log_sweep_interval: std::time::Duration,
+    /// Blob garbage collection: unreferenced blobs neither written nor checked for this long
+    /// are deleted (`None`: never; see [`crate::gc`]).
+    pub blob_gc_grace: Option<std::time::Duration>,
+    /// How often the blob garbage collection sweep runs (the first runs after at most
+    /// [`crate::gc::FIRST_SWEEP`]).
+    pub blob_gc_interval: std::time::Duration,
 }
 
 impl ServerConfig {
     /// Defaults for a data directory: port 7777 on 127.0.0.1, normal durability, 30 s
-    /// reconnection timeout, local blobs, logs kept 30 days (swept hourly).
+    /// reconnection timeout, local blobs, logs kept 30 days (swept hourly), unreferenced blobs
+    /// collected after 24 hours (swept every 6 hours).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -162,6 +183,8 @@ impl ServerConfig {
             blob_store: BlobStoreConfig::Local,
             log_retention: Some(DAY * DEFAULT_LOG_RETENTION_DAYS as u32),
             log_sweep_interval: std::time::Duration::from_secs(60 * 60),
+            blob_gc_grace: Some(HOUR * DEFAULT_BLOB_GC_GRACE_HOURS as u32),
+            blob_gc_interval: HOUR * 6,
         }
     }
 
@@ -203,6 +226,9 @@ impl ServerConfig {
         if let Some(days) = args.log_retention_days.or(file.log_retention_days) {
             config.log_retention = retention(days)?;
         }
+        if let Some(hours) = args.blob_gc_grace_hours.or(file.blob_gc_grace_hours) {
+            config.blob_gc_grace = blob_gc_grace(hours)?;
+        }
         let s3 = S3Config {
             bucket: args.s3_bucket.or(file.s3_bucket).unwrap_or_default(),
             endpoint: args.s3_endpoint.or(file.s3_endpoint),
@@ -227,6 +253,20 @@ fn retention(days: u64) -> anyhow::Result<Option<std::time::Duration>> {
         .filter(|d| *d <= 100 * 365)
         .ok_or_else(|| anyhow::anyhow!("invalid log retention of {days} days (at most 36500)"))?;
     Ok(Some(DAY * days))
+}
+
+/// `--blob-gc-grace-hours`: 0 disables blob garbage collection.
+fn blob_gc_grace(hours: u64) -> anyhow::Result<Option<std::time::Duration>> {
+    if hours == 0 {
+        return Ok(None);
+    }
+    let hours = u32::try_from(hours)
+        .ok()
+        .filter(|h| *h <= 100 * 365 * 24)
+        .ok_or_else(|| {
+            anyhow::anyhow!("invalid blob GC grace of {hours} hours (at most 876000)")
+        })?;
+    Ok(Some(HOUR * hours))
 }
 
 /// `--blob-store` with the `--s3-*` settings.
@@ -288,6 +328,19 @@ mod tests {
             "a bucket is required"
         );
         assert!(parse(&["--blob-store", "gcs"]).is_err());
+        assert_eq!(
+            parse(&["--blob-gc-grace-hours", "2"])
+                .unwrap()
+                .blob_gc_grace,
+            Some(HOUR * 2)
+        );
+        assert_eq!(
+            parse(&["--blob-gc-grace-hours", "0"])
+                .unwrap()
+                .blob_gc_grace,
+            None
+        );
+        assert!(parse(&["--blob-gc-grace-hours", "9999999"]).is_err());
         assert!(parse(&["--blob-store", "local", "--s3-bucket", "b"]).is_err());
     }
 
@@ -298,7 +351,7 @@ mod tests {
         std::fs::write(
             &file,
             "blob_store = \"s3\"\ns3_bucket = \"x\"\ns3_region = \"eu-west-1\"\n\
-             log_retention_days = 2\n",
+             log_retention_days = 2\nblob_gc_grace_hours = 48\n",
         )
         .unwrap();
         let config = parse(&[
@@ -320,5 +373,6 @@ mod tests {
             Some(DAY * 3),
             "flags win over the file"
         );
+        assert_eq!(config.blob_gc_grace, Some(HOUR * 48));
     }
 }

@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod logs;
 pub mod state;

@@ -6,6 +6,7 @@ use coflux_core::{Coflux, Config};
 
 use crate::agents::Sessions;
 use crate::config::ServerConfig;
+use crate::gc::BlobGc;
 use crate::http::blobs::BlobStore;
 use crate::logs::{LogStore, LogStoreOptions};
 
@@ -19,6 +20,9 @@ pub struct AppState {
     pub logs: Arc<LogStore>,
     /// Blobs: a local directory or an S3 bucket (`ServerConfig::blob_store`).
     pub blobs: BlobStore,
+    /// The blob garbage collector, when enabled (`ServerConfig::blob_gc_grace`); its periodic
+    /// sweep runs while this state is alive.
+    pub blob_gc: Option<Arc<BlobGc>>,
     /// The configuration the server started with.
     pub config: ServerConfig,
 }
@@ -45,11 +49,23 @@ impl AppState {
         if let Some(retention) = config.log_retention {
             logs.start_retention(retention, config.log_sweep_interval);
         }
-        let blobs = BlobStore::from_config(&config.data_dir, &config.blob_store)?;
+        let mut blobs = BlobStore::from_config(&config.data_dir, &config.blob_store)?;
         tracing::info!(backend = blobs.backend_name(), "blob store ready");
+        let blob_gc = config.blob_gc_grace.map(|grace| {
+            blobs = blobs.clone().with_usage_tracking();
+            let gc = Arc::new(BlobGc::new(
+                coflux.clone(),
+                blobs.clone(),
+                &config.data_dir,
+                grace,
+            ));
+            gc.start(config.blob_gc_interval);
+            gc
+        });
         Ok(Self {
             coflux,
             blobs,
+            blob_gc,
             logs,
             sessions: Arc::new(Sessions::new(config.reconnect_timeout)),
             config: config.clone(),

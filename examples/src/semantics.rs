@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use coflux_core::sdk::{Failure, Handle, Repository, current_execution, suspend, task, workflow};
+use coflux_core::sdk::{
+    Failure, Handle, Metric, Repository, current_execution, progress, suspend, task, workflow,
+};
 
 /// Adds one (the child that a suspended workflow must not run twice).
 #[task(module = "examples.semantics")]
@@ -112,8 +114,22 @@ async fn big_round_trip(n: usize) -> Result<usize, Failure> {
     Ok(text_length.call(text).await?)
 }
 
+/// Reports its progress (`i/n`) and a `loss` series of `1/i` for `i` in `1..=n` (every point
+/// sent: no throttle), 20 ms apart; returns `n`.
+#[workflow(module = "examples.semantics")]
+async fn reports_progress(n: u64) -> Result<u64, Failure> {
+    let loss = Metric::new("loss").group("training").throttle(None);
+    for i in 1..=n {
+        loss.record_at(1.0 / i as f64, Some(i as f64));
+        progress((i, n));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(n)
+}
+
 pub fn repository() -> Repository {
     Repository::new()
+        .with(reports_progress)
         .with(plus_one)
         .with(suspends_once)
         .with(countdown)

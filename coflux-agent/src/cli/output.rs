@@ -126,10 +126,15 @@ pub fn error_text(error: &ErrorDetail) -> String {
 
 fn outcome(execution: &Execution, now: i64) -> String {
     let Some(result) = &execution.result else {
+        let progress = execution
+            .progress
+            .as_ref()
+            .map(|p| format!("  {}", p.text))
+            .unwrap_or_default();
         return match execution.state.as_str() {
             "assigned" => match execution.assigned_at {
-                Some(at) => format!("◐ running {}", duration(now - at)),
-                None => "◐ running".into(),
+                Some(at) => format!("◐ running {}{progress}", duration(now - at)),
+                None => format!("◐ running{progress}"),
             },
             "queued" => format!("○ queued {}", duration(now - execution.created_at)),
             other => other.to_owned(),
@@ -426,6 +431,25 @@ mod tests {
                 └─ R1:2 m/child()\n        \
                      #1 ✗ E: boom → retry R1:2:2  (1 ms)\n        \
                      #2 ○ queued 1.0 s [dev]\n"
+        );
+    }
+
+    #[test]
+    fn running_executions_show_their_progress() {
+        let run: Run = serde_json::from_value(json!({
+            "run_id": "R1", "environment": "prod", "created_at": 0,
+            "steps": [{"step_id": "R1:1", "module": "m", "target": "main", "kind": "workflow",
+                "parent": null, "arguments": [], "cached": false,
+                "executions": [{"execution_id": "R1:1:1", "attempt": 1, "environment": "prod",
+                  "state": "assigned", "created_at": 0, "assigned_at": 0, "finished_at": null,
+                  "duration_ms": null, "result": null,
+                  "progress": {"key": "progress", "value": 3.0, "upper": 10.0, "text": "3/10"}}]}]
+        }))
+        .unwrap();
+        let text = run_tree(&run, 1000);
+        assert!(
+            text.contains("R1:1 m/main()  ◐ running 1.0 s  3/10"),
+            "{text}"
         );
     }
 }

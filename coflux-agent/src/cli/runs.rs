@@ -1,5 +1,10 @@
 //! `coflux runs list | inspect RUN | watch RUN | result RUN | rerun STEP | cancel EXECUTION`,
 //! and the result waiting and reporting that `submit` shares.
+//!
+//! `inspect` and `watch` add each execution's latest progress (`cf.progress`, a metric whose
+//! definition has `progress: true`) from `…/runs/{run}/metrics` to the run's JSON, as
+//! `"progress": {"key", "value", "upper", "text"}`; the tree shows `text` next to running
+//! executions (`3/10`, `42%`).
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -8,7 +13,7 @@ use serde_json::{Value as Json, json};
 
 use super::args::RunsCommand;
 use super::client::{segment, typed};
-use super::types::{Rerun, Run, RunList, RunResult};
+use super::types::{ProgressView, Rerun, Run, RunList, RunMetrics, RunResult};
 use super::{CliError, Context, Exit, output};
 
 /// How long one long-poll for a result asks the server to wait.
@@ -19,7 +24,8 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
     match command {
         RunsCommand::List { limit } => list(ctx, limit).await,
         RunsCommand::Inspect { run } => {
-            let answer = ctx.client.get(&run_path(ctx, &run)?).await?;
+            let mut answer = ctx.client.get(&run_path(ctx, &run)?).await?;
+            add_progress(ctx, &run, &mut answer).await;
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
@@ -109,6 +115,68 @@ fn run_path(ctx: &Context, run: &str) -> Result<String, CliError> {
     Ok(path)
 }
 
+/// Adds each execution's latest progress to a run's JSON (nothing if the metrics cannot be
+/// read, e.g. from an older server).
+async fn add_progress(ctx: &Context, run: &str, answer: &mut Json) {
+    let Ok(project) = ctx.project_path() else {
+        return;
+    };
+    let path = format!("{project}/runs/{}/metrics", segment(run));
+    let metrics: RunMetrics = match ctx.client.get(&path).await.map(|j| typed(&j)) {
+        Ok(Ok(metrics)) => metrics,
+        Ok(Err(e)) | Err(e) => {
+            tracing::debug!(error = %e, "no metrics for the run");
+            return;
+        }
+    };
+    let progress: std::collections::HashMap<String, ProgressView> = metrics
+        .executions
+        .iter()
+        .filter_map(|e| Some((e.execution_id.clone(), latest_progress(e)?)))
+        .collect();
+    let steps = answer.get_mut("steps").and_then(Json::as_array_mut);
+    for step in steps.into_iter().flatten() {
+        let executions = step.get_mut("executions").and_then(Json::as_array_mut);
+        for execution in executions.into_iter().flatten() {
+            let id = execution.get("execution_id").and_then(Json::as_str);
+            if let Some(view) = id.and_then(|id| progress.get(id))
+                && let Some(object) = execution.as_object_mut()
+            {
+                object.insert("progress".into(), json!(view));
+            }
+        }
+    }
+}
+
+/// The latest point of an execution's progress metric (`progress` first, else the first).
+fn latest_progress(execution: &super::types::ExecutionMetrics) -> Option<ProgressView> {
+    let is_progress = |d: &Option<Json>| {
+        d.as_ref()
+            .and_then(|d| d.get("progress"))
+            .and_then(Json::as_bool)
+            == Some(true)
+    };
+    let mut candidates: Vec<_> = execution
+        .metrics
+        .iter()
+        .filter(|m| is_progress(&m.definition) && !m.points.is_empty())
+        .collect();
+    candidates.sort_by_key(|m| m.key != coflux_core::sdk::PROGRESS_KEY);
+    let metric = candidates.first()?;
+    let definition: coflux_core::sdk::MetricDefinition = metric
+        .definition
+        .clone()
+        .and_then(|d| serde_json::from_value(d).ok())
+        .unwrap_or_default();
+    let value = metric.points.last()?.value;
+    Some(ProgressView {
+        key: metric.key.clone(),
+        value,
+        upper: definition.upper,
+        text: definition.progress_text(value),
+    })
+}
+
 /// One result request, asking the server to wait up to `wait` seconds.
 pub async fn fetch_result(ctx: &Context, run: &str, wait: u64) -> Result<Json, CliError> {
     let path = format!(
@@ -145,7 +213,8 @@ pub async fn watch(ctx: &Context, run: &str, interval: Duration) -> Result<Json,
     loop {
         // The result first: once it is final, the view read next shows the finished run.
         let result = fetch_result(ctx, run, 0).await?;
-        let answer = ctx.client.get(&path).await?;
+        let mut answer = ctx.client.get(&path).await?;
+        add_progress(ctx, run, &mut answer).await;
         let done = !is_pending(&result);
         if ctx.json() {
             if done {

@@ -146,6 +146,56 @@ pub struct Execution {
     pub duration_ms: Option<i64>,
     /// Its result: `{"type", "value"?, "error"?, "retry"?, "successor"?}`.
     pub result: Option<Json>,
+    /// Its latest progress (added by the CLI from `…/runs/{run}/metrics`).
+    #[serde(default)]
+    pub progress: Option<ProgressView>,
+}
+
+/// The latest point of an execution's progress metric (`cf.progress`, `sdk::progress`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ProgressView {
+    /// The metric's key.
+    pub key: String,
+    /// The latest value.
+    pub value: f64,
+    /// The total, if the metric has one.
+    pub upper: Option<f64>,
+    /// As shown: `3/10` or `42%`.
+    pub text: String,
+}
+
+/// `GET …/runs/{run}/metrics`.
+#[derive(Debug, Deserialize)]
+pub struct RunMetrics {
+    /// Executions with metrics.
+    pub executions: Vec<ExecutionMetrics>,
+}
+
+/// The metrics of one execution.
+#[derive(Debug, Deserialize)]
+pub struct ExecutionMetrics {
+    /// The execution.
+    pub execution_id: String,
+    /// Its metrics.
+    pub metrics: Vec<MetricSeries>,
+}
+
+/// One metric: its definition and points in order.
+#[derive(Debug, Deserialize)]
+pub struct MetricSeries {
+    /// Its key.
+    pub key: String,
+    /// Its definition (`progress`, `upper`…).
+    pub definition: Option<Json>,
+    /// Its points.
+    pub points: Vec<MetricPoint>,
+}
+
+/// A point of a metric.
+#[derive(Debug, Deserialize)]
+pub struct MetricPoint {
+    /// The value.
+    pub value: f64,
 }
 
 /// `GET …/runs/{run}/result`.

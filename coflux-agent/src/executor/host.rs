@@ -1,10 +1,11 @@
 //! [`ExecutorHost`]: what the pool needs from the agent runtime to answer executors' requests
-//! (child submissions, waits, cancellation, blobs, assets, logs).
+//! (child submissions, waits, cancellation, blobs, assets, logs, metrics).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use coflux_core::model::{ExecutionId, ExecutionResult, Millis, Value};
+use coflux_core::protocol::agent::MetricEntry;
 use coflux_core::sdk::SubmitRequest;
 use futures::future::LocalBoxFuture;
 
@@ -81,6 +82,12 @@ pub trait ExecutorHost: 'static {
 
     /// Records a log message of `execution`. Fire and forget.
     fn log(&self, execution: ExecutionId, record: LogRecord);
+
+    /// Records a metric definition or point (throttled already). Fire and forget; the default
+    /// drops it.
+    fn metric(&self, entry: MetricEntry) {
+        let _ = entry;
+    }
 }
 
 /// A log message of an execution.

@@ -17,7 +17,8 @@
 //! Assets are persisted and fetched through the host ([`assets`]). Not supported yet (answered
 //! with a `not_supported` error, or ignored for notifications): inputs, streams, checkpoints,
 //! `flush`, explicit `suspend`; a `select` with `suspend: true, timeout_ms: 0` answers `null`.
-//! Groups and metrics are accepted and traced.
+//! Groups are accepted and traced; metrics go to the host ([`ExecutorHost::metric`]), throttled
+//! per key as their definition asks (the latest point of a burst is kept).
 //!
 //! [`ExecutionResult`]: coflux_core::model::ExecutionResult
 
@@ -28,6 +29,7 @@ mod ending;
 mod error;
 mod host;
 mod logs;
+mod metrics;
 mod pool;
 mod process;
 mod requests;

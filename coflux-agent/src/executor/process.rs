@@ -1,5 +1,5 @@
 //! One executor process: its stdio tasks, and the routing of what it writes (results to the
-//! waiting execution, requests to handlers running concurrently, logs to the host).
+//! waiting execution, requests to handlers running concurrently, logs and metrics to the host).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -21,7 +21,7 @@ use super::adapter::AdapterCommand;
 use super::ending::Suspension;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
-use super::{logs, requests};
+use super::{logs, metrics, requests};
 
 /// How many stderr lines are kept for crash reports.
 const STDERR_TAIL: usize = 20;
@@ -47,6 +47,8 @@ pub(crate) struct ExecutionContext {
     suspension: watch::Sender<Option<Suspension>>,
     /// Names of the groups (`cf.group`) the execution registered, by id.
     groups: RefCell<HashMap<u32, String>>,
+    /// Its metrics' throttles (and when it started, their default x-axis).
+    pub(crate) metrics: metrics::ExecutionMetrics,
 }
 
 impl ExecutionContext {
@@ -62,6 +64,7 @@ impl ExecutionContext {
             finished: watch::channel(false).0,
             suspension: watch::channel(None).0,
             groups: RefCell::new(HashMap::new()),
+            metrics: metrics::ExecutionMetrics::default(),
         })
     }
 
@@ -418,12 +421,18 @@ impl Process {
                     context.groups.borrow_mut().insert(p.group_id, name);
                 }
             }
-            AdapterNotification::DefineMetric(p) => {
-                tracing::debug!(execution = ?execution, key = %p.key, definition = %p.definition, "metric defined")
-            }
-            AdapterNotification::Metric(p) => {
-                tracing::debug!(execution = ?execution, key = %p.key, value = p.value, at = ?p.at, "metric")
-            }
+            AdapterNotification::DefineMetric(p) => match context {
+                Some(context) => metrics::define(&self.host, &context, p),
+                None => {
+                    tracing::debug!(execution = %p.execution_id, "metric of an execution not running here; dropped")
+                }
+            },
+            AdapterNotification::Metric(p) => match context {
+                Some(context) => metrics::record(&self.host, &context, p),
+                None => {
+                    tracing::debug!(execution = %p.execution_id, "metric of an execution not running here; dropped")
+                }
+            },
             other => {
                 tracing::warn!(execution = ?execution, method = other.method(), "not supported yet; ignored")
             }

@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use coflux_core::model::{ExecutionId, ExecutionResult};
-use coflux_core::protocol::agent::{AgentRequest, Json, LogEntry, ReplyBody, WireError};
+use coflux_core::protocol::agent::{
+    AgentRequest, Json, LogEntry, MetricEntry, ReplyBody, WireError,
+};
 use coflux_core::sdk::SubmitRequest;
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
 
 use super::blobs::{BlobClient, BlobError};
 use super::link::Link;
+use super::metrics::MetricBatcher;
 use crate::executor::{AssetRecord, ExecutorHost, HostError, LogRecord, NewAsset};
 
 /// A child's final result as the server pushes it (see [`ServerFrame::Resolved`]).
@@ -26,6 +29,7 @@ type Early = Shared<LocalBoxFuture<'static, Option<Json>>>;
 pub struct RemoteHost {
     link: Link,
     blobs: BlobClient,
+    metrics: MetricBatcher,
     /// Pushed results of children not yet waited on, with the parent that submitted them.
     early: Rc<RefCell<HashMap<ExecutionId, (ExecutionId, Early)>>>,
 }
@@ -34,6 +38,7 @@ impl RemoteHost {
     /// A host over a link and a blob client.
     pub fn new(link: Link, blobs: BlobClient) -> Self {
         Self {
+            metrics: MetricBatcher::new(link.clone()),
             link,
             blobs,
             early: Rc::default(),
@@ -190,5 +195,9 @@ impl ExecutorHost for RemoteHost {
             template: record.template,
             values: Json::encode(&record.values),
         }]);
+    }
+
+    fn metric(&self, entry: MetricEntry) {
+        self.metrics.push(entry);
     }
 }

@@ -4,6 +4,7 @@
 mod blobs;
 mod host;
 mod link;
+mod metrics;
 mod registry;
 
 pub use blobs::{BlobClient, BlobError, hash_file};

@@ -6,6 +6,7 @@
 //! `actix_rt::System::new().block_on(...)`).
 
 mod arguments;
+mod blob_refs;
 mod error;
 mod inspect;
 mod project;

@@ -2,6 +2,8 @@
 //! the worker's own arbiter (never on an actor's), with a task-local [`Context`] through which
 //! child calls reach the run's actor. A body that called [`crate::sdk::suspend`] ends its
 //! execution as suspended (`RunMsg::Suspend`) instead of reporting what it returned.
+//! Metrics and progress ([`crate::sdk::progress`]) go to [`WorkerOptions::metrics`], if set;
+//! the orchestrator does not store them.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -20,7 +22,9 @@ use crate::model::{
 };
 use crate::orchestration::actors::{Router, WorkerRegistration};
 use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
-use crate::sdk::{Context, ExecutorLink, Failure, Repository, Submission, SubmitRequest};
+use crate::sdk::{
+    Context, ExecutorLink, Failure, MetricEvent, MetricHook, Repository, Submission, SubmitRequest,
+};
 
 /// Options of an in-process worker.
 #[derive(Debug, Clone)]
@@ -30,6 +34,9 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Tags this worker provides, for `requires` routing.
     pub provides: Requires,
+    /// Receives the metric definitions and points (progress included) of the executions;
+    /// without it they are dropped.
+    pub metrics: Option<MetricHook>,
 }
 
 impl Default for WorkerOptions {
@@ -37,6 +44,7 @@ impl Default for WorkerOptions {
         Self {
             concurrency: 1 << 20,
             provides: Requires::new(),
+            metrics: None,
         }
     }
 }
@@ -73,6 +81,7 @@ impl Worker {
         let arbiter = Arbiter::new();
         let link: Arc<dyn ExecutorLink> = Arc::new(LocalLink {
             router: Arc::clone(&router),
+            metrics: options.metrics,
         });
         let r = Arc::clone(&router);
         arbiter.spawn(async move {
@@ -231,6 +240,7 @@ fn result_msg(execution: ExecutionId, result: ExecutionResult) -> RunMsg {
 /// The in-process [`ExecutorLink`]: child calls become messages to the run's actor.
 struct LocalLink {
     router: Arc<Router>,
+    metrics: Option<MetricHook>,
 }
 
 impl LocalLink {
@@ -306,5 +316,11 @@ impl ExecutorLink for LocalLink {
                 Err(_) => error("the orchestrator stopped".into()),
             }
         })
+    }
+
+    fn metric(&self, execution: ExecutionId, event: MetricEvent) {
+        if let Some(hook) = &self.metrics {
+            hook.record(execution, event);
+        }
     }
 }

@@ -61,4 +61,3 @@ pub fn validate_entries<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<
     }
     Ok(())
 }
-

@@ -469,7 +469,13 @@ fn steps_inherit_their_workflows_requires_and_can_override_or_remove_keys() {
     let removed = call(&mut h, tags(&[("gpu", &[])]));
     let steps = h.store().load_run(run).unwrap().unwrap().steps;
     let requires_of = |e: ExecutionId| steps[e.step.number as usize - 1].options.requires.clone();
-    assert_eq!(requires_of(plain), tags(&[("gpu", &["yes"]), ("region", &["eu"])]));
-    assert_eq!(requires_of(overridden), tags(&[("gpu", &["yes"]), ("region", &["us"])]));
+    assert_eq!(
+        requires_of(plain),
+        tags(&[("gpu", &["yes"]), ("region", &["eu"])])
+    );
+    assert_eq!(
+        requires_of(overridden),
+        tags(&[("gpu", &["yes"]), ("region", &["us"])])
+    );
     assert_eq!(requires_of(removed), tags(&[("region", &["eu"])]));
 }

@@ -18,7 +18,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +119,42 @@ pub struct LogEntry {
     pub values: Json,
 }
 
+/// A metric definition or point of an execution (`cf.Metric`, `cf.progress`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetricEntry {
+    /// A metric's definition (before its first point; a later one replaces it).
+    Define {
+        /// The execution.
+        execution: ExecutionId,
+        /// The metric's key.
+        key: String,
+        /// `coflux_core::sdk::MetricDefinition` as JSON.
+        definition: Json,
+    },
+    /// A point.
+    Point {
+        /// The execution.
+        execution: ExecutionId,
+        /// The metric's key.
+        key: String,
+        /// The value.
+        value: f64,
+        /// The x-axis position (seconds since the execution started, unless the code gave one).
+        at: f64,
+        /// Unix milliseconds when the agent received it.
+        timestamp_ms: u64,
+    },
+}
+
+impl MetricEntry {
+    /// The execution it is about.
+    pub fn execution(&self) -> ExecutionId {
+        match self {
+            Self::Define { execution, .. } | Self::Point { execution, .. } => *execution,
+        }
+    }
+}
+
 /// Agent → server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentFrame {
@@ -159,6 +195,8 @@ pub enum AgentFrame {
     },
     /// Log records.
     Logs(Vec<LogEntry>),
+    /// Metric definitions and points, in the order they were reported.
+    Metrics(Vec<MetricEntry>),
     /// An assigned execution started (`true`) or stopped (`false`) waiting for others: while
     /// it waits it does not count against the agent's capacity.
     Waiting {
@@ -356,6 +394,20 @@ mod tests {
             AgentFrame::Heartbeat {
                 executing: vec![execution()],
             },
+            AgentFrame::Metrics(vec![
+                MetricEntry::Define {
+                    execution: execution(),
+                    key: "progress".into(),
+                    definition: Json(r#"{"progress":true,"upper":10.0}"#.into()),
+                },
+                MetricEntry::Point {
+                    execution: execution(),
+                    key: "progress".into(),
+                    value: 3.0,
+                    at: 0.25,
+                    timestamp_ms: 1_700_000_000_000,
+                },
+            ]),
             AgentFrame::Draining,
         ];
         for frame in frames {

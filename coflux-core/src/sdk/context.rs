@@ -1,9 +1,13 @@
 //! The execution context: which execution is running, and the link to the orchestrator that
 //! child calls go through.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
+
+use super::metric::{MetricDefinition, MetricEvent};
 
 use crate::model::{
     ExecutionId, ExecutionResult, Millis, StepOptions, TargetKind, TargetRef, Value,
@@ -57,6 +61,11 @@ pub trait ExecutorLink: Send + Sync + 'static {
         let _ = (execution, execute_after);
         Box::pin(async { Ok(()) })
     }
+
+    /// Records a metric event of `execution` (fire and forget). The default drops it.
+    fn metric(&self, execution: ExecutionId, event: MetricEvent) {
+        let _ = (execution, event);
+    }
 }
 
 /// A suspension requested by a running execution (with [`crate::sdk::suspend`]).
@@ -75,6 +84,10 @@ pub struct Context {
     pub link: Arc<dyn ExecutorLink>,
     /// The suspension the body asked for, shared by the clones of this context.
     suspension: Arc<Mutex<Option<Suspension>>>,
+    /// When the execution started (the default x-axis of metric points).
+    started: Instant,
+    /// The metric definitions sent so far, by key.
+    metrics: Arc<Mutex<HashMap<String, MetricDefinition>>>,
 }
 
 tokio::task_local! {
@@ -88,7 +101,42 @@ impl Context {
             execution,
             link,
             suspension: Arc::default(),
+            started: Instant::now(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Records a metric point through the link, defining the metric first (again if its
+    /// definition changed); `at` defaults to the seconds since the execution started.
+    pub(crate) fn record_metric(
+        &self,
+        key: &str,
+        definition: &MetricDefinition,
+        value: f64,
+        at: Option<f64>,
+    ) {
+        let changed = {
+            let mut defined = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = defined.get(key) != Some(definition);
+            if changed {
+                defined.insert(key.to_owned(), definition.clone());
+            }
+            changed
+        };
+        if changed {
+            let event = MetricEvent::Define {
+                key: key.to_owned(),
+                definition: definition.clone(),
+            };
+            self.link.metric(self.execution, event);
+        }
+        let at = at.unwrap_or_else(|| self.started.elapsed().as_secs_f64());
+        let event = MetricEvent::Point {
+            key: key.to_owned(),
+            value,
+            at,
+        };
+        self.link.metric(self.execution, event);
     }
 
     /// The suspension the execution asked for, if any (the first request wins): the host ends

@@ -20,6 +20,8 @@
 //! - [`crate::sdk::suspend`] sends a `suspend` request with `execute_after` (epoch ms); once it
 //!   is answered the execution reports nothing more: the worker ends it as suspended (and sends
 //!   `abort`, which drops the future if it is still running).
+//! - [`crate::sdk::progress`] and [`crate::sdk::Metric`] send `define_metric` (before a key's
+//!   first point, and when its definition changes) and `metric` with an explicit `at`.
 //!
 //! Values travel as JSON (over 64 KiB as temp files named `coflux_rs_*`, which the agent
 //! removes). Fragments received from other executors keep their local path in place of a blob
@@ -39,13 +41,14 @@ use futures::future::{AbortHandle, Abortable, BoxFuture};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Context, ExecutorLink, Repository, Submission, SubmitRequest};
+use super::{Context, ExecutorLink, MetricEvent, Repository, Submission, SubmitRequest};
 use crate::model::{ErrorInfo, ExecutionId, ExecutionResult, Frame, Millis, TargetRef, Value};
 use crate::protocol::executor::{
-    AdapterNotification, AdapterRequest, Execute, ExecutionErrorParams, ExecutionResultParams,
-    FromWorker, Handle, Manifest, PROTOCOL_VERSION, Ready, Response, Select, SelectResult,
-    SelectStatus, SubmitExecution, SubmitResult, Suspend, TRANSFER_THRESHOLD, WireData, WireError,
-    WireValue, WorkerNotification, parse_worker_line, reference_from_wire, reference_to_wire,
+    AdapterNotification, AdapterRequest, DefineMetric, Execute, ExecutionErrorParams,
+    ExecutionResultParams, FromWorker, Handle, Manifest, MetricParams, PROTOCOL_VERSION, Ready,
+    Response, Select, SelectResult, SelectStatus, SubmitExecution, SubmitResult, Suspend,
+    TRANSFER_THRESHOLD, WireData, WireError, WireValue, WorkerNotification, parse_worker_line,
+    reference_from_wire, reference_to_wire,
 };
 
 /// Runs a repository as an executor binary: call it from `main` (see the module docs).
@@ -507,6 +510,27 @@ impl ExecutorLink for StdioLink {
             stream_wait: None,
         }));
         async move { reply.await.map(drop) }.boxed()
+    }
+
+    /// `define_metric` and `metric` notifications, as the Python SDK sends them.
+    fn metric(&self, execution: ExecutionId, event: MetricEvent) {
+        let execution_id = execution.to_string();
+        let notification = match event {
+            MetricEvent::Define { key, definition } => {
+                AdapterNotification::DefineMetric(DefineMetric {
+                    execution_id,
+                    key,
+                    definition: serde_json::to_value(definition).unwrap_or_default(),
+                })
+            }
+            MetricEvent::Point { key, value, at } => AdapterNotification::Metric(MetricParams {
+                execution_id,
+                key,
+                value,
+                at: Some(at),
+            }),
+        };
+        self.send(notification.to_line());
     }
 }
 

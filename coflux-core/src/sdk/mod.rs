@@ -28,12 +28,16 @@
 //! [`suspend`] ends the running execution as suspended: a new attempt of its step runs after
 //! the delay, re-running the body from the top, and the calls it repeats get the children its
 //! predecessor made (so they are not executed twice).
+//!
+//! [`progress`] and [`Metric`] record the running execution's progress and metrics (see the
+//! `metric` module docs for where they go).
 
 mod codec;
 mod context;
 mod error;
 pub mod executor;
 mod handle;
+mod metric;
 mod refs;
 mod repository;
 mod suspend;
@@ -46,6 +50,9 @@ pub use context::{
 };
 pub use error::{ExecutionError, Failure};
 pub use handle::{Handle, call, decode_value, submit};
+pub use metric::{
+    Metric, MetricDefinition, MetricEvent, MetricHook, PROGRESS_KEY, Progress, progress,
+};
 pub use repository::Repository;
 pub use suspend::{Suspended, suspend, suspend_at};
 pub use target::{Target, TargetFuture, decode_arg, encode_arg, encode_output};

@@ -365,10 +365,11 @@ impl ProjectStore for SqliteStore {
                 self.conn.prepare_cached("COMMIT")?.execute([])?;
                 Ok(())
             });
-        if applied.is_err() && !self.conn.is_autocommit() {
-            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
-                tracing::warn!(error = %e, "could not roll back a failed batch");
-            }
+        if applied.is_err()
+            && !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "could not roll back a failed batch");
         }
         applied
     }
@@ -965,6 +966,62 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl SqliteStore {
+    /// The keys of every blob the project's recorded values reference: step arguments
+    /// (`steps.arguments`), execution results (`results.result`) and the arguments of cron
+    /// schedules. A value references the blob holding it ([`crate::model::Value::Blob`]) and
+    /// the blob of each of its fragment references ([`crate::model::Reference::Fragment`]).
+    ///
+    /// Rows are streamed and decoded one at a time, so memory stays bounded apart from the
+    /// returned set. A row that does not decode is an error, never skipped: a caller deciding
+    /// what may be deleted must not mistake an unreadable reference for an absent one.
+    pub fn referenced_blob_keys(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut keys = std::collections::HashSet::new();
+        let mut steps = self.conn.prepare("SELECT arguments FROM steps")?;
+        let mut rows = steps.query([])?;
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(0)?;
+            let arguments: Vec<crate::model::Value> = from_json(&text, "step arguments")?;
+            for value in &arguments {
+                collect_blob_keys(value, &mut keys);
+            }
+        }
+        let mut results = self.conn.prepare("SELECT result FROM results")?;
+        let mut rows = results.query([])?;
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(0)?;
+            if let ExecutionResult::Value { value } = from_json(&text, "result")? {
+                collect_blob_keys(&value, &mut keys);
+            }
+        }
+        let mut schedules = self.conn.prepare("SELECT definition FROM schedules")?;
+        let mut rows = schedules.query([])?;
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(0)?;
+            let schedule: Schedule = from_json(&text, "schedule")?;
+            for value in &schedule.arguments {
+                collect_blob_keys(value, &mut keys);
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Adds the keys of the blobs `value` references (its own blob and its fragments') to `keys`.
+pub fn collect_blob_keys(
+    value: &crate::model::Value,
+    keys: &mut std::collections::HashSet<String>,
+) {
+    if let crate::model::Value::Blob { key, .. } = value {
+        keys.insert(key.clone());
+    }
+    for reference in value.references() {
+        if let crate::model::Reference::Fragment { blob_key, .. } = reference {
+            keys.insert(blob_key.clone());
+        }
+    }
 }
 
 #[cfg(test)]

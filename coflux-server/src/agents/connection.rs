@@ -8,8 +8,8 @@ use actix_ws::{CloseCode, CloseReason as WsCloseReason, MessageStream};
 use coflux_core::api::WorkerSpec;
 use coflux_core::model::{Dependencies, ExecutionId, ExecutionResult, StepOptions, Value};
 use coflux_core::protocol::agent::{
-    AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, PROTOCOL_VERSION, ReplyBody,
-    ServerFrame, WireError,
+    AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, MetricEntry, PROTOCOL_VERSION,
+    ReplyBody, ServerFrame, WireError,
 };
 use coflux_core::protocol::codec;
 use coflux_core::sdk::SubmitRequest;
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::sessions::{Ownership, Session, SubmitTurn};
+use crate::logs::metrics::MetricRecord;
 use crate::logs::{LogRecord, LogStore};
 use crate::state::AppState;
 
@@ -313,6 +314,7 @@ fn handle_frame(
             });
         }
         AgentFrame::Logs(entries) => store_logs(session, logs, entries),
+        AgentFrame::Metrics(entries) => store_metrics(session, logs, entries),
         AgentFrame::Waiting { execution, waiting } => {
             if session.ownership(execution) == Ownership::Assigned {
                 session
@@ -344,6 +346,43 @@ fn store_logs(session: &Session, logs: &LogStore, entries: Vec<LogEntry>) {
         .collect();
     if let Err(e) = logs.append(session.project.name(), records) {
         tracing::warn!(code = e.code(), error = %e, "log records refused");
+    }
+}
+
+/// Stores metric definitions and points of executions this session runs or ran (others are
+/// dropped), next to the logs.
+fn store_metrics(session: &Session, logs: &LogStore, entries: Vec<MetricEntry>) {
+    let records: Vec<MetricRecord> = entries
+        .into_iter()
+        .filter(|e| session.ownership(e.execution()) != Ownership::Foreign)
+        .filter_map(|e| match e {
+            MetricEntry::Define {
+                execution,
+                key,
+                definition,
+            } => Some(MetricRecord::Define {
+                execution,
+                key,
+                definition: serde_json::from_str(&definition.0).ok()?,
+                timestamp_ms: u64::try_from(coflux_core::model::now_millis()).unwrap_or(0),
+            }),
+            MetricEntry::Point {
+                execution,
+                key,
+                value,
+                at,
+                timestamp_ms,
+            } => Some(MetricRecord::Point {
+                execution,
+                key,
+                value,
+                at,
+                timestamp_ms,
+            }),
+        })
+        .collect();
+    if let Err(e) = logs.append_metrics(session.project.name(), records) {
+        tracing::warn!(code = e.code(), error = %e, "metric records refused");
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`environments`] — `/api/projects/{project}/environments[/{env}/pause|resume|archive]`;
 //! - [`manifests`] — `PUT|GET /api/projects/{project}/environments/{env}/manifests`;
 //! - [`runs`] — submission, listing, inspection, results, re-runs and cancellation;
+//! - [`metrics`] — `GET /api/projects/{project}/runs/{run}/metrics` (from the log database);
 //! - [`schedules`] — cron schedules of workflows;
 //! - [`settings`] — per-target concurrency limits and archiving modules, per environment;
 //! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
@@ -21,6 +22,7 @@ pub mod blobs;
 pub mod environments;
 pub mod health;
 pub mod manifests;
+pub mod metrics;
 pub mod projects;
 pub mod runs;
 pub mod schedules;
@@ -43,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(environments::configure)
             .configure(manifests::configure)
             .configure(runs::configure)
+            .configure(metrics::configure)
             .configure(settings::configure)
             .configure(schedules::configure)
             .configure(blobs::configure)

@@ -2,11 +2,14 @@
 //! `logs.sqlite` per project (next to its orchestration database), written by a dedicated
 //! thread in batches ([`LogStore`]), read over HTTP as pages or followed as server-sent events,
 //! and deleted after the retention period by a background sweep ([`LogStore::start_retention`]).
+//! Execution metrics live in the same database ([`metrics`]): [`LogStore::append_metrics`],
+//! [`LogStore::query_metrics`].
 //!
 //! Wiring: the handlers extract `web::Data<LogStore>`; register it with
 //! `App::app_data(web::Data::from(arc_of_log_store))` and call [`configure`].
 
 mod http;
+pub mod metrics;
 mod record;
 mod retention;
 mod schema;

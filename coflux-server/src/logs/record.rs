@@ -62,6 +62,9 @@ pub enum RecordError {
     /// The values could not be encoded as JSON.
     #[error("values cannot be encoded: {0}")]
     Unencodable(String),
+    /// A metric definition or point is malformed (key, definition or value).
+    #[error("{0}")]
+    InvalidMetric(String),
 }
 
 impl RecordError {
@@ -73,6 +76,7 @@ impl RecordError {
             Self::ValuesTooLarge { .. } => "values_too_large",
             Self::InvalidTimestamp(_) => "invalid_timestamp",
             Self::Unencodable(_) => "invalid_values",
+            Self::InvalidMetric(_) => "invalid_metric",
         }
     }
 }

@@ -5,6 +5,8 @@
 //! - Templates are stored once per distinct text (`templates`); captured output lines are
 //!   templates too.
 //! - `values_json` is the JSON of the record's `{name: Value}` map, `NULL` when empty.
+//! - Metrics (v2): one definition per execution and key (`definition_json`, the latest one
+//!   reported), and points in the order they arrived (`metric_points.id`).
 
 use rusqlite_migration::{M, Migrations};
 
@@ -31,9 +33,36 @@ CREATE INDEX messages_timestamp ON messages (timestamp);
 CREATE INDEX messages_template ON messages (template_id);
 ";
 
+const LOGS_V2_METRICS: &str = "
+CREATE TABLE metric_definitions (
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    definition_json TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step_number, attempt, key)
+) STRICT;
+
+CREATE TABLE metric_points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    at REAL NOT NULL,
+    timestamp INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX metric_points_execution ON metric_points (run_id, step_number, attempt, id);
+CREATE INDEX metric_points_timestamp ON metric_points (timestamp);
+CREATE INDEX metric_definitions_timestamp ON metric_definitions (timestamp);
+";
+
 /// The migrations of a log database, oldest first.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(LOGS_V1)])
+    Migrations::new(vec![M::up(LOGS_V1), M::up(LOGS_V2_METRICS)])
 }
 
 #[cfg(test)]

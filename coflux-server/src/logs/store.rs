@@ -23,6 +23,7 @@ use coflux_core::store::Durability;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{broadcast, oneshot};
 
+use super::metrics::{self, MetricRecord, RunMetrics};
 use super::record::{LogError, LogFilter, LogPage, LogRecord, StoredLog};
 use super::schema;
 
@@ -87,6 +88,9 @@ struct Prepared {
     values_json: Option<String>,
 }
 
+/// A metric record that passed validation, with its definition's JSON text.
+type PreparedMetric = (MetricRecord, Option<String>);
+
 enum Command {
     Append {
         project: ProjectName,
@@ -100,6 +104,10 @@ enum Command {
     },
     Flush {
         reply: oneshot::Sender<()>,
+    },
+    Metrics {
+        project: ProjectName,
+        records: Vec<PreparedMetric>,
     },
 }
 
@@ -240,6 +248,77 @@ impl LogStore {
         .inspect_err(|_| {
             shared.pending.fetch_sub(count, Ordering::AcqRel);
         })
+    }
+
+    /// Queues metric definitions and points of `project` for writing, like [`append`]
+    /// (validated here, refused as a whole, never waiting for the disk).
+    ///
+    /// [`append`]: Self::append
+    pub fn append_metrics(
+        &self,
+        project: &str,
+        records: Vec<MetricRecord>,
+    ) -> Result<(), LogError> {
+        let project = ProjectName::new(project)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut prepared = Vec::with_capacity(records.len());
+        for (index, record) in records.into_iter().enumerate() {
+            let json = record
+                .validate()
+                .map_err(|reason| LogError::InvalidRecord { index, reason })?;
+            prepared.push((record, json));
+        }
+        let count = prepared.len();
+        let shared = &self.inner.shared;
+        let before = shared.pending.fetch_add(count, Ordering::AcqRel);
+        if before > 0 && before + count > self.inner.options.max_pending {
+            shared.pending.fetch_sub(count, Ordering::AcqRel);
+            tracing::warn!(project = %project, records = count, pending = before, "metric batch refused: writer overloaded");
+            return Err(LogError::Overloaded { pending: before });
+        }
+        self.send(Command::Metrics {
+            project,
+            records: prepared,
+        })
+        .inspect_err(|_| {
+            shared.pending.fetch_sub(count, Ordering::AcqRel);
+        })
+    }
+
+    /// Reads the metrics of `run` (only `execution`'s, if given) on the blocking thread pool.
+    /// A project without a log database gives no metrics.
+    pub async fn query_metrics(
+        &self,
+        project: &str,
+        run: RunId,
+        execution: Option<ExecutionId>,
+    ) -> Result<RunMetrics, LogError> {
+        let project = ProjectName::new(project)?;
+        if let Some(execution) = execution
+            && execution.run() != run
+        {
+            return Err(LogError::FilterOutsideRun {
+                filter: execution.to_string(),
+                run,
+            });
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(conn) = this.take_reader(&project)? else {
+                return Ok(RunMetrics {
+                    run_id: run.to_string(),
+                    executions: Vec::new(),
+                    truncated: false,
+                });
+            };
+            let result = metrics::read(&conn, run, execution);
+            this.return_reader(&project, conn);
+            result
+        })
+        .await
+        .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?
     }
 
     /// Waits until everything appended before this call is committed (and published).
@@ -522,6 +601,7 @@ impl Writer {
     fn run(mut self, receiver: &mpsc::Receiver<Command>) {
         while let Ok(first) = receiver.recv() {
             let mut appends: Vec<(ProjectName, Vec<Prepared>)> = Vec::new();
+            let mut metric_appends: Vec<(ProjectName, Vec<PreparedMetric>)> = Vec::new();
             let mut controls = Vec::new();
             let mut taken = 0;
             let mut next = Some(first);
@@ -534,6 +614,13 @@ impl Writer {
                             None => appends.push((project, records)),
                         }
                     }
+                    Command::Metrics { project, records } => {
+                        taken += records.len();
+                        match metric_appends.iter_mut().find(|(p, _)| *p == project) {
+                            Some((_, queued)) => queued.extend(records),
+                            None => metric_appends.push((project, records)),
+                        }
+                    }
                     control => controls.push(control),
                 }
                 if taken < self.options.max_batch {
@@ -542,6 +629,9 @@ impl Writer {
             }
             for (project, records) in appends {
                 self.commit(&project, records);
+            }
+            for (project, records) in metric_appends {
+                self.commit_metrics(&project, records);
             }
             self.shared.pending.fetch_sub(taken, Ordering::AcqRel);
             for control in controls {
@@ -557,7 +647,7 @@ impl Writer {
                     } => {
                         let _ = reply.send(self.prune(&project, older_than_ms, limit));
                     }
-                    Command::Append { .. } => {}
+                    Command::Append { .. } | Command::Metrics { .. } => {}
                 }
             }
         }
@@ -581,6 +671,26 @@ impl Writer {
                 // Drop the connection: it is reopened (and re-checked) on the next batch.
                 self.connections.remove(project);
                 tracing::error!(project = %project, records = count, %error, "failed to write logs; they are lost");
+            }
+        }
+    }
+
+    fn commit_metrics(&mut self, project: &ProjectName, records: Vec<PreparedMetric>) {
+        let count = records.len();
+        let written = self.db(project).and_then(|db| {
+            let tx = db.conn.transaction()?;
+            metrics::write(&tx, records)?;
+            Ok(tx.commit()?)
+        });
+        match written {
+            Ok(()) => {
+                lock(&self.shared.stats).commits += 1;
+                tracing::trace!(project = %project, records = count, "metrics committed");
+            }
+            Err(error) => {
+                lock(&self.shared.stats).failures += 1;
+                self.connections.remove(project);
+                tracing::error!(project = %project, records = count, %error, "failed to write metrics; they are lost");
             }
         }
     }
@@ -723,6 +833,7 @@ impl Writer {
         )?;
         let last_batch = deleted < limit;
         if last_batch {
+            metrics::prune(&tx, older_than_ms, limit)?;
             tx.execute(
                 "DELETE FROM templates WHERE NOT EXISTS \
                  (SELECT 1 FROM messages m WHERE m.template_id = templates.id)",

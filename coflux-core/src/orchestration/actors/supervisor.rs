@@ -99,7 +99,9 @@ impl Supervisor {
             },
         );
         router.set_writer(writer);
-        if self.config.durability == Durability::Normal {
+        if self.config.durability == Durability::Normal
+            && std::env::var("COFLUX_TMP_NO_INLINE").is_err()
+        {
             // Without an fsync per commit, a small commit costs less than handing it to the
             // writer thread and back; with one, the actors keep working during the fsync.
             router.set_inline_commits(INLINE_COMMIT_MAX_WRITES);

@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::store::{BlobError, BlobKey, BlobReader};
+use super::store::{BlobEntry, BlobError, BlobKey, BlobReader};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -115,6 +115,67 @@ impl LocalBlobs {
             .map_err(|e| BlobError::Io(e.error))?;
         Ok(size)
     }
+}
+
+impl LocalBlobs {
+    /// Every blob of a project with its size and mtime (see [`super::BlobStore::list`]).
+    pub async fn list(&self, project: &ProjectName) -> Result<Vec<BlobEntry>, BlobError> {
+        let directory = self.root.join(project.as_str());
+        tokio::task::spawn_blocking(move || list_directory(&directory))
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Deletes a blob; one that is not there is no error.
+    pub async fn delete(&self, project: &ProjectName, key: &BlobKey) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.path(project, key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The blobs under `<project dir>/<key[0..2]>/<key>`; anything else (temporary upload files,
+/// misplaced names) is skipped, and so is a file deleted while the listing runs.
+fn list_directory(directory: &Path) -> Result<Vec<BlobEntry>, BlobError> {
+    let shards = match std::fs::read_dir(directory) {
+        Ok(shards) => shards,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut blobs = Vec::new();
+    for shard in shards {
+        let shard = shard?;
+        let Some(prefix) = shard.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(shard.path())? {
+            let entry = entry?;
+            let Some(Ok(key)) = entry.file_name().to_str().map(BlobKey::parse) else {
+                continue;
+            };
+            if key.as_str()[..2] != prefix {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if meta.is_file() {
+                blobs.push(BlobEntry {
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+            }
+        }
+    }
+    Ok(blobs)
 }
 
 /// Streams a file in 64 KiB chunks (for HTTP responses).

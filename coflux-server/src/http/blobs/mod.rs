@@ -16,7 +16,9 @@ mod store;
 
 pub use local::{LocalBlobs, file_stream};
 pub use s3::{PART_SIZE, S3Blobs};
-pub use store::{BlobError, BlobKey, BlobReader, BlobStore, DEFAULT_MAX_BLOB_SIZE};
+pub use store::{
+    BlobEntry, BlobError, BlobKey, BlobReader, BlobStore, DEFAULT_MAX_BLOB_SIZE, Deletion,
+};
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};

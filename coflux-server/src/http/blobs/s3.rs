@@ -20,11 +20,11 @@ use coflux_core::model::ProjectName;
 use futures::{Stream, StreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::{BlobError, BlobKey, BlobReader};
+use super::store::{BlobEntry, BlobError, BlobKey, BlobReader};
 use crate::config::S3Config;
 
 /// The size of a multipart upload's parts (S3's minimum is 5 MiB).
@@ -245,6 +245,55 @@ impl S3Blobs {
         drop(chunks);
         done.await
             .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+    }
+}
+
+impl S3Blobs {
+    /// Every blob of a project with its size and `LastModified` (see
+    /// [`super::BlobStore::list`]): the objects directly under `[<prefix>/]<project>/` whose
+    /// names are blob keys, listed page by page on the S3 runtime.
+    pub async fn list(&self, project: &ProjectName) -> Result<Vec<BlobEntry>, BlobError> {
+        let store = Arc::clone(&self.store);
+        let parts = self.prefix.iter().map(String::as_str);
+        let directory = Path::from_iter(parts.chain([project.as_str()]));
+        self.io
+            .run(async move {
+                let mut listing = store.list(Some(&directory));
+                let mut blobs = Vec::new();
+                while let Some(meta) = listing.next().await {
+                    let meta = meta.map_err(backend_error)?;
+                    let Some(mut rest) = meta.location.prefix_match(&directory) else {
+                        continue;
+                    };
+                    let (Some(name), None) = (rest.next(), rest.next()) else {
+                        continue;
+                    };
+                    let Ok(key) = BlobKey::parse(name.as_ref()) else {
+                        continue;
+                    };
+                    blobs.push(BlobEntry {
+                        key,
+                        size: meta.size,
+                        modified: meta.last_modified.into(),
+                    });
+                }
+                Ok(blobs)
+            })
+            .await
+    }
+
+    /// Deletes a blob; one that is not there is no error.
+    pub async fn delete(&self, project: &ProjectName, key: &BlobKey) -> Result<(), BlobError> {
+        let store = Arc::clone(&self.store);
+        let location = self.location(project, key);
+        self.io
+            .run(async move {
+                match store.delete(&location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(backend_error(e)),
+                }
+            })
+            .await
     }
 }
 

@@ -6,9 +6,21 @@
 //! validated by [`ProjectName`], so no request can name anything outside its project. Uploads
 //! are streamed (memory stays bounded whatever the blob's size), hashed on the way, and become
 //! visible only once the hash matches the key.
+//!
+//! For garbage collection ([`crate::gc`]) a store lists a project's blobs with their age
+//! ([`BlobStore::list`]) and deletes them ([`BlobStore::delete_unused`]). With usage tracking
+//! on ([`BlobStore::with_usage_tracking`]), every upload and every existence or size check
+//! ([`BlobStore::write`], [`BlobStore::size`]: what `PUT`, `HEAD` and asset creation do)
+//! records that the blob was just used, and a blob used since a sweep's cutoff is not deleted:
+//! an agent that found a blob present (and so skipped uploading it) can still reference it.
+//! A use and a deletion of the same blob are serialized, so a check never answers "present"
+//! for a blob that a sweep is deleting at that moment.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use coflux_core::model::ProjectName;
@@ -89,6 +101,81 @@ impl fmt::Display for BlobKey {
 pub struct BlobStore {
     backend: Backend,
     max_size: u64,
+    usage: Option<Arc<Usage>>,
+}
+
+/// A stored blob, as listed for garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// Its key.
+    pub key: BlobKey,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (the file's mtime; the object's `LastModified` on S3).
+    pub modified: SystemTime,
+}
+
+/// What became of a blob [`BlobStore::delete_unused`] was asked to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// It was deleted (or was already gone).
+    Deleted,
+    /// It was uploaded or checked at or after the cutoff, so it was kept.
+    RecentlyUsed,
+}
+
+/// When blobs were last uploaded or checked, and which are being deleted (usage tracking).
+#[derive(Debug, Default)]
+struct Usage {
+    state: Mutex<UsageState>,
+}
+
+#[derive(Debug, Default)]
+struct UsageState {
+    /// `<project>/<key>` → when it was last uploaded or checked.
+    last_used: HashMap<String, SystemTime>,
+    /// `<project>/<key>` of the blobs being deleted right now.
+    deleting: HashSet<String>,
+}
+
+/// How often a use waits for the deletion of the same blob to end (rare and short).
+const DELETION_POLL: Duration = Duration::from_millis(5);
+
+impl Usage {
+    fn lock(&self) -> std::sync::MutexGuard<'_, UsageState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a use now; if the blob is being deleted, waits until the deletion is over, so
+    /// what the caller does next (check or upload) happens after it.
+    async fn note(&self, id: String) {
+        let deleting = {
+            let mut state = self.lock();
+            state.last_used.insert(id.clone(), SystemTime::now());
+            state.deleting.contains(&id)
+        };
+        if deleting {
+            while self.lock().deleting.contains(&id) {
+                tokio::time::sleep(DELETION_POLL).await;
+            }
+        }
+    }
+}
+
+/// Clears a blob's "being deleted" mark when its deletion ends (or is cancelled).
+struct DeletingMark<'a> {
+    usage: &'a Usage,
+    id: String,
+}
+
+impl Drop for DeletingMark<'_> {
+    fn drop(&mut self) {
+        self.usage.lock().deleting.remove(&self.id);
+    }
+}
+
+fn usage_id(project: &ProjectName, key: &BlobKey) -> String {
+    format!("{}/{}", project.as_str(), key.as_str())
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +206,7 @@ impl BlobStore {
         Self {
             backend: Backend::Local(LocalBlobs::new(data_dir.as_ref())),
             max_size: DEFAULT_MAX_BLOB_SIZE,
+            usage: None,
         }
     }
 
@@ -132,6 +220,7 @@ impl BlobStore {
             BlobStoreConfig::S3(s3) => Ok(Self {
                 backend: Backend::S3(S3Blobs::connect(s3)?),
                 max_size: DEFAULT_MAX_BLOB_SIZE,
+                usage: None,
             }),
         }
     }
@@ -140,6 +229,29 @@ impl BlobStore {
     pub fn with_max_size(mut self, max_size: u64) -> Self {
         self.max_size = max_size;
         self
+    }
+
+    /// Turns usage tracking on (for garbage collection): uploads and checks are remembered in
+    /// memory until [`BlobStore::forget_uses_before`] drops them, and
+    /// [`BlobStore::delete_unused`] spares recently used blobs. Clones made afterwards share
+    /// the record.
+    pub fn with_usage_tracking(mut self) -> Self {
+        self.usage = Some(Arc::default());
+        self
+    }
+
+    /// Forgets the uses older than `cutoff` (they no longer protect anything), bounding the
+    /// memory usage tracking takes to the blobs used since.
+    pub fn forget_uses_before(&self, cutoff: SystemTime) {
+        if let Some(usage) = &self.usage {
+            usage.lock().last_used.retain(|_, used| *used >= cutoff);
+        }
+    }
+
+    async fn note_use(&self, project: &ProjectName, key: &BlobKey) {
+        if let Some(usage) = &self.usage {
+            usage.note(usage_id(project, key)).await;
+        }
     }
 
     /// The largest blob accepted.
@@ -163,12 +275,16 @@ impl BlobStore {
         }
     }
 
-    /// The blob's size, if it exists.
+    /// The blob's size, if it exists. With usage tracking on, this counts as a use of the
+    /// blob (see [`BlobStore::with_usage_tracking`]).
     pub async fn size(
         &self,
         project: &ProjectName,
         key: &BlobKey,
     ) -> Result<Option<u64>, BlobError> {
+        // A check usually precedes a reference to the blob (an agent skips uploading what is
+        // present; an asset is recorded over present blobs): it counts as a use.
+        self.note_use(project, key).await;
         match &self.backend {
             Backend::Local(local) => local.size(project, key).await,
             Backend::S3(s3) => s3.size(project, key).await,
@@ -207,7 +323,7 @@ impl BlobStore {
     /// Stores a blob from a stream of chunks, hashing it on the way; it becomes visible only if
     /// the hash equals `key` (local: a temporary file renamed into place; S3: a single upload
     /// or a multipart upload completed only after the check). Returns the size written. On any
-    /// error nothing is left behind.
+    /// error nothing is left behind. With usage tracking on, this counts as a use.
     pub async fn write<S, E>(
         &self,
         project: &ProjectName,
@@ -218,6 +334,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
+        self.note_use(project, key).await;
         match &self.backend {
             Backend::Local(local) => local.write(project, key, self.max_size, body).await,
             Backend::S3(s3) => s3.write(project, key, self.max_size, body).await,
@@ -233,6 +350,45 @@ impl BlobStore {
     ) -> Result<u64, BlobError> {
         let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(content)]);
         self.write(project, key, body).await
+    }
+
+    /// Every blob of a project, with its size and last write time, in no particular order.
+    /// Names in the project's storage that are not blob keys (temporary upload files) are left
+    /// out.
+    pub async fn list(&self, project: &ProjectName) -> Result<Vec<BlobEntry>, BlobError> {
+        match &self.backend {
+            Backend::Local(local) => local.list(project).await,
+            Backend::S3(s3) => s3.list(project).await,
+        }
+    }
+
+    /// Deletes a blob unless it was used (uploaded or checked, see
+    /// [`BlobStore::with_usage_tracking`]) at or after `cutoff`. A use of the same blob that
+    /// starts while the deletion runs waits for it to end. Deleting a blob that is not there
+    /// succeeds.
+    pub async fn delete_unused(
+        &self,
+        project: &ProjectName,
+        key: &BlobKey,
+        cutoff: SystemTime,
+    ) -> Result<Deletion, BlobError> {
+        let _mark = match &self.usage {
+            Some(usage) => {
+                let id = usage_id(project, key);
+                let mut state = usage.lock();
+                if state.last_used.get(&id).is_some_and(|used| *used >= cutoff) {
+                    return Ok(Deletion::RecentlyUsed);
+                }
+                state.deleting.insert(id.clone());
+                Some(DeletingMark { usage, id })
+            }
+            None => None,
+        };
+        match &self.backend {
+            Backend::Local(local) => local.delete(project, key).await?,
+            Backend::S3(s3) => s3.delete(project, key).await?,
+        }
+        Ok(Deletion::Deleted)
     }
 }
 

@@ -1,0 +1,83 @@
+//! The blobs a project's recorded values reference, for garbage collection of blob storage.
+
+use std::collections::HashSet;
+
+use crate::store::sqlite::SqliteStore;
+
+use super::error::Error;
+use super::project::Project;
+
+impl Project {
+    /// The keys of every blob referenced by the project's recorded step arguments, execution
+    /// results and schedule arguments (see [`SqliteStore::referenced_blob_keys`]). Read on a
+    /// blocking thread through a read-only connection, so the project's writer is not held
+    /// up. An undecodable row is an error: callers must then treat every blob as referenced.
+    pub async fn referenced_blob_keys(&self) -> Result<HashSet<String>, Error> {
+        let path = self.handle().db_path.clone();
+        actix_rt::task::spawn_blocking(move || {
+            let store = SqliteStore::open_reader(&path)?;
+            Ok(store.referenced_blob_keys()?)
+        })
+        .await
+        .map_err(|_| Error::Unavailable("blob reference task failed".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Coflux;
+    use crate::model::{Reference, StepOptions, TargetRef, Value};
+    use serde_json::json;
+
+    #[actix_rt::test]
+    async fn blob_refs_come_from_arguments_and_fail_on_corrupt_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let coflux = Coflux::open(dir.path()).await.unwrap();
+        let project = coflux.project("gc").await.unwrap();
+        project
+            .create_environment("production", None)
+            .await
+            .unwrap();
+        assert!(project.referenced_blob_keys().await.unwrap().is_empty());
+
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let fragment = |key: &str| Reference::Fragment {
+            format: "pickle".into(),
+            blob_key: key.to_owned(),
+            size: 3,
+            metadata: json!({}),
+        };
+        let arguments = vec![
+            Value::Blob {
+                key: a.clone(),
+                size: 10,
+                references: vec![fragment(&b)],
+            },
+            Value::Raw {
+                data: json!({"type": "ref", "index": 0}),
+                references: vec![fragment(&c)],
+            },
+            Value::raw(json!(1)),
+        ];
+        project
+            .submit_target(
+                "production",
+                TargetRef::new("m", "w"),
+                arguments,
+                StepOptions::default(),
+            )
+            .await
+            .unwrap();
+        let keys = project.referenced_blob_keys().await.unwrap();
+        assert_eq!(keys, [a, b, c].into_iter().collect());
+
+        // A row that cannot be decoded fails the whole listing instead of being skipped.
+        let conn = rusqlite::Connection::open(&project.handle().db_path).unwrap();
+        conn.execute(
+            "UPDATE steps SET arguments = '[{\"type\":\"mystery\"}]'",
+            [],
+        )
+        .unwrap();
+        assert!(project.referenced_blob_keys().await.is_err());
+    }
+}
