@@ -18,10 +18,6 @@ use super::super::run::RunCore;
 use super::hosts::ProjectActor;
 use super::router::Router;
 
-/// A turn of the actors with at most this many writes is committed on the actors' thread when
-/// the writer is idle (see [`Router::set_inline_commits`]).
-const INLINE_COMMIT_MAX_WRITES: usize = 64;
-
 /// Where projects live and how they commit.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
@@ -99,13 +95,6 @@ impl Supervisor {
             },
         );
         router.set_writer(writer);
-        if self.config.durability == Durability::Normal
-            && std::env::var("COFLUX_TMP_NO_INLINE").is_err()
-        {
-            // Without an fsync per commit, a small commit costs less than handing it to the
-            // writer thread and back; with one, the actors keep working during the fsync.
-            router.set_inline_commits(INLINE_COMMIT_MAX_WRITES);
-        }
         let now = now_millis();
         let mut out = Outbox::default();
         let mut core = ProjectCore::restore(&snapshot, &mut out);
