@@ -421,3 +421,52 @@ async fn semantics_an_archived_module_is_hidden_until_registered_again() {
     server.wait_registered(P, "production", "patient").await;
     assert!(listed(coflux_tests::get(&server.url, &manifests).await) > 0);
 }
+
+#[actix_rt::test]
+async fn semantics_cache_namespace_version_parameters_and_max_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(
+            P,
+            "production",
+            "semantics_flows",
+            "cache_options",
+            json!([]),
+        )
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(
+        result["value"],
+        json!({"a": "a:k:1", "b": "a:k:1", "v2": "v2:k:3", "same": true, "expired": true}),
+        "{result}"
+    );
+}
+
+#[actix_rt::test]
+async fn semantics_a_timeout_cancels_descendants_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", "semantics_flows", "times_out", json!([]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["status"], "timeout", "{result}");
+    let view = server.inspect(P, &run).await;
+    let states = |target| -> Vec<String> {
+        executions(&view, target)
+            .iter()
+            .map(|e| e["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        states("times_out"),
+        vec!["timeout", "timeout"],
+        "retried once"
+    );
+    assert_eq!(
+        states("forever"),
+        vec!["cancelled", "cancelled"],
+        "children cancelled"
+    );
+}

@@ -157,3 +157,45 @@ def first_wins():
     with cf.suspense(0.2):
         winner, remaining = cf.select([slow, quick], cancel_remaining=True)
     return {"winner": winner.result(), "remaining": len(remaining)}
+
+
+@cf.task(cache=cf.Cache(params=["key"], namespace="shared", version="1"))
+def cached_a(key, noise):
+    return f"a:{key}:{noise}"
+
+
+@cf.task(cache=cf.Cache(params=["key"], namespace="shared", version="1"))
+def cached_b(key, noise):
+    return f"b:{key}:{noise}"
+
+
+@cf.task(cache=cf.Cache(params=["key"], namespace="shared", version="2"))
+def cached_v2(key, noise):
+    return f"v2:{key}:{noise}"
+
+
+@cf.task(cache=cf.Cache(0.5))
+def short_lived(x):
+    return time.time()
+
+
+@cf.workflow()
+def cache_options():
+    a = cached_a("k", 1)
+    b = cached_b("k", 2)  # same namespace, version and chosen parameter: a's result
+    v2 = cached_v2("k", 3)  # another version: not cached
+    t1 = short_lived(1)
+    t2 = short_lived(1)  # within max age: t1's result
+    time.sleep(0.8)
+    t3 = short_lived(1)  # past max age: runs again
+    return {"a": a, "b": b, "v2": v2, "same": t1 == t2, "expired": t3 != t1}
+
+
+@cf.task()
+def forever():
+    time.sleep(60)
+
+
+@cf.workflow(timeout=1.5, retries=1)
+def times_out():
+    return forever.submit().result()
