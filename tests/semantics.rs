@@ -34,29 +34,39 @@ fn executions<'a>(view: &'a Json, target: &str) -> Vec<&'a Json> {
         .collect()
 }
 
+/// Submits a workflow of `semantics_flows` in `production`; returns the run id.
+async fn run_flow(server: &Server, target: &str, arguments: Json) -> String {
+    server
+        .submit(P, "production", "semantics_flows", target, arguments)
+        .await
+}
+
+/// The states of the executions of `target`'s steps, in order.
+fn states(view: &Json, target: &str) -> Vec<String> {
+    executions(view, target)
+        .iter()
+        .map(|e| e["state"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
 #[actix_rt::test]
 async fn semantics_a_suspense_timeout_suspends_and_the_resumed_attempt_reuses_its_child() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "patient", json!([3]))
-        .await;
+    let run = run_flow(&server, "patient", json!([3])).await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["value"], 31, "{result}");
     let view = server.inspect(P, &run).await;
-    let states = step_states(&view);
-    let root: Vec<_> = executions(&view, "patient")
-        .iter()
-        .map(|e| e["state"].as_str().unwrap().to_string())
-        .collect();
+    let all = step_states(&view);
+    let root = states(&view, "patient");
     assert_eq!(
         root.first().map(String::as_str),
         Some("suspended"),
-        "{states:?}"
+        "{all:?}"
     );
-    assert_eq!(root.last().map(String::as_str), Some("value"), "{states:?}");
+    assert_eq!(root.last().map(String::as_str), Some("value"), "{all:?}");
     let children = executions(&view, "slow_value");
-    assert_eq!(children.len(), 1, "the child ran once: {states:?}");
+    assert_eq!(children.len(), 1, "the child ran once: {all:?}");
 }
 
 #[actix_rt::test]
@@ -64,15 +74,12 @@ async fn semantics_cf_suspend_resumes_the_step_after_its_delay() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
     let marker = dir.path().join("marker");
-    let run = server
-        .submit(
-            P,
-            "production",
-            "semantics_flows",
-            "suspend_once",
-            json!([marker.display().to_string()]),
-        )
-        .await;
+    let run = run_flow(
+        &server,
+        "suspend_once",
+        json!([marker.display().to_string()]),
+    )
+    .await;
     assert_eq!(server.result(P, &run, 60).await["value"], "resumed");
     let view = server.inspect(P, &run).await;
     let runs = executions(&view, "suspend_once");
@@ -90,9 +97,7 @@ async fn semantics_cf_suspend_resumes_the_step_after_its_delay() {
 async fn semantics_wait_for_holds_a_task_until_its_argument_finished() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "waits", json!([]))
-        .await;
+    let run = run_flow(&server, "waits", json!([])).await;
     assert_eq!(server.result(P, &run, 60).await["value"], 41);
     let view = server.inspect(P, &run).await;
     let upstream = executions(&view, "slow_value")[0];
@@ -107,19 +112,14 @@ async fn semantics_wait_for_holds_a_task_until_its_argument_finished() {
 async fn semantics_deferred_calls_with_the_same_key_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "debounce", json!([]))
-        .await;
+    let run = run_flow(&server, "debounce", json!([])).await;
     assert_eq!(
         server.result(P, &run, 60).await["value"],
         json!(["ran k", "ran k"])
     );
     let view = server.inspect(P, &run).await;
-    let states: Vec<_> = executions(&view, "debounced")
-        .iter()
-        .map(|e| e["state"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(states, vec!["deferred", "value"]);
+    let debounced = states(&view, "debounced");
+    assert_eq!(debounced, vec!["deferred", "value"]);
 }
 
 #[actix_rt::test]
@@ -127,31 +127,18 @@ async fn semantics_a_recurrent_workflow_runs_until_it_returns_a_value() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
     let counter = dir.path().join("counter");
-    let run = server
-        .submit(
-            P,
-            "production",
-            "semantics_flows",
-            "ticker",
-            json!([counter.display().to_string()]),
-        )
-        .await;
+    let run = run_flow(&server, "ticker", json!([counter.display().to_string()])).await;
     assert_eq!(server.result(P, &run, 60).await["value"], 3);
     let view = server.inspect(P, &run).await;
-    let states: Vec<_> = executions(&view, "ticker")
-        .iter()
-        .map(|e| e["state"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(states, vec!["recurred", "recurred", "value"]);
+    let ticks = states(&view, "ticker");
+    assert_eq!(ticks, vec!["recurred", "recurred", "value"]);
 }
 
 #[actix_rt::test]
 async fn semantics_a_workflow_calling_a_workflow_spawns_a_linked_run() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "outer", json!([4]))
-        .await;
+    let run = run_flow(&server, "outer", json!([4])).await;
     assert_eq!(server.result(P, &run, 60).await["value"], 10);
     let view = server.inspect(P, &run).await;
     assert!(
@@ -170,15 +157,7 @@ async fn semantics_a_workflow_calling_a_workflow_spawns_a_linked_run() {
 async fn semantics_cancelling_a_workflow_cancels_the_run_it_spawned() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(
-            P,
-            "production",
-            "semantics_flows",
-            "outer_sleeper",
-            json!([]),
-        )
-        .await;
+    let run = run_flow(&server, "outer_sleeper", json!([])).await;
     let child_run = eventually(Duration::from_secs(30), "the spawned run", || async {
         let view = server.inspect(P, &run).await;
         view["spawned"][0]["run_id"].as_str().map(str::to_string)
@@ -201,9 +180,7 @@ async fn semantics_cancelling_a_workflow_cancels_the_run_it_spawned() {
 async fn semantics_a_memoising_workflow_runs_a_repeated_call_once() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "memo_run", json!([]))
-        .await;
+    let run = run_flow(&server, "memo_run", json!([])).await;
     assert_eq!(server.result(P, &run, 60).await["value"], json!([1, 1]));
     let view = server.inspect(P, &run).await;
     assert_eq!(executions(&view, "counted").len(), 1, "{view}");
@@ -213,9 +190,7 @@ async fn semantics_a_memoising_workflow_runs_a_repeated_call_once() {
 async fn semantics_an_error_the_retry_policy_excludes_is_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "unretryable", json!([]))
-        .await;
+    let run = run_flow(&server, "unretryable", json!([])).await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["status"], "error", "{result}");
     let view = server.inspect(P, &run).await;
@@ -226,9 +201,7 @@ async fn semantics_an_error_the_retry_policy_excludes_is_not_retried() {
 async fn semantics_steps_called_in_a_group_carry_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "grouped", json!([]))
-        .await;
+    let run = run_flow(&server, "grouped", json!([])).await;
     assert_eq!(server.result(P, &run, 60).await["value"], 12);
     let view = server.inspect(P, &run).await;
     let groups: Vec<_> = view["steps"]
@@ -254,15 +227,7 @@ async fn semantics_a_concurrency_limit_runs_a_target_one_at_a_time() {
         .await
         .unwrap();
     assert!(limit.status().is_success());
-    let run = server
-        .submit(
-            P,
-            "production",
-            "semantics_flows",
-            "limited_fan_out",
-            json!([]),
-        )
-        .await;
+    let run = run_flow(&server, "limited_fan_out", json!([])).await;
     assert_eq!(
         server.result(P, &run, 60).await["value"],
         json!([0, 10, 20])
@@ -306,9 +271,7 @@ async fn semantics_tasks_inherit_their_workflows_requires() {
         "a",
         &["--concurrency", "4", "--provides", "gpu:yes"],
     );
-    let run = server
-        .submit(P, "production", "semantics_flows", "on_gpu", json!([]))
-        .await;
+    let run = run_flow(&server, "on_gpu", json!([])).await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["value"], json!(["a", "a", "a"]), "{result}");
 }
@@ -365,9 +328,7 @@ async fn semantics_a_cron_schedule_starts_python_runs_until_removed() {
 async fn semantics_after_a_suspended_select_the_first_handle_to_finish_wins() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "first_wins", json!([]))
-        .await;
+    let run = run_flow(&server, "first_wins", json!([])).await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(
         result["value"],
@@ -375,19 +336,13 @@ async fn semantics_after_a_suspended_select_the_first_handle_to_finish_wins() {
         "{result}"
     );
     let view = server.inspect(P, &run).await;
-    let root: Vec<_> = executions(&view, "first_wins")
-        .iter()
-        .map(|e| e["state"].as_str().unwrap().to_string())
-        .collect();
+    let root = states(&view, "first_wins");
     assert_eq!(
         root,
         vec!["suspended", "value"],
         "resumed once, when the quick one finished"
     );
-    let children: Vec<_> = executions(&view, "slow_value")
-        .iter()
-        .map(|e| e["state"].as_str().unwrap().to_string())
-        .collect();
+    let children = states(&view, "slow_value");
     assert_eq!(
         children,
         vec!["cancelled", "value"],
@@ -426,15 +381,7 @@ async fn semantics_an_archived_module_is_hidden_until_registered_again() {
 async fn semantics_cache_namespace_version_parameters_and_max_age() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(
-            P,
-            "production",
-            "semantics_flows",
-            "cache_options",
-            json!([]),
-        )
-        .await;
+    let run = run_flow(&server, "cache_options", json!([])).await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(
         result["value"],
@@ -447,25 +394,17 @@ async fn semantics_cache_namespace_version_parameters_and_max_age() {
 async fn semantics_a_timeout_cancels_descendants_and_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;
-    let run = server
-        .submit(P, "production", "semantics_flows", "times_out", json!([]))
-        .await;
+    let run = run_flow(&server, "times_out", json!([])).await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["status"], "timeout", "{result}");
     let view = server.inspect(P, &run).await;
-    let states = |target| -> Vec<String> {
-        executions(&view, target)
-            .iter()
-            .map(|e| e["state"].as_str().unwrap().to_string())
-            .collect()
-    };
     assert_eq!(
-        states("times_out"),
+        states(&view, "times_out"),
         vec!["timeout", "timeout"],
         "retried once"
     );
     assert_eq!(
-        states("forever"),
+        states(&view, "forever"),
         vec!["cancelled", "cancelled"],
         "children cancelled"
     );
