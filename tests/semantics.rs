@@ -409,3 +409,16 @@ async fn semantics_a_timeout_cancels_descendants_and_is_retried() {
         "children cancelled"
     );
 }
+
+#[actix_rt::test]
+async fn semantics_poll_answers_at_once_with_or_without_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = run_flow(&server, "polls", json!([])).await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(
+        result["value"],
+        json!({"ready": 50, "not_ready": "pending", "within": "pending"}),
+        "{result}"
+    );
+}

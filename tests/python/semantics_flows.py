@@ -199,3 +199,15 @@ def forever():
 @cf.workflow(timeout=1.5, retries=1)
 def times_out():
     return forever.submit().result()
+
+
+@cf.workflow()
+def polls():
+    quick = slow_value.submit(5, 0.0)
+    slow = slow_value.submit(6, 5.0)
+    time.sleep(1.0)  # quick has finished by now; slow has not
+    return {
+        "ready": quick.poll(),
+        "not_ready": slow.poll(default="pending"),
+        "within": slow.poll(0.1, default="pending"),
+    }
