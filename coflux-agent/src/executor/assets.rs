@@ -224,26 +224,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_paths_are_rejected() {
-        for good in ["a", "out.txt", "d/sub/f.csv", "a..b", ".hidden"] {
-            assert_eq!(validate_path(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../b",
-            "a/./b",
-            "a//b",
-            "a/",
-            "a\0b",
-        ] {
-            assert!(validate_path(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_entries(["a", "a/b"]).is_err());
-        assert!(validate_entries(["a/b", "ab"]).is_ok());
-        assert!(valid_id("A0123456789abcdef"));
-        assert!(!valid_id("A0123456789abcde/"));
+    fn media_types_come_from_extensions() {
         assert_eq!(media_type("x/report.CSV"), Some("text/csv"));
         assert_eq!(media_type("noext"), None);
     }

@@ -61,3 +61,44 @@ pub fn validate_entries<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_escape_are_rejected() {
+        for good in [
+            "a",
+            "out.txt",
+            "dir/sub/file.csv",
+            "a..b",
+            ".hidden",
+            "x/.y",
+        ] {
+            assert_eq!(validate_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../b",
+            "a/./b",
+            "..",
+            ".",
+            "a//b",
+            "a/",
+            "a\\..\\b",
+            "a\0b",
+            "a\nb",
+        ] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_entries(["a", "a/b"]).is_err());
+        assert!(validate_entries(["a/b/c", "a/b"]).is_err());
+        assert!(validate_entries(["a/b", "a/c", "ab"]).is_ok());
+        assert!(valid_id("A0123456789abcdef"));
+        assert!(!valid_id("A0123456789abcde/"));
+        assert!(!valid_id("a0123456789abcdef"));
+    }
+}

@@ -13,16 +13,11 @@
 //! `on_error` and not delivered. When it fails for any other reason (I/O, a locked database),
 //! the whole group is reported once and none of it is delivered. The writer keeps running
 //! either way.
-//!
-//! A submitter may instead [commit on its own thread](GroupCommitWriter::commit_here_or_submit)
-//! when the writer is idle: nothing is queued and no group is being committed. The same lock
-//! guards the store and the callbacks, so groups are still committed and delivered one at a
-//! time, in submission order; this only saves the two thread hand-offs (to the writer thread
-//! and back) that otherwise dominate a chain of small dependent commits.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::{ProjectStore, StoreError, Write};
@@ -41,9 +36,6 @@ struct Counters {
     batches: AtomicU64,
     writes: AtomicU64,
     failures: AtomicU64,
-    /// Groups committed by a submitter on its own thread (see
-    /// [`GroupCommitWriter::commit_here_or_submit`]).
-    inline: AtomicU64,
 }
 
 /// A snapshot of a writer's counters.
@@ -57,8 +49,6 @@ pub struct WriterStats {
     pub writes: u64,
     /// Transactions that failed.
     pub failures: u64,
-    /// Groups handled on a submitter's thread rather than the writer thread.
-    pub inline: u64,
 }
 
 impl WriterStats {
@@ -72,43 +62,18 @@ impl WriterStats {
     }
 }
 
-type DeliverFn<E> = Box<dyn FnMut(E) + Send>;
-type ErrorFn<E> = Box<dyn FnMut(StoreError, Vec<E>) + Send>;
-
-/// What committing needs: the store and the callbacks, used by the writer thread and, when it
-/// is idle, by a submitter committing on its own thread. Whoever holds the lock commits and
-/// delivers a whole group before releasing it.
-struct Committer<E> {
-    store: Box<dyn ProjectStore>,
-    deliver: DeliverFn<E>,
-    on_error: ErrorFn<E>,
-    /// Scratch buffers, reused from group to group.
-    writes: Vec<Write>,
-    ends: Vec<usize>,
-}
-
-/// State shared by the handles and the thread.
-struct Shared<E> {
-    committer: Mutex<Committer<E>>,
-    /// Batches sent to the thread's queue and not yet delivered (or reported failed). A
-    /// submitter may only commit on its own thread when this is zero, so batches are still
-    /// committed and delivered in submission order.
-    queued: AtomicUsize,
-    counters: Counters,
-}
-
 /// A handle to a group-commit writer thread. Clone it to submit from several places; the
 /// thread finishes what is queued and exits when the last handle is dropped.
 pub struct GroupCommitWriter<E> {
     sender: mpsc::Sender<Batch<E>>,
-    shared: Arc<Shared<E>>,
+    counters: Arc<Counters>,
 }
 
 impl<E> Clone for GroupCommitWriter<E> {
     fn clone(&self) -> Self {
         Self {
             sender: self.sender.clone(),
-            shared: Arc::clone(&self.shared),
+            counters: Arc::clone(&self.counters),
         }
     }
 }
@@ -125,8 +90,7 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
     /// Starts a writer thread named `thread_name` that owns `store`. `deliver` receives each
     /// batch's follow-up once its writes are committed; `on_error` receives the errors of
     /// failed commits together with the follow-ups that will not be delivered (so waiting
-    /// callers can be told). Both run on the writer thread (or, with
-    /// [`commit_here_or_submit`](Self::commit_here_or_submit), on the submitter's thread).
+    /// callers can be told). Both run on the writer thread.
     ///
     /// If the thread cannot be started, the failure is logged and every
     /// [`submit`](Self::submit) returns [`StoreError::WriterStopped`].
@@ -152,101 +116,53 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
         on_error: impl FnMut(StoreError, Vec<E>) + Send + 'static,
     ) -> Self {
         let (sender, receiver) = mpsc::channel();
-        let shared = Arc::new(Shared {
-            committer: Mutex::new(Committer {
-                store,
-                deliver: Box::new(deliver),
-                on_error: Box::new(on_error),
-                writes: Vec::new(),
-                ends: Vec::new(),
-            }),
-            queued: AtomicUsize::new(0),
-            counters: Counters::default(),
-        });
-        let thread_shared = Arc::clone(&shared);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
         let name = thread_name.into();
         let spawned = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || run(&thread_shared, &receiver, spin));
+            .spawn(move || {
+                run(store, &receiver, spin, &thread_counters, deliver, on_error);
+            });
         if let Err(e) = spawned {
             tracing::error!(thread = %name, error = %e, "could not start the store writer thread");
         }
-        Self { sender, shared }
+        Self { sender, counters }
     }
 
     /// Queues `writes`; `after` is delivered once they are committed (or, for an empty batch,
     /// once every earlier batch has been handled). Fails only when the writer thread is gone.
     pub fn submit(&self, writes: Vec<Write>, after: E) -> Result<(), StoreError> {
-        self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        self.sender.send(Batch { writes, after }).map_err(|_| {
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            StoreError::WriterStopped
-        })
-    }
-
-    /// Commits `batches` as one group and delivers their follow-ups **on the calling thread**
-    /// when the writer is idle (nothing queued, no group being committed), which saves two
-    /// thread hand-offs per commit; otherwise queues them like [`submit`](Self::submit), in
-    /// order. Either way batches are committed and delivered in submission order, and a
-    /// follow-up is only delivered once its writes are durable. Returns the batches that could
-    /// not be queued because the writer thread is gone.
-    ///
-    /// The caller blocks for the commit, so use it for small groups from a thread that can
-    /// afford that; `deliver` and `on_error` must not call back into this method.
-    pub fn commit_here_or_submit(&self, batches: Vec<(Vec<Write>, E)>) -> Vec<E> {
-        if batches.is_empty() {
-            return Vec::new();
-        }
-        let committer = match self.shared.committer.try_lock() {
-            Ok(guard) => Some(guard),
-            // A panic while committing (in `deliver`): leave it to the queue, which reports
-            // whether the thread is still there.
-            Err(TryLockError::Poisoned(_)) | Err(TryLockError::WouldBlock) => None,
-        };
-        if let Some(mut committer) = committer
-            && self.shared.queued.load(Ordering::Acquire) == 0
-        {
-            let mut group: Vec<Batch<E>> = batches
-                .into_iter()
-                .map(|(writes, after)| Batch { writes, after })
-                .collect();
-            self.shared.counters.inline.fetch_add(1, Ordering::Relaxed);
-            commit_group(&mut committer, &mut group, &self.shared.counters);
-            return Vec::new();
-        }
-        let mut dropped = Vec::new();
-        for (writes, after) in batches {
-            self.shared.queued.fetch_add(1, Ordering::AcqRel);
-            if let Err(mpsc::SendError(batch)) = self.sender.send(Batch { writes, after }) {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                dropped.push(batch.after);
-            }
-        }
-        dropped
+        self.sender
+            .send(Batch { writes, after })
+            .map_err(|_| StoreError::WriterStopped)
     }
 }
 
 impl<E> GroupCommitWriter<E> {
     /// The writer's counters so far.
     pub fn stats(&self) -> WriterStats {
-        let c = &self.shared.counters;
         WriterStats {
-            commits: c.commits.load(Ordering::Relaxed),
-            batches: c.batches.load(Ordering::Relaxed),
-            writes: c.writes.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            inline: c.inline.load(Ordering::Relaxed),
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            failures: self.counters.failures.load(Ordering::Relaxed),
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The writer thread's loop: runs until every handle is dropped and the queue is empty.
-fn run<E>(shared: &Shared<E>, receiver: &mpsc::Receiver<Batch<E>>, spin: Duration) {
+fn run<E>(
+    mut store: Box<dyn ProjectStore>,
+    receiver: &mpsc::Receiver<Batch<E>>,
+    spin: Duration,
+    counters: &Counters,
+    mut deliver: impl FnMut(E),
+    mut on_error: impl FnMut(StoreError, Vec<E>),
+) {
     let mut group: Vec<Batch<E>> = Vec::new();
+    let mut writes: Vec<Write> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
     while let Some(first) = next_batch(receiver, spin) {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -255,71 +171,52 @@ fn run<E>(shared: &Shared<E>, receiver: &mpsc::Receiver<Batch<E>>, spin: Duratio
                 Err(_) => break,
             }
         }
-        let taken = group.len();
-        let mut committer = lock(&shared.committer);
-        commit_group(&mut committer, &mut group, &shared.counters);
-        // Still under the lock: a submitter that then finds nothing queued may commit on its
-        // own thread, after everything delivered here.
-        shared.queued.fetch_sub(taken, Ordering::AcqRel);
-    }
-}
 
-/// Applies a group's writes in one transaction, then delivers each batch's follow-up in order
-/// (see the module documentation for failures). Empties `group`.
-fn commit_group<E>(committer: &mut Committer<E>, group: &mut Vec<Batch<E>>, counters: &Counters) {
-    let Committer {
-        store,
-        deliver,
-        on_error,
-        writes,
-        ends,
-    } = committer;
-    writes.clear();
-    ends.clear();
-    for batch in group.iter_mut() {
-        writes.append(&mut batch.writes);
-        ends.push(writes.len());
-    }
-    counters
-        .batches
-        .fetch_add(group.len() as u64, Ordering::Relaxed);
-
-    if writes.is_empty() {
-        group.drain(..).for_each(|batch| deliver(batch.after));
-        return;
-    }
-    match store.apply(writes) {
-        Ok(()) => {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters
-                .writes
-                .fetch_add(writes.len() as u64, Ordering::Relaxed);
-            writes.clear();
-            group.drain(..).for_each(|batch| deliver(batch.after));
+        writes.clear();
+        ends.clear();
+        for batch in &mut group {
+            writes.append(&mut batch.writes);
+            ends.push(writes.len());
         }
-        Err(error) => {
-            counters.failures.fetch_add(1, Ordering::Relaxed);
-            let mut start = 0;
-            let non_empty = ends
-                .iter()
-                .filter(|&&end| std::mem::replace(&mut start, end) < end)
-                .count();
-            if non_empty > 1 && is_batch_error(&error) {
-                tracing::debug!(%error, batches = group.len(), "group commit failed; retrying batch by batch");
-                apply_one_by_one(
-                    store.as_mut(),
-                    group,
-                    writes,
-                    ends,
-                    counters,
-                    deliver,
-                    on_error,
-                );
-            } else {
-                tracing::warn!(%error, batches = group.len(), "group commit failed");
-                on_error(error, group.drain(..).map(|b| b.after).collect());
+        counters
+            .batches
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+
+        if writes.is_empty() {
+            group.drain(..).for_each(|batch| deliver(batch.after));
+            continue;
+        }
+        match store.apply(&writes) {
+            Ok(()) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .writes
+                    .fetch_add(writes.len() as u64, Ordering::Relaxed);
+                group.drain(..).for_each(|batch| deliver(batch.after));
             }
-            writes.clear();
+            Err(error) => {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                let mut start = 0;
+                let non_empty = ends
+                    .iter()
+                    .filter(|&&end| std::mem::replace(&mut start, end) < end)
+                    .count();
+                if non_empty > 1 && is_batch_error(&error) {
+                    tracing::debug!(%error, batches = group.len(), "group commit failed; retrying batch by batch");
+                    apply_one_by_one(
+                        store.as_mut(),
+                        &mut group,
+                        &writes,
+                        &ends,
+                        counters,
+                        &mut deliver,
+                        &mut on_error,
+                    );
+                } else {
+                    tracing::warn!(%error, batches = group.len(), "group commit failed");
+                    on_error(error, group.drain(..).map(|b| b.after).collect());
+                }
+            }
         }
     }
 }
@@ -349,8 +246,8 @@ fn apply_one_by_one<E>(
     writes: &[Write],
     ends: &[usize],
     counters: &Counters,
-    deliver: &mut DeliverFn<E>,
-    on_error: &mut ErrorFn<E>,
+    deliver: &mut impl FnMut(E),
+    on_error: &mut impl FnMut(StoreError, Vec<E>),
 ) {
     let mut start = 0;
     let mut batches = group.drain(..).zip(ends);
@@ -690,66 +587,6 @@ mod tests {
             (2, 1, 5),
             "{stats:?}"
         );
-    }
-
-    #[test]
-    fn store_writer_commits_on_the_callers_thread_only_when_idle() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.sqlite");
-        let (store, open) = gated(
-            SqliteStore::open(&path, Durability::Normal).unwrap(),
-            Vec::new(),
-        );
-        open.store(true, Ordering::Release);
-        let delivered: Sink<(u32, bool)> = Sink::default();
-        let d = delivered.clone();
-        let caller = std::thread::current().id();
-        let writer = GroupCommitWriter::spawn(
-            store,
-            "test-writer",
-            move |v: u32| d.push((v, std::thread::current().id() == caller)),
-            |e, _| panic!("{e}"),
-        );
-        // Idle: committed and delivered here, before the call returns.
-        let dropped = writer.commit_here_or_submit(vec![(setup_writes(), 0), (step_batch(1), 1)]);
-        assert!(dropped.is_empty());
-        assert_eq!(delivered.wait(0), vec![(0, true), (1, true)]);
-        assert_eq!(writer.stats().inline, 1);
-
-        // Busy (a queued batch is being committed): queued behind it, delivered in order.
-        open.store(false, Ordering::Release);
-        writer.submit(step_batch(2), 2).unwrap();
-        while writer.stats().batches < 3 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(
-            writer
-                .commit_here_or_submit(vec![(step_batch(3), 3)])
-                .is_empty()
-        );
-        assert_eq!(
-            delivered.wait(0).len(),
-            2,
-            "nothing delivered while the writer is busy"
-        );
-        open.store(true, Ordering::Release);
-        assert_eq!(
-            delivered.wait(4),
-            vec![(0, true), (1, true), (2, false), (3, false)]
-        );
-        let stats = writer.stats();
-        assert_eq!((stats.inline, stats.batches, stats.failures), (1, 4, 0));
-
-        // Later batches still commit (on whichever thread is free).
-        writer.commit_here_or_submit(vec![(step_batch(4), 4)]);
-        assert_eq!(delivered.wait(5).last().map(|(v, _)| *v), Some(4));
-        drop(writer);
-        let run = SqliteStore::open_reader(&path)
-            .unwrap()
-            .load_run(RunId(1))
-            .unwrap()
-            .unwrap();
-        assert_eq!(run.executions.len(), 4);
     }
 
     #[test]

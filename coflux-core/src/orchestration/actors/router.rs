@@ -2,7 +2,7 @@
 //! re-creates actors that died.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::{Actor, Addr, ArbiterHandle};
@@ -57,9 +57,6 @@ pub struct Router {
     next_id: AtomicU64,
     outgoing: Mutex<Vec<(Vec<Write>, Vec<Envelope>)>>,
     flush_scheduled: AtomicBool,
-    /// A turn's batches with at most this many writes in all are committed on the actors'
-    /// thread when the writer is idle (0: never); see [`Router::set_inline_commits`].
-    inline_max_writes: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,7 +85,6 @@ impl Router {
             ),
             outgoing: Mutex::new(Vec::new()),
             flush_scheduled: AtomicBool::new(false),
-            inline_max_writes: AtomicUsize::new(0),
         }
     }
 
@@ -121,19 +117,6 @@ impl Router {
     /// Installs the writer (once, at start).
     pub fn set_writer(&self, writer: Writer) {
         *lock(&self.writer) = Some(writer);
-    }
-
-    /// Lets the actors' thread commit a turn's batches itself, when they hold at most
-    /// `max_writes` writes in all and the writer thread is idle (0 turns this off). A chain of
-    /// dependent tasks then skips two thread hand-offs per commit (actors → writer → actors);
-    /// bursts still go to the writer thread, which commits them while the actors carry on.
-    /// Durability is unchanged: the batches' messages are delivered after their commit.
-    ///
-    /// Off by default: it halved the embedded `seq_1000` time on the orchestration code of
-    /// 2026-11-28 morning but made it ~1.5× slower after the run state machine was split into
-    /// modules (commits that are not on a chain's critical path then block the actors).
-    pub fn set_inline_commits(&self, max_writes: usize) {
-        self.inline_max_writes.store(max_writes, Ordering::Relaxed);
     }
 
     /// Installs the project actor (once, at start).
@@ -189,17 +172,6 @@ impl Router {
     fn flush(&self) {
         self.flush_scheduled.store(false, Ordering::Release);
         let batches = std::mem::take(&mut *lock(&self.outgoing));
-        let limit = self.inline_max_writes.load(Ordering::Relaxed);
-        if limit > 0 && batches.iter().map(|(w, _)| w.len()).sum::<usize>() <= limit {
-            let Some(writer) = lock(&self.writer).clone() else {
-                return tracing::error!(project = %self.project, "dropping batches: the project is shut down");
-            };
-            let dropped = writer.commit_here_or_submit(batches);
-            if !dropped.is_empty() {
-                tracing::error!(project = %self.project, batches = dropped.len(), "dropping batches: the writer has stopped");
-            }
-            return;
-        }
         self.submit(batches);
     }
 
