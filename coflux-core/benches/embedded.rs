@@ -170,6 +170,7 @@ async fn measure(
         return Ok((ms(warm.elapsed), Cut::Timeout));
     }
     let started = Instant::now();
+    let before = project.writer_stats();
     let mut times = Vec::new();
     let mut cut = Cut::No;
     for i in 0..REPETITIONS {
@@ -191,6 +192,13 @@ async fn measure(
             break;
         }
     }
+    let after = project.writer_stats();
+    let commits = after.commits - before.commits;
+    eprintln!(
+        "  {label}: {commits} commits for {} runs ({:.1} batches per commit)",
+        times.len(),
+        (after.batches - before.batches) as f64 / commits.max(1) as f64
+    );
     Ok((median(&mut times), cut))
 }
 

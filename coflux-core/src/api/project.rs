@@ -375,6 +375,12 @@ impl Project {
         self.handle.router.runs_in_memory()
     }
 
+    /// The project's store writer counters so far (commits, batches, writes): how well
+    /// transitions are grouped into transactions.
+    pub fn writer_stats(&self) -> crate::store::writer::WriterStats {
+        self.handle.router.writer_stats()
+    }
+
     /// Makes the actor of `run` panic, to test supervision (feature `failpoints`).
     #[cfg(feature = "failpoints")]
     pub fn inject_run_panic(&self, run: RunId) {

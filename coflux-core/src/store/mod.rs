@@ -9,6 +9,7 @@
 //! the same trait.
 
 pub mod catalogue;
+pub mod open_runs;
 pub mod schema;
 pub mod sqlite;
 pub mod writer;

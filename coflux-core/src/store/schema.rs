@@ -140,6 +140,28 @@ CREATE TABLE schedules (
 );
 ";
 
+/// Version 7: an execution's assignment moves into its own row (`worker_id`, `assigned_at`),
+/// so assigning it in the transaction that creates it dirties no other table; the
+/// `assignments` table goes. From this version on, `runs.open_executions` is only written when
+/// a run becomes active (1) or idle (0): the exact count is kept by the writer in memory (see
+/// the store), so a commit does not rewrite the run's row for every execution. Rows written
+/// before keep their count, which is still positive exactly when the run is active.
+const PROJECT_V7: &str = "
+ALTER TABLE executions ADD COLUMN worker_id INTEGER;
+ALTER TABLE executions ADD COLUMN assigned_at INTEGER;
+UPDATE executions SET (worker_id, assigned_at) = (
+    SELECT a.worker_id, a.assigned_at FROM assignments a
+    WHERE a.run_id = executions.run_id AND a.step_number = executions.step_number
+      AND a.attempt = executions.attempt
+)
+WHERE EXISTS (
+    SELECT 1 FROM assignments a
+    WHERE a.run_id = executions.run_id AND a.step_number = executions.step_number
+      AND a.attempt = executions.attempt
+);
+DROP TABLE assignments;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -157,6 +179,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V4),
         M::up(PROJECT_V5),
         M::up(PROJECT_V6),
+        M::up(PROJECT_V7),
     ])
 }
 
@@ -187,6 +210,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 11);
+        assert_eq!(tables, 10);
     }
 }

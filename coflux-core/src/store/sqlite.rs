@@ -7,9 +7,15 @@
 //! `SQLITE_CONSTRAINT_FOREIGNKEY`) and nothing of it is applied. Recording a second result for
 //! an execution is ignored; re-assigning an execution replaces its assignment.
 //!
-//! Each run keeps a count of its executions without a result (`runs.open_executions`), updated
-//! in the same transaction, so [`ProjectStore::load`] finds the active runs through a partial
-//! index instead of scanning executions.
+//! Each run's row says whether it has executions without a result (`runs.open_executions > 0`),
+//! updated in the same transaction, so [`ProjectStore::load`] finds the active runs through a
+//! partial index instead of scanning executions. The exact counts live in memory
+//! ([`OpenRuns`]): the row is only written when a run becomes active or idle, so a commit does
+//! not dirty the run's page for every execution.
+//!
+//! New databases use 1 KiB pages: a commit writes every page it changed to the WAL, and the
+//! typical commit (a step, its execution and assignment; or a result) changes two or three
+//! pages, so smaller pages mean proportionally fewer bytes written and checksummed per commit.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, ffi, params};
 use serde::de::DeserializeOwned;
 
+use super::open_runs::{OpenRuns, Transition};
 use super::{
     CacheEntry, CacheOutcome, Durability, ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary,
     StoreError, Write, schema,
@@ -27,6 +34,9 @@ use crate::model::{
     ExecutionResult, ResultKind, RunId, RunRecord, Schedule, StepId, StepRecord, TargetDefinition,
     TargetKind, TargetRef, WorkerId,
 };
+
+/// The page size of new databases, in bytes.
+const PAGE_SIZE: i64 = 1024;
 
 /// How long a connection waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +51,7 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    open_runs: OpenRuns,
 }
 
 impl SqliteStore {
@@ -60,6 +71,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             read_only: false,
+            open_runs: OpenRuns::default(),
         })
     }
 
@@ -93,6 +105,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             read_only: true,
+            open_runs: OpenRuns::default(),
         })
     }
 
@@ -107,6 +120,7 @@ impl SqliteStore {
             conn,
             path: PathBuf::from(":memory:"),
             read_only: false,
+            open_runs: OpenRuns::default(),
         })
     }
 
@@ -238,10 +252,8 @@ impl SqliteStore {
         {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT e.step_number, e.attempt, e.environment_id, e.execute_after, e.created_at,
-                        a.worker_id, a.assigned_at, r.result, r.created_at, e.dependencies
+                        e.worker_id, e.assigned_at, r.result, r.created_at, e.dependencies
                  FROM executions e
-                 LEFT JOIN assignments a ON a.run_id = e.run_id AND a.step_number = e.step_number
-                                        AND a.attempt = e.attempt
                  LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
                                     AND r.attempt = e.attempt
                  WHERE e.run_id = ?1
@@ -358,18 +370,24 @@ impl ProjectStore for SqliteStore {
         // BEGIN and COMMIT as cached statements (a `Transaction` parses both every time, which
         // shows in a chain of small commits); any failure rolls the whole batch back.
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let open_runs = &mut self.open_runs;
         let applied = writes
             .iter()
-            .try_for_each(|write| apply_one(&self.conn, write))
+            .try_for_each(|write| apply_one(&self.conn, open_runs, write))
             .and_then(|()| {
                 self.conn.prepare_cached("COMMIT")?.execute([])?;
                 Ok(())
             });
-        if applied.is_err()
-            && !self.conn.is_autocommit()
-            && let Err(e) = self.conn.execute_batch("ROLLBACK")
-        {
-            tracing::warn!(error = %e, "could not roll back a failed batch");
+        match &applied {
+            Ok(()) => self.open_runs.commit(),
+            Err(_) => {
+                self.open_runs.rollback();
+                if !self.conn.is_autocommit()
+                    && let Err(e) = self.conn.execute_batch("ROLLBACK")
+                {
+                    tracing::warn!(error = %e, "could not roll back a failed batch");
+                }
+            }
         }
         applied
     }
@@ -513,7 +531,7 @@ impl SqliteStore {
 }
 
 /// Applies one write inside an open transaction.
-fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
+fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Result<(), StoreError> {
     match write {
         Write::CreateEnvironment(env) => {
             conn.prepare_cached(
@@ -682,6 +700,8 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             let dependencies = (!dependencies.is_empty())
                 .then(|| to_json(dependencies))
                 .transpose()?;
+            // Counted before the insert, so a count read from the database excludes it.
+            let transition = open_runs.opened(run, || open_executions(conn, run))?;
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO executions (run_id, step_number, attempt, environment_id,
@@ -701,10 +721,7 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             if inserted == 0 {
                 return Err(missing(format!("execution {id} of unknown step")));
             }
-            conn.prepare_cached(
-                "UPDATE runs SET open_executions = open_executions + 1 WHERE id = ?1",
-            )?
-            .execute([run])?;
+            mark_run(conn, run, transition)?;
         }
         Write::LinkChild { parent, child } => {
             conn.prepare_cached(
@@ -724,11 +741,8 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             let (run, step, attempt) = execution_key(*execution)?;
             let inserted = conn
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO assignments (run_id, step_number, attempt, worker_id,
-                                                         assigned_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5
-                     WHERE EXISTS (SELECT 1 FROM executions
-                                   WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3)",
+                    "UPDATE executions SET worker_id = ?4, assigned_at = ?5
+                     WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
                 )?
                 .execute(params![
                     run,
@@ -750,6 +764,14 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
         } => {
             let (run, step, attempt) = execution_key(*execution)?;
             let text = to_json(result)?;
+            let has_result = |conn: &Connection| -> Result<bool, StoreError> {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT 1 FROM results
+                         WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
+                    )?
+                    .exists(params![run, step, attempt])?)
+            };
             let inserted = conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO results (run_id, step_number, attempt, kind, result,
@@ -767,29 +789,49 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                     at
                 ])?;
             if inserted == 1 {
-                conn.prepare_cached(
-                    "UPDATE runs SET open_executions = open_executions - 1 WHERE id = ?1",
-                )?
-                .execute([run])?;
-            } else {
-                let has_result = conn
-                    .prepare_cached(
-                        "SELECT 1 FROM results
-                         WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
-                    )?
-                    .exists(params![run, step, attempt])?;
-                if !has_result {
-                    return Err(missing(format!("result of unknown execution {execution}")));
-                }
+                // Counted after the insert: a count read from the database now excludes this
+                // execution, so it is read as if before (plus one).
+                let transition = open_runs
+                    .closed(run, || Ok::<_, StoreError>(open_executions(conn, run)? + 1))?;
+                mark_run(conn, run, transition)?;
+            } else if !has_result(conn)? {
+                return Err(missing(format!("result of unknown execution {execution}")));
             }
         }
     }
     Ok(())
 }
 
+/// How many of `run`'s executions have no result, as committed so far in this transaction.
+fn open_executions(conn: &Connection, run: i64) -> Result<u64, StoreError> {
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM executions e
+             WHERE e.run_id = ?1
+               AND NOT EXISTS (SELECT 1 FROM results r WHERE r.run_id = e.run_id
+                               AND r.step_number = e.step_number AND r.attempt = e.attempt)",
+        )?
+        .query_row([run], |row| row.get(0))?;
+    to_u64(count, "open executions")
+}
+
+/// Records on a run's row that it became active or idle.
+fn mark_run(conn: &Connection, run: i64, transition: Option<Transition>) -> Result<(), StoreError> {
+    let open = match transition {
+        None => return Ok(()),
+        Some(Transition::Activated) => 1,
+        Some(Transition::Idled) => 0,
+    };
+    conn.prepare_cached("UPDATE runs SET open_executions = ?2 WHERE id = ?1")?
+        .execute([run, open])?;
+    Ok(())
+}
+
 /// Sets the pragmas every read-write connection uses.
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Only takes effect on a new, empty database (see the module documentation).
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     set_journal_mode_wal(conn)?;
     let synchronous = match durability {
         Durability::Normal => "NORMAL",
@@ -1442,5 +1484,84 @@ mod tests {
         assert!(
             raw_commit_benchmark(&dir.path().join("raw.sqlite"), Durability::Normal, 1).is_err()
         );
+    }
+
+    fn finish(execution: ExecutionId) -> Write {
+        Write::RecordResult {
+            execution,
+            result: ExecutionResult::Cancelled,
+            at: 3_000,
+        }
+    }
+
+    fn active(store: &SqliteStore) -> Vec<RunId> {
+        let snapshot = store.load().unwrap();
+        snapshot.active_runs.iter().map(|r| r.run.id).collect()
+    }
+
+    #[test]
+    fn store_sqlite_run_activity_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("project.sqlite");
+        let mut store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        store
+            .apply(&[Write::CreateEnvironment(env(1, "production"))])
+            .unwrap();
+        // Run 1 has two open executions (the root and a retry of the child).
+        let mut writes = sample_run(1);
+        writes.push(create_execution(exec(1, 2, 2), 2_010));
+        store.apply(&writes).unwrap();
+        drop(store);
+
+        // A new process: the counts are read back from the executions.
+        let mut store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        assert_eq!(active(&store), vec![RunId(1)]);
+        store.apply(&[finish(exec(1, 2, 2))]).unwrap();
+        assert_eq!(active(&store), vec![RunId(1)], "the root is still open");
+        // A failed batch (its second write refers to nothing) changes no count.
+        let failed = store.apply(&[finish(exec(1, 1, 1)), finish(exec(1, 9, 1))]);
+        assert!(failed.is_err());
+        assert_eq!(active(&store), vec![RunId(1)]);
+        store.apply(&[finish(exec(1, 1, 1))]).unwrap();
+        assert!(active(&store).is_empty());
+        // A re-run makes it active again.
+        store
+            .apply(&[create_execution(exec(1, 1, 2), 4_000)])
+            .unwrap();
+        assert_eq!(active(&store), vec![RunId(1)]);
+    }
+
+    #[test]
+    fn store_sqlite_migration_keeps_assignments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("project.sqlite");
+        {
+            // A database as version 6 left it, with an assignment in its own table.
+            let mut conn = Connection::open(&path).unwrap();
+            schema::migrations().to_version(&mut conn, 6).unwrap();
+            conn.execute_batch(
+                "INSERT INTO environments VALUES (1, 'production', NULL, 'active', 1);
+                 INSERT INTO runs VALUES (1, 1, NULL, 1, 1);
+                 INSERT INTO steps VALUES (1, 1, NULL, 'm', 't', 'workflow', '[]', '{}',
+                                           NULL, NULL, 1);
+                 INSERT INTO executions VALUES (1, 1, 1, 1, NULL, 1, NULL);
+                 INSERT INTO assignments VALUES (1, 1, 1, 42, 5);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+        let run = store.load_run(RunId(1)).unwrap().unwrap();
+        assert_eq!(run.executions[0].assignment, Some((WorkerId(42), 5)));
+        assert_eq!(active(&store), vec![RunId(1)]);
+    }
+
+    #[test]
+    fn store_sqlite_new_databases_use_small_pages() {
+        let (_dir, store) = open_temp();
+        let size: i64 = store
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(size, PAGE_SIZE);
     }
 }

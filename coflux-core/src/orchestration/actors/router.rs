@@ -114,6 +114,14 @@ impl Router {
         lock(&self.runs).len()
     }
 
+    /// The writer's counters (commits, batches, writes), for benchmarks and diagnostics.
+    pub fn writer_stats(&self) -> crate::store::writer::WriterStats {
+        lock(&self.writer)
+            .as_ref()
+            .map(GroupCommitWriter::stats)
+            .unwrap_or_default()
+    }
+
     /// Installs the writer (once, at start).
     pub fn set_writer(&self, writer: Writer) {
         *lock(&self.writer) = Some(writer);
