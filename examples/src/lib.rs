@@ -5,12 +5,14 @@
 //! With `COFLUX_EXAMPLE_SEMANTICS` set in its environment, the repository also hosts
 //! [`semantics`] (module `examples.semantics`): targets that suspend, recur, defer, wait for
 //! handles and call workflows, for the end-to-end tests (kept out of the default listing so the
-//! local example shows the same repository).
+//! local example shows the same repository). Likewise `COFLUX_EXAMPLE_ASSETS` adds [`assets`]
+//! (module `examples.assets`): targets persisting and restoring assets.
 
 use std::fmt;
 
 use coflux_core::sdk::{Failure, Repository, current_execution, task, workflow};
 
+pub mod assets;
 pub mod semantics;
 
 /// Squares a number; results are cached across runs.
@@ -116,13 +118,15 @@ async fn fanout(n: u64) -> Result<u64, Failure> {
 }
 
 /// Every target of the example repository (and [`semantics::repository`]'s when
-/// `COFLUX_EXAMPLE_SEMANTICS` is set).
+/// `COFLUX_EXAMPLE_SEMANTICS` is set, [`assets::repository`]'s when `COFLUX_EXAMPLE_ASSETS` is).
 pub fn repository() -> Repository {
-    let repository = if std::env::var_os("COFLUX_EXAMPLE_SEMANTICS").is_some() {
-        semantics::repository()
-    } else {
-        Repository::new()
-    };
+    let mut repository = Repository::new();
+    if std::env::var_os("COFLUX_EXAMPLE_SEMANTICS").is_some() {
+        repository = repository.merge(semantics::repository());
+    }
+    if std::env::var_os("COFLUX_EXAMPLE_ASSETS").is_some() {
+        repository = repository.merge(assets::repository());
+    }
     repository
         .with(square)
         .with(sum_of_squares)

@@ -11,6 +11,7 @@
 //! `.`/`..`/empty components, NUL, control characters or backslashes, so a restore can never
 //! write outside its directory. The server checks them again.
 
+use coflux_core::model::asset::media_type;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -196,27 +197,6 @@ pub(crate) async fn get(
         .map(|(path, e)| (path, json!([e.blob_key, e.size, e.metadata])))
         .collect();
     Ok(json!({ "entries": entries }))
-}
-
-/// A media type for common extensions (recorded as entry metadata, as Coflux does).
-fn media_type(path: &str) -> Option<&'static str> {
-    let extension = path.rsplit_once('.')?.1.to_ascii_lowercase();
-    Some(match extension.as_str() {
-        "txt" | "log" => "text/plain",
-        "md" => "text/markdown",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "json" => "application/json",
-        "pdf" => "application/pdf",
-        "parquet" => "application/vnd.apache.parquet",
-        "zip" => "application/zip",
-        "gz" => "application/gzip",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "svg" => "image/svg+xml",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

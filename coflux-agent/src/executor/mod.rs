@@ -34,6 +34,7 @@ mod pool;
 mod process;
 mod requests;
 mod run;
+mod scratch;
 mod select;
 mod values;
 

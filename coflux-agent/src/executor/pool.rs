@@ -21,6 +21,7 @@ use super::error::PoolError;
 use super::host::ExecutorHost;
 use super::process::Process;
 use super::run::{self, Stop};
+use super::scratch::{Scratch, ScratchPool};
 
 /// How the pool runs executors.
 #[derive(Debug, Clone)]
@@ -124,6 +125,8 @@ pub(crate) struct Inner {
     running_count: watch::Sender<usize>,
     /// Processes alive or starting.
     live_count: watch::Sender<usize>,
+    /// Executions' private directories, recycled when left empty.
+    scratch: Rc<ScratchPool>,
 }
 
 /// Runs executions in executor processes (see the module docs). Cheap to clone; lives on the
@@ -155,6 +158,7 @@ impl ExecutorPool {
             spawn_lock: tokio::sync::Mutex::new(()),
             running_count: watch::channel(0).0,
             live_count: watch::channel(0).0,
+            scratch: Rc::default(),
         }))
     }
 
@@ -205,6 +209,7 @@ impl ExecutorPool {
         }
         let _ = self.0.running_count.subscribe().wait_for(|n| *n == 0).await;
         self.close_all(false).await;
+        self.0.scratch.clear();
     }
 
     /// Closes (or kills) every process, waits for them to exit, then for those still
@@ -258,6 +263,7 @@ impl ExecutorPool {
             let _ = stop.send(Stop::Shutdown);
         }
         self.close_all(true).await;
+        self.0.scratch.clear();
     }
 
     /// A snapshot of the pool.
@@ -303,6 +309,11 @@ impl ExecutorPool {
         let mut state = self.0.state.borrow_mut();
         state.running.remove(&execution);
         self.0.running_count.send_replace(state.running.len());
+    }
+
+    /// Private directories for an execution (see [`ScratchPool`]).
+    pub(crate) fn scratch(&self) -> std::io::Result<Scratch> {
+        self.0.scratch.take()
     }
 
     /// Lends the slot of an execution that starts waiting for others (see [`SlotLender`]).

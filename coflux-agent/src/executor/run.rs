@@ -1,7 +1,6 @@
 //! One execution in the pool: wait for a slot and a process, send `execute`, wait for the
 //! outcome (result, error, process exit, timeout or stop), clean up.
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -30,29 +29,6 @@ enum Outcome {
     Exited(Exit),
     TimedOut,
     Stopped(Stop),
-}
-
-/// The execution's private directories: `work` (its working directory) and `values` (blobs
-/// fetched for it). Removed when dropped.
-struct Scratch {
-    _root: tempfile::TempDir,
-    work: PathBuf,
-    values: PathBuf,
-}
-
-impl Scratch {
-    fn new() -> std::io::Result<Self> {
-        let root = tempfile::Builder::new().prefix("coflux-exec-").tempdir()?;
-        let work = root.path().join("work");
-        let values = root.path().join("values");
-        std::fs::create_dir(&work)?;
-        std::fs::create_dir(&values)?;
-        Ok(Self {
-            _root: root,
-            work,
-            values,
-        })
-    }
 }
 
 pub(crate) async fn run(pool: &ExecutorPool, assignment: Assignment) -> Result<Ending, PoolError> {
@@ -92,7 +68,7 @@ async fn attempt(
         return Err(stop_error(stop));
     }
     pool.top_up();
-    let scratch = match Scratch::new() {
+    let scratch = match pool.scratch() {
         Ok(scratch) => scratch,
         Err(e) => {
             pool.give_back(process);

@@ -49,6 +49,9 @@ impl LinkError {
     }
 }
 
+/// At most this many queued frames are written together before a flush.
+const WRITE_BATCH: usize = 64;
+
 type Pending = oneshot::Sender<Result<ReplyBody, WireError>>;
 
 #[derive(Default)]
@@ -65,9 +68,24 @@ struct State {
     running: BTreeSet<ExecutionId>,
     /// The agent takes no new work (said again on every reconnect).
     draining: bool,
+    /// Informational frames (`Started`) that go out with the next frame sent (at the latest
+    /// the next heartbeat) rather than in a write of their own.
+    deferred: Vec<AgentFrame>,
     /// `Resolved` frames of children submitted with `wait` on this connection: the caller
     /// waiting for one, or one that arrived before its caller asked.
     resolutions: HashMap<ExecutionId, Resolution>,
+}
+
+impl State {
+    /// Sends a frame on the connection, after the deferred ones (dropped if not connected).
+    fn push(&mut self, frame: AgentFrame) {
+        if let Some(conn) = &self.connection {
+            for deferred in self.deferred.drain(..) {
+                let _ = conn.send(deferred);
+            }
+            let _ = conn.send(frame);
+        }
+    }
 }
 
 enum Resolution {
@@ -108,12 +126,10 @@ impl Link {
             }
             state.next_id += 1;
             let id = state.next_id;
-            if let Some(conn) = &state.connection {
-                let _ = conn.send(AgentFrame::Request {
-                    id,
-                    request: request.clone(),
-                });
-            }
+            state.push(AgentFrame::Request {
+                id,
+                request: request.clone(),
+            });
             state.pending.insert(id, (request, tx));
             id
         };
@@ -144,10 +160,14 @@ impl Link {
         rx
     }
 
-    /// Notes that an execution started here (and tells the server).
+    /// Notes that an execution started here (and tells the server, with the next frame: the
+    /// server only logs it, so it is not worth a write and a wake-up of its own).
     pub fn started(&self, execution: ExecutionId) {
-        self.state.borrow_mut().running.insert(execution);
-        self.send(AgentFrame::Started { execution });
+        let mut state = self.state.borrow_mut();
+        state.running.insert(execution);
+        if state.connection.is_some() {
+            state.deferred.push(AgentFrame::Started { execution });
+        }
     }
 
     /// Notes that an execution no longer runs here.
@@ -176,9 +196,7 @@ impl Link {
         state.next_result += 1;
         let n = state.next_result;
         state.unconfirmed.insert(n, (execution, frame.clone()));
-        if let Some(conn) = &state.connection {
-            let _ = conn.send(frame);
-        }
+        state.push(frame);
     }
 
     /// How many results wait for the server's confirmation.
@@ -188,9 +206,7 @@ impl Link {
 
     /// Sends a frame if connected (logs, heartbeats, started); dropped otherwise.
     pub fn send(&self, frame: AgentFrame) {
-        if let Some(conn) = &self.state.borrow().connection {
-            let _ = conn.send(frame);
-        }
+        self.state.borrow_mut().push(frame);
     }
 
     /// Tells the server (now and after any reconnect) that this agent takes no new work.
@@ -310,14 +326,31 @@ impl Link {
         self.state.borrow_mut().connection = Some(tx);
         tracing::info!(url = %self.url, "connected to the server");
         let writer = async {
+            // Frames queued meanwhile go out with the first in one write (no timer: what is
+            // not queued yet is not waited for).
             while let Some(frame) = rx.recv().await {
-                match codec::encode(&frame) {
-                    Ok(bytes) => {
-                        if sink.send(Message::Binary(bytes.into())).await.is_err() {
-                            break;
+                // Let the tasks woken with this one run first: an answer to an executor then
+                // goes out before the `Waiting` notice queued just before it, and frames they
+                // queue join this write.
+                tokio::task::yield_now().await;
+                let mut batch = Some(frame);
+                let mut fed = 0;
+                while let Some(frame) = batch.take() {
+                    match codec::encode(&frame) {
+                        Ok(bytes) => {
+                            if sink.feed(Message::Binary(bytes.into())).await.is_err() {
+                                return;
+                            }
                         }
+                        Err(e) => tracing::error!(error = %e, "cannot encode a frame"),
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot encode a frame"),
+                    fed += 1;
+                    if fed < WRITE_BATCH {
+                        batch = rx.try_recv().ok();
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
                 }
             }
         };
@@ -342,6 +375,7 @@ impl Link {
         {
             let mut state = self.state.borrow_mut();
             state.connection = None;
+            state.deferred.clear();
             // Resolutions promised on this connection will not come: their callers ask again.
             state.resolutions.clear();
         }

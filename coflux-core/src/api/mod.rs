@@ -6,6 +6,8 @@
 //! `actix_rt::System::new().block_on(...)`).
 
 mod arguments;
+mod assets;
+mod blob_files;
 mod blob_refs;
 mod error;
 mod inspect;
@@ -21,10 +23,11 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 
 pub use arguments::IntoArguments;
+pub use assets::EmbeddedAssets;
 pub use error::Error;
 pub use inspect::{ExecutionView, RunView, StepView};
 pub use project::{Project, RunHandle};
-pub use remote::{RemoteWorker, WorkerSpec};
+pub use remote::{ChildResult, RemoteWorker, WorkerSpec};
 pub use schedules::ScheduleView;
 pub use settings::ConcurrencyLimit;
 pub use worker::{Worker, WorkerOptions};

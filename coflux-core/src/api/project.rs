@@ -179,6 +179,8 @@ impl Project {
         options: WorkerOptions,
     ) -> Result<Worker, Error> {
         let env = self.environment_id(environment).await?;
+        // Assets persisted by its executions go to the project's store (`Project::assets`).
+        let repository = repository.with_default_asset_host(|| std::sync::Arc::new(self.assets()));
         Ok(Worker::start(
             self.handle.router.clone(),
             env.id,

@@ -2,14 +2,18 @@
 //! [`WorkerCommand`]s through a channel, and their reports come back through [`Project`].
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use crate::model::{
     Dependencies, ExecutionId, ExecutionResult, Millis, Requires, TargetRef, WorkerId,
 };
-use crate::orchestration::actors::WorkerRegistration;
-use crate::orchestration::messages::{Envelope, EnvironmentMsg, Reply, RunMsg, WorkerCommand};
+use crate::orchestration::actors::{Router, WorkerRegistration};
+use crate::orchestration::messages::{
+    Envelope, EnvironmentMsg, Reply, ReplyTo, RunMsg, WorkerCommand,
+};
 use crate::sdk::SubmitRequest;
 
 use super::error::Error;
@@ -188,6 +192,61 @@ impl Project {
         match reply {
             Reply::Submitted(r) => Ok(r?),
             other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// As [`Project::submit_child`], for a caller that will also wait for the child: one
+    /// message to the run both submits and registers the wait. Returns the child's id once the
+    /// submission is committed, and a future of the child's final result.
+    pub async fn submit_child_waiting(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+    ) -> Result<(ExecutionId, ChildResult), Error> {
+        let router = Arc::clone(&self.handle().router);
+        let (wait, result) = router.expect_reply();
+        let wait_guard = ForgetReply(Some((Arc::clone(&router), wait)));
+        let reply = self
+            .request(|reply| {
+                Envelope::Run(
+                    parent.run(),
+                    RunMsg::Submit {
+                        parent,
+                        request,
+                        reply,
+                        wait: Some(wait),
+                    },
+                )
+            })
+            .await?;
+        let child = match reply {
+            Reply::Submitted(r) => r?,
+            other => return Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        };
+        let result = async move {
+            let _forget = wait_guard;
+            match result.await {
+                Ok(Reply::Result(r)) => Ok(r?),
+                Ok(other) => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+                Err(_) => Err(Error::Unavailable(
+                    "the project stopped before answering".into(),
+                )),
+            }
+        };
+        Ok((child, Box::pin(result)))
+    }
+}
+
+/// The final result of a child submitted with [`Project::submit_child_waiting`].
+pub type ChildResult = BoxFuture<'static, Result<ExecutionResult, Error>>;
+
+/// Forgets a registered reply when the caller stops waiting for it.
+struct ForgetReply(Option<(Arc<Router>, ReplyTo)>);
+
+impl Drop for ForgetReply {
+    fn drop(&mut self) {
+        if let Some((router, id)) = self.0.take() {
+            router.forget_reply(id);
         }
     }
 }

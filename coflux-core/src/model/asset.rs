@@ -62,6 +62,43 @@ pub fn validate_entries<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<
     Ok(())
 }
 
+/// A media type for common file extensions, recorded as an entry's `type` metadata (as Coflux
+/// does).
+pub fn media_type(path: &str) -> Option<&'static str> {
+    let extension = path.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "txt" | "log" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "parquet" => "application/vnd.apache.parquet",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        _ => return None,
+    })
+}
+
+/// `value` with the keys of every object sorted (for canonical JSON, e.g. to derive an asset's
+/// id from its record).
+pub fn sorted_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Json::Object(map) => {
+            let ordered: std::collections::BTreeMap<String, Json> =
+                map.into_iter().map(|(k, v)| (k, sorted_json(v))).collect();
+            Json::Object(ordered.into_iter().collect())
+        }
+        Json::Array(items) => Json::Array(items.into_iter().map(sorted_json).collect()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

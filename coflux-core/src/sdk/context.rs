@@ -2,6 +2,7 @@
 //! child calls go through.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -88,6 +89,8 @@ pub struct Context {
     started: Instant,
     /// The metric definitions sent so far, by key.
     metrics: Arc<Mutex<HashMap<String, MetricDefinition>>>,
+    /// The execution's own directory, if its host made one.
+    working_dir: Option<Arc<PathBuf>>,
 }
 
 tokio::task_local! {
@@ -103,7 +106,20 @@ impl Context {
             suspension: Arc::default(),
             started: Instant::now(),
             metrics: Arc::default(),
+            working_dir: None,
         }
+    }
+
+    /// Sets the execution's working directory (where relative asset paths start; see
+    /// [`crate::sdk::working_dir`]). Without one, the process's current directory is used.
+    pub fn with_working_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.working_dir = dir.map(Arc::new);
+        self
+    }
+
+    /// The execution's working directory, if its host made one.
+    pub fn working_dir(&self) -> Option<&Path> {
+        self.working_dir.as_deref().map(PathBuf::as_path)
     }
 
     /// Records a metric point through the link, defining the metric first (again if its
@@ -167,18 +183,25 @@ pub fn current_execution() -> Option<ExecutionId> {
     CURRENT.try_with(|c| c.execution).ok()
 }
 
-/// Carries the current execution's context into `future`, for work a target body spawns
-/// (`tokio::spawn(in_context(async { task.call(x).await }))`): the context is task-local, so
-/// without this, calls made from a spawned task run their bodies in place instead of becoming
-/// child steps.
+/// Carries the current execution's context (and asset store) into `future`, for work a target
+/// body spawns (`tokio::spawn(in_context(async { task.call(x).await }))`): the context is
+/// task-local, so without this, calls made from a spawned task run their bodies in place
+/// instead of becoming child steps.
 pub fn in_context<F: std::future::Future>(
     future: F,
 ) -> impl std::future::Future<Output = F::Output> {
     let context = Context::current();
+    let assets = super::asset::current_host();
     async move {
-        match context {
-            Some(context) => context.scope(future).await,
-            None => future.await,
+        let inner = async move {
+            match context {
+                Some(context) => context.scope(future).await,
+                None => future.await,
+            }
+        };
+        match assets {
+            Some(host) => super::asset::with_assets(host, inner).await,
+            None => inner.await,
         }
     }
 }

@@ -22,11 +22,16 @@
 //!   `abort`, which drops the future if it is still running).
 //! - [`crate::sdk::progress`] and [`crate::sdk::Metric`] send `define_metric` (before a key's
 //!   first point, and when its definition changes) and `metric` with an explicit `at`.
+//! - [`crate::sdk::Asset`]s go through the agent as the Python SDK's do: `persist_asset`
+//!   (`paths` for the files, `entries` for files uploaded first with `upload_blob` to carry
+//!   extra metadata, or taken from other assets), `get_asset`, and `download_blob` into each
+//!   restored file. Relative paths start in the execution's `working_dir` (see
+//!   [`crate::sdk::working_dir`]).
 //!
 //! Values travel as JSON (over 64 KiB as temp files named `coflux_rs_*`, which the agent
 //! removes). Fragments received from other executors keep their local path in place of a blob
-//! key, so they pass through unchanged. The per-execution `working_dir` is not entered: the
-//! process is shared.
+//! key, so they pass through unchanged. The per-execution `working_dir` is not entered (the
+//! process is shared): [`crate::sdk::working_dir`] gives it to the body.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -41,15 +46,19 @@ use futures::future::{AbortHandle, Abortable, BoxFuture};
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Context, ExecutorLink, MetricEvent, Repository, Submission, SubmitRequest};
+use super::{
+    Context, ExecutorLink, MetricEvent, Repository, Submission, SubmitRequest, with_assets,
+};
 use crate::model::{ErrorInfo, ExecutionId, ExecutionResult, Frame, Millis, TargetRef, Value};
 use crate::protocol::executor::{
     AdapterNotification, AdapterRequest, DefineMetric, Execute, ExecutionErrorParams,
     ExecutionResultParams, FromWorker, Handle, Manifest, MetricParams, PROTOCOL_VERSION, Ready,
-    Response, Select, SelectResult, SelectStatus, SubmitExecution, SubmitResult, Suspend,
-    TRANSFER_THRESHOLD, WireData, WireError, WireValue, WorkerNotification, parse_worker_line,
-    reference_from_wire, reference_to_wire,
+    Response, ResponseError, Select, SelectResult, SelectStatus, SubmitExecution, SubmitResult,
+    Suspend, TRANSFER_THRESHOLD, WireData, WireError, WireValue, WorkerNotification,
+    parse_worker_line, reference_from_wire, reference_to_wire,
 };
+
+mod assets;
 
 /// Runs a repository as an executor binary: call it from `main` (see the module docs).
 pub fn main(repository: Repository) -> ExitCode {
@@ -93,34 +102,51 @@ fn discover(repository: &Repository, modules: &[String]) -> ExitCode {
 
 /// Serves executions over stdio until stdin closes.
 fn execute(repository: Repository) -> ExitCode {
-    // Threads own the blocking stdio; the runtime exchanges lines with them over channels.
-    let (output, lines_out) = std::sync::mpsc::channel::<String>();
-    let writer = std::thread::spawn(move || {
-        let mut stdout = std::io::stdout().lock();
-        for line in lines_out {
-            if writeln!(stdout, "{line}")
-                .and_then(|()| stdout.flush())
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
+    // Lines are written straight from the runtime's thread (one write each: a hop through a
+    // writer thread cost a thread wake-up per line), and read on it too (see `read_stdin`).
     let (lines_in, input) = mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines_in.send(line).is_err() {
-                break;
-            }
-        }
-    });
     record_panic_locations();
-    let link = StdioLink::new(output);
-    actix_rt::System::new().block_on(serve(repository, link.clone(), input));
+    let link = StdioLink::new(Box::new(std::io::stdout()));
+    actix_rt::System::new().block_on(async {
+        read_stdin(lines_in);
+        serve(repository, link.clone(), input).await;
+    });
     link.close_output();
-    let _ = writer.join();
     ExitCode::SUCCESS
+}
+
+/// Feeds stdin's lines to `lines` until EOF. When stdin is a pipe (as the agent starts us) it
+/// is read without blocking on the runtime's thread, so a line costs no thread wake-up;
+/// otherwise a thread reads it.
+fn read_stdin(lines: mpsc::UnboundedSender<String>) {
+    use std::os::fd::AsFd;
+    use tokio::io::AsyncBufReadExt;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd);
+    match pipe {
+        Ok(pipe) => {
+            actix_rt::spawn(async move {
+                let mut reader = tokio::io::BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    if lines.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(_) => {
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lock().lines() {
+                    let Ok(line) = line else { break };
+                    if lines.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
 }
 
 async fn serve(
@@ -174,11 +200,14 @@ async fn serve(
 /// Runs one execution and reports its outcome.
 async fn run(repository: Repository, link: StdioLink, execute: Execute) {
     let execution_id = execute.execution_id.clone();
+    let working_dir = execute.working_dir.clone().map(PathBuf::from);
     let outcome = match prepare(&repository, execute) {
         Err(error) => Err(error),
         Ok((execution, target, arguments)) => {
-            let context = Context::new(execution, Arc::new(link.clone()));
-            let outcome = AssertUnwindSafe(context.clone().scope(target.invoke(arguments)))
+            let context =
+                Context::new(execution, Arc::new(link.clone())).with_working_dir(working_dir);
+            let body = context.clone().scope(target.invoke(arguments));
+            let outcome = AssertUnwindSafe(with_assets(Arc::new(link.clone()), body))
                 .catch_unwind()
                 .await;
             if context.suspension().is_some() {
@@ -321,22 +350,26 @@ fn value_to_wire(value: &Value) -> Result<WireValue, String> {
     Ok(WireValue::file(path, references))
 }
 
-/// The [`ExecutorLink`] over stdio: requests go to the writer thread, responses come back by
-/// id from the input loop.
+/// The [`ExecutorLink`] over stdio: requests are written to stdout, responses come back by id
+/// from the input loop.
 #[derive(Clone)]
 struct StdioLink(Arc<LinkInner>);
 
-type Pending = oneshot::Sender<Result<Json, String>>;
+type Pending = oneshot::Sender<Result<Json, ResponseError>>;
+
+/// The code of the error a request gets when no answer can come.
+const CLOSED: &str = "closed";
 
 struct LinkInner {
-    output: Mutex<Option<std::sync::mpsc::Sender<String>>>,
+    /// Stdout (`None` once closed, or after a write failed).
+    output: Mutex<Option<Box<dyn Write + Send>>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     closed: AtomicBool,
 }
 
 impl StdioLink {
-    fn new(output: std::sync::mpsc::Sender<String>) -> Self {
+    fn new(output: Box<dyn Write + Send>) -> Self {
         Self(Arc::new(LinkInner {
             output: Mutex::new(Some(output)),
             pending: Mutex::default(),
@@ -345,18 +378,40 @@ impl StdioLink {
         }))
     }
 
-    fn send(&self, line: String) {
-        if let Some(output) = lock(&self.0.output).as_ref() {
-            let _ = output.send(line);
+    /// Writes one line (with its newline, in one write) and flushes it.
+    fn send(&self, mut line: String) {
+        line.push('\n');
+        let mut output = lock(&self.0.output);
+        if let Some(out) = output.as_mut()
+            && out
+                .write_all(line.as_bytes())
+                .and_then(|()| out.flush())
+                .is_err()
+        {
+            *output = None;
         }
     }
 
     /// Sends a request now (so requests go out in call order) and waits for its result.
     fn request(&self, request: AdapterRequest) -> BoxFuture<'static, Result<Json, String>> {
+        let reply = self.call(request);
+        async move {
+            reply.await.map_err(|e| match e.code.as_str() {
+                CLOSED => e.message,
+                _ => e.to_string(),
+            })
+        }
+        .boxed()
+    }
+
+    /// [`StdioLink::request`] keeping the worker's error code ([`CLOSED`] if no answer can
+    /// come).
+    fn call(&self, request: AdapterRequest) -> BoxFuture<'static, Result<Json, ResponseError>> {
+        let closed = || ResponseError::new(CLOSED, "the worker closed the connection");
         let (reply, response) = oneshot::channel();
         let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
         if self.0.closed.load(Ordering::Acquire) {
-            return async { Err("the worker closed the connection".to_string()) }.boxed();
+            return async move { Err(closed()) }.boxed();
         }
         lock(&self.0.pending).insert(id, reply);
         self.send(request.to_line(id));
@@ -364,16 +419,14 @@ impl StdioLink {
         let forget = Forget(self.clone(), id);
         async move {
             let _forget = forget;
-            response
-                .await
-                .unwrap_or_else(|_| Err("the worker closed the connection".into()))
+            response.await.unwrap_or_else(|_| Err(closed()))
         }
         .boxed()
     }
 
     fn resolve(&self, response: Response) {
         if let Some(reply) = lock(&self.0.pending).remove(&response.id) {
-            let _ = reply.send(response.result.map_err(|e| e.to_string()));
+            let _ = reply.send(response.result);
         }
     }
 

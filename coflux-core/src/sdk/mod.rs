@@ -29,9 +29,13 @@
 //! the delay, re-running the body from the top, and the calls it repeats get the children its
 //! predecessor made (so they are not executed twice).
 //!
+//! [`Asset`]s are files persisted by one execution and restored by another (see the [`asset`]
+//! module docs).
+//!
 //! [`progress`] and [`Metric`] record the running execution's progress and metrics (see the
 //! `metric` module docs for where they go).
 
+pub mod asset;
 mod codec;
 mod context;
 mod error;
@@ -43,6 +47,9 @@ mod repository;
 mod suspend;
 mod target;
 
+pub use asset::{
+    Asset, AssetBuilder, AssetEntry, AssetError, AssetHost, Restore, with_assets, working_dir,
+};
 pub use codec::{decode_json, encode_json};
 pub use coflux_macros::{task, workflow};
 pub use context::{

@@ -1,6 +1,7 @@
-//! Handles inside values: a [`Handle`](super::Handle) passed as an argument (e.g. to a target
-//! with `wait_for`) or decoded from one travels as an execution reference, written
-//! `{"type":"ref","index":i}` in the data, as the Python SDK writes its `Execution` objects.
+//! Handles and assets inside values: a [`Handle`](super::Handle) passed as an argument (e.g. to
+//! a target with `wait_for`) or decoded from one travels as an execution reference, and an
+//! [`Asset`](super::Asset) as an asset reference, written `{"type":"ref","index":i}` in the
+//! data, as the Python SDK writes its `Execution` and `Asset` objects.
 //!
 //! Serde has no side channel, so the references of the value being encoded or decoded are kept
 //! in a thread-local for the duration of one `serde_json` call (which never awaits).
@@ -73,13 +74,19 @@ pub(crate) fn push_execution(id: &SharedId, target: &TargetRef) -> Result<Option
 /// Adds the reference of a known execution to the value being encoded; gives its index, or
 /// `None` outside [`encoding`].
 pub(crate) fn push_known(execution: ExecutionId, target: &TargetRef) -> Option<usize> {
+    push_reference(Reference::Execution {
+        execution,
+        module: target.module.clone(),
+        target: target.name.clone(),
+    })
+}
+
+/// Adds a reference to the value being encoded; gives its index, or `None` outside
+/// [`encoding`].
+pub(crate) fn push_reference(reference: Reference) -> Option<usize> {
     ENCODING.with(|e| {
         e.borrow_mut().as_mut().map(|encoding| {
-            encoding.references.push(Reference::Execution {
-                execution,
-                module: target.module.clone(),
-                target: target.name.clone(),
-            });
+            encoding.references.push(reference);
             encoding.references.len() - 1
         })
     })
@@ -105,6 +112,15 @@ pub(crate) fn decoding<R>(references: &[Reference], decode: impl FnOnce() -> R) 
     let result = decode();
     DECODING.with(|d| *d.borrow_mut() = outer);
     result
+}
+
+/// The reference at `index` of the value being decoded.
+pub(crate) fn reference_at(index: usize) -> Result<Reference, String> {
+    DECODING.with(|d| match d.borrow().as_ref().map(|r| r.get(index)) {
+        Some(Some(reference)) => Ok(reference.clone()),
+        Some(None) => Err(format!("the value has no reference {index}")),
+        None => Err("a reference can only be decoded from an argument or result".into()),
+    })
 }
 
 /// The execution reference at `index` of the value being decoded, and its target.

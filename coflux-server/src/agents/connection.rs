@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_ws::{CloseCode, CloseReason as WsCloseReason, MessageStream};
-use coflux_core::api::WorkerSpec;
+use coflux_core::api::{ChildResult, WorkerSpec};
 use coflux_core::model::{Dependencies, ExecutionId, ExecutionResult, StepOptions, Value};
 use coflux_core::protocol::agent::{
     AgentFrame, AgentRequest, CloseReason, Hello, Json, LogEntry, MetricEntry, PROTOCOL_VERSION,
@@ -281,6 +281,8 @@ fn handle_frame(
             let outgoing = outgoing.clone();
             actix_rt::spawn(async move {
                 let wait = matches!(request, AgentRequest::Submit { wait: true, .. });
+                // The child's result, when the submission registered the wait itself.
+                let mut waiting = None;
                 let result = if matches!(request, AgentRequest::Submit { .. }) {
                     // Idempotent by request id: a submission re-sent after a reconnect gets the
                     // first one's answer.
@@ -290,7 +292,8 @@ fn handle_frame(
                             Err(wire_error("unavailable", "the submission was interrupted"))
                         }),
                         SubmitTurn::Handle => {
-                            let answer = answer(&session, request).await;
+                            let (answer, result) = submit(&session, request, wait).await;
+                            waiting = result;
                             session.submitted(id, &answer);
                             answer
                         }
@@ -304,8 +307,12 @@ fn handle_frame(
                 };
                 let _ = outgoing.send(ServerFrame::Reply { id, result });
                 if let Some(execution) = child {
+                    let result = match waiting {
+                        Some(result) => result.await,
+                        None => session.project.execution_result(execution).await,
+                    };
                     // On failure an empty result tells the agent to ask again with `Wait`.
-                    let result = match session.project.execution_result(execution).await {
+                    let result = match result {
                         Ok(result) => Json::encode(&result),
                         Err(_) => Json(String::new()),
                     };
@@ -405,35 +412,62 @@ fn wire_error(code: &str, message: impl Into<String>) -> WireError {
     }
 }
 
-async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, WireError> {
-    let project = &session.project;
-    match request {
-        AgentRequest::Submit {
-            parent,
-            target,
-            kind,
-            arguments,
-            options,
-            ..
-        } => {
-            let arguments: Vec<Value> = arguments
-                .decode()
-                .map_err(|e| wire_error("invalid_input", format!("invalid arguments: {e}")))?;
+/// Answers a submission; with `wait`, the same message to the run registers the wait, and the
+/// child's result comes back as the future.
+async fn submit(
+    session: &Session,
+    request: AgentRequest,
+    wait: bool,
+) -> (Result<ReplyBody, WireError>, Option<ChildResult>) {
+    let AgentRequest::Submit {
+        parent,
+        target,
+        kind,
+        arguments,
+        options,
+        ..
+    } = request
+    else {
+        return (Err(wire_error("invalid_input", "not a submission")), None);
+    };
+    let decoded = arguments
+        .decode::<Vec<Value>>()
+        .map_err(|e| wire_error("invalid_input", format!("invalid arguments: {e}")))
+        .and_then(|arguments| {
             let options: StepOptions = options
                 .decode()
                 .map_err(|e| wire_error("invalid_input", format!("invalid options: {e}")))?;
-            let request = SubmitRequest {
+            Ok(SubmitRequest {
                 target,
                 kind,
                 arguments,
                 options,
-            };
-            project
-                .submit_child(parent, request)
-                .await
-                .map(ReplyBody::Submitted)
-                .map_err(api_error)
+            })
+        });
+    let request = match decoded {
+        Ok(request) => request,
+        Err(e) => return (Err(e), None),
+    };
+    let project = &session.project;
+    if wait {
+        match project.submit_child_waiting(parent, request).await {
+            Ok((child, result)) => (Ok(ReplyBody::Submitted(child)), Some(result)),
+            Err(e) => (Err(api_error(e)), None),
         }
+    } else {
+        let answer = project
+            .submit_child(parent, request)
+            .await
+            .map(ReplyBody::Submitted)
+            .map_err(api_error);
+        (answer, None)
+    }
+}
+
+async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, WireError> {
+    let project = &session.project;
+    match request {
+        AgentRequest::Submit { .. } => submit(session, request, false).await.0,
         AgentRequest::Wait { execution, .. } => project
             .execution_result(execution)
             .await

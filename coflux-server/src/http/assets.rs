@@ -69,7 +69,7 @@ impl Record {
     /// Canonical JSON (sorted keys at every level, whatever serde_json's map order is).
     fn canonical(&self) -> Vec<u8> {
         let value = serde_json::to_value(self).unwrap_or(Json::Null);
-        serde_json::to_vec(&sorted(value)).unwrap_or_default()
+        serde_json::to_vec(&coflux_core::model::asset::sorted_json(value)).unwrap_or_default()
     }
 
     /// The content-derived id.
@@ -82,18 +82,6 @@ impl Record {
     fn summary(&self, id: &str) -> Json {
         let size: u64 = self.entries.values().map(|e| e.size).sum();
         json!({ "id": id, "name": self.name, "count": self.entries.len(), "size": size })
-    }
-}
-
-fn sorted(value: Json) -> Json {
-    match value {
-        Json::Object(map) => {
-            let ordered: BTreeMap<String, Json> =
-                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
-            Json::Object(ordered.into_iter().collect())
-        }
-        Json::Array(items) => Json::Array(items.into_iter().map(sorted).collect()),
-        other => other,
     }
 }
 
