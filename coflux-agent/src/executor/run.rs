@@ -68,7 +68,15 @@ async fn attempt(
         return Err(stop_error(stop));
     }
     pool.top_up();
-    let scratch = match pool.scratch() {
+    // A single-use executor changes into its working directory, so it must exist; a
+    // concurrent one does not (the Rust SDK creates it on first use).
+    let scratch = match pool.scratch().and_then(|s| {
+        if process.is_concurrent() {
+            Ok(s)
+        } else {
+            s.create_work().map(|()| s)
+        }
+    }) {
         Ok(scratch) => scratch,
         Err(e) => {
             pool.give_back(process);

@@ -1,62 +1,87 @@
-//! Per-execution scratch directories, recycled.
+//! Per-execution scratch directories: created only when needed, and recycled.
 //!
 //! Each execution gets a private `work` directory (its working directory) and a `values`
-//! directory (blobs fetched for it). Creating and removing three directories per execution
-//! costs about 0.35 ms of kernel time on ext4 (inode allocation, and a synchronous discard
-//! when a directory's block is freed on a `discard` mount): more than everything else the
-//! agent does for a trivial task. So a directory set whose `work` and `values` are still empty
-//! when its execution ends is kept and handed to the next execution; one that holds anything
-//! is removed, as before. An execution therefore never sees another one's files. The kept
-//! sets are removed when the pool shuts down (an agent killed with SIGKILL leaves them, at most
-//! [`KEPT`], as it leaves the directories of the executions it was running).
+//! directory (blobs fetched for it), under one base directory of the agent
+//! (`coflux-agent-*` in the system temp directory, removed when the pool is dropped).
+//! Creating and removing directories costs about 0.35 ms of kernel time each on ext4 (inode
+//! allocation, and a synchronous discard when a directory's block is freed on a `discard`
+//! mount): more than everything else the agent does for a trivial task. So:
+//!
+//! - nothing is created up front: a single-use (Python) executor `chdir`s into `work`, so it is
+//!   created before such an execution starts ([`Scratch::create_work`]); a concurrent (Rust)
+//!   executor does not change directory, and the Rust SDK creates `work` on first use; `values`
+//!   is created by the first blob fetched into it;
+//! - a set whose directories are still empty (or were never created) when its execution ends
+//!   is kept and handed to the next execution; one that holds anything is removed. An execution
+//!   therefore never sees another one's files.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
-/// How many empty directory sets are kept for reuse (a sequential chain needs two: the
-/// waiting parent's and its child's).
-const KEPT: usize = 8;
+/// How many unused directory sets are kept for reuse (a sequential chain needs two: the
+/// waiting parent's and its child's; a burst of executions reuses the same few when they do
+/// not touch their directories).
+const KEPT: usize = 256;
 
 /// An execution's private directories; removed (or recycled when still empty) when dropped.
 pub(crate) struct Scratch {
-    root: Option<tempfile::TempDir>,
-    /// Its working directory.
+    /// The set's own directory (holding `work` and `values`).
+    root: PathBuf,
+    /// Its working directory (may not exist yet).
     pub(crate) work: PathBuf,
-    /// Where values fetched for it go.
+    /// Where values fetched for it go (may not exist yet).
     pub(crate) values: PathBuf,
     pool: Weak<ScratchPool>,
 }
 
-/// Empty directory sets ready for reuse (agent thread only).
+impl Scratch {
+    /// Creates the working directory now (for an executor that changes into it).
+    pub(crate) fn create_work(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.work)
+    }
+}
+
+/// The agent's base directory and the directory sets ready for reuse (agent thread only).
 #[derive(Default)]
 pub(crate) struct ScratchPool {
-    free: RefCell<Vec<tempfile::TempDir>>,
+    base: RefCell<Option<tempfile::TempDir>>,
+    next: Cell<u64>,
+    free: RefCell<Vec<PathBuf>>,
 }
 
 impl ScratchPool {
-    /// A directory set for one execution: a recycled one, or a new one.
+    /// A directory set for one execution: a recycled one, or a new (not yet created) one.
     pub(crate) fn take(self: &Rc<Self>) -> std::io::Result<Scratch> {
         let root = match self.free.borrow_mut().pop() {
             Some(root) => root,
             None => {
-                let root = tempfile::Builder::new().prefix("coflux-exec-").tempdir()?;
-                std::fs::create_dir(root.path().join("work"))?;
-                std::fs::create_dir(root.path().join("values"))?;
-                root
+                let mut base = self.base.borrow_mut();
+                let base = match base.as_ref() {
+                    Some(base) => base,
+                    None => {
+                        base.insert(tempfile::Builder::new().prefix("coflux-agent-").tempdir()?)
+                    }
+                };
+                let n = self.next.get();
+                self.next.set(n + 1);
+                base.path().join(format!("exec-{n}"))
             }
         };
         Ok(Scratch {
-            work: root.path().join("work"),
-            values: root.path().join("values"),
-            root: Some(root),
+            work: root.join("work"),
+            values: root.join("values"),
+            root,
             pool: Rc::downgrade(self),
         })
     }
 
-    /// Removes the kept directory sets (on shutdown).
+    /// Removes every directory set (on shutdown; executions still running keep theirs until
+    /// they end).
     pub(crate) fn clear(&self) {
-        self.free.borrow_mut().clear();
+        for root in self.free.borrow_mut().drain(..) {
+            remove(&root);
+        }
     }
 
     /// How many directory sets wait for reuse.
@@ -66,21 +91,41 @@ impl ScratchPool {
     }
 }
 
-/// Whether `dir` is a directory with nothing in it.
-fn is_empty_dir(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+impl Drop for ScratchPool {
+    fn drop(&mut self) {
+        // Dropping the base removes it with everything in it.
+        self.free.get_mut().clear();
+    }
+}
+
+/// Whether `dir` is missing or a directory with nothing in it.
+fn is_unused(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+fn remove(root: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(root)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::debug!(path = %root.display(), error = %e, "could not remove a scratch directory");
+    }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let (Some(root), Some(pool)) = (self.root.take(), self.pool.upgrade()) else {
-            return;
+        let root = std::mem::take(&mut self.root);
+        let Some(pool) = self.pool.upgrade() else {
+            return remove(&root);
         };
         let mut free = pool.free.borrow_mut();
-        if free.len() < KEPT && is_empty_dir(&self.work) && is_empty_dir(&self.values) {
+        if free.len() < KEPT && is_unused(&self.work) && is_unused(&self.values) {
             free.push(root);
+        } else {
+            remove(&root);
         }
-        // Otherwise `root` is dropped here: removed with everything in it.
     }
 }
 
@@ -89,32 +134,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_directories_are_reused_and_used_ones_removed() {
+    fn scratch_directories_are_created_on_demand_reused_and_removed_when_used() {
         let pool = Rc::new(ScratchPool::default());
         let first = pool.take().unwrap();
         let (work, values) = (first.work.clone(), first.values.clone());
-        assert!(work.is_dir() && values.is_dir());
+        assert!(
+            !work.exists() && !values.exists(),
+            "nothing is created up front"
+        );
+        first.create_work().unwrap();
+        assert!(work.is_dir());
         drop(first);
         assert_eq!(pool.kept(), 1);
 
         let second = pool.take().unwrap();
-        assert_eq!(second.work, work, "an empty set is handed out again");
-        std::fs::write(second.work.join("out.txt"), "x").unwrap();
+        assert_eq!(second.work, work, "an unused set is handed out again");
+        std::fs::create_dir_all(&second.values).unwrap();
+        std::fs::write(second.values.join("blob"), "x").unwrap();
         drop(second);
         assert_eq!(pool.kept(), 0);
-        assert!(!work.exists(), "a set holding files is removed");
+        assert!(
+            !work.parent().unwrap().exists(),
+            "a set holding files is removed"
+        );
 
         let third = pool.take().unwrap();
         assert_ne!(third.work, work);
-        assert!(third.work.is_dir() && third.values.is_dir());
         let root = third.work.parent().unwrap().to_path_buf();
+        third.create_work().unwrap();
         let spare = pool.take().unwrap();
+        spare.create_work().unwrap();
         let spare_root = spare.work.parent().unwrap().to_path_buf();
         drop(spare);
         pool.clear();
         assert!(!spare_root.exists(), "kept sets are removed on shutdown");
+        let base = root.parent().unwrap().to_path_buf();
         drop(pool);
+        assert!(!base.exists(), "the base goes with the pool");
         drop(third);
-        assert!(!root.exists(), "without its pool a set is removed");
+        assert!(!root.exists());
     }
 }

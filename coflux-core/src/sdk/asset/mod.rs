@@ -337,14 +337,20 @@ pub fn current_host() -> Option<Arc<dyn AssetHost>> {
     HOST.try_with(Arc::clone).ok()
 }
 
-/// The running execution's working directory: the one the agent made for it under
-/// `coflux-agent` (a Rust executor serves many executions, so it does not change the process's
-/// current directory: write files under this path), otherwise the current directory.
+/// The running execution's working directory: the one the agent gives it under
+/// `coflux-agent` (created on the first call: a Rust executor serves many executions, so it
+/// does not change the process's current directory; write files under this path), otherwise
+/// the current directory.
 pub fn working_dir() -> PathBuf {
-    Context::current()
-        .and_then(|c| c.working_dir().map(PathBuf::from))
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| PathBuf::from("."))
+    match Context::current().and_then(|c| c.working_dir().map(PathBuf::from)) {
+        Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(path = %dir.display(), error = %e, "could not create the working directory");
+            }
+            dir
+        }
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    }
 }
 
 pub use crate::model::asset::media_type;
