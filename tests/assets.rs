@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use coflux_tests::{Server, bin, python_agent_for};
+use coflux_tests::{Server, assert_escape_refused, bin, python_agent_for, write_escaping_asset};
 use serde_json::{Value as Json, json};
 
 const P: &str = "acme";
@@ -129,19 +129,12 @@ async fn assets_persisted_on_one_agent_are_restored_on_another() {
     let single: Json =
         serde_json::from_str(&cli(&server, &["-o", "json", "assets", "inspect", single])).unwrap();
     let key = &single["entries"]["out.txt"]["blob_key"];
-    let tampered = "A0000000000000bad";
-    let record = json!({"name": null, "entries": {
-        "../escaped.txt": {"blob_key": key, "size": 11, "metadata": {}}
-    }});
-    let file = dir.path().join(format!("assets/{P}/{tampered}.json"));
-    std::fs::write(&file, record.to_string()).unwrap();
+    let tampered = write_escaping_asset(dir.path(), P, key);
     let run = server
         .submit(P, "production", module, "restore_asset", json!([tampered]))
         .await;
     let result = server.result(P, &run, 60).await;
-    let outcome = result["value"]["outcome"].as_str().unwrap_or_default();
-    assert!(outcome.starts_with("invalid_asset_path"), "{result}");
-    assert_eq!(result["value"]["escaped"], false, "{result}");
+    assert_escape_refused(&result);
     let inner = dir.path().join("inner");
     let refused = Command::new(bin("coflux"))
         .args([

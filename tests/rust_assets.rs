@@ -3,7 +3,10 @@
 //! a glob selection; a task on another agent restores them, all or in part; traversal attempts
 //! are refused; and assets pass between Python and Rust in both directions.
 
-use coflux_tests::{AgentOptions, Proc, Server, agent, bin, get, python_agent_for, workspace_root};
+use coflux_tests::{
+    AgentOptions, Proc, Server, agent, assert_escape_refused, bin, get, python_agent_for,
+    workspace_root, write_escaping_asset,
+};
 use serde_json::json;
 
 const P: &str = "acme";
@@ -92,19 +95,12 @@ async fn rust_assets_persisted_on_one_agent_are_restored_on_another() {
     let single = made["ids"][0].as_str().unwrap();
     let single = get(&server.url, &format!("/api/projects/{P}/assets/{single}")).await;
     let key = &single["entries"]["out.txt"]["blob_key"];
-    let tampered = "A0000000000000bad";
-    let record = json!({"name": null, "entries": {
-        "../escaped.txt": {"blob_key": key, "size": 11, "metadata": {}}
-    }});
-    let file = dir.path().join(format!("assets/{P}/{tampered}.json"));
-    std::fs::write(&file, record.to_string()).unwrap();
+    let tampered = write_escaping_asset(dir.path(), P, key);
     let run = server
         .submit(P, "production", M, "restore_asset", json!([tampered]))
         .await;
     let result = server.result(P, &run, 60).await;
-    let outcome = result["value"]["outcome"].as_str().unwrap_or_default();
-    assert!(outcome.starts_with("invalid_asset_path"), "{result}");
-    assert_eq!(result["value"]["escaped"], false, "{result}");
+    assert_escape_refused(&result);
 }
 
 #[actix_rt::test]

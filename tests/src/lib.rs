@@ -491,3 +491,24 @@ pub fn step_states(view: &Json) -> Vec<(String, Vec<String>)> {
         })
         .unwrap_or_default()
 }
+
+/// Writes, straight into a server's data directory `data_dir`, an asset record of `project`
+/// with an entry that escapes the restore directory (`../escaped.txt`, pointing at the blob
+/// `blob_key`), as a compromised server could serve it; returns the record's id.
+pub fn write_escaping_asset(data_dir: &Path, project: &str, blob_key: &Json) -> &'static str {
+    let id = "A0000000000000bad";
+    let record = json!({"name": null, "entries": {
+        "../escaped.txt": {"blob_key": blob_key, "size": 11, "metadata": {}}
+    }});
+    let file = data_dir.join(format!("assets/{project}/{id}.json"));
+    std::fs::write(&file, record.to_string()).expect("write the tampered asset record");
+    id
+}
+
+/// Asserts that a `restore_asset` example run refused an escaping asset: its outcome is an
+/// `invalid_asset_path` error and nothing was written outside its directory.
+pub fn assert_escape_refused(result: &Json) {
+    let outcome = result["value"]["outcome"].as_str().unwrap_or_default();
+    assert!(outcome.starts_with("invalid_asset_path"), "{result}");
+    assert_eq!(result["value"]["escaped"], false, "{result}");
+}

@@ -176,6 +176,17 @@ impl Project {
         parent: ExecutionId,
         request: SubmitRequest,
     ) -> Result<ExecutionId, Error> {
+        self.submit_to_run(parent, request, None).await
+    }
+
+    /// Sends a child submission to its run (registering `wait` for the child's result, if
+    /// given) and returns the child's id once committed.
+    async fn submit_to_run(
+        &self,
+        parent: ExecutionId,
+        request: SubmitRequest,
+        wait: Option<ReplyTo>,
+    ) -> Result<ExecutionId, Error> {
         let reply = self
             .request(|reply| {
                 Envelope::Run(
@@ -184,7 +195,7 @@ impl Project {
                         parent,
                         request,
                         reply,
-                        wait: None,
+                        wait,
                     },
                 )
             })
@@ -206,23 +217,7 @@ impl Project {
         let router = Arc::clone(&self.handle().router);
         let (wait, result) = router.expect_reply();
         let wait_guard = ForgetReply(Some((Arc::clone(&router), wait)));
-        let reply = self
-            .request(|reply| {
-                Envelope::Run(
-                    parent.run(),
-                    RunMsg::Submit {
-                        parent,
-                        request,
-                        reply,
-                        wait: Some(wait),
-                    },
-                )
-            })
-            .await?;
-        let child = match reply {
-            Reply::Submitted(r) => r?,
-            other => return Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
-        };
+        let child = self.submit_to_run(parent, request, Some(wait)).await?;
         let result = async move {
             let _forget = wait_guard;
             match result.await {
