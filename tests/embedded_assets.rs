@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use coflux_core::Coflux;
 use coflux_core::sdk::{Asset, AssetError, Failure, Repository, task, with_assets, workflow};
+use coflux_core::{Coflux, Project, Worker};
 use serde_json::json;
 
 fn write(path: &Path, text: &str) {
@@ -90,8 +90,9 @@ fn repository() -> Repository {
         .with(missing)
 }
 
-#[actix_rt::test]
-async fn a_directory_persisted_with_a_glob_is_restored_in_part_by_another_task() {
+/// A data directory (in a temp dir) with project `demo`, its `production` environment and a
+/// worker serving [`repository`].
+async fn serve_demo() -> (tempfile::TempDir, PathBuf, Coflux, Project, Worker) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let coflux = Coflux::open(&data).await.unwrap();
@@ -100,7 +101,13 @@ async fn a_directory_persisted_with_a_glob_is_restored_in_part_by_another_task()
         .ensure_environment("production", None)
         .await
         .unwrap();
-    let _worker = project.serve("production", repository()).await.unwrap();
+    let worker = project.serve("production", repository()).await.unwrap();
+    (dir, data, coflux, project, worker)
+}
+
+#[actix_rt::test]
+async fn a_directory_persisted_with_a_glob_is_restored_in_part_by_another_task() {
+    let (dir, data, _coflux, project, _worker) = serve_demo().await;
 
     let source = dir.path().join("source").display().to_string();
     let to = dir.path().join("restored");
@@ -168,15 +175,7 @@ async fn a_directory_persisted_with_a_glob_is_restored_in_part_by_another_task()
 
 #[actix_rt::test]
 async fn traversal_attempts_are_rejected_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let coflux = Coflux::open(&data).await.unwrap();
-    let project = coflux.project("demo").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
-    let _worker = project.serve("production", repository()).await.unwrap();
+    let (dir, data, _coflux, project, _worker) = serve_demo().await;
 
     // A record with an escaping path, as a tampered data directory could hold.
     let file = dir.path().join("file.txt");

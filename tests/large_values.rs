@@ -3,7 +3,7 @@
 //! the agents' peak memory growing far less than the values (they stream blobs, never hold
 //! a whole value).
 
-use coflux_tests::{AgentOptions, Proc, Server, agent, bin, python_agent_for, workspace_root};
+use coflux_tests::{Proc, Server, example_module_agent, python_agent_for};
 use serde_json::json;
 
 const P: &str = "acme";
@@ -22,19 +22,12 @@ fn peak_kb(pid: u32) -> u64 {
 }
 
 fn rust_agent(server: &Server) -> Proc {
-    agent(
+    example_module_agent(
         server,
-        AgentOptions {
-            project: P,
-            environment: "production",
-            adapter: format!(
-                "env COFLUX_EXAMPLE_SEMANTICS=1 {}",
-                bin("coflux-example-repo").display()
-            ),
-            modules: vec!["examples.semantics".into()],
-            directory: workspace_root(),
-            extra: ["--register"].map(String::from).to_vec(),
-        },
+        P,
+        "examples.semantics",
+        &["COFLUX_EXAMPLE_SEMANTICS=1"],
+        &["--register"],
     )
 }
 

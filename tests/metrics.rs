@@ -10,9 +10,7 @@ use std::time::Duration;
 use coflux_core::model::ExecutionId;
 use coflux_core::sdk::{Failure, MetricEvent, MetricHook, Repository, progress, workflow};
 use coflux_core::{Coflux, WorkerOptions};
-use coflux_tests::{
-    AgentOptions, Server, agent, bin, eventually, get, python_agent_for, workspace_root,
-};
+use coflux_tests::{Server, bin, eventually, example_module_agent, get, python_agent_for};
 use serde_json::{Value as Json, json};
 
 const P: &str = "acme";
@@ -189,20 +187,12 @@ async fn metrics_rust_sdk_progress_and_series_under_the_agent() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
     server.setup(P, "production", None).await;
-    let adapter = format!(
-        "env COFLUX_EXAMPLE_SEMANTICS=1 {}",
-        bin("coflux-example-repo").display()
-    );
-    let _agent = agent(
+    let _agent = example_module_agent(
         &server,
-        AgentOptions {
-            project: P,
-            environment: "production",
-            adapter,
-            modules: vec!["examples.semantics".into()],
-            directory: workspace_root(),
-            extra: ["--register"].map(String::from).to_vec(),
-        },
+        P,
+        "examples.semantics",
+        &["COFLUX_EXAMPLE_SEMANTICS=1"],
+        &["--register"],
     );
     server
         .wait_registered(P, "production", "reports_progress")

@@ -4,8 +4,8 @@
 //! are refused; and assets pass between Python and Rust in both directions.
 
 use coflux_tests::{
-    AgentOptions, Proc, Server, agent, assert_escape_refused, bin, get, python_agent_for,
-    workspace_root, write_escaping_asset,
+    Proc, Server, assert_escape_refused, example_module_agent, get, python_agent_for,
+    write_escaping_asset,
 };
 use serde_json::json;
 
@@ -14,23 +14,11 @@ const M: &str = "examples.assets";
 
 /// An agent serving the example repository with its asset targets; `extra` are more flags.
 fn rust_agent(server: &Server, name: &str, extra: &[&str]) -> Proc {
-    let adapter = format!(
-        "env COFLUX_EXAMPLE_ASSETS=1 AGENT_NAME={name} {}",
-        bin("coflux-example-repo").display()
-    );
-    let mut flags = vec!["--register".to_owned()];
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    agent(
-        server,
-        AgentOptions {
-            project: P,
-            environment: "production",
-            adapter,
-            modules: vec![M.into()],
-            directory: workspace_root(),
-            extra: flags,
-        },
-    )
+    let name = format!("AGENT_NAME={name}");
+    let flags: Vec<&str> = std::iter::once("--register")
+        .chain(extra.iter().copied())
+        .collect();
+    example_module_agent(server, P, M, &["COFLUX_EXAMPLE_ASSETS=1", &name], &flags)
 }
 
 #[actix_rt::test]

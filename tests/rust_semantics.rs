@@ -2,7 +2,7 @@
 //! `coflux-agent` (the example repository with its `examples.semantics` targets): suspension,
 //! workflows calling workflows, recurrence, `wait_for`, defer and run-level memo.
 
-use coflux_tests::{AgentOptions, Proc, Server, agent, bin, workspace_root};
+use coflux_tests::{Proc, Server, example_module_agent};
 use serde_json::{Value as Json, json};
 
 const P: &str = "acme";
@@ -11,22 +11,12 @@ const M: &str = "examples.semantics";
 async fn start(dir: &std::path::Path) -> (Server, Proc) {
     let server = Server::start(dir).await;
     server.setup(P, "production", None).await;
-    let adapter = format!(
-        "env COFLUX_EXAMPLE_SEMANTICS=1 {}",
-        bin("coflux-example-repo").display()
-    );
-    let agent = agent(
+    let agent = example_module_agent(
         &server,
-        AgentOptions {
-            project: P,
-            environment: "production",
-            adapter,
-            modules: vec![M.into()],
-            directory: workspace_root(),
-            extra: ["--register", "--concurrency", "4"]
-                .map(String::from)
-                .to_vec(),
-        },
+        P,
+        M,
+        &["COFLUX_EXAMPLE_SEMANTICS=1"],
+        &["--register", "--concurrency", "4"],
     );
     server
         .wait_registered(P, "production", "suspends_once")

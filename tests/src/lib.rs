@@ -346,6 +346,33 @@ pub fn rust_agent(server: &Server, project: &str, environment: &str, extra: &[&s
     )
 }
 
+/// An agent hosting `module` of the Rust example repository in `production` of `project`.
+/// `env` (`NAME=value`) is set for the repository, e.g. `COFLUX_EXAMPLE_SEMANTICS=1` to serve
+/// its optional targets; `extra` are more agent flags.
+pub fn example_module_agent(
+    server: &Server,
+    project: &str,
+    module: &str,
+    env: &[&str],
+    extra: &[&str],
+) -> Proc {
+    agent(
+        server,
+        AgentOptions {
+            project,
+            environment: "production",
+            adapter: format!(
+                "env {} {}",
+                env.join(" "),
+                bin("coflux-example-repo").display()
+            ),
+            modules: vec![module.to_owned()],
+            directory: workspace_root(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+}
+
 /// A TCP proxy whose connections can be cut, to simulate a network blip between an agent and
 /// the server.
 pub struct Proxy {
