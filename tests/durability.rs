@@ -1,6 +1,7 @@
 //! Durability: every run acknowledged by `submit` survives `kill -9` of the process, and after a
 //! restart on the same data directory the executions that were running are abandoned and
-//! retried, so every run finishes with one result per execution.
+//! retried, so every run finishes with one result per execution. While a process serves a
+//! project, another process cannot open it.
 //!
 //! The test re-runs its own binary as the child process (the ignored test `durability_child`).
 
@@ -112,6 +113,15 @@ fn acknowledged_runs_survive_kill_9() {
         );
     }
     assert_eq!(acked.len() as u64, RUNS);
+    // While the child serves the project, another process cannot open it (two orchestrators
+    // writing one project would each act on runs the other owns).
+    actix_rt::System::new().block_on(async {
+        let coflux = Coflux::open(dir.path()).await.unwrap();
+        match coflux.existing_project("durable").await {
+            Err(e) => assert_eq!(e.code(), "store_in_use", "{e}"),
+            Ok(_) => panic!("a second process opened a project that another one serves"),
+        }
+    });
     child.0.kill().unwrap(); // SIGKILL
     child.0.wait().unwrap();
 

@@ -195,9 +195,10 @@ async fn measure(
     let after = project.writer_stats();
     let commits = after.commits - before.commits;
     eprintln!(
-        "  {label}: {commits} commits for {} runs ({:.1} batches per commit)",
+        "  {label}: {commits} commits for {} runs ({:.1} batches per commit), writer busy {:.1} µs per commit",
         times.len(),
-        (after.batches - before.batches) as f64 / commits.max(1) as f64
+        (after.batches - before.batches) as f64 / commits.max(1) as f64,
+        (after.busy_ns - before.busy_ns) as f64 / 1e3 / commits.max(1) as f64
     );
     Ok((median(&mut times), cut))
 }

@@ -116,6 +116,10 @@ impl From<coflux_core::Error> for ApiError {
                     "the project is unavailable; try again",
                 );
             }
+            "store_in_use" => {
+                tracing::warn!(error = %err, "a project database is held by another process");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             c if c.ends_with("_not_found") => StatusCode::NOT_FOUND,
             _ => return Self::internal(err),
         };

@@ -74,10 +74,10 @@ pub trait ExecutorHost: 'static {
         })
     }
 
-    /// `execution` started (`true`) or stopped (`false`) waiting for other executions: while it
-    /// waits it does not count against the agent's capacity. Fire and forget.
-    fn waiting(&self, execution: ExecutionId, waiting: bool) {
-        let _ = (execution, waiting);
+    /// `execution` started or stopped waiting for other executions: while it waits it does not
+    /// count against the agent's capacity. Fire and forget.
+    fn waiting(&self, execution: ExecutionId, change: WaitChange) {
+        let _ = (execution, change);
     }
 
     /// Records a log message of `execution`. Fire and forget.
@@ -134,4 +134,18 @@ impl HostError {
             message: message.into(),
         }
     }
+}
+
+/// A change in whether an execution waits for other executions (see
+/// [`ExecutorHost::waiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitChange {
+    /// It started waiting and lent its slot. `spare`: the agent had a free slot besides the
+    /// lent one, so the server can place the awaited children here even without being told.
+    Started {
+        /// Another slot was free.
+        spare: bool,
+    },
+    /// It stopped waiting.
+    Stopped,
 }

@@ -482,6 +482,11 @@ impl SlotLender {
         true
     }
 
+    /// Whether a slot is free right now.
+    pub(crate) fn has_free_slot(&self) -> bool {
+        self.slots.available_permits() > 0
+    }
+
     /// Takes a lent slot back.
     pub(crate) fn reclaim(&self) {
         self.lent.set(self.lent.get().saturating_sub(1));

@@ -11,7 +11,7 @@ use futures::FutureExt;
 use serde_json::Value as Json;
 
 use super::ending::Suspension;
-use super::host::ExecutorHost;
+use super::host::{ExecutorHost, WaitChange};
 use super::process::ExecutionContext;
 use super::requests::{execution_handles, host_error};
 use super::values;
@@ -122,10 +122,11 @@ struct Loan {
 
 impl Loan {
     fn take(host: &Rc<dyn ExecutorHost>, context: &ExecutionContext) -> Option<Self> {
+        let spare = context.lender.has_free_slot();
         if !context.lender.lend() {
             return None;
         }
-        host.waiting(context.execution, true);
+        host.waiting(context.execution, WaitChange::Started { spare });
         Some(Self {
             host: Rc::clone(host),
             lender: context.lender.clone(),
@@ -137,6 +138,6 @@ impl Loan {
 impl Drop for Loan {
     fn drop(&mut self) {
         self.lender.reclaim();
-        self.host.waiting(self.execution, false);
+        self.host.waiting(self.execution, WaitChange::Stopped);
     }
 }

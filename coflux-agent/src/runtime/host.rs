@@ -16,7 +16,7 @@ use futures::future::{LocalBoxFuture, Shared};
 use super::blobs::{BlobClient, BlobError};
 use super::link::Link;
 use super::metrics::MetricBatcher;
-use crate::executor::{AssetRecord, ExecutorHost, HostError, LogRecord, NewAsset};
+use crate::executor::{AssetRecord, ExecutorHost, HostError, LogRecord, NewAsset, WaitChange};
 
 /// A child's final result as the server pushes it (see [`ServerFrame::Resolved`]).
 type Early = Shared<LocalBoxFuture<'static, Option<Json>>>;
@@ -182,9 +182,11 @@ impl ExecutorHost for RemoteHost {
         async move { blobs.get_asset(&id).await.map_err(blob_error) }.boxed_local()
     }
 
-    fn waiting(&self, execution: ExecutionId, waiting: bool) {
-        self.link
-            .send(coflux_core::protocol::agent::AgentFrame::Waiting { execution, waiting });
+    fn waiting(&self, execution: ExecutionId, change: WaitChange) {
+        match change {
+            WaitChange::Started { spare } => self.link.waiting_started(execution, spare),
+            WaitChange::Stopped => self.link.waiting_stopped(execution),
+        }
     }
 
     fn log(&self, execution: ExecutionId, record: LogRecord) {

@@ -6,7 +6,7 @@
 //! fail (re-sending them could create a child twice).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -52,6 +52,10 @@ impl LinkError {
 /// At most this many queued frames are written together before a flush.
 const WRITE_BATCH: usize = 64;
 
+/// How long the `Waiting` notice of an execution is held back while the agent has room for
+/// the children it waits for (see [`Link::waiting_started`]).
+const WAITING_NOTICE_DELAY: Duration = Duration::from_millis(5);
+
 type Pending = oneshot::Sender<Result<ReplyBody, WireError>>;
 
 #[derive(Default)]
@@ -60,8 +64,8 @@ struct State {
     session: Option<String>,
     next_id: u64,
     pending: HashMap<u64, (AgentRequest, Pending)>,
-    /// Results not yet confirmed, in report order.
-    /// Reports (results, suspensions) not yet confirmed, as the frames to send again.
+    /// Reports (results, suspensions) not yet confirmed, in report order, as the frames to
+    /// send again.
     unconfirmed: BTreeMap<u64, (ExecutionId, AgentFrame)>,
     next_result: u64,
     /// Executions running here.
@@ -74,6 +78,9 @@ struct State {
     /// `Resolved` frames of children submitted with `wait` on this connection: the caller
     /// waiting for one, or one that arrived before its caller asked.
     resolutions: HashMap<ExecutionId, Resolution>,
+    /// Executions waiting for others whose `Waiting` notice is held back (see
+    /// [`Link::waiting_started`]).
+    held_waits: HashSet<ExecutionId>,
 }
 
 impl State {
@@ -207,6 +214,41 @@ impl Link {
     /// Sends a frame if connected (logs, heartbeats, started); dropped otherwise.
     pub fn send(&self, frame: AgentFrame) {
         self.state.borrow_mut().push(frame);
+    }
+
+    /// An execution started waiting for others (and lent its slot). The server needs to know
+    /// only when the agent is full, so that it still places the awaited children here: then
+    /// the notice goes out at once. With a `spare` slot it is held back for
+    /// [`WAITING_NOTICE_DELAY`], and dropped if the wait ends first, as most short waits do (a
+    /// task awaiting the task it just called): two frames and two server-side updates saved.
+    pub fn waiting_started(&self, execution: ExecutionId, spare: bool) {
+        let notice = AgentFrame::Waiting {
+            execution,
+            waiting: true,
+        };
+        if !spare {
+            return self.send(notice);
+        }
+        self.state.borrow_mut().held_waits.insert(execution);
+        let state = Rc::clone(&self.state);
+        actix_rt::spawn(async move {
+            tokio::time::sleep(WAITING_NOTICE_DELAY).await;
+            let mut state = state.borrow_mut();
+            if state.held_waits.remove(&execution) {
+                state.push(notice);
+            }
+        });
+    }
+
+    /// An execution stopped waiting: the server is told unless its `Waiting` notice was still
+    /// held back (then neither goes out).
+    pub fn waiting_stopped(&self, execution: ExecutionId) {
+        if !self.state.borrow_mut().held_waits.remove(&execution) {
+            self.send(AgentFrame::Waiting {
+                execution,
+                waiting: false,
+            });
+        }
     }
 
     /// Tells the server (now and after any reconnect) that this agent takes no new work.

@@ -72,7 +72,11 @@ mod tests {
         assert_eq!(keys, [a, b, c].into_iter().collect());
 
         // A row that cannot be decoded fails the whole listing instead of being skipped.
-        let conn = rusqlite::Connection::open(&project.handle().db_path).unwrap();
+        let conn = crate::store::sqlite::open_connection(
+            &project.handle().db_path,
+            rusqlite::OpenFlags::default(),
+        )
+        .unwrap();
         conn.execute(
             "UPDATE steps SET arguments = '[{\"type\":\"mystery\"}]'",
             [],

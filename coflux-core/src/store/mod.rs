@@ -235,6 +235,10 @@ pub enum StoreError {
     /// The writer thread has stopped.
     #[error("the store writer has stopped")]
     WriterStopped,
+    /// Another process has the project's database open (another server or embedded program
+    /// on the same data directory).
+    #[error("the project's database is in use by another process")]
+    InUse,
 }
 
 impl StoreError {
@@ -246,6 +250,7 @@ impl StoreError {
             Self::Corrupt(_) => "store_corrupt",
             Self::Io(_) => "store_io",
             Self::WriterStopped => "store_stopped",
+            Self::InUse => "store_in_use",
         }
     }
 }

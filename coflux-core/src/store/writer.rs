@@ -36,6 +36,7 @@ struct Counters {
     batches: AtomicU64,
     writes: AtomicU64,
     failures: AtomicU64,
+    busy_ns: AtomicU64,
 }
 
 /// A snapshot of a writer's counters.
@@ -49,6 +50,9 @@ pub struct WriterStats {
     pub writes: u64,
     /// Transactions that failed.
     pub failures: u64,
+    /// Time spent committing and delivering (not waiting or spinning for work), in
+    /// nanoseconds.
+    pub busy_ns: u64,
 }
 
 impl WriterStats {
@@ -147,6 +151,7 @@ impl<E> GroupCommitWriter<E> {
             batches: self.counters.batches.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
             failures: self.counters.failures.load(Ordering::Relaxed),
+            busy_ns: self.counters.busy_ns.load(Ordering::Relaxed),
         }
     }
 }
@@ -164,6 +169,7 @@ fn run<E>(
     let mut writes: Vec<Write> = Vec::new();
     let mut ends: Vec<usize> = Vec::new();
     while let Some(first) = next_batch(receiver, spin) {
+        let _busy = BusyTimer(&counters.busy_ns, Instant::now());
         group.push(first);
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
@@ -218,6 +224,16 @@ fn run<E>(
                 }
             }
         }
+    }
+}
+
+/// Adds the time since its start to a counter when dropped (at the end of each group).
+struct BusyTimer<'a>(&'a AtomicU64, Instant);
+
+impl Drop for BusyTimer<'_> {
+    fn drop(&mut self) {
+        let ns = u64::try_from(self.1.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ns, Ordering::Relaxed);
     }
 }
 
