@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use super::{ProjectStore, StoreError, Write};
 
-/// The most batches committed in one transaction.
+/// A group stops taking further queued messages once it holds this many batches (the batches
+/// handed over together by one [`GroupCommitWriter::submit_all`] always stay together).
 pub const MAX_GROUP: usize = 4096;
 
 struct Batch<E> {
@@ -69,7 +70,8 @@ impl WriterStats {
 /// A handle to a group-commit writer thread. Clone it to submit from several places; the
 /// thread finishes what is queued and exits when the last handle is dropped.
 pub struct GroupCommitWriter<E> {
-    sender: mpsc::Sender<Batch<E>>,
+    /// Each message holds one or more batches handed over together.
+    sender: mpsc::Sender<Vec<Batch<E>>>,
     counters: Arc<Counters>,
 }
 
@@ -137,8 +139,22 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
     /// Queues `writes`; `after` is delivered once they are committed (or, for an empty batch,
     /// once every earlier batch has been handled). Fails only when the writer thread is gone.
     pub fn submit(&self, writes: Vec<Write>, after: E) -> Result<(), StoreError> {
+        self.submit_all(vec![(writes, after)])
+    }
+
+    /// Queues several batches at once, in order, as [`submit`](Self::submit) would one by
+    /// one; the writer receives them together, so they always land in the same group commit
+    /// (it cannot wake up and commit the first before the others are queued).
+    pub fn submit_all(&self, batches: Vec<(Vec<Write>, E)>) -> Result<(), StoreError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let batches = batches
+            .into_iter()
+            .map(|(writes, after)| Batch { writes, after })
+            .collect();
         self.sender
-            .send(Batch { writes, after })
+            .send(batches)
             .map_err(|_| StoreError::WriterStopped)
     }
 }
@@ -159,7 +175,7 @@ impl<E> GroupCommitWriter<E> {
 /// The writer thread's loop: runs until every handle is dropped and the queue is empty.
 fn run<E>(
     mut store: Box<dyn ProjectStore>,
-    receiver: &mpsc::Receiver<Batch<E>>,
+    receiver: &mpsc::Receiver<Vec<Batch<E>>>,
     spin: Duration,
     counters: &Counters,
     mut deliver: impl FnMut(E),
@@ -168,12 +184,12 @@ fn run<E>(
     let mut group: Vec<Batch<E>> = Vec::new();
     let mut writes: Vec<Write> = Vec::new();
     let mut ends: Vec<usize> = Vec::new();
-    while let Some(first) = next_batch(receiver, spin) {
+    while let Some(first) = next_batches(receiver, spin) {
         let _busy = BusyTimer(&counters.busy_ns, Instant::now());
-        group.push(first);
+        group.extend(first);
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
-                Ok(batch) => group.push(batch),
+                Ok(batches) => group.extend(batches),
                 Err(_) => break,
             }
         }
@@ -194,6 +210,11 @@ fn run<E>(
         }
         match store.apply(&writes) {
             Ok(()) => {
+                tracing::trace!(
+                    batches = group.len(),
+                    writes = writes.len(),
+                    "group committed"
+                );
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters
                     .writes
@@ -237,8 +258,12 @@ impl Drop for BusyTimer<'_> {
     }
 }
 
-/// The next batch: polled for up to `spin`, then waited for. `None` once every handle is gone.
-fn next_batch<E>(receiver: &mpsc::Receiver<Batch<E>>, spin: Duration) -> Option<Batch<E>> {
+/// The next batches: polled for up to `spin`, then waited for. `None` once every handle is
+/// gone.
+fn next_batches<E>(
+    receiver: &mpsc::Receiver<Vec<Batch<E>>>,
+    spin: Duration,
+) -> Option<Vec<Batch<E>>> {
     if !spin.is_zero() {
         let start = Instant::now();
         loop {
@@ -531,6 +556,36 @@ mod tests {
             .count();
         assert_eq!(run.steps.len(), expected_steps);
         assert_eq!(run.executions.len(), expected_steps);
+    }
+
+    #[test]
+    fn store_writer_commits_batches_handed_over_together_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("project.sqlite");
+        let store = Box::new(SqliteStore::open(&path, Durability::Normal).unwrap());
+        let delivered: Sink<u32> = Sink::default();
+        let d = delivered.clone();
+        let writer = GroupCommitWriter::spawn(store, "test-writer", move |v| d.push(v), |_, _| {});
+        writer.submit(setup_writes(), 0).unwrap();
+        delivered.wait(1);
+        const PAIRS: u32 = 50;
+        for pair in 0..PAIRS {
+            let (a, b) = (2 * pair + 1, 2 * pair + 2);
+            writer
+                .submit_all(vec![(step_batch(a), a), (step_batch(b), b)])
+                .unwrap();
+            // One pair at a time: the writer never sees two pairs queued together.
+            delivered.wait(1 + b as usize);
+        }
+        let items = delivered.wait(1 + 2 * PAIRS as usize);
+        assert_eq!(items, (0..=2 * PAIRS).collect::<Vec<_>>());
+        let stats = writer.stats();
+        assert_eq!(
+            stats.commits,
+            1 + u64::from(PAIRS),
+            "each pair in one transaction"
+        );
+        assert_eq!(stats.batches, 1 + 2 * u64::from(PAIRS));
     }
 
     #[test]

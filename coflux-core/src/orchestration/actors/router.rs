@@ -156,10 +156,8 @@ impl Router {
         let Some(writer) = lock(&self.writer).clone() else {
             return tracing::error!(project = %self.project, "dropping batches: the project is shut down");
         };
-        for (writes, messages) in batches {
-            if let Err(e) = writer.submit(writes, messages) {
-                tracing::error!(project = %self.project, error = %e, "dropping a batch: the writer has stopped");
-            }
+        if let Err(e) = writer.submit_all(batches) {
+            tracing::error!(project = %self.project, error = %e, "dropping batches: the writer has stopped");
         }
     }
 
