@@ -25,6 +25,25 @@ async fn wait_running(server: &Server, run: &str, target: &str) {
     .await
 }
 
+/// With a single slot, a workflow waiting for its tasks must tell the server at once that it
+/// lends its slot (the agent holds that notice back only while it has room to spare): else
+/// its children are never assigned.
+#[actix_rt::test]
+async fn an_agent_with_one_slot_runs_workflows_that_wait_for_their_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _agent = rust_agent(&server, P, "production", &["--concurrency", "1"]);
+    for (target, argument, expected) in [("chain", 5, 5), ("sum_of_squares", 3, 14)] {
+        let run = server
+            .submit(P, "production", "examples.repo", target, json!([argument]))
+            .await;
+        let result = server.result(P, &run, 30).await;
+        assert_eq!(result["status"], "value", "{target}: {result}");
+        assert_eq!(result["value"], expected, "{target}");
+    }
+}
+
 #[actix_rt::test]
 async fn remote_rust_repository_runs_workflows_with_typed_errors() {
     let dir = tempfile::tempdir().unwrap();

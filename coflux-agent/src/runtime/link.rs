@@ -6,7 +6,7 @@
 //! fail (re-sending them could create a child twice).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -80,7 +80,8 @@ struct State {
     resolutions: HashMap<ExecutionId, Resolution>,
     /// Executions waiting for others whose `Waiting` notice is held back (see
     /// [`Link::waiting_started`]).
-    held_waits: HashSet<ExecutionId>,
+    /// [`Link::waiting_started`]), with the timer task that sends it.
+    held_waits: HashMap<ExecutionId, tokio::task::JoinHandle<()>>,
 }
 
 impl State {
@@ -229,25 +230,30 @@ impl Link {
         if !spare {
             return self.send(notice);
         }
-        self.state.borrow_mut().held_waits.insert(execution);
         let state = Rc::clone(&self.state);
-        actix_rt::spawn(async move {
+        let timer = actix_rt::spawn(async move {
             tokio::time::sleep(WAITING_NOTICE_DELAY).await;
             let mut state = state.borrow_mut();
-            if state.held_waits.remove(&execution) {
+            if state.held_waits.remove(&execution).is_some() {
                 state.push(notice);
             }
         });
+        if let Some(previous) = self.state.borrow_mut().held_waits.insert(execution, timer) {
+            previous.abort();
+        }
     }
 
     /// An execution stopped waiting: the server is told unless its `Waiting` notice was still
     /// held back (then neither goes out).
     pub fn waiting_stopped(&self, execution: ExecutionId) {
-        if !self.state.borrow_mut().held_waits.remove(&execution) {
-            self.send(AgentFrame::Waiting {
+        let held = self.state.borrow_mut().held_waits.remove(&execution);
+        match held {
+            // The timer is cancelled, so it does not wake the agent for nothing.
+            Some(timer) => timer.abort(),
+            None => self.send(AgentFrame::Waiting {
                 execution,
                 waiting: false,
-            });
+            }),
         }
     }
 
