@@ -98,6 +98,15 @@ impl Drop for ScratchPool {
     }
 }
 
+/// Whether a set's directories are missing or empty. Most sets are never created, which one
+/// failed `stat` of the set's own directory tells.
+fn set_is_unused(root: &Path, work: &Path, values: &Path) -> bool {
+    match std::fs::metadata(root) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(_) => is_unused(work) && is_unused(values),
+    }
+}
+
 /// Whether `dir` is missing or a directory with nothing in it.
 fn is_unused(dir: &Path) -> bool {
     match std::fs::read_dir(dir) {
@@ -121,7 +130,7 @@ impl Drop for Scratch {
             return remove(&root);
         };
         let mut free = pool.free.borrow_mut();
-        if free.len() < KEPT && is_unused(&self.work) && is_unused(&self.values) {
+        if free.len() < KEPT && set_is_unused(&root, &self.work, &self.values) {
             free.push(root);
         } else {
             remove(&root);
