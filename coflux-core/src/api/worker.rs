@@ -13,7 +13,7 @@ use std::time::Duration;
 use actix::Arbiter;
 use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable, BoxFuture};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::model::{
@@ -245,13 +245,14 @@ struct LocalLink {
 
 impl LocalLink {
     /// Sends a submission that also waits for the child: the first receiver gets the
-    /// submission's reply, the second the child's final result.
+    /// submission's reply (shared by the id and result futures), the second the child's final
+    /// result.
     fn send_submit(
         &self,
         parent: ExecutionId,
         request: SubmitRequest,
-    ) -> (oneshot::Receiver<Reply>, oneshot::Receiver<Reply>) {
-        let (reply, submitted) = self.router.expect_reply();
+    ) -> (watch::Receiver<Option<Reply>>, oneshot::Receiver<Reply>) {
+        let (reply, submitted) = self.router.expect_shared_reply();
         let (wait, result) = self.router.expect_reply();
         let msg = RunMsg::Submit {
             parent,
@@ -264,23 +265,28 @@ impl LocalLink {
     }
 }
 
+/// The child's id once its submission is committed (or why it was not).
+async fn submitted_id(
+    mut submitted: watch::Receiver<Option<Reply>>,
+) -> Result<ExecutionId, String> {
+    let reply = match submitted.wait_for(Option::is_some).await {
+        Ok(reply) => reply.clone(),
+        Err(_) => return Err("the orchestrator stopped".into()),
+    };
+    match reply {
+        Some(Reply::Submitted(Ok(id))) => Ok(id),
+        Some(Reply::Submitted(Err(e))) => Err(e.to_string()),
+        other => Err(format!("unexpected reply {other:?}")),
+    }
+}
+
 impl ExecutorLink for LocalLink {
     fn submit(&self, parent: ExecutionId, request: SubmitRequest) -> Submission {
         let (submitted, result) = self.send_submit(parent, request);
-        let id = async move {
-            match submitted.await {
-                Ok(Reply::Submitted(Ok(id))) => Ok(id),
-                Ok(Reply::Submitted(Err(e))) => Err(e.to_string()),
-                Ok(other) => Err(format!("unexpected reply {other:?}")),
-                Err(_) => Err("the orchestrator stopped".into()),
-            }
-        }
-        .boxed()
-        .shared();
-        let submission = id.clone();
+        let id = submitted_id(submitted.clone()).boxed();
         let result = async move {
             // The submission's reply first: if its commit failed, only that reply is failed.
-            submission.await?;
+            submitted_id(submitted).await?;
             match result.await {
                 Ok(Reply::Result(Ok(result))) => Ok(result),
                 Ok(Reply::Result(Err(e))) => Err(e.to_string()),
@@ -289,7 +295,7 @@ impl ExecutorLink for LocalLink {
             }
         };
         Submission {
-            id: id.boxed(),
+            id,
             result: result.boxed(),
         }
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::{Actor, Addr, ArbiterHandle};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::super::error::OrchestrationError;
 use crate::model::{
@@ -42,6 +42,29 @@ pub struct WorkerRegistration {
     pub commands: mpsc::UnboundedSender<WorkerCommand>,
 }
 
+/// Where a waiting caller's reply goes.
+enum ReplySink {
+    /// One receiver.
+    Once(oneshot::Sender<Reply>),
+    /// Any number of receivers (see [`Router::expect_shared_reply`]).
+    Shared(watch::Sender<Option<Reply>>),
+}
+
+impl ReplySink {
+    /// Hands over the reply. Call it without holding a lock: it wakes the receiver's thread,
+    /// and a lock held meanwhile makes that thread block on it as soon as it runs.
+    fn send(self, reply: Reply) {
+        match self {
+            Self::Once(tx) => {
+                let _ = tx.send(reply);
+            }
+            Self::Shared(tx) => {
+                tx.send_replace(Some(reply));
+            }
+        }
+    }
+}
+
 /// Routes a project's envelopes.
 pub struct Router {
     project: String,
@@ -53,7 +76,7 @@ pub struct Router {
     /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
     runs: Mutex<HashMap<RunId, (Addr<RunActor>, bool)>>,
     workers: Mutex<HashMap<WorkerId, WorkerRegistration>>,
-    replies: Mutex<HashMap<ReplyTo, oneshot::Sender<Reply>>>,
+    replies: Mutex<HashMap<ReplyTo, ReplySink>>,
     next_id: AtomicU64,
     outgoing: Mutex<Vec<(Vec<Write>, Vec<Envelope>)>>,
     flush_scheduled: AtomicBool,
@@ -190,10 +213,8 @@ impl Router {
             error.code()
         ));
         for envelope in dropped.into_iter().flatten() {
-            if let Envelope::Reply(to, reply) = envelope
-                && let Some(tx) = lock(&self.replies).remove(&to)
-            {
-                let _ = tx.send(reply.failed(failure.clone()));
+            if let Envelope::Reply(to, reply) = envelope {
+                self.reply(to, reply.failed(failure.clone()));
             }
         }
     }
@@ -213,8 +234,25 @@ impl Router {
     pub fn expect_reply(&self) -> (ReplyTo, oneshot::Receiver<Reply>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.replies).insert(id, tx);
+        lock(&self.replies).insert(id, ReplySink::Once(tx));
         (id, rx)
+    }
+
+    /// Registers a waiting caller whose reply several futures await (clone the receiver): it
+    /// holds `None` until the reply arrives, and is closed if none will.
+    pub fn expect_shared_reply(&self) -> (ReplyTo, watch::Receiver<Option<Reply>>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        lock(&self.replies).insert(id, ReplySink::Shared(tx));
+        (id, rx)
+    }
+
+    /// Hands a reply to its caller, if it still waits.
+    fn reply(&self, to: ReplyTo, reply: Reply) {
+        let sink = lock(&self.replies).remove(&to);
+        if let Some(sink) = sink {
+            sink.send(reply);
+        }
     }
 
     /// Forgets a waiting caller that gave up (its reply, if it comes, is dropped).
@@ -291,12 +329,16 @@ impl Router {
 
     fn route(this: &Arc<Self>, envelope: Envelope) {
         match envelope {
-            Envelope::Project(msg) => match lock(&this.project_actor).as_ref() {
-                Some(addr) => addr.do_send(Deliver(msg)),
-                None => {
-                    tracing::warn!(project = %this.project, "project actor not running; message dropped")
+            Envelope::Project(msg) => {
+                // Sent after the lock is released (sending wakes the arbiter's thread).
+                let addr = lock(&this.project_actor).clone();
+                match addr {
+                    Some(addr) => addr.do_send(Deliver(msg)),
+                    None => {
+                        tracing::warn!(project = %this.project, "project actor not running; message dropped")
+                    }
                 }
-            },
+            }
             Envelope::Environment(id, msg) => this.environment(id).do_send(Deliver(msg)),
             Envelope::Run(id, msg) => this.route_run(id, msg),
             Envelope::Worker(worker, command) => {
@@ -307,11 +349,7 @@ impl Router {
             }
             Envelope::Retire(id) => this.begin_retire(id),
             Envelope::Reload(target) => this.reload(target),
-            Envelope::Reply(to, reply) => {
-                if let Some(tx) = lock(&this.replies).remove(&to) {
-                    let _ = tx.send(reply);
-                }
-            }
+            Envelope::Reply(to, reply) => this.reply(to, reply),
         }
     }
 
@@ -426,9 +464,15 @@ impl Router {
     }
 
     fn route_run(self: &Arc<Self>, id: RunId, msg: RunMsg) {
-        if let Some((addr, retiring)) = lock(&self.runs).get_mut(&id).filter(|(a, _)| a.connected())
-        {
-            *retiring = false;
+        // Sent after the lock is released (sending wakes the arbiter's thread).
+        let running = lock(&self.runs)
+            .get_mut(&id)
+            .filter(|(a, _)| a.connected())
+            .map(|(addr, retiring)| {
+                *retiring = false;
+                addr.clone()
+            });
+        if let Some(addr) = running {
             return addr.do_send(Deliver(msg));
         }
         let now = now_millis();
