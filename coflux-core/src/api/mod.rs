@@ -47,6 +47,12 @@ pub struct Config {
     /// (default 150 µs; zero never spins). Spinning briefly avoids a thread wake-up per commit
     /// while a project is busy, which dominates the latency of dependent tasks.
     pub writer_spin: Duration,
+    /// How long the thread of an in-process worker ([`Project::serve`]) keeps polling for its
+    /// next reply or execution before it sleeps (default 200 µs; zero never spins). In a chain
+    /// of dependent tasks the worker idles while each commit is made, and being woken costs
+    /// more than the commit. While it spins, a task's timers and I/O events that fall due are
+    /// noticed at the end of the spin (at most this much later).
+    pub worker_spin: Duration,
     /// After a restart, how long executions that were running on remote workers stay
     /// claimable by their reconnecting agents before they are abandoned and retried (default
     /// zero: in-process workers do not survive a restart, so nothing can reclaim them).
@@ -63,6 +69,7 @@ impl Config {
             data_dir: data_dir.as_ref().to_path_buf(),
             durability: Durability::Normal,
             writer_spin: Duration::from_micros(150),
+            worker_spin: Duration::from_micros(200),
             recovery_grace: Duration::ZERO,
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
         }
@@ -90,6 +97,7 @@ impl Coflux {
             data_dir: config.data_dir,
             durability: config.durability,
             writer_spin: config.writer_spin,
+            worker_spin: config.worker_spin,
             recovery_grace: config.recovery_grace,
             idempotency_retention: config.idempotency_retention,
         })?;

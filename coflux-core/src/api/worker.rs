@@ -78,7 +78,7 @@ impl Worker {
             provides: options.provides,
             commands,
         };
-        let arbiter = Arbiter::new();
+        let arbiter = router.worker_arbiter();
         let link: Arc<dyn ExecutorLink> = Arc::new(LocalLink {
             router: Arc::clone(&router),
             metrics: options.metrics,

@@ -9,8 +9,10 @@
 
 mod hosts;
 mod router;
+mod spin;
 mod supervisor;
 
 pub use hosts::{Deliver, EnvironmentActor, ProjectActor, RunActor};
 pub use router::{Router, WorkerRegistration};
+pub use spin::{Doorbell, spinning_arbiter};
 pub use supervisor::{OpenProject, OpenProjectError, ProjectHandle, Supervisor, SupervisorConfig};

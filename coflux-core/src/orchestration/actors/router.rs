@@ -22,6 +22,7 @@ use super::super::messages::{
 };
 use super::super::run::RunCore;
 use super::hosts::{ConfirmRetire, Deliver, EnvironmentActor, ProjectActor, Reload, RunActor};
+use super::spin::{Doorbell, spinning_arbiter};
 
 /// The writer every project actor commits through.
 pub type Writer = GroupCommitWriter<Vec<Envelope>>;
@@ -80,6 +81,10 @@ pub struct Router {
     next_id: AtomicU64,
     outgoing: Mutex<Vec<(Vec<Write>, Vec<Envelope>)>>,
     flush_scheduled: AtomicBool,
+    /// Rung after a reply or a command is handed over; in-process workers' arbiters watch it.
+    worker_bell: Arc<Doorbell>,
+    /// How long in-process workers' arbiters watch it before they sleep.
+    worker_spin: std::time::Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,7 +93,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Router {
     /// A router for project `project`, whose actors live on `arbiter`; `reader` re-reads runs.
-    pub fn new(project: String, arbiter: ArbiterHandle, reader: Box<dyn ProjectStore>) -> Self {
+    /// In-process workers' arbiters spin up to `worker_spin` for their next message (see
+    /// [`spinning_arbiter`]).
+    pub fn new(
+        project: String,
+        arbiter: ArbiterHandle,
+        reader: Box<dyn ProjectStore>,
+        worker_spin: std::time::Duration,
+    ) -> Self {
         Self {
             project,
             arbiter,
@@ -108,7 +120,15 @@ impl Router {
             ),
             outgoing: Mutex::new(Vec::new()),
             flush_scheduled: AtomicBool::new(false),
+            worker_bell: Arc::default(),
+            worker_spin,
         }
+    }
+
+    /// Starts the arbiter of an in-process worker: once idle, it watches for the replies and
+    /// commands this router hands over before it sleeps.
+    pub fn worker_arbiter(&self) -> actix::Arbiter {
+        spinning_arbiter(Arc::clone(&self.worker_bell), self.worker_spin)
     }
 
     /// The project's name.
@@ -328,6 +348,14 @@ impl Router {
     }
 
     fn route(this: &Arc<Self>, envelope: Envelope) {
+        let to_caller = matches!(envelope, Envelope::Worker(..) | Envelope::Reply(..));
+        Router::route_now(this, envelope);
+        if to_caller {
+            this.worker_bell.ring();
+        }
+    }
+
+    fn route_now(this: &Arc<Self>, envelope: Envelope) {
         match envelope {
             Envelope::Project(msg) => {
                 // Sent after the lock is released (sending wakes the arbiter's thread).

@@ -28,6 +28,9 @@ pub struct SupervisorConfig {
     /// How long a project's writer polls for more work before it sleeps (see
     /// [`GroupCommitWriter::spawn_with_spin`]).
     pub writer_spin: std::time::Duration,
+    /// How long in-process workers' arbiters poll for their next message before they sleep
+    /// (see [`super::spinning_arbiter`]).
+    pub worker_spin: std::time::Duration,
     /// After a restart, how long executions that were running stay claimable by reconnecting
     /// workers before they are abandoned (zero: abandoned at once).
     pub recovery_grace: std::time::Duration,
@@ -82,6 +85,7 @@ impl Supervisor {
             name.to_string(),
             arbiter.handle(),
             Box::new(reader),
+            self.config.worker_spin,
         ));
         let deliver_to = Arc::clone(&router);
         let writer = GroupCommitWriter::spawn_with_spin(
