@@ -266,16 +266,30 @@ fn next_batches<E>(
 ) -> Option<Vec<Batch<E>>> {
     if !spin.is_zero() {
         let start = Instant::now();
+        let mut polls = 0u32;
         loop {
             match receiver.try_recv() {
                 Ok(batch) => return Some(batch),
                 Err(mpsc::TryRecvError::Disconnected) => return None,
                 Err(mpsc::TryRecvError::Empty) if start.elapsed() >= spin => break,
-                Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(mpsc::TryRecvError::Empty) => polls = spin_pause(polls),
             }
         }
     }
     receiver.recv().ok()
+}
+
+/// One pause of a polling loop; returns the updated poll count. Every few polls it yields the
+/// CPU, so a spinning thread that shares its core with another runnable thread (another
+/// spinner, or the thread it waits for) lets it run instead of holding the core for its
+/// whole time slice.
+pub(crate) fn spin_pause(polls: u32) -> u32 {
+    if polls % 32 == 31 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+    polls.wrapping_add(1)
 }
 
 /// After a group failed because of one batch's contents: commits each batch on its own,

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use actix::Arbiter;
 
+use crate::store::writer::spin_pause;
+
 /// Rung when work is handed to the arbiters watching it.
 #[derive(Debug, Default)]
 pub struct Doorbell {
@@ -53,13 +55,9 @@ pub fn spinning_arbiter(bell: Arc<Doorbell>, spin: Duration) -> Arbiter {
 fn idle_spin(bell: &Doorbell, spin: Duration) {
     let before = bell.rings();
     let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-        }
-        if bell.rings() != before || start.elapsed() >= spin {
-            return;
-        }
+    let mut polls = 0u32;
+    while bell.rings() == before && start.elapsed() < spin {
+        polls = spin_pause(polls);
     }
 }
 
