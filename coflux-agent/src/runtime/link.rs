@@ -79,7 +79,6 @@ struct State {
     /// waiting for one, or one that arrived before its caller asked.
     resolutions: HashMap<ExecutionId, Resolution>,
     /// Executions waiting for others whose `Waiting` notice is held back (see
-    /// [`Link::waiting_started`]).
     /// [`Link::waiting_started`]), with the timer task that sends it.
     held_waits: HashMap<ExecutionId, tokio::task::JoinHandle<()>>,
 }

@@ -17,13 +17,13 @@
 //! typical commit (a step, its execution and assignment; or a result) changes two or three
 //! pages, so smaller pages mean proportionally fewer bytes written and checksummed per commit.
 //!
-//! Every connection to a project database is opened with [`open_connection`], through SQLite's
+//! Every connection to a project database is opened with `open_connection`, through SQLite's
 //! `unix-excl` VFS (on Unix): the process holds one exclusive lock on the file while any of its
 //! connections is open, and the locks between its own connections (the writer, readers, the
 //! checkpointer) are taken in process memory, with the WAL index in heap memory rather than a
 //! `-shm` file. A commit then makes no locking system calls (it made six `fcntl` calls
 //! before), and a second process cannot open a project that a running server or embedded
-//! program serves (it gets "database is locked") instead of writing next to it.
+//! program serves (it gets [`StoreError::InUse`]) instead of writing next to it.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -552,7 +552,7 @@ impl Router {
     }
 
     /// The run actor confirms it is still idle: if nothing was delivered to it since
-    /// [`Router::begin_retire`], it is forgotten (and stops); a later message re-creates it from
+    /// `Router::begin_retire`, it is forgotten (and stops); a later message re-creates it from
     /// the database, which holds everything it did. Returns whether it may stop.
     pub fn finish_retire(&self, id: RunId) -> bool {
         let mut runs = lock(&self.runs);

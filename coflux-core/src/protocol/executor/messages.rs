@@ -88,7 +88,7 @@ messages! {
 }
 
 messages! {
-    /// Requests from an executor process to the worker; each expects a [`Response`].
+    /// Requests from an executor process to the worker; each expects a [`Response`](super::Response).
     pub enum AdapterRequest {
         /// Submit a child execution → [`SubmitResult`].
         "submit_execution" => SubmitExecution(Box<SubmitExecution>),
