@@ -10,6 +10,7 @@ pub mod gc;
 pub mod http;
 pub mod logs;
 pub mod state;
+pub mod ui;
 
 use actix_web::{App, HttpServer, web};
 
