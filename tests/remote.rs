@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use coflux_tests::{Proxy, Server, eventually, python_agent, rust_agent, step_states};
+use coflux_tests::{
+    AgentOptions, Proxy, Server, agent, eventually, example_module_agent, python, python_agent,
+    rust_agent, step_states, workspace_root,
+};
 use serde_json::json;
 
 const P: &str = "acme";
@@ -207,6 +210,77 @@ async fn remote_server_killed_and_restarted_runs_continue_with_one_result_per_ex
             "the agent kept running both executions through the restart"
         );
     }
+}
+
+/// Workflows that call tasks one after another, in Python and Rust, while the server is killed
+/// with SIGKILL and restarted: children submitted while it was away, or whose submission was in
+/// flight, are created once; every run ends with its value and no task ran twice.
+#[actix_rt::test]
+async fn remote_children_submitted_across_a_server_kill_are_created_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("side-effects.txt");
+    let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());
+    let port = coflux_tests::free_port();
+    let server = Server::start_on(&dir.path().join("data"), port, &[]).await;
+    server.setup(P, "production", None).await;
+    let _python = agent(
+        &server,
+        AgentOptions {
+            project: P,
+            environment: "production",
+            adapter: format!("env {effects_env} {} -m coflux", python().display()),
+            modules: vec!["e2e_flows".into()],
+            directory: workspace_root().join("tests/python"),
+            extra: vec!["--register".into()],
+        },
+    );
+    let _rust = example_module_agent(
+        &server,
+        P,
+        "examples.semantics",
+        &["COFLUX_EXAMPLE_SEMANTICS=1", &effects_env],
+        &[],
+    );
+    server.wait_registered(P, "production", "effects").await;
+    let mut runs = Vec::new();
+    for i in 0..8 {
+        let (module, pause) = match i % 2 {
+            0 => ("e2e_flows", json!(0.15)),
+            _ => ("examples.semantics", json!(150)),
+        };
+        let name = format!("r{i}");
+        let run = server
+            .submit(P, "production", module, "effects", json!([name, 4, pause]))
+            .await;
+        runs.push((run, name));
+    }
+    // Kill the server while the workflows are between calls, and keep it away long enough for
+    // running tasks to finish and their workflows to submit the next child.
+    actix_rt::time::sleep(Duration::from_millis(400)).await;
+    let mut server = server;
+    server.proc.kill9();
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    let server = Server::start_on(&dir.path().join("data"), port, &[]).await;
+    for (run, name) in &runs {
+        let result = server.result(P, run, 90).await;
+        let expected: Vec<String> = (0..4).map(|i| format!("{name}:{i}")).collect();
+        assert_eq!(result["value"], json!(expected), "run {run}: {result}");
+        let states = step_states(&server.inspect(P, run).await);
+        assert_eq!(states.len(), 5, "the workflow and four tasks: {states:?}");
+        assert!(
+            states.iter().all(|(_, s)| s == &["value"]),
+            "one execution per step: {states:?}"
+        );
+    }
+    let text = std::fs::read_to_string(&effects).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    let mut expected: Vec<String> = runs
+        .iter()
+        .flat_map(|(_, name)| (0..4).map(move |i| format!("{name}:{i}")))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(lines, expected, "each task's side effect happened once");
 }
 
 #[actix_rt::test]

@@ -190,6 +190,7 @@ async fn agent_protocol_submits_children_and_waits_for_them() {
     let parent = next_execute(&mut socket).await;
     let submit = AgentRequest::Submit {
         parent,
+        call: 1,
         target: TargetRef::new("flows", "main"),
         kind: TargetKind::Task,
         arguments: Json::encode(&vec![Value::raw(serde_json::json!(1))]),
@@ -437,28 +438,42 @@ async fn agent_protocol_a_resent_submission_creates_one_child() {
     let (mut socket, _, _) = open(&server.url, None).await;
     let run = submit(&server, None).await;
     let parent = next_execute(&mut socket).await;
-    let request = AgentRequest::Submit {
+    let request = |call| AgentRequest::Submit {
         parent,
+        call,
         target: TargetRef::new("flows", "main"),
         kind: TargetKind::Task,
         arguments: Json::encode(&Vec::<Value>::new()),
         options: Json::encode(&StepOptions::default()),
         wait: false,
     };
-    for _ in 0..2 {
+    // The same request twice (a reconnect to the same session), the same call under another
+    // request id (as a new session after a server restart gets it), then a second call.
+    for (id, call) in [(5, 1), (5, 1), (6, 1), (7, 2)] {
         let frame = AgentFrame::Request {
-            id: 5,
-            request: request.clone(),
+            id,
+            request: request(call),
         };
         send(&mut socket, &frame).await;
     }
-    let mut children = Vec::new();
-    while children.len() < 2 {
-        if let ServerFrame::Reply { id: 5, result } = recv(&mut socket).await.unwrap() {
-            children.push(result.unwrap());
+    let mut children = std::collections::BTreeMap::<u64, Vec<ReplyBody>>::new();
+    while children.values().map(Vec::len).sum::<usize>() < 4 {
+        if let ServerFrame::Reply { id, result } = recv(&mut socket).await.unwrap() {
+            children.entry(id).or_default().push(result.unwrap());
         }
     }
-    assert_eq!(children[0], children[1], "the same child both times");
+    assert_eq!(
+        children[&5][0], children[&5][1],
+        "the same child both times"
+    );
+    assert_eq!(
+        children[&5][0], children[&6][0],
+        "the same call, the same child"
+    );
+    assert_ne!(
+        children[&5][0], children[&7][0],
+        "another call, another child"
+    );
     let view = run.inspect().await.unwrap();
-    assert_eq!(view.steps.len(), 2, "the workflow and one child");
+    assert_eq!(view.steps.len(), 3, "the workflow and two children");
 }

@@ -61,6 +61,32 @@ async fn slow_value(x: u64) -> Result<u64, Failure> {
     Ok(x * 10)
 }
 
+/// After `pause_ms`, appends `tag` as a line to the file named by `COFLUX_SIDE_EFFECTS` (if
+/// set): a side effect that tests count, to see that no execution ran twice.
+#[task(module = "examples.semantics")]
+async fn effect(tag: String, pause_ms: u64) -> Result<String, Failure> {
+    actix_rt::time::sleep(Duration::from_millis(pause_ms)).await;
+    if let Some(path) = std::env::var_os("COFLUX_SIDE_EFFECTS") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        file.write_all(format!("{tag}\n").as_bytes())?;
+    }
+    Ok(tag)
+}
+
+/// Calls `effect` `n` times, one after the other (tags `name:0`, `name:1`, ...).
+#[workflow(module = "examples.semantics")]
+async fn effects(name: String, n: u64, pause_ms: u64) -> Result<Vec<String>, Failure> {
+    let mut tags = Vec::new();
+    for i in 0..n {
+        tags.push(effect.call(format!("{name}:{i}"), pause_ms).await?);
+    }
+    Ok(tags)
+}
+
 /// Not started before the execution behind `upstream` has finished.
 #[task(module = "examples.semantics", wait_for = ["upstream"])]
 async fn downstream(upstream: Handle<u64>) -> Result<u64, Failure> {
@@ -136,6 +162,8 @@ pub fn repository() -> Repository {
         .with(debounced)
         .with(debounce)
         .with(slow_value)
+        .with(effect)
+        .with(effects)
         .with(downstream)
         .with(waits)
         .with(inner)

@@ -110,3 +110,19 @@ def later():
 @cf.workflow()
 def delayed():
     return later()
+
+
+@cf.task()
+def effect(tag, pause):
+    """After `pause` seconds, appends `tag` to the file named by COFLUX_SIDE_EFFECTS."""
+    time.sleep(pause)
+    path = os.environ.get("COFLUX_SIDE_EFFECTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(tag + "\n")
+    return tag
+
+
+@cf.workflow()
+def effects(name, n, pause):
+    return [effect(f"{name}:{i}", pause) for i in range(n)]

@@ -1,7 +1,13 @@
 //! [`BlobClient`]: uploads and downloads content-addressed blobs through the server's HTTP API
 //! (`/api/projects/{project}/blobs/{sha256}`), streaming files in both directions.
+//!
+//! Every request is idempotent (blobs are addressed by their content, an asset record by its
+//! entries), so while the server cannot be reached or answers 502/503/504 (e.g. it restarts)
+//! a transfer is tried again with backoff, for up to [`RETRY_FOR`].
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -12,6 +18,9 @@ use crate::executor::{AssetRecord, NewAsset};
 
 const CHUNK: usize = 256 * 1024;
 
+/// How long a transfer is retried while the server is unreachable or unavailable.
+pub const RETRY_FOR: Duration = Duration::from_secs(120);
+
 /// Why a blob transfer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -21,6 +30,9 @@ pub enum BlobError {
     /// The server could not be reached or answered with an error.
     #[error("blob transfer failed: {0}")]
     Http(String),
+    /// The server could not be reached, or answered that it is unavailable (tried again).
+    #[error("the server is unavailable: {0}")]
+    Unavailable(String),
     /// The key is not a sha256 hex digest.
     #[error("invalid blob key")]
     InvalidKey,
@@ -40,6 +52,7 @@ impl BlobError {
         match self {
             Self::Io(_) => "blob_io",
             Self::Http(_) => "blob_http",
+            Self::Unavailable(_) => "unavailable",
             Self::InvalidKey => "invalid_blob_key",
             Self::Api { .. } => "api_error",
         }
@@ -71,8 +84,13 @@ impl BlobClient {
     pub async fn put_file(&self, path: &Path) -> Result<(String, u64), BlobError> {
         let (key, size) = hash_file(path).await?;
         let url = format!("{}/{key}", self.base);
+        retrying(|| Self::upload(&url, path)).await?;
+        Ok((key, size))
+    }
+
+    async fn upload(url: &str, path: &Path) -> Result<(), BlobError> {
         let exists = Self::client()
-            .head(&url)
+            .head(url)
             .send()
             .await
             .map(|r| r.status().is_success())
@@ -91,19 +109,14 @@ impl BlobClient {
                 }
             });
             let response = Self::client()
-                .put(&url)
+                .put(url)
                 .insert_header(("content-type", "application/octet-stream"))
                 .send_stream(Box::pin(body))
                 .await
-                .map_err(|e| BlobError::Http(e.to_string()))?;
-            if !response.status().is_success() {
-                return Err(BlobError::Http(format!(
-                    "upload answered {}",
-                    response.status()
-                )));
-            }
+                .map_err(no_answer)?;
+            check_status(response.status(), "upload")?;
         }
-        Ok((key, size))
+        Ok(())
     }
 
     /// Downloads a blob into `target` (written to a temporary file, then renamed).
@@ -111,17 +124,16 @@ impl BlobClient {
         if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(BlobError::InvalidKey);
         }
+        retrying(|| self.download(key, target)).await
+    }
+
+    async fn download(&self, key: &str, target: &Path) -> Result<(), BlobError> {
         let mut response = Self::client()
             .get(format!("{}/{key}", self.base))
             .send()
             .await
-            .map_err(|e| BlobError::Http(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(BlobError::Http(format!(
-                "download of {key} answered {}",
-                response.status()
-            )));
-        }
+            .map_err(no_answer)?;
+        check_status(response.status(), &format!("download of {key}"))?;
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
@@ -163,22 +175,63 @@ impl BlobClient {
 impl BlobClient {
     /// Records an asset whose blobs are uploaded (`POST …/assets`); gives its summary.
     pub async fn put_asset(&self, asset: &NewAsset) -> Result<AssetRecord, BlobError> {
-        let response = Self::client()
-            .post(&self.assets)
-            .send_json(asset)
-            .await
-            .map_err(|e| BlobError::Http(e.to_string()))?;
-        json_answer(response).await
+        retrying(|| async {
+            let response = Self::client()
+                .post(&self.assets)
+                .send_json(asset)
+                .await
+                .map_err(no_answer)?;
+            json_answer(response).await
+        })
+        .await
     }
 
     /// An asset with its entries (`GET …/assets/{id}`); the id must be valid already.
     pub async fn get_asset(&self, id: &str) -> Result<AssetRecord, BlobError> {
-        let response = Self::client()
-            .get(format!("{}/{id}", self.assets))
-            .send()
-            .await
-            .map_err(|e| BlobError::Http(e.to_string()))?;
-        json_answer(response).await
+        retrying(|| async {
+            let response = Self::client()
+                .get(format!("{}/{id}", self.assets))
+                .send()
+                .await
+                .map_err(no_answer)?;
+            json_answer(response).await
+        })
+        .await
+    }
+}
+
+/// Runs `attempt` until it succeeds or fails with anything but [`BlobError::Unavailable`],
+/// waiting between tries (100 ms doubling to 5 s) for at most [`RETRY_FOR`].
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, BlobError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BlobError>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Err(BlobError::Unavailable(reason)) if start.elapsed() < RETRY_FOR => {
+                tracing::debug!(%reason, retry_in = ?delay, "blob transfer: the server is unavailable");
+                actix_rt::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A request that did not get an answer.
+fn no_answer(error: awc::error::SendRequestError) -> BlobError {
+    BlobError::Unavailable(error.to_string())
+}
+
+/// An error for an unsuccessful status: unavailable (tried again) for 502, 503 and 504.
+fn check_status(status: awc::http::StatusCode, what: &str) -> Result<(), BlobError> {
+    match status.as_u16() {
+        200..=299 => Ok(()),
+        502..=504 => Err(BlobError::Unavailable(format!("{what} answered {status}"))),
+        _ => Err(BlobError::Http(format!("{what} answered {status}"))),
     }
 }
 
@@ -193,7 +246,12 @@ where
         .body()
         .limit(64 << 20)
         .await
-        .map_err(|e| BlobError::Http(e.to_string()))?;
+        .map_err(|e| BlobError::Unavailable(e.to_string()))?;
+    if matches!(status.as_u16(), 502..=504) {
+        return Err(BlobError::Unavailable(format!(
+            "the server answered {status}"
+        )));
+    }
     if status.is_success() {
         return serde_json::from_slice(&body).map_err(|e| BlobError::Http(e.to_string()));
     }

@@ -32,6 +32,9 @@ pub struct RemoteHost {
     metrics: MetricBatcher,
     /// Pushed results of children not yet waited on, with the parent that submitted them.
     early: Rc<RefCell<HashMap<ExecutionId, (ExecutionId, Early)>>>,
+    /// How many calls each running execution has made: a submission's number is its identity
+    /// for the server (see `AgentRequest::Submit`).
+    calls: Rc<RefCell<HashMap<ExecutionId, u32>>>,
 }
 
 impl RemoteHost {
@@ -42,6 +45,7 @@ impl RemoteHost {
             link,
             blobs,
             early: Rc::default(),
+            calls: Rc::default(),
         }
     }
 
@@ -49,6 +53,7 @@ impl RemoteHost {
     /// has ended).
     pub fn forget(&self, parent: ExecutionId) {
         self.early.borrow_mut().retain(|_, (p, _)| *p != parent);
+        self.calls.borrow_mut().remove(&parent);
     }
 }
 
@@ -76,9 +81,17 @@ impl ExecutorHost for RemoteHost {
     ) -> LocalBoxFuture<'static, Result<ExecutionId, HostError>> {
         let link = self.link.clone();
         let early = Rc::clone(&self.early);
+        // Numbered in the order the execution made its calls.
+        let call = {
+            let mut calls = self.calls.borrow_mut();
+            let count = calls.entry(parent).or_insert(0);
+            *count += 1;
+            *count
+        };
         async move {
             let request = AgentRequest::Submit {
                 parent,
+                call,
                 target: request.target,
                 kind: request.kind,
                 arguments: Json::encode(&request.arguments),

@@ -2,11 +2,14 @@
 //!
 //! It reconnects with backoff and resumes the session; results stay buffered until the server
 //! confirms they are recorded (so a result reported while disconnected is delivered exactly
-//! once); waits and cancels in flight are sent again after a reconnect, submissions in flight
-//! fail (re-sending them could create a child twice).
+//! once). Requests made while disconnected wait for the next connection, and requests in
+//! flight are sent again on it, to the same session or a new one (a submission's identity is
+//! its parent and call number, so the server never creates a child twice); only those of
+//! executions the server no longer expects here fail. Log records and metrics made while
+//! disconnected are kept (up to [`MAX_HELD_RECORDS`]) and sent on the next connection.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -49,6 +52,9 @@ impl LinkError {
     }
 }
 
+/// At most this many frames of log records and metrics are held while disconnected.
+pub const MAX_HELD_RECORDS: usize = 10_000;
+
 /// At most this many queued frames are written together before a flush.
 const WRITE_BATCH: usize = 64;
 
@@ -81,6 +87,10 @@ struct State {
     /// Executions waiting for others whose `Waiting` notice is held back (see
     /// [`Link::waiting_started`]), with the timer task that sends it.
     held_waits: HashMap<ExecutionId, tokio::task::JoinHandle<()>>,
+    /// Log and metric frames made while disconnected, sent on the next connection.
+    held_records: Vec<AgentFrame>,
+    /// Frames of records not held because [`MAX_HELD_RECORDS`] were.
+    dropped_records: u64,
 }
 
 impl State {
@@ -128,9 +138,6 @@ impl Link {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut state = self.state.borrow_mut();
-            if state.connection.is_none() && matches!(request, AgentRequest::Submit { .. }) {
-                return Err(disconnected());
-            }
             state.next_id += 1;
             let id = state.next_id;
             state.push(AgentFrame::Request {
@@ -262,10 +269,23 @@ impl Link {
         self.send(AgentFrame::Draining);
     }
 
-    /// Sends log entries (dropped while disconnected).
+    /// Sends log entries (held while disconnected).
     pub fn logs(&self, entries: Vec<LogEntry>) {
         if !entries.is_empty() {
-            self.send(AgentFrame::Logs(entries));
+            self.send_record(AgentFrame::Logs(entries));
+        }
+    }
+
+    /// Sends a frame of log records or metrics; while disconnected it is held (up to
+    /// [`MAX_HELD_RECORDS`] frames) and sent on the next connection.
+    pub fn send_record(&self, frame: AgentFrame) {
+        let mut state = self.state.borrow_mut();
+        if state.connection.is_some() {
+            state.push(frame);
+        } else if state.held_records.len() < MAX_HELD_RECORDS {
+            state.held_records.push(frame);
+        } else {
+            state.dropped_records += 1;
         }
     }
 
@@ -351,12 +371,12 @@ impl Link {
                 Some(Err(_)) | None => return Err(None),
             }
         };
-        let (in_flight, resumed) = in_flight;
+        let (in_flight, _resumed) = in_flight;
         let (tx, mut rx) = mpsc::unbounded_channel::<AgentFrame>();
         if self.state.borrow().draining {
             let _ = tx.send(AgentFrame::Draining);
         }
-        self.resume(&tx, &in_flight, resumed);
+        self.resume(&tx, &in_flight);
         // Executions running here that the server no longer expects are stopped.
         let orphaned: Vec<ExecutionId> = self
             .state
@@ -433,13 +453,10 @@ impl Link {
     }
 
     /// After (re)connecting: drop results the server no longer expects, send the rest again,
-    /// re-send waits and cancels, fail submissions.
-    fn resume(
-        &self,
-        connection: &mpsc::UnboundedSender<AgentFrame>,
-        in_flight: &[ExecutionId],
-        resumed: bool,
-    ) {
+    /// re-send requests (failing those of executions no longer expected here), then the log
+    /// records and metrics held while disconnected.
+    fn resume(&self, connection: &mpsc::UnboundedSender<AgentFrame>, in_flight: &[ExecutionId]) {
+        let in_flight: HashSet<ExecutionId> = in_flight.iter().copied().collect();
         let mut state = self.state.borrow_mut();
         state
             .unconfirmed
@@ -447,24 +464,33 @@ impl Link {
         for (_, frame) in state.unconfirmed.values() {
             let _ = connection.send(frame.clone());
         }
-        let ids: Vec<u64> = state.pending.keys().copied().collect();
+        let mut ids: Vec<u64> = state.pending.keys().copied().collect();
+        // In the order they were made (a parent's calls keep their order).
+        ids.sort_unstable();
         for id in ids {
-            // Requests of executions the server no longer expects here are dropped; a
-            // submission is sent again only to the same session (which answers a repeat with
-            // the first answer), never to a new one (which could create the child twice).
-            let (from, submit) = match &state.pending[&id].0 {
-                AgentRequest::Submit { parent, .. } => (*parent, true),
-                AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => {
-                    (*from, false)
-                }
+            // Requests of executions the server no longer expects here fail; the others are
+            // sent again, also to a new session (a submission repeated is answered with the
+            // first answer: the server knows it by its parent and call number).
+            let from = match &state.pending[&id].0 {
+                AgentRequest::Submit { parent, .. } => *parent,
+                AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
             };
-            let resend = in_flight.contains(&from) && (resumed || !submit);
-            if resend {
+            if in_flight.contains(&from) {
                 let request = state.pending[&id].0.clone();
                 let _ = connection.send(AgentFrame::Request { id, request });
             } else if let Some((_, reply)) = state.pending.remove(&id) {
                 let _ = reply.send(Err(disconnected()));
             }
+        }
+        if state.dropped_records > 0 {
+            tracing::warn!(
+                dropped = state.dropped_records,
+                "log and metric records made while disconnected were dropped (too many held)"
+            );
+            state.dropped_records = 0;
+        }
+        for frame in std::mem::take(&mut state.held_records) {
+            let _ = connection.send(frame);
         }
     }
 

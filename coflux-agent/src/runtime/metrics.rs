@@ -54,7 +54,7 @@ impl MetricBatcher {
     pub fn flush(&self) {
         let entries = std::mem::take(&mut *self.pending.borrow_mut());
         if !entries.is_empty() {
-            self.link.send(AgentFrame::Metrics(entries));
+            self.link.send_record(AgentFrame::Metrics(entries));
         }
     }
 }

@@ -169,14 +169,16 @@ impl Project {
         }
     }
 
-    /// Submits a child step of a running execution; returns the child's execution id once the
-    /// submission is committed.
+    /// Submits a child step of a running execution as its `call`-th call; returns the child's
+    /// execution id once the submission is committed. Submitting the same call again (e.g.
+    /// after a reconnect or a server restart) returns the same child and creates nothing.
     pub async fn submit_child(
         &self,
         parent: ExecutionId,
+        call: u32,
         request: SubmitRequest,
     ) -> Result<ExecutionId, Error> {
-        self.submit_to_run(parent, request, None).await
+        self.submit_to_run(parent, call, request, None).await
     }
 
     /// Sends a child submission to its run (registering `wait` for the child's result, if
@@ -184,6 +186,7 @@ impl Project {
     async fn submit_to_run(
         &self,
         parent: ExecutionId,
+        call: u32,
         request: SubmitRequest,
         wait: Option<ReplyTo>,
     ) -> Result<ExecutionId, Error> {
@@ -193,6 +196,7 @@ impl Project {
                     parent.run(),
                     RunMsg::Submit {
                         parent,
+                        call: Some(call),
                         request,
                         reply,
                         wait,
@@ -212,12 +216,15 @@ impl Project {
     pub async fn submit_child_waiting(
         &self,
         parent: ExecutionId,
+        call: u32,
         request: SubmitRequest,
     ) -> Result<(ExecutionId, ChildResult), Error> {
         let router = Arc::clone(&self.handle().router);
         let (wait, result) = router.expect_reply();
         let wait_guard = ForgetReply(Some((Arc::clone(&router), wait)));
-        let child = self.submit_to_run(parent, request, Some(wait)).await?;
+        let child = self
+            .submit_to_run(parent, call, request, Some(wait))
+            .await?;
         let result = async move {
             let _forget = wait_guard;
             match result.await {

@@ -256,6 +256,7 @@ impl LocalLink {
         let (wait, result) = self.router.expect_reply();
         let msg = RunMsg::Submit {
             parent,
+            call: None,
             request,
             reply,
             wait: Some(wait),

@@ -387,6 +387,19 @@ impl Harness {
         arguments: Vec<Value>,
         options: StepOptions,
     ) -> Result<ExecutionId, OrchestrationError> {
+        self.call_numbered(parent, None, target, kind, arguments, options)
+    }
+
+    /// Like [`Harness::call_kind`], as an agent calls: with the call's number within `parent`.
+    pub fn call_numbered(
+        &mut self,
+        parent: ExecutionId,
+        call: Option<u32>,
+        target: &TargetRef,
+        kind: TargetKind,
+        arguments: Vec<Value>,
+        options: StepOptions,
+    ) -> Result<ExecutionId, OrchestrationError> {
         let request = SubmitRequest {
             target: target.clone(),
             kind,
@@ -398,6 +411,7 @@ impl Harness {
                 parent.run(),
                 RunMsg::Submit {
                     parent,
+                    call,
                     request,
                     reply,
                     wait: None,

@@ -190,6 +190,9 @@ pub enum ProjectMsg {
     SpawnRun {
         /// The calling execution.
         parent: ExecutionId,
+        /// The call's number within `parent`, when the caller numbers its calls (see
+        /// [`RunMsg::Submit`]).
+        call: Option<u32>,
         /// The environment to run in (the caller's).
         environment: EnvironmentId,
         /// The workflow.
@@ -341,6 +344,8 @@ pub enum RunMsg {
         idempotency_key: Option<String>,
         /// The execution that called the workflow, for a spawned run.
         spawned_by: Option<ExecutionId>,
+        /// The call's number within `spawned_by`, if numbered.
+        call: Option<u32>,
         /// Gets [`Reply::RunStarted`] ([`Reply::Submitted`] for a spawned run).
         reply: ReplyTo,
         /// Also wait for the run's result: gets [`Reply::Result`].
@@ -350,6 +355,8 @@ pub enum RunMsg {
     Spawned {
         /// The calling execution.
         parent: ExecutionId,
+        /// The call's number within `parent`, if numbered.
+        call: Option<u32>,
         /// The new run's initial execution.
         child: ExecutionId,
     },
@@ -381,6 +388,10 @@ pub enum RunMsg {
     Submit {
         /// The caller.
         parent: ExecutionId,
+        /// The call's number within `parent` (1, 2, ...), when the caller numbers its calls
+        /// (agents do): a repeat of a numbered call gets the first one's child, so a submission
+        /// sent again after a reconnect or a restart never creates a second child.
+        call: Option<u32>,
         /// The call.
         request: SubmitRequest,
         /// Gets [`Reply::Submitted`].

@@ -14,6 +14,8 @@ pub mod run;
 pub use error::OrchestrationError;
 
 #[cfg(test)]
+mod calls_tests;
+#[cfg(test)]
 mod semantics_tests;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,11 @@
 //! with the executions the server still considers assigned to it; it then re-sends the results
 //! it buffered for those executions (each result is recorded once; repeats are acknowledged
 //! and ignored). After the timeout the session's executions are abandoned.
+//!
+//! Requests carry no session-bound state: a submission is identified by its parent execution
+//! and call number, waits and cancels are idempotent, so an agent sends every request still
+//! unanswered again on its next connection, to the same session or to a new one (after a
+//! server restart, once the new session has claimed the parent execution).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -18,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +81,10 @@ pub enum AgentRequest {
     Submit {
         /// The calling execution.
         parent: ExecutionId,
+        /// The call's number within `parent` (1, 2, ...): the submission's identity across
+        /// connections and sessions. The server answers a repeat with the first answer, so the
+        /// agent may send a submission again whenever it is unsure it arrived.
+        call: u32,
         /// The target.
         target: TargetRef,
         /// Workflow or task.
@@ -384,6 +393,7 @@ mod tests {
                 id: 7,
                 request: AgentRequest::Submit {
                     parent: execution(),
+                    call: 1,
                     target: TargetRef::new("flows", "add"),
                     kind: TargetKind::Task,
                     arguments: Json::encode(&vec![Value::raw(serde_json::json!(1))]),

@@ -72,6 +72,15 @@ pub enum Write {
         /// The execution it was given.
         child: ExecutionId,
     },
+    /// `parent`'s `call`-th submission got `child` (see [`RunSnapshot::calls`]).
+    PutCall {
+        /// The submitting execution.
+        parent: ExecutionId,
+        /// The call's number within it.
+        call: u32,
+        /// The child it got.
+        child: ExecutionId,
+    },
     /// An execution was handed to a worker.
     Assign {
         /// The execution.
@@ -157,6 +166,9 @@ pub struct RunSnapshot {
     pub executions: Vec<ExecutionRecord>,
     /// Extra parent → child links (see [`Write::LinkChild`]).
     pub children: Vec<(ExecutionId, ExecutionId)>,
+    /// Numbered submissions of its executions: (parent, call, child), so a repeat of one gets
+    /// the same child (see [`Write::PutCall`]).
+    pub calls: Vec<(ExecutionId, u32, ExecutionId)>,
 }
 
 /// The state of one cacheable execution, for the project's cache index.

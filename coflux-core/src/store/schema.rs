@@ -162,6 +162,20 @@ WHERE EXISTS (
 DROP TABLE assignments;
 ";
 
+/// Version 8: the children an agent's executions submitted, by the call's number within its
+/// execution (`call`: 1, 2, ...), so a submission sent again (after a reconnect or a server
+/// restart) gets the child of the first instead of creating another. `run_id` is the parent's
+/// run; `child` may be in another run (a spawned workflow).
+const PROJECT_V8: &str = "
+CREATE TABLE calls (
+    run_id INTEGER NOT NULL,
+    parent TEXT NOT NULL,
+    call INTEGER NOT NULL,
+    child TEXT NOT NULL,
+    PRIMARY KEY (run_id, parent, call)
+) WITHOUT ROWID;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -180,6 +194,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V5),
         M::up(PROJECT_V6),
         M::up(PROJECT_V7),
+        M::up(PROJECT_V8),
     ])
 }
 
@@ -210,6 +225,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 10);
+        assert_eq!(tables, 11);
     }
 }

@@ -347,11 +347,29 @@ impl SqliteStore {
             children.sort_unstable();
         }
 
+        let mut calls = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT parent, call, child FROM calls WHERE run_id = ?1")?;
+            let mut rows = stmt.query([run_key])?;
+            while let Some(row) = rows.next()? {
+                let parent: String = row.get(0)?;
+                let child: String = row.get(2)?;
+                calls.push((
+                    parse_execution(&parent)?,
+                    to_u32(row.get(1)?, "call")?,
+                    parse_execution(&child)?,
+                ));
+            }
+        }
+
         Ok(Some(RunSnapshot {
             run: run_record,
             steps,
             executions,
             children,
+            calls,
         }))
     }
 }
@@ -768,6 +786,21 @@ fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Resu
             .execute(params![
                 run_key(parent.run())?,
                 parent.to_string(),
+                child.to_string()
+            ])?;
+        }
+        Write::PutCall {
+            parent,
+            call,
+            child,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO calls (run_id, parent, call, child) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                run_key(parent.run())?,
+                parent.to_string(),
+                i64::from(*call),
                 child.to_string()
             ])?;
         }

@@ -421,6 +421,7 @@ async fn submit(
 ) -> (Result<ReplyBody, WireError>, Option<ChildResult>) {
     let AgentRequest::Submit {
         parent,
+        call,
         target,
         kind,
         arguments,
@@ -450,13 +451,13 @@ async fn submit(
     };
     let project = &session.project;
     if wait {
-        match project.submit_child_waiting(parent, request).await {
+        match project.submit_child_waiting(parent, call, request).await {
             Ok((child, result)) => (Ok(ReplyBody::Submitted(child)), Some(result)),
             Err(e) => (Err(api_error(e)), None),
         }
     } else {
         let answer = project
-            .submit_child(parent, request)
+            .submit_child(parent, call, request)
             .await
             .map(ReplyBody::Submitted)
             .map_err(api_error);

@@ -285,6 +285,7 @@ impl ProjectCore {
                         options,
                         idempotency_key,
                         spawned_by: None,
+                        call: None,
                         reply,
                         wait: None,
                     };
@@ -294,6 +295,7 @@ impl ProjectCore {
             },
             ProjectMsg::SpawnRun {
                 parent,
+                call,
                 environment,
                 target,
                 arguments,
@@ -310,6 +312,7 @@ impl ProjectCore {
                     options,
                     idempotency_key: None,
                     spawned_by: Some(parent),
+                    call,
                     reply,
                     wait,
                 };

@@ -99,6 +99,7 @@ impl ProjectCore {
                         options: schedule.options,
                         idempotency_key: None,
                         spawned_by: None,
+                        call: None,
                         reply: NO_REPLY,
                         wait: None,
                     },

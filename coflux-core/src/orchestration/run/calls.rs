@@ -8,6 +8,7 @@ impl RunCore {
     pub(super) fn spawn(
         &mut self,
         parent: ExecutionId,
+        call: Option<u32>,
         request: SubmitRequest,
         reply: ReplyTo,
         wait: Option<ReplyTo>,
@@ -30,6 +31,7 @@ impl RunCore {
         };
         out.send(Envelope::Project(ProjectMsg::SpawnRun {
             parent,
+            call,
             environment: attempt.environment,
             target: request.target,
             arguments: request.arguments,

@@ -84,6 +84,8 @@ pub struct RunCore {
     /// Children given to executions other than through their own steps (memo hits, replays
     /// after a suspension): (parent, child).
     links: Vec<(ExecutionId, ExecutionId)>,
+    /// The child each numbered call of an execution got: (parent, call) → child.
+    calls: HashMap<(ExecutionId, u32), ExecutionId>,
 }
 
 impl RunCore {
@@ -99,6 +101,7 @@ impl RunCore {
             held: HashMap::new(),
             spawned: Vec::new(),
             links: Vec::new(),
+            calls: HashMap::new(),
         }
     }
 
@@ -196,6 +199,11 @@ impl RunCore {
             .children
             .iter()
             .partition(|(_, child)| child.run() != id);
+        core.calls = snapshot
+            .calls
+            .iter()
+            .map(|(parent, call, child)| ((*parent, *call), *child))
+            .collect();
         for step in &core.steps {
             if let (Some(key), Some(first)) = (&step.record.memo_key, step.attempts.first()) {
                 core.memo.insert(
@@ -327,6 +335,7 @@ impl RunCore {
                 options,
                 idempotency_key,
                 spawned_by,
+                call,
                 reply,
                 wait,
             } => {
@@ -369,10 +378,18 @@ impl RunCore {
                             parent,
                             child: execution,
                         });
+                        if let Some(call) = call {
+                            out.write(Write::PutCall {
+                                parent,
+                                call,
+                                child: execution,
+                            });
+                        }
                         out.send(Envelope::Run(
                             parent.run(),
                             RunMsg::Spawned {
                                 parent,
+                                call,
                                 child: execution,
                             },
                         ));
@@ -384,8 +401,15 @@ impl RunCore {
                     self.wait(Waiter::Reply(wait), execution, out);
                 }
             }
-            RunMsg::Spawned { parent, child } => {
+            RunMsg::Spawned {
+                parent,
+                call,
+                child,
+            } => {
                 self.spawned.push((parent, child));
+                if let Some(call) = call {
+                    self.calls.insert((parent, call), child);
+                }
                 let ended = self.attempt(parent).is_none_or(|a| {
                     matches!(
                         a.result,
@@ -418,14 +442,30 @@ impl RunCore {
             }
             RunMsg::Submit {
                 parent,
+                call,
                 request,
                 reply,
                 wait,
             } => {
+                if let Some(child) = call.and_then(|c| self.calls.get(&(parent, c)).copied()) {
+                    // A repeat (sent again after a reconnect or a restart): the first answer.
+                    if let Some(waiter) = wait {
+                        self.wait(Waiter::Reply(waiter), child, out);
+                    }
+                    return out.reply(reply, Reply::Submitted(Ok(child)));
+                }
                 if request.kind == TargetKind::Workflow {
-                    return self.spawn(parent, request, reply, wait, out);
+                    return self.spawn(parent, call, request, reply, wait, out);
                 }
                 let result = self.submit(parent, request, now, out);
+                if let (Ok(child), Some(call)) = (&result, call) {
+                    self.calls.insert((parent, call), *child);
+                    out.write(Write::PutCall {
+                        parent,
+                        call,
+                        child: *child,
+                    });
+                }
                 match (&result, wait) {
                     (Ok(child), Some(waiter)) => self.wait(Waiter::Reply(waiter), *child, out),
                     (Err(e), Some(waiter)) => out.reply(waiter, Reply::Result(Err(e.clone()))),
