@@ -9,3 +9,6 @@
 pub mod agent;
 pub mod codec;
 pub mod executor;
+
+#[cfg(test)]
+mod fuzz_tests;
