@@ -21,7 +21,7 @@ use crate::model::{
 /// Valid agent frames, encoded: the seeds that mutations start from.
 fn valid_frames() -> Vec<Vec<u8>> {
     let execution: ExecutionId = "R1:2:1".parse().unwrap();
-    let frames = vec![
+    let frames = [
         AgentFrame::Hello(Hello {
             version: super::agent::PROTOCOL_VERSION,
             project: "acme".into(),
