@@ -9,6 +9,8 @@ mod arguments;
 mod assets;
 mod blob_files;
 mod blob_refs;
+#[cfg(test)]
+mod disk_full_tests;
 mod error;
 mod inspect;
 mod project;

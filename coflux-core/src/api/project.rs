@@ -32,6 +32,10 @@ pub struct RunHandle {
     project: Project,
 }
 
+/// Why a new run is refused while the project's store cannot commit.
+const STORE_STALLED: &str =
+    "the project's data directory cannot be written (disk full?); nothing was submitted";
+
 pub(super) fn environment_name(name: &str) -> Result<EnvironmentName, Error> {
     EnvironmentName::new(name).map_err(|e| Error::Invalid(e.to_string()))
 }
@@ -223,6 +227,9 @@ impl Project {
 
     /// Like [`Project::submit_target`], with an idempotency key: submissions with the same key
     /// in the same environment, within the key retention (default 24 hours), get the same run.
+    ///
+    /// While the project's data directory cannot be written (e.g. the disk is full), new runs
+    /// are refused with [`Error::Unavailable`] instead of waiting; runs already accepted wait.
     pub async fn submit_target_keyed(
         &self,
         environment: &str,
@@ -238,6 +245,11 @@ impl Project {
             return Err(Error::Invalid(
                 "an idempotency key must have 1 to 256 characters".into(),
             ));
+        }
+        // While the store cannot commit, a new run would only queue behind the writer: refuse
+        // it now (runs already accepted wait, and go on once the store commits again).
+        if self.handle.router.store_stalled() {
+            return Err(Error::Unavailable(STORE_STALLED.into()));
         }
         let reply = self
             .request(|reply| {
@@ -381,6 +393,13 @@ impl Project {
     /// transitions are grouped into transactions.
     pub fn writer_stats(&self) -> crate::store::writer::WriterStats {
         self.handle.router.writer_stats()
+    }
+
+    /// Makes the project's commits fail as on a full disk while `full` is set, to test how it
+    /// copes (feature `failpoints`).
+    #[cfg(any(test, feature = "failpoints"))]
+    pub fn inject_disk_full(&self, full: bool) {
+        self.handle.router.inject_disk_full(full);
     }
 
     /// Makes the actor of `run` panic, to test supervision (feature `failpoints`).

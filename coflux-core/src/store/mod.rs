@@ -9,6 +9,8 @@
 //! the same trait.
 
 pub mod catalogue;
+#[cfg(any(test, feature = "failpoints"))]
+pub mod failpoint;
 pub mod open_runs;
 pub mod schema;
 pub mod sqlite;

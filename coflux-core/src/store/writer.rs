@@ -10,13 +10,19 @@
 //! When a group fails because of what one batch contains (a constraint violation or an
 //! unencodable record), the group is retried batch by batch, so the other batches are committed
 //! and delivered as if they had been submitted alone; the failing batches are reported to
-//! `on_error` and not delivered. When it fails for any other reason (I/O, a locked database),
-//! the whole group is reported once and none of it is delivered. The writer keeps running
-//! either way.
+//! `on_error` and not delivered.
+//!
+//! When it fails for any other reason (I/O, a full disk, a locked database), nothing is
+//! dropped: the actors have already moved on, so the writes must land. The writer keeps the
+//! group and applies the same writes again, backing off from 10 ms to 1 s, until they commit;
+//! batches queued meanwhile wait behind it, in order. While it retries, the writer is
+//! [stalled](GroupCommitWriter::is_stalled), so callers can refuse new work instead of queueing
+//! it. It gives up only once every handle is dropped (shutdown): a group that still fails is then
+//! reported to `on_error`.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +31,13 @@ use super::{ProjectStore, StoreError, Write};
 /// A group stops taking further queued messages once it holds this many batches (the batches
 /// handed over together by one [`GroupCommitWriter::submit_all`] always stay together).
 pub const MAX_GROUP: usize = 4096;
+
+/// The first pause before a failed commit is retried; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+/// The longest pause between two attempts at a failing commit.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// While a commit keeps failing, a warning is logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 struct Batch<E> {
     writes: Vec<Write>,
@@ -38,6 +51,10 @@ struct Counters {
     writes: AtomicU64,
     failures: AtomicU64,
     busy_ns: AtomicU64,
+    /// Set while a commit fails for a reason other than its contents (and is being retried).
+    stalled: AtomicBool,
+    /// Set when the last handle is dropped: a failing commit is no longer retried.
+    stopping: AtomicBool,
 }
 
 /// A snapshot of a writer's counters.
@@ -49,11 +66,14 @@ pub struct WriterStats {
     pub batches: u64,
     /// Writes committed.
     pub writes: u64,
-    /// Transactions that failed.
+    /// Transactions that failed (each attempt at a retried commit counts).
     pub failures: u64,
-    /// Time spent committing and delivering (not waiting or spinning for work), in
-    /// nanoseconds.
+    /// Time spent committing (retries included) and delivering (not waiting or spinning for
+    /// work), in nanoseconds.
     pub busy_ns: u64,
+    /// Whether the store currently fails to commit (disk full, I/O errors) and the writer is
+    /// retrying; everything queued waits.
+    pub stalled: bool,
 }
 
 impl WriterStats {
@@ -67,12 +87,23 @@ impl WriterStats {
     }
 }
 
+/// Shared by a writer's handles: when the last one is dropped, the thread stops retrying a
+/// failing commit (so a shutdown never waits for the disk).
+struct LastHandle(Arc<Counters>);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        self.0.stopping.store(true, Ordering::Release);
+    }
+}
+
 /// A handle to a group-commit writer thread. Clone it to submit from several places; the
 /// thread finishes what is queued and exits when the last handle is dropped.
 pub struct GroupCommitWriter<E> {
     /// Each message holds one or more batches handed over together.
     sender: mpsc::Sender<Vec<Batch<E>>>,
     counters: Arc<Counters>,
+    last: Arc<LastHandle>,
 }
 
 impl<E> Clone for GroupCommitWriter<E> {
@@ -80,6 +111,7 @@ impl<E> Clone for GroupCommitWriter<E> {
         Self {
             sender: self.sender.clone(),
             counters: Arc::clone(&self.counters),
+            last: Arc::clone(&self.last),
         }
     }
 }
@@ -92,11 +124,18 @@ impl<E> fmt::Debug for GroupCommitWriter<E> {
     }
 }
 
+/// The writer thread's callbacks.
+struct Sinks<D, F> {
+    deliver: D,
+    on_error: F,
+}
+
 impl<E: Send + 'static> GroupCommitWriter<E> {
     /// Starts a writer thread named `thread_name` that owns `store`. `deliver` receives each
     /// batch's follow-up once its writes are committed; `on_error` receives the errors of
-    /// failed commits together with the follow-ups that will not be delivered (so waiting
-    /// callers can be told). Both run on the writer thread.
+    /// batches rejected for their contents (and, at shutdown, of a commit still failing)
+    /// together with the follow-ups that will not be delivered (so waiting callers can be
+    /// told). Both run on the writer thread.
     ///
     /// If the thread cannot be started, the failure is logged and every
     /// [`submit`](Self::submit) returns [`StoreError::WriterStopped`].
@@ -125,15 +164,27 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
         let name = thread_name.into();
+        let thread_name = name.clone();
         let spawned = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                run(store, &receiver, spin, &thread_counters, deliver, on_error);
+                let mut sinks = Sinks { deliver, on_error };
+                let mut thread = WriterThread {
+                    store,
+                    counters: &thread_counters,
+                    name: &thread_name,
+                };
+                thread.run(&receiver, spin, &mut sinks);
             });
         if let Err(e) = spawned {
             tracing::error!(thread = %name, error = %e, "could not start the store writer thread");
         }
-        Self { sender, counters }
+        let last = Arc::new(LastHandle(Arc::clone(&counters)));
+        Self {
+            sender,
+            counters,
+            last,
+        }
     }
 
     /// Queues `writes`; `after` is delivered once they are committed (or, for an empty batch,
@@ -168,83 +219,205 @@ impl<E> GroupCommitWriter<E> {
             writes: self.counters.writes.load(Ordering::Relaxed),
             failures: self.counters.failures.load(Ordering::Relaxed),
             busy_ns: self.counters.busy_ns.load(Ordering::Relaxed),
+            stalled: self.is_stalled(),
+        }
+    }
+
+    /// Whether the store currently fails to commit (disk full, I/O errors): the writer retries
+    /// the same group until it succeeds, and everything submitted meanwhile waits behind it.
+    pub fn is_stalled(&self) -> bool {
+        self.counters.stalled.load(Ordering::Acquire)
+    }
+}
+
+/// The state of the writer thread.
+struct WriterThread<'a> {
+    store: Box<dyn ProjectStore>,
+    counters: &'a Counters,
+    name: &'a str,
+}
+
+impl WriterThread<'_> {
+    /// The thread's loop: runs until every handle is dropped and the queue is empty.
+    fn run<E>(
+        &mut self,
+        receiver: &mpsc::Receiver<Vec<Batch<E>>>,
+        spin: Duration,
+        sinks: &mut Sinks<impl FnMut(E), impl FnMut(StoreError, Vec<E>)>,
+    ) {
+        let mut group: Vec<Batch<E>> = Vec::new();
+        let mut writes: Vec<Write> = Vec::new();
+        let mut ends: Vec<usize> = Vec::new();
+        while let Some(first) = next_batches(receiver, spin) {
+            let _busy = BusyTimer(&self.counters.busy_ns, Instant::now());
+            group.extend(first);
+            while group.len() < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(batches) => group.extend(batches),
+                    Err(_) => break,
+                }
+            }
+
+            writes.clear();
+            ends.clear();
+            for batch in &mut group {
+                writes.append(&mut batch.writes);
+                ends.push(writes.len());
+            }
+            self.counters
+                .batches
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+
+            if writes.is_empty() {
+                group
+                    .drain(..)
+                    .for_each(|batch| (sinks.deliver)(batch.after));
+                continue;
+            }
+            match self.apply(&writes) {
+                Ok(()) => {
+                    tracing::trace!(
+                        batches = group.len(),
+                        writes = writes.len(),
+                        "group committed"
+                    );
+                    group
+                        .drain(..)
+                        .for_each(|batch| (sinks.deliver)(batch.after));
+                }
+                Err(error) => {
+                    let mut start = 0;
+                    let non_empty = ends
+                        .iter()
+                        .filter(|&&end| std::mem::replace(&mut start, end) < end)
+                        .count();
+                    if non_empty > 1 && is_batch_error(&error) {
+                        tracing::debug!(%error, batches = group.len(), "group commit failed; retrying batch by batch");
+                        self.apply_one_by_one(&mut group, &writes, &ends, sinks);
+                    } else {
+                        self.report(error, group.drain(..).map(|b| b.after).collect(), sinks);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits `writes`. While the store fails for a reason other than their contents, the
+    /// same writes are applied again with backoff, until they commit or the writer stops;
+    /// returns the error of writes rejected for their contents, or the last one at shutdown.
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        let counters = self.counters;
+        let mut backoff = FIRST_BACKOFF;
+        // The first failure and the last warning, once failing.
+        let mut failing: Option<(Instant, Instant)> = None;
+        let mut attempts = 0u64;
+        loop {
+            let error = match self.store.apply(writes) {
+                Ok(()) => {
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .writes
+                        .fetch_add(writes.len() as u64, Ordering::Relaxed);
+                    if let Some((since, _)) = failing {
+                        counters.stalled.store(false, Ordering::Release);
+                        tracing::info!(writer = %self.name, attempts, failed_for_ms = since.elapsed().as_millis() as u64, "the store commits again; resuming");
+                    }
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+            attempts += 1;
+            if is_batch_error(&error) {
+                // The store answers again, these writes are the problem.
+                if failing.is_some() {
+                    counters.stalled.store(false, Ordering::Release);
+                    tracing::info!(writer = %self.name, attempts, "the store answers again; resuming");
+                }
+                return Err(error);
+            }
+            let now = Instant::now();
+            match &mut failing {
+                None => {
+                    counters.stalled.store(true, Ordering::Release);
+                    tracing::warn!(writer = %self.name, %error, "the store cannot commit (disk full?); retrying until it can, nothing is dropped");
+                    failing = Some((now, now));
+                }
+                Some((since, warned)) if now.duration_since(*warned) >= WARN_EVERY => {
+                    tracing::warn!(writer = %self.name, %error, attempts, failing_for_s = since.elapsed().as_secs(), "the store still cannot commit; retrying");
+                    *warned = now;
+                }
+                Some(_) => {}
+            }
+            if !pause(backoff, &counters.stopping) {
+                return Err(error);
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Reports batches that will not be delivered.
+    fn report<E>(
+        &self,
+        error: StoreError,
+        dropped: Vec<E>,
+        sinks: &mut Sinks<impl FnMut(E), impl FnMut(StoreError, Vec<E>)>,
+    ) {
+        if is_batch_error(&error) {
+            tracing::warn!(writer = %self.name, %error, "store batch rejected");
+        } else {
+            tracing::error!(writer = %self.name, %error, batches = dropped.len(), "the writer stopped while the store could not commit; dropping what it held");
+        }
+        (sinks.on_error)(error, dropped);
+    }
+
+    /// After a group failed because of one batch's contents: commits each batch on its own,
+    /// delivering those that succeed and reporting those rejected. Batches that fail for
+    /// another reason are retried as a group is; at shutdown the rest are dropped with them.
+    fn apply_one_by_one<E>(
+        &mut self,
+        group: &mut Vec<Batch<E>>,
+        writes: &[Write],
+        ends: &[usize],
+        sinks: &mut Sinks<impl FnMut(E), impl FnMut(StoreError, Vec<E>)>,
+    ) {
+        let mut start = 0;
+        let mut batches = group.drain(..).zip(ends);
+        while let Some((batch, &end)) = batches.next() {
+            let own = &writes[start..end];
+            start = end;
+            if own.is_empty() {
+                (sinks.deliver)(batch.after);
+                continue;
+            }
+            match self.apply(own) {
+                Ok(()) => (sinks.deliver)(batch.after),
+                Err(error) if is_batch_error(&error) => {
+                    self.report(error, vec![batch.after], sinks);
+                }
+                Err(error) => {
+                    let dropped = std::iter::once(batch.after)
+                        .chain(batches.map(|(b, _)| b.after))
+                        .collect();
+                    return self.report(error, dropped, sinks);
+                }
+            }
         }
     }
 }
 
-/// The writer thread's loop: runs until every handle is dropped and the queue is empty.
-fn run<E>(
-    mut store: Box<dyn ProjectStore>,
-    receiver: &mpsc::Receiver<Vec<Batch<E>>>,
-    spin: Duration,
-    counters: &Counters,
-    mut deliver: impl FnMut(E),
-    mut on_error: impl FnMut(StoreError, Vec<E>),
-) {
-    let mut group: Vec<Batch<E>> = Vec::new();
-    let mut writes: Vec<Write> = Vec::new();
-    let mut ends: Vec<usize> = Vec::new();
-    while let Some(first) = next_batches(receiver, spin) {
-        let _busy = BusyTimer(&counters.busy_ns, Instant::now());
-        group.extend(first);
-        while group.len() < MAX_GROUP {
-            match receiver.try_recv() {
-                Ok(batches) => group.extend(batches),
-                Err(_) => break,
-            }
+/// Sleeps for `total`, or less if `stopping` is set; returns whether the writer goes on.
+fn pause(total: Duration, stopping: &AtomicBool) -> bool {
+    let deadline = Instant::now() + total;
+    loop {
+        if stopping.load(Ordering::Acquire) {
+            return false;
         }
-
-        writes.clear();
-        ends.clear();
-        for batch in &mut group {
-            writes.append(&mut batch.writes);
-            ends.push(writes.len());
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
         }
-        counters
-            .batches
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
-
-        if writes.is_empty() {
-            group.drain(..).for_each(|batch| deliver(batch.after));
-            continue;
-        }
-        match store.apply(&writes) {
-            Ok(()) => {
-                tracing::trace!(
-                    batches = group.len(),
-                    writes = writes.len(),
-                    "group committed"
-                );
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .writes
-                    .fetch_add(writes.len() as u64, Ordering::Relaxed);
-                group.drain(..).for_each(|batch| deliver(batch.after));
-            }
-            Err(error) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                let mut start = 0;
-                let non_empty = ends
-                    .iter()
-                    .filter(|&&end| std::mem::replace(&mut start, end) < end)
-                    .count();
-                if non_empty > 1 && is_batch_error(&error) {
-                    tracing::debug!(%error, batches = group.len(), "group commit failed; retrying batch by batch");
-                    apply_one_by_one(
-                        store.as_mut(),
-                        &mut group,
-                        &writes,
-                        &ends,
-                        counters,
-                        &mut deliver,
-                        &mut on_error,
-                    );
-                } else {
-                    tracing::warn!(%error, batches = group.len(), "group commit failed");
-                    on_error(error, group.drain(..).map(|b| b.after).collect());
-                }
-            }
-        }
+        std::thread::sleep(left.min(FIRST_BACKOFF));
     }
 }
 
@@ -292,53 +465,6 @@ pub(crate) fn spin_pause(polls: u32) -> u32 {
     polls.wrapping_add(1)
 }
 
-/// After a group failed because of one batch's contents: commits each batch on its own,
-/// delivering those that succeed. Stops applying at the first error that is not a batch's
-/// fault (the remaining batches are dropped with it).
-fn apply_one_by_one<E>(
-    store: &mut dyn ProjectStore,
-    group: &mut Vec<Batch<E>>,
-    writes: &[Write],
-    ends: &[usize],
-    counters: &Counters,
-    deliver: &mut impl FnMut(E),
-    on_error: &mut impl FnMut(StoreError, Vec<E>),
-) {
-    let mut start = 0;
-    let mut batches = group.drain(..).zip(ends);
-    while let Some((batch, &end)) = batches.next() {
-        let own = &writes[start..end];
-        start = end;
-        if own.is_empty() {
-            deliver(batch.after);
-            continue;
-        }
-        match store.apply(own) {
-            Ok(()) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .writes
-                    .fetch_add(own.len() as u64, Ordering::Relaxed);
-                deliver(batch.after);
-            }
-            Err(error) if is_batch_error(&error) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "store batch rejected");
-                on_error(error, vec![batch.after]);
-            }
-            Err(error) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "group commit failed");
-                let dropped = std::iter::once(batch.after)
-                    .chain(batches.map(|(b, _)| b.after))
-                    .collect();
-                on_error(error, dropped);
-                return;
-            }
-        }
-    }
-}
-
 /// Whether an error is caused by the contents of the writes (so other batches may succeed on
 /// their own), rather than by the database or the disk.
 fn is_batch_error(error: &StoreError) -> bool {
@@ -353,492 +479,4 @@ fn is_batch_error(error: &StoreError) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{Barrier, Mutex};
-    use std::time::{Duration, Instant};
-
-    use super::*;
-    use crate::model::{
-        Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionResult, RunId,
-        RunRecord, StepId, StepOptions, StepRecord, TargetKind, TargetRef, Value,
-    };
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{Durability, ProjectSnapshot, RunSnapshot, RunSummary};
-
-    /// Holds every `apply` until `open` is set, so tests can queue batches behind the first
-    /// one; the n-th `apply` fails with an I/O error when `failing[n]` is true.
-    struct GatedStore<S> {
-        inner: S,
-        open: Arc<AtomicBool>,
-        failing: Vec<bool>,
-        calls: usize,
-    }
-
-    impl<S: ProjectStore> ProjectStore for GatedStore<S> {
-        fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
-            while !self.open.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            self.calls += 1;
-            if self.failing.get(self.calls - 1).copied().unwrap_or(false) {
-                return Err(StoreError::Io(std::io::Error::other("disk on fire")));
-            }
-            self.inner.apply(writes)
-        }
-        fn load(&self) -> Result<ProjectSnapshot, StoreError> {
-            self.inner.load()
-        }
-        fn load_run(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
-            self.inner.load_run(run)
-        }
-        fn list_runs(
-            &self,
-            env: Option<EnvironmentId>,
-            limit: usize,
-        ) -> Result<Vec<RunSummary>, StoreError> {
-            self.inner.list_runs(env, limit)
-        }
-        fn manifests(
-            &self,
-            env: EnvironmentId,
-        ) -> Result<Vec<crate::model::TargetDefinition>, StoreError> {
-            self.inner.manifests(env)
-        }
-    }
-
-    fn gated(inner: SqliteStore, failing: Vec<bool>) -> (Box<dyn ProjectStore>, Arc<AtomicBool>) {
-        let open = Arc::new(AtomicBool::new(false));
-        let store = GatedStore {
-            inner,
-            open: Arc::clone(&open),
-            failing,
-            calls: 0,
-        };
-        (Box::new(store), open)
-    }
-
-    fn setup_writes() -> Vec<Write> {
-        vec![
-            Write::CreateEnvironment(Environment {
-                id: EnvironmentId(1),
-                name: EnvironmentName::new("production").unwrap(),
-                parent: None,
-                state: EnvironmentState::Active,
-                created_at: 1,
-            }),
-            Write::CreateRun(RunRecord {
-                id: RunId(1),
-                environment: EnvironmentId(1),
-                parent_execution: None,
-                created_at: 1,
-            }),
-        ]
-    }
-
-    /// One step with one execution in run 1.
-    fn step_batch(number: u32) -> Vec<Write> {
-        let id = StepId {
-            run: RunId(1),
-            number,
-        };
-        vec![
-            Write::CreateStep(Box::new(StepRecord {
-                id,
-                parent_execution: None,
-                target: TargetRef::new("bench", "task"),
-                kind: TargetKind::Task,
-                arguments: vec![Value::raw(serde_json::json!(number))],
-                options: StepOptions::default(),
-                cache_key: None,
-                memo_key: None,
-                created_at: 2,
-            })),
-            Write::CreateExecution {
-                id: id.execution(1),
-                environment: EnvironmentId(1),
-                execute_after: None,
-                created_at: 2,
-                dependencies: Default::default(),
-            },
-        ]
-    }
-
-    fn result_batch(number: u32) -> Vec<Write> {
-        vec![Write::RecordResult {
-            execution: StepId {
-                run: RunId(1),
-                number,
-            }
-            .execution(1),
-            result: ExecutionResult::Value {
-                value: Value::null(),
-            },
-            at: 3,
-        }]
-    }
-
-    /// Collects delivered values; `wait` returns them once `n` have arrived.
-    #[derive(Clone, Default)]
-    struct Sink<T>(Arc<Mutex<Vec<T>>>);
-
-    impl<T: Clone> Sink<T> {
-        fn push(&self, value: T) {
-            self.0.lock().unwrap().push(value);
-        }
-        fn wait(&self, n: usize) -> Vec<T> {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let items = self.0.lock().unwrap().clone();
-                if items.len() >= n || Instant::now() > deadline {
-                    return items;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    }
-
-    #[test]
-    fn store_writer_groups_and_delivers_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("project.sqlite");
-        let (store, open) = gated(
-            SqliteStore::open(&path, Durability::Normal).unwrap(),
-            Vec::new(),
-        );
-        let delivered: Sink<(usize, u32)> = Sink::default();
-        let errors: Sink<String> = Sink::default();
-        let (d, e) = (delivered.clone(), errors.clone());
-        let writer = GroupCommitWriter::spawn(
-            store,
-            "test-writer",
-            move |v| d.push(v),
-            move |err, _| e.push(err.to_string()),
-        );
-        writer.submit(setup_writes(), (usize::MAX, 0)).unwrap();
-
-        const THREADS: usize = 4;
-        const PER_THREAD: u32 = 250;
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let writer = writer.clone();
-                let barrier = Arc::clone(&barrier);
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    for i in 0..PER_THREAD {
-                        let number = t as u32 * PER_THREAD + i + 1;
-                        // Every third batch is an empty barrier.
-                        let writes = if i % 3 == 2 {
-                            Vec::new()
-                        } else {
-                            step_batch(number)
-                        };
-                        writer.submit(writes, (t, i)).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        open.store(true, Ordering::Release);
-
-        let total = THREADS * PER_THREAD as usize + 1;
-        let items = delivered.wait(total);
-        assert_eq!(items.len(), total);
-        assert!(errors.wait(0).is_empty());
-        assert_eq!(items[0], (usize::MAX, 0));
-        let mut next: HashMap<usize, u32> = HashMap::new();
-        for &(t, i) in &items[1..] {
-            let expected = next.entry(t).or_insert(0);
-            assert_eq!(i, *expected, "thread {t} delivered out of order");
-            *expected += 1;
-        }
-        let stats = writer.stats();
-        assert_eq!(stats.batches, total as u64);
-        assert!(stats.commits < stats.batches / 10, "{stats:?}");
-        assert!(stats.batches_per_commit() > 10.0);
-        assert_eq!(stats.failures, 0);
-
-        drop(writer);
-        let reader = SqliteStore::open_reader(&path).unwrap();
-        let run = reader.load_run(RunId(1)).unwrap().unwrap();
-        let expected_steps = (0..THREADS as u32 * PER_THREAD)
-            .filter(|n| (n % PER_THREAD) % 3 != 2)
-            .count();
-        assert_eq!(run.steps.len(), expected_steps);
-        assert_eq!(run.executions.len(), expected_steps);
-    }
-
-    #[test]
-    fn store_writer_commits_batches_handed_over_together_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("project.sqlite");
-        let store = Box::new(SqliteStore::open(&path, Durability::Normal).unwrap());
-        let delivered: Sink<u32> = Sink::default();
-        let d = delivered.clone();
-        let writer = GroupCommitWriter::spawn(store, "test-writer", move |v| d.push(v), |_, _| {});
-        writer.submit(setup_writes(), 0).unwrap();
-        delivered.wait(1);
-        const PAIRS: u32 = 50;
-        for pair in 0..PAIRS {
-            let (a, b) = (2 * pair + 1, 2 * pair + 2);
-            writer
-                .submit_all(vec![(step_batch(a), a), (step_batch(b), b)])
-                .unwrap();
-            // One pair at a time: the writer never sees two pairs queued together.
-            delivered.wait(1 + b as usize);
-        }
-        let items = delivered.wait(1 + 2 * PAIRS as usize);
-        assert_eq!(items, (0..=2 * PAIRS).collect::<Vec<_>>());
-        let stats = writer.stats();
-        assert_eq!(
-            stats.commits,
-            1 + u64::from(PAIRS),
-            "each pair in one transaction"
-        );
-        assert_eq!(stats.batches, 1 + 2 * u64::from(PAIRS));
-    }
-
-    #[test]
-    fn store_writer_isolates_a_rejected_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, open) = gated(
-            SqliteStore::open(&dir.path().join("p.sqlite"), Durability::Normal).unwrap(),
-            Vec::new(),
-        );
-        let delivered: Sink<u32> = Sink::default();
-        let errors: Sink<String> = Sink::default();
-        let (d, e) = (delivered.clone(), errors.clone());
-        let writer = GroupCommitWriter::spawn(
-            store,
-            "test-writer",
-            move |v| d.push(v),
-            move |err, _| e.push(err.code().to_owned()),
-        );
-        writer.submit(setup_writes(), 0).unwrap();
-        writer.submit(step_batch(1), 1).unwrap();
-        // Refers to an execution that does not exist: rejected.
-        writer.submit(result_batch(99), 2).unwrap();
-        writer.submit(Vec::new(), 3).unwrap();
-        writer.submit(result_batch(1), 4).unwrap();
-        open.store(true, Ordering::Release);
-
-        assert_eq!(delivered.wait(4), vec![0, 1, 3, 4]);
-        assert_eq!(errors.wait(1), vec!["store_sqlite".to_owned()]);
-        // Later batches still commit.
-        writer.submit(step_batch(2), 5).unwrap();
-        assert_eq!(delivered.wait(5), vec![0, 1, 3, 4, 5]);
-        let stats = writer.stats();
-        assert_eq!(stats.failures, 2, "{stats:?}"); // the group, then the bad batch alone
-    }
-
-    #[test]
-    fn store_writer_drops_a_group_on_store_failure_and_keeps_running() {
-        let dir = tempfile::tempdir().unwrap();
-        // The first apply (the setup, alone) succeeds, the second (everything queued behind
-        // it, one group) fails.
-        let (store, open) = gated(
-            SqliteStore::open(&dir.path().join("p.sqlite"), Durability::Normal).unwrap(),
-            vec![false, true],
-        );
-        let delivered: Sink<u32> = Sink::default();
-        let errors: Sink<String> = Sink::default();
-        let (d, e) = (delivered.clone(), errors.clone());
-        let writer = GroupCommitWriter::spawn(
-            store,
-            "test-writer",
-            move |v| d.push(v),
-            move |err, _| e.push(err.code().to_owned()),
-        );
-        writer.submit(setup_writes(), 0).unwrap();
-        // Wait until the writer holds the setup batch in its (gated) first apply.
-        while writer.stats().batches == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        writer.submit(step_batch(1), 1).unwrap();
-        writer.submit(Vec::new(), 2).unwrap();
-        writer.submit(step_batch(2), 3).unwrap();
-        open.store(true, Ordering::Release);
-        assert_eq!(errors.wait(1), vec!["store_io".to_owned()]);
-        writer.submit(step_batch(3), 4).unwrap();
-        assert_eq!(delivered.wait(2), vec![0, 4]);
-        assert_eq!(errors.wait(1).len(), 1);
-        let stats = writer.stats();
-        assert_eq!(
-            (stats.commits, stats.failures, stats.batches),
-            (2, 1, 5),
-            "{stats:?}"
-        );
-    }
-
-    #[test]
-    fn store_writer_finishes_the_queue_when_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.sqlite");
-        let store = SqliteStore::open(&path, Durability::Full).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let writer = GroupCommitWriter::spawn(
-            Box::new(store),
-            "test-writer",
-            move |v: u32| tx.send(v).unwrap(),
-            |_, _| {},
-        );
-        writer.submit(setup_writes(), 0).unwrap();
-        for n in 1..=200 {
-            writer.submit(step_batch(n), n).unwrap();
-        }
-        drop(writer);
-        // The channel disconnects when the thread exits (dropping `deliver`).
-        let got: Vec<u32> = rx.iter().collect();
-        assert_eq!(got, (0..=200).collect::<Vec<_>>());
-        let reopened = SqliteStore::open(&path, Durability::Normal).unwrap();
-        let snapshot = reopened.load().unwrap();
-        assert_eq!(snapshot.active_runs[0].executions.len(), 200);
-    }
-
-    #[test]
-    fn store_writer_reports_when_stopped() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let writer = GroupCommitWriter::spawn(
-            Box::new(store),
-            "test-writer",
-            |_: ()| panic!("deliver failed"),
-            |_, _| {},
-        );
-        writer.submit(Vec::new(), ()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match writer.submit(Vec::new(), ()) {
-                Err(StoreError::WriterStopped) => break,
-                Err(other) => panic!("{other}"),
-                Ok(()) => {
-                    assert!(Instant::now() < deadline, "writer never stopped");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-
-    /// Throughput figures; run with
-    /// `cargo test --release -p coflux-core store_writer_throughput -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "benchmark"]
-    fn store_writer_throughput() {
-        const N: u32 = 10_000;
-        let dir = tempfile::tempdir().unwrap();
-        for durability in [Durability::Normal, Durability::Full] {
-            let raw = crate::store::sqlite::raw_commit_benchmark(
-                &dir.path().join(format!("raw-{durability:?}.sqlite")),
-                durability,
-                2_000,
-            )
-            .unwrap();
-            println!("{durability:?}: raw single-row commits: {raw:.0}/s");
-
-            // Pipelined: N batches of (step + execution) submitted at once, then N results.
-            let path = dir.path().join(format!("pipelined-{durability:?}.sqlite"));
-            let store = SqliteStore::open(&path, durability).unwrap();
-            let (tx, rx) = mpsc::channel();
-            let writer = GroupCommitWriter::spawn(
-                Box::new(store),
-                "bench-writer",
-                move |v: u32| tx.send(v).unwrap(),
-                |e, _| panic!("{e}"),
-            );
-            writer.submit(setup_writes(), 0).unwrap();
-            rx.recv().unwrap();
-            let started = Instant::now();
-            for n in 1..=N {
-                writer.submit(step_batch(n), n).unwrap();
-            }
-            for _ in 1..=N {
-                rx.recv().unwrap();
-            }
-            let create = started.elapsed();
-            let started = Instant::now();
-            for n in 1..=N {
-                writer.submit(result_batch(n), n).unwrap();
-            }
-            for _ in 1..=N {
-                rx.recv().unwrap();
-            }
-            let finish = started.elapsed();
-            let stats = writer.stats();
-            println!(
-                "{durability:?}: {N} create batches in {create:?} ({:.0}/s), {N} result batches in {finish:?} ({:.0}/s); {} commits, {:.1} batches/commit",
-                f64::from(N) / create.as_secs_f64(),
-                f64::from(N) / finish.as_secs_f64(),
-                stats.commits,
-                stats.batches_per_commit(),
-            );
-
-            // Concurrent: 8 submitters that each wait for their batch before the next one
-            // (like actors waiting on durability), N batches in total.
-            let path = dir.path().join(format!("concurrent-{durability:?}.sqlite"));
-            let store = SqliteStore::open(&path, durability).unwrap();
-            let writer = GroupCommitWriter::spawn(
-                Box::new(store),
-                "bench-writer",
-                |done: mpsc::Sender<()>| done.send(()).unwrap(),
-                |e, _| panic!("{e}"),
-            );
-            let (done_tx, done_rx) = mpsc::channel();
-            writer.submit(setup_writes(), done_tx).unwrap();
-            done_rx.recv().unwrap();
-            const SUBMITTERS: u32 = 8;
-            let started = Instant::now();
-            let handles: Vec<_> = (0..SUBMITTERS)
-                .map(|t| {
-                    let writer = writer.clone();
-                    std::thread::spawn(move || {
-                        let (tx, rx) = mpsc::channel();
-                        for i in 0..N / SUBMITTERS {
-                            writer
-                                .submit(step_batch(t * (N / SUBMITTERS) + i + 1), tx.clone())
-                                .unwrap();
-                            rx.recv().unwrap();
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().unwrap();
-            }
-            let elapsed = started.elapsed();
-            let stats = writer.stats();
-            println!(
-                "{durability:?}: {SUBMITTERS} waiting submitters, {N} batches in {elapsed:?} ({:.0}/s); {} commits, {:.1} batches/commit",
-                f64::from(N) / elapsed.as_secs_f64(),
-                stats.commits,
-                stats.batches_per_commit(),
-            );
-
-            let started = Instant::now();
-            let snapshot = SqliteStore::open(
-                &dir.path().join(format!("pipelined-{durability:?}.sqlite")),
-                durability,
-            )
-            .unwrap()
-            .load()
-            .unwrap();
-            println!(
-                "{durability:?}: load() of a finished run with {N} steps: {:?}",
-                started.elapsed()
-            );
-            assert!(snapshot.active_runs.is_empty());
-            let started = Instant::now();
-            let snapshot = SqliteStore::open(&path, durability)
-                .unwrap()
-                .load()
-                .unwrap();
-            println!(
-                "{durability:?}: load() of an active run with {} executions: {:?}",
-                snapshot.active_runs[0].executions.len(),
-                started.elapsed()
-            );
-        }
-    }
-}
+mod tests;

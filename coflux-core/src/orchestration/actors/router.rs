@@ -85,6 +85,10 @@ pub struct Router {
     worker_bell: Arc<Doorbell>,
     /// How long in-process workers' arbiters watch it before they sleep.
     worker_spin: std::time::Duration,
+    /// While set, the project's commits fail as on a full disk (see
+    /// [`Router::inject_disk_full`]).
+    #[cfg(any(test, feature = "failpoints"))]
+    disk_full: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,6 +126,8 @@ impl Router {
             flush_scheduled: AtomicBool::new(false),
             worker_bell: Arc::default(),
             worker_spin,
+            #[cfg(any(test, feature = "failpoints"))]
+            disk_full: Arc::default(),
         }
     }
 
@@ -152,6 +158,19 @@ impl Router {
         }
     }
 
+    /// Makes the project's commits fail as on a full disk while `full` is set (tests and
+    /// feature `failpoints`; the supervisor wraps the store with this switch).
+    #[cfg(any(test, feature = "failpoints"))]
+    pub fn inject_disk_full(&self, full: bool) {
+        self.disk_full.store(full, Ordering::Release);
+    }
+
+    /// The switch of [`Router::inject_disk_full`].
+    #[cfg(any(test, feature = "failpoints"))]
+    pub(crate) fn disk_full_switch(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.disk_full)
+    }
+
     /// How many run actors are in memory (finished runs are retired).
     pub fn runs_in_memory(&self) -> usize {
         lock(&self.runs).len()
@@ -163,6 +182,14 @@ impl Router {
             .as_ref()
             .map(GroupCommitWriter::stats)
             .unwrap_or_default()
+    }
+
+    /// Whether the project's store fails to commit (disk full, I/O errors): its writer retries
+    /// and everything waits behind it, so new runs should be refused rather than queued.
+    pub fn store_stalled(&self) -> bool {
+        lock(&self.writer)
+            .as_ref()
+            .is_some_and(GroupCommitWriter::is_stalled)
     }
 
     /// Installs the writer (once, at start).
@@ -224,10 +251,13 @@ impl Router {
         self.submit(batches);
     }
 
-    /// A commit failed: its effects must not happen. Callers waiting for a reply from those
-    /// batches are told the request failed; commands to workers are dropped.
+    /// The store rejected batches for their contents (a constraint violation, an unencodable
+    /// record): their effects must not happen. Callers waiting for a reply from those batches
+    /// are told the request failed; commands to workers are dropped. (A commit that fails
+    /// because of the disk or the database is retried by the writer until it succeeds, so it
+    /// only ends up here if the project shuts down meanwhile.)
     pub fn commit_failed(&self, error: &StoreError, dropped: Vec<Vec<Envelope>>) {
-        tracing::error!(project = %self.project, error = %error, "commit failed; its effects were dropped");
+        tracing::error!(project = %self.project, error = %error, "a commit was rejected by the store (or abandoned at shutdown); its effects were dropped");
         let failure = OrchestrationError::Unavailable(format!(
             "the change could not be saved ({})",
             error.code()

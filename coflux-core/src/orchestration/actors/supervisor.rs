@@ -88,6 +88,9 @@ impl Supervisor {
             self.config.worker_spin,
         ));
         let deliver_to = Arc::clone(&router);
+        #[cfg(any(test, feature = "failpoints"))]
+        let store =
+            crate::store::failpoint::FailingStore::new(Box::new(store), router.disk_full_switch());
         let writer = GroupCommitWriter::spawn_with_spin(
             Box::new(store),
             format!("coflux-writer-{name}"),
