@@ -21,6 +21,10 @@ pub struct AgentArgs {
     /// The project.
     #[arg(long, env = "COFLUX_PROJECT")]
     pub project: String,
+    /// Access token (an `agent` token of the project), for a server started with
+    /// `--auth tokens`.
+    #[arg(long, env = "COFLUX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// The environment.
     #[arg(long, env = "COFLUX_ENVIRONMENT", default_value = "development")]
     pub environment: String,
@@ -105,6 +109,7 @@ impl AgentArgs {
 
 /// Runs the agent until SIGINT/SIGTERM (then drains), or until the server refuses it.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    crate::net::set_token(args.token.clone());
     let config = args.config()?;
     if config.adapter.as_ref().is_some_and(|a| a.is_empty()) {
         anyhow::bail!("--adapter is empty");

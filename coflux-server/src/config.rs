@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::auth::{AuthMode, is_loopback};
+
 /// `coflux-server`: hosts projects, their environments and runs; agents connect over WebSocket.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "coflux-server", version, about)]
@@ -65,6 +67,17 @@ pub struct ServerArgs {
     /// reference is not recorded yet. 0 disables it. Default 24.
     #[arg(long, env = "COFLUX_BLOB_GC_GRACE_HOURS", value_name = "HOURS")]
     pub blob_gc_grace_hours: Option<u64>,
+    /// Authentication: `tokens` (requests present a bearer token) or `none` (only allowed
+    /// while listening on a loopback address). Default: `none` on loopback, `tokens` otherwise.
+    #[arg(long, env = "COFLUX_AUTH", value_name = "none|tokens")]
+    pub auth: Option<String>,
+    /// The admin token (with `--auth tokens`): full access, and creates the other tokens
+    /// (`coflux tokens create`). At least 16 characters. Prefer `--admin-token-file`.
+    #[arg(long, env = "COFLUX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (its first line).
+    #[arg(long, env = "COFLUX_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// A TOML file with any of the settings above (`data_dir`, `port`, `host`, `durability`,
     /// `reconnect_timeout`, `writer_spin_us`, `blob_store`, `s3_bucket`, `s3_endpoint`,
     /// `s3_region`, `s3_prefix`, `s3_allow_http`, `log_retention_days`, `blob_gc_grace_hours`);
@@ -78,6 +91,8 @@ pub struct ServerArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    auth: Option<String>,
+    admin_token_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     port: Option<u16>,
     host: Option<String>,
@@ -154,9 +169,16 @@ const DEFAULT_WRITER_SPIN_US: u64 = 250;
 /// The longest writer spin accepted (10 ms).
 const MAX_WRITER_SPIN_US: u64 = 10_000;
 
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
 /// The server's resolved configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
+    /// Whether requests need a token.
+    pub auth: AuthMode,
+    /// The admin token (with [`AuthMode::Tokens`]).
+    pub admin_token: Option<String>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Address to bind.
@@ -192,6 +214,8 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            auth: AuthMode::None,
+            admin_token: None,
             host: "127.0.0.1".into(),
             port: 7777,
             durability: coflux_core::store::Durability::Normal,
@@ -265,7 +289,69 @@ impl ServerConfig {
             secret_access_key: None,
         };
         config.blob_store = blob_store(args.blob_store.or(file.blob_store).as_deref(), s3)?;
+        config.auth = match args.auth.or(file.auth) {
+            Some(text) => AuthMode::parse(&text).ok_or_else(|| {
+                anyhow::anyhow!("invalid auth mode '{text}' (expected 'none' or 'tokens')")
+            })?,
+            None => AuthMode::default_for(&config.host),
+        };
+        config.admin_token = match (
+            args.admin_token,
+            args.admin_token_file.or(file.admin_token_file),
+        ) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display())
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        config.check_auth()?;
         Ok(config)
+    }
+
+    /// Refuses settings that would leave the server open: no authentication beyond loopback,
+    /// or tokens without an admin token to create them.
+    pub fn check_auth(&self) -> anyhow::Result<()> {
+        match self.auth {
+            AuthMode::None if !is_loopback(&self.host) => anyhow::bail!(
+                "refusing to listen on {} without authentication: anyone who reaches it could \
+                 run code on your agents. Start with --auth tokens and an admin token \
+                 (COFLUX_ADMIN_TOKEN or --admin-token-file), or listen on 127.0.0.1",
+                self.host
+            ),
+            AuthMode::Tokens => match &self.admin_token {
+                None => anyhow::bail!(
+                    "--auth tokens needs an admin token: set COFLUX_ADMIN_TOKEN or pass \
+                     --admin-token-file (at least {MIN_ADMIN_TOKEN_LEN} characters)"
+                ),
+                Some(token) if token.len() < MIN_ADMIN_TOKEN_LEN => anyhow::bail!(
+                    "the admin token is too short (at least {MIN_ADMIN_TOKEN_LEN} characters)"
+                ),
+                Some(_) => Ok(()),
+            },
+            AuthMode::None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the admin token.
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("auth", &self.auth)
+            .field("blob_store", &self.blob_store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -386,6 +472,38 @@ mod tests {
         );
         assert!(parse(&["--blob-gc-grace-hours", "9999999"]).is_err());
         assert!(parse(&["--blob-store", "local", "--s3-bucket", "b"]).is_err());
+    }
+
+    #[test]
+    fn auth_is_required_beyond_loopback() {
+        assert_eq!(parse(&[]).unwrap().auth, AuthMode::None);
+        let open = parse(&["--host", "0.0.0.0", "--auth", "none"]).unwrap_err();
+        assert!(open.to_string().contains("--auth tokens"), "{open}");
+        let no_admin = parse(&["--host", "0.0.0.0"]).unwrap_err();
+        assert!(
+            no_admin.to_string().contains("COFLUX_ADMIN_TOKEN"),
+            "{no_admin}"
+        );
+        let short = parse(&["--auth", "tokens", "--admin-token", "short"]).unwrap_err();
+        assert!(short.to_string().contains("too short"), "{short}");
+        let config = parse(&["--host", "0.0.0.0", "--admin-token", "0123456789abcdef"]).unwrap();
+        assert_eq!(config.auth, AuthMode::Tokens);
+        assert!(
+            !format!("{config:?}").contains("0123456789abcdef"),
+            "never printed"
+        );
+        assert!(parse(&["--auth", "maybe"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin");
+        std::fs::write(&file, "fedcba9876543210\n").unwrap();
+        let config = parse(&[
+            "--auth",
+            "tokens",
+            "--admin-token-file",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(config.admin_token.as_deref(), Some("fedcba9876543210"));
     }
 
     #[test]

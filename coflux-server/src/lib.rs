@@ -4,6 +4,7 @@
 //! [`create_app`] builds the whole application; `main` and the integration tests both use it.
 
 pub mod agents;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gc;
@@ -45,6 +46,7 @@ pub fn create_app(
         .app_data(web::JsonConfig::default().error_handler(error::json_error_handler))
         .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
         .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+        .wrap(actix_web::middleware::from_fn(auth::audit))
         .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("coflux_server::http"))
         .configure(configure)
 }

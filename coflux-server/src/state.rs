@@ -5,6 +5,7 @@ use std::sync::Arc;
 use coflux_core::{Coflux, Config};
 
 use crate::agents::Sessions;
+use crate::auth::{Auth, TokenStore};
 use crate::config::ServerConfig;
 use crate::gc::BlobGc;
 use crate::http::blobs::BlobStore;
@@ -23,6 +24,8 @@ pub struct AppState {
     /// The blob garbage collector, when enabled (`ServerConfig::blob_gc_grace`); its periodic
     /// sweep runs while this state is alive.
     pub blob_gc: Option<Arc<BlobGc>>,
+    /// Authentication: the mode, the admin token and the token store.
+    pub auth: Arc<Auth>,
     /// The configuration the server started with.
     pub config: ServerConfig,
 }
@@ -60,7 +63,14 @@ impl AppState {
             gc.start(config.blob_gc_interval);
             gc
         });
+        config.check_auth()?;
+        let auth = Arc::new(Auth::new(
+            config.auth,
+            config.admin_token.as_deref(),
+            TokenStore::open(&config.data_dir)?,
+        ));
         Ok(Self {
+            auth,
             coflux,
             blobs,
             blob_gc,

@@ -30,6 +30,9 @@ pub struct GlobalArgs {
     /// URL of the Coflux server.
     #[arg(long, global = true, env = "COFLUX_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
+    /// Access token, for a server started with `--auth tokens`.
+    #[arg(long, global = true, env = "COFLUX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Project to work in.
     #[arg(long, short = 'p', global = true, env = "COFLUX_PROJECT")]
     pub project: Option<String>,
@@ -97,6 +100,37 @@ pub enum Command {
         /// The asset command.
         #[command(subcommand)]
         command: AssetsCommand,
+    },
+    /// Create, list and revoke the access tokens of a project (needs an admin token).
+    Tokens {
+        /// The token command.
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+/// `coflux tokens …` (needs a project).
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; it is printed once and cannot be shown again.
+    Create {
+        /// What it may do: `agent` (connect agents, move blobs and assets), `user` (read,
+        /// submit, re-run, cancel, manage environments) or `admin` (also manage tokens).
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// The environments it may act in, as a pattern with `*` (e.g. `dev-*`); default all.
+        #[arg(long)]
+        environments: Option<String>,
+        /// Days until it expires; default never.
+        #[arg(long)]
+        expires: Option<u64>,
+    },
+    /// List the project's tokens (never their secrets).
+    List,
+    /// Revoke a token: it stops working at once.
+    Revoke {
+        /// Its id (as listed).
+        id: String,
     },
 }
 

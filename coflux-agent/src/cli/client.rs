@@ -38,10 +38,7 @@ impl Client {
     pub fn new(server: &str) -> Self {
         Self {
             server: server.trim_end_matches('/').to_owned(),
-            http: awc::Client::builder()
-                .connector(awc::Connector::new().connector(crate::net::NoDelayConnector::default()))
-                .disable_timeout()
-                .finish(),
+            http: crate::net::builder().disable_timeout().finish(),
         }
     }
 

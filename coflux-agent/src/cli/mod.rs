@@ -22,6 +22,7 @@ pub mod projects;
 pub mod runs;
 pub mod schedules;
 pub mod submit;
+pub mod tokens;
 pub mod types;
 
 use std::io::Write;
@@ -108,12 +109,14 @@ impl Context {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
+    crate::net::set_token(cli.global.token.clone());
     let ctx = Context {
         client: Client::new(&cli.global.server),
         global: cli.global,
     };
     match cli.command {
         Command::Projects { command } => projects::run(&ctx, command).await,
+        Command::Tokens { command } => tokens::run(&ctx, command).await,
         Command::Environments { command } => environments::run(&ctx, command).await,
         Command::Manifests { command } => manifests::run(&ctx, command).await,
         Command::Limits { command } => limits::run(&ctx, command).await,

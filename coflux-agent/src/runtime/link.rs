@@ -340,9 +340,19 @@ impl Link {
             .max_frame_size(codec::MAX_FRAME_BYTES)
             .connect()
             .await
-            .map_err(|e| {
-                tracing::debug!(error = %e, "cannot connect");
-                None
+            .map_err(|e| match e {
+                // The token is missing, invalid or does not cover this agent: retrying will
+                // not help.
+                awc::error::WsClientError::InvalidResponseStatus(status)
+                    if matches!(status.as_u16(), 401 | 403) =>
+                {
+                    tracing::error!(%status, "the server refused this agent's token (--token, COFLUX_TOKEN)");
+                    Some(CloseReason::Forbidden)
+                }
+                e => {
+                    tracing::debug!(error = %e, "cannot connect");
+                    None
+                }
             })?;
         let (mut sink, mut stream) = framed.split();
         let mut hello = self.hello.borrow().clone();

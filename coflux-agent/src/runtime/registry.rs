@@ -20,7 +20,12 @@ pub async fn register_manifests(
         .send_json(&json!({ "name": project }))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the server at {server}: {e}"))?;
-    check(response.status(), &[200, 201], "create the project")?;
+    // An agent token may not create projects or environments (401/403): they must exist.
+    check(
+        response.status(),
+        &[200, 201, 401, 403],
+        "create the project",
+    )?;
     let response = client
         .post(format!("{base}/{project}/environments"))
         .send_json(&json!({ "name": environment }))
@@ -28,7 +33,7 @@ pub async fn register_manifests(
         .map_err(|e| anyhow::anyhow!("cannot reach the server at {server}: {e}"))?;
     check(
         response.status(),
-        &[200, 201, 409],
+        &[200, 201, 401, 403, 409],
         "create the environment",
     )?;
     let mut response = client

@@ -315,6 +315,8 @@ pub enum CloseReason {
     MalformedFrame,
     /// Another connection resumed this session.
     Replaced,
+    /// The agent's token does not allow this project or environment.
+    Forbidden,
 }
 
 impl CloseReason {
@@ -329,6 +331,7 @@ impl CloseReason {
             Self::ExecutionInvalid => "execution_invalid",
             Self::MalformedFrame => "malformed_frame",
             Self::Replaced => "replaced",
+            Self::Forbidden => "forbidden",
         }
     }
 
@@ -343,6 +346,7 @@ impl CloseReason {
             Self::ExecutionInvalid,
             Self::MalformedFrame,
             Self::Replaced,
+            Self::Forbidden,
         ]
         .into_iter()
         .find(|r| r.as_str() == text)
@@ -352,7 +356,10 @@ impl CloseReason {
     pub fn is_fatal(self) -> bool {
         matches!(
             self,
-            Self::VersionMismatch | Self::ProjectNotFound | Self::EnvironmentNotFound
+            Self::VersionMismatch
+                | Self::ProjectNotFound
+                | Self::EnvironmentNotFound
+                | Self::Forbidden
         )
     }
 }

@@ -32,6 +32,7 @@ const SILENCE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Serves one connection until it closes.
 pub async fn serve(
     state: actix_web::web::Data<AppState>,
+    grant: crate::auth::Grant,
     ws: actix_ws::Session,
     stream: MessageStream,
 ) {
@@ -46,6 +47,10 @@ pub async fn serve(
     };
     if hello.version != PROTOCOL_VERSION {
         return close(ws, CloseReason::VersionMismatch).await;
+    }
+    if !grant.covers_project(&hello.project) || !grant.covers_environment(&hello.environment) {
+        tracing::warn!(project = %hello.project, environment = %hello.environment, "agent refused: its token does not cover this project and environment");
+        return close(ws, CloseReason::Forbidden).await;
     }
     let (outgoing, outbox) = mpsc::unbounded_channel();
     let sessions = Arc::clone(&state.sessions);

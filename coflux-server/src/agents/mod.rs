@@ -7,11 +7,18 @@ pub use sessions::{Ownership, Session, Sessions};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::auth::Access;
 use crate::state::AppState;
 
 /// Registers the agent endpoint.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/agent", web::get().to(agent_socket));
+    cfg.service(
+        web::resource("/agent")
+            .route(web::get().to(agent_socket))
+            .wrap(actix_web::middleware::from_fn(crate::auth::require(
+                Access::AGENT,
+            ))),
+    );
 }
 
 async fn agent_socket(
@@ -19,7 +26,9 @@ async fn agent_socket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // The token's project and environments are checked against the agent's hello.
+    let grant = crate::auth::grant_of(&req);
     let (response, session, stream) = actix_ws::handle(&req, body)?;
-    actix_rt::spawn(connection::serve(state, session, stream));
+    actix_rt::spawn(connection::serve(state, grant, session, stream));
     Ok(response)
 }

@@ -12,6 +12,7 @@
 //! same id. Records are files `<data_dir>/assets/<project>/<id>.json`, written atomically; the
 //! id is validated ([`valid_id`]) before any path is built.
 
+use crate::auth::Access;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,8 +38,10 @@ const MAX_METADATA_LEN: usize = 4096;
 
 /// Registers the asset routes (inside the `/api` scope).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/projects/{project}/assets").route(web::post().to(create)))
-        .service(resource("/projects/{project}/assets/{id}").route(web::get().to(fetch)));
+    cfg.service(resource("/projects/{project}/assets", Access::DATA).route(web::post().to(create)))
+        .service(
+            resource("/projects/{project}/assets/{id}", Access::DATA).route(web::get().to(fetch)),
+        );
 }
 
 /// One file of an asset.

@@ -7,6 +7,7 @@
 //! - `POST /api/projects/{project}/environments/{env}/pause|resume|archive` → 200
 //!   `EnvironmentJson` (archive: 409 `environment_has_children` while it has active children).
 
+use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::Environment;
 use serde::Deserialize;
@@ -20,21 +21,30 @@ use crate::state::AppState;
 /// Registers the environment routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/projects/{project}/environments")
+        resource("/projects/{project}/environments", Access::PROJECT)
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
     .service(
-        resource("/projects/{project}/environments/{environment}/pause")
-            .route(web::post().to(|s, p| change_state(s, p, Action::Pause))),
+        resource(
+            "/projects/{project}/environments/{environment}/pause",
+            Access::PROJECT,
+        )
+        .route(web::post().to(|s, p| change_state(s, p, Action::Pause))),
     )
     .service(
-        resource("/projects/{project}/environments/{environment}/resume")
-            .route(web::post().to(|s, p| change_state(s, p, Action::Resume))),
+        resource(
+            "/projects/{project}/environments/{environment}/resume",
+            Access::PROJECT,
+        )
+        .route(web::post().to(|s, p| change_state(s, p, Action::Resume))),
     )
     .service(
-        resource("/projects/{project}/environments/{environment}/archive")
-            .route(web::post().to(|s, p| change_state(s, p, Action::Archive))),
+        resource(
+            "/projects/{project}/environments/{environment}/archive",
+            Access::PROJECT,
+        )
+        .route(web::post().to(|s, p| change_state(s, p, Action::Archive))),
     );
 }
 

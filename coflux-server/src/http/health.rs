@@ -1,5 +1,6 @@
 //! `GET /api/health` → `{"status":"ok","version":"<server version>"}`.
 
+use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -7,7 +8,7 @@ use super::resource;
 
 /// Registers the health route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/health").route(web::get().to(health)));
+    cfg.service(resource("/health", Access::PUBLIC).route(web::get().to(health)));
 }
 
 async fn health() -> HttpResponse {

@@ -8,6 +8,7 @@
 //! `{"target":{"module","name"},"kind":"workflow"|"task","parameters":[{"name","annotation",
 //! "default"}],"options":{…},"instruction"}`.
 
+use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::TargetDefinition;
 use serde::Deserialize;
@@ -23,14 +24,17 @@ pub const MAX_TARGETS: usize = 10_000;
 /// Registers the manifest routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/projects/{project}/environments/{environment}/manifests")
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(8 * 1024 * 1024)
-                    .error_handler(crate::error::json_error_handler),
-            )
-            .route(web::put().to(register))
-            .route(web::get().to(inspect)),
+        resource(
+            "/projects/{project}/environments/{environment}/manifests",
+            Access::DATA,
+        )
+        .app_data(
+            web::JsonConfig::default()
+                .limit(8 * 1024 * 1024)
+                .error_handler(crate::error::json_error_handler),
+        )
+        .route(web::put().to(register))
+        .route(web::get().to(inspect)),
     );
 }
 

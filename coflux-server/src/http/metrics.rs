@@ -12,6 +12,7 @@
 //! [`MAX_POINTS`](crate::logs::metrics::MAX_POINTS) in all; `truncated` says when more exist). Errors: 404 `project_not_found`,
 //! 400 `invalid_id` (run or execution), 400 `filter_outside_run`, 400 `bad_request` (query).
 
+use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::{ExecutionId, RunId};
 use serde::Deserialize;
@@ -23,7 +24,10 @@ use crate::state::AppState;
 
 /// Registers the metrics route (inside the `/api` scope).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/projects/{project}/runs/{run}/metrics").route(web::get().to(list)));
+    cfg.service(
+        resource("/projects/{project}/runs/{run}/metrics", Access::PROJECT)
+            .route(web::get().to(list)),
+    );
 }
 
 #[derive(Debug, Default, Deserialize)]

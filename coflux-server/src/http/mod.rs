@@ -33,6 +33,7 @@ use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
 use coflux_core::Project;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -50,13 +51,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(schedules::configure)
             .configure(blobs::configure)
             .configure(assets::configure)
+            .configure(crate::auth::http::configure)
             .default_service(web::to(route_not_found)),
     );
 }
 
-/// A resource whose unmatched methods answer 405 in the API's error shape.
-pub(crate) fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource with its scopes (checked before any handler runs, see [`crate::auth`]), whose
+/// unmatched methods answer 405 in the API's error shape.
+pub(crate) fn resource(
+    path: &str,
+    access: Access,
+) -> Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .default_service(web::to(method_not_allowed))
+        .wrap(actix_web::middleware::from_fn(crate::auth::require(access)))
 }
 
 async fn route_not_found(req: HttpRequest) -> HttpResponse {

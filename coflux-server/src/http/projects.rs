@@ -4,7 +4,8 @@
 //! - `POST /api/projects {"name"}` → 201 `{"name"}` (creating an existing project is a no-op;
 //!   400 `invalid_input` for an invalid name).
 
-use actix_web::{HttpResponse, web};
+use crate::auth::Access;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -15,7 +16,7 @@ use crate::state::AppState;
 /// Registers the project routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/projects")
+        resource("/projects", Access::PROJECTS)
             .route(web::get().to(list))
             .route(web::post().to(create)),
     );
@@ -27,9 +28,15 @@ struct CreateProject {
     name: String,
 }
 
-async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let names = state.coflux.list_projects().await?;
-    let projects: Vec<_> = names.iter().map(|n| json!({ "name": n })).collect();
+    // A project's token sees its project only.
+    let grant = crate::auth::grant_of(&req);
+    let projects: Vec<_> = names
+        .iter()
+        .filter(|n| grant.covers_project(n))
+        .map(|n| json!({ "name": n }))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "projects": projects })))
 }
 

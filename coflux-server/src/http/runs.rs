@@ -16,6 +16,7 @@
 //!   `{"execution_id","attempt"}`.
 //! - `POST /api/projects/{project}/executions/{execution}/cancel` → 202 `{}`.
 
+use crate::auth::Access;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -46,20 +47,35 @@ const FINISHED_GRACE: Duration = Duration::from_secs(2);
 /// Registers the run routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/projects/{project}/environments/{environment}/runs")
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(4 * 1024 * 1024)
-                    .error_handler(crate::error::json_error_handler),
-            )
-            .route(web::post().to(submit)),
+        resource(
+            "/projects/{project}/environments/{environment}/runs",
+            Access::PROJECT,
+        )
+        .app_data(
+            web::JsonConfig::default()
+                .limit(4 * 1024 * 1024)
+                .error_handler(crate::error::json_error_handler),
+        )
+        .route(web::post().to(submit)),
     )
-    .service(resource("/projects/{project}/runs").route(web::get().to(list)))
-    .service(resource("/projects/{project}/runs/{run}").route(web::get().to(inspect)))
-    .service(resource("/projects/{project}/runs/{run}/result").route(web::get().to(result)))
-    .service(resource("/projects/{project}/steps/{step}/rerun").route(web::post().to(rerun)))
+    .service(resource("/projects/{project}/runs", Access::PROJECT).route(web::get().to(list)))
     .service(
-        resource("/projects/{project}/executions/{execution}/cancel").route(web::post().to(cancel)),
+        resource("/projects/{project}/runs/{run}", Access::PROJECT).route(web::get().to(inspect)),
+    )
+    .service(
+        resource("/projects/{project}/runs/{run}/result", Access::PROJECT)
+            .route(web::get().to(result)),
+    )
+    .service(
+        resource("/projects/{project}/steps/{step}/rerun", Access::PROJECT)
+            .route(web::post().to(rerun)),
+    )
+    .service(
+        resource(
+            "/projects/{project}/executions/{execution}/cancel",
+            Access::PROJECT,
+        )
+        .route(web::post().to(cancel)),
     );
 }
 

@@ -9,6 +9,7 @@
 //!   400 `not_a_workflow` for a task; options come from the registered manifest);
 //! - `DELETE /api/projects/{project}/schedules/{id}` → 200 `{}` (404 `schedule_not_found`).
 
+use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use coflux_core::api::ScheduleView;
 use serde::Deserialize;
@@ -22,12 +23,20 @@ use crate::state::AppState;
 
 /// Registers the schedule routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/projects/{project}/schedules").route(web::get().to(list)))
-        .service(
-            resource("/projects/{project}/environments/{environment}/schedules")
-                .route(web::post().to(create)),
+    cfg.service(
+        resource("/projects/{project}/schedules", Access::PROJECT).route(web::get().to(list)),
+    )
+    .service(
+        resource(
+            "/projects/{project}/environments/{environment}/schedules",
+            Access::PROJECT,
         )
-        .service(resource("/projects/{project}/schedules/{id}").route(web::delete().to(delete)));
+        .route(web::post().to(create)),
+    )
+    .service(
+        resource("/projects/{project}/schedules/{id}", Access::PROJECT)
+            .route(web::delete().to(delete)),
+    );
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@
 //!   module's targets are no longer listed until a manifest registers them again (400
 //!   `invalid_input` when the module has no registered targets).
 
+use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::TargetRef;
 use serde::Deserialize;
@@ -21,16 +22,25 @@ use crate::state::AppState;
 /// Registers the settings routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/projects/{project}/environments/{environment}/limits")
-            .route(web::get().to(list)),
+        resource(
+            "/projects/{project}/environments/{environment}/limits",
+            Access::PROJECT,
+        )
+        .route(web::get().to(list)),
     )
     .service(
-        resource("/projects/{project}/environments/{environment}/limits/{module}/{target}")
-            .route(web::put().to(set)),
+        resource(
+            "/projects/{project}/environments/{environment}/limits/{module}/{target}",
+            Access::PROJECT,
+        )
+        .route(web::put().to(set)),
     )
     .service(
-        resource("/projects/{project}/environments/{environment}/modules/{module}/archive")
-            .route(web::post().to(archive)),
+        resource(
+            "/projects/{project}/environments/{environment}/modules/{module}/archive",
+            Access::PROJECT,
+        )
+        .route(web::post().to(archive)),
     );
 }
 

@@ -1,6 +1,7 @@
 //! The log routes: a JSON page of a run's logs, and a server-sent-events stream that follows
 //! them. Handlers extract `web::Data<LogStore>`.
 
+use crate::auth::Access;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,12 +26,16 @@ const DEFAULT_LIMIT: usize = 100;
 
 /// Registers `GET /api/projects/{project}/runs/{run}/logs` and `.../logs/stream`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let scoped = || actix_web::middleware::from_fn(crate::auth::require(Access::PROJECT));
     cfg.service(
-        web::resource("/api/projects/{project}/runs/{run}/logs").route(web::get().to(list_logs)),
+        web::resource("/api/projects/{project}/runs/{run}/logs")
+            .route(web::get().to(list_logs))
+            .wrap(scoped()),
     )
     .service(
         web::resource("/api/projects/{project}/runs/{run}/logs/stream")
-            .route(web::get().to(stream_logs)),
+            .route(web::get().to(stream_logs))
+            .wrap(scoped()),
     );
 }
 

@@ -20,6 +20,7 @@ pub use store::{
     BlobEntry, BlobError, BlobKey, BlobReader, BlobStore, DEFAULT_MAX_BLOB_SIZE, Deletion,
 };
 
+use crate::auth::Access;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::ProjectName;
@@ -32,7 +33,7 @@ use crate::state::AppState;
 /// Registers the blob routes (inside the `/api` scope).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/projects/{project}/blobs/{key}")
+        resource("/projects/{project}/blobs/{key}", Access::DATA)
             .route(web::put().to(put_blob))
             .route(web::get().to(get_blob))
             .route(web::head().to(head_blob)),

@@ -1,0 +1,273 @@
+//! [`TokenStore`]: access tokens, kept hashed in `<data-dir>/auth.sqlite` and cached in memory.
+//!
+//! A token reads `cfx_<id>_<secret>`: the id finds its record, the secret is compared (as its
+//! SHA-256, in constant time) with the stored hash. The secret itself is never stored or
+//! logged; it is shown once, when the token is created.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Grant, Role};
+
+/// Why a token operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token database failed.
+    #[error("token store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// Its schema could not be brought up to date.
+    #[error("token store migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// No token with this id.
+    #[error("no token {0}")]
+    NotFound(String),
+}
+
+impl TokenError {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Store(_) | Self::Migration(_) => "token_store",
+            Self::NotFound(_) => "token_not_found",
+        }
+    }
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenInfo {
+    /// Its id (the part after `cfx_`).
+    pub id: String,
+    /// The project it is for.
+    pub project: String,
+    /// The environments it may act in (a pattern with `*`); `None` for all.
+    pub environments: Option<String>,
+    /// What it may do.
+    pub role: Role,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; `None` for never.
+    pub expires_at: Option<i64>,
+    /// Unix ms, once revoked.
+    pub revoked_at: Option<i64>,
+}
+
+struct Record {
+    info: TokenInfo,
+    hash: [u8; 32],
+}
+
+/// Tokens, cached in memory (checking one costs no read of the database).
+pub struct TokenStore {
+    conn: Mutex<Connection>,
+    cache: Mutex<HashMap<String, Record>>,
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    project TEXT NOT NULL,
+    environments TEXT,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+";
+
+/// SHA-256 of a secret.
+pub fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Compares two hashes in constant time.
+pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl TokenStore {
+    /// Opens (creating if missing) `<data_dir>/auth.sqlite`.
+    pub fn open(data_dir: &Path) -> Result<Self, TokenError> {
+        let mut conn = Connection::open(data_dir.join("auth.sqlite"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Migrations::new(vec![M::up(SCHEMA_V1)]).to_latest(&mut conn)?;
+        let mut cache = HashMap::new();
+        {
+            let mut stmt = conn.prepare(
+                "SELECT id, secret_hash, project, environments, role, created_at, expires_at, \
+                 revoked_at FROM tokens",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let hash: Vec<u8> = row.get(1)?;
+                let role: String = row.get(4)?;
+                let (Ok(hash), Some(role)) = (<[u8; 32]>::try_from(hash), Role::parse(&role))
+                else {
+                    continue;
+                };
+                let info = TokenInfo {
+                    id: row.get(0)?,
+                    project: row.get(2)?,
+                    environments: row.get(3)?,
+                    role,
+                    created_at: row.get(5)?,
+                    expires_at: row.get(6)?,
+                    revoked_at: row.get(7)?,
+                };
+                cache.insert(info.id.clone(), Record { info, hash });
+            }
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+            cache: Mutex::new(cache),
+        })
+    }
+
+    /// Creates a token; returns it (shown once) with its record.
+    pub fn create(
+        &self,
+        project: &str,
+        environments: Option<&str>,
+        role: Role,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(String, TokenInfo), TokenError> {
+        let mut bytes = [0u8; 38];
+        rand::rng().fill_bytes(&mut bytes);
+        let id = hex::encode(&bytes[..6]);
+        let secret = hex::encode(&bytes[6..]);
+        let info = TokenInfo {
+            id: id.clone(),
+            project: project.to_owned(),
+            environments: environments.map(str::to_owned),
+            role,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        let digest = hash(&secret);
+        lock(&self.conn).execute(
+            "INSERT INTO tokens (id, secret_hash, project, environments, role, created_at, \
+             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                id,
+                digest.to_vec(),
+                project,
+                environments,
+                role.as_str(),
+                now,
+                expires_at
+            ],
+        )?;
+        lock(&self.cache).insert(
+            id.clone(),
+            Record {
+                info: info.clone(),
+                hash: digest,
+            },
+        );
+        Ok((format!("cfx_{id}_{secret}"), info))
+    }
+
+    /// The tokens of a project (`None`: of every project), oldest first.
+    pub fn list(&self, project: Option<&str>) -> Vec<TokenInfo> {
+        let mut tokens: Vec<TokenInfo> = lock(&self.cache)
+            .values()
+            .filter(|r| project.is_none_or(|p| r.info.project == p))
+            .map(|r| r.info.clone())
+            .collect();
+        tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        tokens
+    }
+
+    /// The record of a token id.
+    pub fn get(&self, id: &str) -> Option<TokenInfo> {
+        lock(&self.cache).get(id).map(|r| r.info.clone())
+    }
+
+    /// Revokes a token (it stops working at once).
+    pub fn revoke(&self, id: &str, now: i64) -> Result<TokenInfo, TokenError> {
+        let changed = lock(&self.conn)
+            .execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )
+            .optional()?;
+        let mut cache = lock(&self.cache);
+        let record = cache
+            .get_mut(id)
+            .ok_or_else(|| TokenError::NotFound(id.to_owned()))?;
+        if changed.unwrap_or(0) > 0 {
+            record.info.revoked_at = Some(now);
+        }
+        Ok(record.info.clone())
+    }
+
+    /// What a presented `cfx_…` token grants, if it is valid now.
+    pub fn verify(&self, token: &str, now: i64) -> Option<Grant> {
+        let (id, secret) = token.strip_prefix("cfx_")?.split_once('_')?;
+        let cache = lock(&self.cache);
+        let record = cache.get(id)?;
+        let valid = same_hash(&record.hash, &hash(secret))
+            && record.info.revoked_at.is_none()
+            && record.info.expires_at.is_none_or(|at| now < at);
+        valid.then(|| Grant {
+            project: Some(record.info.project.clone()),
+            environments: record.info.environments.clone(),
+            role: record.info.role,
+            token: Some(record.info.id.clone()),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_tokens_verify_expire_revoke_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        let (token, info) = store
+            .create("acme", Some("dev-*"), Role::Agent, Some(2_000), 1_000)
+            .unwrap();
+        let grant = store.verify(&token, 1_500).unwrap();
+        assert_eq!(grant.project.as_deref(), Some("acme"));
+        assert_eq!(grant.role, Role::Agent);
+        assert!(store.verify(&token, 2_000).is_none(), "expired");
+        let forged = format!("{}0", &token[..token.len() - 1]);
+        assert!(store.verify(&forged, 1_500).is_none(), "wrong secret");
+        assert!(store.verify("cfx_nope_x", 1_500).is_none());
+        assert!(store.verify("garbage", 1_500).is_none());
+        // Stored hashed: the secret is nowhere in the database file.
+        let secret = token.rsplit('_').next().unwrap();
+        let raw = std::fs::read(dir.path().join("auth.sqlite")).unwrap();
+        assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        drop(store);
+        let store = TokenStore::open(dir.path()).unwrap();
+        assert!(
+            store.verify(&token, 1_500).is_some(),
+            "kept across a reopen"
+        );
+        store.revoke(&info.id, 1_600).unwrap();
+        assert!(store.verify(&token, 1_700).is_none(), "revoked");
+        assert_eq!(store.list(Some("acme"))[0].revoked_at, Some(1_600));
+        assert!(store.list(Some("other")).is_empty());
+        assert!(matches!(
+            store.revoke("missing", 1),
+            Err(TokenError::NotFound(_))
+        ));
+    }
+}
