@@ -9,6 +9,7 @@ pub mod error;
 pub mod harness;
 pub mod messages;
 pub mod project;
+pub mod registration;
 pub mod run;
 
 pub use error::OrchestrationError;
@@ -17,3 +18,5 @@ pub use error::OrchestrationError;
 mod semantics_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;

@@ -50,6 +50,8 @@ struct StepState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiter {
     Reply(ReplyTo),
+    /// A caller waiting for one attempt's own result (see [`RunCore::resolve_from`]).
+    Exact(ReplyTo),
     Run {
         run: RunId,
         execution: ExecutionId,
@@ -444,15 +446,17 @@ impl RunCore {
                 }
                 self.wait(Waiter::Reply(reply), execution, out);
             }
-            RunMsg::WaitRun { reply } => match self.steps.first() {
-                Some(step) => {
-                    let latest = step.record.id.execution(step.attempts.len() as u32);
-                    self.wait(Waiter::Reply(reply), latest, out);
+            RunMsg::WaitRun {
+                step,
+                attempt,
+                view,
+                reply,
+            } => match self.seen(step, attempt, view) {
+                Ok(execution) if attempt.is_some() => {
+                    self.wait(Waiter::Exact(reply), execution, out)
                 }
-                None => out.reply(
-                    reply,
-                    Reply::Result(Err(OrchestrationError::RunNotFound(self.id.to_string()))),
-                ),
+                Ok(execution) => self.wait(Waiter::Reply(reply), execution, out),
+                Err(e) => out.reply(reply, Reply::Result(Err(e))),
             },
             RunMsg::Result {
                 execution,
@@ -620,8 +624,51 @@ impl RunCore {
         execution
     }
 
+    /// The execution whose result a [`RunMsg::WaitRun`] asks for: `attempt` of step number
+    /// `step`, or its latest attempt visible from `view` (by default the run's environment).
+    fn seen(
+        &self,
+        step: u32,
+        attempt: Option<u32>,
+        view: Option<EnvironmentId>,
+    ) -> Result<ExecutionId, OrchestrationError> {
+        let Some(record) = &self.record else {
+            return Err(OrchestrationError::RunNotFound(self.id.to_string()));
+        };
+        let id = StepId {
+            run: self.id,
+            number: step,
+        };
+        let Some(state) = self.step(id) else {
+            return Err(OrchestrationError::StepNotFound(id.to_string()));
+        };
+        if let Some(attempt) = attempt {
+            let execution = id.execution(attempt);
+            return match self.attempt(execution) {
+                Some(_) => Ok(execution),
+                None => Err(OrchestrationError::ExecutionNotFound(execution.to_string())),
+            };
+        }
+        let home = record.environment;
+        let view = view.unwrap_or(home);
+        (1..=state.attempts.len() as u32)
+            .rev()
+            .find(|n| {
+                let environment = state.attempts[*n as usize - 1].environment;
+                crate::model::visible_from(home, view, environment)
+            })
+            .map(|n| id.execution(n))
+            .ok_or_else(|| OrchestrationError::StepNotFound(id.to_string()))
+    }
+
     /// Follows `execution`'s chain to its final result, or to the pending execution at its end.
-    fn resolve(&self, mut execution: ExecutionId) -> Resolution {
+    fn resolve(&self, execution: ExecutionId) -> Resolution {
+        self.resolve_from(execution, false)
+    }
+
+    /// Like [`RunCore::resolve`]; with `exact`, stops at a hand-over to a later attempt of the
+    /// same step (a retry, a suspension's replay, a recurrence): that result is final.
+    fn resolve_from(&self, mut execution: ExecutionId, exact: bool) -> Resolution {
         for _ in 0..MAX_CHAIN {
             let result = if execution.run() == self.id {
                 self.attempt(execution).and_then(|a| a.result.as_ref())
@@ -631,8 +678,8 @@ impl RunCore {
             match result {
                 None => return Resolution::Pending(execution),
                 Some(r) => match r.successor() {
-                    Some(next) => execution = next,
-                    None => return Resolution::Final(r.clone()),
+                    Some(next) if !(exact && next.step == execution.step) => execution = next,
+                    _ => return Resolution::Final(r.clone()),
                 },
             }
         }
@@ -647,7 +694,7 @@ impl RunCore {
     }
 
     fn wait(&mut self, waiter: Waiter, execution: ExecutionId, out: &mut Outbox) {
-        match self.resolve(execution) {
+        match self.resolve_from(execution, matches!(waiter, Waiter::Exact(_))) {
             Resolution::Final(result) => match waiter {
                 Waiter::Dependency(held) => self.dependency_met(held, &result, out),
                 other => deliver(other, result, out),
@@ -764,7 +811,7 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
             }
             out.reply(reply, Reply::Submitted(Err(err)));
         }
-        RunMsg::Wait { reply, .. } | RunMsg::WaitRun { reply } => {
+        RunMsg::Wait { reply, .. } | RunMsg::WaitRun { reply, .. } => {
             out.reply(reply, Reply::Result(Err(err)))
         }
         RunMsg::Rerun { reply, .. } => out.reply(reply, Reply::Rerun(Err(err))),
@@ -782,7 +829,7 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
 
 fn deliver(waiter: Waiter, result: ExecutionResult, out: &mut Outbox) {
     match waiter {
-        Waiter::Reply(reply) => out.reply(reply, Reply::Result(Ok(result))),
+        Waiter::Reply(reply) | Waiter::Exact(reply) => out.reply(reply, Reply::Result(Ok(result))),
         Waiter::Run { run, execution } => {
             out.send(Envelope::Run(run, RunMsg::Resolved { execution, result }))
         }
