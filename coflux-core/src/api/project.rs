@@ -203,7 +203,8 @@ impl Project {
         ))
     }
 
-    /// Submits a workflow with its default options.
+    /// Submits a workflow with its default options. It must be served in the environment (by
+    /// an in-process [`Worker`] or an agent) or registered there; see [`Project::submit_with`].
     pub async fn submit(
         &self,
         environment: &str,
@@ -503,8 +504,8 @@ impl Project {
 }
 
 impl RunHandle {
-    /// Waits for the run's result (its initial step's latest execution, following retries) and
-    /// decodes its value.
+    /// Waits for the run's result (its initial step's latest execution in the run's own
+    /// environment, following retries) and decodes its value.
     pub async fn result<T: DeserializeOwned>(&self) -> Result<T, Error> {
         match self.raw_result().await? {
             ExecutionResult::Value { value } => Ok(crate::sdk::decode_value(value)?),
