@@ -1,14 +1,13 @@
 //! The `coflux` binary against a real server on 127.0.0.1 (started in-process on its own
 //! thread and actix system, with an in-process repository serving the `demo` module).
 
-use std::net::SocketAddr;
-use std::process::{Command, Output};
-use std::thread::JoinHandle;
-
-use actix_web::{HttpServer, dev::ServerHandle, web};
 use coflux_core::sdk::{Failure, Repository, workflow};
-use coflux_server::{AppState, ServerConfig, create_app};
 use serde_json::{Value as Json, json};
+
+#[path = "support/server.rs"]
+mod support;
+
+use support::{TestServer, coflux_at, json_of, ok, stderr};
 
 /// Greets someone.
 #[workflow(module = "demo")]
@@ -22,107 +21,24 @@ async fn fail() -> Result<String, Failure> {
     Err(Failure::new("demo.Boom", "it blew up"))
 }
 
-struct TestServer {
-    url: String,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestServer {
-    /// Starts a server with project `demo` and environment `production`, where `greet` and
-    /// `fail` are served in-process.
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().to_path_buf();
-        let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, ServerHandle)>();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let state =
-                    web::Data::new(AppState::open(&ServerConfig::new(&data_dir)).await.unwrap());
-                let project = state.coflux.project("demo").await.unwrap();
-                project
-                    .create_environment("production", None)
-                    .await
-                    .unwrap();
-                let _worker = project
-                    .serve("production", Repository::new().with(greet).with(fail))
-                    .await
-                    .unwrap();
-                let app_state = state.clone();
-                let server = HttpServer::new(move || create_app(app_state.clone()))
-                    .workers(1)
-                    .disable_signals()
-                    .bind(("127.0.0.1", 0))
-                    .unwrap();
-                let addr = server.addrs()[0];
-                let server = server.run();
-                tx.send((addr, server.handle())).unwrap();
-                server.await.unwrap();
-            });
-        });
-        let (addr, handle) = rx.recv().unwrap();
-        Self {
-            url: format!("http://{addr}"),
-            handle,
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    /// Runs `coflux` with `args` against this server.
-    fn coflux(&self, args: &[&str]) -> Output {
-        coflux_at(&self.url, args)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        futures::executor::block_on(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn coflux_at(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coflux"))
-        .args(args)
-        .env("COFLUX_SERVER", server)
-        .env_remove("COFLUX_PROJECT")
-        .env_remove("COFLUX_ENVIRONMENT")
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts success and returns stdout.
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        stdout(&output),
-        stderr(&output)
-    );
-    stdout(&output)
-}
-
-fn json_of(output: Output) -> Json {
-    let text = ok(output);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"))
+/// Starts a server with project `demo` and environment `production`, where `greet` and `fail`
+/// are served in-process.
+fn start() -> TestServer {
+    TestServer::start_with("demo", |project| async move {
+        project
+            .create_environment("production", None)
+            .await
+            .unwrap();
+        project
+            .serve("production", Repository::new().with(greet).with(fail))
+            .await
+            .unwrap();
+    })
 }
 
 #[test]
 fn projects_and_environments_are_created_and_listed() {
-    let server = TestServer::start();
+    let server = start();
     let out = ok(server.coflux(&["projects", "create", "acme"]));
     assert_eq!(out.trim(), "project 'acme' created");
     let list = ok(server.coflux(&["projects", "list"]));
@@ -251,7 +167,7 @@ fn projects_and_environments_are_created_and_listed() {
 
 #[test]
 fn submissions_wait_for_results_and_runs_render() {
-    let server = TestServer::start();
+    let server = start();
     let with = |args: &[&'static str]| -> Vec<&'static str> {
         [&["-p", "demo", "-e", "production"][..], args].concat()
     };
@@ -321,7 +237,7 @@ fn submissions_wait_for_results_and_runs_render() {
         "{listed}"
     );
 
-    // Without an agent for the environment, a run stays pending.
+    // Without an agent for the environment (allowed explicitly), a run stays pending.
     ok(server.coflux(&["-p", "demo", "environments", "create", "idle"]));
     let pending = ok(server.coflux(&[
         "-p",
@@ -332,6 +248,7 @@ fn submissions_wait_for_results_and_runs_render() {
         "demo/greet",
         "\"x\"",
         "--no-wait",
+        "--allow-unregistered",
     ]));
     let pending_run = pending.trim().to_owned();
     assert!(pending_run.starts_with('R'), "{pending}");
@@ -359,6 +276,7 @@ fn submissions_wait_for_results_and_runs_render() {
         "demo/greet",
         "\"y\"",
         "--no-wait",
+        "--allow-unregistered",
     ]));
     assert!(
         submitted["execution_id"]
@@ -389,7 +307,7 @@ fn submissions_wait_for_results_and_runs_render() {
 
 #[test]
 fn errors_are_reported_with_codes_and_exit_status() {
-    let server = TestServer::start();
+    let server = start();
     let bad = server.coflux(&["--project", "Bad Name", "environments", "list"]);
     assert_eq!(bad.status.code(), Some(1));
     let message = stderr(&bad);
@@ -488,7 +406,7 @@ fn every_command_has_help() {
 
 #[test]
 fn concurrency_limits_are_set_listed_and_cleared() {
-    let server = TestServer::start();
+    let server = start();
     let env = ["-p", "demo", "-e", "production"];
     let set = ok(server.coflux(&[&env[..], &["limits", "set", "app.flows/fetch", "2"]].concat()));
     assert_eq!(
@@ -520,7 +438,7 @@ fn concurrency_limits_are_set_listed_and_cleared() {
 
 #[test]
 fn schedules_start_runs_on_their_ticks_until_removed() {
-    let server = TestServer::start();
+    let server = start();
     let env = ["-p", "demo", "-e", "production"];
     let bad = server.coflux(
         &[

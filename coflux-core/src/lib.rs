@@ -18,4 +18,4 @@ pub mod protocol;
 pub mod sdk;
 pub mod store;
 
-pub use api::{Coflux, Config, Error, Project, RunHandle, Worker, WorkerOptions};
+pub use api::{Coflux, Config, Error, Project, RunHandle, SubmitOptions, Worker, WorkerOptions};

@@ -677,7 +677,8 @@ async fn concurrent_submissions_with_one_idempotency_key_create_one_run() {
     let submit = |env: &str| {
         post(
             &format!("/api/projects/acme/environments/{env}/runs"),
-            json!({"module": "m", "target": "w", "arguments": [], "idempotency_key": "order-42"}),
+            json!({"module": "m", "target": "w", "arguments": [], "idempotency_key": "order-42",
+                "allow_unregistered": true}),
         )
     };
     let answers =

@@ -237,7 +237,9 @@ impl Server {
         .await
     }
 
-    /// Submits a workflow; returns the run id.
+    /// Submits a workflow; returns the run id. The workflow need not be registered yet
+    /// (`allow_unregistered`): tests submit right after starting agents, which may not have
+    /// connected yet; the run waits for them.
     pub async fn submit(
         &self,
         project: &str,
@@ -249,7 +251,8 @@ impl Server {
         let body = post(
             &self.url,
             &format!("/api/projects/{project}/environments/{environment}/runs"),
-            json!({ "module": module, "target": target, "arguments": arguments }),
+            json!({ "module": module, "target": target, "arguments": arguments,
+                "allow_unregistered": true }),
         )
         .await;
         body["run_id"]

@@ -255,6 +255,10 @@ pub struct SubmitArgs {
     /// 24 hours by default) return the same run instead of starting another.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Submit even if no agent has registered the workflow in the environment (the run waits
+    /// for one); otherwise such a submission is refused.
+    #[arg(long)]
+    pub allow_unregistered: bool,
 }
 
 /// `coflux runs …` (needs a project).
@@ -279,9 +283,11 @@ pub enum RunsCommand {
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,
     },
-    /// Print a run's result, waiting for it unless `--no-wait`.
+    /// Print a run's result as seen from `--environment` (default: the run's own), waiting for
+    /// it unless `--no-wait`. `RUN:STEP` gives a step's result, `RUN:STEP:ATTEMPT` exactly that
+    /// attempt's.
     Result {
-        /// The run id.
+        /// `RUN`, `RUN:STEP` or `RUN:STEP:ATTEMPT` (e.g. `R1`, `R1:2`, `R1:1:2`).
         run: String,
         /// Report `pending` instead of waiting.
         #[arg(long)]

@@ -1,4 +1,5 @@
-//! `coflux runs list | inspect RUN | watch RUN | result RUN | rerun STEP | cancel EXECUTION`,
+//! `coflux runs list | inspect RUN | watch RUN | result RUN[:STEP[:ATTEMPT]] | rerun STEP |
+//! cancel EXECUTION`,
 //! and the result waiting and reporting that `submit` shares.
 //!
 //! `inspect` and `watch` add each execution's latest progress (`cf.progress`, a metric whose
@@ -177,16 +178,44 @@ fn latest_progress(execution: &super::types::ExecutionMetrics) -> Option<Progres
     })
 }
 
-/// One result request, asking the server to wait up to `wait` seconds.
+/// One result request for `RUN[:STEP[:ATTEMPT]]` as seen from `--environment`, asking the
+/// server to wait up to `wait` seconds.
 pub async fn fetch_result(ctx: &Context, run: &str, wait: u64) -> Result<Json, CliError> {
-    let path = format!(
-        "{}/runs/{}/result?wait={wait}",
+    let (run, query) = result_query(run)?;
+    let mut path = format!(
+        "{}/runs/{}/result?wait={wait}{query}",
         ctx.project_path()?,
         segment(run)
     );
+    if let Some(env) = &ctx.global.environment {
+        path.push_str(&format!("&environment={}", segment(env)));
+    }
     ctx.client
         .get_with_timeout(&path, Duration::from_secs(wait + 15))
         .await
+}
+
+/// Splits `RUN[:STEP[:ATTEMPT]]` into the run and the query naming the step and attempt.
+fn result_query(spec: &str) -> Result<(&str, String), CliError> {
+    let mut parts = spec.split(':');
+    let run = parts.next().unwrap_or_default();
+    let numbers: Vec<&str> = parts.collect();
+    let valid = !run.is_empty()
+        && numbers.len() <= 2
+        && numbers
+            .iter()
+            .all(|n| n.parse::<u32>().is_ok_and(|n| n > 0));
+    if !valid {
+        return Err(CliError::Usage(format!(
+            "expected RUN, RUN:STEP or RUN:STEP:ATTEMPT (e.g. R1, R1:2, R1:1:2), got '{spec}'"
+        )));
+    }
+    let query = ["step", "attempt"]
+        .iter()
+        .zip(&numbers)
+        .map(|(name, n)| format!("&{name}={n}"))
+        .collect();
+    Ok((run, query))
 }
 
 fn is_pending(result: &Json) -> bool {
@@ -269,4 +298,22 @@ pub fn report_result(ctx: &Context, result: &Json) -> Result<Exit, CliError> {
         other => eprintln!("error: run {} ended: {other}", parsed.run_id),
     }
     Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_specs_name_a_run_a_step_or_an_attempt() {
+        assert_eq!(result_query("R1").unwrap(), ("R1", String::new()));
+        assert_eq!(result_query("R1:2").unwrap(), ("R1", "&step=2".into()));
+        assert_eq!(
+            result_query("R1:1:2").unwrap(),
+            ("R1", "&step=1&attempt=2".into())
+        );
+        for bad in ["", ":1", "R1:", "R1:0", "R1:x", "R1:1:2:3"] {
+            assert!(result_query(bad).is_err(), "{bad}");
+        }
+    }
 }

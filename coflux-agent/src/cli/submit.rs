@@ -1,4 +1,4 @@
-//! `coflux submit MODULE/TARGET [JSON_ARG…] [--no-wait]`.
+//! `coflux submit MODULE/TARGET [JSON_ARG…] [--no-wait] [--allow-unregistered]`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -51,6 +51,7 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> Result<Exit, CliError> {
         "target": target,
         "arguments": arguments,
         "idempotency_key": args.idempotency_key,
+        "allow_unregistered": args.allow_unregistered,
     });
     let answer = ctx.client.post(&path, &body).await?;
     let submitted: Submitted = typed(&answer)?;

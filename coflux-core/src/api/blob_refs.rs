@@ -26,7 +26,7 @@ impl Project {
 #[cfg(test)]
 mod tests {
     use crate::Coflux;
-    use crate::model::{Reference, StepOptions, TargetRef, Value};
+    use crate::model::{Reference, TargetRef, Value};
     use serde_json::json;
 
     #[actix_rt::test]
@@ -59,12 +59,17 @@ mod tests {
             },
             Value::raw(json!(1)),
         ];
+        // No worker hosts `m/w`: its run only has to hold the arguments.
+        let submission = crate::api::SubmitOptions {
+            allow_unregistered: true,
+            ..Default::default()
+        };
         project
-            .submit_target(
+            .submit_with(
                 "production",
                 TargetRef::new("m", "w"),
                 arguments,
-                StepOptions::default(),
+                submission,
             )
             .await
             .unwrap();

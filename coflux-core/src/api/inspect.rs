@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::model::{
     Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, Millis, RunId,
-    StepId, TargetKind, TargetRef, Value,
+    StepId, TargetKind, TargetRef, Value, visible_from,
 };
 use crate::orchestration::OrchestrationError;
 use crate::store::sqlite::SqliteStore;
@@ -102,7 +102,7 @@ pub(super) fn load_run(
             .map_or_else(|| id.to_string(), |e| e.name.to_string())
     };
     let home = snapshot.run.environment;
-    let visible = |env: EnvironmentId| view.is_none_or(|v| env == home || env == v);
+    let visible = |env: EnvironmentId| view.is_none_or(|v| visible_from(home, v, env));
     let mut steps = Vec::new();
     for step in snapshot.steps {
         let executions: Vec<ExecutionView> = snapshot

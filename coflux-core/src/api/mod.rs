@@ -28,7 +28,7 @@ pub use arguments::IntoArguments;
 pub use assets::EmbeddedAssets;
 pub use error::Error;
 pub use inspect::{ExecutionView, RunView, StepView};
-pub use project::{Project, RunHandle};
+pub use project::{Project, RunHandle, SubmitOptions};
 pub use remote::{ChildResult, RemoteWorker, WorkerSpec};
 pub use schedules::ScheduleView;
 pub use settings::ConcurrencyLimit;

@@ -8,6 +8,7 @@ use crate::model::{
 };
 use crate::orchestration::actors::ProjectHandle;
 use crate::orchestration::messages::{Envelope, ProjectMsg, Reply, ReplyTo, RunMsg};
+use crate::orchestration::registration;
 use crate::sdk::{ExecutionError, Repository, Target};
 use crate::store::RunSummary;
 
@@ -20,6 +21,19 @@ use super::worker::{Worker, WorkerOptions};
 #[derive(Clone)]
 pub struct Project {
     handle: ProjectHandle,
+}
+
+/// How [`Project::submit_with`] submits a workflow.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// The workflow's options.
+    pub options: StepOptions,
+    /// Submissions with the same key in the same environment, within the key retention, get
+    /// the same run.
+    pub idempotency_key: Option<String>,
+    /// Accept a workflow that is not registered in the environment: its run waits until a
+    /// worker hosting it connects.
+    pub allow_unregistered: bool,
 }
 
 /// A submitted run.
@@ -193,7 +207,8 @@ impl Project {
         ))
     }
 
-    /// Submits a workflow with its default options.
+    /// Submits a workflow with its default options. It must be served in the environment (by
+    /// an in-process [`Worker`] or an agent) or registered there; see [`Project::submit_with`].
     pub async fn submit(
         &self,
         environment: &str,
@@ -238,7 +253,31 @@ impl Project {
         options: StepOptions,
         idempotency_key: Option<String>,
     ) -> Result<RunHandle, Error> {
-        let environment = environment_name(environment)?;
+        let submission = SubmitOptions {
+            options,
+            idempotency_key,
+            allow_unregistered: false,
+        };
+        self.submit_with(environment, target, arguments, submission)
+            .await
+    }
+
+    /// Submits a workflow by reference. Unless `allow_unregistered`, a workflow that no
+    /// connected worker of the environment hosts (an in-process [`Worker`] or an agent) and
+    /// that no manifest registered there is refused (`workflow_not_found`, with the closest
+    /// registered names): its run would wait for a worker that may never come.
+    pub async fn submit_with(
+        &self,
+        environment: &str,
+        target: TargetRef,
+        arguments: Vec<Value>,
+        submission: SubmitOptions,
+    ) -> Result<RunHandle, Error> {
+        let SubmitOptions {
+            options,
+            idempotency_key,
+            allow_unregistered,
+        } = submission;
         if let Some(key) = &idempotency_key
             && (key.is_empty() || key.len() > 256)
         {
@@ -251,6 +290,10 @@ impl Project {
         if self.handle.router.store_stalled() {
             return Err(Error::Unavailable(STORE_STALLED.into()));
         }
+        if !allow_unregistered {
+            self.check_registered(environment, &target).await?;
+        }
+        let environment = environment_name(environment)?;
         let reply = self
             .request(|reply| {
                 Envelope::Project(ProjectMsg::StartRun {
@@ -307,6 +350,27 @@ impl Project {
         }
     }
 
+    /// Refuses `target` unless a connected worker of `environment` hosts it or a manifest
+    /// registered it there as a workflow (see [`crate::orchestration::registration`]).
+    pub async fn check_registered(
+        &self,
+        environment: &str,
+        target: &TargetRef,
+    ) -> Result<(), Error> {
+        let env = self.environment_id(environment).await?;
+        if self.handle.router.hosts(env.id, target) {
+            return Ok(());
+        }
+        let manifests = self.manifests(environment).await?;
+        let hosted = self.handle.router.hosted_targets(env.id);
+        Ok(registration::check_registered(
+            target,
+            env.name.as_str(),
+            &hosted,
+            &manifests,
+        )?)
+    }
+
     /// The definitions registered for an environment, by module and name.
     pub async fn manifests(&self, environment: &str) -> Result<Vec<TargetDefinition>, Error> {
         let env = self.environment_id(environment).await?.id;
@@ -355,6 +419,39 @@ impl Project {
         self.handle
             .router
             .deliver(Envelope::Run(execution.run(), RunMsg::Cancel { execution }));
+    }
+
+    /// Waits for a step's result as seen from the environment `view` (by default the run's
+    /// own): its latest attempt visible there, followed to its final result. A re-run in a
+    /// child environment is seen from that child only, as in [`Project::inspect_run`]. With
+    /// `attempt`, that attempt's own result whatever the view (a retried error is that error).
+    pub async fn step_result(
+        &self,
+        step: StepId,
+        attempt: Option<u32>,
+        view: Option<&str>,
+    ) -> Result<ExecutionResult, Error> {
+        let view = match view {
+            Some(name) => Some(self.environment_id(name).await?.id),
+            None => None,
+        };
+        match self
+            .request(|reply| {
+                Envelope::Run(
+                    step.run,
+                    RunMsg::WaitRun {
+                        step: step.number,
+                        attempt,
+                        view,
+                        reply,
+                    },
+                )
+            })
+            .await?
+        {
+            Reply::Result(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Waits for the final result of an execution's chain.
@@ -426,8 +523,8 @@ impl Project {
 }
 
 impl RunHandle {
-    /// Waits for the run's result (its initial step's latest execution, following retries) and
-    /// decodes its value.
+    /// Waits for the run's result (its initial step's latest execution in the run's own
+    /// environment, following retries) and decodes its value.
     pub async fn result<T: DeserializeOwned>(&self) -> Result<T, Error> {
         match self.raw_result().await? {
             ExecutionResult::Value { value } => Ok(crate::sdk::decode_value(value)?),
@@ -437,16 +534,19 @@ impl RunHandle {
         }
     }
 
-    /// Waits for the run's final result, undecoded.
+    /// Waits for the run's final result, undecoded, as seen from its own environment.
     pub async fn raw_result(&self) -> Result<ExecutionResult, Error> {
-        let reply = self
-            .project
-            .request(|reply| Envelope::Run(self.run, RunMsg::WaitRun { reply }))
-            .await?;
-        match reply {
-            Reply::Result(r) => Ok(r?),
-            other => Err(unexpected(other)),
-        }
+        self.raw_result_in(None).await
+    }
+
+    /// Waits for the run's final result as seen from the environment `view` (see
+    /// [`Project::step_result`]).
+    pub async fn raw_result_in(&self, view: Option<&str>) -> Result<ExecutionResult, Error> {
+        let step = StepId {
+            run: self.run,
+            number: 1,
+        };
+        self.project.step_result(step, None, view).await
     }
 
     /// Reads the run as committed.

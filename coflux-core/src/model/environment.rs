@@ -105,6 +105,15 @@ pub struct Environment {
     pub created_at: Millis,
 }
 
+/// Whether an execution in `execution` is visible when a run submitted in `home` is viewed
+/// from `view` (Coflux's run topic): executions of the run's own environment always are,
+/// others only from the environment they ran in. A step re-run in a child environment is seen
+/// from that child, never from the run's environment or a sibling. Inspection and results
+/// both follow this one rule.
+pub fn visible_from(home: EnvironmentId, view: EnvironmentId, execution: EnvironmentId) -> bool {
+    execution == home || execution == view
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

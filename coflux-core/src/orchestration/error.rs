@@ -40,6 +40,19 @@ pub enum OrchestrationError {
         /// The requested environment.
         environment: String,
     },
+    /// No worker of the environment hosts the workflow and no manifest of it registers it.
+    #[error(
+        "workflow '{target}' is not registered in environment '{environment}'{}",
+        did_you_mean(suggestions)
+    )]
+    WorkflowNotFound {
+        /// The workflow submitted (`module/name`).
+        target: String,
+        /// The environment.
+        environment: String,
+        /// The closest registered names (at most three).
+        suggestions: Vec<String>,
+    },
     /// The request was malformed.
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -60,9 +73,24 @@ impl OrchestrationError {
             Self::StepNotFound(_) => "step_not_found",
             Self::ExecutionNotFound(_) => "execution_not_found",
             Self::ScheduleNotFound(_) => "schedule_not_found",
+            Self::WorkflowNotFound { .. } => "workflow_not_found",
             Self::EnvironmentInvalid { .. } => "environment_invalid",
             Self::Invalid(_) => "invalid_request",
             Self::Unavailable(_) => "unavailable",
         }
+    }
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        [one] => format!(" (did you mean '{one}'?)"),
+        many => format!(
+            " (did you mean one of: {}?)",
+            many.iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }

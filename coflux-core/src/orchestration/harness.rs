@@ -430,15 +430,44 @@ impl Harness {
         })
     }
 
-    /// Starts waiting for a run's result.
+    /// Starts waiting for a run's result (from its own environment).
     pub fn wait_run(&mut self, run: RunId) -> ReplyTo {
-        self.request_later(|reply| Envelope::Run(run, RunMsg::WaitRun { reply }))
+        self.wait_seen(run, 1, None, None)
+    }
+
+    /// Starts waiting for a step's result as seen from `view`, or for one attempt's.
+    pub fn wait_seen(
+        &mut self,
+        run: RunId,
+        step: u32,
+        attempt: Option<u32>,
+        view: Option<EnvironmentId>,
+    ) -> ReplyTo {
+        self.request_later(|reply| {
+            Envelope::Run(
+                run,
+                RunMsg::WaitRun {
+                    step,
+                    attempt,
+                    view,
+                    reply,
+                },
+            )
+        })
     }
 
     /// The final result delivered to a waiter, if delivered yet.
     pub fn result_of(&mut self, waiter: ReplyTo) -> Option<ExecutionResult> {
         match self.replies.remove(&waiter)? {
             Reply::Result(Ok(r)) => Some(r),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// The error delivered to a waiter, if it was refused.
+    pub fn error_of(&mut self, waiter: ReplyTo) -> Option<OrchestrationError> {
+        match self.replies.remove(&waiter)? {
+            Reply::Result(Err(e)) => Some(e),
             other => panic!("unexpected reply {other:?}"),
         }
     }

@@ -406,8 +406,17 @@ pub enum RunMsg {
         /// Gets [`Reply::Result`].
         reply: ReplyTo,
     },
-    /// Wait for the run's result (its initial step's latest execution).
+    /// Wait for the result of one of the run's steps, as seen from an environment: the latest
+    /// attempt visible there ([`crate::model::visible_from`]) followed to its final result, or
+    /// one attempt exactly (its own result, following only hand-overs to other steps: a retried
+    /// error is that error).
     WaitRun {
+        /// The step's number (1: the run's initial step, whose result is the run's).
+        step: u32,
+        /// One attempt, whatever the view.
+        attempt: Option<u32>,
+        /// The environment it is seen from; `None`: the run's own.
+        view: Option<EnvironmentId>,
         /// Gets [`Reply::Result`].
         reply: ReplyTo,
     },
@@ -470,7 +479,7 @@ impl RunMsg {
         match self {
             Self::Started { reply }
             | Self::Wait { reply, .. }
-            | Self::WaitRun { reply }
+            | Self::WaitRun { reply, .. }
             | Self::Rerun { reply, .. } => vec![*reply],
             Self::Submit { reply, wait, .. } | Self::Create { reply, wait, .. } => {
                 std::iter::once(*reply).chain(*wait).collect()

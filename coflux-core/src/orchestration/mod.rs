@@ -9,6 +9,7 @@ pub mod error;
 pub mod harness;
 pub mod messages;
 pub mod project;
+pub mod registration;
 pub mod run;
 
 pub use error::OrchestrationError;
@@ -19,3 +20,5 @@ mod calls_tests;
 mod semantics_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;

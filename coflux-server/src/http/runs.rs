@@ -5,13 +5,19 @@
 //!   `{"run_id","step_id","execution_id"}`. Options come from the workflow's registered
 //!   manifest when there is one (defaults otherwise); a target registered as a task is refused
 //!   (400 `not_a_workflow`). Submissions with the same `idempotency_key` in the same environment,
-//!   within the retention (24 h by default), get the same run.
+//!   within the retention (24 h by default), get the same run. A workflow that no connected
+//!   agent of the environment hosts and no manifest registers there is refused at once (404
+//!   `workflow_not_found`, naming the environment and the closest registered names), unless
+//!   `"allow_unregistered": true` (its run then waits for an agent to come).
 //! - `GET /api/projects/{project}/runs?limit=N` → `{"runs":[RunSummaryJson]}`, newest first.
 //! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`RunJson`].
-//! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS` → `{"run_id","status",
-//!   "value"?,"error"?}` with status `value`, `error`, `cancelled`, `abandoned`, `timeout` or
-//!   `pending`; with `wait`, blocks up to that long (at most [`MAX_WAIT_SECS`]) for the final
-//!   result, following retries.
+//! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS&environment=E&step=N&attempt=A`
+//!   → `{"run_id","status","value"?,"error"?}` with status `value`, `error`, `cancelled`,
+//!   `abandoned`, `timeout` or `pending`; with `wait`, blocks up to that long (at most
+//!   [`MAX_WAIT_SECS`]) for the final result, following retries. The result is that of step `N`
+//!   (default 1, the run's) as seen from `E` (default the run's environment): its latest
+//!   attempt visible there, as in the run's view (a re-run in a child environment is seen from
+//!   that child only); with `attempt`, that attempt's own result.
 //! - `POST /api/projects/{project}/steps/{step}/rerun {"environment"?}` →
 //!   `{"execution_id","attempt"}`.
 //! - `POST /api/projects/{project}/executions/{execution}/cancel` → 202 `{}`.
@@ -20,6 +26,7 @@ use crate::auth::Access;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
+use coflux_core::SubmitOptions;
 use coflux_core::model::{
     ExecutionId, ExecutionResult, RunId, StepId, StepOptions, TargetKind, TargetRef, Value,
 };
@@ -88,6 +95,8 @@ struct Submit {
     arguments: Vec<Json>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    allow_unregistered: bool,
 }
 
 async fn submit(
@@ -100,10 +109,14 @@ async fn submit(
     let body = body.into_inner();
     let target = target_of(body.module, body.target)?;
     let options = workflow_options(&project, &environment, &target).await?;
-    let idempotency_key = body.idempotency_key;
+    let submission = SubmitOptions {
+        options,
+        idempotency_key: body.idempotency_key,
+        allow_unregistered: body.allow_unregistered,
+    };
     let arguments = plain_arguments(body.arguments)?;
     let run = project
-        .submit_target_keyed(&environment, target, arguments, options, idempotency_key)
+        .submit_with(&environment, target, arguments, submission)
         .await?;
     Ok(created(json!({
         "run_id": run.run.to_string(),
@@ -209,6 +222,9 @@ async fn inspect(
 struct ResultQuery {
     #[serde(default)]
     wait: u64,
+    environment: Option<String>,
+    step: Option<u32>,
+    attempt: Option<u32>,
 }
 
 fn result_body(run: RunId, result: Option<&ExecutionResult>) -> Json {
@@ -232,23 +248,41 @@ async fn result(
     let (project, run) = path.into_inner();
     let run: RunId = parse_id(&run)?;
     let project = existing_project(&state, &project).await?;
+    let query = query.into_inner();
+    let step = StepId {
+        run,
+        number: query.step.unwrap_or(1),
+    };
+    if step.number == 0 || query.attempt == Some(0) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "steps and attempts are numbered from 1",
+        ));
+    }
     let wait = if query.wait == 0 {
-        // Answer at once unless the initial step's latest attempt has ended; then its final
-        // result is known, or found by following a short hand-over.
-        let view = project.inspect_run(run, None).await?;
-        let ended = view
-            .step(StepId { run, number: 1 })
-            .and_then(|s| s.executions.last())
-            .is_some_and(|e| e.result.is_some());
-        if !ended {
+        // Answer at once unless the attempt asked for (by default the step's latest one seen
+        // from the environment) has ended; then its final result is known, or found by
+        // following a short hand-over.
+        // An unknown step or attempt is left to the run to refuse.
+        let mut view = project.inspect_run(run, None).await?;
+        if query.attempt.is_none() {
+            let seen = query.environment.clone().unwrap_or(view.environment);
+            view = project.inspect_run(run, Some(&seen)).await?;
+        }
+        let executions = view.step(step).map(|s| s.executions.as_slice());
+        let execution = match query.attempt {
+            Some(a) => executions.and_then(|e| e.iter().find(|e| e.id.attempt == a)),
+            None => executions.and_then(<[_]>::last),
+        };
+        if execution.is_some_and(|e| e.result.is_none()) {
             return Ok(HttpResponse::Ok().json(result_body(run, None)));
         }
         FINISHED_GRACE
     } else {
         Duration::from_secs(query.wait.min(MAX_WAIT_SECS))
     };
-    let handle = project.run(run);
-    let outcome = match tokio::time::timeout(wait, handle.raw_result()).await {
+    let waiting = project.step_result(step, query.attempt, query.environment.as_deref());
+    let outcome = match tokio::time::timeout(wait, waiting).await {
         Ok(result) => Some(result?),
         Err(_) => None,
     };

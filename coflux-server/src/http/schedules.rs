@@ -6,7 +6,8 @@
 //!   run);
 //! - `POST /api/projects/{project}/environments/{env}/schedules {"module","target","cron",
 //!   "arguments"?}` → 201 `ScheduleJson` (400 `invalid_request` for a bad cron expression,
-//!   400 `not_a_workflow` for a task; options come from the registered manifest);
+//!   400 `not_a_workflow` for a task; options come from the registered manifest; the workflow
+//!   need not be registered yet: runs of its ticks wait for an agent);
 //! - `DELETE /api/projects/{project}/schedules/{id}` → 200 `{}` (404 `schedule_not_found`).
 
 use crate::auth::Access;

@@ -323,6 +323,22 @@ impl Router {
         self.deliver(Envelope::Environment(environment, msg));
     }
 
+    /// Whether a connected worker of `environment` hosts `target`.
+    pub fn hosts(&self, environment: EnvironmentId, target: &TargetRef) -> bool {
+        lock(&self.workers)
+            .values()
+            .any(|r| r.environment == environment && r.targets.contains(target))
+    }
+
+    /// The targets the connected workers of `environment` host.
+    pub fn hosted_targets(&self, environment: EnvironmentId) -> BTreeSet<TargetRef> {
+        lock(&self.workers)
+            .values()
+            .filter(|r| r.environment == environment)
+            .flat_map(|r| r.targets.iter().cloned())
+            .collect()
+    }
+
     /// Disconnects a worker: its executions are abandoned.
     pub fn disconnect_worker(self: &Arc<Self>, worker: WorkerId) {
         let registration = lock(&self.workers).remove(&worker);

@@ -1,4 +1,8 @@
 //! Cron schedules: creating them, and their ticks (a run on time, missed ticks counted).
+//!
+//! Neither creating a schedule nor its ticks check that the workflow is registered (see
+//! [`crate::orchestration::registration`]): a schedule outlives deployments, and a tick's run
+//! waits for a worker like a submission with `allow_unregistered`.
 
 use super::*;
 

@@ -24,6 +24,7 @@ mod calls;
 mod control;
 mod dependencies;
 mod policy;
+mod results;
 
 use dependencies::waited_for;
 
@@ -50,6 +51,8 @@ struct StepState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiter {
     Reply(ReplyTo),
+    /// A caller waiting for one attempt's own result (see [`RunCore::resolve_from`]).
+    Exact(ReplyTo),
     Run {
         run: RunId,
         execution: ExecutionId,
@@ -484,15 +487,17 @@ impl RunCore {
                 }
                 self.wait(Waiter::Reply(reply), execution, out);
             }
-            RunMsg::WaitRun { reply } => match self.steps.first() {
-                Some(step) => {
-                    let latest = step.record.id.execution(step.attempts.len() as u32);
-                    self.wait(Waiter::Reply(reply), latest, out);
+            RunMsg::WaitRun {
+                step,
+                attempt,
+                view,
+                reply,
+            } => match self.seen(step, attempt, view) {
+                Ok(execution) if attempt.is_some() => {
+                    self.wait(Waiter::Exact(reply), execution, out)
                 }
-                None => out.reply(
-                    reply,
-                    Reply::Result(Err(OrchestrationError::RunNotFound(self.id.to_string()))),
-                ),
+                Ok(execution) => self.wait(Waiter::Reply(reply), execution, out),
+                Err(e) => out.reply(reply, Reply::Result(Err(e))),
             },
             RunMsg::Result {
                 execution,
@@ -660,60 +665,6 @@ impl RunCore {
         execution
     }
 
-    /// Follows `execution`'s chain to its final result, or to the pending execution at its end.
-    fn resolve(&self, mut execution: ExecutionId) -> Resolution {
-        for _ in 0..MAX_CHAIN {
-            let result = if execution.run() == self.id {
-                self.attempt(execution).and_then(|a| a.result.as_ref())
-            } else {
-                self.external.get(&execution).and_then(Option::as_ref)
-            };
-            match result {
-                None => return Resolution::Pending(execution),
-                Some(r) => match r.successor() {
-                    Some(next) => execution = next,
-                    None => return Resolution::Final(r.clone()),
-                },
-            }
-        }
-        tracing::error!(run = %self.id, execution = %execution, "result chain too long or cyclic");
-        Resolution::Final(ExecutionResult::Error {
-            error: crate::model::ErrorInfo::new(
-                "coflux.ChainError",
-                "the result chain is too long or cyclic",
-            ),
-            retry: None,
-        })
-    }
-
-    fn wait(&mut self, waiter: Waiter, execution: ExecutionId, out: &mut Outbox) {
-        match self.resolve(execution) {
-            Resolution::Final(result) => match waiter {
-                Waiter::Dependency(held) => self.dependency_met(held, &result, out),
-                other => deliver(other, result, out),
-            },
-            Resolution::Pending(pending) => {
-                if pending.run() != self.id && !self.external.contains_key(&pending) {
-                    self.external.insert(pending, None);
-                    out.send(Envelope::Run(
-                        pending.run(),
-                        RunMsg::Subscribe {
-                            execution: pending,
-                            subscriber: self.id,
-                        },
-                    ));
-                }
-                self.waiters.entry(pending).or_default().push(waiter);
-            }
-        }
-    }
-
-    fn wake(&mut self, execution: ExecutionId, out: &mut Outbox) {
-        for waiter in self.waiters.remove(&execution).unwrap_or_default() {
-            self.wait(waiter, execution, out);
-        }
-    }
-
     fn record_result(
         &mut self,
         execution: ExecutionId,
@@ -804,7 +755,7 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
             }
             out.reply(reply, Reply::Submitted(Err(err)));
         }
-        RunMsg::Wait { reply, .. } | RunMsg::WaitRun { reply } => {
+        RunMsg::Wait { reply, .. } | RunMsg::WaitRun { reply, .. } => {
             out.reply(reply, Reply::Result(Err(err)))
         }
         RunMsg::Rerun { reply, .. } => out.reply(reply, Reply::Rerun(Err(err))),
@@ -822,7 +773,7 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
 
 fn deliver(waiter: Waiter, result: ExecutionResult, out: &mut Outbox) {
     match waiter {
-        Waiter::Reply(reply) => out.reply(reply, Reply::Result(Ok(result))),
+        Waiter::Reply(reply) | Waiter::Exact(reply) => out.reply(reply, Reply::Result(Ok(result))),
         Waiter::Run { run, execution } => {
             out.send(Envelope::Run(run, RunMsg::Resolved { execution, result }))
         }
