@@ -23,7 +23,7 @@ async fn state(dir: &std::path::Path) -> web::Data<AppState> {
 macro_rules! send {
     ($app:expr, $request:expr, $token:expr $(,)?) => {{
         let request: TestRequest = $request;
-        let token: Option<&str> = $token;
+        let token: Option<String> = $token.map(str::to_owned);
         let request = match token {
             Some(token) => request.insert_header(("Authorization", format!("Bearer {token}"))),
             None => request,
@@ -138,7 +138,7 @@ async fn auth_tokens_scope_every_route_by_role_project_and_environment() {
             StatusCode::FORBIDDEN,
         ),
         (
-            TestRequest::head().uri(&format!("/api/projects/acme/blobs/{}", "0".repeat(64))),
+            TestRequest::get().uri(&format!("/api/projects/acme/blobs/{}", "0".repeat(64))),
             t("agent"),
             StatusCode::NOT_FOUND,
         ),
@@ -277,4 +277,17 @@ async fn auth_agent_tokens_connect_only_to_their_project_and_environments() {
             (other, _) => panic!("{environment}: unexpected {other:?}"),
         }
     }
+}
+
+#[actix_rt::test]
+async fn auth_a_route_without_a_declared_scope_fails_in_tests() {
+    let app = test::init_service(
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(coflux_server::auth::audit))
+            .route("/open", web::get().to(|| async { "anyone" })),
+    )
+    .await;
+    let (status, body) = send!(&app, TestRequest::get().uri("/open"), None);
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "route_without_scope");
 }

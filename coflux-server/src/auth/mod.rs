@@ -302,24 +302,24 @@ impl Auth {
     }
 }
 
+/// The future of [`require`]'s check.
+pub type Checking<B> = futures::future::LocalBoxFuture<
+    'static,
+    Result<ServiceResponse<EitherBody<B>>, actix_web::Error>,
+>;
+
 /// Middleware checking that a request's token allows the route's scope (by method, see
 /// [`Access`]) on its `{project}` and `{environment}`; the [`Grant`] is left in the request's
 /// extensions for the handler.
 pub fn require<B: MessageBody + 'static>(
     access: Access,
-) -> impl Fn(
-    ServiceRequest,
-    Next<B>,
-) -> futures::future::LocalBoxFuture<
-    'static,
-    Result<ServiceResponse<EitherBody<B>>, actix_web::Error>,
-> + Clone {
+) -> impl Fn(ServiceRequest, Next<B>) -> Checking<B> + Clone {
     move |req: ServiceRequest, next: Next<B>| {
         Box::pin(async move {
+            req.extensions_mut().insert(Checked);
             match check(access.for_method(req.method()), &req) {
                 Ok(grant) => {
                     req.extensions_mut().insert(grant);
-                    req.extensions_mut().insert(Checked);
                     next.call(req)
                         .await
                         .map(ServiceResponse::map_into_left_body)
