@@ -40,9 +40,11 @@ pub fn create_app(
     >,
 > {
     let logs = web::Data::from(std::sync::Arc::clone(&state.logs));
+    let auth = web::Data::from(std::sync::Arc::clone(&state.auth));
     App::new()
         .app_data(state)
         .app_data(logs)
+        .app_data(auth)
         .app_data(web::JsonConfig::default().error_handler(error::json_error_handler))
         .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
         .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))

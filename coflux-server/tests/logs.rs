@@ -295,6 +295,7 @@ fn app_with(
 > {
     App::new()
         .app_data(web::Data::new(store))
+        .app_data(web::Data::new(coflux_server::auth::Auth::none()))
         .configure(logs::configure)
 }
 

@@ -88,7 +88,7 @@ impl RunView {
 pub(super) fn load_run(
     path: &Path,
     run: RunId,
-    view: Option<EnvironmentId>,
+    view: Option<Vec<EnvironmentId>>,
     environments: &[Environment],
 ) -> Result<RunView, Error> {
     let reader = SqliteStore::open_reader(path)?;
@@ -102,7 +102,7 @@ pub(super) fn load_run(
             .map_or_else(|| id.to_string(), |e| e.name.to_string())
     };
     let home = snapshot.run.environment;
-    let visible = |env: EnvironmentId| view.is_none_or(|v| visible_from(home, v, env));
+    let visible = |env: EnvironmentId| view.as_ref().is_none_or(|v| visible_from(home, v, env));
     let mut steps = Vec::new();
     for step in snapshot.steps {
         let executions: Vec<ExecutionView> = snapshot

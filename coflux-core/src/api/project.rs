@@ -432,8 +432,11 @@ impl Project {
         view: Option<&str>,
     ) -> Result<ExecutionResult, Error> {
         let view = match view {
-            Some(name) => Some(self.environment_id(name).await?.id),
-            None => None,
+            Some(name) => {
+                let id = self.environment_id(name).await?.id;
+                crate::model::lineage(&self.environments().await?, id)
+            }
+            None => Vec::new(),
         };
         match self
             .request(|reply| {
@@ -471,7 +474,10 @@ impl Project {
     pub async fn inspect_run(&self, run: RunId, view: Option<&str>) -> Result<RunView, Error> {
         let environments = self.environments().await?;
         let view = match view {
-            Some(name) => Some(self.environment_id(name).await?.id),
+            Some(name) => Some(crate::model::lineage(
+                &environments,
+                self.environment_id(name).await?.id,
+            )),
             None => None,
         };
         let path = self.handle.db_path.clone();

@@ -106,12 +106,28 @@ pub struct Environment {
 }
 
 /// Whether an execution in `execution` is visible when a run submitted in `home` is viewed
-/// from `view` (Coflux's run topic): executions of the run's own environment always are,
-/// others only from the environment they ran in. A step re-run in a child environment is seen
-/// from that child, never from the run's environment or a sibling. Inspection and results
-/// both follow this one rule.
-pub fn visible_from(home: EnvironmentId, view: EnvironmentId, execution: EnvironmentId) -> bool {
-    execution == home || execution == view
+/// from the environment whose lineage (itself, then its ancestors) is `view`: executions of the
+/// run's own environment always are, others from the environment they ran in and its
+/// descendants. A step re-run in a child environment is seen from that child and the child's
+/// descendants, never from the run's environment or a sibling. Inspection and results both
+/// follow this one rule.
+pub fn visible_from(home: EnvironmentId, view: &[EnvironmentId], execution: EnvironmentId) -> bool {
+    execution == home || view.contains(&execution)
+}
+
+/// An environment's lineage among `all`: itself, its parent, and so on up to the root (cycles
+/// and missing parents end it).
+pub fn lineage(all: &[Environment], id: EnvironmentId) -> Vec<EnvironmentId> {
+    let mut lineage = vec![id];
+    let mut current = id;
+    while let Some(parent) = all.iter().find(|e| e.id == current).and_then(|e| e.parent) {
+        if lineage.contains(&parent) {
+            break;
+        }
+        lineage.push(parent);
+        current = parent;
+    }
+    lineage
 }
 
 #[cfg(test)]

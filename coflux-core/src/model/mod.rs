@@ -10,7 +10,7 @@ pub mod schedule;
 pub mod target;
 pub mod value;
 
-pub use environment::{Environment, EnvironmentName, EnvironmentState, visible_from};
+pub use environment::{Environment, EnvironmentName, EnvironmentState, lineage, visible_from};
 pub use ids::{EnvironmentId, ExecutionId, IdParseError, RunId, StepId, WorkerId};
 pub use project::{InvalidProjectName, ProjectName};
 pub use result::{ErrorInfo, ExecutionResult, Frame, ResultKind};

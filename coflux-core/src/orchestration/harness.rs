@@ -443,6 +443,7 @@ impl Harness {
         attempt: Option<u32>,
         view: Option<EnvironmentId>,
     ) -> ReplyTo {
+        let view = view.map(|v| self.project.lineage(v)).unwrap_or_default();
         self.request_later(|reply| {
             Envelope::Run(
                 run,

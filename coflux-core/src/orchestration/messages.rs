@@ -415,8 +415,9 @@ pub enum RunMsg {
         step: u32,
         /// One attempt, whatever the view.
         attempt: Option<u32>,
-        /// The environment it is seen from; `None`: the run's own.
-        view: Option<EnvironmentId>,
+        /// The lineage of the environment it is seen from (itself, then its ancestors); empty:
+        /// the run's own.
+        view: Vec<EnvironmentId>,
         /// Gets [`Reply::Result`].
         reply: ReplyTo,
     },

@@ -78,6 +78,12 @@ fn a_rerun_in_a_child_environment_changes_only_the_childs_view_of_the_result() {
     assert_eq!(seen(&mut h, Some(prod)), value(json!("production")));
     assert_eq!(seen(&mut h, Some(sibling)), value(json!("production")));
     assert_eq!(seen(&mut h, Some(child)), value(json!("child")));
+    // The child's descendants see its re-run too.
+    let grandchild = h
+        .create_environment("grandchild", Some("child"))
+        .unwrap()
+        .id;
+    assert_eq!(seen(&mut h, Some(grandchild)), value(json!("child")));
     // An attempt named exactly is that attempt, whatever the view.
     let first = h.wait_seen(run, 1, Some(1), Some(child));
     assert_eq!(h.result_of(first), Some(value(json!("production"))));

@@ -23,7 +23,6 @@ use actix_web::{HttpMessage, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 pub use tokens::{TokenInfo, TokenStore};
 
 /// Whether requests need a token.
@@ -261,6 +260,12 @@ impl Auth {
         }
     }
 
+    /// No authentication, with an empty in-memory token store (for apps assembled in tests).
+    pub fn none() -> Self {
+        let tokens = TokenStore::in_memory().expect("an in-memory SQLite database opens");
+        Self::new(AuthMode::None, None, tokens)
+    }
+
     /// The mode.
     pub fn mode(&self) -> AuthMode {
         self.mode
@@ -368,14 +373,15 @@ fn check(scope: Scope, req: &ServiceRequest) -> Result<Grant, ApiError> {
     if scope == Scope::Public {
         return Ok(Grant::everything());
     }
-    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+    // Fail closed: an app without authentication settings answers nothing but public routes.
+    let Some(auth) = req.app_data::<web::Data<Auth>>() else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "the server is not set up",
         ));
     };
-    let Some(grant) = state.auth.authenticate(req.request()) else {
+    let Some(grant) = auth.authenticate(req.request()) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

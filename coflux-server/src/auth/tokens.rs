@@ -96,8 +96,17 @@ pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl TokenStore {
     /// Opens (creating if missing) `<data_dir>/auth.sqlite`.
     pub fn open(data_dir: &Path) -> Result<Self, TokenError> {
-        let mut conn = Connection::open(data_dir.join("auth.sqlite"))?;
+        let conn = Connection::open(data_dir.join("auth.sqlite"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::with(conn)
+    }
+
+    /// A store kept in memory only (for tests and servers without authentication).
+    pub fn in_memory() -> Result<Self, TokenError> {
+        Self::with(Connection::open_in_memory()?)
+    }
+
+    fn with(mut conn: Connection) -> Result<Self, TokenError> {
         Migrations::new(vec![M::up(SCHEMA_V1)]).to_latest(&mut conn)?;
         let mut cache = HashMap::new();
         {

@@ -492,7 +492,7 @@ impl RunCore {
                 attempt,
                 view,
                 reply,
-            } => match self.seen(step, attempt, view) {
+            } => match self.seen(step, attempt, &view) {
                 Ok(execution) if attempt.is_some() => {
                     self.wait(Waiter::Exact(reply), execution, out)
                 }

@@ -10,7 +10,7 @@ impl RunCore {
         &self,
         step: u32,
         attempt: Option<u32>,
-        view: Option<EnvironmentId>,
+        view: &[EnvironmentId],
     ) -> Result<ExecutionId, OrchestrationError> {
         let Some(record) = &self.record else {
             return Err(OrchestrationError::RunNotFound(self.id.to_string()));
@@ -30,7 +30,6 @@ impl RunCore {
             };
         }
         let home = record.environment;
-        let view = view.unwrap_or(home);
         (1..=state.attempts.len() as u32)
             .rev()
             .find(|n| {
