@@ -1,0 +1,541 @@
+//! The web UI, driven through `create_app` as `main` builds it: every page renders with its
+//! key elements, unknown ids give the 404 page, user data comes back escaped, security headers
+//! are set, the live stream answers, and the static assets stay within their size budgets.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use coflux_core::model::Value;
+use coflux_core::sdk::{Failure, Repository, encode_json, task, workflow};
+use coflux_server::logs::LogRecord;
+use coflux_server::ui::assets;
+use coflux_server::{AppState, ServerConfig, create_app};
+use scraper::{Html, Selector};
+use serde_json::{Value as Json, json};
+
+const XSS_SCRIPT: &str = "<script>alert('x')</script>";
+const XSS_IMG: &str = "<img src=x onerror=alert(1)>";
+const XSS_URL: &str = "javascript:alert(2)";
+
+/// Greets, echoing its argument (which the test makes hostile).
+#[workflow(module = "ui")]
+async fn hello(name: String) -> Result<String, Failure> {
+    Ok(format!("hello {name} {XSS_IMG} {XSS_URL}"))
+}
+
+/// Fails with a hostile type and message.
+#[workflow(module = "ui")]
+async fn boom(message: String) -> Result<String, Failure> {
+    Err(Failure::new(XSS_IMG, message))
+}
+
+/// Calls `leaf` `n` times.
+#[workflow(module = "ui")]
+async fn fan(n: u32) -> Result<u32, Failure> {
+    let mut total = 0;
+    for i in 0..n {
+        total += leaf.call(i).await?;
+    }
+    Ok(total)
+}
+
+/// One leaf of `fan`.
+#[task(module = "ui")]
+async fn leaf(i: u32) -> Result<u32, Failure> {
+    Ok(i)
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: web::Data<AppState>,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let state = web::Data::new(
+        AppState::open(&ServerConfig::new(dir.path()))
+            .await
+            .unwrap(),
+    );
+    Harness { _dir: dir, state }
+}
+
+/// A response: status, headers of interest, body text.
+struct Answer {
+    status: StatusCode,
+    csp: Option<String>,
+    nosniff: bool,
+    content_type: String,
+    body: String,
+}
+
+async fn answer<B: MessageBody>(resp: ServiceResponse<B>) -> Answer {
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let status = resp.status();
+    let csp = header("content-security-policy");
+    let nosniff = header("x-content-type-options").as_deref() == Some("nosniff");
+    let content_type = header("content-type").unwrap_or_default();
+    let body = String::from_utf8_lossy(&test::read_body(resp).await).into_owned();
+    Answer {
+        status,
+        csp,
+        nosniff,
+        content_type,
+        body,
+    }
+}
+
+macro_rules! fetch {
+    ($app:expr, $uri:expr) => {
+        answer(test::call_service($app, TestRequest::get().uri(&$uri).to_request()).await).await
+    };
+}
+
+macro_rules! api {
+    ($app:expr, $req:expr) => {{
+        let resp = test::call_service($app, ($req).to_request()).await;
+        let status = resp.status();
+        let bytes = test::read_body(resp).await;
+        let body: Json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
+        assert!(status.is_success(), "{status}: {body}");
+        body
+    }};
+}
+
+/// Asserts an HTML page: 200 (or `status`), the UI's headers, and no trace of unescaped
+/// hostile input: no script but the UI's module, no event handler attributes, no inline
+/// styles, no `javascript:` links, no images, no ANSI escapes.
+fn check_page(a: &Answer, status: StatusCode) -> Html {
+    assert_eq!(a.status, status, "{}", a.body);
+    assert!(
+        a.content_type.starts_with("text/html"),
+        "{}",
+        a.content_type
+    );
+    let csp = a.csp.as_deref().expect("a CSP header");
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert!(a.nosniff);
+    assert!(!a.body.contains(XSS_SCRIPT), "raw script in {}", a.body);
+    assert!(!a.body.contains("<img"), "raw img in the page");
+    assert!(
+        !a.body.contains('\u{1b}'),
+        "an ANSI escape reached the page"
+    );
+    let html = Html::parse_document(&a.body);
+    let scripts: Vec<_> = html.select(&sel("script")).collect();
+    assert_eq!(scripts.len(), 1, "only the UI's module");
+    assert!(
+        scripts[0]
+            .value()
+            .attr("src")
+            .is_some_and(|s| s.starts_with("/static/ui.js?v="))
+    );
+    assert!(scripts[0].inner_html().is_empty(), "no inline script");
+    assert_eq!(html.select(&sel("img")).count(), 0);
+    assert_eq!(html.select(&sel("[style]")).count(), 0, "no inline styles");
+    assert_eq!(html.select(&sel("style")).count(), 0, "no style elements");
+    for element in html.select(&sel("*")) {
+        for (name, _) in element.value().attrs() {
+            assert!(!name.starts_with("on"), "event handler attribute {name}");
+        }
+    }
+    for link in html.select(&sel("a[href]")) {
+        let href = link.value().attr("href").unwrap();
+        assert!(
+            href.starts_with('/') || href.starts_with('?') || href.starts_with('#'),
+            "unexpected link {href}"
+        );
+    }
+    html
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
+
+fn count(html: &Html, testid: &str) -> usize {
+    html.select(&sel(&format!("[data-testid=\"{testid}\"]")))
+        .count()
+}
+
+fn text_of(html: &Html, testid: &str) -> String {
+    html.select(&sel(&format!("[data-testid=\"{testid}\"]")))
+        .map(|e| e.text().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn definition(name: &str, kind: &str, parameter: &str) -> Json {
+    json!({
+        "target": {"module": "ui", "name": name},
+        "kind": kind,
+        "parameters": [{"name": parameter, "annotation": "str", "default": null}],
+        "options": {},
+        "instruction": format!("The {name} target. {XSS_SCRIPT}"),
+    })
+}
+
+#[actix_rt::test]
+async fn ui_pages_render_escape_and_answer_404() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    let post = |uri: &str, body: Json| TestRequest::post().uri(uri).set_json(body);
+
+    // An empty server: the projects page with its create form.
+    let home = fetch!(&app, "/");
+    let page = check_page(&home, StatusCode::OK);
+    assert_eq!(count(&page, "create-project"), 1);
+    assert_eq!(count(&page, "project"), 0);
+
+    api!(&app, post("/api/projects", json!({"name": "acme"})));
+    let envs = "/api/projects/acme/environments";
+    api!(&app, post(envs, json!({"name": "production"})));
+    api!(
+        &app,
+        post(envs, json!({"name": "dev", "parent": "production"}))
+    );
+    api!(
+        &app,
+        TestRequest::put()
+            .uri("/api/projects/acme/environments/production/manifests")
+            .set_json(json!({"targets": [
+                definition("hello", "workflow", XSS_IMG),
+                definition("boom", "workflow", "message"),
+                definition("fan", "workflow", "n"),
+                definition("leaf", "task", "i"),
+            ]}))
+    );
+    let project = h.state.coflux.existing_project("acme").await.unwrap();
+    let repository = Repository::new()
+        .with(hello)
+        .with(boom)
+        .with(fan)
+        .with(leaf);
+    let _worker = project.serve("production", repository).await.unwrap();
+
+    let runs = "/api/projects/acme/environments/production/runs";
+    let submit = |target: &str, arguments: Json| {
+        post(
+            runs,
+            json!({"module": "ui", "target": target, "arguments": arguments}),
+        )
+    };
+    let hostile = format!("{XSS_SCRIPT} \u{1b}[31mred\u{1b}[0m {XSS_URL}");
+    let hello_run = api!(&app, submit("hello", json!([hostile])))["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let boom_run = api!(&app, submit("boom", json!([hostile])))["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fan_run = api!(&app, submit("fan", json!([60])))["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for run in [&hello_run, &boom_run, &fan_run] {
+        api!(
+            &app,
+            TestRequest::get().uri(&format!("/api/projects/acme/runs/{run}/result?wait=20"))
+        );
+    }
+    // A hostile log record on the hello run's initial execution.
+    h.state
+        .logs
+        .append(
+            "acme",
+            vec![LogRecord {
+                execution: format!("{hello_run}:1:1").parse().unwrap(),
+                timestamp_ms: 1_700_000_000_000,
+                level: 5,
+                template: Some(format!("{XSS_SCRIPT} \u{1b}[1mbold\u{1b}[0m {{who}}")),
+                values: BTreeMap::from([(
+                    "who".to_string(),
+                    Value::raw(encode_json(json!(XSS_IMG))),
+                )]),
+            }],
+        )
+        .unwrap();
+    h.state.logs.flush().await.unwrap();
+
+    // Projects.
+    let page = check_page(&fetch!(&app, "/"), StatusCode::OK);
+    assert_eq!(count(&page, "project"), 1);
+
+    // The project page: environment tree (dev under production), targets, runs.
+    let page = check_page(&fetch!(&app, "/projects/acme"), StatusCode::OK);
+    let nested = page
+        .select(&sel("[data-environment=production] [data-environment=dev]"))
+        .count();
+    assert_eq!(nested, 1, "dev is drawn under production");
+    assert_eq!(count(&page, "create-environment"), 1);
+    assert_eq!(count(&page, "module"), 1);
+    assert_eq!(count(&page, "target"), 4);
+    assert_eq!(count(&page, "run-row"), 3);
+    assert!(count(&page, "pause") >= 2 && count(&page, "archive") >= 2);
+    let filtered = check_page(&fetch!(&app, "/projects/acme?status=error"), StatusCode::OK);
+    assert_eq!(count(&filtered, "run-row"), 1);
+    let by_workflow = check_page(
+        &fetch!(&app, "/projects/acme?workflow=ui%2Ffan&env=production"),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&by_workflow, "run-row"), 1);
+    let older = check_page(
+        &fetch!(&app, format!("/projects/acme?before={fan_run}")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&older, "run-row"), 2);
+    let dev = check_page(
+        &fetch!(&app, "/projects/acme?environment=dev"),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&dev, "no-targets"), 1);
+
+    // The workflow page: instruction (escaped), parameters, run form, recent runs.
+    let wf = fetch!(
+        &app,
+        "/projects/acme/workflows/ui/hello?environment=production"
+    );
+    let page = check_page(&wf, StatusCode::OK);
+    assert!(text_of(&page, "instruction").contains(XSS_SCRIPT));
+    assert!(text_of(&page, "parameters").contains(XSS_IMG));
+    assert_eq!(count(&page, "run-form"), 1);
+    assert_eq!(count(&page, "run-row"), 1);
+    let unregistered = check_page(
+        &fetch!(&app, "/projects/acme/workflows/ui/ghost"),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&unregistered, "not-registered"), 1);
+
+    // The run pages: graph, timeline, logs, step panel.
+    let base = format!("/projects/acme/runs/{hello_run}?environment=production");
+    let page = check_page(&fetch!(&app, base), StatusCode::OK);
+    assert_eq!(count(&page, "run-header"), 1);
+    assert_eq!(count(&page, "graph"), 1);
+    assert_eq!(count(&page, "graph-node"), 1);
+    assert!(text_of(&page, "status").contains("value"));
+    let page = check_page(
+        &fetch!(&app, format!("{base}&tab=timeline")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&page, "timeline-row"), 1);
+    let page = check_page(&fetch!(&app, format!("{base}&tab=logs")), StatusCode::OK);
+    assert_eq!(count(&page, "log-row"), 1);
+    let message = text_of(&page, "log-message");
+    assert!(
+        message.contains(XSS_SCRIPT) && message.contains(XSS_IMG),
+        "{message}"
+    );
+    assert!(message.contains("bold") && !message.contains('\u{1b}'));
+    let info_only = check_page(
+        &fetch!(&app, format!("{base}&tab=logs&level=error")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&info_only, "log-row"), 1);
+    let page = check_page(
+        &fetch!(&app, format!("{base}&step={hello_run}:1")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&page, "step-panel"), 1);
+    assert!(text_of(&page, "arguments").contains(XSS_SCRIPT));
+    assert!(text_of(&page, "result-value").contains(XSS_URL));
+    let options: Vec<String> = page
+        .select(&sel("[data-testid=rerun-environment] option"))
+        .map(|o| o.value().attr("value").unwrap().to_owned())
+        .collect();
+    assert_eq!(options, ["production", "dev"]);
+
+    // An error: type, message and no raw markup.
+    let page = check_page(
+        &fetch!(
+            &app,
+            format!("/projects/acme/runs/{boom_run}?step={boom_run}:1")
+        ),
+        StatusCode::OK,
+    );
+    let error = text_of(&page, "result-error");
+    assert!(
+        error.contains(XSS_IMG) && error.contains(XSS_SCRIPT),
+        "{error}"
+    );
+    assert!(error.contains("red") && !error.contains('\u{1b}'));
+
+    // The fan-out: 60 calls of one target collapse into one group node.
+    let page = check_page(
+        &fetch!(&app, format!("/projects/acme/runs/{fan_run}")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&page, "graph-node"), 1);
+    let group = page
+        .select(&sel("[data-testid=graph-group]"))
+        .next()
+        .expect("a group node");
+    assert_eq!(group.value().attr("data-count"), Some("60"));
+    let list = check_page(
+        &fetch!(&app, format!("/projects/acme/runs/{fan_run}?view=list")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&list, "step-row"), 61);
+
+    // Unknown things give the 404 page.
+    for uri in [
+        "/projects/ghost".to_string(),
+        "/projects/acme/runs/R999".to_string(),
+        "/projects/acme/runs/not-a-run".to_string(),
+        format!("/projects/acme/runs/{hello_run}?step={hello_run}:9"),
+        format!("/projects/acme/runs/{hello_run}?step=R1:1&attempt=7"),
+        format!("/projects/acme/runs/{hello_run}?step=garbage"),
+        "/projects/acme?environment=ghost".to_string(),
+        "/projects/ghost/runs/R1/events".to_string(),
+    ] {
+        let a = fetch!(&app, uri);
+        let page = check_page(&a, StatusCode::NOT_FOUND);
+        assert_eq!(count(&page, "error-page"), 1, "{uri}");
+    }
+    // The API keeps its JSON 404s.
+    let api_404 = fetch!(&app, "/api/nothing");
+    assert_eq!(api_404.status, StatusCode::NOT_FOUND);
+    assert!(api_404.content_type.starts_with("application/json"));
+}
+
+#[actix_rt::test]
+async fn ui_live_stream_sends_changed_fragments_then_ends() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    let post = |uri: &str, body: Json| TestRequest::post().uri(uri).set_json(body);
+    api!(&app, post("/api/projects", json!({"name": "acme"})));
+    api!(
+        &app,
+        post(
+            "/api/projects/acme/environments",
+            json!({"name": "production"})
+        )
+    );
+    let project = h.state.coflux.existing_project("acme").await.unwrap();
+    let _worker = project
+        .serve("production", Repository::new().with(hello))
+        .await
+        .unwrap();
+    let run = api!(
+        &app,
+        post(
+            "/api/projects/acme/environments/production/runs",
+            json!({"module": "ui", "target": "hello", "arguments": ["x"]})
+        )
+    )["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api!(
+        &app,
+        TestRequest::get().uri(&format!("/api/projects/acme/runs/{run}/result?wait=20"))
+    );
+    let page = fetch!(&app, format!("/projects/acme/runs/{run}"));
+    let html = check_page(&page, StatusCode::OK);
+    let root = html.select(&sel("[data-testid=run-page]")).next().unwrap();
+    let version = root.value().attr("data-version").unwrap().to_owned();
+    assert_eq!(root.value().attr("data-live"), Some("false"));
+
+    // An old version: the current fragment, then the end.
+    let events = fetch!(
+        &app,
+        format!("/projects/acme/runs/{run}/events?version=old")
+    );
+    assert_eq!(events.status, StatusCode::OK);
+    assert!(events.content_type.starts_with("text/event-stream"));
+    assert!(events.csp.is_some());
+    assert!(
+        events
+            .body
+            .starts_with(&format!("id: {version}\nevent: fragment\ndata: ")),
+        "{}",
+        events.body
+    );
+    assert!(events.body.contains("data-testid=\"run-main\""));
+    assert!(events.body.ends_with("event: done\ndata: \n\n"));
+    // The current version (here via Last-Event-ID): nothing to send but the end.
+    let resp = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/projects/acme/runs/{run}/events"))
+            .insert_header(("Last-Event-ID", version.as_str()))
+            .to_request(),
+    )
+    .await;
+    let same = answer(resp).await;
+    assert_eq!(same.body, "event: done\ndata: \n\n");
+}
+
+#[actix_rt::test]
+async fn ui_assets_are_cached_and_within_budget() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    for asset in assets::ALL {
+        let resp = test::call_service(
+            &app,
+            TestRequest::get().uri(&assets::url(asset)).to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let headers = resp.headers().clone();
+        assert!(
+            headers
+                .get("cache-control")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff");
+        let etag = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+        assert_eq!(test::read_body(resp).await.as_ref(), asset.body);
+        let again = test::call_service(
+            &app,
+            TestRequest::get()
+                .uri(&assets::url(asset))
+                .insert_header(("If-None-Match", etag))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    }
+    let missing = fetch!(&app, "/static/nope.js");
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let gzipped = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap().len()
+    };
+    let js = gzipped(assets::JS.body);
+    let css = gzipped(assets::CSS.body);
+    println!("ui.js {js} B gzipped, ui.css {css} B gzipped");
+    assert!(
+        js <= 20 * 1024,
+        "ui.js is {js} bytes gzipped (budget 20 KB)"
+    );
+    assert!(
+        js + css <= 60 * 1024,
+        "JS + CSS are {} bytes gzipped (budget 60 KB)",
+        js + css
+    );
+}
