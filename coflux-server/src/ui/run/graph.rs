@@ -200,7 +200,7 @@ fn step_node(
                 @if attempts > 1 {
                     text.tag x=(NODE_WIDTH - 8) y="15" text-anchor="end" data-testid="attempts-badge" { "×" (attempts) }
                 }
-                @if step.cached || status == "cached" {
+                @if status == "cached" {
                     text.tag x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="cached-badge" { "cached" }
                 } @else if other_env {
                     text.tag.env x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="env-badge" {

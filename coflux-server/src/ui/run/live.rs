@@ -2,7 +2,7 @@
 //! a run page current with one connection per tab. The handler polls the project's commit
 //! counter every [`POLL`], re-reads the run only when it moved (and, on the logs tab, every
 //! [`LOGS_EVERY`] while the run is active), re-renders the main fragment and sends it as an
-//! `event: fragment` whose id is the fragment's hash, only when that hash changed. The page
+//! `event: fragment` (at most every [`SMALL_GAP`], or [`BIG_GAP`] for big runs) whose id is the fragment's hash, only when that hash changed. The page
 //! passes the version it was rendered at as `?version=`; a reconnect sends `Last-Event-ID`.
 //! Once the run has finished (after a short grace for late logs) it sends `event: done` and
 //! ends the stream.
@@ -28,6 +28,12 @@ use crate::ui::{Page, secure};
 pub const POLL: Duration = Duration::from_millis(100);
 /// How often the logs tab is re-read while the run is active.
 pub const LOGS_EVERY: Duration = Duration::from_secs(1);
+/// Runs with more steps than this are re-rendered at most every [`BIG_GAP`].
+pub const BIG_RUN: usize = 500;
+/// The shortest time between two renderings of a big run.
+pub const BIG_GAP: Duration = Duration::from_secs(1);
+/// The shortest time between two renderings of other runs.
+pub const SMALL_GAP: Duration = Duration::from_millis(150);
 /// How long the stream stays after the run finished (late logs and results).
 pub const GRACE: Duration = Duration::from_secs(2);
 
@@ -88,11 +94,13 @@ pub(crate) async fn events(
         let mut last_sent = Instant::now();
         let mut was_active = false;
         let mut finished_at: Option<Instant> = None;
+        let mut gap = Duration::ZERO;
         loop {
             let commits = project.writer_stats().commits;
             let logs_due = logs_tab && finished_at.is_none() && last_render.elapsed() >= LOGS_EVERY;
             let final_due = finished_at.is_some_and(|f| f.elapsed() >= GRACE);
-            if seen_commits != Some(commits) || logs_due || final_due {
+            let changed = seen_commits != Some(commits) && last_render.elapsed() >= gap;
+            if changed || logs_due || final_due {
                 seen_commits = Some(commits);
                 last_render = Instant::now();
                 let Ok(view) = project.inspect_run(run_id, environment.as_deref()).await else {
@@ -102,6 +110,11 @@ pub(crate) async fn events(
                     break;
                 };
                 let active = run_active(&view);
+                gap = if view.steps.len() > BIG_RUN {
+                    BIG_GAP
+                } else {
+                    SMALL_GAP
+                };
                 if let Ok(main) = render_main(&logs, &name, &view, &environments, &q).await {
                     let v = version(&main);
                     if v != last {

@@ -182,7 +182,7 @@ pub(crate) async fn page(
         (view.id.to_string(), None),
     ];
     let body = html! {
-        div.run-page data-testid="run-page" data-events=(events) data-version=(version)
+        main.run-page data-testid="run-page" data-events=(events) data-version=(version)
             data-live=(run_active(&view)) {
             (main)
         }

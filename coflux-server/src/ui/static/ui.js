@@ -47,10 +47,11 @@ function parseField(field, name) {
   if (!text) throw new Error(`${name}: a value is required`);
   try {
     const value = JSON.parse(text);
-    field.setCustomValidity("");
+    field.classList.remove("invalid");
     return value;
   } catch (e) {
-    field.setCustomValidity("not valid JSON");
+    // A class, not setCustomValidity: that would block the next submit before we see it.
+    field.classList.add("invalid");
     throw new Error(`${name}: not valid JSON (${e.message})`);
   }
 }
@@ -206,7 +207,7 @@ function fit(frame, svg) {
   const rect = frame.getBoundingClientRect();
   const k = Math.min(1, rect.width / w, rect.height / h);
   view.k = Math.max(0.05, k);
-  view.x = Math.max(0, (rect.width - w * view.k) / 2);
+  view.x = 0;
   view.y = 0;
   view.set = true;
 }
