@@ -34,6 +34,18 @@ async fn boom(message: String) -> Result<String, Failure> {
     Err(Failure::new(XSS_IMG, message))
 }
 
+/// Opens [`gate`].
+static OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Waits until the test opens it.
+#[workflow(module = "ui")]
+async fn gate() -> Result<u32, Failure> {
+    while !OPEN.load(std::sync::atomic::Ordering::SeqCst) {
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(7)
+}
+
 /// Calls `leaf` `n` times.
 #[workflow(module = "ui")]
 async fn fan(n: u32) -> Result<u32, Failure> {
@@ -166,6 +178,17 @@ fn check_page(a: &Answer, status: StatusCode) -> Html {
         );
     }
     html
+}
+
+/// Writes a page to `$COFLUX_UI_SNAPSHOTS/{name}.html` when that is set (to look at it).
+fn snapshot(name: &str, a: &Answer) {
+    if let Some(dir) = std::env::var_os("COFLUX_UI_SNAPSHOTS") {
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.html")),
+            &a.body,
+        )
+        .unwrap();
+    }
 }
 
 fn sel(s: &str) -> Selector {
@@ -338,7 +361,9 @@ async fn ui_pages_render_escape_and_answer_404() {
         StatusCode::OK,
     );
     assert_eq!(count(&page, "timeline-row"), 1);
-    let page = check_page(&fetch!(&app, format!("{base}&tab=logs")), StatusCode::OK);
+    let logs_page = fetch!(&app, format!("{base}&tab=logs&step={hello_run}:1"));
+    snapshot("logs", &logs_page);
+    let page = check_page(&logs_page, StatusCode::OK);
     assert_eq!(count(&page, "log-row"), 1);
     let message = text_of(&page, "log-message");
     assert!(
@@ -365,13 +390,12 @@ async fn ui_pages_render_escape_and_answer_404() {
     assert_eq!(options, ["production", "dev"]);
 
     // An error: type, message and no raw markup.
-    let page = check_page(
-        &fetch!(
-            &app,
-            format!("/projects/acme/runs/{boom_run}?step={boom_run}:1")
-        ),
-        StatusCode::OK,
+    let error_page = fetch!(
+        &app,
+        format!("/projects/acme/runs/{boom_run}?step={boom_run}:1")
     );
+    snapshot("error", &error_page);
+    let page = check_page(&error_page, StatusCode::OK);
     let error = text_of(&page, "result-error");
     assert!(
         error.contains(XSS_IMG) && error.contains(XSS_SCRIPT),
@@ -406,6 +430,7 @@ async fn ui_pages_render_escape_and_answer_404() {
         format!("/projects/acme/runs/{hello_run}?step=garbage"),
         "/projects/acme?environment=ghost".to_string(),
         "/projects/ghost/runs/R1/events".to_string(),
+        "/no/such/page".to_string(),
     ] {
         let a = fetch!(&app, uri);
         let page = check_page(&a, StatusCode::NOT_FOUND);
@@ -538,4 +563,67 @@ async fn ui_assets_are_cached_and_within_budget() {
         "JS + CSS are {} bytes gzipped (budget 60 KB)",
         js + css
     );
+}
+
+#[actix_rt::test]
+async fn ui_live_stream_follows_a_running_run_to_its_end() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    let post = |uri: &str, body: Json| TestRequest::post().uri(uri).set_json(body);
+    api!(&app, post("/api/projects", json!({"name": "acme"})));
+    api!(
+        &app,
+        post(
+            "/api/projects/acme/environments",
+            json!({"name": "production"})
+        )
+    );
+    let project = h.state.coflux.existing_project("acme").await.unwrap();
+    let _worker = project
+        .serve("production", Repository::new().with(gate))
+        .await
+        .unwrap();
+    let run = api!(
+        &app,
+        post(
+            "/api/projects/acme/environments/production/runs",
+            json!({"module": "ui", "target": "gate", "arguments": []})
+        )
+    )["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = fetch!(&app, format!("/projects/acme/runs/{run}"));
+    let html = check_page(&page, StatusCode::OK);
+    let root = html.select(&sel("[data-testid=run-page]")).next().unwrap();
+    assert_eq!(root.value().attr("data-live"), Some("true"));
+    let version = root.value().attr("data-version").unwrap().to_owned();
+    let events = root.value().attr("data-events").unwrap().to_owned();
+    assert!(events.starts_with(&format!("/projects/acme/runs/{run}/events")));
+
+    // Open the gate a little later: the stream sends the finished run, then ends.
+    actix_rt::spawn(async {
+        actix_rt::time::sleep(std::time::Duration::from_millis(400)).await;
+        OPEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let separator = if events.contains('?') { '&' } else { '?' };
+        fetch!(&app, format!("{events}{separator}version={version}"))
+    })
+    .await
+    .expect("the stream ends once the run has finished");
+    let fragments: Vec<&str> = stream
+        .body
+        .split("\n\n")
+        .filter(|e| e.contains("event: fragment"))
+        .collect();
+    assert!(!fragments.is_empty(), "{}", stream.body);
+    assert!(
+        !stream.body.contains(&format!("id: {version}\n")),
+        "the page's own version is not sent again"
+    );
+    let last = fragments.last().unwrap();
+    assert!(last.contains("st-value"), "{last}");
+    assert!(!last.contains("data-testid=\"cancel-run\""), "{last}");
+    assert!(stream.body.ends_with("event: done\ndata: \n\n"));
 }

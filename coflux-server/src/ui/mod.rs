@@ -50,7 +50,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/projects/{project}/runs/{run}/events")
                 .route(web::get().to(run::live::events)),
-        );
+        )
+        // Anything else outside /api (which answers its own JSON 404s): the HTML 404 page.
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    UiError::not_found(format!("nothing at {}", req.path())).error_response()
 }
 
 /// Adds the security headers every UI response carries.

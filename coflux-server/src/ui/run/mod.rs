@@ -57,6 +57,7 @@ impl RunCtx<'_> {
             ("tab", q.tab.as_deref()),
             ("view", q.view.as_deref()),
             ("level", q.level.as_deref()),
+            ("from", q.from.as_deref()),
             ("step", q.step.as_deref()),
             ("attempt", q.attempt.as_deref()),
         ];
