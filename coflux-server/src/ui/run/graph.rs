@@ -12,7 +12,7 @@ use coflux_core::model::{ExecutionId, StepId};
 use maud::{Markup, html};
 
 use super::RunCtx;
-use crate::ui::layout::{EdgeKind, LayoutInput, NODE_HEIGHT, NODE_WIDTH, layout};
+use crate::ui::layout::{EdgeKind, LayoutInput, NODE_WIDTH, layout};
 use crate::ui::page::{badge, elapsed, execution_status};
 
 /// Siblings (same caller, same target) beyond this many are drawn as one group.
@@ -152,9 +152,10 @@ fn draw(ctx: &RunCtx, steps: &[(&StepView, &ExecutionView)], slots: &[Slot]) -> 
             svg.graph xmlns="http://www.w3.org/2000/svg" width=(placed.width) height=(placed.height)
                 data-width=(placed.width) data-height=(placed.height) {
                 g.viewport {
-                    @for edge in &placed.edges {
-                        path class={ "edge " @if edge.kind == EdgeKind::Child { "child" } @else { "dependency" } }
-                            d=(edge.path) {}
+                    // One path per edge kind keeps big graphs small.
+                    @for (kind, class) in [(EdgeKind::Child, "edge child"), (EdgeKind::Dependency, "edge dependency")] {
+                        @let d: String = placed.edges.iter().filter(|e| e.kind == kind).map(|e| e.path.as_str()).collect();
+                        @if !d.is_empty() { path class=(class) data-testid="edges" d=(d) {} }
                     }
                     @for (index, slot) in slots.iter().enumerate() {
                         @let node = placed.nodes[index];
@@ -187,16 +188,17 @@ fn step_node(
     let other_env = execution.environment != ctx.view.environment;
     let root = step.id.number == 1;
     html! {
-        a href=(ctx.step_href(step.id)) data-testid="graph-node" data-step=(step.id) data-status=(status) {
-            g class={ "node st-" (status) @if selected { " selected" } @if root { " root" } }
-                transform={ "translate(" (x) " " (y) ")" } {
+        // The link is the node: an SVG `a` takes a class and a transform.
+        a class={ "node st-" (status) @if selected { " selected" } @if root { " root" } }
+            transform={ "translate(" (x) " " (y) ")" }
+            href=(ctx.step_query(step.id)) data-testid="graph-node" data-step=(step.id) {
+            {
                 @if attempts > 1 {
-                    rect.stack x="4" y="4" width=(NODE_WIDTH) height=(NODE_HEIGHT) rx="6" {}
+                    rect.stack x="4" y="4" {}
                 }
-                rect.box width=(NODE_WIDTH) height=(NODE_HEIGHT) rx="6" {}
-                title { (step.target) " · " (step.id) " · " (status) }
-                text.module x="10" y="19" { (clip(&step.target.module, 20)) " /" }
-                text.target x="10" y="37" { (clip(&step.target.name, 19)) }
+                rect {}
+                text.module { (clip(&step.target.module, 20)) " /" }
+                text.target { (clip(&step.target.name, 19)) }
                 @if attempts > 1 {
                     text.tag x=(NODE_WIDTH - 8) y="15" text-anchor="end" data-testid="attempts-badge" { "×" (attempts) }
                 }
@@ -229,14 +231,16 @@ fn group_node(
         .find(|s| counts.contains_key(s))
         .unwrap_or("group");
     html! {
-        a href=(ctx.href(&[("view", Some("list"))])) data-testid="graph-group" data-count=(members.len()) {
-            g class={ "node group st-" (worst) } transform={ "translate(" (x) " " (y) ")" } {
-                rect.stack x="6" y="6" width=(NODE_WIDTH) height=(NODE_HEIGHT) rx="6" {}
-                rect.stack x="3" y="3" width=(NODE_WIDTH) height=(NODE_HEIGHT) rx="6" {}
-                rect.box width=(NODE_WIDTH) height=(NODE_HEIGHT) rx="6" {}
+        a class={ "node group st-" (worst) } transform={ "translate(" (x) " " (y) ")" }
+            href=(ctx.href(&[("view", Some("list")), ("target", Some(&target.to_string())), ("from", None)]))
+            data-testid="graph-group" data-count=(members.len()) {
+            {
+                rect.stack x="6" y="6" {}
+                rect.stack x="3" y="3" {}
+                rect {}
                 title { (target) " × " (members.len()) ": " (summary.join(", ")) }
-                text.target x="10" y="19" { (clip(&target.name, 14)) " ×" (members.len()) }
-                text.counts x="10" y="38" {
+                text.gname { (clip(&target.name, 14)) " ×" (members.len()) }
+                text.counts {
                     @for (status, n) in &counts {
                         tspan class={ "c-" (status) } { (n) " " (short(status)) " " }
                     }
@@ -246,8 +250,14 @@ fn group_node(
     }
 }
 
-/// The list view: one row per drawn step, paged.
-fn step_list(ctx: &RunCtx, steps: &[(&StepView, &ExecutionView)]) -> Markup {
+/// The list view: one row per drawn step (of one target with `target=module/name`), paged.
+fn step_list(ctx: &RunCtx, all: &[(&StepView, &ExecutionView)]) -> Markup {
+    let target = ctx.q.target.as_deref().filter(|t| !t.is_empty());
+    let steps: Vec<(&StepView, &ExecutionView)> = all
+        .iter()
+        .filter(|(s, _)| target.is_none_or(|t| s.target.to_string() == t))
+        .copied()
+        .collect();
     let from: usize = ctx
         .q
         .from
@@ -258,6 +268,10 @@ fn step_list(ctx: &RunCtx, steps: &[(&StepView, &ExecutionView)]) -> Markup {
     let end = (from + LIST_PAGE).min(steps.len());
     let next = (end < steps.len()).then(|| end.to_string());
     html! {
+        @if let Some(t) = target {
+            p { "Steps calling " strong.mono { (t) } " · "
+                a href=(ctx.href(&[("target", None), ("from", None)])) data-testid="all-steps" { "all steps" } }
+        }
         table.steps data-testid="step-list" {
             thead { tr { th { "Step" } th { "Target" } th { "Status" } th { "Attempts" }
                 th { "Environment" } th { "Duration" } } }
@@ -303,6 +317,121 @@ fn clip(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ui::run::RunQuery;
+    use coflux_core::api::RunView;
+    use coflux_core::model::{
+        ExecutionResult, ExecutionState, ResultKind, RunId, TargetKind, TargetRef, Value,
+    };
+    use serde_json::json;
+
+    /// A finished run of `n` steps; step `i > 1` is called by `parent(i)` and calls `target(i)`.
+    fn run(n: u32, parent: impl Fn(u32) -> u32, target: impl Fn(u32) -> String) -> RunView {
+        let run = RunId(1);
+        let steps = (1..=n)
+            .map(|i| {
+                let id = StepId { run, number: i };
+                StepView {
+                    id,
+                    target: TargetRef::new("m", target(i)),
+                    kind: if i == 1 {
+                        TargetKind::Workflow
+                    } else {
+                        TargetKind::Task
+                    },
+                    parent: (i > 1).then(|| ExecutionId {
+                        step: StepId {
+                            run,
+                            number: parent(i),
+                        },
+                        attempt: 1,
+                    }),
+                    arguments: Vec::new(),
+                    cached: false,
+                    group: None,
+                    executions: vec![ExecutionView {
+                        id: ExecutionId {
+                            step: id,
+                            attempt: 1,
+                        },
+                        environment: "production".into(),
+                        state: ExecutionState::Finished(ResultKind::Value),
+                        created_at: 1_000 + i64::from(i),
+                        assigned_at: Some(1_001 + i64::from(i)),
+                        finished_at: Some(1_010 + i64::from(i)),
+                        result: Some(ExecutionResult::Value {
+                            value: Value::raw(json!(1)),
+                        }),
+                    }],
+                }
+            })
+            .collect();
+        RunView {
+            id: run,
+            environment: "production".into(),
+            created_at: 1_000,
+            parent: None,
+            steps,
+            spawned: Vec::new(),
+        }
+    }
+
+    fn render_run(view: &RunView, q: &RunQuery) -> String {
+        let ctx = RunCtx {
+            project: "p",
+            view,
+            environments: &[],
+            q,
+            selected: None,
+        };
+        render(&ctx).into_string()
+    }
+
+    #[test]
+    fn ui_graph_draws_a_thousand_step_tree_within_budget() {
+        // A tree: every step calls three, each a different target (nothing groups).
+        let view = run(1_000, |i| (i - 2) / 3 + 1, |i| format!("t{i}"));
+        let started = std::time::Instant::now();
+        let html = render_run(&view, &RunQuery::default());
+        let took = started.elapsed();
+        assert_eq!(html.matches("data-testid=\"graph-node\"").count(), 1_000);
+        assert_eq!(html.matches("class=\"edge child\"").count(), 1);
+        assert_eq!(html.matches('C').count(), 999, "one curve per edge");
+        assert!(html.len() < 250_000, "{} bytes", html.len());
+        // Generous for an unoptimised build on a busy 2-core machine.
+        assert!(took.as_millis() < 1_500, "rendering took {took:?}");
+    }
+
+    #[test]
+    fn ui_graph_big_runs_default_to_the_list_and_fan_outs_group() {
+        let many = run(2_500, |i| (i - 2) / 2 + 1, |i| format!("t{i}"));
+        let html = render_run(&many, &RunQuery::default());
+        assert!(html.contains("data-testid=\"step-list\""));
+        assert!(!html.contains("data-testid=\"graph\""));
+        assert_eq!(html.matches("data-testid=\"step-row\"").count(), LIST_PAGE);
+        let forced = RunQuery {
+            view: Some("graph".into()),
+            ..RunQuery::default()
+        };
+        assert!(render_run(&many, &forced).contains("data-testid=\"graph\""));
+
+        // A root calling one target 300 times: two nodes, the group counting 300.
+        let fan = run(
+            301,
+            |_| 1,
+            |i| if i == 1 { "root".into() } else { "leaf".into() },
+        );
+        let html = render_run(&fan, &RunQuery::default());
+        assert_eq!(html.matches("data-testid=\"graph-node\"").count(), 1);
+        assert!(html.contains("data-count=\"300\""));
+        assert!(html.contains("300 ok"));
+        let leaves = RunQuery {
+            view: Some("list".into()),
+            target: Some("m/leaf".into()),
+            ..RunQuery::default()
+        };
+        let html = render_run(&fan, &leaves);
+        assert_eq!(html.matches("data-testid=\"step-row\"").count(), 300);
+    }
 
     #[test]
     fn ui_graph_fan_outs_above_the_threshold_collapse() {
@@ -342,6 +471,16 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn ui_graph_node_size_in_css_matches_the_layout() {
+        let css = std::str::from_utf8(crate::ui::assets::CSS.body).unwrap();
+        let rule = format!(
+            ".node rect {{ width: {NODE_WIDTH}px; height: {}px;",
+            crate::ui::layout::NODE_HEIGHT
+        );
+        assert!(css.contains(&rule), "{rule}");
     }
 
     #[test]

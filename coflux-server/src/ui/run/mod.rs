@@ -34,6 +34,8 @@ pub(crate) struct RunQuery {
     pub level: Option<String>,
     /// The list view's first row.
     pub from: Option<String>,
+    /// The list view's target (`module/name`).
+    pub target: Option<String>,
     /// The version the page was rendered at (live stream only).
     pub version: Option<String>,
 }
@@ -58,6 +60,7 @@ impl RunCtx<'_> {
             ("view", q.view.as_deref()),
             ("level", q.level.as_deref()),
             ("from", q.from.as_deref()),
+            ("target", q.target.as_deref()),
             ("step", q.step.as_deref()),
             ("attempt", q.attempt.as_deref()),
         ];
@@ -82,6 +85,21 @@ impl RunCtx<'_> {
             self.view.id,
             query(&pairs)
         )
+    }
+
+    /// As [`href`](Self::href), relative to the page: only the query (`?…`).
+    pub fn query_href(&self, changes: &[(&str, Option<&str>)]) -> String {
+        let full = self.href(changes);
+        match full.find('?') {
+            Some(i) => full[i..].to_string(),
+            None => full,
+        }
+    }
+
+    /// A relative link (`?…`) selecting a step (its latest attempt).
+    pub fn step_query(&self, step: StepId) -> String {
+        let id = step.to_string();
+        self.query_href(&[("step", Some(&id)), ("attempt", None)])
     }
 
     /// A link selecting a step (its latest attempt).
@@ -167,6 +185,7 @@ pub(crate) async fn page(
             ("view", q.view.as_deref()),
             ("level", q.level.as_deref()),
             ("from", q.from.as_deref()),
+            ("target", q.target.as_deref()),
         ])
     );
     let workflow = root_step(&view).map(|s| s.target.to_string());

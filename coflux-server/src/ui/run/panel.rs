@@ -49,7 +49,13 @@ fn execution_link(ctx: &RunCtx, id: ExecutionId) -> Markup {
             ("attempt", Some(&id.attempt.to_string())),
         ])
     } else {
-        format!("/projects/{}/runs/{}", enc(ctx.project), id.run())
+        format!(
+            "/projects/{}/runs/{}?step={}&attempt={}",
+            enc(ctx.project),
+            id.run(),
+            enc(&id.step.to_string()),
+            id.attempt
+        )
     };
     html! { a href=(href) { (id) } }
 }
