@@ -371,6 +371,21 @@ async fn ui_pages_render_escape_and_answer_404() {
         "{message}"
     );
     assert!(message.contains("bold") && !message.contains('\u{1b}'));
+    assert_eq!(count(&page, "logs-only-step"), 1);
+    let only = check_page(
+        &fetch!(
+            &app,
+            format!("{base}&tab=logs&step={hello_run}:1&only=step")
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&only, "log-row"), 1);
+    assert_eq!(count(&only, "logs-all"), 1);
+    let other_step = check_page(
+        &fetch!(&app, format!("{base}&tab=logs&step={fan_run}:1&only=step")),
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(count(&other_step, "error-page"), 1, "a step of another run");
     let info_only = check_page(
         &fetch!(&app, format!("{base}&tab=logs&level=error")),
         StatusCode::OK,

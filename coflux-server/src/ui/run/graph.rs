@@ -192,22 +192,20 @@ fn step_node(
         a class={ "node st-" (status) @if selected { " selected" } @if root { " root" } }
             transform={ "translate(" (x) " " (y) ")" }
             href=(ctx.step_query(step.id)) data-testid="graph-node" data-step=(step.id) {
-            {
-                @if attempts > 1 {
-                    rect.stack x="4" y="4" {}
-                }
-                rect {}
-                text.module { (clip(&step.target.module, 20)) " /" }
-                text.target { (clip(&step.target.name, 19)) }
-                @if attempts > 1 {
-                    text.tag x=(NODE_WIDTH - 8) y="15" text-anchor="end" data-testid="attempts-badge" { "×" (attempts) }
-                }
-                @if status == "cached" {
-                    text.tag x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="cached-badge" { "cached" }
-                } @else if other_env {
-                    text.tag.env x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="env-badge" {
-                        (clip(&execution.environment, 10)) }
-                }
+            @if attempts > 1 {
+                rect.stack x="4" y="4" {}
+            }
+            rect {}
+            text.module { (clip(&step.target.module, 20)) " /" }
+            text.target { (clip(&step.target.name, 19)) }
+            @if attempts > 1 {
+                text.tag x=(NODE_WIDTH - 8) y="15" text-anchor="end" data-testid="attempts-badge" { "×" (attempts) }
+            }
+            @if status == "cached" {
+                text.tag x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="cached-badge" { "cached" }
+            } @else if other_env {
+                text.tag.env x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="env-badge" {
+                    (clip(&execution.environment, 10)) }
             }
         }
     }
@@ -234,16 +232,14 @@ fn group_node(
         a class={ "node group st-" (worst) } transform={ "translate(" (x) " " (y) ")" }
             href=(ctx.href(&[("view", Some("list")), ("target", Some(&target.to_string())), ("from", None)]))
             data-testid="graph-group" data-count=(members.len()) {
-            {
-                rect.stack x="6" y="6" {}
-                rect.stack x="3" y="3" {}
-                rect {}
-                title { (target) " × " (members.len()) ": " (summary.join(", ")) }
-                text.gname { (clip(&target.name, 14)) " ×" (members.len()) }
-                text.counts {
-                    @for (status, n) in &counts {
-                        tspan class={ "c-" (status) } { (n) " " (short(status)) " " }
-                    }
+            rect.stack x="6" y="6" {}
+            rect.stack x="3" y="3" {}
+            rect {}
+            title { (target) " × " (members.len()) ": " (summary.join(", ")) }
+            text.gname { (clip(&target.name, 14)) " ×" (members.len()) }
+            text.counts {
+                @for (status, n) in &counts {
+                    tspan class={ "c-" (status) } { (n) " " (short(status)) " " }
                 }
             }
         }

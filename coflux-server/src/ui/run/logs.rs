@@ -1,6 +1,7 @@
 //! The logs tab: the run's log records (oldest first, newest at the bottom), filtered by a
-//! lowest level, with the step that logged each. Messages are rendered from their template and
-//! values, with ANSI escapes stripped; the live stream re-renders the tab while the run runs.
+//! lowest level (and, with `only=step`, to the selected step), with the step that logged
+//! each. Messages are rendered from their template and values, with ANSI escapes stripped;
+//! the live stream re-renders the tab while the run runs.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,7 @@ use maud::{Markup, html};
 use serde_json::Value as Json;
 
 use super::RunCtx;
-use crate::logs::{LogStore, MAX_PAGE, StoredLog, display_value};
+use crate::logs::{LogFilter, LogStore, MAX_PAGE, StoredLog, display_value};
 use crate::ui::UiError;
 use crate::ui::page::{format_time, strip_ansi};
 
@@ -63,12 +64,16 @@ async fn read(
     ctx: &RunCtx<'_>,
     min_level: u8,
 ) -> Result<(Vec<StoredLog>, bool), UiError> {
+    let filter = match (ctx.q.only.as_deref(), ctx.selected) {
+        (Some("step"), Some((step, _))) => Some(LogFilter::Step(step.id)),
+        _ => None,
+    };
     let mut logs = Vec::new();
     let mut after = None;
     let mut read = 0;
     loop {
         let page = store
-            .query(project, ctx.view.id, None, after, MAX_PAGE)
+            .query(project, ctx.view.id, filter, after, MAX_PAGE)
             .await?;
         let n = page.logs.len();
         read += n;
@@ -108,6 +113,14 @@ pub(crate) async fn render(ctx: &RunCtx<'_>, store: &LogStore) -> Result<Markup,
                 a class=[(usize::from(min_level) == i).then_some("active")]
                     href=(ctx.href(&[("level", (i > 0).then_some(*name))])) { (name) "+" }
                 " "
+            }
+            @if let Some((step, _)) = ctx.selected {
+                @if ctx.q.only.as_deref() == Some("step") {
+                    a data-testid="logs-all" href=(ctx.href(&[("only", None)])) { "all steps" }
+                } @else {
+                    a data-testid="logs-only-step" href=(ctx.href(&[("only", Some("step"))])) {
+                        "only " (step.target.name) }
+                }
             }
             label.follow { input type="checkbox" data-follow checked; " follow" }
         }

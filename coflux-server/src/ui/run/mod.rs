@@ -36,6 +36,8 @@ pub(crate) struct RunQuery {
     pub from: Option<String>,
     /// The list view's target (`module/name`).
     pub target: Option<String>,
+    /// `step`: the logs tab shows only the selected step's logs.
+    pub only: Option<String>,
     /// The version the page was rendered at (live stream only).
     pub version: Option<String>,
 }
@@ -61,6 +63,7 @@ impl RunCtx<'_> {
             ("level", q.level.as_deref()),
             ("from", q.from.as_deref()),
             ("target", q.target.as_deref()),
+            ("only", q.only.as_deref()),
             ("step", q.step.as_deref()),
             ("attempt", q.attempt.as_deref()),
         ];
@@ -186,6 +189,7 @@ pub(crate) async fn page(
             ("level", q.level.as_deref()),
             ("from", q.from.as_deref()),
             ("target", q.target.as_deref()),
+            ("only", q.only.as_deref()),
         ])
     );
     let workflow = root_step(&view).map(|s| s.target.to_string());
