@@ -97,7 +97,9 @@ pub(crate) fn render(ctx: &RunCtx) -> Markup {
         .max()
         .unwrap_or(start);
     let scale = Scale::new(start, end, BARS_WIDTH);
-    let height = ROW * rows.len() as f64 + 30.0;
+    // The axis is at the top (long timelines scroll).
+    let axis = 18.0;
+    let height = ROW * rows.len() as f64 + axis + 4.0;
     let width = LABEL_WIDTH + BARS_WIDTH + 20.0;
     let ticks = 5;
     html! {
@@ -106,12 +108,12 @@ pub(crate) fn render(ctx: &RunCtx) -> Markup {
                 viewBox={ "0 0 " (width) " " (height) } {
                 @for i in 0..=ticks {
                     @let x = LABEL_WIDTH + BARS_WIDTH * f64::from(i) / f64::from(ticks);
-                    line.tick x1=(x) x2=(x) y1="0" y2=(height - 14.0) {}
-                    text.axis x=(x) y=(height - 2.0) text-anchor="middle" {
+                    line.tick x1=(x) x2=(x) y1=(axis - 4.0) y2=(height) {}
+                    text.axis x=(x) y="10" text-anchor="middle" {
                         "+" (format_duration((end - start) * i64::from(i) / i64::from(ticks))) }
                 }
                 @for (row, (step, e)) in rows.iter().enumerate() {
-                    @let y = ROW * row as f64;
+                    @let y = axis + ROW * row as f64;
                     @let bar = Bar::new(&scale, e.created_at, e.assigned_at, e.finished_at, now);
                     @let status = execution_status(e);
                     a href=(ctx.href(&[("step", Some(&step.id.to_string())), ("attempt", Some(&e.id.attempt.to_string()))]))
