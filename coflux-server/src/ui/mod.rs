@@ -8,8 +8,11 @@
 //!   agents and runs of a project;
 //! - `GET /projects/{p}/workflows/{module}/{target}?environment=E` — a workflow ([`workflow`]);
 //! - `GET /projects/{p}/runs/{r}?environment=E&step=S&attempt=N&tab=graph|timeline|logs` — a
-//!   run ([`run`]), live through `GET /projects/{p}/runs/{r}/events` (server-sent events);
-//! - `GET /static/{name}` — the embedded assets ([`assets`]).
+//!   run ([`run`]; also `view=graph|list`, `target=` and `from=` for the step list, `level=` and
+//!   `only=step` for the logs), live through `GET /projects/{p}/runs/{r}/events` (server-sent
+//!   events);
+//! - `GET /static/{name}` — the embedded assets ([`assets`]);
+//! - anything else outside `/api` — the HTML 404 page.
 //!
 //! Actions are done by `ui.js` calling the JSON API. Every response carries a strict
 //! Content-Security-Policy: no inline scripts or styles anywhere.
