@@ -298,6 +298,7 @@ async fn ui_pages_render_escape_and_answer_404() {
         "/projects/acme?environment=ghost".to_string(),
         "/projects/ghost/runs/R1/events".to_string(),
         "/no/such/page".to_string(),
+        format!("/projects/acme/runs/{hello_run}/events?step={hello_run}:9"),
     ] {
         let a = fetch!(&app, uri);
         let page = check_page(&a, StatusCode::NOT_FOUND);

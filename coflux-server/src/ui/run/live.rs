@@ -18,7 +18,7 @@ use maud::Markup;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::{RunQuery, load, render_main};
+use super::{RunQuery, load, render_main, selection};
 use crate::logs::{KEEP_ALIVE, LogStore};
 use crate::state::AppState;
 use crate::ui::page::run_active;
@@ -73,7 +73,9 @@ pub(crate) async fn events(
     let (name, run) = path.into_inner();
     let q = q.into_inner();
     // An unknown run answers the 404 page, before any stream starts.
-    let (project, _, _) = load(&state, &name, &run, &q).await?;
+    let (project, view, _) = load(&state, &name, &run, &q).await?;
+    // So does an unknown step or attempt.
+    selection(&view, &q)?;
     let mut last = req
         .headers()
         .get("last-event-id")
