@@ -132,6 +132,14 @@ async fn ui_pages_render_escape_and_answer_404() {
             &app,
             TestRequest::get().uri(&format!("/api/projects/acme/runs/{run}/result?wait=20"))
         );
+        // Until the run's last write is readable.
+        for _ in 0..50 {
+            let page = fetch!(&app, format!("/projects/acme/runs/{run}"));
+            if page.body.contains("data-live=\"false\"") {
+                break;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
     // A hostile log record on the hello run's initial execution.
     h.state
@@ -342,11 +350,22 @@ async fn ui_live_stream_sends_changed_fragments_then_ends() {
         &app,
         TestRequest::get().uri(&format!("/api/projects/acme/runs/{run}/result?wait=20"))
     );
-    let page = fetch!(&app, format!("/projects/acme/runs/{run}"));
-    let html = check_page(&page, StatusCode::OK);
-    let root = html.select(&sel("[data-testid=run-page]")).next().unwrap();
-    let version = root.value().attr("data-version").unwrap().to_owned();
-    assert_eq!(root.value().attr("data-live"), Some("false"));
+    // The result can be known a moment before the run's last write is readable: wait until
+    // the page shows the run finished.
+    let mut tries = 0;
+    let (version, live) = loop {
+        let page = fetch!(&app, format!("/projects/acme/runs/{run}"));
+        let html = check_page(&page, StatusCode::OK);
+        let root = html.select(&sel("[data-testid=run-page]")).next().unwrap();
+        let version = root.value().attr("data-version").unwrap().to_owned();
+        let live = root.value().attr("data-live").unwrap().to_owned();
+        tries += 1;
+        if live == "false" || tries == 50 {
+            break (version, live);
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(live, "false");
 
     // An old version: the current fragment, then the end.
     let events = fetch!(
