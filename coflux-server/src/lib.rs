@@ -25,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     logs::configure(cfg);
     agents::configure(cfg);
     http::configure(cfg);
+    // The web UI last: its routes are outside /api and /agent.
+    ui::configure(cfg);
 }
 
 /// Builds the application over shared state (used by `main` and by the tests).

@@ -3,7 +3,7 @@
 mod connection;
 mod sessions;
 
-pub use sessions::{Ownership, Session, Sessions};
+pub use sessions::{Ownership, Session, SessionSummary, Sessions};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 

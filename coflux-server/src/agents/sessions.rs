@@ -252,6 +252,21 @@ impl Session {
     }
 }
 
+/// What the web UI shows of a session.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    /// The environment it serves.
+    pub environment: String,
+    /// Its worker id.
+    pub worker: WorkerId,
+    /// Whether its agent is connected now.
+    pub connected: bool,
+    /// Executions assigned to it and not reported yet.
+    pub running: usize,
+    /// Whether it takes no more work.
+    pub draining: bool,
+}
+
 /// All agent sessions of the server.
 pub struct Sessions {
     reconnect_timeout: Duration,
@@ -343,6 +358,30 @@ impl Sessions {
             session.project.set_worker_available(session.worker, true);
         }
         Some(session)
+    }
+
+    /// A read-only summary of a project's sessions (for the web UI), by environment.
+    pub fn summaries(&self, project: &str) -> Vec<SessionSummary> {
+        let sessions: Vec<_> = lock(&self.sessions)
+            .values()
+            .filter(|s| s.project.name() == project)
+            .cloned()
+            .collect();
+        let mut out: Vec<SessionSummary> = sessions
+            .iter()
+            .map(|s| {
+                let state = lock(&s.state);
+                SessionSummary {
+                    environment: s.environment.clone(),
+                    worker: s.worker,
+                    connected: state.connection.is_some(),
+                    running: state.assigned.len(),
+                    draining: state.draining,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.environment, a.worker).cmp(&(&b.environment, b.worker)));
+        out
     }
 
     /// Tells every agent of an environment to stop taking work (e.g. it was archived); they

@@ -319,6 +319,14 @@ pub type Checking<B> = futures::future::LocalBoxFuture<
 pub fn require<B: MessageBody + 'static>(
     access: Access,
 ) -> impl Fn(ServiceRequest, Next<B>) -> Checking<B> + Clone {
+    require_rendered(access, |error| error.error_response())
+}
+
+/// Like [`require`], with refusals rendered by `render` (the web UI answers HTML pages).
+pub fn require_rendered<B: MessageBody + 'static>(
+    access: Access,
+    render: fn(&ApiError) -> actix_web::HttpResponse,
+) -> impl Fn(ServiceRequest, Next<B>) -> Checking<B> + Clone {
     move |req: ServiceRequest, next: Next<B>| {
         Box::pin(async move {
             req.extensions_mut().insert(Checked);
@@ -330,7 +338,7 @@ pub fn require<B: MessageBody + 'static>(
                         .map(ServiceResponse::map_into_left_body)
                 }
                 Err(error) => {
-                    let response = error.error_response();
+                    let response = render(&error);
                     Ok(req.into_response(response).map_into_right_body())
                 }
             }

@@ -1,0 +1,221 @@
+//! The step panel (`step=` in the query): the step's attempts, arguments, result or error with
+//! its frames, timings and environment, with Re-run (in the step's environment or one that
+//! inherits from it) and Cancel.
+
+use coflux_core::api::{ExecutionView, StepView};
+use coflux_core::model::{Environment, EnvironmentState, ExecutionId, ExecutionResult};
+use maud::{Markup, html};
+
+use super::RunCtx;
+use crate::http::views::{error_json, value_json};
+use crate::ui::enc;
+use crate::ui::page::{badge, execution_status, format_duration, json_block, strip_ansi, time};
+
+/// The environments a step can be re-run in: `base` and its non-archived descendants, in
+/// tree order.
+pub(crate) fn rerun_environments<'a>(all: &'a [Environment], base: &str) -> Vec<&'a Environment> {
+    let mut out = Vec::new();
+    let Some(root) = all
+        .iter()
+        .find(|e| e.name.as_str() == base && e.state != EnvironmentState::Archived)
+    else {
+        return out;
+    };
+    let mut stack = vec![root];
+    while let Some(env) = stack.pop() {
+        out.push(env);
+        let mut children: Vec<&Environment> = all
+            .iter()
+            .filter(|c| c.parent == Some(env.id) && c.state != EnvironmentState::Archived)
+            .collect();
+        children.reverse();
+        stack.extend(children);
+    }
+    out
+}
+
+/// The environment a step's attempts start from: its caller's, or the run's.
+fn base_environment<'a>(ctx: &RunCtx<'a>, step: &StepView) -> &'a str {
+    step.parent
+        .and_then(|p| ctx.view.step(p.step))
+        .and_then(|s| s.executions.iter().find(|e| Some(e.id) == step.parent))
+        .map_or(ctx.view.environment.as_str(), |e| e.environment.as_str())
+}
+
+fn execution_link(ctx: &RunCtx, id: ExecutionId) -> Markup {
+    let href = if id.run() == ctx.view.id {
+        ctx.href(&[
+            ("step", Some(&id.step.to_string())),
+            ("attempt", Some(&id.attempt.to_string())),
+        ])
+    } else {
+        format!(
+            "/projects/{}/runs/{}?step={}&attempt={}",
+            enc(ctx.project),
+            id.run(),
+            enc(&id.step.to_string()),
+            id.attempt
+        )
+    };
+    html! { a href=(href) { (id) } }
+}
+
+/// Renders the panel for `step`, showing `execution`.
+pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -> Markup {
+    let status = execution_status(execution);
+    let base = base_environment(ctx, step);
+    let options = rerun_environments(ctx.environments, base);
+    let rerun_url = format!("/api/projects/{}/steps/{}/rerun", enc(ctx.project), step.id);
+    let cancel_url = format!(
+        "/api/projects/{}/executions/{}/cancel",
+        enc(ctx.project),
+        execution.id
+    );
+    let index = step
+        .executions
+        .iter()
+        .position(|e| e.id == execution.id)
+        .unwrap_or(0);
+    html! {
+        aside.panel data-testid="step-panel" data-step=(step.id) data-attempt=(execution.id.attempt) {
+            div.panel-head {
+                h2.mono { span.muted { (step.target.module) " / " } (step.target.name) }
+                a.close href=(ctx.href(&[("step", None), ("attempt", None)])) data-testid="close-panel"
+                    title="Close" { "×" }
+            }
+            div.facts {
+                (badge(status))
+                span.mono { (execution.id) }
+                span { "in " strong data-testid="step-environment" { (execution.environment) } }
+                @if step.cached { span.tag { "cache key" } }
+            }
+            nav.attempts data-testid="attempts" {
+                @if index > 0 {
+                    a href=(ctx.href(&[("attempt", Some(&step.executions[index - 1].id.attempt.to_string()))])) { "‹" }
+                }
+                @for e in &step.executions {
+                    a class={ "attempt st-" (execution_status(e)) @if e.id == execution.id { " active" } }
+                        data-testid="attempt"
+                        href=(ctx.href(&[("attempt", Some(&e.id.attempt.to_string()))])) {
+                        "#" (e.id.attempt) " " (execution_status(e))
+                    }
+                }
+                @if index + 1 < step.executions.len() {
+                    a href=(ctx.href(&[("attempt", Some(&step.executions[index + 1].id.attempt.to_string()))])) { "›" }
+                }
+            }
+            div.actions {
+                @if !options.is_empty() {
+                    form.inline data-action="rerun" data-url=(rerun_url) data-testid="rerun-form"
+                        data-project=(ctx.project) data-run=(ctx.view.id) data-step=(step.id) {
+                        select name="environment" data-testid="rerun-environment" {
+                            @for e in &options {
+                                option value=(e.name.as_str()) selected[e.name.as_str() == execution.environment] {
+                                    (e.name.as_str()) }
+                            }
+                        }
+                        button type="submit" data-testid="rerun" { "Re-run" }
+                        p.form-error data-testid="form-error" {}
+                    }
+                }
+                @if execution.result.is_none() {
+                    button.danger data-post=(cancel_url) data-testid="cancel-step"
+                        data-confirm={ "Cancel " (step.target) " (" (execution.id) ")?" } { "Cancel" }
+                }
+            }
+            section {
+                h3 { "Arguments" }
+                @if step.arguments.is_empty() { p.muted { "None." } }
+                ol.arguments data-testid="arguments" {
+                    @for a in &step.arguments { li { (json_block(&value_json(a))) } }
+                }
+            }
+            section data-testid="result" {
+                h3 { "Result" }
+                (result(ctx, execution))
+            }
+            section {
+                h3 { "Timing" }
+                dl.timings data-testid="timings" {
+                    dt { "Created" } dd { (time(execution.created_at)) }
+                    @if let Some(a) = execution.assigned_at {
+                        dt { "Assigned" } dd { (time(a)) " (queued " (format_duration(a - execution.created_at)) ")" }
+                    }
+                    @if let Some(f) = execution.finished_at {
+                        dt { "Finished" } dd { (time(f)) }
+                        @if let Some(a) = execution.assigned_at { dt { "Ran for" } dd { (format_duration(f - a)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn result(ctx: &RunCtx, execution: &ExecutionView) -> Markup {
+    let Some(result) = &execution.result else {
+        return html! { p.muted { @if execution.assigned_at.is_some() { "Running…" } @else { "Queued." } } };
+    };
+    html! {
+        @match result {
+            ExecutionResult::Value { value } => { div data-testid="result-value" { (json_block(&value_json(value))) } }
+            ExecutionResult::Error { error, retry } => {
+                @let shown = error_json(error);
+                div.error data-testid="result-error" {
+                    p { strong.mono { (strip_ansi(shown["type"].as_str().unwrap_or(""))) } }
+                    pre.message { (strip_ansi(shown["message"].as_str().unwrap_or(""))) }
+                    @if !error.frames.is_empty() {
+                        ol.frames data-testid="frames" {
+                            @for f in &error.frames {
+                                li { span.mono { (f.file) ":" (f.line) } " in " strong.mono { (f.name) }
+                                    @if let Some(code) = &f.code { pre.code { (strip_ansi(code)) } } }
+                            }
+                        }
+                    }
+                    @if let Some(r) = retry { p { "Retried as " (execution_link(ctx, *r)) } }
+                }
+            }
+            ExecutionResult::Abandoned { retry } | ExecutionResult::Timeout { retry } => {
+                p { (execution_status(execution)) @if let Some(r) = retry { " · retried as " (execution_link(ctx, *r)) } }
+            }
+            ExecutionResult::Cancelled => { p { "Cancelled." } }
+            ExecutionResult::Cached { successor } | ExecutionResult::Deferred { successor }
+            | ExecutionResult::Suspended { successor } | ExecutionResult::Spawned { successor }
+            | ExecutionResult::Recurred { successor } => {
+                p { (execution_status(execution)) " → " (execution_link(ctx, *successor)) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coflux_core::model::{EnvironmentId, EnvironmentName};
+
+    #[test]
+    fn ui_rerun_environments_are_the_base_and_its_live_descendants() {
+        let env = |id, name: &str, parent: Option<u32>, state| Environment {
+            id: EnvironmentId(id),
+            name: EnvironmentName::new(name).unwrap(),
+            parent: parent.map(EnvironmentId),
+            state,
+            created_at: 0,
+        };
+        let all = vec![
+            env(1, "production", None, EnvironmentState::Active),
+            env(2, "staging", Some(1), EnvironmentState::Active),
+            env(3, "dev", Some(2), EnvironmentState::Paused),
+            env(4, "gone", Some(1), EnvironmentState::Archived),
+            env(5, "other", None, EnvironmentState::Active),
+        ];
+        let names = |base| -> Vec<String> {
+            rerun_environments(&all, base)
+                .iter()
+                .map(|e| e.name.to_string())
+                .collect()
+        };
+        assert_eq!(names("production"), ["production", "staging", "dev"]);
+        assert_eq!(names("staging"), ["staging", "dev"]);
+        assert!(names("gone").is_empty());
+    }
+}
