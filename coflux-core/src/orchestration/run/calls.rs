@@ -95,7 +95,7 @@ impl RunCore {
     }
 
     pub(super) fn link(&mut self, parent: ExecutionId, child: ExecutionId, out: &mut Outbox) {
-        self.links.push((parent, child));
+        self.links.entry(parent).or_default().push(child);
         out.write(Write::LinkChild { parent, child });
     }
 
@@ -103,16 +103,12 @@ impl RunCore {
     /// executions linked to it.
     pub(super) fn children_of(&self, parent: ExecutionId) -> Vec<ExecutionId> {
         let mut children: Vec<ExecutionId> = self
-            .steps
-            .iter()
-            .filter(|s| s.record.parent_execution == Some(parent))
-            .map(|s| s.record.id.execution(1))
-            .chain(
-                self.links
-                    .iter()
-                    .filter(|(p, _)| *p == parent)
-                    .map(|(_, c)| *c),
-            )
+            .own_children
+            .get(&parent)
+            .into_iter()
+            .flatten()
+            .map(|step| step.execution(1))
+            .chain(self.links.get(&parent).into_iter().flatten().copied())
             .collect();
         children.sort_unstable();
         children.dedup();

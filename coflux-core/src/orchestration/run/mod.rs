@@ -42,6 +42,8 @@ struct Attempt {
 
 #[derive(Debug)]
 struct StepState {
+    /// The step as stored, without its arguments (`record.arguments` is left empty: they are
+    /// held once, in `arguments`).
     record: StepRecord,
     arguments: Arc<Vec<Value>>,
     attempts: Vec<Attempt>,
@@ -78,12 +80,17 @@ pub struct RunCore {
     memo: HashMap<(EnvironmentId, String), ExecutionId>,
     /// Executions held until their dependencies finish, with how many are still pending.
     held: HashMap<ExecutionId, usize>,
-    /// Runs started by this run's executions (workflows they called): (parent, initial
-    /// execution of the spawned run).
-    spawned: Vec<(ExecutionId, ExecutionId)>,
+    /// Runs started by this run's executions (workflows they called): parent → initial
+    /// executions of the spawned runs.
+    spawned: HashMap<ExecutionId, Vec<ExecutionId>>,
     /// Children given to executions other than through their own steps (memo hits, replays
-    /// after a suspension): (parent, child).
-    links: Vec<(ExecutionId, ExecutionId)>,
+    /// after a suspension): parent → children, in link order.
+    links: HashMap<ExecutionId, Vec<ExecutionId>>,
+    /// The steps each execution created, in creation (step) order: finding an execution's
+    /// children costs their number, not the run's size.
+    own_children: HashMap<ExecutionId, Vec<StepId>>,
+    /// How many executions have no result yet (whether the run is active, without a scan).
+    open: usize,
 }
 
 impl RunCore {
@@ -97,8 +104,10 @@ impl RunCore {
             external: HashMap::new(),
             memo: HashMap::new(),
             held: HashMap::new(),
-            spawned: Vec::new(),
-            links: Vec::new(),
+            spawned: HashMap::new(),
+            links: HashMap::new(),
+            own_children: HashMap::new(),
+            open: 0,
         }
     }
 
@@ -171,8 +180,11 @@ impl RunCore {
     fn load(snapshot: RunSnapshot) -> Self {
         let mut core = Self::new(snapshot.run.id);
         core.record = Some(snapshot.run);
-        for record in snapshot.steps {
-            let arguments = Arc::new(record.arguments.clone());
+        for mut record in snapshot.steps {
+            if let Some(parent) = record.parent_execution {
+                core.own_children.entry(parent).or_default().push(record.id);
+            }
+            let arguments = Arc::new(std::mem::take(&mut record.arguments));
             core.steps.push(StepState {
                 record,
                 arguments,
@@ -180,6 +192,7 @@ impl RunCore {
             });
         }
         for e in snapshot.executions {
+            let open = e.result.is_none();
             if let Some(step) = core.step_mut(e.id.step) {
                 step.attempts.push(Attempt {
                     environment: e.environment,
@@ -189,13 +202,17 @@ impl RunCore {
                     result: e.result.map(|(r, _)| r),
                     dependencies: e.dependencies,
                 });
+                core.open += usize::from(open);
             }
         }
-        let id = core.id;
-        (core.spawned, core.links) = snapshot
-            .children
-            .iter()
-            .partition(|(_, child)| child.run() != id);
+        for &(parent, child) in &snapshot.children {
+            let children = if child.run() != core.id {
+                &mut core.spawned
+            } else {
+                &mut core.links
+            };
+            children.entry(parent).or_default().push(child);
+        }
         for step in &core.steps {
             if let (Some(key), Some(first)) = (&step.record.memo_key, step.attempts.first()) {
                 core.memo.insert(
@@ -281,9 +298,7 @@ impl RunCore {
 
     /// Whether any execution is still without a result.
     pub fn is_active(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.attempts.iter().any(|a| a.result.is_none()))
+        self.open > 0
     }
 
     fn step(&self, id: StepId) -> Option<&StepState> {
@@ -385,7 +400,7 @@ impl RunCore {
                 }
             }
             RunMsg::Spawned { parent, child } => {
-                self.spawned.push((parent, child));
+                self.spawned.entry(parent).or_default().push(child);
                 let ended = self.attempt(parent).is_none_or(|a| {
                     matches!(
                         a.result,
@@ -539,18 +554,22 @@ impl RunCore {
             .filter(|d| *d > 0)
             .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
         let dependencies = Dependencies::all(waited_for(&options.wait_for, &arguments));
-        let record = StepRecord {
+        let mut record = StepRecord {
             id,
             parent_execution: parent,
             target,
             kind,
-            arguments: arguments.clone(),
+            arguments,
             options,
             cache_key,
             memo_key: memo_key.clone(),
             created_at: now,
         };
         out.write(Write::CreateStep(Box::new(record.clone())));
+        let arguments = std::mem::take(&mut record.arguments);
+        if let Some(parent) = parent {
+            self.own_children.entry(parent).or_default().push(id);
+        }
         self.steps.push(StepState {
             record,
             arguments: Arc::new(arguments),
@@ -617,6 +636,7 @@ impl RunCore {
         } else {
             self.hold(execution, dependencies, out);
         }
+        self.open += 1;
         execution
     }
 
@@ -747,6 +767,7 @@ impl RunCore {
             ExecutionResult::Cancelled | ExecutionResult::Timeout { .. }
         );
         step.attempts[execution.attempt as usize - 1].result = Some(result);
+        self.open -= 1;
         if ends_children {
             self.cancel_children(execution, now, out);
         }
