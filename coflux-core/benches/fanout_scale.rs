@@ -77,7 +77,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn short(n: u64) -> String {
-    if n % 1_000 == 0 {
+    if n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()

@@ -142,7 +142,7 @@ fn main() {
 
 /// `10000` → `10k`, `1500` → `1500`.
 fn short(n: u64) -> String {
-    if n % 1_000 == 0 {
+    if n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()
