@@ -12,9 +12,10 @@
 //! width it prints the wall time and the CPU time (user + system, from `/proc`) of the server and
 //! of the agent (with its adapter); the last line is one JSON object with `fanout_<n>_ms`,
 //! `server_cpu_<n>_ms`, `agent_cpu_<n>_ms`, `ratio_<n>_<first>` (time of `n` over time of the
-//! first width: 10.0 for 10,000 vs 1,000 when linear) and `server_peak_rss_mb`. Wall times are
-//! noisy on a busy machine: compare the ratios of one command. `COFLUX_BIN_DIR=<dir>` runs
-//! binaries copied there (e.g. an older build) instead of building the workspace's.
+//! first width: 10.0 for 10,000 vs 1,000 when linear), `inspect_<n>_ms` (reading the widest run
+//! through the API) and `server_peak_rss_mb`. Wall times are noisy on a busy machine: compare
+//! the ratios of one command. `COFLUX_BIN_DIR=<dir>` runs binaries copied there (e.g. an older
+//! build) instead of building the workspace's.
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,7 @@ fn rss_mb(pid: u32, field: &str) -> f64 {
 
 /// Runs `fanout(n)` once; returns its wall time and the server's and the agent's (with its
 /// adapter) CPU time meanwhile.
-async fn fanout(server: &Server, agent: u32, n: u64) -> (Duration, f64, f64) {
+async fn fanout(server: &Server, agent: u32, n: u64) -> (String, Duration, f64, f64) {
     let cpu = cpu_ms(server.proc.pid());
     let agent_cpu = tree_cpu_ms(agent);
     let started = Instant::now();
@@ -83,6 +84,7 @@ async fn fanout(server: &Server, agent: u32, n: u64) -> (Duration, f64, f64) {
     let elapsed = started.elapsed();
     assert_eq!(result["status"], "value", "fanout({n}): {result}");
     (
+        run,
         elapsed,
         cpu_ms(server.proc.pid()) - cpu,
         tree_cpu_ms(agent) - agent_cpu,
@@ -113,7 +115,7 @@ fn main() {
         let first = widths[0];
         let mut first_ms = f64::NAN;
         for &n in &widths {
-            let (elapsed, cpu, agent_cpu) = fanout(&server, agent, n).await;
+            let (run, elapsed, cpu, agent_cpu) = fanout(&server, agent, n).await;
             let ms = elapsed.as_secs_f64() * 1e3;
             eprintln!(
                 "fanout({n}): {ms:.1} ms, server CPU {cpu:.0} ms ({:.1} µs/task), agent CPU \
@@ -127,6 +129,14 @@ fn main() {
             figures.insert(format!("fanout_{n}_ms"), json!(round1(ms)));
             figures.insert(format!("server_cpu_{n}_ms"), json!(round1(cpu)));
             figures.insert(format!("agent_cpu_{n}_ms"), json!(round1(agent_cpu)));
+            if n == *widths.iter().max().unwrap_or(&n) {
+                let started = Instant::now();
+                let view = server.inspect(P, &run).await;
+                let inspect = started.elapsed().as_secs_f64() * 1e3;
+                let steps = view["steps"].as_array().map_or(0, Vec::len);
+                eprintln!("inspect of fanout({n}): {inspect:.1} ms ({steps} steps)");
+                figures.insert(format!("inspect_{n}_ms"), json!(round1(inspect)));
+            }
             if n != first {
                 let ratio = (ms / first_ms * 100.0).round() / 100.0;
                 figures.insert(format!("ratio_{}_{}", short(n), short(first)), json!(ratio));

@@ -573,7 +573,8 @@ impl RunCore {
         self.steps.push(StepState {
             record,
             arguments: Arc::new(arguments),
-            attempts: Vec::new(),
+            // Most steps have one attempt: room for one, not the four a first push reserves.
+            attempts: Vec::with_capacity(1),
         });
         let execution = id.execution(1);
         if let Some(key) = memo_key {
