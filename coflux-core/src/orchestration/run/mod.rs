@@ -65,6 +65,19 @@ enum Resolution {
     Pending(ExecutionId),
 }
 
+/// What an execution resumed after a suspension has replayed so far (see `RunCore::replay`).
+#[derive(Debug, Default)]
+struct Replay {
+    /// The predecessor's children by call (target and call key), in child order.
+    previous: HashMap<(TargetRef, String), Vec<ExecutionId>>,
+    /// How many of the execution's own steps and links are counted in `made`.
+    own_seen: usize,
+    links_seen: usize,
+    /// The execution's children counted so far, and how many per call.
+    seen: std::collections::HashSet<ExecutionId>,
+    made: HashMap<(TargetRef, String), usize>,
+}
+
 /// Waiters taken from a run's state (see [`RunCore::take_waiters`]).
 #[derive(Debug, Default)]
 pub struct Waiters(Vec<(ExecutionId, Waiter)>);
@@ -91,6 +104,8 @@ pub struct RunCore {
     own_children: HashMap<ExecutionId, Vec<StepId>>,
     /// How many executions have no result yet (whether the run is active, without a scan).
     open: usize,
+    /// Replay state of running executions that resumed after a suspension.
+    replays: HashMap<ExecutionId, Replay>,
 }
 
 impl RunCore {
@@ -108,6 +123,7 @@ impl RunCore {
             links: HashMap::new(),
             own_children: HashMap::new(),
             open: 0,
+            replays: HashMap::new(),
         }
     }
 
@@ -769,6 +785,7 @@ impl RunCore {
         );
         step.attempts[execution.attempt as usize - 1].result = Some(result);
         self.open -= 1;
+        self.replays.remove(&execution);
         if ends_children {
             self.cancel_children(execution, now, out);
         }
