@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// What an execution resumed after a suspension has replayed so far (see `RunCore::replay`).
+#[derive(Debug, Default)]
+pub(super) struct Replay {
+    /// The predecessor's children by call (target and call key), in child order.
+    previous: HashMap<(TargetRef, String), Vec<ExecutionId>>,
+    /// How many of the execution's own steps and links are counted in `made`.
+    own_seen: usize,
+    links_seen: usize,
+    /// The execution's children counted so far, and how many per call.
+    seen: std::collections::HashSet<ExecutionId>,
+    made: HashMap<(TargetRef, String), usize>,
+}
+
 impl RunCore {
     /// A workflow called from an execution starts a run of its own, linked to the caller.
     pub(super) fn spawn(
@@ -120,7 +133,7 @@ impl RunCore {
     /// child with the same target and arguments), so nothing is submitted twice.
     ///
     /// The predecessor's children are grouped by call once, and the resumed execution's own
-    /// children are counted as they come ([`Replay`]), so a call costs the same in a wide
+    /// children are counted as they come (`Replay`), so a call costs the same in a wide
     /// fan-out as in a narrow one.
     pub(super) fn replay(
         &mut self,

@@ -25,6 +25,7 @@ mod control;
 mod dependencies;
 mod policy;
 
+use calls::Replay;
 use dependencies::waited_for;
 
 /// A bound on result chains (retries, cache links, ...) followed to find a final result.
@@ -63,19 +64,6 @@ enum Waiter {
 enum Resolution {
     Final(ExecutionResult),
     Pending(ExecutionId),
-}
-
-/// What an execution resumed after a suspension has replayed so far (see `RunCore::replay`).
-#[derive(Debug, Default)]
-struct Replay {
-    /// The predecessor's children by call (target and call key), in child order.
-    previous: HashMap<(TargetRef, String), Vec<ExecutionId>>,
-    /// How many of the execution's own steps and links are counted in `made`.
-    own_seen: usize,
-    links_seen: usize,
-    /// The execution's children counted so far, and how many per call.
-    seen: std::collections::HashSet<ExecutionId>,
-    made: HashMap<(TargetRef, String), usize>,
 }
 
 /// Waiters taken from a run's state (see [`RunCore::take_waiters`]).
