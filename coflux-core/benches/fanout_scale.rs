@@ -8,9 +8,10 @@
 //! A workflow submits `n` trivial tasks, then awaits them one by one, in one process over a
 //! durable SQLite store (a fresh temporary directory). Each width runs once with the in-process
 //! worker's default (unbounded) concurrency and once with a concurrency of 1,000 (as the
-//! `coflux-server` benches' agent: most tasks then wait in the environment's queue). The last
-//! line of stdout is one JSON object with `fanout_<n>_ms` and `ratio_<n>_<first>` (time over the
-//! first width's; 10.0 for 10,000 vs 1,000 when linear), and the same with a `c1000_` prefix.
+//! `coflux-server` benches' agent; in-process tasks end about as fast as they are submitted, so
+//! the environment's queue stays short, unlike behind a remote agent). The last line of stdout
+//! is one JSON object with `fanout_<n>_ms` and `ratio_<n>_<first>` (time over the first width's;
+//! 10.0 for 10,000 vs 1,000 when linear), and the same with a `c1000_` prefix.
 //! Compare ratios of one command: wall times are noisy on a busy machine.
 
 use std::time::{Duration, Instant};
