@@ -475,6 +475,30 @@ async fn workflows_run_to_completion_and_can_be_rerun_and_cancelled() {
     assert!(root["duration_ms"].is_i64());
     assert_eq!(steps[1]["target"], "sum");
     assert_eq!(steps[1]["parent"], format!("{}:1:1", run.as_str().unwrap()));
+    assert_eq!(
+        (view["total_steps"].clone(), view["next_offset"].clone()),
+        (json!(2), Json::Null)
+    );
+
+    // Steps come in pages with `offset` and `limit`.
+    let page = |query: &str| {
+        get(&format!(
+            "/api/projects/alpha/runs/{}?{query}",
+            run.as_str().unwrap()
+        ))
+    };
+    let (_, first) = call!(&app, page("limit=1"));
+    assert_eq!(first["steps"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["steps"][0]["target"], "add");
+    assert_eq!(
+        (first["total_steps"].clone(), first["next_offset"].clone()),
+        (json!(2), json!(1))
+    );
+    let (_, second) = call!(&app, page("offset=1&limit=1"));
+    assert_eq!(second["steps"][0]["target"], "sum", "{second}");
+    assert_eq!(second["next_offset"], Json::Null);
+    let (_, beyond) = call!(&app, page("offset=5"));
+    assert_eq!(beyond["steps"], json!([]), "{beyond}");
 
     let step = format!("{}:1", run.as_str().unwrap());
     let rerun = call!(

@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-/// Where the workspace's binaries are (built once per test process).
+/// Where the workspace's binaries are (built once per test process). `COFLUX_BIN_DIR` names a
+/// directory of already built binaries instead (e.g. copies, to compare two builds).
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("COFLUX_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
         // target/<profile>/deps/<test> → target/<profile>
         let exe = std::env::current_exe().unwrap();
         let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();

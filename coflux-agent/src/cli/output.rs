@@ -1,5 +1,6 @@
 //! Text rendering: tables, times, durations, values, run trees and log lines.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use coflux_core::sdk::decode_json;
@@ -193,7 +194,18 @@ fn call_text(step: &Step) -> String {
     text
 }
 
-fn render_step(out: &mut String, run: &Run, step: &Step, prefix: &str, last: bool, now: i64) {
+/// The steps of a run under each step id (their parent execution's step), in run order.
+type Children<'a> = HashMap<&'a str, Vec<&'a Step>>;
+
+fn render_step(
+    out: &mut String,
+    run: &Run,
+    tree: &Children<'_>,
+    step: &Step,
+    prefix: &str,
+    last: bool,
+    now: i64,
+) {
     let branch = if last { "└─ " } else { "├─ " };
     let cont = format!("{prefix}{}", if last { "   " } else { "│  " });
     let env_tag = |e: &Execution| {
@@ -227,17 +239,11 @@ fn render_step(out: &mut String, run: &Run, step: &Step, prefix: &str, last: boo
             }
         }
     }
-    let children: Vec<&Step> = run
-        .steps
-        .iter()
-        .filter(|s| {
-            s.parent
-                .as_deref()
-                .is_some_and(|p| step_of(p) == step.step_id)
-        })
-        .collect();
+    let children = tree
+        .get(step.step_id.as_str())
+        .map_or(&[][..], Vec::as_slice);
     for (i, child) in children.iter().enumerate() {
-        render_step(out, run, child, &cont, i + 1 == children.len(), now);
+        render_step(out, run, tree, child, &cont, i + 1 == children.len(), now);
     }
 }
 
@@ -256,7 +262,14 @@ pub fn run_tree(run: &Run, now: i64) -> String {
         run.environment,
         datetime(run.created_at)
     );
-    let known = |p: &str| run.steps.iter().any(|s| s.step_id == step_of(p));
+    let ids: HashSet<&str> = run.steps.iter().map(|s| s.step_id.as_str()).collect();
+    let known = |p: &str| ids.contains(step_of(p));
+    let mut tree = Children::new();
+    for step in &run.steps {
+        if let Some(parent) = step.parent.as_deref() {
+            tree.entry(step_of(parent)).or_default().push(step);
+        }
+    }
     let roots: Vec<&Step> = run
         .steps
         .iter()
@@ -266,7 +279,7 @@ pub fn run_tree(run: &Run, now: i64) -> String {
         let _ = writeln!(out, "started by {parent}");
     }
     for (i, step) in roots.iter().enumerate() {
-        render_step(&mut out, run, step, "", i + 1 == roots.len(), now);
+        render_step(&mut out, run, &tree, step, "", i + 1 == roots.len(), now);
     }
     for spawned in &run.spawned {
         let _ = writeln!(

@@ -31,10 +31,38 @@ pub struct RemoteHost {
     blobs: BlobClient,
     metrics: MetricBatcher,
     /// Pushed results of children not yet waited on, with the parent that submitted them.
-    early: Rc<RefCell<HashMap<ExecutionId, (ExecutionId, Early)>>>,
+    early: Rc<RefCell<EarlyResults>>,
     /// How many calls each running execution has made: a submission's number is its identity
     /// for the server (see `AgentRequest::Submit`).
     calls: Rc<RefCell<HashMap<ExecutionId, u32>>>,
+}
+
+/// Pushed results of children not yet waited on, by child, and the children of each parent
+/// (so forgetting a parent's costs their number, not every running execution's).
+#[derive(Default)]
+struct EarlyResults {
+    results: HashMap<ExecutionId, (ExecutionId, Early)>,
+    /// Children submitted by each parent still running (some may be taken already).
+    by_parent: HashMap<ExecutionId, Vec<ExecutionId>>,
+}
+
+impl EarlyResults {
+    fn insert(&mut self, child: ExecutionId, parent: ExecutionId, result: Early) {
+        self.results.insert(child, (parent, result));
+        self.by_parent.entry(parent).or_default().push(child);
+    }
+
+    fn take(&mut self, child: ExecutionId) -> Option<Early> {
+        self.results.remove(&child).map(|(_, e)| e)
+    }
+
+    fn forget(&mut self, parent: ExecutionId) {
+        for child in self.by_parent.remove(&parent).unwrap_or_default() {
+            if self.results.get(&child).is_some_and(|(p, _)| *p == parent) {
+                self.results.remove(&child);
+            }
+        }
+    }
 }
 
 impl RemoteHost {
@@ -52,7 +80,7 @@ impl RemoteHost {
     /// Forgets the pushed results of children that `parent` never waited on (call when it
     /// has ended).
     pub fn forget(&self, parent: ExecutionId) {
-        self.early.borrow_mut().retain(|_, (p, _)| *p != parent);
+        self.early.borrow_mut().forget(parent);
         self.calls.borrow_mut().remove(&parent);
     }
 }
@@ -103,7 +131,7 @@ impl ExecutorHost for RemoteHost {
                     // Registered before this task yields again, so before `Resolved` can arrive.
                     let resolution = link.expect_resolution(id);
                     let future = async move { resolution.await.ok() }.boxed_local().shared();
-                    early.borrow_mut().insert(id, (parent, future));
+                    early.borrow_mut().insert(id, parent, future);
                     Ok(id)
                 }
                 other => Err(unexpected(other)),
@@ -118,7 +146,7 @@ impl ExecutorHost for RemoteHost {
         from: ExecutionId,
     ) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>> {
         let link = self.link.clone();
-        let early = self.early.borrow_mut().remove(&execution).map(|(_, e)| e);
+        let early = self.early.borrow_mut().take(execution);
         async move {
             // The pushed result, unless it was lost or the server could not get it (then ask).
             if let Some(early) = early

@@ -1,6 +1,7 @@
 //! Run inspection from the committed state: [`RunView`] with its steps and executions, and a
 //! tree rendering for terminals.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -103,25 +104,28 @@ pub(super) fn load_run(
     };
     let home = snapshot.run.environment;
     let visible = |env: EnvironmentId| view.as_ref().is_none_or(|v| visible_from(home, v, env));
+    // Each step's visible executions, in one pass (not one pass per step).
+    let mut by_step: HashMap<StepId, Vec<ExecutionView>> = HashMap::new();
+    for e in snapshot
+        .executions
+        .iter()
+        .filter(|e| visible(e.environment))
+    {
+        by_step.entry(e.id.step).or_default().push(ExecutionView {
+            id: e.id,
+            environment: name(e.environment),
+            state: e.state(),
+            created_at: e.created_at,
+            assigned_at: e.assignment.map(|(_, at)| at),
+            finished_at: e.result.as_ref().map(|(_, at)| *at),
+            result: e.result.as_ref().map(|(r, _)| r.clone()),
+        });
+    }
     let mut steps = Vec::new();
     for step in snapshot.steps {
-        let executions: Vec<ExecutionView> = snapshot
-            .executions
-            .iter()
-            .filter(|e| e.id.step == step.id && visible(e.environment))
-            .map(|e| ExecutionView {
-                id: e.id,
-                environment: name(e.environment),
-                state: e.state(),
-                created_at: e.created_at,
-                assigned_at: e.assignment.map(|(_, at)| at),
-                finished_at: e.result.as_ref().map(|(_, at)| *at),
-                result: e.result.as_ref().map(|(r, _)| r.clone()),
-            })
-            .collect();
-        if executions.is_empty() {
+        let Some(executions) = by_step.remove(&step.id) else {
             continue;
-        }
+        };
         steps.push(StepView {
             id: step.id,
             target: step.target,
@@ -193,8 +197,14 @@ impl fmt::Display for RunView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "run {} in {}", self.id, self.environment)?;
         let roots: Vec<&StepView> = self.steps.iter().filter(|s| s.parent.is_none()).collect();
+        let mut children: HashMap<StepId, Vec<&StepView>> = HashMap::new();
+        for step in &self.steps {
+            if let Some(parent) = step.parent {
+                children.entry(parent.step).or_default().push(step);
+            }
+        }
         for (i, step) in roots.iter().enumerate() {
-            self.render(f, step, "", i + 1 == roots.len())?;
+            self.render(f, &children, step, "", i + 1 == roots.len())?;
         }
         Ok(())
     }
@@ -204,6 +214,7 @@ impl RunView {
     fn render(
         &self,
         f: &mut fmt::Formatter<'_>,
+        children_of: &HashMap<StepId, Vec<&StepView>>,
         step: &StepView,
         prefix: &str,
         last: bool,
@@ -229,14 +240,16 @@ impl RunView {
                 e.id.attempt, e.environment
             )?;
         }
-        let children: Vec<&StepView> = self
-            .steps
-            .iter()
-            .filter(|s| s.parent.is_some_and(|p| p.step == step.id))
-            .collect();
+        let children = children_of.get(&step.id).map_or(&[][..], Vec::as_slice);
         let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
         for (i, child) in children.iter().enumerate() {
-            self.render(f, child, &child_prefix, i + 1 == children.len())?;
+            self.render(
+                f,
+                children_of,
+                child,
+                &child_prefix,
+                i + 1 == children.len(),
+            )?;
         }
         Ok(())
     }

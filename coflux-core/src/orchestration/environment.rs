@@ -440,19 +440,21 @@ impl EnvironmentCore {
         if self.state != EnvironmentState::Active || self.ready.is_empty() {
             return;
         }
-        let mut kept = VecDeque::new();
+        // Tickets no worker takes now (over a limit, no accepting worker); they go back to the
+        // front in their order. When every worker is full the rest of the queue stays where it
+        // is: moving it would cost the queue's length for every message.
+        let mut kept = Vec::new();
         while let Some(ticket) = self.ready.pop_front() {
             if !self
                 .workers
                 .values()
                 .any(|w| w.available && w.running < w.capacity)
             {
-                kept.push_back(ticket);
-                kept.extend(self.ready.drain(..));
+                self.ready.push_front(ticket);
                 break;
             }
             if !self.under_limit(&ticket.target) {
-                kept.push_back(ticket);
+                kept.push(ticket);
                 continue;
             }
             let chosen = self
@@ -462,7 +464,7 @@ impl EnvironmentCore {
                 .min_by_key(|(_, w)| w.running)
                 .map(|(id, _)| *id);
             let Some(worker) = chosen else {
-                kept.push_back(ticket);
+                kept.push(ticket);
                 continue;
             };
             if let Some(slot) = self.workers.get_mut(&worker) {
@@ -494,7 +496,9 @@ impl EnvironmentCore {
                 },
             ));
         }
-        self.ready = kept;
+        for ticket in kept.into_iter().rev() {
+            self.ready.push_front(ticket);
+        }
     }
 
     fn arm_timer(&mut self, out: &mut Outbox) {

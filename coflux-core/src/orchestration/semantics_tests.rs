@@ -147,6 +147,47 @@ fn a_suspended_execution_resumes_as_a_new_attempt_after_its_delay() {
 }
 
 #[test]
+fn a_resumed_execution_gets_its_predecessors_children_call_by_call() {
+    let Fixture { mut h, .. } = setup();
+    let root = start(&mut h, StepOptions::default());
+    let same = || vec![Value::raw(json!(1))];
+    let first: Vec<ExecutionId> = (0..3)
+        .map(|_| {
+            h.call(root, &task(), same(), StepOptions::default())
+                .unwrap()
+        })
+        .collect();
+    let other = h
+        .call(
+            root,
+            &task(),
+            vec![Value::raw(json!(2))],
+            StepOptions::default(),
+        )
+        .unwrap();
+    h.suspend(root, None, Dependencies::default()).unwrap();
+    let next = root.step.execution(2);
+    // The resumed attempt repeats its calls: the k-th identical call gets the k-th child.
+    let again = |h: &mut Harness, arguments| {
+        h.call(next, &task(), arguments, StepOptions::default())
+            .unwrap()
+    };
+    assert_eq!(again(&mut h, vec![Value::raw(json!(2))]), other);
+    for child in &first {
+        assert_eq!(again(&mut h, same()), *child);
+    }
+    let fourth = again(&mut h, same());
+    assert!(
+        !first.contains(&fourth) && fourth != other,
+        "a new call makes a new child"
+    );
+    assert_eq!(
+        again(&mut h, vec![Value::raw(json!(2))]).step.number,
+        fourth.step.number + 1
+    );
+}
+
+#[test]
 fn a_suspended_select_resumes_once_every_handle_has_finished() {
     let Fixture { mut h, .. } = setup();
     let root = start(&mut h, StepOptions::default());

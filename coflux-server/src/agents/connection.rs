@@ -297,14 +297,16 @@ fn handle_frame(
                             Err(wire_error("unavailable", "the submission was interrupted"))
                         }),
                         SubmitTurn::Handle => {
-                            let (answer, result) = submit(&session, request, wait).await;
+                            // Boxed: this task lives until the child's result, and only
+                            // what it holds then should stay (not room for the submission).
+                            let (answer, result) = Box::pin(submit(&session, request, wait)).await;
                             waiting = result;
                             session.submitted(id, &answer);
                             answer
                         }
                     }
                 } else {
-                    answer(&session, request).await
+                    Box::pin(answer(&session, request)).await
                 };
                 let child = match &result {
                     Ok(ReplyBody::Submitted(child)) if wait => Some(*child),

@@ -201,6 +201,12 @@ async fn list(
 #[serde(deny_unknown_fields)]
 struct InspectQuery {
     environment: Option<String>,
+    /// Skips the first `offset` steps (in step order).
+    #[serde(default)]
+    offset: usize,
+    /// Returns at most `limit` steps (all by default); `next_offset` then says where the next
+    /// page starts.
+    limit: Option<usize>,
 }
 
 async fn inspect(
@@ -214,7 +220,7 @@ async fn inspect(
     let view = project
         .inspect_run(run, query.environment.as_deref())
         .await?;
-    Ok(HttpResponse::Ok().json(RunJson::new(&view)))
+    Ok(HttpResponse::Ok().json(RunJson::page(&view, query.offset, query.limit)))
 }
 
 #[derive(Deserialize)]

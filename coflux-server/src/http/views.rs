@@ -86,8 +86,13 @@ pub struct RunJson {
     pub created_at: Millis,
     /// The execution that started it (a workflow called from another run).
     pub parent: Option<String>,
-    /// Its steps by number; `parent` links a step to the execution that called it.
+    /// Its steps by number; `parent` links a step to the execution that called it. With the
+    /// `offset` and `limit` query parameters, one page of them.
     pub steps: Vec<StepJson>,
+    /// How many steps the run has (shown in its environment's view).
+    pub total_steps: usize,
+    /// Where the next page of steps starts (`offset`), if `steps` is not the last page.
+    pub next_offset: Option<usize>,
     /// Runs started by its executions (workflows they called).
     pub spawned: Vec<SpawnedJson>,
 }
@@ -151,14 +156,24 @@ pub struct ExecutionJson {
 }
 
 impl RunJson {
-    /// Renders a run view.
+    /// Renders a run view with all its steps.
     pub fn new(view: &RunView) -> Self {
+        Self::page(view, 0, None)
+    }
+
+    /// Renders a run view with the steps from `offset`, at most `limit` of them.
+    pub fn page(view: &RunView, offset: usize, limit: Option<usize>) -> Self {
+        let total = view.steps.len();
+        let start = offset.min(total);
+        let end = limit.map_or(total, |l| start.saturating_add(l).min(total));
         Self {
             run_id: view.id.to_string(),
             environment: view.environment.clone(),
             created_at: view.created_at,
             parent: view.parent.map(|p| p.to_string()),
-            steps: view.steps.iter().map(step_json).collect(),
+            steps: view.steps[start..end].iter().map(step_json).collect(),
+            total_steps: total,
+            next_offset: (end < total).then_some(end),
             spawned: view
                 .spawned
                 .iter()

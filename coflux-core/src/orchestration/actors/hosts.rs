@@ -39,8 +39,18 @@ where
     // a command to a worker) goes through the same FIFO writer after this batch, so it is only
     // acted on once these writes are durable. Replies and worker commands of this batch wait
     // for its commit.
-    let (internal, external): (Vec<_>, Vec<_>) =
-        out.messages.into_iter().partition(Envelope::is_internal);
+    // Sized exactly: the external part waits in the writer's queue until its commit, and a
+    // fan-out queues one such batch per child (a grown Vec would hold room for four envelopes).
+    let internal_count = out.messages.iter().filter(|e| e.is_internal()).count();
+    let mut internal = Vec::with_capacity(internal_count);
+    let mut external = Vec::with_capacity(out.messages.len() - internal_count);
+    for envelope in out.messages {
+        if envelope.is_internal() {
+            internal.push(envelope);
+        } else {
+            external.push(envelope);
+        }
+    }
     router.deliver_all(internal);
     router.queue_commit(out.writes, external);
 }

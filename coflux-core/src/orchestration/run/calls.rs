@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// What an execution resumed after a suspension has replayed so far (see `RunCore::replay`).
+#[derive(Debug, Default)]
+pub(super) struct Replay {
+    /// The predecessor's children by call (target and call key), in child order.
+    previous: HashMap<(TargetRef, String), Vec<ExecutionId>>,
+    /// How many of the execution's own steps and links are counted in `made`.
+    own_seen: usize,
+    links_seen: usize,
+    /// The execution's children counted so far, and how many per call.
+    seen: std::collections::HashSet<ExecutionId>,
+    made: HashMap<(TargetRef, String), usize>,
+}
+
 impl RunCore {
     /// A workflow called from an execution starts a run of its own, linked to the caller.
     pub(super) fn spawn(
@@ -97,7 +110,7 @@ impl RunCore {
     }
 
     pub(super) fn link(&mut self, parent: ExecutionId, child: ExecutionId, out: &mut Outbox) {
-        self.links.push((parent, child));
+        self.links.entry(parent).or_default().push(child);
         out.write(Write::LinkChild { parent, child });
     }
 
@@ -105,16 +118,12 @@ impl RunCore {
     /// executions linked to it.
     pub(super) fn children_of(&self, parent: ExecutionId) -> Vec<ExecutionId> {
         let mut children: Vec<ExecutionId> = self
-            .steps
-            .iter()
-            .filter(|s| s.record.parent_execution == Some(parent))
-            .map(|s| s.record.id.execution(1))
-            .chain(
-                self.links
-                    .iter()
-                    .filter(|(p, _)| *p == parent)
-                    .map(|(_, c)| *c),
-            )
+            .own_children
+            .get(&parent)
+            .into_iter()
+            .flatten()
+            .map(|step| step.execution(1))
+            .chain(self.links.get(&parent).into_iter().flatten().copied())
             .collect();
         children.sort_unstable();
         children.dedup();
@@ -124,8 +133,12 @@ impl RunCore {
     /// An execution resumed after its predecessor suspended re-runs its code from the top: the
     /// calls it repeats get the children its predecessor made (the k-th identical call the k-th
     /// child with the same target and arguments), so nothing is submitted twice.
+    ///
+    /// The predecessor's children are grouped by call once, and the resumed execution's own
+    /// children are counted as they come (`Replay`), so a call costs the same in a wide
+    /// fan-out as in a narrow one.
     pub(super) fn replay(
-        &self,
+        &mut self,
         parent: ExecutionId,
         request: &SubmitRequest,
     ) -> Option<ExecutionId> {
@@ -139,23 +152,59 @@ impl RunCore {
         ) {
             return None;
         }
-        let all = ParamSelection::All(true);
-        let key = call_key(&request.target, &all, &request.arguments);
-        let same_call = |child: &ExecutionId| {
-            self.step(child.step).is_some_and(|s| {
-                s.record.target == request.target
-                    && call_key(&s.record.target, &all, &s.arguments) == key
-            })
+        let mut replay = match self.replays.remove(&parent) {
+            Some(replay) => replay,
+            None => {
+                // The predecessor has finished: its children no longer change.
+                let mut replay = Replay::default();
+                for child in self.children_of(previous) {
+                    if let Some(call) = self.call_of(child) {
+                        replay.previous.entry(call).or_default().push(child);
+                    }
+                }
+                replay
+            }
         };
-        let made = self
-            .children_of(parent)
+        // Count the children `parent` got since the last call (its lists only grow).
+        let own: Vec<ExecutionId> = self
+            .own_children
+            .get(&parent)
+            .map_or(&[][..], Vec::as_slice)[replay.own_seen..]
             .iter()
-            .filter(|c| same_call(c))
-            .count();
-        self.children_of(previous)
-            .into_iter()
-            .filter(|c| same_call(c))
-            .nth(made)
+            .map(|step| step.execution(1))
+            .collect();
+        let linked =
+            self.links.get(&parent).map_or(&[][..], Vec::as_slice)[replay.links_seen..].to_vec();
+        replay.own_seen += own.len();
+        replay.links_seen += linked.len();
+        for child in own.into_iter().chain(linked) {
+            if replay.seen.insert(child)
+                && let Some(call) = self.call_of(child)
+            {
+                *replay.made.entry(call).or_default() += 1;
+            }
+        }
+        let all = ParamSelection::All(true);
+        let call = (
+            request.target.clone(),
+            call_key(&request.target, &all, &request.arguments),
+        );
+        let made = replay.made.get(&call).copied().unwrap_or(0);
+        let child = replay
+            .previous
+            .get(&call)
+            .and_then(|c| c.get(made))
+            .copied();
+        self.replays.insert(parent, replay);
+        child
+    }
+
+    /// The target and the call key (on all arguments) of a step's first execution.
+    fn call_of(&self, child: ExecutionId) -> Option<(TargetRef, String)> {
+        let step = self.step(child.step)?;
+        let all = ParamSelection::All(true);
+        let key = call_key(&step.record.target, &all, &step.arguments);
+        Some((step.record.target.clone(), key))
     }
 
     /// A step's `requires` merged over its run's workflow's: the step's values win per key, and

@@ -71,16 +71,18 @@ impl RunCore {
         now: Millis,
         out: &mut Outbox,
     ) {
-        for (_, child) in self.spawned.iter().filter(|(p, _)| *p == execution) {
+        for child in self.spawned.get(&execution).into_iter().flatten() {
             out.send(Envelope::Run(
                 child.run(),
                 RunMsg::Cancel { execution: *child },
             ));
         }
         let children: Vec<ExecutionId> = self
-            .steps
-            .iter()
-            .filter(|s| s.record.parent_execution == Some(execution))
+            .own_children
+            .get(&execution)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.step(*id))
             .flat_map(|s| {
                 s.attempts
                     .iter()

@@ -26,6 +26,7 @@ mod dependencies;
 mod policy;
 mod results;
 
+use calls::Replay;
 use dependencies::waited_for;
 
 /// A bound on result chains (retries, cache links, ...) followed to find a final result.
@@ -43,6 +44,8 @@ struct Attempt {
 
 #[derive(Debug)]
 struct StepState {
+    /// The step as stored, without its arguments (`record.arguments` is left empty: they are
+    /// held once, in `arguments`).
     record: StepRecord,
     arguments: Arc<Vec<Value>>,
     attempts: Vec<Attempt>,
@@ -81,12 +84,19 @@ pub struct RunCore {
     memo: HashMap<(EnvironmentId, String), ExecutionId>,
     /// Executions held until their dependencies finish, with how many are still pending.
     held: HashMap<ExecutionId, usize>,
-    /// Runs started by this run's executions (workflows they called): (parent, initial
-    /// execution of the spawned run).
-    spawned: Vec<(ExecutionId, ExecutionId)>,
+    /// Runs started by this run's executions (workflows they called): parent → initial
+    /// executions of the spawned runs.
+    spawned: HashMap<ExecutionId, Vec<ExecutionId>>,
     /// Children given to executions other than through their own steps (memo hits, replays
-    /// after a suspension): (parent, child).
-    links: Vec<(ExecutionId, ExecutionId)>,
+    /// after a suspension): parent → children, in link order.
+    links: HashMap<ExecutionId, Vec<ExecutionId>>,
+    /// The steps each execution created, in creation (step) order: finding an execution's
+    /// children costs their number, not the run's size.
+    own_children: HashMap<ExecutionId, Vec<StepId>>,
+    /// How many executions have no result yet (whether the run is active, without a scan).
+    open: usize,
+    /// Replay state of running executions that resumed after a suspension.
+    replays: HashMap<ExecutionId, Replay>,
     /// The child each numbered call of an execution got: (parent, call) → child.
     calls: HashMap<(ExecutionId, u32), ExecutionId>,
 }
@@ -102,8 +112,11 @@ impl RunCore {
             external: HashMap::new(),
             memo: HashMap::new(),
             held: HashMap::new(),
-            spawned: Vec::new(),
-            links: Vec::new(),
+            spawned: HashMap::new(),
+            links: HashMap::new(),
+            own_children: HashMap::new(),
+            open: 0,
+            replays: HashMap::new(),
             calls: HashMap::new(),
         }
     }
@@ -177,8 +190,11 @@ impl RunCore {
     fn load(snapshot: RunSnapshot) -> Self {
         let mut core = Self::new(snapshot.run.id);
         core.record = Some(snapshot.run);
-        for record in snapshot.steps {
-            let arguments = Arc::new(record.arguments.clone());
+        for mut record in snapshot.steps {
+            if let Some(parent) = record.parent_execution {
+                core.own_children.entry(parent).or_default().push(record.id);
+            }
+            let arguments = Arc::new(std::mem::take(&mut record.arguments));
             core.steps.push(StepState {
                 record,
                 arguments,
@@ -186,6 +202,7 @@ impl RunCore {
             });
         }
         for e in snapshot.executions {
+            let open = e.result.is_none();
             if let Some(step) = core.step_mut(e.id.step) {
                 step.attempts.push(Attempt {
                     environment: e.environment,
@@ -195,13 +212,17 @@ impl RunCore {
                     result: e.result.map(|(r, _)| r),
                     dependencies: e.dependencies,
                 });
+                core.open += usize::from(open);
             }
         }
-        let id = core.id;
-        (core.spawned, core.links) = snapshot
-            .children
-            .iter()
-            .partition(|(_, child)| child.run() != id);
+        for &(parent, child) in &snapshot.children {
+            let children = if child.run() != core.id {
+                &mut core.spawned
+            } else {
+                &mut core.links
+            };
+            children.entry(parent).or_default().push(child);
+        }
         core.calls = snapshot
             .calls
             .iter()
@@ -292,9 +313,7 @@ impl RunCore {
 
     /// Whether any execution is still without a result.
     pub fn is_active(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.attempts.iter().any(|a| a.result.is_none()))
+        self.open > 0
     }
 
     fn step(&self, id: StepId) -> Option<&StepState> {
@@ -409,7 +428,7 @@ impl RunCore {
                 call,
                 child,
             } => {
-                self.spawned.push((parent, child));
+                self.spawned.entry(parent).or_default().push(child);
                 if let Some(call) = call {
                     self.calls.insert((parent, call), child);
                 }
@@ -584,22 +603,27 @@ impl RunCore {
             .filter(|d| *d > 0)
             .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX)));
         let dependencies = Dependencies::all(waited_for(&options.wait_for, &arguments));
-        let record = StepRecord {
+        let mut record = StepRecord {
             id,
             parent_execution: parent,
             target,
             kind,
-            arguments: arguments.clone(),
+            arguments,
             options,
             cache_key,
             memo_key: memo_key.clone(),
             created_at: now,
         };
         out.write(Write::CreateStep(Box::new(record.clone())));
+        let arguments = std::mem::take(&mut record.arguments);
+        if let Some(parent) = parent {
+            self.own_children.entry(parent).or_default().push(id);
+        }
         self.steps.push(StepState {
             record,
             arguments: Arc::new(arguments),
-            attempts: Vec::new(),
+            // Most steps have one attempt: room for one, not the four a first push reserves.
+            attempts: Vec::with_capacity(1),
         });
         let execution = id.execution(1);
         if let Some(key) = memo_key {
@@ -662,6 +686,7 @@ impl RunCore {
         } else {
             self.hold(execution, dependencies, out);
         }
+        self.open += 1;
         execution
     }
 
@@ -738,6 +763,8 @@ impl RunCore {
             ExecutionResult::Cancelled | ExecutionResult::Timeout { .. }
         );
         step.attempts[execution.attempt as usize - 1].result = Some(result);
+        self.open -= 1;
+        self.replays.remove(&execution);
         if ends_children {
             self.cancel_children(execution, now, out);
         }
