@@ -147,6 +147,12 @@ async fn run(serve: bool) -> anyhow::Result<()> {
         println!("(run it again: the squares are cached, across runs and restarts)");
     }
 
+    let page = format!("{url}/projects/{PROJECT}/runs/{run}");
+    if serve {
+        println!("\nSee it in the web UI: {page}");
+    } else {
+        println!("\nIn the web UI (with `-- --serve`): {page}");
+    }
     println!("\nLook at it with the CLI:");
     if serve {
         println!(
