@@ -109,6 +109,14 @@ impl Proc {
         }
     }
 
+    /// A handle for a process started elsewhere (nothing to kill when dropped).
+    pub fn detached(name: &str) -> Self {
+        Self {
+            child: None,
+            name: name.into(),
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
