@@ -1,6 +1,7 @@
 //! Numbered calls: a submission sent again by an agent (after a reconnect, or to a new session
 //! after a restart) gets the child of the first, for tasks and for spawned workflows, also
-//! after the orchestrator restarted from its store.
+//! after the orchestrator restarted from its store; and executions nobody claims after a restart
+//! run again.
 
 use serde_json::json;
 
@@ -85,4 +86,30 @@ fn calls_are_recognised_after_a_restart_for_tasks_and_spawned_workflows() {
     // A new call still creates a child.
     let third = call(&mut h, root, 3, TargetKind::Task, 7);
     assert_ne!(third, child);
+}
+
+#[test]
+fn an_execution_nobody_claims_after_a_restart_runs_again_whatever_its_retry_policy() {
+    let (mut h, _dir, prod) = setup();
+    // No retry policy: a worker that goes away would fail it, a restart must not.
+    let (run, root) = h
+        .submit("production", &wf(), vec![], StepOptions::default())
+        .unwrap();
+    assert_eq!(h.take_assigned().len(), 1);
+    let mut h = h.restart_with_grace(5_000).unwrap();
+    h.connect_worker(prod, 2, &[wf(), task()], 100);
+    // The worker comes back without it (the assignment never reached it).
+    assert!(h.claim(prod, 2, vec![]).is_empty());
+    h.advance(6_000);
+    let again = h.take_assigned();
+    assert_eq!(again.len(), 1, "assigned again once the grace period ended");
+    assert_eq!(again[0].execution, root.step.execution(2));
+    h.complete(again[0].execution, json!(3));
+    let waiter = h.wait_run(run);
+    assert_eq!(
+        h.result_of(waiter),
+        Some(crate::model::ExecutionResult::Value {
+            value: Value::raw(json!(3))
+        })
+    );
 }

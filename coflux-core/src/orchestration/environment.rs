@@ -210,7 +210,10 @@ impl EnvironmentCore {
                     self.assigned_targets.remove(&execution);
                     out.send(Envelope::Run(
                         execution.run(),
-                        RunMsg::Abandon { execution },
+                        RunMsg::Abandon {
+                            execution,
+                            requeue: true,
+                        },
                     ));
                 }
                 while let Some(entry) = self.delayed.first_entry() {
@@ -291,7 +294,10 @@ impl EnvironmentCore {
                     self.known.remove(&execution);
                     out.send(Envelope::Run(
                         execution.run(),
-                        RunMsg::Abandon { execution },
+                        RunMsg::Abandon {
+                            execution,
+                            requeue: false,
+                        },
                     ));
                 }
             }

@@ -434,6 +434,10 @@ pub enum RunMsg {
     Abandon {
         /// The execution.
         execution: ExecutionId,
+        /// Run it again whatever its retry policy: it was assigned before the orchestrator
+        /// restarted and no reconnecting worker claimed it (most likely it never reached one),
+        /// so the restart must not fail it.
+        requeue: bool,
     },
     /// Cancel an execution (queued or running).
     Cancel {
@@ -498,7 +502,7 @@ impl RunMsg {
             }
             | Self::Wait { execution, .. }
             | Self::Result { execution, .. }
-            | Self::Abandon { execution }
+            | Self::Abandon { execution, .. }
             | Self::Cancel { execution }
             | Self::CacheHit { execution, .. }
             | Self::Subscribe { execution, .. }

@@ -491,7 +491,10 @@ impl Router {
                         } else {
                             out.send(Envelope::Run(
                                 execution.run(),
-                                RunMsg::Abandon { execution },
+                                RunMsg::Abandon {
+                                    execution,
+                                    requeue: false,
+                                },
                             ));
                         }
                     }

@@ -528,13 +528,16 @@ impl RunCore {
                     out.reply(ack, Reply::Recorded(Ok(())));
                 }
             }
-            RunMsg::Abandon { execution } => {
-                self.record_result(
-                    execution,
-                    ExecutionResult::Abandoned { retry: None },
-                    now,
-                    out,
-                );
+            RunMsg::Abandon { execution, requeue } => {
+                let open = self
+                    .attempt(execution)
+                    .filter(|a| requeue && a.result.is_none())
+                    .map(|a| a.environment);
+                let retry = open.map(|environment| {
+                    let step = execution.step;
+                    self.add_attempt(step, environment, None, Dependencies::default(), now, out)
+                });
+                self.record_result(execution, ExecutionResult::Abandoned { retry }, now, out);
             }
             RunMsg::Cancel { execution } => self.cancel(execution, now, out),
             RunMsg::CacheHit { execution, source } => {
@@ -709,7 +712,12 @@ impl RunCore {
         }
         let environment = attempt.environment;
         let mut result = result;
-        if let Some(delay) = self.retry_delay(execution, &result) {
+        // A result that already names its successor (a forced retry) is not retried again.
+        let delay = match result.successor() {
+            Some(_) => None,
+            None => self.retry_delay(execution, &result),
+        };
+        if let Some(delay) = delay {
             let next = self.add_attempt(
                 execution.step,
                 environment,
