@@ -87,6 +87,11 @@ struct State {
     /// Executions waiting for others whose `Waiting` notice is held back (see
     /// [`Link::waiting_started`]), with the timer task that sends it.
     held_waits: HashMap<ExecutionId, tokio::task::JoinHandle<()>>,
+    /// Executions whose `Waiting` notice went out (or would have, while disconnected) and
+    /// that still wait: told again on every new connection, since a server that restarted
+    /// would otherwise count them against this agent's capacity and never place their
+    /// children here.
+    waiting: BTreeSet<ExecutionId>,
     /// Log and metric frames made while disconnected, sent on the next connection.
     held_records: Vec<AgentFrame>,
     /// Frames of records not held because [`MAX_HELD_RECORDS`] were.
@@ -186,7 +191,9 @@ impl Link {
 
     /// Notes that an execution no longer runs here.
     pub fn stopped(&self, execution: ExecutionId) {
-        self.state.borrow_mut().running.remove(&execution);
+        let mut state = self.state.borrow_mut();
+        state.running.remove(&execution);
+        state.waiting.remove(&execution);
     }
 
     /// Reports how an execution ended; kept until the server confirms it.
@@ -234,6 +241,7 @@ impl Link {
             waiting: true,
         };
         if !spare {
+            self.state.borrow_mut().waiting.insert(execution);
             return self.send(notice);
         }
         let state = Rc::clone(&self.state);
@@ -241,6 +249,7 @@ impl Link {
             tokio::time::sleep(WAITING_NOTICE_DELAY).await;
             let mut state = state.borrow_mut();
             if state.held_waits.remove(&execution).is_some() {
+                state.waiting.insert(execution);
                 state.push(notice);
             }
         });
@@ -252,7 +261,11 @@ impl Link {
     /// An execution stopped waiting: the server is told unless its `Waiting` notice was still
     /// held back (then neither goes out).
     pub fn waiting_stopped(&self, execution: ExecutionId) {
-        let held = self.state.borrow_mut().held_waits.remove(&execution);
+        let held = {
+            let mut state = self.state.borrow_mut();
+            state.waiting.remove(&execution);
+            state.held_waits.remove(&execution)
+        };
         match held {
             // The timer is cancelled, so it does not wake the agent for nothing.
             Some(timer) => timer.abort(),
@@ -491,6 +504,14 @@ impl Link {
             } else if let Some((_, reply)) = state.pending.remove(&id) {
                 let _ = reply.send(Err(disconnected()));
             }
+        }
+        // Waits the server may not know about (a new session after a restart).
+        state.waiting.retain(|e| in_flight.contains(e));
+        for &execution in &state.waiting {
+            let _ = connection.send(AgentFrame::Waiting {
+                execution,
+                waiting: true,
+            });
         }
         if state.dropped_records > 0 {
             tracing::warn!(
