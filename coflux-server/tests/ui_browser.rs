@@ -36,7 +36,7 @@ async fn hello(name: String) -> Result<String, Failure> {
 /// Says hello after a while (long enough to see it running).
 #[workflow(module = "web")]
 async fn greet(name: String) -> Result<String, Failure> {
-    actix_rt::time::sleep(Duration::from_millis(1_500)).await;
+    actix_rt::time::sleep(Duration::from_millis(3_000)).await;
     Ok(format!("hello {name}"))
 }
 
