@@ -51,7 +51,9 @@ async fn ui_run_tabs_list_assets_and_draw_metrics() {
     let base = format!("/projects/acme/runs/{}", run.run);
 
     // Assets: one asset, two files, each downloadable.
-    let page = check_page(&fetch!(&app, format!("{base}?tab=assets")), StatusCode::OK);
+    let assets_page = fetch!(&app, format!("{base}?tab=assets"));
+    snapshot("assets", &assets_page);
+    let page = check_page(&assets_page, StatusCode::OK);
     assert_eq!(count(&page, "tab-assets"), 1);
     assert_eq!(count(&page, "asset"), 1, "{}", page.html());
     assert_eq!(count(&page, "asset-file"), 2);
@@ -106,7 +108,9 @@ async fn ui_run_tabs_list_assets_and_draw_metrics() {
     });
     h.state.logs.append_metrics("acme", records).unwrap();
     h.state.logs.flush().await.unwrap();
-    let page = check_page(&fetch!(&app, format!("{base}?tab=metrics")), StatusCode::OK);
+    let metrics_page = fetch!(&app, format!("{base}?tab=metrics"));
+    snapshot("metrics", &metrics_page);
+    let page = check_page(&metrics_page, StatusCode::OK);
     assert_eq!(count(&page, "metrics-execution"), 1);
     assert_eq!(count(&page, "metric-series"), 1);
     let line = page
