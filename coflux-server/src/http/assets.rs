@@ -209,6 +209,25 @@ fn store(dir: &Path, id: &str, content: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Reads an asset record of a project (`None` for an invalid id or no such record).
+pub(crate) async fn read(
+    state: &AppState,
+    project: &coflux_core::Project,
+    id: &str,
+) -> Result<Option<Record>, ApiError> {
+    if !valid_id(id) {
+        return Ok(None);
+    }
+    let file = directory(state, &project_name(project)?).join(format!("{id}.json"));
+    match tokio::fs::read(&file).await {
+        Ok(content) => Ok(Some(
+            serde_json::from_slice(&content).map_err(ApiError::internal)?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
 async fn fetch(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,

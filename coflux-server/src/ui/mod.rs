@@ -7,8 +7,8 @@
 //! - `GET /projects/{p}?environment=E&status=&workflow=&env=&before=` — environments, targets,
 //!   agents and runs of a project;
 //! - `GET /projects/{p}/workflows/{module}/{target}?environment=E` — a workflow ([`workflow`]);
-//! - `GET /projects/{p}/runs/{r}?environment=E&step=S&attempt=N&tab=graph|timeline|logs` — a
-//!   run ([`run`]; also `view=graph|list`, `target=` and `from=` for the step list, `level=` and
+//! - `GET /projects/{p}/runs/{r}?environment=E&step=S&attempt=N&tab=graph|timeline|logs|assets|metrics`
+//!   — a run ([`run`]; also `view=graph|list`, `target=` and `from=` for the step list, `level=` and
 //!   `only=step` for the logs), live through `GET /projects/{p}/runs/{r}/events` (server-sent
 //!   events);
 //! - `GET /static/{name}` — the embedded assets ([`assets`]);

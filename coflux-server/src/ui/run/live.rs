@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{RunQuery, load, render_main, selection};
-use crate::logs::{KEEP_ALIVE, LogStore};
+use crate::logs::KEEP_ALIVE;
 use crate::state::AppState;
 use crate::ui::page::run_active;
 use crate::ui::{Page, secure};
@@ -66,7 +66,6 @@ pub(crate) fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
 pub(crate) async fn events(
     req: HttpRequest,
     state: web::Data<AppState>,
-    logs: web::Data<LogStore>,
     path: web::Path<(String, String)>,
     q: web::Query<RunQuery>,
 ) -> Page {
@@ -85,7 +84,8 @@ pub(crate) async fn events(
         .unwrap_or_default();
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(4);
     actix_rt::spawn(async move {
-        let logs_tab = q.tab.as_deref() == Some("logs");
+        // Logs and metrics live in the log database: re-read them on a clock.
+        let logs_tab = matches!(q.tab.as_deref(), Some("logs" | "metrics"));
         let run_id = match run.parse() {
             Ok(id) => id,
             Err(_) => return,
@@ -117,7 +117,7 @@ pub(crate) async fn events(
                 } else {
                     SMALL_GAP
                 };
-                if let Ok(main) = render_main(&logs, &name, &view, &environments, &q).await {
+                if let Ok(main) = render_main(&state, &name, &view, &environments, &q).await {
                     let v = version(&main);
                     if v != last {
                         let frame = event("fragment", Some(&v), &main.0);

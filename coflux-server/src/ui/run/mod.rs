@@ -1,10 +1,12 @@
-//! `GET /projects/{p}/runs/{r}?environment=E&step=S&attempt=N&tab=graph|timeline|logs`: a
-//! run's header, its tabs (graph, timeline, logs) and the step panel. The part below the
+//! `GET /projects/{p}/runs/{r}?environment=E&step=S&attempt=N&tab=graph|timeline|logs|assets|metrics`:
+//! a run's header, its tabs (graph, timeline, logs, assets, metrics) and the step panel. The part below the
 //! breadcrumbs (the "main fragment") is what the live stream ([`live`]) re-renders.
 
+mod assets;
 pub mod graph;
 pub mod live;
 mod logs;
+mod metrics;
 mod panel;
 pub mod timeline;
 
@@ -18,7 +20,6 @@ use serde::Deserialize;
 use super::page::{badge, elapsed, run_active, run_finished_at, run_status, shell, time};
 use super::{Page, UiError, enc, html as respond, query};
 use crate::http::existing_project;
-use crate::logs::LogStore;
 use crate::state::AppState;
 
 /// The run page's query (also the live stream's).
@@ -114,7 +115,7 @@ impl RunCtx<'_> {
     /// The tab shown.
     pub fn tab(&self) -> &str {
         match self.q.tab.as_deref() {
-            Some(t @ ("timeline" | "logs")) => t,
+            Some(t @ ("timeline" | "logs" | "assets" | "metrics")) => t,
             _ => "graph",
         }
     }
@@ -167,14 +168,13 @@ pub(crate) async fn load(
 /// `GET /projects/{project}/runs/{run}`.
 pub(crate) async fn page(
     state: web::Data<AppState>,
-    logs: web::Data<LogStore>,
     path: web::Path<(String, String)>,
     q: web::Query<RunQuery>,
 ) -> Page {
     let (name, run) = path.into_inner();
     let q = q.into_inner();
     let (_, view, environments) = load(&state, &name, &run, &q).await?;
-    let main = render_main(&logs, &name, &view, &environments, &q).await?;
+    let main = render_main(&state, &name, &view, &environments, &q).await?;
     let version = live::version(&main);
     let events = format!(
         "/projects/{}/runs/{}/events{}",
@@ -225,7 +225,7 @@ pub(crate) fn root_step(view: &RunView) -> Option<&StepView> {
 
 /// The main fragment: header, tabs, the tab's content and the step panel.
 pub(crate) async fn render_main(
-    logs: &LogStore,
+    state: &AppState,
     project: &str,
     view: &RunView,
     environments: &[Environment],
@@ -241,7 +241,9 @@ pub(crate) async fn render_main(
     };
     let content = match ctx.tab() {
         "timeline" => timeline::render(&ctx),
-        "logs" => logs::render(&ctx, logs).await?,
+        "logs" => logs::render(&ctx, &state.logs).await?,
+        "assets" => assets::render(&ctx, state).await?,
+        "metrics" => metrics::render(&ctx, &state.logs).await?,
         _ => graph::render(&ctx),
     };
     let status = run_status(view);
@@ -254,6 +256,8 @@ pub(crate) async fn render_main(
         ("graph", "Graph"),
         ("timeline", "Timeline"),
         ("logs", "Logs"),
+        ("assets", "Assets"),
+        ("metrics", "Metrics"),
     ];
     Ok(html! {
         div #run-main data-testid="run-main" {
