@@ -162,7 +162,7 @@ fn outcome(execution: &Execution, now: i64) -> String {
             };
             format!("✗ {}: {}{retry}", field("type"), field("message"))
         }
-        "abandoned" | "timeout" => format!("✗ {kind}{retry}"),
+        "abandoned" | "crashed" | "timeout" => format!("✗ {kind}{retry}"),
         "cancelled" => "⊘ cancelled".into(),
         other => {
             let successor = result

@@ -42,6 +42,6 @@ pub use adapter::AdapterCommand;
 pub use assets::{AssetEntry, AssetRecord, NewAsset};
 pub use discovery::{DiscoveryError, discover};
 pub use ending::{Ending, Suspension};
-pub use error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
+pub use error::{EXECUTOR_ERROR, PoolError};
 pub use host::{ExecutorHost, HostError, LogRecord, WaitChange};
 pub use pool::{Assignment, ExecutorPool, PoolConfig, PoolStats};

@@ -173,8 +173,8 @@ impl ExecutorPool {
         Ok(())
     }
 
-    /// Runs an execution and gives its result: a value, an error (the target's, or
-    /// `coflux.ExecutorCrashed` if the process exited without one), or a timeout. Waits for a
+    /// Runs an execution and gives its result: a value, an error, a crash (the process exited
+    /// without reporting; the cause is logged), or a timeout. Waits for a
     /// slot when `concurrency` executions are running.
     pub async fn execute(&self, assignment: Assignment) -> Result<Ending, PoolError> {
         let span = tracing::info_span!("execution", execution = %assignment.execution, target = %assignment.target);

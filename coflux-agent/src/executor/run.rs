@@ -9,10 +9,14 @@ use coflux_core::protocol::executor::{Abort, Execute, WireValue, WorkerNotificat
 use tokio::sync::oneshot;
 
 use super::ending::{Ending, Suspension};
-use super::error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
+use super::error::{EXECUTOR_ERROR, PoolError};
+use super::host::LogRecord;
 use super::pool::{Assignment, ExecutorPool};
 use super::process::{ExecutionContext, Exit, Process, Terminal};
 use super::values;
+
+/// Log level of errors (5).
+const LOG_ERROR: u8 = 5;
 
 /// Why an execution is to stop before it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +160,7 @@ async fn attempt(
         })),
         Outcome::Exited(exit) => {
             tracing::warn!(status = %exit.status, "executor exited without a result");
+            // The result kind carries no text: the cause goes to the execution's log.
             let mut message = format!(
                 "the executor exited ({}) without reporting a result",
                 exit.status
@@ -163,7 +168,8 @@ async fn attempt(
             if !exit.stderr.is_empty() {
                 message.push_str(&format!("; its last output on stderr:\n{}", exit.stderr));
             }
-            Ok(Ending::Result(failed(EXECUTOR_CRASHED, message)))
+            host.log(execution, LogRecord::text(LOG_ERROR, message));
+            Ok(Ending::Result(ExecutionResult::Crashed { retry: None }))
         }
         Outcome::TimedOut => {
             tracing::info!(timeout_ms = ?timeout, "execution timed out");

@@ -180,6 +180,10 @@ fn describe(result: &ExecutionResult) -> String {
             "abandoned{}",
             retry.map(|r| format!(" → retry {r}")).unwrap_or_default()
         ),
+        ExecutionResult::Crashed { retry } => format!(
+            "crashed{}",
+            retry.map(|r| format!(" → retry {r}")).unwrap_or_default()
+        ),
         ExecutionResult::Timeout { retry } => format!(
             "timeout{}",
             retry.map(|r| format!(" → retry {r}")).unwrap_or_default()

@@ -1021,6 +1021,7 @@ fn result_kind_str(kind: ResultKind) -> &'static str {
         ResultKind::Value => "value",
         ResultKind::Error => "error",
         ResultKind::Abandoned => "abandoned",
+        ResultKind::Crashed => "crashed",
         ResultKind::Timeout => "timeout",
         ResultKind::Cancelled => "cancelled",
         ResultKind::Cached => "cached",

@@ -229,6 +229,7 @@ fn result_kind_name(kind: coflux_core::model::ResultKind) -> &'static str {
         K::Value => "value",
         K::Error => "error",
         K::Abandoned => "abandoned",
+        K::Crashed => "crashed",
         K::Timeout => "timeout",
         K::Cancelled => "cancelled",
         K::Cached => "cached",
@@ -266,7 +267,9 @@ pub fn result_json(result: &ExecutionResult) -> Json {
                 out.insert("retry".into(), Json::String(retry.to_string()));
             }
         }
-        ExecutionResult::Abandoned { retry } | ExecutionResult::Timeout { retry } => {
+        ExecutionResult::Abandoned { retry }
+        | ExecutionResult::Crashed { retry }
+        | ExecutionResult::Timeout { retry } => {
             if let Some(retry) = retry {
                 out.insert("retry".into(), Json::String(retry.to_string()));
             }
