@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coflux_core::model::{ExecutionId, TargetRef, Value};
+use coflux_core::model::{Checkpoints, ExecutionId, TargetRef, Value};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::Instrument;
 
@@ -78,6 +78,8 @@ pub struct Assignment {
     pub arguments: Vec<Value>,
     /// Its timeout, if any (0 means none).
     pub timeout_ms: Option<u64>,
+    /// Its step's checkpoint state (`cf.Checkpoint`).
+    pub checkpoints: Checkpoints,
 }
 
 /// A snapshot of the pool.

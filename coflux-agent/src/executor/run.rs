@@ -105,6 +105,22 @@ async fn attempt(
         }
     }
 
+    let mut checkpoints = std::collections::BTreeMap::new();
+    for (name, value) in &assignment.checkpoints {
+        match values::to_wire(host, value, &scratch.values).await {
+            Ok(value) => {
+                checkpoints.insert(name.clone(), value);
+            }
+            Err(e) => {
+                pool.give_back(process);
+                return Ok(Ending::Result(failed(
+                    EXECUTOR_ERROR,
+                    format!("could not fetch checkpoint '{name}': {e}"),
+                )));
+            }
+        }
+    }
+
     let execution = assignment.execution;
     let context = ExecutionContext::new(execution, scratch.values.clone(), pool.lender());
     let terminal = process.register(Rc::clone(&context));
@@ -115,7 +131,7 @@ async fn attempt(
         arguments,
         working_dir: Some(scratch.work.to_string_lossy().into_owned()),
         streams: None,
-        checkpoints: None,
+        checkpoints: (!checkpoints.is_empty()).then_some(checkpoints),
     });
     process.send(execute.to_line());
     tracing::debug!(process = process.id, pid = ?process.pid, "execution sent");
@@ -182,6 +198,12 @@ async fn attempt(
             Err(stop_error(reason))
         }
     };
+    // Its checkpoint writes land before how it ended (the next attempt starts from them).
+    if result.is_ok()
+        && let Err(e) = context.checkpoints.flush().await
+    {
+        tracing::warn!(%execution, error = %e, "checkpoint writes lost");
+    }
     process.unregister(execution);
     if process.is_concurrent() {
         drop((scratch, permit));

@@ -93,6 +93,7 @@ impl Worker {
                         target,
                         arguments,
                         timeout_ms,
+                        ..
                     } => {
                         let (handle, registration) = AbortHandle::new_pair();
                         running

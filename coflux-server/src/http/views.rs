@@ -6,6 +6,8 @@
 //! `{"fragment":{"format","blob","size"}}`, and a value stored as a blob becomes
 //! `{"blob":key,"size":n}`.
 
+use std::collections::BTreeMap;
+
 use coflux_core::api::{ExecutionView, RunView, StepView};
 use coflux_core::model::{
     Environment, ErrorInfo, ExecutionResult, ExecutionState, Millis, Reference, Value,
@@ -119,6 +121,9 @@ pub struct StepJson {
     pub group: Option<String>,
     /// Its executions (attempts), oldest first.
     pub executions: Vec<ExecutionJson>,
+    /// Checkpoint state (`cf.Checkpoint`) per environment name: `{name: value}` (plain JSON).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoints: BTreeMap<String, BTreeMap<String, Json>>,
 }
 
 /// A run started by one of this run's executions (a workflow it called).
@@ -198,6 +203,17 @@ fn step_json(step: &StepView) -> StepJson {
         cached: step.cached,
         group: step.group.clone(),
         executions: step.executions.iter().map(execution_json).collect(),
+        checkpoints: step
+            .checkpoints
+            .iter()
+            .map(|(env, state)| {
+                let state = state
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value_json(value)))
+                    .collect();
+                (env.clone(), state)
+            })
+            .collect(),
     }
 }
 
