@@ -239,6 +239,15 @@ fn render_step(
             }
         }
     }
+    for (environment, state) in &step.checkpoints {
+        let names: Vec<String> = state.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env = if *environment == run.environment {
+            String::new()
+        } else {
+            format!(" [{environment}]")
+        };
+        let _ = writeln!(out, "{cont}  checkpoints{env}: {}", names.join(", "));
+    }
     let children = tree
         .get(step.step_id.as_str())
         .map_or(&[][..], Vec::as_slice);
