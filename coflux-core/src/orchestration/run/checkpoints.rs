@@ -29,6 +29,10 @@ impl RunCore {
             ));
         }
         let environment = attempt.environment;
+        if set.is_empty() && reset.is_empty() {
+            // A flush: acknowledged after the writes before it, without one of its own.
+            return Ok(());
+        }
         let Some(step) = self.step_mut(execution.step) else {
             return Err(OrchestrationError::StepNotFound(execution.step.to_string()));
         };
