@@ -144,4 +144,13 @@ mod tests {
         let rethrown: Failure = child.into();
         assert_eq!(rethrown, f);
     }
+
+    #[test]
+    fn a_crashed_child_is_a_typed_error_and_rethrows_as_execution_crashed() {
+        let crashed = ExecutionResult::Crashed { retry: None };
+        let error = ExecutionError::from_result(&crashed);
+        assert_eq!(error, Some(ExecutionError::Crashed));
+        let rethrown: Failure = ExecutionError::Crashed.into();
+        assert_eq!(rethrown.0.error_type, "coflux.ExecutionCrashed");
+    }
 }
