@@ -1,6 +1,6 @@
 //! Targets exercising the orchestration semantics through the Rust SDK (module
-//! `examples.semantics`): suspension, recurrence (with a checkpoint), defer, `wait_for`, workflows calling
-//! workflows and run-level memo. Hosted by the example repository when
+//! `examples.semantics`): suspension, recurrence (with a checkpoint), defer, `wait_for`,
+//! workflows calling workflows and run-level memo. Hosted by the example repository when
 //! `COFLUX_EXAMPLE_SEMANTICS` is set.
 
 use std::time::Duration;
