@@ -1,6 +1,7 @@
 //! Orchestration semantics end to end through the Rust SDK under a real `coflux-server` and
 //! `coflux-agent` (the example repository with its `examples.semantics` targets): suspension,
-//! workflows calling workflows, recurrence, `wait_for`, defer and run-level memo.
+//! workflows calling workflows, recurrence (also accumulating through a `Checkpoint`), `wait_for`,
+//! defer and run-level memo.
 
 use coflux_tests::{Proc, Server, example_module_agent};
 use serde_json::{Value as Json, json};
@@ -127,4 +128,20 @@ async fn rust_recurrence_wait_for_defer_and_memo() {
     assert_eq!(server.result(P, &memo, 60).await["value"], json!([2, 2]));
     let view = server.inspect(P, &memo).await;
     assert_eq!(executions(&view, "plus_one").len(), 1, "{view}");
+}
+
+#[actix_rt::test]
+async fn rust_a_recurrent_workflow_accumulates_through_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "accumulates", json!([3]))
+        .await;
+    assert_eq!(server.result(P, &run, 60).await["value"], 3);
+    let view = server.inspect(P, &run).await;
+    assert_eq!(
+        states(&view, "accumulates"),
+        vec!["recurred", "recurred", "value"]
+    );
+    assert_eq!(view["steps"][0]["checkpoints"]["production"]["total"], 3);
 }

@@ -1,13 +1,17 @@
 //! Targets exercising the orchestration semantics through the Rust SDK (module
-//! `examples.semantics`): suspension, recurrence, defer, `wait_for`, workflows calling
-//! workflows and run-level memo. Hosted by the example repository when
+//! `examples.semantics`): suspension, recurrence (with a checkpoint), defer, `wait_for`,
+//! workflows calling workflows and run-level memo. Hosted by the example repository when
 //! `COFLUX_EXAMPLE_SEMANTICS` is set.
 
 use std::time::Duration;
 
 use coflux_core::sdk::{
-    Failure, Handle, Metric, Repository, current_execution, progress, suspend, task, workflow,
+    Checkpoint, Failure, Handle, Metric, Repository, current_execution, flush, progress, suspend,
+    task, workflow,
 };
+
+/// The running total of `accumulates` (step state, read back by each occurrence).
+static TOTAL: Checkpoint<u32> = Checkpoint::new("total", 0);
 
 /// Adds one (the child that a suspended workflow must not run twice).
 #[task(module = "examples.semantics")]
@@ -38,6 +42,15 @@ async fn countdown(counter: String) -> Result<Option<u32>, Failure> {
         + 1;
     std::fs::write(&counter, count.to_string())?;
     Ok((count >= 3).then_some(count))
+}
+
+/// Adds one to a checkpoint each occurrence; returns the total once it reaches `goal`.
+#[workflow(module = "examples.semantics", recurrent, delay_ms = 100)]
+async fn accumulates(goal: u32) -> Result<Option<u32>, Failure> {
+    let fail = |e: coflux_core::sdk::CheckpointError| Failure::new(e.code(), e.to_string());
+    let total = TOTAL.update(|t| t + 1).map_err(fail)?;
+    flush().await.map_err(fail)?;
+    Ok((total >= goal).then_some(total))
 }
 
 /// Debounced: pending calls with the same key collapse into the latest.
@@ -159,6 +172,7 @@ pub fn repository() -> Repository {
         .with(plus_one)
         .with(suspends_once)
         .with(countdown)
+        .with(accumulates)
         .with(debounced)
         .with(debounce)
         .with(slow_value)

@@ -162,7 +162,7 @@ fn outcome(execution: &Execution, now: i64) -> String {
             };
             format!("✗ {}: {}{retry}", field("type"), field("message"))
         }
-        "abandoned" | "timeout" => format!("✗ {kind}{retry}"),
+        "abandoned" | "crashed" | "timeout" => format!("✗ {kind}{retry}"),
         "cancelled" => "⊘ cancelled".into(),
         other => {
             let successor = result
@@ -238,6 +238,15 @@ fn render_step(
                 );
             }
         }
+    }
+    for (environment, state) in &step.checkpoints {
+        let names: Vec<String> = state.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env = if *environment == run.environment {
+            String::new()
+        } else {
+            format!(" [{environment}]")
+        };
+        let _ = writeln!(out, "{cont}  checkpoints{env}: {}", names.join(", "));
     }
     let children = tree
         .get(step.step_id.as_str())

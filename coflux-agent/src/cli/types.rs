@@ -123,6 +123,9 @@ pub struct Step {
     pub group: Option<String>,
     /// Its attempts.
     pub executions: Vec<Execution>,
+    /// Its checkpoint state (`cf.Checkpoint`) per environment name.
+    #[serde(default)]
+    pub checkpoints: std::collections::BTreeMap<String, serde_json::Map<String, Json>>,
 }
 
 /// One attempt of a step.

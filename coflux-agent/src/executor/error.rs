@@ -2,9 +2,6 @@
 
 use coflux_core::model::{ErrorInfo, ExecutionId, ExecutionResult};
 
-/// Error type of an execution whose process exited without reporting a result (retryable).
-pub const EXECUTOR_CRASHED: &str = "coflux.ExecutorCrashed";
-
 /// Error type of an execution the pool could not run or whose result it could not store
 /// (e.g. a blob transfer failed; retryable).
 pub const EXECUTOR_ERROR: &str = "coflux.ExecutorError";

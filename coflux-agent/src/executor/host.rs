@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use coflux_core::model::{ExecutionId, ExecutionResult, Millis, Value};
+use coflux_core::model::{Checkpoints, ExecutionId, ExecutionResult, Millis, Value};
 use coflux_core::protocol::agent::MetricEntry;
 use coflux_core::sdk::SubmitRequest;
 use futures::future::LocalBoxFuture;
@@ -36,6 +36,23 @@ pub trait ExecutorHost: 'static {
         execution: ExecutionId,
         from: ExecutionId,
     ) -> LocalBoxFuture<'static, Result<(), HostError>>;
+
+    /// Changes the checkpoints of `execution`'s step; resolves once they are durable. The
+    /// default answers `not_supported`.
+    fn checkpoint(
+        &self,
+        execution: ExecutionId,
+        set: Checkpoints,
+        reset: Vec<String>,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>> {
+        let _ = (execution, set, reset);
+        Box::pin(async {
+            Err(HostError::new(
+                "not_supported",
+                "checkpoints are not supported here",
+            ))
+        })
+    }
 
     /// Stores the file's bytes as a content-addressed blob (sha256 hex key); returns (key, size).
     fn put_blob(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<(String, u64), HostError>>;

@@ -14,9 +14,11 @@
 //! so it is sent an `abort` notification instead (our extension; it drops the execution's
 //! future) and anything it reports for that execution afterwards is ignored.
 //!
-//! Assets are persisted and fetched through the host ([`assets`]). Not supported yet (answered
-//! with a `not_supported` error, or ignored for notifications): inputs, streams, checkpoints,
-//! `flush`, explicit `suspend`; a `select` with `suspend: true, timeout_ms: 0` answers `null`.
+//! Assets are persisted and fetched through the host ([`assets`]). Checkpoints arrive with
+//! `execute` and their writes go to the host, throttled ([`checkpoints`]); `flush` waits for
+//! them. Not supported yet (answered with a `not_supported` error, or ignored for
+//! notifications): inputs, streams; a `select` with `suspend: true, timeout_ms: 0` answers
+//! `null`.
 //! Groups are accepted and traced; metrics go to the host ([`ExecutorHost::metric`]), throttled
 //! per key as their definition asks (the latest point of a burst is kept).
 //!
@@ -24,6 +26,7 @@
 
 mod adapter;
 pub mod assets;
+mod checkpoints;
 mod discovery;
 mod ending;
 mod error;
@@ -42,6 +45,6 @@ pub use adapter::AdapterCommand;
 pub use assets::{AssetEntry, AssetRecord, NewAsset};
 pub use discovery::{DiscoveryError, discover};
 pub use ending::{Ending, Suspension};
-pub use error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
+pub use error::{EXECUTOR_ERROR, PoolError};
 pub use host::{ExecutorHost, HostError, LogRecord, WaitChange};
 pub use pool::{Assignment, ExecutorPool, PoolConfig, PoolStats};

@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coflux_core::model::{ExecutionId, TargetRef, Value};
+use coflux_core::model::{Checkpoints, ExecutionId, TargetRef, Value};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::Instrument;
 
@@ -78,6 +78,8 @@ pub struct Assignment {
     pub arguments: Vec<Value>,
     /// Its timeout, if any (0 means none).
     pub timeout_ms: Option<u64>,
+    /// Its step's checkpoint state (`cf.Checkpoint`).
+    pub checkpoints: Checkpoints,
 }
 
 /// A snapshot of the pool.
@@ -173,8 +175,8 @@ impl ExecutorPool {
         Ok(())
     }
 
-    /// Runs an execution and gives its result: a value, an error (the target's, or
-    /// `coflux.ExecutorCrashed` if the process exited without one), or a timeout. Waits for a
+    /// Runs an execution and gives its result: a value, an error, a crash (the process exited
+    /// without reporting; the cause is logged), or a timeout. Waits for a
     /// slot when `concurrency` executions are running.
     pub async fn execute(&self, assignment: Assignment) -> Result<Ending, PoolError> {
         let span = tracing::info_span!("execution", execution = %assignment.execution, target = %assignment.target);

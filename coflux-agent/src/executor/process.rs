@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use super::adapter::AdapterCommand;
+use super::checkpoints::CheckpointQueue;
 use super::ending::Suspension;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
@@ -49,6 +50,8 @@ pub(crate) struct ExecutionContext {
     groups: RefCell<HashMap<u32, String>>,
     /// Its metrics' throttles (and when it started, their default x-axis).
     pub(crate) metrics: metrics::ExecutionMetrics,
+    /// Its checkpoint writes not yet durable.
+    pub(crate) checkpoints: Rc<CheckpointQueue>,
 }
 
 impl ExecutionContext {
@@ -59,6 +62,7 @@ impl ExecutionContext {
     ) -> Rc<Self> {
         Rc::new(Self {
             execution,
+            checkpoints: CheckpointQueue::new(execution, scratch.clone()),
             scratch,
             lender,
             finished: watch::channel(false).0,
@@ -431,6 +435,12 @@ impl Process {
                 Some(context) => metrics::record(&self.host, &context, p),
                 None => {
                     tracing::debug!(execution = %p.execution_id, "metric of an execution not running here; dropped")
+                }
+            },
+            AdapterNotification::CheckpointUpdate(p) => match context {
+                Some(context) => context.checkpoints.update(&self.host, p),
+                None => {
+                    tracing::warn!(execution = %p.execution_id, "checkpoint of an execution not running here; dropped")
                 }
             },
             other => {

@@ -45,12 +45,21 @@ pub(crate) async fn handle(
             });
             Ok(json!({}))
         }
-        other @ (AdapterRequest::SubmitInput(_)
-        | AdapterRequest::Flush(_)
-        | AdapterRequest::StreamRegister(_)) => Err(ResponseError::new(
-            "not_supported",
-            format!("{} is not supported yet", other.method()),
-        )),
+        AdapterRequest::Flush(_) => {
+            // Checkpoints are what is buffered here; logs and metrics go out as they come.
+            context
+                .checkpoints
+                .flush()
+                .await
+                .map_err(|e| ResponseError::new("flush_error", e))?;
+            Ok(json!({}))
+        }
+        other @ (AdapterRequest::SubmitInput(_) | AdapterRequest::StreamRegister(_)) => {
+            Err(ResponseError::new(
+                "not_supported",
+                format!("{} is not supported yet", other.method()),
+            ))
+        }
     }
 }
 

@@ -9,10 +9,14 @@ use coflux_core::protocol::executor::{Abort, Execute, WireValue, WorkerNotificat
 use tokio::sync::oneshot;
 
 use super::ending::{Ending, Suspension};
-use super::error::{EXECUTOR_CRASHED, EXECUTOR_ERROR, PoolError};
+use super::error::{EXECUTOR_ERROR, PoolError};
+use super::host::LogRecord;
 use super::pool::{Assignment, ExecutorPool};
 use super::process::{ExecutionContext, Exit, Process, Terminal};
 use super::values;
+
+/// Log level of errors (5).
+const LOG_ERROR: u8 = 5;
 
 /// Why an execution is to stop before it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,22 @@ async fn attempt(
         }
     }
 
+    let mut checkpoints = std::collections::BTreeMap::new();
+    for (name, value) in &assignment.checkpoints {
+        match values::to_wire(host, value, &scratch.values).await {
+            Ok(value) => {
+                checkpoints.insert(name.clone(), value);
+            }
+            Err(e) => {
+                pool.give_back(process);
+                return Ok(Ending::Result(failed(
+                    EXECUTOR_ERROR,
+                    format!("could not fetch checkpoint '{name}': {e}"),
+                )));
+            }
+        }
+    }
+
     let execution = assignment.execution;
     let context = ExecutionContext::new(execution, scratch.values.clone(), pool.lender());
     let terminal = process.register(Rc::clone(&context));
@@ -111,7 +131,7 @@ async fn attempt(
         arguments,
         working_dir: Some(scratch.work.to_string_lossy().into_owned()),
         streams: None,
-        checkpoints: None,
+        checkpoints: (!checkpoints.is_empty()).then_some(checkpoints),
     });
     process.send(execute.to_line());
     tracing::debug!(process = process.id, pid = ?process.pid, "execution sent");
@@ -156,6 +176,7 @@ async fn attempt(
         })),
         Outcome::Exited(exit) => {
             tracing::warn!(status = %exit.status, "executor exited without a result");
+            // The result kind carries no text: the cause goes to the execution's log.
             let mut message = format!(
                 "the executor exited ({}) without reporting a result",
                 exit.status
@@ -163,7 +184,8 @@ async fn attempt(
             if !exit.stderr.is_empty() {
                 message.push_str(&format!("; its last output on stderr:\n{}", exit.stderr));
             }
-            Ok(Ending::Result(failed(EXECUTOR_CRASHED, message)))
+            host.log(execution, LogRecord::text(LOG_ERROR, message));
+            Ok(Ending::Result(ExecutionResult::Crashed { retry: None }))
         }
         Outcome::TimedOut => {
             tracing::info!(timeout_ms = ?timeout, "execution timed out");
@@ -176,6 +198,12 @@ async fn attempt(
             Err(stop_error(reason))
         }
     };
+    // Its checkpoint writes land before how it ended (the next attempt starts from them).
+    if result.is_ok()
+        && let Err(e) = context.checkpoints.flush().await
+    {
+        tracing::warn!(%execution, error = %e, "checkpoint writes lost");
+    }
     process.unregister(execution);
     if process.is_concurrent() {
         drop((scratch, permit));

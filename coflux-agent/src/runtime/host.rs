@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use coflux_core::model::{ExecutionId, ExecutionResult};
+use coflux_core::model::{Checkpoints, ExecutionId, ExecutionResult};
 use coflux_core::protocol::agent::{
     AgentRequest, Json, LogEntry, MetricEntry, ReplyBody, WireError,
 };
@@ -180,6 +180,31 @@ impl ExecutorHost for RemoteHost {
                 .await
                 .map_err(host_error)?;
             Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn checkpoint(
+        &self,
+        execution: ExecutionId,
+        set: Checkpoints,
+        reset: Vec<String>,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>> {
+        let link = self.link.clone();
+        async move {
+            let set = Json::encode(&set);
+            match link
+                .request(AgentRequest::Checkpoint {
+                    execution,
+                    set,
+                    reset,
+                })
+                .await
+                .map_err(host_error)?
+            {
+                ReplyBody::Checkpointed => Ok(()),
+                other => Err(unexpected(other)),
+            }
         }
         .boxed_local()
     }

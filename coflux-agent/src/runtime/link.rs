@@ -497,6 +497,7 @@ impl Link {
             let from = match &state.pending[&id].0 {
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
+                AgentRequest::Checkpoint { execution, .. } => *execution,
             };
             if in_flight.contains(&from) {
                 let request = state.pending[&id].0.clone();

@@ -188,6 +188,7 @@ impl Agent {
                 target,
                 arguments,
                 timeout_ms,
+                checkpoints,
             }) => {
                 if self.draining.get() {
                     // Hand it back at once so the server can run it elsewhere.
@@ -197,7 +198,10 @@ impl Agent {
                     );
                     return;
                 }
-                let arguments: Vec<Value> = match arguments.decode() {
+                let decoded = arguments
+                    .decode::<Vec<Value>>()
+                    .and_then(|a| Ok((a, checkpoints.decode()?)));
+                let (arguments, checkpoints) = match decoded {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::error!(%execution, error = %e, "undecodable arguments");
@@ -218,6 +222,7 @@ impl Agent {
                         target,
                         arguments,
                         timeout_ms,
+                        checkpoints,
                     })
                     .await
                 };

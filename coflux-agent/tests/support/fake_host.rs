@@ -11,7 +11,9 @@ use coflux_agent::executor::{
     AdapterCommand, AssetRecord, Assignment, Ending, ExecutorHost, ExecutorPool, HostError,
     LogRecord, NewAsset, PoolConfig, assets,
 };
-use coflux_core::model::{ExecutionId, ExecutionResult, RunId, StepId, TargetRef, Value};
+use coflux_core::model::{
+    Checkpoints, ExecutionId, ExecutionResult, RunId, StepId, TargetRef, Value,
+};
 use coflux_core::sdk::SubmitRequest;
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
@@ -34,6 +36,8 @@ pub struct FakeHost {
     pub cancelled: RefCell<Vec<ExecutionId>>,
     /// Recorded assets by id.
     pub assets: RefCell<HashMap<String, AssetRecord>>,
+    /// Checkpoint states by step (given to every later execution of the step).
+    pub checkpoints: RefCell<HashMap<StepId, Checkpoints>>,
 }
 
 impl FakeHost {
@@ -54,6 +58,7 @@ impl FakeHost {
             submissions: RefCell::default(),
             cancelled: RefCell::default(),
             assets: RefCell::default(),
+            checkpoints: RefCell::default(),
         });
         let config = PoolConfig::new(adapter, dir, concurrency);
         let pool = ExecutorPool::new(config, Rc::clone(&host) as Rc<dyn ExecutorHost>);
@@ -127,11 +132,18 @@ impl FakeHost {
         let host = self.me.upgrade().expect("the host is alive");
         let pool = self.pool();
         actix_rt::spawn(async move {
+            let checkpoints = host
+                .checkpoints
+                .borrow()
+                .get(&execution.step)
+                .cloned()
+                .unwrap_or_default();
             let assignment = Assignment {
                 execution,
                 target,
                 arguments,
                 timeout_ms,
+                checkpoints,
             };
             let result = match pool.execute(assignment).await {
                 Ok(Ending::Result(result)) => Some(result),
@@ -291,6 +303,21 @@ impl ExecutorHost for FakeHost {
     fn get_asset(&self, id: String) -> LocalBoxFuture<'static, Result<AssetRecord, HostError>> {
         let found = self.assets.borrow().get(&id).cloned();
         async move { found.ok_or_else(|| HostError::new("asset_not_found", id)) }.boxed_local()
+    }
+
+    fn checkpoint(
+        &self,
+        execution: ExecutionId,
+        set: Checkpoints,
+        reset: Vec<String>,
+    ) -> LocalBoxFuture<'static, Result<(), HostError>> {
+        let mut states = self.checkpoints.borrow_mut();
+        let state = states.entry(execution.step).or_default();
+        for name in reset {
+            state.remove(&name);
+        }
+        state.extend(set);
+        async { Ok(()) }.boxed_local()
     }
 
     fn log(&self, execution: ExecutionId, record: LogRecord) {

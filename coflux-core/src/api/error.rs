@@ -38,6 +38,7 @@ impl Error {
             Self::Execution(ExecutionError::Failed(_)) => "execution_failed",
             Self::Execution(ExecutionError::Cancelled) => "execution_cancelled",
             Self::Execution(ExecutionError::Abandoned) => "execution_abandoned",
+            Self::Execution(ExecutionError::Crashed) => "execution_crashed",
             Self::Execution(ExecutionError::Timeout) => "execution_timeout",
             Self::Execution(ExecutionError::Decode(_)) => "result_decode",
             Self::Execution(ExecutionError::Submit(_)) => "submit_failed",

@@ -1,15 +1,15 @@
 //! Run inspection from the committed state: [`RunView`] with its steps and executions, and a
 //! tree rendering for terminals.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::model::{
-    Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, Millis, RunId,
-    StepId, TargetKind, TargetRef, Value, visible_from,
+    Checkpoints, Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, Millis,
+    RunId, StepId, TargetKind, TargetRef, Value, visible_from,
 };
 use crate::orchestration::OrchestrationError;
 use crate::store::sqlite::SqliteStore;
@@ -55,6 +55,9 @@ pub struct StepView {
     pub group: Option<String>,
     /// Its executions visible in the chosen view, oldest first.
     pub executions: Vec<ExecutionView>,
+    /// Its checkpoint state (`cf.Checkpoint`) per environment name, for the environments
+    /// visible in the chosen view.
+    pub checkpoints: BTreeMap<String, Checkpoints>,
 }
 
 /// A run as committed.
@@ -121,6 +124,15 @@ pub(super) fn load_run(
             result: e.result.as_ref().map(|(r, _)| r.clone()),
         });
     }
+    let mut checkpoints: HashMap<StepId, BTreeMap<String, Checkpoints>> = HashMap::new();
+    for (step, env, state) in snapshot.checkpoints {
+        if visible(env) {
+            checkpoints
+                .entry(step)
+                .or_default()
+                .insert(name(env), state);
+        }
+    }
     let mut steps = Vec::new();
     for step in snapshot.steps {
         let Some(executions) = by_step.remove(&step.id) else {
@@ -135,6 +147,7 @@ pub(super) fn load_run(
             cached: step.cache_key.is_some(),
             group: step.options.group.clone(),
             executions,
+            checkpoints: checkpoints.remove(&step.id).unwrap_or_default(),
         });
     }
     let spawned = snapshot
@@ -178,6 +191,10 @@ fn describe(result: &ExecutionResult) -> String {
         }
         ExecutionResult::Abandoned { retry } => format!(
             "abandoned{}",
+            retry.map(|r| format!(" → retry {r}")).unwrap_or_default()
+        ),
+        ExecutionResult::Crashed { retry } => format!(
+            "crashed{}",
             retry.map(|r| format!(" → retry {r}")).unwrap_or_default()
         ),
         ExecutionResult::Timeout { retry } => format!(

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use crate::model::{
-    Dependencies, ExecutionId, ExecutionResult, Millis, Requires, TargetRef, WorkerId,
+    Checkpoints, Dependencies, ExecutionId, ExecutionResult, Millis, Requires, TargetRef, WorkerId,
 };
 use crate::orchestration::actors::{Router, WorkerRegistration};
 use crate::orchestration::messages::{
@@ -131,6 +131,33 @@ impl Project {
                         execution,
                         result,
                         ack: Some(ack),
+                    },
+                )
+            })
+            .await?;
+        match reply {
+            Reply::Recorded(r) => Ok(r?),
+            other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Records a running execution's checkpoint writes; returns once committed. Refused with
+    /// `checkpoint_rejected` once the execution has ended.
+    pub async fn record_checkpoint(
+        &self,
+        execution: ExecutionId,
+        set: Checkpoints,
+        reset: Vec<String>,
+    ) -> Result<(), Error> {
+        let reply = self
+            .request(|ack| {
+                Envelope::Run(
+                    execution.run(),
+                    RunMsg::Checkpoint {
+                        execution,
+                        set,
+                        reset,
+                        ack,
                     },
                 )
             })

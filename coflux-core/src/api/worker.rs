@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::model::{
-    Dependencies, EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires, TargetRef,
-    Value, WorkerId,
+    Checkpoints, Dependencies, EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires,
+    TargetRef, Value, WorkerId,
 };
 use crate::orchestration::actors::{Router, WorkerRegistration};
 use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
@@ -93,6 +93,7 @@ impl Worker {
                         target,
                         arguments,
                         timeout_ms,
+                        checkpoints,
                     } => {
                         let (handle, registration) = AbortHandle::new_pair();
                         running
@@ -109,8 +110,8 @@ impl Worker {
                         let job = execute(
                             Arc::clone(&r),
                             repository.clone(),
-                            Arc::clone(&link),
-                            execution,
+                            Context::new(execution, Arc::clone(&link))
+                                .with_checkpoints((*checkpoints).clone()),
                             target,
                             arguments.to_vec(),
                             timeout_ms,
@@ -161,12 +162,12 @@ impl Worker {
 async fn execute(
     router: Arc<Router>,
     repository: Repository,
-    link: Arc<dyn ExecutorLink>,
-    execution: ExecutionId,
+    context: Context,
     target: TargetRef,
     arguments: Vec<Value>,
     timeout_ms: Option<u64>,
 ) {
+    let execution = context.execution;
     let msg = match repository.get(&target) {
         None => result_msg(
             execution,
@@ -179,7 +180,6 @@ async fn execute(
             },
         ),
         Some(body) => {
-            let context = Context::new(execution, link);
             let run =
                 AssertUnwindSafe(context.clone().scope(body.invoke(arguments))).catch_unwind();
             let outcome = match timeout_ms.filter(|t| *t > 0) {
@@ -321,6 +321,46 @@ impl ExecutorLink for LocalLink {
                 Ok(Reply::Result(Err(e))) => error(e.to_string()),
                 Ok(other) => error(format!("unexpected reply {other:?}")),
                 Err(_) => error("the orchestrator stopped".into()),
+            }
+        })
+    }
+
+    /// Sent to the run as they come: its mailbox keeps them ahead of the result.
+    fn checkpoint(&self, execution: ExecutionId, set: Checkpoints, reset: Vec<String>) {
+        let (ack, rx) = self.router.expect_reply();
+        self.router.deliver(Envelope::Run(
+            execution.run(),
+            RunMsg::Checkpoint {
+                execution,
+                set,
+                reset,
+                ack,
+            },
+        ));
+        actix_rt::spawn(async move {
+            if let Ok(Reply::Recorded(Err(e))) = rx.await {
+                tracing::warn!(%execution, error = %e, "checkpoint write refused");
+            }
+        });
+    }
+
+    /// An empty write after the others: acknowledged once they are committed.
+    fn flush(&self, execution: ExecutionId) -> BoxFuture<'static, Result<(), String>> {
+        let (ack, rx) = self.router.expect_reply();
+        self.router.deliver(Envelope::Run(
+            execution.run(),
+            RunMsg::Checkpoint {
+                execution,
+                set: Checkpoints::new(),
+                reset: Vec::new(),
+                ack,
+            },
+        ));
+        Box::pin(async move {
+            match rx.await {
+                Ok(Reply::Recorded(r)) => r.map_err(|e| e.to_string()),
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(_) => Err("the orchestrator stopped".into()),
             }
         })
     }

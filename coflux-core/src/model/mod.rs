@@ -22,6 +22,9 @@ pub use target::{
 };
 pub use value::{Reference, Value};
 
+/// A step's checkpoint state in one environment: name → value (`cf.Checkpoint`).
+pub type Checkpoints = std::collections::BTreeMap<String, Value>;
+
 /// Milliseconds since the Unix epoch: the one time unit of the model and the store.
 pub type Millis = i64;
 

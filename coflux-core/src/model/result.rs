@@ -70,6 +70,13 @@ pub enum ExecutionResult {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry: Option<ExecutionId>,
     },
+    /// Its process died without reporting (signal, `os._exit`, out of memory); `retry` as for
+    /// errors. Retried like an abandonment.
+    Crashed {
+        /// The retry, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<ExecutionId>,
+    },
     /// Ran past its timeout; `retry` as for errors.
     Timeout {
         /// The retry, if any.
@@ -115,6 +122,8 @@ pub enum ResultKind {
     Error,
     /// See [`ExecutionResult::Abandoned`].
     Abandoned,
+    /// See [`ExecutionResult::Crashed`].
+    Crashed,
     /// See [`ExecutionResult::Timeout`].
     Timeout,
     /// See [`ExecutionResult::Cancelled`].
@@ -135,9 +144,10 @@ impl ExecutionResult {
     /// The execution this result hands over to, if any: the chain continues there.
     pub fn successor(&self) -> Option<ExecutionId> {
         match self {
-            Self::Error { retry, .. } | Self::Abandoned { retry } | Self::Timeout { retry } => {
-                *retry
-            }
+            Self::Error { retry, .. }
+            | Self::Abandoned { retry }
+            | Self::Crashed { retry }
+            | Self::Timeout { retry } => *retry,
             Self::Cached { successor }
             | Self::Deferred { successor }
             | Self::Suspended { successor }
@@ -156,7 +166,7 @@ impl ExecutionResult {
     pub fn is_retryable_failure(&self) -> bool {
         match self {
             Self::Error { error, .. } => error.retryable != Some(false),
-            Self::Abandoned { .. } | Self::Timeout { .. } => true,
+            Self::Abandoned { .. } | Self::Crashed { .. } | Self::Timeout { .. } => true,
             _ => false,
         }
     }
@@ -165,14 +175,19 @@ impl ExecutionResult {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Self::Error { .. } | Self::Abandoned { .. } | Self::Timeout { .. }
+            Self::Error { .. }
+                | Self::Abandoned { .. }
+                | Self::Crashed { .. }
+                | Self::Timeout { .. }
         )
     }
 
     /// Sets the retry successor of a failure (no effect on other results).
     pub fn with_retry(mut self, next: ExecutionId) -> Self {
-        if let Self::Error { retry, .. } | Self::Abandoned { retry } | Self::Timeout { retry } =
-            &mut self
+        if let Self::Error { retry, .. }
+        | Self::Abandoned { retry }
+        | Self::Crashed { retry }
+        | Self::Timeout { retry } = &mut self
         {
             *retry = Some(next);
         }
@@ -185,6 +200,7 @@ impl ExecutionResult {
             Self::Value { .. } => ResultKind::Value,
             Self::Error { .. } => ResultKind::Error,
             Self::Abandoned { .. } => ResultKind::Abandoned,
+            Self::Crashed { .. } => ResultKind::Crashed,
             Self::Timeout { .. } => ResultKind::Timeout,
             Self::Cancelled => ResultKind::Cancelled,
             Self::Cached { .. } => ResultKind::Cached,

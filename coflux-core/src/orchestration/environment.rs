@@ -499,6 +499,7 @@ impl EnvironmentCore {
                     target: ticket.target,
                     arguments: ticket.arguments,
                     timeout_ms: ticket.timeout_ms,
+                    checkpoints: ticket.checkpoints,
                 },
             ));
         }
@@ -581,6 +582,7 @@ mod tests {
             timeout_ms: None,
             defer_key: None,
             created_at: 0,
+            checkpoints: Arc::default(),
         }
     }
 

@@ -53,6 +53,9 @@ pub enum OrchestrationError {
         /// The closest registered names (at most three).
         suggestions: Vec<String>,
     },
+    /// A checkpoint write of an execution that has already ended (its state is final).
+    #[error("execution '{0}' has ended: its checkpoint writes are rejected")]
+    CheckpointRejected(String),
     /// The request was malformed.
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -75,6 +78,7 @@ impl OrchestrationError {
             Self::ScheduleNotFound(_) => "schedule_not_found",
             Self::WorkflowNotFound { .. } => "workflow_not_found",
             Self::EnvironmentInvalid { .. } => "environment_invalid",
+            Self::CheckpointRejected(_) => "checkpoint_rejected",
             Self::Invalid(_) => "invalid_request",
             Self::Unavailable(_) => "unavailable",
         }

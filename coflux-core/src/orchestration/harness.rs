@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::model::{
-    Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState, ErrorInfo,
-    ExecutionId, ExecutionResult, Millis, RunId, Schedule, StepId, StepOptions, TargetKind,
-    TargetRef, Value, WorkerId,
+    Checkpoints, Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState,
+    ErrorInfo, ExecutionId, ExecutionResult, Millis, RunId, Schedule, StepId, StepOptions,
+    TargetKind, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{ProjectStore, StoreError};
@@ -35,6 +35,8 @@ pub struct Assigned {
     pub target: TargetRef,
     /// Its arguments.
     pub arguments: Vec<Value>,
+    /// Its step's checkpoint state.
+    pub checkpoints: Checkpoints,
 }
 
 /// The deterministic orchestration harness.
@@ -190,6 +192,7 @@ impl Harness {
                     execution,
                     target,
                     arguments,
+                    checkpoints,
                     ..
                 },
             ) => {
@@ -198,6 +201,7 @@ impl Harness {
                     execution,
                     target,
                     arguments: arguments.to_vec(),
+                    checkpoints: (*checkpoints).clone(),
                 });
             }
             Envelope::Worker(_, WorkerCommand::Abort { execution }) => self.aborted.push(execution),
@@ -513,6 +517,30 @@ impl Harness {
             },
         ));
         self.run_until_idle();
+    }
+
+    /// A running execution writes checkpoints (`set` names given a value, `reset` cleared).
+    pub fn checkpoint(
+        &mut self,
+        execution: ExecutionId,
+        set: Checkpoints,
+        reset: Vec<String>,
+    ) -> Result<(), OrchestrationError> {
+        let reply = self.request(|ack| {
+            Envelope::Run(
+                execution.run(),
+                RunMsg::Checkpoint {
+                    execution,
+                    set,
+                    reset,
+                    ack,
+                },
+            )
+        });
+        match reply {
+            Reply::Recorded(r) => r,
+            other => panic!("unexpected reply {other:?}"),
+        }
     }
 
     /// A worker reports a value.

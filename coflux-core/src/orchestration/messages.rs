@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::{
-    Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId,
-    ExecutionResult, Millis, Requires, RunId, Schedule, StepId, StepOptions, TargetDefinition,
-    TargetRef, Value, WorkerId,
+    Checkpoints, Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState,
+    ExecutionId, ExecutionResult, Millis, Requires, RunId, Schedule, StepId, StepOptions,
+    TargetDefinition, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
@@ -82,6 +82,8 @@ pub struct Ticket {
     pub timeout_ms: Option<u64>,
     /// Queued executions with the same key collapse into the one due last.
     pub defer_key: Option<String>,
+    /// The step's checkpoint state in its environment when the execution was queued.
+    pub checkpoints: Arc<Checkpoints>,
     /// When the execution was created (orders deferred executions with the same due time).
     pub created_at: Millis,
 }
@@ -430,6 +432,18 @@ pub enum RunMsg {
         /// Gets [`Reply::Recorded`] once the result is committed (or was already recorded).
         ack: Option<ReplyTo>,
     },
+    /// A running execution changed its step's checkpoints (`set` wins over `reset` for a name
+    /// in both). Gets [`Reply::Recorded`] once committed.
+    Checkpoint {
+        /// The execution.
+        execution: ExecutionId,
+        /// Names given a value.
+        set: Checkpoints,
+        /// Names cleared.
+        reset: Vec<String>,
+        /// The acknowledgement.
+        ack: ReplyTo,
+    },
     /// The worker running an execution went away.
     Abandon {
         /// The execution.
@@ -490,6 +504,7 @@ impl RunMsg {
                 std::iter::once(*reply).chain(*wait).collect()
             }
             Self::Suspend { ack, .. } => ack.iter().copied().collect(),
+            Self::Checkpoint { ack, .. } => vec![*ack],
             _ => Vec::new(),
         }
     }
@@ -502,6 +517,7 @@ impl RunMsg {
             }
             | Self::Wait { execution, .. }
             | Self::Result { execution, .. }
+            | Self::Checkpoint { execution, .. }
             | Self::Abandon { execution, .. }
             | Self::Cancel { execution }
             | Self::CacheHit { execution, .. }
@@ -533,6 +549,8 @@ pub enum WorkerCommand {
         arguments: Arc<Vec<Value>>,
         /// Its timeout.
         timeout_ms: Option<u64>,
+        /// Its step's checkpoint state.
+        checkpoints: Arc<Checkpoints>,
     },
     /// Stop an execution.
     Abort {

@@ -17,6 +17,8 @@ pub use error::OrchestrationError;
 #[cfg(test)]
 mod calls_tests;
 #[cfg(test)]
+mod checkpoint_tests;
+#[cfg(test)]
 mod semantics_tests;
 #[cfg(test)]
 mod tests;

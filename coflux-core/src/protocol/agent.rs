@@ -23,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +103,16 @@ pub enum AgentRequest {
         execution: ExecutionId,
         /// The execution waiting (must be assigned to this session).
         from: ExecutionId,
+    },
+    /// Change the checkpoints of a running execution's step; answered with
+    /// [`ReplyBody::Checkpointed`] once committed (`checkpoint_rejected` once it has ended).
+    Checkpoint {
+        /// The execution.
+        execution: ExecutionId,
+        /// `BTreeMap<String, Value>` as JSON: names given a value.
+        set: Json,
+        /// Names cleared.
+        reset: Vec<String>,
     },
     /// Cancel an execution and its descendants.
     Cancel {
@@ -241,6 +251,8 @@ pub enum ReplyBody {
     Result(Json),
     /// The cancellation was accepted.
     Cancelled,
+    /// The checkpoint change is committed.
+    Checkpointed,
 }
 
 /// Server → agent.
@@ -263,6 +275,8 @@ pub enum ServerFrame {
         arguments: Json,
         /// Kill it after this long.
         timeout_ms: Option<u64>,
+        /// `BTreeMap<String, Value>` as JSON: its step's checkpoint state.
+        checkpoints: Json,
     },
     /// Stop an execution (its result is no longer wanted).
     Abort {

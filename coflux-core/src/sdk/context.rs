@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use super::metric::{MetricDefinition, MetricEvent};
 
 use crate::model::{
-    ExecutionId, ExecutionResult, Millis, StepOptions, TargetKind, TargetRef, Value,
+    Checkpoints, ExecutionId, ExecutionResult, Millis, StepOptions, TargetKind, TargetRef, Value,
 };
 
 /// A child call, as sent to the orchestrator.
@@ -63,6 +63,19 @@ pub trait ExecutorLink: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// Records checkpoint writes of `execution` (`set` names given a value, `reset` cleared),
+    /// in order; fire and forget (see [`ExecutorLink::flush`]). The default drops them.
+    fn checkpoint(&self, execution: ExecutionId, set: Checkpoints, reset: Vec<String>) {
+        let _ = (execution, set, reset);
+    }
+
+    /// Resolves once `execution`'s checkpoint writes so far are durable. The default resolves
+    /// at once.
+    fn flush(&self, execution: ExecutionId) -> BoxFuture<'static, Result<(), String>> {
+        let _ = execution;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Records a metric event of `execution` (fire and forget). The default drops it.
     fn metric(&self, execution: ExecutionId, event: MetricEvent) {
         let _ = (execution, event);
@@ -91,6 +104,8 @@ pub struct Context {
     metrics: Arc<Mutex<HashMap<String, MetricDefinition>>>,
     /// The execution's own directory, if its host made one.
     working_dir: Option<Arc<PathBuf>>,
+    /// Its step's checkpoint state, as this execution sees it.
+    checkpoints: Arc<Mutex<Checkpoints>>,
 }
 
 tokio::task_local! {
@@ -107,6 +122,37 @@ impl Context {
             started: Instant::now(),
             metrics: Arc::default(),
             working_dir: None,
+            checkpoints: Arc::default(),
+        }
+    }
+
+    /// Sets the step's checkpoint state the execution starts from.
+    pub fn with_checkpoints(self, checkpoints: Checkpoints) -> Self {
+        *self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()) = checkpoints;
+        self
+    }
+
+    /// A checkpoint's current value, if set.
+    pub(crate) fn checkpoint(&self, name: &str) -> Option<Value> {
+        let state = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        state.get(name).cloned()
+    }
+
+    /// Sets (`Some`) or clears (`None`) a checkpoint, here and through the link.
+    pub(crate) fn set_checkpoint(&self, name: &str, value: Option<Value>) {
+        let mut state = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(value) => {
+                state.insert(name.to_owned(), value.clone());
+                let set = Checkpoints::from([(name.to_owned(), value)]);
+                self.link.checkpoint(self.execution, set, Vec::new());
+            }
+            None => {
+                state.remove(name);
+                let reset = vec![name.to_owned()];
+                self.link
+                    .checkpoint(self.execution, Checkpoints::new(), reset);
+            }
         }
     }
 

@@ -60,6 +60,9 @@ pub enum ExecutionError {
     /// The child's worker went away (after any retries).
     #[error("execution abandoned")]
     Abandoned,
+    /// The child's process died without reporting (after any retries).
+    #[error("execution crashed")]
+    Crashed,
     /// The child ran past its timeout (after any retries).
     #[error("execution timed out")]
     Timeout,
@@ -92,6 +95,7 @@ impl ExecutionError {
             ExecutionResult::Error { error, .. } => Some(Self::Failed(error.clone())),
             ExecutionResult::Cancelled => Some(Self::Cancelled),
             ExecutionResult::Abandoned { .. } => Some(Self::Abandoned),
+            ExecutionResult::Crashed { .. } => Some(Self::Crashed),
             ExecutionResult::Timeout { .. } => Some(Self::Timeout),
             other => Some(Self::Submit(format!(
                 "unexpected non-final result {:?}",
@@ -114,6 +118,7 @@ impl ExecutionError {
                 "coflux.ExecutionAbandoned",
                 "a child execution was abandoned",
             ),
+            Self::Crashed => Failure::new("coflux.ExecutionCrashed", "a child execution crashed"),
             Self::Timeout => Failure::new("coflux.ExecutionTimeout", "a child execution timed out"),
             Self::Decode(m) => Failure::new("coflux.DecodeError", m.clone()),
             Self::Submit(m) => Failure::new("coflux.SubmitError", m.clone()),
@@ -138,5 +143,14 @@ mod tests {
         assert!(child.is::<Flaky>());
         let rethrown: Failure = child.into();
         assert_eq!(rethrown, f);
+    }
+
+    #[test]
+    fn a_crashed_child_is_a_typed_error_and_rethrows_as_execution_crashed() {
+        let crashed = ExecutionResult::Crashed { retry: None };
+        let error = ExecutionError::from_result(&crashed);
+        assert_eq!(error, Some(ExecutionError::Crashed));
+        let rethrown: Failure = ExecutionError::Crashed.into();
+        assert_eq!(rethrown.0.error_type, "coflux.ExecutionCrashed");
     }
 }

@@ -33,7 +33,7 @@
 //! key, so they pass through unchanged. The per-execution `working_dir` is not entered (the
 //! process is shared): [`crate::sdk::working_dir`] gives it to the body.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -49,13 +49,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Context, ExecutorLink, MetricEvent, Repository, Submission, SubmitRequest, with_assets,
 };
-use crate::model::{ErrorInfo, ExecutionId, ExecutionResult, Frame, Millis, TargetRef, Value};
+use crate::model::{
+    Checkpoints, ErrorInfo, ExecutionId, ExecutionResult, Frame, Millis, TargetRef, Value,
+};
 use crate::protocol::executor::{
-    AdapterNotification, AdapterRequest, DefineMetric, Execute, ExecutionErrorParams,
-    ExecutionResultParams, FromWorker, Handle, Manifest, MetricParams, PROTOCOL_VERSION, Ready,
-    Response, ResponseError, Select, SelectResult, SelectStatus, SubmitExecution, SubmitResult,
-    Suspend, TRANSFER_THRESHOLD, WireData, WireError, WireValue, WorkerNotification,
-    parse_worker_line, reference_from_wire, reference_to_wire,
+    AdapterNotification, AdapterRequest, CheckpointUpdate, DefineMetric, Execute,
+    ExecutionErrorParams, ExecutionParams, ExecutionResultParams, FromWorker, Handle, Manifest,
+    MetricParams, PROTOCOL_VERSION, Ready, Response, ResponseError, Select, SelectResult,
+    SelectStatus, SubmitExecution, SubmitResult, Suspend, TRANSFER_THRESHOLD, WireData, WireError,
+    WireValue, WorkerNotification, parse_worker_line, reference_from_wire, reference_to_wire,
 };
 
 mod assets;
@@ -203,9 +205,10 @@ async fn run(repository: Repository, link: StdioLink, execute: Execute) {
     let working_dir = execute.working_dir.clone().map(PathBuf::from);
     let outcome = match prepare(&repository, execute) {
         Err(error) => Err(error),
-        Ok((execution, target, arguments)) => {
-            let context =
-                Context::new(execution, Arc::new(link.clone())).with_working_dir(working_dir);
+        Ok((execution, target, arguments, checkpoints)) => {
+            let context = Context::new(execution, Arc::new(link.clone()))
+                .with_working_dir(working_dir)
+                .with_checkpoints(checkpoints);
             let body = context.clone().scope(target.invoke(arguments));
             let outcome = AssertUnwindSafe(with_assets(Arc::new(link.clone()), body))
                 .catch_unwind()
@@ -241,7 +244,7 @@ async fn run(repository: Repository, link: StdioLink, execute: Execute) {
     link.send(notification.to_line());
 }
 
-type Prepared = (ExecutionId, Arc<dyn super::Target>, Vec<Value>);
+type Prepared = (ExecutionId, Arc<dyn super::Target>, Vec<Value>, Checkpoints);
 
 fn prepare(repository: &Repository, execute: Execute) -> Result<Prepared, ErrorInfo> {
     let execution = execute
@@ -261,7 +264,14 @@ fn prepare(repository: &Repository, execute: Execute) -> Result<Prepared, ErrorI
         .map(value_from_wire)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ErrorInfo::new("coflux.DecodeError", e))?;
-    Ok((execution, target, arguments))
+    let checkpoints = execute
+        .checkpoints
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| Ok((name, value_from_wire(value)?)))
+        .collect::<Result<Checkpoints, String>>()
+        .map_err(|e| ErrorInfo::new("coflux.DecodeError", format!("checkpoint: {e}")))?;
+    Ok((execution, target, arguments, checkpoints))
 }
 
 thread_local! {
@@ -562,6 +572,35 @@ impl ExecutorLink for StdioLink {
             execute_after,
             stream_wait: None,
         }));
+        async move { reply.await.map(drop) }.boxed()
+    }
+
+    /// A `checkpoint_update` notification (values that cannot be sent are dropped, logged).
+    fn checkpoint(&self, execution: ExecutionId, set: Checkpoints, reset: Vec<String>) {
+        let mut wire = BTreeMap::new();
+        for (name, value) in set {
+            match value_to_wire(&value) {
+                Ok(value) => {
+                    wire.insert(name, value);
+                }
+                Err(e) => tracing::warn!(%execution, checkpoint = %name, error = %e, "not sent"),
+            }
+        }
+        let update = AdapterNotification::CheckpointUpdate(CheckpointUpdate {
+            execution_id: execution.to_string(),
+            set: (!wire.is_empty()).then_some(wire),
+            reset: (!reset.is_empty()).then_some(reset),
+        });
+        self.send(update.to_line());
+    }
+
+    /// A `flush` request: answered once the writes sent before it are durable.
+    fn flush(&self, execution: ExecutionId) -> BoxFuture<'static, Result<(), String>> {
+        let request = AdapterRequest::Flush(ExecutionParams {
+            execution_id: execution.to_string(),
+            rest: BTreeMap::new(),
+        });
+        let reply = self.request(request);
         async move { reply.await.map(drop) }.boxed()
     }
 

@@ -32,10 +32,14 @@
 //! [`Asset`]s are files persisted by one execution and restored by another (see the [`asset`]
 //! module docs).
 //!
+//! [`Checkpoint`]s are durable state of the running step that later attempts (retries,
+//! resumptions, recurrences, re-runs) start from; [`flush`] waits until writes are durable.
+//!
 //! [`progress`] and [`Metric`] record the running execution's progress and metrics (see the
 //! `metric` module docs for where they go).
 
 pub mod asset;
+mod checkpoint;
 mod codec;
 mod context;
 mod error;
@@ -50,6 +54,7 @@ mod target;
 pub use asset::{
     Asset, AssetBuilder, AssetEntry, AssetError, AssetHost, Restore, with_assets, working_dir,
 };
+pub use checkpoint::{Checkpoint, CheckpointError, flush};
 pub use codec::{decode_json, encode_json};
 pub use coflux_macros::{task, workflow};
 pub use context::{

@@ -9,6 +9,7 @@
 //! the same trait.
 
 pub mod catalogue;
+mod checkpoints;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
 pub mod open_runs;
@@ -19,9 +20,9 @@ pub mod writer;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Dependencies, Environment, EnvironmentId, EnvironmentState, ExecutionId, ExecutionRecord,
-    ExecutionResult, Millis, RunId, RunRecord, Schedule, StepRecord, TargetDefinition, TargetRef,
-    WorkerId,
+    Checkpoints, Dependencies, Environment, EnvironmentId, EnvironmentState, ExecutionId,
+    ExecutionRecord, ExecutionResult, Millis, RunId, RunRecord, Schedule, StepId, StepRecord,
+    TargetDefinition, TargetRef, WorkerId,
 };
 
 /// How hard a commit tries to survive failures.
@@ -130,6 +131,17 @@ pub enum Write {
         /// The limit.
         max: Option<u32>,
     },
+    /// A step's whole checkpoint state in an environment (replacing the stored one).
+    PutCheckpoints {
+        /// The step.
+        step: StepId,
+        /// The environment.
+        environment: EnvironmentId,
+        /// The state.
+        state: std::sync::Arc<Checkpoints>,
+        /// When.
+        at: Millis,
+    },
     /// A new cron schedule.
     PutSchedule(Box<Schedule>),
     /// A schedule was removed.
@@ -171,6 +183,8 @@ pub struct RunSnapshot {
     /// Numbered submissions of its executions: (parent, call, child), so a repeat of one gets
     /// the same child (see [`Write::PutCall`]).
     pub calls: Vec<(ExecutionId, u32, ExecutionId)>,
+    /// Checkpoint states of its steps, per environment.
+    pub checkpoints: Vec<(StepId, EnvironmentId, Checkpoints)>,
 }
 
 /// The state of one cacheable execution, for the project's cache index.

@@ -176,6 +176,20 @@ CREATE TABLE calls (
 ) WITHOUT ROWID;
 ";
 
+/// Version 9 (checkpoints): each step's checkpoint state per environment, as one JSON map
+/// (`name → Value`). A row exists once the step has state of its own in that environment (a
+/// re-run in a child environment gets a copy of its nearest ancestor's, see the run core).
+const PROJECT_V9_CHECKPOINTS: &str = "
+CREATE TABLE checkpoints (
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    environment_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step_number, environment_id)
+) WITHOUT ROWID;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -195,6 +209,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V6),
         M::up(PROJECT_V7),
         M::up(PROJECT_V8),
+        M::up(PROJECT_V9_CHECKPOINTS),
     ])
 }
 
@@ -225,6 +240,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 11);
+        assert_eq!(tables, 12);
     }
 }

@@ -364,12 +364,14 @@ impl SqliteStore {
             }
         }
 
+        let checkpoints = super::checkpoints::load(&self.conn, run)?;
         Ok(Some(RunSnapshot {
             run: run_record,
             steps,
             executions,
             children,
             calls,
+            checkpoints,
         }))
     }
 }
@@ -828,6 +830,12 @@ fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Resu
                 )));
             }
         }
+        Write::PutCheckpoints {
+            step,
+            environment,
+            state,
+            at,
+        } => super::checkpoints::put(conn, *step, *environment, state, *at)?,
         Write::RecordResult {
             execution,
             result,
@@ -1021,6 +1029,7 @@ fn result_kind_str(kind: ResultKind) -> &'static str {
         ResultKind::Value => "value",
         ResultKind::Error => "error",
         ResultKind::Abandoned => "abandoned",
+        ResultKind::Crashed => "crashed",
         ResultKind::Timeout => "timeout",
         ResultKind::Cancelled => "cancelled",
         ResultKind::Cached => "cached",
@@ -1121,6 +1130,7 @@ impl SqliteStore {
                 collect_blob_keys(value, &mut keys);
             }
         }
+        super::checkpoints::blob_keys(&self.conn, &mut keys)?;
         Ok(keys)
     }
 }

@@ -272,6 +272,7 @@ fn handle_frame(
             let from = match &request {
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
+                AgentRequest::Checkpoint { execution, .. } => *execution,
             };
             if session.ownership(from) != Ownership::Assigned {
                 // E.g. a wait re-sent after its execution was cancelled: answer, don't close.
@@ -491,6 +492,20 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
             }
             project.cancel(execution);
             Ok(ReplyBody::Cancelled)
+        }
+        AgentRequest::Checkpoint {
+            execution,
+            set,
+            reset,
+        } => {
+            let set = set
+                .decode()
+                .map_err(|e| wire_error("invalid_input", format!("invalid checkpoint: {e}")))?;
+            project
+                .record_checkpoint(execution, set, reset)
+                .await
+                .map(|()| ReplyBody::Checkpointed)
+                .map_err(api_error)
         }
     }
 }

@@ -230,12 +230,14 @@ impl Session {
                 target,
                 arguments,
                 timeout_ms,
+                checkpoints,
             } => {
                 let frame = ServerFrame::Execute {
                     execution,
                     target,
                     arguments: Json::encode(&*arguments),
                     timeout_ms,
+                    checkpoints: Json::encode(&*checkpoints),
                 };
                 let mut state = lock(&self.state);
                 state.assigned.insert(execution, frame.clone());

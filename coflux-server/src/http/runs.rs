@@ -10,10 +10,11 @@
 //!   `workflow_not_found`, naming the environment and the closest registered names), unless
 //!   `"allow_unregistered": true` (its run then waits for an agent to come).
 //! - `GET /api/projects/{project}/runs?limit=N` → `{"runs":[RunSummaryJson]}`, newest first.
-//! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`RunJson`].
+//! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`RunJson`]; each step has
+//!   `checkpoints: {environment: {name: value}}` (`cf.Checkpoint` state, when it has any).
 //! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS&environment=E&step=N&attempt=A`
 //!   → `{"run_id","status","value"?,"error"?}` with status `value`, `error`, `cancelled`,
-//!   `abandoned`, `timeout` or `pending`; with `wait`, blocks up to that long (at most
+//!   `abandoned`, `crashed` (its executor died without reporting), `timeout` or `pending`; with `wait`, blocks up to that long (at most
 //!   [`MAX_WAIT_SECS`]) for the final result, following retries. The result is that of step `N`
 //!   (default 1, the run's) as seen from `E` (default the run's environment): its latest
 //!   attempt visible there, as in the run's view (a re-run in a child environment is seen from

@@ -6,6 +6,8 @@
 //! `{"fragment":{"format","blob","size"}}`, and a value stored as a blob becomes
 //! `{"blob":key,"size":n}`.
 
+use std::collections::BTreeMap;
+
 use coflux_core::api::{ExecutionView, RunView, StepView};
 use coflux_core::model::{
     Environment, ErrorInfo, ExecutionResult, ExecutionState, Millis, Reference, Value,
@@ -119,6 +121,9 @@ pub struct StepJson {
     pub group: Option<String>,
     /// Its executions (attempts), oldest first.
     pub executions: Vec<ExecutionJson>,
+    /// Checkpoint state (`cf.Checkpoint`) per environment name: `{name: value}` (plain JSON).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoints: BTreeMap<String, BTreeMap<String, Json>>,
 }
 
 /// A run started by one of this run's executions (a workflow it called).
@@ -198,6 +203,17 @@ fn step_json(step: &StepView) -> StepJson {
         cached: step.cached,
         group: step.group.clone(),
         executions: step.executions.iter().map(execution_json).collect(),
+        checkpoints: step
+            .checkpoints
+            .iter()
+            .map(|(env, state)| {
+                let state = state
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value_json(value)))
+                    .collect();
+                (env.clone(), state)
+            })
+            .collect(),
     }
 }
 
@@ -229,6 +245,7 @@ fn result_kind_name(kind: coflux_core::model::ResultKind) -> &'static str {
         K::Value => "value",
         K::Error => "error",
         K::Abandoned => "abandoned",
+        K::Crashed => "crashed",
         K::Timeout => "timeout",
         K::Cancelled => "cancelled",
         K::Cached => "cached",
@@ -266,7 +283,9 @@ pub fn result_json(result: &ExecutionResult) -> Json {
                 out.insert("retry".into(), Json::String(retry.to_string()));
             }
         }
-        ExecutionResult::Abandoned { retry } | ExecutionResult::Timeout { retry } => {
+        ExecutionResult::Abandoned { retry }
+        | ExecutionResult::Crashed { retry }
+        | ExecutionResult::Timeout { retry } => {
             if let Some(retry) = retry {
                 out.insert("retry".into(), Json::String(retry.to_string()));
             }

@@ -19,13 +19,14 @@ use crate::state::AppState;
 const PAGE: usize = 50;
 
 /// Statuses offered by the runs filter.
-const STATUSES: [&str; 7] = [
+const STATUSES: [&str; 8] = [
     "running",
     "queued",
     "value",
     "error",
     "cancelled",
     "abandoned",
+    "crashed",
     "timeout",
 ];
 

@@ -129,6 +129,7 @@ impl RunCore {
         for execution in active {
             self.cancel(execution, now, out);
         }
+        self.fork_checkpoints(step_id, target, lineage, now, out);
         Ok(self.add_attempt(step_id, target, None, Dependencies::default(), now, out))
     }
 }

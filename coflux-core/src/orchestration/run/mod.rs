@@ -7,9 +7,9 @@ use std::sync::Arc;
 use rand::Rng;
 
 use crate::model::{
-    Dependencies, EnvironmentId, ExecutionId, ExecutionResult, Millis, ParamSelection, Reference,
-    Requires, RetryPolicy, RunId, RunRecord, StepId, StepOptions, StepRecord, TargetKind,
-    TargetRef, Value, WorkerId,
+    Checkpoints, Dependencies, EnvironmentId, ExecutionId, ExecutionResult, Millis, ParamSelection,
+    Reference, Requires, RetryPolicy, RunId, RunRecord, StepId, StepOptions, StepRecord,
+    TargetKind, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, RunSnapshot, Write};
@@ -21,6 +21,7 @@ use super::messages::{
 };
 
 mod calls;
+mod checkpoints;
 mod control;
 mod dependencies;
 mod policy;
@@ -49,6 +50,8 @@ struct StepState {
     record: StepRecord,
     arguments: Arc<Vec<Value>>,
     attempts: Vec<Attempt>,
+    /// Checkpoint state per environment (see [`checkpoints`]).
+    checkpoints: HashMap<EnvironmentId, Arc<Checkpoints>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +202,13 @@ impl RunCore {
                 record,
                 arguments,
                 attempts: Vec::new(),
+                checkpoints: HashMap::new(),
             });
+        }
+        for (step, environment, state) in snapshot.checkpoints {
+            if let Some(step) = core.step_mut(step) {
+                step.checkpoints.insert(environment, Arc::new(state));
+            }
         }
         for e in snapshot.executions {
             let open = e.result.is_none();
@@ -528,6 +537,15 @@ impl RunCore {
                     out.reply(ack, Reply::Recorded(Ok(())));
                 }
             }
+            RunMsg::Checkpoint {
+                execution,
+                set,
+                reset,
+                ack,
+            } => {
+                let result = self.record_checkpoint(execution, set, reset, now, out);
+                out.reply(ack, Reply::Recorded(result));
+            }
             RunMsg::Abandon { execution, requeue } => {
                 let open = self
                     .attempt(execution)
@@ -627,6 +645,7 @@ impl RunCore {
             arguments: Arc::new(arguments),
             // Most steps have one attempt: room for one, not the four a first push reserves.
             attempts: Vec::with_capacity(1),
+            checkpoints: HashMap::new(),
         });
         let execution = id.execution(1);
         if let Some(key) = memo_key {
@@ -801,7 +820,9 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
             out.reply(reply, Reply::RunStarted(Err(err)))
         }
         RunMsg::Started { reply } => out.reply(reply, Reply::RunStarted(Err(err))),
-        RunMsg::Suspend { ack: Some(ack), .. } => out.reply(ack, Reply::Recorded(Err(err))),
+        RunMsg::Suspend { ack: Some(ack), .. } | RunMsg::Checkpoint { ack, .. } => {
+            out.reply(ack, Reply::Recorded(Err(err)))
+        }
         _ => {}
     }
 }
@@ -842,5 +863,10 @@ fn ticket(step: &StepState, attempt: u32) -> Ticket {
         timeout_ms: step.record.options.timeout_ms,
         defer_key,
         created_at: a.created_at,
+        checkpoints: step
+            .checkpoints
+            .get(&a.environment)
+            .cloned()
+            .unwrap_or_default(),
     }
 }

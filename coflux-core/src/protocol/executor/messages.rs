@@ -486,6 +486,7 @@ impl SelectStatus {
             ExecutionResult::Error { .. } => Self::Error,
             ExecutionResult::Cancelled => Self::Cancelled,
             ExecutionResult::Timeout { .. } => Self::Timeout,
+            ExecutionResult::Crashed { .. } => Self::Crashed,
             _ => Self::Abandoned,
         })
     }
@@ -497,7 +498,8 @@ impl SelectStatus {
             Self::Ok | Self::Error => None,
             Self::Cancelled | Self::Dismissed => Some(ExecutionResult::Cancelled),
             Self::Timeout => Some(ExecutionResult::Timeout { retry: None }),
-            Self::Abandoned | Self::Crashed => Some(ExecutionResult::Abandoned { retry: None }),
+            Self::Abandoned => Some(ExecutionResult::Abandoned { retry: None }),
+            Self::Crashed => Some(ExecutionResult::Crashed { retry: None }),
         }
     }
 }

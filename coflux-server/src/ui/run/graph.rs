@@ -342,6 +342,7 @@ mod tests {
                         attempt: 1,
                     }),
                     arguments: Vec::new(),
+                    checkpoints: Default::default(),
                     cached: false,
                     group: None,
                     executions: vec![ExecutionView {

@@ -174,7 +174,7 @@ fn result(ctx: &RunCtx, execution: &ExecutionView) -> Markup {
                     @if let Some(r) = retry { p { "Retried as " (execution_link(ctx, *r)) } }
                 }
             }
-            ExecutionResult::Abandoned { retry } | ExecutionResult::Timeout { retry } => {
+            ExecutionResult::Abandoned { retry } | ExecutionResult::Crashed { retry } | ExecutionResult::Timeout { retry } => {
                 p { (execution_status(execution)) @if let Some(r) = retry { " · retried as " (execution_link(ctx, *r)) } }
             }
             ExecutionResult::Cancelled => { p { "Cancelled." } }
