@@ -184,6 +184,25 @@ async fn auth_tokens_scope_every_route_by_role_project_and_environment() {
         None
     );
     assert_eq!(read.0, StatusCode::OK);
+    // UI pages: a sign-in page without a token; with the cookie, the token's project only.
+    let page = |path: &str, cookie: Option<actix_web::cookie::Cookie<'static>>| {
+        let request = TestRequest::get().uri(path);
+        let request = match cookie {
+            Some(c) => request.cookie(c),
+            None => request,
+        };
+        request.to_request()
+    };
+    let signin = test::call_service(&app, page("/", None)).await;
+    assert_eq!(signin.status(), StatusCode::UNAUTHORIZED);
+    let body = String::from_utf8(test::read_body(signin).await.to_vec()).unwrap();
+    assert!(body.contains("data-testid=\"sign-in\""), "{body}");
+    let home = test::call_service(&app, page("/", Some(cookie.clone()))).await;
+    assert_eq!(home.status(), StatusCode::OK);
+    let body = String::from_utf8(test::read_body(home).await.to_vec()).unwrap();
+    assert!(body.contains("/projects/acme") && !body.contains("/projects/other"));
+    let other = test::call_service(&app, page("/projects/other", Some(cookie.clone()))).await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
     let write = post("/api/projects/acme/environments", json!({"name": "y"})).cookie(cookie);
     assert_eq!(send!(&app, write, None).0, StatusCode::UNAUTHORIZED);
 

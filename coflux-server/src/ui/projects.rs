@@ -31,8 +31,11 @@ const STATUSES: [&str; 8] = [
 ];
 
 /// `GET /`.
-pub(crate) async fn index(state: web::Data<AppState>) -> Page {
-    let names = state.coflux.list_projects().await?;
+pub(crate) async fn index(state: web::Data<AppState>, req: actix_web::HttpRequest) -> Page {
+    // A project's token sees its project only.
+    let grant = crate::auth::grant_of(&req);
+    let mut names = state.coflux.list_projects().await?;
+    names.retain(|name| grant.covers_project(name));
     let body = html! {
         main.narrow {
             h1 { "Projects" }
