@@ -31,7 +31,7 @@ fn semantics_agent(server: &Server, effects_env: &str) -> Proc {
         P,
         "examples.semantics",
         &["COFLUX_EXAMPLE_SEMANTICS=1", effects_env],
-        &["--concurrency", "16"],
+        &["--register", "--concurrency", "16"],
     )
 }
 

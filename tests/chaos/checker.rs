@@ -54,8 +54,9 @@ pub fn check(
             violations.push(format!("run {run} ended with {result}"));
         }
     }
-    // Side effects: each at least once, more only for abandoned attempts, never more than the
-    // step's attempts.
+    // Side effects: each at least once, more only for abandoned attempts (of the step, or of
+    // the workflow whose retry called it again as a new step), never more than the attempts of
+    // the steps with that tag.
     let text = std::fs::read_to_string(effects).unwrap_or_default();
     let mut seen: HashMap<&str, u64> = HashMap::new();
     for line in text.lines() {
@@ -66,12 +67,13 @@ pub fn check(
             "SELECT s.arguments, \
              (SELECT count(*) FROM executions e WHERE e.run_id = s.run_id AND e.step_number = s.number), \
              (SELECT count(*) FROM results r WHERE r.run_id = s.run_id AND r.step_number = s.number \
-              AND r.kind = 'abandoned') \
+              AND r.kind = 'abandoned'), \
+             (SELECT count(*) FROM results r WHERE r.run_id = s.run_id AND r.kind = 'abandoned') \
              FROM steps s WHERE s.target IN ('effect', 'retried_effect')",
         )
         .unwrap();
-    let steps: Vec<(String, i64, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let steps: Vec<(String, i64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -79,23 +81,26 @@ pub fn check(
         for j in 0..4 {
             let tag = format!("{name}:{j}");
             let times = seen.get(tag.as_str()).copied().unwrap_or(0);
-            let step = steps
-                .iter()
-                .find(|(args, ..)| args.contains(&format!("\"{tag}\"")));
-            match step {
-                None => violations.push(format!("no step for {tag}")),
-                Some((_, attempts, abandoned)) => {
-                    if times == 0 {
-                        violations.push(format!("{tag}: side effect missing"));
-                    }
-                    if times as i64 > *attempts {
-                        violations
-                            .push(format!("{tag}: {times} side effects, {attempts} attempts"));
-                    }
-                    if times > 1 && *abandoned == 0 {
-                        violations.push(format!("{tag}: repeated without an abandoned attempt"));
-                    }
-                }
+            let quoted = format!("\"{tag}\"");
+            let mine: Vec<_> = steps.iter().filter(|s| s.0.contains(&quoted)).collect();
+            if mine.is_empty() {
+                violations.push(format!("no step for {tag}"));
+                continue;
+            }
+            let attempts: i64 = mine.iter().map(|s| s.1).sum();
+            let abandoned = if mine.len() == 1 {
+                mine[0].2
+            } else {
+                mine[0].3
+            };
+            if times == 0 {
+                violations.push(format!("{tag}: side effect missing"));
+            }
+            if times as i64 > attempts {
+                violations.push(format!("{tag}: {times} side effects, {attempts} attempts"));
+            }
+            if times > 1 && abandoned == 0 {
+                violations.push(format!("{tag}: repeated without an abandoned attempt"));
             }
         }
     }
