@@ -12,11 +12,15 @@
 //! More scenarios, each its own test in this binary, ending with the same checker:
 //! agents killed mid-execution ([`agents`]), a network partition shorter than the reconnect
 //! timeout ([`agents`]) and a corrupt project database isolated from the others ([`corrupt`]).
+//! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
+//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20). Each prints one line
+//! `chaos <scenario>: faults injected N, runs checked M, violations V`.
 //!
 //! Invariants checked: the database passes `PRAGMA integrity_check`; every acknowledged run is
 //! there and terminal, with its right value; every execution has exactly one result; a step's
 //! attempts are numbered 1..n; every task's side effect happened, more than once only when an
-//! attempt was abandoned, never more often than the step has attempts; no process panicked;
+//! attempt was abandoned (of the step, or of the workflow whose retry called it again), never
+//! more often than its steps have attempts; no process panicked;
 //! the server serves again within a bound after each restart.
 
 mod agents;
