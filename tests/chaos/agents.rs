@@ -143,7 +143,19 @@ async fn chaos_network_partition_shorter_than_the_reconnect_timeout() {
         faults += 1;
         actix_rt::time::sleep(Duration::from_secs(2)).await;
         proxy.restore();
-        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        // The next cut only once the agent is back (its backoff may wait up to 5 s): each is
+        // a partition of its own, shorter than the reconnect timeout. Back-to-back cuts can
+        // keep an agent away longer than the timeout in all (its attempts falling in the next
+        // cuts), and then its executions are abandoned, rightly.
+        let back = Instant::now();
+        while proxy.connections() == 0 {
+            assert!(
+                back.elapsed() < Duration::from_secs(10),
+                "the agent did not reconnect"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
     }
 
     let values = await_values(&server, P, &acknowledged).await;
