@@ -70,6 +70,10 @@ async fn chaos_corrupt_project_database_is_isolated() {
     let check = rusqlite::Connection::open(&db)
         .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)));
     println!("chaos corrupt: overwrote 8 KiB in the middle of {size} bytes: {check:?}");
+    assert!(
+        !matches!(check.as_deref(), Ok("ok")),
+        "the garbage missed the database's pages"
+    );
 
     let (mut server_proc, _) = start_server_with(&data, port, &log, &[]).await;
     // The corrupt project: an error in the API's shape, for each kind of request.
@@ -127,8 +131,16 @@ async fn chaos_corrupt_project_database_is_isolated() {
         acknowledged.push((run, name));
     }
     let values = await_values(&server, GOOD, &acknowledged).await;
-    if server_proc.wait_exit(Duration::ZERO).is_some() {
-        violations.push("the server exited".into());
+    if let Some(status) = server_proc.wait_exit(Duration::from_millis(200)) {
+        violations.push(format!("the server exited: {status}"));
+    }
+    let health = http()
+        .get(format!("{}/api/health", server.url))
+        .send()
+        .await
+        .map(|r| r.status());
+    if !health.as_ref().is_ok_and(|s| s.is_success()) {
+        violations.push(format!("the server's health: {health:?}"));
     }
     agent.terminate(Duration::from_secs(10));
     server_proc.terminate(Duration::from_secs(10));
