@@ -12,8 +12,8 @@ use crate::{await_values, checker, start_server_with, submit};
 const GOOD: &str = "acme";
 const BAD: &str = "broken";
 
-/// Moves the write-ahead log into `path`, then overwrites 8 KiB in its middle with garbage;
-/// returns the file's size.
+/// Moves the write-ahead log into `path`, then overwrites 8 KiB in its middle (by default)
+/// with garbage; returns the file's size.
 fn corrupt(path: &std::path::Path) -> u64 {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -21,7 +21,11 @@ fn corrupt(path: &std::path::Path) -> u64 {
     drop(conn);
     let len = std::fs::metadata(path).unwrap().len();
     let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    let start = (len / 2).saturating_sub(4096);
+    // In the middle by default; `COFLUX_CHAOS_CORRUPT_AT` (a percentage of the size) moves it.
+    let at = crate::setting("COFLUX_CHAOS_CORRUPT_AT", 50).min(100);
+    let start = (len * at / 100)
+        .saturating_sub(4096)
+        .min(len.saturating_sub(8192));
     file.seek(SeekFrom::Start(start)).unwrap();
     let garbage: Vec<u8> = (0..8192u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -69,7 +73,7 @@ async fn chaos_corrupt_project_database_is_isolated() {
     let size = corrupt(&db);
     let check = rusqlite::Connection::open(&db)
         .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)));
-    println!("chaos corrupt: overwrote 8 KiB in the middle of {size} bytes: {check:?}");
+    println!("chaos corrupt: overwrote 8 KiB of {size} bytes: {check:?}");
     assert!(
         !matches!(check.as_deref(), Ok("ok")),
         "the garbage missed the database's pages"

@@ -13,7 +13,8 @@
 //! agents killed mid-execution ([`agents`]), a network partition shorter than the reconnect
 //! timeout ([`agents`]) and a corrupt project database isolated from the others ([`corrupt`]).
 //! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
-//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20). Each prints one line
+//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_CORRUPT_AT` (where
+//! the garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
 //! `chaos <scenario>: faults injected N, runs checked M, violations V`.
 //!
 //! Invariants checked: the database passes `PRAGMA integrity_check`; every acknowledged run is
