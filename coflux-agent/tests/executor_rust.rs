@@ -239,6 +239,11 @@ fn semantics_options_reach_the_manifest() {
         assert_eq!(debounced.delay_ms, Some(300));
         assert_eq!(options("downstream").wait_for, vec![0]);
         assert_eq!(options("memo_run").memo, Some(ParamSelection::All(true)));
+        for name in ["retried_effect", "retried_effects"] {
+            let retries = options(name).retries.expect("a retry policy");
+            assert_eq!(retries.limit, Some(3), "{name}");
+        }
+        assert!(options("effect").retries.is_none());
         // Without the variable, the repository is the usual one.
         let plain = discover(&adapter(), &crate_dir(), &[]).await.unwrap();
         assert!(plain.iter().all(|t| t.target.module == "examples.repo"));

@@ -78,6 +78,10 @@ async fn slow_value(x: u64) -> Result<u64, Failure> {
 /// set): a side effect that tests count, to see that no execution ran twice.
 #[task(module = "examples.semantics")]
 async fn effect(tag: String, pause_ms: u64) -> Result<String, Failure> {
+    effect_body(tag, pause_ms).await
+}
+
+async fn effect_body(tag: String, pause_ms: u64) -> Result<String, Failure> {
     actix_rt::time::sleep(Duration::from_millis(pause_ms)).await;
     if let Some(path) = std::env::var_os("COFLUX_SIDE_EFFECTS") {
         use std::io::Write;
@@ -96,6 +100,28 @@ async fn effects(name: String, n: u64, pause_ms: u64) -> Result<Vec<String>, Fai
     let mut tags = Vec::new();
     for i in 0..n {
         tags.push(effect.call(format!("{name}:{i}"), pause_ms).await?);
+    }
+    Ok(tags)
+}
+
+/// `effect` with a retry policy: an attempt abandoned when its agent dies is retried (chaos).
+#[task(
+    module = "examples.semantics",
+    retries(limit = 3, backoff_min_ms = 10, backoff_max_ms = 100)
+)]
+async fn retried_effect(tag: String, pause_ms: u64) -> Result<String, Failure> {
+    effect_body(tag, pause_ms).await
+}
+
+/// `effects` whose steps and itself are retried (tags `name:0`, `name:1`, ...).
+#[workflow(
+    module = "examples.semantics",
+    retries(limit = 3, backoff_min_ms = 10, backoff_max_ms = 100)
+)]
+async fn retried_effects(name: String, n: u64, pause_ms: u64) -> Result<Vec<String>, Failure> {
+    let mut tags = Vec::new();
+    for i in 0..n {
+        tags.push(retried_effect.call(format!("{name}:{i}"), pause_ms).await?);
     }
     Ok(tags)
 }
@@ -178,6 +204,8 @@ pub fn repository() -> Repository {
         .with(slow_value)
         .with(effect)
         .with(effects)
+        .with(retried_effect)
+        .with(retried_effects)
         .with(downstream)
         .with(waits)
         .with(inner)

@@ -441,6 +441,11 @@ impl Proxy {
         }
     }
 
+    /// How many connections were accepted since the last [`Proxy::cut`] (or the start).
+    pub fn connections(&self) -> usize {
+        self.state.streams.lock().unwrap().len() / 2
+    }
+
     /// Accepts connections again.
     pub fn restore(&self) {
         self.state

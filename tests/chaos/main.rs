@@ -9,14 +9,27 @@
 //! `COFLUX_CHAOS_KILLS` (default 20), `COFLUX_CHAOS_RUNS` (200) and `COFLUX_CHAOS_SEED` set the
 //! scale and the random moments; CI runs a short form (3 kills, 30 runs).
 //!
+//! More scenarios, each its own test in this binary, ending with the same checker:
+//! agents killed mid-execution ([`agents`]), a network partition shorter than the reconnect
+//! timeout ([`agents`]) and a corrupt project database isolated from the others ([`corrupt`]).
+//! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
+//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_CORRUPT_AT` (where
+//! the garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
+//! `chaos <scenario>: faults injected N, runs checked M, violations V`.
+//!
 //! Invariants checked: the database passes `PRAGMA integrity_check`; every acknowledged run is
 //! there and terminal, with its right value; every execution has exactly one result; a step's
 //! attempts are numbered 1..n; every task's side effect happened, more than once only when an
-//! attempt was abandoned, never more often than the step has attempts; no process panicked;
+//! attempt was abandoned (of the step, or of the workflow whose retry called it again), never
+//! more often than its steps have attempts; no process panicked;
 //! the server serves again within a bound after each restart.
 
+mod agents;
+mod checker;
+mod corrupt;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,7 +43,7 @@ const P: &str = "acme";
 /// The longest a restarted server may take to answer its health check.
 const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 
-fn setting(name: &str, default: u64) -> u64 {
+pub(crate) fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -38,10 +51,18 @@ fn setting(name: &str, default: u64) -> u64 {
 }
 
 /// A small deterministic generator (xorshift), seeded from `COFLUX_CHAOS_SEED` or the clock.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    /// Seeded from `COFLUX_CHAOS_SEED` or the clock.
+    pub(crate) fn seeded() -> Self {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        Self(setting("COFLUX_CHAOS_SEED", clock).max(1))
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -52,6 +73,16 @@ impl Rng {
 /// Starts `coflux-server` on `port` with its stderr in `log`; returns it once it answers, and
 /// how long that took.
 async fn start_server(data: &Path, port: u16, log: &Path) -> (Proc, Duration) {
+    start_server_with(data, port, log, &[]).await
+}
+
+/// [`start_server`] with extra flags.
+pub(crate) async fn start_server_with(
+    data: &Path,
+    port: u16,
+    log: &Path,
+    extra: &[&str],
+) -> (Proc, Duration) {
     let started = Instant::now();
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -64,6 +95,7 @@ async fn start_server(data: &Path, port: u16, log: &Path) -> (Proc, Duration) {
             .arg("--data-dir")
             .arg(data)
             .args(["--port", &port.to_string()])
+            .args(extra)
             .env("COFLUX_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(file),
@@ -90,15 +122,8 @@ async fn start_server(data: &Path, port: u16, log: &Path) -> (Proc, Duration) {
 async fn chaos_server_killed_at_random_moments_under_concurrent_runs() {
     let kills = setting("COFLUX_CHAOS_KILLS", 20);
     let runs = setting("COFLUX_CHAOS_RUNS", 200);
-    let seed = setting(
-        "COFLUX_CHAOS_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    )
-    .max(1);
-    println!("chaos: {kills} kills, {runs} runs, seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded();
+    println!("chaos: {kills} kills, {runs} runs, seed {}", rng.0);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let logs = dir.path().join("logs");
@@ -186,28 +211,16 @@ async fn chaos_server_killed_at_random_moments_under_concurrent_runs() {
     }
 
     // Progress resumes: every run ends.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut values = HashMap::new();
-    for (run, name) in &acknowledged {
-        let mut result = server.result(P, run, 20).await;
-        while result["status"] == "pending" && Instant::now() < deadline {
-            result = server.result(P, run, 20).await;
-        }
-        if result["status"] == "pending" {
-            let steps = coflux_tests::step_states(&server.inspect(P, run).await);
-            println!("chaos: run {run} did not finish: {steps:?}");
-        }
-        values.insert(run.clone(), (name.clone(), result));
-    }
+    let values = await_values(&server, P, &acknowledged).await;
     for agent in &mut agents {
         agent.terminate(Duration::from_secs(10));
     }
     server_proc.terminate(Duration::from_secs(10));
 
-    let violations = check(&data, &effects, &values, &server_log);
+    let violations = checker::check(P, &data, &effects, &values, &server_log);
     let worst = recoveries.iter().max().copied().unwrap_or_default();
     println!(
-        "chaos: faults injected {faults}, runs checked {}, violations {}, recovery max {} ms",
+        "chaos server-kill: faults injected {faults}, runs checked {}, violations {}, recovery max {} ms",
         values.len(),
         violations.len(),
         worst.as_millis()
@@ -216,103 +229,51 @@ async fn chaos_server_killed_at_random_moments_under_concurrent_runs() {
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
-/// The offline checker: reads the project database, the side-effect log and the process logs;
-/// returns what is wrong.
-fn check(
-    data: &Path,
-    effects: &Path,
-    values: &HashMap<String, (String, serde_json::Value)>,
-    server_log: &Path,
-) -> Vec<String> {
-    let mut violations = Vec::new();
-    let db: PathBuf = data.join("projects").join(P).join("project.sqlite");
-    let conn =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    if integrity != "ok" {
-        violations.push(format!("integrity_check: {integrity}"));
-    }
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    let unfinished = count(
-        "SELECT count(*) FROM executions e WHERE NOT EXISTS (SELECT 1 FROM results r \
-         WHERE r.run_id = e.run_id AND r.step_number = e.step_number AND r.attempt = e.attempt)",
-    );
-    if unfinished > 0 {
-        violations.push(format!("{unfinished} executions without a result"));
-    }
-    let gaps = count(
-        "SELECT count(*) FROM (SELECT run_id, step_number FROM executions \
-         GROUP BY run_id, step_number HAVING count(*) != max(attempt))",
-    );
-    if gaps > 0 {
-        violations.push(format!("{gaps} steps whose attempts are not 1..n"));
-    }
-    for (run, (name, result)) in values {
-        let number: u64 = run
-            .parse::<coflux_core::model::RunId>()
-            .map(|r| r.0)
-            .unwrap_or(0);
-        let exists = count(&format!("SELECT count(*) FROM runs WHERE id = {number}"));
-        if exists != 1 {
-            violations.push(format!("acknowledged run {run} is missing"));
+/// Each run's name and final result (waiting up to 300 s in all); prints the steps of those
+/// that did not finish.
+pub(crate) async fn await_values(
+    server: &Server,
+    project: &str,
+    acknowledged: &[(String, String)],
+) -> HashMap<String, (String, serde_json::Value)> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut values = HashMap::new();
+    for (run, name) in acknowledged {
+        let mut result = server.result(project, run, 20).await;
+        while result["status"] == "pending" && Instant::now() < deadline {
+            result = server.result(project, run, 20).await;
         }
-        let expected: Vec<String> = (0..4).map(|j| format!("{name}:{j}")).collect();
-        if result["value"] != json!(expected) {
-            violations.push(format!("run {run} ended with {result}"));
+        if result["status"] == "pending" {
+            let steps = coflux_tests::step_states(&server.inspect(project, run).await);
+            println!("chaos: run {run} did not finish: {steps:?}");
         }
+        values.insert(run.clone(), (name.clone(), result));
     }
-    // Side effects: each at least once, more only for abandoned attempts, never more than the
-    // step's attempts.
-    let text = std::fs::read_to_string(effects).unwrap_or_default();
-    let mut seen: HashMap<&str, u64> = HashMap::new();
-    for line in text.lines() {
-        *seen.entry(line).or_default() += 1;
+    values
+}
+
+/// Submits `module.target(name, 4, pause_ms)`; the run's id once acknowledged.
+pub(crate) async fn submit(
+    server: &Server,
+    project: &str,
+    module: &str,
+    target: &str,
+    name: &str,
+    pause_ms: u64,
+) -> Option<String> {
+    let body = json!({"module": module, "target": target,
+                      "arguments": [name, 4, pause_ms], "allow_unregistered": true});
+    let mut response = http()
+        .post(format!(
+            "{}/api/projects/{project}/environments/production/runs",
+            server.url
+        ))
+        .send_json(&body)
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
     }
-    let mut stmt = conn
-        .prepare(
-            "SELECT s.arguments, \
-             (SELECT count(*) FROM executions e WHERE e.run_id = s.run_id AND e.step_number = s.number), \
-             (SELECT count(*) FROM results r WHERE r.run_id = s.run_id AND r.step_number = s.number \
-              AND r.kind = 'abandoned') \
-             FROM steps s WHERE s.target = 'effect'",
-        )
-        .unwrap();
-    let steps: Vec<(String, i64, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (name, _) in values.values() {
-        for j in 0..4 {
-            let tag = format!("{name}:{j}");
-            let times = seen.get(tag.as_str()).copied().unwrap_or(0);
-            let step = steps
-                .iter()
-                .find(|(args, ..)| args.contains(&format!("\"{tag}\"")));
-            match step {
-                None => violations.push(format!("no step for {tag}")),
-                Some((_, attempts, abandoned)) => {
-                    if times == 0 {
-                        violations.push(format!("{tag}: side effect missing"));
-                    }
-                    if times as i64 > *attempts {
-                        violations
-                            .push(format!("{tag}: {times} side effects, {attempts} attempts"));
-                    }
-                    if times > 1 && *abandoned == 0 {
-                        violations.push(format!("{tag}: repeated without an abandoned attempt"));
-                    }
-                }
-            }
-        }
-    }
-    // The server's log (the agents' go to the test's output).
-    let text = std::fs::read_to_string(server_log).unwrap_or_default();
-    if text.contains("panicked") {
-        violations.push("a panic in the server's log".into());
-    }
-    violations
+    let json = response.json::<serde_json::Value>().await.ok()?;
+    json["run_id"].as_str().map(str::to_owned)
 }
