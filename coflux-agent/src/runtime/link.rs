@@ -96,6 +96,9 @@ struct State {
     held_records: Vec<AgentFrame>,
     /// Frames of records not held because [`MAX_HELD_RECORDS`] were.
     dropped_records: u64,
+    /// How many times the server welcomed this agent (a connection that got this far resets
+    /// the reconnection backoff).
+    welcomes: u64,
 }
 
 impl State {
@@ -307,7 +310,13 @@ impl Link {
     pub async fn run(&self, commands: mpsc::UnboundedSender<Command>) -> Result<(), LinkError> {
         let mut delay = Duration::from_millis(250);
         loop {
-            match self.connect_once(&commands).await {
+            let welcomed = self.state.borrow().welcomes;
+            let outcome = self.connect_once(&commands).await;
+            if self.state.borrow().welcomes != welcomed {
+                // It was connected: a new outage starts with a short wait again.
+                delay = Duration::from_millis(250);
+            }
+            match outcome {
                 Ok(()) => delay = Duration::from_millis(250),
                 Err(Some(reason)) if reason.is_fatal() => {
                     return Err(LinkError::Refused(reason.as_str()));
@@ -384,7 +393,10 @@ impl Link {
                 Some(Ok(Frame::Binary(bytes))) => match codec::decode::<ServerFrame>(&bytes) {
                     Ok(ServerFrame::Welcome { session, in_flight }) => {
                         let resumed = previous.as_deref() == Some(session.as_str());
-                        self.state.borrow_mut().session = Some(session);
+                        let mut state = self.state.borrow_mut();
+                        state.session = Some(session);
+                        state.welcomes += 1;
+                        drop(state);
                         break (in_flight, resumed);
                     }
                     _ => return Err(Some(CloseReason::HelloExpected)),
