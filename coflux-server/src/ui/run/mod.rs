@@ -53,11 +53,11 @@ pub(crate) struct RunCtx<'a> {
     pub selected: Option<(&'a StepView, &'a ExecutionView)>,
 }
 
-impl RunCtx<'_> {
-    /// This run's page URL with the current query, changed by `changes` (`None` removes).
-    pub fn href(&self, changes: &[(&str, Option<&str>)]) -> String {
-        let q = self.q;
-        let current = [
+impl RunQuery {
+    /// The page's query parameters, in URL order.
+    fn pairs(&self) -> [(&'static str, Option<&str>); 9] {
+        let q = self;
+        [
             ("environment", q.environment.as_deref()),
             ("tab", q.tab.as_deref()),
             ("view", q.view.as_deref()),
@@ -67,7 +67,14 @@ impl RunCtx<'_> {
             ("only", q.only.as_deref()),
             ("step", q.step.as_deref()),
             ("attempt", q.attempt.as_deref()),
-        ];
+        ]
+    }
+}
+
+impl RunCtx<'_> {
+    /// This run's page URL with the current query, changed by `changes` (`None` removes).
+    pub fn href(&self, changes: &[(&str, Option<&str>)]) -> String {
+        let current = self.q.pairs();
         let pairs: Vec<(&str, Option<&str>)> = current
             .iter()
             .map(|(k, v)| {
@@ -180,17 +187,7 @@ pub(crate) async fn page(
         "/projects/{}/runs/{}/events{}",
         enc(&name),
         view.id,
-        query(&[
-            ("environment", q.environment.as_deref()),
-            ("step", q.step.as_deref()),
-            ("attempt", q.attempt.as_deref()),
-            ("tab", q.tab.as_deref()),
-            ("view", q.view.as_deref()),
-            ("level", q.level.as_deref()),
-            ("from", q.from.as_deref()),
-            ("target", q.target.as_deref()),
-            ("only", q.only.as_deref()),
-        ])
+        query(&q.pairs())
     );
     let workflow = root_step(&view).map(|s| s.target.to_string());
     let title = format!("{} · {}", view.id, workflow.as_deref().unwrap_or("run"));
