@@ -248,6 +248,14 @@ fn render_step(
         };
         let _ = writeln!(out, "{cont}  checkpoints{env}: {}", names.join(", "));
     }
+    for stream in &step.streams {
+        let state = stream.closed.as_deref().unwrap_or("open");
+        let _ = writeln!(
+            out,
+            "{cont}  stream {}: {} item(s), {state}",
+            stream.stream_id, stream.items
+        );
+    }
     let children = tree
         .get(step.step_id.as_str())
         .map_or(&[][..], Vec::as_slice);

@@ -126,6 +126,21 @@ pub struct Step {
     /// Its checkpoint state (`cf.Checkpoint`) per environment name.
     #[serde(default)]
     pub checkpoints: std::collections::BTreeMap<String, serde_json::Map<String, Json>>,
+    /// The streams it produced.
+    #[serde(default)]
+    pub streams: Vec<StreamSummary>,
+}
+
+/// A stream of a step.
+#[derive(Debug, Deserialize)]
+pub struct StreamSummary {
+    /// Its id (`RUN:STEP_INDEX`).
+    pub stream_id: String,
+    /// How many items it holds.
+    pub items: u64,
+    /// How it ended, if it has.
+    #[serde(default)]
+    pub closed: Option<String>,
 }
 
 /// One attempt of a step.

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use coflux_core::model::{Checkpoints, ExecutionId, ExecutionResult, Millis, Value};
+use coflux_core::model::{
+    Checkpoints, ExecutionId, ExecutionResult, Millis, StreamOp, StreamReply, Value,
+};
 use coflux_core::protocol::agent::MetricEntry;
 use coflux_core::sdk::SubmitRequest;
 use futures::future::LocalBoxFuture;
@@ -50,6 +52,18 @@ pub trait ExecutorHost: 'static {
             Err(HostError::new(
                 "not_supported",
                 "checkpoints are not supported here",
+            ))
+        })
+    }
+
+    /// A stream operation of a producer or a consumer running here (reads and demand return
+    /// once there is something to answer). The default answers `not_supported`.
+    fn stream(&self, op: StreamOp) -> LocalBoxFuture<'static, Result<StreamReply, HostError>> {
+        let _ = op;
+        Box::pin(async {
+            Err(HostError::new(
+                "not_supported",
+                "streams are not supported here",
             ))
         })
     }

@@ -39,6 +39,7 @@ mod requests;
 mod run;
 mod scratch;
 mod select;
+mod streams;
 mod values;
 
 pub use adapter::AdapterCommand;

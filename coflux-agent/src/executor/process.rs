@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::adapter::AdapterCommand;
 use super::checkpoints::CheckpointQueue;
+use super::streams::ExecutionStreams;
 use super::ending::Suspension;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
@@ -52,6 +53,8 @@ pub(crate) struct ExecutionContext {
     pub(crate) metrics: metrics::ExecutionMetrics,
     /// Its checkpoint writes not yet durable.
     pub(crate) checkpoints: Rc<CheckpointQueue>,
+    /// The streams it produces and reads.
+    pub(crate) streams: Rc<ExecutionStreams>,
 }
 
 impl ExecutionContext {
@@ -63,6 +66,7 @@ impl ExecutionContext {
         Rc::new(Self {
             execution,
             checkpoints: CheckpointQueue::new(execution, scratch.clone()),
+            streams: ExecutionStreams::new(execution, scratch.clone()),
             scratch,
             lender,
             finished: watch::channel(false).0,
@@ -320,6 +324,8 @@ impl Process {
             context: Rc::clone(&context),
         };
         let key = context.execution.to_string();
+        let writer = self.stdin.borrow().as_ref().map(|s| s.downgrade());
+        context.streams.attach(writer);
         self.state.borrow_mut().executions.insert(key, slot);
         receiver
     }
@@ -443,8 +449,27 @@ impl Process {
                     tracing::warn!(execution = %p.execution_id, "checkpoint of an execution not running here; dropped")
                 }
             },
-            other => {
-                tracing::warn!(execution = ?execution, method = other.method(), "not supported yet; ignored")
+            AdapterNotification::StreamAppend(p) => match context {
+                Some(context) => context.streams.append(p),
+                None => tracing::debug!(execution = %p.execution_id, "stream item of an execution not running here; dropped"),
+            },
+            AdapterNotification::StreamClose(p) => match context {
+                Some(context) => context.streams.close(p),
+                None => tracing::debug!(execution = %p.execution_id, "stream close of an execution not running here; dropped"),
+            },
+            AdapterNotification::StreamSubscribe(p) => match context {
+                Some(context) => context.streams.subscribe(&self.host, p),
+                None => tracing::debug!(execution = %p.execution_id, "subscription of an execution not running here; dropped"),
+            },
+            AdapterNotification::StreamAck(p) => {
+                if let Some(context) = context {
+                    context.streams.ack(&self.host, p)
+                }
+            }
+            AdapterNotification::StreamUnsubscribe(p) => {
+                if let Some(context) = context {
+                    context.streams.unsubscribe(&self.host, p)
+                }
             }
         }
     }

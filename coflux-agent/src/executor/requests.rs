@@ -54,12 +54,11 @@ pub(crate) async fn handle(
                 .map_err(|e| ResponseError::new("flush_error", e))?;
             Ok(json!({}))
         }
-        other @ (AdapterRequest::SubmitInput(_) | AdapterRequest::StreamRegister(_)) => {
-            Err(ResponseError::new(
-                "not_supported",
-                format!("{} is not supported yet", other.method()),
-            ))
-        }
+        AdapterRequest::StreamRegister(params) => context.streams.register(host, params).await,
+        other @ AdapterRequest::SubmitInput(_) => Err(ResponseError::new(
+            "not_supported",
+            format!("{} is not supported yet", other.method()),
+        )),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use coflux_core::model::{ErrorInfo, ExecutionId, ExecutionResult};
+use coflux_core::model::{ErrorInfo, ExecutionId, ExecutionResult, StreamClosure};
 use coflux_core::protocol::executor::{Abort, Execute, WireValue, WorkerNotification};
 use tokio::sync::oneshot;
 
@@ -204,7 +204,15 @@ async fn attempt(
     {
         tracing::warn!(%execution, error = %e, "checkpoint writes lost");
     }
-    process.unregister(execution);
+    // A producer that returned goes on appending to its streams after its result: its
+    // process (and slot) stay until they are closed.
+    let streaming = !process.is_concurrent()
+        && context.streams.producing()
+        && matches!(result, Ok(Ending::Result(ExecutionResult::Value { .. })));
+    if !streaming {
+        context.streams.stop();
+        process.unregister(execution);
+    }
     if process.is_concurrent() {
         drop((scratch, permit));
         pool.settle();
@@ -214,6 +222,15 @@ async fn attempt(
         let grace = pool.config().exit_grace;
         let settle = pool.clone();
         actix_rt::spawn(async move {
+            if streaming {
+                tokio::select! {
+                    () = context.streams.drained() => {}
+                    _ = process.wait_exit() => {}
+                }
+                // Streams still open when the process has gone end as crashed.
+                context.streams.end(StreamClosure::Crashed);
+                process.unregister(execution);
+            }
             process.reap(grace).await;
             drop((scratch, permit));
             settle.settle();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use coflux_core::model::{Checkpoints, ExecutionId, ExecutionResult};
+use coflux_core::model::{Checkpoints, ExecutionId, ExecutionResult, StreamOp, StreamReply};
 use coflux_core::protocol::agent::{
     AgentRequest, Json, LogEntry, MetricEntry, ReplyBody, WireError,
 };
@@ -203,6 +203,25 @@ impl ExecutorHost for RemoteHost {
                 .map_err(host_error)?
             {
                 ReplyBody::Checkpointed => Ok(()),
+                other => Err(unexpected(other)),
+            }
+        }
+        .boxed_local()
+    }
+
+    fn stream(&self, op: StreamOp) -> LocalBoxFuture<'static, Result<StreamReply, HostError>> {
+        let link = self.link.clone();
+        async move {
+            let execution = op.execution();
+            let op = Json::encode(&op);
+            match link
+                .request(AgentRequest::Stream { execution, op })
+                .await
+                .map_err(host_error)?
+            {
+                ReplyBody::Stream(reply) => reply
+                    .decode()
+                    .map_err(|e| HostError::new("invalid_reply", e.to_string())),
                 other => Err(unexpected(other)),
             }
         }

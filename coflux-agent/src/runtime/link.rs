@@ -509,9 +509,12 @@ impl Link {
             let from = match &state.pending[&id].0 {
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
-                AgentRequest::Checkpoint { execution, .. } => *execution,
+                AgentRequest::Checkpoint { execution, .. }
+                | AgentRequest::Stream { execution, .. } => *execution,
             };
-            if in_flight.contains(&from) {
+            // Stream operations are not tied to an assignment (see `AgentRequest::Stream`).
+            let stream = matches!(state.pending[&id].0, AgentRequest::Stream { .. });
+            if stream || in_flight.contains(&from) {
                 let request = state.pending[&id].0.clone();
                 let _ = connection.send(AgentFrame::Request { id, request });
             } else if let Some((_, reply)) = state.pending.remove(&id) {

@@ -58,6 +58,33 @@ pub struct StepView {
     /// Its checkpoint state (`cf.Checkpoint`) per environment name, for the environments
     /// visible in the chosen view.
     pub checkpoints: BTreeMap<String, Checkpoints>,
+    /// The streams it produced (`cf.stream`, generator tasks), by index.
+    pub streams: Vec<StreamView>,
+}
+
+/// A stream of a step, as committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamView {
+    /// Its id (`RUN:STEP_INDEX`, the form of stream handles).
+    pub stream_id: String,
+    /// Its index within the step.
+    pub index: u32,
+    /// The execution producing it (the latest to register it).
+    pub producer: ExecutionId,
+    /// How many items it holds.
+    pub items: usize,
+    /// How far the producer may run ahead of the slowest consumer (`None`: unbounded).
+    pub buffer: Option<u32>,
+    /// Its idle timeout.
+    pub timeout_ms: Option<u64>,
+    /// When it was registered.
+    pub opened_at: Millis,
+    /// How it ended (`complete`, `errored`, ...), if it has.
+    pub closed: Option<String>,
+    /// The producer's error, when it ended `errored`.
+    pub error: Option<crate::model::ErrorInfo>,
+    /// When it ended.
+    pub closed_at: Option<Millis>,
 }
 
 /// A run as committed.
@@ -133,6 +160,31 @@ pub(super) fn load_run(
                 .insert(name(env), state);
         }
     }
+    let mut streams: HashMap<StepId, Vec<StreamView>> = HashMap::new();
+    for stream in snapshot.streams {
+        let (closed, error, closed_at) = match stream.closed {
+            Some((closure, at)) => {
+                let error = match &closure {
+                    crate::model::StreamClosure::Errored { error } => Some(error.clone()),
+                    _ => None,
+                };
+                (Some(closure.reason().to_string()), error, Some(at))
+            }
+            None => (None, None, None),
+        };
+        streams.entry(stream.id.step).or_default().push(StreamView {
+            stream_id: stream.id.to_string(),
+            index: stream.id.index,
+            producer: stream.producer,
+            items: stream.items.len(),
+            buffer: stream.buffer,
+            timeout_ms: stream.timeout_ms,
+            opened_at: stream.opened_at,
+            closed,
+            error,
+            closed_at,
+        });
+    }
     let mut steps = Vec::new();
     for step in snapshot.steps {
         let Some(executions) = by_step.remove(&step.id) else {
@@ -148,6 +200,7 @@ pub(super) fn load_run(
             group: step.options.group.clone(),
             executions,
             checkpoints: checkpoints.remove(&step.id).unwrap_or_default(),
+            streams: streams.remove(&step.id).unwrap_or_default(),
         });
     }
     let spawned = snapshot

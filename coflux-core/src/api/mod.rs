@@ -27,7 +27,7 @@ use actix::{Actor, Addr};
 pub use arguments::IntoArguments;
 pub use assets::EmbeddedAssets;
 pub use error::Error;
-pub use inspect::{ExecutionView, RunView, StepView};
+pub use inspect::{ExecutionView, RunView, StepView, StreamView};
 pub use project::{Project, RunHandle, SubmitOptions};
 pub use remote::{ChildResult, RemoteWorker, WorkerSpec};
 pub use schedules::ScheduleView;

@@ -168,6 +168,22 @@ impl Project {
         }
     }
 
+    /// A stream operation of a producer or a consumer; a consumer's read and a producer's
+    /// demand return once there is something to answer (see [`crate::model::StreamOp`]).
+    pub async fn stream(
+        &self,
+        op: crate::model::StreamOp,
+    ) -> Result<crate::model::StreamReply, Error> {
+        let run = op.step().run;
+        let reply = self
+            .request(|reply| Envelope::Run(run, RunMsg::Stream { op, reply }))
+            .await?;
+        match reply {
+            Reply::Stream(r) => Ok(r?),
+            other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
     /// Ends a running execution as suspended: a new attempt of its step runs after
     /// `execute_after` (unix ms), once `dependencies` have finished. Returns once committed
     /// (suspending an execution that already ended does nothing).

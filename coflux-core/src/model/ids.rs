@@ -23,7 +23,7 @@ pub struct IdParseError {
 }
 
 impl IdParseError {
-    fn new(kind: &'static str, text: &str) -> Self {
+    pub(crate) fn new(kind: &'static str, text: &str) -> Self {
         Self {
             kind,
             text: text.chars().take(64).collect(),

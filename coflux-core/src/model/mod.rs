@@ -7,6 +7,7 @@ pub mod project;
 pub mod result;
 pub mod run;
 pub mod schedule;
+pub mod stream;
 pub mod target;
 pub mod value;
 
@@ -16,6 +17,7 @@ pub use project::{InvalidProjectName, ProjectName};
 pub use result::{ErrorInfo, ExecutionResult, Frame, ResultKind};
 pub use run::{Dependencies, ExecutionRecord, ExecutionState, RunRecord, StepRecord};
 pub use schedule::{CronSpec, InvalidCron, Schedule};
+pub use stream::{StreamClosure, StreamId, StreamOp, StreamRecord, StreamReply, Stride};
 pub use target::{
     CacheConfig, DeferConfig, ParamSelection, Parameter, Requires, RetryPolicy, StepOptions,
     TargetDefinition, TargetKind, TargetRef,

@@ -56,6 +56,18 @@ pub enum OrchestrationError {
     /// A checkpoint write of an execution that has already ended (its state is final).
     #[error("execution '{0}' has ended: its checkpoint writes are rejected")]
     CheckpointRejected(String),
+    /// No such stream.
+    #[error("stream '{0}' not found")]
+    StreamNotFound(String),
+    /// A stream operation that does not apply (e.g. an append to a stream that has ended, or
+    /// by an execution that does not produce it).
+    #[error("stream '{stream}': {reason}")]
+    StreamRejected {
+        /// The stream (or the execution, before a stream is known).
+        stream: String,
+        /// Why.
+        reason: String,
+    },
     /// The request was malformed.
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -79,6 +91,8 @@ impl OrchestrationError {
             Self::WorkflowNotFound { .. } => "workflow_not_found",
             Self::EnvironmentInvalid { .. } => "environment_invalid",
             Self::CheckpointRejected(_) => "checkpoint_rejected",
+            Self::StreamNotFound(_) => "stream_not_found",
+            Self::StreamRejected { .. } => "stream_rejected",
             Self::Invalid(_) => "invalid_request",
             Self::Unavailable(_) => "unavailable",
         }

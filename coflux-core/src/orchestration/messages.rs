@@ -444,6 +444,14 @@ pub enum RunMsg {
         /// The acknowledgement.
         ack: ReplyTo,
     },
+    /// A stream operation of a producer or a consumer (see [`crate::model::StreamOp`]); gets
+    /// [`Reply::Stream`] (a consumer's read and a producer's demand wait as long as needed).
+    Stream {
+        /// What is asked.
+        op: crate::model::StreamOp,
+        /// The answer.
+        reply: ReplyTo,
+    },
     /// The worker running an execution went away.
     Abandon {
         /// The execution.
@@ -505,6 +513,7 @@ impl RunMsg {
             }
             Self::Suspend { ack, .. } => ack.iter().copied().collect(),
             Self::Checkpoint { ack, .. } => vec![*ack],
+            Self::Stream { reply, .. } => vec![*reply],
             _ => Vec::new(),
         }
     }
@@ -528,6 +537,7 @@ impl RunMsg {
             | Self::Spawned {
                 parent: execution, ..
             } => Some(*execution),
+            Self::Stream { op, .. } => Some(op.execution()),
             Self::Create { .. }
             | Self::Started { .. }
             | Self::WaitRun { .. }
@@ -580,6 +590,8 @@ pub enum Reply {
     Claimed(Vec<ExecutionId>),
     /// A schedule was created or removed.
     Schedule(Result<Box<Schedule>, OrchestrationError>),
+    /// The answer to a stream operation.
+    Stream(Result<crate::model::StreamReply, OrchestrationError>),
 }
 
 impl Reply {
@@ -594,6 +606,7 @@ impl Reply {
             Self::Recorded(_) => Self::Recorded(Err(error)),
             Self::Claimed(_) => Self::Claimed(Vec::new()),
             Self::Schedule(_) => Self::Schedule(Err(error)),
+            Self::Stream(_) => Self::Stream(Err(error)),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +113,15 @@ pub enum AgentRequest {
         set: Json,
         /// Names cleared.
         reset: Vec<String>,
+    },
+    /// A stream operation (`coflux_core::model::StreamOp` as JSON), answered with
+    /// [`ReplyBody::Stream`]. Not tied to the session: a producer appends after its result
+    /// is recorded, and re-sends its operations to a new session after a server restart.
+    Stream {
+        /// The execution asking (producer or consumer).
+        execution: ExecutionId,
+        /// The operation.
+        op: Json,
     },
     /// Cancel an execution and its descendants.
     Cancel {
@@ -253,6 +262,8 @@ pub enum ReplyBody {
     Cancelled,
     /// The checkpoint change is committed.
     Checkpointed,
+    /// The answer to a stream operation (`coflux_core::model::StreamReply` as JSON).
+    Stream(Json),
 }
 
 /// Server → agent.

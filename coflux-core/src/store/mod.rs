@@ -13,6 +13,7 @@ mod checkpoints;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
 pub mod open_runs;
+mod streams;
 pub mod schema;
 pub mod sqlite;
 pub mod writer;
@@ -142,6 +143,41 @@ pub enum Write {
         /// When.
         at: Millis,
     },
+    /// A stream registered, or moved to a new producer (see [`crate::model::StreamRecord`]).
+    PutStream {
+        /// The stream.
+        stream: crate::model::StreamId,
+        /// Its registration order within the producer.
+        position: u32,
+        /// Its producer.
+        producer: ExecutionId,
+        /// Backpressure budget.
+        buffer: Option<u32>,
+        /// Idle timeout.
+        timeout_ms: Option<u64>,
+        /// When it was registered.
+        opened_at: Millis,
+    },
+    /// An item appended to a stream.
+    PutStreamItem {
+        /// The stream.
+        stream: crate::model::StreamId,
+        /// Its sequence.
+        sequence: u64,
+        /// The item.
+        value: crate::model::Value,
+        /// When.
+        at: Millis,
+    },
+    /// A stream ended.
+    CloseStream {
+        /// The stream.
+        stream: crate::model::StreamId,
+        /// How.
+        closure: crate::model::StreamClosure,
+        /// When.
+        at: Millis,
+    },
     /// A new cron schedule.
     PutSchedule(Box<Schedule>),
     /// A schedule was removed.
@@ -185,6 +221,8 @@ pub struct RunSnapshot {
     pub calls: Vec<(ExecutionId, u32, ExecutionId)>,
     /// Checkpoint states of its steps, per environment.
     pub checkpoints: Vec<(StepId, EnvironmentId, Checkpoints)>,
+    /// Its streams, with their items.
+    pub streams: Vec<crate::model::StreamRecord>,
 }
 
 /// The state of one cacheable execution, for the project's cache index.

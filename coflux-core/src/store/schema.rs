@@ -190,6 +190,33 @@ CREATE TABLE checkpoints (
 ) WITHOUT ROWID;
 ";
 
+/// Version 10 (streams): each step's streams (registration, producer, closure) and their items,
+/// one row per item (values as JSON; large ones are blob references like any value).
+const PROJECT_V10_STREAMS: &str = "
+CREATE TABLE streams (
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    stream_index INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    producer TEXT NOT NULL,
+    buffer INTEGER,
+    timeout_ms INTEGER,
+    opened_at INTEGER NOT NULL,
+    closure TEXT,
+    closed_at INTEGER,
+    PRIMARY KEY (run_id, step_number, stream_index)
+) WITHOUT ROWID;
+CREATE TABLE stream_items (
+    run_id INTEGER NOT NULL,
+    step_number INTEGER NOT NULL,
+    stream_index INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step_number, stream_index, sequence)
+) WITHOUT ROWID;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -210,6 +237,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V7),
         M::up(PROJECT_V8),
         M::up(PROJECT_V9_CHECKPOINTS),
+        M::up(PROJECT_V10_STREAMS),
     ])
 }
 
@@ -240,6 +268,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 12);
+        assert_eq!(tables, 14);
     }
 }

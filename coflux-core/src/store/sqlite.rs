@@ -365,6 +365,7 @@ impl SqliteStore {
         }
 
         let checkpoints = super::checkpoints::load(&self.conn, run)?;
+        let streams = super::streams::load(&self.conn, run)?;
         Ok(Some(RunSnapshot {
             run: run_record,
             steps,
@@ -372,6 +373,7 @@ impl SqliteStore {
             children,
             calls,
             checkpoints,
+            streams,
         }))
     }
 }
@@ -836,6 +838,33 @@ fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Resu
             state,
             at,
         } => super::checkpoints::put(conn, *step, *environment, state, *at)?,
+        Write::PutStream {
+            stream,
+            position,
+            producer,
+            buffer,
+            timeout_ms,
+            opened_at,
+        } => super::streams::put(
+            conn,
+            *stream,
+            *position,
+            *producer,
+            *buffer,
+            *timeout_ms,
+            *opened_at,
+        )?,
+        Write::PutStreamItem {
+            stream,
+            sequence,
+            value,
+            at,
+        } => super::streams::put_item(conn, *stream, *sequence, value, *at)?,
+        Write::CloseStream {
+            stream,
+            closure,
+            at,
+        } => super::streams::close(conn, *stream, closure, *at)?,
         Write::RecordResult {
             execution,
             result,
@@ -1131,6 +1160,7 @@ impl SqliteStore {
             }
         }
         super::checkpoints::blob_keys(&self.conn, &mut keys)?;
+        super::streams::blob_keys(&self.conn, &mut keys)?;
         Ok(keys)
     }
 }

@@ -272,9 +272,13 @@ fn handle_frame(
             let from = match &request {
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
-                AgentRequest::Checkpoint { execution, .. } => *execution,
+                AgentRequest::Checkpoint { execution, .. }
+                | AgentRequest::Stream { execution, .. } => *execution,
             };
-            if session.ownership(from) != Ownership::Assigned {
+            // Stream operations outlive the session's assignment (a producer appends after its
+            // result); the run checks that the execution produces the stream.
+            let stream = matches!(request, AgentRequest::Stream { .. });
+            if !stream && session.ownership(from) != Ownership::Assigned {
                 // E.g. a wait re-sent after its execution was cancelled: answer, don't close.
                 let result = Err(wire_error(
                     "execution_invalid",
@@ -505,6 +509,22 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
                 .record_checkpoint(execution, set, reset)
                 .await
                 .map(|()| ReplyBody::Checkpointed)
+                .map_err(api_error)
+        }
+        AgentRequest::Stream { execution, op } => {
+            let op: coflux_core::model::StreamOp = op
+                .decode()
+                .map_err(|e| wire_error("invalid_input", format!("invalid stream operation: {e}")))?;
+            if op.execution() != execution {
+                return Err(wire_error(
+                    "invalid_input",
+                    "the stream operation names another execution",
+                ));
+            }
+            project
+                .stream(op)
+                .await
+                .map(|reply| ReplyBody::Stream(Json::encode(&reply)))
                 .map_err(api_error)
         }
     }

@@ -124,6 +124,9 @@ pub struct StepJson {
     /// Checkpoint state (`cf.Checkpoint`) per environment name: `{name: value}` (plain JSON).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub checkpoints: BTreeMap<String, BTreeMap<String, Json>>,
+    /// The streams it produced: id, item count, how they ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<coflux_core::api::StreamView>,
 }
 
 /// A run started by one of this run's executions (a workflow it called).
@@ -214,6 +217,7 @@ fn step_json(step: &StepView) -> StepJson {
                 (env.clone(), state)
             })
             .collect(),
+        streams: step.streams.clone(),
     }
 }
 

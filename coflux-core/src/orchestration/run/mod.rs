@@ -26,6 +26,7 @@ mod control;
 mod dependencies;
 mod policy;
 mod results;
+mod streams;
 
 use calls::Replay;
 use dependencies::waited_for;
@@ -102,6 +103,8 @@ pub struct RunCore {
     replays: HashMap<ExecutionId, Replay>,
     /// The child each numbered call of an execution got: (parent, call) → child.
     calls: HashMap<(ExecutionId, u32), ExecutionId>,
+    /// Its steps' streams (see [`streams`]).
+    streams: streams::Streams,
 }
 
 impl RunCore {
@@ -121,6 +124,7 @@ impl RunCore {
             open: 0,
             replays: HashMap::new(),
             calls: HashMap::new(),
+            streams: streams::Streams::default(),
         }
     }
 
@@ -210,6 +214,7 @@ impl RunCore {
                 step.checkpoints.insert(environment, Arc::new(state));
             }
         }
+        core.streams = streams::Streams::load(snapshot.streams);
         for e in snapshot.executions {
             let open = e.result.is_none();
             if let Some(step) = core.step_mut(e.id.step) {
@@ -317,7 +322,7 @@ impl RunCore {
 
     /// Whether the run is finished and nobody waits on it: its actor may be retired.
     pub fn is_idle(&self) -> bool {
-        self.exists() && self.waiters.is_empty() && !self.is_active()
+        self.exists() && self.waiters.is_empty() && !self.is_active() && self.streams.is_idle()
     }
 
     /// Whether any execution is still without a result.
@@ -546,6 +551,7 @@ impl RunCore {
                 let result = self.record_checkpoint(execution, set, reset, now, out);
                 out.reply(ack, Reply::Recorded(result));
             }
+            RunMsg::Stream { op, reply } => self.stream_op(op, reply, now, out),
             RunMsg::Abandon { execution, requeue } => {
                 let open = self
                     .attempt(execution)
@@ -789,8 +795,10 @@ impl RunCore {
             result,
             ExecutionResult::Cancelled | ExecutionResult::Timeout { .. }
         );
+        let closure = streams::closure_of(&result);
         step.attempts[execution.attempt as usize - 1].result = Some(result);
         self.open -= 1;
+        self.streams_after_result(execution, closure, now, out);
         self.replays.remove(&execution);
         if ends_children {
             self.cancel_children(execution, now, out);
@@ -823,6 +831,7 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
         RunMsg::Suspend { ack: Some(ack), .. } | RunMsg::Checkpoint { ack, .. } => {
             out.reply(ack, Reply::Recorded(Err(err)))
         }
+        RunMsg::Stream { reply, .. } => out.reply(reply, Reply::Stream(Err(err))),
         _ => {}
     }
 }

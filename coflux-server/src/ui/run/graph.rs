@@ -343,6 +343,7 @@ mod tests {
                     }),
                     arguments: Vec::new(),
                     checkpoints: Default::default(),
+                    streams: Vec::new(),
                     cached: false,
                     group: None,
                     executions: vec![ExecutionView {

@@ -1,0 +1,560 @@
+//! Streams (`cf.stream`, generator tasks): item logs that belong to the step producing them.
+//!
+//! The items and closure are durable (written before any answer goes out). Subscriptions,
+//! waiting reads and the producer's demand live only here: after a restart, a consumer's next
+//! read opens its subscription again and a producer's next demand request is answered from the
+//! acknowledgements known by then.
+//!
+//! Backpressure: a producer with a `buffer` may produce sequences below
+//! `slowest watermark + buffer + 1` while consumers are subscribed, and `buffer` items past
+//! where it started while none are. A subscription's watermark is where its consumer has
+//! processed up to (acknowledgements), or, with nothing outstanding, the next sequence of its
+//! view (so a partition does not hold the producer back over sequences it never reads).
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::{StreamClosure, StreamId, StreamOp, StreamRecord, StreamReply, Stride};
+
+/// The streams of a run.
+#[derive(Debug, Default)]
+pub(super) struct Streams {
+    by_id: BTreeMap<StreamId, StreamState>,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    record: StreamRecord,
+    /// Where the current producer started (sequences below it existed already).
+    base: u64,
+    /// The producer's demand request, waiting for more demand: (reply, granted so far).
+    demand: Option<(ReplyTo, u64)>,
+    subscriptions: HashMap<(ExecutionId, u32), Subscription>,
+    reads: Vec<Read>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Subscription {
+    stride: Stride,
+    /// Where its next read starts.
+    cursor: u64,
+    delivered: u64,
+    acked: u64,
+    acked_sequence: i64,
+}
+
+#[derive(Debug)]
+struct Read {
+    consumer: ExecutionId,
+    subscription: u32,
+    from: u64,
+    stride: Stride,
+    max: u32,
+    reply: ReplyTo,
+}
+
+impl Streams {
+    /// Rebuilt from stored streams.
+    pub(super) fn load(records: Vec<StreamRecord>) -> Self {
+        let by_id = records
+            .into_iter()
+            .map(|record| {
+                let base = record.items.len() as u64;
+                let state = StreamState {
+                    record,
+                    base,
+                    demand: None,
+                    subscriptions: HashMap::new(),
+                    reads: Vec::new(),
+                };
+                (state.record.id, state)
+            })
+            .collect();
+        Self { by_id }
+    }
+
+    /// Whether nothing waits here and no stream is open (the run's actor may retire).
+    pub(super) fn is_idle(&self) -> bool {
+        self.by_id.values().all(|s| {
+            s.record.closed.is_some() && s.reads.is_empty() && s.demand.is_none()
+        })
+    }
+}
+
+impl StreamState {
+    fn len(&self) -> u64 {
+        self.record.items.len() as u64
+    }
+
+    fn watermark(sub: &Subscription) -> Option<u64> {
+        if sub.acked >= sub.delivered {
+            sub.stride.next_from(sub.cursor)
+        } else {
+            Some(u64::try_from(sub.acked_sequence.saturating_add(1)).unwrap_or(0))
+        }
+    }
+
+    /// Sequences below the target may be produced (`None`: unbounded).
+    fn target(&self) -> Option<u64> {
+        let buffer = u64::from(self.record.buffer?);
+        let slowest = self
+            .subscriptions
+            .values()
+            .filter_map(Self::watermark)
+            .min();
+        Some(match slowest {
+            Some(watermark) => watermark + buffer + 1,
+            None => self.base.max(self.len()) + buffer,
+        })
+    }
+
+    /// The answer to a read, unless it is to wait.
+    fn serve(&self, from: u64, stride: Stride, max: u32, wait: bool) -> Option<StreamReply> {
+        let len = self.len();
+        let mut items = Vec::new();
+        let mut next = stride.next_from(from);
+        while let Some(sequence) = next {
+            if sequence >= len || items.len() >= max.max(1) as usize {
+                break;
+            }
+            let value = self.record.items[sequence as usize].clone();
+            items.push((sequence, value));
+            next = stride.next_from(sequence + 1);
+        }
+        let resume = next.unwrap_or_else(|| items.last().map_or(from, |(s, _)| s + 1));
+        let closed = match next {
+            None => Some(StreamClosure::Complete),
+            Some(sequence) if sequence >= len => self.record.closed.as_ref().map(|(c, _)| c.clone()),
+            Some(_) => None,
+        };
+        if items.is_empty() && closed.is_none() && wait {
+            return None;
+        }
+        Some(StreamReply::Items {
+            items,
+            next: resume,
+            closed,
+        })
+    }
+}
+
+pub(super) fn closure_of(result: &ExecutionResult) -> Option<StreamClosure> {
+    match result {
+        ExecutionResult::Error { error, .. } => Some(StreamClosure::Errored {
+            error: error.clone(),
+        }),
+        ExecutionResult::Abandoned { .. } => Some(StreamClosure::Abandoned),
+        ExecutionResult::Crashed { .. } => Some(StreamClosure::Crashed),
+        ExecutionResult::Timeout { .. } => Some(StreamClosure::Timeout),
+        ExecutionResult::Cancelled => Some(StreamClosure::Cancelled),
+        _ => None,
+    }
+}
+
+fn rejected(stream: impl ToString, reason: &str) -> OrchestrationError {
+    OrchestrationError::StreamRejected {
+        stream: stream.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl RunCore {
+    /// Handles a stream operation; the answer goes to `reply` (now, or once it can be given).
+    pub(super) fn stream_op(&mut self, op: StreamOp, reply: ReplyTo, now: Millis, out: &mut Outbox) {
+        let answer = match op {
+            StreamOp::Register {
+                execution,
+                position,
+                buffer,
+                timeout_ms,
+            } => self.register_stream(execution, position, buffer, timeout_ms, now, out),
+            StreamOp::Append {
+                execution,
+                index,
+                sequence,
+                value,
+            } => self.append_item(execution, index, sequence, value, now, out),
+            StreamOp::Close {
+                execution,
+                index,
+                closure,
+            } => self.produced(execution, index).map(|id| {
+                self.close_stream(id, closure, now, out);
+                StreamReply::Done
+            }),
+            StreamOp::Demand {
+                execution,
+                index,
+                granted,
+            } => match self.produced(execution, index) {
+                Ok(id) => {
+                    let Some(state) = self.streams.by_id.get_mut(&id) else {
+                        return;
+                    };
+                    match (&state.record.closed, state.target()) {
+                        (None, Some(target)) if target <= granted => {
+                            if let Some((old, had)) = state.demand.replace((reply, granted)) {
+                                let target = Some(had);
+                                out.reply(old, Reply::Stream(Ok(StreamReply::Demand { target })));
+                            }
+                            return;
+                        }
+                        (None, target) => Ok(StreamReply::Demand { target }),
+                        (Some(_), _) => Ok(StreamReply::Demand { target: None }),
+                    }
+                }
+                Err(e) => Err(e),
+            },
+            StreamOp::Read {
+                consumer,
+                subscription,
+                stream,
+                from,
+                stride,
+                max,
+                wait,
+            } => {
+                let Some(state) = self.streams.by_id.get_mut(&stream) else {
+                    let e = OrchestrationError::StreamNotFound(stream.to_string());
+                    return out.reply(reply, Reply::Stream(Err(e)));
+                };
+                // A read re-sent (after a reconnect) replaces the one still waiting.
+                let (stale, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.reads)
+                    .into_iter()
+                    .partition(|r| r.consumer == consumer && r.subscription == subscription);
+                state.reads = kept;
+                for read in stale {
+                    let answer = StreamReply::Items {
+                        items: Vec::new(),
+                        next: read.from,
+                        closed: None,
+                    };
+                    out.reply(read.reply, Reply::Stream(Ok(answer)));
+                }
+                let sub = state
+                    .subscriptions
+                    .entry((consumer, subscription))
+                    .or_insert(Subscription {
+                        stride,
+                        cursor: from,
+                        delivered: 0,
+                        acked: 0,
+                        acked_sequence: -1,
+                    });
+                sub.stride = stride;
+                sub.cursor = from;
+                match state.serve(from, stride, max, wait) {
+                    Some(answer) => {
+                        if let (StreamReply::Items { items, next, .. }, Some(sub)) =
+                            (&answer, state.subscriptions.get_mut(&(consumer, subscription)))
+                        {
+                            sub.delivered += items.len() as u64;
+                            sub.cursor = *next;
+                        }
+                        refresh_demand(state, out);
+                        Ok(answer)
+                    }
+                    None => {
+                        state.reads.push(Read {
+                            consumer,
+                            subscription,
+                            from,
+                            stride,
+                            max,
+                            reply,
+                        });
+                        refresh_demand(state, out);
+                        return;
+                    }
+                }
+            }
+            StreamOp::Ack {
+                consumer,
+                subscription,
+                stream,
+                count,
+                sequence,
+            } => {
+                if let Some(state) = self.streams.by_id.get_mut(&stream) {
+                    if let Some(sub) = state.subscriptions.get_mut(&(consumer, subscription)) {
+                        sub.acked = sub.acked.max(count);
+                        sub.acked_sequence = sub.acked_sequence.max(sequence);
+                    }
+                    refresh_demand(state, out);
+                }
+                Ok(StreamReply::Done)
+            }
+            StreamOp::Unsubscribe {
+                consumer,
+                subscription,
+                stream,
+            } => {
+                if let Some(state) = self.streams.by_id.get_mut(&stream) {
+                    drop_subscription(state, consumer, Some(subscription), out);
+                }
+                Ok(StreamReply::Done)
+            }
+        };
+        out.reply(reply, Reply::Stream(answer));
+    }
+
+    /// The stream `execution` produces at `index` of its step.
+    fn produced(&self, execution: ExecutionId, index: u32) -> Result<StreamId, OrchestrationError> {
+        let id = StreamId {
+            step: execution.step,
+            index,
+        };
+        match self.streams.by_id.get(&id) {
+            None => Err(OrchestrationError::StreamNotFound(id.to_string())),
+            Some(s) if s.record.producer != execution => {
+                Err(rejected(id, "produced by another execution"))
+            }
+            Some(_) => Ok(id),
+        }
+    }
+
+    fn register_stream(
+        &mut self,
+        execution: ExecutionId,
+        position: u32,
+        buffer: Option<u32>,
+        timeout_ms: Option<u64>,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<StreamReply, OrchestrationError> {
+        let attempt = self
+            .attempt(execution)
+            .ok_or_else(|| OrchestrationError::ExecutionNotFound(execution.to_string()))?;
+        if attempt
+            .result
+            .as_ref()
+            .is_some_and(|r| !matches!(r, ExecutionResult::Value { .. }))
+        {
+            return Err(rejected(execution, "the execution has ended"));
+        }
+        let step = execution.step;
+        let mine: Vec<StreamId> = self
+            .streams
+            .by_id
+            .range(StreamId { step, index: 0 }..=StreamId { step, index: u32::MAX })
+            .map(|(id, _)| *id)
+            .collect();
+        // A repeat of this execution's registration, or a stream its suspended predecessor left
+        // open at the same position.
+        for id in &mine {
+            let state = &self.streams.by_id[id];
+            if state.record.position != position {
+                continue;
+            }
+            let head = state.len() as i64 - 1;
+            if state.record.producer == execution {
+                return Ok(StreamReply::Registered {
+                    index: id.index,
+                    head,
+                });
+            }
+            let suspended = matches!(
+                self.attempt(state.record.producer).and_then(|a| a.result.as_ref()),
+                Some(ExecutionResult::Suspended { .. })
+            );
+            if suspended && state.record.closed.is_none() {
+                let state = self.streams.by_id.get_mut(id).expect("listed above");
+                state.record.producer = execution;
+                state.record.buffer = buffer;
+                state.record.timeout_ms = timeout_ms;
+                state.base = state.len();
+                write_stream(&state.record, out);
+                return Ok(StreamReply::Registered {
+                    index: id.index,
+                    head,
+                });
+            }
+        }
+        // Open streams of earlier attempts are superseded (a recurrent step's next iteration).
+        for id in &mine {
+            let state = &self.streams.by_id[id];
+            if state.record.closed.is_none() && state.record.producer.attempt < execution.attempt {
+                self.close_stream(*id, StreamClosure::Recurred, now, out);
+            }
+        }
+        let id = StreamId {
+            step,
+            index: mine.len() as u32,
+        };
+        let record = StreamRecord {
+            id,
+            position,
+            producer: execution,
+            buffer,
+            timeout_ms,
+            opened_at: now,
+            items: Vec::new(),
+            closed: None,
+        };
+        write_stream(&record, out);
+        self.streams.by_id.insert(
+            id,
+            StreamState {
+                record,
+                base: 0,
+                demand: None,
+                subscriptions: HashMap::new(),
+                reads: Vec::new(),
+            },
+        );
+        Ok(StreamReply::Registered {
+            index: id.index,
+            head: -1,
+        })
+    }
+
+    fn append_item(
+        &mut self,
+        execution: ExecutionId,
+        index: u32,
+        sequence: u64,
+        value: Value,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> Result<StreamReply, OrchestrationError> {
+        let id = self.produced(execution, index)?;
+        let state = self.streams.by_id.get_mut(&id).expect("found above");
+        let len = state.len();
+        if sequence < len {
+            return Ok(StreamReply::Done); // a repeat (e.g. re-sent after a reconnect)
+        }
+        if state.record.closed.is_some() {
+            return Err(rejected(id, "the stream has ended"));
+        }
+        if sequence > len {
+            return Err(rejected(id, &format!("expected sequence {len}, got {sequence}")));
+        }
+        out.write(Write::PutStreamItem {
+            stream: id,
+            sequence,
+            value: value.clone(),
+            at: now,
+        });
+        state.record.items.push(value);
+        wake_reads(state, out);
+        Ok(StreamReply::Done)
+    }
+
+    fn close_stream(&mut self, id: StreamId, closure: StreamClosure, now: Millis, out: &mut Outbox) {
+        let Some(state) = self.streams.by_id.get_mut(&id) else {
+            return;
+        };
+        if state.record.closed.is_some() {
+            return;
+        }
+        out.write(Write::CloseStream {
+            stream: id,
+            closure: closure.clone(),
+            at: now,
+        });
+        state.record.closed = Some((closure, now));
+        if let Some((reply, _)) = state.demand.take() {
+            out.reply(reply, Reply::Stream(Ok(StreamReply::Demand { target: None })));
+        }
+        wake_reads(state, out);
+    }
+
+    /// After `execution` ended (`closure`: how its streams end, per its result): its subscriptions go, and the streams it produces
+    /// end with it unless it returned (a producer keeps appending after its result) or
+    /// suspended (its successor continues them).
+    pub(super) fn streams_after_result(
+        &mut self,
+        execution: ExecutionId,
+        closure: Option<StreamClosure>,
+        now: Millis,
+        out: &mut Outbox,
+    ) {
+        let mut produced = Vec::new();
+        for (id, state) in &mut self.streams.by_id {
+            drop_subscription(state, execution, None, out);
+            if state.record.producer == execution && state.record.closed.is_none() {
+                produced.push(*id);
+            }
+        }
+        if let Some(closure) = closure {
+            for id in produced {
+                self.close_stream(id, closure.clone(), now, out);
+            }
+        }
+    }
+}
+
+fn write_stream(record: &StreamRecord, out: &mut Outbox) {
+    out.write(Write::PutStream {
+        stream: record.id,
+        position: record.position,
+        producer: record.producer,
+        buffer: record.buffer,
+        timeout_ms: record.timeout_ms,
+        opened_at: record.opened_at,
+    });
+}
+
+/// Answers the waiting reads that can be answered now.
+fn wake_reads(state: &mut StreamState, out: &mut Outbox) {
+    let reads = std::mem::take(&mut state.reads);
+    for read in reads {
+        match state.serve(read.from, read.stride, read.max, true) {
+            Some(answer) => {
+                if let (StreamReply::Items { items, next, .. }, Some(sub)) = (
+                    &answer,
+                    state
+                        .subscriptions
+                        .get_mut(&(read.consumer, read.subscription)),
+                ) {
+                    sub.delivered += items.len() as u64;
+                    sub.cursor = *next;
+                }
+                out.reply(read.reply, Reply::Stream(Ok(answer)));
+            }
+            None => state.reads.push(read),
+        }
+    }
+    refresh_demand(state, out);
+}
+
+/// Answers the producer's waiting demand request if the target grew past what it had.
+fn refresh_demand(state: &mut StreamState, out: &mut Outbox) {
+    let Some((_, had)) = state.demand else {
+        return;
+    };
+    let target = state.target();
+    if target.is_none_or(|t| t > had)
+        && let Some((reply, _)) = state.demand.take()
+    {
+        out.reply(reply, Reply::Stream(Ok(StreamReply::Demand { target })));
+    }
+}
+
+/// Drops a consumer's subscription (all of its subscriptions with `None`), answering its
+/// waiting reads with nothing.
+fn drop_subscription(
+    state: &mut StreamState,
+    consumer: ExecutionId,
+    subscription: Option<u32>,
+    out: &mut Outbox,
+) {
+    let matches = |c: ExecutionId, s: u32| c == consumer && subscription.is_none_or(|x| x == s);
+    let before = state.subscriptions.len() + state.reads.len();
+    state.subscriptions.retain(|(c, s), _| !matches(*c, *s));
+    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.reads)
+        .into_iter()
+        .partition(|r| matches(r.consumer, r.subscription));
+    state.reads = kept;
+    for read in gone {
+        let answer = StreamReply::Items {
+            items: Vec::new(),
+            next: read.from,
+            closed: None,
+        };
+        out.reply(read.reply, Reply::Stream(Ok(answer)));
+    }
+    if state.subscriptions.len() + state.reads.len() != before {
+        refresh_demand(state, out);
+    }
+}

@@ -1,0 +1,109 @@
+"""Streams through the real coflux 0.12.0 SDK: generator tasks and `cf.stream`, several
+consumers each reading from the start, slice/partition views, errors raised in the producer,
+and a slow producer whose items must survive a server restart."""
+
+import os
+import time
+
+import coflux as cf
+
+
+@cf.task()
+def squares(n):
+    for i in range(n):
+        yield i * i
+
+
+@cf.task()
+def collect(stream):
+    return list(stream)
+
+
+@cf.workflow()
+def consume(n):
+    return list(squares(n))
+
+
+@cf.workflow()
+def two_consumers(n):
+    stream = squares(n)
+    first = collect.submit(stream)
+    second = collect.submit(stream)
+    mine = list(stream)
+    return [first.result(), second.result(), mine]
+
+
+@cf.workflow()
+def views(n):
+    stream = squares(n)
+    return {
+        "slice": collect(stream.slice(1, 4)),
+        "even": collect(stream.partition(2, 0)),
+        "odd": list(stream.partition(2, 1)),
+        "stride": list(stream.stride(0, None, 3)),
+    }
+
+
+@cf.task()
+def failing(n):
+    for i in range(n):
+        yield i
+    raise ValueError(f"failed after {n}")
+
+
+@cf.workflow()
+def catch_error(n):
+    seen = []
+    try:
+        for item in failing(n):
+            seen.append(item)
+    except ValueError as e:
+        return {"seen": seen, "error": str(e)}
+    return {"seen": seen, "error": None}
+
+
+def _letters(text):
+    for c in text:
+        yield c
+
+
+@cf.task()
+def explicit(text):
+    # Two streams from one task, through cf.stream, the second unbounded.
+    return [cf.stream(_letters(text)), cf.stream(_letters(text.upper()), buffer=None)]
+
+
+@cf.workflow()
+def explicit_streams(text):
+    lower, upper = explicit(text)
+    return ["".join(lower), "".join(upper)]
+
+
+@cf.task(streams=cf.Streams(buffer=2))
+def slow(n, pause):
+    for i in range(n):
+        time.sleep(pause)
+        yield {"i": i, "pid": os.getpid()}
+
+
+@cf.workflow()
+def slow_consumer(n, pause):
+    return [item["i"] for item in slow(n, pause)]
+
+
+@cf.task(streams=cf.Streams(timeout=0.5))
+def stalls():
+    yield 1
+    time.sleep(5)
+    yield 2
+
+
+@cf.workflow()
+def idle_timeout():
+    seen = []
+    try:
+        for item in stalls():
+            seen.append(item)
+    except cf.ExecutionTimeout:
+        return {"seen": seen, "timed_out": True}
+    return {"seen": seen, "timed_out": False}

@@ -1,0 +1,141 @@
+//! Streams through the real coflux 0.12.0 SDK: a generator task consumed by a workflow,
+//! several consumers each reading everything from the start, slice/partition/stride views,
+//! a producer's error raised in its consumer, `cf.stream` with per-stream options, the idle
+//! timeout, and items that survive a `kill -9` of the server between appends.
+
+use std::time::Duration;
+
+use coflux_tests::{Server, eventually, python_agent_for};
+use serde_json::{Value as Json, json};
+
+const P: &str = "acme";
+
+async fn start_on(dir: &std::path::Path, port: u16) -> (Server, coflux_tests::Proc) {
+    let server = Server::start_on(dir, port, &[]).await;
+    server.setup(P, "production", None).await;
+    let agent = python_agent_for(
+        "stream_flows",
+        &server.url,
+        P,
+        "production",
+        "a",
+        &["--concurrency", "6"],
+    );
+    server.wait_registered(P, "production", "consume").await;
+    (server, agent)
+}
+
+async fn run(server: &Server, target: &str, arguments: Json) -> Json {
+    let run = server
+        .submit(P, "production", "stream_flows", target, arguments)
+        .await;
+    server.result(P, &run, 60).await
+}
+
+fn squares(n: u64) -> Json {
+    json!((0..n).map(|i| i * i).collect::<Vec<_>>())
+}
+
+/// The streams listed under the step of `target`.
+fn streams_of(view: &Json, target: &str) -> Vec<Json> {
+    view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["target"] == target)
+        .flat_map(|s| s["streams"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn streams_through_the_python_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start_on(dir.path(), coflux_tests::free_port()).await;
+
+    // A generator task consumed by the workflow that called it.
+    let run_id = server
+        .submit(P, "production", "stream_flows", "consume", json!([5]))
+        .await;
+    let result = server.result(P, &run_id, 60).await;
+    assert_eq!(result["value"], squares(5), "{result}");
+    let view = server.inspect(P, &run_id).await;
+    let streams = streams_of(&view, "squares");
+    assert_eq!(streams.len(), 1, "{view}");
+    assert_eq!(streams[0]["items"], 5);
+    assert_eq!(streams[0]["closed"], "complete");
+    assert!(
+        streams[0]["stream_id"].as_str().unwrap().ends_with("_0"),
+        "{streams:?}"
+    );
+
+    // Three consumers (two tasks and the workflow itself) each read everything.
+    let result = run(&server, "two_consumers", json!([6])).await;
+    assert_eq!(result["value"], json!([squares(6), squares(6), squares(6)]));
+
+    // Views of one stream.
+    let result = run(&server, "views", json!([7])).await;
+    let value = &result["value"];
+    assert_eq!(value["slice"], json!([1, 4, 9]), "{result}");
+    assert_eq!(value["even"], json!([0, 4, 16, 36]), "{result}");
+    assert_eq!(value["odd"], json!([1, 9, 25]), "{result}");
+    assert_eq!(value["stride"], json!([0, 9, 36]), "{result}");
+
+    // The producer's error reaches the consumer as its own type, after the items before it.
+    let result = run(&server, "catch_error", json!([3])).await;
+    assert_eq!(
+        result["value"],
+        json!({"seen": [0, 1, 2], "error": "failed after 3"}),
+        "{result}"
+    );
+
+    // `cf.stream` in a task returning two streams, the second unbounded.
+    let result = run(&server, "explicit_streams", json!(["abc"])).await;
+    assert_eq!(result["value"], json!(["abc", "ABC"]), "{result}");
+
+    // A producer silent for longer than its idle timeout: its consumer sees the timeout.
+    let run_id = server
+        .submit(P, "production", "stream_flows", "idle_timeout", json!([]))
+        .await;
+    let result = server.result(P, &run_id, 60).await;
+    assert_eq!(
+        result["value"],
+        json!({"seen": [1], "timed_out": true}),
+        "{result}"
+    );
+    let view = server.inspect(P, &run_id).await;
+    assert_eq!(streams_of(&view, "stalls")[0]["closed"], "timeout");
+}
+
+#[actix_rt::test]
+async fn stream_items_survive_a_server_killed_between_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = coflux_tests::free_port();
+    let (mut server, _agent) = start_on(dir.path(), port).await;
+    let run_id = server
+        .submit(P, "production", "stream_flows", "slow_consumer", json!([12, 0.25]))
+        .await;
+    // Some items are stored, the stream is still open.
+    eventually(Duration::from_secs(30), "items stored", || {
+        let server = &server;
+        let run_id = &run_id;
+        async move {
+            let view = server.inspect(P, run_id).await;
+            let streams = streams_of(&view, "slow");
+            let stream = streams.first()?;
+            (stream["items"].as_u64()? >= 3 && stream["closed"].is_null()).then_some(())
+        }
+    })
+    .await;
+    server.proc.kill9();
+    let server = Server::start_on(dir.path(), port, &[]).await;
+    let result = server.result(P, &run_id, 90).await;
+    assert_eq!(
+        result["value"],
+        json!((0..12).collect::<Vec<_>>()),
+        "every item once, in order: {result}"
+    );
+    let view = server.inspect(P, &run_id).await;
+    let streams = streams_of(&view, "slow");
+    assert_eq!(streams[0]["items"], 12, "{view}");
+    assert_eq!(streams[0]["closed"], "complete");
+}
