@@ -106,6 +106,40 @@ async fn streams_through_the_python_sdk() {
     assert_eq!(streams_of(&view, "stalls")[0]["closed"], "timeout");
 }
 
+/// How many items the producer had made before the consumer finished item `i` (times from
+/// the producer's and the consumer's clocks, one machine).
+fn ahead(result: &Json, i: usize) -> usize {
+    let finished = result["value"]["finished"][i].as_f64().unwrap();
+    result["value"]["produced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t.as_f64().unwrap() < finished)
+        .count()
+}
+
+#[actix_rt::test]
+async fn stream_producers_stay_within_their_buffer_of_the_slowest_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start_on(dir.path(), coflux_tests::free_port()).await;
+    let (n, pause) = (6, 0.3);
+    // Lockstep (buffer 0): the next item is made only once the consumer is done with one.
+    let result = run(&server, "paced", json!(["lockstep", n, pause])).await;
+    for i in 0..n - 1 {
+        assert_eq!(ahead(&result, i), i + 1, "item {i}: {result}");
+    }
+    // Buffer 2: two items more than the consumer has processed at first, and never more than
+    // that (the consumer acknowledges in batches, before it would wait).
+    let result = run(&server, "paced", json!(["ahead", n, pause])).await;
+    assert_eq!(ahead(&result, 0), 3, "{result}");
+    for i in 0..n {
+        assert!(ahead(&result, i) <= i + 3, "item {i}: {result}");
+    }
+    // Unbounded: the producer runs free.
+    let result = run(&server, "paced", json!(["free", n, pause])).await;
+    assert_eq!(ahead(&result, 0), n, "{result}");
+}
+
 #[actix_rt::test]
 async fn stream_items_survive_a_server_killed_between_appends() {
     let dir = tempfile::tempdir().unwrap();

@@ -107,3 +107,33 @@ def idle_timeout():
     except cf.ExecutionTimeout:
         return {"seen": seen, "timed_out": True}
     return {"seen": seen, "timed_out": False}
+
+
+@cf.task()
+def stamped(n):
+    # Default buffer (0): lockstep with the slowest consumer.
+    for _ in range(n):
+        yield time.time()
+
+
+@cf.task(streams=cf.Streams(buffer=2))
+def stamped_ahead(n):
+    for _ in range(n):
+        yield time.time()
+
+
+@cf.task(streams=cf.Streams(buffer=None))
+def stamped_free(n):
+    for _ in range(n):
+        yield time.time()
+
+
+@cf.workflow()
+def paced(kind, n, pause):
+    producer = {"lockstep": stamped, "ahead": stamped_ahead, "free": stamped_free}[kind]
+    produced, finished = [], []
+    for produced_at in producer(n):
+        produced.append(produced_at)
+        time.sleep(pause)
+        finished.append(time.time())
+    return {"produced": produced, "finished": finished}

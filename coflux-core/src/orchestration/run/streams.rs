@@ -104,7 +104,7 @@ impl StreamState {
             .min();
         Some(match slowest {
             Some(watermark) => watermark + buffer + 1,
-            None => self.base.max(self.len()) + buffer,
+            None => self.base + buffer,
         })
     }
 
