@@ -141,6 +141,30 @@ async fn stream_producers_stay_within_their_buffer_of_the_slowest_consumer() {
 }
 
 #[actix_rt::test]
+async fn a_producer_suspending_mid_stream_is_continued_by_its_next_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start_on(dir.path(), coflux_tests::free_port()).await;
+    let run_id = server
+        .submit(P, "production", "stream_flows", "resumed_stream", json!([6, 3]))
+        .await;
+    let result = server.result(P, &run_id, 60).await;
+    assert_eq!(
+        result["value"],
+        json!({"items": [0, 1, 2, 3, 4, 5], "pids": 2}),
+        "one stream, fed by two processes: {result}"
+    );
+    let view = server.inspect(P, &run_id).await;
+    let streams = streams_of(&view, "pausing");
+    assert_eq!(streams.len(), 1, "{view}");
+    assert_eq!(streams[0]["items"], 6);
+    assert_eq!(streams[0]["closed"], "complete");
+    assert!(
+        streams[0]["producer"].as_str().unwrap().ends_with(":2"),
+        "the second attempt finished it: {streams:?}"
+    );
+}
+
+#[actix_rt::test]
 async fn stream_items_survive_a_server_killed_between_appends() {
     let dir = tempfile::tempdir().unwrap();
     let port = coflux_tests::free_port();

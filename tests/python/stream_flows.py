@@ -137,3 +137,24 @@ def paced(kind, n, pause):
         time.sleep(pause)
         finished.append(time.time())
     return {"produced": produced, "finished": finished}
+
+
+progress = cf.Checkpoint("progress", default=0)
+
+
+@cf.task()
+def pausing(n, pause_at):
+    # Suspends once, mid-stream; the attempt that resumes the step continues the same stream
+    # from where the checkpoint says the first one stopped.
+    start = progress.get()
+    for i in range(start, n):
+        if i == pause_at and start < pause_at:
+            cf.suspend(0.3)
+        yield {"i": i, "pid": os.getpid()}
+        progress.set(i + 1)
+
+
+@cf.workflow()
+def resumed_stream(n, pause_at):
+    items = list(pausing(n, pause_at))
+    return {"items": [item["i"] for item in items], "pids": len({item["pid"] for item in items})}

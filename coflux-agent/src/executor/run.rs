@@ -221,14 +221,27 @@ async fn attempt(
         // directory are held until it has.
         let grace = pool.config().exit_grace;
         let settle = pool.clone();
+        let host = Rc::clone(host);
         actix_rt::spawn(async move {
             if streaming {
                 tokio::select! {
+                    biased;
+                    suspension = context.suspended() => {
+                        // Suspended from a generator body: its checkpoint writes land first,
+                        // then its streams wait for the attempt that continues them.
+                        if let Err(e) = context.checkpoints.flush().await {
+                            tracing::warn!(%execution, error = %e, "checkpoint writes lost");
+                        }
+                        context.streams.pause(&host, suspension.execute_after).await;
+                        process.kill();
+                    }
                     () = context.streams.drained() => {}
-                    _ = process.wait_exit() => {}
+                    _ = process.wait_exit() => {
+                        // Streams still open when the process has gone end as crashed.
+                        context.streams.end(StreamClosure::Crashed);
+                    }
                 }
-                // Streams still open when the process has gone end as crashed.
-                context.streams.end(StreamClosure::Crashed);
+                context.streams.stop();
                 process.unregister(execution);
             }
             process.reap(grace).await;

@@ -37,6 +37,8 @@ const RETRY: Duration = Duration::from_millis(500);
 enum Produce {
     Append(u64, WireValue),
     Close(StreamClosure),
+    /// Stop sending (the items before are durable) without closing: the producer suspended.
+    Pause(tokio::sync::oneshot::Sender<()>),
 }
 
 struct Produced {
@@ -103,6 +105,37 @@ impl ExecutionStreams {
         for (_, sub) in self.subscriptions.borrow_mut().drain() {
             sub.stop.notify_one();
         }
+    }
+
+    /// The producer suspended after returning (`cf.suspend()` in a generator body): once the
+    /// items it appended are durable, the server pauses its streams and schedules the attempt
+    /// that continues them.
+    pub(crate) async fn pause(&self, host: &Rc<dyn ExecutorHost>, execute_after: Option<i64>) {
+        let sent: Vec<_> = self
+            .produced
+            .borrow()
+            .values()
+            .filter(|p| !p.closed.get())
+            .filter_map(|p| {
+                let (done, sent) = tokio::sync::oneshot::channel();
+                p.queue.send(Produce::Pause(done)).ok().map(|()| sent)
+            })
+            .collect();
+        futures::future::join_all(sent).await;
+        let op = StreamOp::Suspend {
+            execution: self.execution,
+            execute_after,
+        };
+        for _ in 0..20 {
+            match host.stream(op.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(execution = %self.execution, error = %e, "could not suspend the producer; retrying");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+        self.stop();
     }
 
     /// Stops everything without closing produced streams (the execution ended some other way:
@@ -243,6 +276,10 @@ impl ExecutionStreams {
                     index,
                     closure,
                 },
+                Produce::Pause(done) => {
+                    let _ = done.send(());
+                    break;
+                }
             };
             let closing = matches!(op, StreamOp::Close { .. });
             let ended = loop {

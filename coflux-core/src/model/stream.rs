@@ -175,6 +175,15 @@ pub enum StreamOp {
         /// How.
         closure: StreamClosure,
     },
+    /// A producer that returned suspends while feeding its streams (`cf.suspend()` in a
+    /// generator body): the streams pause, and a new attempt of the step runs after
+    /// `execute_after` and continues them.
+    Suspend {
+        /// The producer.
+        execution: ExecutionId,
+        /// Not before this time (unix ms).
+        execute_after: Option<Millis>,
+    },
     /// The producer has been granted `granted` items so far; answered with
     /// [`StreamReply::Demand`] once more may be produced.
     Demand {
@@ -234,6 +243,7 @@ impl StreamOp {
             Self::Register { execution, .. }
             | Self::Append { execution, .. }
             | Self::Close { execution, .. }
+            | Self::Suspend { execution, .. }
             | Self::Demand { execution, .. } => *execution,
             Self::Read { consumer, .. }
             | Self::Ack { consumer, .. }
@@ -247,6 +257,7 @@ impl StreamOp {
             Self::Register { execution, .. }
             | Self::Append { execution, .. }
             | Self::Close { execution, .. }
+            | Self::Suspend { execution, .. }
             | Self::Demand { execution, .. } => execution.step,
             Self::Read { stream, .. }
             | Self::Ack { stream, .. }

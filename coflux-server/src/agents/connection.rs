@@ -275,10 +275,14 @@ fn handle_frame(
                 AgentRequest::Checkpoint { execution, .. }
                 | AgentRequest::Stream { execution, .. } => *execution,
             };
-            // Stream operations outlive the session's assignment (a producer appends after its
-            // result); the run checks that the execution produces the stream.
-            let stream = matches!(request, AgentRequest::Stream { .. });
-            if !stream && session.ownership(from) != Ownership::Assigned {
+            // Stream operations (and a producer's checkpoint writes) outlive the session's
+            // assignment: a producer feeds its streams after its result. The run checks that
+            // the execution produces the stream, or still feeds one.
+            let unbound = matches!(
+                request,
+                AgentRequest::Stream { .. } | AgentRequest::Checkpoint { .. }
+            );
+            if !unbound && session.ownership(from) != Ownership::Assigned {
                 // E.g. a wait re-sent after its execution was cancelled: answer, don't close.
                 let result = Err(wire_error(
                     "execution_invalid",

@@ -23,7 +23,8 @@ impl RunCore {
         let attempt = self
             .attempt(execution)
             .ok_or_else(|| OrchestrationError::ExecutionNotFound(execution.to_string()))?;
-        if attempt.result.is_some() {
+        // A producer that returned its streams still runs (and writes) while it feeds them.
+        if attempt.result.is_some() && !self.feeds_streams(execution) {
             return Err(OrchestrationError::CheckpointRejected(
                 execution.to_string(),
             ));

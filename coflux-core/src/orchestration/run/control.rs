@@ -18,6 +18,20 @@ impl RunCore {
             .attempt(execution)
             .ok_or_else(|| OrchestrationError::ExecutionNotFound(execution.to_string()))?;
         if attempt.result.is_some() {
+            // A producer suspending after it returned its streams (from a generator body):
+            // its streams pause, and a new attempt of the step continues them.
+            if self.feeds_streams(execution) {
+                let environment = attempt.environment;
+                self.pause_streams(execution, out);
+                self.add_attempt(
+                    execution.step,
+                    environment,
+                    execute_after.filter(|at| *at > now),
+                    dependencies,
+                    now,
+                    out,
+                );
+            }
             return Ok(()); // already ended (e.g. cancelled meanwhile)
         }
         let environment = attempt.environment;

@@ -29,6 +29,8 @@ struct StreamState {
     base: u64,
     /// The producer's demand request, waiting for more demand: (reply, granted so far).
     demand: Option<(ReplyTo, u64)>,
+    /// Its producer suspended after returning: the next attempt of the step continues it.
+    paused: bool,
     subscriptions: HashMap<(ExecutionId, u32), Subscription>,
     reads: Vec<Read>,
 }
@@ -64,6 +66,7 @@ impl Streams {
                     record,
                     base,
                     demand: None,
+                    paused: false,
                     subscriptions: HashMap::new(),
                     reads: Vec::new(),
                 };
@@ -182,6 +185,12 @@ impl RunCore {
                 self.close_stream(id, closure, now, out);
                 StreamReply::Done
             }),
+            StreamOp::Suspend {
+                execution,
+                execute_after,
+            } => self
+                .suspend(execution, execute_after, Dependencies::default(), now, out)
+                .map(|()| StreamReply::Done),
             StreamOp::Demand {
                 execution,
                 index,
@@ -298,6 +307,31 @@ impl RunCore {
         out.reply(reply, Reply::Stream(answer));
     }
 
+    /// Whether `execution` returned (a value) and still feeds open streams of its step.
+    pub(super) fn feeds_streams(&self, execution: ExecutionId) -> bool {
+        let returned = matches!(
+            self.attempt(execution).and_then(|a| a.result.as_ref()),
+            Some(ExecutionResult::Value { .. })
+        );
+        returned
+            && self.streams.by_id.values().any(|s| {
+                s.record.producer == execution && s.record.closed.is_none() && !s.paused
+            })
+    }
+
+    /// `execution` suspended while feeding its streams: they wait for the next attempt.
+    pub(super) fn pause_streams(&mut self, execution: ExecutionId, out: &mut Outbox) {
+        for state in self.streams.by_id.values_mut() {
+            if state.record.producer == execution && state.record.closed.is_none() {
+                state.paused = true;
+                if let Some((reply, had)) = state.demand.take() {
+                    let target = Some(had);
+                    out.reply(reply, Reply::Stream(Ok(StreamReply::Demand { target })));
+                }
+            }
+        }
+    }
+
     /// The stream `execution` produces at `index` of its step.
     fn produced(&self, execution: ExecutionId, index: u32) -> Result<StreamId, OrchestrationError> {
         let id = StreamId {
@@ -353,13 +387,20 @@ impl RunCore {
                     head,
                 });
             }
-            let suspended = matches!(
-                self.attempt(state.record.producer).and_then(|a| a.result.as_ref()),
-                Some(ExecutionResult::Suspended { .. })
-            );
-            if suspended && state.record.closed.is_none() {
+            // Suspended before it returned, or after (from a generator body; its result is
+            // then its value, and this later attempt is the one it asked for).
+            let suspended = state.paused
+                || matches!(
+                    self.attempt(state.record.producer).and_then(|a| a.result.as_ref()),
+                    Some(ExecutionResult::Suspended { .. } | ExecutionResult::Value { .. })
+                );
+            if suspended
+                && state.record.closed.is_none()
+                && state.record.producer.attempt < execution.attempt
+            {
                 let state = self.streams.by_id.get_mut(id).expect("listed above");
                 state.record.producer = execution;
+                state.paused = false;
                 state.record.buffer = buffer;
                 state.record.timeout_ms = timeout_ms;
                 state.base = state.len();
@@ -370,10 +411,14 @@ impl RunCore {
                 });
             }
         }
-        // Open streams of earlier attempts are superseded (a recurrent step's next iteration).
+        // Open streams of a recurrent step's earlier iterations are superseded.
         for id in &mine {
             let state = &self.streams.by_id[id];
-            if state.record.closed.is_none() && state.record.producer.attempt < execution.attempt {
+            let recurred = matches!(
+                self.attempt(state.record.producer).and_then(|a| a.result.as_ref()),
+                Some(ExecutionResult::Recurred { .. })
+            );
+            if recurred && state.record.closed.is_none() {
                 self.close_stream(*id, StreamClosure::Recurred, now, out);
             }
         }
@@ -398,6 +443,7 @@ impl RunCore {
                 record,
                 base: 0,
                 demand: None,
+                paused: false,
                 subscriptions: HashMap::new(),
                 reads: Vec::new(),
             },
