@@ -21,6 +21,8 @@ mod checkpoint_tests;
 #[cfg(test)]
 mod semantics_tests;
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod view_tests;
