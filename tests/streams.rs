@@ -145,7 +145,13 @@ async fn a_producer_suspending_mid_stream_is_continued_by_its_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start_on(dir.path(), coflux_tests::free_port()).await;
     let run_id = server
-        .submit(P, "production", "stream_flows", "resumed_stream", json!([6, 3]))
+        .submit(
+            P,
+            "production",
+            "stream_flows",
+            "resumed_stream",
+            json!([6, 3]),
+        )
         .await;
     let result = server.result(P, &run_id, 60).await;
     assert_eq!(
@@ -170,7 +176,13 @@ async fn stream_items_survive_a_server_killed_between_appends() {
     let port = coflux_tests::free_port();
     let (mut server, _agent) = start_on(dir.path(), port).await;
     let run_id = server
-        .submit(P, "production", "stream_flows", "slow_consumer", json!([12, 0.25]))
+        .submit(
+            P,
+            "production",
+            "stream_flows",
+            "slow_consumer",
+            json!([12, 0.25]),
+        )
         .await;
     // Some items are stored, the stream is still open.
     eventually(Duration::from_secs(30), "items stored", || {

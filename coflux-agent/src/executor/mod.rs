@@ -16,9 +16,10 @@
 //!
 //! Assets are persisted and fetched through the host ([`assets`]). Checkpoints arrive with
 //! `execute` and their writes go to the host, throttled ([`checkpoints`]); `flush` waits for
-//! them. Not supported yet (answered with a `not_supported` error, or ignored for
-//! notifications): inputs, streams; a `select` with `suspend: true, timeout_ms: 0` answers
-//! `null`.
+//! them. Streams go to the host in order, with demand and subscriptions in between
+//! ([`streams`]); a producer's process stays until its streams are closed. Not supported yet
+//! (answered with a `not_supported` error): inputs; a `select` with `suspend: true,
+//! timeout_ms: 0` answers `null`.
 //! Groups are accepted and traced; metrics go to the host ([`ExecutorHost::metric`]), throttled
 //! per key as their definition asks (the latest point of a burst is kept).
 //!

@@ -19,10 +19,10 @@ use tracing::Instrument;
 
 use super::adapter::AdapterCommand;
 use super::checkpoints::CheckpointQueue;
-use super::streams::ExecutionStreams;
 use super::ending::Suspension;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
+use super::streams::ExecutionStreams;
 use super::{logs, metrics, requests};
 
 /// How many stderr lines are kept for crash reports.
@@ -451,15 +451,21 @@ impl Process {
             },
             AdapterNotification::StreamAppend(p) => match context {
                 Some(context) => context.streams.append(p),
-                None => tracing::debug!(execution = %p.execution_id, "stream item of an execution not running here; dropped"),
+                None => {
+                    tracing::debug!(execution = %p.execution_id, "stream item of an execution not running here; dropped")
+                }
             },
             AdapterNotification::StreamClose(p) => match context {
                 Some(context) => context.streams.close(p),
-                None => tracing::debug!(execution = %p.execution_id, "stream close of an execution not running here; dropped"),
+                None => {
+                    tracing::debug!(execution = %p.execution_id, "stream close of an execution not running here; dropped")
+                }
             },
             AdapterNotification::StreamSubscribe(p) => match context {
                 Some(context) => context.streams.subscribe(&self.host, p),
-                None => tracing::debug!(execution = %p.execution_id, "subscription of an execution not running here; dropped"),
+                None => {
+                    tracing::debug!(execution = %p.execution_id, "subscription of an execution not running here; dropped")
+                }
             },
             AdapterNotification::StreamAck(p) => {
                 if let Some(context) = context {

@@ -358,7 +358,9 @@ impl ExecutionStreams {
                 produced.activity.notify_one();
                 let _ = produced.queue.send(Produce::Append(p.sequence, p.value));
             }
-            _ => tracing::debug!(execution = %self.execution, index = p.index, "item of a closed or unknown stream; dropped"),
+            _ => {
+                tracing::debug!(execution = %self.execution, index = p.index, "item of a closed or unknown stream; dropped")
+            }
         }
     }
 

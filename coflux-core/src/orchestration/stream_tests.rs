@@ -28,7 +28,9 @@ fn setup(dir: &tempfile::TempDir) -> (Harness, ExecutionId, ExecutionId) {
     let (_, root) = h
         .submit("production", &wf(), vec![], StepOptions::default())
         .unwrap();
-    let producer = h.call(root, &task(), vec![], StepOptions::default()).unwrap();
+    let producer = h
+        .call(root, &task(), vec![], StepOptions::default())
+        .unwrap();
     (h, root, producer)
 }
 
@@ -139,7 +141,10 @@ fn stream_consumers_each_read_every_item_from_the_start_even_after_a_restart() {
         max: 16,
         wait: true,
     };
-    assert_eq!(items(&now(&mut h, odd).unwrap()), (vec![1], Some("complete")));
+    assert_eq!(
+        items(&now(&mut h, odd).unwrap()),
+        (vec![1], Some("complete"))
+    );
 }
 
 #[test]
@@ -229,7 +234,9 @@ fn stream_ends_with_its_producer_unless_it_returned() {
     }
     assert_eq!(append(&mut h, producer, 1).unwrap_err(), "stream_rejected");
     // A producer that returned its stream goes on feeding it.
-    let second = h.call(root, &task(), vec![], StepOptions::default()).unwrap();
+    let second = h
+        .call(root, &task(), vec![], StepOptions::default())
+        .unwrap();
     let stream = register(&mut h, second, None);
     h.complete(second, json!({"type": "stream"}));
     append(&mut h, second, 0).unwrap();

@@ -13,9 +13,9 @@ mod checkpoints;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
 pub mod open_runs;
-mod streams;
 pub mod schema;
 pub mod sqlite;
+mod streams;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};

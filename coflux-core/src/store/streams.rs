@@ -7,7 +7,9 @@ use rusqlite::{Connection, params};
 
 use super::StoreError;
 use super::sqlite::collect_blob_keys;
-use crate::model::{ExecutionId, Millis, RunId, StepId, StreamClosure, StreamId, StreamRecord, Value};
+use crate::model::{
+    ExecutionId, Millis, RunId, StepId, StreamClosure, StreamId, StreamRecord, Value,
+};
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("stream {what}: {e}"))
@@ -16,11 +18,7 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 fn key(stream: StreamId) -> Result<(i64, i64, i64), StoreError> {
     let run = i64::try_from(stream.step.run.0)
         .map_err(|_| StoreError::Corrupt(format!("run id {}", stream.step.run.0)))?;
-    Ok((
-        run,
-        i64::from(stream.step.number),
-        i64::from(stream.index),
-    ))
+    Ok((run, i64::from(stream.step.number), i64::from(stream.index)))
 }
 
 fn opt_i64(value: Option<u64>) -> Option<i64> {
@@ -75,14 +73,7 @@ pub(crate) fn put_item(
            (run_id, step_number, stream_index, sequence, value, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![
-        run,
-        step,
-        index,
-        opt_i64(Some(sequence)),
-        text,
-        at
-    ])?;
+    .execute(params![run, step, index, opt_i64(Some(sequence)), text, at])?;
     Ok(())
 }
 

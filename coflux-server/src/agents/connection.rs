@@ -516,9 +516,9 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
                 .map_err(api_error)
         }
         AgentRequest::Stream { execution, op } => {
-            let op: coflux_core::model::StreamOp = op
-                .decode()
-                .map_err(|e| wire_error("invalid_input", format!("invalid stream operation: {e}")))?;
+            let op: coflux_core::model::StreamOp = op.decode().map_err(|e| {
+                wire_error("invalid_input", format!("invalid stream operation: {e}"))
+            })?;
             if op.execution() != execution {
                 return Err(wire_error(
                     "invalid_input",

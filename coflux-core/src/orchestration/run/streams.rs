@@ -78,9 +78,9 @@ impl Streams {
 
     /// Whether nothing waits here and no stream is open (the run's actor may retire).
     pub(super) fn is_idle(&self) -> bool {
-        self.by_id.values().all(|s| {
-            s.record.closed.is_some() && s.reads.is_empty() && s.demand.is_none()
-        })
+        self.by_id
+            .values()
+            .all(|s| s.record.closed.is_some() && s.reads.is_empty() && s.demand.is_none())
     }
 }
 
@@ -127,7 +127,9 @@ impl StreamState {
         let resume = next.unwrap_or_else(|| items.last().map_or(from, |(s, _)| s + 1));
         let closed = match next {
             None => Some(StreamClosure::Complete),
-            Some(sequence) if sequence >= len => self.record.closed.as_ref().map(|(c, _)| c.clone()),
+            Some(sequence) if sequence >= len => {
+                self.record.closed.as_ref().map(|(c, _)| c.clone())
+            }
             Some(_) => None,
         };
         if items.is_empty() && closed.is_none() && wait {
@@ -163,7 +165,13 @@ fn rejected(stream: impl ToString, reason: &str) -> OrchestrationError {
 
 impl RunCore {
     /// Handles a stream operation; the answer goes to `reply` (now, or once it can be given).
-    pub(super) fn stream_op(&mut self, op: StreamOp, reply: ReplyTo, now: Millis, out: &mut Outbox) {
+    pub(super) fn stream_op(
+        &mut self,
+        op: StreamOp,
+        reply: ReplyTo,
+        now: Millis,
+        out: &mut Outbox,
+    ) {
         let answer = match op {
             StreamOp::Register {
                 execution,
@@ -254,9 +262,10 @@ impl RunCore {
                 sub.cursor = from;
                 match state.serve(from, stride, max, wait) {
                     Some(answer) => {
-                        if let (StreamReply::Items { items, next, .. }, Some(sub)) =
-                            (&answer, state.subscriptions.get_mut(&(consumer, subscription)))
-                        {
+                        if let (StreamReply::Items { items, next, .. }, Some(sub)) = (
+                            &answer,
+                            state.subscriptions.get_mut(&(consumer, subscription)),
+                        ) {
                             sub.delivered += items.len() as u64;
                             sub.cursor = *next;
                         }
@@ -314,9 +323,11 @@ impl RunCore {
             Some(ExecutionResult::Value { .. })
         );
         returned
-            && self.streams.by_id.values().any(|s| {
-                s.record.producer == execution && s.record.closed.is_none() && !s.paused
-            })
+            && self
+                .streams
+                .by_id
+                .values()
+                .any(|s| s.record.producer == execution && s.record.closed.is_none() && !s.paused)
     }
 
     /// `execution` suspended while feeding its streams: they wait for the next attempt.
@@ -370,7 +381,12 @@ impl RunCore {
         let mine: Vec<StreamId> = self
             .streams
             .by_id
-            .range(StreamId { step, index: 0 }..=StreamId { step, index: u32::MAX })
+            .range(
+                StreamId { step, index: 0 }..=StreamId {
+                    step,
+                    index: u32::MAX,
+                },
+            )
             .map(|(id, _)| *id)
             .collect();
         // A repeat of this execution's registration, or a stream its suspended predecessor left
@@ -391,7 +407,8 @@ impl RunCore {
             // then its value, and this later attempt is the one it asked for).
             let suspended = state.paused
                 || matches!(
-                    self.attempt(state.record.producer).and_then(|a| a.result.as_ref()),
+                    self.attempt(state.record.producer)
+                        .and_then(|a| a.result.as_ref()),
                     Some(ExecutionResult::Suspended { .. } | ExecutionResult::Value { .. })
                 );
             if suspended
@@ -415,7 +432,8 @@ impl RunCore {
         for id in &mine {
             let state = &self.streams.by_id[id];
             let recurred = matches!(
-                self.attempt(state.record.producer).and_then(|a| a.result.as_ref()),
+                self.attempt(state.record.producer)
+                    .and_then(|a| a.result.as_ref()),
                 Some(ExecutionResult::Recurred { .. })
             );
             if recurred && state.record.closed.is_none() {
@@ -473,7 +491,10 @@ impl RunCore {
             return Err(rejected(id, "the stream has ended"));
         }
         if sequence > len {
-            return Err(rejected(id, &format!("expected sequence {len}, got {sequence}")));
+            return Err(rejected(
+                id,
+                &format!("expected sequence {len}, got {sequence}"),
+            ));
         }
         out.write(Write::PutStreamItem {
             stream: id,
@@ -486,7 +507,13 @@ impl RunCore {
         Ok(StreamReply::Done)
     }
 
-    fn close_stream(&mut self, id: StreamId, closure: StreamClosure, now: Millis, out: &mut Outbox) {
+    fn close_stream(
+        &mut self,
+        id: StreamId,
+        closure: StreamClosure,
+        now: Millis,
+        out: &mut Outbox,
+    ) {
         let Some(state) = self.streams.by_id.get_mut(&id) else {
             return;
         };
@@ -500,7 +527,10 @@ impl RunCore {
         });
         state.record.closed = Some((closure, now));
         if let Some((reply, _)) = state.demand.take() {
-            out.reply(reply, Reply::Stream(Ok(StreamReply::Demand { target: None })));
+            out.reply(
+                reply,
+                Reply::Stream(Ok(StreamReply::Demand { target: None })),
+            );
         }
         wake_reads(state, out);
     }
