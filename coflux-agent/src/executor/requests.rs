@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use coflux_core::model::{ExecutionId, TargetKind, TargetRef};
+use coflux_core::model::{ExecutionId, StreamOp, TargetKind, TargetRef};
 use coflux_core::protocol::executor::{
-    AdapterRequest, Cancel, DownloadBlob, Handle, ResponseError, SubmitExecution, SubmitResult,
+    AdapterRequest, Cancel, DownloadBlob, ExecutionParams, Handle, ResponseError, SubmitExecution,
+    SubmitResult,
 };
 use coflux_core::sdk::SubmitRequest;
 use serde_json::{Value as Json, json};
@@ -55,6 +56,7 @@ pub(crate) async fn handle(
             Ok(json!({}))
         }
         AdapterRequest::StreamRegister(params) => context.streams.register(host, params).await,
+        AdapterRequest::StreamOp(params) => stream_op(host, context, params).await,
         other @ AdapterRequest::SubmitInput(_) => Err(ResponseError::new(
             "not_supported",
             format!("{} is not supported yet", other.method()),
@@ -168,4 +170,33 @@ async fn download(
         .await
         .map_err(error)?;
     Ok(json!({}))
+}
+
+/// Our `stream_op` extension (Rust executors): a stream operation of the requesting execution,
+/// passed to the host as it is.
+async fn stream_op(
+    host: &Rc<dyn ExecutorHost>,
+    context: &ExecutionContext,
+    params: ExecutionParams,
+) -> Result<Json, ResponseError> {
+    let op: StreamOp = params
+        .rest
+        .get("op")
+        .cloned()
+        .ok_or_else(|| ResponseError::new("invalid_request", "stream_op without 'op'"))
+        .and_then(|op| {
+            serde_json::from_value(op)
+                .map_err(|e| ResponseError::new("invalid_request", e.to_string()))
+        })?;
+    if op.execution() != context.execution {
+        return Err(ResponseError::new(
+            "invalid_request",
+            "the stream operation names another execution",
+        ));
+    }
+    let reply = host
+        .stream(op)
+        .await
+        .map_err(|e| host_error("stream_error", e))?;
+    Ok(serde_json::to_value(reply).unwrap_or(Json::Null))
 }

@@ -325,6 +325,23 @@ impl ExecutorLink for LocalLink {
         })
     }
 
+    fn stream(
+        &self,
+        op: crate::model::StreamOp,
+    ) -> BoxFuture<'static, Result<crate::model::StreamReply, String>> {
+        let (reply, rx) = self.router.expect_reply();
+        let run = op.step().run;
+        self.router
+            .deliver(Envelope::Run(run, RunMsg::Stream { op, reply }));
+        Box::pin(async move {
+            match rx.await {
+                Ok(Reply::Stream(r)) => r.map_err(|e| e.to_string()),
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(_) => Err("the orchestrator stopped".into()),
+            }
+        })
+    }
+
     /// Sent to the run as they come: its mailbox keeps them ahead of the result.
     fn checkpoint(&self, execution: ExecutionId, set: Checkpoints, reset: Vec<String>) {
         let (ack, rx) = self.router.expect_reply();

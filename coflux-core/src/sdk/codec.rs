@@ -12,6 +12,9 @@ pub fn encode_json(value: Json) -> Json {
             if let Some(reference) = super::refs::marker_to_ref(&map) {
                 return reference;
             }
+            if let Some(stream) = super::stream::marker_to_handle(&map) {
+                return stream;
+            }
             let mut entries: Vec<(String, Json)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             let mut items = Vec::with_capacity(entries.len() * 2);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -11,7 +12,8 @@ use futures::future::BoxFuture;
 use super::metric::{MetricDefinition, MetricEvent};
 
 use crate::model::{
-    Checkpoints, ExecutionId, ExecutionResult, Millis, StepOptions, TargetKind, TargetRef, Value,
+    Checkpoints, ExecutionId, ExecutionResult, Millis, StepOptions, StreamOp, StreamReply,
+    TargetKind, TargetRef, Value,
 };
 
 /// A child call, as sent to the orchestrator.
@@ -76,6 +78,12 @@ pub trait ExecutorLink: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// A stream operation (see [`crate::model::StreamOp`]). The default refuses it.
+    fn stream(&self, op: StreamOp) -> BoxFuture<'static, Result<StreamReply, String>> {
+        let _ = op;
+        Box::pin(async { Err("streams are not supported here".into()) })
+    }
+
     /// Records a metric event of `execution` (fire and forget). The default drops it.
     fn metric(&self, execution: ExecutionId, event: MetricEvent) {
         let _ = (execution, event);
@@ -106,6 +114,8 @@ pub struct Context {
     working_dir: Option<Arc<PathBuf>>,
     /// Its step's checkpoint state, as this execution sees it.
     checkpoints: Arc<Mutex<Checkpoints>>,
+    /// Streams registered and subscriptions opened so far (their numbers).
+    streams: Arc<(AtomicU32, AtomicU32)>,
 }
 
 tokio::task_local! {
@@ -123,7 +133,18 @@ impl Context {
             metrics: Arc::default(),
             working_dir: None,
             checkpoints: Arc::default(),
+            streams: Arc::default(),
         }
+    }
+
+    /// The number of the next stream this execution registers (0, 1, ...).
+    pub(crate) fn next_stream_position(&self) -> u32 {
+        self.streams.0.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The number of the next subscription this execution opens (0, 1, ...).
+    pub(crate) fn next_subscription(&self) -> u32 {
+        self.streams.1.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Sets the step's checkpoint state the execution starts from.

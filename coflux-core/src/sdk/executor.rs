@@ -604,6 +604,28 @@ impl ExecutorLink for StdioLink {
         async move { reply.await.map(drop) }.boxed()
     }
 
+    /// Our `stream_op` extension request: the agent passes the operation on as it is.
+    fn stream(
+        &self,
+        op: crate::model::StreamOp,
+    ) -> BoxFuture<'static, Result<crate::model::StreamReply, String>> {
+        let mut rest = BTreeMap::new();
+        rest.insert(
+            "op".to_owned(),
+            serde_json::to_value(&op).unwrap_or_default(),
+        );
+        let request = AdapterRequest::StreamOp(ExecutionParams {
+            execution_id: op.execution().to_string(),
+            rest,
+        });
+        let reply = self.request(request);
+        async move {
+            let reply = reply.await?;
+            serde_json::from_value(reply).map_err(|e| format!("unexpected answer: {e}"))
+        }
+        .boxed()
+    }
+
     /// `define_metric` and `metric` notifications, as the Python SDK sends them.
     fn metric(&self, execution: ExecutionId, event: MetricEvent) {
         let execution_id = execution.to_string();

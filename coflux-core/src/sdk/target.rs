@@ -24,7 +24,7 @@ pub trait Target: Send + Sync + 'static {
 }
 
 /// Encodes a value with the references of the handles it holds.
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Value, serde_json::Error> {
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Value, serde_json::Error> {
     let (data, references) = refs::encoding(|| serde_json::to_value(value));
     Ok(Value::Raw {
         data: encode_json(data?),

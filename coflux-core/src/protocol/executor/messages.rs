@@ -112,6 +112,9 @@ messages! {
         "flush" => Flush(ExecutionParams),
         /// Register a stream → `{id, index, head}`.
         "stream_register" => StreamRegister(ExecutionParams),
+        /// Our extension (Rust executors): a stream operation `{op: StreamOp}` →
+        /// `StreamReply` (see [`crate::model::StreamOp`]).
+        "stream_op" => StreamOp(ExecutionParams),
     }
 }
 
@@ -169,7 +172,8 @@ impl AdapterRequest {
             | Self::GetAsset(p)
             | Self::SubmitInput(p)
             | Self::Flush(p)
-            | Self::StreamRegister(p) => &p.execution_id,
+            | Self::StreamRegister(p)
+            | Self::StreamOp(p) => &p.execution_id,
         }
     }
 }

@@ -1,0 +1,385 @@
+//! Streams in the Rust SDK: [`stream`] makes a running task's items a stream and gives its
+//! [`Stream`] handle (returned, or passed as an argument); [`Stream::items`] reads it as an
+//! async [`futures::Stream`], from the start, whoever produced it (Python generator tasks too).
+//!
+//! ```ignore
+//! #[task]
+//! async fn squares(n: u64) -> Result<Stream<u64>, Failure> {
+//!     Ok(stream(futures::stream::iter((0..n).map(|i| i * i))).await?)
+//! }
+//!
+//! #[workflow]
+//! async fn total(n: u64) -> Result<u64, Failure> {
+//!     let squares = squares.call(n).await?;
+//!     let items: Vec<u64> = squares.items().try_collect().await?;
+//!     Ok(items.into_iter().sum())
+//! }
+//! ```
+//!
+//! A Rust producer appends its items before its result is reported (unbounded buffer): the
+//! stream is complete, or ended by the producer's error, by the time a consumer has its handle.
+//! Consumers read in batches and acknowledge what they have taken, so they pace producers that
+//! have a buffer (Python ones).
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value as Json, json};
+
+use super::context::Context;
+use super::decode_json;
+use crate::model::{ErrorInfo, StreamClosure, StreamId, StreamOp, StreamReply, Stride, Value};
+
+/// The key of the marker object a handle serializes to; [`super::encode_json`] turns it into
+/// `{"type":"stream","id":...}`, as the Python SDK writes its `Stream` handles.
+const MARKER: &str = "\u{0}coflux:stream";
+
+/// How many items a consumer asks for at a time.
+const BATCH: u32 = 16;
+
+/// Why a stream could not be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// Streams are made and read by running executions.
+    #[error("streams are made and read inside an execution")]
+    NotInExecution,
+    /// The orchestrator refused or could not do it.
+    #[error("stream operation failed: {0}")]
+    Failed(String),
+    /// The producer raised (its error).
+    #[error("{}: {}", .0.error_type, .0.message)]
+    Errored(ErrorInfo),
+    /// The stream ended another way (`cancelled`, `abandoned`, `crashed`, `timeout`,
+    /// `recurred`).
+    #[error("stream ended: {0}")]
+    Ended(&'static str),
+    /// An item could not be encoded or decoded.
+    #[error("stream item: {0}")]
+    Item(String),
+}
+
+impl StreamError {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotInExecution => "not_in_execution",
+            Self::Failed(_) => "stream_failed",
+            Self::Errored(_) => "stream_errored",
+            Self::Ended(_) => "stream_ended",
+            Self::Item(_) => "stream_item",
+        }
+    }
+}
+
+/// A handle to a stream of `T` items (serde values).
+pub struct Stream<T> {
+    id: StreamId,
+    stride: Stride,
+    item: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Stream<T> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            stride: self.stride,
+            item: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Stream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stream({}, {:?})", self.id, self.stride)
+    }
+}
+
+impl<T> Stream<T> {
+    /// The stream's id (`RUN:STEP_INDEX`).
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// A view of the sequences `start, start + step, ...` below `stop` (composed with this
+    /// view's).
+    pub fn stride(&self, start: u64, stop: Option<u64>, step: u64) -> Self {
+        let outer = self.stride;
+        let step = step.max(1);
+        let mapped_stop = stop.map(|e| outer.start + e * outer.step);
+        let stop = match (outer.stop, mapped_stop) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            id: self.id,
+            stride: Stride {
+                start: outer.start + start * outer.step,
+                stop,
+                step: outer.step * step,
+            },
+            item: PhantomData,
+        }
+    }
+
+    /// Items `start..stop`.
+    pub fn slice(&self, start: u64, stop: Option<u64>) -> Self {
+        self.stride(start, stop, 1)
+    }
+
+    /// Every `n`-th item from the `i`-th (round-robin partitions for parallel consumers).
+    pub fn partition(&self, n: u64, i: u64) -> Self {
+        self.stride(i, None, n)
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Stream<T> {
+    /// The items, read from the start of this view in the running execution; ends after the
+    /// last item, or with the reason the stream ended otherwise.
+    pub fn items(&self) -> impl futures::Stream<Item = Result<T, StreamError>> + Send + 'static {
+        struct Reader {
+            context: Option<Context>,
+            subscription: u32,
+            stream: StreamId,
+            stride: Stride,
+            from: u64,
+            buffered: VecDeque<(u64, Value)>,
+            taken: u64,
+            last: i64,
+            ending: Option<Result<(), StreamError>>,
+        }
+        let context = Context::current();
+        let reader = Reader {
+            subscription: context.as_ref().map_or(0, Context::next_subscription),
+            context,
+            stream: self.id,
+            stride: self.stride,
+            from: self.stride.start,
+            buffered: VecDeque::new(),
+            taken: 0,
+            last: -1,
+            ending: None,
+        };
+        futures::stream::unfold(reader, |mut r| async move {
+            loop {
+                if let Some((sequence, value)) = r.buffered.pop_front() {
+                    r.taken += 1;
+                    r.last = i64::try_from(sequence).unwrap_or(i64::MAX);
+                    return Some((decode_item(value), r));
+                }
+                match r.ending.take() {
+                    Some(Ok(())) => return None,
+                    Some(Err(e)) => {
+                        r.ending = Some(Ok(()));
+                        return Some((Err(e), r));
+                    }
+                    None => {}
+                }
+                let Some(context) = r.context.clone() else {
+                    r.ending = Some(Ok(()));
+                    return Some((Err(StreamError::NotInExecution), r));
+                };
+                if r.taken > 0 {
+                    // What was taken so far counts as processed: it paces the producer.
+                    let ack = StreamOp::Ack {
+                        consumer: context.execution,
+                        subscription: r.subscription,
+                        stream: r.stream,
+                        count: r.taken,
+                        sequence: r.last,
+                    };
+                    let _ = context.link.stream(ack).await;
+                }
+                let read = StreamOp::Read {
+                    consumer: context.execution,
+                    subscription: r.subscription,
+                    stream: r.stream,
+                    from: r.from,
+                    stride: r.stride,
+                    max: BATCH,
+                    wait: true,
+                };
+                match context.link.stream(read).await {
+                    Ok(StreamReply::Items {
+                        items,
+                        next,
+                        closed,
+                    }) => {
+                        r.from = next;
+                        r.buffered.extend(items);
+                        r.ending = closed.map(|closure| match closure {
+                            StreamClosure::Complete => Ok(()),
+                            StreamClosure::Errored { error } => Err(StreamError::Errored(error)),
+                            other => Err(StreamError::Ended(other.reason())),
+                        });
+                    }
+                    Ok(other) => {
+                        r.ending = Some(Err(StreamError::Failed(format!(
+                            "unexpected answer {other:?}"
+                        ))));
+                    }
+                    Err(e) => r.ending = Some(Err(StreamError::Failed(e))),
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+fn decode_item<T: DeserializeOwned>(value: Value) -> Result<T, StreamError> {
+    match value {
+        Value::Raw { data, references } => {
+            super::refs::decoding(&references, || serde_json::from_value(decode_json(data)))
+                .map_err(|e| StreamError::Item(e.to_string()))
+        }
+        Value::Blob { .. } => Err(StreamError::Item(
+            "a blob item, which this executor cannot read".into(),
+        )),
+    }
+}
+
+/// Makes `items` a stream of the running execution: registers it, appends every item, closes
+/// it, and gives its handle (to return, or to pass to other targets).
+pub async fn stream<T, S>(items: S) -> Result<Stream<T>, StreamError>
+where
+    T: Serialize,
+    S: futures::Stream<Item = T>,
+{
+    let context = Context::current().ok_or(StreamError::NotInExecution)?;
+    let execution = context.execution;
+    let register = StreamOp::Register {
+        execution,
+        position: context.next_stream_position(),
+        buffer: None,
+        timeout_ms: None,
+    };
+    let (index, head) = match context.link.stream(register).await {
+        Ok(StreamReply::Registered { index, head }) => (index, head),
+        Ok(other) => return Err(StreamError::Failed(format!("unexpected answer {other:?}"))),
+        Err(e) => return Err(StreamError::Failed(e)),
+    };
+    let mut sequence = u64::try_from(head + 1).unwrap_or(0);
+    let mut items = std::pin::pin!(items);
+    while let Some(item) = items.next().await {
+        let value = super::target::encode(&item).map_err(|e| StreamError::Item(e.to_string()))?;
+        let append = StreamOp::Append {
+            execution,
+            index,
+            sequence,
+            value,
+        };
+        context
+            .link
+            .stream(append)
+            .await
+            .map_err(StreamError::Failed)?;
+        sequence += 1;
+    }
+    let close = StreamOp::Close {
+        execution,
+        index,
+        closure: StreamClosure::Complete,
+    };
+    context
+        .link
+        .stream(close)
+        .await
+        .map_err(StreamError::Failed)?;
+    Ok(Stream {
+        id: StreamId {
+            step: execution.step,
+            index,
+        },
+        stride: Stride::default(),
+        item: PhantomData,
+    })
+}
+
+fn stride_json(stride: &Stride) -> Option<Json> {
+    (*stride != Stride::default())
+        .then(|| json!({"start": stride.start, "stop": stride.stop, "step": stride.step}))
+}
+
+impl<T> Serialize for Stream<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut marker = Map::new();
+        marker.insert(MARKER.into(), Json::String(self.id.to_string()));
+        if let Some(stride) = stride_json(&self.stride) {
+            marker.insert("stride".into(), stride);
+        }
+        Json::Object(marker).serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Stream<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let json = Json::deserialize(deserializer)?;
+        let id = json
+            .get("id")
+            .filter(|_| json.get("type").and_then(Json::as_str) == Some("stream"))
+            .or_else(|| json.get(MARKER))
+            .and_then(Json::as_str)
+            .ok_or_else(|| D::Error::custom("not a stream handle"))?;
+        let id: StreamId = id.parse().map_err(D::Error::custom)?;
+        let stride = match json.get("stride") {
+            Some(s) if !s.is_null() => Stride {
+                start: s.get("start").and_then(Json::as_u64).unwrap_or(0),
+                stop: s.get("stop").and_then(Json::as_u64),
+                step: s.get("step").and_then(Json::as_u64).unwrap_or(1).max(1),
+            },
+            _ => Stride::default(),
+        };
+        Ok(Self {
+            id,
+            stride,
+            item: PhantomData,
+        })
+    }
+}
+
+/// `{MARKER: id, stride?}` → `{"type":"stream","id":id, "stride"?}` (see [`MARKER`]).
+pub(crate) fn marker_to_handle(map: &Map<String, Json>) -> Option<Json> {
+    let id = map.get(MARKER)?.as_str()?;
+    let mut out = Map::new();
+    out.insert("type".into(), Json::String("stream".into()));
+    out.insert("id".into(), Json::String(id.into()));
+    if let Some(stride) = map.get("stride") {
+        out.insert("stride".into(), stride.clone());
+    }
+    Some(Json::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_handles_encode_as_the_python_sdk_writes_them() {
+        let id: StreamId = "R1:2_0".parse().unwrap();
+        let handle: Stream<u32> = Stream {
+            id,
+            stride: Stride::default(),
+            item: PhantomData,
+        };
+        let view = handle.partition(2, 1).slice(1, Some(3));
+        let encoded = super::super::encode_json(serde_json::to_value(&view).unwrap());
+        assert_eq!(
+            encoded,
+            json!({"type": "stream", "id": "R1:2_0",
+                   "stride": {"start": 3, "stop": 7, "step": 2}})
+        );
+        let back: Stream<u32> = serde_json::from_value(decode_json(encoded)).unwrap();
+        assert_eq!(back.id(), id);
+        assert_eq!(
+            back.stride,
+            Stride {
+                start: 3,
+                stop: Some(7),
+                step: 2
+            }
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! The Rust SDK's streams in the embedded orchestrator: a task returning a stream of serde
+//! items, read by its caller as an async stream (whole, and as views), and a producer's error
+//! reaching the consumer.
+
+use coflux_core::Coflux;
+use coflux_core::sdk::{Failure, Repository, Stream, StreamError, stream, task, workflow};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Reading {
+    sensor: String,
+    value: u64,
+}
+
+#[task]
+async fn readings(n: u64) -> Result<Stream<Reading>, Failure> {
+    let items = (0..n).map(|i| Reading {
+        sensor: format!("s{}", i % 2),
+        value: i * i,
+    });
+    Ok(stream(futures::stream::iter(items)).await?)
+}
+
+#[task]
+async fn odd_values(source: Stream<Reading>) -> Result<Vec<u64>, Failure> {
+    let odd: Vec<Reading> = source.partition(2, 1).items().try_collect().await?;
+    Ok(odd.into_iter().map(|r| r.value).collect())
+}
+
+#[workflow]
+async fn summarise(n: u64) -> Result<(Vec<u64>, Vec<u64>, Vec<u64>), Failure> {
+    let stream = readings.call(n).await?;
+    let all: Vec<Reading> = stream.items().try_collect().await?;
+    let again: Vec<Reading> = stream.slice(1, Some(3)).items().try_collect().await?;
+    let odd = odd_values.call(stream.clone()).await?;
+    Ok((
+        all.into_iter().map(|r| r.value).collect(),
+        again.into_iter().map(|r| r.value).collect(),
+        odd,
+    ))
+}
+
+#[actix_rt::test]
+async fn embedded_streams_are_read_as_async_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("test").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let repository = Repository::new()
+        .with(readings)
+        .with(odd_values)
+        .with(summarise);
+    let _worker = project.serve("production", repository).await.unwrap();
+    let run = project.submit("production", &summarise, (5,)).await.unwrap();
+    let (all, again, odd) = run.result::<(Vec<u64>, Vec<u64>, Vec<u64>)>().await.unwrap();
+    assert_eq!(all, vec![0, 1, 4, 9, 16]);
+    assert_eq!(again, vec![1, 4]);
+    assert_eq!(odd, vec![1, 9]);
+    let view = run.inspect().await.unwrap();
+    let step = view.steps_named("readings").next().unwrap();
+    assert_eq!(step.streams.len(), 1);
+    assert_eq!(step.streams[0].items, 5);
+    assert_eq!(step.streams[0].closed.as_deref(), Some("complete"));
+}
+
+#[actix_rt::test]
+async fn a_stream_is_made_inside_an_execution_only() {
+    let error: StreamError = stream(futures::stream::iter([1u64])).await.unwrap_err();
+    assert_eq!(error, StreamError::NotInExecution);
+    let handle: Stream<u64> = serde_json::from_value(serde_json::json!(
+        {"type": "stream", "id": "R1:2_0"}
+    ))
+    .unwrap();
+    let items: Vec<Result<u64, StreamError>> = futures::StreamExt::collect(handle.items()).await;
+    assert_eq!(items, vec![Err(StreamError::NotInExecution)]);
+}
