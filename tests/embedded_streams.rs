@@ -55,8 +55,14 @@ async fn embedded_streams_are_read_as_async_streams() {
         .with(odd_values)
         .with(summarise);
     let _worker = project.serve("production", repository).await.unwrap();
-    let run = project.submit("production", &summarise, (5,)).await.unwrap();
-    let (all, again, odd) = run.result::<(Vec<u64>, Vec<u64>, Vec<u64>)>().await.unwrap();
+    let run = project
+        .submit("production", &summarise, (5,))
+        .await
+        .unwrap();
+    let (all, again, odd) = run
+        .result::<(Vec<u64>, Vec<u64>, Vec<u64>)>()
+        .await
+        .unwrap();
     assert_eq!(all, vec![0, 1, 4, 9, 16]);
     assert_eq!(again, vec![1, 4]);
     assert_eq!(odd, vec![1, 9]);

@@ -145,3 +145,27 @@ async fn rust_a_recurrent_workflow_accumulates_through_a_checkpoint() {
     );
     assert_eq!(view["steps"][0]["checkpoints"]["production"]["total"], 3);
 }
+
+#[actix_rt::test]
+async fn rust_semantics_a_stream_produced_and_read_by_rust_executors_under_an_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "reads_squares", json!([6]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(
+        result["value"],
+        json!([[0, 1, 4, 9, 16, 25], [0, 4, 16]]),
+        "{result}"
+    );
+    let view = server.inspect(P, &run).await;
+    let step = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "squares")
+        .unwrap();
+    assert_eq!(step["streams"][0]["items"], 6, "{view}");
+    assert_eq!(step["streams"][0]["closed"], "complete");
+}

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use coflux_core::sdk::{
-    Checkpoint, Failure, Handle, Metric, Repository, current_execution, flush, progress, suspend,
-    task, workflow,
+    Checkpoint, Failure, Handle, Metric, Repository, Stream, current_execution, flush, progress,
+    stream, suspend, task, workflow,
 };
+use futures::TryStreamExt;
 
 /// The running total of `accumulates` (step state, read back by each occurrence).
 static TOTAL: Checkpoint<u32> = Checkpoint::new("total", 0);
@@ -192,8 +193,32 @@ async fn reports_progress(n: u64) -> Result<u64, Failure> {
     Ok(n)
 }
 
+/// A stream of the first `n` squares.
+#[task(module = "examples.semantics")]
+async fn squares(n: u64) -> Result<Stream<u64>, Failure> {
+    Ok(stream(futures::stream::iter((0..n).map(|i| i * i))).await?)
+}
+
+/// Reads `squares(n)` whole, and its even positions in a child task.
+#[workflow(module = "examples.semantics")]
+async fn reads_squares(n: u64) -> Result<(Vec<u64>, Vec<u64>), Failure> {
+    let stream = squares.call(n).await?;
+    let all: Vec<u64> = stream.items().try_collect().await?;
+    let even = sum_view.call(stream.partition(2, 0)).await?;
+    Ok((all, even))
+}
+
+/// The items of a stream view.
+#[task(module = "examples.semantics")]
+async fn sum_view(view: Stream<u64>) -> Result<Vec<u64>, Failure> {
+    Ok(view.items().try_collect().await?)
+}
+
 pub fn repository() -> Repository {
     Repository::new()
+        .with(squares)
+        .with(reads_squares)
+        .with(sum_view)
         .with(reports_progress)
         .with(plus_one)
         .with(suspends_once)
