@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use coflux_tests::{Server, eventually, python_agent_for};
+use coflux_tests::{Server, bin, eventually, python_agent_for};
 use serde_json::{Value as Json, json};
 
 const P: &str = "acme";
@@ -63,9 +63,17 @@ async fn streams_through_the_python_sdk() {
     assert_eq!(streams.len(), 1, "{view}");
     assert_eq!(streams[0]["items"], 5);
     assert_eq!(streams[0]["closed"], "complete");
+    let stream_id = streams[0]["stream_id"].as_str().unwrap();
+    assert_eq!(stream_id, format!("{run_id}:2_0"), "{streams:?}");
+    // `coflux runs inspect` lists it under its step.
+    let output = std::process::Command::new(bin("coflux"))
+        .args(["--server", &server.url, "-p", P, "runs", "inspect", &run_id])
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&output.stdout);
     assert!(
-        streams[0]["stream_id"].as_str().unwrap().ends_with("_0"),
-        "{streams:?}"
+        tree.contains(&format!("stream {stream_id}: 5 item(s), complete")),
+        "{tree}"
     );
 
     // Three consumers (two tasks and the workflow itself) each read everything.
