@@ -179,6 +179,20 @@ async fn a_producer_suspending_mid_stream_is_continued_by_its_next_attempt() {
 }
 
 #[actix_rt::test]
+async fn a_consumer_in_a_suspense_scope_suspends_between_items_and_reads_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start_on(dir.path(), coflux_tests::free_port()).await;
+    let run_id = server
+        .submit(P, "production", "stream_flows", "patient", json!([4, 0.6]))
+        .await;
+    let result = server.result(P, &run_id, 90).await;
+    assert_eq!(result["value"], json!([0, 1, 2, 3]), "{result}");
+    let view = server.inspect(P, &run_id).await;
+    let attempts = view["steps"][0]["executions"].as_array().unwrap();
+    assert!(attempts.len() > 1, "it suspended: {view}");
+}
+
+#[actix_rt::test]
 async fn stream_items_survive_a_server_killed_between_appends() {
     let dir = tempfile::tempdir().unwrap();
     let port = coflux_tests::free_port();

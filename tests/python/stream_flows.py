@@ -158,3 +158,16 @@ def pausing(n, pause_at):
 def resumed_stream(n, pause_at):
     items = list(pausing(n, pause_at))
     return {"items": [item["i"] for item in items], "pids": len({item["pid"] for item in items})}
+
+
+seen = cf.Checkpoint("seen", default=[])
+
+
+@cf.workflow()
+def patient(n, pause):
+    # Gives up its slot between items (a suspense scope shorter than the producer's pace): each
+    # resumed attempt reads on from its cursor; what it derived is kept in a checkpoint.
+    with cf.suspense(0.2):
+        for item in slow(n, pause):
+            seen.set(seen.get() + [item["i"]])
+    return seen.get()

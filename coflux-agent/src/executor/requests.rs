@@ -38,6 +38,25 @@ pub(crate) async fn handle(
         AdapterRequest::PersistAsset(params) => assets::persist(host, params).await,
         AdapterRequest::GetAsset(params) => assets::get(host, params).await,
         AdapterRequest::Suspend(params) => {
+            // A consumer suspending until a stream reaches a sequence: that item is demand
+            // while it is away (the producer would otherwise wait for it to subscribe again).
+            if let Some(wait) = &params.stream_wait
+                && let (Some(stream), Some(sequence)) = (
+                    wait.get("stream_id")
+                        .and_then(Json::as_str)
+                        .and_then(|s| s.parse().ok()),
+                    wait.get("sequence").and_then(Json::as_u64),
+                )
+            {
+                let op = StreamOp::Await {
+                    consumer: context.execution,
+                    stream,
+                    sequence,
+                };
+                if let Err(e) = host.stream(op).await {
+                    tracing::warn!(execution = %context.execution, error = %e, "stream wait not recorded");
+                }
+            }
             // The process ends once the answer is out (it waits for its stdin to close); a
             // new attempt of the step runs after `execute_after`.
             context.suspend(Suspension {

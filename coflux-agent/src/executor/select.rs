@@ -28,6 +28,11 @@ pub(crate) async fn select(
     context: &ExecutionContext,
     params: Select,
 ) -> Result<Json, ResponseError> {
+    if let [handle] = &params.handles[..]
+        && handle.kind == "stream"
+    {
+        return context.streams.available(host, handle).await;
+    }
     let executions = execution_handles(&params.handles)?;
     if executions.is_empty() {
         return Err(ResponseError::new(

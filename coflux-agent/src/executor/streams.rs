@@ -20,7 +20,7 @@ use coflux_core::model::{
     ErrorInfo, ExecutionId, StreamClosure, StreamId, StreamOp, StreamReply, Stride,
 };
 use coflux_core::protocol::executor::{
-    ExecutionParams, ResponseError, StreamAck, StreamAppend, StreamClose, StreamSubscribe,
+    ExecutionParams, Handle, ResponseError, StreamAck, StreamAppend, StreamClose, StreamSubscribe,
     StreamUnsubscribe, WireValue, WorkerNotification,
 };
 use serde_json::{Value as Json, json};
@@ -493,6 +493,49 @@ impl ExecutionStreams {
                 self.notify(closed_notification(subscription, closure.reason(), error));
                 return;
             }
+        }
+    }
+
+    /// A `select` on a stream handle (a consumer in a `cf.suspense` scope deciding whether to
+    /// wait or suspend): `{winner: 0, status: "ok"}` when the stream has reached the handle's
+    /// sequence or has ended, else `null`. Never waits.
+    pub(crate) async fn available(
+        &self,
+        host: &Rc<dyn ExecutorHost>,
+        handle: &Handle,
+    ) -> Result<Json, ResponseError> {
+        let stream: StreamId = handle
+            .id
+            .parse()
+            .map_err(|_| ResponseError::new("select_error", "invalid stream handle"))?;
+        // A subscription number of its own, dropped at once (it must not hold the producer).
+        let subscription = u32::MAX;
+        let read = StreamOp::Read {
+            consumer: self.execution,
+            subscription,
+            stream,
+            from: handle.sequence.unwrap_or(0),
+            stride: Stride::default(),
+            max: 1,
+            wait: false,
+        };
+        let reply = host.stream(read).await;
+        self.fire(
+            host,
+            StreamOp::Unsubscribe {
+                consumer: self.execution,
+                subscription,
+                stream,
+            },
+        );
+        match reply {
+            Ok(StreamReply::Items { items, closed, .. })
+                if !items.is_empty() || closed.is_some() =>
+            {
+                Ok(json!({"winner": 0, "status": "ok"}))
+            }
+            Ok(_) => Ok(Json::Null),
+            Err(e) => Err(ResponseError::new("select_error", e.to_string())),
         }
     }
 

@@ -225,6 +225,16 @@ pub enum StreamOp {
         /// The highest sequence processed (-1: none).
         sequence: i64,
     },
+    /// A consumer suspends until the stream reaches `sequence` (or ends): that item is
+    /// demand while it is away.
+    Await {
+        /// The consumer.
+        consumer: ExecutionId,
+        /// The stream.
+        stream: StreamId,
+        /// The sequence it waits for.
+        sequence: u64,
+    },
     /// A consumer stopped reading.
     Unsubscribe {
         /// The consumer.
@@ -247,6 +257,7 @@ impl StreamOp {
             | Self::Demand { execution, .. } => *execution,
             Self::Read { consumer, .. }
             | Self::Ack { consumer, .. }
+            | Self::Await { consumer, .. }
             | Self::Unsubscribe { consumer, .. } => *consumer,
         }
     }
@@ -261,6 +272,7 @@ impl StreamOp {
             | Self::Demand { execution, .. } => execution.step,
             Self::Read { stream, .. }
             | Self::Ack { stream, .. }
+            | Self::Await { stream, .. }
             | Self::Unsubscribe { stream, .. } => stream.step,
         }
     }

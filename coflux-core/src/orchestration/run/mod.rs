@@ -796,9 +796,10 @@ impl RunCore {
             ExecutionResult::Cancelled | ExecutionResult::Timeout { .. }
         );
         let closure = streams::closure_of(&result);
+        let suspended = matches!(result, ExecutionResult::Suspended { .. });
         step.attempts[execution.attempt as usize - 1].result = Some(result);
         self.open -= 1;
-        self.streams_after_result(execution, closure, now, out);
+        self.streams_after_result(execution, closure, suspended, now, out);
         self.replays.remove(&execution);
         if ends_children {
             self.cancel_children(execution, now, out);

@@ -31,6 +31,8 @@ struct StreamState {
     demand: Option<(ReplyTo, u64)>,
     /// Its producer suspended after returning: the next attempt of the step continues it.
     paused: bool,
+    /// The furthest sequence a suspended consumer waits for (demand while nobody reads).
+    waited: Option<u64>,
     subscriptions: HashMap<(ExecutionId, u32), Subscription>,
     reads: Vec<Read>,
 }
@@ -67,6 +69,7 @@ impl Streams {
                     base,
                     demand: None,
                     paused: false,
+                    waited: None,
                     subscriptions: HashMap::new(),
                     reads: Vec::new(),
                 };
@@ -105,10 +108,12 @@ impl StreamState {
             .values()
             .filter_map(Self::watermark)
             .min();
-        Some(match slowest {
+        let target = match slowest {
             Some(watermark) => watermark + buffer + 1,
             None => self.base + buffer,
-        })
+        };
+        // A consumer suspended until an item exists only comes back once it does.
+        Some(self.waited.map_or(target, |w| target.max(w + 1)))
     }
 
     /// The answer to a read, unless it is to wait.
@@ -302,6 +307,18 @@ impl RunCore {
                 }
                 Ok(StreamReply::Done)
             }
+            StreamOp::Await {
+                stream, sequence, ..
+            } => {
+                if let Some(state) = self.streams.by_id.get_mut(&stream)
+                    && state.len() <= sequence
+                    && state.record.closed.is_none()
+                {
+                    state.waited = Some(state.waited.map_or(sequence, |w| w.max(sequence)));
+                    refresh_demand(state, out);
+                }
+                Ok(StreamReply::Done)
+            }
             StreamOp::Unsubscribe {
                 consumer,
                 subscription,
@@ -462,6 +479,7 @@ impl RunCore {
                 base: 0,
                 demand: None,
                 paused: false,
+                waited: None,
                 subscriptions: HashMap::new(),
                 reads: Vec::new(),
             },
@@ -503,6 +521,9 @@ impl RunCore {
             at: now,
         });
         state.record.items.push(value);
+        if state.waited.is_some_and(|w| w < state.len()) {
+            state.waited = None;
+        }
         wake_reads(state, out);
         Ok(StreamReply::Done)
     }
@@ -535,18 +556,31 @@ impl RunCore {
         wake_reads(state, out);
     }
 
-    /// After `execution` ended (`closure`: how its streams end, per its result): its subscriptions go, and the streams it produces
+    /// After `execution` ended (`closure`: how its streams end, per its result; `suspended`:
+    /// where its subscriptions were is demand until it is back): its subscriptions go, and the streams it produces
     /// end with it unless it returned (a producer keeps appending after its result) or
     /// suspended (its successor continues them).
     pub(super) fn streams_after_result(
         &mut self,
         execution: ExecutionId,
         closure: Option<StreamClosure>,
+        suspended: bool,
         now: Millis,
         out: &mut Outbox,
     ) {
         let mut produced = Vec::new();
         for (id, state) in &mut self.streams.by_id {
+            if suspended {
+                let waits = state
+                    .subscriptions
+                    .iter()
+                    .filter(|((c, _), _)| *c == execution)
+                    .filter_map(|(_, sub)| sub.stride.next_from(sub.cursor))
+                    .max();
+                if let Some(w) = waits {
+                    state.waited = Some(state.waited.map_or(w, |x| x.max(w)));
+                }
+            }
             drop_subscription(state, execution, None, out);
             if state.record.producer == execution && state.record.closed.is_none() {
                 produced.push(*id);
