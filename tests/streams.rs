@@ -193,6 +193,46 @@ async fn a_consumer_in_a_suspense_scope_suspends_between_items_and_reads_on() {
 }
 
 #[actix_rt::test]
+async fn cancelling_a_consumer_ends_the_stream_its_waiting_producer_feeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start_on(dir.path(), coflux_tests::free_port()).await;
+    let run_id = server
+        .submit(P, "production", "stream_flows", "takes_two_then_waits", json!([]))
+        .await;
+    eventually(Duration::from_secs(30), "two items read", || {
+        let server = &server;
+        let run_id = &run_id;
+        async move {
+            let view = server.inspect(P, run_id).await;
+            let streams = streams_of(&view, "endless");
+            (streams.first()?["items"].as_u64()? >= 2).then_some(())
+        }
+    })
+    .await;
+    let root = format!("{run_id}:1:1");
+    coflux_tests::post(
+        &server.url,
+        &format!("/api/projects/{P}/executions/{root}/cancel"),
+        json!({}),
+    )
+    .await;
+    let result = server.result(P, &run_id, 30).await;
+    assert_eq!(result["status"], "cancelled", "{result}");
+    let view = eventually(Duration::from_secs(10), "the stream ended", || {
+        let server = &server;
+        let run_id = &run_id;
+        async move {
+            let view = server.inspect(P, run_id).await;
+            (!streams_of(&view, "endless")[0]["closed"].is_null()).then_some(view)
+        }
+    })
+    .await;
+    let stream = &streams_of(&view, "endless")[0];
+    assert_eq!(stream["closed"], "cancelled", "{view}");
+    assert!(stream["items"].as_u64().unwrap() <= 3, "lockstep, then stopped: {view}");
+}
+
+#[actix_rt::test]
 async fn stream_items_survive_a_server_killed_between_appends() {
     let dir = tempfile::tempdir().unwrap();
     let port = coflux_tests::free_port();

@@ -171,3 +171,20 @@ def patient(n, pause):
         for item in slow(n, pause):
             seen.set(seen.get() + [item["i"]])
     return seen.get()
+
+
+@cf.task()
+def endless():
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+@cf.workflow()
+def takes_two_then_waits():
+    iterator = iter(endless())
+    taken = [next(iterator), next(iterator)]
+    cf.log_info("took {taken}", taken=taken)
+    time.sleep(60)
+    return taken

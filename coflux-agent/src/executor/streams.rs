@@ -338,7 +338,16 @@ impl ExecutionStreams {
                     return;
                 }
                 Ok(_) => return,
-                Err(e) if e.code == "stream_rejected" || e.code == "stream_not_found" => return,
+                Err(e) if e.code == "stream_rejected" || e.code == "stream_not_found" => {
+                    // Ended on the server (e.g. its producer was cancelled): stop producing.
+                    if !self.is_closed(index) {
+                        self.close_produced(index, StreamClosure::Cancelled);
+                        self.notify(WorkerNotification::StreamForceClose(
+                            json!({"index": index, "reason": "cancelled"}),
+                        ));
+                    }
+                    return;
+                }
                 Err(_) => tokio::time::sleep(RETRY).await,
             }
         }

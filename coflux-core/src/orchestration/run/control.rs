@@ -60,6 +60,11 @@ impl RunCore {
         let Some(attempt) = self.attempt(execution) else {
             return;
         };
+        if self.feeds_streams(execution) {
+            // A producer that returned and still feeds its streams: they end as cancelled (its
+            // agent stops it on its next item or demand).
+            return self.cancel_streams(execution, now, out);
+        }
         if let Some(result) = &attempt.result {
             // Cancelling a retried or suspended execution cancels the attempt that replaced it
             // (a cache link is not followed: its source belongs to other callers too).
@@ -104,6 +109,11 @@ impl RunCore {
                     .filter(|(_, a)| a.result.is_none())
                     .map(|(i, _)| s.record.id.execution(i as u32 + 1))
             })
+            .collect();
+        // Producers that returned and still feed their streams are stopped too.
+        let children: Vec<ExecutionId> = children
+            .into_iter()
+            .chain(self.feeding_children(execution))
             .collect();
         for child in children {
             self.cancel(child, now, out);

@@ -222,7 +222,7 @@ impl RunCore {
                             return;
                         }
                         (None, target) => Ok(StreamReply::Demand { target }),
-                        (Some(_), _) => Ok(StreamReply::Demand { target: None }),
+                        (Some(_), _) => Err(rejected(id, "the stream has ended")),
                     }
                 }
                 Err(e) => Err(e),
@@ -345,6 +345,38 @@ impl RunCore {
                 .by_id
                 .values()
                 .any(|s| s.record.producer == execution && s.record.closed.is_none() && !s.paused)
+    }
+
+    /// The children of `parent` that returned and still feed their streams.
+    pub(super) fn feeding_children(&self, parent: ExecutionId) -> Vec<ExecutionId> {
+        let mut out: Vec<ExecutionId> = self
+            .streams
+            .by_id
+            .values()
+            .filter(|s| s.record.closed.is_none())
+            .map(|s| s.record.producer)
+            .filter(|p| {
+                self.step(p.step)
+                    .is_some_and(|s| s.record.parent_execution == Some(parent))
+                    && self.feeds_streams(*p)
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// Ends the streams `execution` feeds as cancelled.
+    pub(super) fn cancel_streams(&mut self, execution: ExecutionId, now: Millis, out: &mut Outbox) {
+        let open: Vec<StreamId> = self
+            .streams
+            .by_id
+            .iter()
+            .filter(|(_, s)| s.record.producer == execution && s.record.closed.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in open {
+            self.close_stream(id, StreamClosure::Cancelled, now, out);
+        }
     }
 
     /// `execution` suspended while feeding its streams: they wait for the next attempt.
@@ -548,10 +580,8 @@ impl RunCore {
         });
         state.record.closed = Some((closure, now));
         if let Some((reply, _)) = state.demand.take() {
-            out.reply(
-                reply,
-                Reply::Stream(Ok(StreamReply::Demand { target: None })),
-            );
+            let ended = rejected(id, "the stream has ended");
+            out.reply(reply, Reply::Stream(Err(ended)));
         }
         wake_reads(state, out);
     }
