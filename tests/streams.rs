@@ -197,7 +197,13 @@ async fn cancelling_a_consumer_ends_the_stream_its_waiting_producer_feeds() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start_on(dir.path(), coflux_tests::free_port()).await;
     let run_id = server
-        .submit(P, "production", "stream_flows", "takes_two_then_waits", json!([]))
+        .submit(
+            P,
+            "production",
+            "stream_flows",
+            "takes_two_then_waits",
+            json!([]),
+        )
         .await;
     eventually(Duration::from_secs(30), "two items read", || {
         let server = &server;
@@ -229,7 +235,56 @@ async fn cancelling_a_consumer_ends_the_stream_its_waiting_producer_feeds() {
     .await;
     let stream = &streams_of(&view, "endless")[0];
     assert_eq!(stream["closed"], "cancelled", "{view}");
-    assert!(stream["items"].as_u64().unwrap() <= 3, "lockstep, then stopped: {view}");
+    assert!(
+        stream["items"].as_u64().unwrap() <= 3,
+        "lockstep, then stopped: {view}"
+    );
+}
+
+#[actix_rt::test]
+async fn streams_of_an_agent_that_is_gone_end_as_abandoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(
+        dir.path(),
+        coflux_tests::free_port(),
+        &["--reconnect-timeout", "1"],
+    )
+    .await;
+    server.setup(P, "production", None).await;
+    let mut agent = python_agent_for("stream_flows", &server.url, P, "production", "a", &[]);
+    let run_id = server
+        .submit(
+            P,
+            "production",
+            "stream_flows",
+            "slow_consumer",
+            json!([50, 0.2]),
+        )
+        .await;
+    eventually(Duration::from_secs(30), "items stored", || {
+        let server = &server;
+        let run_id = &run_id;
+        async move {
+            let view = server.inspect(P, run_id).await;
+            (streams_of(&view, "slow").first()?["items"].as_u64()? >= 2).then_some(())
+        }
+    })
+    .await;
+    agent.kill9();
+    let view = eventually(Duration::from_secs(20), "the stream ended", || {
+        let server = &server;
+        let run_id = &run_id;
+        async move {
+            let view = server.inspect(P, run_id).await;
+            (!streams_of(&view, "slow")[0]["closed"].is_null()).then_some(view)
+        }
+    })
+    .await;
+    assert_eq!(
+        streams_of(&view, "slow")[0]["closed"],
+        "abandoned",
+        "{view}"
+    );
 }
 
 #[actix_rt::test]

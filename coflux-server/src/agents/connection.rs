@@ -525,11 +525,25 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
                     "the stream operation names another execution",
                 ));
             }
-            project
-                .stream(op)
-                .await
-                .map(|reply| ReplyBody::Stream(Json::encode(&reply)))
-                .map_err(api_error)
+            use coflux_core::model::{StreamOp, StreamReply};
+            // Which stream a producer feeds (or stops feeding), noted for the session's end.
+            let feeds = match &op {
+                StreamOp::Register { .. } => Some((None, true)),
+                StreamOp::Append { index, .. } => Some((Some(*index), true)),
+                StreamOp::Close { index, .. } => Some((Some(*index), false)),
+                _ => None,
+            };
+            let reply = project.stream(op).await.map_err(api_error)?;
+            if let Some((index, open)) = feeds {
+                let registered = match &reply {
+                    StreamReply::Registered { index, .. } => Some(*index),
+                    _ => None,
+                };
+                if let Some(index) = index.or(registered) {
+                    session.feeding(execution, index, open);
+                }
+            }
+            Ok(ReplyBody::Stream(Json::encode(&reply)))
         }
     }
 }

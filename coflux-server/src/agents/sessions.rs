@@ -50,6 +50,8 @@ struct SessionState {
     known_set: HashSet<ExecutionId>,
     /// Set once the session expired or was closed.
     ended: bool,
+    /// Streams its executions feed (execution, index): ended as abandoned with the session.
+    feeding: HashSet<(ExecutionId, u32)>,
     /// Submissions by request id, so one re-sent after a reconnect is answered, not repeated.
     submits: HashMap<u64, SubmitState>,
     submit_order: VecDeque<u64>,
@@ -110,6 +112,17 @@ impl Session {
             return;
         }
         state.queued.push(frame);
+    }
+
+    /// Notes that one of its executions feeds (`true`) or no longer feeds a stream: the
+    /// streams it feeds end as abandoned if the session ends before they do.
+    pub fn feeding(&self, execution: ExecutionId, index: u32, open: bool) {
+        let mut state = lock(&self.state);
+        if open {
+            state.feeding.insert((execution, index));
+        } else {
+            state.feeding.remove(&(execution, index));
+        }
     }
 
     /// Whether `execution` belongs to this session.
@@ -446,7 +459,25 @@ impl Sessions {
     /// Ends a session at once (the agent said goodbye, or the session expired): its executions
     /// are abandoned.
     pub fn end(&self, session: &Arc<Session>, why: &str) {
-        lock(&session.state).ended = true;
+        let feeding = {
+            let mut state = lock(&session.state);
+            state.ended = true;
+            std::mem::take(&mut state.feeding)
+        };
+        // Streams its producers still fed will get no more items.
+        for (execution, index) in feeding {
+            let project = session.project.clone();
+            actix_rt::spawn(async move {
+                let op = coflux_core::model::StreamOp::Close {
+                    execution,
+                    index,
+                    closure: coflux_core::model::StreamClosure::Abandoned,
+                };
+                if let Err(e) = project.stream(op).await {
+                    tracing::debug!(%execution, index, error = %e, "stream not ended");
+                }
+            });
+        }
         lock(&self.sessions).remove(&session.token);
         session.project.disconnect_worker(session.worker);
         tracing::info!(
