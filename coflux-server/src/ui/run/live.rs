@@ -105,7 +105,8 @@ pub(crate) async fn events(
             if changed || logs_due || final_due {
                 seen_commits = Some(commits);
                 last_render = Instant::now();
-                let Ok(view) = project.inspect_run(run_id, environment.as_deref()).await else {
+                let Ok(view) = super::view_from(&project, run_id, environment.as_deref()).await
+                else {
                     break;
                 };
                 let Ok(environments) = project.environments().await else {
