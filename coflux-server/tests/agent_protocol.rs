@@ -477,3 +477,50 @@ async fn agent_protocol_a_resent_submission_creates_one_child() {
     let view = run.inspect().await.unwrap();
     assert_eq!(view.steps.len(), 3, "the workflow and two children");
 }
+
+#[actix_rt::test]
+async fn agent_protocol_sessions_show_in_the_project_page_with_their_work() {
+    let server = start(Duration::from_secs(30)).await;
+    let mut socket = connect(&server.url).await;
+    let mut with_tags = hello(None);
+    with_tags.provides = vec![("gpu".into(), vec!["a100".into()])];
+    send(&mut socket, &AgentFrame::Hello(with_tags)).await;
+    assert!(matches!(
+        recv(&mut socket).await,
+        Ok(ServerFrame::Welcome { .. })
+    ));
+    let put = server.url.replace("ws://", "http://").replace(
+        "/agent",
+        "/api/projects/acme/environments/production/manifests",
+    );
+    let manifest = serde_json::json!({"targets": [{
+        "target": {"module": "flows", "name": "main"}, "kind": "workflow",
+        "parameters": [], "options": {}, "instruction": null,
+    }]});
+    let resp = awc::Client::new()
+        .put(&put)
+        .send_json(&manifest)
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let _run = submit(&server, None).await;
+    next_execute(&mut socket).await;
+    let page_url = server
+        .url
+        .replace("ws://", "http://")
+        .replace("/agent", "/projects/acme");
+    let mut resp = awc::Client::new().get(&page_url).send().await.unwrap();
+    let body = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
+    let sidebar = &body[body.find("id=\"project-sidebar\"").expect("a sidebar")..];
+    assert!(
+        sidebar.contains("<span data-testid=\"agent-running\">1</span>/4 running"),
+        "{sidebar}"
+    );
+    assert!(sidebar.contains("gpu:a100"), "{sidebar}");
+    assert!(sidebar.contains("1 target · since "), "{sidebar}");
+    // The running count of its target (the workflow `flows/main`, registered by the agent).
+    assert!(
+        sidebar.contains("data-testid=\"target-running\" title=\"running now\">1 running"),
+        "{sidebar}"
+    );
+}

@@ -75,13 +75,7 @@ pub(crate) async fn events(
     let (project, view, _) = load(&state, &name, &run, &q).await?;
     // So does an unknown step or attempt.
     selection(&view, &q)?;
-    let mut last = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| q.version.clone())
-        .unwrap_or_default();
+    let mut last = resumed_version(&req, q.version.as_deref());
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(4);
     actix_rt::spawn(async move {
         // Logs and metrics live in the log database: re-read them on a clock.
@@ -153,13 +147,30 @@ pub(crate) async fn events(
             tokio::time::sleep(POLL).await;
         }
     });
+    Ok(stream_response(rx))
+}
+
+/// The version a client already has: `Last-Event-ID` when reconnecting, else `?version=`.
+pub(crate) fn resumed_version(req: &HttpRequest, version: Option<&str>) -> String {
+    req.headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(version)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The response carrying a stream of events.
+pub(crate) fn stream_response(
+    rx: futures::channel::mpsc::Receiver<Result<Bytes, Infallible>>,
+) -> HttpResponse {
     let mut response = HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(rx);
     secure(&mut response);
-    Ok(response)
+    response
 }
 
 #[cfg(test)]
