@@ -1,5 +1,6 @@
 //! The agent WebSocket protocol, driven by a scripted agent speaking raw frames: assignment,
-//! results, requests, ownership checks, malformed frames, and sessions that survive a short
+//! results, requests, ownership checks, malformed, duplicated and reordered frames, and
+//! sessions that survive a short
 //! disconnect or expire and abandon their executions.
 
 use std::time::Duration;
@@ -522,5 +523,77 @@ async fn agent_protocol_sessions_show_in_the_project_page_with_their_work() {
     assert!(
         sidebar.contains("data-testid=\"target-running\" title=\"running now\">1 running"),
         "{sidebar}"
+    );
+}
+
+#[actix_rt::test]
+async fn agent_protocol_duplicated_and_reordered_frames_are_harmless() {
+    let server = start(Duration::from_secs(30)).await;
+    let (mut socket, _, _) = open(&server.url, None).await;
+    for (round, n) in [(0, 42), (1, 43)] {
+        let run = submit(&server, None).await;
+        let execution = next_execute(&mut socket).await;
+        // The result before `Started`, then everything again, late and out of order.
+        let frames = [
+            AgentFrame::Result {
+                execution,
+                result: value(n),
+            },
+            AgentFrame::Started { execution },
+            AgentFrame::Waiting {
+                execution,
+                waiting: true,
+            },
+            AgentFrame::Result {
+                execution,
+                result: value(-1),
+            },
+            AgentFrame::Started { execution },
+            AgentFrame::Waiting {
+                execution,
+                waiting: false,
+            },
+            AgentFrame::Heartbeat {
+                executing: vec![execution],
+            },
+            AgentFrame::Result {
+                execution,
+                result: value(-2),
+            },
+        ];
+        for frame in &frames {
+            send(&mut socket, frame).await;
+        }
+        // One acknowledgement per result frame, the first result kept.
+        for _ in 0..3 {
+            assert_eq!(
+                recv(&mut socket).await.unwrap(),
+                ServerFrame::Recorded { execution },
+                "round {round}"
+            );
+        }
+        assert_eq!(
+            run.raw_result().await.unwrap(),
+            ExecutionResult::Value {
+                value: Value::raw(serde_json::json!(n))
+            }
+        );
+    }
+    // The connection still works: a third run is assigned and finishes.
+    let run = submit(&server, None).await;
+    let execution = next_execute(&mut socket).await;
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(7),
+        },
+    )
+    .await;
+    assert_eq!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value {
+            value: Value::raw(serde_json::json!(7))
+        }
     );
 }
