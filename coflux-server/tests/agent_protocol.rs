@@ -1,7 +1,6 @@
 //! The agent WebSocket protocol, driven by a scripted agent speaking raw frames: assignment,
 //! results, requests, ownership checks, malformed, duplicated and reordered frames, and
-//! sessions that survive a short
-//! disconnect or expire and abandon their executions.
+//! sessions that survive a short disconnect or expire and abandon their executions.
 
 use std::time::Duration;
 
