@@ -640,3 +640,34 @@ async fn remote_agent_and_cli_work_through_a_tls_terminating_proxy() {
         "{stderr}"
     );
 }
+
+/// Log output written to a file or a pipe has no ANSI colour codes (only a terminal gets them).
+#[actix_rt::test]
+async fn remote_logs_written_to_a_pipe_are_plain_text() {
+    use coflux_tests::{bin, free_port};
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin("coflux-server"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--port", &free_port().to_string()])
+        .env("COFLUX_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(text.contains("INFO"), "the server logged nothing: {text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
