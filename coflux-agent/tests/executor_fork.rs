@@ -67,7 +67,11 @@ fn concurrent_forked_executions_do_not_share_module_state() {
         let mut parents = Vec::new();
         for run in runs {
             let result = json_of(&host.result(run).await);
-            assert_eq!(result[0], json!(1), "each sees only its own change: {result}");
+            assert_eq!(
+                result[0],
+                json!(1),
+                "each sees only its own change: {result}"
+            );
             pids.push(result[1].as_u64().unwrap());
             parents.push(result[2].as_u64().unwrap());
         }
@@ -85,7 +89,11 @@ fn concurrent_forked_executions_do_not_share_module_state() {
         let zygote = parents[0];
         let deadline = Instant::now() + Duration::from_secs(5);
         while children_of(zygote).iter().any(|(_, state)| *state == 'Z') {
-            assert!(Instant::now() < deadline, "zombies: {:?}", children_of(zygote));
+            assert!(
+                Instant::now() < deadline,
+                "zombies: {:?}",
+                children_of(zygote)
+            );
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
         pool.drain().await;
@@ -109,8 +117,9 @@ fn forked_children_that_exit_or_are_killed_crash() {
             );
             let logs = host.logs_of(run);
             assert!(
-                logs.iter().any(|r| r.level == 5
-                    && r.template.as_deref().is_some_and(|t| t.contains(status))),
+                logs.iter()
+                    .any(|r| r.level == 5
+                        && r.template.as_deref().is_some_and(|t| t.contains(status))),
                 "{status}: {logs:?}"
             );
         }

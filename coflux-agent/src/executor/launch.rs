@@ -126,7 +126,12 @@ mod tests {
     fn modes_parse_and_print() {
         assert_eq!("fork".parse(), Ok(ExecutorMode::Fork));
         assert_eq!("spawn".parse(), Ok(ExecutorMode::Spawn));
-        assert!("thread".parse::<ExecutorMode>().unwrap_err().contains("fork or spawn"));
+        assert!(
+            "thread"
+                .parse::<ExecutorMode>()
+                .unwrap_err()
+                .contains("fork or spawn")
+        );
         assert_eq!(ExecutorMode::Spawn.to_string(), "spawn");
         assert_eq!(ExecutorMode::default(), ExecutorMode::Fork);
     }

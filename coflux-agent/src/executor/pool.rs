@@ -456,8 +456,7 @@ impl ExecutorPool {
         } else {
             config.adapter.to_string()
         };
-        let process =
-            Process::start(id, launched, &command, host, config.ready_timeout).await?;
+        let process = Process::start(id, launched, &command, host, config.ready_timeout).await?;
         {
             let mut state = self.0.state.borrow_mut();
             state.spawned += 1;

@@ -210,10 +210,7 @@ impl Process {
                 .upgrade()
                 .map(|p| p.stderr_tail())
                 .unwrap_or_default();
-            let exit = Exit {
-                status,
-                stderr,
-            };
+            let exit = Exit { status, stderr };
             tracing::debug!(process = id, status = %exit.status, "executor exited");
             exit_tx.send_replace(Some(exit));
         });

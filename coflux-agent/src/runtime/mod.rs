@@ -24,9 +24,7 @@ use coflux_core::protocol::agent::{
 use futures::future::AbortHandle;
 use tokio::sync::mpsc;
 
-use crate::executor::{
-    AdapterCommand, Assignment, Ending, ExecutorMode, ExecutorPool, PoolConfig,
-};
+use crate::executor::{AdapterCommand, Assignment, Ending, ExecutorMode, ExecutorPool, PoolConfig};
 
 /// How an agent is configured (from the `coflux-agent` command line).
 #[derive(Debug, Clone)]

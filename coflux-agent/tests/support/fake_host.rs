@@ -9,8 +9,7 @@ use std::rc::{Rc, Weak};
 
 use coflux_agent::executor::{
     AdapterCommand, AssetRecord, Assignment, Ending, ExecutorHost, ExecutorMode, ExecutorPool,
-    HostError,
-    LogRecord, NewAsset, PoolConfig, assets,
+    HostError, LogRecord, NewAsset, PoolConfig, assets,
 };
 use coflux_core::model::{
     Checkpoints, ExecutionId, ExecutionResult, RunId, StepId, TargetRef, Value,

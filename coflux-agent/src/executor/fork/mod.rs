@@ -200,7 +200,9 @@ impl ForkServer {
             Ok(None) => return Err(ForkError::Start("it exited before it was ready".into())),
             Err(_) => {
                 server.shutdown();
-                return Err(ForkError::Start(format!("not ready after {ready_timeout:?}")));
+                return Err(ForkError::Start(format!(
+                    "not ready after {ready_timeout:?}"
+                )));
             }
         };
         let ready: serde_json::Value = serde_json::from_str(&ready)

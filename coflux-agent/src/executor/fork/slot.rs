@@ -55,7 +55,11 @@ impl ForkSlot {
                 State::Idle => None,
             };
             if let Some(quick) = dead {
-                let deaths = if quick { self.quick_deaths.get() + 1 } else { 0 };
+                let deaths = if quick {
+                    self.quick_deaths.get() + 1
+                } else {
+                    0
+                };
                 self.quick_deaths.set(deaths);
                 if deaths >= MAX_QUICK_DEATHS {
                     tracing::warn!(

@@ -113,11 +113,9 @@ def child_main(token):
     os.close(CONTROL_OUT)
     os.close(WAKE_R)
     os.close(WAKE_W)
-    if sys.platform.startswith("linux"):
+    if LIBC is not None:
         try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except Exception:  # noqa: BLE001, S110
             pass
         if os.getppid() != ZYGOTE_PID:
@@ -231,6 +229,19 @@ def serve():
                         pass
 
 
+def libc():
+    """The C library, to ask for a parent-death signal in children (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+LIBC = libc()
 ZYGOTE_PID = os.getpid()
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 WAKE_R, WAKE_W = os.pipe()
