@@ -513,14 +513,9 @@ async fn remote_timeouts_are_enforced_by_the_server_when_the_agent_hangs() {
         Duration::from_secs(10),
         "the executor to be killed",
         || async {
-            let children = std::fs::read_to_string(format!(
-                "/proc/{}/task/{}/children",
-                agent.pid(),
-                agent.pid()
-            ))
-            .unwrap_or_default();
-            children
-                .split_whitespace()
+            // Executors are the agent's children, or its fork server's.
+            descendants(agent.pid())
+                .iter()
                 .all(|pid| {
                     !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                         .unwrap_or_default()
@@ -534,11 +529,26 @@ async fn remote_timeouts_are_enforced_by_the_server_when_the_agent_hangs() {
     agent.terminate(Duration::from_secs(10));
 }
 
+/// The children and grandchildren of a process.
+fn descendants(pid: u32) -> Vec<String> {
+    let children = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut all = children(&pid.to_string());
+    let grandchildren: Vec<_> = all.iter().flat_map(|c| children(c)).collect();
+    all.extend(grandchildren);
+    all
+}
+
 /// Whether a process is an idle warm executor (its command line cannot tell; it has no
 /// working directory of an execution).
 fn warm(pid: &str) -> bool {
     std::fs::read_link(format!("/proc/{pid}/cwd"))
-        .map(|cwd| !cwd.display().to_string().contains("coflux-exec-"))
+        .map(|cwd| !cwd.display().to_string().contains("coflux-agent-"))
         .unwrap_or(true)
 }
 
