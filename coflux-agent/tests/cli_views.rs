@@ -170,12 +170,26 @@ fn runs_are_listed_with_filters_and_pages() {
     let all = list(&[]);
     assert_eq!(
         ids(&all),
-        [waiting.clone(), done[2].clone(), done[1].clone(), done[0].clone()]
+        [
+            waiting.clone(),
+            done[2].clone(),
+            done[1].clone(),
+            done[0].clone()
+        ]
     );
-    assert_eq!(ids(&list(&["--status", "value"])), [done[2].clone(), done[1].clone(), done[0].clone()]);
-    assert_eq!(ids(&list(&["--status", "queued"])), [waiting.clone()]);
+    assert_eq!(
+        ids(&list(&["--status", "value"])),
+        [done[2].clone(), done[1].clone(), done[0].clone()]
+    );
+    assert_eq!(
+        ids(&list(&["--status", "queued"])),
+        std::slice::from_ref(&waiting)
+    );
     assert_eq!(ids(&list(&["-e", "child"])), [done[1].clone()]);
-    assert_eq!(ids(&list(&["--workflow", "demo/nowhere"])), [waiting.clone()]);
+    assert_eq!(
+        ids(&list(&["--workflow", "demo/nowhere"])),
+        std::slice::from_ref(&waiting)
+    );
     assert_eq!(ids(&list(&["--since", "1h"])).len(), 4);
     assert_eq!(ids(&list(&["--until", "1h"])).len(), 0);
 
@@ -193,7 +207,10 @@ fn runs_are_listed_with_filters_and_pages() {
     );
     assert!(text.contains(&format!("more: --cursor {cursor}")), "{text}");
     let row = text.lines().find(|l| l.starts_with(&waiting)).unwrap();
-    assert!(row.contains("queued") && row.contains("demo/nowhere"), "{row}");
+    assert!(
+        row.contains("queued") && row.contains("demo/nowhere"),
+        "{row}"
+    );
 
     // Bad filters are refused with the server's code, or before sending.
     let bad = server.coflux(&["-p", "demo", "runs", "list", "--status", "done"]);

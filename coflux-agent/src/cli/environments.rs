@@ -3,8 +3,8 @@
 
 use super::args::EnvironmentsCommand;
 use super::client::{segment, typed};
-use coflux_core::protocol::http::{CreateEnvironment, Empty, EnvironmentItem, EnvironmentList};
 use super::{CliError, Context, Exit, output};
+use coflux_core::protocol::http::{CreateEnvironment, Empty, EnvironmentItem, EnvironmentList};
 
 /// Runs an `environments` command.
 pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, CliError> {

@@ -14,8 +14,8 @@ use serde_json::{Value as Json, json};
 
 use super::args::LogsArgs;
 use super::client::{segment, typed};
-use coflux_core::protocol::http::{LogEntry, LogPage};
 use super::{CliError, Context, Exit, output, runs};
+use coflux_core::protocol::http::{LogEntry, LogPage};
 
 /// How often `--follow` checks whether the run has finished.
 pub const FINISH_CHECK: Duration = Duration::from_secs(2);

@@ -2,8 +2,8 @@
 
 use super::args::ProjectsCommand;
 use super::client::typed;
-use coflux_core::protocol::http::{CreateProject, ProjectItem, ProjectList};
 use super::{CliError, Context, Exit, output};
+use coflux_core::protocol::http::{CreateProject, ProjectItem, ProjectList};
 
 /// Runs a `projects` command.
 pub async fn run(ctx: &Context, command: ProjectsCommand) -> Result<Exit, CliError> {

@@ -16,8 +16,16 @@ pub async fn list(ctx: &Context, args: RunsListArgs) -> Result<Exit, CliError> {
         status: args.status,
         workflow: args.workflow,
         environment: ctx.global.environment.clone(),
-        since: args.since.as_deref().map(|t| time_arg("--since", t, now)).transpose()?,
-        until: args.until.as_deref().map(|t| time_arg("--until", t, now)).transpose()?,
+        since: args
+            .since
+            .as_deref()
+            .map(|t| time_arg("--since", t, now))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| time_arg("--until", t, now))
+            .transpose()?,
         cursor: args.cursor,
         limit: Some(args.limit),
     };
@@ -100,20 +108,17 @@ fn query_string(query: &RunsQuery) -> String {
 /// 3339 time or Unix milliseconds.
 fn time_arg(flag: &str, text: &str, now: i64) -> Result<String, CliError> {
     let text = text.trim();
-    let ago = text
-        .char_indices()
-        .last()
-        .and_then(|(i, unit)| {
-            let n: i64 = text[..i].parse().ok().filter(|n| *n >= 0)?;
-            let unit_ms = match unit {
-                's' => 1_000,
-                'm' => 60_000,
-                'h' => 3_600_000,
-                'd' => 86_400_000,
-                _ => return None,
-            };
-            n.checked_mul(unit_ms)
-        });
+    let ago = text.char_indices().last().and_then(|(i, unit)| {
+        let n: i64 = text[..i].parse().ok().filter(|n| *n >= 0)?;
+        let unit_ms = match unit {
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            _ => return None,
+        };
+        n.checked_mul(unit_ms)
+    });
     match ago {
         Some(ms) => Ok((now - ms).to_string()),
         None => parse_time(text).map(|t| t.to_string()).ok_or_else(|| {
@@ -138,7 +143,9 @@ mod tests {
             time_arg("--since", "2026-01-01T00:00:00Z", now).unwrap(),
             "1767225600000"
         );
-        let err = time_arg("--since", "yesterday", now).unwrap_err().to_string();
+        let err = time_arg("--since", "yesterday", now)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--since"), "{err}");
     }
 

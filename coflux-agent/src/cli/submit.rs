@@ -7,8 +7,8 @@ use serde_json::Value as Json;
 
 use super::args::SubmitArgs;
 use super::client::{segment, typed};
-use coflux_core::protocol::http::{SubmitRun, Submitted};
 use super::{CliError, Context, Exit, runs};
+use coflux_core::protocol::http::{SubmitRun, Submitted};
 
 /// Splits `module/target` at its last `/`.
 pub fn split_target(text: &str) -> Result<(&str, &str), CliError> {

@@ -140,20 +140,41 @@ pub fn query_runs(
     filter: &RunFilter,
     limit: usize,
 ) -> Result<RunPage, StoreError> {
-    let limit = limit.max(1);
+    query_runs_scanning(conn, filter, limit, MAX_SCANNED)
+}
+
+/// The scan of runs below `?1`, newest first, in the environments of `filter` (ids are
+/// integers written into the text, so the planner sees them and picks the index).
+fn scan_sql(filter: &RunFilter) -> String {
     let mut sql = String::from(
         "SELECT id, environment_id, created_at, open_executions > 0 FROM runs WHERE id < ?1",
     );
     match filter.environments.as_deref() {
-        Some([]) => return Ok(RunPage::default()),
         Some([one]) => sql.push_str(&format!(" AND environment_id = {}", one.0)),
         Some(many) => {
+            // Several environments of one name (an archived one and its successor): walk the
+            // primary key and check each run (`+` keeps the planner off the index, whose
+            // order would need a sort).
             let ids: Vec<String> = many.iter().map(|e| e.0.to_string()).collect();
-            sql.push_str(&format!(" AND environment_id IN ({})", ids.join(",")));
+            sql.push_str(&format!(" AND +environment_id IN ({})", ids.join(",")));
         }
         None => {}
     }
     sql.push_str(" ORDER BY id DESC");
+    sql
+}
+
+fn query_runs_scanning(
+    conn: &Connection,
+    filter: &RunFilter,
+    limit: usize,
+    max_scanned: usize,
+) -> Result<RunPage, StoreError> {
+    let limit = limit.max(1);
+    if filter.environments.as_deref() == Some(&[]) {
+        return Ok(RunPage::default());
+    }
+    let sql = scan_sql(filter);
     let before = filter.before.map_or(i64::MAX, |b| to_i64(b.0));
     let mut scan = conn.prepare(&sql)?;
     let mut rows = scan.query([before])?;
@@ -168,7 +189,7 @@ pub fn query_runs(
             page.next = last;
             return Ok(page);
         }
-        if scanned == MAX_SCANNED {
+        if scanned == max_scanned {
             page.next = last;
             return Ok(page);
         }
@@ -191,7 +212,11 @@ pub fn query_runs(
         if filter.status.is_some_and(|s| s != status) {
             continue;
         }
-        let finished_at = if active { None } else { lookups.finished_at(id)? };
+        let finished_at = if active {
+            None
+        } else {
+            lookups.finished_at(id)?
+        };
         page.runs.push(RunListing {
             summary: RunSummary {
                 id,
@@ -219,8 +244,9 @@ struct Lookups<'c> {
 impl<'c> Lookups<'c> {
     fn new(conn: &'c Connection) -> Result<Self, StoreError> {
         Ok(Self {
-            target: conn
-                .prepare_cached("SELECT module, target FROM steps WHERE run_id = ?1 AND number = 1")?,
+            target: conn.prepare_cached(
+                "SELECT module, target FROM steps WHERE run_id = ?1 AND number = 1",
+            )?,
             root: conn.prepare_cached(
                 "SELECT e.worker_id IS NOT NULL, r.kind FROM executions e
                  LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
@@ -228,7 +254,8 @@ impl<'c> Lookups<'c> {
                  WHERE e.run_id = ?1 AND e.step_number = 1
                  ORDER BY e.attempt DESC LIMIT 1",
             )?,
-            finished: conn.prepare_cached("SELECT MAX(created_at) FROM results WHERE run_id = ?1")?,
+            finished: conn
+                .prepare_cached("SELECT MAX(created_at) FROM results WHERE run_id = ?1")?,
         })
     }
 
@@ -262,9 +289,7 @@ impl<'c> Lookups<'c> {
     }
 
     fn finished_at(&mut self, run: RunId) -> Result<Option<Millis>, StoreError> {
-        Ok(self
-            .finished
-            .query_row([to_i64(run.0)], |row| row.get(0))?)
+        Ok(self.finished.query_row([to_i64(run.0)], |row| row.get(0))?)
     }
 }
 
@@ -279,6 +304,192 @@ fn to_u64(value: i64) -> Result<u64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::schema;
+
+    /// A run in environment `env` whose initial step has `attempts` executions: (assigned,
+    /// result kind); `open` marks the run active.
+    fn run(
+        conn: &Connection,
+        id: i64,
+        env: i64,
+        target: &str,
+        open: bool,
+        attempts: &[(bool, Option<&str>)],
+    ) {
+        conn.execute(
+            "INSERT INTO runs (id, environment_id, created_at, open_executions) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![id, env, 1000 + id, i64::from(open)],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO steps (run_id, number, module, target, kind, arguments, options, created_at)
+             VALUES (?1, 1, 'app', ?2, 'workflow', '[]', '{}', 0)",
+            rusqlite::params![id, target],
+        )
+        .unwrap();
+        for (i, (assigned, kind)) in attempts.iter().enumerate() {
+            let attempt = i64::try_from(i).unwrap() + 1;
+            conn.execute(
+                "INSERT INTO executions (run_id, step_number, attempt, environment_id, created_at, worker_id, assigned_at)
+                 VALUES (?1, 1, ?2, ?3, 0, ?4, ?5)",
+                rusqlite::params![id, attempt, env, assigned.then_some(1), assigned.then_some(5)],
+            )
+            .unwrap();
+            if let Some(kind) = kind {
+                conn.execute(
+                    "INSERT INTO results (run_id, step_number, attempt, kind, result, created_at)
+                     VALUES (?1, 1, ?2, ?3, '{}', ?4)",
+                    rusqlite::params![id, attempt, kind, 2000 + id * 10 + attempt],
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrations().to_latest(&mut conn).unwrap();
+        run(&conn, 1, 1, "main", false, &[]);
+        run(&conn, 2, 1, "main", true, &[(false, None)]);
+        run(&conn, 3, 2, "main", true, &[(true, None)]);
+        run(
+            &conn,
+            4,
+            1,
+            "other",
+            false,
+            &[(true, Some("error")), (true, Some("value"))],
+        );
+        run(&conn, 5, 2, "main", true, &[(true, Some("value"))]);
+        run(&conn, 6, 1, "main", false, &[(true, Some("error"))]);
+        conn
+    }
+
+    fn ids(page: &RunPage) -> Vec<u64> {
+        page.runs.iter().map(|r| r.summary.id.0).collect()
+    }
+
+    #[test]
+    fn statuses_follow_the_initial_step_and_activity() {
+        let conn = database();
+        let page = query_runs(&conn, &RunFilter::default(), 10).unwrap();
+        let statuses: Vec<(u64, &str, Option<Millis>)> = page
+            .runs
+            .iter()
+            .map(|r| (r.summary.id.0, r.status.as_str(), r.finished_at))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                (6, "error", Some(2061)),
+                (5, "running", None),
+                (4, "value", Some(2042)),
+                (3, "running", None),
+                (2, "queued", None),
+                (1, "queued", None),
+            ]
+        );
+        assert_eq!(page.next, None);
+        assert_eq!(page.runs[0].summary.target, TargetRef::new("app", "main"));
+    }
+
+    #[test]
+    fn filters_combine_and_pages_continue_below_the_cursor() {
+        let conn = database();
+        let filter = |f: fn(&mut RunFilter)| {
+            let mut filter = RunFilter::default();
+            f(&mut filter);
+            filter
+        };
+        let page = |f: &RunFilter, limit| query_runs(&conn, f, limit).unwrap();
+        let running = filter(|f| f.status = RunStatus::parse("running"));
+        assert_eq!(ids(&page(&running, 10)), [5, 3]);
+        let env1 = filter(|f| f.environments = Some(vec![EnvironmentId(1)]));
+        assert_eq!(ids(&page(&env1, 10)), [6, 4, 2, 1]);
+        let other = filter(|f| f.workflow = Some(TargetRef::new("app", "other")));
+        assert_eq!(ids(&page(&other, 10)), [4]);
+        let window = filter(|f| {
+            f.since = Some(1002);
+            f.until = Some(1005);
+        });
+        assert_eq!(ids(&page(&window, 10)), [4, 3, 2]);
+        let none = filter(|f| f.environments = Some(Vec::new()));
+        assert_eq!(page(&none, 10), RunPage::default());
+
+        let first = page(&RunFilter::default(), 4);
+        assert_eq!(
+            (ids(&first), first.next),
+            (vec![6, 5, 4, 3], Some(RunId(3)))
+        );
+        let rest = RunFilter {
+            before: first.next,
+            ..RunFilter::default()
+        };
+        let second = page(&rest, 4);
+        assert_eq!((ids(&second), second.next), (vec![2, 1], None));
+    }
+
+    #[test]
+    fn a_selective_filter_stops_after_its_scan_budget() {
+        let conn = database();
+        let queued = RunFilter {
+            status: RunStatus::parse("queued"),
+            ..RunFilter::default()
+        };
+        // Runs 6, 5 and 4 are examined and none is queued: the page is empty but continues.
+        let page = query_runs_scanning(&conn, &queued, 10, 3).unwrap();
+        assert_eq!((ids(&page), page.next), (vec![], Some(RunId(4))));
+        let rest = RunFilter {
+            before: page.next,
+            ..queued
+        };
+        let page = query_runs_scanning(&conn, &rest, 10, 3).unwrap();
+        assert_eq!((ids(&page), page.next), (vec![2, 1], None));
+    }
+
+    #[test]
+    fn scans_walk_an_index_newest_first_without_sorting() {
+        let conn = database();
+        let plan = |filter: &RunFilter| -> String {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", scan_sql(filter)))
+                .unwrap();
+            let rows = stmt
+                .query_map([i64::MAX], |row| row.get::<_, String>(3))
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let all = plan(&RunFilter::default());
+        assert!(
+            all.contains("INTEGER PRIMARY KEY") && !all.contains("TEMP B-TREE"),
+            "{all}"
+        );
+        let env = plan(&RunFilter {
+            environments: Some(vec![EnvironmentId(2)]),
+            ..RunFilter::default()
+        });
+        assert!(
+            env.contains("runs_environment") && !env.contains("TEMP B-TREE"),
+            "{env}"
+        );
+        let two = plan(&RunFilter {
+            environments: Some(vec![EnvironmentId(1), EnvironmentId(2)]),
+            ..RunFilter::default()
+        });
+        assert!(!two.contains("TEMP B-TREE"), "{two}");
+        let runs = |environments| {
+            let filter = RunFilter {
+                environments: Some(environments),
+                ..RunFilter::default()
+            };
+            ids(&query_runs(&conn, &filter, 10).unwrap())
+        };
+        assert_eq!(
+            runs(vec![EnvironmentId(1), EnvironmentId(2)]),
+            [6, 5, 4, 3, 2, 1]
+        );
+        assert_eq!(runs(vec![EnvironmentId(2), EnvironmentId(9)]), [5, 3]);
+    }
 
     #[test]
     fn status_names_round_trip() {

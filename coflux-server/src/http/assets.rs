@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::ProjectName;
-use serde::{Deserialize, Serialize};
 use coflux_core::protocol::http::{AssetDetail, AssetSummary};
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 

@@ -35,9 +35,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use coflux_core::SubmitOptions;
-use coflux_core::model::{
-    ExecutionId, RunId, StepId, StepOptions, TargetKind, TargetRef, Value,
-};
+use coflux_core::model::{ExecutionId, RunId, StepId, StepOptions, TargetKind, TargetRef, Value};
 use coflux_core::protocol::http::{
     Empty, Rerun, RerunStep, Run, RunCursor, RunItem, RunList, RunResult, RunsQuery, SubmitRun,
     Submitted,
@@ -46,10 +44,10 @@ use coflux_core::sdk::encode_json;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-pub use coflux_core::protocol::http::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use super::{created, existing_project, optional_json, parse_id, resource};
 use crate::error::ApiError;
 use crate::state::AppState;
+pub use coflux_core::protocol::http::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 
 /// The longest a result request may block.
 pub const MAX_WAIT_SECS: u64 = 300;

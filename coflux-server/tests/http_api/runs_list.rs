@@ -25,7 +25,11 @@ async fn runs_are_listed_with_filters_status_and_duration() {
         );
     }
     let project = h.state.coflux.existing_project("acme").await.unwrap();
-    let repository = Repository::new().with(add).with(sum).with(explode).with(slow);
+    let repository = Repository::new()
+        .with(add)
+        .with(sum)
+        .with(explode)
+        .with(slow);
     let _worker = project.serve("production", repository).await.unwrap();
 
     let submit = |env: &str, target: &str, arguments: Json| {
@@ -67,7 +71,7 @@ async fn runs_are_listed_with_filters_status_and_duration() {
         }
         actix_rt::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(running, [slow_run.clone()]);
+    assert_eq!(running, std::slice::from_ref(&slow_run));
 
     let (status, all) = call!(&app, list(""));
     assert_eq!(status, StatusCode::OK, "{all}");
@@ -78,7 +82,10 @@ async fn runs_are_listed_with_filters_status_and_duration() {
     assert_eq!(ids(&all), newest_first);
     assert_eq!(all["next_cursor"], Json::Null);
     for row in all["runs"].as_array().unwrap() {
-        let (status, run) = (row["status"].as_str().unwrap(), row["run_id"].as_str().unwrap());
+        let (status, run) = (
+            row["status"].as_str().unwrap(),
+            row["run_id"].as_str().unwrap(),
+        );
         let done = !matches!(status, "queued" | "running");
         assert_eq!(row["finished_at"].is_i64(), done, "{row}");
         assert_eq!(row["duration_ms"].is_i64(), done, "{row}");
@@ -110,15 +117,21 @@ async fn runs_are_listed_with_filters_status_and_duration() {
     };
     assert_eq!(ids(&call!(&app, list("status=value")).1), of("add"));
     assert_eq!(ids(&call!(&app, list("status=error")).1), of("explode"));
-    assert_eq!(ids(&call!(&app, list("status=queued")).1), [queued.clone()]);
-    assert_eq!(ids(&call!(&app, list("status=cancelled")).1), Vec::<String>::new());
+    assert_eq!(
+        ids(&call!(&app, list("status=queued")).1),
+        std::slice::from_ref(&queued)
+    );
+    assert_eq!(
+        ids(&call!(&app, list("status=cancelled")).1),
+        Vec::<String>::new()
+    );
     assert_eq!(
         ids(&call!(&app, list("workflow=demo%2Fexplode")).1),
         of("explode")
     );
     assert_eq!(
         ids(&call!(&app, list("workflow=demo/add&environment=staging")).1),
-        [queued.clone()]
+        std::slice::from_ref(&queued)
     );
     assert_eq!(
         ids(&call!(&app, list("environment=production&status=value&limit=2")).1),
@@ -130,11 +143,24 @@ async fn runs_are_listed_with_filters_status_and_duration() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["run_id"].as_str().unwrap().to_owned(), r["created_at"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["run_id"].as_str().unwrap().to_owned(),
+                r["created_at"].as_i64().unwrap(),
+            )
+        })
         .collect();
     let pivot = created[3].1;
-    let since: Vec<String> = created.iter().filter(|(_, t)| *t >= pivot).map(|(r, _)| r.clone()).collect();
-    let until: Vec<String> = created.iter().filter(|(_, t)| *t < pivot).map(|(r, _)| r.clone()).collect();
+    let since: Vec<String> = created
+        .iter()
+        .filter(|(_, t)| *t >= pivot)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let until: Vec<String> = created
+        .iter()
+        .filter(|(_, t)| *t < pivot)
+        .map(|(r, _)| r.clone())
+        .collect();
     assert_eq!(ids(&call!(&app, list(&format!("since={pivot}"))).1), since);
     assert_eq!(ids(&call!(&app, list(&format!("until={pivot}"))).1), until);
     let future = call!(&app, list("since=2999-01-01T00:00:00Z")).1;
@@ -176,7 +202,10 @@ async fn cursor_pages_neither_repeat_nor_skip_while_runs_are_created() {
     call!(&app, post("/api/projects", json!({"name": "acme"})));
     call!(
         &app,
-        post("/api/projects/acme/environments", json!({"name": "production"}))
+        post(
+            "/api/projects/acme/environments",
+            json!({"name": "production"})
+        )
     );
     let submit = || {
         post(

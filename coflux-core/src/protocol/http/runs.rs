@@ -101,7 +101,10 @@ impl RunsQuery {
             Some(s) => Some(RunStatus::parse(s.trim()).ok_or_else(|| {
                 invalid(
                     "status",
-                    format!("unknown status '{s}' (one of: {})", RunStatus::NAMES.join(", ")),
+                    format!(
+                        "unknown status '{s}' (one of: {})",
+                        RunStatus::NAMES.join(", ")
+                    ),
                 )
             })?),
         };
@@ -479,7 +482,15 @@ mod tests {
             let cursor = RunCursor(RunId(id));
             assert_eq!(RunCursor::decode(&cursor.encode()), Some(cursor));
         }
-        for bad in ["", "rc1_", "rc1_0", "rc1_xyz", "R5", "5", "rc1_10000000000000000"] {
+        for bad in [
+            "",
+            "rc1_",
+            "rc1_0",
+            "rc1_xyz",
+            "R5",
+            "5",
+            "rc1_10000000000000000",
+        ] {
             assert_eq!(RunCursor::decode(bad), None, "{bad}");
         }
     }
@@ -493,8 +504,14 @@ mod tests {
         };
         let code = |f| query(f).unwrap_err().code();
         assert_eq!(code(|q| q.status = Some("done".into())), "invalid_status");
-        assert_eq!(code(|q| q.workflow = Some("main".into())), "invalid_workflow");
-        assert_eq!(code(|q| q.since = Some("yesterday".into())), "invalid_since");
+        assert_eq!(
+            code(|q| q.workflow = Some("main".into())),
+            "invalid_workflow"
+        );
+        assert_eq!(
+            code(|q| q.since = Some("yesterday".into())),
+            "invalid_since"
+        );
         assert_eq!(code(|q| q.until = Some("12:00".into())), "invalid_until");
         assert_eq!(code(|q| q.cursor = Some("R5".into())), "invalid_cursor");
 

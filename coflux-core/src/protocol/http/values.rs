@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use crate::model::{ErrorInfo, ExecutionResult, ExecutionState, Frame, Reference, ResultKind, Value};
+use crate::model::{
+    ErrorInfo, ExecutionResult, ExecutionState, Frame, Reference, ResultKind, Value,
+};
 use crate::sdk::{decode_json, encode_json};
 
 /// An error raised by a target: `{"type","message","frames":[{"file","line","name","code"}]}`.
