@@ -7,18 +7,20 @@
 //!
 //! - [`projects`]: health, projects, environments, manifests, limits, schedules, tokens,
 //!   blobs and assets;
-//! - [`runs`]: submission, the runs list (filters and cursor), a run's view, results,
-//!   re-runs and cancellation;
+//! - [`runs`]: submission, a run's view, results, re-runs and cancellation;
+//! - [`run_list`]: the runs list (filters, status and duration per run, cursor pages);
 //! - [`logs`]: log pages and metrics;
 //! - [`values`]: how stored values and results are shown as plain JSON.
 
 pub mod logs;
 pub mod projects;
+pub mod run_list;
 pub mod runs;
 pub mod values;
 
 pub use logs::*;
 pub use projects::*;
+pub use run_list::*;
 pub use runs::*;
 
 use serde::{Deserialize, Serialize};
