@@ -90,7 +90,8 @@ pub(crate) async fn list(
 }
 
 /// The runs table. `base` is the page's path and `keep` the query pairs to keep in the "older"
-/// link.
+/// link and the filter links (a row's status, workflow and environment narrow the list to
+/// runs like it: `status=`, `workflow=`, `env=`).
 pub(crate) fn table(
     project: &str,
     rows: &[RunRow],
@@ -104,6 +105,15 @@ pub(crate) fn table(
         pairs.push(("before", Some(before.as_str())));
         format!("{base}{}", query(&pairs))
     });
+    let filter_link = |key: &str, value: &str| {
+        let mut pairs: Vec<(&str, Option<&str>)> = keep
+            .iter()
+            .filter(|(k, _)| *k != key && *k != "before")
+            .copied()
+            .collect();
+        pairs.push((key, Some(value)));
+        format!("{base}{}", query(&pairs))
+    };
     html! {
         @if rows.is_empty() {
             p.empty data-testid="runs-empty" { "No runs." }
@@ -117,9 +127,13 @@ pub(crate) fn table(
                             query(&[("environment", Some(row.environment.as_str()))]));
                         tr data-testid="run-row" data-run=(row.id) {
                             td { a href=(href) { (row.id) } }
-                            td { (badge(row.status)) }
-                            td.mono { (row.module) " / " strong { (row.target) } }
-                            td { (row.environment) }
+                            td { a.filter href=(filter_link("status", row.status)) title="Runs with this status" { (badge(row.status)) } }
+                            td.mono {
+                                a.filter href=(filter_link("workflow", &format!("{}/{}", row.module, row.target))) title="Runs of this workflow" {
+                                    (row.module) " / " strong { (row.target) }
+                                }
+                            }
+                            td { a.filter href=(filter_link("env", &row.environment)) title="Runs in this environment" { (row.environment) } }
                             td { (time(row.created_at)) }
                             td { (row.duration) }
                         }
@@ -130,5 +144,49 @@ pub(crate) fn table(
         @if let Some(link) = next_link {
             p { a.button href=(link) data-testid="runs-older" { "Older runs →" } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_link_to_the_runs_like_them() {
+        let row = RunRow {
+            id: RunId(7),
+            module: "app.flows".into(),
+            target: "main".into(),
+            environment: "prod & co".into(),
+            created_at: 0,
+            status: "error",
+            duration: "1 s".into(),
+        };
+        let html = table(
+            "acme",
+            &[row],
+            None,
+            "/projects/acme",
+            &[
+                ("environment", Some("prod")),
+                ("status", Some("value")),
+                ("before", Some("R9")),
+            ],
+        )
+        .into_string();
+        assert!(
+            html.contains(r#"href="/projects/acme?environment=prod&amp;status=error""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/projects/acme?environment=prod&amp;status=value&amp;workflow=app.flows%2Fmain""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                r#"href="/projects/acme?environment=prod&amp;status=value&amp;env=prod%20%26%20co""#
+            ),
+            "{html}"
+        );
     }
 }
