@@ -285,3 +285,49 @@ pub struct AssetDetail {
     /// Path inside the asset → file.
     pub entries: BTreeMap<String, AssetEntry>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_created_token_is_its_description_and_the_secret() {
+        let created = CreatedToken {
+            token: "cfx_ab12_secret".into(),
+            info: TokenItem {
+                id: "ab12".into(),
+                project: "acme".into(),
+                environments: None,
+                role: "user".into(),
+                created_at: 5,
+                expires_at: Some(9),
+                revoked_at: None,
+            },
+        };
+        let wire = serde_json::to_value(&created).unwrap();
+        assert_eq!(
+            wire,
+            json!({"token": "cfx_ab12_secret", "id": "ab12", "project": "acme",
+                   "environments": null, "role": "user", "created_at": 5, "expires_at": 9,
+                   "revoked_at": null})
+        );
+        assert_eq!(
+            serde_json::from_value::<CreatedToken>(wire).unwrap(),
+            created
+        );
+    }
+
+    #[test]
+    fn an_asset_detail_is_its_summary_and_entries() {
+        let detail: AssetDetail = serde_json::from_value(json!({
+            "id": "A0123456789abcdef", "name": null, "count": 1, "size": 3,
+            "entries": {"a.txt": {"blob_key": "k", "size": 3, "metadata": {"type": "text/plain"}}}
+        }))
+        .unwrap();
+        assert_eq!(detail.summary.count, 1);
+        assert_eq!(detail.entries["a.txt"].metadata["type"], "text/plain");
+        let unknown = json!({"blob_key": "k", "size": 3, "mode": 7});
+        assert!(serde_json::from_value::<AssetEntry>(unknown).is_err());
+    }
+}
