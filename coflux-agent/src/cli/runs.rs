@@ -14,7 +14,9 @@ use serde_json::{Value as Json, json};
 
 use super::args::RunsCommand;
 use super::client::{segment, typed};
-use coflux_core::protocol::http::{ExecutionMetrics, Rerun, RerunStep, Run, RunMetrics, RunResult};
+use coflux_core::protocol::http::{
+    Empty, ExecutionMetrics, Rerun, RerunStep, Run, RunMetrics, RunResult,
+};
 
 use super::output::{Progress, ProgressView};
 use super::{CliError, Context, Exit, output};
@@ -74,7 +76,7 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
                 ctx.project_path()?,
                 segment(&execution)
             );
-            let answer = ctx.client.post(&path, &json!({})).await?;
+            let answer = ctx.client.post(&path, &Empty {}).await?;
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {

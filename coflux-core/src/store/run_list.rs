@@ -29,28 +29,18 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// Every status name, for messages.
-    pub const NAMES: &'static [&'static str] = &[
-        "queued",
-        "running",
-        "value",
-        "error",
-        "abandoned",
-        "crashed",
-        "timeout",
-        "cancelled",
-        "cached",
-        "deferred",
-        "suspended",
-        "spawned",
-        "recurred",
-    ];
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        ["queued", "running"]
+            .into_iter()
+            .chain(ResultKind::ALL.into_iter().map(ResultKind::as_str))
+    }
 
     /// Its name: `queued`, `running` or the result kind (`value`, `error`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
-            Self::Finished(kind) => kind_str(kind),
+            Self::Finished(kind) => kind.as_str(),
         }
     }
 
@@ -59,42 +49,9 @@ impl RunStatus {
         Some(match name {
             "queued" => Self::Queued,
             "running" => Self::Running,
-            other => Self::Finished(parse_kind(other)?),
+            other => Self::Finished(ResultKind::parse(other)?),
         })
     }
-}
-
-fn kind_str(kind: ResultKind) -> &'static str {
-    match kind {
-        ResultKind::Value => "value",
-        ResultKind::Error => "error",
-        ResultKind::Abandoned => "abandoned",
-        ResultKind::Crashed => "crashed",
-        ResultKind::Timeout => "timeout",
-        ResultKind::Cancelled => "cancelled",
-        ResultKind::Cached => "cached",
-        ResultKind::Deferred => "deferred",
-        ResultKind::Suspended => "suspended",
-        ResultKind::Spawned => "spawned",
-        ResultKind::Recurred => "recurred",
-    }
-}
-
-fn parse_kind(text: &str) -> Option<ResultKind> {
-    Some(match text {
-        "value" => ResultKind::Value,
-        "error" => ResultKind::Error,
-        "abandoned" => ResultKind::Abandoned,
-        "crashed" => ResultKind::Crashed,
-        "timeout" => ResultKind::Timeout,
-        "cancelled" => ResultKind::Cancelled,
-        "cached" => ResultKind::Cached,
-        "deferred" => ResultKind::Deferred,
-        "suspended" => ResultKind::Suspended,
-        "spawned" => ResultKind::Spawned,
-        "recurred" => ResultKind::Recurred,
-        _ => return None,
-    })
 }
 
 /// Which runs to list.
@@ -282,7 +239,7 @@ impl<'c> Lookups<'c> {
             Some((true, None)) => RunStatus::Running,
             Some((_, Some(_))) if active => RunStatus::Running,
             Some((_, Some(kind))) => RunStatus::Finished(
-                parse_kind(&kind)
+                ResultKind::parse(&kind)
                     .ok_or_else(|| StoreError::Corrupt(format!("result kind '{kind}'")))?,
             ),
         })
@@ -493,9 +450,10 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for name in RunStatus::NAMES {
-            assert_eq!(RunStatus::parse(name).map(RunStatus::as_str), Some(*name));
+        for name in RunStatus::names() {
+            assert_eq!(RunStatus::parse(name).map(RunStatus::as_str), Some(name));
         }
+        assert_eq!(RunStatus::names().count(), 13);
         assert_eq!(RunStatus::parse("done"), None);
         assert_eq!(RunStatus::parse("Value"), None);
     }

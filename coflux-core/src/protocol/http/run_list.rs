@@ -70,7 +70,7 @@ impl RunsQuery {
                     "status",
                     format!(
                         "unknown status '{s}' (one of: {})",
-                        RunStatus::NAMES.join(", ")
+                        RunStatus::names().collect::<Vec<_>>().join(", ")
                     ),
                 )
             })?),

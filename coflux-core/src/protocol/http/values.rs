@@ -92,19 +92,7 @@ impl From<&ExecutionResult> for Outcome {
 
 /// The name of a result kind (`value`, `error`, `cancelled`, …).
 pub fn result_kind_name(kind: ResultKind) -> &'static str {
-    match kind {
-        ResultKind::Value => "value",
-        ResultKind::Error => "error",
-        ResultKind::Abandoned => "abandoned",
-        ResultKind::Crashed => "crashed",
-        ResultKind::Timeout => "timeout",
-        ResultKind::Cancelled => "cancelled",
-        ResultKind::Cached => "cached",
-        ResultKind::Deferred => "deferred",
-        ResultKind::Suspended => "suspended",
-        ResultKind::Spawned => "spawned",
-        ResultKind::Recurred => "recurred",
-    }
+    kind.as_str()
 }
 
 /// An execution's state: `queued`, `assigned`, or the kind of its result.
