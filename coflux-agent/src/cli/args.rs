@@ -298,11 +298,18 @@ pub enum RunsCommand {
     Inspect {
         /// The run id (e.g. `R1`).
         run: String,
+        /// Draw every step of long fan-outs (by default, 10 or more calls of one target
+        /// from one parent are one line with their counts).
+        #[arg(long)]
+        all: bool,
     },
     /// Redraw a run's tree until the run finishes.
     Watch {
         /// The run id.
         run: String,
+        /// Draw every step of long fan-outs.
+        #[arg(long)]
+        all: bool,
         /// Milliseconds between refreshes.
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,

@@ -15,6 +15,7 @@ pub mod assets;
 pub mod client;
 pub mod environments;
 pub mod error;
+pub mod fanout;
 pub mod limits;
 pub mod logs;
 pub mod manifests;

@@ -9,6 +9,8 @@ use serde_json::Value as Json;
 use coflux_core::protocol::http::values::RaisedError;
 use coflux_core::protocol::http::{Execution, LogEntry, Run, Step};
 
+use super::fanout;
+
 /// The latest point of an execution's progress metric (`cf.progress`, `sdk::progress`), as
 /// the CLI adds it to a run's view.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -214,6 +216,8 @@ struct Drawing<'a> {
     tree: Children<'a>,
     progress: &'a Progress,
     now: i64,
+    /// Draw every step of long fan-outs too (`--all`).
+    all: bool,
 }
 
 fn render_step(out: &mut String, d: &Drawing<'_>, step: &Step, prefix: &str, last: bool) {
@@ -264,14 +268,27 @@ fn render_step(out: &mut String, d: &Drawing<'_>, step: &Step, prefix: &str, las
         .tree
         .get(step.step_id.as_str())
         .map_or(&[][..], Vec::as_slice);
-    for (i, child) in children.iter().enumerate() {
-        render_step(out, d, child, &cont, i + 1 == children.len());
+    render_children(out, d, children, &cont);
+}
+
+/// Draws `children` under `prefix`, long fan-outs as one line each (see [`fanout`]).
+fn render_children(out: &mut String, d: &Drawing<'_>, children: &[&Step], prefix: &str) {
+    let entries = fanout::entries(children, d.all);
+    for (i, entry) in entries.iter().enumerate() {
+        let last = i + 1 == entries.len();
+        match entry {
+            fanout::Entry::Step(step) => render_step(out, d, step, prefix, last),
+            fanout::Entry::Group(steps) => {
+                let branch = if last { "└─ " } else { "├─ " };
+                let _ = writeln!(out, "{prefix}{branch}{}", fanout::group_line(steps));
+            }
+        }
     }
 }
 
 /// A run as a tree of steps, each with its attempts, states, timings, results and (running
-/// ones) progress.
-pub fn run_tree(run: &Run, progress: &Progress, now: i64) -> String {
+/// ones) progress; long fan-outs collapse into one line each unless `all`.
+pub fn run_tree(run: &Run, progress: &Progress, now: i64, all: bool) -> String {
     let mut out = String::new();
     let workflow = run
         .steps
@@ -306,10 +323,9 @@ pub fn run_tree(run: &Run, progress: &Progress, now: i64) -> String {
         tree,
         progress,
         now,
+        all,
     };
-    for (i, step) in roots.iter().enumerate() {
-        render_step(&mut out, &drawing, step, "", i + 1 == roots.len());
-    }
+    render_children(&mut out, &drawing, &roots, "");
     for spawned in &run.spawned {
         let _ = writeln!(
             out,
@@ -463,7 +479,7 @@ mod tests {
             ]
         }))
         .unwrap();
-        let text = run_tree(&run, &Progress::new(), 1000);
+        let text = run_tree(&run, &Progress::new(), 1000, false);
         assert_eq!(
             text,
             "run R1 in prod: m/main (submitted 1970-01-01 00:00:00 UTC)\n\
@@ -494,10 +510,60 @@ mod tests {
                 text: "3/10".into(),
             },
         )]);
-        let text = run_tree(&run, &progress, 1000);
+        let text = run_tree(&run, &progress, 1000, false);
         assert!(
             text.contains("R1:1 m/main()  ◐ running 1.0 s  3/10"),
             "{text}"
         );
+    }
+    #[test]
+    fn long_fan_outs_collapse_into_one_line_unless_all() {
+        let execution = |step: u32, kind: &str| {
+            let result = match kind {
+                "value" => json!({"type": "value", "value": step}),
+                "queued" => Json::Null,
+                _ => json!({"type": "error", "error": {"type": "E", "message": "x", "frames": []}}),
+            };
+            let state = if kind == "queued" { "queued" } else { kind };
+            json!({"execution_id": format!("R1:{step}:1"), "attempt": 1, "environment": "prod",
+                   "state": state, "created_at": 0, "assigned_at": null, "finished_at": null,
+                   "duration_ms": null, "result": result})
+        };
+        let mut steps = vec![json!({"step_id": "R1:1", "module": "m", "target": "main",
+            "kind": "workflow", "parent": null, "arguments": [], "cached": false,
+            "executions": [execution(1, "queued")]})];
+        for i in 2..=13 {
+            let kind = match i {
+                3 => "error",
+                13 => "queued",
+                _ => "value",
+            };
+            steps.push(
+                json!({"step_id": format!("R1:{i}"), "module": "m", "target": "square",
+                "kind": "task", "parent": "R1:1:1", "arguments": [i], "cached": false,
+                "executions": [execution(i, kind)]}),
+            );
+        }
+        steps.push(
+            json!({"step_id": "R1:14", "module": "m", "target": "total", "kind": "task",
+            "parent": "R1:1:1", "arguments": [], "cached": false,
+            "executions": [execution(14, "value")]}),
+        );
+        let run: Run = serde_json::from_value(json!({
+            "run_id": "R1", "environment": "prod", "created_at": 0, "steps": steps
+        }))
+        .unwrap();
+        let text = run_tree(&run, &Progress::new(), 1000, false);
+        let lines: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(
+            lines,
+            [
+                "   ├─ R1:2..R1:13 m/square ×12: 10 ✓, 1 ✗, 1 ○",
+                "   └─ R1:14 m/total()  ✓ 14",
+            ]
+        );
+        let all = run_tree(&run, &Progress::new(), 1000, true);
+        assert_eq!(all.lines().count(), 2 + 13, "{all}");
+        assert!(all.contains("R1:3 m/square(3)  ✗ E: x"));
     }
 }

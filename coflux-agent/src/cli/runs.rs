@@ -28,7 +28,7 @@ const LONG_POLL_SECS: u64 = 25;
 pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> {
     match command {
         RunsCommand::List(args) => super::runs_list::list(ctx, args).await,
-        RunsCommand::Inspect { run } => {
+        RunsCommand::Inspect { run, all } => {
             let mut answer = ctx.client.get(&run_path(ctx, &run)?).await?;
             let progress = progress(ctx, &run).await;
             if ctx.json() {
@@ -36,13 +36,17 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
                 ctx.print_json(&answer)?;
             } else {
                 let view: Run = typed(&answer)?;
-                ctx.print(&output::run_tree(&view, &progress, output::now_ms()))?;
+                ctx.print(&output::run_tree(&view, &progress, output::now_ms(), all))?;
             }
             Ok(Exit::Success)
         }
-        RunsCommand::Watch { run, interval_ms } => {
+        RunsCommand::Watch {
+            run,
+            interval_ms,
+            all,
+        } => {
             let interval = Duration::from_millis(interval_ms.max(50));
-            let result = watch(ctx, &run, interval).await?;
+            let result = watch(ctx, &run, interval, all).await?;
             Ok(exit_for(&result))
         }
         RunsCommand::Result { run, no_wait } => {
@@ -219,7 +223,12 @@ pub async fn wait_result(ctx: &Context, run: &str) -> Result<Json, CliError> {
 /// Redraws the run's tree every `interval` until the run finishes; returns its final result.
 /// On a terminal the screen is redrawn in place; otherwise the tree is printed again whenever
 /// it changes. With `-o json`, only the final run is printed.
-pub async fn watch(ctx: &Context, run: &str, interval: Duration) -> Result<Json, CliError> {
+pub async fn watch(
+    ctx: &Context,
+    run: &str,
+    interval: Duration,
+    all: bool,
+) -> Result<Json, CliError> {
     let tty = std::io::stdout().is_terminal() && !ctx.json();
     let path = run_path(ctx, run)?;
     let mut last: Option<Json> = None;
@@ -236,11 +245,11 @@ pub async fn watch(ctx: &Context, run: &str, interval: Duration) -> Result<Json,
             }
         } else if tty {
             let view: Run = typed(&answer)?;
-            let tree = output::run_tree(&view, &progress, output::now_ms());
+            let tree = output::run_tree(&view, &progress, output::now_ms(), all);
             ctx.print(&format!("\x1b[H\x1b[2J{tree}"))?;
         } else if last.as_ref() != Some(&answer) {
             let view: Run = typed(&answer)?;
-            ctx.print(&output::run_tree(&view, &progress, output::now_ms()))?;
+            ctx.print(&output::run_tree(&view, &progress, output::now_ms(), all))?;
         }
         last = Some(answer);
         if done {

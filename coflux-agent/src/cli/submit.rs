@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> Result<Exit, CliError> {
     }
     let live = !ctx.json() && std::io::stdout().is_terminal();
     let result = if live {
-        runs::watch(ctx, &submitted.run_id, Duration::from_millis(500)).await?
+        runs::watch(ctx, &submitted.run_id, Duration::from_millis(500), false).await?
     } else {
         runs::wait_result(ctx, &submitted.run_id).await?
     };
