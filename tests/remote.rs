@@ -513,14 +513,9 @@ async fn remote_timeouts_are_enforced_by_the_server_when_the_agent_hangs() {
         Duration::from_secs(10),
         "the executor to be killed",
         || async {
-            let children = std::fs::read_to_string(format!(
-                "/proc/{}/task/{}/children",
-                agent.pid(),
-                agent.pid()
-            ))
-            .unwrap_or_default();
-            children
-                .split_whitespace()
+            // Executors are the agent's children, or its fork server's.
+            descendants(agent.pid())
+                .iter()
                 .all(|pid| {
                     !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                         .unwrap_or_default()
@@ -534,11 +529,26 @@ async fn remote_timeouts_are_enforced_by_the_server_when_the_agent_hangs() {
     agent.terminate(Duration::from_secs(10));
 }
 
+/// The children and grandchildren of a process.
+fn descendants(pid: u32) -> Vec<String> {
+    let children = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut all = children(&pid.to_string());
+    let grandchildren: Vec<_> = all.iter().flat_map(|c| children(c)).collect();
+    all.extend(grandchildren);
+    all
+}
+
 /// Whether a process is an idle warm executor (its command line cannot tell; it has no
 /// working directory of an execution).
 fn warm(pid: &str) -> bool {
     std::fs::read_link(format!("/proc/{pid}/cwd"))
-        .map(|cwd| !cwd.display().to_string().contains("coflux-exec-"))
+        .map(|cwd| !cwd.display().to_string().contains("coflux-agent-"))
         .unwrap_or(true)
 }
 
@@ -563,4 +573,111 @@ async fn remote_python_delay_holds_a_step_before_it_runs() {
     let waited =
         execution["assigned_at"].as_i64().unwrap() - execution["created_at"].as_i64().unwrap();
     assert!(waited >= 1_000, "assigned {waited} ms after it was created");
+}
+
+/// Behind a TLS-terminating proxy, as a reverse proxy in front of the server would be: an
+/// agent connects over `wss://` and the CLI over `https://`, trusting the proxy's CA through
+/// `SSL_CERT_FILE`; with no CA to trust, both refuse the connection.
+#[actix_rt::test]
+async fn remote_agent_and_cli_work_through_a_tls_terminating_proxy() {
+    use coflux_tests::tls::TlsProxy;
+    use coflux_tests::{Proc, bin, log_level};
+    use std::process::Command;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data")).await;
+    server.setup(P, "production", None).await;
+    let proxy = TlsProxy::start(server.port, dir.path());
+    let url = format!("https://localhost:{}", proxy.port);
+    let _agent = Proc::spawn(
+        "coflux-agent",
+        Command::new(bin("coflux-agent"))
+            .args([
+                "--server",
+                &url,
+                "--project",
+                P,
+                "--environment",
+                "production",
+            ])
+            .arg("--adapter")
+            .arg(bin("coflux-example-repo"))
+            .arg("--directory")
+            .arg(workspace_root())
+            .args(["--register", "examples.repo"])
+            .env("SSL_CERT_FILE", &proxy.ca_file)
+            .env("COFLUX_LOG", log_level()),
+    );
+    server
+        .wait_registered(P, "production", "sum_of_squares")
+        .await;
+    let cli = |ca: Option<&std::path::Path>| {
+        let mut command = Command::new(bin("coflux"));
+        command
+            .args([
+                "--server",
+                &url,
+                "-p",
+                P,
+                "-e",
+                "production",
+                "submit",
+                "examples.repo/sum_of_squares",
+                "3",
+            ])
+            .env_remove("SSL_CERT_FILE");
+        if let Some(ca) = ca {
+            command.env("SSL_CERT_FILE", ca);
+        } else {
+            // A CA store without the proxy's CA.
+            command.env("SSL_CERT_FILE", dir.path().join("leaf.csr"));
+        }
+        command.output().expect("run coflux")
+    };
+    let output = cli(Some(&proxy.ca_file));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("14"), "{stdout}");
+    let untrusted = cli(None);
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr).to_lowercase();
+    assert!(
+        stderr.contains("certificate") || stderr.contains("tls") || stderr.contains("ssl"),
+        "{stderr}"
+    );
+}
+
+/// Log output written to a file or a pipe has no ANSI colour codes (only a terminal gets them).
+#[actix_rt::test]
+async fn remote_logs_written_to_a_pipe_are_plain_text() {
+    use coflux_tests::{bin, free_port};
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin("coflux-server"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--port", &free_port().to_string()])
+        .env("COFLUX_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(text.contains("INFO"), "the server logged nothing: {text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
 }

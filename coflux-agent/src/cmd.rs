@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use coflux_core::model::{Requires, TargetDefinition};
 
-use crate::executor::{AdapterCommand, discover};
+use crate::executor::{AdapterCommand, ExecutorMode, discover};
 use crate::runtime::{Agent, AgentConfig, register_manifests};
 
 /// Hosts a repository of workflows and tasks: connects to the server for one project and
@@ -52,6 +52,11 @@ pub struct AgentArgs {
     /// The repository's directory (default: the current directory).
     #[arg(long, default_value = ".")]
     pub directory: PathBuf,
+    /// How Python executors start: `fork` (from a fork server that has imported the
+    /// repository once; falls back to spawning where that is unsafe) or `spawn` (a new process
+    /// each).
+    #[arg(long, env = "COFLUX_EXECUTOR", default_value = "fork")]
+    pub executor: ExecutorMode,
     /// Seconds to wait for running executions on shutdown.
     #[arg(long, default_value_t = 60)]
     pub drain_timeout: u64,
@@ -103,6 +108,7 @@ impl AgentArgs {
             modules: self.modules.clone(),
             directory,
             drain_timeout: Duration::from_secs(self.drain_timeout),
+            executor: self.executor,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! HTTP and WebSocket clients with `TCP_NODELAY`: without it, a request written in two parts
 //! waits for the peer's delayed acknowledgement (about 40 ms on Linux) on every round trip.
+//! `https://` (and `wss://`) use rustls with the system's certificate authorities
+//! (`SSL_CERT_FILE` / `SSL_CERT_DIR` point at others, e.g. a private CA of a TLS proxy).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_service::Service;
@@ -41,10 +43,40 @@ pub fn set_token(token: Option<String>) {
     }
 }
 
-/// A client builder with `TCP_NODELAY` and the process's token (if any).
+/// The TLS settings of every client: the system's (or `SSL_CERT_FILE`'s) authorities, and
+/// HTTP/1.1 only (the agent's WebSocket needs it).
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(%error, "a certificate authority could not be loaded");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            tracing::warn!(
+                ignored,
+                "no certificate authority found: https:// servers cannot be verified"
+            );
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the default protocol versions are supported")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }))
+}
+
+/// A client builder with `TCP_NODELAY`, TLS for `https://` and the process's token (if any).
 pub fn builder() -> awc::ClientBuilder<NoDelayConnector> {
-    let builder = awc::Client::builder()
-        .connector(awc::Connector::new().connector(NoDelayConnector::default()));
+    let connector = awc::Connector::new()
+        .connector(NoDelayConnector::default())
+        .rustls_0_23(tls_config());
+    let builder = awc::Client::builder().connector(connector);
     match TOKEN.get() {
         Some(token) => builder
             .add_default_header((awc::http::header::AUTHORIZATION, format!("Bearer {token}"))),

@@ -1,5 +1,6 @@
-//! `coflux runs result` as seen from an environment, and `coflux submit` of workflows nobody
-//! registered, against a real server on 127.0.0.1.
+//! `coflux runs result` as seen from an environment, `coflux submit` of workflows nobody
+//! registered, and `coflux runs list` with its filters and pages, against a real server on
+//! 127.0.0.1.
 
 use std::time::{Duration, Instant};
 
@@ -131,4 +132,92 @@ fn unregistered_workflows_are_refused_at_once_unless_allowed() {
     // Registered by an agent that has gone: accepted (and queued until one comes).
     let offline = ok(server.coflux(&[&env[..], &["submit", "demo/offline", "--no-wait"]].concat()));
     assert!(offline.trim().starts_with('R'), "{offline}");
+}
+
+#[test]
+fn runs_are_listed_with_filters_and_pages() {
+    let server = start();
+    let submit = |env: &str, target: &str| {
+        let mut args = vec!["-p", "demo", "-e", env, "-o", "json", "submit", target];
+        if target == "demo/nowhere" {
+            args.extend(["--no-wait", "--allow-unregistered"]);
+        }
+        // Both the submission (--no-wait) and the final result name the run.
+        json_of(server.coflux(&args))["run_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let done = [
+        submit("production", "demo/which"),
+        submit("child", "demo/which"),
+        submit("production", "demo/which"),
+    ];
+    let waiting = submit("production", "demo/nowhere");
+
+    let list = |extra: &[&str]| {
+        let args = [&["-p", "demo", "-o", "json", "runs", "list"][..], extra].concat();
+        json_of(server.coflux(&args))
+    };
+    let ids = |answer: &serde_json::Value| -> Vec<String> {
+        answer["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = list(&[]);
+    assert_eq!(
+        ids(&all),
+        [
+            waiting.clone(),
+            done[2].clone(),
+            done[1].clone(),
+            done[0].clone()
+        ]
+    );
+    assert_eq!(
+        ids(&list(&["--status", "value"])),
+        [done[2].clone(), done[1].clone(), done[0].clone()]
+    );
+    assert_eq!(
+        ids(&list(&["--status", "queued"])),
+        std::slice::from_ref(&waiting)
+    );
+    assert_eq!(ids(&list(&["-e", "child"])), [done[1].clone()]);
+    assert_eq!(
+        ids(&list(&["--workflow", "demo/nowhere"])),
+        std::slice::from_ref(&waiting)
+    );
+    assert_eq!(ids(&list(&["--since", "1h"])).len(), 4);
+    assert_eq!(ids(&list(&["--until", "1h"])).len(), 0);
+
+    // Pages of two: the text output names the next cursor; --all follows it.
+    let first = list(&["--limit", "2"]);
+    assert_eq!(ids(&first), ids(&all)[..2]);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = list(&["--limit", "2", "--cursor", &cursor]);
+    assert_eq!(ids(&second), ids(&all)[2..]);
+    assert_eq!(ids(&list(&["--limit", "1", "--all"])), ids(&all));
+    let text = ok(server.coflux(&["-p", "demo", "runs", "list", "--limit", "2"]));
+    assert!(
+        text.lines().next().unwrap().starts_with("RUN") && text.contains("STATUS"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("more: --cursor {cursor}")), "{text}");
+    let row = text.lines().find(|l| l.starts_with(&waiting)).unwrap();
+    assert!(
+        row.contains("queued") && row.contains("demo/nowhere"),
+        "{row}"
+    );
+
+    // Bad filters are refused with the server's code, or before sending.
+    let bad = server.coflux(&["-p", "demo", "runs", "list", "--status", "done"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("invalid_status"), "{}", stderr(&bad));
+    let bad = server.coflux(&["-p", "demo", "runs", "list", "--cursor", "R1"]);
+    assert!(stderr(&bad).contains("invalid_cursor"), "{}", stderr(&bad));
+    let bad = server.coflux(&["-p", "demo", "runs", "list", "--since", "yesterday"]);
+    assert!(stderr(&bad).contains("--since"), "{}", stderr(&bad));
 }

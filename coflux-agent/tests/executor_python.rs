@@ -6,58 +6,25 @@
 
 #[path = "support/fake_host.rs"]
 mod fake_host;
+#[path = "support/python.rs"]
+mod python;
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use coflux_agent::executor::{AdapterCommand, DiscoveryError, ExecutorPool, discover};
+use coflux_agent::executor::{DiscoveryError, ExecutorMode, ExecutorPool, discover};
 use coflux_core::model::{
-    ExecutionResult, ParamSelection, Reference, RetryPolicy, TargetKind, TargetRef, Value,
+    ExecutionResult, ParamSelection, Reference, RetryPolicy, TargetKind, Value,
 };
-use fake_host::{FakeHost, block_on, crate_dir, json_value, value_of};
+use fake_host::{FakeHost, block_on, executor_mode, json_value, value_of};
+use python::{adapter, flows, project};
 use serde_json::json;
 
-/// The Python of the test venv; fails loudly if it is missing.
-fn python() -> PathBuf {
-    if let Ok(python) = std::env::var("COFLUX_TEST_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let python = crate_dir().join("../target/python-venv/bin/python");
-    static SETUP: std::sync::Once = std::sync::Once::new();
-    SETUP.call_once(|| {
-        if !python.exists() {
-            // First run on this machine: create the venv (needs PyPI).
-            let _ =
-                std::process::Command::new(crate_dir().join("../scripts/setup-python.sh")).status();
-        }
-    });
-    assert!(
-        python.exists(),
-        "no Python for the executor tests at {}: run scripts/setup-python.sh (or set COFLUX_TEST_PYTHON)",
-        python.display()
-    );
-    python
-}
-
-fn adapter() -> AdapterCommand {
-    AdapterCommand::new([
-        python().to_string_lossy().into_owned(),
-        "-m".into(),
-        "coflux".into(),
-    ])
-}
-
-fn project() -> PathBuf {
-    crate_dir().join("tests/python")
-}
-
-fn flows(name: &str) -> TargetRef {
-    TargetRef::new("flows", name)
-}
-
+/// A pool of 8 slots whose fork server (in fork mode) imports `flows`.
 fn host() -> (Rc<FakeHost>, ExecutorPool) {
-    FakeHost::new(adapter(), &project(), 8)
+    let mut config = fake_host::config(adapter(), &project(), 8);
+    config.modules = vec!["flows".into()];
+    FakeHost::with_config(config)
 }
 
 #[test]
@@ -123,9 +90,12 @@ fn a_workflow_calls_a_task_with_logs_and_output() {
         let noise = logs
             .iter()
             .find(|r| r.template.as_deref() == Some("flows imported"));
+        // Spawned, each execution imports its module; forked, the fork server imported it
+        // once (its output went to the agent's log).
+        let expected = (executor_mode() == ExecutorMode::Spawn).then_some(1);
         assert_eq!(
             noise.map(|r| r.level),
-            Some(1),
+            expected,
             "import-time stdout: {logs:?}"
         );
 

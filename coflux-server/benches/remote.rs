@@ -9,6 +9,10 @@
 //! `seq_1000_ms` and `fanout_1000_ms` are the median of three runs (each run is printed), as in
 //! the embedded benchmark: one run of a few hundred milliseconds moves by ±20 % on a noisy VM.
 //! `-- --quick` runs fewer latency samples (for CI); `-- --rust-only` skips the Python part.
+//! The Python agent starts its executors as `COFLUX_EXECUTOR` says (default: forked from a
+//! warm fork server); `-- --compare-executors` also runs the Python scenarios with a second
+//! agent that spawns a process per executor, and adds `py_spawn_*` keys and the
+//! spawn / fork ratios.
 
 use std::time::{Duration, Instant};
 
@@ -79,8 +83,41 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
 
+/// The Python scenarios' figures.
+struct Python {
+    seq: Duration,
+    fanout: Duration,
+    latency_p50: f64,
+}
+
+/// Runs the Python scenarios with an agent (in environment `env`) whose executors start as
+/// `mode` says (`fork` or `spawn`); the agent is stopped afterwards.
+async fn python_scenarios(server: &Server, env: &str, mode: &str, quick: bool) -> Python {
+    let _python = python_agent_for(
+        "bench_flows",
+        &server.url,
+        P,
+        env,
+        "bench",
+        &["--concurrency", "8", "--executor", mode],
+    );
+    server.wait_registered(P, env, "chain").await;
+    let py_bench = "bench_flows";
+    run(server, env, py_bench, "chain", json!([1])).await;
+    let seq = run(server, env, py_bench, "chain", json!([100])).await;
+    let fanout = run(server, env, py_bench, "fanout", json!([100])).await;
+    let latencies = latencies(server, env, py_bench, if quick { 5 } else { 20 }).await;
+    eprintln!("python ({mode}): seq {seq:?}, fanout {fanout:?}, latencies {latencies:?}");
+    Python {
+        seq,
+        fanout,
+        latency_p50: percentile(&latencies, 0.5),
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let compare = std::env::args().any(|a| a == "--compare-executors");
     // `-- --rust-only` skips the Python scenarios (their fields are null), for quick A/B runs.
     let rust_only = std::env::args().any(|a| a == "--rust-only");
     actix_rt::System::new().block_on(async move {
@@ -105,27 +142,24 @@ fn main() {
         .await;
         let peak_rss = rss_mb(server.proc.pid(), "VmHWM:");
 
-        let (py_seq, py_fanout, py_lat) = if rust_only {
-            (None, None, None)
+        let mode = std::env::var("COFLUX_EXECUTOR").unwrap_or_else(|_| "fork".into());
+        let py = if rust_only {
+            None
         } else {
-            let _python = python_agent_for(
-                "bench_flows",
-                &server.url,
-                P,
-                "python",
-                "bench",
-                &["--concurrency", "8"],
-            );
-            server.wait_registered(P, "python", "chain").await;
-            let py_bench = "bench_flows";
-            run(&server, "python", py_bench, "chain", json!([1])).await;
-            let py_seq = run(&server, "python", py_bench, "chain", json!([100])).await;
-            let py_fanout = run(&server, "python", py_bench, "fanout", json!([100])).await;
-            let py_lat = latencies(&server, "python", py_bench, if quick { 5 } else { 20 }).await;
-            (Some(py_seq), Some(py_fanout), Some(py_lat))
+            Some(python_scenarios(&server, "python", &mode, quick).await)
+        };
+        let py_spawn = if compare && !rust_only {
+            server.setup(P, "python-spawn", None).await;
+            Some(python_scenarios(&server, "python-spawn", "spawn", quick).await)
+        } else {
+            None
+        };
+        let (py_seq, py_fanout, py_lat) = match &py {
+            Some(py) => (Some(py.seq), Some(py.fanout), Some(py.latency_p50)),
+            None => (None, None, None),
         };
 
-        let result = json!({
+        let mut result = json!({
             "seq_1000_ms": ms(seq),
             "fanout_1000_ms": ms(fanout),
             "latency_p50_ms": (percentile(&lat, 0.5) * 100.0).round() / 100.0,
@@ -134,8 +168,23 @@ fn main() {
             "server_peak_rss_mb": (peak_rss * 10.0).round() / 10.0,
             "py_seq_100_ms": py_seq.map(ms),
             "py_fanout_100_ms": py_fanout.map(ms),
-            "py_latency_p50_ms": py_lat.map(|l| (percentile(&l, 0.5) * 10.0).round() / 10.0),
+            "py_latency_p50_ms": py_lat.map(|l| (l * 10.0).round() / 10.0),
         });
+        if let (Some(fork), Some(spawn)) = (&py, &py_spawn) {
+            let ratio = |s: f64, f: f64| (s / f * 10.0).round() / 10.0;
+            let extra = json!({
+                "py_executor": mode,
+                "py_spawn_seq_100_ms": ms(spawn.seq),
+                "py_spawn_fanout_100_ms": ms(spawn.fanout),
+                "py_spawn_latency_p50_ms": (spawn.latency_p50 * 10.0).round() / 10.0,
+                "py_seq_spawn_over_fork": ratio(ms(spawn.seq), ms(fork.seq)),
+                "py_fanout_spawn_over_fork": ratio(ms(spawn.fanout), ms(fork.fanout)),
+                "py_latency_spawn_over_fork": ratio(spawn.latency_p50, fork.latency_p50),
+            });
+            for (key, value) in extra.as_object().unwrap() {
+                result[key] = value.clone();
+            }
+        }
         println!("remote benchmark (server and agents as separate processes)");
         for (key, value) in result.as_object().unwrap() {
             println!("  {key:<22} {value}");

@@ -12,7 +12,7 @@ use actix_web::{
     HttpRequest, HttpResponse, ResponseError, error::JsonPayloadError, error::PathError,
     error::QueryPayloadError,
 };
-use serde::Serialize;
+use coflux_core::protocol::http::ErrorBody;
 
 /// An HTTP API error: a status, a stable machine-readable code and a human message.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -21,17 +21,6 @@ pub struct ApiError {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -90,12 +79,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody {
-            error: ErrorDetail {
-                code: &self.code,
-                message: &self.message,
-            },
-        })
+        HttpResponse::build(self.status).json(ErrorBody::new(&*self.code, &self.message))
     }
 }
 

@@ -1,5 +1,7 @@
 //! `coflux-server`: parses configuration and serves the app built by the library.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use coflux_server::config::{ServerArgs, ServerConfig};
 
@@ -11,6 +13,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal (log files and CI output stay plain), never with NO_COLOR.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let config = ServerConfig::from_args(ServerArgs::parse())?;
     coflux_server::serve(config).await

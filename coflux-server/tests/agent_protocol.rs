@@ -1,6 +1,6 @@
 //! The agent WebSocket protocol, driven by a scripted agent speaking raw frames: assignment,
-//! results, requests, ownership checks, malformed frames, and sessions that survive a short
-//! disconnect or expire and abandon their executions.
+//! results, requests, ownership checks, malformed, duplicated and reordered frames, and
+//! sessions that survive a short disconnect or expire and abandon their executions.
 
 use std::time::Duration;
 
@@ -476,4 +476,123 @@ async fn agent_protocol_a_resent_submission_creates_one_child() {
     );
     let view = run.inspect().await.unwrap();
     assert_eq!(view.steps.len(), 3, "the workflow and two children");
+}
+
+#[actix_rt::test]
+async fn agent_protocol_sessions_show_in_the_project_page_with_their_work() {
+    let server = start(Duration::from_secs(30)).await;
+    let mut socket = connect(&server.url).await;
+    let mut with_tags = hello(None);
+    with_tags.provides = vec![("gpu".into(), vec!["a100".into()])];
+    send(&mut socket, &AgentFrame::Hello(with_tags)).await;
+    assert!(matches!(
+        recv(&mut socket).await,
+        Ok(ServerFrame::Welcome { .. })
+    ));
+    let put = server.url.replace("ws://", "http://").replace(
+        "/agent",
+        "/api/projects/acme/environments/production/manifests",
+    );
+    let manifest = serde_json::json!({"targets": [{
+        "target": {"module": "flows", "name": "main"}, "kind": "workflow",
+        "parameters": [], "options": {}, "instruction": null,
+    }]});
+    let resp = awc::Client::new()
+        .put(&put)
+        .send_json(&manifest)
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let _run = submit(&server, None).await;
+    next_execute(&mut socket).await;
+    let page_url = server
+        .url
+        .replace("ws://", "http://")
+        .replace("/agent", "/projects/acme");
+    let mut resp = awc::Client::new().get(&page_url).send().await.unwrap();
+    let body = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
+    let sidebar = &body[body.find("id=\"project-sidebar\"").expect("a sidebar")..];
+    assert!(
+        sidebar.contains("<span data-testid=\"agent-running\">1</span>/4 running"),
+        "{sidebar}"
+    );
+    assert!(sidebar.contains("gpu:a100"), "{sidebar}");
+    assert!(sidebar.contains("1 target · since "), "{sidebar}");
+    // The running count of its target (the workflow `flows/main`, registered by the agent).
+    assert!(
+        sidebar.contains("data-testid=\"target-running\" title=\"running now\">1 running"),
+        "{sidebar}"
+    );
+}
+
+#[actix_rt::test]
+async fn agent_protocol_duplicated_and_reordered_frames_are_harmless() {
+    let server = start(Duration::from_secs(30)).await;
+    let (mut socket, _, _) = open(&server.url, None).await;
+    for (round, n) in [(0, 42), (1, 43)] {
+        let run = submit(&server, None).await;
+        let execution = next_execute(&mut socket).await;
+        // The result before `Started`, then everything again, late and out of order.
+        let frames = [
+            AgentFrame::Result {
+                execution,
+                result: value(n),
+            },
+            AgentFrame::Started { execution },
+            AgentFrame::Waiting {
+                execution,
+                waiting: true,
+            },
+            AgentFrame::Result {
+                execution,
+                result: value(-1),
+            },
+            AgentFrame::Started { execution },
+            AgentFrame::Waiting {
+                execution,
+                waiting: false,
+            },
+            AgentFrame::Heartbeat {
+                executing: vec![execution],
+            },
+            AgentFrame::Result {
+                execution,
+                result: value(-2),
+            },
+        ];
+        for frame in &frames {
+            send(&mut socket, frame).await;
+        }
+        // One acknowledgement per result frame, the first result kept.
+        for _ in 0..3 {
+            assert_eq!(
+                recv(&mut socket).await.unwrap(),
+                ServerFrame::Recorded { execution },
+                "round {round}"
+            );
+        }
+        assert_eq!(
+            run.raw_result().await.unwrap(),
+            ExecutionResult::Value {
+                value: Value::raw(serde_json::json!(n))
+            }
+        );
+    }
+    // The connection still works: a third run is assigned and finishes.
+    let run = submit(&server, None).await;
+    let execution = next_execute(&mut socket).await;
+    send(
+        &mut socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(7),
+        },
+    )
+    .await;
+    assert_eq!(
+        run.raw_result().await.unwrap(),
+        ExecutionResult::Value {
+            value: Value::raw(serde_json::json!(7))
+        }
+    );
 }

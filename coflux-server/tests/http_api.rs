@@ -113,6 +113,9 @@ fn post(uri: &str, body: Json) -> TestRequest {
     TestRequest::post().uri(uri).set_json(body)
 }
 
+#[path = "http_api/runs_list.rs"]
+mod runs_list;
+
 #[actix_rt::test]
 async fn health_reports_the_version() {
     let h = Harness::new().await;

@@ -514,3 +514,82 @@ async fn ui_live_stream_follows_a_running_run_to_its_end() {
     assert!(!last.contains("data-testid=\"cancel-run\""), "{last}");
     assert!(stream.body.ends_with("event: done\ndata: \n\n"));
 }
+
+/// Reads a streaming response's events until one contains `needle` (or 10 s pass).
+async fn event_containing<B>(body: &mut B, needle: &str) -> String
+where
+    B: actix_web::body::MessageBody + Unpin,
+{
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let next = futures::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_next(cx));
+        match actix_rt::time::timeout(std::time::Duration::from_secs(10), next).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+        if let Some(event) = text.split("\n\n").find(|e| e.contains(needle)) {
+            return event.to_owned();
+        }
+    }
+    panic!("no event containing {needle} in {text}");
+}
+
+#[actix_rt::test]
+async fn ui_project_stream_updates_the_sidebar_and_runs() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    let post = |uri: &str, body: Json| TestRequest::post().uri(uri).set_json(body);
+    api!(&app, post("/api/projects", json!({"name": "acme"})));
+    let envs = "/api/projects/acme/environments";
+    api!(&app, post(envs, json!({"name": "production"})));
+    let project = h.state.coflux.existing_project("acme").await.unwrap();
+    let _worker = project
+        .serve("production", Repository::new().with(hello))
+        .await
+        .unwrap();
+
+    let page = check_page(&fetch!(&app, "/projects/acme"), StatusCode::OK);
+    let root = page
+        .select(&sel("[data-testid=project-page]"))
+        .next()
+        .unwrap();
+    let events = root.value().attr("data-events").unwrap().to_owned();
+    assert_eq!(events, "/projects/acme/events");
+    let resp = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri(&format!("{events}?version=old"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().contains_key("content-security-policy"));
+    let mut body = resp.into_body();
+    let first = event_containing(&mut body, "event: fragment").await;
+    assert!(first.contains("id=\"project-sidebar\"") && first.contains("id=\"project-runs\""));
+    assert!(!first.contains("data-testid=\"run-row\""), "no runs yet");
+
+    // A run submitted now shows up in the open stream.
+    let run = api!(
+        &app,
+        post(
+            "/api/projects/acme/environments/production/runs",
+            json!({"module": "ui", "target": "hello", "arguments": ["x"]})
+        )
+    )["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let update = event_containing(&mut body, &format!(">{run}<")).await;
+    assert!(update.contains("data-testid=\"run-row\""), "{update}");
+
+    // Unknown projects and environments answer the 404 page, not a stream.
+    for uri in [
+        "/projects/ghost/events",
+        "/projects/acme/events?environment=ghost",
+    ] {
+        let page = check_page(&fetch!(&app, uri), StatusCode::NOT_FOUND);
+        assert_eq!(count(&page, "error-page"), 1, "{uri}");
+    }
+}

@@ -340,7 +340,11 @@ async fn ui_browser_reruns_a_step_in_a_child_environment() {
         }
         let env = "document.querySelector('[data-testid=step-environment]')?.textContent";
         until(&c, "attempt 2 in dev", &format!("{env} === 'dev'")).await?;
-        until(&c, "attempt 2 finished", &format!("{RUN_STATUS} === 'value' && document.querySelector('.run-page').dataset.live === 'false'")).await
+        until(&c, "attempt 2 finished", &format!("{RUN_STATUS} === 'value' && document.querySelector('.run-page').dataset.live === 'false'")).await?;
+        // Compare with production: the same code gives the same value.
+        c.find(Locator::Css("[data-testid=compare-with]")).await?.click().await?;
+        until(&c, "the comparison", "document.querySelector('[data-testid=compare-summary]')?.dataset.differences === '0'").await?;
+        until(&c, "the panel's comparison", "!!document.querySelector('[data-testid=compare] [data-testid=compare-same]')").await
     })
     .await;
 }

@@ -1,10 +1,13 @@
 //! The run page's Assets and Metrics tabs through `create_app`: a run returning a persisted
 //! asset lists its files with download links that answer the bytes; metrics show as SVG
-//! polylines and progress bars; hostile names come back escaped.
+//! polylines and progress bars; hostile names come back escaped. Compare: a step re-run in a
+//! child environment with changed code is marked and diffed against the parent's execution.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use coflux_core::sdk::{Asset, Failure, Repository, workflow};
+use coflux_core::sdk::{Asset, Failure, Repository, task, workflow};
 use coflux_server::create_app;
 use coflux_server::logs::metrics::MetricRecord;
 use serde_json::{Value as Json, json};
@@ -26,6 +29,131 @@ async fn report() -> Result<Asset, Failure> {
         .persist()
         .await
         .map_err(|e| Failure::new("asset", e.to_string()))
+}
+
+/// The "code version" of [`score`]: the test changes it between the run and the re-run.
+static VERSION: AtomicU32 = AtomicU32::new(1);
+
+/// Scores `n` with the current code version.
+#[task(module = "tabs")]
+async fn score(n: u32) -> Result<Json, Failure> {
+    let v = VERSION.load(Ordering::SeqCst);
+    Ok(json!({"score": n * v, "version": v, "label": XSS_IMG, "same": [1, 2]}))
+}
+
+/// Calls [`score`].
+#[workflow(module = "tabs")]
+async fn pipeline() -> Result<Json, Failure> {
+    Ok(score.call(3).await?)
+}
+
+#[actix_rt::test]
+async fn ui_compare_marks_and_diffs_a_step_rerun_in_a_child_environment() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    let post = |uri: &str, body: Json| TestRequest::post().uri(uri).set_json(body);
+    api!(&app, post("/api/projects", json!({"name": "acme"})));
+    let envs = "/api/projects/acme/environments";
+    api!(&app, post(envs, json!({"name": "production"})));
+    api!(
+        &app,
+        post(envs, json!({"name": "dev", "parent": "production"}))
+    );
+    let project = h.state.coflux.existing_project("acme").await.unwrap();
+    let repo = || Repository::new().with(pipeline).with(score);
+    let _prod = project.serve("production", repo()).await.unwrap();
+    let _dev = project.serve("dev", repo()).await.unwrap();
+    let run = project.submit("production", &pipeline, ()).await.unwrap();
+    run.raw_result().await.unwrap();
+    let base = format!("/projects/acme/runs/{}", run.run);
+    let score_step = format!("{}:2", run.run);
+
+    // No difference before the re-run; production is offered from dev.
+    let page = check_page(
+        &fetch!(&app, format!("{base}?environment=dev&compare=production")),
+        StatusCode::OK,
+    );
+    let summary = page
+        .select(&sel("[data-testid=compare-summary]"))
+        .next()
+        .unwrap();
+    assert_eq!(summary.value().attr("data-differences"), Some("0"));
+    let plain = check_page(
+        &fetch!(&app, format!("{base}?environment=dev")),
+        StatusCode::OK,
+    );
+    assert!(text_of(&plain, "compare-chooser").contains("production"));
+    assert_eq!(count(&plain, "compare-summary"), 0);
+
+    // "Changed code" re-run in dev.
+    VERSION.store(2, Ordering::SeqCst);
+    let rerun = project
+        .rerun_step(score_step.parse().unwrap(), Some("dev"))
+        .await
+        .unwrap();
+    project.execution_result(rerun).await.unwrap();
+
+    let url = format!("{base}?environment=dev&compare=production&step={score_step}");
+    let compare_page = fetch!(&app, url);
+    snapshot("compare", &compare_page);
+    let page = check_page(&compare_page, StatusCode::OK);
+    let summary = page
+        .select(&sel("[data-testid=compare-summary]"))
+        .next()
+        .unwrap();
+    assert_eq!(summary.value().attr("data-differences"), Some("1"));
+    let marked: Vec<(String, Option<String>)> = page
+        .select(&sel("[data-testid=graph-node]"))
+        .map(|n| {
+            let a = n.value();
+            (
+                a.attr("data-step").unwrap().to_owned(),
+                a.attr("data-differs").map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            (format!("{}:1", run.run), None),
+            (score_step.clone(), Some("different value".to_owned())),
+        ]
+    );
+    let changes: Vec<String> = page
+        .select(&sel("[data-testid=diff-change]"))
+        .map(|li| li.text().collect())
+        .collect();
+    assert_eq!(
+        changes,
+        ["$.score 3 → 6", "$.version 1 → 2"],
+        "only what changed"
+    );
+    let table = text_of(&page, "compare");
+    assert!(
+        table.contains(&format!("{score_step}:1 in production")),
+        "{table}"
+    );
+    assert!(table.contains(&format!("{score_step}:2 in dev")), "{table}");
+
+    // The parent's view is unchanged, and the step panel there compares with dev.
+    let from_prod = check_page(
+        &fetch!(&app, format!("{base}?compare=dev&step={score_step}")),
+        StatusCode::OK,
+    );
+    assert!(text_of(&from_prod, "compare").contains(&format!("{score_step}:2 in dev")));
+    assert!(text_of(&from_prod, "result-value").contains("\"score\": 3"));
+
+    // An unknown environment is a 404 page; the live stream keeps the comparison.
+    let ghost = check_page(
+        &fetch!(&app, format!("{base}?compare=ghost")),
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(count(&ghost, "error-page"), 1);
+    let events = fetch!(
+        &app,
+        format!("{base}/events?environment=dev&compare=production&version=old")
+    );
+    assert!(events.body.contains("data-testid=\"compare-summary\""));
 }
 
 #[actix_rt::test]

@@ -85,6 +85,7 @@ async fn run(serve: bool) -> anyhow::Result<()> {
         modules: Vec::new(),
         directory: std::env::current_dir()?,
         drain_timeout: Duration::from_secs(10),
+        executor: Default::default(),
     };
     let definitions = coflux_agent::cmd::load(&agent_config, &adapter).await?;
     println!(

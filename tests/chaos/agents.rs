@@ -10,7 +10,10 @@ use crate::{Rng, await_values, checker, setting, start_server_with, submit};
 const P: &str = "acme";
 
 /// A server on a fresh data directory with `extra` flags, and the helpers' view of it.
-async fn fresh_server(dir: &std::path::Path, extra: &[&str]) -> (Proc, Server, std::path::PathBuf) {
+pub(crate) async fn fresh_server(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Proc, Server, std::path::PathBuf) {
     let data = dir.join("data");
     let port = free_port();
     let log = dir.join("server.log");
@@ -25,7 +28,7 @@ async fn fresh_server(dir: &std::path::Path, extra: &[&str]) -> (Proc, Server, s
     (proc, server, log)
 }
 
-fn semantics_agent(server: &Server, effects_env: &str) -> Proc {
+pub(crate) fn semantics_agent(server: &Server, effects_env: &str) -> Proc {
     example_module_agent(
         server,
         P,

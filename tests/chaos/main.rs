@@ -11,9 +11,11 @@
 //!
 //! More scenarios, each its own test in this binary, ending with the same checker:
 //! agents killed mid-execution ([`agents`]), a network partition shorter than the reconnect
-//! timeout ([`agents`]) and a corrupt project database isolated from the others ([`corrupt`]).
+//! timeout ([`agents`]), a zombie agent paused past its session and a reconnect storm of 50
+//! agents ([`fleet`]), and a corrupt project database isolated from the others ([`corrupt`]).
 //! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
-//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_CORRUPT_AT` (where
+//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_ZOMBIE_RUNS` (8),
+//! `COFLUX_CHAOS_STORM_AGENTS` (50), `COFLUX_CHAOS_STORM_RUNS` (40), `COFLUX_CHAOS_CORRUPT_AT` (where
 //! the garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
 //! `chaos <scenario>: faults injected N, runs checked M, violations V`.
 //!
@@ -27,6 +29,7 @@
 mod agents;
 mod checker;
 mod corrupt;
+mod fleet;
 
 use std::collections::HashMap;
 use std::path::Path;

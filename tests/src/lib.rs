@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+pub mod tls;
+
 /// Where the workspace's binaries are (built once per test process). `COFLUX_BIN_DIR` names a
 /// directory of already built binaries instead (e.g. copies, to compare two builds).
 pub fn bin(name: &str) -> PathBuf {
@@ -76,7 +78,7 @@ pub fn python() -> PathBuf {
 }
 
 /// The log filter of spawned processes: `COFLUX_TEST_LOG`, or warnings only.
-fn log_level() -> String {
+pub fn log_level() -> String {
     std::env::var("COFLUX_TEST_LOG").unwrap_or_else(|_| "warn".into())
 }
 

@@ -1,5 +1,7 @@
 //! `coflux-agent`: hosts a repository of workflows and tasks for one project and environment.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use coflux_agent::cmd::AgentArgs;
 
@@ -11,6 +13,8 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal (log files and CI output stay plain), never with NO_COLOR.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     match coflux_agent::cmd::run(AgentArgs::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

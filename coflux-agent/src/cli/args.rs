@@ -109,6 +109,34 @@ pub enum Command {
     },
 }
 
+/// `coflux runs list` filters and paging.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunsListArgs {
+    /// Only runs with this status: `queued`, `running`, `value`, `error`, `cancelled`,
+    /// `abandoned`, `crashed`, `timeout`, …
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only runs of this workflow (`MODULE/TARGET`).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only runs submitted since: a duration ago (`90s`, `15m`, `2h`, `7d`), an RFC 3339
+    /// time or Unix milliseconds.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only runs submitted before: same forms as `--since`.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// How many runs per page (at most 1000).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Start after a page: the cursor printed below the previous page.
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Follow the cursor to the last page and list every matching run.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// `coflux tokens …` (needs a project).
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
@@ -264,21 +292,24 @@ pub struct SubmitArgs {
 /// `coflux runs …` (needs a project).
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List runs, newest first.
-    List {
-        /// How many runs to show.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
+    /// List runs, newest first (of the environment given with `--environment`, else all).
+    List(RunsListArgs),
     /// Show a run as a tree of steps with their attempts, states, timings and results.
     Inspect {
         /// The run id (e.g. `R1`).
         run: String,
+        /// Draw every step of long fan-outs (by default, 10 or more calls of one target
+        /// from one parent are one line with their counts).
+        #[arg(long)]
+        all: bool,
     },
     /// Redraw a run's tree until the run finishes.
     Watch {
         /// The run id.
         run: String,
+        /// Draw every step of long fan-outs.
+        #[arg(long)]
+        all: bool,
         /// Milliseconds between refreshes.
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use awc::error::{ConnectError, SendRequestError};
+use coflux_core::protocol::http::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
@@ -176,21 +177,19 @@ impl Client {
     }
 }
 
-/// Decodes `{"error":{"code","message"}}`, falling back on the status.
+/// Decodes an [`ErrorBody`], falling back on the status.
 fn api_error(status: u16, body: &[u8]) -> CliError {
-    let parsed: Option<Json> = serde_json::from_slice(body).ok();
-    let field = |name: &str| {
-        parsed
-            .as_ref()
-            .and_then(|j| j.get("error"))
-            .and_then(|e| e.get(name))
-            .and_then(Json::as_str)
-            .map(str::to_owned)
-    };
-    CliError::Api {
-        status,
-        code: field("code").unwrap_or_else(|| format!("http_{status}")),
-        message: field("message").unwrap_or_else(|| format!("the server answered HTTP {status}")),
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => CliError::Api {
+            status,
+            code: error.code,
+            message: error.message,
+        },
+        Err(_) => CliError::Api {
+            status,
+            code: format!("http_{status}"),
+            message: format!("the server answered HTTP {status}"),
+        },
     }
 }
 

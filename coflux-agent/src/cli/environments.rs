@@ -1,12 +1,10 @@
 //! `coflux environments create NAME [--parent NAME] | list | pause NAME | resume NAME |
 //! archive NAME`.
 
-use serde_json::json;
-
 use super::args::EnvironmentsCommand;
 use super::client::{segment, typed};
-use super::types::{EnvironmentItem, EnvironmentList};
 use super::{CliError, Context, Exit, output};
+use coflux_core::protocol::http::{CreateEnvironment, Empty, EnvironmentItem, EnvironmentList};
 
 /// Runs an `environments` command.
 pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, CliError> {
@@ -39,7 +37,7 @@ pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, Cl
         }
         EnvironmentsCommand::Create { name, parent } => (
             ctx.client
-                .post(&base, &json!({ "name": name, "parent": parent }))
+                .post(&base, &CreateEnvironment { name, parent })
                 .await?,
             "created",
         ),
@@ -73,6 +71,6 @@ async fn action(
     action: &str,
 ) -> Result<serde_json::Value, CliError> {
     ctx.client
-        .post(&format!("{base}/{}/{action}", segment(name)), &json!({}))
+        .post(&format!("{base}/{}/{action}", segment(name)), &Empty {})
         .await
 }

@@ -1,9 +1,9 @@
 //! `coflux limits list | set MODULE/TARGET MAX | clear MODULE/TARGET`.
 
-use serde_json::{Value as Json, json};
+use coflux_core::protocol::http::{LimitList, SetLimit};
 
 use super::args::LimitsCommand;
-use super::client::segment;
+use super::client::{segment, typed};
 use super::submit::split_target;
 use super::{CliError, Context, Exit, output};
 
@@ -20,12 +20,14 @@ pub async fn run(ctx: &Context, command: LimitsCommand) -> Result<Exit, CliError
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                let rows: Vec<Vec<String>> = answer["limits"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|l| vec![text(&l["module"]), text(&l["target"]), l["max"].to_string()])
+                let list: LimitList = typed(&answer)?;
+                let rows: Vec<Vec<String>> = list
+                    .limits
+                    .into_iter()
+                    .map(|l| {
+                        let max = l.max.map_or_else(|| "null".into(), |m| m.to_string());
+                        vec![l.module, l.target, max]
+                    })
                     .collect();
                 ctx.print(&output::table(&["MODULE", "TARGET", "MAX"], &rows))?;
             }
@@ -36,7 +38,7 @@ pub async fn run(ctx: &Context, command: LimitsCommand) -> Result<Exit, CliError
     };
     let (module, name) = split_target(&target)?;
     let path = format!("{base}/{}/{}", segment(module), segment(name));
-    let answer = ctx.client.put(&path, &json!({ "max": max })).await?;
+    let answer = ctx.client.put(&path, &SetLimit { max }).await?;
     if ctx.json() {
         ctx.print_json(&answer)?;
     } else {
@@ -47,8 +49,4 @@ pub async fn run(ctx: &Context, command: LimitsCommand) -> Result<Exit, CliError
         })?;
     }
     Ok(Exit::Success)
-}
-
-fn text(value: &Json) -> String {
-    value.as_str().unwrap_or_default().to_string()
 }

@@ -14,8 +14,8 @@ use serde_json::{Value as Json, json};
 
 use super::args::LogsArgs;
 use super::client::{segment, typed};
-use super::types::{LogEntry, LogPage};
 use super::{CliError, Context, Exit, output, runs};
+use coflux_core::protocol::http::{LogEntry, LogPage};
 
 /// How often `--follow` checks whether the run has finished.
 pub const FINISH_CHECK: Duration = Duration::from_secs(2);
@@ -71,9 +71,10 @@ async fn fetch_all(
             .and_then(Json::as_array)
             .cloned()
             .unwrap_or_default();
-        let advanced = page.cursor.is_some() && page.cursor != cursor;
-        if page.cursor.is_some() {
-            cursor = page.cursor;
+        let next = page.cursor.map(Json::from);
+        let advanced = next.is_some() && next != cursor;
+        if next.is_some() {
+            cursor = next;
         }
         if logs.is_empty() || !advanced {
             entries.extend(logs);

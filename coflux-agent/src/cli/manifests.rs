@@ -1,10 +1,11 @@
 //! `coflux manifests register FILE.json | inspect | archive MODULE`.
 
 use coflux_core::model::TargetDefinition;
-use serde_json::{Value as Json, json};
+use coflux_core::protocol::http::{Empty, Manifests, Registered};
+use serde_json::Value as Json;
 
 use super::args::ManifestsCommand;
-use super::client::segment;
+use super::client::{segment, typed};
 use super::{CliError, Context, Exit, output};
 
 /// Runs a `manifests` command.
@@ -23,16 +24,11 @@ pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliEr
             })?;
             let targets =
                 parse_targets(&text).map_err(|e| CliError::Usage(format!("{shown}: {e}")))?;
-            let answer = ctx
-                .client
-                .put(&path, &json!({ "targets": targets }))
-                .await?;
+            let answer = ctx.client.put(&path, &Manifests { targets }).await?;
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                let n = answer["registered"]
-                    .as_u64()
-                    .unwrap_or(targets.len() as u64);
+                let n = typed::<Registered>(&answer)?.registered;
                 ctx.print(&format!(
                     "registered {n} target{} in '{}'",
                     if n == 1 { "" } else { "s" },
@@ -50,7 +46,7 @@ pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliEr
                         segment(ctx.environment()?),
                         segment(&module)
                     ),
-                    &json!({}),
+                    &Empty {},
                 )
                 .await?;
             if ctx.json() {
@@ -67,10 +63,9 @@ pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliEr
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                let targets: Vec<TargetDefinition> =
-                    serde_json::from_value(answer.get("targets").cloned().unwrap_or(Json::Null))
-                        .map_err(|e| CliError::Protocol(e.to_string()))?;
-                let rows: Vec<Vec<String>> = targets
+                let manifests: Manifests = typed(&answer)?;
+                let rows: Vec<Vec<String>> = manifests
+                    .targets
                     .iter()
                     .map(|t| {
                         let params: Vec<&str> =

@@ -2,9 +2,10 @@
 //!
 //! - [`args`]: the command line (clap);
 //! - [`client`]: the HTTP client;
-//! - [`types`] and [`output`]: the server's answers and their text rendering;
+//! - [`output`]: text rendering of the server's answers (their types are
+//!   [`coflux_core::protocol::http`]);
 //! - one module per command group: [`projects`], [`environments`], [`manifests`], [`submit`],
-//!   [`runs`], [`logs`], [`assets`].
+//!   [`runs`], [`runs_list`], [`logs`], [`assets`].
 //!
 //! [`run`] executes a parsed command line; the binary prints its error as
 //! `error: <message>` and exits with [`Exit::code`].
@@ -14,16 +15,17 @@ pub mod assets;
 pub mod client;
 pub mod environments;
 pub mod error;
+pub mod fanout;
 pub mod limits;
 pub mod logs;
 pub mod manifests;
 pub mod output;
 pub mod projects;
 pub mod runs;
+pub mod runs_list;
 pub mod schedules;
 pub mod submit;
 pub mod tokens;
-pub mod types;
 
 use std::io::Write;
 

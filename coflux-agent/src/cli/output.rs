@@ -6,7 +6,27 @@ use std::fmt::Write as _;
 use coflux_core::sdk::decode_json;
 use serde_json::Value as Json;
 
-use super::types::{ErrorDetail, Execution, LogEntry, Run, Step};
+use coflux_core::protocol::http::values::RaisedError;
+use coflux_core::protocol::http::{Execution, LogEntry, Run, Step};
+
+use super::fanout;
+
+/// The latest point of an execution's progress metric (`cf.progress`, `sdk::progress`), as
+/// the CLI adds it to a run's view.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProgressView {
+    /// The metric's key.
+    pub key: String,
+    /// The latest value.
+    pub value: f64,
+    /// The total, if the metric has one.
+    pub upper: Option<f64>,
+    /// As shown: `3/10` or `42%`.
+    pub text: String,
+}
+
+/// Progress by execution id.
+pub type Progress = HashMap<String, ProgressView>;
 
 /// Pretty JSON text.
 pub fn json_text(value: &Json) -> String {
@@ -113,7 +133,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// An error with its type, message and stack.
-pub fn error_text(error: &ErrorDetail) -> String {
+pub fn error_text(error: &RaisedError) -> String {
     let mut out = format!("{}: {}", error.error_type, error.message);
     for frame in &error.frames {
         let _ = write!(
@@ -125,11 +145,10 @@ pub fn error_text(error: &ErrorDetail) -> String {
     out
 }
 
-fn outcome(execution: &Execution, now: i64) -> String {
+fn outcome(execution: &Execution, progress: &Progress, now: i64) -> String {
     let Some(result) = &execution.result else {
-        let progress = execution
-            .progress
-            .as_ref()
+        let progress = progress
+            .get(&execution.execution_id)
             .map(|p| format!("  {}", p.text))
             .unwrap_or_default();
         return match execution.state.as_str() {
@@ -141,34 +160,28 @@ fn outcome(execution: &Execution, now: i64) -> String {
             other => other.to_owned(),
         };
     };
-    let kind = result.get("type").and_then(Json::as_str).unwrap_or("?");
+    let kind = result.kind.as_str();
     let retry = result
-        .get("retry")
-        .and_then(Json::as_str)
+        .retry
+        .as_ref()
         .map(|r| format!(" → retry {r}"))
         .unwrap_or_default();
     let text = match kind {
         "value" => format!(
             "✓ {}",
-            compact(result.get("value").unwrap_or(&Json::Null), 60)
+            compact(result.value.as_ref().unwrap_or(&Json::Null), 60)
         ),
         "error" => {
-            let error = result.get("error");
-            let field = |name| {
-                error
-                    .and_then(|e| e.get(name))
-                    .and_then(Json::as_str)
-                    .unwrap_or("")
-            };
-            format!("✗ {}: {}{retry}", field("type"), field("message"))
+            let (error_type, message) = result
+                .error
+                .as_ref()
+                .map_or(("", ""), |e| (e.error_type.as_str(), e.message.as_str()));
+            format!("✗ {error_type}: {message}{retry}")
         }
         "abandoned" | "crashed" | "timeout" => format!("✗ {kind}{retry}"),
         "cancelled" => "⊘ cancelled".into(),
         other => {
-            let successor = result
-                .get("successor")
-                .and_then(Json::as_str)
-                .unwrap_or("?");
+            let successor = result.successor.as_deref().unwrap_or("?");
             format!("↪ {other} → {successor}")
         }
     };
@@ -197,15 +210,18 @@ fn call_text(step: &Step) -> String {
 /// The steps of a run under each step id (their parent execution's step), in run order.
 type Children<'a> = HashMap<&'a str, Vec<&'a Step>>;
 
-fn render_step(
-    out: &mut String,
-    run: &Run,
-    tree: &Children<'_>,
-    step: &Step,
-    prefix: &str,
-    last: bool,
+/// What every step of a tree is drawn with.
+struct Drawing<'a> {
+    run: &'a Run,
+    tree: Children<'a>,
+    progress: &'a Progress,
     now: i64,
-) {
+    /// Draw every step of long fan-outs too (`--all`).
+    all: bool,
+}
+
+fn render_step(out: &mut String, d: &Drawing<'_>, step: &Step, prefix: &str, last: bool) {
+    let (run, now) = (d.run, d.now);
     let branch = if last { "└─ " } else { "├─ " };
     let cont = format!("{prefix}{}", if last { "   " } else { "│  " });
     let env_tag = |e: &Execution| {
@@ -222,7 +238,7 @@ fn render_step(
                 "{prefix}{branch}{} {}  {}{}",
                 step.step_id,
                 call_text(step),
-                outcome(only, now),
+                outcome(only, d.progress, now),
                 env_tag(only)
             );
         }
@@ -233,7 +249,7 @@ fn render_step(
                     out,
                     "{cont}  #{} {}{}",
                     e.attempt,
-                    outcome(e, now),
+                    outcome(e, d.progress, now),
                     env_tag(e)
                 );
             }
@@ -256,16 +272,31 @@ fn render_step(
             stream.stream_id, stream.items
         );
     }
-    let children = tree
+    let children = d
+        .tree
         .get(step.step_id.as_str())
         .map_or(&[][..], Vec::as_slice);
-    for (i, child) in children.iter().enumerate() {
-        render_step(out, run, tree, child, &cont, i + 1 == children.len(), now);
+    render_children(out, d, children, &cont);
+}
+
+/// Draws `children` under `prefix`, long fan-outs as one line each (see [`fanout`]).
+fn render_children(out: &mut String, d: &Drawing<'_>, children: &[&Step], prefix: &str) {
+    let entries = fanout::entries(children, d.all);
+    for (i, entry) in entries.iter().enumerate() {
+        let last = i + 1 == entries.len();
+        match entry {
+            fanout::Entry::Step(step) => render_step(out, d, step, prefix, last),
+            fanout::Entry::Group(steps) => {
+                let branch = if last { "└─ " } else { "├─ " };
+                let _ = writeln!(out, "{prefix}{branch}{}", fanout::group_line(steps));
+            }
+        }
     }
 }
 
-/// A run as a tree of steps, each with its attempts, states, timings and results.
-pub fn run_tree(run: &Run, now: i64) -> String {
+/// A run as a tree of steps, each with its attempts, states, timings, results and (running
+/// ones) progress; long fan-outs collapse into one line each unless `all`.
+pub fn run_tree(run: &Run, progress: &Progress, now: i64, all: bool) -> String {
     let mut out = String::new();
     let workflow = run
         .steps
@@ -295,9 +326,14 @@ pub fn run_tree(run: &Run, now: i64) -> String {
     if let Some(parent) = &run.parent {
         let _ = writeln!(out, "started by {parent}");
     }
-    for (i, step) in roots.iter().enumerate() {
-        render_step(&mut out, run, &tree, step, "", i + 1 == roots.len(), now);
-    }
+    let drawing = Drawing {
+        run,
+        tree,
+        progress,
+        now,
+        all,
+    };
+    render_children(&mut out, &drawing, &roots, "");
     for spawned in &run.spawned {
         let _ = writeln!(
             out,
@@ -359,20 +395,15 @@ pub fn fill_template(template: &str, values: &Json) -> String {
 
 /// A level's name (numbers follow Coflux: 0 debug, 1 stdout, 2 info, 3 stderr, 4 warning,
 /// 5 error).
-pub fn level_name(level: &Json) -> String {
+pub fn level_name(level: u8) -> &'static str {
     match level {
-        Json::Number(n) => match n.as_u64() {
-            Some(0) => "debug",
-            Some(1) => "stdout",
-            Some(2) => "info",
-            Some(3) => "stderr",
-            Some(4) => "warning",
-            Some(5) => "error",
-            _ => "?",
-        }
-        .to_owned(),
-        Json::String(s) => s.to_lowercase(),
-        _ => "?".to_owned(),
+        0 => "debug",
+        1 => "stdout",
+        2 => "info",
+        3 => "stderr",
+        4 => "warning",
+        5 => "error",
+        _ => "?",
     }
 }
 
@@ -380,10 +411,13 @@ pub fn level_name(level: &Json) -> String {
 pub fn log_line(entry: &LogEntry) -> String {
     format!(
         "{} {:<7} {}  {}",
-        clock(entry.timestamp),
-        level_name(&entry.level),
+        clock(i64::try_from(entry.timestamp).unwrap_or(i64::MAX)),
+        level_name(entry.level),
         entry.execution_id,
-        fill_template(&entry.template, &entry.values)
+        fill_template(
+            entry.template.as_deref().unwrap_or(""),
+            &Json::Object(entry.values.clone())
+        )
     )
 }
 
@@ -453,7 +487,7 @@ mod tests {
             ]
         }))
         .unwrap();
-        let text = run_tree(&run, 1000);
+        let text = run_tree(&run, &Progress::new(), 1000, false);
         assert_eq!(
             text,
             "run R1 in prod: m/main (submitted 1970-01-01 00:00:00 UTC)\n\
@@ -472,14 +506,72 @@ mod tests {
                 "parent": null, "arguments": [], "cached": false,
                 "executions": [{"execution_id": "R1:1:1", "attempt": 1, "environment": "prod",
                   "state": "assigned", "created_at": 0, "assigned_at": 0, "finished_at": null,
-                  "duration_ms": null, "result": null,
-                  "progress": {"key": "progress", "value": 3.0, "upper": 10.0, "text": "3/10"}}]}]
+                  "duration_ms": null, "result": null}]}]
         }))
         .unwrap();
-        let text = run_tree(&run, 1000);
+        let progress = Progress::from([(
+            "R1:1:1".to_owned(),
+            ProgressView {
+                key: "progress".into(),
+                value: 3.0,
+                upper: Some(10.0),
+                text: "3/10".into(),
+            },
+        )]);
+        let text = run_tree(&run, &progress, 1000, false);
         assert!(
             text.contains("R1:1 m/main()  ◐ running 1.0 s  3/10"),
             "{text}"
         );
+    }
+    #[test]
+    fn long_fan_outs_collapse_into_one_line_unless_all() {
+        let execution = |step: u32, kind: &str| {
+            let result = match kind {
+                "value" => json!({"type": "value", "value": step}),
+                "queued" => Json::Null,
+                _ => json!({"type": "error", "error": {"type": "E", "message": "x", "frames": []}}),
+            };
+            let state = if kind == "queued" { "queued" } else { kind };
+            json!({"execution_id": format!("R1:{step}:1"), "attempt": 1, "environment": "prod",
+                   "state": state, "created_at": 0, "assigned_at": null, "finished_at": null,
+                   "duration_ms": null, "result": result})
+        };
+        let mut steps = vec![json!({"step_id": "R1:1", "module": "m", "target": "main",
+            "kind": "workflow", "parent": null, "arguments": [], "cached": false,
+            "executions": [execution(1, "queued")]})];
+        for i in 2..=13 {
+            let kind = match i {
+                3 => "error",
+                13 => "queued",
+                _ => "value",
+            };
+            steps.push(
+                json!({"step_id": format!("R1:{i}"), "module": "m", "target": "square",
+                "kind": "task", "parent": "R1:1:1", "arguments": [i], "cached": false,
+                "executions": [execution(i, kind)]}),
+            );
+        }
+        steps.push(
+            json!({"step_id": "R1:14", "module": "m", "target": "total", "kind": "task",
+            "parent": "R1:1:1", "arguments": [], "cached": false,
+            "executions": [execution(14, "value")]}),
+        );
+        let run: Run = serde_json::from_value(json!({
+            "run_id": "R1", "environment": "prod", "created_at": 0, "steps": steps
+        }))
+        .unwrap();
+        let text = run_tree(&run, &Progress::new(), 1000, false);
+        let lines: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(
+            lines,
+            [
+                "   ├─ R1:2..R1:13 m/square ×12: 10 ✓, 1 ✗, 1 ○",
+                "   └─ R1:14 m/total()  ✓ 14",
+            ]
+        );
+        let all = run_tree(&run, &Progress::new(), 1000, true);
+        assert_eq!(all.lines().count(), 2 + 13, "{all}");
+        assert!(all.contains("R1:3 m/square(3)  ✗ E: x"));
     }
 }

@@ -1,11 +1,9 @@
 //! `coflux projects create NAME | list`.
 
-use serde_json::json;
-
 use super::args::ProjectsCommand;
 use super::client::typed;
-use super::types::ProjectList;
 use super::{CliError, Context, Exit, output};
+use coflux_core::protocol::http::{CreateProject, ProjectItem, ProjectList};
 
 /// Runs a `projects` command.
 pub async fn run(ctx: &Context, command: ProjectsCommand) -> Result<Exit, CliError> {
@@ -13,13 +11,13 @@ pub async fn run(ctx: &Context, command: ProjectsCommand) -> Result<Exit, CliErr
         ProjectsCommand::Create { name } => {
             let created = ctx
                 .client
-                .post("/api/projects", &json!({ "name": name }))
+                .post("/api/projects", &CreateProject { name })
                 .await?;
             if ctx.json() {
                 ctx.print_json(&created)?;
             } else {
-                let name = created["name"].as_str().unwrap_or(&name);
-                ctx.print(&format!("project '{name}' created"))?;
+                let created: ProjectItem = typed(&created)?;
+                ctx.print(&format!("project '{}' created", created.name))?;
             }
         }
         ProjectsCommand::List => {

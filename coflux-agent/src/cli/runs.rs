@@ -14,7 +14,11 @@ use serde_json::{Value as Json, json};
 
 use super::args::RunsCommand;
 use super::client::{segment, typed};
-use super::types::{ProgressView, Rerun, Run, RunList, RunMetrics, RunResult};
+use coflux_core::protocol::http::{
+    Empty, ExecutionMetrics, Rerun, RerunStep, Run, RunMetrics, RunResult,
+};
+
+use super::output::{Progress, ProgressView};
 use super::{CliError, Context, Exit, output};
 
 /// How long one long-poll for a result asks the server to wait.
@@ -23,21 +27,26 @@ const LONG_POLL_SECS: u64 = 25;
 /// Runs a `runs` command.
 pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> {
     match command {
-        RunsCommand::List { limit } => list(ctx, limit).await,
-        RunsCommand::Inspect { run } => {
+        RunsCommand::List(args) => super::runs_list::list(ctx, args).await,
+        RunsCommand::Inspect { run, all } => {
             let mut answer = ctx.client.get(&run_path(ctx, &run)?).await?;
-            add_progress(ctx, &run, &mut answer).await;
+            let progress = progress(ctx, &run).await;
             if ctx.json() {
+                add_progress(&mut answer, &progress);
                 ctx.print_json(&answer)?;
             } else {
                 let view: Run = typed(&answer)?;
-                ctx.print(&output::run_tree(&view, output::now_ms()))?;
+                ctx.print(&output::run_tree(&view, &progress, output::now_ms(), all))?;
             }
             Ok(Exit::Success)
         }
-        RunsCommand::Watch { run, interval_ms } => {
+        RunsCommand::Watch {
+            run,
+            interval_ms,
+            all,
+        } => {
             let interval = Duration::from_millis(interval_ms.max(50));
-            let result = watch(ctx, &run, interval).await?;
+            let result = watch(ctx, &run, interval, all).await?;
             Ok(exit_for(&result))
         }
         RunsCommand::Result { run, no_wait } => {
@@ -50,7 +59,9 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
         }
         RunsCommand::Rerun { step } => {
             let path = format!("{}/steps/{}/rerun", ctx.project_path()?, segment(&step));
-            let body = json!({ "environment": ctx.global.environment });
+            let body = RerunStep {
+                environment: ctx.global.environment.clone(),
+            };
             let answer = ctx.client.post(&path, &body).await?;
             if ctx.json() {
                 ctx.print_json(&answer)?;
@@ -69,7 +80,7 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
                 ctx.project_path()?,
                 segment(&execution)
             );
-            let answer = ctx.client.post(&path, &json!({})).await?;
+            let answer = ctx.client.post(&path, &Empty {}).await?;
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
@@ -78,33 +89,6 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
             Ok(Exit::Success)
         }
     }
-}
-
-async fn list(ctx: &Context, limit: usize) -> Result<Exit, CliError> {
-    let path = format!("{}/runs?limit={limit}", ctx.project_path()?);
-    let answer = ctx.client.get(&path).await?;
-    if ctx.json() {
-        ctx.print_json(&answer)?;
-    } else {
-        let list: RunList = typed(&answer)?;
-        let rows: Vec<Vec<String>> = list
-            .runs
-            .into_iter()
-            .map(|r| {
-                vec![
-                    r.run_id,
-                    format!("{}/{}", r.module, r.target),
-                    r.environment,
-                    output::datetime(r.created_at),
-                ]
-            })
-            .collect();
-        ctx.print(&output::table(
-            &["RUN", "WORKFLOW", "ENVIRONMENT", "CREATED (UTC)"],
-            &rows,
-        ))?;
-    }
-    Ok(Exit::Success)
 }
 
 /// `/api/projects/{p}/runs/{run}`, with `?environment=` when one is given.
@@ -116,25 +100,29 @@ fn run_path(ctx: &Context, run: &str) -> Result<String, CliError> {
     Ok(path)
 }
 
-/// Adds each execution's latest progress to a run's JSON (nothing if the metrics cannot be
-/// read, e.g. from an older server).
-async fn add_progress(ctx: &Context, run: &str, answer: &mut Json) {
+/// Each execution's latest progress (none if the metrics cannot be read, e.g. from an older
+/// server).
+async fn progress(ctx: &Context, run: &str) -> Progress {
     let Ok(project) = ctx.project_path() else {
-        return;
+        return Progress::new();
     };
     let path = format!("{project}/runs/{}/metrics", segment(run));
     let metrics: RunMetrics = match ctx.client.get(&path).await.map(|j| typed(&j)) {
         Ok(Ok(metrics)) => metrics,
         Ok(Err(e)) | Err(e) => {
             tracing::debug!(error = %e, "no metrics for the run");
-            return;
+            return Progress::new();
         }
     };
-    let progress: std::collections::HashMap<String, ProgressView> = metrics
+    metrics
         .executions
         .iter()
         .filter_map(|e| Some((e.execution_id.clone(), latest_progress(e)?)))
-        .collect();
+        .collect()
+}
+
+/// Adds each execution's progress to a run's JSON, as `"progress"`.
+fn add_progress(answer: &mut Json, progress: &Progress) {
     let steps = answer.get_mut("steps").and_then(Json::as_array_mut);
     for step in steps.into_iter().flatten() {
         let executions = step.get_mut("executions").and_then(Json::as_array_mut);
@@ -150,7 +138,7 @@ async fn add_progress(ctx: &Context, run: &str, answer: &mut Json) {
 }
 
 /// The latest point of an execution's progress metric (`progress` first, else the first).
-fn latest_progress(execution: &super::types::ExecutionMetrics) -> Option<ProgressView> {
+fn latest_progress(execution: &ExecutionMetrics) -> Option<ProgressView> {
     let is_progress = |d: &Option<Json>| {
         d.as_ref()
             .and_then(|d| d.get("progress"))
@@ -235,7 +223,12 @@ pub async fn wait_result(ctx: &Context, run: &str) -> Result<Json, CliError> {
 /// Redraws the run's tree every `interval` until the run finishes; returns its final result.
 /// On a terminal the screen is redrawn in place; otherwise the tree is printed again whenever
 /// it changes. With `-o json`, only the final run is printed.
-pub async fn watch(ctx: &Context, run: &str, interval: Duration) -> Result<Json, CliError> {
+pub async fn watch(
+    ctx: &Context,
+    run: &str,
+    interval: Duration,
+    all: bool,
+) -> Result<Json, CliError> {
     let tty = std::io::stdout().is_terminal() && !ctx.json();
     let path = run_path(ctx, run)?;
     let mut last: Option<Json> = None;
@@ -243,7 +236,8 @@ pub async fn watch(ctx: &Context, run: &str, interval: Duration) -> Result<Json,
         // The result first: once it is final, the view read next shows the finished run.
         let result = fetch_result(ctx, run, 0).await?;
         let mut answer = ctx.client.get(&path).await?;
-        add_progress(ctx, run, &mut answer).await;
+        let progress = progress(ctx, run).await;
+        add_progress(&mut answer, &progress);
         let done = !is_pending(&result);
         if ctx.json() {
             if done {
@@ -251,11 +245,11 @@ pub async fn watch(ctx: &Context, run: &str, interval: Duration) -> Result<Json,
             }
         } else if tty {
             let view: Run = typed(&answer)?;
-            let tree = output::run_tree(&view, output::now_ms());
+            let tree = output::run_tree(&view, &progress, output::now_ms(), all);
             ctx.print(&format!("\x1b[H\x1b[2J{tree}"))?;
         } else if last.as_ref() != Some(&answer) {
             let view: Run = typed(&answer)?;
-            ctx.print(&output::run_tree(&view, output::now_ms()))?;
+            ctx.print(&output::run_tree(&view, &progress, output::now_ms(), all))?;
         }
         last = Some(answer);
         if done {

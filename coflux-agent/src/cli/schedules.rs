@@ -1,9 +1,9 @@
 //! `coflux schedules create MODULE/TARGET CRON [ARGS...] | list | delete ID`.
 
-use serde_json::{Value as Json, json};
+use coflux_core::protocol::http::{CreateSchedule, ScheduleItem, ScheduleList};
 
 use super::args::SchedulesCommand;
-use super::client::segment;
+use super::client::{segment, typed};
 use super::submit::{parse_arguments, split_target};
 use super::{CliError, Context, Exit, output};
 
@@ -22,17 +22,22 @@ pub async fn run(ctx: &Context, command: SchedulesCommand) -> Result<Exit, CliEr
                 ctx.project_path()?,
                 segment(ctx.environment()?)
             );
-            let body =
-                json!({"module": module, "target": name, "cron": cron, "arguments": arguments});
+            let body = CreateSchedule {
+                module: module.to_owned(),
+                target: name.to_owned(),
+                cron: cron.clone(),
+                arguments,
+            };
             let answer = ctx.client.post(&path, &body).await?;
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
+                let schedule: ScheduleItem = typed(&answer)?;
                 ctx.print(&format!(
                     "schedule {} starts {target} at '{cron}' (next {} UTC)",
-                    answer["id"],
-                    answer["next_at"]
-                        .as_i64()
+                    schedule.id,
+                    schedule
+                        .next_at
                         .map_or_else(|| "never".to_string(), output::datetime)
                 ))?;
             }
@@ -45,13 +50,8 @@ pub async fn run(ctx: &Context, command: SchedulesCommand) -> Result<Exit, CliEr
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                let rows: Vec<Vec<String>> = answer["schedules"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(row)
-                    .collect();
+                let list: ScheduleList = typed(&answer)?;
+                let rows: Vec<Vec<String>> = list.schedules.iter().map(row).collect();
                 ctx.print(&output::table(
                     &[
                         "ID",
@@ -80,16 +80,13 @@ pub async fn run(ctx: &Context, command: SchedulesCommand) -> Result<Exit, CliEr
     Ok(Exit::Success)
 }
 
-fn row(s: &Json) -> Vec<String> {
-    let text = |v: &Json| v.as_str().unwrap_or_default().to_string();
+fn row(s: &ScheduleItem) -> Vec<String> {
     vec![
-        s["id"].to_string(),
-        text(&s["environment"]),
-        format!("{}/{}", text(&s["module"]), text(&s["target"])),
-        text(&s["cron"]),
-        s["next_at"]
-            .as_i64()
-            .map_or_else(|| "-".to_string(), output::datetime),
-        s["missed"].to_string(),
+        s.id.to_string(),
+        s.environment.clone(),
+        format!("{}/{}", s.module, s.target),
+        s.cron.clone(),
+        s.next_at.map_or_else(|| "-".to_string(), output::datetime),
+        s.missed.to_string(),
     ]
 }

@@ -3,12 +3,12 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 use super::args::SubmitArgs;
 use super::client::{segment, typed};
-use super::types::Submitted;
 use super::{CliError, Context, Exit, runs};
+use coflux_core::protocol::http::{SubmitRun, Submitted};
 
 /// Splits `module/target` at its last `/`.
 pub fn split_target(text: &str) -> Result<(&str, &str), CliError> {
@@ -46,13 +46,13 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> Result<Exit, CliError> {
         ctx.project_path()?,
         segment(ctx.environment()?)
     );
-    let body = json!({
-        "module": module,
-        "target": target,
-        "arguments": arguments,
-        "idempotency_key": args.idempotency_key,
-        "allow_unregistered": args.allow_unregistered,
-    });
+    let body = SubmitRun {
+        module: module.to_owned(),
+        target: target.to_owned(),
+        arguments,
+        idempotency_key: args.idempotency_key,
+        allow_unregistered: args.allow_unregistered,
+    };
     let answer = ctx.client.post(&path, &body).await?;
     let submitted: Submitted = typed(&answer)?;
     if args.no_wait {
@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> Result<Exit, CliError> {
     }
     let live = !ctx.json() && std::io::stdout().is_terminal();
     let result = if live {
-        runs::watch(ctx, &submitted.run_id, Duration::from_millis(500)).await?
+        runs::watch(ctx, &submitted.run_id, Duration::from_millis(500), false).await?
     } else {
         runs::wait_result(ctx, &submitted.run_id).await?
     };
@@ -75,6 +75,7 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> Result<Exit, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn targets_and_arguments_are_parsed() {

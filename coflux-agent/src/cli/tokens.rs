@@ -1,10 +1,10 @@
 //! `coflux tokens create [--role R] [--environments PATTERN] [--expires DAYS] | list |
 //! revoke ID` (needs a project, and an admin token).
 
-use serde_json::{Value as Json, json};
+use coflux_core::protocol::http::{CreateToken, CreatedToken, Empty, TokenList};
 
 use super::args::TokensCommand;
-use super::client::segment;
+use super::client::{segment, typed};
 use super::{CliError, Context, Exit, output};
 
 /// Runs a `tokens` command.
@@ -16,21 +16,19 @@ pub async fn run(ctx: &Context, command: TokensCommand) -> Result<Exit, CliError
             environments,
             expires,
         } => {
-            let body = json!({
-                "role": role,
-                "environments": environments,
-                "expires_days": expires,
-            });
+            let body = CreateToken {
+                role,
+                environments,
+                expires_days: expires,
+            };
             let created = ctx.client.post(&base, &body).await?;
             if ctx.json() {
                 ctx.print_json(&created)?;
             } else {
-                let token = created["token"].as_str().unwrap_or_default();
+                let created: CreatedToken = typed(&created)?;
                 ctx.print(&format!(
-                    "{token}\n(token {} for project {}, role {}: store it now, it is not shown again)",
-                    text(&created["id"]),
-                    text(&created["project"]),
-                    text(&created["role"]),
+                    "{}\n(token {} for project {}, role {}: store it now, it is not shown again)",
+                    created.token, created.info.id, created.info.project, created.info.role,
                 ))?;
             }
         }
@@ -39,23 +37,22 @@ pub async fn run(ctx: &Context, command: TokensCommand) -> Result<Exit, CliError
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                let rows: Vec<Vec<String>> = answer["tokens"]
-                    .as_array()
+                let list: TokenList = typed(&answer)?;
+                let rows: Vec<Vec<String>> = list
+                    .tokens
                     .into_iter()
-                    .flatten()
                     .map(|t| {
-                        let state = if t["revoked_at"].is_number() {
-                            "revoked".to_string()
+                        let state = if t.revoked_at.is_some() {
+                            "revoked"
                         } else {
-                            "active".to_string()
+                            "active"
                         };
                         vec![
-                            text(&t["id"]),
-                            text(&t["role"]),
-                            t["environments"].as_str().unwrap_or("*").to_string(),
-                            state,
-                            t["expires_at"]
-                                .as_i64()
+                            t.id,
+                            t.role,
+                            t.environments.unwrap_or_else(|| "*".into()),
+                            state.into(),
+                            t.expires_at
                                 .map_or_else(|| "never".into(), output::datetime),
                         ]
                     })
@@ -69,7 +66,7 @@ pub async fn run(ctx: &Context, command: TokensCommand) -> Result<Exit, CliError
         TokensCommand::Revoke { id } => {
             let revoked = ctx
                 .client
-                .post(&format!("{base}/{}/revoke", segment(&id)), &json!({}))
+                .post(&format!("{base}/{}/revoke", segment(&id)), &Empty {})
                 .await?;
             if ctx.json() {
                 ctx.print_json(&revoked)?;
@@ -79,8 +76,4 @@ pub async fn run(ctx: &Context, command: TokensCommand) -> Result<Exit, CliError
         }
     }
     Ok(Exit::Success)
-}
-
-fn text(value: &Json) -> String {
-    value.as_str().unwrap_or_default().to_string()
 }

@@ -3,7 +3,8 @@
 //! Target code runs in child processes speaking the Coflux 0.12 executor protocol
 //! ([`coflux_core::protocol::executor`]): the Python adapter (`python -m coflux`), one
 //! execution per process, or a Rust repository binary built with
-//! [`coflux_core::sdk::executor::main`], which serves many executions at once.
+//! [`coflux_core::sdk::executor::main`], which serves many executions at once. Python
+//! executors are forked from a warm fork server by default ([`ExecutorMode`], `fork`).
 //!
 //! - [`AdapterCommand`]: which command to run (explicit, or detected like the Coflux CLI);
 //! - [`discover`]: the targets a project declares;
@@ -31,7 +32,9 @@ mod checkpoints;
 mod discovery;
 mod ending;
 mod error;
+mod fork;
 mod host;
+mod launch;
 mod logs;
 mod metrics;
 mod pool;
@@ -49,4 +52,5 @@ pub use discovery::{DiscoveryError, discover};
 pub use ending::{Ending, Suspension};
 pub use error::{EXECUTOR_ERROR, PoolError};
 pub use host::{ExecutorHost, HostError, LogRecord, WaitChange};
+pub use launch::ExecutorMode;
 pub use pool::{Assignment, ExecutorPool, PoolConfig, PoolStats};

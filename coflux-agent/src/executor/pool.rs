@@ -18,7 +18,9 @@ use tracing::Instrument;
 use super::adapter::AdapterCommand;
 use super::ending::Ending;
 use super::error::PoolError;
+use super::fork::ForkSlot;
 use super::host::ExecutorHost;
+use super::launch::{self, ExecutorMode};
 use super::process::Process;
 use super::run::{self, Stop};
 use super::scratch::{Scratch, ScratchPool};
@@ -42,6 +44,11 @@ pub struct PoolConfig {
     /// How long a process may take to exit after its result (or after stdin closes) before
     /// it is killed.
     pub exit_grace: Duration,
+    /// Fork Python executors from a fork server, or spawn them (default: fork).
+    pub mode: ExecutorMode,
+    /// The modules the fork server imports before it forks (those of the repository's
+    /// targets; others are imported by each execution, as when spawned).
+    pub modules: Vec<String>,
 }
 
 impl PoolConfig {
@@ -58,6 +65,8 @@ impl PoolConfig {
             max_waiting: concurrency.max(1) * 16,
             ready_timeout: Duration::from_secs(30),
             exit_grace: Duration::from_secs(5),
+            mode: ExecutorMode::default(),
+            modules: Vec::new(),
         }
     }
 
@@ -87,6 +96,8 @@ pub struct Assignment {
 pub struct PoolStats {
     /// Processes started so far.
     pub spawned: u64,
+    /// Of those, the ones forked from the fork server.
+    pub forked: u64,
     /// Processes alive now (idle, busy or exiting).
     pub processes: usize,
     /// Idle, ready processes.
@@ -110,6 +121,7 @@ struct State {
     running: HashMap<ExecutionId, Option<oneshot::Sender<Stop>>>,
     warming: usize,
     spawned: u64,
+    forked: u64,
     closed: bool,
 }
 
@@ -129,6 +141,8 @@ pub(crate) struct Inner {
     live_count: watch::Sender<usize>,
     /// Executions' private directories, recycled when left empty.
     scratch: Rc<ScratchPool>,
+    /// The fork server of Python executors, if used.
+    fork: ForkSlot,
 }
 
 /// Runs executions in executor processes (see the module docs). Cheap to clone; lives on the
@@ -140,7 +154,9 @@ impl ExecutorPool {
     /// A pool with no processes yet (see [`ExecutorPool::start`]).
     pub fn new(config: PoolConfig, host: Rc<dyn ExecutorHost>) -> Self {
         let slots = Arc::new(Semaphore::new(config.concurrency));
+        let fork = ForkSlot::new(&config);
         Self(Rc::new(Inner {
+            fork,
             config,
             host,
             slots,
@@ -154,6 +170,7 @@ impl ExecutorPool {
                 running: HashMap::new(),
                 warming: 0,
                 spawned: 0,
+                forked: 0,
                 closed: false,
             }),
             next_process: Cell::new(1),
@@ -239,6 +256,7 @@ impl ExecutorPool {
             }
             let _ = live.wait_for(|n| *n == 0).await;
         }
+        self.0.fork.close(grace).await;
     }
 
     fn update_live(&self, state: &State) {
@@ -273,6 +291,7 @@ impl ExecutorPool {
         let state = self.0.state.borrow();
         PoolStats {
             spawned: state.spawned,
+            forked: state.forked,
             processes: state.processes.len(),
             idle: state.idle.len(),
             running: state.running.len(),
@@ -421,17 +440,27 @@ impl ExecutorPool {
         self.0.next_process.set(id + 1);
         let config = &self.0.config;
         let host = Rc::clone(&self.0.host);
-        let process = Process::spawn(
-            id,
-            &config.adapter,
-            &config.working_dir,
-            host,
-            config.ready_timeout,
-        )
-        .await?;
+        let forked = match self.0.fork.server(config).await {
+            Some(server) => server.fork().await.map_err(|error| {
+                tracing::warn!(%error, "could not fork an executor; spawning one");
+            }),
+            None => Err(()),
+        };
+        let is_forked = forked.is_ok();
+        let launched = match forked {
+            Ok(launched) => launched,
+            Err(()) => launch::spawn(&config.adapter, &config.working_dir)?,
+        };
+        let command = if is_forked {
+            format!("{} (forked)", config.adapter)
+        } else {
+            config.adapter.to_string()
+        };
+        let process = Process::start(id, launched, &command, host, config.ready_timeout).await?;
         {
             let mut state = self.0.state.borrow_mut();
             state.spawned += 1;
+            state.forked += u64::from(is_forked);
             state.processes.insert(id, Rc::clone(&process));
             self.update_live(&state);
             if process.is_concurrent() {

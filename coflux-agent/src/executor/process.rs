@@ -3,8 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -17,11 +16,11 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use super::adapter::AdapterCommand;
 use super::checkpoints::CheckpointQueue;
 use super::ending::Suspension;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
+use super::launch::Launched;
 use super::streams::ExecutionStreams;
 use super::{logs, metrics, requests};
 
@@ -153,36 +152,29 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    /// Starts `<adapter> execute` in `dir` and waits for its `ready`.
-    pub(crate) async fn spawn(
+    /// Takes over a started executor process (named `command` in errors) and waits for its
+    /// `ready`.
+    pub(crate) async fn start(
         id: u64,
-        adapter: &AdapterCommand,
-        dir: &Path,
+        launched: Launched,
+        command: &str,
         host: Rc<dyn ExecutorHost>,
         ready_timeout: Duration,
     ) -> Result<Rc<Self>, PoolError> {
-        let mut command = adapter
-            .command(dir, &["execute"])
-            .ok_or(PoolError::NoAdapter)?;
-        let mut child = command.spawn().map_err(|e| PoolError::Spawn {
-            command: adapter.to_string(),
-            message: e.to_string(),
-        })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(PoolError::Spawn {
-                command: adapter.to_string(),
-                message: "the process has no piped stdio".into(),
-            });
-        };
+        let Launched {
+            stdin,
+            stdout,
+            stderr,
+            pid,
+            mut handle,
+        } = launched;
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
         let (kill_tx, kill_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = watch::channel(None);
         let process = Rc::new(Self {
             id,
-            pid: child.id(),
+            pid,
             stdin: RefCell::new(Some(stdin_tx)),
             kill: RefCell::new(Some(kill_tx)),
             exit: exit_rx,
@@ -192,7 +184,7 @@ impl Process {
             }),
             host,
         });
-        tracing::debug!(process = id, pid = ?process.pid, %adapter, "executor started");
+        tracing::debug!(process = id, pid = ?process.pid, %command, "executor started");
         actix_rt::spawn(write_stdin(stdin, stdin_rx));
         let (stdout_done, stdout_done_rx) = oneshot::channel::<()>();
         let (stderr_done, stderr_done_rx) = oneshot::channel::<()>();
@@ -209,10 +201,10 @@ impl Process {
         let watcher = Rc::downgrade(&process);
         actix_rt::spawn(async move {
             let status = tokio::select! {
-                status = child.wait() => status,
+                status = handle.wait() => status,
                 _ = kill_rx => {
-                    let _ = child.start_kill();
-                    child.wait().await
+                    handle.start_kill();
+                    handle.wait().await
                 }
             };
             // Let the readers finish, so every line is handled before the exit is seen.
@@ -222,10 +214,7 @@ impl Process {
                 .upgrade()
                 .map(|p| p.stderr_tail())
                 .unwrap_or_default();
-            let exit = Exit {
-                status: describe(status),
-                stderr,
-            };
+            let exit = Exit { status, stderr };
             tracing::debug!(process = id, status = %exit.status, "executor exited");
             exit_tx.send_replace(Some(exit));
         });
@@ -247,7 +236,7 @@ impl Process {
             Ok(None) => {
                 let exit = process.wait_exit().await;
                 Err(PoolError::Spawn {
-                    command: adapter.to_string(),
+                    command: command.to_owned(),
                     message: format!(
                         "exited ({}) before it was ready:\n{}",
                         exit.status, exit.stderr
@@ -257,7 +246,7 @@ impl Process {
             Err(_) => {
                 process.kill();
                 Err(PoolError::Spawn {
-                    command: adapter.to_string(),
+                    command: command.to_owned(),
                     message: format!("not ready after {ready_timeout:?}"),
                 })
             }
@@ -534,15 +523,8 @@ fn unknown_exit() -> Exit {
     }
 }
 
-fn describe(status: std::io::Result<ExitStatus>) -> String {
-    match status {
-        Ok(status) => status.to_string(),
-        Err(e) => format!("unknown ({e})"),
-    }
-}
-
 async fn write_stdin(
-    mut stdin: tokio::process::ChildStdin,
+    mut stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite>>,
     mut lines: mpsc::UnboundedReceiver<String>,
 ) {
     while let Some(mut line) = lines.recv().await {

@@ -24,7 +24,7 @@ use coflux_core::protocol::agent::{
 use futures::future::AbortHandle;
 use tokio::sync::mpsc;
 
-use crate::executor::{AdapterCommand, Assignment, Ending, ExecutorPool, PoolConfig};
+use crate::executor::{AdapterCommand, Assignment, Ending, ExecutorMode, ExecutorPool, PoolConfig};
 
 /// How an agent is configured (from the `coflux-agent` command line).
 #[derive(Debug, Clone)]
@@ -49,6 +49,8 @@ pub struct AgentConfig {
     pub directory: PathBuf,
     /// How long to wait for running executions on shutdown.
     pub drain_timeout: Duration,
+    /// Fork Python executors from a warm fork server, or spawn each one.
+    pub executor: ExecutorMode,
 }
 
 /// The WebSocket URL of a server's agent endpoint.
@@ -113,8 +115,19 @@ impl Agent {
             link.clone(),
             BlobClient::new(&config.server, &config.project),
         ));
+        let mut pool_config =
+            PoolConfig::new(adapter, config.directory.clone(), config.concurrency);
+        pool_config.mode = config.executor;
+        // The fork server imports the modules of the targets found.
+        let mut modules: Vec<String> = definitions
+            .iter()
+            .map(|d| d.target.module.clone())
+            .collect();
+        modules.sort();
+        modules.dedup();
+        pool_config.modules = modules;
         let pool = Rc::new(ExecutorPool::new(
-            PoolConfig::new(adapter, config.directory.clone(), config.concurrency),
+            pool_config,
             Rc::clone(&host) as Rc<dyn crate::executor::ExecutorHost>,
         ));
         Self {

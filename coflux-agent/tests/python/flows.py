@@ -89,3 +89,21 @@ def crash(code: int) -> None:
     # Straight to the process's stderr, outside the adapter's capture.
     os.write(2, b"about to crash\n")
     os._exit(code)
+
+
+@cf.task()
+def killed() -> None:
+    # Killed by a signal, without a word.
+    os.kill(os.getpid(), 9)
+
+
+# Module-level state that executions mutate: each execution runs in its own process, so none
+# sees another's changes.
+COUNTER = {"n": 0}
+
+
+@cf.task()
+def bump(pause: float) -> list:
+    COUNTER["n"] += 1
+    time.sleep(pause)
+    return [COUNTER["n"], os.getpid(), os.getppid()]

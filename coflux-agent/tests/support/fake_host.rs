@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 use coflux_agent::executor::{
-    AdapterCommand, AssetRecord, Assignment, Ending, ExecutorHost, ExecutorPool, HostError,
-    LogRecord, NewAsset, PoolConfig, assets,
+    AdapterCommand, AssetRecord, Assignment, Ending, ExecutorHost, ExecutorMode, ExecutorPool,
+    HostError, LogRecord, NewAsset, PoolConfig, assets,
 };
 use coflux_core::model::{
     Checkpoints, ExecutionId, ExecutionResult, RunId, StepId, TargetRef, Value,
@@ -40,13 +40,34 @@ pub struct FakeHost {
     pub checkpoints: RefCell<HashMap<StepId, Checkpoints>>,
 }
 
+/// A pool configuration in the executor mode named by `COFLUX_EXECUTOR` (default: fork).
+pub fn config(adapter: AdapterCommand, dir: &Path, concurrency: usize) -> PoolConfig {
+    let mut config = PoolConfig::new(adapter, dir, concurrency);
+    config.mode = executor_mode();
+    config
+}
+
+/// The executor mode named by `COFLUX_EXECUTOR` (default: fork).
+pub fn executor_mode() -> ExecutorMode {
+    std::env::var("COFLUX_EXECUTOR")
+        .ok()
+        .filter(|m| !m.is_empty())
+        .map_or(ExecutorMode::Fork, |m| m.parse().expect("COFLUX_EXECUTOR"))
+}
+
 impl FakeHost {
-    /// A host with a pool running `adapter` in `dir`.
+    /// A host with a pool running `adapter` in `dir`, in the executor mode named by
+    /// `COFLUX_EXECUTOR` (default: fork).
     pub fn new(
         adapter: AdapterCommand,
         dir: &Path,
         concurrency: usize,
     ) -> (Rc<Self>, ExecutorPool) {
+        Self::with_config(config(adapter, dir, concurrency))
+    }
+
+    /// A host with a pool of this configuration.
+    pub fn with_config(config: PoolConfig) -> (Rc<Self>, ExecutorPool) {
         let host = Rc::new_cyclic(|me| Self {
             me: me.clone(),
             pool: RefCell::new(None),
@@ -60,7 +81,6 @@ impl FakeHost {
             assets: RefCell::default(),
             checkpoints: RefCell::default(),
         });
-        let config = PoolConfig::new(adapter, dir, concurrency);
         let pool = ExecutorPool::new(config, Rc::clone(&host) as Rc<dyn ExecutorHost>);
         *host.pool.borrow_mut() = Some(pool.clone());
         (host, pool)

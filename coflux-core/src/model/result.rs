@@ -140,6 +140,45 @@ pub enum ResultKind {
     Recurred,
 }
 
+impl ResultKind {
+    /// Every kind.
+    pub const ALL: [Self; 11] = [
+        Self::Value,
+        Self::Error,
+        Self::Abandoned,
+        Self::Crashed,
+        Self::Timeout,
+        Self::Cancelled,
+        Self::Cached,
+        Self::Deferred,
+        Self::Suspended,
+        Self::Spawned,
+        Self::Recurred,
+    ];
+
+    /// Its name, as stored and shown: `value`, `error`, `cancelled`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Value => "value",
+            Self::Error => "error",
+            Self::Abandoned => "abandoned",
+            Self::Crashed => "crashed",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+            Self::Cached => "cached",
+            Self::Deferred => "deferred",
+            Self::Suspended => "suspended",
+            Self::Spawned => "spawned",
+            Self::Recurred => "recurred",
+        }
+    }
+
+    /// The kind with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 impl ExecutionResult {
     /// The execution this result hands over to, if any: the chain continues there.
     pub fn successor(&self) -> Option<ExecutionId> {

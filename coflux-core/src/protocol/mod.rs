@@ -4,11 +4,13 @@
 //!   agent and the processes that run target code (the real Python `coflux` adapter, or a Rust
 //!   repository built with our SDK);
 //! - [`agent`]: binary frames between agents and the server over WebSocket, encoded by
-//!   [`codec`].
+//!   [`codec`];
+//! - [`http`]: the request and response bodies of the server's JSON API.
 
 pub mod agent;
 pub mod codec;
 pub mod executor;
+pub mod http;
 
 #[cfg(test)]
 mod fuzz_tests;

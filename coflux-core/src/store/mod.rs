@@ -13,6 +13,7 @@ mod checkpoints;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
 pub mod open_runs;
+pub mod run_list;
 pub mod schema;
 pub mod sqlite;
 mod streams;

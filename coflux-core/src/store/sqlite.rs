@@ -93,6 +93,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The connection, for read queries kept in their own modules (e.g. [`super::run_list`]).
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Opens (creating it and its parent directories if needed) the database at `path` for
     /// reading and writing, in WAL mode with `synchronous` set by `durability`, and brings its
     /// schema up to date.

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::sessions::{Ownership, Session, SubmitTurn};
+use super::sessions::{AgentProfile, Ownership, Session, SubmitTurn};
 use crate::logs::metrics::MetricRecord;
 use crate::logs::{LogRecord, LogStore};
 use crate::state::AppState;
@@ -63,7 +63,7 @@ pub async fn serve(
     let span = tracing::info_span!(
         "agent",
         project = %session.project.name(),
-        environment = %session.environment,
+        environment = %session.profile.environment,
         worker = %session.worker
     );
     async move {
@@ -151,14 +151,15 @@ async fn open_session(
         .claim_executions(&hello.environment, worker_id, hello.claims.clone())
         .await
         .unwrap_or_default();
-    Ok(state.sessions.open(
-        project,
-        hello.environment.clone(),
-        worker,
-        &claimed,
-        id,
-        outgoing,
-    ))
+    let profile = AgentProfile {
+        environment: hello.environment.clone(),
+        provides: hello.provides.clone(),
+        concurrency: hello.concurrency,
+        targets: hello.targets.len(),
+    };
+    Ok(state
+        .sessions
+        .open(project, profile, worker, &claimed, id, outgoing))
 }
 
 async fn write_frames(mut ws: actix_ws::Session, mut outbox: mpsc::UnboundedReceiver<ServerFrame>) {

@@ -3,7 +3,7 @@
 mod connection;
 mod sessions;
 
-pub use sessions::{Ownership, Session, SessionSummary, Sessions};
+pub use sessions::{AgentProfile, Ownership, Session, SessionSummary, Sessions};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 

@@ -2,7 +2,7 @@
 //! outlives its WebSocket connection for the reconnection timeout, queuing commands meanwhile,
 //! and abandons its executions when it expires.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,11 +25,26 @@ pub struct Session {
     pub token: String,
     /// The project it belongs to.
     pub project: Project,
-    /// The environment it serves.
-    pub environment: String,
     /// Its worker id in the orchestrator.
     pub worker: WorkerId,
+    /// What its agent said about itself (its environment included).
+    pub profile: AgentProfile,
+    /// When the session started (ms since the epoch).
+    pub opened_at: coflux_core::model::Millis,
     state: Mutex<SessionState>,
+}
+
+/// What an agent said about itself at hello, kept for the web UI.
+#[derive(Debug, Clone, Default)]
+pub struct AgentProfile {
+    /// The environment it serves.
+    pub environment: String,
+    /// Tags it provides (`key → values`).
+    pub provides: Vec<(String, Vec<String>)>,
+    /// How many executions it runs at once.
+    pub concurrency: u32,
+    /// How many targets it hosts.
+    pub targets: usize,
 }
 
 #[derive(Default)]
@@ -280,6 +295,12 @@ pub struct SessionSummary {
     pub running: usize,
     /// Whether it takes no more work.
     pub draining: bool,
+    /// What its agent said about itself.
+    pub profile: AgentProfile,
+    /// When the session started (ms since the epoch).
+    pub opened_at: coflux_core::model::Millis,
+    /// Its running executions per target (`module/name`).
+    pub running_targets: Vec<(String, usize)>,
 }
 
 /// All agent sessions of the server.
@@ -326,7 +347,7 @@ impl Sessions {
     pub fn open(
         self: &Arc<Self>,
         project: Project,
-        environment: String,
+        profile: AgentProfile,
         worker: RemoteWorker,
         claimed: &[ExecutionId],
         id: u64,
@@ -336,8 +357,9 @@ impl Sessions {
         let session = Arc::new(Session {
             token: token.clone(),
             project,
-            environment,
             worker: worker.id,
+            profile,
+            opened_at: coflux_core::model::now_millis(),
             state: Mutex::default(),
         });
         session.adopt(claimed);
@@ -365,7 +387,7 @@ impl Sessions {
         connection: Outgoing,
     ) -> Option<Arc<Session>> {
         let session = lock(&self.sessions).get(token).cloned()?;
-        if session.project.name() != project || session.environment != environment {
+        if session.project.name() != project || session.profile.environment != environment {
             return None;
         }
         session.attach(id, connection, running)?;
@@ -386,12 +408,21 @@ impl Sessions {
             .iter()
             .map(|s| {
                 let state = lock(&s.state);
+                let mut running_targets: BTreeMap<String, usize> = BTreeMap::new();
+                for frame in state.assigned.values() {
+                    if let ServerFrame::Execute { target, .. } = frame {
+                        *running_targets.entry(target.to_string()).or_default() += 1;
+                    }
+                }
                 SessionSummary {
-                    environment: s.environment.clone(),
+                    environment: s.profile.environment.clone(),
                     worker: s.worker,
                     connected: state.connection.is_some(),
                     running: state.assigned.len(),
                     draining: state.draining,
+                    profile: s.profile.clone(),
+                    opened_at: s.opened_at,
+                    running_targets: running_targets.into_iter().collect(),
                 }
             })
             .collect();
@@ -404,7 +435,7 @@ impl Sessions {
     pub fn stop_environment(&self, project: &str, environment: &str, reason: &str) {
         let sessions: Vec<_> = lock(&self.sessions)
             .values()
-            .filter(|s| s.project.name() == project && s.environment == environment)
+            .filter(|s| s.project.name() == project && s.profile.environment == environment)
             .cloned()
             .collect();
         for session in sessions {
@@ -482,7 +513,7 @@ impl Sessions {
         session.project.disconnect_worker(session.worker);
         tracing::info!(
             project = %session.project.name(),
-            environment = %session.environment,
+            environment = %session.profile.environment,
             worker = %session.worker,
             why,
             "agent session ended"

@@ -6,8 +6,7 @@
 //! - `POST /api/projects/{project}/tokens/{id}/revoke` → `TokenInfo`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use coflux_core::protocol::http::{CreateToken, CreatedToken, TokenItem, TokenList};
 
 use super::{Access, Role};
 use crate::error::ApiError;
@@ -28,16 +27,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/projects/{project}/tokens/{id}/revoke", Access::TOKENS)
             .route(web::post().to(revoke)),
     );
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateToken {
-    role: String,
-    #[serde(default)]
-    environments: Option<String>,
-    #[serde(default)]
-    expires_days: Option<u64>,
 }
 
 async fn create(
@@ -91,10 +80,11 @@ async fn create(
             now,
         )
         .map_err(ApiError::internal)?;
-    let mut body = serde_json::to_value(&info).map_err(ApiError::internal)?;
-    body["token"] = json!(token);
     tracing::info!(project = %project.name(), id = %info.id, role = role.as_str(), "token created");
-    Ok(created(body))
+    Ok(created(CreatedToken {
+        token,
+        info: item(info),
+    }))
 }
 
 async fn list(
@@ -103,7 +93,9 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let project = existing_project(&state, &path).await?;
     let tokens = state.auth.tokens().list(Some(project.name()));
-    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
+    Ok(HttpResponse::Ok().json(TokenList {
+        tokens: tokens.into_iter().map(item).collect(),
+    }))
 }
 
 async fn revoke(
@@ -126,5 +118,18 @@ async fn revoke(
         .token
         .unwrap_or_else(|| "admin".into());
     tracing::info!(%project, %id, %by, "token revoked");
-    Ok(HttpResponse::Ok().json(info))
+    Ok(HttpResponse::Ok().json(item(info)))
+}
+
+/// A token as the API shows it.
+fn item(info: super::tokens::TokenInfo) -> TokenItem {
+    TokenItem {
+        id: info.id,
+        project: info.project,
+        environments: info.environments,
+        role: info.role.as_str().into(),
+        created_at: info.created_at,
+        expires_at: info.expires_at,
+        revoked_at: info.revoked_at,
+    }
 }

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::ProjectName;
+use coflux_core::protocol::http::{AssetDetail, AssetSummary};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use super::blobs::BlobKey;
@@ -45,17 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// One file of an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    /// The blob holding the file's bytes (SHA-256 hex).
-    pub blob_key: String,
-    /// The file's size in bytes.
-    pub size: u64,
-    /// Free-form metadata (e.g. `{"type": "text/plain"}`); an object.
-    #[serde(default)]
-    pub metadata: Map<String, Json>,
-}
+pub use coflux_core::protocol::http::AssetEntry as Entry;
 
 /// An asset as stored (and as `POST` receives it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,9 +73,13 @@ impl Record {
     }
 
     /// `{"id","name","count","size"}`.
-    fn summary(&self, id: &str) -> Json {
-        let size: u64 = self.entries.values().map(|e| e.size).sum();
-        json!({ "id": id, "name": self.name, "count": self.entries.len(), "size": size })
+    fn summary(&self, id: &str) -> AssetSummary {
+        AssetSummary {
+            id: id.to_owned(),
+            name: self.name.clone(),
+            count: self.entries.len(),
+            size: self.entries.values().map(|e| e.size).sum(),
+        }
     }
 }
 
@@ -252,9 +247,10 @@ async fn fetch(
         Err(e) => return Err(ApiError::internal(e)),
     };
     let record: Record = serde_json::from_slice(&content).map_err(ApiError::internal)?;
-    let mut body = record.summary(&id);
-    body["entries"] = serde_json::to_value(&record.entries).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(AssetDetail {
+        summary: record.summary(&id),
+        entries: record.entries,
+    }))
 }
 
 #[cfg(test)]
@@ -266,7 +262,7 @@ mod tests {
         let entry = Entry {
             blob_key: "ab".repeat(32),
             size: 3,
-            metadata: Map::new(),
+            metadata: serde_json::Map::new(),
         };
         let record = |name: Option<&str>| Record {
             name: name.map(str::to_owned),

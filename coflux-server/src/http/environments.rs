@@ -1,19 +1,17 @@
 //! Environments of a project.
 //!
-//! - `GET /api/projects/{project}/environments` → `{"environments":[EnvironmentJson]}`
+//! - `GET /api/projects/{project}/environments` → `{"environments":[EnvironmentItem]}`
 //!   (including archived ones), each `{"name","parent","state","created_at"}`;
-//! - `POST /api/projects/{project}/environments {"name","parent"?}` → 201 `EnvironmentJson`;
+//! - `POST /api/projects/{project}/environments {"name","parent"?}` → 201 `EnvironmentItem`;
 //!   409 `environment_exists` for a duplicate;
 //! - `POST /api/projects/{project}/environments/{env}/pause|resume|archive` → 200
-//!   `EnvironmentJson` (archive: 409 `environment_has_children` while it has active children).
+//!   `EnvironmentItem` (archive: 409 `environment_has_children` while it has active children).
 
 use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::Environment;
-use serde::Deserialize;
-use serde_json::json;
+use coflux_core::protocol::http::{CreateEnvironment, EnvironmentItem, EnvironmentList};
 
-use super::views::EnvironmentJson;
 use super::{created, existing_project, resource};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -55,34 +53,26 @@ enum Action {
     Archive,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateEnvironment {
-    name: String,
-    #[serde(default)]
-    parent: Option<String>,
-}
-
 async fn list(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let project = existing_project(&state, &path).await?;
     let all = project.environments().await?;
-    let environments: Vec<_> = all.iter().map(|e| EnvironmentJson::new(e, &all)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "environments": environments })))
+    let environments = all.iter().map(|e| EnvironmentItem::new(e, &all)).collect();
+    Ok(HttpResponse::Ok().json(EnvironmentList { environments }))
 }
 
 async fn render(
     project: &coflux_core::Project,
     env: &Environment,
-) -> Result<EnvironmentJson, ApiError> {
+) -> Result<EnvironmentItem, ApiError> {
     let all = if env.parent.is_some() {
         project.environments().await?
     } else {
         Vec::new()
     };
-    Ok(EnvironmentJson::new(env, &all))
+    Ok(EnvironmentItem::new(env, &all))
 }
 
 async fn create(

@@ -2,7 +2,7 @@
 
 use crate::auth::Access;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use coflux_core::protocol::http::Health;
 
 use super::resource;
 
@@ -12,5 +12,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }

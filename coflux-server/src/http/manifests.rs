@@ -10,9 +10,7 @@
 
 use crate::auth::Access;
 use actix_web::{HttpResponse, web};
-use coflux_core::model::TargetDefinition;
-use serde::Deserialize;
-use serde_json::json;
+use coflux_core::protocol::http::{Manifests, Registered};
 
 use super::{existing_project, resource};
 use crate::error::ApiError;
@@ -38,16 +36,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Register {
-    targets: Vec<TargetDefinition>,
-}
-
 async fn register(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Json<Register>,
+    body: web::Json<Manifests>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, environment) = path.into_inner();
     let project = existing_project(&state, &project).await?;
@@ -69,7 +61,7 @@ async fn register(
     }
     let registered = targets.len();
     project.register_manifests(&environment, targets).await?;
-    Ok(HttpResponse::Ok().json(json!({ "registered": registered })))
+    Ok(HttpResponse::Ok().json(Registered { registered }))
 }
 
 async fn inspect(
@@ -79,5 +71,5 @@ async fn inspect(
     let (project, environment) = path.into_inner();
     let project = existing_project(&state, &project).await?;
     let targets = project.manifests(&environment).await?;
-    Ok(HttpResponse::Ok().json(json!({ "targets": targets })))
+    Ok(HttpResponse::Ok().json(Manifests { targets }))
 }

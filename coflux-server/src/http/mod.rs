@@ -1,15 +1,17 @@
 //! The HTTP JSON API, under `/api`.
 //!
 //! Bodies are JSON with snake_case keys; ids are in display form (`R1`, `R1:2`, `R1:2:1`).
-//! Errors are `{"error":{"code","message"}}` (see [`crate::error`]); unknown routes under
-//! `/api` answer 404 `not_found`, and known routes with another method 405
-//! `method_not_allowed`. One module per resource:
+//! Every request and response body is a type of [`coflux_core::protocol::http`], shared with
+//! the CLI and the UI. Errors are `{"error":{"code","message"}}` (see [`crate::error`]);
+//! unknown routes under `/api` answer 404 `not_found`, and known routes with another method
+//! 405 `method_not_allowed`. One module per resource:
 //!
 //! - [`health`] — `GET /api/health`;
 //! - [`projects`] — `GET|POST /api/projects`;
 //! - [`environments`] — `/api/projects/{project}/environments[/{env}/pause|resume|archive]`;
 //! - [`manifests`] — `PUT|GET /api/projects/{project}/environments/{env}/manifests`;
-//! - [`runs`] — submission, listing, inspection, results, re-runs and cancellation;
+//! - [`runs`] — submission, listing (filters, cursor pages), inspection, results, re-runs and
+//!   cancellation;
 //! - [`metrics`] — `GET /api/projects/{project}/runs/{run}/metrics` (from the log database);
 //! - [`schedules`] — cron schedules of workflows;
 //! - [`settings`] — per-target concurrency limits and archiving modules, per environment;

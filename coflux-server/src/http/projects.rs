@@ -6,8 +6,7 @@
 
 use crate::auth::Access;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use coflux_core::protocol::http::{CreateProject, ProjectItem, ProjectList};
 
 use super::{created, resource};
 use crate::error::ApiError;
@@ -22,12 +21,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateProject {
-    name: String,
-}
-
 async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let names = state.coflux.list_projects().await?;
     // A project's token sees its project only.
@@ -35,9 +28,9 @@ async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
     let projects: Vec<_> = names
         .iter()
         .filter(|n| grant.covers_project(n))
-        .map(|n| json!({ "name": n }))
+        .map(|n| ProjectItem { name: n.clone() })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "projects": projects })))
+    Ok(HttpResponse::Ok().json(ProjectList { projects }))
 }
 
 async fn create(
@@ -45,5 +38,7 @@ async fn create(
     body: web::Json<CreateProject>,
 ) -> Result<HttpResponse, ApiError> {
     let project = state.coflux.project(&body.name).await?;
-    Ok(created(json!({ "name": project.name() })))
+    Ok(created(ProjectItem {
+        name: project.name().to_owned(),
+    }))
 }

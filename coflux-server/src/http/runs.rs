@@ -9,8 +9,15 @@
 //!   agent of the environment hosts and no manifest registers there is refused at once (404
 //!   `workflow_not_found`, naming the environment and the closest registered names), unless
 //!   `"allow_unregistered": true` (its run then waits for an agent to come).
-//! - `GET /api/projects/{project}/runs?limit=N` → `{"runs":[RunSummaryJson]}`, newest first.
-//! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`RunJson`]; each step has
+//! - `GET /api/projects/{project}/runs?status=&workflow=M/T&environment=E&since=&until=&cursor=&limit=N`
+//!   → [`RunList`] `{"runs":[{"run_id","module","target","environment","created_at","status",
+//!   "finished_at","duration_ms"}],"next_cursor"}`, newest first (see [`RunsQuery`]): `status`
+//!   is `queued`, `running` or the kind of the initial step's latest result; `since`/`until`
+//!   are Unix ms or RFC 3339; `cursor` is the previous page's `next_cursor` (opaque; paging
+//!   never repeats or skips a run while runs are created). Bad parameters are 400
+//!   `invalid_status`, `invalid_workflow`, `invalid_since`, `invalid_until` or
+//!   `invalid_cursor`; an unknown environment is 404 `environment_not_found`.
+//! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`Run`]; each step has
 //!   `checkpoints: {environment: {name: value}}` (`cf.Checkpoint` state, when it has any).
 //! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS&environment=E&step=N&attempt=A`
 //!   → `{"run_id","status","value"?,"error"?}` with status `value`, `error`, `cancelled`,
@@ -28,24 +35,22 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use coflux_core::SubmitOptions;
-use coflux_core::model::{
-    ExecutionId, ExecutionResult, RunId, StepId, StepOptions, TargetKind, TargetRef, Value,
+use coflux_core::model::{ExecutionId, RunId, StepId, StepOptions, TargetKind, TargetRef, Value};
+use coflux_core::protocol::http::{
+    Empty, Rerun, RerunStep, Run, RunCursor, RunItem, RunList, RunResult, RunsQuery, SubmitRun,
+    Submitted,
 };
 use coflux_core::sdk::encode_json;
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
-use super::views::{RunJson, RunSummaryJson, error_json, status_name, value_json};
 use super::{created, existing_project, optional_json, parse_id, resource};
 use crate::error::ApiError;
 use crate::state::AppState;
+pub use coflux_core::protocol::http::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 
 /// The longest a result request may block.
 pub const MAX_WAIT_SECS: u64 = 300;
-/// The default and largest page of `GET …/runs`.
-pub const DEFAULT_LIST_LIMIT: usize = 50;
-/// The largest page of `GET …/runs`.
-pub const MAX_LIST_LIMIT: usize = 1000;
 /// The most arguments a submission may carry.
 pub const MAX_ARGUMENTS: usize = 256;
 /// How long a `wait=0` result request waits for a run that has already finished to report its
@@ -87,23 +92,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Submit {
-    module: String,
-    target: String,
-    #[serde(default)]
-    arguments: Vec<Json>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-    #[serde(default)]
-    allow_unregistered: bool,
-}
-
 async fn submit(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Json<Submit>,
+    body: web::Json<SubmitRun>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, environment) = path.into_inner();
     let project = existing_project(&state, &project).await?;
@@ -119,11 +111,11 @@ async fn submit(
     let run = project
         .submit_with(&environment, target, arguments, submission)
         .await?;
-    Ok(created(json!({
-        "run_id": run.run.to_string(),
-        "step_id": run.execution.step.to_string(),
-        "execution_id": run.execution.to_string(),
-    })))
+    Ok(created(Submitted {
+        run_id: run.run.to_string(),
+        step_id: run.execution.step.to_string(),
+        execution_id: run.execution.to_string(),
+    }))
 }
 
 /// The target named in a request body (neither part may be empty).
@@ -173,29 +165,25 @@ pub(crate) fn plain_arguments(arguments: Vec<Json>) -> Result<Vec<Value>, ApiErr
         .collect())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<usize>,
-}
-
 async fn list(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ListQuery>,
+    query: web::Query<RunsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let query = query
+        .parse()
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     let project = existing_project(&state, &path).await?;
-    let limit = query
-        .limit
-        .unwrap_or(DEFAULT_LIST_LIMIT)
-        .clamp(1, MAX_LIST_LIMIT);
-    let runs = project.list_runs(limit).await?;
+    let page = project.query_runs(query).await?;
     let environments = project.environments().await?;
-    let runs: Vec<_> = runs
-        .iter()
-        .map(|r| RunSummaryJson::new(r, &environments))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "runs": runs })))
+    Ok(HttpResponse::Ok().json(RunList {
+        runs: page
+            .runs
+            .iter()
+            .map(|r| RunItem::new(r, &environments))
+            .collect(),
+        next_cursor: page.next.map(|id| RunCursor(id).encode()),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -221,7 +209,7 @@ async fn inspect(
     let view = project
         .inspect_run(run, query.environment.as_deref())
         .await?;
-    Ok(HttpResponse::Ok().json(RunJson::page(&view, query.offset, query.limit)))
+    Ok(HttpResponse::Ok().json(Run::page(&view, query.offset, query.limit)))
 }
 
 #[derive(Deserialize)]
@@ -232,19 +220,6 @@ struct ResultQuery {
     environment: Option<String>,
     step: Option<u32>,
     attempt: Option<u32>,
-}
-
-fn result_body(run: RunId, result: Option<&ExecutionResult>) -> Json {
-    let Some(result) = result else {
-        return json!({"run_id": run.to_string(), "status": "pending"});
-    };
-    let mut body = json!({"run_id": run.to_string(), "status": status_name(result)});
-    match result {
-        ExecutionResult::Value { value } => body["value"] = value_json(value),
-        ExecutionResult::Error { error, .. } => body["error"] = error_json(error),
-        _ => {}
-    }
-    body
 }
 
 async fn result(
@@ -282,7 +257,7 @@ async fn result(
             None => executions.and_then(<[_]>::last),
         };
         if execution.is_some_and(|e| e.result.is_none()) {
-            return Ok(HttpResponse::Ok().json(result_body(run, None)));
+            return Ok(HttpResponse::Ok().json(RunResult::new(run, None)));
         }
         FINISHED_GRACE
     } else {
@@ -293,14 +268,7 @@ async fn result(
         Ok(result) => Some(result?),
         Err(_) => None,
     };
-    Ok(HttpResponse::Ok().json(result_body(run, outcome.as_ref())))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Rerun {
-    #[serde(default)]
-    environment: Option<String>,
+    Ok(HttpResponse::Ok().json(RunResult::new(run, outcome.as_ref())))
 }
 
 async fn rerun(
@@ -310,15 +278,15 @@ async fn rerun(
 ) -> Result<HttpResponse, ApiError> {
     let (project, step) = path.into_inner();
     let step: StepId = parse_id(&step)?;
-    let body: Rerun = optional_json(&body)?;
+    let body: RerunStep = optional_json(&body)?;
     let project = existing_project(&state, &project).await?;
     let execution = project
         .rerun_step(step, body.environment.as_deref())
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "execution_id": execution.to_string(),
-        "attempt": execution.attempt,
-    })))
+    Ok(HttpResponse::Ok().json(Rerun {
+        execution_id: execution.to_string(),
+        attempt: execution.attempt,
+    }))
 }
 
 async fn cancel(
@@ -339,5 +307,5 @@ async fn cancel(
         ));
     }
     project.cancel(execution);
-    Ok(HttpResponse::Accepted().json(json!({})))
+    Ok(HttpResponse::Accepted().json(Empty {}))
 }

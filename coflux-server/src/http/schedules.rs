@@ -1,23 +1,20 @@
 //! Cron schedules: workflows started as new runs at every tick (UTC).
 //!
-//! - `GET /api/projects/{project}/schedules` → `{"schedules":[ScheduleJson]}`, each
+//! - `GET /api/projects/{project}/schedules` → `{"schedules":[ScheduleItem]}`, each
 //!   `{"id","environment","module","target","cron","arguments","created_at","last_tick",
 //!   "next_at","missed"}` (`missed`: ticks that passed while the server was down and were not
 //!   run);
 //! - `POST /api/projects/{project}/environments/{env}/schedules {"module","target","cron",
-//!   "arguments"?}` → 201 `ScheduleJson` (400 `invalid_request` for a bad cron expression,
+//!   "arguments"?}` → 201 `ScheduleItem` (400 `invalid_request` for a bad cron expression,
 //!   400 `not_a_workflow` for a task; options come from the registered manifest; the workflow
 //!   need not be registered yet: runs of its ticks wait for an agent);
 //! - `DELETE /api/projects/{project}/schedules/{id}` → 200 `{}` (404 `schedule_not_found`).
 
 use crate::auth::Access;
 use actix_web::{HttpResponse, web};
-use coflux_core::api::ScheduleView;
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use coflux_core::protocol::http::{CreateSchedule, Empty, ScheduleItem, ScheduleList};
 
 use super::runs::{plain_arguments, target_of, workflow_options};
-use super::views::value_json;
 use super::{created, existing_project, resource};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,43 +37,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateSchedule {
-    module: String,
-    target: String,
-    cron: String,
-    #[serde(default)]
-    arguments: Vec<Json>,
-}
-
-fn schedule_json(s: &ScheduleView) -> Json {
-    json!({
-        "id": s.id,
-        "environment": s.environment,
-        "module": s.target.module,
-        "target": s.target.name,
-        "cron": s.cron,
-        "arguments": s.arguments.iter().map(value_json).collect::<Vec<_>>(),
-        "created_at": s.created_at,
-        "last_tick": s.last_tick,
-        "next_at": s.next_at,
-        "missed": s.missed,
-    })
-}
-
 async fn list(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let project = existing_project(&state, &path).await?;
-    let schedules: Vec<_> = project
+    let schedules = project
         .schedules()
         .await?
         .iter()
-        .map(schedule_json)
+        .map(ScheduleItem::from)
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "schedules": schedules })))
+    Ok(HttpResponse::Ok().json(ScheduleList { schedules }))
 }
 
 async fn create(
@@ -93,7 +65,7 @@ async fn create(
     let schedule = project
         .create_schedule(&environment, target, &body.cron, arguments, options)
         .await?;
-    Ok(created(schedule_json(&schedule)))
+    Ok(created(ScheduleItem::from(&schedule)))
 }
 
 async fn delete(
@@ -106,5 +78,5 @@ async fn delete(
         ApiError::bad_request("invalid_input", "a schedule id is a positive number")
     })?;
     project.delete_schedule(id).await?;
-    Ok(HttpResponse::Ok().json(json!({})))
+    Ok(HttpResponse::Ok().json(Empty {}))
 }

@@ -12,8 +12,7 @@
 use crate::auth::Access;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::TargetRef;
-use serde::Deserialize;
-use serde_json::json;
+use coflux_core::protocol::http::{Empty, Limit, LimitList, SetLimit};
 
 use super::{existing_project, resource};
 use crate::error::ApiError;
@@ -44,25 +43,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetLimit {
-    max: Option<u32>,
-}
-
 async fn list(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, environment) = path.into_inner();
     let project = existing_project(&state, &project).await?;
-    let limits: Vec<_> = project
+    let limits = project
         .concurrency_limits(&environment)
         .await?
         .into_iter()
-        .map(|l| json!({"module": l.target.module, "target": l.target.name, "max": l.max}))
+        .map(|l| Limit {
+            module: l.target.module,
+            target: l.target.name,
+            max: Some(l.max),
+        })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "limits": limits })))
+    Ok(HttpResponse::Ok().json(LimitList { limits }))
 }
 
 async fn set(
@@ -77,10 +74,11 @@ async fn set(
     project
         .set_concurrency_limit(&environment, target.clone(), max)
         .await?;
-    Ok(
-        HttpResponse::Ok()
-            .json(json!({"module": target.module, "target": target.name, "max": max})),
-    )
+    Ok(HttpResponse::Ok().json(Limit {
+        module: target.module,
+        target: target.name,
+        max,
+    }))
 }
 
 async fn archive(
@@ -90,5 +88,5 @@ async fn archive(
     let (project, environment, module) = path.into_inner();
     let project = existing_project(&state, &project).await?;
     project.archive_module(&environment, &module).await?;
-    Ok(HttpResponse::Ok().json(json!({})))
+    Ok(HttpResponse::Ok().json(Empty {}))
 }

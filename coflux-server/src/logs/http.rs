@@ -11,6 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use coflux_core::model::{ExecutionId, RunId, StepId};
+use coflux_core::protocol::http::{ErrorBody, LogPage};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio::time::{Instant, Interval};
@@ -53,7 +54,7 @@ impl ResponseError for LogError {
     }
 }
 
-fn error_body(error: &LogError) -> serde_json::Value {
+fn error_body(error: &LogError) -> ErrorBody {
     // Storage failures may carry paths or SQL: log them, answer generically.
     let message = if error.is_client_error() {
         error.to_string()
@@ -61,7 +62,7 @@ fn error_body(error: &LogError) -> serde_json::Value {
         tracing::error!(code = error.code(), %error, "log request failed");
         "the log store could not complete the request".to_string()
     };
-    serde_json::json!({ "error": { "code": error.code(), "message": message } })
+    ErrorBody::new(error.code(), message)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,8 +149,10 @@ async fn list_logs(store: web::Data<LogStore>, req: HttpRequest) -> Result<HttpR
             request.limit,
         )
         .await?;
-    let logs: Vec<serde_json::Value> = page.logs.iter().map(StoredLog::to_json).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "logs": logs, "cursor": page.cursor })))
+    Ok(HttpResponse::Ok().json(LogPage {
+        logs: page.logs.iter().map(StoredLog::to_entry).collect(),
+        cursor: page.cursor,
+    }))
 }
 
 /// `GET /api/projects/{project}/runs/{run}/logs/stream?after=&execution=|step=`: server-sent
@@ -272,11 +275,13 @@ impl Follow {
 }
 
 fn data_event(log: &StoredLog) -> Bytes {
-    Bytes::from(format!("id: {}\ndata: {}\n\n", log.cursor, log.to_json()))
+    let data = serde_json::to_string(&log.to_entry()).unwrap_or_default();
+    Bytes::from(format!("id: {}\ndata: {data}\n\n", log.cursor))
 }
 
 fn error_event(error: &LogError) -> Bytes {
-    Bytes::from(format!("event: error\ndata: {}\n\n", error_body(error)))
+    let data = serde_json::to_string(&error_body(error)).unwrap_or_default();
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use coflux_core::model::{ExecutionId, RunId, StepId};
 use rusqlite::{Connection, Transaction, params};
-use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::record::{LogError, RecordError};
@@ -102,47 +101,7 @@ impl MetricRecord {
     }
 }
 
-/// A run's metrics, per execution (`GET …/runs/{run}/metrics`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunMetrics {
-    /// The run.
-    pub run_id: String,
-    /// Executions with metrics, by step and attempt.
-    pub executions: Vec<ExecutionMetrics>,
-    /// Whether points were left out ([`MAX_POINTS`]).
-    pub truncated: bool,
-}
-
-/// The metrics of one execution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExecutionMetrics {
-    /// The execution.
-    pub execution_id: String,
-    /// Its metrics, by key.
-    pub metrics: Vec<MetricSeries>,
-}
-
-/// One metric of an execution: its definition and its points in the order they arrived.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MetricSeries {
-    /// The metric's key.
-    pub key: String,
-    /// Its definition (`null` if none arrived).
-    pub definition: Option<Json>,
-    /// Its points.
-    pub points: Vec<MetricPoint>,
-}
-
-/// A point of a metric.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MetricPoint {
-    /// The x-axis position.
-    pub at: f64,
-    /// The value.
-    pub value: f64,
-    /// When it was reported (Unix ms).
-    pub timestamp: u64,
-}
+pub use coflux_core::protocol::http::{ExecutionMetrics, MetricPoint, MetricSeries, RunMetrics};
 
 /// Writes validated records (with their definitions' JSON text) in one transaction.
 pub(super) fn write(

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use coflux_core::model::{ExecutionId, InvalidProjectName, RunId, StepId, Value};
+use coflux_core::protocol::http::LogEntry;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 /// The highest valid log level (0 debug, 1 stdout, 2 info, 3 stderr, 4 warning, 5 error).
 pub const MAX_LEVEL: u8 = 5;
@@ -235,22 +236,21 @@ pub struct StoredLog {
 }
 
 impl StoredLog {
-    /// The record as the HTTP API shows it: `{"cursor", "execution_id", "level", "template",
-    /// "values", "timestamp"}`, with values decoded to plain JSON (blobs as `{"blob": key}`).
-    pub fn to_json(&self) -> Json {
-        let values: Map<String, Json> = self
-            .values
-            .iter()
-            .map(|(name, value)| (name.clone(), display_value(value)))
-            .collect();
-        serde_json::json!({
-            "cursor": self.cursor,
-            "execution_id": self.execution.to_string(),
-            "level": self.level,
-            "template": self.template,
-            "values": values,
-            "timestamp": self.timestamp_ms,
-        })
+    /// The record as the HTTP API shows it, with values decoded to plain JSON (blobs as
+    /// `{"blob": key}`).
+    pub fn to_entry(&self) -> LogEntry {
+        LogEntry {
+            cursor: self.cursor,
+            execution_id: self.execution.to_string(),
+            level: self.level,
+            template: self.template.clone(),
+            values: self
+                .values
+                .iter()
+                .map(|(name, value)| (name.clone(), display_value(value)))
+                .collect(),
+            timestamp: self.timestamp_ms,
+        }
     }
 }
 
@@ -266,7 +266,7 @@ pub struct LogPage {
 
 /// A value as plain JSON for display (the same rendering as run views and results).
 pub fn display_value(value: &Value) -> Json {
-    crate::http::views::value_json(value)
+    coflux_core::protocol::http::values::value_json(value)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 pub mod assets;
 pub mod layout;
 mod page;
+mod project_live;
 mod projects;
 mod run;
 mod runs;
@@ -60,6 +61,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/projects/{project}")
             .route(web::get().to(projects::project))
+            .wrap(scoped(Access::PROJECT)),
+    )
+    .service(
+        web::resource("/projects/{project}/events")
+            .route(web::get().to(project_live::events))
             .wrap(scoped(Access::PROJECT)),
     )
     .service(

@@ -9,7 +9,7 @@ use coflux_core::model::{Environment, EnvironmentState, RunId, TargetKind};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::page::shell;
+use super::page::{shell, time};
 use super::runs::{self, RunFilter};
 use super::{Page, UiError, enc, html as respond, query};
 use crate::http::existing_project;
@@ -60,7 +60,7 @@ pub(crate) async fn index(state: web::Data<AppState>, req: actix_web::HttpReques
     Ok(respond(StatusCode::OK, shell("Projects", &[], body)))
 }
 
-/// The project page's query.
+/// The project page's query (also its live stream's).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ProjectQuery {
     environment: Option<String>,
@@ -68,6 +68,21 @@ pub(crate) struct ProjectQuery {
     workflow: Option<String>,
     env: Option<String>,
     before: Option<String>,
+    /// The version the page was rendered at (live stream only).
+    pub(crate) version: Option<String>,
+}
+
+impl ProjectQuery {
+    /// The page's query parameters, in URL order.
+    fn pairs(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("environment", self.environment.as_deref()),
+            ("status", self.status.as_deref()),
+            ("workflow", self.workflow.as_deref()),
+            ("env", self.env.as_deref()),
+            ("before", self.before.as_deref()),
+        ]
+    }
 }
 
 /// The environment to show: the one asked for, else the first active one.
@@ -89,23 +104,33 @@ pub(crate) fn selected_environment<'a>(
     }
 }
 
-/// `GET /projects/{project}`.
-pub(crate) async fn project(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    q: web::Query<ProjectQuery>,
-) -> Page {
-    let name = path.into_inner();
-    let project = existing_project(&state, &name).await?;
+/// What the project page shows, read once per rendering (the live stream reads it again).
+pub(crate) struct ProjectData {
+    environments: Vec<Environment>,
+    selected: Option<String>,
+    manifests: Vec<coflux_core::model::TargetDefinition>,
+    filter: RunFilter,
+    rows: Vec<runs::RunRow>,
+    next: Option<RunId>,
+    sessions: Vec<crate::agents::SessionSummary>,
+}
+
+/// Reads what the project page shows (404 for an unknown project or environment).
+pub(crate) async fn load(
+    state: &AppState,
+    name: &str,
+    q: &ProjectQuery,
+) -> Result<ProjectData, UiError> {
+    let project = existing_project(state, name).await?;
     let environments = project.environments().await?;
     let selected = selected_environment(&environments, q.environment.as_deref())?;
-    let selected_name = selected.map(|e| e.name.to_string());
     let manifests = match selected {
         Some(e) if e.state != EnvironmentState::Archived => {
             project.manifests(e.name.as_str()).await?
         }
         _ => Vec::new(),
     };
+    let selected = selected.map(|e| e.name.to_string());
     let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
         Some(b) => Some(
             b.parse::<RunId>()
@@ -121,74 +146,42 @@ pub(crate) async fn project(
         limit: PAGE,
     };
     let (rows, next) = runs::list(&project, &environments, &filter).await?;
-    let sessions = state.sessions.summaries(&name);
-    let base = format!("/projects/{}", enc(&name));
-    let env_q = selected_name.as_deref();
+    let sessions = state.sessions.summaries(name);
+    Ok(ProjectData {
+        environments,
+        selected,
+        manifests,
+        filter,
+        rows,
+        next,
+        sessions,
+    })
+}
 
-    // Targets of the selected environment, by module.
-    let mut modules: BTreeMap<&str, Vec<_>> = BTreeMap::new();
-    for d in &manifests {
-        modules.entry(d.target.module.as_str()).or_default().push(d);
-    }
-    let workflows: Vec<String> = manifests
-        .iter()
-        .filter(|d| d.kind == TargetKind::Workflow)
-        .map(|d| d.target.to_string())
-        .collect();
-
+/// `GET /projects/{project}`.
+pub(crate) async fn project(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<ProjectQuery>,
+) -> Page {
+    let name = path.into_inner();
+    let data = load(&state, &name, &q).await?;
+    let env_q = data.selected.as_deref();
+    let events = format!("/projects/{}/events{}", enc(&name), query(&q.pairs()));
     let body = html! {
-        div.layout {
-            aside.sidebar data-testid="sidebar" {
-                h2 { "Targets" @if let Some(e) = env_q { span.muted { " in " (e) } } }
-                @if modules.is_empty() {
-                    p.empty data-testid="no-targets" { "Nothing registered in this environment." }
-                }
-                @for (module, targets) in &modules {
-                    div.module data-testid="module" {
-                        h3.mono { (module) }
-                        ul {
-                            @for d in targets {
-                                li data-testid="target" data-kind=(d.kind.as_str()) {
-                                    @if d.kind == TargetKind::Workflow {
-                                        a href={ (base) "/workflows/" (enc(module)) "/"
-                                            (enc(&d.target.name)) (query(&[("environment", env_q)])) }
-                                            { (d.target.name) }
-                                    } @else {
-                                        span { (d.target.name) }
-                                    }
-                                    " " span.kind { (d.kind.as_str()) }
-                                }
-                            }
-                        }
-                    }
-                }
-                h2 { "Agents" }
-                @if sessions.is_empty() {
-                    p.empty data-testid="no-agents" { "No agents connected." }
-                }
-                ul.agents data-testid="agents" {
-                    @for s in &sessions {
-                        li data-testid="agent" {
-                            span class={ "dot " @if s.connected { "on" } @else { "off" } } {}
-                            (s.worker) " · " (s.environment)
-                            span.muted { " · " (s.running) " running"
-                                @if s.draining { " · draining" }
-                                @if !s.connected { " · disconnected" } }
-                        }
-                    }
-                }
-            }
+        div.layout.project-page data-testid="project-page" data-events=(events) {
+            (sidebar(&name, &data))
             main {
                 h1 { (name) }
                 section data-testid="environments" {
                     h2 { "Environments" }
-                    (environment_tree(&name, &environments, env_q))
+                    (environment_tree(&name, &data.environments, env_q))
                     form.inline data-testid="create-environment" data-action="create-environment"
                         data-project=(name) {
                         input name="name" required placeholder="new environment" autocomplete="off";
                         select name="parent" {
                             option value="" { "no parent" }
-                            @for e in environments.iter().filter(|e| e.state != EnvironmentState::Archived) {
+                            @for e in data.environments.iter().filter(|e| e.state != EnvironmentState::Archived) {
                                 option value=(e.name.as_str()) { "inherits " (e.name.as_str()) }
                             }
                         }
@@ -198,39 +191,10 @@ pub(crate) async fn project(
                 }
                 section data-testid="runs" {
                     h2 { "Runs" }
-                    form.filters method="get" action=(base) data-testid="runs-filter" {
-                        @if let Some(e) = env_q { input type="hidden" name="environment" value=(e); }
-                        select name="status" {
-                            option value="" { "any status" }
-                            @for s in STATUSES {
-                                option value=(s) selected[filter.status.as_deref() == Some(s)] { (s) }
-                            }
-                        }
-                        select name="workflow" {
-                            option value="" { "any workflow" }
-                            @for w in &workflows {
-                                option value=(w) selected[filter.workflow.as_deref() == Some(w.as_str())] { (w) }
-                            }
-                            @if let Some(w) = filter.workflow.as_deref().filter(|w| !workflows.iter().any(|x| x == w)) {
-                                option value=(w) selected { (w) }
-                            }
-                        }
-                        select name="env" {
-                            option value="" { "any environment" }
-                            @for e in &environments {
-                                option value=(e.name.as_str()) selected[filter.environment.as_deref() == Some(e.name.as_str())] { (e.name.as_str()) }
-                            }
-                        }
-                        button type="submit" { "Filter" }
-                    }
-                    (runs::table(&name, &rows, next, &base, &[
-                        ("environment", env_q),
-                        ("status", filter.status.as_deref()),
-                        ("workflow", filter.workflow.as_deref()),
-                        ("env", filter.environment.as_deref()),
-                    ]))
+                    (runs_filter(&name, &data))
+                    (runs_table(&name, &data))
                 }
-                @if environments.is_empty() {
+                @if data.environments.is_empty() {
                     (getting_started(&name))
                 }
             }
@@ -238,6 +202,135 @@ pub(crate) async fn project(
     };
     let crumbs = [(name.clone(), None)];
     Ok(respond(StatusCode::OK, shell(&name, &crumbs, body)))
+}
+
+/// The sidebar (`#project-sidebar`, replaced live): the selected environment's targets by
+/// module with their running counts, and the agents.
+pub(crate) fn sidebar(name: &str, data: &ProjectData) -> Markup {
+    let base = format!("/projects/{}", enc(name));
+    let env_q = data.selected.as_deref();
+    let mut modules: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+    for d in &data.manifests {
+        modules.entry(d.target.module.as_str()).or_default().push(d);
+    }
+    // Running executions per target, over the selected environment's agents.
+    let mut running: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in data
+        .sessions
+        .iter()
+        .filter(|s| Some(s.environment.as_str()) == env_q)
+    {
+        for (target, n) in &s.running_targets {
+            *running.entry(target.as_str()).or_default() += n;
+        }
+    }
+    html! {
+        aside.sidebar #project-sidebar data-testid="sidebar" {
+            h2 { "Targets" @if let Some(e) = env_q { span.muted { " in " (e) } } }
+            @if modules.is_empty() {
+                p.empty data-testid="no-targets" { "Nothing registered in this environment." }
+            }
+            @for (module, targets) in &modules {
+                div.module data-testid="module" {
+                    h3.mono { (module) }
+                    ul {
+                        @for d in targets {
+                            li data-testid="target" data-kind=(d.kind.as_str()) {
+                                @if d.kind == TargetKind::Workflow {
+                                    a href={ (base) "/workflows/" (enc(module)) "/"
+                                        (enc(&d.target.name)) (query(&[("environment", env_q)])) }
+                                        { (d.target.name) }
+                                } @else {
+                                    span { (d.target.name) }
+                                }
+                                " " span.kind { (d.kind.as_str()) }
+                                @if let Some(n) = running.get(d.target.to_string().as_str()) {
+                                    " " span.count data-testid="target-running" title="running now" { (n) " running" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Agents" }
+            @if data.sessions.is_empty() {
+                p.empty data-testid="no-agents" { "No agents connected." }
+            }
+            ul.agents data-testid="agents" {
+                @for s in &data.sessions {
+                    li data-testid="agent" {
+                        span class={ "dot " @if s.connected { "on" } @else { "off" } } {}
+                        (s.worker) " · " (s.environment)
+                        span.muted { " · " span data-testid="agent-running" { (s.running) } "/"
+                            (s.profile.concurrency) " running"
+                            @if s.draining { " · draining" }
+                            @if !s.connected { " · disconnected" } }
+                        div.muted.small {
+                             (s.profile.targets) " target" @if s.profile.targets != 1 { "s" } " · since " (time(s.opened_at))
+                            @for (key, values) in &s.profile.provides {
+                                " " span.tag { (key) ":" (values.join(",")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn runs_filter(name: &str, data: &ProjectData) -> Markup {
+    let base = format!("/projects/{}", enc(name));
+    let env_q = data.selected.as_deref();
+    let filter = &data.filter;
+    let workflows: Vec<String> = data
+        .manifests
+        .iter()
+        .filter(|d| d.kind == TargetKind::Workflow)
+        .map(|d| d.target.to_string())
+        .collect();
+    html! {
+        form.filters method="get" action=(base) data-testid="runs-filter" {
+            @if let Some(e) = env_q { input type="hidden" name="environment" value=(e); }
+            select name="status" {
+                option value="" { "any status" }
+                @for s in STATUSES {
+                    option value=(s) selected[filter.status.as_deref() == Some(s)] { (s) }
+                }
+            }
+            select name="workflow" {
+                option value="" { "any workflow" }
+                @for w in &workflows {
+                    option value=(w) selected[filter.workflow.as_deref() == Some(w.as_str())] { (w) }
+                }
+                @if let Some(w) = filter.workflow.as_deref().filter(|w| !workflows.iter().any(|x| x == w)) {
+                    option value=(w) selected { (w) }
+                }
+            }
+            select name="env" {
+                option value="" { "any environment" }
+                @for e in &data.environments {
+                    option value=(e.name.as_str()) selected[filter.environment.as_deref() == Some(e.name.as_str())] { (e.name.as_str()) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+/// The runs table (`#project-runs`, replaced live).
+pub(crate) fn runs_table(name: &str, data: &ProjectData) -> Markup {
+    let base = format!("/projects/{}", enc(name));
+    let filter = &data.filter;
+    html! {
+        div #project-runs {
+            (runs::table(name, &data.rows, data.next, &base, &[
+                ("environment", data.selected.as_deref()),
+                ("status", filter.status.as_deref()),
+                ("workflow", filter.workflow.as_deref()),
+                ("env", filter.environment.as_deref()),
+            ]))
+        }
+    }
 }
 
 /// The environments as a tree (children under their parent), with state badges and actions.
@@ -269,7 +362,7 @@ fn environment_node(
     let is_selected = selected == Some(name) && env.state != EnvironmentState::Archived;
     html! {
         li data-testid="environment" data-environment=(name) data-state=(state) {
-            div.env class=[is_selected.then_some("selected")] {
+            div class={ "env" @if is_selected { " selected" } } {
                 a href={ "/projects/" (enc(project)) (query(&[("environment", Some(name))])) } { (name) }
                 " " span class={ "badge env-" (state) } { (state) }
                 @match env.state {

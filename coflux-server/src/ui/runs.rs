@@ -1,17 +1,16 @@
 //! The runs list shared by the project and workflow pages: newest first, filtered by status,
-//! workflow and environment, paged with a `before=` run id cursor.
+//! workflow and environment, paged with a `before=` run id cursor; read with the same query as
+//! `GET /api/projects/{p}/runs` ([`Project::query_runs`]).
 
 use coflux_core::Project;
-use coflux_core::model::{Environment, Millis, RunId};
+use coflux_core::api::RunQuery;
+use coflux_core::model::{Environment, Millis, RunId, TargetRef};
+use coflux_core::protocol::http::RunItem;
+use coflux_core::store::run_list::RunStatus;
 use maud::{Markup, html};
 
-use super::page::{badge, elapsed, run_finished_at, run_status, time};
+use super::page::{badge, elapsed, time};
 use super::{UiError, enc, query};
-
-/// Runs read from the store to filter one page from (the list's reach).
-const SCAN: usize = 5_000;
-/// Runs inspected at most for one page (a status filter may skip many).
-const MAX_INSPECTED: usize = 500;
 
 /// What to list.
 #[derive(Debug, Default, Clone)]
@@ -39,68 +38,60 @@ pub(crate) struct RunRow {
     pub duration: String,
 }
 
-/// A page of runs, and the cursor of the next page when there is one.
+/// A page of runs, and the cursor of the next page when there is one (the API's query).
 pub(crate) async fn list(
     project: &Project,
     environments: &[Environment],
     filter: &RunFilter,
 ) -> Result<(Vec<RunRow>, Option<RunId>), UiError> {
-    let summaries = project.list_runs(SCAN).await?;
-    let env_name = |id| {
-        environments
-            .iter()
-            .find(|e| e.id == id)
-            .map_or_else(|| id.to_string(), |e| e.name.to_string())
+    let status = match filter.status.as_deref() {
+        None => None,
+        // An unknown status matches no run.
+        Some(s) => match RunStatus::parse(s) {
+            Some(status) => Some(status),
+            None => return Ok((Vec::new(), None)),
+        },
     };
-    let mut rows = Vec::new();
-    let mut inspected = 0;
-    let mut next = None;
-    for summary in summaries {
-        if filter.before.is_some_and(|b| summary.id >= b) {
-            continue;
-        }
-        if filter
-            .workflow
-            .as_deref()
-            .is_some_and(|w| w != summary.target.to_string())
-        {
-            continue;
-        }
-        let environment = env_name(summary.environment);
-        if filter
-            .environment
-            .as_deref()
-            .is_some_and(|e| e != environment)
-        {
-            continue;
-        }
-        if rows.len() == filter.limit || inspected == MAX_INSPECTED {
-            next = rows.last().map(|r: &RunRow| r.id);
-            break;
-        }
-        inspected += 1;
-        let Ok(view) = project.inspect_run(summary.id, None).await else {
-            continue;
-        };
-        let status = run_status(&view);
-        if filter.status.as_deref().is_some_and(|s| s != status) {
-            continue;
-        }
-        rows.push(RunRow {
-            id: summary.id,
-            module: summary.target.module.clone(),
-            target: summary.target.name.clone(),
-            environment,
-            created_at: summary.created_at,
-            status,
-            duration: elapsed(view.created_at, run_finished_at(&view)),
-        });
-    }
-    Ok((rows, next))
+    let workflow = match filter.workflow.as_deref().map(|w| w.rsplit_once('/')) {
+        None => None,
+        Some(Some((module, name))) => Some(TargetRef::new(module, name)),
+        Some(None) => return Ok((Vec::new(), None)),
+    };
+    let query = RunQuery {
+        environment: filter.environment.clone(),
+        workflow,
+        status,
+        before: filter.before,
+        limit: filter.limit,
+        ..RunQuery::default()
+    };
+    let page = match project.query_runs(query).await {
+        Ok(page) => page,
+        Err(e) if e.code() == "environment_not_found" => return Ok((Vec::new(), None)),
+        Err(e) => return Err(e.into()),
+    };
+    let rows = page
+        .runs
+        .iter()
+        .map(|r| {
+            let item = RunItem::new(r, environments);
+            RunRow {
+                id: r.summary.id,
+                module: item.module,
+                target: item.target,
+                environment: item.environment,
+                created_at: item.created_at,
+                status: r.status.as_str(),
+                duration: elapsed(item.created_at, item.finished_at),
+            }
+        })
+        .collect();
+    Ok((rows, page.next))
 }
 
 /// The runs table. `base` is the page's path and `keep` the query pairs to keep in the "older"
-/// link.
+/// link and the filter links (a row's status, workflow and environment narrow the list to
+/// runs like it: `status=`, `workflow=`, `env=`).
 pub(crate) fn table(
     project: &str,
     rows: &[RunRow],
@@ -114,6 +105,15 @@ pub(crate) fn table(
         pairs.push(("before", Some(before.as_str())));
         format!("{base}{}", query(&pairs))
     });
+    let filter_link = |key: &str, value: &str| {
+        let mut pairs: Vec<(&str, Option<&str>)> = keep
+            .iter()
+            .filter(|(k, _)| *k != key && *k != "before")
+            .copied()
+            .collect();
+        pairs.push((key, Some(value)));
+        format!("{base}{}", query(&pairs))
+    };
     html! {
         @if rows.is_empty() {
             p.empty data-testid="runs-empty" { "No runs." }
@@ -127,9 +127,13 @@ pub(crate) fn table(
                             query(&[("environment", Some(row.environment.as_str()))]));
                         tr data-testid="run-row" data-run=(row.id) {
                             td { a href=(href) { (row.id) } }
-                            td { (badge(row.status)) }
-                            td.mono { (row.module) " / " strong { (row.target) } }
-                            td { (row.environment) }
+                            td { a.filter href=(filter_link("status", row.status)) title="Runs with this status" { (badge(row.status)) } }
+                            td.mono {
+                                a.filter href=(filter_link("workflow", &format!("{}/{}", row.module, row.target))) title="Runs of this workflow" {
+                                    (row.module) " / " strong { (row.target) }
+                                }
+                            }
+                            td { a.filter href=(filter_link("env", &row.environment)) title="Runs in this environment" { (row.environment) } }
                             td { (time(row.created_at)) }
                             td { (row.duration) }
                         }
@@ -140,5 +144,49 @@ pub(crate) fn table(
         @if let Some(link) = next_link {
             p { a.button href=(link) data-testid="runs-older" { "Older runs →" } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_link_to_the_runs_like_them() {
+        let row = RunRow {
+            id: RunId(7),
+            module: "app.flows".into(),
+            target: "main".into(),
+            environment: "prod & co".into(),
+            created_at: 0,
+            status: "error",
+            duration: "1 s".into(),
+        };
+        let html = table(
+            "acme",
+            &[row],
+            None,
+            "/projects/acme",
+            &[
+                ("environment", Some("prod")),
+                ("status", Some("value")),
+                ("before", Some("R9")),
+            ],
+        )
+        .into_string();
+        assert!(
+            html.contains(r#"href="/projects/acme?environment=prod&amp;status=error""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/projects/acme?environment=prod&amp;status=value&amp;workflow=app.flows%2Fmain""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                r#"href="/projects/acme?environment=prod&amp;status=value&amp;env=prod%20%26%20co""#
+            ),
+            "{html}"
+        );
     }
 }

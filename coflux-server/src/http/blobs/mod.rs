@@ -24,7 +24,7 @@ use crate::auth::Access;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use coflux_core::model::ProjectName;
-use serde_json::json;
+use coflux_core::protocol::http::StoredBlob;
 
 use super::{existing_project, resource};
 use crate::error::ApiError;
@@ -64,7 +64,10 @@ async fn put_blob(
     let (project, key) = path.into_inner();
     let (store, project, key) = locate(&state, &project, &key).await?;
     let size = store.write(&project, &key, body).await?;
-    Ok(HttpResponse::Created().json(json!({ "key": key.as_str(), "size": size })))
+    Ok(HttpResponse::Created().json(StoredBlob {
+        key: key.as_str().to_owned(),
+        size,
+    }))
 }
 
 async fn get_blob(

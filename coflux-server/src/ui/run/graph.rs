@@ -187,11 +187,14 @@ fn step_node(
     let attempts = step.executions.len();
     let other_env = execution.environment != ctx.view.environment;
     let root = step.id.number == 1;
+    let differs = ctx.differs(step.id);
     html! {
         // The link is the node: an SVG `a` takes a class and a transform.
-        a class={ "node st-" (status) @if selected { " selected" } @if root { " root" } }
+        a class={ "node st-" (status) @if selected { " selected" } @if root { " root" } @if differs.is_some() { " differs" } }
             transform={ "translate(" (x) " " (y) ")" }
-            href=(ctx.step_query(step.id)) data-testid="graph-node" data-step=(step.id) {
+            href=(ctx.step_query(step.id)) data-testid="graph-node" data-step=(step.id)
+            data-differs=[differs.map(|d| d.label())] {
+            @if let Some(d) = differs { title { (d.label()) } }
             @if attempts > 1 {
                 rect.stack x="4" y="4" {}
             }
@@ -228,14 +231,20 @@ fn group_node(
         .into_iter()
         .find(|s| counts.contains_key(s))
         .unwrap_or("group");
+    let differing = members
+        .iter()
+        .filter(|i| ctx.differs(steps[**i].0.id).is_some())
+        .count();
     html! {
-        a class={ "node group st-" (worst) } transform={ "translate(" (x) " " (y) ")" }
+        a class={ "node group st-" (worst) @if differing > 0 { " differs" } }
+            data-differs=[(differing > 0).then_some(differing)] transform={ "translate(" (x) " " (y) ")" }
             href=(ctx.href(&[("view", Some("list")), ("target", Some(&target.to_string())), ("from", None)]))
             data-testid="graph-group" data-count=(members.len()) {
             rect.stack x="6" y="6" {}
             rect.stack x="3" y="3" {}
             rect {}
-            title { (target) " × " (members.len()) ": " (summary.join(", ")) }
+            title { (target) " × " (members.len()) ": " (summary.join(", "))
+                @if differing > 0 { " · " (differing) " differ" } }
             text.gname { (clip(&target.name, 14)) " ×" (members.len()) }
             text.counts {
                 @for (status, n) in &counts {
@@ -273,7 +282,8 @@ fn step_list(ctx: &RunCtx, all: &[(&StepView, &ExecutionView)]) -> Markup {
                 th { "Environment" } th { "Duration" } } }
             tbody {
                 @for (step, e) in &steps[from..end] {
-                    tr data-testid="step-row" {
+                    tr data-testid="step-row" class=[ctx.differs(step.id).map(|_| "differs")]
+                        data-differs=[ctx.differs(step.id).map(|d| d.label())] {
                         td { a href=(ctx.step_href(step.id)) { (step.id) } }
                         td.mono { (step.target) }
                         td { (badge(execution_status(e))) }
@@ -375,6 +385,7 @@ mod tests {
 
     fn render_run(view: &RunView, q: &RunQuery) -> String {
         let ctx = RunCtx {
+            compare: None,
             project: "p",
             view,
             environments: &[],

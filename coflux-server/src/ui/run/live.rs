@@ -75,13 +75,7 @@ pub(crate) async fn events(
     let (project, view, _) = load(&state, &name, &run, &q).await?;
     // So does an unknown step or attempt.
     selection(&view, &q)?;
-    let mut last = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| q.version.clone())
-        .unwrap_or_default();
+    let mut last = resumed_version(&req, q.version.as_deref());
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(4);
     actix_rt::spawn(async move {
         // Logs and metrics live in the log database: re-read them on a clock.
@@ -105,7 +99,8 @@ pub(crate) async fn events(
             if changed || logs_due || final_due {
                 seen_commits = Some(commits);
                 last_render = Instant::now();
-                let Ok(view) = project.inspect_run(run_id, environment.as_deref()).await else {
+                let Ok(view) = super::view_from(&project, run_id, environment.as_deref()).await
+                else {
                     break;
                 };
                 let Ok(environments) = project.environments().await else {
@@ -152,13 +147,30 @@ pub(crate) async fn events(
             tokio::time::sleep(POLL).await;
         }
     });
+    Ok(stream_response(rx))
+}
+
+/// The version a client already has: `Last-Event-ID` when reconnecting, else `?version=`.
+pub(crate) fn resumed_version(req: &HttpRequest, version: Option<&str>) -> String {
+    req.headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(version)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The response carrying a stream of events.
+pub(crate) fn stream_response(
+    rx: futures::channel::mpsc::Receiver<Result<Bytes, Infallible>>,
+) -> HttpResponse {
     let mut response = HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(rx);
     secure(&mut response);
-    Ok(response)
+    response
 }
 
 #[cfg(test)]

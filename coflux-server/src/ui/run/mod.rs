@@ -3,6 +3,7 @@
 //! breadcrumbs (the "main fragment") is what the live stream ([`live`]) re-renders.
 
 mod assets;
+mod compare;
 pub mod graph;
 pub mod live;
 mod logs;
@@ -39,6 +40,8 @@ pub(crate) struct RunQuery {
     pub target: Option<String>,
     /// `step`: the logs tab shows only the selected step's logs.
     pub only: Option<String>,
+    /// An environment to compare the view with (`compare::Comparison`).
+    pub compare: Option<String>,
     /// The version the page was rendered at (live stream only).
     pub version: Option<String>,
 }
@@ -51,14 +54,17 @@ pub(crate) struct RunCtx<'a> {
     pub q: &'a RunQuery,
     /// The selected step and its shown attempt.
     pub selected: Option<(&'a StepView, &'a ExecutionView)>,
+    /// The comparison asked for with `compare=`.
+    pub compare: Option<&'a compare::Comparison>,
 }
 
 impl RunQuery {
     /// The page's query parameters, in URL order.
-    fn pairs(&self) -> [(&'static str, Option<&str>); 9] {
+    fn pairs(&self) -> [(&'static str, Option<&str>); 10] {
         let q = self;
         [
             ("environment", q.environment.as_deref()),
+            ("compare", q.compare.as_deref()),
             ("tab", q.tab.as_deref()),
             ("view", q.view.as_deref()),
             ("level", q.level.as_deref()),
@@ -119,6 +125,11 @@ impl RunCtx<'_> {
         self.href(&[("step", Some(&id)), ("attempt", None)])
     }
 
+    /// How `step` differs in the comparison, if one is asked for and it does.
+    pub fn differs(&self, step: StepId) -> Option<compare::Difference> {
+        self.compare.and_then(|c| c.differences.get(&step).copied())
+    }
+
     /// The tab shown.
     pub fn tab(&self) -> &str {
         match self.q.tab.as_deref() {
@@ -166,10 +177,32 @@ pub(crate) async fn load(
         .parse()
         .map_err(|_| UiError::not_found(format!("run '{run}' not found")))?;
     let project = existing_project(state, project).await?;
-    let environment = q.environment.as_deref().filter(|e| !e.is_empty());
-    let view = project.inspect_run(run, environment).await?;
+    let view = view_from(&project, run, q.environment.as_deref()).await?;
     let environments = project.environments().await?;
     Ok((project, view, environments))
+}
+
+/// A run as seen from `environment`, by default from the run's own environment (so a step
+/// re-run in a child environment shows only when viewing from that child).
+pub(crate) async fn view_from(
+    project: &coflux_core::Project,
+    run: RunId,
+    environment: Option<&str>,
+) -> Result<RunView, coflux_core::Error> {
+    if let Some(environment) = environment.filter(|e| !e.is_empty()) {
+        return project.inspect_run(run, Some(environment)).await;
+    }
+    let all = project.inspect_run(run, None).await?;
+    let elsewhere = all
+        .steps
+        .iter()
+        .flat_map(|s| &s.executions)
+        .any(|e| e.environment != all.environment);
+    if elsewhere {
+        project.inspect_run(run, Some(&all.environment)).await
+    } else {
+        Ok(all)
+    }
 }
 
 /// `GET /projects/{project}/runs/{run}`.
@@ -229,12 +262,25 @@ pub(crate) async fn render_main(
     q: &RunQuery,
 ) -> Result<Markup, UiError> {
     let selected = selection(view, q)?;
+    let comparison = match q.compare.as_deref().filter(|c| !c.is_empty()) {
+        Some(other) => {
+            let there = view_from(
+                &existing_project(state, project).await?,
+                view.id,
+                Some(other),
+            )
+            .await?;
+            Some(compare::Comparison::new(other.to_string(), view, there))
+        }
+        None => None,
+    };
     let ctx = RunCtx {
         project,
         view,
         environments,
         q,
         selected,
+        compare: comparison.as_ref(),
     };
     let content = match ctx.tab() {
         "timeline" => timeline::render(&ctx),
@@ -276,12 +322,14 @@ pub(crate) async fn render_main(
                     @if let Some(parent) = view.parent {
                         a href={ "/projects/" (enc(project)) "/runs/" (parent.run()) } { "parent run " (parent.run()) }
                     }
+                    (compare::chooser(&ctx))
                     @if let Some(url) = cancel {
                         button.danger data-post=(url) data-testid="cancel-run"
                             data-confirm={ "Cancel run " (view.id) "?" } { "Cancel run" }
                     }
                 }
             }
+            (compare::summary(&ctx))
             nav.tabs data-testid="tabs" {
                 @for (key, label) in tabs {
                     a class=[(ctx.tab() == key).then_some("active")] data-testid={ "tab-" (key) }

@@ -134,6 +134,7 @@ pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -
                 h3 { "Result" }
                 (result(ctx, execution))
             }
+            (super::compare::panel(ctx, step, execution))
             section {
                 h3 { "Timing" }
                 dl.timings data-testid="timings" {

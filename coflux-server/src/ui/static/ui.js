@@ -273,9 +273,26 @@ function setupLive() {
   });
 }
 
+// Live project page: the sidebar and the runs table, replaced by id.
+function setupProjectLive() {
+  const page = document.querySelector(".project-page[data-events]");
+  if (!page || !window.EventSource) return;
+  const source = new EventSource(new URL(page.dataset.events, location.href));
+  source.addEventListener("fragment", (event) => {
+    const template = document.createElement("template");
+    template.innerHTML = event.data;
+    for (const next of [...template.content.children]) {
+      const current = next.id && document.getElementById(next.id);
+      if (current) current.replaceWith(next);
+    }
+    page.dataset.version = event.lastEventId;
+  });
+}
+
 setupGraph();
 setupLogs();
 setupLive();
+setupProjectLive();
 
 // The page is interactive: a marker for tests and a Performance API mark for timing.
 performance.mark("coflux:ready");
