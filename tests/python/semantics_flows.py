@@ -204,8 +204,9 @@ def times_out():
 @cf.workflow()
 def polls():
     quick = slow_value.submit(5, 0.0)
-    slow = slow_value.submit(6, 5.0)
-    time.sleep(1.0)  # quick has finished by now; slow has not
+    slow = slow_value.submit(6, 10.0)
+    # quick has finished by now (even spawned on a busy machine); slow has not
+    time.sleep(3.0)
     return {
         "ready": quick.poll(),
         "not_ready": slow.poll(default="pending"),
