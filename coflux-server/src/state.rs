@@ -39,6 +39,7 @@ impl AppState {
         core.writer_spin = config.writer_spin;
         // Executions running when the server stopped stay claimable by reconnecting agents.
         core.recovery_grace = config.reconnect_timeout;
+        core.project_idle_timeout = config.project_idle_timeout;
         let coflux = Coflux::open_with(core).await?;
         let logs = Arc::new(LogStore::open_with(
             &config.data_dir,

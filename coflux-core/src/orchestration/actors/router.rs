@@ -71,7 +71,12 @@ pub struct Router {
     project: String,
     arbiter: ArbiterHandle,
     writer: Mutex<Option<Writer>>,
-    reader: Mutex<Box<dyn ProjectStore>>,
+    /// `None` once the project is closed.
+    reader: Mutex<Option<Box<dyn ProjectStore>>>,
+    /// Set when the project is unloaded: messages to its actors are dropped.
+    closed: AtomicBool,
+    /// Whether the project has cron schedules (it then stays loaded to fire them).
+    scheduled: AtomicBool,
     project_actor: Mutex<Option<Addr<ProjectActor>>>,
     environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
     /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
@@ -109,7 +114,9 @@ impl Router {
             project,
             arbiter,
             writer: Mutex::new(None),
-            reader: Mutex::new(reader),
+            reader: Mutex::new(Some(reader)),
+            closed: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
             project_actor: Mutex::new(None),
             environments: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
@@ -269,6 +276,62 @@ impl Router {
         }
     }
 
+    /// Records whether the project has cron schedules (by its actor, after each message).
+    pub fn set_scheduled(&self, scheduled: bool) {
+        self.scheduled.store(scheduled, Ordering::Release);
+    }
+
+    /// Why the project may not be unloaded now (`None`: it may): a run in memory, a worker
+    /// connected, a caller waiting, a cron schedule, or something queued for or held by its
+    /// writer.
+    pub fn busy(&self) -> Option<&'static str> {
+        if self.scheduled.load(Ordering::Acquire) {
+            Some("cron schedules")
+        } else if !lock(&self.runs).is_empty() {
+            Some("runs in memory")
+        } else if !lock(&self.workers).is_empty() {
+            Some("workers connected")
+        } else if !lock(&self.replies).is_empty() {
+            Some("callers waiting")
+        } else if !lock(&self.outgoing).is_empty()
+            || self.flush_scheduled.load(Ordering::Acquire)
+            || !lock(&self.writer)
+                .as_ref()
+                .is_none_or(GroupCommitWriter::is_idle)
+        {
+            Some("commits pending")
+        } else {
+            None
+        }
+    }
+
+    /// Unloading, first step: stops every actor of the project, each after the messages
+    /// already in its mailbox.
+    pub async fn stop_actors(&self) {
+        let project = lock(&self.project_actor).clone();
+        let environments: Vec<_> = lock(&self.environments).values().cloned().collect();
+        let runs: Vec<_> = lock(&self.runs).values().map(|(a, _)| a.clone()).collect();
+        if let Some(addr) = project {
+            let _ = addr.send(super::hosts::Stop).await;
+        }
+        for addr in environments {
+            let _ = addr.send(super::hosts::Stop).await;
+        }
+        for addr in runs {
+            let _ = addr.send(super::hosts::Stop).await;
+        }
+    }
+
+    /// Unloading, second step (once the actors are stopped): hands what they queued to the
+    /// writer, then lets the writer go (it commits what it holds and closes the database) and
+    /// closes the reader. Later messages to the project's actors are dropped.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.flush();
+        self.shutdown();
+        lock(&self.reader).take();
+    }
+
     /// Stops accepting batches; the writer thread ends once in-flight batches are done.
     pub fn shutdown(&self) {
         lock(&self.writer).take();
@@ -402,6 +465,11 @@ impl Router {
     }
 
     fn route_now(this: &Arc<Self>, envelope: Envelope) {
+        if this.closed.load(Ordering::Acquire)
+            && !matches!(envelope, Envelope::Worker(..) | Envelope::Reply(..))
+        {
+            return tracing::debug!(project = %this.project, "project unloaded; message to its actors dropped");
+        }
         match envelope {
             Envelope::Project(msg) => {
                 // Sent after the lock is released (sending wakes the arbiter's thread).
@@ -481,7 +549,7 @@ impl Router {
             core.handle(connect_msg(*worker, reg), now, out);
         }
         out.send(Envelope::Project(ProjectMsg::Announce { environment: id }));
-        let snapshot = lock(&self.reader).load();
+        let snapshot = self.read(|reader| reader.load());
         match snapshot {
             Ok(snapshot) => {
                 for run in &snapshot.active_runs {
@@ -512,7 +580,17 @@ impl Router {
 
     /// Reads a run as committed (for supervision and on-demand loading).
     pub fn load_run(&self, id: RunId) -> Result<Option<crate::store::RunSnapshot>, StoreError> {
-        lock(&self.reader).load_run(id)
+        self.read(|reader| reader.load_run(id))
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn ProjectStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match lock(&self.reader).as_mut() {
+            Some(reader) => f(reader.as_mut()),
+            None => Err(StoreError::WriterStopped),
+        }
     }
 
     /// Drops the reply channels `replies`: their callers learn that the request failed.
@@ -559,7 +637,7 @@ impl Router {
         } else {
             // Not in memory: a run that finished before this process started, or whose actor
             // died (supervision re-creates it from the database).
-            let snapshot = lock(&self.reader).load_run(id);
+            let snapshot = self.load_run(id);
             match snapshot {
                 Ok(Some(snapshot)) => Some(RunCore::restore(snapshot, now, &mut initial)),
                 Ok(None) => None,
