@@ -271,9 +271,20 @@ impl Supervisor {
             let _ = done.send(true);
         };
         ctx.spawn(work.into_actor(self).map(move |(), this, _| {
-            this.closing.remove(&name);
+            this.forget_closed(&name);
             tracing::info!(project = %name, "project unloaded (idle)");
         }));
+    }
+
+    /// Forgets that `name` was closing, once it is closed (not a later unload of it).
+    fn forget_closed(&mut self, name: &ProjectName) {
+        if self
+            .closing
+            .get(name)
+            .is_some_and(|closed| *closed.borrow())
+        {
+            self.closing.remove(name);
+        }
     }
 }
 
@@ -335,16 +346,26 @@ impl Handler<OpenProject> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ProjectHandle, OpenProjectError>>;
 
     fn handle(&mut self, msg: OpenProject, _: &mut Self::Context) -> Self::Result {
+        self.open_when_closed(msg)
+    }
+}
+
+impl Supervisor {
+    /// Opens the project, first waiting for it to close if it is being unloaded.
+    fn open_when_closed(
+        &mut self,
+        msg: OpenProject,
+    ) -> ResponseActFuture<Self, Result<ProjectHandle, OpenProjectError>> {
+        self.forget_closed(&msg.name);
         if let Some(closed) = self.closing.get(&msg.name) {
-            // Being unloaded: open it again once its database is closed.
             let mut closed = closed.clone();
             let wait = async move {
                 let _ = closed.wait_for(|done| *done).await;
             };
-            return Box::pin(wait.into_actor(self).map(move |(), this, _| {
-                this.closing.remove(&msg.name);
-                this.open(msg)
-            }));
+            return Box::pin(
+                wait.into_actor(self)
+                    .then(move |(), this, _| this.open_when_closed(msg)),
+            );
         }
         Box::pin(actix::fut::ready(self.open(msg)))
     }
