@@ -472,7 +472,8 @@ mod tests {
         );
         assert_eq!(timeout(&["--project-idle-timeout", "0"]).unwrap(), None);
         for bad in ["5 minutes", "-1s", "1d", "", "99999h"] {
-            let error = timeout(&["--project-idle-timeout", bad]).unwrap_err();
+            let flag = format!("--project-idle-timeout={bad}");
+            let error = timeout(&[&flag]).unwrap_err();
             assert!(
                 error.to_string().contains("project idle timeout"),
                 "{bad}: {error}"
