@@ -16,7 +16,9 @@
 //!
 //! Large run: a fresh server and one Rust agent (`--concurrency 1000`) run
 //! `examples.repo/fanout(n)` (n trivial tasks submitted at once, then awaited): submit → result
-//! (`run_100k_steps_s`), the server's peak resident memory (`run_100k_peak_rss_mb`) and the
+//! (`run_100k_steps_s`, with the CPU time of the server and of the agent and its adapter
+//! meanwhile: `run_server_cpu_s`, `run_agent_cpu_s`), the server's peak resident memory
+//! (`run_100k_peak_rss_mb`) and the
 //! first page (100 steps) of the run through the API (`inspect_100k_ms`).
 //!
 //! The keys are the same in every mode (`projects` and `steps` say what was measured); the last
@@ -47,6 +49,20 @@ fn threads(pid: u32) -> f64 {
 
 fn mb(pid: u32, field: &str) -> f64 {
     status_field(pid, field) / 1024.0
+}
+
+/// The CPU time (user + system) of a process, in seconds, from `/proc/<pid>/stat`.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
 }
 
 /// How many files the process has open (an unloaded project keeps none).
@@ -154,8 +170,14 @@ async fn run_phase(steps: u64, figures: &mut Map<String, Json>) {
     let server = Server::start(dir.path()).await;
     let pid = server.proc.pid();
     server.setup(P, ENV, None).await;
-    let _agent = rust_agent(&server, P, ENV, &["--register", "--concurrency", "1000"]);
+    let agent = rust_agent(&server, P, ENV, &["--register", "--concurrency", "1000"]);
     server.wait_registered(P, ENV, "fanout").await;
+    // The agent's adapter (the example repository) is its child process.
+    let adapter = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", agent.pid()))
+        .ok()
+        .and_then(|c| c.split_whitespace().next()?.parse::<u32>().ok());
+    let agent_cpu = || cpu_s(agent.pid()) + adapter.map_or(0.0, cpu_s);
+    let (server_before, agent_before) = (cpu_s(pid), agent_cpu());
     let started = Instant::now();
     let run = server
         .submit(P, ENV, "examples.repo", "fanout", json!([steps]))
@@ -164,7 +186,12 @@ async fn run_phase(steps: u64, figures: &mut Map<String, Json>) {
     let run_s = started.elapsed().as_secs_f64();
     assert_eq!(result["status"], "value", "fanout({steps}): {result}");
     let peak = mb(pid, "VmHWM:");
-    eprintln!("fanout({steps}): {run_s:.2} s, server peak rss {peak:.1} MiB");
+    let server_cpu = cpu_s(pid) - server_before;
+    let agent_cpu = agent_cpu() - agent_before;
+    eprintln!(
+        "fanout({steps}): {run_s:.2} s, server peak rss {peak:.1} MiB, CPU: server \
+         {server_cpu:.1} s, agent (with its adapter) {agent_cpu:.1} s"
+    );
 
     let started = Instant::now();
     let page = get(
@@ -182,6 +209,8 @@ async fn run_phase(steps: u64, figures: &mut Map<String, Json>) {
         json!((run_s * 100.0).round() / 100.0),
     );
     figures.insert("run_100k_peak_rss_mb".into(), json!(round1(peak)));
+    figures.insert("run_server_cpu_s".into(), json!(round1(server_cpu)));
+    figures.insert("run_agent_cpu_s".into(), json!(round1(agent_cpu)));
     figures.insert("inspect_100k_ms".into(), json!(round1(inspect_ms)));
 }
 

@@ -69,8 +69,9 @@ pub struct Config {
     /// orchestrator stops). An unloaded project is loaded again by the next
     /// [`Coflux::project`] call.
     pub project_idle_timeout: Option<Duration>,
-    /// How many arbiters and how many writer threads projects share (default 0: one of each
-    /// per core).
+    /// How many arbiters and how many writer threads projects share (default 0: each project
+    /// has its own arbiter and writer thread, the fastest for a few projects; a server hosting
+    /// many projects sets it, e.g. to the number of cores, so threads do not grow with them).
     pub project_threads: usize,
 }
 

@@ -1,9 +1,10 @@
 //! [`Supervisor`]: opens projects, restoring each from its database, on a fixed set of shared
 //! threads; unloads those that stay idle.
 //!
-//! Threads do not grow with projects: each project's actors live on one arbiter of a pool
-//! (sized by cores), its store on one thread of a [`WriterPool`], and one thread checkpoints
-//! every database's WAL. A project keeps its serial orchestration (its actors handle one
+//! With `threads` set, threads do not grow with projects: each project's actors live on one
+//! arbiter of a pool, its store on one thread of a [`WriterPool`], and one thread checkpoints
+//! every database's WAL (the server sizes the pools by cores). Without it (embedded, a few
+//! projects), each project has its own arbiter and writer thread. A project keeps its serial orchestration (its actors handle one
 //! message at a time, on one arbiter) and its group commit (its writer commits one group at a
 //! time, on one thread).
 //!
@@ -55,7 +56,8 @@ pub struct SupervisorConfig {
     pub idempotency_retention: Duration,
     /// How long a project stays loaded while idle (`None`: until the supervisor stops).
     pub idle_timeout: Option<Duration>,
-    /// How many arbiters and how many writer threads projects share (zero: one each per core).
+    /// How many arbiters and how many writer threads projects share (zero: each project has
+    /// its own arbiter and writer thread).
     pub threads: usize,
 }
 
@@ -104,7 +106,7 @@ impl Supervisor {
     /// A supervisor over a data directory (the catalogue is created if missing).
     pub fn new(config: SupervisorConfig) -> Result<Self, StoreError> {
         let catalogue = Catalogue::open(&config.data_dir)?;
-        let writers = WriterPool::new(config.pool_size(), config.writer_spin, "coflux-writer");
+        let writers = WriterPool::new(config.threads, config.writer_spin, "coflux-writer");
         Ok(Self {
             config,
             catalogue,
@@ -158,19 +160,31 @@ impl Supervisor {
             crate::store::failpoint::FailingStore::new(Box::new(store), router.disk_full_switch());
         // Dropped with the writer's callbacks, once its store is closed.
         let (closed_tx, writer_closed) = oneshot::channel::<()>();
-        let writer = GroupCommitWriter::spawn_on(
-            &self.writers,
-            Box::new(store),
-            format!("writer-{name}"),
-            move |messages| deliver_to.deliver_all(messages),
-            {
-                let router = Arc::clone(&router);
-                move |error, dropped| {
-                    let _closed = &closed_tx;
-                    router.commit_failed(&error, dropped)
-                }
-            },
-        );
+        let deliver = move |messages| deliver_to.deliver_all(messages);
+        let on_error = {
+            let router = Arc::clone(&router);
+            move |error: StoreError, dropped| {
+                let _closed = &closed_tx;
+                router.commit_failed(&error, dropped)
+            }
+        };
+        let writer = if self.config.threads > 0 {
+            GroupCommitWriter::spawn_on(
+                &self.writers,
+                Box::new(store),
+                format!("writer-{name}"),
+                deliver,
+                on_error,
+            )
+        } else {
+            GroupCommitWriter::spawn_with_spin(
+                Box::new(store),
+                format!("coflux-writer-{name}"),
+                self.config.writer_spin,
+                deliver,
+                on_error,
+            )
+        };
         let wal = self.wal.register(&db_path, &writer)?;
         router.set_writer(writer);
         let now = now_millis();
@@ -289,11 +303,13 @@ impl Supervisor {
 }
 
 impl SupervisorConfig {
+    /// The number of shared arbiters (unbounded without sharing: one per project, reused once
+    /// its project is unloaded).
     fn pool_size(&self) -> usize {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+            usize::MAX
         }
     }
 }

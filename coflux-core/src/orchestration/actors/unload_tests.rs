@@ -20,9 +20,11 @@ fn repository() -> Repository {
     Repository::new().with(double).with(twice)
 }
 
-async fn open(dir: &std::path::Path, idle: Duration) -> Coflux {
+/// `threads`: 0 for a thread per project, else the size of the shared pools.
+async fn open(dir: &std::path::Path, idle: Duration, threads: usize) -> Coflux {
     let mut config = Config::new(dir);
     config.project_idle_timeout = Some(idle);
+    config.project_threads = threads;
     Coflux::open_with(config).await.unwrap()
 }
 
@@ -40,8 +42,14 @@ async fn until_loaded(coflux: &Coflux, project: &str, loaded: bool) {
 
 #[actix_rt::test]
 async fn an_idle_project_is_unloaded_and_works_again_once_reloaded() {
+    for threads in [2, 0] {
+        unloaded_and_reloaded(threads).await;
+    }
+}
+
+async fn unloaded_and_reloaded(threads: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let coflux = open(dir.path(), Duration::from_millis(100)).await;
+    let coflux = open(dir.path(), Duration::from_millis(100), threads).await;
     let first = {
         let project = coflux.project("p").await.unwrap();
         project.ensure_environment("prod", None).await.unwrap();
@@ -73,9 +81,15 @@ async fn an_idle_project_is_unloaded_and_works_again_once_reloaded() {
 
 #[actix_rt::test]
 async fn requests_racing_with_unloading_neither_fail_nor_lose_runs() {
+    for threads in [2, 0] {
+        racing(threads).await;
+    }
+}
+
+async fn racing(threads: usize) {
     let dir = tempfile::tempdir().unwrap();
     // So short that many requests arrive while the project is being unloaded.
-    let coflux = open(dir.path(), Duration::from_millis(1)).await;
+    let coflux = open(dir.path(), Duration::from_millis(1), threads).await;
     let mut runs = Vec::new();
     let mut unloaded = 0;
     for i in 0..40u64 {
