@@ -35,6 +35,12 @@ pub struct ServerArgs {
     /// Default 250.
     #[arg(long, env = "COFLUX_WRITER_SPIN_US", value_name = "MICROSECONDS")]
     pub writer_spin_us: Option<u64>,
+    /// How long a project stays loaded while idle (no request, agent, active run, waiting
+    /// caller or cron schedule) before it is unloaded, its database closed; the next request
+    /// or agent loads it again. A duration: `300` or `300s`, `5m`, `1h`, `500ms`; 0 keeps
+    /// projects loaded. Default 5m.
+    #[arg(long, env = "COFLUX_PROJECT_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub project_idle_timeout: Option<String>,
     /// Where blobs (large values, pickled objects, asset files) are stored: `local` (in
     /// `<data-dir>/blobs`, the default) or `s3` (an S3-compatible bucket; see `--s3-*`).
     #[arg(long, env = "COFLUX_BLOB_STORE", value_name = "local|s3")]
@@ -79,7 +85,7 @@ pub struct ServerArgs {
     #[arg(long, env = "COFLUX_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// A TOML file with any of the settings above (`data_dir`, `port`, `host`, `durability`,
-    /// `reconnect_timeout`, `writer_spin_us`, `blob_store`, `s3_bucket`, `s3_endpoint`,
+    /// `reconnect_timeout`, `writer_spin_us`, `project_idle_timeout`, `blob_store`, `s3_bucket`, `s3_endpoint`,
     /// `s3_region`, `s3_prefix`, `s3_allow_http`, `log_retention_days`, `blob_gc_grace_hours`);
     /// flags and environment
     /// variables override it.
@@ -99,6 +105,7 @@ struct FileConfig {
     durability: Option<String>,
     reconnect_timeout: Option<u64>,
     writer_spin_us: Option<u64>,
+    project_idle_timeout: Option<String>,
     blob_store: Option<String>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
@@ -169,6 +176,9 @@ const DEFAULT_WRITER_SPIN_US: u64 = 250;
 /// The longest writer spin accepted (10 ms).
 const MAX_WRITER_SPIN_US: u64 = 10_000;
 
+/// The default `--project-idle-timeout`.
+const DEFAULT_PROJECT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
@@ -191,6 +201,8 @@ pub struct ServerConfig {
     pub reconnect_timeout: std::time::Duration,
     /// How long each project's writer polls for more work after a commit before it sleeps.
     pub writer_spin: std::time::Duration,
+    /// How long an idle project stays loaded (`None`: until the server stops).
+    pub project_idle_timeout: Option<std::time::Duration>,
     /// HTTP worker threads.
     pub http_workers: usize,
     /// Where blobs are stored.
@@ -221,6 +233,7 @@ impl ServerConfig {
             durability: coflux_core::store::Durability::Normal,
             reconnect_timeout: std::time::Duration::from_secs(30),
             writer_spin: std::time::Duration::from_micros(DEFAULT_WRITER_SPIN_US),
+            project_idle_timeout: Some(DEFAULT_PROJECT_IDLE_TIMEOUT),
             http_workers: 2,
             blob_store: BlobStoreConfig::Local,
             log_retention: Some(DAY * DEFAULT_LOG_RETENTION_DAYS as u32),
@@ -272,6 +285,15 @@ impl ServerConfig {
                 );
             }
             config.writer_spin = std::time::Duration::from_micros(us);
+        }
+        if let Some(text) = args.project_idle_timeout.or(file.project_idle_timeout) {
+            let timeout = parse_duration(&text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid project idle timeout '{text}' (expected a duration such as 300, \
+                     30s, 5m, 1h or 500ms; 0 keeps projects loaded)"
+                )
+            })?;
+            config.project_idle_timeout = (!timeout.is_zero()).then_some(timeout);
         }
         if let Some(days) = args.log_retention_days.or(file.log_retention_days) {
             config.log_retention = retention(days)?;
@@ -355,6 +377,25 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// A duration: a number of seconds, or a number followed by `ms`, `s`, `m` or `h` (at most
+/// 30 days). `None` when it is not one.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1_000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    (ms <= 30 * 24 * 3_600_000).then(|| std::time::Duration::from_millis(ms))
+}
+
 /// `--log-retention-days`: 0 keeps logs forever.
 fn retention(days: u64) -> anyhow::Result<Option<std::time::Duration>> {
     if days == 0 {
@@ -406,6 +447,38 @@ mod tests {
         let mut argv = vec!["coflux-server"];
         argv.extend_from_slice(args);
         ServerConfig::from_args(ServerArgs::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn the_project_idle_timeout_takes_a_duration() {
+        let timeout = |args: &[&str]| parse(args).map(|c| c.project_idle_timeout);
+        let secs = |s| Some(std::time::Duration::from_secs(s));
+        assert_eq!(timeout(&[]).unwrap(), secs(300));
+        assert_eq!(
+            timeout(&["--project-idle-timeout", "30s"]).unwrap(),
+            secs(30)
+        );
+        assert_eq!(
+            timeout(&["--project-idle-timeout", "5m"]).unwrap(),
+            secs(300)
+        );
+        assert_eq!(
+            timeout(&["--project-idle-timeout", "45"]).unwrap(),
+            secs(45)
+        );
+        assert_eq!(
+            timeout(&["--project-idle-timeout", "250ms"]).unwrap(),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(timeout(&["--project-idle-timeout", "0"]).unwrap(), None);
+        for bad in ["5 minutes", "-1s", "1d", "", "99999h"] {
+            let flag = format!("--project-idle-timeout={bad}");
+            let error = timeout(&[&flag]).unwrap_err();
+            assert!(
+                error.to_string().contains("project idle timeout"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

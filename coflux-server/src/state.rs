@@ -39,6 +39,9 @@ impl AppState {
         core.writer_spin = config.writer_spin;
         // Executions running when the server stopped stay claimable by reconnecting agents.
         core.recovery_grace = config.reconnect_timeout;
+        core.project_idle_timeout = config.project_idle_timeout;
+        // Projects share one arbiter and one writer thread per core.
+        core.project_threads = std::thread::available_parallelism().map_or(2, usize::from);
         let coflux = Coflux::open_with(core).await?;
         let logs = Arc::new(LogStore::open_with(
             &config.data_dir,

@@ -37,7 +37,9 @@ pub use settings::ConcurrencyLimit;
 pub use worker::{Worker, WorkerOptions};
 
 use crate::model::ProjectName;
-use crate::orchestration::actors::{OpenProject, OpenProjectError, Supervisor, SupervisorConfig};
+use crate::orchestration::actors::{
+    LoadedProjects, OpenProject, OpenProjectError, Supervisor, SupervisorConfig,
+};
 use crate::store::Durability;
 
 /// Options for [`Coflux::open_with`].
@@ -64,6 +66,15 @@ pub struct Config {
     /// How long an idempotency key given at submission is remembered (default 24 hours):
     /// within it, submissions with the same key in the same environment get the same run.
     pub idempotency_retention: Duration,
+    /// How long a project stays loaded while idle: no [`Project`] handle held, no run in
+    /// memory, no worker connected, no cron schedule (default `None`: loaded until the
+    /// orchestrator stops). An unloaded project is loaded again by the next
+    /// [`Coflux::project`] call.
+    pub project_idle_timeout: Option<Duration>,
+    /// How many arbiters and how many writer threads projects share (default 0: each project
+    /// has its own arbiter and writer thread, the fastest for a few projects; a server hosting
+    /// many projects sets it, e.g. to the number of cores, so threads do not grow with them).
+    pub project_threads: usize,
 }
 
 impl Config {
@@ -76,6 +87,8 @@ impl Config {
             worker_spin: Duration::from_micros(200),
             recovery_grace: Duration::ZERO,
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
+            project_idle_timeout: None,
+            project_threads: 0,
         }
     }
 }
@@ -104,6 +117,8 @@ impl Coflux {
             worker_spin: config.worker_spin,
             recovery_grace: config.recovery_grace,
             idempotency_retention: config.idempotency_retention,
+            idle_timeout: config.project_idle_timeout,
+            threads: config.project_threads,
         })?;
         Ok(Self {
             supervisor: supervisor.start(),
@@ -138,6 +153,14 @@ impl Coflux {
                 OpenProjectError::Store(s) => Error::Store(s),
             })?;
         Ok(Project::new(handle))
+    }
+
+    /// The names of the projects loaded now (the others are loaded on first use), unordered.
+    pub async fn loaded_projects(&self) -> Result<Vec<String>, Error> {
+        self.supervisor
+            .send(LoadedProjects)
+            .await
+            .map_err(|_| Error::Unavailable("the supervisor has stopped".into()))
     }
 
     /// The names of all projects, oldest first.

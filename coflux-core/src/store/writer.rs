@@ -28,6 +28,12 @@ use std::time::{Duration, Instant};
 
 use super::{ProjectStore, StoreError, Write};
 
+mod pool;
+mod wal;
+
+pub use pool::WriterPool;
+pub use wal::{WalCheckpointer, WalRegistration};
+
 /// A group stops taking further queued messages once it holds this many batches (the batches
 /// handed over together by one [`GroupCommitWriter::submit_all`] always stay together).
 pub const MAX_GROUP: usize = 4096;
@@ -55,6 +61,8 @@ struct Counters {
     stalled: AtomicBool,
     /// Set when the last handle is dropped: a failing commit is no longer retried.
     stopping: AtomicBool,
+    /// Batches submitted and not yet delivered (or reported).
+    pending: AtomicU64,
 }
 
 /// A snapshot of a writer's counters.
@@ -88,12 +96,16 @@ impl WriterStats {
 }
 
 /// Shared by a writer's handles: when the last one is dropped, the thread stops retrying a
-/// failing commit (so a shutdown never waits for the disk).
-struct LastHandle(Arc<Counters>);
+/// failing commit (so a shutdown never waits for the disk); a pooled writer is scheduled once
+/// more, to finish what is queued and close its store.
+struct LastHandle(Arc<Counters>, Option<pool::Waker>);
 
 impl Drop for LastHandle {
     fn drop(&mut self) {
         self.0.stopping.store(true, Ordering::Release);
+        if let Some(wake) = &self.1 {
+            wake.wake();
+        }
     }
 }
 
@@ -103,6 +115,8 @@ pub struct GroupCommitWriter<E> {
     /// Each message holds one or more batches handed over together.
     sender: mpsc::Sender<Vec<Batch<E>>>,
     counters: Arc<Counters>,
+    /// For a writer on a [`WriterPool`]: schedules its work on the pool's thread.
+    wake: Option<pool::Waker>,
     last: Arc<LastHandle>,
 }
 
@@ -111,6 +125,7 @@ impl<E> Clone for GroupCommitWriter<E> {
         Self {
             sender: self.sender.clone(),
             counters: Arc::clone(&self.counters),
+            wake: self.wake.clone(),
             last: Arc::clone(&self.last),
         }
     }
@@ -162,27 +177,47 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
     ) -> Self {
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let thread_counters = Arc::clone(&counters);
         let name = thread_name.into();
-        let thread_name = name.clone();
+        let mut thread = WriterThread::new(store, Arc::clone(&counters), name.clone());
         let spawned = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
                 let mut sinks = Sinks { deliver, on_error };
-                let mut thread = WriterThread {
-                    store,
-                    counters: &thread_counters,
-                    name: &thread_name,
-                };
                 thread.run(&receiver, spin, &mut sinks);
             });
         if let Err(e) = spawned {
             tracing::error!(thread = %name, error = %e, "could not start the store writer thread");
         }
-        let last = Arc::new(LastHandle(Arc::clone(&counters)));
+        let last = Arc::new(LastHandle(Arc::clone(&counters), None));
         Self {
             sender,
             counters,
+            wake: None,
+            last,
+        }
+    }
+
+    /// As [`spawn`](Self::spawn), but on a thread of `pool`, shared with other writers: the
+    /// store's batches are still committed in order, one group at a time, by one thread. `name`
+    /// names the writer in logs. The store is closed once the last handle is dropped and what
+    /// was queued is committed.
+    pub fn spawn_on(
+        pool: &WriterPool,
+        store: Box<dyn ProjectStore>,
+        name: impl Into<String>,
+        deliver: impl FnMut(E) + Send + 'static,
+        on_error: impl FnMut(StoreError, Vec<E>) + Send + 'static,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread = WriterThread::new(store, Arc::clone(&counters), name.into());
+        let job = pool::PooledWriter::new(thread, receiver, Sinks { deliver, on_error });
+        let wake = pool.register(Box::new(job));
+        let last = Arc::new(LastHandle(Arc::clone(&counters), Some(wake.clone())));
+        Self {
+            sender,
+            counters,
+            wake: Some(wake),
             last,
         }
     }
@@ -200,13 +235,23 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
         if batches.is_empty() {
             return Ok(());
         }
-        let batches = batches
+        let batches: Vec<Batch<E>> = batches
             .into_iter()
             .map(|(writes, after)| Batch { writes, after })
             .collect();
-        self.sender
-            .send(batches)
-            .map_err(|_| StoreError::WriterStopped)
+        self.counters
+            .pending
+            .fetch_add(batches.len() as u64, Ordering::AcqRel);
+        let sent = self.sender.send(batches);
+        if let Some(wake) = &self.wake {
+            wake.wake();
+        }
+        sent.map_err(|e| {
+            self.counters
+                .pending
+                .fetch_sub(e.0.len() as u64, Ordering::AcqRel);
+            StoreError::WriterStopped
+        })
     }
 }
 
@@ -228,52 +273,82 @@ impl<E> GroupCommitWriter<E> {
     pub fn is_stalled(&self) -> bool {
         self.counters.stalled.load(Ordering::Acquire)
     }
+
+    /// Whether every batch submitted so far has been committed (or rejected) and delivered.
+    pub fn is_idle(&self) -> bool {
+        self.counters.pending.load(Ordering::Acquire) == 0
+    }
 }
 
-/// The state of the writer thread.
-struct WriterThread<'a> {
+/// The state of a writer: its store and what a group needs.
+struct WriterThread<E> {
     store: Box<dyn ProjectStore>,
-    counters: &'a Counters,
-    name: &'a str,
+    counters: Arc<Counters>,
+    name: String,
+    group: Vec<Batch<E>>,
+    writes: Vec<Write>,
+    ends: Vec<usize>,
 }
 
-impl WriterThread<'_> {
+impl<E> WriterThread<E> {
+    fn new(store: Box<dyn ProjectStore>, counters: Arc<Counters>, name: String) -> Self {
+        Self {
+            store,
+            counters,
+            name,
+            group: Vec::new(),
+            writes: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
     /// The thread's loop: runs until every handle is dropped and the queue is empty.
-    fn run<E>(
+    fn run(
         &mut self,
         receiver: &mpsc::Receiver<Vec<Batch<E>>>,
         spin: Duration,
         sinks: &mut Sinks<impl FnMut(E), impl FnMut(StoreError, Vec<E>)>,
     ) {
-        let mut group: Vec<Batch<E>> = Vec::new();
-        let mut writes: Vec<Write> = Vec::new();
-        let mut ends: Vec<usize> = Vec::new();
         while let Some(first) = next_batches(receiver, spin) {
-            let _busy = BusyTimer(&self.counters.busy_ns, Instant::now());
-            group.extend(first);
-            while group.len() < MAX_GROUP {
-                match receiver.try_recv() {
-                    Ok(batches) => group.extend(batches),
-                    Err(_) => break,
-                }
-            }
+            self.commit_group(first, receiver, sinks);
+        }
+    }
 
-            writes.clear();
-            ends.clear();
-            for batch in &mut group {
-                writes.append(&mut batch.writes);
-                ends.push(writes.len());
+    /// Commits `first` and what is queued behind it (up to [`MAX_GROUP`] batches) in one
+    /// transaction, then delivers their follow-ups.
+    fn commit_group(
+        &mut self,
+        first: Vec<Batch<E>>,
+        receiver: &mpsc::Receiver<Vec<Batch<E>>>,
+        sinks: &mut Sinks<impl FnMut(E), impl FnMut(StoreError, Vec<E>)>,
+    ) {
+        let counters = Arc::clone(&self.counters);
+        let _busy = BusyTimer(&counters.busy_ns, Instant::now());
+        let mut group = std::mem::take(&mut self.group);
+        let mut writes = std::mem::take(&mut self.writes);
+        let mut ends = std::mem::take(&mut self.ends);
+        group.extend(first);
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(batches) => group.extend(batches),
+                Err(_) => break,
             }
-            self.counters
-                .batches
-                .fetch_add(group.len() as u64, Ordering::Relaxed);
+        }
+        let count = group.len() as u64;
 
-            if writes.is_empty() {
-                group
-                    .drain(..)
-                    .for_each(|batch| (sinks.deliver)(batch.after));
-                continue;
-            }
+        writes.clear();
+        ends.clear();
+        for batch in &mut group {
+            writes.append(&mut batch.writes);
+            ends.push(writes.len());
+        }
+        counters.batches.fetch_add(count, Ordering::Relaxed);
+
+        if writes.is_empty() {
+            group
+                .drain(..)
+                .for_each(|batch| (sinks.deliver)(batch.after));
+        } else {
             match self.apply(&writes) {
                 Ok(()) => {
                     tracing::trace!(
@@ -300,13 +375,18 @@ impl WriterThread<'_> {
                 }
             }
         }
+        counters.pending.fetch_sub(count, Ordering::AcqRel);
+        writes.clear();
+        self.group = group;
+        self.writes = writes;
+        self.ends = ends;
     }
 
     /// Commits `writes`. While the store fails for a reason other than their contents, the
     /// same writes are applied again with backoff, until they commit or the writer stops;
     /// returns the error of writes rejected for their contents, or the last one at shutdown.
     fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
-        let counters = self.counters;
+        let counters = Arc::clone(&self.counters);
         let mut backoff = FIRST_BACKOFF;
         // The first failure and the last warning, once failing.
         let mut failing: Option<(Instant, Instant)> = None;
@@ -357,7 +437,7 @@ impl WriterThread<'_> {
     }
 
     /// Reports batches that will not be delivered.
-    fn report<E>(
+    fn report(
         &self,
         error: StoreError,
         dropped: Vec<E>,
@@ -374,7 +454,7 @@ impl WriterThread<'_> {
     /// After a group failed because of one batch's contents: commits each batch on its own,
     /// delivering those that succeed and reporting those rejected. Batches that fail for
     /// another reason are retried as a group is; at shutdown the rest are dropped with them.
-    fn apply_one_by_one<E>(
+    fn apply_one_by_one(
         &mut self,
         group: &mut Vec<Batch<E>>,
         writes: &[Write],

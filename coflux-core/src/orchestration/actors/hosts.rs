@@ -193,7 +193,9 @@ trait AfterHandle<Extra> {
 }
 
 impl AfterHandle<ProjectHost> for ProjectCore {
-    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut ProjectHost) {}
+    fn after_handle(&self, router: &Arc<Router>, _: bool, _: &mut ProjectHost) {
+        router.set_scheduled(self.has_schedules());
+    }
 }
 
 impl AfterHandle<EnvironmentHost> for EnvironmentCore {
@@ -375,6 +377,38 @@ impl Handler<ConfirmRetire> for RunActor {
             // Ask again: the new request follows the writes made since.
             self.extra.ask(&self.core, &self.router);
         }
+    }
+}
+
+/// Stops an actor (the project is being unloaded).
+#[derive(Debug)]
+pub struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for ProjectActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Stop> for EnvironmentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Stop> for RunActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

@@ -1,6 +1,6 @@
-//! The actix actors hosting the state machines: a [`Supervisor`] starts one project per
-//! arbiter; each project runs a project actor, one actor per environment and one per active
-//! run, all on that arbiter. Every outbox goes through the project's group-commit writer, which
+//! The actix actors hosting the state machines: a [`Supervisor`] starts projects on a shared
+//! pool of arbiters; each project runs a project actor, one actor per environment and one per
+//! active run, all on one arbiter. Every outbox goes through the project's group-commit writer, which
 //! sends its messages only once its writes are durable.
 //!
 //! Supervision is explicit (actix does not restart an actor whose handler panicked): the
@@ -11,8 +11,12 @@ mod hosts;
 mod router;
 mod spin;
 mod supervisor;
+#[cfg(test)]
+mod unload_tests;
 
 pub use hosts::{Deliver, EnvironmentActor, ProjectActor, RunActor};
 pub use router::{Router, WorkerRegistration};
 pub use spin::{Doorbell, spinning_arbiter};
-pub use supervisor::{OpenProject, OpenProjectError, ProjectHandle, Supervisor, SupervisorConfig};
+pub use supervisor::{
+    LoadedProjects, OpenProject, OpenProjectError, ProjectHandle, Supervisor, SupervisorConfig,
+};

@@ -1,15 +1,33 @@
-//! [`Supervisor`]: opens projects, each on its own arbiter, restoring it from its database.
+//! [`Supervisor`]: opens projects, restoring each from its database, on a fixed set of shared
+//! threads; unloads those that stay idle.
+//!
+//! With `threads` set, threads do not grow with projects: each project's actors live on one
+//! arbiter of a pool, its store on one thread of a [`WriterPool`], and one thread checkpoints
+//! every database's WAL (the server sizes the pools by cores). Without it (embedded, a few
+//! projects), each project has its own arbiter and writer thread. A project keeps its serial orchestration (its actors handle one
+//! message at a time, on one arbiter) and its group commit (its writer commits one group at a
+//! time, on one thread).
+//!
+//! With an idle timeout, a project without callers holding it (requests, agents, in-process
+//! workers), runs in memory, waiting callers, pending commits or cron schedules for that long
+//! is unloaded: its actors stop, its writer commits what it holds and closes the database.
+//! Opening it again while it closes waits for the close, then loads it afresh.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Arbiter, Context, Handler, Message};
+use actix::{
+    Actor, ActorFutureExt, Arbiter, AsyncContext, Context, Handler, Message, ResponseActFuture,
+    WrapFuture,
+};
+use tokio::sync::{oneshot, watch};
 
 use crate::model::{ProjectName, now_millis};
 use crate::store::catalogue::{Catalogue, project_db_path};
-use crate::store::sqlite::{Checkpointer, SqliteStore};
-use crate::store::writer::GroupCommitWriter;
+use crate::store::sqlite::SqliteStore;
+use crate::store::writer::{GroupCommitWriter, WalCheckpointer, WalRegistration, WriterPool};
 use crate::store::{Durability, ProjectStore, StoreError};
 
 use super::super::messages::Outbox;
@@ -25,20 +43,26 @@ pub struct SupervisorConfig {
     pub data_dir: PathBuf,
     /// The commit durability of every project database.
     pub durability: Durability,
-    /// How long a project's writer polls for more work before it sleeps (see
+    /// How long a writer thread polls for more work before it sleeps (see
     /// [`GroupCommitWriter::spawn_with_spin`]).
-    pub writer_spin: std::time::Duration,
+    pub writer_spin: Duration,
     /// How long in-process workers' arbiters poll for their next message before they sleep
     /// (see [`super::spinning_arbiter`]).
-    pub worker_spin: std::time::Duration,
+    pub worker_spin: Duration,
     /// After a restart, how long executions that were running stay claimable by reconnecting
     /// workers before they are abandoned (zero: abandoned at once).
-    pub recovery_grace: std::time::Duration,
+    pub recovery_grace: Duration,
     /// How long idempotency keys of submissions are remembered.
-    pub idempotency_retention: std::time::Duration,
+    pub idempotency_retention: Duration,
+    /// How long a project stays loaded while idle (`None`: until the supervisor stops).
+    pub idle_timeout: Option<Duration>,
+    /// How many arbiters and how many writer threads projects share (zero: each project has
+    /// its own arbiter and writer thread).
+    pub threads: usize,
 }
 
-/// A running project: its name, router and database path.
+/// A running project: its name, router and database path. While a handle (or a clone) exists
+/// the project is not unloaded.
 #[derive(Clone)]
 pub struct ProjectHandle {
     /// The project's name.
@@ -47,43 +71,86 @@ pub struct ProjectHandle {
     pub router: Arc<Router>,
     /// Its database, for read-only inspection.
     pub db_path: PathBuf,
+    /// Counts the handles given out.
+    lease: Arc<()>,
 }
 
 struct Running {
     handle: ProjectHandle,
-    arbiter: Arbiter,
-    _checkpointer: Checkpointer,
+    /// Its arbiter's index in the pool.
+    arbiter: usize,
+    _wal: WalRegistration,
+    /// Resolves once its writer has closed the database.
+    writer_closed: oneshot::Receiver<()>,
+    /// When it was last seen in use.
+    busy_at: Instant,
 }
 
-/// Starts and keeps one project per arbiter.
+/// Starts projects on shared threads and unloads idle ones.
 pub struct Supervisor {
     config: SupervisorConfig,
     catalogue: Catalogue,
     projects: HashMap<ProjectName, Running>,
+    /// Arbiters, started as needed, with how many projects each hosts.
+    arbiters: Vec<(Arbiter, usize)>,
+    writers: WriterPool,
+    wal: WalCheckpointer,
+    /// Projects being unloaded: set to `true` once closed.
+    closing: HashMap<ProjectName, watch::Receiver<bool>>,
 }
+
+/// How often the WAL of a database that committed is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 impl Supervisor {
     /// A supervisor over a data directory (the catalogue is created if missing).
     pub fn new(config: SupervisorConfig) -> Result<Self, StoreError> {
         let catalogue = Catalogue::open(&config.data_dir)?;
+        let writers = WriterPool::new(config.threads, config.writer_spin, "coflux-writer");
         Ok(Self {
             config,
             catalogue,
             projects: HashMap::new(),
+            arbiters: Vec::new(),
+            writers,
+            wal: WalCheckpointer::new(CHECKPOINT_EVERY),
+            closing: HashMap::new(),
         })
     }
 
-    fn start_project(&self, name: &ProjectName) -> Result<Running, StoreError> {
+    /// The names of the projects loaded now.
+    fn loaded(&self) -> Vec<String> {
+        self.projects.keys().map(ToString::to_string).collect()
+    }
+
+    /// The least loaded arbiter, starting one while the pool is not full.
+    fn pick_arbiter(&mut self) -> usize {
+        let least = (0..self.arbiters.len()).min_by_key(|&i| self.arbiters[i].1);
+        match least {
+            Some(i)
+                if self.arbiters.len() >= self.config.pool_size() || self.arbiters[i].1 == 0 =>
+            {
+                i
+            }
+            _ => {
+                self.arbiters.push((Arbiter::new(), 0));
+                self.arbiters.len() - 1
+            }
+        }
+    }
+
+    fn start_project(&mut self, name: &ProjectName) -> Result<Running, StoreError> {
         let db_path = project_db_path(&self.config.data_dir, name);
         let store = SqliteStore::open(&db_path, self.config.durability)?;
         store.disable_auto_checkpoint()?;
-        let checkpointer = Checkpointer::spawn(&db_path, std::time::Duration::from_millis(200))?;
         let reader = SqliteStore::open_reader(&db_path)?;
         let snapshot = store.load()?;
-        let arbiter = Arbiter::new();
+        let arbiter = self.pick_arbiter();
+        self.arbiters[arbiter].1 += 1;
+        let arbiter_handle = self.arbiters[arbiter].0.handle();
         let router = Arc::new(Router::new(
             name.to_string(),
-            arbiter.handle(),
+            arbiter_handle.clone(),
             Box::new(reader),
             self.config.worker_spin,
         ));
@@ -91,16 +158,34 @@ impl Supervisor {
         #[cfg(any(test, feature = "failpoints"))]
         let store =
             crate::store::failpoint::FailingStore::new(Box::new(store), router.disk_full_switch());
-        let writer = GroupCommitWriter::spawn_with_spin(
-            Box::new(store),
-            format!("coflux-writer-{name}"),
-            self.config.writer_spin,
-            move |messages| deliver_to.deliver_all(messages),
-            {
-                let router = Arc::clone(&router);
-                move |error, dropped| router.commit_failed(&error, dropped)
-            },
-        );
+        // Dropped with the writer's callbacks, once its store is closed.
+        let (closed_tx, writer_closed) = oneshot::channel::<()>();
+        let deliver = move |messages| deliver_to.deliver_all(messages);
+        let on_error = {
+            let router = Arc::clone(&router);
+            move |error: StoreError, dropped| {
+                let _closed = &closed_tx;
+                router.commit_failed(&error, dropped)
+            }
+        };
+        let writer = if self.config.threads > 0 {
+            GroupCommitWriter::spawn_on(
+                &self.writers,
+                Box::new(store),
+                format!("writer-{name}"),
+                deliver,
+                on_error,
+            )
+        } else {
+            GroupCommitWriter::spawn_with_spin(
+                Box::new(store),
+                format!("coflux-writer-{name}"),
+                self.config.writer_spin,
+                deliver,
+                on_error,
+            )
+        };
+        let wal = self.wal.register(&db_path, &writer)?;
         router.set_writer(writer);
         let now = now_millis();
         let mut out = Outbox::default();
@@ -108,8 +193,9 @@ impl Supervisor {
         core.set_key_retention(
             i64::try_from(self.config.idempotency_retention.as_millis()).unwrap_or(i64::MAX),
         );
+        router.set_scheduled(core.has_schedules());
         let r = Arc::clone(&router);
-        let addr = ProjectActor::start_in_arbiter(&arbiter.handle(), move |_| {
+        let addr = ProjectActor::start_in_arbiter(&arbiter_handle, move |_| {
             ProjectActor::new(core, r, out)
         });
         router.set_project_actor(addr);
@@ -126,20 +212,124 @@ impl Supervisor {
                 name: name.clone(),
                 router,
                 db_path,
+                lease: Arc::new(()),
             },
             arbiter,
-            _checkpointer: checkpointer,
+            _wal: wal,
+            writer_closed,
+            busy_at: Instant::now(),
         })
+    }
+
+    fn open(&mut self, msg: OpenProject) -> Result<ProjectHandle, OpenProjectError> {
+        if let Some(running) = self.projects.get_mut(&msg.name) {
+            running.busy_at = Instant::now();
+            return Ok(running.handle.clone());
+        }
+        if msg.create {
+            self.catalogue.create(&msg.name)?;
+        } else if !self.catalogue.exists(&msg.name)? {
+            return Err(OpenProjectError::NotFound(msg.name.to_string()));
+        }
+        let running = self.start_project(&msg.name)?;
+        let handle = running.handle.clone();
+        self.projects.insert(msg.name, running);
+        Ok(handle)
+    }
+
+    /// Unloads the projects idle for the timeout.
+    fn sweep(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut idle = Vec::new();
+        for (name, running) in &mut self.projects {
+            let busy = if Arc::strong_count(&running.handle.lease) > 1 {
+                Some("handles held")
+            } else {
+                running.handle.router.busy()
+            };
+            if let Some(reason) = busy {
+                tracing::trace!(project = %name, reason, "project in use");
+                running.busy_at = now;
+            } else if now.duration_since(running.busy_at) >= timeout {
+                idle.push(name.clone());
+            }
+        }
+        for name in idle {
+            if let Some(running) = self.projects.remove(&name) {
+                self.unload(name, running, ctx);
+            }
+        }
+    }
+
+    /// Stops a project's actors, then lets its writer commit what it holds and close the
+    /// database. Nobody holds a handle to it (the supervisor gives none out meanwhile).
+    fn unload(&mut self, name: ProjectName, running: Running, ctx: &mut Context<Self>) {
+        let Running {
+            handle,
+            arbiter,
+            _wal,
+            writer_closed,
+            ..
+        } = running;
+        self.arbiters[arbiter].1 -= 1;
+        let (done, closed) = watch::channel(false);
+        self.closing.insert(name.clone(), closed);
+        let router = handle.router;
+        let work = async move {
+            router.stop_actors().await;
+            router.close();
+            drop(router);
+            // The sender is dropped with the writer, once the database is closed.
+            let _ = writer_closed.await;
+            drop(_wal);
+            let _ = done.send(true);
+        };
+        ctx.spawn(work.into_actor(self).map(move |(), this, _| {
+            this.forget_closed(&name);
+            tracing::info!(project = %name, "project unloaded (idle)");
+        }));
+    }
+
+    /// Forgets that `name` was closing, once it is closed (not a later unload of it).
+    fn forget_closed(&mut self, name: &ProjectName) {
+        if self
+            .closing
+            .get(name)
+            .is_some_and(|closed| *closed.borrow())
+        {
+            self.closing.remove(name);
+        }
+    }
+}
+
+impl SupervisorConfig {
+    /// The number of shared arbiters (unbounded without sharing: one per project, reused once
+    /// its project is unloaded).
+    fn pool_size(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            usize::MAX
+        }
     }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(timeout) = self.config.idle_timeout {
+            let every = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
+            ctx.run_interval(every, move |this, ctx| this.sweep(timeout, ctx));
+        }
+    }
+
     fn stopped(&mut self, _: &mut Self::Context) {
         for running in self.projects.values() {
             running.handle.router.shutdown();
-            running.arbiter.stop();
+        }
+        for (arbiter, _) in &self.arbiters {
+            arbiter.stop();
         }
     }
 }
@@ -169,20 +359,46 @@ impl Message for OpenProject {
 }
 
 impl Handler<OpenProject> for Supervisor {
-    type Result = Result<ProjectHandle, OpenProjectError>;
+    type Result = ResponseActFuture<Self, Result<ProjectHandle, OpenProjectError>>;
 
     fn handle(&mut self, msg: OpenProject, _: &mut Self::Context) -> Self::Result {
-        if let Some(running) = self.projects.get(&msg.name) {
-            return Ok(running.handle.clone());
+        self.open_when_closed(msg)
+    }
+}
+
+impl Supervisor {
+    /// Opens the project, first waiting for it to close if it is being unloaded.
+    fn open_when_closed(
+        &mut self,
+        msg: OpenProject,
+    ) -> ResponseActFuture<Self, Result<ProjectHandle, OpenProjectError>> {
+        self.forget_closed(&msg.name);
+        if let Some(closed) = self.closing.get(&msg.name) {
+            let mut closed = closed.clone();
+            let wait = async move {
+                let _ = closed.wait_for(|done| *done).await;
+            };
+            return Box::pin(
+                wait.into_actor(self)
+                    .then(move |(), this, _| this.open_when_closed(msg)),
+            );
         }
-        if msg.create {
-            self.catalogue.create(&msg.name)?;
-        } else if !self.catalogue.exists(&msg.name)? {
-            return Err(OpenProjectError::NotFound(msg.name.to_string()));
-        }
-        let running = self.start_project(&msg.name)?;
-        let handle = running.handle.clone();
-        self.projects.insert(msg.name, running);
-        Ok(handle)
+        Box::pin(actix::fut::ready(self.open(msg)))
+    }
+}
+
+/// The names of the projects loaded now (for diagnostics and tests).
+#[derive(Debug)]
+pub struct LoadedProjects;
+
+impl Message for LoadedProjects {
+    type Result = Vec<String>;
+}
+
+impl Handler<LoadedProjects> for Supervisor {
+    type Result = Vec<String>;
+
+    fn handle(&mut self, _: LoadedProjects, _: &mut Self::Context) -> Self::Result {
+        self.loaded()
     }
 }

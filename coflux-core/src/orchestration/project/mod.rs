@@ -154,6 +154,11 @@ impl ProjectCore {
         self.key_retention_ms = retention_ms;
     }
 
+    /// Whether the project has cron schedules (their timers live in its actor).
+    pub fn has_schedules(&self) -> bool {
+        !self.schedules.is_empty()
+    }
+
     /// Handles one message.
     pub fn handle(&mut self, msg: ProjectMsg, now: Millis, out: &mut Outbox) {
         match msg {

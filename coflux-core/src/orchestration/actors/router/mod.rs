@@ -24,6 +24,8 @@ use super::super::run::RunCore;
 use super::hosts::{ConfirmRetire, Deliver, EnvironmentActor, ProjectActor, Reload, RunActor};
 use super::spin::{Doorbell, spinning_arbiter};
 
+mod unload;
+
 /// The writer every project actor commits through.
 pub type Writer = GroupCommitWriter<Vec<Envelope>>;
 
@@ -71,7 +73,12 @@ pub struct Router {
     project: String,
     arbiter: ArbiterHandle,
     writer: Mutex<Option<Writer>>,
-    reader: Mutex<Box<dyn ProjectStore>>,
+    /// `None` once the project is closed.
+    reader: Mutex<Option<Box<dyn ProjectStore>>>,
+    /// Set when the project is unloaded: messages to its actors are dropped.
+    closed: AtomicBool,
+    /// Whether the project has cron schedules (it then stays loaded to fire them).
+    scheduled: AtomicBool,
     project_actor: Mutex<Option<Addr<ProjectActor>>>,
     environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
     /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
@@ -109,7 +116,9 @@ impl Router {
             project,
             arbiter,
             writer: Mutex::new(None),
-            reader: Mutex::new(reader),
+            reader: Mutex::new(Some(reader)),
+            closed: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
             project_actor: Mutex::new(None),
             environments: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
@@ -402,6 +411,11 @@ impl Router {
     }
 
     fn route_now(this: &Arc<Self>, envelope: Envelope) {
+        if this.closed.load(Ordering::Acquire)
+            && !matches!(envelope, Envelope::Worker(..) | Envelope::Reply(..))
+        {
+            return tracing::debug!(project = %this.project, "project unloaded; message to its actors dropped");
+        }
         match envelope {
             Envelope::Project(msg) => {
                 // Sent after the lock is released (sending wakes the arbiter's thread).
@@ -481,7 +495,7 @@ impl Router {
             core.handle(connect_msg(*worker, reg), now, out);
         }
         out.send(Envelope::Project(ProjectMsg::Announce { environment: id }));
-        let snapshot = lock(&self.reader).load();
+        let snapshot = self.read(|reader| reader.load());
         match snapshot {
             Ok(snapshot) => {
                 for run in &snapshot.active_runs {
@@ -512,7 +526,17 @@ impl Router {
 
     /// Reads a run as committed (for supervision and on-demand loading).
     pub fn load_run(&self, id: RunId) -> Result<Option<crate::store::RunSnapshot>, StoreError> {
-        lock(&self.reader).load_run(id)
+        self.read(|reader| reader.load_run(id))
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn ProjectStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match lock(&self.reader).as_mut() {
+            Some(reader) => f(reader.as_mut()),
+            None => Err(StoreError::WriterStopped),
+        }
     }
 
     /// Drops the reply channels `replies`: their callers learn that the request failed.
@@ -559,7 +583,7 @@ impl Router {
         } else {
             // Not in memory: a run that finished before this process started, or whose actor
             // died (supervision re-creates it from the database).
-            let snapshot = lock(&self.reader).load_run(id);
+            let snapshot = self.load_run(id);
             match snapshot {
                 Ok(Some(snapshot)) => Some(RunCore::restore(snapshot, now, &mut initial)),
                 Ok(None) => None,
