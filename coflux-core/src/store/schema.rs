@@ -286,6 +286,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 14);
+        assert_eq!(tables, 15);
     }
 }
