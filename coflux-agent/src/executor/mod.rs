@@ -34,6 +34,7 @@ mod ending;
 mod error;
 mod fork;
 mod host;
+mod inputs;
 mod launch;
 mod logs;
 mod metrics;

@@ -274,7 +274,8 @@ fn handle_frame(
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
                 AgentRequest::Checkpoint { execution, .. }
-                | AgentRequest::Stream { execution, .. } => *execution,
+                | AgentRequest::Stream { execution, .. }
+                | AgentRequest::Input { execution, .. } => *execution,
             };
             // Stream operations (and a producer's checkpoint writes) outlive the session's
             // assignment: a producer feeds its streams after its result. The run checks that
@@ -545,6 +546,30 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
                 }
             }
             Ok(ReplyBody::Stream(Json::encode(&reply)))
+        }
+        AgentRequest::Input { execution, op } => {
+            use coflux_core::model::InputOp;
+            let op: InputOp = op
+                .decode()
+                .map_err(|e| wire_error("invalid_input", format!("invalid input operation: {e}")))?;
+            // Executions ask, wait and cancel; only people (the API) answer or dismiss.
+            match &op {
+                InputOp::Submit { execution: asker, .. } if *asker != execution => {
+                    return Err(wire_error(
+                        "invalid_input",
+                        "the input operation names another execution",
+                    ));
+                }
+                InputOp::Respond { .. } | InputOp::Dismiss { .. } => {
+                    return Err(wire_error(
+                        "invalid_input",
+                        "inputs are answered through the API",
+                    ));
+                }
+                _ => {}
+            }
+            let record = project.input(op).await.map_err(api_error)?;
+            Ok(ReplyBody::Input(Json::encode(&record)))
         }
     }
 }
