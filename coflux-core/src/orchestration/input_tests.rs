@@ -64,7 +64,7 @@ fn input_wait_is_answered_by_a_response_and_the_same_key_gives_the_same_input() 
         input,
         value: json!({"nope": 1}),
     };
-    assert_eq!(now(&mut h, wrong).unwrap_err(), "input_rejected");
+    assert_eq!(now(&mut h, wrong).unwrap_err(), "invalid_request");
     let right = InputOp::Respond {
         input,
         value: json!({"ok": true}),
