@@ -23,6 +23,7 @@ pub mod output;
 pub mod projects;
 pub mod runs;
 pub mod runs_list;
+pub mod inputs;
 pub mod schedules;
 pub mod submit;
 pub mod tokens;
@@ -123,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Manifests { command } => manifests::run(&ctx, command).await,
         Command::Limits { command } => limits::run(&ctx, command).await,
         Command::Schedules { command } => schedules::run(&ctx, command).await,
+        Command::Inputs { command } => inputs::run(&ctx, command).await,
         Command::Submit(args) => submit::run(&ctx, args).await,
         Command::Runs { command } => runs::run(&ctx, command).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
