@@ -1,5 +1,6 @@
 //! Inputs through the real coflux 0.12.0 SDK and the `coflux inputs` CLI: a workflow asks, a
-//! person answers through the CLI and the workflow returns the answer; a dismissal raises
+//! person answers through the CLI and the workflow returns the answer; an input handle in
+//! `cf.select` and cancelled; a dismissal raises
 //! `InputDismissed` in the workflow; a pending input survives a `kill -9` of the server.
 
 use std::time::Duration;
@@ -90,6 +91,16 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
     let input = pending_input(&server, &run).await;
     cli(&server, &["inputs", "respond", input["id"].as_str().unwrap(), r#""Ada""#]);
     assert_eq!(server.result(P, &run, 60).await["value"], "Ada");
+
+    // An input handle in `cf.select` (a task wins), then cancelled: its waiter gets
+    // `ExecutionCancelled` and it leaves the pending list.
+    let run = server
+        .submit(P, "production", "input_flows", "race_and_cancel", json!([]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], json!([7, "cancelled"]), "{result}");
+    let list = cli(&server, &["inputs", "list"]);
+    assert!(!list.contains(&run), "{list}");
 
     // A dismissal raises `InputDismissed` in the workflow.
     let run = server

@@ -28,6 +28,25 @@ def ask_or_dismissed(service):
         return "dismissed"
 
 
+@cf.task()
+def quick():
+    return 7
+
+
+@cf.workflow()
+def race_and_cancel():
+    handle = cf.Prompt("Pick a number", model=int).submit()
+    winner, remaining = cf.select([handle, quick.submit()])
+    value = winner.result()
+    assert remaining == [handle]
+    handle.cancel()
+    try:
+        handle.result()
+    except cf.ExecutionCancelled:
+        return [value, "cancelled"]
+    return [value, "not cancelled"]
+
+
 @cf.workflow()
 def ask_name():
     return cf.Prompt("Your name?", model=str)()

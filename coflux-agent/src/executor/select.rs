@@ -99,14 +99,8 @@ pub(crate) async fn select(
                         }
                     });
                 }
-                Waited::Input(input) => {
-                    let host = Rc::clone(host);
-                    actix_rt::spawn(async move {
-                        if let Err(error) = inputs::cancel(&host, from, input).await {
-                            tracing::warn!(%input, ?error, "could not cancel a select loser");
-                        }
-                    });
-                }
+                // As in Coflux, inputs are left pending (`Input.cancel()` cancels one).
+                Waited::Input(_) => {}
             }
         }
     }
