@@ -36,7 +36,8 @@ fn cli(server: &Server, args: &[&str]) -> String {
 /// Waits until the run has a pending input; gives it as the CLI lists it (JSON).
 async fn pending_input(server: &Server, run: &str) -> Json {
     eventually(Duration::from_secs(60), "a pending input", || async move {
-        let list: Json = serde_json::from_str(&cli(server, &["-o", "json", "inputs", "list"])).ok()?;
+        let list: Json =
+            serde_json::from_str(&cli(server, &["-o", "json", "inputs", "list"])).ok()?;
         list["inputs"]
             .as_array()?
             .iter()
@@ -61,20 +62,44 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
     assert_eq!(input["actions"], json!(["Deploy", "Cancel"]));
     assert_eq!(input["schema"]["required"], json!(["approved"]));
     let shown = cli(&server, &["inputs", "inspect", &id]);
-    assert!(shown.contains("(pending)") && shown.contains("Deploy {service}"), "{shown}");
+    assert!(
+        shown.contains("(pending)") && shown.contains("Deploy {service}"),
+        "{shown}"
+    );
 
     // An answer that does not match the schema is refused with a clear error.
     let wrong = std::process::Command::new(bin("coflux"))
-        .args(["--server", &server.url, "-p", P, "inputs", "respond", &id, r#"{"note": "x"}"#])
+        .args([
+            "--server",
+            &server.url,
+            "-p",
+            P,
+            "inputs",
+            "respond",
+            &id,
+            r#"{"note": "x"}"#,
+        ])
         .output()
         .unwrap();
     assert!(!wrong.status.success());
     let message = String::from_utf8_lossy(&wrong.stderr);
     assert!(message.contains("'approved'"), "{message}");
 
-    cli(&server, &["inputs", "respond", &id, r#"{"approved": true, "note": "go"}"#]);
+    cli(
+        &server,
+        &[
+            "inputs",
+            "respond",
+            &id,
+            r#"{"approved": true, "note": "go"}"#,
+        ],
+    );
     let result = server.result(P, &run, 60).await;
-    assert_eq!(result["value"], json!({"approved": true, "note": "go"}), "{result}");
+    assert_eq!(
+        result["value"],
+        json!({"approved": true, "note": "go"}),
+        "{result}"
+    );
     // Answered inputs leave the pending list, and are not answered twice.
     let list = cli(&server, &["inputs", "list"]);
     assert!(!list.contains(&id), "{list}");
@@ -89,7 +114,15 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
         .submit(P, "production", "input_flows", "ask_name", json!([]))
         .await;
     let input = pending_input(&server, &run).await;
-    cli(&server, &["inputs", "respond", input["id"].as_str().unwrap(), r#""Ada""#]);
+    cli(
+        &server,
+        &[
+            "inputs",
+            "respond",
+            input["id"].as_str().unwrap(),
+            r#""Ada""#,
+        ],
+    );
     assert_eq!(server.result(P, &run, 60).await["value"], "Ada");
 
     // An input handle in `cf.select` (a task wins), then cancelled: its waiter gets
@@ -104,10 +137,19 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
 
     // A dismissal raises `InputDismissed` in the workflow.
     let run = server
-        .submit(P, "production", "input_flows", "ask_or_dismissed", json!(["db"]))
+        .submit(
+            P,
+            "production",
+            "input_flows",
+            "ask_or_dismissed",
+            json!(["db"]),
+        )
         .await;
     let input = pending_input(&server, &run).await;
-    cli(&server, &["inputs", "dismiss", input["id"].as_str().unwrap()]);
+    cli(
+        &server,
+        &["inputs", "dismiss", input["id"].as_str().unwrap()],
+    );
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["value"], "dismissed", "{result}");
 }
@@ -126,7 +168,10 @@ async fn a_pending_input_survives_a_server_killed_and_can_still_be_answered() {
     let server = Server::start_on(dir.path(), port, &[]).await;
     let again = pending_input(&server, &run).await;
     assert_eq!(again["id"], id.as_str());
-    cli(&server, &["inputs", "respond", &id, r#"{"approved": false}"#]);
+    cli(
+        &server,
+        &["inputs", "respond", &id, r#"{"approved": false}"#],
+    );
     let result = server.result(P, &run, 90).await;
     assert_eq!(result["value"], json!({"approved": false}), "{result}");
 }

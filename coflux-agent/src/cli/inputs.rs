@@ -87,7 +87,11 @@ fn first_line(text: &str) -> String {
 fn describe(input: &InputItem) -> String {
     let mut lines = vec![
         format!("input {} ({})", input.id, input.status),
-        format!("asked by {} at {} UTC", input.execution_id, output::datetime(input.created_at)),
+        format!(
+            "asked by {} at {} UTC",
+            input.execution_id,
+            output::datetime(input.created_at)
+        ),
     ];
     if let Some(title) = &input.title {
         lines.push(format!("title: {title}"));

@@ -64,7 +64,12 @@ pub trait ExecutorHost: 'static {
         op: coflux_core::model::InputOp,
     ) -> LocalBoxFuture<'static, Result<coflux_core::model::InputRecord, HostError>> {
         let _ = (execution, op);
-        Box::pin(async { Err(HostError::new("not_supported", "inputs are not supported here")) })
+        Box::pin(async {
+            Err(HostError::new(
+                "not_supported",
+                "inputs are not supported here",
+            ))
+        })
     }
 
     /// A stream operation of a producer or a consumer running here (reads and demand return

@@ -3,7 +3,9 @@
 
 use std::rc::Rc;
 
-use coflux_core::model::{ExecutionId, InputId, InputOp, InputRecord, InputSpec, InputState, Value};
+use coflux_core::model::{
+    ExecutionId, InputId, InputOp, InputRecord, InputSpec, InputState, Value,
+};
 use coflux_core::protocol::executor::{ExecutionParams, ResponseError, SelectStatus};
 use serde_json::{Value as Json, json};
 
@@ -36,13 +38,12 @@ fn invalid(message: impl Into<String>) -> ResponseError {
 /// The prompt from `submit_input`'s params (the schema comes as JSON text).
 fn spec(params: ExecutionParams) -> Result<InputSpec, ResponseError> {
     let mut rest = params.rest;
-    let text = |rest: &mut std::collections::BTreeMap<String, Json>, name: &str| match rest
-        .remove(name)
-    {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid(format!("{name} must be a string"))),
-    };
+    let text =
+        |rest: &mut std::collections::BTreeMap<String, Json>, name: &str| match rest.remove(name) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s)),
+            Some(_) => Err(invalid(format!("{name} must be a string"))),
+        };
     let template = text(&mut rest, "template")?.ok_or_else(|| invalid("template is missing"))?;
     let schema = match text(&mut rest, "schema")? {
         Some(s) => Some(
@@ -55,8 +56,7 @@ fn spec(params: ExecutionParams) -> Result<InputSpec, ResponseError> {
     let actions = match rest.remove("actions") {
         None | Some(Json::Null) => None,
         Some(value) => Some(
-            serde_json::from_value(value)
-                .map_err(|_| invalid("actions must be two strings"))?,
+            serde_json::from_value(value).map_err(|_| invalid("actions must be two strings"))?,
         ),
     };
     let mut take = |name: &str| rest.remove(name).filter(|v| !v.is_null());
@@ -74,8 +74,9 @@ fn spec(params: ExecutionParams) -> Result<InputSpec, ResponseError> {
 
 /// Parses an `input` handle's id.
 pub(crate) fn parse(id: &str) -> Result<InputId, ResponseError> {
-    id.parse()
-        .map_err(|e: coflux_core::model::IdParseError| ResponseError::new("invalid_handle", e.to_string()))
+    id.parse().map_err(|e: coflux_core::model::IdParseError| {
+        ResponseError::new("invalid_handle", e.to_string())
+    })
 }
 
 /// Waits until the input is answered, dismissed or cancelled.
@@ -100,9 +101,13 @@ pub(crate) async fn cancel(
 }
 
 /// A final input as a `select` outcome: its status and value.
-pub(crate) fn outcome(record: &InputRecord) -> Result<(SelectStatus, Option<Value>), ResponseError> {
+pub(crate) fn outcome(
+    record: &InputRecord,
+) -> Result<(SelectStatus, Option<Value>), ResponseError> {
     match &record.state {
-        InputState::Responded { value, .. } => Ok((SelectStatus::Ok, Some(Value::raw(value.clone())))),
+        InputState::Responded { value, .. } => {
+            Ok((SelectStatus::Ok, Some(Value::raw(value.clone()))))
+        }
         InputState::Dismissed { .. } => Ok((SelectStatus::Dismissed, None)),
         InputState::Cancelled { .. } => Ok((SelectStatus::Cancelled, None)),
         InputState::Pending => Err(ResponseError::new(

@@ -12,9 +12,9 @@ use serde_json::Value as Json;
 
 use super::ending::Suspension;
 use super::host::{ExecutorHost, WaitChange};
+use super::inputs;
 use super::process::ExecutionContext;
 use super::requests::{Waited, host_error, parse_handles};
-use super::inputs;
 use super::values;
 
 /// How long a `select` that may suspend its caller at once (`suspend` with a zero timeout)
@@ -42,15 +42,18 @@ pub(crate) async fn select(
         ));
     }
     let from = context.execution;
-    let waits = handles.iter().enumerate().map(|(index, handle)| match *handle {
-        Waited::Execution(execution) => host
-            .wait(execution, from)
-            .map(move |r| (index, r.map(Resolved::Execution)))
-            .boxed_local(),
-        Waited::Input(input) => inputs::wait(Rc::clone(host), from, input)
-            .map(move |r| (index, r.map(Resolved::Input)))
-            .boxed_local(),
-    });
+    let waits = handles
+        .iter()
+        .enumerate()
+        .map(|(index, handle)| match *handle {
+            Waited::Execution(execution) => host
+                .wait(execution, from)
+                .map(move |r| (index, r.map(Resolved::Execution)))
+                .boxed_local(),
+            Waited::Input(input) => inputs::wait(Rc::clone(host), from, input)
+                .map(move |r| (index, r.map(Resolved::Input)))
+                .boxed_local(),
+        });
     let race = futures::future::select_all(waits);
     // While it waits, the execution lends its slot (and tells the server it is waiting), so
     // the children it waits for can run even when every slot is taken by waiting parents.

@@ -549,12 +549,14 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
         }
         AgentRequest::Input { execution, op } => {
             use coflux_core::model::InputOp;
-            let op: InputOp = op
-                .decode()
-                .map_err(|e| wire_error("invalid_input", format!("invalid input operation: {e}")))?;
+            let op: InputOp = op.decode().map_err(|e| {
+                wire_error("invalid_input", format!("invalid input operation: {e}"))
+            })?;
             // Executions ask, wait and cancel; only people (the API) answer or dismiss.
             match &op {
-                InputOp::Submit { execution: asker, .. } if *asker != execution => {
+                InputOp::Submit {
+                    execution: asker, ..
+                } if *asker != execution => {
                     return Err(wire_error(
                         "invalid_input",
                         "the input operation names another execution",

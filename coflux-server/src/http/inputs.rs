@@ -62,11 +62,7 @@ fn input_id(id: &str) -> Result<InputId, ApiError> {
 }
 
 /// Applies `op` to the input and answers with it as it stands afterwards.
-async fn apply(
-    state: &AppState,
-    project: &str,
-    op: InputOp,
-) -> Result<HttpResponse, ApiError> {
+async fn apply(state: &AppState, project: &str, op: InputOp) -> Result<HttpResponse, ApiError> {
     let project = existing_project(state, project).await?;
     match project.input(op).await {
         Ok(record) => Ok(HttpResponse::Ok().json(InputItem::from(record))),

@@ -91,10 +91,9 @@ impl RunCore {
             },
             InputOp::Respond { input, value } => self.resolve_input(input, now, out, |record| {
                 if let Some(schema) = &record.spec.schema {
-                    crate::model::input::check_against_schema(schema, &value)
-                        .map_err(|reason| {
-                            OrchestrationError::Invalid(format!("input {input}: {reason}"))
-                        })?;
+                    crate::model::input::check_against_schema(schema, &value).map_err(
+                        |reason| OrchestrationError::Invalid(format!("input {input}: {reason}")),
+                    )?;
                 }
                 Ok(Some(InputState::Responded { value, at: now }))
             }),
