@@ -85,6 +85,26 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
     let message = String::from_utf8_lossy(&wrong.stderr);
     assert!(message.contains("'approved'"), "{message}");
 
+    // Bad ids and answers that are not JSON get a clear error.
+    for (args, expected) in [
+        (vec!["inputs", "inspect", "nope"], "is not an input id"),
+        (vec!["inputs", "inspect", "R1:I99"], "not found"),
+        (
+            vec!["inputs", "respond", id.as_str(), "{not json"],
+            "must be JSON",
+        ),
+    ] {
+        let output = std::process::Command::new(bin("coflux"))
+            .args(["--server", &server.url, "-p", P])
+            .args(&args)
+            .output()
+            .unwrap();
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && message.contains(expected),
+            "{args:?}: {message}"
+        );
+    }
     cli(
         &server,
         &[

@@ -413,7 +413,7 @@ fn store_metrics(session: &Session, logs: &LogStore, entries: Vec<MetricEntry>) 
 
 /// A core error for an agent: client errors keep their message; others get a generic one
 /// (the details are logged, never sent).
-fn api_error(e: coflux_core::Error) -> WireError {
+pub(super) fn api_error(e: coflux_core::Error) -> WireError {
     match e {
         coflux_core::Error::Store(_) | coflux_core::Error::Unavailable(_) => {
             tracing::error!(error = %e, "agent request failed");
@@ -423,7 +423,7 @@ fn api_error(e: coflux_core::Error) -> WireError {
     }
 }
 
-fn wire_error(code: &str, message: impl Into<String>) -> WireError {
+pub(super) fn wire_error(code: &str, message: impl Into<String>) -> WireError {
     WireError {
         code: code.into(),
         message: message.into(),
@@ -548,30 +548,7 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
             Ok(ReplyBody::Stream(Json::encode(&reply)))
         }
         AgentRequest::Input { execution, op } => {
-            use coflux_core::model::InputOp;
-            let op: InputOp = op.decode().map_err(|e| {
-                wire_error("invalid_input", format!("invalid input operation: {e}"))
-            })?;
-            // Executions ask, wait and cancel; only people (the API) answer or dismiss.
-            match &op {
-                InputOp::Submit {
-                    execution: asker, ..
-                } if *asker != execution => {
-                    return Err(wire_error(
-                        "invalid_input",
-                        "the input operation names another execution",
-                    ));
-                }
-                InputOp::Respond { .. } | InputOp::Dismiss { .. } => {
-                    return Err(wire_error(
-                        "invalid_input",
-                        "inputs are answered through the API",
-                    ));
-                }
-                _ => {}
-            }
-            let record = project.input(op).await.map_err(api_error)?;
-            Ok(ReplyBody::Input(Json::encode(&record)))
+            super::inputs::answer(project, execution, op).await
         }
     }
 }
