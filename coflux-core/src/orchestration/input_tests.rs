@@ -82,6 +82,23 @@ fn input_wait_is_answered_by_a_response_and_the_same_key_gives_the_same_input() 
 }
 
 #[test]
+fn input_pending_is_cancelled_with_the_execution_that_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, root) = setup(&dir);
+    let input = ask(&mut h, root, "k", None);
+    let waiting = send(&mut h, InputOp::Wait { input });
+    h.cancel(root);
+    let done = answer(&mut h, waiting).unwrap().unwrap();
+    assert!(
+        matches!(done.state, InputState::Cancelled { .. }),
+        "{done:?}"
+    );
+    let mut h = h.restart().unwrap();
+    let stored = now(&mut h, InputOp::Get { input }).unwrap();
+    assert!(matches!(stored.state, InputState::Cancelled { .. }));
+}
+
+#[test]
 fn input_pending_survives_a_restart_and_can_be_dismissed() {
     let dir = tempfile::tempdir().unwrap();
     let (mut h, root) = setup(&dir);

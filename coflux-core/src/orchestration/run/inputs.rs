@@ -108,6 +108,31 @@ impl RunCore {
         out.reply(reply, Reply::Input(answer));
     }
 
+    /// Cancels the pending inputs `execution` asked for (it was cancelled: no later attempt
+    /// of its step will wait for them; a retried one asks again and gets the same input).
+    pub(super) fn cancel_inputs_of(
+        &mut self,
+        execution: ExecutionId,
+        now: Millis,
+        out: &mut Outbox,
+    ) {
+        let pending: Vec<InputId> = self
+            .inputs
+            .records
+            .iter()
+            .filter(|r| r.execution == execution && !r.state.is_final())
+            .map(|r| r.id)
+            .collect();
+        for input in pending {
+            let cancelled = self.resolve_input(input, now, out, |_| {
+                Ok(Some(InputState::Cancelled { at: now }))
+            });
+            if let Err(error) = cancelled {
+                tracing::warn!(%input, %error, "pending input not cancelled");
+            }
+        }
+    }
+
     /// Moves a pending input to the state `decide` gives (none: unchanged), stores it and
     /// answers its waiters.
     fn resolve_input(

@@ -805,11 +805,15 @@ impl RunCore {
             result,
             ExecutionResult::Cancelled | ExecutionResult::Timeout { .. }
         );
+        let cancelled = matches!(result, ExecutionResult::Cancelled);
         let closure = streams::closure_of(&result);
         let suspended = matches!(result, ExecutionResult::Suspended { .. });
         step.attempts[execution.attempt as usize - 1].result = Some(result);
         self.open -= 1;
         self.streams_after_result(execution, closure, suspended, now, out);
+        if cancelled {
+            self.cancel_inputs_of(execution, now, out);
+        }
         self.replays.remove(&execution);
         if ends_children {
             self.cancel_children(execution, now, out);
