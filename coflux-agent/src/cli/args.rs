@@ -69,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EnvironmentsCommand,
     },
+    /// Answer or dismiss the inputs executions ask for (`cf.Prompt`).
+    Inputs {
+        #[command(subcommand)]
+        command: super::inputs::InputsCommand,
+    },
     /// Start workflows on cron schedules.
     Schedules {
         #[command(subcommand)]

@@ -16,6 +16,7 @@ pub mod client;
 pub mod environments;
 pub mod error;
 pub mod fanout;
+pub mod inputs;
 pub mod limits;
 pub mod logs;
 pub mod manifests;
@@ -123,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Manifests { command } => manifests::run(&ctx, command).await,
         Command::Limits { command } => limits::run(&ctx, command).await,
         Command::Schedules { command } => schedules::run(&ctx, command).await,
+        Command::Inputs { command } => inputs::run(&ctx, command).await,
         Command::Submit(args) => submit::run(&ctx, args).await,
         Command::Runs { command } => runs::run(&ctx, command).await,
         Command::Logs(args) => logs::run(&ctx, args).await,

@@ -56,6 +56,22 @@ pub trait ExecutorHost: 'static {
         })
     }
 
+    /// An input operation of an execution running here (a wait returns once the input is
+    /// final). The default answers `not_supported`.
+    fn input(
+        &self,
+        execution: ExecutionId,
+        op: coflux_core::model::InputOp,
+    ) -> LocalBoxFuture<'static, Result<coflux_core::model::InputRecord, HostError>> {
+        let _ = (execution, op);
+        Box::pin(async {
+            Err(HostError::new(
+                "not_supported",
+                "inputs are not supported here",
+            ))
+        })
+    }
+
     /// A stream operation of a producer or a consumer running here (reads and demand return
     /// once there is something to answer). The default answers `not_supported`.
     fn stream(&self, op: StreamOp) -> LocalBoxFuture<'static, Result<StreamReply, HostError>> {

@@ -18,9 +18,9 @@
 //! Assets are persisted and fetched through the host ([`assets`]). Checkpoints arrive with
 //! `execute` and their writes go to the host, throttled ([`checkpoints`]); `flush` waits for
 //! them. Streams go to the host in order, with demand and subscriptions in between
-//! ([`streams`]); a producer's process stays until its streams are closed. Not supported yet
-//! (answered with a `not_supported` error): inputs; a `select` with `suspend: true,
-//! timeout_ms: 0` answers `null`.
+//! ([`streams`]); a producer's process stays until its streams are closed. Inputs are asked
+//! for and waited on through the host ([`inputs`]): a wait on one stays in its process and
+//! lends its slot. A `select` with `suspend: true, timeout_ms: 0` answers `null`.
 //! Groups are accepted and traced; metrics go to the host ([`ExecutorHost::metric`]), throttled
 //! per key as their definition asks (the latest point of a burst is kept).
 //!
@@ -34,6 +34,7 @@ mod ending;
 mod error;
 mod fork;
 mod host;
+mod inputs;
 mod launch;
 mod logs;
 mod metrics;

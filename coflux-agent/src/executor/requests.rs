@@ -15,7 +15,7 @@ use serde_json::{Value as Json, json};
 use super::ending::Suspension;
 use super::host::{ExecutorHost, HostError};
 use super::process::ExecutionContext;
-use super::{assets, select, values};
+use super::{assets, inputs, select, values};
 
 /// The answer to `request`, made by `context`'s execution.
 pub(crate) async fn handle(
@@ -76,10 +76,7 @@ pub(crate) async fn handle(
         }
         AdapterRequest::StreamRegister(params) => context.streams.register(host, params).await,
         AdapterRequest::StreamOp(params) => stream_op(host, context, params).await,
-        other @ AdapterRequest::SubmitInput(_) => Err(ResponseError::new(
-            "not_supported",
-            format!("{} is not supported yet", other.method()),
-        )),
+        AdapterRequest::SubmitInput(params) => inputs::submit(host, context, params).await,
     }
 }
 
@@ -88,21 +85,30 @@ pub(crate) fn host_error(code: &str, error: HostError) -> ResponseError {
     ResponseError::new(code, error.to_string())
 }
 
-/// Parses execution handles (other kinds are not supported yet).
-pub(crate) fn execution_handles(handles: &[Handle]) -> Result<Vec<ExecutionId>, ResponseError> {
+/// What a `select` or `cancel` handle names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Waited {
+    /// An execution.
+    Execution(ExecutionId),
+    /// An input.
+    Input(coflux_core::model::InputId),
+}
+
+/// Parses execution and input handles (streams are handled before this).
+pub(crate) fn parse_handles(handles: &[Handle]) -> Result<Vec<Waited>, ResponseError> {
     handles
         .iter()
-        .map(|handle| {
-            if handle.kind != "execution" {
-                return Err(ResponseError::new(
-                    "not_supported",
-                    format!("{} handles are not supported yet", handle.kind),
-                ));
-            }
-            handle
+        .map(|handle| match handle.kind.as_str() {
+            "execution" => handle
                 .id
                 .parse::<ExecutionId>()
-                .map_err(|e| ResponseError::new("invalid_handle", e.to_string()))
+                .map(Waited::Execution)
+                .map_err(|e| ResponseError::new("invalid_handle", e.to_string())),
+            "input" => inputs::parse(&handle.id).map(Waited::Input),
+            other => Err(ResponseError::new(
+                "not_supported",
+                format!("{other} handles are not supported here"),
+            )),
         })
         .collect()
 }
@@ -144,12 +150,19 @@ async fn cancel(
     context: &ExecutionContext,
     params: Cancel,
 ) -> Result<Json, ResponseError> {
-    let executions = execution_handles(&params.handles)?;
-    let cancels = executions
-        .into_iter()
-        .map(|execution| host.cancel(execution, context.execution));
+    let handles = parse_handles(&params.handles)?;
+    let from = context.execution;
+    let cancels = handles.into_iter().map(|handle| async move {
+        match handle {
+            Waited::Execution(execution) => host
+                .cancel(execution, from)
+                .await
+                .map_err(|e| host_error("cancel_error", e)),
+            Waited::Input(input) => inputs::cancel(host, from, input).await,
+        }
+    });
     for result in futures::future::join_all(cancels).await {
-        result.map_err(|e| host_error("cancel_error", e))?;
+        result?;
     }
     Ok(json!({}))
 }

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use coflux_core::model::{Dependencies, ExecutionResult};
+use coflux_core::model::{Dependencies, ExecutionId, ExecutionResult, InputRecord, Value};
 use coflux_core::protocol::executor::{
     ResponseError, Select, SelectResult, SelectStatus, WireError,
 };
@@ -12,8 +12,9 @@ use serde_json::Value as Json;
 
 use super::ending::Suspension;
 use super::host::{ExecutorHost, WaitChange};
+use super::inputs;
 use super::process::ExecutionContext;
-use super::requests::{execution_handles, host_error};
+use super::requests::{Waited, host_error, parse_handles};
 use super::values;
 
 /// How long a `select` that may suspend its caller at once (`suspend` with a zero timeout)
@@ -33,19 +34,26 @@ pub(crate) async fn select(
     {
         return context.streams.available(host, handle).await;
     }
-    let executions = execution_handles(&params.handles)?;
-    if executions.is_empty() {
+    let handles = parse_handles(&params.handles)?;
+    if handles.is_empty() {
         return Err(ResponseError::new(
             "select_error",
             "select needs at least one handle",
         ));
     }
     let from = context.execution;
-    let waits = executions.iter().enumerate().map(|(index, execution)| {
-        host.wait(*execution, from)
-            .map(move |r| (index, r))
-            .boxed_local()
-    });
+    let waits = handles
+        .iter()
+        .enumerate()
+        .map(|(index, handle)| match *handle {
+            Waited::Execution(execution) => host
+                .wait(execution, from)
+                .map(move |r| (index, r.map(Resolved::Execution)))
+                .boxed_local(),
+            Waited::Input(input) => inputs::wait(Rc::clone(host), from, input)
+                .map(move |r| (index, r.map(Resolved::Input)))
+                .boxed_local(),
+        });
     let race = futures::future::select_all(waits);
     // While it waits, the execution lends its slot (and tells the server it is waiting), so
     // the children it waits for can run even when every slot is taken by waiting parents.
@@ -61,7 +69,17 @@ pub(crate) async fn select(
     };
     drop(loan);
     let Some(((winner, result), _, _)) = outcome else {
-        if params.suspend {
+        // Suspending waits for executions to finish; an input is waited for by staying.
+        let executions: Option<Vec<ExecutionId>> = handles
+            .iter()
+            .map(|h| match h {
+                Waited::Execution(e) => Some(*e),
+                Waited::Input(_) => None,
+            })
+            .collect();
+        if params.suspend
+            && let Some(executions) = executions
+        {
             context.suspend(Suspension {
                 execute_after: None,
                 dependencies: Dependencies::any(executions),
@@ -71,15 +89,21 @@ pub(crate) async fn select(
     };
     let result = result.map_err(|e| host_error("select_error", e))?;
     if params.cancel_remaining {
-        for (index, execution) in executions.iter().enumerate() {
-            if index != winner {
-                let cancel = host.cancel(*execution, from);
-                let execution = *execution;
-                actix_rt::spawn(async move {
-                    if let Err(error) = cancel.await {
-                        tracing::warn!(%execution, %error, "could not cancel a select loser");
-                    }
-                });
+        for (index, handle) in handles.iter().enumerate() {
+            if index == winner {
+                continue;
+            }
+            match *handle {
+                Waited::Execution(execution) => {
+                    let cancel = host.cancel(execution, from);
+                    actix_rt::spawn(async move {
+                        if let Err(error) = cancel.await {
+                            tracing::warn!(%execution, %error, "could not cancel a select loser");
+                        }
+                    });
+                }
+                // As in Coflux, inputs are left pending (`Input.cancel()` cancels one).
+                Waited::Input(_) => {}
             }
         }
     }
@@ -87,12 +111,34 @@ pub(crate) async fn select(
     Ok(serde_json::to_value(answer).unwrap_or(Json::Null))
 }
 
+/// What a waited-for handle ended with.
+enum Resolved {
+    Execution(ExecutionResult),
+    Input(InputRecord),
+}
+
 async fn answer(
     host: &Rc<dyn ExecutorHost>,
     context: &ExecutionContext,
     winner: usize,
-    result: ExecutionResult,
+    resolved: Resolved,
 ) -> Result<SelectResult, ResponseError> {
+    let result = match resolved {
+        Resolved::Execution(result) => result,
+        Resolved::Input(record) => {
+            let (status, value) = inputs::outcome(&record)?;
+            let value = match value {
+                Some(value) => Some(wire(host, context, &value).await?),
+                None => None,
+            };
+            return Ok(SelectResult {
+                winner,
+                status,
+                value,
+                error: None,
+            });
+        }
+    };
     let status = SelectStatus::of(&result).ok_or_else(|| {
         ResponseError::new(
             "select_error",
@@ -100,12 +146,7 @@ async fn answer(
         )
     })?;
     let (value, error) = match &result {
-        ExecutionResult::Value { value } => {
-            let value = values::to_wire(host, value, &context.scratch)
-                .await
-                .map_err(|e| host_error("download_error", e))?;
-            (Some(value), None)
-        }
+        ExecutionResult::Value { value } => (Some(wire(host, context, value).await?), None),
         ExecutionResult::Error { error, .. } => (None, Some(WireError::from_error_info(error))),
         _ => (None, None),
     };
@@ -115,6 +156,16 @@ async fn answer(
         value,
         error,
     })
+}
+
+async fn wire(
+    host: &Rc<dyn ExecutorHost>,
+    context: &ExecutionContext,
+    value: &Value,
+) -> Result<coflux_core::protocol::executor::WireValue, ResponseError> {
+    values::to_wire(host, value, &context.scratch)
+        .await
+        .map_err(|e| host_error("download_error", e))
 }
 
 /// A slot lent while an execution waits; given back when dropped (also if the wait is

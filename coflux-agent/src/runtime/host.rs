@@ -228,6 +228,28 @@ impl ExecutorHost for RemoteHost {
         .boxed_local()
     }
 
+    fn input(
+        &self,
+        execution: ExecutionId,
+        op: coflux_core::model::InputOp,
+    ) -> LocalBoxFuture<'static, Result<coflux_core::model::InputRecord, HostError>> {
+        let link = self.link.clone();
+        async move {
+            let op = Json::encode(&op);
+            match link
+                .request(AgentRequest::Input { execution, op })
+                .await
+                .map_err(host_error)?
+            {
+                ReplyBody::Input(record) => record
+                    .decode()
+                    .map_err(|e| HostError::new("invalid_reply", e.to_string())),
+                other => Err(unexpected(other)),
+            }
+        }
+        .boxed_local()
+    }
+
     fn put_blob(&self, path: PathBuf) -> LocalBoxFuture<'static, Result<(String, u64), HostError>> {
         let blobs = self.blobs.clone();
         async move {

@@ -510,7 +510,8 @@ impl Link {
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
                 AgentRequest::Checkpoint { execution, .. }
-                | AgentRequest::Stream { execution, .. } => *execution,
+                | AgentRequest::Stream { execution, .. }
+                | AgentRequest::Input { execution, .. } => *execution,
             };
             // Stream operations are not tied to an assignment (see `AgentRequest::Stream`).
             let stream = matches!(state.pending[&id].0, AgentRequest::Stream { .. });

@@ -383,6 +383,19 @@ impl Project {
         .map_err(|_| Error::Unavailable("manifest task failed".into()))?
     }
 
+    /// The pending inputs of the project, oldest first (at most `limit`).
+    pub async fn pending_inputs(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::model::InputRecord>, Error> {
+        let path = self.handle.db_path.clone();
+        actix_rt::task::spawn_blocking(move || {
+            Ok(crate::store::sqlite::SqliteStore::open_reader(&path)?.pending_inputs(limit)?)
+        })
+        .await
+        .map_err(|_| Error::Unavailable("input listing task failed".into()))?
+    }
+
     /// A handle to an existing run.
     pub fn run(&self, run: RunId) -> RunHandle {
         RunHandle {

@@ -184,6 +184,22 @@ impl Project {
         }
     }
 
+    /// An input operation (see [`crate::model::InputOp`]); a wait returns once the input is
+    /// answered, dismissed or cancelled.
+    pub async fn input(
+        &self,
+        op: crate::model::InputOp,
+    ) -> Result<crate::model::InputRecord, Error> {
+        let run = op.run();
+        let reply = self
+            .request(|reply| Envelope::Run(run, RunMsg::Input { op, reply }))
+            .await?;
+        match reply {
+            Reply::Input(r) => Ok(r?),
+            other => Err(Error::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
     /// Ends a running execution as suspended: a new attempt of its step runs after
     /// `execute_after` (unix ms), once `dependencies` have finished. Returns once committed
     /// (suspending an execution that already ended does nothing).

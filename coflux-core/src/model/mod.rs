@@ -3,6 +3,7 @@
 pub mod asset;
 pub mod environment;
 pub mod ids;
+pub mod input;
 pub mod project;
 pub mod result;
 pub mod run;
@@ -13,6 +14,7 @@ pub mod value;
 
 pub use environment::{Environment, EnvironmentName, EnvironmentState, lineage, visible_from};
 pub use ids::{EnvironmentId, ExecutionId, IdParseError, RunId, StepId, WorkerId};
+pub use input::{InputId, InputOp, InputRecord, InputReply, InputSpec, InputState};
 pub use project::{InvalidProjectName, ProjectName};
 pub use result::{ErrorInfo, ExecutionResult, Frame, ResultKind};
 pub use run::{Dependencies, ExecutionRecord, ExecutionState, RunRecord, StepRecord};

@@ -68,6 +68,18 @@ pub enum OrchestrationError {
         /// Why.
         reason: String,
     },
+    /// No such input.
+    #[error("input '{0}' not found")]
+    InputNotFound(String),
+    /// An input operation that does not apply (an answer to a final input, or one that does
+    /// not match its schema).
+    #[error("input '{input}': {reason}")]
+    InputRejected {
+        /// The input.
+        input: String,
+        /// Why.
+        reason: String,
+    },
     /// The request was malformed.
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -93,6 +105,8 @@ impl OrchestrationError {
             Self::CheckpointRejected(_) => "checkpoint_rejected",
             Self::StreamNotFound(_) => "stream_not_found",
             Self::StreamRejected { .. } => "stream_rejected",
+            Self::InputNotFound(_) => "input_not_found",
+            Self::InputRejected { .. } => "input_rejected",
             Self::Invalid(_) => "invalid_request",
             Self::Unavailable(_) => "unavailable",
         }

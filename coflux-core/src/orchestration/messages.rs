@@ -452,6 +452,14 @@ pub enum RunMsg {
         /// The answer.
         reply: ReplyTo,
     },
+    /// An input operation (see [`crate::model::InputOp`]); gets [`Reply::Input`] (a wait once
+    /// the input is final).
+    Input {
+        /// What is asked.
+        op: crate::model::InputOp,
+        /// The answer.
+        reply: ReplyTo,
+    },
     /// The worker running an execution went away.
     Abandon {
         /// The execution.
@@ -513,7 +521,7 @@ impl RunMsg {
             }
             Self::Suspend { ack, .. } => ack.iter().copied().collect(),
             Self::Checkpoint { ack, .. } => vec![*ack],
-            Self::Stream { reply, .. } => vec![*reply],
+            Self::Stream { reply, .. } | Self::Input { reply, .. } => vec![*reply],
             _ => Vec::new(),
         }
     }
@@ -538,7 +546,8 @@ impl RunMsg {
                 parent: execution, ..
             } => Some(*execution),
             Self::Stream { op, .. } => Some(op.execution()),
-            Self::Create { .. }
+            Self::Input { .. }
+            | Self::Create { .. }
             | Self::Started { .. }
             | Self::WaitRun { .. }
             | Self::Rerun { .. } => None,
@@ -592,6 +601,8 @@ pub enum Reply {
     Schedule(Result<Box<Schedule>, OrchestrationError>),
     /// The answer to a stream operation.
     Stream(Result<crate::model::StreamReply, OrchestrationError>),
+    /// The answer to an input operation.
+    Input(Result<crate::model::InputRecord, OrchestrationError>),
 }
 
 impl Reply {
@@ -607,6 +618,7 @@ impl Reply {
             Self::Claimed(_) => Self::Claimed(Vec::new()),
             Self::Schedule(_) => Self::Schedule(Err(error)),
             Self::Stream(_) => Self::Stream(Err(error)),
+            Self::Input(_) => Self::Input(Err(error)),
         }
     }
 }

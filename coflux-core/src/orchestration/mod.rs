@@ -19,6 +19,8 @@ mod calls_tests;
 #[cfg(test)]
 mod checkpoint_tests;
 #[cfg(test)]
+mod input_tests;
+#[cfg(test)]
 mod semantics_tests;
 #[cfg(test)]
 mod stream_tests;

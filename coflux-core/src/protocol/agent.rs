@@ -23,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +119,15 @@ pub enum AgentRequest {
     /// is recorded, and re-sends its operations to a new session after a server restart.
     Stream {
         /// The execution asking (producer or consumer).
+        execution: ExecutionId,
+        /// The operation.
+        op: Json,
+    },
+    /// An input operation (`coflux_core::model::InputOp` as JSON: `submit`, `wait`, `get` or
+    /// `cancel`) of a running execution, answered with [`ReplyBody::Input`] (a wait once the
+    /// input is answered, dismissed or cancelled).
+    Input {
+        /// The execution asking.
         execution: ExecutionId,
         /// The operation.
         op: Json,
@@ -264,6 +273,8 @@ pub enum ReplyBody {
     Checkpointed,
     /// The answer to a stream operation (`coflux_core::model::StreamReply` as JSON).
     Stream(Json),
+    /// The input as it stands after an input operation (`coflux_core::model::InputRecord`).
+    Input(Json),
 }
 
 /// Server → agent.

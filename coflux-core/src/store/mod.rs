@@ -12,6 +12,7 @@ pub mod catalogue;
 mod checkpoints;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
+mod inputs;
 pub mod open_runs;
 pub mod run_list;
 pub mod schema;
@@ -179,6 +180,8 @@ pub enum Write {
         /// When.
         at: Millis,
     },
+    /// An input asked for, or its new state.
+    PutInput(Box<crate::model::InputRecord>),
     /// A new cron schedule.
     PutSchedule(Box<Schedule>),
     /// A schedule was removed.
@@ -224,6 +227,8 @@ pub struct RunSnapshot {
     pub checkpoints: Vec<(StepId, EnvironmentId, Checkpoints)>,
     /// Its streams, with their items.
     pub streams: Vec<crate::model::StreamRecord>,
+    /// Its inputs.
+    pub inputs: Vec<crate::model::InputRecord>,
 }
 
 /// The state of one cacheable execution, for the project's cache index.

@@ -217,6 +217,23 @@ CREATE TABLE stream_items (
 ) WITHOUT ROWID;
 ";
 
+/// Version 11 (inputs): the inputs executions asked for (`cf.Prompt`), the prompt and its state
+/// as JSON; `pending` indexes the ones still waiting for an answer.
+const PROJECT_V11_INPUTS: &str = "
+CREATE TABLE inputs (
+    run_id INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    execution TEXT NOT NULL,
+    key TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pending INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, number)
+) WITHOUT ROWID;
+CREATE INDEX inputs_pending ON inputs (created_at) WHERE pending;
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -238,6 +255,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V8),
         M::up(PROJECT_V9_CHECKPOINTS),
         M::up(PROJECT_V10_STREAMS),
+        M::up(PROJECT_V11_INPUTS),
     ])
 }
 
@@ -268,6 +286,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 14);
+        assert_eq!(tables, 15);
     }
 }

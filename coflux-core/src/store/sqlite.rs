@@ -371,6 +371,7 @@ impl SqliteStore {
 
         let checkpoints = super::checkpoints::load(&self.conn, run)?;
         let streams = super::streams::load(&self.conn, run)?;
+        let inputs = super::inputs::load(&self.conn, run)?;
         Ok(Some(RunSnapshot {
             run: run_record,
             steps,
@@ -379,11 +380,25 @@ impl SqliteStore {
             calls,
             checkpoints,
             streams,
+            inputs,
         }))
     }
 }
 
 impl SqliteStore {
+    /// The project's pending inputs, oldest first (at most `limit`).
+    pub fn pending_inputs(&self, limit: u32) -> Result<Vec<crate::model::InputRecord>, StoreError> {
+        super::inputs::pending(&self.conn, limit)
+    }
+
+    /// One input, if it exists.
+    pub fn input(
+        &self,
+        id: crate::model::InputId,
+    ) -> Result<Option<crate::model::InputRecord>, StoreError> {
+        super::inputs::get(&self.conn, id)
+    }
+
     /// The cron schedules, by id.
     pub fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
         let mut stmt = self
@@ -870,6 +885,7 @@ fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Resu
             closure,
             at,
         } => super::streams::close(conn, *stream, closure, *at)?,
+        Write::PutInput(input) => super::inputs::put(conn, input)?,
         Write::RecordResult {
             execution,
             result,

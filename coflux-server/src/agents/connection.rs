@@ -274,7 +274,8 @@ fn handle_frame(
                 AgentRequest::Submit { parent, .. } => *parent,
                 AgentRequest::Wait { from, .. } | AgentRequest::Cancel { from, .. } => *from,
                 AgentRequest::Checkpoint { execution, .. }
-                | AgentRequest::Stream { execution, .. } => *execution,
+                | AgentRequest::Stream { execution, .. }
+                | AgentRequest::Input { execution, .. } => *execution,
             };
             // Stream operations (and a producer's checkpoint writes) outlive the session's
             // assignment: a producer feeds its streams after its result. The run checks that
@@ -412,7 +413,7 @@ fn store_metrics(session: &Session, logs: &LogStore, entries: Vec<MetricEntry>) 
 
 /// A core error for an agent: client errors keep their message; others get a generic one
 /// (the details are logged, never sent).
-fn api_error(e: coflux_core::Error) -> WireError {
+pub(super) fn api_error(e: coflux_core::Error) -> WireError {
     match e {
         coflux_core::Error::Store(_) | coflux_core::Error::Unavailable(_) => {
             tracing::error!(error = %e, "agent request failed");
@@ -422,7 +423,7 @@ fn api_error(e: coflux_core::Error) -> WireError {
     }
 }
 
-fn wire_error(code: &str, message: impl Into<String>) -> WireError {
+pub(super) fn wire_error(code: &str, message: impl Into<String>) -> WireError {
     WireError {
         code: code.into(),
         message: message.into(),
@@ -545,6 +546,9 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
                 }
             }
             Ok(ReplyBody::Stream(Json::encode(&reply)))
+        }
+        AgentRequest::Input { execution, op } => {
+            super::inputs::answer(project, execution, op).await
         }
     }
 }

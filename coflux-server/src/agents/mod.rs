@@ -1,6 +1,7 @@
 //! The agent WebSocket endpoint (`GET /agent`) and agent sessions.
 
 mod connection;
+mod inputs;
 mod sessions;
 
 pub use sessions::{AgentProfile, Ownership, Session, SessionSummary, Sessions};

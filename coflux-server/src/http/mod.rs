@@ -23,6 +23,7 @@ pub mod assets;
 pub mod blobs;
 pub mod environments;
 pub mod health;
+pub mod inputs;
 pub mod manifests;
 pub mod metrics;
 pub mod projects;
@@ -53,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(schedules::configure)
             .configure(blobs::configure)
             .configure(assets::configure)
+            .configure(inputs::configure)
             .configure(crate::auth::http::configure)
             .default_service(web::to(route_not_found)),
     );

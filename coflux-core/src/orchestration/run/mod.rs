@@ -24,6 +24,7 @@ mod calls;
 mod checkpoints;
 mod control;
 mod dependencies;
+mod inputs;
 mod policy;
 mod results;
 mod streams;
@@ -105,6 +106,8 @@ pub struct RunCore {
     calls: HashMap<(ExecutionId, u32), ExecutionId>,
     /// Its steps' streams (see [`streams`]).
     streams: streams::Streams,
+    /// Its inputs (see [`inputs`]).
+    inputs: inputs::Inputs,
 }
 
 impl RunCore {
@@ -125,6 +128,7 @@ impl RunCore {
             replays: HashMap::new(),
             calls: HashMap::new(),
             streams: streams::Streams::default(),
+            inputs: inputs::Inputs::default(),
         }
     }
 
@@ -215,6 +219,7 @@ impl RunCore {
             }
         }
         core.streams = streams::Streams::load(snapshot.streams);
+        core.inputs = inputs::Inputs::load(snapshot.inputs);
         for e in snapshot.executions {
             let open = e.result.is_none();
             if let Some(step) = core.step_mut(e.id.step) {
@@ -322,7 +327,11 @@ impl RunCore {
 
     /// Whether the run is finished and nobody waits on it: its actor may be retired.
     pub fn is_idle(&self) -> bool {
-        self.exists() && self.waiters.is_empty() && !self.is_active() && self.streams.is_idle()
+        self.exists()
+            && self.waiters.is_empty()
+            && !self.is_active()
+            && self.streams.is_idle()
+            && self.inputs.is_idle()
     }
 
     /// Whether any execution is still without a result.
@@ -552,6 +561,7 @@ impl RunCore {
                 out.reply(ack, Reply::Recorded(result));
             }
             RunMsg::Stream { op, reply } => self.stream_op(op, reply, now, out),
+            RunMsg::Input { op, reply } => self.input_op(op, reply, now, out),
             RunMsg::Abandon { execution, requeue } => {
                 let open = self
                     .attempt(execution)
@@ -795,11 +805,15 @@ impl RunCore {
             result,
             ExecutionResult::Cancelled | ExecutionResult::Timeout { .. }
         );
+        let cancelled = matches!(result, ExecutionResult::Cancelled);
         let closure = streams::closure_of(&result);
         let suspended = matches!(result, ExecutionResult::Suspended { .. });
         step.attempts[execution.attempt as usize - 1].result = Some(result);
         self.open -= 1;
         self.streams_after_result(execution, closure, suspended, now, out);
+        if cancelled {
+            self.cancel_inputs_of(execution, now, out);
+        }
         self.replays.remove(&execution);
         if ends_children {
             self.cancel_children(execution, now, out);
@@ -833,6 +847,7 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
             out.reply(ack, Reply::Recorded(Err(err)))
         }
         RunMsg::Stream { reply, .. } => out.reply(reply, Reply::Stream(Err(err))),
+        RunMsg::Input { reply, .. } => out.reply(reply, Reply::Input(Err(err))),
         _ => {}
     }
 }

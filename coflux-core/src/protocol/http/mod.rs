@@ -10,14 +10,17 @@
 //! - [`runs`]: submission, a run's view, results, re-runs and cancellation;
 //! - [`run_list`]: the runs list (filters, status and duration per run, cursor pages);
 //! - [`logs`]: log pages and metrics;
+//! - [`inputs`]: questions executions ask (`cf.Prompt`) and their answers;
 //! - [`values`]: how stored values and results are shown as plain JSON.
 
+pub mod inputs;
 pub mod logs;
 pub mod projects;
 pub mod run_list;
 pub mod runs;
 pub mod values;
 
+pub use inputs::*;
 pub use logs::*;
 pub use projects::*;
 pub use run_list::*;
