@@ -66,18 +66,7 @@ pub struct AgentArgs {
 
 /// Parses `key:value` tags.
 pub fn parse_provides(tags: &[String]) -> anyhow::Result<Requires> {
-    let mut provides = Requires::new();
-    for tag in tags {
-        let (key, values) = tag
-            .split_once(':')
-            .ok_or_else(|| anyhow::anyhow!("invalid --provides '{tag}': expected KEY:VALUE"))?;
-        if key.is_empty() || values.is_empty() {
-            anyhow::bail!("invalid --provides '{tag}': expected KEY:VALUE");
-        }
-        let entry = provides.entry(key.to_string()).or_default();
-        entry.extend(values.split(',').map(str::to_string));
-    }
-    Ok(provides)
+    crate::cli::submit::parse_tags("--provides", tags).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 impl AgentArgs {

@@ -101,6 +101,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AssetsCommand,
     },
+    /// List the sessions of connected agents.
+    Sessions {
+        /// The session command.
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// Create, list and revoke the access tokens of a project (needs an admin token).
     Tokens {
         /// The token command.
@@ -162,6 +168,14 @@ pub enum TokensCommand {
     },
 }
 
+/// `coflux sessions …` (needs a project).
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List the agents' sessions (of `--environment` if given): whether connected, capacity,
+    /// running executions and the tags they provide.
+    List,
+}
+
 /// `coflux projects …`
 #[derive(Debug, Subcommand)]
 pub enum ProjectsCommand {
@@ -219,6 +233,20 @@ pub enum ManifestsCommand {
     Archive {
         /// The module.
         module: String,
+    },
+    /// Print what an agent would register for these modules, without a server (`-o json`
+    /// gives a file for `manifests register`).
+    Discover {
+        /// The modules (Python modules or packages).
+        #[arg(required = true)]
+        modules: Vec<String>,
+        /// The executor command, e.g. `'.venv/bin/python -m coflux'` (default: detected from
+        /// the directory, as the agent does).
+        #[arg(long, env = "COFLUX_ADAPTER")]
+        adapter: Option<String>,
+        /// The repository's directory.
+        #[arg(long, default_value = ".")]
+        directory: PathBuf,
     },
 }
 
@@ -287,6 +315,27 @@ pub struct SubmitArgs {
     /// for one); otherwise such a submission is refused.
     #[arg(long)]
     pub allow_unregistered: bool,
+    /// Replace the workflow's requires for this run with these tags, as `key:value`
+    /// (repeatable; `key:a,b` for several values).
+    #[arg(long, value_name = "KEY:VALUE", conflicts_with = "no_requires")]
+    pub requires: Vec<String>,
+    /// Run without the workflow's requires.
+    #[arg(long)]
+    pub no_requires: bool,
+    /// Memoise the run's steps (whatever the workflow says).
+    #[arg(long, conflicts_with = "no_memo")]
+    pub memo: bool,
+    /// Do not memoise the run's steps.
+    #[arg(long)]
+    pub no_memo: bool,
+    /// Wait this long before the first attempt (`30s`, `5m`, `2h`; `0s` for none), instead of
+    /// the workflow's delay.
+    #[arg(long, value_name = "DURATION")]
+    pub delay: Option<String>,
+    /// Retry a failure at most N times, without backoff (0: no retries), instead of the
+    /// workflow's retries.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
 }
 
 /// `coflux runs …` (needs a project).
@@ -329,14 +378,21 @@ pub enum RunsCommand {
     },
 }
 
-/// `coflux logs RUN [--follow]` (needs a project).
+/// `coflux logs RUN [EXECUTION] [--follow] [--from TIME]` (needs a project).
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The run id.
     pub run: String,
+    /// Only this execution (`R1:2:1`, or `2:1` within the run) or step (`R1:2`, or `2`: all
+    /// its attempts).
+    pub execution: Option<String>,
     /// Keep printing new messages until the run finishes (or Ctrl-C).
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Only messages logged since: a duration ago (`90s`, `15m`, `2h`), an RFC 3339 time or
+    /// Unix milliseconds.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
 }
 
 /// `coflux assets …` (needs a project).

@@ -43,6 +43,9 @@ pub enum CliError {
         /// The error.
         source: std::io::Error,
     },
+    /// Discovering a repository's targets failed.
+    #[error("{0}")]
+    Discovery(#[from] crate::executor::DiscoveryError),
     /// Writing the output failed.
     #[error("output failed: {0}")]
     Output(#[from] std::io::Error),

@@ -5,7 +5,7 @@
 //! - [`output`]: text rendering of the server's answers (their types are
 //!   [`coflux_core::protocol::http`]);
 //! - one module per command group: [`projects`], [`environments`], [`manifests`], [`submit`],
-//!   [`runs`], [`runs_list`], [`logs`], [`assets`].
+//!   [`runs`], [`runs_list`], [`logs`], [`assets`], [`sessions`].
 //!
 //! [`run`] executes a parsed command line; the binary prints its error as
 //! `error: <message>` and exits with [`Exit::code`].
@@ -23,6 +23,7 @@ pub mod projects;
 pub mod runs;
 pub mod runs_list;
 pub mod schedules;
+pub mod sessions;
 pub mod submit;
 pub mod tokens;
 
@@ -118,6 +119,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Projects { command } => projects::run(&ctx, command).await,
         Command::Tokens { command } => tokens::run(&ctx, command).await,
+        Command::Sessions { command } => sessions::run(&ctx, command).await,
         Command::Environments { command } => environments::run(&ctx, command).await,
         Command::Manifests { command } => manifests::run(&ctx, command).await,
         Command::Limits { command } => limits::run(&ctx, command).await,

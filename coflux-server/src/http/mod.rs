@@ -14,6 +14,7 @@
 //!   cancellation;
 //! - [`metrics`] — `GET /api/projects/{project}/runs/{run}/metrics` (from the log database);
 //! - [`schedules`] — cron schedules of workflows;
+//! - [`sessions`] — `GET /api/projects/{project}/sessions` (connected agents);
 //! - [`settings`] — per-target concurrency limits and archiving modules, per environment;
 //! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
 //!   [`blobs::BlobStore`];
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod projects;
 pub mod runs;
 pub mod schedules;
+pub mod sessions;
 pub mod settings;
 pub mod views;
 
@@ -51,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(metrics::configure)
             .configure(settings::configure)
             .configure(schedules::configure)
+            .configure(sessions::configure)
             .configure(blobs::configure)
             .configure(assets::configure)
             .configure(crate::auth::http::configure)

@@ -10,14 +10,17 @@
 //! - [`runs`]: submission, a run's view, results, re-runs and cancellation;
 //! - [`run_list`]: the runs list (filters, status and duration per run, cursor pages);
 //! - [`logs`]: log pages and metrics;
-//! - [`values`]: how stored values and results are shown as plain JSON.
+//! - [`values`]: how stored values and results are shown as plain JSON;
+//! - [`agents`]: the sessions of connected agents.
 
+pub mod agents;
 pub mod logs;
 pub mod projects;
 pub mod run_list;
 pub mod runs;
 pub mod values;
 
+pub use agents::*;
 pub use logs::*;
 pub use projects::*;
 pub use run_list::*;

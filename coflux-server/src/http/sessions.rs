@@ -1,0 +1,72 @@
+//! The sessions of a project's agents.
+//!
+//! - `GET /api/projects/{project}/sessions[?environment=E]` → [`SessionList`]
+//!   `{"sessions":[{"environment","worker","connected","draining","opened_at","capacity",
+//!   "running","running_targets","targets","provides"}]}`, by environment and worker. A
+//!   session stays listed (`connected: false`) while its agent may still reconnect.
+
+use actix_web::{HttpResponse, web};
+use coflux_core::protocol::http::{SessionItem, SessionList};
+use serde::Deserialize;
+
+use super::{existing_project, resource};
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the session routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/projects/{project}/sessions", Access::PROJECT).route(web::get().to(list)),
+    );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsQuery {
+    environment: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<SessionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let project = existing_project(&state, &path).await?;
+    if let Some(environment) = &query.environment
+        && !project
+            .environments()
+            .await?
+            .iter()
+            .any(|e| e.name.as_str() == environment.as_str())
+    {
+        return Err(ApiError::not_found(
+            "environment_not_found",
+            format!("environment '{environment}' not found"),
+        ));
+    }
+    let sessions = state
+        .sessions
+        .summaries(project.name())
+        .into_iter()
+        .filter(|s| {
+            query
+                .environment
+                .as_ref()
+                .is_none_or(|e| *e == s.environment)
+        })
+        .map(|s| SessionItem {
+            environment: s.environment,
+            worker: s.worker.0,
+            connected: s.connected,
+            draining: s.draining,
+            opened_at: s.opened_at,
+            capacity: s.profile.concurrency,
+            running: s.running,
+            running_targets: s.running_targets.into_iter().collect(),
+            targets: s.profile.targets,
+            provides: s.profile.provides.into_iter().collect(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(SessionList { sessions }))
+}
