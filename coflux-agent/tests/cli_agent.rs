@@ -43,21 +43,34 @@ impl Drop for Agent {
 }
 
 /// A server with project `demo` and environment `production`, and an agent serving
-/// `cli_flows` there (3 slots, providing `gpu:a100`), once its session is listed.
-fn start() -> (TestServer, Agent) {
+/// `cli_flows` there (3 slots, providing `gpu:a100`), once its session is listed. The agent
+/// finds its server, project and environment in a `coflux.toml` of a parent directory
+/// (with Coflux's keys `host` and `workspace`).
+fn start() -> (TestServer, Agent, tempfile::TempDir) {
     let server = TestServer::start_with("demo", |project| async move {
         project
             .create_environment("production", None)
             .await
             .unwrap();
     });
+    let dir = tempfile::tempdir().unwrap();
+    let host = server.url.trim_start_matches("http://");
+    std::fs::write(
+        dir.path().join("coflux.toml"),
+        format!("host = \"{host}\"\nproject = \"demo\"\nworkspace = \"production\"\n"),
+    )
+    .unwrap();
+    let cwd = dir.path().join("nested");
+    std::fs::create_dir(&cwd).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_coflux-agent"))
-        .args(["--server", &server.url, "--project", "demo"])
-        .args(["--environment", "production", "--register"])
-        .args(["--concurrency", "3", "--provides", "gpu:a100"])
+        .args(["--register", "--concurrency", "3", "--provides", "gpu:a100"])
         .args(["--executor", "spawn", "--directory", &fixtures()])
         .args(["--adapter", &adapter(), "cli_flows"])
+        .current_dir(&cwd)
         .env("COFLUX_LOG", "warn")
+        .env_remove("COFLUX_SERVER")
+        .env_remove("COFLUX_PROJECT")
+        .env_remove("COFLUX_ENVIRONMENT")
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -71,7 +84,7 @@ fn start() -> (TestServer, Agent) {
         assert!(Instant::now() < deadline, "the agent did not connect");
         std::thread::sleep(Duration::from_millis(100));
     }
-    (server, agent)
+    (server, agent, dir)
 }
 
 fn with<'a>(args: &[&'a str]) -> Vec<&'a str> {
@@ -89,7 +102,7 @@ fn templates(logs: &Json) -> Vec<String> {
 
 #[test]
 fn logs_are_complete_once_the_result_is_seen_and_can_be_narrowed() {
-    let (server, _agent) = start();
+    let (server, _agent, _dir) = start();
     for round in 0..4 {
         let result = json_of(server.coflux(&with(&["-o", "json", "submit", "cli_flows/chatty", "400"])));
         assert_eq!(result["value"], 400, "{result}");
@@ -123,7 +136,7 @@ fn logs_are_complete_once_the_result_is_seen_and_can_be_narrowed() {
 
 #[test]
 fn sessions_list_the_connected_agents() {
-    let (server, _agent) = start();
+    let (server, _agent, _dir) = start();
     let list = json_of(server.coflux(&["-p", "demo", "sessions", "list", "-o", "json"]));
     let session = &list["sessions"][0];
     assert_eq!(session["environment"], "production");

@@ -24,12 +24,13 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options shared by every command (flags override `COFLUX_*` environment variables).
+/// Options shared by every command (flags override `COFLUX_*` environment variables, which
+/// override the nearest `coflux.toml`).
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// URL of the Coflux server.
-    #[arg(long, global = true, env = "COFLUX_SERVER", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// URL of the Coflux server [default: http://127.0.0.1:7777].
+    #[arg(long, global = true, env = "COFLUX_SERVER")]
+    pub server: Option<String>,
     /// Access token, for a server started with `--auth tokens`.
     #[arg(long, global = true, env = "COFLUX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -42,6 +43,22 @@ pub struct GlobalArgs {
     /// Output format: human-readable text, or JSON for scripts.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+impl GlobalArgs {
+    /// Fills what neither a flag nor an environment variable gave from a `coflux.toml`.
+    pub fn with_file(mut self, file: &super::config::FileConfig) -> Self {
+        self.server = self.server.or_else(|| file.server_url());
+        self.token = self.token.or_else(|| file.token.clone());
+        self.project = self.project.or_else(|| file.project.clone());
+        self.environment = self.environment.or_else(|| file.environment_name());
+        self
+    }
+
+    /// The server URL (the default one if none is given).
+    pub fn server_url(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
 }
 
 /// How results are printed.

@@ -13,6 +13,7 @@
 pub mod args;
 pub mod assets;
 pub mod client;
+pub mod config;
 pub mod environments;
 pub mod error;
 pub mod limits;
@@ -66,7 +67,7 @@ impl Context {
     /// The project, or a usage error naming how to give one.
     pub fn project(&self) -> Result<&str, CliError> {
         self.global.project.as_deref().ok_or_else(|| {
-            CliError::Usage("no project given: use --project NAME or set COFLUX_PROJECT".into())
+            CliError::Usage("no project given: use --project NAME, set COFLUX_PROJECT or add project to coflux.toml".into())
         })
     }
 
@@ -74,7 +75,7 @@ impl Context {
     pub fn environment(&self) -> Result<&str, CliError> {
         self.global.environment.as_deref().ok_or_else(|| {
             CliError::Usage(
-                "no environment given: use --environment NAME or set COFLUX_ENVIRONMENT".into(),
+                "no environment given: use --environment NAME, set COFLUX_ENVIRONMENT or add environment to coflux.toml".into(),
             )
         })
     }
@@ -109,11 +110,14 @@ impl Context {
     }
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<Exit, CliError> {
+/// Runs a parsed command line (with the defaults of the nearest `coflux.toml`).
+pub async fn run(mut cli: Cli) -> Result<Exit, CliError> {
+    if let Some((_, file)) = config::FileConfig::load()? {
+        cli.global = cli.global.with_file(&file);
+    }
     crate::net::set_token(cli.global.token.clone());
     let ctx = Context {
-        client: Client::new(&cli.global.server),
+        client: Client::new(cli.global.server_url()),
         global: cli.global,
     };
     match cli.command {
