@@ -218,6 +218,18 @@ pub enum EnvironmentsCommand {
     },
     /// List environments, including archived ones.
     List,
+    /// Re-base an environment: inherit from another parent (refused if that would make a
+    /// cycle), or from none.
+    Update {
+        /// The environment.
+        name: String,
+        /// The new parent.
+        #[arg(long, conflicts_with = "no_parent", required_unless_present = "no_parent")]
+        parent: Option<String>,
+        /// Leave it without a parent.
+        #[arg(long)]
+        no_parent: bool,
+    },
     /// Pause an environment: nothing is assigned until it is resumed.
     Pause {
         /// The environment.

@@ -109,6 +109,15 @@ pub enum ProjectMsg {
         /// Gets [`Reply::Environment`].
         reply: ReplyTo,
     },
+    /// Re-base an environment: it inherits from another parent, or from none.
+    SetEnvironmentParent {
+        /// Which.
+        name: EnvironmentName,
+        /// The new parent (`None`: no parent).
+        parent: Option<EnvironmentName>,
+        /// Gets [`Reply::Environment`].
+        reply: ReplyTo,
+    },
     /// Register workflow and task definitions for an environment.
     RegisterManifests {
         /// The environment.
