@@ -18,8 +18,8 @@ fn python() -> String {
     if let Ok(python) = std::env::var("COFLUX_TEST_PYTHON") {
         return python;
     }
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/python-venv/bin/python");
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-venv/bin/python");
     assert!(python.exists(), "no test venv at {}", python.display());
     python.to_string_lossy().into_owned()
 }
@@ -104,7 +104,8 @@ fn templates(logs: &Json) -> Vec<String> {
 fn logs_are_complete_once_the_result_is_seen_and_can_be_narrowed() {
     let (server, _agent, _dir) = start();
     for round in 0..4 {
-        let result = json_of(server.coflux(&with(&["-o", "json", "submit", "cli_flows/chatty", "400"])));
+        let result =
+            json_of(server.coflux(&with(&["-o", "json", "submit", "cli_flows/chatty", "400"])));
         assert_eq!(result["value"], 400, "{result}");
         let run = result["run_id"].as_str().unwrap();
         let logs = json_of(server.coflux(&with(&["-o", "json", "logs", run])));
@@ -125,13 +126,23 @@ fn logs_are_complete_once_the_result_is_seen_and_can_be_narrowed() {
     assert_eq!(of(&[&format!("{run}:2:1")]), ["doubling 4"]);
     assert_eq!(of(&["1"]), ["before the task"]);
     assert_eq!(of(&["--from", "1h"]).len(), 2);
-    assert_eq!(of(&["--from", "2099-01-01T00:00:00Z"]), Vec::<String>::new());
+    assert_eq!(
+        of(&["--from", "2099-01-01T00:00:00Z"]),
+        Vec::<String>::new()
+    );
     let text = ok(server.coflux(&with(&["logs", &run, "2:1"])));
     assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(text.contains(&format!("{run}:2:1")) && text.ends_with("doubling 4\n"), "{text}");
+    assert!(
+        text.contains(&format!("{run}:2:1")) && text.ends_with("doubling 4\n"),
+        "{text}"
+    );
     let foreign = server.coflux(&with(&["logs", &run, "R999:1:1"]));
     assert_eq!(foreign.status.code(), Some(1));
-    assert!(stderr(&foreign).contains("not part of run"), "{}", stderr(&foreign));
+    assert!(
+        stderr(&foreign).contains("not part of run"),
+        "{}",
+        stderr(&foreign)
+    );
 }
 
 #[test]
@@ -146,14 +157,24 @@ fn sessions_list_the_connected_agents() {
     assert_eq!(session["targets"], 3, "chatty, double and doubles");
     assert_eq!(session["provides"], json!({"gpu": ["a100"]}));
     let table = ok(server.coflux(&["-p", "demo", "-e", "production", "sessions", "list"]));
-    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0][..3], ["ENVIRONMENT", "WORKER", "STATE"]);
     assert_eq!(rows[1][0], "production");
     assert_eq!(rows[1][2], "connected");
-    assert!(rows[1].contains(&"0/3") && rows[1].contains(&"gpu:a100"), "{table}");
+    assert!(
+        rows[1].contains(&"0/3") && rows[1].contains(&"gpu:a100"),
+        "{table}"
+    );
     let other = server.coflux(&["-p", "demo", "-e", "staging", "sessions", "list"]);
     assert_eq!(other.status.code(), Some(1));
-    assert!(stderr(&other).contains("environment_not_found"), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("environment_not_found"),
+        "{}",
+        stderr(&other)
+    );
 }
 
 #[test]
@@ -162,7 +183,14 @@ fn manifests_discover_prints_what_an_agent_registers() {
     let adapter = adapter();
     let discover = |extra: &[&str]| {
         let args = [
-            &["manifests", "discover", "--directory", &dir, "--adapter", &adapter][..],
+            &[
+                "manifests",
+                "discover",
+                "--directory",
+                &dir,
+                "--adapter",
+                &adapter,
+            ][..],
             extra,
         ]
         .concat();
@@ -170,10 +198,19 @@ fn manifests_discover_prints_what_an_agent_registers() {
         coflux_at("http://127.0.0.1:9", &args)
     };
     let table = ok(discover(&["cli_flows"]));
-    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0], ["MODULE", "TARGET", "KIND", "PARAMETERS"]);
-    assert!(rows.contains(&vec!["cli_flows", "chatty", "workflow", "n"]), "{table}");
-    assert!(rows.contains(&vec!["cli_flows", "double", "task", "x"]), "{table}");
+    assert!(
+        rows.contains(&vec!["cli_flows", "chatty", "workflow", "n"]),
+        "{table}"
+    );
+    assert!(
+        rows.contains(&vec!["cli_flows", "double", "task", "x"]),
+        "{table}"
+    );
     let manifest = json_of(discover(&["cli_flows", "-o", "json"]));
     let targets = manifest["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 3);
@@ -185,5 +222,9 @@ fn manifests_discover_prints_what_an_agent_registers() {
 
     let missing = discover(&["no_such_module"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("no_such_module"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no_such_module"),
+        "{}",
+        stderr(&missing)
+    );
 }

@@ -21,7 +21,12 @@ async fn greet(name: String) -> Result<String, Failure> {
 fn coflux_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_coflux"));
     command.args(args).current_dir(dir);
-    for name in ["COFLUX_SERVER", "COFLUX_PROJECT", "COFLUX_ENVIRONMENT", "COFLUX_TOKEN"] {
+    for name in [
+        "COFLUX_SERVER",
+        "COFLUX_PROJECT",
+        "COFLUX_ENVIRONMENT",
+        "COFLUX_TOKEN",
+    ] {
         command.env_remove(name);
     }
     for (name, value) in env {
@@ -54,7 +59,11 @@ fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
     let nested = root.path().join("src/app");
     std::fs::create_dir_all(&nested).unwrap();
 
-    let out = ok(coflux_in(&nested, &[], &["submit", "demo/greet", "\"toml\""]));
+    let out = ok(coflux_in(
+        &nested,
+        &[],
+        &["submit", "demo/greet", "\"toml\""],
+    ));
     assert_eq!(out.trim(), "\"Hello, toml!\"");
 
     // A variable wins over the file, and a flag over both.
@@ -74,11 +83,19 @@ fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
         &["--server", "http://127.0.0.1:9", "projects", "list"],
     );
     assert_eq!(elsewhere.status.code(), Some(1));
-    assert!(stderr(&elsewhere).contains("127.0.0.1:9"), "{}", stderr(&elsewhere));
+    assert!(
+        stderr(&elsewhere).contains("127.0.0.1:9"),
+        "{}",
+        stderr(&elsewhere)
+    );
 
     // A broken file is named.
     std::fs::write(nested.join("coflux.toml"), "project = [").unwrap();
     let broken = coflux_in(&nested, &[], &["projects", "list"]);
     assert_eq!(broken.status.code(), Some(1));
-    assert!(stderr(&broken).contains("coflux.toml"), "{}", stderr(&broken));
+    assert!(
+        stderr(&broken).contains("coflux.toml"),
+        "{}",
+        stderr(&broken)
+    );
 }

@@ -53,14 +53,30 @@ fn environments_are_re_based_unless_that_makes_a_cycle() {
 
     // A run of production cannot be re-run in dev while dev does not descend from it.
     let result = json_of(server.coflux(&p(&[
-        "-e", "production", "-o", "json", "submit", "demo/greet", "\"ada\"",
+        "-e",
+        "production",
+        "-o",
+        "json",
+        "submit",
+        "demo/greet",
+        "\"ada\"",
     ])));
     let step = format!("{}:1", result["run_id"].as_str().unwrap());
     let refused = server.coflux(&p(&["-e", "dev", "runs", "rerun", &step]));
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr(&refused).contains("environment_invalid"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("environment_invalid"),
+        "{}",
+        stderr(&refused)
+    );
 
-    let out = ok(server.coflux(&p(&["environments", "update", "dev", "--parent", "staging"])));
+    let out = ok(server.coflux(&p(&[
+        "environments",
+        "update",
+        "dev",
+        "--parent",
+        "staging",
+    ])));
     assert_eq!(out.trim(), "environment 'dev' updated (parent 'staging')");
     ok(server.coflux(&p(&["-e", "dev", "runs", "rerun", &step])));
 
@@ -74,13 +90,32 @@ fn environments_are_re_based_unless_that_makes_a_cycle() {
             "{message}"
         );
     }
-    let missing = server.coflux(&p(&["environments", "update", "dev", "--parent", "nowhere"]));
-    assert!(stderr(&missing).contains("environment_not_found"), "{}", stderr(&missing));
+    let missing = server.coflux(&p(&[
+        "environments",
+        "update",
+        "dev",
+        "--parent",
+        "nowhere",
+    ]));
+    assert!(
+        stderr(&missing).contains("environment_not_found"),
+        "{}",
+        stderr(&missing)
+    );
     let neither = server.coflux(&p(&["environments", "update", "dev"]));
-    assert_ne!(neither.status.code(), Some(0), "--parent or --no-parent is required");
+    assert_ne!(
+        neither.status.code(),
+        Some(0),
+        "--parent or --no-parent is required"
+    );
 
     let updated = json_of(server.coflux(&p(&[
-        "environments", "update", "staging", "--no-parent", "-o", "json",
+        "environments",
+        "update",
+        "staging",
+        "--no-parent",
+        "-o",
+        "json",
     ])));
     assert_eq!(updated["name"], "staging");
     assert_eq!(updated["parent"], serde_json::Value::Null);
@@ -96,5 +131,9 @@ fn environments_are_re_based_unless_that_makes_a_cycle() {
     );
     // Now production is no ancestor of dev: no more re-runs there.
     let refused = server.coflux(&p(&["-e", "dev", "runs", "rerun", &step]));
-    assert!(stderr(&refused).contains("environment_invalid"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("environment_invalid"),
+        "{}",
+        stderr(&refused)
+    );
 }

@@ -48,17 +48,32 @@ fn attempts(server: &TestServer, run: &str) -> usize {
 #[test]
 fn retries_are_overridden_per_run() {
     let server = start();
-    let failed = server.coflux(&with(&["-o", "json", "submit", "demo/fail", "--retries", "2"]));
+    let failed = server.coflux(&with(&[
+        "-o",
+        "json",
+        "submit",
+        "demo/fail",
+        "--retries",
+        "2",
+    ]));
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     let body: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(body["status"], "error");
     let run = body["run_id"].as_str().unwrap();
-    assert_eq!(attempts(&server, run), 3, "the first attempt and two retries");
+    assert_eq!(
+        attempts(&server, run),
+        3,
+        "the first attempt and two retries"
+    );
 
     let failed = server.coflux(&with(&["-o", "json", "submit", "demo/fail"]));
     let body: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
     let run = body["run_id"].as_str().unwrap();
-    assert_eq!(attempts(&server, run), 1, "the workflow itself has no retries");
+    assert_eq!(
+        attempts(&server, run),
+        1,
+        "the workflow itself has no retries"
+    );
 }
 
 #[test]
@@ -72,7 +87,13 @@ fn a_delay_holds_the_first_attempt_back() {
         "answered after {:?}",
         started.elapsed()
     );
-    let bad = server.coflux(&with(&["submit", "demo/greet", "\"ada\"", "--delay", "soon"]));
+    let bad = server.coflux(&with(&[
+        "submit",
+        "demo/greet",
+        "\"ada\"",
+        "--delay",
+        "soon",
+    ]));
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("--delay"), "{}", stderr(&bad));
 }
@@ -107,7 +128,13 @@ fn requires_that_no_agent_provides_keep_the_run_queued() {
             stderr(&out)
         );
     }
-    let both = server.coflux(&with(&["submit", "demo/greet", "\"x\"", "--memo", "--no-memo"]));
+    let both = server.coflux(&with(&[
+        "submit",
+        "demo/greet",
+        "\"x\"",
+        "--memo",
+        "--no-memo",
+    ]));
     assert_ne!(both.status.code(), Some(0), "--memo and --no-memo conflict");
     let memo = ok(server.coflux(&with(&["submit", "demo/greet", "\"m\"", "--no-memo"])));
     assert_eq!(memo.trim(), "\"Hello, m!\"");

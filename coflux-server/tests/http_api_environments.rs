@@ -32,7 +32,12 @@ async fn environments_are_re_based_durably_and_cycles_are_refused() {
     {
         let state = open(dir.path()).await;
         let app = test::init_service(create_app(state.clone())).await;
-        call!(&app, TestRequest::post().uri("/api/projects").set_json(json!({"name": "acme"})));
+        call!(
+            &app,
+            TestRequest::post()
+                .uri("/api/projects")
+                .set_json(json!({"name": "acme"}))
+        );
         for (name, parent) in [("production", Json::Null), ("staging", json!("production"))] {
             let (status, _) = call!(
                 &app,
@@ -66,7 +71,10 @@ async fn environments_are_re_based_durably_and_cycles_are_refused() {
     // After a restart the new lineage holds.
     let state = open(dir.path()).await;
     let app = test::init_service(create_app(state)).await;
-    let (_, body) = call!(&app, TestRequest::get().uri("/api/projects/acme/environments"));
+    let (_, body) = call!(
+        &app,
+        TestRequest::get().uri("/api/projects/acme/environments")
+    );
     let parents: Vec<(Json, Json)> = body["environments"]
         .as_array()
         .unwrap()

@@ -45,6 +45,10 @@ async fn a_page_includes_records_queued_just_before_the_request() {
         let expected = ((round + 1) * 300).min(1000) as usize;
         assert_eq!(logs.len(), expected, "round {round}");
         let last = logs.last().unwrap();
-        assert_eq!(last["values"]["n"], json!(expected as u64 - 1), "round {round}");
+        assert_eq!(
+            last["values"]["n"],
+            json!(expected as u64 - 1),
+            "round {round}"
+        );
     }
 }

@@ -224,7 +224,11 @@ pub enum EnvironmentsCommand {
         /// The environment.
         name: String,
         /// The new parent.
-        #[arg(long, conflicts_with = "no_parent", required_unless_present = "no_parent")]
+        #[arg(
+            long,
+            conflicts_with = "no_parent",
+            required_unless_present = "no_parent"
+        )]
         parent: Option<String>,
         /// Leave it without a parent.
         #[arg(long)]

@@ -112,11 +112,17 @@ mod tests {
         .unwrap();
         let (path, config) = FileConfig::find(&nested).unwrap().unwrap();
         assert_eq!(path, root.path().join(FILE_NAME));
-        assert_eq!(config.server_url().as_deref(), Some("http://localhost:7070"));
+        assert_eq!(
+            config.server_url().as_deref(),
+            Some("http://localhost:7070")
+        );
         assert_eq!(config.project.as_deref(), Some("acme"));
         assert_eq!(config.environment_name().as_deref(), Some("dev"));
         std::fs::write(nested.join(FILE_NAME), "project = [").unwrap();
         let err = FileConfig::find(&nested).unwrap_err().to_string();
-        assert!(err.starts_with(&nested.join(FILE_NAME).display().to_string()), "{err}");
+        assert!(
+            err.starts_with(&nested.join(FILE_NAME).display().to_string()),
+            "{err}"
+        );
     }
 }

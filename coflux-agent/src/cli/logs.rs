@@ -56,8 +56,7 @@ impl Selection<'_> {
 /// The query filter for `execution`: a full id (`R1:2:1`, `R1:2`) or one within `run`
 /// (`2:1`, `2`); three parts name an execution, two a step.
 fn filter_of(run: &str, execution: &str) -> Result<String, CliError> {
-    let full = if execution.contains(':') && !execution.starts_with(|c: char| c.is_ascii_digit())
-    {
+    let full = if execution.contains(':') && !execution.starts_with(|c: char| c.is_ascii_digit()) {
         execution.to_owned()
     } else {
         format!("{run}:{execution}")
@@ -297,7 +296,12 @@ mod tests {
         assert_eq!(filter_of("R1", "2:1").unwrap(), "execution=R1%3A2%3A1");
         assert_eq!(filter_of("R1", "R1:2").unwrap(), "step=R1%3A2");
         assert_eq!(filter_of("R1", "2").unwrap(), "step=R1%3A2");
-        assert!(filter_of("R1", "R2:1:1").unwrap_err().to_string().contains("not part of run R1"));
+        assert!(
+            filter_of("R1", "R2:1:1")
+                .unwrap_err()
+                .to_string()
+                .contains("not part of run R1")
+        );
         assert!(filter_of("R1", "1:2:3").is_err());
     }
 

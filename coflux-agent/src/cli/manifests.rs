@@ -114,10 +114,10 @@ async fn discover(
     let adapter = crate::executor::AdapterCommand::resolve(explicit, &directory);
     let targets = crate::executor::discover(&adapter, &directory, modules).await?;
     if ctx.json() {
-        ctx.print(&output::json_text(&serde_json::to_value(Manifests {
-            targets,
-        })
-        .map_err(|e| CliError::Protocol(e.to_string()))?))?;
+        ctx.print(&output::json_text(
+            &serde_json::to_value(Manifests { targets })
+                .map_err(|e| CliError::Protocol(e.to_string()))?,
+        ))?;
     } else {
         print_targets(ctx, &targets)?;
     }

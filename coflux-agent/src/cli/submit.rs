@@ -147,7 +147,11 @@ mod tests {
     fn tags_are_parsed_and_merged() {
         let tags = parse_tags(
             "--requires",
-            &["gpu:A100,H100".into(), "region:eu".into(), "gpu:A100".into()],
+            &[
+                "gpu:A100,H100".into(),
+                "region:eu".into(),
+                "gpu:A100".into(),
+            ],
         )
         .unwrap();
         assert_eq!(tags["gpu"], ["A100", "H100"]);

@@ -145,7 +145,10 @@ const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// execution's logs before its result, so once a result is seen its logs are complete.
 async fn list_logs(store: web::Data<LogStore>, req: HttpRequest) -> Result<HttpResponse, LogError> {
     let request = parse_request(&req)?;
-    if tokio::time::timeout(FLUSH_WAIT, store.flush()).await.is_err() {
+    if tokio::time::timeout(FLUSH_WAIT, store.flush())
+        .await
+        .is_err()
+    {
         tracing::debug!(project = %request.project, run = %request.run, "log flush still pending; answering with what is committed");
     }
     let page = store

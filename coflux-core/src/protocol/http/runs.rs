@@ -8,7 +8,9 @@ use serde_json::Value as Json;
 
 use super::values::{Outcome, RaisedError, state_name, value_json};
 use crate::api::{ExecutionView, RunView, StepView};
-use crate::model::{ExecutionResult, Millis, ParamSelection, Requires, RetryPolicy, RunId, StepOptions};
+use crate::model::{
+    ExecutionResult, Millis, ParamSelection, Requires, RetryPolicy, RunId, StepOptions,
+};
 
 /// `POST …/environments/{env}/runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
