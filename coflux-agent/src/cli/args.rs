@@ -435,6 +435,10 @@ pub enum AssetsCommand {
     Inspect {
         /// The asset id (e.g. `A3f9c2d41b7e8a05c`).
         asset: String,
+        /// Only files whose path matches this glob (`*` and `?` within a directory, `**`
+        /// across directories, e.g. `data/*.csv`, `**/*.md`).
+        #[arg(long = "match", value_name = "GLOB")]
+        pattern: Option<String>,
     },
     /// Download an asset's files (all, or those under the given paths) into a directory.
     Download {
@@ -445,6 +449,9 @@ pub enum AssetsCommand {
         to: PathBuf,
         /// Entries or directories of the asset to download (default: everything).
         paths: Vec<String>,
+        /// Only files whose path matches this glob (as for `inspect`).
+        #[arg(long = "match", value_name = "GLOB")]
+        pattern: Option<String>,
     },
 }
 
