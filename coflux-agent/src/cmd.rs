@@ -34,6 +34,10 @@ pub struct AgentArgs {
     /// A tag this agent provides, as `key:value` (repeatable; `key:a,b` for several values).
     #[arg(long = "provides", value_name = "KEY:VALUE")]
     pub provides: Vec<String>,
+    /// Take only executions whose `requires` include this tag, as `key:value` (repeatable;
+    /// `key:a,b` accepts either value), as Coflux's `--accepts`.
+    #[arg(long = "accepts", value_name = "KEY:VALUE")]
+    pub accepts: Vec<String>,
     /// Register the repository's workflows and tasks with the server on start (creating the
     /// project and environment if missing).
     #[arg(long)]
@@ -109,6 +113,8 @@ impl AgentArgs {
                 .unwrap_or_else(|| "development".to_owned()),
             concurrency,
             provides: parse_provides(&self.provides)?,
+            accepts: crate::cli::submit::parse_tags("--accepts", &self.accepts)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
             register: self.register || self.dev,
             adapter: self
                 .adapter

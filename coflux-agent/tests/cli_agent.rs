@@ -47,6 +47,11 @@ impl Drop for Agent {
 /// finds its server, project and environment in a `coflux.toml` of a parent directory
 /// (with Coflux's keys `host` and `workspace`).
 fn start() -> (TestServer, Agent, tempfile::TempDir) {
+    start_with(&["--provides", "gpu:a100"])
+}
+
+/// As [`start`], with these agent flags instead of `--provides gpu:a100`.
+fn start_with(flags: &[&str]) -> (TestServer, Agent, tempfile::TempDir) {
     let server = TestServer::start_with("demo", |project| async move {
         project
             .create_environment("production", None)
@@ -63,7 +68,8 @@ fn start() -> (TestServer, Agent, tempfile::TempDir) {
     let cwd = dir.path().join("nested");
     std::fs::create_dir(&cwd).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_coflux-agent"))
-        .args(["--register", "--concurrency", "3", "--provides", "gpu:a100"])
+        .args(["--register", "--concurrency", "3"])
+        .args(flags)
         .args(["--executor", "spawn", "--directory", &fixtures()])
         .args(["--adapter", &adapter(), "cli_flows"])
         .current_dir(&cwd)
@@ -227,4 +233,27 @@ fn manifests_discover_prints_what_an_agent_registers() {
         "{}",
         stderr(&missing)
     );
+}
+
+#[test]
+fn an_agent_with_accepts_takes_only_executions_that_require_them() {
+    let (server, _agent, _dir) = start_with(&["--provides", "pool:gpu", "--accepts", "pool:gpu"]);
+    let list = json_of(server.coflux(&["-p", "demo", "sessions", "list", "-o", "json"]));
+    assert_eq!(list["sessions"][0]["accepts"], json!({"pool": ["gpu"]}));
+    // Without the tag in its requires, the run waits: the only agent does not accept it.
+    let plain = ok(server.coflux(&with(&["submit", "cli_flows/chatty", "1", "--no-wait"])));
+    let plain = plain.trim();
+    let tagged = json_of(server.coflux(&with(&[
+        "-o",
+        "json",
+        "submit",
+        "cli_flows/chatty",
+        "2",
+        "--requires",
+        "pool:gpu",
+    ])));
+    assert_eq!(tagged["value"], 2, "{tagged}");
+    let waiting =
+        json_of(server.coflux(&with(&["-o", "json", "runs", "result", plain, "--no-wait"])));
+    assert_eq!(waiting["status"], "pending", "{waiting}");
 }

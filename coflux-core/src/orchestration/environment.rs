@@ -17,6 +17,8 @@ struct WorkerSlot {
     targets: BTreeSet<TargetRef>,
     capacity: usize,
     provides: Requires,
+    /// Keys and values an execution's `requires` must include (one value per key).
+    accepts: Requires,
     running: usize,
     /// Its executions waiting for others (not counted in `running`).
     waiting: HashSet<ExecutionId>,
@@ -36,6 +38,12 @@ impl WorkerSlot {
                         .provides
                         .get(key)
                         .is_some_and(|have| have.iter().any(|v| values.contains(v)))
+            })
+            && self.accepts.iter().all(|(key, values)| {
+                ticket
+                    .requires
+                    .get(key)
+                    .is_some_and(|wanted| wanted.iter().any(|v| values.contains(v)))
             })
     }
 }
@@ -236,6 +244,7 @@ impl EnvironmentCore {
                 targets,
                 capacity,
                 provides,
+                accepts,
             } => {
                 self.workers.insert(
                     worker,
@@ -244,6 +253,7 @@ impl EnvironmentCore {
                         // As in Coflux, a capacity of 0 means unlimited.
                         capacity: if capacity == 0 { usize::MAX } else { capacity },
                         provides,
+                        accepts,
                         running: 0,
                         waiting: HashSet::new(),
                         available: true,
@@ -594,6 +604,7 @@ mod tests {
             targets,
             capacity: 0,
             provides: Requires::new(),
+            accepts: Requires::new(),
         };
         env.handle(msg, 0, &mut Outbox::default());
         env
@@ -627,6 +638,32 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_with_accepts_takes_only_executions_requiring_them() {
+        let mut env = EnvironmentCore::new(EnvironmentId(1));
+        let pool: Requires = [("pool".to_owned(), vec!["gpu".to_owned()])].into();
+        let connect = EnvironmentMsg::Connect {
+            worker: WorkerId(1),
+            targets: [TargetRef::new("m", "t")].into_iter().collect(),
+            capacity: 0,
+            provides: pool.clone(),
+            accepts: pool.clone(),
+        };
+        let mut out = Outbox::default();
+        env.handle(connect, 0, &mut out);
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, false)), 0, &mut out);
+        assert_eq!(executes(&out), 0, "no requires: not accepted");
+        let mut other = ticket(2, false);
+        other.requires = [("pool".to_owned(), vec!["cpu".to_owned()])].into();
+        env.handle(EnvironmentMsg::Enqueue(other), 0, &mut out);
+        assert_eq!(executes(&out), 0, "another pool: not accepted");
+        let mut tagged = ticket(3, false);
+        tagged.requires = pool;
+        let mut out = Outbox::default();
+        env.handle(EnvironmentMsg::Enqueue(tagged), 0, &mut out);
+        assert_eq!(executes(&out), 1);
+    }
+
+    #[test]
     fn a_waiting_execution_does_not_hold_its_workers_capacity() {
         let mut env = EnvironmentCore::new(EnvironmentId(1));
         let targets = [TargetRef::new("m", "t")].into_iter().collect();
@@ -635,6 +672,7 @@ mod tests {
             targets,
             capacity: 1,
             provides: Requires::new(),
+            accepts: Requires::new(),
         };
         let mut out = Outbox::default();
         env.handle(connect, 0, &mut out);

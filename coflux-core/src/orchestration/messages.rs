@@ -282,6 +282,9 @@ pub enum EnvironmentMsg {
         capacity: usize,
         /// Its tags.
         provides: Requires,
+        /// Tags an execution's `requires` must include for it to run here (Coflux's
+        /// `accepts`; empty: any execution).
+        accepts: Requires,
     },
     /// A worker became unreachable (`false`: it keeps its executions but gets no new ones) or
     /// reachable again.

@@ -64,6 +64,10 @@ pub struct Hello {
     pub session: Option<String>,
     /// Tags the agent provides (`key → values`), for `requires` routing.
     pub provides: Vec<(String, Vec<String>)>,
+    /// Tags an execution's `requires` must include for it to be assigned to this agent
+    /// (`key → values`, one of them per key; empty: any execution).
+    #[serde(default)]
+    pub accepts: Vec<(String, Vec<String>)>,
     /// How many executions it runs at once.
     pub concurrency: u32,
     /// The targets it hosts.
@@ -397,6 +401,7 @@ mod tests {
                 environment: "production".into(),
                 session: Some("abc".into()),
                 provides: vec![("gpu".into(), vec!["a100".into()])],
+                accepts: vec![],
                 concurrency: 4,
                 targets: vec![DeclaredTarget {
                     target: TargetRef::new("flows", "main"),

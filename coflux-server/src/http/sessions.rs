@@ -2,7 +2,7 @@
 //!
 //! - `GET /api/projects/{project}/sessions[?environment=E]` → [`SessionList`]
 //!   `{"sessions":[{"environment","worker","connected","draining","opened_at","capacity",
-//!   "running","running_targets","targets","provides"}]}`, by environment and worker. A
+//!   "running","running_targets","targets","provides","accepts"}]}`, by environment and worker. A
 //!   session stays listed (`connected: false`) while its agent may still reconnect.
 
 use actix_web::{HttpResponse, web};
@@ -66,6 +66,7 @@ async fn list(
             running_targets: s.running_targets.into_iter().collect(),
             targets: s.profile.targets,
             provides: s.profile.provides.into_iter().collect(),
+            accepts: s.profile.accepts.into_iter().collect(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(SessionList { sessions }))

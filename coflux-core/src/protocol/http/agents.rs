@@ -41,4 +41,7 @@ pub struct SessionItem {
     /// Tags it provides (`key → values`).
     #[serde(default)]
     pub provides: BTreeMap<String, Vec<String>>,
+    /// Tags an execution's `requires` must include to be assigned to it (empty: any).
+    #[serde(default)]
+    pub accepts: BTreeMap<String, Vec<String>>,
 }
