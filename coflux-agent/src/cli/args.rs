@@ -118,6 +118,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AssetsCommand,
     },
+    /// Show what waits in the environment's queue and why (paused, delayed, no agent,
+    /// requires not provided, concurrency limit, agents busy).
+    Queue {
+        /// The most executions shown (oldest first; at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// List the sessions of connected agents.
     Sessions {
         /// The session command.

@@ -5,7 +5,7 @@
 //! - [`output`]: text rendering of the server's answers (their types are
 //!   [`coflux_core::protocol::http`]);
 //! - one module per command group: [`projects`], [`environments`], [`manifests`], [`submit`],
-//!   [`runs`], [`runs_list`], [`logs`], [`assets`], [`sessions`].
+//!   [`runs`], [`runs_list`], [`logs`], [`assets`], [`sessions`], [`queue`].
 //!
 //! [`run`] executes a parsed command line; the binary prints its error as
 //! `error: <message>` and exits with [`Exit::code`].
@@ -21,6 +21,7 @@ pub mod logs;
 pub mod manifests;
 pub mod output;
 pub mod projects;
+pub mod queue;
 pub mod runs;
 pub mod runs_list;
 pub mod schedules;
@@ -124,6 +125,7 @@ pub async fn run(mut cli: Cli) -> Result<Exit, CliError> {
         Command::Projects { command } => projects::run(&ctx, command).await,
         Command::Tokens { command } => tokens::run(&ctx, command).await,
         Command::Sessions { command } => sessions::run(&ctx, command).await,
+        Command::Queue { limit } => queue::run(&ctx, limit).await,
         Command::Environments { command } => environments::run(&ctx, command).await,
         Command::Manifests { command } => manifests::run(&ctx, command).await,
         Command::Limits { command } => limits::run(&ctx, command).await,

@@ -29,9 +29,12 @@ struct WorkerSlot {
 
 impl WorkerSlot {
     fn accepts(&self, ticket: &Ticket) -> bool {
-        self.available
-            && self.running < self.capacity
-            && self.targets.contains(&ticket.target)
+        self.available && self.running < self.capacity && self.fits(ticket)
+    }
+
+    /// Whether it could ever run `ticket` (its target, `requires` and `accepts`), busy or not.
+    fn fits(&self, ticket: &Ticket) -> bool {
+        self.targets.contains(&ticket.target)
             && ticket.requires.iter().all(|(key, values)| {
                 values.is_empty()
                     || self
@@ -183,6 +186,10 @@ impl EnvironmentCore {
                 self.orphans.insert(execution, deadline);
                 self.assigned_targets.insert(execution, target.clone());
                 self.limit(execution, target);
+            }
+            EnvironmentMsg::Queue { limit, reply } => {
+                let (waiting, total) = self.queue(limit);
+                out.reply(reply, Reply::Queue(waiting, total));
             }
             EnvironmentMsg::Claim {
                 worker,
@@ -564,6 +571,9 @@ impl EnvironmentCore {
         self.known.retain(|e| self.in_lookup.contains(e));
     }
 }
+
+#[path = "environment_queue.rs"]
+mod queue;
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::model::{
     Checkpoints, Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState,
-    ExecutionId, ExecutionResult, Millis, Requires, RunId, Schedule, StepId, StepOptions,
-    TargetDefinition, TargetRef, Value, WorkerId,
+    ExecutionId, ExecutionResult, Millis, QueuedExecution, Requires, RunId, Schedule, StepId,
+    StepOptions, TargetDefinition, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
@@ -304,6 +304,13 @@ pub enum EnvironmentMsg {
         /// When it is abandoned unless claimed.
         deadline: Millis,
     },
+    /// What waits in the queue and why (at most `limit` executions, oldest first).
+    Queue {
+        /// The most executions listed.
+        limit: usize,
+        /// Gets [`Reply::Queue`].
+        reply: ReplyTo,
+    },
     /// A (re)connected worker says it is still running these executions: those that are
     /// orphans become its assignments.
     Claim {
@@ -592,6 +599,8 @@ pub enum Reply {
     Claimed(Vec<ExecutionId>),
     /// A schedule was created or removed.
     Schedule(Result<Box<Schedule>, OrchestrationError>),
+    /// What waits in an environment's queue, and how many wait in all.
+    Queue(Vec<QueuedExecution>, usize),
 }
 
 impl Reply {
@@ -606,6 +615,7 @@ impl Reply {
             Self::Recorded(_) => Self::Recorded(Err(error)),
             Self::Claimed(_) => Self::Claimed(Vec::new()),
             Self::Schedule(_) => Self::Schedule(Err(error)),
+            Self::Queue(..) => Self::Queue(Vec::new(), 0),
         }
     }
 }

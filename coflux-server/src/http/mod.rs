@@ -14,7 +14,8 @@
 //!   cancellation;
 //! - [`metrics`] — `GET /api/projects/{project}/runs/{run}/metrics` (from the log database);
 //! - [`schedules`] — cron schedules of workflows;
-//! - [`sessions`] — `GET /api/projects/{project}/sessions` (connected agents);
+//! - [`sessions`] — `GET /api/projects/{project}/sessions` (connected agents) and
+//!   `GET …/environments/{env}/queue` (what waits, and why);
 //! - [`settings`] — per-target concurrency limits and archiving modules, per environment;
 //! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
 //!   [`blobs::BlobStore`];

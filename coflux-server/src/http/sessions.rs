@@ -1,12 +1,17 @@
-//! The sessions of a project's agents.
+//! The sessions of a project's agents, and what waits in an environment's queue.
 //!
+//! - `GET /api/projects/{project}/environments/{env}/queue[?limit=N]` → [`QueueList`]
+//!   `{"executions":[{"execution_id","module","target","created_at","reason","until"?,
+//!   "limit"?}],"total"}`, oldest first (at most N, default 100, at most 1000); `reason` is
+//!   `paused`, `delayed`, `no_worker`, `requires_not_provided`, `concurrency_limit` or
+//!   `workers_busy`.
 //! - `GET /api/projects/{project}/sessions[?environment=E]` → [`SessionList`]
 //!   `{"sessions":[{"environment","worker","connected","draining","opened_at","capacity",
 //!   "running","running_targets","targets","provides","accepts"}]}`, by environment and worker. A
 //!   session stays listed (`connected: false`) while its agent may still reconnect.
 
 use actix_web::{HttpResponse, web};
-use coflux_core::protocol::http::{SessionItem, SessionList};
+use coflux_core::protocol::http::{QueueItem, QueueList, SessionItem, SessionList};
 use serde::Deserialize;
 
 use super::{existing_project, resource};
@@ -18,7 +23,35 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/projects/{project}/sessions", Access::PROJECT).route(web::get().to(list)),
+    )
+    .service(
+        resource(
+            "/projects/{project}/environments/{environment}/queue",
+            Access::PROJECT,
+        )
+        .route(web::get().to(queue)),
     );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueQuery {
+    limit: Option<usize>,
+}
+
+async fn queue(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<QueueQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, environment) = path.into_inner();
+    let project = existing_project(&state, &project).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let (waiting, total) = project.queue(&environment, limit).await?;
+    Ok(HttpResponse::Ok().json(QueueList {
+        executions: waiting.iter().map(QueueItem::from).collect(),
+        total,
+    }))
 }
 
 #[derive(Deserialize)]
