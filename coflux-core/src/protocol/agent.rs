@@ -23,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
