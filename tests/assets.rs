@@ -118,6 +118,36 @@ async fn assets_persisted_on_one_agent_are_restored_on_another() {
         "3,4\n"
     );
     assert!(!to.join("summary.txt").exists());
+    // `--match GLOB` narrows both.
+    let csvs: Json = serde_json::from_str(&cli(
+        &server,
+        &[
+            "-o", "json", "assets", "inspect", folder, "--match", "**/*.csv",
+        ],
+    ))
+    .unwrap();
+    let names: Vec<&String> = csvs["entries"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["data/one.csv", "data/two.csv"]);
+    let text = cli(&server, &["assets", "inspect", folder, "--match", "*.md"]);
+    assert!(
+        text.contains("notes.md") && text.contains("matched 1 of 4 files"),
+        "{text}"
+    );
+    let matched = dir.path().join("matched");
+    let matched_arg = matched.display().to_string();
+    cli(
+        &server,
+        &[
+            "assets",
+            "download",
+            folder,
+            "--to",
+            &matched_arg,
+            "--match",
+            "*.txt",
+        ],
+    );
+    assert!(matched.join("summary.txt").exists() && !matched.join("notes.md").exists());
     cli(&server, &["assets", "download", folder, "--to", &to_arg]);
     assert_eq!(
         std::fs::read_to_string(to.join("summary.txt")).unwrap(),

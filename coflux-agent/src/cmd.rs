@@ -10,30 +10,34 @@ use crate::executor::{AdapterCommand, ExecutorMode, discover};
 use crate::runtime::{Agent, AgentConfig, register_manifests};
 
 /// Hosts a repository of workflows and tasks: connects to the server for one project and
-/// environment, runs what it is assigned through executor processes (Python `coflux` 0.12 or a
+/// environment (flags and `COFLUX_*` variables win over the nearest `coflux.toml`), runs what it is assigned through executor processes (Python `coflux` 0.12 or a
 /// Rust repository binary) and reports the results.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "coflux-agent", version, about)]
 pub struct AgentArgs {
-    /// The server's URL.
-    #[arg(long, env = "COFLUX_SERVER", default_value = "http://127.0.0.1:7777")]
-    pub server: String,
-    /// The project.
+    /// The server's URL [default: http://127.0.0.1:7777].
+    #[arg(long, env = "COFLUX_SERVER")]
+    pub server: Option<String>,
+    /// The project (required here, in `COFLUX_PROJECT` or in `coflux.toml`).
     #[arg(long, env = "COFLUX_PROJECT")]
-    pub project: String,
+    pub project: Option<String>,
     /// Access token (an `agent` token of the project), for a server started with
     /// `--auth tokens`.
     #[arg(long, env = "COFLUX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// The environment.
-    #[arg(long, env = "COFLUX_ENVIRONMENT", default_value = "development")]
-    pub environment: String,
+    /// The environment [default: development].
+    #[arg(long, env = "COFLUX_ENVIRONMENT")]
+    pub environment: Option<String>,
     /// How many executions run at once (default: number of CPUs + 4).
     #[arg(long, env = "COFLUX_CONCURRENCY")]
     pub concurrency: Option<usize>,
     /// A tag this agent provides, as `key:value` (repeatable; `key:a,b` for several values).
     #[arg(long = "provides", value_name = "KEY:VALUE")]
     pub provides: Vec<String>,
+    /// Take only executions whose `requires` include this tag, as `key:value` (repeatable;
+    /// `key:a,b` accepts either value), as Coflux's `--accepts`.
+    #[arg(long = "accepts", value_name = "KEY:VALUE")]
+    pub accepts: Vec<String>,
     /// Register the repository's workflows and tasks with the server on start (creating the
     /// project and environment if missing).
     #[arg(long)]
@@ -66,22 +70,25 @@ pub struct AgentArgs {
 
 /// Parses `key:value` tags.
 pub fn parse_provides(tags: &[String]) -> anyhow::Result<Requires> {
-    let mut provides = Requires::new();
-    for tag in tags {
-        let (key, values) = tag
-            .split_once(':')
-            .ok_or_else(|| anyhow::anyhow!("invalid --provides '{tag}': expected KEY:VALUE"))?;
-        if key.is_empty() || values.is_empty() {
-            anyhow::bail!("invalid --provides '{tag}': expected KEY:VALUE");
-        }
-        let entry = provides.entry(key.to_string()).or_default();
-        entry.extend(values.split(',').map(str::to_string));
-    }
-    Ok(provides)
+    crate::cli::submit::parse_tags("--provides", tags).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 impl AgentArgs {
+    /// Fills what neither a flag nor an environment variable gave from a `coflux.toml`.
+    pub fn with_file(mut self, file: &crate::cli::config::FileConfig) -> Self {
+        self.server = self.server.or_else(|| file.server_url());
+        self.token = self.token.or_else(|| file.token.clone());
+        self.project = self.project.or_else(|| file.project.clone());
+        self.environment = self.environment.or_else(|| file.environment_name());
+        self
+    }
+
     fn config(&self) -> anyhow::Result<AgentConfig> {
+        let project = self.project.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no project given: use --project NAME, set COFLUX_PROJECT or add project to coflux.toml"
+            )
+        })?;
         let directory = self.directory.canonicalize().map_err(|e| {
             anyhow::anyhow!("cannot use directory {}: {e}", self.directory.display())
         })?;
@@ -95,11 +102,19 @@ impl AgentArgs {
             anyhow::bail!("--concurrency must be at least 1");
         }
         Ok(AgentConfig {
-            server: self.server.clone(),
-            project: self.project.clone(),
-            environment: self.environment.clone(),
+            server: self
+                .server
+                .clone()
+                .unwrap_or_else(|| crate::cli::args::DEFAULT_SERVER.to_owned()),
+            project,
+            environment: self
+                .environment
+                .clone()
+                .unwrap_or_else(|| "development".to_owned()),
             concurrency,
             provides: parse_provides(&self.provides)?,
+            accepts: crate::cli::submit::parse_tags("--accepts", &self.accepts)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
             register: self.register || self.dev,
             adapter: self
                 .adapter
@@ -114,7 +129,10 @@ impl AgentArgs {
 }
 
 /// Runs the agent until SIGINT/SIGTERM (then drains), or until the server refuses it.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
+    if let Some((_, file)) = crate::cli::config::FileConfig::load()? {
+        args = args.with_file(&file);
+    }
     crate::net::set_token(args.token.clone());
     let config = args.config()?;
     if config.adapter.as_ref().is_some_and(|a| a.is_empty()) {

@@ -88,9 +88,10 @@ impl From<coflux_core::Error> for ApiError {
         let code = err.code();
         let status = match code {
             "invalid_input" | "invalid_request" | "environment_invalid" => StatusCode::BAD_REQUEST,
-            "environment_exists" | "environment_archived" | "environment_has_children" => {
-                StatusCode::CONFLICT
-            }
+            "environment_exists"
+            | "environment_archived"
+            | "environment_has_children"
+            | "environment_cycle" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "store_stopped" => {
                 tracing::warn!(error = %err, "store unavailable");

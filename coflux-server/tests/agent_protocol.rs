@@ -59,6 +59,7 @@ fn hello(session: Option<String>) -> Hello {
         environment: "production".into(),
         session,
         provides: vec![],
+        accepts: vec![],
         concurrency: 4,
         targets: vec![DeclaredTarget {
             target: TargetRef::new("flows", "main"),

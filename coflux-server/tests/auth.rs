@@ -268,6 +268,7 @@ async fn auth_agent_tokens_connect_only_to_their_project_and_environments() {
             environment: environment.into(),
             session: None,
             provides: vec![],
+            accepts: vec![],
             concurrency: 1,
             targets: vec![],
             claims: vec![],

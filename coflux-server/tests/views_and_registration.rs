@@ -162,6 +162,7 @@ async fn workflows_nobody_registered_are_refused_unless_allowed() {
                 targets: [offline].into_iter().collect(),
                 capacity: 1,
                 provides: Default::default(),
+                accepts: Default::default(),
             },
         )
         .await

@@ -80,6 +80,7 @@ async fn run(serve: bool) -> anyhow::Result<()> {
         environment: ENVIRONMENT.into(),
         concurrency: 16,
         provides: Default::default(),
+        accepts: Default::default(),
         register: true,
         adapter: None,
         modules: Vec::new(),

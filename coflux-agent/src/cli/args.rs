@@ -24,12 +24,13 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options shared by every command (flags override `COFLUX_*` environment variables).
+/// Options shared by every command (flags override `COFLUX_*` environment variables, which
+/// override the nearest `coflux.toml`).
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// URL of the Coflux server.
-    #[arg(long, global = true, env = "COFLUX_SERVER", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// URL of the Coflux server [default: http://127.0.0.1:7777].
+    #[arg(long, global = true, env = "COFLUX_SERVER")]
+    pub server: Option<String>,
     /// Access token, for a server started with `--auth tokens`.
     #[arg(long, global = true, env = "COFLUX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -42,6 +43,22 @@ pub struct GlobalArgs {
     /// Output format: human-readable text, or JSON for scripts.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+impl GlobalArgs {
+    /// Fills what neither a flag nor an environment variable gave from a `coflux.toml`.
+    pub fn with_file(mut self, file: &super::config::FileConfig) -> Self {
+        self.server = self.server.or_else(|| file.server_url());
+        self.token = self.token.or_else(|| file.token.clone());
+        self.project = self.project.or_else(|| file.project.clone());
+        self.environment = self.environment.or_else(|| file.environment_name());
+        self
+    }
+
+    /// The server URL (the default one if none is given).
+    pub fn server_url(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
 }
 
 /// How results are printed.
@@ -106,6 +123,19 @@ pub enum Command {
         #[command(subcommand)]
         command: AssetsCommand,
     },
+    /// Show what waits in the environment's queue and why (paused, delayed, no agent,
+    /// requires not provided, concurrency limit, agents busy).
+    Queue {
+        /// The most executions shown (oldest first; at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// List the sessions of connected agents.
+    Sessions {
+        /// The session command.
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// Create, list and revoke the access tokens of a project (needs an admin token).
     Tokens {
         /// The token command.
@@ -167,6 +197,14 @@ pub enum TokensCommand {
     },
 }
 
+/// `coflux sessions …` (needs a project).
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List the agents' sessions (of `--environment` if given): whether connected, capacity,
+    /// running executions and the tags they provide.
+    List,
+}
+
 /// `coflux projects …`
 #[derive(Debug, Subcommand)]
 pub enum ProjectsCommand {
@@ -192,6 +230,22 @@ pub enum EnvironmentsCommand {
     },
     /// List environments, including archived ones.
     List,
+    /// Re-base an environment: inherit from another parent (refused if that would make a
+    /// cycle), or from none.
+    Update {
+        /// The environment.
+        name: String,
+        /// The new parent.
+        #[arg(
+            long,
+            conflicts_with = "no_parent",
+            required_unless_present = "no_parent"
+        )]
+        parent: Option<String>,
+        /// Leave it without a parent.
+        #[arg(long)]
+        no_parent: bool,
+    },
     /// Pause an environment: nothing is assigned until it is resumed.
     Pause {
         /// The environment.
@@ -224,6 +278,20 @@ pub enum ManifestsCommand {
     Archive {
         /// The module.
         module: String,
+    },
+    /// Print what an agent would register for these modules, without a server (`-o json`
+    /// gives a file for `manifests register`).
+    Discover {
+        /// The modules (Python modules or packages).
+        #[arg(required = true)]
+        modules: Vec<String>,
+        /// The executor command, e.g. `'.venv/bin/python -m coflux'` (default: detected from
+        /// the directory, as the agent does).
+        #[arg(long, env = "COFLUX_ADAPTER")]
+        adapter: Option<String>,
+        /// The repository's directory.
+        #[arg(long, default_value = ".")]
+        directory: PathBuf,
     },
 }
 
@@ -292,6 +360,27 @@ pub struct SubmitArgs {
     /// for one); otherwise such a submission is refused.
     #[arg(long)]
     pub allow_unregistered: bool,
+    /// Replace the workflow's requires for this run with these tags, as `key:value`
+    /// (repeatable; `key:a,b` for several values).
+    #[arg(long, value_name = "KEY:VALUE", conflicts_with = "no_requires")]
+    pub requires: Vec<String>,
+    /// Run without the workflow's requires.
+    #[arg(long)]
+    pub no_requires: bool,
+    /// Memoise the run's steps (whatever the workflow says).
+    #[arg(long, conflicts_with = "no_memo")]
+    pub memo: bool,
+    /// Do not memoise the run's steps.
+    #[arg(long)]
+    pub no_memo: bool,
+    /// Wait this long before the first attempt (`30s`, `5m`, `2h`; `0s` for none), instead of
+    /// the workflow's delay.
+    #[arg(long, value_name = "DURATION")]
+    pub delay: Option<String>,
+    /// Retry a failure at most N times, without backoff (0: no retries), instead of the
+    /// workflow's retries.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
 }
 
 /// `coflux runs …` (needs a project).
@@ -341,14 +430,21 @@ pub enum RunsCommand {
     },
 }
 
-/// `coflux logs RUN [--follow]` (needs a project).
+/// `coflux logs RUN [EXECUTION] [--follow] [--from TIME]` (needs a project).
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The run id.
     pub run: String,
+    /// Only this execution (`R1:2:1`, or `2:1` within the run) or step (`R1:2`, or `2`: all
+    /// its attempts).
+    pub execution: Option<String>,
     /// Keep printing new messages until the run finishes (or Ctrl-C).
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Only messages logged since: a duration ago (`90s`, `15m`, `2h`), an RFC 3339 time or
+    /// Unix milliseconds.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
 }
 
 /// `coflux assets …` (needs a project).
@@ -358,6 +454,10 @@ pub enum AssetsCommand {
     Inspect {
         /// The asset id (e.g. `A3f9c2d41b7e8a05c`).
         asset: String,
+        /// Only files whose path matches this glob (`*` and `?` within a directory, `**`
+        /// across directories, e.g. `data/*.csv`, `**/*.md`).
+        #[arg(long = "match", value_name = "GLOB")]
+        pattern: Option<String>,
     },
     /// Download an asset's files (all, or those under the given paths) into a directory.
     Download {
@@ -368,6 +468,9 @@ pub enum AssetsCommand {
         to: PathBuf,
         /// Entries or directories of the asset to download (default: everything).
         paths: Vec<String>,
+        /// Only files whose path matches this glob (as for `inspect`).
+        #[arg(long = "match", value_name = "GLOB")]
+        pattern: Option<String>,
     },
 }
 

@@ -1,4 +1,5 @@
-//! `coflux assets inspect ASSET | download ASSET [--to DIR] [PATH...]`.
+//! `coflux assets inspect ASSET [--match GLOB] | download ASSET [--to DIR] [PATH...]
+//! [--match GLOB]`.
 //!
 //! Downloads check every path of the asset first (relative, no `.`/`..`, NUL, control
 //! characters or backslashes) and refuse to write through a symbolic link, so nothing is
@@ -17,17 +18,46 @@ use crate::runtime::BlobClient;
 /// Runs an `assets` command.
 pub async fn run(ctx: &Context, command: AssetsCommand) -> Result<Exit, CliError> {
     match command {
-        AssetsCommand::Inspect { asset } => {
-            let answer = fetch(ctx, &asset).await?;
+        AssetsCommand::Inspect { asset, pattern } => {
+            let mut answer = fetch(ctx, &asset).await?;
+            let mut record: AssetRecord = typed(&answer)?;
+            let total = record.entries.len();
+            if let Some(pattern) = &pattern {
+                record.entries.retain(|path, _| glob_match(pattern, path));
+                if let Some(entries) = answer.get_mut("entries").and_then(Json::as_object_mut) {
+                    entries.retain(|path, _| glob_match(pattern, path));
+                }
+            }
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                ctx.print(&describe(&typed(&answer)?))?;
+                let mut text = describe(&record);
+                if pattern.is_some() {
+                    text.push_str(&format!(
+                        "\nmatched {} of {total} files",
+                        record.entries.len()
+                    ));
+                }
+                ctx.print(&text)?;
             }
         }
-        AssetsCommand::Download { asset, to, paths } => {
+        AssetsCommand::Download {
+            asset,
+            to,
+            paths,
+            pattern,
+        } => {
             let record: AssetRecord = typed(&fetch(ctx, &asset).await?)?;
-            let chosen = select(&record, &paths)?;
+            let mut chosen = select(&record, &paths)?;
+            if let Some(pattern) = &pattern {
+                chosen.retain(|(path, _)| glob_match(pattern, path));
+                if chosen.is_empty() {
+                    return Err(CliError::Usage(format!(
+                        "no file of asset {} matches '{pattern}'",
+                        record.id
+                    )));
+                }
+            }
             let blobs = BlobClient::new(ctx.client.server(), ctx.project()?);
             let mut files = Vec::new();
             for (path, entry) in &chosen {
@@ -133,6 +163,33 @@ fn select<'a>(
     Ok(chosen)
 }
 
+/// Whether `path` matches `pattern`: `*` is any run of characters but `/`, `?` one such
+/// character, and a `**` segment any number of directories (none included).
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    let pattern: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let path: Vec<&str> = path.split('/').collect();
+    match_segments(&pattern, &path)
+}
+
+fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
+        Some((first, rest)) => path.split_first().is_some_and(|(segment, others)| {
+            match_segment(first.as_bytes(), segment.as_bytes()) && match_segments(rest, others)
+        }),
+    }
+}
+
+fn match_segment(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| match_segment(rest, &text[skip..])),
+        Some((b'?', rest)) => !text.is_empty() && match_segment(rest, &text[1..]),
+        Some((c, rest)) => text.first() == Some(c) && match_segment(rest, &text[1..]),
+    }
+}
+
 /// Where an entry goes under `root`, refusing to go through a symbolic link.
 fn destination(root: &Path, path: &str) -> Result<PathBuf, CliError> {
     let mut target = root.to_path_buf();
@@ -187,6 +244,20 @@ mod tests {
         assert_eq!(names(&["data/"]), ["data/x.csv", "data/y.csv"]);
         assert_eq!(names(&["a.txt", "a.txt"]), ["a.txt"]);
         assert!(select(&r, &["missing".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn globs_match_within_and_across_directories() {
+        assert!(glob_match("data/*.csv", "data/x.csv"));
+        assert!(!glob_match("data/*.csv", "data/sub/x.csv"));
+        assert!(!glob_match("*.csv", "data/x.csv"));
+        assert!(glob_match("**/*.csv", "data/sub/x.csv"));
+        assert!(glob_match("**/*.csv", "x.csv"));
+        assert!(glob_match("data/**", "data/sub/x.csv"));
+        assert!(glob_match("?.txt", "a.txt"));
+        assert!(!glob_match("?.txt", "ab.txt"));
+        assert!(glob_match("notes.md", "notes.md"));
+        assert!(!glob_match("notes", "notes.md"));
     }
 
     #[cfg(unix)]

@@ -136,6 +136,18 @@ impl Client {
         self.finish(response).await
     }
 
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
+        let response = self
+            .http
+            .patch(self.url(path))
+            .timeout(REQUEST_TIMEOUT)
+            .send_json(body)
+            .await
+            .map_err(|e| self.send_error(e))?;
+        self.finish(response).await
+    }
+
     /// `PUT path` with a JSON body.
     pub async fn put(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
         let response = self

@@ -1,10 +1,12 @@
-//! `coflux environments create NAME [--parent NAME] | list | pause NAME | resume NAME |
-//! archive NAME`.
+//! `coflux environments create NAME [--parent NAME] | list | update NAME --parent P|--no-parent
+//! | pause NAME | resume NAME | archive NAME`.
 
 use super::args::EnvironmentsCommand;
 use super::client::{segment, typed};
 use super::{CliError, Context, Exit, output};
-use coflux_core::protocol::http::{CreateEnvironment, Empty, EnvironmentItem, EnvironmentList};
+use coflux_core::protocol::http::{
+    CreateEnvironment, Empty, EnvironmentItem, EnvironmentList, UpdateEnvironment,
+};
 
 /// Runs an `environments` command.
 pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, CliError> {
@@ -41,6 +43,17 @@ pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, Cl
                 .await?,
             "created",
         ),
+        EnvironmentsCommand::Update {
+            name,
+            parent,
+            no_parent,
+        } => {
+            let body = UpdateEnvironment {
+                parent: Some(parent.filter(|_| !no_parent)),
+            };
+            let path = format!("{base}/{}", segment(&name));
+            (ctx.client.patch(&path, &body).await?, "updated")
+        }
         EnvironmentsCommand::Pause { name } => {
             (action(ctx, &base, &name, "pause").await?, "paused")
         }

@@ -43,6 +43,12 @@ pub enum CliError {
         /// The error.
         source: std::io::Error,
     },
+    /// A `coflux.toml` could not be read.
+    #[error("{0}")]
+    Config(#[from] super::config::ConfigError),
+    /// Discovering a repository's targets failed.
+    #[error("{0}")]
+    Discovery(#[from] crate::executor::DiscoveryError),
     /// Writing the output failed.
     #[error("output failed: {0}")]
     Output(#[from] std::io::Error),

@@ -1,11 +1,11 @@
-//! `coflux logs RUN [--follow]`.
+//! `coflux logs RUN [EXECUTION] [--follow] [--from TIME]`.
 //!
-//! Pages through `GET /api/projects/{p}/runs/{run}/logs?after=CURSOR` (answers
+//! Pages through `GET /api/projects/{p}/runs/{run}/logs?after=CURSOR[&execution=|step=]` (answers
 //! `{"logs":[{"execution_id","level","template","values","timestamp"}],"cursor"}`); with
 //! `--follow`, reads the server-sent events of `…/logs/stream` (each event's data is one log
 //! entry or `{"logs":[…]}`), falling back on polling when the server has no stream endpoint.
 //! Following stops at the end of the stream, at an `end` event, or shortly after the run has
-//! finished (checked every [`FINISH_CHECK`]).
+//! finished (checked every [`FINISH_CHECK`]). `--from` drops messages logged before that time.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use serde_json::{Value as Json, json};
 
 use super::args::LogsArgs;
 use super::client::{segment, typed};
-use super::{CliError, Context, Exit, output, runs};
+use super::{CliError, Context, Exit, output, runs, runs_list};
 use coflux_core::protocol::http::{LogEntry, LogPage};
 
 /// How often `--follow` checks whether the run has finished.
@@ -22,11 +22,81 @@ pub const FINISH_CHECK: Duration = Duration::from_secs(2);
 /// How long `--follow` keeps reading after the run has finished, for the last messages.
 const DRAIN: Duration = Duration::from_secs(1);
 
+/// What to show: the run's logs, or one execution's or step's; from a time on.
+struct Selection<'a> {
+    ctx: &'a Context,
+    /// `execution=…` or `step=…`, or empty.
+    filter: String,
+    /// Unix milliseconds: earlier messages are skipped.
+    from: Option<u64>,
+}
+
+impl Selection<'_> {
+    fn path(&self, base: &str, cursor: Option<&Json>) -> String {
+        let mut params = Vec::new();
+        if let Some(c) = cursor.filter(|c| !c.is_null()) {
+            params.push(format!("after={}", cursor_param(c)));
+        }
+        if !self.filter.is_empty() {
+            params.push(self.filter.clone());
+        }
+        if params.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", params.join("&"))
+        }
+    }
+
+    fn wanted(&self, entry: &Json) -> bool {
+        let at = entry.get("timestamp").and_then(Json::as_u64).unwrap_or(0);
+        self.from.is_none_or(|from| at >= from)
+    }
+}
+
+/// The query filter for `execution`: a full id (`R1:2:1`, `R1:2`) or one within `run`
+/// (`2:1`, `2`); three parts name an execution, two a step.
+fn filter_of(run: &str, execution: &str) -> Result<String, CliError> {
+    let full = if execution.contains(':') && !execution.starts_with(|c: char| c.is_ascii_digit()) {
+        execution.to_owned()
+    } else {
+        format!("{run}:{execution}")
+    };
+    let parts = full.split(':').count();
+    let key = match parts {
+        3 => "execution",
+        2 => "step",
+        _ => {
+            return Err(CliError::Usage(format!(
+                "expected an execution (R1:2:1 or 2:1) or a step (R1:2 or 2), got '{execution}'"
+            )));
+        }
+    };
+    if full.split(':').next() != Some(run) {
+        return Err(CliError::Usage(format!(
+            "'{execution}' is not part of run {run}"
+        )));
+    }
+    Ok(format!("{key}={}", segment(&full)))
+}
+
 /// Runs `logs`.
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<Exit, CliError> {
     let base = format!("{}/runs/{}/logs", ctx.project_path()?, segment(&args.run));
+    let filter = match &args.execution {
+        Some(execution) => filter_of(&args.run, execution)?,
+        None => String::new(),
+    };
+    let from = match &args.from {
+        Some(text) => {
+            let ms = runs_list::time_arg("--from", text, coflux_core::model::now_millis())?;
+            Some(ms.parse::<u64>().unwrap_or(0))
+        }
+        None => None,
+    };
+    let selection = Selection { ctx, filter, from };
     if !args.follow {
-        let (entries, cursor) = fetch_all(ctx, &base, None).await?;
+        let (mut entries, cursor) = fetch_all(&selection, &base, None).await?;
+        entries.retain(|e| selection.wanted(e));
         if ctx.json() {
             ctx.print_json(&json!({ "logs": entries, "cursor": cursor }))?;
         } else {
@@ -36,11 +106,12 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<Exit, CliError> {
         }
         return Ok(Exit::Success);
     }
-    match ctx.client.event_stream(&format!("{base}/stream")).await {
-        Ok(response) => follow_stream(ctx, response, &args.run).await,
+    let stream = selection.path(&format!("{base}/stream"), None);
+    match ctx.client.event_stream(&stream).await {
+        Ok(response) => follow_stream(&selection, response, &args.run).await,
         Err(CliError::Api {
             status: 404, code, ..
-        }) if code == "not_found" => follow_polling(ctx, &base, &args.run).await,
+        }) if code == "not_found" => follow_polling(&selection, &base, &args.run).await,
         Err(e) => Err(e),
     }
 }
@@ -54,17 +125,14 @@ fn cursor_param(cursor: &Json) -> String {
 
 /// Fetches pages from `cursor` until no more messages come.
 async fn fetch_all(
-    ctx: &Context,
+    selection: &Selection<'_>,
     base: &str,
     mut cursor: Option<Json>,
 ) -> Result<(Vec<Json>, Option<Json>), CliError> {
     let mut entries = Vec::new();
     loop {
-        let path = match &cursor {
-            Some(c) if !c.is_null() => format!("{base}?after={}", cursor_param(c)),
-            _ => base.to_owned(),
-        };
-        let answer = ctx.client.get(&path).await?;
+        let path = selection.path(base, cursor.as_ref());
+        let answer = selection.ctx.client.get(&path).await?;
         let page: LogPage = typed(&answer)?;
         let logs = answer
             .get("logs")
@@ -92,16 +160,17 @@ fn print_entry(ctx: &Context, entry: &Json) -> Result<(), CliError> {
     ctx.print(&output::log_line(&entry))
 }
 
-fn print_event_data(ctx: &Context, data: &str) -> Result<(), CliError> {
+fn print_event_data(selection: &Selection<'_>, data: &str) -> Result<(), CliError> {
     let Ok(json) = serde_json::from_str::<Json>(data) else {
         return Ok(());
     };
-    if let Some(logs) = json.get("logs").and_then(Json::as_array) {
-        for entry in logs {
-            print_entry(ctx, entry)?;
-        }
-    } else if json.get("template").is_some() {
-        print_entry(ctx, &json)?;
+    let entries = match json.get("logs").and_then(Json::as_array) {
+        Some(logs) => logs.clone(),
+        None if json.get("template").is_some() => vec![json],
+        None => Vec::new(),
+    };
+    for entry in entries.iter().filter(|e| selection.wanted(e)) {
+        print_entry(selection.ctx, entry)?;
     }
     Ok(())
 }
@@ -158,7 +227,7 @@ async fn run_finished(ctx: &Context, run: &str) -> Result<bool, CliError> {
 }
 
 async fn follow_stream<S>(
-    ctx: &Context,
+    selection: &Selection<'_>,
     mut response: awc::ClientResponse<S>,
     run: &str,
 ) -> Result<Exit, CliError>
@@ -177,7 +246,7 @@ where
             None => tokio::select! {
                 next = response.next() => next,
                 _ = check.tick() => {
-                    if run_finished(ctx, run).await? {
+                    if run_finished(selection.ctx, run).await? {
                         deadline = Some(tokio::time::Instant::now() + DRAIN);
                     }
                     continue;
@@ -192,18 +261,22 @@ where
             if matches!(event.name.as_str(), "end" | "done" | "close") {
                 return Ok(Exit::Success);
             }
-            print_event_data(ctx, &event.data)?;
+            print_event_data(selection, &event.data)?;
         }
     }
 }
 
-async fn follow_polling(ctx: &Context, base: &str, run: &str) -> Result<Exit, CliError> {
+async fn follow_polling(
+    selection: &Selection<'_>,
+    base: &str,
+    run: &str,
+) -> Result<Exit, CliError> {
     let mut cursor = None;
     loop {
-        let finished = run_finished(ctx, run).await?;
-        let (entries, next) = fetch_all(ctx, base, cursor.clone()).await?;
-        for entry in &entries {
-            print_entry(ctx, entry)?;
+        let finished = run_finished(selection.ctx, run).await?;
+        let (entries, next) = fetch_all(selection, base, cursor.clone()).await?;
+        for entry in entries.iter().filter(|e| selection.wanted(e)) {
+            print_entry(selection.ctx, entry)?;
         }
         cursor = next.or(cursor);
         if finished {
@@ -216,6 +289,21 @@ async fn follow_polling(ctx: &Context, base: &str, run: &str) -> Result<Exit, Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn executions_and_steps_are_named_within_the_run() {
+        assert_eq!(filter_of("R1", "R1:2:1").unwrap(), "execution=R1%3A2%3A1");
+        assert_eq!(filter_of("R1", "2:1").unwrap(), "execution=R1%3A2%3A1");
+        assert_eq!(filter_of("R1", "R1:2").unwrap(), "step=R1%3A2");
+        assert_eq!(filter_of("R1", "2").unwrap(), "step=R1%3A2");
+        assert!(
+            filter_of("R1", "R2:1:1")
+                .unwrap_err()
+                .to_string()
+                .contains("not part of run R1")
+        );
+        assert!(filter_of("R1", "1:2:3").is_err());
+    }
 
     #[test]
     fn server_sent_events_are_split_across_chunks() {

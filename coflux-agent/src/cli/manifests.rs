@@ -1,4 +1,4 @@
-//! `coflux manifests register FILE.json | inspect | archive MODULE`.
+//! `coflux manifests register FILE.json | inspect | archive MODULE | discover MODULE…`.
 
 use coflux_core::model::TargetDefinition;
 use coflux_core::protocol::http::{Empty, Manifests, Registered};
@@ -10,6 +10,14 @@ use super::{CliError, Context, Exit, output};
 
 /// Runs a `manifests` command.
 pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliError> {
+    if let ManifestsCommand::Discover {
+        modules,
+        adapter,
+        directory,
+    } = command
+    {
+        return discover(ctx, &modules, adapter, &directory).await;
+    }
     let path = format!(
         "{}/environments/{}/manifests",
         ctx.project_path()?,
@@ -63,27 +71,55 @@ pub async fn run(ctx: &Context, command: ManifestsCommand) -> Result<Exit, CliEr
             if ctx.json() {
                 ctx.print_json(&answer)?;
             } else {
-                let manifests: Manifests = typed(&answer)?;
-                let rows: Vec<Vec<String>> = manifests
-                    .targets
-                    .iter()
-                    .map(|t| {
-                        let params: Vec<&str> =
-                            t.parameters.iter().map(|p| p.name.as_str()).collect();
-                        vec![
-                            t.target.module.clone(),
-                            t.target.name.clone(),
-                            t.kind.as_str().to_owned(),
-                            params.join(", "),
-                        ]
-                    })
-                    .collect();
-                ctx.print(&output::table(
-                    &["MODULE", "TARGET", "KIND", "PARAMETERS"],
-                    &rows,
-                ))?;
+                print_targets(ctx, &typed::<Manifests>(&answer)?.targets)?;
             }
         }
+        ManifestsCommand::Discover { .. } => unreachable!("handled above"),
+    }
+    Ok(Exit::Success)
+}
+
+/// Prints targets as a table.
+fn print_targets(ctx: &Context, targets: &[TargetDefinition]) -> Result<(), CliError> {
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| {
+            let params: Vec<&str> = t.parameters.iter().map(|p| p.name.as_str()).collect();
+            vec![
+                t.target.module.clone(),
+                t.target.name.clone(),
+                t.kind.as_str().to_owned(),
+                params.join(", "),
+            ]
+        })
+        .collect();
+    ctx.print(&output::table(
+        &["MODULE", "TARGET", "KIND", "PARAMETERS"],
+        &rows,
+    ))
+}
+
+/// `manifests discover`: runs the agent's discovery and prints the targets found.
+async fn discover(
+    ctx: &Context,
+    modules: &[String],
+    adapter: Option<String>,
+    directory: &std::path::Path,
+) -> Result<Exit, CliError> {
+    let directory = directory.canonicalize().map_err(|source| CliError::File {
+        path: directory.display().to_string(),
+        source,
+    })?;
+    let explicit = adapter.map(|a| a.split_whitespace().map(str::to_owned).collect());
+    let adapter = crate::executor::AdapterCommand::resolve(explicit, &directory);
+    let targets = crate::executor::discover(&adapter, &directory, modules).await?;
+    if ctx.json() {
+        ctx.print(&output::json_text(
+            &serde_json::to_value(Manifests { targets })
+                .map_err(|e| CliError::Protocol(e.to_string()))?,
+        ))?;
+    } else {
+        print_targets(ctx, &targets)?;
     }
     Ok(Exit::Success)
 }

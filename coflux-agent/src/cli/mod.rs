@@ -5,7 +5,7 @@
 //! - [`output`]: text rendering of the server's answers (their types are
 //!   [`coflux_core::protocol::http`]);
 //! - one module per command group: [`projects`], [`environments`], [`manifests`], [`submit`],
-//!   [`runs`], [`runs_list`], [`logs`], [`assets`].
+//!   [`runs`], [`runs_list`], [`logs`], [`assets`], [`sessions`], [`queue`].
 //!
 //! [`run`] executes a parsed command line; the binary prints its error as
 //! `error: <message>` and exits with [`Exit::code`].
@@ -13,6 +13,7 @@
 pub mod args;
 pub mod assets;
 pub mod client;
+pub mod config;
 pub mod environments;
 pub mod error;
 pub mod fanout;
@@ -22,9 +23,11 @@ pub mod logs;
 pub mod manifests;
 pub mod output;
 pub mod projects;
+pub mod queue;
 pub mod runs;
 pub mod runs_list;
 pub mod schedules;
+pub mod sessions;
 pub mod submit;
 pub mod tokens;
 
@@ -67,7 +70,7 @@ impl Context {
     /// The project, or a usage error naming how to give one.
     pub fn project(&self) -> Result<&str, CliError> {
         self.global.project.as_deref().ok_or_else(|| {
-            CliError::Usage("no project given: use --project NAME or set COFLUX_PROJECT".into())
+            CliError::Usage("no project given: use --project NAME, set COFLUX_PROJECT or add project to coflux.toml".into())
         })
     }
 
@@ -75,7 +78,7 @@ impl Context {
     pub fn environment(&self) -> Result<&str, CliError> {
         self.global.environment.as_deref().ok_or_else(|| {
             CliError::Usage(
-                "no environment given: use --environment NAME or set COFLUX_ENVIRONMENT".into(),
+                "no environment given: use --environment NAME, set COFLUX_ENVIRONMENT or add environment to coflux.toml".into(),
             )
         })
     }
@@ -110,16 +113,21 @@ impl Context {
     }
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<Exit, CliError> {
+/// Runs a parsed command line (with the defaults of the nearest `coflux.toml`).
+pub async fn run(mut cli: Cli) -> Result<Exit, CliError> {
+    if let Some((_, file)) = config::FileConfig::load()? {
+        cli.global = cli.global.with_file(&file);
+    }
     crate::net::set_token(cli.global.token.clone());
     let ctx = Context {
-        client: Client::new(&cli.global.server),
+        client: Client::new(cli.global.server_url()),
         global: cli.global,
     };
     match cli.command {
         Command::Projects { command } => projects::run(&ctx, command).await,
         Command::Tokens { command } => tokens::run(&ctx, command).await,
+        Command::Sessions { command } => sessions::run(&ctx, command).await,
+        Command::Queue { limit } => queue::run(&ctx, limit).await,
         Command::Environments { command } => environments::run(&ctx, command).await,
         Command::Manifests { command } => manifests::run(&ctx, command).await,
         Command::Limits { command } => limits::run(&ctx, command).await,

@@ -104,12 +104,14 @@ fn query_string(query: &RunsQuery) -> String {
     }
 }
 
-/// A time argument as Unix milliseconds: a duration ago (`90s`, `15m`, `2h`, `7d`), an RFC
-/// 3339 time or Unix milliseconds.
-fn time_arg(flag: &str, text: &str, now: i64) -> Result<String, CliError> {
+/// A duration as milliseconds: a number with a unit, `s`, `m`, `h` or `d` (`90s`, `15m`);
+/// `ms` for milliseconds.
+pub(crate) fn duration_ms(text: &str) -> Option<i64> {
     let text = text.trim();
-    let ago = text.char_indices().last().and_then(|(i, unit)| {
-        let n: i64 = text[..i].parse().ok().filter(|n| *n >= 0)?;
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else {
+        let (i, unit) = text.char_indices().last()?;
         let unit_ms = match unit {
             's' => 1_000,
             'm' => 60_000,
@@ -117,9 +119,17 @@ fn time_arg(flag: &str, text: &str, now: i64) -> Result<String, CliError> {
             'd' => 86_400_000,
             _ => return None,
         };
-        n.checked_mul(unit_ms)
-    });
-    match ago {
+        (&text[..i], unit_ms)
+    };
+    let n: i64 = number.parse().ok().filter(|n| *n >= 0)?;
+    n.checked_mul(unit_ms)
+}
+
+/// A time argument as Unix milliseconds: a duration ago (`90s`, `15m`, `2h`, `7d`), an RFC
+/// 3339 time or Unix milliseconds.
+pub(crate) fn time_arg(flag: &str, text: &str, now: i64) -> Result<String, CliError> {
+    let text = text.trim();
+    match duration_ms(text) {
         Some(ms) => Ok((now - ms).to_string()),
         None => parse_time(text).map(|t| t.to_string()).ok_or_else(|| {
             CliError::Usage(format!(
@@ -139,6 +149,10 @@ mod tests {
         assert_eq!(time_arg("--since", "90s", now).unwrap(), "999910000");
         assert_eq!(time_arg("--since", "2h", now).unwrap(), "992800000");
         assert_eq!(time_arg("--since", "1234", now).unwrap(), "1234");
+        assert_eq!(duration_ms("250ms"), Some(250));
+        assert_eq!(duration_ms("15m"), Some(900_000));
+        assert_eq!(duration_ms("-1s"), None);
+        assert_eq!(duration_ms("soon"), None);
         assert_eq!(
             time_arg("--since", "2026-01-01T00:00:00Z", now).unwrap(),
             "1767225600000"

@@ -487,15 +487,27 @@ impl Link {
         }
     }
 
-    /// After (re)connecting: drop results the server no longer expects, send the rest again,
-    /// re-send requests (failing those of executions no longer expected here), then the log
-    /// records and metrics held while disconnected.
+    /// After (re)connecting: drop results the server no longer expects, send the log records
+    /// and metrics held while disconnected, then the results again, and re-send requests
+    /// (failing those of executions no longer expected here).
     fn resume(&self, connection: &mpsc::UnboundedSender<AgentFrame>, in_flight: &[ExecutionId]) {
         let in_flight: HashSet<ExecutionId> = in_flight.iter().copied().collect();
         let mut state = self.state.borrow_mut();
         state
             .unconfirmed
             .retain(|_, (execution, _)| in_flight.contains(execution));
+        // Logs first: an execution's result is only reported after its logs, so whoever sees
+        // the result can read them all.
+        if state.dropped_records > 0 {
+            tracing::warn!(
+                dropped = state.dropped_records,
+                "log and metric records made while disconnected were dropped (too many held)"
+            );
+            state.dropped_records = 0;
+        }
+        for frame in std::mem::take(&mut state.held_records) {
+            let _ = connection.send(frame);
+        }
         for (_, frame) in state.unconfirmed.values() {
             let _ = connection.send(frame.clone());
         }
@@ -529,16 +541,6 @@ impl Link {
                 execution,
                 waiting: true,
             });
-        }
-        if state.dropped_records > 0 {
-            tracing::warn!(
-                dropped = state.dropped_records,
-                "log and metric records made while disconnected were dropped (too many held)"
-            );
-            state.dropped_records = 0;
-        }
-        for frame in std::mem::take(&mut state.held_records) {
-            let _ = connection.send(frame);
         }
     }
 

@@ -39,6 +39,8 @@ pub struct AgentConfig {
     pub concurrency: usize,
     /// Tags this agent provides.
     pub provides: Requires,
+    /// Tags an execution's `requires` must include for it to run here (empty: any).
+    pub accepts: Requires,
     /// Register the manifest with the server on start (and on every change in dev mode).
     pub register: bool,
     /// The adapter command (`None`: detected from the working directory).
@@ -103,6 +105,11 @@ impl Agent {
             session: None,
             provides: config
                 .provides
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            accepts: config
+                .accepts
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),

@@ -14,6 +14,7 @@ mod disk_full_tests;
 mod error;
 mod inspect;
 mod project;
+mod queue;
 mod remote;
 mod run_list;
 mod schedules;

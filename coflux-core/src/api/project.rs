@@ -155,6 +155,31 @@ impl Project {
         }
     }
 
+    /// Re-bases an environment on `parent` (or on none): from then on it inherits cached
+    /// results, manifests and run views from its new ancestors. Refused (`environment_cycle`)
+    /// if `parent` is the environment itself or one of its descendants.
+    pub async fn set_environment_parent(
+        &self,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<Environment, Error> {
+        let name = environment_name(name)?;
+        let parent = parent.map(environment_name).transpose()?;
+        match self
+            .request(|reply| {
+                Envelope::Project(ProjectMsg::SetEnvironmentParent {
+                    name,
+                    parent,
+                    reply,
+                })
+            })
+            .await?
+        {
+            Reply::Environment(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Pauses an environment: nothing is assigned until it is resumed.
     pub async fn pause_environment(&self, name: &str) -> Result<Environment, Error> {
         self.set_state(name, EnvironmentState::Paused).await

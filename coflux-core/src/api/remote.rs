@@ -28,6 +28,9 @@ pub struct WorkerSpec {
     pub capacity: usize,
     /// Its tags, for `requires` routing.
     pub provides: Requires,
+    /// Tags an execution's `requires` must include for it to be assigned here (Coflux's
+    /// `accepts`; empty: any execution).
+    pub accepts: Requires,
 }
 
 /// A connected remote worker: its id and the commands the orchestrator sends it.
@@ -57,6 +60,7 @@ impl Project {
                 targets: spec.targets,
                 capacity: spec.capacity,
                 provides: spec.provides,
+                accepts: spec.accepts,
                 commands,
             },
         );

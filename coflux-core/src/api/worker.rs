@@ -76,6 +76,7 @@ impl Worker {
             targets,
             capacity: options.concurrency,
             provides: options.provides,
+            accepts: Requires::new(),
             commands,
         };
         let arbiter = router.worker_arbiter();

@@ -5,6 +5,7 @@ pub mod environment;
 pub mod ids;
 pub mod input;
 pub mod project;
+pub mod queue;
 pub mod result;
 pub mod run;
 pub mod schedule;
@@ -16,6 +17,7 @@ pub use environment::{Environment, EnvironmentName, EnvironmentState, lineage, v
 pub use ids::{EnvironmentId, ExecutionId, IdParseError, RunId, StepId, WorkerId};
 pub use input::{InputId, InputOp, InputRecord, InputReply, InputSpec, InputState};
 pub use project::{InvalidProjectName, ProjectName};
+pub use queue::{QueuedExecution, WaitReason};
 pub use result::{ErrorInfo, ExecutionResult, Frame, ResultKind};
 pub use run::{Dependencies, ExecutionRecord, ExecutionState, RunRecord, StepRecord};
 pub use schedule::{CronSpec, InvalidCron, Schedule};

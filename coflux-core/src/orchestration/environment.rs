@@ -17,6 +17,8 @@ struct WorkerSlot {
     targets: BTreeSet<TargetRef>,
     capacity: usize,
     provides: Requires,
+    /// Keys and values an execution's `requires` must include (one value per key).
+    accepts: Requires,
     running: usize,
     /// Its executions waiting for others (not counted in `running`).
     waiting: HashSet<ExecutionId>,
@@ -27,15 +29,24 @@ struct WorkerSlot {
 
 impl WorkerSlot {
     fn accepts(&self, ticket: &Ticket) -> bool {
-        self.available
-            && self.running < self.capacity
-            && self.targets.contains(&ticket.target)
+        self.available && self.running < self.capacity && self.fits(ticket)
+    }
+
+    /// Whether it could ever run `ticket` (its target, `requires` and `accepts`), busy or not.
+    fn fits(&self, ticket: &Ticket) -> bool {
+        self.targets.contains(&ticket.target)
             && ticket.requires.iter().all(|(key, values)| {
                 values.is_empty()
                     || self
                         .provides
                         .get(key)
                         .is_some_and(|have| have.iter().any(|v| values.contains(v)))
+            })
+            && self.accepts.iter().all(|(key, values)| {
+                ticket
+                    .requires
+                    .get(key)
+                    .is_some_and(|wanted| wanted.iter().any(|v| values.contains(v)))
             })
     }
 }
@@ -176,6 +187,10 @@ impl EnvironmentCore {
                 self.assigned_targets.insert(execution, target.clone());
                 self.limit(execution, target);
             }
+            EnvironmentMsg::Queue { limit, reply } => {
+                let (waiting, total) = self.queue(limit);
+                out.reply(reply, Reply::Queue(waiting, total));
+            }
             EnvironmentMsg::Claim {
                 worker,
                 executions,
@@ -236,6 +251,7 @@ impl EnvironmentCore {
                 targets,
                 capacity,
                 provides,
+                accepts,
             } => {
                 self.workers.insert(
                     worker,
@@ -244,6 +260,7 @@ impl EnvironmentCore {
                         // As in Coflux, a capacity of 0 means unlimited.
                         capacity: if capacity == 0 { usize::MAX } else { capacity },
                         provides,
+                        accepts,
                         running: 0,
                         waiting: HashSet::new(),
                         available: true,
@@ -555,6 +572,9 @@ impl EnvironmentCore {
     }
 }
 
+#[path = "environment_queue.rs"]
+mod queue;
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -594,6 +614,7 @@ mod tests {
             targets,
             capacity: 0,
             provides: Requires::new(),
+            accepts: Requires::new(),
         };
         env.handle(msg, 0, &mut Outbox::default());
         env
@@ -627,6 +648,32 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_with_accepts_takes_only_executions_requiring_them() {
+        let mut env = EnvironmentCore::new(EnvironmentId(1));
+        let pool: Requires = [("pool".to_owned(), vec!["gpu".to_owned()])].into();
+        let connect = EnvironmentMsg::Connect {
+            worker: WorkerId(1),
+            targets: [TargetRef::new("m", "t")].into_iter().collect(),
+            capacity: 0,
+            provides: pool.clone(),
+            accepts: pool.clone(),
+        };
+        let mut out = Outbox::default();
+        env.handle(connect, 0, &mut out);
+        env.handle(EnvironmentMsg::Enqueue(ticket(1, false)), 0, &mut out);
+        assert_eq!(executes(&out), 0, "no requires: not accepted");
+        let mut other = ticket(2, false);
+        other.requires = [("pool".to_owned(), vec!["cpu".to_owned()])].into();
+        env.handle(EnvironmentMsg::Enqueue(other), 0, &mut out);
+        assert_eq!(executes(&out), 0, "another pool: not accepted");
+        let mut tagged = ticket(3, false);
+        tagged.requires = pool;
+        let mut out = Outbox::default();
+        env.handle(EnvironmentMsg::Enqueue(tagged), 0, &mut out);
+        assert_eq!(executes(&out), 1);
+    }
+
+    #[test]
     fn a_waiting_execution_does_not_hold_its_workers_capacity() {
         let mut env = EnvironmentCore::new(EnvironmentId(1));
         let targets = [TargetRef::new("m", "t")].into_iter().collect();
@@ -635,6 +682,7 @@ mod tests {
             targets,
             capacity: 1,
             provides: Requires::new(),
+            accepts: Requires::new(),
         };
         let mut out = Outbox::default();
         env.handle(connect, 0, &mut out);

@@ -40,6 +40,16 @@ pub enum OrchestrationError {
         /// The requested environment.
         environment: String,
     },
+    /// A re-based environment would inherit from itself or one of its descendants.
+    #[error(
+        "environment '{environment}' cannot inherit from '{parent}': that would make a cycle ('{parent}' is '{environment}' or inherits from it)"
+    )]
+    EnvironmentCycle {
+        /// The environment being re-based.
+        environment: String,
+        /// The parent asked for.
+        parent: String,
+    },
     /// No worker of the environment hosts the workflow and no manifest of it registers it.
     #[error(
         "workflow '{target}' is not registered in environment '{environment}'{}",
@@ -102,6 +112,7 @@ impl OrchestrationError {
             Self::ScheduleNotFound(_) => "schedule_not_found",
             Self::WorkflowNotFound { .. } => "workflow_not_found",
             Self::EnvironmentInvalid { .. } => "environment_invalid",
+            Self::EnvironmentCycle { .. } => "environment_cycle",
             Self::CheckpointRejected(_) => "checkpoint_rejected",
             Self::StreamNotFound(_) => "stream_not_found",
             Self::StreamRejected { .. } => "stream_rejected",

@@ -317,6 +317,7 @@ impl Harness {
             targets,
             capacity,
             provides: Default::default(),
+            accepts: Default::default(),
         };
         self.queue
             .push_back(Envelope::Environment(environment, msg));

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::model::{
     Checkpoints, Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState,
-    ExecutionId, ExecutionResult, Millis, Requires, RunId, Schedule, StepId, StepOptions,
-    TargetDefinition, TargetRef, Value, WorkerId,
+    ExecutionId, ExecutionResult, Millis, QueuedExecution, Requires, RunId, Schedule, StepId,
+    StepOptions, TargetDefinition, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
@@ -106,6 +106,15 @@ pub enum ProjectMsg {
         name: EnvironmentName,
         /// The new state.
         state: EnvironmentState,
+        /// Gets [`Reply::Environment`].
+        reply: ReplyTo,
+    },
+    /// Re-base an environment: it inherits from another parent, or from none.
+    SetEnvironmentParent {
+        /// Which.
+        name: EnvironmentName,
+        /// The new parent (`None`: no parent).
+        parent: Option<EnvironmentName>,
         /// Gets [`Reply::Environment`].
         reply: ReplyTo,
     },
@@ -273,6 +282,9 @@ pub enum EnvironmentMsg {
         capacity: usize,
         /// Its tags.
         provides: Requires,
+        /// Tags an execution's `requires` must include for it to run here (Coflux's
+        /// `accepts`; empty: any execution).
+        accepts: Requires,
     },
     /// A worker became unreachable (`false`: it keeps its executions but gets no new ones) or
     /// reachable again.
@@ -291,6 +303,13 @@ pub enum EnvironmentMsg {
         target: TargetRef,
         /// When it is abandoned unless claimed.
         deadline: Millis,
+    },
+    /// What waits in the queue and why (at most `limit` executions, oldest first).
+    Queue {
+        /// The most executions listed.
+        limit: usize,
+        /// Gets [`Reply::Queue`].
+        reply: ReplyTo,
     },
     /// A (re)connected worker says it is still running these executions: those that are
     /// orphans become its assignments.
@@ -603,6 +622,8 @@ pub enum Reply {
     Stream(Result<crate::model::StreamReply, OrchestrationError>),
     /// The answer to an input operation.
     Input(Result<crate::model::InputRecord, OrchestrationError>),
+    /// What waits in an environment's queue, and how many wait in all.
+    Queue(Vec<QueuedExecution>, usize),
 }
 
 impl Reply {
@@ -619,6 +640,7 @@ impl Reply {
             Self::Schedule(_) => Self::Schedule(Err(error)),
             Self::Stream(_) => Self::Stream(Err(error)),
             Self::Input(_) => Self::Input(Err(error)),
+            Self::Queue(..) => Self::Queue(Vec::new(), 0),
         }
     }
 }

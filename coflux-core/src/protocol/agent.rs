@@ -23,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +64,10 @@ pub struct Hello {
     pub session: Option<String>,
     /// Tags the agent provides (`key → values`), for `requires` routing.
     pub provides: Vec<(String, Vec<String>)>,
+    /// Tags an execution's `requires` must include for it to be assigned to this agent
+    /// (`key → values`, one of them per key; empty: any execution).
+    #[serde(default)]
+    pub accepts: Vec<(String, Vec<String>)>,
     /// How many executions it runs at once.
     pub concurrency: u32,
     /// The targets it hosts.
@@ -419,6 +423,7 @@ mod tests {
                 environment: "production".into(),
                 session: Some("abc".into()),
                 provides: vec![("gpu".into(), vec!["a100".into()])],
+                accepts: vec![],
                 concurrency: 4,
                 targets: vec![DeclaredTarget {
                     target: TargetRef::new("flows", "main"),

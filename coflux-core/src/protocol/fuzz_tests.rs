@@ -28,6 +28,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
             environment: "production".into(),
             session: Some("token".into()),
             provides: vec![("gpu".into(), vec!["a100".into()])],
+            accepts: vec![],
             concurrency: 4,
             targets: vec![],
             claims: vec![execution],

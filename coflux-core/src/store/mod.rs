@@ -54,6 +54,13 @@ pub enum Write {
         /// Its new state.
         state: EnvironmentState,
     },
+    /// An environment was re-based.
+    SetEnvironmentParent {
+        /// The environment.
+        id: EnvironmentId,
+        /// Its new parent.
+        parent: Option<EnvironmentId>,
+    },
     /// A new run (its initial step and execution follow as separate writes).
     CreateRun(RunRecord),
     /// A new step.

@@ -730,6 +730,14 @@ fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Resu
                 return Err(missing(format!("unknown environment {id}")));
             }
         }
+        Write::SetEnvironmentParent { id, parent } => {
+            let changed = conn
+                .prepare_cached("UPDATE environments SET parent_id = ?2 WHERE id = ?1")?
+                .execute(params![i64::from(id.0), parent.map(|p| i64::from(p.0))])?;
+            if changed == 0 {
+                return Err(missing(format!("unknown environment {id}")));
+            }
+        }
         Write::CreateRun(run) => {
             conn.prepare_cached(
                 "INSERT INTO runs (id, environment_id, parent_execution, created_at)

@@ -128,6 +128,7 @@ async fn open_session(
         targets: hello.targets.iter().map(|t| t.target.clone()).collect(),
         capacity: (hello.concurrency as usize).max(1),
         provides: hello.provides.iter().cloned().collect(),
+        accepts: hello.accepts.iter().cloned().collect(),
     };
     let environment_ok = project
         .environments()
@@ -154,6 +155,7 @@ async fn open_session(
     let profile = AgentProfile {
         environment: hello.environment.clone(),
         provides: hello.provides.clone(),
+        accepts: hello.accepts.clone(),
         concurrency: hello.concurrency,
         targets: hello.targets.len(),
     };

@@ -41,6 +41,8 @@ pub struct AgentProfile {
     pub environment: String,
     /// Tags it provides (`key → values`).
     pub provides: Vec<(String, Vec<String>)>,
+    /// Tags an execution's `requires` must include to be assigned to it.
+    pub accepts: Vec<(String, Vec<String>)>,
     /// How many executions it runs at once.
     pub concurrency: u32,
     /// How many targets it hosts.

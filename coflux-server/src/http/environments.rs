@@ -5,12 +5,16 @@
 //! - `POST /api/projects/{project}/environments {"name","parent"?}` → 201 `EnvironmentItem`;
 //!   409 `environment_exists` for a duplicate;
 //! - `POST /api/projects/{project}/environments/{env}/pause|resume|archive` → 200
-//!   `EnvironmentItem` (archive: 409 `environment_has_children` while it has active children).
+//!   `EnvironmentItem` (archive: 409 `environment_has_children` while it has active children);
+//! - `PATCH /api/projects/{project}/environments/{env} {"parent": "P" | null}` → 200
+//!   `EnvironmentItem`: re-bases it (409 `environment_cycle` if P is it or a descendant).
 
 use crate::auth::Access;
 use actix_web::{HttpResponse, web};
-use coflux_core::model::Environment;
-use coflux_core::protocol::http::{CreateEnvironment, EnvironmentItem, EnvironmentList};
+use coflux_core::model::{Environment, EnvironmentState};
+use coflux_core::protocol::http::{
+    CreateEnvironment, EnvironmentItem, EnvironmentList, UpdateEnvironment,
+};
 
 use super::{created, existing_project, resource};
 use crate::error::ApiError;
@@ -22,6 +26,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/projects/{project}/environments", Access::PROJECT)
             .route(web::get().to(list))
             .route(web::post().to(create)),
+    )
+    .service(
+        resource(
+            "/projects/{project}/environments/{environment}",
+            Access::PROJECT,
+        )
+        .route(web::patch().to(update)),
     )
     .service(
         resource(
@@ -85,6 +96,37 @@ async fn create(
         .create_environment(&body.name, body.parent.as_deref())
         .await?;
     Ok(created(render(&project, &env).await?))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<UpdateEnvironment>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, environment) = path.into_inner();
+    let project = existing_project(&state, &project).await?;
+    let env = match &body.parent {
+        Some(parent) => {
+            project
+                .set_environment_parent(&environment, parent.as_deref())
+                .await?
+        }
+        None => {
+            let name = environment.as_str();
+            project
+                .environments()
+                .await?
+                .into_iter()
+                .find(|e| e.name.as_str() == name && e.state != EnvironmentState::Archived)
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "environment_not_found",
+                        format!("environment '{environment}' not found"),
+                    )
+                })?
+        }
+    };
+    Ok(HttpResponse::Ok().json(render(&project, &env).await?))
 }
 
 async fn change_state(

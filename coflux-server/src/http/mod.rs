@@ -14,6 +14,8 @@
 //!   cancellation;
 //! - [`metrics`] — `GET /api/projects/{project}/runs/{run}/metrics` (from the log database);
 //! - [`schedules`] — cron schedules of workflows;
+//! - [`sessions`] — `GET /api/projects/{project}/sessions` (connected agents) and
+//!   `GET …/environments/{env}/queue` (what waits, and why);
 //! - [`settings`] — per-target concurrency limits and archiving modules, per environment;
 //! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
 //!   [`blobs::BlobStore`];
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod projects;
 pub mod runs;
 pub mod schedules;
+pub mod sessions;
 pub mod settings;
 pub mod views;
 
@@ -52,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(metrics::configure)
             .configure(settings::configure)
             .configure(schedules::configure)
+            .configure(sessions::configure)
             .configure(blobs::configure)
             .configure(assets::configure)
             .configure(inputs::configure)

@@ -8,7 +8,9 @@
 //!   within the retention (24 h by default), get the same run. A workflow that no connected
 //!   agent of the environment hosts and no manifest registers there is refused at once (404
 //!   `workflow_not_found`, naming the environment and the closest registered names), unless
-//!   `"allow_unregistered": true` (its run then waits for an agent to come).
+//!   `"allow_unregistered": true` (its run then waits for an agent to come). Per-run overrides
+//!   of the workflow's options: `"requires": {key: [values]}` (replaces them; `{}` clears),
+//!   `"memo": bool`, `"delay_ms": N` and `"retries": N` (at most N, no backoff; 0: none).
 //! - `GET /api/projects/{project}/runs?status=&workflow=M/T&environment=E&since=&until=&cursor=&limit=N`
 //!   → [`RunList`] `{"runs":[{"run_id","module","target","environment","created_at","status",
 //!   "finished_at","duration_ms"}],"next_cursor"}`, newest first (see [`RunsQuery`]): `status`
@@ -100,8 +102,10 @@ async fn submit(
     let (project, environment) = path.into_inner();
     let project = existing_project(&state, &project).await?;
     let body = body.into_inner();
-    let target = target_of(body.module, body.target)?;
-    let options = workflow_options(&project, &environment, &target).await?;
+    let target = target_of(body.module.clone(), body.target.clone())?;
+    let mut options = workflow_options(&project, &environment, &target).await?;
+    body.override_options(&mut options)
+        .map_err(|message| ApiError::bad_request("invalid_input", message))?;
     let submission = SubmitOptions {
         options,
         idempotency_key: body.idempotency_key,

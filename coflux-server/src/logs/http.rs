@@ -136,10 +136,21 @@ fn parse_request(req: &HttpRequest) -> Result<Request, LogError> {
     })
 }
 
+/// How long a page request waits for the records queued before it to be committed.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
 /// `GET /api/projects/{project}/runs/{run}/logs?after=&limit=&execution=|step=`:
-/// `{"logs": [...], "cursor": <last cursor, or the one given>}`.
+/// `{"logs": [...], "cursor": <last cursor, or the one given>}`. Records that agents sent
+/// before the request are committed first (up to [`FLUSH_WAIT`]): an agent sends an
+/// execution's logs before its result, so once a result is seen its logs are complete.
 async fn list_logs(store: web::Data<LogStore>, req: HttpRequest) -> Result<HttpResponse, LogError> {
     let request = parse_request(&req)?;
+    if tokio::time::timeout(FLUSH_WAIT, store.flush())
+        .await
+        .is_err()
+    {
+        tracing::debug!(project = %request.project, run = %request.run, "log flush still pending; answering with what is committed");
+    }
     let page = store
         .query(
             &request.project,

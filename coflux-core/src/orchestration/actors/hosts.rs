@@ -91,6 +91,7 @@ fn reply_ids<M: 'static>(msg: &M) -> Vec<ReplyTo> {
         None => match (msg as &dyn std::any::Any).downcast_ref::<ProjectMsg>() {
             Some(ProjectMsg::CreateEnvironment { reply, .. })
             | Some(ProjectMsg::SetEnvironmentState { reply, .. })
+            | Some(ProjectMsg::SetEnvironmentParent { reply, .. })
             | Some(ProjectMsg::ListEnvironments { reply })
             | Some(ProjectMsg::StartRun { reply, .. })
             | Some(ProjectMsg::RerunStep { reply, .. })

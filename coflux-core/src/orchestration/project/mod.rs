@@ -174,6 +174,14 @@ impl ProjectCore {
                 let result = self.set_state(&name, state, out);
                 out.reply(reply, Reply::Environment(result));
             }
+            ProjectMsg::SetEnvironmentParent {
+                name,
+                parent,
+                reply,
+            } => {
+                let result = self.set_parent(&name, parent.as_ref(), out);
+                out.reply(reply, Reply::Environment(result));
+            }
             ProjectMsg::RegisterManifests {
                 environment,
                 definitions,
@@ -460,6 +468,38 @@ impl ProjectCore {
             EnvironmentMsg::SetState(env.state),
         ));
         Ok(env)
+    }
+
+    /// Re-bases `name` on `parent` (or on none); refused if `parent` is `name` or one of its
+    /// descendants.
+    fn set_parent(
+        &mut self,
+        name: &EnvironmentName,
+        parent: Option<&EnvironmentName>,
+        out: &mut Outbox,
+    ) -> Result<Environment, OrchestrationError> {
+        let id = self.resolve(name)?.id;
+        let parent = match parent {
+            Some(p) => {
+                let parent = self.resolve(p)?.id;
+                if self.lineage(parent).contains(&id) {
+                    return Err(OrchestrationError::EnvironmentCycle {
+                        environment: name.to_string(),
+                        parent: p.to_string(),
+                    });
+                }
+                Some(parent)
+            }
+            None => None,
+        };
+        let Some(env) = self.environments.get_mut(&id) else {
+            return Err(OrchestrationError::EnvironmentNotFound(name.to_string()));
+        };
+        if env.parent != parent {
+            env.parent = parent;
+            out.write(Write::SetEnvironmentParent { id, parent });
+        }
+        Ok(env.clone())
     }
 
     fn set_state(

@@ -11,8 +11,10 @@
 //! - [`run_list`]: the runs list (filters, status and duration per run, cursor pages);
 //! - [`logs`]: log pages and metrics;
 //! - [`inputs`]: questions executions ask (`cf.Prompt`) and their answers;
-//! - [`values`]: how stored values and results are shown as plain JSON.
+//! - [`values`]: how stored values and results are shown as plain JSON;
+//! - [`agents`]: the sessions of connected agents.
 
+pub mod agents;
 pub mod inputs;
 pub mod logs;
 pub mod projects;
@@ -21,6 +23,7 @@ pub mod runs;
 pub mod values;
 
 pub use inputs::*;
+pub use agents::*;
 pub use logs::*;
 pub use projects::*;
 pub use run_list::*;

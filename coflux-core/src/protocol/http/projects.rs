@@ -86,6 +86,29 @@ pub struct CreateEnvironment {
     pub parent: Option<String>,
 }
 
+/// `PATCH …/environments/{env}`: `{"parent": "P"}` re-bases it on P, `{"parent": null}` leaves
+/// it without a parent; `{}` changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEnvironment {
+    /// The new parent: absent to keep it, `null` for none.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub parent: Option<Option<String>>,
+}
+
+/// A field that is present (possibly `null`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// `PUT …/environments/{env}/manifests` (and the answer of `GET` on it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,9 @@ use serde_json::Value as Json;
 
 use super::values::{Outcome, RaisedError, state_name, value_json};
 use crate::api::{ExecutionView, RunView, StepView};
-use crate::model::{ExecutionResult, Millis, RunId};
+use crate::model::{
+    ExecutionResult, Millis, ParamSelection, Requires, RetryPolicy, RunId, StepOptions,
+};
 
 /// `POST …/environments/{env}/runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +29,46 @@ pub struct SubmitRun {
     /// Accept a workflow that no agent hosts and no manifest registers (yet).
     #[serde(default)]
     pub allow_unregistered: bool,
+    /// Replaces the workflow's `requires` for this run (`{}` clears them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Requires>,
+    /// Turns memoising of the run's steps on (all parameters) or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<bool>,
+    /// Replaces the workflow's delay before its first attempt (milliseconds; 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Replaces the workflow's retries: at most this many, without backoff (0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}
+
+impl SubmitRun {
+    /// Applies this submission's overrides to the workflow's options; an invalid `requires`
+    /// (an empty key or no values) is named in the error.
+    pub fn override_options(&self, options: &mut StepOptions) -> Result<(), String> {
+        if let Some(requires) = &self.requires {
+            for (key, values) in requires {
+                if key.trim().is_empty() || values.is_empty() || values.iter().any(String::is_empty)
+                {
+                    return Err(format!(
+                        "invalid requires '{key}': a tag needs a non-empty key and values"
+                    ));
+                }
+            }
+            options.requires = requires.clone();
+        }
+        if let Some(memo) = self.memo {
+            options.memo = memo.then_some(ParamSelection::All(true));
+        }
+        if let Some(delay) = self.delay_ms {
+            options.delay_ms = (delay > 0).then_some(delay);
+        }
+        if let Some(retries) = self.retries {
+            options.retries = (retries > 0).then(|| RetryPolicy::limit(retries));
+        }
+        Ok(())
+    }
 }
 
 /// The answer of a submission.

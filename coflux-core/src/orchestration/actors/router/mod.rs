@@ -41,6 +41,8 @@ pub struct WorkerRegistration {
     pub capacity: usize,
     /// Its tags.
     pub provides: Requires,
+    /// Tags an execution's `requires` must include to run on it (empty: any).
+    pub accepts: Requires,
     /// Where its commands go.
     pub commands: mpsc::UnboundedSender<WorkerCommand>,
 }
@@ -644,5 +646,6 @@ fn connect_msg(worker: WorkerId, reg: &WorkerRegistration) -> EnvironmentMsg {
         targets: reg.targets.clone(),
         capacity: reg.capacity,
         provides: reg.provides.clone(),
+        accepts: reg.accepts.clone(),
     }
 }
