@@ -22,8 +22,8 @@ pub mod run_list;
 pub mod runs;
 pub mod values;
 
-pub use inputs::*;
 pub use agents::*;
+pub use inputs::*;
 pub use logs::*;
 pub use projects::*;
 pub use run_list::*;
