@@ -101,6 +101,11 @@ impl From<coflux_core::Error> for ApiError {
                     "the project is unavailable; try again",
                 );
             }
+            "project_unavailable" => {
+                // The cause (a path, an SQLite message) goes to the log only.
+                tracing::error!(error = ?err, "a project's database could not be opened");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             "store_in_use" => {
                 tracing::warn!(error = %err, "a project database is held by another process");
                 StatusCode::SERVICE_UNAVAILABLE

@@ -111,6 +111,12 @@ async fn chaos_corrupt_project_database_is_isolated() {
         if !json["error"]["code"].is_string() || !json["error"]["message"].is_string() {
             violations.push(format!("{method} {path}: not the error shape: {text}"));
         }
+        // A project whose database cannot be opened says so (503), naming only the project.
+        if status != 503 || json["error"]["code"] != "project_unavailable" {
+            violations.push(format!(
+                "{method} {path}: expected 503 project_unavailable: {text}"
+            ));
+        }
         let lower = text.to_lowercase();
         for leak in ["sqlite", "select ", "insert ", "/tmp", "project.sqlite"] {
             if lower.contains(leak) {

@@ -25,6 +25,16 @@ pub enum Error {
     /// The orchestrator is shutting down.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A project's database could not be opened (damaged, unreadable, or held by another
+    /// process); the other projects are not affected.
+    #[error("project '{project}' is unavailable: its database could not be opened")]
+    ProjectUnavailable {
+        /// The project.
+        project: String,
+        /// Why (for the log; not shown to clients).
+        #[source]
+        reason: StoreError,
+    },
 }
 
 impl Error {
@@ -43,6 +53,7 @@ impl Error {
             Self::Execution(ExecutionError::Decode(_)) => "result_decode",
             Self::Execution(ExecutionError::Submit(_)) => "submit_failed",
             Self::Unavailable(_) => "unavailable",
+            Self::ProjectUnavailable { .. } => "project_unavailable",
         }
     }
 }

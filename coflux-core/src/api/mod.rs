@@ -41,7 +41,7 @@ use crate::model::ProjectName;
 use crate::orchestration::actors::{
     LoadedProjects, OpenProject, OpenProjectError, Supervisor, SupervisorConfig,
 };
-use crate::store::Durability;
+use crate::store::{Durability, StoreError};
 
 /// Options for [`Coflux::open_with`].
 #[derive(Debug, Clone)]
@@ -144,6 +144,7 @@ impl Coflux {
 
     async fn open_project(&self, name: &str, create: bool) -> Result<Project, Error> {
         let name = ProjectName::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let project = name.to_string();
         let handle = self
             .supervisor
             .send(OpenProject { name, create })
@@ -151,7 +152,8 @@ impl Coflux {
             .map_err(|_| Error::Unavailable("the supervisor has stopped".into()))?
             .map_err(|e| match e {
                 OpenProjectError::NotFound(n) => Error::ProjectNotFound(n),
-                OpenProjectError::Store(s) => Error::Store(s),
+                OpenProjectError::Store(StoreError::InUse) => Error::Store(StoreError::InUse),
+                OpenProjectError::Store(reason) => Error::ProjectUnavailable { project, reason },
             })?;
         Ok(Project::new(handle))
     }
