@@ -502,6 +502,21 @@ async fn workflows_run_to_completion_and_can_be_rerun_and_cancelled() {
     assert_eq!(second["next_offset"], Json::Null);
     let (_, beyond) = call!(&app, page("offset=5"));
     assert_eq!(beyond["steps"], json!([]), "{beyond}");
+    // A page read on its own (no environment) shows its steps exactly as the whole run does,
+    // and as the same page seen from the run's environment.
+    assert_eq!(first["steps"][0], view["steps"][0]);
+    assert_eq!(second["steps"][0], view["steps"][1]);
+    let (_, from_env) = call!(&app, page("environment=production&offset=1&limit=1"));
+    assert_eq!(from_env, second);
+    let (_, past) = call!(&app, page("offset=5&limit=3"));
+    assert_eq!(
+        (
+            past["steps"].clone(),
+            past["total_steps"].clone(),
+            past["next_offset"].clone()
+        ),
+        (json!([]), json!(2), Json::Null)
+    );
 
     let step = format!("{}:1", run.as_str().unwrap());
     let rerun = call!(

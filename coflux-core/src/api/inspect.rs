@@ -126,6 +126,32 @@ pub(super) fn load_run(
     let snapshot = reader
         .load_run(run)?
         .ok_or_else(|| OrchestrationError::RunNotFound(run.to_string()))?;
+    Ok(build_view(snapshot, view, environments))
+}
+
+/// One page of a run's steps (`offset`, at most `limit`, in step order) as every environment
+/// sees it, read without the rest of the run; with the run's number of steps.
+pub(super) fn load_run_page(
+    path: &Path,
+    run: RunId,
+    offset: usize,
+    limit: usize,
+    environments: &[Environment],
+) -> Result<(RunView, usize), Error> {
+    let reader = SqliteStore::open_reader(path)?;
+    let (snapshot, total) = reader
+        .load_run_page(run, offset, limit)?
+        .ok_or_else(|| OrchestrationError::RunNotFound(run.to_string()))?;
+    Ok((build_view(snapshot, None, environments), total))
+}
+
+/// The view of `snapshot` from `view` (all environments when `None`).
+fn build_view(
+    snapshot: crate::store::RunSnapshot,
+    view: Option<Vec<EnvironmentId>>,
+    environments: &[Environment],
+) -> RunView {
+    let run = snapshot.run.id;
     let name = |id: EnvironmentId| {
         environments
             .iter()
@@ -209,14 +235,14 @@ pub(super) fn load_run(
         .filter(|(_, child)| child.run() != run)
         .copied()
         .collect();
-    Ok(RunView {
+    RunView {
         id: run,
         environment: name(home),
         created_at: snapshot.run.created_at,
         parent: snapshot.run.parent_execution,
         steps,
         spawned,
-    })
+    }
 }
 
 pub(super) fn list_runs(path: &Path, limit: usize) -> Result<Vec<RunSummary>, Error> {

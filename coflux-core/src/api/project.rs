@@ -506,6 +506,24 @@ impl Project {
         }
     }
 
+    /// One page of a run's steps as every environment sees them (`offset`, at most `limit`,
+    /// in step order), with the run's number of steps: what [`Project::inspect_run`] with no
+    /// view gives for those steps, without reading the rest of a large run.
+    pub async fn inspect_run_page(
+        &self,
+        run: RunId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(RunView, usize), Error> {
+        let environments = self.environments().await?;
+        let path = self.handle.db_path.clone();
+        actix_rt::task::spawn_blocking(move || {
+            inspect::load_run_page(&path, run, offset, limit, &environments)
+        })
+        .await
+        .map_err(|_| Error::Unavailable("inspection task failed".into()))?
+    }
+
     /// Reads a run as committed: its steps, executions, states, timings and results. With
     /// `view`, only executions in the run's own environment and in `view` are shown (a re-run
     /// in a child environment appears in the child's view, not in the parent's).

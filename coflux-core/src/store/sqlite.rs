@@ -43,6 +43,27 @@ use crate::model::{
     TargetKind, TargetRef, WorkerId,
 };
 
+/// The columns a step is read from (see [`step_from_row`]).
+macro_rules! step_columns {
+    () => {
+        "number, parent_execution, module, target, kind, arguments, options, cache_key, \
+         memo_key, created_at"
+    };
+}
+
+/// Executions with their results (see [`execution_from_row`]); a `WHERE` clause follows.
+macro_rules! executions_select {
+    () => {
+        "SELECT e.step_number, e.attempt, e.environment_id, e.execute_after, e.created_at, \
+         e.worker_id, e.assigned_at, r.result, r.created_at, e.dependencies \
+         FROM executions e \
+         LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number \
+         AND r.attempt = e.attempt"
+    };
+}
+
+mod run_page;
+
 /// The page size of new databases, in bytes.
 const PAGE_SIZE: i64 = 1024;
 
@@ -260,81 +281,26 @@ impl SqliteStore {
 
         let mut steps = Vec::new();
         {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT number, parent_execution, module, target, kind, arguments, options,
-                        cache_key, memo_key, created_at
-                 FROM steps WHERE run_id = ?1 ORDER BY number",
-            )?;
+            let mut stmt = self.conn.prepare_cached(concat!(
+                "SELECT ",
+                step_columns!(),
+                " FROM steps WHERE run_id = ?1 ORDER BY number"
+            ))?;
             let mut rows = stmt.query([run_key])?;
             while let Some(row) = rows.next()? {
-                let parent: Option<String> = row.get(1)?;
-                let kind: String = row.get(4)?;
-                let arguments: String = row.get(5)?;
-                let options: String = row.get(6)?;
-                steps.push(StepRecord {
-                    id: StepId {
-                        run,
-                        number: to_u32(row.get(0)?, "step number")?,
-                    },
-                    parent_execution: parent.as_deref().map(parse_execution).transpose()?,
-                    target: TargetRef {
-                        module: row.get(2)?,
-                        name: row.get(3)?,
-                    },
-                    kind: parse_target_kind(&kind)?,
-                    arguments: from_json(&arguments, "step arguments")?,
-                    options: from_json(&options, "step options")?,
-                    cache_key: row.get(7)?,
-                    memo_key: row.get(8)?,
-                    created_at: row.get(9)?,
-                });
+                steps.push(step_from_row(run, row)?);
             }
         }
 
         let mut executions = Vec::new();
         {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT e.step_number, e.attempt, e.environment_id, e.execute_after, e.created_at,
-                        e.worker_id, e.assigned_at, r.result, r.created_at, e.dependencies
-                 FROM executions e
-                 LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
-                                    AND r.attempt = e.attempt
-                 WHERE e.run_id = ?1
-                 ORDER BY e.step_number, e.attempt",
-            )?;
+            let mut stmt = self.conn.prepare_cached(concat!(
+                executions_select!(),
+                " WHERE e.run_id = ?1 ORDER BY e.step_number, e.attempt"
+            ))?;
             let mut rows = stmt.query([run_key])?;
             while let Some(row) = rows.next()? {
-                let step = StepId {
-                    run,
-                    number: to_u32(row.get(0)?, "step number")?,
-                };
-                let worker: Option<i64> = row.get(5)?;
-                let assignment = match worker {
-                    Some(w) => Some((WorkerId(to_u64(w, "worker id")?), row.get::<_, i64>(6)?)),
-                    None => None,
-                };
-                let result: Option<String> = row.get(7)?;
-                let result = match result {
-                    Some(text) => Some((
-                        from_json::<ExecutionResult>(&text, "execution result")?,
-                        row.get::<_, i64>(8)?,
-                    )),
-                    None => None,
-                };
-                let dependencies: Option<String> = row.get(9)?;
-                let dependencies = match dependencies {
-                    Some(text) => from_json(&text, "execution dependencies")?,
-                    None => Default::default(),
-                };
-                executions.push(ExecutionRecord {
-                    id: step.execution(to_u32(row.get(1)?, "attempt")?),
-                    environment: EnvironmentId(to_u32(row.get(2)?, "environment id")?),
-                    execute_after: row.get(3)?,
-                    created_at: row.get(4)?,
-                    assignment,
-                    result,
-                    dependencies,
-                });
+                executions.push(execution_from_row(run, row)?);
             }
         }
 
@@ -383,6 +349,66 @@ impl SqliteStore {
             inputs,
         }))
     }
+}
+
+/// A step row, in `step_columns!()` order.
+fn step_from_row(run: RunId, row: &rusqlite::Row<'_>) -> Result<StepRecord, StoreError> {
+    let parent: Option<String> = row.get(1)?;
+    let kind: String = row.get(4)?;
+    let arguments: String = row.get(5)?;
+    let options: String = row.get(6)?;
+    Ok(StepRecord {
+        id: StepId {
+            run,
+            number: to_u32(row.get(0)?, "step number")?,
+        },
+        parent_execution: parent.as_deref().map(parse_execution).transpose()?,
+        target: TargetRef {
+            module: row.get(2)?,
+            name: row.get(3)?,
+        },
+        kind: parse_target_kind(&kind)?,
+        arguments: from_json(&arguments, "step arguments")?,
+        options: from_json(&options, "step options")?,
+        cache_key: row.get(7)?,
+        memo_key: row.get(8)?,
+        created_at: row.get(9)?,
+    })
+}
+
+/// An execution row (with its result), as `executions_select!()` reads it.
+fn execution_from_row(run: RunId, row: &rusqlite::Row<'_>) -> Result<ExecutionRecord, StoreError> {
+    let step = StepId {
+        run,
+        number: to_u32(row.get(0)?, "step number")?,
+    };
+    let worker: Option<i64> = row.get(5)?;
+    let assignment = match worker {
+        Some(w) => Some((WorkerId(to_u64(w, "worker id")?), row.get::<_, i64>(6)?)),
+        None => None,
+    };
+    let result: Option<String> = row.get(7)?;
+    let result = match result {
+        Some(text) => Some((
+            from_json::<ExecutionResult>(&text, "execution result")?,
+            row.get::<_, i64>(8)?,
+        )),
+        None => None,
+    };
+    let dependencies: Option<String> = row.get(9)?;
+    let dependencies = match dependencies {
+        Some(text) => from_json(&text, "execution dependencies")?,
+        None => Default::default(),
+    };
+    Ok(ExecutionRecord {
+        id: step.execution(to_u32(row.get(1)?, "attempt")?),
+        environment: EnvironmentId(to_u32(row.get(2)?, "environment id")?),
+        execute_after: row.get(3)?,
+        created_at: row.get(4)?,
+        assignment,
+        result,
+        dependencies,
+    })
 }
 
 impl SqliteStore {

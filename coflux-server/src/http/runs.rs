@@ -210,6 +210,11 @@ async fn inspect(
     let (project, run) = path.into_inner();
     let run: RunId = parse_id(&run)?;
     let project = existing_project(&state, &project).await?;
+    if let (None, Some(limit)) = (query.environment.as_deref(), query.limit) {
+        // A page seen from every environment: read only its steps.
+        let (view, total) = project.inspect_run_page(run, query.offset, limit).await?;
+        return Ok(HttpResponse::Ok().json(Run::paged(&view, query.offset, total)));
+    }
     let view = project
         .inspect_run(run, query.environment.as_deref())
         .await?;

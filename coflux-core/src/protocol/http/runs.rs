@@ -207,12 +207,25 @@ impl Run {
         let total = view.steps.len();
         let start = offset.min(total);
         let end = limit.map_or(total, |l| start.saturating_add(l).min(total));
+        Self::of_steps(view, start..end, total)
+    }
+
+    /// A view holding one page already (`view.steps` start at `offset` of `total`).
+    pub fn paged(view: &RunView, offset: usize, total: usize) -> Self {
+        let mut run = Self::of_steps(view, 0..view.steps.len(), total);
+        let end = offset.saturating_add(view.steps.len());
+        run.next_offset = (end < total).then_some(end);
+        run
+    }
+
+    fn of_steps(view: &RunView, range: std::ops::Range<usize>, total: usize) -> Self {
+        let end = range.end;
         Self {
             run_id: view.id.to_string(),
             environment: view.environment.clone(),
             created_at: view.created_at,
             parent: view.parent.map(|p| p.to_string()),
-            steps: view.steps[start..end].iter().map(Step::from).collect(),
+            steps: view.steps[range].iter().map(Step::from).collect(),
             total_steps: total,
             next_offset: (end < total).then_some(end),
             spawned: view
