@@ -28,6 +28,19 @@ pub(crate) async fn fresh_server(
     (proc, server, log)
 }
 
+/// A proxy in front of `server`, and the server as seen through it (agents given it connect
+/// through the proxy).
+pub(crate) fn behind_proxy(server: &Server) -> (Proxy, Server) {
+    let proxy = Proxy::start(server.port);
+    let via = Server {
+        proc: Proc::detached("coflux-server"),
+        url: format!("http://127.0.0.1:{}", proxy.port),
+        port: proxy.port,
+        data_dir: server.data_dir.clone(),
+    };
+    (proxy, via)
+}
+
 pub(crate) fn semantics_agent(server: &Server, effects_env: &str) -> Proc {
     example_module_agent(
         server,
@@ -120,13 +133,7 @@ async fn chaos_network_partition_shorter_than_the_reconnect_timeout() {
     let (mut server_proc, server, log) =
         fresh_server(dir.path(), &["--reconnect-timeout", "15"]).await;
     // The agent reaches the server only through the proxy.
-    let proxy = Proxy::start(server.port);
-    let via_proxy = Server {
-        proc: Proc::detached("coflux-server"),
-        url: format!("http://127.0.0.1:{}", proxy.port),
-        port: proxy.port,
-        data_dir: server.data_dir.clone(),
-    };
+    let (proxy, via_proxy) = behind_proxy(&server);
     let mut agent = semantics_agent(&via_proxy, &effects_env);
     server.wait_registered(P, "production", "effects").await;
 

@@ -5,9 +5,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use coflux_tests::{Proc, Proxy, Server};
+use coflux_tests::{Proc, Proxy};
 
-use crate::agents::{fresh_server, semantics_agent};
+use crate::agents::{behind_proxy, fresh_server, semantics_agent};
 use crate::{await_values, checker, setting, submit};
 
 const P: &str = "acme";
@@ -128,13 +128,7 @@ async fn chaos_reconnect_storm_of_many_agents() {
     let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());
     let (mut server_proc, server, log) =
         fresh_server(dir.path(), &["--reconnect-timeout", "30"]).await;
-    let proxy = Proxy::start(server.port);
-    let via_proxy = Server {
-        proc: Proc::detached("coflux-server"),
-        url: format!("http://127.0.0.1:{}", proxy.port),
-        port: proxy.port,
-        data_dir: server.data_dir.clone(),
-    };
+    let (proxy, via_proxy) = behind_proxy(&server);
     let mut agents: Vec<Proc> = (0..agents_n)
         .map(|_| semantics_agent(&via_proxy, &effects_env))
         .collect();
