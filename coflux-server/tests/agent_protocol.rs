@@ -296,6 +296,26 @@ async fn agent_protocol_closes_on_foreign_executions_and_malformed_frames() {
     h.version = 999;
     send(&mut socket, &AgentFrame::Hello(h)).await;
     assert_eq!(recv(&mut socket).await.unwrap_err(), "version_mismatch");
+    // An older agent whose hello has other fields hears about its version, not a bad frame.
+    #[derive(serde::Serialize)]
+    enum OldFrame {
+        Hello { version: u32, project: String },
+    }
+    let mut socket = connect(&server.url).await;
+    let old = OldFrame::Hello {
+        version: PROTOCOL_VERSION - 1,
+        project: "acme".into(),
+    };
+    let bytes = codec::encode(&old).unwrap();
+    socket.send(Message::Binary(bytes.into())).await.unwrap();
+    assert_eq!(recv(&mut socket).await.unwrap_err(), "version_mismatch");
+    // Garbage is still a bad frame.
+    let mut socket = connect(&server.url).await;
+    socket
+        .send(Message::Binary(vec![7, 1, 2].into()))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut socket).await.unwrap_err(), "malformed_frame");
 
     // Other connections are unaffected: a run still completes on a fresh agent.
     let (mut socket, _, _) = open(&server.url, None).await;

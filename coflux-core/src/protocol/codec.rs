@@ -61,3 +61,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
     Ok(frame)
 }
+
+/// The protocol version a hello claims, read from its first fields only: an agent of another
+/// version may send a hello this version cannot decode, and still deserves to hear that its
+/// version is the problem. `None` when `bytes` does not start like a hello.
+pub fn hello_version(bytes: &[u8]) -> Option<u32> {
+    // A hello is the first variant of the agent's frames, and its version its first field.
+    let ((variant, version), _): ((u32, u32), usize) =
+        bincode::serde::decode_from_slice(bytes, config()).ok()?;
+    (variant == 0).then_some(version)
+}

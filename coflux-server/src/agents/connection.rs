@@ -90,7 +90,12 @@ async fn first_frame(stream: &mut actix_ws::AggregatedMessageStream) -> Result<H
                 return match codec::decode::<AgentFrame>(&bytes) {
                     Ok(AgentFrame::Hello(hello)) => Ok(hello),
                     Ok(_) => Err(CloseReason::HelloExpected),
-                    Err(_) => Err(CloseReason::MalformedFrame),
+                    Err(_) => match codec::hello_version(&bytes) {
+                        Some(v) if v != coflux_core::protocol::agent::PROTOCOL_VERSION => {
+                            Err(CloseReason::VersionMismatch)
+                        }
+                        _ => Err(CloseReason::MalformedFrame),
+                    },
                 };
             }
             Ok(actix_ws::AggregatedMessage::Ping(_) | actix_ws::AggregatedMessage::Pong(_)) => {}
