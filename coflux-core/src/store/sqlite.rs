@@ -256,27 +256,8 @@ impl SqliteStore {
 
     fn load_run_snapshot(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
         let run_key = run_key(run)?;
-        let record = self
-            .conn
-            .prepare_cached(
-                "SELECT environment_id, parent_execution, created_at FROM runs WHERE id = ?1",
-            )?
-            .query_row([run_key], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            })
-            .optional()?;
-        let Some((environment, parent, created_at)) = record else {
+        let Some(run_record) = self.run_record(run)? else {
             return Ok(None);
-        };
-        let run_record = RunRecord {
-            id: run,
-            environment: EnvironmentId(to_u32(environment, "environment id")?),
-            parent_execution: parent.as_deref().map(parse_execution).transpose()?,
-            created_at,
         };
 
         let mut steps = Vec::new();
@@ -412,6 +393,32 @@ fn execution_from_row(run: RunId, row: &rusqlite::Row<'_>) -> Result<ExecutionRe
 }
 
 impl SqliteStore {
+    /// A run's own record, if it exists.
+    fn run_record(&self, run: RunId) -> Result<Option<RunRecord>, StoreError> {
+        let record = self
+            .conn
+            .prepare_cached(
+                "SELECT environment_id, parent_execution, created_at FROM runs WHERE id = ?1",
+            )?
+            .query_row([run_key(run)?], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((environment, parent, created_at)) = record else {
+            return Ok(None);
+        };
+        Ok(Some(RunRecord {
+            id: run,
+            environment: EnvironmentId(to_u32(environment, "environment id")?),
+            parent_execution: parent.as_deref().map(parse_execution).transpose()?,
+            created_at,
+        }))
+    }
+
     /// The project's pending inputs, oldest first (at most `limit`).
     pub fn pending_inputs(&self, limit: u32) -> Result<Vec<crate::model::InputRecord>, StoreError> {
         super::inputs::pending(&self.conn, limit)

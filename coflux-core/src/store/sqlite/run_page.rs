@@ -2,10 +2,8 @@
 //! executions, and what a view of them needs, without reading the rest of the run. The first
 //! page of a 100,000-step run costs what a small run costs.
 
-use rusqlite::OptionalExtension;
-
-use super::{SqliteStore, execution_from_row, parse_execution, run_key, step_from_row, to_u32};
-use crate::model::{EnvironmentId, RunId, RunRecord};
+use super::{SqliteStore, execution_from_row, parse_execution, run_key, step_from_row};
+use crate::model::RunId;
 use crate::store::{RunSnapshot, StoreError};
 
 impl SqliteStore {
@@ -34,20 +32,7 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Option<(RunSnapshot, usize)>, StoreError> {
         let key = run_key(run)?;
-        let record = self
-            .conn
-            .prepare_cached(
-                "SELECT environment_id, parent_execution, created_at FROM runs WHERE id = ?1",
-            )?
-            .query_row([key], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            })
-            .optional()?;
-        let Some((environment, parent, created_at)) = record else {
+        let Some(record) = self.run_record(run)? else {
             return Ok(None);
         };
         let total: i64 = self
@@ -105,12 +90,7 @@ impl SqliteStore {
         let mut streams = crate::store::streams::load(&self.conn, run)?;
         streams.retain(|s| in_page(s.id.step.number));
         let snapshot = RunSnapshot {
-            run: RunRecord {
-                id: run,
-                environment: EnvironmentId(to_u32(environment, "environment id")?),
-                parent_execution: parent.as_deref().map(parse_execution).transpose()?,
-                created_at,
-            },
+            run: record,
             steps,
             executions,
             children,
