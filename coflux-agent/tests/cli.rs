@@ -1,40 +1,12 @@
 //! The `coflux` binary against a real server on 127.0.0.1 (started in-process on its own
 //! thread and actix system, with an in-process repository serving the `demo` module).
 
-use coflux_core::sdk::{Failure, Repository, workflow};
 use serde_json::{Value as Json, json};
 
 #[path = "support/server.rs"]
 mod support;
 
-use support::{TestServer, coflux_at, json_of, ok, stderr};
-
-/// Greets someone.
-#[workflow(module = "demo")]
-async fn greet(name: String) -> Result<String, Failure> {
-    Ok(format!("Hello, {name}!"))
-}
-
-/// Always fails.
-#[workflow(module = "demo")]
-async fn fail() -> Result<String, Failure> {
-    Err(Failure::new("demo.Boom", "it blew up"))
-}
-
-/// Starts a server with project `demo` and environment `production`, where `greet` and `fail`
-/// are served in-process.
-fn start() -> TestServer {
-    TestServer::start_with("demo", |project| async move {
-        project
-            .create_environment("production", None)
-            .await
-            .unwrap();
-        project
-            .serve("production", Repository::new().with(greet).with(fail))
-            .await
-            .unwrap();
-    })
-}
+use support::{coflux_at, json_of, ok, start_demo as start, stderr};
 
 #[test]
 fn projects_and_environments_are_created_and_listed() {

@@ -4,18 +4,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use coflux_core::sdk::{Failure, Repository, workflow};
+use coflux_core::sdk::Repository;
 
 #[path = "support/server.rs"]
 mod support;
 
-use support::{TestServer, ok, stderr};
-
-/// Greets someone.
-#[workflow(module = "demo")]
-async fn greet(name: String) -> Result<String, Failure> {
-    Ok(format!("Hello, {name}!"))
-}
+use support::{TestServer, greet, ok, stderr};
 
 /// `coflux` in `dir` with only the given `COFLUX_*` variables.
 fn coflux_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {

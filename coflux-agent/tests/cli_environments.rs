@@ -1,18 +1,12 @@
 //! `coflux environments update NAME --parent P | --no-parent`: re-basing an environment,
 //! refusing cycles, and what the new lineage changes (where a step may be re-run).
 
-use coflux_core::sdk::{Failure, Repository, workflow};
+use coflux_core::sdk::Repository;
 
 #[path = "support/server.rs"]
 mod support;
 
-use support::{TestServer, json_of, ok, stderr};
-
-/// Greets someone.
-#[workflow(module = "demo")]
-async fn greet(name: String) -> Result<String, Failure> {
-    Ok(format!("Hello, {name}!"))
-}
+use support::{TestServer, greet, json_of, ok, stderr};
 
 fn p<'a>(args: &[&'a str]) -> Vec<&'a str> {
     [&["-p", "demo"][..], args].concat()

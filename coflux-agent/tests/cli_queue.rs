@@ -8,13 +8,7 @@ use serde_json::Value as Json;
 #[path = "support/server.rs"]
 mod support;
 
-use support::{TestServer, json_of, ok};
-
-/// Greets someone.
-#[workflow(module = "demo")]
-async fn greet(name: String) -> Result<String, Failure> {
-    Ok(format!("Hello, {name}!"))
-}
+use support::{TestServer, greet, json_of, ok};
 
 /// Sleeps a long time (holds its concurrency slot).
 #[workflow(module = "demo")]

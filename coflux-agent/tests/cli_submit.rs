@@ -3,37 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use coflux_core::sdk::{Failure, Repository, workflow};
-
 #[path = "support/server.rs"]
 mod support;
 
-use support::{TestServer, json_of, ok, stderr};
-
-/// Greets someone.
-#[workflow(module = "demo")]
-async fn greet(name: String) -> Result<String, Failure> {
-    Ok(format!("Hello, {name}!"))
-}
-
-/// Always fails.
-#[workflow(module = "demo")]
-async fn fail() -> Result<String, Failure> {
-    Err(Failure::new("demo.Boom", "it blew up"))
-}
-
-fn start() -> TestServer {
-    TestServer::start_with("demo", |project| async move {
-        project
-            .create_environment("production", None)
-            .await
-            .unwrap();
-        project
-            .serve("production", Repository::new().with(greet).with(fail))
-            .await
-            .unwrap();
-    })
-}
+use support::{TestServer, json_of, ok, start_demo as start, stderr};
 
 fn with<'a>(args: &[&'a str]) -> Vec<&'a str> {
     [&["-p", "demo", "-e", "production"][..], args].concat()

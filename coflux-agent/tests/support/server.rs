@@ -105,3 +105,28 @@ pub fn json_of(output: Output) -> Json {
     let text = ok(output);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON object ({e}): {text}"))
 }
+
+/// Greets someone (the `demo` module's workflow most CLI tests call).
+#[coflux_core::sdk::workflow(module = "demo")]
+pub async fn greet(name: String) -> Result<String, coflux_core::sdk::Failure> {
+    Ok(format!("Hello, {name}!"))
+}
+
+/// Always fails.
+#[coflux_core::sdk::workflow(module = "demo")]
+pub async fn fail() -> Result<String, coflux_core::sdk::Failure> {
+    Err(coflux_core::sdk::Failure::new("demo.Boom", "it blew up"))
+}
+
+/// A server with project `demo` and environment `production`, where [`greet`] and [`fail`]
+/// are served in-process.
+pub fn start_demo() -> TestServer {
+    TestServer::start_with("demo", |project| async move {
+        project
+            .create_environment("production", None)
+            .await
+            .unwrap();
+        let repository = coflux_core::sdk::Repository::new().with(greet).with(fail);
+        project.serve("production", repository).await.unwrap();
+    })
+}
