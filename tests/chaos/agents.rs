@@ -172,12 +172,7 @@ async fn chaos_network_partition_shorter_than_the_reconnect_timeout() {
     agent.terminate(Duration::from_secs(10));
     server_proc.terminate(Duration::from_secs(10));
     let mut violations = checker::check(P, &server.data_dir, &effects, &values, &log);
-    let (repeated, abandoned) = checker::repeats(P, &server.data_dir);
-    if repeated > 0 || abandoned > 0 {
-        violations.push(format!(
-            "{repeated} steps with more than one execution, {abandoned} abandoned results"
-        ));
-    }
+    violations.extend(checker::nothing_repeated(P, &server.data_dir));
     println!(
         "chaos partition: faults injected {faults}, runs checked {}, violations {}",
         values.len(),

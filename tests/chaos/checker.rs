@@ -128,3 +128,12 @@ pub fn repeats(project: &str, data: &Path) -> (i64, i64) {
         count("SELECT count(*) FROM results WHERE kind = 'abandoned'"),
     )
 }
+
+/// A violation when any step has more than one execution or any result is an abandonment
+/// (for scenarios where no attempt should be lost).
+pub(crate) fn nothing_repeated(project: &str, data_dir: &Path) -> Option<String> {
+    let (repeated, abandoned) = repeats(project, data_dir);
+    (repeated > 0 || abandoned > 0).then(|| {
+        format!("{repeated} steps with more than one execution, {abandoned} abandoned results")
+    })
+}
