@@ -515,26 +515,6 @@ async fn ui_live_stream_follows_a_running_run_to_its_end() {
     assert!(stream.body.ends_with("event: done\ndata: \n\n"));
 }
 
-/// Reads a streaming response's events until one contains `needle` (or 10 s pass).
-async fn event_containing<B>(body: &mut B, needle: &str) -> String
-where
-    B: actix_web::body::MessageBody + Unpin,
-{
-    let mut text = String::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        let next = futures::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_next(cx));
-        match actix_rt::time::timeout(std::time::Duration::from_secs(10), next).await {
-            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            _ => break,
-        }
-        if let Some(event) = text.split("\n\n").find(|e| e.contains(needle)) {
-            return event.to_owned();
-        }
-    }
-    panic!("no event containing {needle} in {text}");
-}
-
 #[actix_rt::test]
 async fn ui_project_stream_updates_the_sidebar_and_runs() {
     let h = harness().await;

@@ -2,6 +2,8 @@
 //! asset lists its files with download links that answer the bytes; metrics show as SVG
 //! polylines and progress bars; hostile names come back escaped. Compare: a step re-run in a
 //! child environment with changed code is marked and diffed against the parent's execution.
+//! Memo and cache hits show their badges and link to their source; the workflow page's runs
+//! follow the project's live stream.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -22,14 +24,18 @@ use pages::*;
 async fn report() -> Result<Asset, Failure> {
     let dir = tempfile::tempdir().map_err(|e| Failure::new("io", e.to_string()))?;
     std::fs::write(dir.path().join("summary.txt"), "all good\n")
-        .and_then(|()| std::fs::write(dir.path().join("x<b>.csv"), "a,b\n1,2\n"))
+        .and_then(|()| std::fs::write(dir.path().join(HOSTILE_FILE), "a,b\n1,2\n"))
         .map_err(|e| Failure::new("io", e.to_string()))?;
     Asset::dir(dir.path())
-        .name(XSS_SCRIPT)
+        .name(format!("{XSS_SCRIPT}\u{1b}[31m"))
         .persist()
         .await
         .map_err(|e| Failure::new("asset", e.to_string()))
 }
+
+/// A file name with markup (asset paths cannot hold control characters: the name has the
+/// terminal escape).
+const HOSTILE_FILE: &str = "x<b><img src=x onerror=alert(1)>.csv";
 
 /// The "code version" of [`score`]: the test changes it between the run and the re-run.
 static VERSION: AtomicU32 = AtomicU32::new(1);
@@ -186,7 +192,11 @@ async fn ui_run_tabs_list_assets_and_draw_metrics() {
     assert_eq!(count(&page, "asset"), 1, "{}", page.html());
     assert_eq!(count(&page, "asset-file"), 2);
     assert!(text_of(&page, "asset").contains(XSS_SCRIPT));
-    assert!(text_of(&page, "asset-files").contains("x<b>.csv"));
+    let files = text_of(&page, "asset-files");
+    assert!(
+        files.contains("x<b><img src=x onerror=alert(1)>.csv"),
+        "{files}"
+    );
     let links: Vec<String> = page
         .select(&sel("[data-testid=asset-download]"))
         .map(|a| a.value().attr("href").unwrap().to_owned())
@@ -259,4 +269,193 @@ async fn ui_run_tabs_list_assets_and_draw_metrics() {
     // The live stream serves the tab too.
     let events = fetch!(&app, format!("{base}/events?tab=metrics&version=old"));
     assert!(events.body.contains("data-testid=\"metric-line\""));
+}
+
+/// Squares `n`, memoised within a run.
+#[task(module = "tabs", memo)]
+async fn square(n: u32) -> Result<u32, Failure> {
+    Ok(n * n)
+}
+
+/// Calls [`square`] twice with the same argument: the second call is a memo hit.
+#[workflow(module = "tabs")]
+async fn twice() -> Result<u32, Failure> {
+    Ok(square.call(3).await? + square.call(3).await?)
+}
+
+/// Doubles `n`, cached across runs.
+#[task(module = "tabs", cache)]
+async fn double(n: u32) -> Result<u32, Failure> {
+    Ok(2 * n)
+}
+
+/// Calls [`double`]: its second run takes the first run's result from the cache.
+#[workflow(module = "tabs")]
+async fn lookup() -> Result<u32, Failure> {
+    Ok(double.call(5).await?)
+}
+
+/// The `href` of every `[data-testid=execution-link]` inside `scope`.
+fn execution_links(page: &scraper::Html, scope: &str) -> Vec<String> {
+    page.select(&sel(&format!(
+        "[data-testid={scope}] [data-testid=execution-link]"
+    )))
+    .map(|a| a.value().attr("href").unwrap().to_owned())
+    .collect()
+}
+
+#[actix_rt::test]
+async fn ui_memo_and_cache_hits_show_badges_and_their_source() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    let post = |uri: &str, body: Json| TestRequest::post().uri(uri).set_json(body);
+    api!(&app, post("/api/projects", json!({"name": "acme"})));
+    api!(
+        &app,
+        post(
+            "/api/projects/acme/environments",
+            json!({"name": "production"})
+        )
+    );
+    let project = h.state.coflux.existing_project("acme").await.unwrap();
+    let repository = Repository::new()
+        .with(square)
+        .with(twice)
+        .with(double)
+        .with(lookup);
+    let _worker = project.serve("production", repository).await.unwrap();
+
+    // Memo: one `square` step, reused by the root's second call.
+    let run = project.submit("production", &twice, ()).await.unwrap();
+    assert_eq!(run.result::<u32>().await.unwrap(), 18);
+    let base = format!("/projects/acme/runs/{}", run.run);
+    let page = check_page(&fetch!(&app, base), StatusCode::OK);
+    assert_eq!(count(&page, "graph-node"), 2);
+    assert_eq!(count(&page, "memo-badge"), 1, "the reused step is marked");
+    let square_step = format!("{}:2", run.run);
+    let root = format!("{}:1:1", run.run);
+    let panel = check_page(
+        &fetch!(&app, format!("{base}?step={square_step}")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&panel, "memo-badge"), 2, "graph node and panel");
+    let callers = execution_links(&panel, "memo-callers");
+    assert_eq!(callers.len(), 1);
+    assert!(
+        callers[0].contains(&format!("step={}%3A1&attempt=1", run.run)),
+        "{callers:?}"
+    );
+    let caller_panel = check_page(
+        &fetch!(&app, format!("{base}?step={}:1", run.run)),
+        StatusCode::OK,
+    );
+    assert!(text_of(&caller_panel, "memo-reuses").contains(&format!("{square_step}:1")));
+    assert!(!text_of(&panel, "memo-callers").is_empty() && root.ends_with(":1:1"));
+    let list = check_page(&fetch!(&app, format!("{base}?view=list")), StatusCode::OK);
+    assert_eq!(count(&list, "memo-badge"), 1);
+
+    // Cache: the second run's `double` step is a cache hit on the first run's execution.
+    let first = project.submit("production", &lookup, ()).await.unwrap();
+    assert_eq!(first.result::<u32>().await.unwrap(), 10);
+    let second = project.submit("production", &lookup, ()).await.unwrap();
+    assert_eq!(second.result::<u32>().await.unwrap(), 10);
+    let source = format!("{}:2:1", first.run);
+    let base = format!("/projects/acme/runs/{}", second.run);
+    let page = check_page(&fetch!(&app, base), StatusCode::OK);
+    assert_eq!(count(&page, "cached-badge"), 1);
+    let node = page
+        .select(&sel("[data-testid=graph-node][data-source]"))
+        .next()
+        .expect("a node with its cache source");
+    assert_eq!(node.value().attr("data-source"), Some(source.as_str()));
+    let panel = check_page(
+        &fetch!(&app, format!("{base}?step={}:2", second.run)),
+        StatusCode::OK,
+    );
+    let links = execution_links(&panel, "cache-source");
+    assert_eq!(
+        links,
+        [format!(
+            "/projects/acme/runs/{}?step={}%3A2&attempt=1",
+            first.run, first.run
+        )]
+    );
+    let list = check_page(&fetch!(&app, format!("{base}?view=list")), StatusCode::OK);
+    assert_eq!(count(&list, "cached-badge"), 1);
+    assert!(text_of(&list, "step-list").contains(&source));
+    // The source answers: the link leads somewhere real.
+    let target = check_page(&fetch!(&app, links[0]), StatusCode::OK);
+    assert_eq!(count(&target, "step-panel"), 1);
+}
+
+/// Lets [`held`] finish.
+static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs until the test releases it.
+#[workflow(module = "tabs")]
+async fn held() -> Result<u32, Failure> {
+    while !RELEASE.load(Ordering::SeqCst) {
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(1)
+}
+
+#[actix_rt::test]
+async fn ui_workflow_page_follows_its_runs_live() {
+    let h = harness().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    let post = |uri: &str, body: Json| TestRequest::post().uri(uri).set_json(body);
+    api!(&app, post("/api/projects", json!({"name": "acme"})));
+    api!(
+        &app,
+        post(
+            "/api/projects/acme/environments",
+            json!({"name": "production"})
+        )
+    );
+    let project = h.state.coflux.existing_project("acme").await.unwrap();
+    let repository = || Repository::new().with(held).with(twice).with(square);
+    project
+        .register_manifests("production", repository().definitions())
+        .await
+        .unwrap();
+    let _worker = project.serve("production", repository()).await.unwrap();
+    let other = project.submit("production", &twice, ()).await.unwrap();
+    other.raw_result().await.unwrap();
+
+    let url = "/projects/acme/workflows/tabs/held?environment=production";
+    let page = check_page(&fetch!(&app, url), StatusCode::OK);
+    assert_eq!(count(&page, "run-row"), 0, "only this workflow's runs");
+    let events = page
+        .select(&sel("[data-testid=workflow-page]"))
+        .next()
+        .unwrap()
+        .value()
+        .attr("data-events")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        events,
+        "/projects/acme/events?environment=production&workflow=tabs%2Fheld"
+    );
+    let resp = test::call_service(&app, TestRequest::get().uri(&events).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = event_containing(&mut body, "event: fragment").await;
+    assert!(first.contains("id=\"project-runs\""));
+    assert!(!first.contains("data-testid=\"run-row\""), "{first}");
+
+    // A run of the workflow shows up in the open stream, then shows its end.
+    let run = project.submit("production", &held, ()).await.unwrap();
+    let row = event_containing(&mut body, &format!(">{}<", run.run)).await;
+    assert!(row.contains("data-testid=\"run-row\""), "{row}");
+    assert!(!row.contains("badge st-value"), "{row}");
+    assert!(
+        !row.contains(&format!(">{}<", other.run)),
+        "another workflow's run"
+    );
+    RELEASE.store(true, Ordering::SeqCst);
+    run.raw_result().await.unwrap();
+    let done = event_containing(&mut body, "badge st-value").await;
+    assert!(done.contains(&format!(">{}<", run.run)), "{done}");
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::{
     Checkpoints, Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, Millis,
-    RunId, StepId, TargetKind, TargetRef, Value, visible_from,
+    RunId, StepId, TargetKind, TargetRef, Value, WorkerId, visible_from,
 };
 use crate::orchestration::OrchestrationError;
 use crate::store::sqlite::SqliteStore;
@@ -30,6 +30,8 @@ pub struct ExecutionView {
     pub created_at: Millis,
     /// When it was assigned to a worker.
     pub assigned_at: Option<Millis>,
+    /// The worker (agent session or in-process worker) it was assigned to.
+    pub worker: Option<WorkerId>,
     /// When it ended.
     pub finished_at: Option<Millis>,
     /// How it ended.
@@ -102,6 +104,10 @@ pub struct RunView {
     pub steps: Vec<StepView>,
     /// Runs its executions started by calling workflows: (caller, the run's initial execution).
     pub spawned: Vec<(ExecutionId, ExecutionId)>,
+    /// Executions of this run given to a caller other than the one that made them (memo
+    /// hits, and the calls of a resumed execution replayed): (caller, the execution reused),
+    /// for visible callers.
+    pub reused: Vec<(ExecutionId, ExecutionId)>,
 }
 
 impl RunView {
@@ -173,6 +179,7 @@ fn build_view(
             state: e.state(),
             created_at: e.created_at,
             assigned_at: e.assignment.map(|(_, at)| at),
+            worker: e.assignment.map(|(worker, _)| worker),
             finished_at: e.result.as_ref().map(|(_, at)| *at),
             result: e.result.as_ref().map(|(r, _)| r.clone()),
         });
@@ -235,6 +242,19 @@ fn build_view(
         .filter(|(_, child)| child.run() != run)
         .copied()
         .collect();
+    let environment_of: HashMap<ExecutionId, EnvironmentId> = snapshot
+        .executions
+        .iter()
+        .map(|e| (e.id, e.environment))
+        .collect();
+    let reused = snapshot
+        .children
+        .iter()
+        .filter(|(parent, child)| {
+            child.run() == run && environment_of.get(parent).is_some_and(|env| visible(*env))
+        })
+        .copied()
+        .collect();
     RunView {
         id: run,
         environment: name(home),
@@ -242,6 +262,7 @@ fn build_view(
         parent: snapshot.run.parent_execution,
         steps,
         spawned,
+        reused,
     }
 }
 

@@ -121,12 +121,23 @@ pub(crate) fn secure(response: &mut HttpResponse) {
     );
 }
 
+/// Markup as sent: terminal escapes in user data (names, paths, values that no renderer
+/// stripped) are removed, whatever the page.
+pub(crate) fn sendable(markup: Markup) -> String {
+    let text = markup.into_string();
+    if text.contains('\u{1b}') {
+        page::strip_ansi(&text)
+    } else {
+        text
+    }
+}
+
 /// An HTML page with the UI's headers.
 pub(crate) fn html(status: StatusCode, markup: Markup) -> HttpResponse {
     let mut response = HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(markup.into_string());
+        .body(sendable(markup));
     secure(&mut response);
     response
 }

@@ -22,9 +22,9 @@ use crate::logs::KEEP_ALIVE;
 use crate::state::AppState;
 
 /// How often the commit counter and the agents are checked.
-pub const POLL: Duration = Duration::from_millis(250);
+pub const POLL: Duration = Duration::from_millis(50);
 /// The shortest time between two renderings.
-pub const GAP: Duration = Duration::from_millis(500);
+pub const GAP: Duration = Duration::from_millis(150);
 /// Re-rendered at least this often (running durations move).
 pub const REFRESH: Duration = Duration::from_secs(5);
 
@@ -61,7 +61,7 @@ pub(crate) async fn events(
                 let v = version(&markup);
                 if v != last {
                     if tx
-                        .send(Ok(event("fragment", Some(&v), &markup.0)))
+                        .send(Ok(event("fragment", Some(&v), &super::sendable(markup))))
                         .await
                         .is_err()
                     {

@@ -73,6 +73,20 @@ pub(crate) struct ProjectQuery {
 }
 
 impl ProjectQuery {
+    /// The query of a workflow page: its environment's runs of `workflow` (`module/target`).
+    pub(crate) fn workflow(environment: Option<String>, workflow: String) -> Self {
+        Self {
+            environment,
+            workflow: Some(workflow),
+            ..Self::default()
+        }
+    }
+
+    /// The URL of the live stream of a page showing this query.
+    pub(crate) fn events_url(&self, project: &str) -> String {
+        format!("/projects/{}/events{}", enc(project), query(&self.pairs()))
+    }
+
     /// The page's query parameters, in URL order.
     fn pairs(&self) -> [(&'static str, Option<&str>); 5] {
         [
@@ -167,7 +181,7 @@ pub(crate) async fn project(
     let name = path.into_inner();
     let data = load(&state, &name, &q).await?;
     let env_q = data.selected.as_deref();
-    let events = format!("/projects/{}/events{}", enc(&name), query(&q.pairs()));
+    let events = q.events_url(&name);
     let body = html! {
         div.layout.project-page data-testid="project-page" data-events=(events) {
             (sidebar(&name, &data))

@@ -1,5 +1,7 @@
 //! `GET /projects/{p}/workflows/{module}/{target}?environment=E`: a workflow's definition
-//! (from the environment's manifest), a Run form and its recent runs.
+//! (from the environment's manifest), a Run form and its runs, kept current by the project's
+//! live stream (`/projects/{p}/events?environment=E&workflow=M/T`, which replaces
+//! `#project-runs`).
 
 use actix_web::http::StatusCode;
 use actix_web::web;
@@ -8,14 +10,10 @@ use maud::html;
 use serde::Deserialize;
 
 use super::page::shell;
-use super::projects::selected_environment;
-use super::runs::{self, RunFilter};
+use super::projects::{self, ProjectQuery, runs_table, selected_environment};
 use super::{Page, enc, html as respond, query};
 use crate::http::existing_project;
 use crate::state::AppState;
-
-/// Recent runs shown.
-const RECENT: usize = 20;
 
 /// The workflow page's query.
 #[derive(Debug, Default, Deserialize)]
@@ -43,12 +41,9 @@ pub(crate) async fn page(
         None => None,
     };
     let qualified = format!("{module}/{target}");
-    let filter = RunFilter {
-        workflow: Some(qualified.clone()),
-        limit: RECENT,
-        ..RunFilter::default()
-    };
-    let (rows, next) = runs::list(&project, &environments, &filter).await?;
+    // The runs as the project page shows them filtered, so the live stream's fragments match.
+    let runs_query = ProjectQuery::workflow(env_name.clone(), qualified.clone());
+    let runs = projects::load(&state, &name, &runs_query).await?;
     let project_href = format!(
         "/projects/{}{}",
         enc(&name),
@@ -61,7 +56,7 @@ pub(crate) async fn page(
         .as_ref()
         .map(|e| format!("/api/projects/{}/environments/{}/runs", enc(&name), enc(e)));
     let body = html! {
-        main.narrow data-testid="workflow-page" {
+        main.narrow.project-page data-testid="workflow-page" data-events=(runs_query.events_url(&name)) {
             h1.mono { span.muted { (module) " / " } (target) }
             @if let Some(e) = &env_name { p.muted { "Environment: " strong { (e) } } }
             @match &definition {
@@ -115,10 +110,8 @@ pub(crate) async fn page(
             } @else {
                 p.warning { "Create an environment to run this workflow in." }
             }
-            h2 { "Recent runs" }
-            (runs::table(&name, &rows, next, &format!("/projects/{}", enc(&name)), &[
-                ("environment", env_name.as_deref()), ("workflow", Some(qualified.as_str())),
-            ]))
+            h2 { "Runs" }
+            (runs_table(&name, &runs))
         }
     };
     let crumbs = [

@@ -162,3 +162,23 @@ pub fn text_of(html: &Html, testid: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Reads a streaming response's events until one contains `needle` (or 10 s pass).
+pub async fn event_containing<B>(body: &mut B, needle: &str) -> String
+where
+    B: actix_web::body::MessageBody + Unpin,
+{
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let next = futures::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_next(cx));
+        match actix_rt::time::timeout(std::time::Duration::from_secs(10), next).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+        if let Some(event) = text.split("\n\n").find(|e| e.contains(needle)) {
+            return event.to_owned();
+        }
+    }
+    panic!("no event containing {needle} in {text}");
+}

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use coflux_core::api::{ExecutionView, StepView};
-use coflux_core::model::{ExecutionId, StepId};
+use coflux_core::model::{ExecutionId, ExecutionResult, StepId};
 use maud::{Markup, html};
 
 use super::RunCtx;
@@ -188,13 +188,21 @@ fn step_node(
     let other_env = execution.environment != ctx.view.environment;
     let root = step.id.number == 1;
     let differs = ctx.differs(step.id);
+    let memoised = !ctx.reused_by(execution.id).is_empty();
+    let source = cache_source(execution);
     html! {
         // The link is the node: an SVG `a` takes a class and a transform.
         a class={ "node st-" (status) @if selected { " selected" } @if root { " root" } @if differs.is_some() { " differs" } }
             transform={ "translate(" (x) " " (y) ")" }
             href=(ctx.step_query(step.id)) data-testid="graph-node" data-step=(step.id)
-            data-differs=[differs.map(|d| d.label())] {
-            @if let Some(d) = differs { title { (d.label()) } }
+            data-differs=[differs.map(|d| d.label())] data-source=[source] {
+            @if differs.is_some() || source.is_some() || memoised {
+                title {
+                    @if let Some(s) = source { "cache hit: the result of " (s) " " }
+                    @if memoised { "memoised: its result was reused " }
+                    @if let Some(d) = differs { (d.label()) }
+                }
+            }
             @if attempts > 1 {
                 rect.stack x="4" y="4" {}
             }
@@ -206,6 +214,8 @@ fn step_node(
             }
             @if status == "cached" {
                 text.tag x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="cached-badge" { "cached" }
+            } @else if memoised {
+                text.tag x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="memo-badge" { "memo" }
             } @else if other_env {
                 text.tag.env x=(NODE_WIDTH - 8) y="44" text-anchor="end" data-testid="env-badge" {
                     (clip(&execution.environment, 10)) }
@@ -279,7 +289,7 @@ fn step_list(ctx: &RunCtx, all: &[(&StepView, &ExecutionView)]) -> Markup {
         }
         table.steps data-testid="step-list" {
             thead { tr { th { "Step" } th { "Target" } th { "Status" } th { "Attempts" }
-                th { "Environment" } th { "Duration" } } }
+                th { "Environment" } th { "Duration" } th { "Reuse" } } }
             tbody {
                 @for (step, e) in &steps[from..end] {
                     tr data-testid="step-row" class=[ctx.differs(step.id).map(|_| "differs")]
@@ -290,12 +300,28 @@ fn step_list(ctx: &RunCtx, all: &[(&StepView, &ExecutionView)]) -> Markup {
                         td { (step.executions.len()) }
                         td { (e.environment) }
                         td { @if let Some(a) = e.assigned_at { (elapsed(a, e.finished_at)) } }
+                        td {
+                            @if let Some(s) = cache_source(e) {
+                                span.tag data-testid="cached-badge" { "cached" } " " (ctx.execution_link(s))
+                            }
+                            @if !ctx.reused_by(e.id).is_empty() {
+                                span.tag data-testid="memo-badge" { "memoised" }
+                            }
+                        }
                     }
                 }
             }
         }
         p.muted { "Steps " (from + 1) "–" (end) " of " (steps.len()) " "
             @if let Some(n) = next { a href=(ctx.href(&[("view", Some("list")), ("from", Some(&n))])) { "Next →" } } }
+    }
+}
+
+/// The execution whose result a cache hit took.
+fn cache_source(execution: &ExecutionView) -> Option<ExecutionId> {
+    match execution.result {
+        Some(ExecutionResult::Cached { successor }) => Some(successor),
+        _ => None,
     }
 }
 
@@ -365,6 +391,7 @@ mod tests {
                         state: ExecutionState::Finished(ResultKind::Value),
                         created_at: 1_000 + i64::from(i),
                         assigned_at: Some(1_001 + i64::from(i)),
+                        worker: None,
                         finished_at: Some(1_010 + i64::from(i)),
                         result: Some(ExecutionResult::Value {
                             value: Value::raw(json!(1)),
@@ -380,6 +407,7 @@ mod tests {
             parent: None,
             steps,
             spawned: Vec::new(),
+            reused: Vec::new(),
         }
     }
 

@@ -2,8 +2,11 @@
 //! a run page current with one connection per tab. The handler polls the project's commit
 //! counter every [`POLL`], re-reads the run only when it moved (and, on the logs tab, every
 //! [`LOGS_EVERY`] while the run is active), re-renders the main fragment and sends it as an
-//! `event: fragment` (at most every [`SMALL_GAP`], or [`BIG_GAP`] for big runs) whose id is the fragment's hash, only when that hash changed. The page
-//! passes the version it was rendered at as `?version=`; a reconnect sends `Last-Event-ID`.
+//! `event: fragment` whose id is the fragment's hash, only when that hash changed. Renderings
+//! are spaced by [`gap`] (twice the last rendering's time, within [`MIN_GAP`]..[`MAX_GAP`]):
+//! a small run's change reaches the page within a poll and a rendering, while a big run's
+//! stream spends at most a third of its time rendering. The page passes the version it was
+//! rendered at as `?version=`; a reconnect sends `Last-Event-ID`.
 //! Once the run has finished (after a short grace for late logs) it sends `event: done` and
 //! ends the stream.
 
@@ -24,16 +27,19 @@ use crate::state::AppState;
 use crate::ui::page::run_active;
 use crate::ui::{Page, secure};
 
-/// How often the commit counter is checked.
-pub const POLL: Duration = Duration::from_millis(100);
+/// How often the commit counter is checked (an atomic read: cheap).
+pub const POLL: Duration = Duration::from_millis(20);
 /// How often the logs tab is re-read while the run is active.
-pub const LOGS_EVERY: Duration = Duration::from_secs(1);
-/// Runs with more steps than this are re-rendered at most every [`BIG_GAP`].
-pub const BIG_RUN: usize = 500;
-/// The shortest time between two renderings of a big run.
-pub const BIG_GAP: Duration = Duration::from_secs(1);
-/// The shortest time between two renderings of other runs.
-pub const SMALL_GAP: Duration = Duration::from_millis(150);
+pub const LOGS_EVERY: Duration = Duration::from_millis(500);
+/// The shortest time between two renderings.
+pub const MIN_GAP: Duration = Duration::from_millis(40);
+/// The longest time between two renderings of a changing run.
+pub const MAX_GAP: Duration = Duration::from_secs(1);
+
+/// The time to wait after a rendering that took `took` before the next one.
+pub fn gap(took: Duration) -> Duration {
+    (took * 2).clamp(MIN_GAP, MAX_GAP)
+}
 /// How long the stream stays after the run finished (late logs and results).
 pub const GRACE: Duration = Duration::from_secs(2);
 
@@ -90,15 +96,15 @@ pub(crate) async fn events(
         let mut last_sent = Instant::now();
         let mut was_active = false;
         let mut finished_at: Option<Instant> = None;
-        let mut gap = Duration::ZERO;
+        let mut spacing = Duration::ZERO;
         loop {
             let commits = project.writer_stats().commits;
             let logs_due = logs_tab && finished_at.is_none() && last_render.elapsed() >= LOGS_EVERY;
             let final_due = finished_at.is_some_and(|f| f.elapsed() >= GRACE);
-            let changed = seen_commits != Some(commits) && last_render.elapsed() >= gap;
+            let changed = seen_commits != Some(commits) && last_render.elapsed() >= spacing;
             if changed || logs_due || final_due {
                 seen_commits = Some(commits);
-                last_render = Instant::now();
+                let started = Instant::now();
                 let Ok(view) = super::view_from(&project, run_id, environment.as_deref()).await
                 else {
                     break;
@@ -107,15 +113,13 @@ pub(crate) async fn events(
                     break;
                 };
                 let active = run_active(&view);
-                gap = if view.steps.len() > BIG_RUN {
-                    BIG_GAP
-                } else {
-                    SMALL_GAP
-                };
-                if let Ok(main) = render_main(&state, &name, &view, &environments, &q).await {
+                let rendered = render_main(&state, &name, &view, &environments, &q).await;
+                last_render = Instant::now();
+                spacing = gap(last_render - started);
+                if let Ok(main) = rendered {
                     let v = version(&main);
                     if v != last {
-                        let frame = event("fragment", Some(&v), &main.0);
+                        let frame = event("fragment", Some(&v), &crate::ui::sendable(main));
                         if tx.send(Ok(frame)).await.is_err() {
                             break;
                         }

@@ -14,7 +14,7 @@ pub mod timeline;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use coflux_core::api::{ExecutionView, RunView, StepView};
-use coflux_core::model::{Environment, RunId, StepId};
+use coflux_core::model::{Environment, ExecutionId, RunId, StepId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -123,6 +123,53 @@ impl RunCtx<'_> {
     pub fn step_href(&self, step: StepId) -> String {
         let id = step.to_string();
         self.href(&[("step", Some(&id)), ("attempt", None)])
+    }
+
+    /// The callers other than its own that were given `execution` (memo hits), in order.
+    pub fn reused_by(&self, execution: ExecutionId) -> Vec<ExecutionId> {
+        let mut callers: Vec<ExecutionId> = self
+            .view
+            .reused
+            .iter()
+            .filter(|(_, child)| *child == execution)
+            .map(|(caller, _)| *caller)
+            .collect();
+        callers.sort_unstable();
+        callers.dedup();
+        callers
+    }
+
+    /// The executions `caller` was given instead of new steps (memo hits), in order.
+    pub fn reuses(&self, caller: ExecutionId) -> Vec<ExecutionId> {
+        let mut reused: Vec<ExecutionId> = self
+            .view
+            .reused
+            .iter()
+            .filter(|(c, _)| *c == caller)
+            .map(|(_, child)| *child)
+            .collect();
+        reused.sort_unstable();
+        reused.dedup();
+        reused
+    }
+
+    /// A link to an execution: in this run, selecting its step and attempt; else its run.
+    pub fn execution_link(&self, id: ExecutionId) -> Markup {
+        let href = if id.run() == self.view.id {
+            self.href(&[
+                ("step", Some(&id.step.to_string())),
+                ("attempt", Some(&id.attempt.to_string())),
+            ])
+        } else {
+            format!(
+                "/projects/{}/runs/{}?step={}&attempt={}",
+                enc(self.project),
+                id.run(),
+                enc(&id.step.to_string()),
+                id.attempt
+            )
+        };
+        html! { a href=(href) data-testid="execution-link" { (id) } }
     }
 
     /// How `step` differs in the comparison, if one is asked for and it does.

@@ -3,7 +3,7 @@
 //! inherits from it) and Cancel.
 
 use coflux_core::api::{ExecutionView, StepView};
-use coflux_core::model::{Environment, EnvironmentState, ExecutionId, ExecutionResult};
+use coflux_core::model::{Environment, EnvironmentState, ExecutionResult};
 use maud::{Markup, html};
 
 use super::RunCtx;
@@ -42,24 +42,6 @@ fn base_environment<'a>(ctx: &RunCtx<'a>, step: &StepView) -> &'a str {
         .map_or(ctx.view.environment.as_str(), |e| e.environment.as_str())
 }
 
-fn execution_link(ctx: &RunCtx, id: ExecutionId) -> Markup {
-    let href = if id.run() == ctx.view.id {
-        ctx.href(&[
-            ("step", Some(&id.step.to_string())),
-            ("attempt", Some(&id.attempt.to_string())),
-        ])
-    } else {
-        format!(
-            "/projects/{}/runs/{}?step={}&attempt={}",
-            enc(ctx.project),
-            id.run(),
-            enc(&id.step.to_string()),
-            id.attempt
-        )
-    };
-    html! { a href=(href) { (id) } }
-}
-
 /// Renders the panel for `step`, showing `execution`.
 pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -> Markup {
     let status = execution_status(execution);
@@ -71,6 +53,8 @@ pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -
         enc(ctx.project),
         execution.id
     );
+    let reused_by = ctx.reused_by(execution.id);
+    let reuses = ctx.reuses(execution.id);
     let index = step
         .executions
         .iter()
@@ -88,6 +72,7 @@ pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -
                 span.mono { (execution.id) }
                 span { "in " strong data-testid="step-environment" { (execution.environment) } }
                 @if step.cached { span.tag { "cache key" } }
+                @if !reused_by.is_empty() { span.tag data-testid="memo-badge" { "memoised" } }
             }
             nav.attempts data-testid="attempts" {
                 @if index > 0 {
@@ -134,7 +119,25 @@ pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -
                 h3 { "Result" }
                 (result(ctx, execution))
             }
+            @if !reused_by.is_empty() || !reuses.is_empty() {
+                section data-testid="memo" {
+                    h3 { "Memoised" }
+                    @if !reused_by.is_empty() {
+                        p data-testid="memo-callers" { "Its result was reused by "
+                            @for (i, c) in reused_by.iter().enumerate() { @if i > 0 { ", " } (ctx.execution_link(*c)) } "." }
+                    }
+                    @if !reuses.is_empty() {
+                        p data-testid="memo-reuses" { "Calls answered from earlier executions: "
+                            @for (i, c) in reuses.iter().enumerate() { @if i > 0 { ", " } (ctx.execution_link(*c)) } "." }
+                    }
+                }
+            }
             (super::compare::panel(ctx, step, execution))
+            p.muted {
+                a href=(ctx.href(&[("tab", Some("logs")), ("only", Some("step"))])) data-testid="panel-logs" { "This step's logs" }
+                " · "
+                a href=(ctx.href(&[("tab", Some("assets"))])) data-testid="panel-assets" { "The run's assets" }
+            }
             section {
                 h3 { "Timing" }
                 dl.timings data-testid="timings" {
@@ -172,17 +175,20 @@ fn result(ctx: &RunCtx, execution: &ExecutionView) -> Markup {
                             }
                         }
                     }
-                    @if let Some(r) = retry { p { "Retried as " (execution_link(ctx, *r)) } }
+                    @if let Some(r) = retry { p { "Retried as " (ctx.execution_link(*r)) } }
                 }
             }
             ExecutionResult::Abandoned { retry } | ExecutionResult::Crashed { retry } | ExecutionResult::Timeout { retry } => {
-                p { (execution_status(execution)) @if let Some(r) = retry { " · retried as " (execution_link(ctx, *r)) } }
+                p { (execution_status(execution)) @if let Some(r) = retry { " · retried as " (ctx.execution_link(*r)) } }
             }
             ExecutionResult::Cancelled => { p { "Cancelled." } }
-            ExecutionResult::Cached { successor } | ExecutionResult::Deferred { successor }
+            ExecutionResult::Cached { successor } => {
+                p data-testid="cache-source" { "Cache hit: the result of " (ctx.execution_link(*successor)) }
+            }
+            ExecutionResult::Deferred { successor }
             | ExecutionResult::Suspended { successor } | ExecutionResult::Spawned { successor }
             | ExecutionResult::Recurred { successor } => {
-                p { (execution_status(execution)) " → " (execution_link(ctx, *successor)) }
+                p { (execution_status(execution)) " → " (ctx.execution_link(*successor)) }
             }
         }
     }

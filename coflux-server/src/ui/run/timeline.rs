@@ -1,6 +1,7 @@
 //! The timeline tab: one row per execution, in creation order, with a queued bar (created →
 //! assigned) and a running bar (assigned → finished) coloured by outcome; active executions
-//! end at "now". Drawn as SVG (attributes, no inline styles).
+//! end at "now". Drawn as SVG (attributes, no inline styles). With `view=agent` the rows are
+//! grouped by the worker (agent session) that ran them.
 
 use coflux_core::api::ExecutionView;
 use coflux_core::model::{Millis, now_millis};
@@ -83,7 +84,21 @@ pub(crate) fn render(ctx: &RunCtx) -> Markup {
         .iter()
         .flat_map(|s| s.executions.iter().map(move |e| (s, e)))
         .collect();
-    rows.sort_by_key(|(s, e)| (e.created_at, s.id, e.id.attempt));
+    let by_agent = ctx.q.view.as_deref() == Some("agent");
+    if by_agent {
+        // Unassigned executions last.
+        rows.sort_by_key(|(s, e)| {
+            (
+                e.worker.is_none(),
+                e.worker,
+                e.created_at,
+                s.id,
+                e.id.attempt,
+            )
+        });
+    } else {
+        rows.sort_by_key(|(s, e)| (e.created_at, s.id, e.id.attempt));
+    }
     let total = rows.len();
     rows.truncate(MAX_ROWS);
     let start = rows
@@ -103,6 +118,13 @@ pub(crate) fn render(ctx: &RunCtx) -> Markup {
     let width = LABEL_WIDTH + BARS_WIDTH + 20.0;
     let ticks = 5;
     html! {
+        div.toolbar {
+            @if by_agent {
+                a data-testid="timeline-by-time" href=(ctx.href(&[("view", None)])) { "In time order" }
+            } @else {
+                a data-testid="timeline-by-agent" href=(ctx.href(&[("view", Some("agent"))])) { "By agent" }
+            }
+        }
         div.timeline-frame data-testid="timeline" {
             svg.timeline xmlns="http://www.w3.org/2000/svg" width=(width) height=(height)
                 viewBox={ "0 0 " (width) " " (height) } {
@@ -117,10 +139,12 @@ pub(crate) fn render(ctx: &RunCtx) -> Markup {
                     @let bar = Bar::new(&scale, e.created_at, e.assigned_at, e.finished_at, now);
                     @let status = execution_status(e);
                     a href=(ctx.href(&[("step", Some(&step.id.to_string())), ("attempt", Some(&e.id.attempt.to_string()))]))
-                        data-testid="timeline-row" data-execution=(e.id) {
+                        data-testid="timeline-row" data-execution=(e.id) data-worker=[e.worker] {
                         g class={ "trow st-" (status) } transform={ "translate(0 " (y) ")" } {
-                            title { (step.target) " · " (e.id) " · " (status) }
-                            text.label x="4" y="15" { (label(step, e)) }
+                            title { (step.target) " · " (e.id) " · " (status)
+                                @if let Some(w) = e.worker { " · worker " (w) } }
+                            text.label x="4" y="15" { (label(step, e))
+                                @if let (true, Some(w)) = (by_agent, e.worker) { " · " (w) } }
                             rect.queued x=(LABEL_WIDTH + bar.queued.0) y="5" width=(bar.queued.1) height="12" {}
                             @if let Some((x, w)) = bar.running {
                                 rect.running x=(LABEL_WIDTH + x) y="3" width=(w) height="16" rx="2" {}
