@@ -428,6 +428,7 @@ async fn ui_browser_loads_a_thousand_step_run() {
         assert_eq!(steps, 1_000);
         let url = site.run_url(&run.run.to_string(), "");
         let mut figures = Vec::new();
+        let mut paints = Vec::new();
         for _ in 0..3 {
             let started = Instant::now();
             open(&c, &url).await?;
@@ -457,7 +458,11 @@ async fn ui_browser_loads_a_thousand_step_run() {
                 ms("dcl")
             );
             figures.push(ready);
+            paints.extend(perf["fcp"].as_f64());
         }
+        // The best of three first paints, as the ui bench's JSON key (a browser is needed).
+        let paint = paints.iter().copied().fold(f64::INFINITY, f64::min);
+        println!("{}", json!({ "first_paint_1000_ms": paint.round() }));
         // Generous (the budget is 1 s): the machine is shared and unoptimised here.
         let best = figures.iter().copied().fold(f64::INFINITY, f64::min);
         if best > 5_000.0 {
@@ -465,5 +470,42 @@ async fn ui_browser_loads_a_thousand_step_run() {
         }
         Ok(())
     })
+    .await;
+}
+
+#[actix_rt::test]
+async fn ui_browser_workflow_page_lists_new_runs_live() {
+    scenario(
+        "ui_browser_workflow_page_lists_new_runs_live",
+        |c| async move {
+            let site = Site::start(|| Repository::new().with(greet)).await?;
+            let page = format!(
+                "{}/projects/acme/workflows/web/greet?environment=production",
+                site.base
+            );
+            open(&c, &page).await?;
+            let rows = "document.querySelectorAll('[data-testid=run-row]').length";
+            if eval(&c, rows).await? != json!(0) {
+                bail!("expected no runs yet");
+            }
+            // Submitted elsewhere (the API): the open page shows it, running, then finished.
+            let run = site
+                .project
+                .submit("production", &greet, ("web".to_string(),))
+                .await?;
+            let row = format!(
+                "document.querySelector('[data-testid=run-row][data-run={}]')",
+                run.run
+            );
+            until(&c, "the new run listed", &format!("!!{row}")).await?;
+            until(
+                &c,
+                "the run finished",
+                &format!("{row}?.querySelector('[data-testid=status]')?.textContent === 'value'"),
+            )
+            .await?;
+            not_reloaded(&c).await
+        },
+    )
     .await;
 }

@@ -25,6 +25,7 @@ async fn report() -> Result<Asset, Failure> {
     let dir = tempfile::tempdir().map_err(|e| Failure::new("io", e.to_string()))?;
     std::fs::write(dir.path().join("summary.txt"), "all good\n")
         .and_then(|()| std::fs::write(dir.path().join(HOSTILE_FILE), "a,b\n1,2\n"))
+        .and_then(|()| std::fs::write(dir.path().join("plot.png"), "png bytes"))
         .map_err(|e| Failure::new("io", e.to_string()))?;
     Asset::dir(dir.path())
         .name(format!("{XSS_SCRIPT}\u{1b}[31m"))
@@ -184,13 +185,18 @@ async fn ui_run_tabs_list_assets_and_draw_metrics() {
     run.raw_result().await.unwrap();
     let base = format!("/projects/acme/runs/{}", run.run);
 
-    // Assets: one asset, two files, each downloadable.
+    // Assets: one asset, three files, each downloadable.
     let assets_page = fetch!(&app, format!("{base}?tab=assets"));
     snapshot("assets", &assets_page);
     let page = check_page(&assets_page, StatusCode::OK);
     assert_eq!(count(&page, "tab-assets"), 1);
     assert_eq!(count(&page, "asset"), 1, "{}", page.html());
-    assert_eq!(count(&page, "asset-file"), 2);
+    assert_eq!(count(&page, "asset-file"), 3);
+    assert_eq!(
+        count(&page, "asset-preview-link"),
+        3,
+        "text, CSV and an image"
+    );
     assert!(text_of(&page, "asset").contains(XSS_SCRIPT));
     let files = text_of(&page, "asset-files");
     assert!(
@@ -208,7 +214,27 @@ async fn ui_run_tabs_list_assets_and_draw_metrics() {
         bodies.push(String::from_utf8(test::read_body(resp).await.to_vec()).unwrap());
     }
     bodies.sort();
-    assert_eq!(bodies, ["a,b\n1,2\n", "all good\n"]);
+    assert_eq!(bodies, ["a,b\n1,2\n", "all good\n", "png bytes"]);
+    // Previews: text shown (escaped), an image loaded from the blob route.
+    let previews: Vec<String> = page
+        .select(&sel("[data-testid=asset-preview-link]"))
+        .map(|a| a.value().attr("href").unwrap().to_owned())
+        .collect();
+    let mut texts = Vec::new();
+    let mut images = Vec::new();
+    for link in &previews {
+        let shown = check_page(&fetch!(&app, link), StatusCode::OK);
+        texts.push(text_of(&shown, "asset-preview"));
+        images.extend(
+            shown
+                .select(&sel("[data-testid=asset-image]"))
+                .map(|i| i.value().attr("src").unwrap().to_owned()),
+        );
+    }
+    texts.sort();
+    assert_eq!(texts, ["", "a,b\n1,2\n", "all good\n"]);
+    assert_eq!(images.len(), 1);
+    assert!(links.contains(&images[0]), "{images:?}");
     let record = page
         .select(&sel("[data-testid=asset-record]"))
         .next()

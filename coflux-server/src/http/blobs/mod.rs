@@ -52,6 +52,29 @@ async fn locate(
     Ok((state.blobs.clone(), name, key))
 }
 
+/// The first `limit` bytes of a blob (for previews), with its whole size; `None` when absent.
+pub(crate) async fn read_prefix(
+    state: &AppState,
+    project: &str,
+    key: &str,
+    limit: usize,
+) -> Result<Option<(Vec<u8>, u64)>, ApiError> {
+    use futures::StreamExt;
+    let (store, project, key) = locate(state, project, key).await?;
+    let Some(mut blob) = store.open(&project, &key).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match blob.stream.next().await {
+            Some(chunk) => out.extend_from_slice(&chunk.map_err(ApiError::internal)?),
+            None => break,
+        }
+    }
+    out.truncate(limit);
+    Ok(Some((out, blob.size)))
+}
+
 fn not_found(key: &BlobKey) -> ApiError {
     ApiError::not_found("blob_not_found", format!("blob '{key}' not found"))
 }

@@ -1,6 +1,8 @@
 //! The assets tab: the assets the run's steps received or returned (asset references in their
 //! arguments and results), each with its files, sizes and download links through the blob
 //! route (`GET /api/projects/{p}/blobs/{key}`); the record itself through the asset route.
+//! `file=BLOB_KEY` previews one file below its row: text (its first [`PREVIEW_BYTES`]) or an
+//! image.
 
 use std::collections::HashSet;
 
@@ -17,6 +19,60 @@ use crate::ui::{UiError, enc};
 const MAX_ASSETS: usize = 100;
 /// Files listed at most per asset.
 const MAX_FILES: usize = 200;
+/// Bytes of a text file previewed.
+const PREVIEW_BYTES: usize = 64 * 1024;
+
+/// How a file can be previewed, from its type (or else its extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Preview {
+    Text,
+    Image,
+}
+
+fn preview_kind(path: &str, mime: Option<&str>) -> Option<Preview> {
+    if let Some(m) = mime {
+        if m.starts_with("image/") && m != "image/svg+xml" {
+            return Some(Preview::Image);
+        }
+        if m.starts_with("text/") || m == "application/json" {
+            return Some(Preview::Text);
+        }
+    }
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some(
+            "txt" | "csv" | "tsv" | "json" | "md" | "log" | "yaml" | "yml" | "toml" | "py" | "rs"
+            | "html" | "xml" | "sql",
+        ) => Some(Preview::Text),
+        Some("png" | "jpg" | "jpeg" | "gif" | "webp") => Some(Preview::Image),
+        _ => None,
+    }
+}
+
+/// The preview of one file (text read here, an image loaded by the browser).
+async fn preview(
+    state: &AppState,
+    ctx: &RunCtx<'_>,
+    key: &str,
+    path: &str,
+    kind: Preview,
+) -> Result<Markup, UiError> {
+    let url = format!("/api/projects/{}/blobs/{}", enc(ctx.project), enc(key));
+    Ok(match kind {
+        Preview::Image => html! {
+            img.preview data-testid="asset-image" src=(url) alt=(path);
+        },
+        Preview::Text => {
+            match crate::http::blobs::read_prefix(state, ctx.project, key, PREVIEW_BYTES).await? {
+                None => html! { p.warning { "The file's content was not found." } },
+                Some((data, size)) => html! {
+                    pre.preview data-testid="asset-preview" { (String::from_utf8_lossy(&data)) }
+                    @if size > data.len() as u64 { p.muted { "First " (bytes(data.len() as u64)) " of " (bytes(size)) "." } }
+                },
+            }
+        }
+    })
+}
 
 /// One asset reference found in the run.
 struct Found<'a> {
@@ -83,6 +139,20 @@ pub(crate) async fn render(ctx: &RunCtx<'_>, state: &AppState) -> Result<Markup,
     let mut sections = Vec::new();
     for f in all.iter().take(MAX_ASSETS) {
         let record = read(state, &project, f.id).await?;
+        // The previewed file, when it is one of this asset's.
+        let shown = match (ctx.q.file.as_deref(), &record) {
+            (Some(key), Some(r)) => match r.entries.iter().find(|(_, e)| e.blob_key == key) {
+                Some((path, e)) => {
+                    let mime = e.metadata.get("type").and_then(|t| t.as_str());
+                    match preview_kind(path, mime) {
+                        Some(kind) => Some((key, preview(state, ctx, key, path, kind).await?)),
+                        None => None,
+                    }
+                }
+                None => None,
+            },
+            _ => None,
+        };
         let target = ctx
             .view
             .step(f.step)
@@ -119,10 +189,16 @@ pub(crate) async fn render(ctx: &RunCtx<'_>, state: &AppState) -> Result<Markup,
                                     td { (bytes(entry.size)) }
                                     td.muted { (entry.metadata.get("type").and_then(|t| t.as_str()).unwrap_or("")) }
                                     td {
+                                        @if preview_kind(path, entry.metadata.get("type").and_then(|t| t.as_str())).is_some() {
+                                            a data-testid="asset-preview-link" href=(ctx.href(&[("file", Some(&entry.blob_key))])) { "preview" } " "
+                                        }
                                         a data-testid="asset-download"
                                             href={ "/api/projects/" (p) "/blobs/" (enc(&entry.blob_key)) }
                                             download=(path.rsplit('/').next().unwrap_or(path)) { "download" }
                                     }
+                                }
+                                @if let Some((_, markup)) = shown.as_ref().filter(|(k, _)| *k == entry.blob_key) {
+                                    tr { td colspan="4" { (markup) } }
                                 }
                             }
                         }

@@ -40,6 +40,8 @@ pub(crate) struct RunQuery {
     pub target: Option<String>,
     /// `step`: the logs tab shows only the selected step's logs.
     pub only: Option<String>,
+    /// The asset file previewed (its blob key, assets tab).
+    pub file: Option<String>,
     /// An environment to compare the view with (`compare::Comparison`).
     pub compare: Option<String>,
     /// The version the page was rendered at (live stream only).
@@ -60,7 +62,7 @@ pub(crate) struct RunCtx<'a> {
 
 impl RunQuery {
     /// The page's query parameters, in URL order.
-    fn pairs(&self) -> [(&'static str, Option<&str>); 10] {
+    fn pairs(&self) -> [(&'static str, Option<&str>); 11] {
         let q = self;
         [
             ("environment", q.environment.as_deref()),
@@ -71,6 +73,7 @@ impl RunQuery {
             ("from", q.from.as_deref()),
             ("target", q.target.as_deref()),
             ("only", q.only.as_deref()),
+            ("file", q.file.as_deref()),
             ("step", q.step.as_deref()),
             ("attempt", q.attempt.as_deref()),
         ]
