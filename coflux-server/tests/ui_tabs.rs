@@ -365,6 +365,7 @@ async fn ui_memo_and_cache_hits_show_badges_and_their_source() {
         StatusCode::OK,
     );
     assert_eq!(count(&panel, "memo-badge"), 2, "graph node and panel");
+    assert!(text_of(&panel, "options").contains("Memoall parameters"));
     let callers = execution_links(&panel, "memo-callers");
     assert_eq!(callers.len(), 1);
     assert!(
@@ -398,6 +399,7 @@ async fn ui_memo_and_cache_hits_show_badges_and_their_source() {
         &fetch!(&app, format!("{base}?step={}:2", second.run)),
         StatusCode::OK,
     );
+    assert_eq!(count(&panel, "cache-key"), 1, "the step's cache key");
     let links = execution_links(&panel, "cache-source");
     assert_eq!(
         links,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::{
     Checkpoints, Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, Millis,
-    RunId, StepId, TargetKind, TargetRef, Value, WorkerId, visible_from,
+    RunId, StepId, StepOptions, TargetKind, TargetRef, Value, WorkerId, visible_from,
 };
 use crate::orchestration::OrchestrationError;
 use crate::store::sqlite::SqliteStore;
@@ -53,6 +53,10 @@ pub struct StepView {
     pub arguments: Vec<Value>,
     /// Whether it has a cache key.
     pub cached: bool,
+    /// Its cache key, when it has one.
+    pub cache_key: Option<String>,
+    /// Its options (cache, retries, memo, defer, requires, timeout, …) as resolved at the call.
+    pub options: StepOptions,
     /// The group (`cf.group`) it was called in.
     pub group: Option<String>,
     /// Its executions visible in the chosen view, oldest first.
@@ -230,7 +234,9 @@ fn build_view(
             parent: step.parent_execution,
             arguments: step.arguments,
             cached: step.cache_key.is_some(),
+            cache_key: step.cache_key,
             group: step.options.group.clone(),
+            options: step.options,
             executions,
             checkpoints: checkpoints.remove(&step.id).unwrap_or_default(),
             streams: streams.remove(&step.id).unwrap_or_default(),

@@ -381,6 +381,8 @@ mod tests {
                     checkpoints: Default::default(),
                     streams: Vec::new(),
                     cached: false,
+                    cache_key: None,
+                    options: Default::default(),
                     group: None,
                     executions: vec![ExecutionView {
                         id: ExecutionId {

@@ -3,7 +3,7 @@
 //! inherits from it) and Cancel.
 
 use coflux_core::api::{ExecutionView, StepView};
-use coflux_core::model::{Environment, EnvironmentState, ExecutionResult};
+use coflux_core::model::{Environment, EnvironmentState, ExecutionResult, ParamSelection};
 use maud::{Markup, html};
 
 use super::RunCtx;
@@ -115,6 +115,7 @@ pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -
                     @for a in &step.arguments { li { (json_block(&value_json(a))) } }
                 }
             }
+            (step_options(step))
             section data-testid="result" {
                 h3 { "Result" }
                 (result(ctx, execution))
@@ -149,6 +150,63 @@ pub(crate) fn render(ctx: &RunCtx, step: &StepView, execution: &ExecutionView) -
                         dt { "Finished" } dd { (time(f)) }
                         @if let Some(a) = execution.assigned_at { dt { "Ran for" } dd { (format_duration(f - a)) } }
                     }
+                }
+            }
+        }
+    }
+}
+
+fn selection(p: &ParamSelection) -> String {
+    match p {
+        ParamSelection::All(true) => "all parameters".into(),
+        ParamSelection::All(false) => "no parameters".into(),
+        ParamSelection::Indexes(i) => format!(
+            "parameters {}",
+            i.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The step's options that are set: requires, cache (with its key), memo, defer, retries,
+/// delay and timeout.
+fn step_options(step: &StepView) -> Markup {
+    let o = &step.options;
+    let any = !o.requires.is_empty()
+        || o.cache.is_some()
+        || step.cache_key.is_some()
+        || o.memo.is_some()
+        || o.defer.is_some()
+        || o.retries.is_some()
+        || o.delay_ms.is_some()
+        || o.timeout_ms.is_some();
+    html! {
+        @if any {
+            section {
+                h3 { "Options" }
+                dl.timings data-testid="options" {
+                    @if !o.requires.is_empty() {
+                        dt { "Requires" }
+                        dd data-testid="requires" { @for (k, v) in &o.requires { span.tag { (k) ":" (v.join(",")) } " " } }
+                    }
+                    @if let Some(c) = &o.cache {
+                        dt { "Cache" }
+                        dd { (selection(&c.params))
+                            @if let Some(a) = c.max_age_ms { ", max age " (format_duration(a as i64)) }
+                            @if let Some(n) = &c.namespace { ", namespace " span.mono { (n) } }
+                            @if let Some(v) = &c.version { ", version " span.mono { (v) } } }
+                    }
+                    @if let Some(key) = &step.cache_key {
+                        dt { "Cache key" } dd.mono data-testid="cache-key" { (key) }
+                    }
+                    @if let Some(m) = &o.memo { dt { "Memo" } dd { (selection(m)) } }
+                    @if let Some(d) = &o.defer { dt { "Defer" } dd { (selection(&d.params)) } }
+                    @if let Some(r) = &o.retries {
+                        dt { "Retries" }
+                        dd { @match r.limit { Some(n) => { (n) }, None => { "unlimited" } }
+                            @if r.backoff_max_ms > 0 { ", backoff " (format_duration(r.backoff_min_ms as i64)) "–" (format_duration(r.backoff_max_ms as i64)) } }
+                    }
+                    @if let Some(d) = o.delay_ms { dt { "Delay" } dd { (format_duration(d as i64)) } }
+                    @if let Some(t) = o.timeout_ms { dt { "Timeout" } dd { (format_duration(t as i64)) } }
                 }
             }
         }
