@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use coflux_core::sdk::{Asset, Failure, Repository, task, workflow};
+use coflux_core::sdk::{Asset, Failure, Handle, Repository, task, workflow};
 use coflux_server::create_app;
 use coflux_server::logs::metrics::MetricRecord;
 use serde_json::{Value as Json, json};
@@ -321,6 +321,19 @@ async fn lookup() -> Result<u32, Failure> {
     Ok(double.call(5).await?)
 }
 
+/// Adds one to a result it waits for before starting.
+#[task(module = "tabs", wait_for = ["n"])]
+async fn plus_one(n: Handle<u32>) -> Result<u32, Failure> {
+    Ok(n.result().await? + 1)
+}
+
+/// Hands a running [`double`] to [`plus_one`]: a dependency edge between two children.
+#[workflow(module = "tabs")]
+async fn chained() -> Result<u32, Failure> {
+    let doubled = double.submit(4);
+    Ok(plus_one.call(doubled).await?)
+}
+
 /// The `href` of every `[data-testid=execution-link]` inside `scope`.
 fn execution_links(page: &scraper::Html, scope: &str) -> Vec<String> {
     page.select(&sel(&format!(
@@ -348,7 +361,9 @@ async fn ui_memo_and_cache_hits_show_badges_and_their_source() {
         .with(square)
         .with(twice)
         .with(double)
-        .with(lookup);
+        .with(lookup)
+        .with(plus_one)
+        .with(chained);
     let _worker = project.serve("production", repository).await.unwrap();
 
     // Memo: one `square` step, reused by the root's second call.
@@ -380,6 +395,23 @@ async fn ui_memo_and_cache_hits_show_badges_and_their_source() {
     assert!(!text_of(&panel, "memo-callers").is_empty() && root.ends_with(":1:1"));
     let list = check_page(&fetch!(&app, format!("{base}?view=list")), StatusCode::OK);
     assert_eq!(count(&list, "memo-badge"), 1);
+
+    // A dependency: `plus_one` waited for `double`, drawn as a dependency edge.
+    let run = project.submit("production", &chained, ()).await.unwrap();
+    assert_eq!(run.result::<u32>().await.unwrap(), 9);
+    let page = check_page(
+        &fetch!(&app, format!("/projects/acme/runs/{}", run.run)),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&page, "graph-node"), 3);
+    let dependency = page
+        .select(&sel("path.dependency"))
+        .next()
+        .expect("a dependency edge");
+    assert_eq!(
+        dependency.value().attr("d").unwrap().matches('M').count(),
+        1
+    );
 
     // Cache: the second run's `double` step is a cache hit on the first run's execution.
     let first = project.submit("production", &lookup, ()).await.unwrap();

@@ -32,6 +32,8 @@ pub struct ExecutionView {
     pub assigned_at: Option<Millis>,
     /// The worker (agent session or in-process worker) it was assigned to.
     pub worker: Option<WorkerId>,
+    /// The executions it waited for before it could start (`wait_for`, referenced values).
+    pub dependencies: Vec<ExecutionId>,
     /// When it ended.
     pub finished_at: Option<Millis>,
     /// How it ended.
@@ -184,6 +186,7 @@ fn build_view(
             created_at: e.created_at,
             assigned_at: e.assignment.map(|(_, at)| at),
             worker: e.assignment.map(|(worker, _)| worker),
+            dependencies: e.dependencies.executions.clone(),
             finished_at: e.result.as_ref().map(|(_, at)| *at),
             result: e.result.as_ref().map(|(r, _)| r.clone()),
         });

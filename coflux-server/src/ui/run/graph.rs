@@ -137,12 +137,20 @@ fn draw(ctx: &RunCtx, steps: &[(&StepView, &ExecutionView)], slots: &[Slot]) -> 
             Slot::Single(i) => *i,
             Slot::Group(members) => members[0],
         };
-        let from: Vec<(usize, EdgeKind)> = steps[first]
+        let mut from: Vec<(usize, EdgeKind)> = steps[first]
             .0
             .parent
             .and_then(|p| slot_of.get(&p.step))
             .map(|&s| vec![(s, EdgeKind::Child)])
             .unwrap_or_default();
+        // What its shown execution waited for (within this run's drawn steps).
+        for dependency in &steps[first].1.dependencies {
+            if let Some(&s) = slot_of.get(&dependency.step)
+                && !from.contains(&(s, EdgeKind::Dependency))
+            {
+                from.push((s, EdgeKind::Dependency));
+            }
+        }
         input.node(&from);
     }
     let placed = layout(&input);
@@ -394,6 +402,7 @@ mod tests {
                         created_at: 1_000 + i64::from(i),
                         assigned_at: Some(1_001 + i64::from(i)),
                         worker: None,
+                        dependencies: Vec::new(),
                         finished_at: Some(1_010 + i64::from(i)),
                         result: Some(ExecutionResult::Value {
                             value: Value::raw(json!(1)),
