@@ -182,6 +182,14 @@ async fn ui_pages_render_escape_and_answer_404() {
         StatusCode::OK,
     );
     assert_eq!(count(&by_workflow, "run-row"), 1);
+    let recent = check_page(&fetch!(&app, "/projects/acme?within=1h"), StatusCode::OK);
+    assert_eq!(count(&recent, "run-row"), 3, "submitted within the hour");
+    let bogus = check_page(&fetch!(&app, "/projects/acme?within=1y"), StatusCode::OK);
+    assert_eq!(
+        count(&bogus, "run-row"),
+        0,
+        "an unknown period matches nothing"
+    );
     let older = check_page(
         &fetch!(&app, format!("/projects/acme?before={fan_run}")),
         StatusCode::OK,

@@ -67,6 +67,7 @@ pub(crate) struct ProjectQuery {
     status: Option<String>,
     workflow: Option<String>,
     env: Option<String>,
+    within: Option<String>,
     before: Option<String>,
     /// The version the page was rendered at (live stream only).
     pub(crate) version: Option<String>,
@@ -88,12 +89,13 @@ impl ProjectQuery {
     }
 
     /// The page's query parameters, in URL order.
-    fn pairs(&self) -> [(&'static str, Option<&str>); 5] {
+    fn pairs(&self) -> [(&'static str, Option<&str>); 6] {
         [
             ("environment", self.environment.as_deref()),
             ("status", self.status.as_deref()),
             ("workflow", self.workflow.as_deref()),
             ("env", self.env.as_deref()),
+            ("within", self.within.as_deref()),
             ("before", self.before.as_deref()),
         ]
     }
@@ -156,6 +158,7 @@ pub(crate) async fn load(
         status: q.status.clone().filter(|s| !s.is_empty()),
         workflow: q.workflow.clone().filter(|s| !s.is_empty()),
         environment: q.env.clone().filter(|s| !s.is_empty()),
+        within: q.within.clone().filter(|s| !s.is_empty()),
         before,
         limit: PAGE,
     };
@@ -326,6 +329,12 @@ fn runs_filter(name: &str, data: &ProjectData) -> Markup {
                     option value=(e.name.as_str()) selected[filter.environment.as_deref() == Some(e.name.as_str())] { (e.name.as_str()) }
                 }
             }
+            select name="within" {
+                option value="" { "any time" }
+                @for (value, label) in runs::PERIODS {
+                    option value=(value) selected[filter.within.as_deref() == Some(value)] { (label) }
+                }
+            }
             button type="submit" { "Filter" }
         }
     }
@@ -342,6 +351,7 @@ pub(crate) fn runs_table(name: &str, data: &ProjectData) -> Markup {
                 ("status", filter.status.as_deref()),
                 ("workflow", filter.workflow.as_deref()),
                 ("env", filter.environment.as_deref()),
+                ("within", filter.within.as_deref()),
             ]))
         }
     }

@@ -21,10 +21,32 @@ pub(crate) struct RunFilter {
     pub workflow: Option<String>,
     /// Only runs submitted in this environment.
     pub environment: Option<String>,
+    /// Only runs submitted within this period before now (`1h`, `24h`, `7d`, `30d`).
+    pub within: Option<String>,
     /// Only runs older than this one.
     pub before: Option<RunId>,
     /// Page size.
     pub limit: usize,
+}
+
+/// The periods offered by the time filter: (value, label).
+pub(crate) const PERIODS: [(&str, &str); 4] = [
+    ("1h", "last hour"),
+    ("24h", "last 24 hours"),
+    ("7d", "last 7 days"),
+    ("30d", "last 30 days"),
+];
+
+/// A period's length in milliseconds.
+fn period_ms(period: &str) -> Option<Millis> {
+    let hour = 3_600_000;
+    match period {
+        "1h" => Some(hour),
+        "24h" => Some(24 * hour),
+        "7d" => Some(7 * 24 * hour),
+        "30d" => Some(30 * 24 * hour),
+        _ => None,
+    }
 }
 
 /// One row of the list.
@@ -57,10 +79,19 @@ pub(crate) async fn list(
         Some(Some((module, name))) => Some(TargetRef::new(module, name)),
         Some(None) => return Ok((Vec::new(), None)),
     };
+    let since = match filter.within.as_deref() {
+        None => None,
+        Some(w) => match period_ms(w) {
+            Some(ms) => Some(coflux_core::model::now_millis() - ms),
+            // An unknown period matches no run.
+            None => return Ok((Vec::new(), None)),
+        },
+    };
     let query = RunQuery {
         environment: filter.environment.clone(),
         workflow,
         status,
+        since,
         before: filter.before,
         limit: filter.limit,
         ..RunQuery::default()
