@@ -443,6 +443,21 @@ async fn ui_memo_and_cache_hits_show_badges_and_their_source() {
     let list = check_page(&fetch!(&app, format!("{base}?view=list")), StatusCode::OK);
     assert_eq!(count(&list, "cached-badge"), 1);
     assert!(text_of(&list, "step-list").contains(&source));
+    // The status filter: the cache hit and its caller in the graph, the hit alone in the list.
+    let hits = check_page(&fetch!(&app, format!("{base}?show=cached")), StatusCode::OK);
+    assert_eq!(count(&hits, "graph-node"), 2);
+    assert_eq!(text_of(&hits, "shown-count"), " (2 of 2 steps)");
+    let hits = check_page(
+        &fetch!(&app, format!("{base}?show=cached&view=list")),
+        StatusCode::OK,
+    );
+    assert_eq!(count(&hits, "step-row"), 1);
+    let none = check_page(&fetch!(&app, format!("{base}?show=active")), StatusCode::OK);
+    assert_eq!(
+        count(&none, "graph-node"),
+        0,
+        "nothing active: completed steps hidden"
+    );
     // The source answers: the link leads somewhere real.
     let target = check_page(&fetch!(&app, links[0]), StatusCode::OK);
     assert_eq!(count(&target, "step-panel"), 1);

@@ -85,7 +85,14 @@ pub(crate) fn visible<'a>(ctx: &RunCtx<'a>) -> Vec<(&'a StepView, &'a ExecutionV
 
 /// Renders the tab: the graph, or the list above the threshold (or when asked).
 pub(crate) fn render(ctx: &RunCtx) -> Markup {
-    let steps = visible(ctx);
+    let show = ctx.q.show.as_deref().filter(|s| !s.is_empty());
+    let all = visible(ctx);
+    let total = all.len();
+    let list_asked = ctx.q.view.as_deref() == Some("list");
+    let steps = match show {
+        Some(show) => super::filter::filtered(all, show, !list_asked),
+        None => all,
+    };
     let keys: Vec<Option<(ExecutionId, &str, &str)>> = steps
         .iter()
         .map(|(s, _)| {
@@ -100,6 +107,7 @@ pub(crate) fn render(ctx: &RunCtx) -> Markup {
         _ => slots.len() > LIST_THRESHOLD,
     };
     let switch = html! {
+        (super::filter::toolbar(ctx, show, steps.len(), total))
         div.toolbar {
             @if list {
                 a data-testid="show-graph" href=(ctx.href(&[("view", Some("graph"))])) { "Draw graph" }

@@ -4,6 +4,7 @@
 
 mod assets;
 mod compare;
+mod filter;
 pub mod graph;
 pub mod live;
 mod logs;
@@ -40,6 +41,8 @@ pub(crate) struct RunQuery {
     pub target: Option<String>,
     /// `step`: the logs tab shows only the selected step's logs.
     pub only: Option<String>,
+    /// The graph tab's status filter: `active` (hides completed steps) or a status name.
+    pub show: Option<String>,
     /// The asset file previewed (its blob key, assets tab).
     pub file: Option<String>,
     /// An environment to compare the view with (`compare::Comparison`).
@@ -62,13 +65,14 @@ pub(crate) struct RunCtx<'a> {
 
 impl RunQuery {
     /// The page's query parameters, in URL order.
-    fn pairs(&self) -> [(&'static str, Option<&str>); 11] {
+    fn pairs(&self) -> [(&'static str, Option<&str>); 12] {
         let q = self;
         [
             ("environment", q.environment.as_deref()),
             ("compare", q.compare.as_deref()),
             ("tab", q.tab.as_deref()),
             ("view", q.view.as_deref()),
+            ("show", q.show.as_deref()),
             ("level", q.level.as_deref()),
             ("from", q.from.as_deref()),
             ("target", q.target.as_deref()),
