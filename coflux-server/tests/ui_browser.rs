@@ -334,6 +334,7 @@ async fn ui_browser_reruns_a_step_in_a_child_environment() {
         c.find(Locator::Css("[data-testid=rerun]")).await?.click().await?;
         accept(&c).await?;
         until(&c, "attempt 2 selected", &format!("{panel}?.dataset.attempt === '2'")).await?;
+        not_reloaded(&c).await?;
         let attempts = eval(&c, "document.querySelectorAll('[data-testid=attempt]').length").await?;
         if attempts != json!(2) {
             bail!("expected two attempts, got {attempts}");
@@ -344,7 +345,16 @@ async fn ui_browser_reruns_a_step_in_a_child_environment() {
         // Compare with production: the same code gives the same value.
         c.find(Locator::Css("[data-testid=compare-with]")).await?.click().await?;
         until(&c, "the comparison", "document.querySelector('[data-testid=compare-summary]')?.dataset.differences === '0'").await?;
-        until(&c, "the panel's comparison", "!!document.querySelector('[data-testid=compare] [data-testid=compare-same]')").await
+        until(&c, "the panel's comparison", "!!document.querySelector('[data-testid=compare] [data-testid=compare-same]')").await?;
+        // Selecting the step's other attempt and another tab swaps the page in place.
+        c.find(Locator::Css("[data-testid=attempt]")).await?.click().await?;
+        until(&c, "attempt 1 selected", &format!("{panel}?.dataset.attempt === '1'")).await?;
+        until(&c, "its URL", "location.search.includes('attempt=1')").await?;
+        c.find(Locator::Css("[data-testid=tab-timeline]")).await?.click().await?;
+        until(&c, "the timeline", "!!document.querySelector('[data-testid=timeline]')").await?;
+        c.back().await?;
+        until(&c, "the graph again", "!!document.querySelector('[data-testid=graph]')").await?;
+        not_reloaded(&c).await
     })
     .await;
 }

@@ -97,9 +97,10 @@ const forms = {
     if (!confirm(`Re-run step ${form.dataset.step} in '${environment}'?`)) return;
     const result = await api("POST", form.dataset.url, { environment });
     const { project, run, step } = form.dataset;
-    location.href =
+    await navigate(
       `/projects/${enc(project)}/runs/${enc(run)}?environment=${enc(environment)}` +
-      `&step=${enc(step)}&attempt=${result.attempt}`;
+        `&step=${enc(step)}&attempt=${result.attempt}`,
+    );
   },
 };
 
@@ -128,7 +129,10 @@ document.addEventListener("click", async (event) => {
   button.disabled = true;
   try {
     await api("POST", button.dataset.post, {});
-    if (!document.querySelector(".run-page[data-live=true]")) location.reload();
+    // A live run page shows the change by itself; another run page is fetched again.
+    if (document.querySelector(".run-page[data-live=true]")) return;
+    if (document.querySelector(".run-page")) await navigate(location.href, false);
+    else location.reload();
   } catch (e) {
     alert(e.message);
   } finally {
@@ -245,12 +249,16 @@ function setupLogs() {
 }
 
 // Live run updates: one EventSource per tab; each fragment replaces the main part.
+let source = null;
+
 function setupLive() {
+  if (source) source.close();
+  source = null;
   const page = document.querySelector(".run-page[data-live=true]");
   if (!page || !window.EventSource) return;
   const url = new URL(page.dataset.events, location.href);
   url.searchParams.set("version", page.dataset.version);
-  const source = new EventSource(url);
+  source = new EventSource(url);
   source.addEventListener("fragment", (event) => {
     const main = document.getElementById("run-main");
     if (!main) return;
@@ -272,6 +280,46 @@ function setupLive() {
     page.dataset.live = "false";
   });
 }
+
+// Within a run page, links to the same run (tabs, steps, attempts, filters) swap the page's
+// main part instead of reloading: the graph keeps its pan and zoom, the stream follows.
+async function navigate(href, push = true) {
+  const url = new URL(href, location.href);
+  const page = document.querySelector(".run-page");
+  if (!page || url.pathname !== location.pathname || url.origin !== location.origin) {
+    location.href = url.href;
+    return;
+  }
+  const response = await fetch(url, { credentials: "same-origin" });
+  const next = new DOMParser()
+    .parseFromString(await response.text(), "text/html")
+    .querySelector(".run-page");
+  if (!next) {
+    location.href = url.href;
+    return;
+  }
+  if (push) history.pushState(null, "", url.href);
+  page.replaceWith(document.adoptNode(next));
+  setupGraph();
+  setupLogs();
+  setupLive();
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest(".run-page a[href]");
+  if (!link || event.defaultPrevented || event.button !== 0) return;
+  if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey || link.hasAttribute("download")) return;
+  const url = new URL(link.getAttribute("href"), location.href);
+  if (url.pathname !== location.pathname || url.origin !== location.origin) return;
+  event.preventDefault();
+  navigate(url.href).catch(() => {
+    location.href = url.href;
+  });
+});
+
+window.addEventListener("popstate", () => {
+  navigate(location.href, false).catch(() => location.reload());
+});
 
 // Live project page: the sidebar and the runs table, replaced by id.
 function setupProjectLive() {
