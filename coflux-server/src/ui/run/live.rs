@@ -182,6 +182,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ui_live_renderings_are_spaced_by_twice_their_time_within_bounds() {
+        assert_eq!(gap(Duration::from_millis(1)), MIN_GAP);
+        assert_eq!(gap(Duration::from_millis(50)), Duration::from_millis(100));
+        assert_eq!(gap(Duration::from_secs(3)), MAX_GAP);
+    }
+
+    #[test]
     fn ui_events_prefix_every_data_line() {
         let bytes = event("fragment", Some("ab"), "<p>\na</p>");
         assert_eq!(
