@@ -34,14 +34,10 @@ pub(crate) fn filtered<'a>(
         }
         keep[i] = true;
         let mut at = i;
-        while with_callers {
-            match steps[at].0.parent.and_then(|p| index.get(&p.step)) {
-                Some(&p) if !keep[p] => {
-                    keep[p] = true;
-                    at = p;
-                }
-                _ => break,
-            }
+        let caller = |at: usize| steps[at].0.parent.and_then(|p| index.get(&p.step)).copied();
+        while let Some(p) = caller(at).filter(|p| with_callers && !keep[*p]) {
+            keep[p] = true;
+            at = p;
         }
     }
     steps
