@@ -146,8 +146,16 @@ const view = { x: 0, y: 0, k: 1, set: false };
 
 function applyView() {
   const g = document.querySelector(".graph .viewport");
-  if (g) g.setAttribute("transform", `translate(${view.x} ${view.y}) scale(${view.k})`);
+  if (!g) return;
+  g.setAttribute("transform", `translate(${view.x} ${view.y}) scale(${view.k})`);
+  // Labels are unreadable when far out, and most of the cost of painting a big graph.
+  g.closest("svg").classList.toggle("far", view.k < FAR);
 }
+
+/** Below this zoom the labels are hidden. */
+const FAR = 0.35;
+/** A page opens at least this close (a big graph starts at its root, not all of it). */
+const START = 0.6;
 
 function setupGraph() {
   const frame = document.querySelector(".graph-frame");
@@ -155,7 +163,7 @@ function setupGraph() {
   const svg = frame.querySelector("svg");
   svg.setAttribute("width", "100%");
   svg.setAttribute("height", "100%");
-  if (!view.set) fit(frame, svg);
+  if (!view.set) fit(frame, svg, START);
   applyView();
   if (frame.dataset.ready) return;
   frame.dataset.ready = "1";
@@ -213,12 +221,12 @@ function setupGraph() {
   });
 }
 
-function fit(frame, svg) {
+function fit(frame, svg, least = 0.05) {
   const w = Number(svg.dataset.width);
   const h = Number(svg.dataset.height);
   const rect = frame.getBoundingClientRect();
   const k = Math.min(1, rect.width / w, rect.height / h);
-  view.k = Math.max(0.05, k);
+  view.k = Math.max(least, k);
   view.x = 0;
   view.y = 0;
   view.set = true;
