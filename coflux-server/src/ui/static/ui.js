@@ -326,6 +326,7 @@ document.addEventListener("click", (event) => {
 });
 
 window.addEventListener("popstate", () => {
+  if (!document.querySelector(".run-page")) return;
   navigate(location.href, false).catch(() => location.reload());
 });
 
