@@ -105,6 +105,36 @@ pub(crate) async fn existing_project(state: &AppState, name: &str) -> Result<Pro
     Ok(state.coflux.existing_project(name).await?)
 }
 
+/// How often a request waiting on a project checks whether its store stalled.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Awaits `request` to `project`, unless the project's store cannot commit (disk full): its
+/// answers wait for the next commit, so the caller gets 503 `unavailable` instead of hanging.
+/// A submission refused so was not acknowledged (it may still start once the store commits,
+/// as one whose answer was lost would: an idempotency key makes retrying it safe).
+pub(crate) async fn unless_stalled<T>(
+    project: &Project,
+    request: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let stalled = async {
+        loop {
+            tokio::time::sleep(STALL_CHECK).await;
+            if project.writer_stats().stalled {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        answer = request => answer,
+        () = stalled => Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the project's data directory cannot be written (disk full?); not answered, \
+             try again once it has space",
+        )),
+    }
+}
+
 /// Parses an optional JSON body: empty means `T::default()`.
 pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {

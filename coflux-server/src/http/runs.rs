@@ -46,7 +46,7 @@ use coflux_core::sdk::encode_json;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::{created, existing_project, optional_json, parse_id, resource};
+use super::{created, existing_project, optional_json, parse_id, resource, unless_stalled};
 use crate::error::ApiError;
 use crate::state::AppState;
 pub use coflux_core::protocol::http::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
@@ -112,9 +112,12 @@ async fn submit(
         allow_unregistered: body.allow_unregistered,
     };
     let arguments = plain_arguments(body.arguments)?;
-    let run = project
-        .submit_with(&environment, target, arguments, submission)
-        .await?;
+    let submitting = async {
+        Ok(project
+            .submit_with(&environment, target, arguments, submission)
+            .await?)
+    };
+    let run = unless_stalled(&project, submitting).await?;
     Ok(created(Submitted {
         run_id: run.run.to_string(),
         step_id: run.execution.step.to_string(),
@@ -212,12 +215,16 @@ async fn inspect(
     let project = existing_project(&state, &project).await?;
     if let (None, Some(limit)) = (query.environment.as_deref(), query.limit) {
         // A page seen from every environment: read only its steps.
-        let (view, total) = project.inspect_run_page(run, query.offset, limit).await?;
+        let page = async { Ok(project.inspect_run_page(run, query.offset, limit).await?) };
+        let (view, total) = unless_stalled(&project, page).await?;
         return Ok(HttpResponse::Ok().json(Run::paged(&view, query.offset, total)));
     }
-    let view = project
-        .inspect_run(run, query.environment.as_deref())
-        .await?;
+    let reading = async {
+        Ok(project
+            .inspect_run(run, query.environment.as_deref())
+            .await?)
+    };
+    let view = unless_stalled(&project, reading).await?;
     Ok(HttpResponse::Ok().json(Run::page(&view, query.offset, query.limit)))
 }
 
@@ -255,11 +262,15 @@ async fn result(
         // from the environment) has ended; then its final result is known, or found by
         // following a short hand-over.
         // An unknown step or attempt is left to the run to refuse.
-        let mut view = project.inspect_run(run, None).await?;
-        if query.attempt.is_none() {
-            let seen = query.environment.clone().unwrap_or(view.environment);
-            view = project.inspect_run(run, Some(&seen)).await?;
-        }
+        let reading = async {
+            let mut view = project.inspect_run(run, None).await?;
+            if query.attempt.is_none() {
+                let seen = query.environment.clone().unwrap_or(view.environment);
+                view = project.inspect_run(run, Some(&seen)).await?;
+            }
+            Ok(view)
+        };
+        let view = unless_stalled(&project, reading).await?;
         let executions = view.step(step).map(|s| s.executions.as_slice());
         let execution = match query.attempt {
             Some(a) => executions.and_then(|e| e.iter().find(|e| e.id.attempt == a)),
