@@ -13,7 +13,8 @@
 //! agents killed mid-execution ([`agents`]), a network partition shorter than the reconnect
 //! timeout ([`agents`]), a zombie agent paused past its session and a reconnect storm of 50
 //! agents ([`fleet`]), a full disk under runs in flight ([`disk`]: a tmpfs, needs root) and a
-//! corrupt project database isolated from the others ([`corrupt`]).
+//! corrupt project database isolated from the others ([`corrupt`]), and the recovery time with
+//! 10,000 runs in the database ([`recovery`], `COFLUX_CHAOS_RECOVERY_RUNS`).
 //! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
 //! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_ZOMBIE_RUNS` (8),
 //! `COFLUX_CHAOS_STORM_AGENTS` (50), `COFLUX_CHAOS_STORM_RUNS` (40), `COFLUX_CHAOS_DISK_RUNS` (20;
@@ -33,6 +34,7 @@ mod checker;
 mod corrupt;
 mod disk;
 mod fleet;
+mod recovery;
 
 use std::collections::HashMap;
 use std::path::Path;
