@@ -78,7 +78,10 @@ impl AppState {
             blobs,
             blob_gc,
             logs,
-            sessions: Arc::new(Sessions::new(config.reconnect_timeout)),
+            sessions: Arc::new(Sessions::new(
+                config.reconnect_timeout,
+                config.session_timeout,
+            )),
             config: config.clone(),
         })
     }
