@@ -113,6 +113,8 @@ fn post(uri: &str, body: Json) -> TestRequest {
     TestRequest::post().uri(uri).set_json(body)
 }
 
+#[path = "http_api/limits.rs"]
+mod limits;
 #[path = "http_api/runs_list.rs"]
 mod runs_list;
 
