@@ -93,7 +93,7 @@ async fn try_submit(
 
 /// One in five runs on the Python agent.
 fn module_of(i: u64) -> (&'static str, serde_json::Value) {
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         ("e2e_flows", json!(0.05))
     } else {
         ("examples.semantics", json!(50))

@@ -21,7 +21,7 @@ const GENEROUS: Duration = Duration::from_secs(30);
 
 /// Submits `inner(i)`, or (one in ten) a run of a module no agent hosts: it stays open.
 async fn submit_one(server: &Server, i: u64) -> Option<(String, u64)> {
-    let module = if i % 10 == 0 {
+    let module = if i.is_multiple_of(10) {
         "examples.nobody"
     } else {
         "examples.semantics"
@@ -74,7 +74,7 @@ async fn chaos_recovery_time_with_many_runs_in_the_database() {
     assert_eq!(submitted.len() as u64, runs, "every run acknowledged");
     // The hosted runs finish, each with its value.
     let mut violations = Vec::new();
-    for (run, i) in submitted.iter().filter(|(_, i)| i % 10 != 0) {
+    for (run, i) in submitted.iter().filter(|(_, i)| !i.is_multiple_of(10)) {
         let mut result = server.result(P, run, 20).await;
         while result["status"] == "pending" && filling.elapsed() < Duration::from_secs(600) {
             result = server.result(P, run, 20).await;
