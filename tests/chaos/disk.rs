@@ -202,6 +202,17 @@ async fn chaos_disk_full_while_runs_are_in_flight() {
         }
     }
 
+    // Now that the store is known to fail, a new run is refused at once, before it is queued.
+    let asked = Instant::now();
+    match try_submit(&server, "examples.semantics", "refused", &json!(0)).await {
+        Err((503, body)) if body.contains("nothing was done") => {
+            if asked.elapsed() > Duration::from_secs(1) {
+                violations.push(format!("the refusal took {:?}", asked.elapsed()));
+            }
+        }
+        other => violations.push(format!("a second submission while full: {other:?}")),
+    }
+
     // The disk stays full a while: nothing acknowledged fails meanwhile, and reading a run
     // answers (503 while its state cannot be made durable, or still pending), never hangs.
     actix_rt::time::sleep(Duration::from_secs(3)).await;

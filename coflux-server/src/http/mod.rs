@@ -108,15 +108,31 @@ pub(crate) async fn existing_project(state: &AppState, name: &str) -> Result<Pro
 /// How often a request waiting on a project checks whether its store stalled.
 const STALL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// 503 `unavailable` for a project whose store cannot commit, saying what became of the request.
+fn stalled(what: &str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!(
+            "the project's data directory cannot be written (disk full?); {what}, try again \
+             once it has space"
+        ),
+    )
+}
+
 /// Awaits `request` to `project`, unless the project's store cannot commit (disk full): its
 /// answers wait for the next commit, so the caller gets 503 `unavailable` instead of hanging.
-/// A submission refused so was not acknowledged (it may still start once the store commits,
+/// Refused at once when the store is already failing (nothing was done); a request refused
+/// while waiting was not acknowledged (a submission may still start once the store commits,
 /// as one whose answer was lost would: an idempotency key makes retrying it safe).
 pub(crate) async fn unless_stalled<T>(
     project: &Project,
     request: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let stalled = async {
+    if project.writer_stats().stalled {
+        return Err(stalled("nothing was done"));
+    }
+    let stalling = async {
         loop {
             tokio::time::sleep(STALL_CHECK).await;
             if project.writer_stats().stalled {
@@ -126,12 +142,7 @@ pub(crate) async fn unless_stalled<T>(
     };
     tokio::select! {
         answer = request => answer,
-        () = stalled => Err(ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the project's data directory cannot be written (disk full?); not answered, \
-             try again once it has space",
-        )),
+        () = stalling => Err(stalled("not answered")),
     }
 }
 

@@ -103,16 +103,17 @@ async fn submit(
     let project = existing_project(&state, &project).await?;
     let body = body.into_inner();
     let target = target_of(body.module.clone(), body.target.clone())?;
-    let mut options = workflow_options(&project, &environment, &target).await?;
-    body.override_options(&mut options)
-        .map_err(|message| ApiError::bad_request("invalid_input", message))?;
-    let submission = SubmitOptions {
-        options,
-        idempotency_key: body.idempotency_key,
-        allow_unregistered: body.allow_unregistered,
-    };
-    let arguments = plain_arguments(body.arguments)?;
+    let arguments = plain_arguments(body.arguments.clone())?;
+    // Reading the manifests and submitting both wait behind a failing commit.
     let submitting = async {
+        let mut options = workflow_options(&project, &environment, &target).await?;
+        body.override_options(&mut options)
+            .map_err(|message| ApiError::bad_request("invalid_input", message))?;
+        let submission = SubmitOptions {
+            options,
+            idempotency_key: body.idempotency_key.clone(),
+            allow_unregistered: body.allow_unregistered,
+        };
         Ok(project
             .submit_with(&environment, target, arguments, submission)
             .await?)
