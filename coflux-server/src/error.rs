@@ -138,9 +138,27 @@ impl From<crate::http::blobs::BlobError> for ApiError {
                 "invalid_payload",
                 format!("the request body could not be read: {message}"),
             ),
+            // A full disk passes (agents retry a 503 until it has space again).
+            BlobError::Io(e) if is_disk_full(&e) => {
+                tracing::warn!(error = %e, "a blob cannot be written: the disk is full");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the server's blob storage cannot be written (disk full?); try again once it \
+                     has space",
+                )
+            }
             BlobError::Io(e) => Self::internal(e),
         }
     }
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+fn is_disk_full(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    error.kind() == std::io::ErrorKind::StorageFull
+        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 /// Turns a JSON body error into a JSON API error.

@@ -91,6 +91,33 @@ async fn try_submit(
     }
 }
 
+/// PUTs `content` as a blob of the project; the answer's status and body.
+async fn put_blob(server: &Server, content: &[u8]) -> (u16, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), content).unwrap();
+    let out = Command::new("sha256sum").arg(file.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let answer = coflux_agent::net::client(Duration::from_secs(15))
+        .put(format!("{}/api/projects/{P}/blobs/{key}", server.url))
+        .send_body(content.to_vec())
+        .await;
+    match answer {
+        Ok(mut response) => {
+            let body = response.body().await.unwrap_or_default();
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
 /// One in five runs on the Python agent.
 fn module_of(i: u64) -> (&'static str, serde_json::Value) {
     if i.is_multiple_of(5) {
@@ -213,6 +240,13 @@ async fn chaos_disk_full_while_runs_are_in_flight() {
         other => violations.push(format!("a second submission while full: {other:?}")),
     }
 
+    // A blob (a large value an agent uploads) cannot be stored: 503, which agents retry.
+    let blob = vec![7u8; 256 * 1024];
+    let (status, body) = put_blob(&server, &blob).await;
+    if status != 503 || !body.contains("\"unavailable\"") {
+        violations.push(format!("a blob upload while full: {status} {body}"));
+    }
+
     // The disk stays full a while: nothing acknowledged fails meanwhile, and reading a run
     // answers (503 while its state cannot be made durable, or still pending), never hangs.
     actix_rt::time::sleep(Duration::from_secs(3)).await;
@@ -271,6 +305,12 @@ async fn chaos_disk_full_while_runs_are_in_flight() {
     }
     let values = await_values(&server, P, &acknowledged).await;
     let finished = freed.elapsed();
+    let (status, body) = put_blob(&server, &blob).await;
+    if !(200..300).contains(&status) {
+        violations.push(format!(
+            "a blob upload once space returned: {status} {body}"
+        ));
+    }
     for agent in &mut agents {
         agent.terminate(Duration::from_secs(10));
     }
