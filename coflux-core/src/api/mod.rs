@@ -16,6 +16,9 @@ mod inspect;
 mod project;
 mod queue;
 mod remote;
+mod retention;
+#[cfg(test)]
+mod retention_tests;
 mod run_list;
 mod schedules;
 mod settings;
@@ -32,6 +35,7 @@ pub use error::Error;
 pub use inspect::{ExecutionView, RunView, StepView, StreamView};
 pub use project::{Project, RunHandle, SubmitOptions};
 pub use remote::{ChildResult, RemoteWorker, WorkerSpec};
+pub use retention::{DEFAULT_BATCH as DEFAULT_RETENTION_BATCH, RetentionReport};
 pub use run_list::RunQuery;
 pub use schedules::ScheduleView;
 pub use settings::ConcurrencyLimit;

@@ -927,6 +927,9 @@ fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Resu
             at,
         } => super::streams::close(conn, *stream, closure, *at)?,
         Write::PutInput(input) => super::inputs::put(conn, input)?,
+        Write::DeleteRuns(runs) => {
+            super::retention::delete_runs(conn, runs)?;
+        }
         Write::RecordResult {
             execution,
             result,
