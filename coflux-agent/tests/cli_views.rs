@@ -221,3 +221,38 @@ fn runs_are_listed_with_filters_and_pages() {
     let bad = server.coflux(&["-p", "demo", "runs", "list", "--since", "yesterday"]);
     assert!(stderr(&bad).contains("--since"), "{}", stderr(&bad));
 }
+
+#[test]
+fn runs_delete_removes_a_finished_run_and_refuses_a_waiting_one() {
+    let server = start();
+    let env = ["-p", "demo", "-e", "production"];
+    let submitted =
+        json_of(server.coflux(&[&env[..], &["-o", "json", "submit", "demo/which"]].concat()));
+    let finished = submitted["run_id"].as_str().unwrap().to_owned();
+    let waiting = ok(server.coflux(&[&env[..], &["submit", "demo/offline", "--no-wait"]].concat()));
+    let waiting = waiting.trim();
+
+    let refused = server.coflux(&["-p", "demo", "runs", "delete", waiting]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(
+        message.contains("(run_active)") && message.contains(waiting),
+        "{message}"
+    );
+
+    let deleted = ok(server.coflux(&["-p", "demo", "runs", "delete", &finished]));
+    assert_eq!(deleted.trim(), format!("run {finished} deleted"));
+    let gone = server.coflux(&["-p", "demo", "runs", "inspect", &finished]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        stderr(&gone).contains("(run_not_found)"),
+        "{}",
+        stderr(&gone)
+    );
+    let again = server.coflux(&["-p", "demo", "runs", "delete", &finished]);
+    assert!(
+        stderr(&again).contains("(run_not_found)"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -116,6 +116,9 @@ fn post(uri: &str, body: Json) -> TestRequest {
 #[path = "http_api/runs_list.rs"]
 mod runs_list;
 
+#[path = "http_api/run_retention.rs"]
+mod run_retention;
+
 #[actix_rt::test]
 async fn health_reports_the_version() {
     let h = Harness::new().await;

@@ -80,6 +80,12 @@ pub struct Config {
     /// has its own arbiter and writer thread, the fastest for a few projects; a server hosting
     /// many projects sets it, e.g. to the number of cores, so threads do not grow with them).
     pub project_threads: usize,
+    /// How long finished runs are kept (default `None`: forever). When set, a background task
+    /// deletes, every [`Config::run_retention_interval`], the finished runs older than this in
+    /// every project (see [`Project::delete_expired_runs`]).
+    pub run_retention: Option<Duration>,
+    /// How often the run retention task runs (default one hour).
+    pub run_retention_interval: Duration,
 }
 
 impl Config {
@@ -94,6 +100,8 @@ impl Config {
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
             project_idle_timeout: None,
             project_threads: 0,
+            run_retention: None,
+            run_retention_interval: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -125,10 +133,14 @@ impl Coflux {
             idle_timeout: config.project_idle_timeout,
             threads: config.project_threads,
         })?;
-        Ok(Self {
+        let coflux = Self {
             supervisor: supervisor.start(),
             data_dir,
-        })
+        };
+        if let Some(retention) = config.run_retention {
+            retention::start(&coflux, retention, config.run_retention_interval);
+        }
+        Ok(coflux)
     }
 
     /// The data directory.

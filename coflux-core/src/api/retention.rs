@@ -17,6 +17,7 @@ use crate::store::Write;
 use crate::store::retention::{SizeReport, deletable};
 use crate::store::sqlite::SqliteStore;
 
+use super::Coflux;
 use super::error::Error;
 use super::project::{Project, unexpected};
 
@@ -101,6 +102,12 @@ impl Project {
         }
     }
 
+    /// The ids of the asset records the project's recorded values refer to (see
+    /// [`SqliteStore::referenced_asset_ids`]); an undecodable row is an error.
+    pub async fn referenced_asset_ids(&self) -> Result<std::collections::HashSet<String>, Error> {
+        self.read(|store| store.referenced_asset_ids()).await
+    }
+
     /// Row counts and used pages of the project's database.
     pub async fn database_size(&self) -> Result<SizeReport, Error> {
         self.read(|store| store.size_report()).await
@@ -167,4 +174,41 @@ impl Project {
         .await
         .map_err(|_| Error::Unavailable("a read of the project's database failed".into()))?
     }
+}
+
+/// Starts the embedded retention task ([`super::Config::run_retention`]): every `interval`,
+/// the finished runs of every project created more than `retention` ago are deleted. It
+/// holds the orchestrator weakly and ends once every [`Coflux`] clone is dropped.
+pub(super) fn start(coflux: &Coflux, retention: Duration, interval: Duration) {
+    let supervisor = coflux.supervisor.downgrade();
+    let data_dir = coflux.data_dir.clone();
+    let interval = interval.max(Duration::from_millis(10));
+    let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(supervisor) = supervisor.upgrade() else {
+                return;
+            };
+            let coflux = Coflux {
+                supervisor,
+                data_dir: data_dir.clone(),
+            };
+            let cutoff = crate::model::now_millis().saturating_sub(retention);
+            let projects = coflux.list_projects().await.unwrap_or_default();
+            for name in projects {
+                let result = match coflux.existing_project(&name).await {
+                    Ok(project) => project.delete_expired_runs(cutoff, DEFAULT_BATCH).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(report) if !report.deleted.is_empty() => {
+                        tracing::info!(project = %name, deleted = report.deleted.len(), kept = report.kept, "run retention")
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(project = %name, %error, "run retention failed"),
+                }
+            }
+        }
+    });
 }

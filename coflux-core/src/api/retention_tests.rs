@@ -28,6 +28,12 @@ async fn cycle(i: u64) -> Result<u64, Failure> {
     Ok(expensive.call(7).await? + plain.call(i).await?)
 }
 
+/// A step of its own only (no cached step: the counter above is for the first test).
+#[workflow(crate = "crate")]
+async fn single(i: u64) -> Result<u64, Failure> {
+    Ok(plain.call(i).await?)
+}
+
 #[workflow(crate = "crate")]
 async fn blocked() -> Result<u64, Failure> {
     while !RELEASED.load(Ordering::SeqCst) {
@@ -110,7 +116,9 @@ async fn retention_keeps_the_database_bounded_and_linked_cache_results_valid() {
         assert!(!report.deleted.contains(&source));
         assert_eq!(report.deleted.len(), if cycle_no == 0 { 9 } else { 10 });
         // The newest run's result still resolves through the kept cached execution.
-        let value: u64 = within("newest result", project.run(last).result()).await.unwrap();
+        let value: u64 = within("newest result", project.run(last).result())
+            .await
+            .unwrap();
         assert_eq!(value, 700 + cycle_no * 10 + 9 + 1);
         assert!(project.inspect_run(last, None).await.is_ok());
         // A deleted run is gone.
@@ -121,11 +129,21 @@ async fn retention_keeps_the_database_bounded_and_linked_cache_results_valid() {
         );
         sizes.push(project.database_size().await.unwrap());
     }
-    assert_eq!(EXPENSIVE_RUNS.load(Ordering::SeqCst), 1, "computed once, then linked");
+    assert_eq!(
+        EXPENSIVE_RUNS.load(Ordering::SeqCst),
+        1,
+        "computed once, then linked"
+    );
     for (cycle_no, size) in sizes.iter().enumerate() {
         assert_eq!(size.rows["runs"], 2, "cycle {cycle_no}: {size:?}");
-        assert_eq!(size.rows["steps"], sizes[1].rows["steps"], "cycle {cycle_no}");
-        assert_eq!(size.rows["results"], sizes[1].rows["results"], "cycle {cycle_no}");
+        assert_eq!(
+            size.rows["steps"], sizes[1].rows["steps"],
+            "cycle {cycle_no}"
+        );
+        assert_eq!(
+            size.rows["results"], sizes[1].rows["results"],
+            "cycle {cycle_no}"
+        );
     }
     // Freed pages are reused: the file does not grow from cycle to cycle.
     let (early, late) = (&sizes[2], &sizes[9]);
@@ -166,4 +184,29 @@ async fn retention_keeps_the_database_bounded_and_linked_cache_results_valid() {
     within("the blocked run", running.result::<u64>())
         .await
         .unwrap();
+}
+
+#[actix_rt::test]
+async fn the_embedded_retention_option_deletes_finished_runs_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::Config::new(dir.path());
+    config.run_retention = Some(Duration::from_millis(1));
+    config.run_retention_interval = Duration::from_millis(50);
+    let coflux = Coflux::open_with(config).await.unwrap();
+    let project = coflux.project("p").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let repository = Repository::new().with(plain).with(single);
+    let _worker = project.serve("production", repository).await.unwrap();
+    let run = project.submit("production", &single, (1,)).await.unwrap();
+    assert_eq!(within("single", run.result::<u64>()).await.unwrap(), 2);
+    within("deleted by retention", async {
+        while project.inspect_run(run.run, None).await.is_ok() {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(project.database_size().await.unwrap().rows["runs"], 0);
 }

@@ -13,7 +13,7 @@ use rusqlite::{Connection, params};
 
 use super::StoreError;
 use super::sqlite::SqliteStore;
-use crate::model::{ExecutionId, ExecutionResult, Millis, RunId};
+use crate::model::{ExecutionId, ExecutionResult, Millis, RunId, Value};
 
 /// Tables whose rows all belong to one run, through their `run_id` column.
 const RUN_TABLES: [&str; 10] = [
@@ -139,6 +139,53 @@ impl SqliteStore {
         Ok(links.into_iter().collect())
     }
 
+    /// The ids of the asset records that a recorded value refers to (step arguments, results,
+    /// checkpoints, stream items, schedule arguments). Only rows whose JSON mentions an asset
+    /// are decoded; an undecodable one is an error.
+    pub fn referenced_asset_ids(&self) -> Result<HashSet<String>, StoreError> {
+        let conn = self.connection();
+        let mut ids = HashSet::new();
+        let decode = |what: &str, text: &str| -> Result<Vec<Value>, StoreError> {
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
+            Ok(match what {
+                "steps" => serde_json::from_str(text).map_err(corrupt)?,
+                "results" => match serde_json::from_str(text).map_err(corrupt)? {
+                    ExecutionResult::Value { value } => vec![value],
+                    _ => Vec::new(),
+                },
+                "checkpoints" => serde_json::from_str::<crate::model::Checkpoints>(text)
+                    .map_err(corrupt)?
+                    .into_values()
+                    .collect(),
+                "stream_items" => vec![serde_json::from_str(text).map_err(corrupt)?],
+                _ => {
+                    serde_json::from_str::<crate::model::Schedule>(text)
+                        .map_err(corrupt)?
+                        .arguments
+                }
+            })
+        };
+        for (table, column) in [
+            ("steps", "arguments"),
+            ("results", "result"),
+            ("checkpoints", "state"),
+            ("stream_items", "value"),
+            ("schedules", "definition"),
+        ] {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {column} FROM {table} WHERE {column} LIKE '%\"asset\"%'"
+            ))?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let text: String = row.get(0)?;
+                for value in decode(table, &text)? {
+                    asset_ids(&value, &mut ids);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// Row counts of the run tables and the database's used pages (`page_count` minus
     /// `freelist_count`), for checking that retention keeps a project bounded.
     pub fn size_report(&self) -> Result<SizeReport, StoreError> {
@@ -168,6 +215,15 @@ pub struct SizeReport {
     pub used_pages: u64,
     /// Pages in the database file, free ones included.
     pub pages: u64,
+}
+
+/// Adds the ids of the asset records `value` refers to.
+pub fn asset_ids(value: &Value, ids: &mut HashSet<String>) {
+    for reference in value.references() {
+        if let crate::model::Reference::Asset { id, .. } = reference {
+            ids.insert(id.clone());
+        }
+    }
 }
 
 /// The runs of `candidates` that can all be deleted together: none of them is linked to from
