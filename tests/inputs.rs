@@ -1,7 +1,9 @@
 //! Inputs through the real coflux 0.12.0 SDK and the `coflux inputs` CLI: a workflow asks, a
 //! person answers through the CLI and the workflow returns the answer; an input handle in
 //! `cf.select` and cancelled; a dismissal raises
-//! `InputDismissed` in the workflow; a pending input survives a `kill -9` of the server.
+//! `InputDismissed` in the workflow; a pending input survives a `kill -9` of the server; a
+//! workflow waiting for an input lends its slot (an agent with `--concurrency 1` runs other
+//! work meanwhile).
 
 use std::time::Duration;
 
@@ -194,4 +196,43 @@ async fn a_pending_input_survives_a_server_killed_and_can_still_be_answered() {
     );
     let result = server.result(P, &run, 90).await;
     assert_eq!(result["value"], json!({"approved": false}), "{result}");
+}
+
+#[actix_rt::test]
+async fn a_workflow_waiting_for_an_input_does_not_hold_its_agents_only_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(dir.path(), coflux_tests::free_port(), &[]).await;
+    server.setup(P, "production", None).await;
+    let _agent = python_agent_for(
+        "input_flows",
+        &server.url,
+        P,
+        "production",
+        "single",
+        &["--concurrency", "1"],
+    );
+    server.wait_registered(P, "production", "meanwhile").await;
+    let asking = server
+        .submit(P, "production", "input_flows", "ask", json!(["api"]))
+        .await;
+    let input = pending_input(&server, &asking).await;
+    // While the prompt waits, the agent (one slot) runs another workflow and its task.
+    let other = server
+        .submit(P, "production", "input_flows", "meanwhile", json!([]))
+        .await;
+    let result = server.result(P, &other, 60).await;
+    assert_eq!(result["value"], 7, "{result}");
+    let still = cli(&server, &["-o", "json", "inputs", "list"]);
+    assert!(still.contains(input["id"].as_str().unwrap()), "{still}");
+    cli(
+        &server,
+        &[
+            "inputs",
+            "respond",
+            input["id"].as_str().unwrap(),
+            r#"{"approved": true}"#,
+        ],
+    );
+    let answered = server.result(P, &asking, 60).await;
+    assert_eq!(answered["value"], json!({"approved": true}), "{answered}");
 }
