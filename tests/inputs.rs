@@ -68,6 +68,12 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
         shown.contains("(pending)") && shown.contains("Deploy {service}"),
         "{shown}"
     );
+    // The run's tree lists the input under the step that asked.
+    let tree = cli(&server, &["runs", "inspect", &run]);
+    assert!(
+        tree.contains(&format!("input {id} \"Approve deployment\": pending")),
+        "{tree}"
+    );
 
     // An answer that does not match the schema is refused with a clear error.
     let wrong = std::process::Command::new(bin("coflux"))
@@ -121,6 +127,14 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
         result["value"],
         json!({"approved": true, "note": "go"}),
         "{result}"
+    );
+    let tree: Json =
+        serde_json::from_str(&cli(&server, &["-o", "json", "runs", "inspect", &run])).unwrap();
+    assert_eq!(
+        tree["steps"][0]["inputs"],
+        json!([{"input_id": id, "execution_id": format!("{run}:1:1"),
+                "title": "Approve deployment", "state": "responded"}]),
+        "{tree}"
     );
     // Answered inputs leave the pending list, and are not answered twice.
     let list = cli(&server, &["inputs", "list"]);

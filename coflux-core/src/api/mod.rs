@@ -32,7 +32,7 @@ use actix::{Actor, Addr};
 pub use arguments::IntoArguments;
 pub use assets::EmbeddedAssets;
 pub use error::Error;
-pub use inspect::{ExecutionView, RunView, StepView, StreamView};
+pub use inspect::{ExecutionView, InputView, RunView, StepView, StreamView};
 pub use project::{Project, RunHandle, SubmitOptions};
 pub use remote::{ChildResult, RemoteWorker, WorkerSpec};
 pub use retention::{DEFAULT_BATCH as DEFAULT_RETENTION_BATCH, RetentionReport};
