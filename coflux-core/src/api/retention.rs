@@ -53,6 +53,8 @@ impl Project {
         let batch = batch.max(1);
         let mut report = RetentionReport::default();
         let mut after = None;
+        // Read once per pass to pick each batch; each batch reads them again before deleting.
+        let mut links = self.read(|store| store.cross_run_links()).await?;
         loop {
             let page = self
                 .read(move |store| store.expired_runs(cutoff, after, batch))
@@ -61,7 +63,8 @@ impl Project {
                 return Ok(report);
             };
             after = Some(last);
-            let deleted = self.delete_batch(&page).await?;
+            let deleted = self.delete_batch(&page, &links).await?;
+            links.retain(|(from, _)| !deleted.contains(from));
             report.kept += page.len() - deleted.len();
             report.deleted.extend(deleted);
         }
@@ -91,7 +94,7 @@ impl Project {
                 }
                 .into());
             }
-            if !self.delete_batch(&[run]).await?.is_empty() {
+            if !self.delete_batch(&[run], &links).await?.is_empty() {
                 return Ok(());
             }
             // Still in memory (it just finished) or linked to meanwhile: look again.
@@ -114,11 +117,14 @@ impl Project {
     }
 
     /// One deletion transaction (see the module's documentation); returns the runs deleted.
-    async fn delete_batch(&self, runs: &[RunId]) -> Result<Vec<RunId>, Error> {
-        // Runs linked to now are left alone (they stay cache sources); the check is repeated
-        // once the others are withdrawn from the cache.
-        let links = self.read(|store| store.cross_run_links()).await?;
-        let runs = deletable(runs, &links);
+    /// Runs linked to in `links` (read shortly before) are left alone: they stay cache
+    /// sources. The links are read again once the others are withdrawn from the cache.
+    async fn delete_batch(
+        &self,
+        runs: &[RunId],
+        links: &[(RunId, RunId)],
+    ) -> Result<Vec<RunId>, Error> {
+        let runs = deletable(runs, links);
         let router = &self.handle().router;
         let marked = router.begin_delete(&runs);
         let result = self.delete_marked(&marked).await;

@@ -56,6 +56,13 @@ pub(crate) fn delete_runs(conn: &Connection, runs: &[RunId]) -> Result<Vec<RunId
         }
         deleted.push(*run);
     }
+    if let Some(max) = deleted.iter().map(|r| r.0).max() {
+        conn.prepare_cached(
+            "INSERT INTO deleted_runs (id, max_run_id) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET max_run_id = max(max_run_id, excluded.max_run_id)",
+        )?
+        .execute(params![i64::try_from(max).unwrap_or(i64::MAX)])?;
+    }
     Ok(deleted)
 }
 
@@ -252,6 +259,31 @@ pub fn deletable(candidates: &[RunId], links: &[(RunId, RunId)]) -> Vec<RunId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{EnvironmentId, RunRecord};
+    use crate::store::{ProjectStore, Write};
+
+    #[test]
+    fn store_retention_deleted_run_ids_are_never_handed_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("project.sqlite");
+        let mut store = SqliteStore::open(&path, crate::store::Durability::Normal).unwrap();
+        let run = |id| {
+            Write::CreateRun(RunRecord {
+                id: RunId(id),
+                environment: EnvironmentId(1),
+                parent_execution: None,
+                created_at: 10,
+            })
+        };
+        store.apply(&[run(4), run(5)]).unwrap();
+        store
+            .apply(&[Write::DeleteRuns(vec![RunId(5), RunId(4)])])
+            .unwrap();
+        assert!(store.expired_runs(100, None, 10).unwrap().is_empty());
+        drop(store);
+        let store = SqliteStore::open(&path, crate::store::Durability::Normal).unwrap();
+        assert_eq!(store.load().unwrap().next_run, 6, "after a restart too");
+    }
 
     #[test]
     fn store_retention_keeps_runs_linked_from_outside_and_what_they_link_to() {
