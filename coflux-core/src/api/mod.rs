@@ -11,6 +11,7 @@ mod blob_files;
 mod blob_refs;
 #[cfg(test)]
 mod disk_full_tests;
+mod environments;
 mod error;
 mod inspect;
 mod project;
