@@ -11,6 +11,7 @@ mod blob_files;
 mod blob_refs;
 #[cfg(test)]
 mod disk_full_tests;
+mod environments;
 mod error;
 mod inspect;
 mod project;
@@ -108,6 +109,40 @@ impl Config {
 
 /// An embedded orchestrator over a data directory. Keep it (or a clone) alive while you use
 /// its projects: when the last clone is dropped, the supervisor stops and so do its projects.
+///
+/// A workflow calling a task, served by an in-process worker:
+///
+/// ```
+/// use coflux_core::Coflux;
+/// use coflux_core::sdk::{Failure, Repository, task, workflow};
+///
+/// #[task]
+/// async fn greet(name: String) -> Result<String, Failure> {
+///     Ok(format!("Hello, {name}!"))
+/// }
+///
+/// #[workflow]
+/// async fn hello(name: String) -> Result<String, Failure> {
+///     Ok(greet.call(name).await?)
+/// }
+///
+/// # fn main() -> Result<(), coflux_core::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # actix_rt::System::new().block_on(async {
+/// let coflux = Coflux::open(dir.path()).await?;
+/// let project = coflux.project("demo").await?;
+/// project.ensure_environment("production", None).await?;
+/// let worker = project
+///     .serve("production", Repository::new().with(hello).with(greet))
+///     .await?;
+///
+/// let run = project.submit("production", &hello, ("world",)).await?;
+/// assert_eq!(run.result::<String>().await?, "Hello, world!");
+/// worker.stop();
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Coflux {
     supervisor: Addr<Supervisor>,

@@ -14,10 +14,7 @@ use coflux_server::logs::LogRecord;
 use coflux_server::ui::assets;
 use serde_json::{Value as Json, json};
 
-#[path = "support/ui_pages.rs"]
-#[macro_use]
-mod pages;
-use pages::*;
+use crate::pages::*;
 
 /// Greets, echoing its argument (which the test makes hostile).
 #[workflow(module = "ui")]

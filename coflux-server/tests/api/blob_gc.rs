@@ -4,11 +4,10 @@
 //! unreferenced blobs; only old unreferenced blobs go. An unreadable asset record stops the
 //! project's collection. One check runs over S3 (moto's server, installed on first use).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::support::{Moto, sha256};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
@@ -22,7 +21,6 @@ use coflux_server::http::blobs::{BlobKey, BlobStore};
 use coflux_server::logs::LogRecord;
 use coflux_server::{AppState, ServerConfig, create_app};
 use serde_json::{Value as Json, json};
-use support::{Moto, sha256};
 
 const HOUR: Duration = Duration::from_secs(60 * 60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);

@@ -12,10 +12,7 @@ use coflux_server::create_app;
 use coflux_server::logs::metrics::MetricRecord;
 use serde_json::{Value as Json, json};
 
-#[path = "support/ui_pages.rs"]
-#[macro_use]
-mod pages;
-use pages::*;
+use crate::pages::*;
 
 /// Persists a two-file asset (one with a hostile name) and returns it.
 #[workflow(module = "tabs")]

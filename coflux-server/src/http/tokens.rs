@@ -8,7 +8,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use coflux_core::protocol::http::{CreateToken, CreatedToken, TokenItem, TokenList};
 
-use super::{Access, Role};
+use crate::auth::{Access, Role};
 use crate::error::ApiError;
 use crate::http::{created, existing_project, resource};
 use crate::state::AppState;
@@ -114,7 +114,7 @@ async fn revoke(
         .tokens()
         .revoke(&id, coflux_core::model::now_millis())
         .map_err(ApiError::internal)?;
-    let by = super::grant_of(&req)
+    let by = crate::auth::grant_of(&req)
         .token
         .unwrap_or_else(|| "admin".into());
     tracing::info!(%project, %id, %by, "token revoked");
@@ -122,7 +122,7 @@ async fn revoke(
 }
 
 /// A token as the API shows it.
-fn item(info: super::tokens::TokenInfo) -> TokenItem {
+fn item(info: crate::auth::tokens::TokenInfo) -> TokenItem {
     TokenItem {
         id: info.id,
         project: info.project,

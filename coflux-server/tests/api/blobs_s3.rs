@@ -4,15 +4,13 @@
 //! isolation, a 20 MB blob streamed both ways (multipart), and errors that never expose the
 //! bucket or endpoint.
 
-mod support;
-
+use crate::support::{BUCKET, Moto, PREFIX, Served, client, serve, sha256};
 use bytes::Bytes;
 use coflux_server::ServerConfig;
 use coflux_server::config::{BlobStoreConfig, S3Config};
 use futures::StreamExt;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
-use support::{BUCKET, Moto, PREFIX, Served, client, serve, sha256};
 
 /// The app on a real HTTP server (two workers, each with its own runtime) on 127.0.0.1.
 struct App {

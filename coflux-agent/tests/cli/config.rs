@@ -6,10 +6,7 @@ use std::process::{Command, Output};
 
 use coflux_core::sdk::Repository;
 
-#[path = "support/server.rs"]
-mod support;
-
-use support::{TestServer, greet, ok, stderr};
+use crate::support::{TestServer, greet, ok, stderr};
 
 /// `coflux` in `dir` with only the given `COFLUX_*` variables.
 fn coflux_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {

@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 use coflux_core::sdk::{Failure, Repository, Target, current_execution, workflow};
 use serde_json::json;
 
-#[path = "support/server.rs"]
-mod support;
-
-use support::{TestServer, json_of, ok, stderr};
+use crate::support::{TestServer, json_of, ok, stderr};
 
 /// Tells which attempt it is.
 #[workflow(module = "demo")]

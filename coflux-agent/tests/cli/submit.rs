@@ -3,10 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-#[path = "support/server.rs"]
-mod support;
-
-use support::{TestServer, json_of, ok, start_demo as start, stderr};
+use crate::support::{TestServer, json_of, ok, start_demo as start, stderr};
 
 fn with<'a>(args: &[&'a str]) -> Vec<&'a str> {
     [&["-p", "demo", "-e", "production"][..], args].concat()

@@ -6,17 +6,15 @@
 //!
 //! This file holds a single test so that no other test shares the process's peak RSS.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{Moto, Served, client, serve};
 use coflux_agent::runtime::{BlobClient, hash_file};
 use coflux_server::ServerConfig;
 use coflux_server::config::BlobStoreConfig;
 use serde_json::json;
-use support::{Moto, Served, client, serve};
 
 const SIZE: usize = 100 << 20;
 const CHUNK: usize = 1 << 20;

@@ -3,10 +3,7 @@
 
 use coflux_core::sdk::Repository;
 
-#[path = "support/server.rs"]
-mod support;
-
-use support::{TestServer, greet, json_of, ok, stderr};
+use crate::support::{TestServer, greet, json_of, ok, stderr};
 
 fn p<'a>(args: &[&'a str]) -> Vec<&'a str> {
     [&["-p", "demo"][..], args].concat()

@@ -6,6 +6,7 @@
 //! Without `chromedriver` (Debian: `chromium chromium-driver`) the tests print a message and
 //! pass, unless `COFLUX_UI_TESTS=require` is set.
 
+use crate::ui_tree;
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,9 +24,6 @@ use coflux_tests::{Proc, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
 use serde_json::{Value as Json, json};
-
-#[path = "support/ui_tree.rs"]
-mod ui_tree;
 
 /// Says hello.
 #[workflow(module = "web")]

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-#[path = "support/server.rs"]
-mod support;
-
-use support::{TestServer, coflux_at, json_of, ok, stderr};
+use crate::support::{TestServer, coflux_at, json_of, ok, stderr};
 
 fn python() -> String {
     if let Ok(python) = std::env::var("COFLUX_TEST_PYTHON") {

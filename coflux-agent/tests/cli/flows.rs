@@ -3,10 +3,7 @@
 
 use serde_json::{Value as Json, json};
 
-#[path = "support/server.rs"]
-mod support;
-
-use support::{coflux_at, json_of, ok, start_demo as start, stderr};
+use crate::support::{coflux_at, json_of, ok, start_demo as start, stderr};
 
 #[test]
 fn projects_and_environments_are_created_and_listed() {

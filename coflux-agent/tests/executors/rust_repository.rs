@@ -2,16 +2,13 @@
 //! test that needs it with `cargo build -p coflux-examples --bin coflux-example-repo`, into
 //! this build's target directory), with the fake orchestrator of `tests/support/fake_host.rs`.
 
-#[path = "support/fake_host.rs"]
-mod fake_host;
-
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
+use crate::fake_host::{FakeHost, block_on, crate_dir, json_value, value_of};
 use coflux_agent::executor::{AdapterCommand, ExecutorPool, discover};
 use coflux_core::model::{ExecutionResult, ParamSelection, Reference, TargetKind, TargetRef};
-use fake_host::{FakeHost, block_on, crate_dir, json_value, value_of};
 use serde_json::json;
 
 /// The example repository binary, built once per test run.

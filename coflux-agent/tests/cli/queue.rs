@@ -5,10 +5,7 @@ use std::time::{Duration, Instant};
 use coflux_core::sdk::{Failure, Repository, workflow};
 use serde_json::Value as Json;
 
-#[path = "support/server.rs"]
-mod support;
-
-use support::{TestServer, greet, json_of, ok};
+use crate::support::{TestServer, greet, json_of, ok};
 
 /// Sleeps a long time (holds its concurrency slot).
 #[workflow(module = "demo")]

@@ -2,18 +2,13 @@
 //! are isolated, crash like spawned ones, a dead fork server is replaced, and modules that
 //! start threads at import are spawned instead.
 
-#[path = "support/fake_host.rs"]
-mod fake_host;
-#[path = "support/python.rs"]
-mod python;
-
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::fake_host::{FakeHost, block_on, json_value, value_of};
+use crate::python::{adapter, flows, project};
 use coflux_agent::executor::{ExecutorMode, ExecutorPool, PoolConfig};
 use coflux_core::model::{ExecutionResult, TargetRef, Value};
-use fake_host::{FakeHost, block_on, json_value, value_of};
-use python::{adapter, flows, project};
 use serde_json::json;
 
 /// A fork-mode pool (whatever `COFLUX_EXECUTOR` says) whose fork server imports `modules`.

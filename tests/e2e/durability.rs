@@ -84,7 +84,7 @@ fn acknowledged_runs_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "durability_child",
+            "durability::durability_child",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -4,20 +4,16 @@
 //! Needs the test venv: run `scripts/setup-python.sh` (or set `COFLUX_TEST_PYTHON` to a Python
 //! with `coflux==0.12.0` installed).
 
-#[path = "support/fake_host.rs"]
-mod fake_host;
-#[path = "support/python.rs"]
-mod python;
-
+use crate::fake_host;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::fake_host::{FakeHost, block_on, executor_mode, json_value, value_of};
+use crate::python::{adapter, flows, project};
 use coflux_agent::executor::{DiscoveryError, ExecutorMode, ExecutorPool, discover};
 use coflux_core::model::{
     ExecutionResult, ParamSelection, Reference, RetryPolicy, TargetKind, Value,
 };
-use fake_host::{FakeHost, block_on, executor_mode, json_value, value_of};
-use python::{adapter, flows, project};
 use serde_json::json;
 
 /// A pool of 8 slots whose fork server (in fork mode) imports `flows`.
