@@ -72,6 +72,12 @@ pub struct ServerArgs {
     /// 0 keeps them forever. Default 30.
     #[arg(long, env = "COFLUX_LOG_RETENTION_DAYS")]
     pub log_retention_days: Option<u64>,
+    /// Days finished runs are kept; older ones (with their steps, executions, logs, metrics,
+    /// checkpoints, streams, inputs and asset records) are deleted by a background sweep
+    /// (hourly). Runs a newer run still links to (a cache hit) are kept until it goes.
+    /// Default: runs are kept forever (0 too).
+    #[arg(long, env = "COFLUX_RUN_RETENTION_DAYS")]
+    pub run_retention_days: Option<u64>,
     /// Garbage collection of blobs: a background sweep (15 minutes after start, then every 6
     /// hours) deletes the blobs that no step argument, result, schedule, asset record or log
     /// message of their project references AND that were neither written nor checked (`HEAD`,
@@ -91,8 +97,9 @@ pub struct ServerArgs {
     #[arg(long, env = "COFLUX_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// A TOML file with any of the settings above (`data_dir`, `port`, `host`, `durability`,
-    /// `reconnect_timeout`, `session_timeout`, `writer_spin_us`, `project_idle_timeout`, `blob_store`, `s3_bucket`, `s3_endpoint`,
-    /// `s3_region`, `s3_prefix`, `s3_allow_http`, `log_retention_days`, `blob_gc_grace_hours`);
+    /// `reconnect_timeout`, `session_timeout`, `writer_spin_us`, `project_idle_timeout`,
+    /// `blob_store`, `s3_bucket`, `s3_endpoint`, `s3_region`, `s3_prefix`, `s3_allow_http`,
+    /// `log_retention_days`, `run_retention_days`, `blob_gc_grace_hours`);
     /// flags and environment
     /// variables override it.
     #[arg(long, env = "COFLUX_CONFIG")]
@@ -120,6 +127,7 @@ struct FileConfig {
     s3_prefix: Option<String>,
     s3_allow_http: Option<bool>,
     log_retention_days: Option<u64>,
+    run_retention_days: Option<u64>,
     blob_gc_grace_hours: Option<u64>,
 }
 
@@ -227,6 +235,10 @@ pub struct ServerConfig {
     pub log_retention: Option<std::time::Duration>,
     /// How often the log retention sweep runs.
     pub log_sweep_interval: std::time::Duration,
+    /// How long finished runs are kept (`None`: forever; see [`crate::run_retention`]).
+    pub run_retention: Option<std::time::Duration>,
+    /// How often the run retention sweep runs.
+    pub run_sweep_interval: std::time::Duration,
     /// Blob garbage collection: unreferenced blobs neither written nor checked for this long
     /// are deleted (`None`: never; see [`crate::gc`]).
     pub blob_gc_grace: Option<std::time::Duration>,
@@ -255,6 +267,8 @@ impl ServerConfig {
             blob_store: BlobStoreConfig::Local,
             log_retention: Some(DAY * DEFAULT_LOG_RETENTION_DAYS as u32),
             log_sweep_interval: std::time::Duration::from_secs(60 * 60),
+            run_retention: None,
+            run_sweep_interval: std::time::Duration::from_secs(60 * 60),
             blob_gc_grace: Some(HOUR * DEFAULT_BLOB_GC_GRACE_HOURS as u32),
             blob_gc_interval: HOUR * 6,
         }
@@ -323,7 +337,10 @@ impl ServerConfig {
             config.project_idle_timeout = (!timeout.is_zero()).then_some(timeout);
         }
         if let Some(days) = args.log_retention_days.or(file.log_retention_days) {
-            config.log_retention = retention(days)?;
+            config.log_retention = retention(days, "log")?;
+        }
+        if let Some(days) = args.run_retention_days.or(file.run_retention_days) {
+            config.run_retention = retention(days, "run")?;
         }
         if let Some(hours) = args.blob_gc_grace_hours.or(file.blob_gc_grace_hours) {
             config.blob_gc_grace = blob_gc_grace(hours)?;
@@ -423,15 +440,17 @@ fn parse_duration(text: &str) -> Option<std::time::Duration> {
     (ms <= 30 * 24 * 3_600_000).then(|| std::time::Duration::from_millis(ms))
 }
 
-/// `--log-retention-days`: 0 keeps logs forever.
-fn retention(days: u64) -> anyhow::Result<Option<std::time::Duration>> {
+/// `--log-retention-days`, `--run-retention-days`: 0 keeps them forever.
+fn retention(days: u64, what: &str) -> anyhow::Result<Option<std::time::Duration>> {
     if days == 0 {
         return Ok(None);
     }
     let days = u32::try_from(days)
         .ok()
         .filter(|d| *d <= 100 * 365)
-        .ok_or_else(|| anyhow::anyhow!("invalid log retention of {days} days (at most 36500)"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("invalid {what} retention of {days} days (at most 36500)")
+        })?;
     Ok(Some(DAY * days))
 }
 

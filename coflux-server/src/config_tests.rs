@@ -85,6 +85,22 @@ fn blob_store_and_retention_are_configured() {
     let forever = parse(&["--blob-store", "local", "--log-retention-days", "0"]).unwrap();
     assert!(matches!(forever.blob_store, BlobStoreConfig::Local));
     assert_eq!(forever.log_retention, None);
+    assert_eq!(
+        forever.run_retention, None,
+        "runs are kept forever by default"
+    );
+    assert_eq!(
+        parse(&["--run-retention-days", "14"])
+            .unwrap()
+            .run_retention,
+        Some(DAY * 14)
+    );
+    assert_eq!(
+        parse(&["--run-retention-days", "0"]).unwrap().run_retention,
+        None
+    );
+    let error = parse(&["--run-retention-days", "99999"]).unwrap_err();
+    assert!(error.to_string().contains("run retention"), "{error}");
     assert!(
         parse(&["--blob-store", "s3"]).is_err(),
         "a bucket is required"
@@ -145,7 +161,8 @@ fn settings_come_from_the_config_file() {
     std::fs::write(
         &file,
         "blob_store = \"s3\"\ns3_bucket = \"x\"\ns3_region = \"eu-west-1\"\n\
-         log_retention_days = 2\nblob_gc_grace_hours = 48\nsession_timeout = \"30s\"\n",
+         log_retention_days = 2\nblob_gc_grace_hours = 48\nsession_timeout = \"30s\"\n\
+         run_retention_days = 9\n",
     )
     .unwrap();
     let config = parse(&[
@@ -168,6 +185,7 @@ fn settings_come_from_the_config_file() {
         "flags win over the file"
     );
     assert_eq!(config.blob_gc_grace, Some(HOUR * 48));
+    assert_eq!(config.run_retention, Some(DAY * 9));
     assert_eq!(config.session_timeout, std::time::Duration::from_secs(30));
 }
 

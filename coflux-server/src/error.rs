@@ -91,7 +91,9 @@ impl From<coflux_core::Error> for ApiError {
             "environment_exists"
             | "environment_archived"
             | "environment_has_children"
-            | "environment_cycle" => StatusCode::CONFLICT,
+            | "environment_cycle"
+            | "run_active"
+            | "run_referenced" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "store_stopped" => {
                 tracing::warn!(error = %err, "store unavailable");

@@ -33,6 +33,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sessions;
 pub mod settings;
+pub mod tokens;
 pub mod views;
 
 use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
@@ -59,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(blobs::configure)
             .configure(assets::configure)
             .configure(inputs::configure)
-            .configure(crate::auth::http::configure)
+            .configure(tokens::configure)
             .default_service(web::to(route_not_found)),
     );
 }

@@ -21,6 +21,11 @@
 //!   `invalid_cursor`; an unknown environment is 404 `environment_not_found`.
 //! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`Run`]; each step has
 //!   `checkpoints: {environment: {name: value}}` (`cf.Checkpoint` state, when it has any).
+//! - `DELETE /api/projects/{project}/runs/{run}` (scope `write`) → `{}`: deletes a finished
+//!   run with its steps, executions, logs, metrics, checkpoints, streams and inputs (and the
+//!   asset records nothing refers to any more). 409 `run_active` while it has an execution
+//!   without a result; 409 `run_referenced` while another run links to its results (a cache
+//!   hit), naming those runs; 404 `run_not_found`.
 //! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS&environment=E&step=N&attempt=A`
 //!   → `{"run_id","status","value"?,"error"?}` with status `value`, `error`, `cancelled`,
 //!   `abandoned`, `crashed` (its executor died without reporting), `timeout` or `pending`; with `wait`, blocks up to that long (at most
@@ -75,7 +80,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/projects/{project}/runs", Access::PROJECT).route(web::get().to(list)))
     .service(
-        resource("/projects/{project}/runs/{run}", Access::PROJECT).route(web::get().to(inspect)),
+        resource("/projects/{project}/runs/{run}", Access::PROJECT)
+            .route(web::get().to(inspect))
+            .route(web::delete().to(delete)),
     )
     .service(
         resource("/projects/{project}/runs/{run}/result", Access::PROJECT)
@@ -329,4 +336,23 @@ async fn cancel(
     }
     project.cancel(execution);
     Ok(HttpResponse::Accepted().json(Empty {}))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, run) = path.into_inner();
+    let run: RunId = parse_id(&run)?;
+    let project = existing_project(&state, &project).await?;
+    project.delete_run(run).await?;
+    crate::run_retention::forget_deleted_runs(
+        &project,
+        &state.logs,
+        &state.config.data_dir,
+        &[run],
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(Empty {}))
 }

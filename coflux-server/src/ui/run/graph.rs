@@ -354,6 +354,7 @@ mod tests {
                     arguments: Vec::new(),
                     checkpoints: Default::default(),
                     streams: Vec::new(),
+                    inputs: Vec::new(),
                     cached: false,
                     group: None,
                     executions: vec![ExecutionView {
