@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment that the executor integration tests use
-# (coflux-agent/tests/executor_python.rs), with the real `coflux==0.12.0` package.
+# (coflux-agent/tests/executors/python_adapter.rs), with the real `coflux==0.12.0` package.
 # Idempotent: re-running only checks that the right version is installed.
 #
 # Location: $COFLUX_TEST_VENV, or <repository root>/target/python-venv.

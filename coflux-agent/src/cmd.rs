@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use coflux_core::model::{Requires, TargetDefinition};
+use coflux_core::model::Requires;
 
-use crate::executor::{AdapterCommand, ExecutorMode, discover};
-use crate::runtime::{Agent, AgentConfig, register_manifests};
+use crate::executor::{AdapterCommand, ExecutorMode};
+use crate::repository::{load, serve, shutdown_signal};
+use crate::runtime::AgentConfig;
 
 /// Hosts a repository of workflows and tasks: connects to the server for one project and
 /// environment (flags and `COFLUX_*` variables win over the nearest `coflux.toml`), runs what it is assigned through executor processes (Python `coflux` 0.12 or a
@@ -144,59 +145,4 @@ pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
     }
     let definitions = load(&config, &adapter).await?;
     serve(config, adapter, &definitions, shutdown_signal()).await
-}
-
-/// Discovers the repository's targets and registers them if asked.
-pub async fn load(
-    config: &AgentConfig,
-    adapter: &AdapterCommand,
-) -> anyhow::Result<Vec<TargetDefinition>> {
-    let definitions = discover(adapter, &config.directory, &config.modules)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if definitions.is_empty() {
-        anyhow::bail!(
-            "no workflows or tasks found in {:?} (adapter: {adapter})",
-            config.modules
-        );
-    }
-    if config.register {
-        register_manifests(
-            &config.server,
-            &config.project,
-            &config.environment,
-            &definitions,
-        )
-        .await?;
-    }
-    tracing::info!(
-        targets = definitions.len(),
-        %adapter,
-        "repository loaded"
-    );
-    Ok(definitions)
-}
-
-/// Serves the repository until `stop`.
-pub async fn serve(
-    config: AgentConfig,
-    adapter: AdapterCommand,
-    definitions: &[TargetDefinition],
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let agent = Agent::new(config, adapter, definitions);
-    agent.run(stop).await
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: finishing running executions");
 }

@@ -2,9 +2,9 @@
 //! command is set), re-discover, re-register and restart. A failed build or import is shown
 //! and the agent waits for the next change, keeping nothing half-loaded.
 
-use crate::cmd::{load, serve, shutdown_signal};
 use crate::dev::{BuildCommand, WatchOptions, Watcher};
 use crate::executor::AdapterCommand;
+use crate::repository::{load, serve, shutdown_signal};
 use crate::runtime::AgentConfig;
 
 /// Runs the development loop until SIGINT/SIGTERM.

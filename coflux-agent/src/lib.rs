@@ -7,4 +7,5 @@ pub mod dev;
 mod devloop;
 pub mod executor;
 pub mod net;
+pub mod repository;
 pub mod runtime;

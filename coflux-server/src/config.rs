@@ -29,6 +29,12 @@ pub struct ServerArgs {
     /// are abandoned.
     #[arg(long, env = "COFLUX_RECONNECT_TIMEOUT")]
     pub reconnect_timeout: Option<u64>,
+    /// How long an agent's connection may stay silent (no frame, no answer to the server's
+    /// pings, sent every 5 s) before the server closes it; its session then waits
+    /// `--reconnect-timeout` for the agent. A duration: `20`, `20s`, `1m`; 10 s to 1 h.
+    /// Default 20s.
+    #[arg(long, env = "COFLUX_SESSION_TIMEOUT", value_name = "DURATION")]
+    pub session_timeout: Option<String>,
     /// Microseconds each project's store writer keeps polling for more work after a commit
     /// before its thread sleeps (0: never). A chain of dependent tasks commits every few hundred
     /// microseconds and would otherwise wake the writer for each commit. At most 10,000.
@@ -66,6 +72,12 @@ pub struct ServerArgs {
     /// 0 keeps them forever. Default 30.
     #[arg(long, env = "COFLUX_LOG_RETENTION_DAYS")]
     pub log_retention_days: Option<u64>,
+    /// Days finished runs are kept; older ones (with their steps, executions, logs, metrics,
+    /// checkpoints, streams, inputs and asset records) are deleted by a background sweep
+    /// (hourly). Runs a newer run still links to (a cache hit) are kept until it goes.
+    /// Default: runs are kept forever (0 too).
+    #[arg(long, env = "COFLUX_RUN_RETENTION_DAYS")]
+    pub run_retention_days: Option<u64>,
     /// Garbage collection of blobs: a background sweep (15 minutes after start, then every 6
     /// hours) deletes the blobs that no step argument, result, schedule, asset record or log
     /// message of their project references AND that were neither written nor checked (`HEAD`,
@@ -85,8 +97,9 @@ pub struct ServerArgs {
     #[arg(long, env = "COFLUX_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// A TOML file with any of the settings above (`data_dir`, `port`, `host`, `durability`,
-    /// `reconnect_timeout`, `writer_spin_us`, `project_idle_timeout`, `blob_store`, `s3_bucket`, `s3_endpoint`,
-    /// `s3_region`, `s3_prefix`, `s3_allow_http`, `log_retention_days`, `blob_gc_grace_hours`);
+    /// `reconnect_timeout`, `session_timeout`, `writer_spin_us`, `project_idle_timeout`,
+    /// `blob_store`, `s3_bucket`, `s3_endpoint`, `s3_region`, `s3_prefix`, `s3_allow_http`,
+    /// `log_retention_days`, `run_retention_days`, `blob_gc_grace_hours`);
     /// flags and environment
     /// variables override it.
     #[arg(long, env = "COFLUX_CONFIG")]
@@ -104,6 +117,7 @@ struct FileConfig {
     host: Option<String>,
     durability: Option<String>,
     reconnect_timeout: Option<u64>,
+    session_timeout: Option<String>,
     writer_spin_us: Option<u64>,
     project_idle_timeout: Option<String>,
     blob_store: Option<String>,
@@ -113,6 +127,7 @@ struct FileConfig {
     s3_prefix: Option<String>,
     s3_allow_http: Option<bool>,
     log_retention_days: Option<u64>,
+    run_retention_days: Option<u64>,
     blob_gc_grace_hours: Option<u64>,
 }
 
@@ -179,6 +194,13 @@ const MAX_WRITER_SPIN_US: u64 = 10_000;
 /// The default `--project-idle-timeout`.
 const DEFAULT_PROJECT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// The default `--session-timeout`: an agent's connection silent this long is closed.
+pub const DEFAULT_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// The shortest `--session-timeout` accepted (twice the server's ping interval).
+const MIN_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest `--session-timeout` accepted.
+const MAX_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
@@ -199,6 +221,8 @@ pub struct ServerConfig {
     pub durability: coflux_core::store::Durability,
     /// How long a disconnected agent session is kept.
     pub reconnect_timeout: std::time::Duration,
+    /// How long an agent's connection may stay silent before it is closed.
+    pub session_timeout: std::time::Duration,
     /// How long each project's writer polls for more work after a commit before it sleeps.
     pub writer_spin: std::time::Duration,
     /// How long an idle project stays loaded (`None`: until the server stops).
@@ -211,6 +235,10 @@ pub struct ServerConfig {
     pub log_retention: Option<std::time::Duration>,
     /// How often the log retention sweep runs.
     pub log_sweep_interval: std::time::Duration,
+    /// How long finished runs are kept (`None`: forever; see [`crate::run_retention`]).
+    pub run_retention: Option<std::time::Duration>,
+    /// How often the run retention sweep runs.
+    pub run_sweep_interval: std::time::Duration,
     /// Blob garbage collection: unreferenced blobs neither written nor checked for this long
     /// are deleted (`None`: never; see [`crate::gc`]).
     pub blob_gc_grace: Option<std::time::Duration>,
@@ -221,7 +249,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults for a data directory: port 7777 on 127.0.0.1, normal durability, 30 s
-    /// reconnection timeout, local blobs, logs kept 30 days (swept hourly), unreferenced blobs
+    /// reconnection timeout, 20 s session (silence) timeout, local blobs, logs kept 30 days (swept hourly), unreferenced blobs
     /// collected after 24 hours (swept every 6 hours).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -232,12 +260,15 @@ impl ServerConfig {
             port: 7777,
             durability: coflux_core::store::Durability::Normal,
             reconnect_timeout: std::time::Duration::from_secs(30),
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
             writer_spin: std::time::Duration::from_micros(DEFAULT_WRITER_SPIN_US),
             project_idle_timeout: Some(DEFAULT_PROJECT_IDLE_TIMEOUT),
             http_workers: 2,
             blob_store: BlobStoreConfig::Local,
             log_retention: Some(DAY * DEFAULT_LOG_RETENTION_DAYS as u32),
             log_sweep_interval: std::time::Duration::from_secs(60 * 60),
+            run_retention: None,
+            run_sweep_interval: std::time::Duration::from_secs(60 * 60),
             blob_gc_grace: Some(HOUR * DEFAULT_BLOB_GC_GRACE_HOURS as u32),
             blob_gc_interval: HOUR * 6,
         }
@@ -278,6 +309,16 @@ impl ServerConfig {
         if let Some(secs) = args.reconnect_timeout.or(file.reconnect_timeout) {
             config.reconnect_timeout = std::time::Duration::from_secs(secs);
         }
+        if let Some(text) = args.session_timeout.or(file.session_timeout) {
+            config.session_timeout = parse_duration(&text)
+                .filter(|d| (MIN_SESSION_TIMEOUT..=MAX_SESSION_TIMEOUT).contains(d))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid session timeout '{text}' (expected a duration from 10s to 1h, \
+                         such as 20, 45s or 2m)"
+                    )
+                })?;
+        }
         if let Some(us) = args.writer_spin_us.or(file.writer_spin_us) {
             if us > MAX_WRITER_SPIN_US {
                 anyhow::bail!(
@@ -296,7 +337,10 @@ impl ServerConfig {
             config.project_idle_timeout = (!timeout.is_zero()).then_some(timeout);
         }
         if let Some(days) = args.log_retention_days.or(file.log_retention_days) {
-            config.log_retention = retention(days)?;
+            config.log_retention = retention(days, "log")?;
+        }
+        if let Some(days) = args.run_retention_days.or(file.run_retention_days) {
+            config.run_retention = retention(days, "run")?;
         }
         if let Some(hours) = args.blob_gc_grace_hours.or(file.blob_gc_grace_hours) {
             config.blob_gc_grace = blob_gc_grace(hours)?;
@@ -396,15 +440,17 @@ fn parse_duration(text: &str) -> Option<std::time::Duration> {
     (ms <= 30 * 24 * 3_600_000).then(|| std::time::Duration::from_millis(ms))
 }
 
-/// `--log-retention-days`: 0 keeps logs forever.
-fn retention(days: u64) -> anyhow::Result<Option<std::time::Duration>> {
+/// `--log-retention-days`, `--run-retention-days`: 0 keeps them forever.
+fn retention(days: u64, what: &str) -> anyhow::Result<Option<std::time::Duration>> {
     if days == 0 {
         return Ok(None);
     }
     let days = u32::try_from(days)
         .ok()
         .filter(|d| *d <= 100 * 365)
-        .ok_or_else(|| anyhow::anyhow!("invalid log retention of {days} days (at most 36500)"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("invalid {what} retention of {days} days (at most 36500)")
+        })?;
     Ok(Some(DAY * days))
 }
 
@@ -440,174 +486,5 @@ fn blob_store(kind: Option<&str>, s3: S3Config) -> anyhow::Result<BlobStoreConfi
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> anyhow::Result<ServerConfig> {
-        let mut argv = vec!["coflux-server"];
-        argv.extend_from_slice(args);
-        ServerConfig::from_args(ServerArgs::try_parse_from(argv)?)
-    }
-
-    #[test]
-    fn the_project_idle_timeout_takes_a_duration() {
-        let timeout = |args: &[&str]| parse(args).map(|c| c.project_idle_timeout);
-        let secs = |s| Some(std::time::Duration::from_secs(s));
-        assert_eq!(timeout(&[]).unwrap(), secs(300));
-        assert_eq!(
-            timeout(&["--project-idle-timeout", "30s"]).unwrap(),
-            secs(30)
-        );
-        assert_eq!(
-            timeout(&["--project-idle-timeout", "5m"]).unwrap(),
-            secs(300)
-        );
-        assert_eq!(
-            timeout(&["--project-idle-timeout", "45"]).unwrap(),
-            secs(45)
-        );
-        assert_eq!(
-            timeout(&["--project-idle-timeout", "250ms"]).unwrap(),
-            Some(std::time::Duration::from_millis(250))
-        );
-        assert_eq!(timeout(&["--project-idle-timeout", "0"]).unwrap(), None);
-        for bad in ["5 minutes", "-1s", "1d", "", "99999h"] {
-            let flag = format!("--project-idle-timeout={bad}");
-            let error = timeout(&[&flag]).unwrap_err();
-            assert!(
-                error.to_string().contains("project idle timeout"),
-                "{bad}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_writer_spin_is_configured_and_bounded() {
-        let spin = |args: &[&str]| parse(args).map(|c| c.writer_spin);
-        assert_eq!(
-            spin(&["--writer-spin-us", "0"]).unwrap(),
-            std::time::Duration::ZERO
-        );
-        assert_eq!(
-            spin(&["--writer-spin-us", "400"]).unwrap(),
-            std::time::Duration::from_micros(400)
-        );
-        let error = spin(&["--writer-spin-us", "20000"])
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("writer spin"), "{error}");
-        assert!(spin(&["--writer-spin-us", "fast"]).is_err());
-    }
-
-    #[test]
-    fn blob_store_and_retention_are_configured() {
-        // Only flags are given, so the environment does not matter unless it sets these.
-        let config = parse(&[
-            "--blob-store",
-            "s3",
-            "--s3-bucket",
-            "b",
-            "--s3-endpoint",
-            "http://127.0.0.1:9",
-            "--s3-prefix",
-            "coflux/blobs",
-            "--s3-allow-http",
-            "--log-retention-days",
-            "7",
-        ])
-        .unwrap();
-        let BlobStoreConfig::S3(s3) = &config.blob_store else {
-            panic!("{:?}", config.blob_store);
-        };
-        assert_eq!(s3.bucket, "b");
-        assert_eq!(s3.prefix, "coflux/blobs");
-        assert!(s3.allow_http);
-        assert_eq!(config.log_retention, Some(DAY * 7));
-        let forever = parse(&["--blob-store", "local", "--log-retention-days", "0"]).unwrap();
-        assert!(matches!(forever.blob_store, BlobStoreConfig::Local));
-        assert_eq!(forever.log_retention, None);
-        assert!(
-            parse(&["--blob-store", "s3"]).is_err(),
-            "a bucket is required"
-        );
-        assert!(parse(&["--blob-store", "gcs"]).is_err());
-        assert_eq!(
-            parse(&["--blob-gc-grace-hours", "2"])
-                .unwrap()
-                .blob_gc_grace,
-            Some(HOUR * 2)
-        );
-        assert_eq!(
-            parse(&["--blob-gc-grace-hours", "0"])
-                .unwrap()
-                .blob_gc_grace,
-            None
-        );
-        assert!(parse(&["--blob-gc-grace-hours", "9999999"]).is_err());
-        assert!(parse(&["--blob-store", "local", "--s3-bucket", "b"]).is_err());
-    }
-
-    #[test]
-    fn auth_is_required_beyond_loopback() {
-        assert_eq!(parse(&[]).unwrap().auth, AuthMode::None);
-        let open = parse(&["--host", "0.0.0.0", "--auth", "none"]).unwrap_err();
-        assert!(open.to_string().contains("--auth tokens"), "{open}");
-        let no_admin = parse(&["--host", "0.0.0.0"]).unwrap_err();
-        assert!(
-            no_admin.to_string().contains("COFLUX_ADMIN_TOKEN"),
-            "{no_admin}"
-        );
-        let short = parse(&["--auth", "tokens", "--admin-token", "short"]).unwrap_err();
-        assert!(short.to_string().contains("too short"), "{short}");
-        let config = parse(&["--host", "0.0.0.0", "--admin-token", "0123456789abcdef"]).unwrap();
-        assert_eq!(config.auth, AuthMode::Tokens);
-        assert!(
-            !format!("{config:?}").contains("0123456789abcdef"),
-            "never printed"
-        );
-        assert!(parse(&["--auth", "maybe"]).is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("admin");
-        std::fs::write(&file, "fedcba9876543210\n").unwrap();
-        let config = parse(&[
-            "--auth",
-            "tokens",
-            "--admin-token-file",
-            file.to_str().unwrap(),
-        ])
-        .unwrap();
-        assert_eq!(config.admin_token.as_deref(), Some("fedcba9876543210"));
-    }
-
-    #[test]
-    fn settings_come_from_the_config_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("coflux.toml");
-        std::fs::write(
-            &file,
-            "blob_store = \"s3\"\ns3_bucket = \"x\"\ns3_region = \"eu-west-1\"\n\
-             log_retention_days = 2\nblob_gc_grace_hours = 48\n",
-        )
-        .unwrap();
-        let config = parse(&[
-            "--config",
-            file.to_str().unwrap(),
-            "--log-retention-days",
-            "3",
-        ])
-        .unwrap();
-        let BlobStoreConfig::S3(s3) = &config.blob_store else {
-            panic!("{:?}", config.blob_store);
-        };
-        assert_eq!(
-            (s3.bucket.as_str(), s3.region.as_deref()),
-            ("x", Some("eu-west-1"))
-        );
-        assert_eq!(
-            config.log_retention,
-            Some(DAY * 3),
-            "flags win over the file"
-        );
-        assert_eq!(config.blob_gc_grace, Some(HOUR * 48));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -91,7 +91,9 @@ impl From<coflux_core::Error> for ApiError {
             "environment_exists"
             | "environment_archived"
             | "environment_has_children"
-            | "environment_cycle" => StatusCode::CONFLICT,
+            | "environment_cycle"
+            | "run_active"
+            | "run_referenced" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "store_stopped" => {
                 tracing::warn!(error = %err, "store unavailable");
@@ -138,9 +140,27 @@ impl From<crate::http::blobs::BlobError> for ApiError {
                 "invalid_payload",
                 format!("the request body could not be read: {message}"),
             ),
+            // A full disk passes (agents retry a 503 until it has space again).
+            BlobError::Io(e) if is_disk_full(&e) => {
+                tracing::warn!(error = %e, "a blob cannot be written: the disk is full");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the server's blob storage cannot be written (disk full?); try again once it \
+                     has space",
+                )
+            }
             BlobError::Io(e) => Self::internal(e),
         }
     }
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+fn is_disk_full(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    error.kind() == std::io::ErrorKind::StorageFull
+        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 /// Turns a JSON body error into a JSON API error.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod gc;
 pub mod http;
 pub mod logs;
+pub mod run_retention;
 pub mod state;
 pub mod ui;
 

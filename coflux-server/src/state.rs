@@ -10,6 +10,7 @@ use crate::config::ServerConfig;
 use crate::gc::BlobGc;
 use crate::http::blobs::BlobStore;
 use crate::logs::{LogStore, LogStoreOptions};
+use crate::run_retention::RunRetention;
 
 /// Shared by every HTTP handler and agent connection.
 pub struct AppState {
@@ -24,6 +25,9 @@ pub struct AppState {
     /// The blob garbage collector, when enabled (`ServerConfig::blob_gc_grace`); its periodic
     /// sweep runs while this state is alive.
     pub blob_gc: Option<Arc<BlobGc>>,
+    /// Run retention, when enabled (`ServerConfig::run_retention`); its periodic sweep runs
+    /// while this state is alive.
+    pub run_retention: Option<Arc<RunRetention>>,
     /// Authentication: the mode, the admin token and the token store.
     pub auth: Arc<Auth>,
     /// The configuration the server started with.
@@ -53,6 +57,16 @@ impl AppState {
         if let Some(retention) = config.log_retention {
             logs.start_retention(retention, config.log_sweep_interval);
         }
+        let run_retention = config.run_retention.map(|retention| {
+            let sweeper = Arc::new(RunRetention::new(
+                coflux.clone(),
+                Arc::clone(&logs),
+                &config.data_dir,
+                retention,
+            ));
+            sweeper.start(config.run_sweep_interval);
+            sweeper
+        });
         let mut blobs = BlobStore::from_config(&config.data_dir, &config.blob_store)?;
         tracing::info!(backend = blobs.backend_name(), "blob store ready");
         let blob_gc = config.blob_gc_grace.map(|grace| {
@@ -77,8 +91,12 @@ impl AppState {
             coflux,
             blobs,
             blob_gc,
+            run_retention,
             logs,
-            sessions: Arc::new(Sessions::new(config.reconnect_timeout)),
+            sessions: Arc::new(Sessions::new(
+                config.reconnect_timeout,
+                config.session_timeout,
+            )),
             config: config.clone(),
         })
     }

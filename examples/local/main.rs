@@ -88,7 +88,7 @@ async fn run(serve: bool) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(10),
         executor: Default::default(),
     };
-    let definitions = coflux_agent::cmd::load(&agent_config, &adapter).await?;
+    let definitions = coflux_agent::repository::load(&agent_config, &adapter).await?;
     println!(
         "agent:   hosting {} targets of examples.repo ({})",
         declared(&definitions).len(),

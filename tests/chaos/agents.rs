@@ -1,5 +1,6 @@
-//! Faults on the agents' side: agents killed mid-execution, and a network partition between
-//! an agent and the server shorter than the reconnect timeout.
+//! Faults on the agents' side: agents killed mid-execution, a network partition between an
+//! agent and the server shorter than the reconnect timeout, and silent partitions (nothing goes
+//! through, connections stay open) shorter and longer than the session timeout.
 
 use std::time::{Duration, Instant};
 
@@ -175,6 +176,130 @@ async fn chaos_network_partition_shorter_than_the_reconnect_timeout() {
     violations.extend(checker::nothing_repeated(P, &server.data_dir));
     println!(
         "chaos partition: faults injected {faults}, runs checked {}, violations {}",
+        values.len(),
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+/// The workers of the project's connected agent sessions.
+async fn connected_workers(server: &Server) -> Vec<serde_json::Value> {
+    let body = coflux_tests::get(&server.url, &format!("/api/projects/{P}/sessions")).await;
+    body["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["connected"] == true)
+        .map(|s| s["worker"].clone())
+        .collect()
+}
+
+#[actix_rt::test]
+#[ignore = "the chaos suite: cargo test -p coflux-tests --test chaos -- --include-ignored"]
+async fn chaos_silent_partitions_shorter_and_longer_than_the_timeouts() {
+    let runs = setting("COFLUX_CHAOS_SILENT_RUNS", 8);
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("side-effects.txt");
+    let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());
+    // A connection silent for 10 s is closed; its session is then kept 2 s for the agent.
+    let (mut server_proc, server, log) = fresh_server(
+        dir.path(),
+        &["--session-timeout", "10s", "--reconnect-timeout", "2"],
+    )
+    .await;
+    let (proxy, via_proxy) = behind_proxy(&server);
+    let mut cut_off = semantics_agent(&via_proxy, &effects_env);
+    server
+        .wait_registered(P, "production", "retried_effects")
+        .await;
+    let before = connected_workers(&server).await;
+    let mut violations = Vec::new();
+    let mut acknowledged = Vec::new();
+    let submit_all = async |prefix: &str, acknowledged: &mut Vec<(String, String)>| {
+        for i in 0..runs / 2 {
+            let name = format!("{prefix}{i}");
+            let run = submit(
+                &server,
+                P,
+                "examples.semantics",
+                "retried_effects",
+                &name,
+                300,
+            )
+            .await
+            .expect("submitted");
+            acknowledged.push((run, name));
+        }
+    };
+
+    // Shorter than the session timeout: bytes are late, the connection and session survive.
+    submit_all("q", &mut acknowledged).await;
+    actix_rt::time::sleep(Duration::from_millis(400)).await;
+    proxy.freeze();
+    actix_rt::time::sleep(Duration::from_secs(4)).await;
+    proxy.thaw();
+    let short = await_values(&server, P, &acknowledged).await;
+    let after_short = connected_workers(&server).await;
+    let silences = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches("agent silent for too long").count()
+    };
+    if after_short != before || silences() != 0 {
+        violations.push(format!(
+            "a 4 s silence closed the agent's connection: {before:?} → {after_short:?}"
+        ));
+    }
+
+    // Longer than both timeouts: the server closes the silent connection and abandons its
+    // executions; another agent takes them over while the partition lasts.
+    let from = acknowledged.len();
+    submit_all("l", &mut acknowledged).await;
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    proxy.freeze();
+    let frozen = Instant::now();
+    let mut direct = semantics_agent(&server, &effects_env);
+    let long = await_values(&server, P, &acknowledged[from..]).await;
+    println!(
+        "chaos silent: the runs of the cut-off agent finished {:.1} s into the partition",
+        frozen.elapsed().as_secs_f64()
+    );
+    if silences() == 0 {
+        violations.push("the server did not close the silent connection".into());
+    }
+    // The cut-off agent comes back: it must not record its stale results.
+    proxy.thaw();
+    actix_rt::time::sleep(Duration::from_secs(4)).await;
+    let again = await_values(&server, P, &acknowledged).await;
+    cut_off.terminate(Duration::from_secs(10));
+    direct.terminate(Duration::from_secs(10));
+    server_proc.terminate(Duration::from_secs(10));
+
+    let mut values = short;
+    values.extend(long);
+    for (run, (_, value)) in &values {
+        if again.get(run).map(|(_, v)| v) != Some(value) {
+            violations.push(format!(
+                "run {run} changed after the partition healed: {value}"
+            ));
+        }
+    }
+    violations.extend(checker::check(P, &server.data_dir, &effects, &values, &log));
+    // The short partition repeated nothing.
+    let text = std::fs::read_to_string(&effects).unwrap_or_default();
+    let repeated = text.lines().filter(|l| l.starts_with('q')).count() as u64;
+    if repeated != (runs / 2) * 4 {
+        violations.push(format!(
+            "{repeated} side effects for the {} of the short partition",
+            (runs / 2) * 4
+        ));
+    }
+    let (_, abandoned) = checker::repeats(P, &server.data_dir);
+    if abandoned == 0 {
+        violations.push("the long partition abandoned nothing".into());
+    }
+    println!(
+        "chaos silent: faults injected 2 (4 s, then longer than the 10 s session and 2 s \
+         reconnect timeouts), runs checked {}, violations {} (abandoned attempts {abandoned})",
         values.len(),
         violations.len()
     );

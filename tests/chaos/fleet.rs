@@ -48,8 +48,12 @@ async fn chaos_zombie_agent_resumed_after_its_session_was_abandoned() {
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("side-effects.txt");
     let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());
-    let (mut server_proc, server, log) =
-        fresh_server(dir.path(), &["--reconnect-timeout", "2"]).await;
+    // A frozen agent is silent: its connection is closed after 10 s, its session 2 s later.
+    let (mut server_proc, server, log) = fresh_server(
+        dir.path(),
+        &["--session-timeout", "10s", "--reconnect-timeout", "2"],
+    )
+    .await;
     let mut zombie = semantics_agent(&server, &effects_env);
     server
         .wait_registered(P, "production", "retried_effects")

@@ -9,14 +9,18 @@
 //! `COFLUX_CHAOS_KILLS` (default 20), `COFLUX_CHAOS_RUNS` (200) and `COFLUX_CHAOS_SEED` set the
 //! scale and the random moments; CI runs a short form (3 kills, 30 runs).
 //!
-//! More scenarios, each its own test in this binary, ending with the same checker:
-//! agents killed mid-execution ([`agents`]), a network partition shorter than the reconnect
-//! timeout ([`agents`]), a zombie agent paused past its session and a reconnect storm of 50
-//! agents ([`fleet`]), and a corrupt project database isolated from the others ([`corrupt`]).
+//! More scenarios, each its own test in this binary, ending with the same checker: agents
+//! killed mid-execution, a network partition shorter than the reconnect timeout, and silent
+//! ones shorter and longer than the session timeout ([`agents`]); a zombie agent paused past
+//! its session and a reconnect storm of 50 agents ([`fleet`]); a full disk under runs in flight
+//! ([`disk`]: a tmpfs, needs root); a corrupt project database isolated from the others
+//! ([`corrupt`]); and the recovery time with 10,000 runs in the database ([`recovery`]).
 //! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
-//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_ZOMBIE_RUNS` (8),
-//! `COFLUX_CHAOS_STORM_AGENTS` (50), `COFLUX_CHAOS_STORM_RUNS` (40), `COFLUX_CHAOS_CORRUPT_AT` (where
-//! the garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
+//! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_SILENT_RUNS` (8),
+//! `COFLUX_CHAOS_ZOMBIE_RUNS` (8), `COFLUX_CHAOS_STORM_AGENTS` (50), `COFLUX_CHAOS_STORM_RUNS`
+//! (40), `COFLUX_CHAOS_DISK_RUNS` (20; `COFLUX_CHAOS_DISK_FULL=skip` skips it where mounting is
+//! not allowed), `COFLUX_CHAOS_RECOVERY_RUNS` (10,000), `COFLUX_CHAOS_CORRUPT_AT` (where the
+//! garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
 //! `chaos <scenario>: faults injected N, runs checked M, violations V`.
 //!
 //! Invariants checked: the database passes `PRAGMA integrity_check`; every acknowledged run is
@@ -29,7 +33,9 @@
 mod agents;
 mod checker;
 mod corrupt;
+mod disk;
 mod fleet;
+mod recovery;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -86,6 +92,8 @@ pub(crate) async fn start_server_with(
     log: &Path,
     extra: &[&str],
 ) -> (Proc, Duration) {
+    // Built (if needed) before the clock starts: the bound below is for the server's start.
+    let exe = bin("coflux-server");
     let started = Instant::now();
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -94,7 +102,7 @@ pub(crate) async fn start_server_with(
         .unwrap();
     let proc = Proc::spawn(
         "coflux-server",
-        Command::new(bin("coflux-server"))
+        Command::new(exe)
             .arg("--data-dir")
             .arg(data)
             .args(["--port", &port.to_string()])

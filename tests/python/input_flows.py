@@ -50,3 +50,8 @@ def race_and_cancel():
 @cf.workflow()
 def ask_name():
     return cf.Prompt("Your name?", model=str)()
+
+
+@cf.workflow()
+def meanwhile():
+    return quick()

@@ -1,4 +1,4 @@
-"""Metrics and progress through the real coflux 0.12.0 SDK (tests/metrics.rs)."""
+"""Metrics and progress through the real coflux 0.12.0 SDK (tests/e2e/metrics.rs)."""
 
 import os
 import time

@@ -1,4 +1,4 @@
-"""Assets across the two SDKs, for tests/rust_assets.rs: a Python task persists an asset and a
+"""Assets across the two SDKs, for tests/e2e/rust_assets.rs: a Python task persists an asset and a
 Rust task (examples.assets, served by the example repository) restores it, then a Rust task
 persists one and a Python task restores it.
 """

@@ -401,6 +401,8 @@ pub struct Proxy {
 #[derive(Default)]
 struct ProxyState {
     blocked: std::sync::atomic::AtomicBool,
+    /// While set, bytes (and ends of connections) are held, not forwarded: a silent partition.
+    frozen: std::sync::atomic::AtomicBool,
     streams: std::sync::Mutex<Vec<std::net::TcpStream>>,
 }
 
@@ -427,8 +429,12 @@ impl Proxy {
                     streams.push(client.try_clone().unwrap());
                     streams.push(upstream.try_clone().unwrap());
                 }
-                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                pipe(upstream, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    upstream.try_clone().unwrap(),
+                    std::sync::Arc::clone(&s),
+                );
+                pipe(upstream, client, std::sync::Arc::clone(&s));
             }
         });
         Self { port, state }
@@ -448,6 +454,19 @@ impl Proxy {
         self.state.streams.lock().unwrap().len() / 2
     }
 
+    /// A silent partition: connections stay open but nothing goes through (bytes and closes
+    /// are held) until [`Proxy::thaw`]; new connections are accepted, and silent too.
+    pub fn freeze(&self) {
+        use std::sync::atomic::Ordering;
+        self.state.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends [`Proxy::freeze`]: what was held goes through.
+    pub fn thaw(&self) {
+        use std::sync::atomic::Ordering;
+        self.state.frozen.store(false, Ordering::SeqCst);
+    }
+
     /// Accepts connections again.
     pub fn restore(&self) {
         self.state
@@ -456,9 +475,26 @@ impl Proxy {
     }
 }
 
-fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+fn pipe(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    state: std::sync::Arc<ProxyState>,
+) {
+    use std::io::{Read, Write};
+    let held = move || {
+        while state.frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            held();
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        held();
         let _ = to.shutdown(std::net::Shutdown::Both);
     });
 }

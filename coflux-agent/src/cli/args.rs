@@ -428,6 +428,13 @@ pub enum RunsCommand {
         /// The execution id (e.g. `R1:1:1`).
         execution: String,
     },
+    /// Delete a finished run with its steps, executions, logs, metrics, checkpoints, streams
+    /// and inputs. Refused while it runs, or while another run links to its results (a cache
+    /// hit).
+    Delete {
+        /// The run id (e.g. `R1`).
+        run: String,
+    },
 }
 
 /// `coflux logs RUN [EXECUTION] [--follow] [--from TIME]` (needs a project).

@@ -12,7 +12,8 @@ use serde_json::{Value as Json, json};
 use super::args::AssetsCommand;
 use super::client::typed;
 use super::{CliError, Context, Exit, output};
-use crate::executor::assets::{AssetEntry, AssetRecord, valid_id, validate_entries};
+use crate::executor::assets::{valid_id, validate_entries};
+use crate::executor::{AssetEntry, AssetRecord};
 use crate::runtime::BlobClient;
 
 /// Runs an `assets` command.

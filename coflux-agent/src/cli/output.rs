@@ -272,6 +272,17 @@ fn render_step(out: &mut String, d: &Drawing<'_>, step: &Step, prefix: &str, las
             stream.stream_id, stream.items
         );
     }
+    for input in &step.inputs {
+        let title = input
+            .title
+            .as_deref()
+            .map_or_else(String::new, |t| format!(" \"{t}\""));
+        let _ = writeln!(
+            out,
+            "{cont}  input {}{title}: {}",
+            input.input_id, input.state
+        );
+    }
     let children = d
         .tree
         .get(step.step_id.as_str())

@@ -1,5 +1,5 @@
 //! `coflux runs list | inspect RUN | watch RUN | result RUN[:STEP[:ATTEMPT]] | rerun STEP |
-//! cancel EXECUTION`,
+//! cancel EXECUTION | delete RUN`,
 //! and the result waiting and reporting that `submit` shares.
 //!
 //! `inspect` and `watch` add each execution's latest progress (`cf.progress`, a metric whose
@@ -85,6 +85,16 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
                 ctx.print_json(&answer)?;
             } else {
                 ctx.print(&format!("cancellation of {execution} requested"))?;
+            }
+            Ok(Exit::Success)
+        }
+        RunsCommand::Delete { run } => {
+            let path = format!("{}/runs/{}", ctx.project_path()?, segment(&run));
+            let answer = ctx.client.delete(&path).await?;
+            if ctx.json() {
+                ctx.print_json(&answer)?;
+            } else {
+                ctx.print(&format!("run {run} deleted"))?;
             }
             Ok(Exit::Success)
         }

@@ -18,52 +18,14 @@ use std::rc::Rc;
 
 use coflux_core::protocol::executor::{ExecutionParams, ResponseError};
 use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
-use super::host::{ExecutorHost, HostError};
+use super::host::{AssetEntry, ExecutorHost, HostError, NewAsset, host_error};
 
 /// How many files of one asset are uploaded at once.
 const UPLOADS: usize = 4;
-
-/// One file of an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AssetEntry {
-    /// The blob holding its bytes (SHA-256 hex).
-    pub blob_key: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Free-form metadata, e.g. `{"type": "text/plain"}`.
-    #[serde(default)]
-    pub metadata: Map<String, Json>,
-}
-
-/// An asset to record: an optional name and its entries by path.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewAsset {
-    /// The name, if any.
-    pub name: Option<String>,
-    /// Path inside the asset → entry.
-    pub entries: BTreeMap<String, AssetEntry>,
-}
-
-/// A recorded asset as the server describes it (`entries` is empty in a creation's answer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AssetRecord {
-    /// The id (`A` and 16 hex digits).
-    pub id: String,
-    /// The name, if any.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// How many files it holds.
-    pub count: u64,
-    /// Their total size in bytes.
-    pub size: u64,
-    /// Path → entry.
-    #[serde(default)]
-    pub entries: BTreeMap<String, AssetEntry>,
-}
 
 pub use coflux_core::model::asset::{valid_id, validate_entries, validate_path};
 
@@ -94,7 +56,7 @@ fn params<T: DeserializeOwned>(params: ExecutionParams, code: &str) -> Result<T,
 }
 
 fn failed(code: &str) -> impl Fn(HostError) -> ResponseError + '_ {
-    move |e| super::requests::host_error(code, e)
+    move |e| host_error(code, e)
 }
 
 /// Answers `persist_asset`.

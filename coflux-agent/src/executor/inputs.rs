@@ -9,9 +9,8 @@ use coflux_core::model::{
 use coflux_core::protocol::executor::{ExecutionParams, ResponseError, SelectStatus};
 use serde_json::{Value as Json, json};
 
-use super::host::ExecutorHost;
-use super::process::ExecutionContext;
-use super::requests::host_error;
+use super::context::ExecutionContext;
+use super::host::{ExecutorHost, host_error};
 
 /// Answers `submit_input`: `{input_id}` of the run's input with the prompt's key (new or not).
 pub(crate) async fn submit(

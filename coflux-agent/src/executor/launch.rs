@@ -2,15 +2,16 @@
 //! server ([`super::fork`]). Either way the pool gets its stdio and a handle to wait on or
 //! kill it.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::ExitStatus;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
 
 use super::adapter::AdapterCommand;
 use super::error::PoolError;
-use super::fork::Forked;
 
 /// Which executors the pool starts (`coflux-agent --executor`, `COFLUX_EXECUTOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,6 +117,37 @@ pub(crate) fn spawn(adapter: &AdapterCommand, dir: &Path) -> Result<Launched, Po
         pid: child.id(),
         handle: Handle::Spawned(child),
     })
+}
+
+/// A child of the fork server.
+pub(crate) struct Forked {
+    pub(super) pid: u32,
+    /// Its exit status, once the fork server reports it.
+    pub(super) exit: watch::Receiver<Option<i32>>,
+    /// Whether the fork server has gone.
+    pub(super) dead: watch::Receiver<bool>,
+    /// Commands to the fork server (`kill PID`).
+    pub(super) control: mpsc::UnboundedSender<String>,
+}
+
+impl Forked {
+    /// Resolves when the child has exited (or the fork server, which takes its children
+    /// along); gives its status as text, as a spawned process's would read.
+    pub(crate) async fn wait(&mut self) -> String {
+        tokio::select! {
+            biased;
+            status = self.exit.wait_for(Option::is_some) => match status.ok().and_then(|s| *s) {
+                Some(status) => std::process::ExitStatus::from_raw(status).to_string(),
+                None => "unknown (the fork server exited)".into(),
+            },
+            _ = self.dead.wait_for(|d| *d) => "unknown (the fork server exited)".into(),
+        }
+    }
+
+    /// Asks the fork server to kill it.
+    pub(crate) fn kill(&self) {
+        let _ = self.control.send(format!("kill {}", self.pid));
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use coflux_core::model::{Value, now_millis};
 use coflux_core::protocol::executor::{LogParams, WireData, WireValue};
 
+use super::context::ExecutionContext;
 use super::host::{ExecutorHost, LogRecord};
-use super::process::ExecutionContext;
 use super::values;
 
 /// Converts a log message and hands it to the host. Messages whose values are all inline go

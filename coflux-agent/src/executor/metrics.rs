@@ -9,26 +9,28 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use coflux_core::model::now_millis;
+use coflux_core::model::{ExecutionId, now_millis};
 use coflux_core::protocol::agent::{Json, MetricEntry};
 use coflux_core::protocol::executor::{DefineMetric, MetricParams};
 use coflux_core::sdk::MetricDefinition;
 
 use super::host::ExecutorHost;
-use super::process::ExecutionContext;
 
-/// The metrics of one execution: when it started, and each key's throttle.
+/// The metrics of one execution: which it is, when it started, and each key's throttle.
 pub(crate) struct ExecutionMetrics {
+    execution: ExecutionId,
     started: Instant,
     keys: RefCell<HashMap<String, KeyState>>,
 }
 
-impl Default for ExecutionMetrics {
-    fn default() -> Self {
-        Self {
+impl ExecutionMetrics {
+    /// The metrics of an execution starting now.
+    pub(crate) fn new(execution: ExecutionId) -> Rc<Self> {
+        Rc::new(Self {
+            execution,
             started: Instant::now(),
             keys: RefCell::default(),
-        }
+        })
     }
 }
 
@@ -51,22 +53,21 @@ struct Point {
 /// Forwards a definition and sets the metric's throttle.
 pub(crate) fn define(
     host: &Rc<dyn ExecutorHost>,
-    context: &ExecutionContext,
+    metrics: &ExecutionMetrics,
     params: DefineMetric,
 ) {
     let throttle = serde_json::from_value::<MetricDefinition>(params.definition.clone())
         .ok()
         .and_then(|d| d.throttle)
         .filter(|t| t.is_finite() && *t > 0.0);
-    context
-        .metrics
+    metrics
         .keys
         .borrow_mut()
         .entry(params.key.clone())
         .or_default()
         .interval = throttle.map(|t| Duration::from_secs_f64(1.0 / t));
     host.metric(MetricEntry::Define {
-        execution: context.execution,
+        execution: metrics.execution,
         key: params.key,
         definition: Json(params.definition.to_string()),
     });
@@ -75,10 +76,9 @@ pub(crate) fn define(
 /// Forwards a point now, or holds it until its metric's throttle interval ends.
 pub(crate) fn record(
     host: &Rc<dyn ExecutorHost>,
-    context: &Rc<ExecutionContext>,
+    metrics: &Rc<ExecutionMetrics>,
     params: MetricParams,
 ) {
-    let metrics = &context.metrics;
     let now = Instant::now();
     let point = Point {
         value: params.value,
@@ -108,19 +108,19 @@ pub(crate) fn record(
     };
     match action {
         Action::Nothing => {}
-        Action::Send => send(host, context, &params.key, point),
+        Action::Send => send(host, metrics, &params.key, point),
         Action::SendLater(wait) => {
-            let (host, context, key) = (Rc::clone(host), Rc::clone(context), params.key);
+            let (host, metrics, key) = (Rc::clone(host), Rc::clone(metrics), params.key);
             actix_rt::spawn(async move {
                 actix_rt::time::sleep(wait).await;
                 let held = {
-                    let mut keys = context.metrics.keys.borrow_mut();
+                    let mut keys = metrics.keys.borrow_mut();
                     let state = keys.entry(key.clone()).or_default();
                     state.last_sent = Some(Instant::now());
                     state.held.take()
                 };
                 if let Some(point) = held {
-                    send(&host, &context, &key, point);
+                    send(&host, &metrics, &key, point);
                 }
             });
         }
@@ -133,9 +133,9 @@ enum Action {
     SendLater(Duration),
 }
 
-fn send(host: &Rc<dyn ExecutorHost>, context: &ExecutionContext, key: &str, point: Point) {
+fn send(host: &Rc<dyn ExecutorHost>, metrics: &ExecutionMetrics, key: &str, point: Point) {
     host.metric(MetricEntry::Point {
-        execution: context.execution,
+        execution: metrics.execution,
         key: key.to_owned(),
         value: point.value,
         at: point.at,

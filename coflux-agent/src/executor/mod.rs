@@ -29,6 +29,8 @@
 mod adapter;
 pub mod assets;
 mod checkpoints;
+mod config;
+mod context;
 mod discovery;
 mod ending;
 mod error;
@@ -48,10 +50,10 @@ mod streams;
 mod values;
 
 pub use adapter::AdapterCommand;
-pub use assets::{AssetEntry, AssetRecord, NewAsset};
+pub use config::PoolConfig;
 pub use discovery::{DiscoveryError, discover};
 pub use ending::{Ending, Suspension};
 pub use error::{EXECUTOR_ERROR, PoolError};
-pub use host::{ExecutorHost, HostError, LogRecord, WaitChange};
+pub use host::{AssetEntry, AssetRecord, ExecutorHost, HostError, LogRecord, NewAsset, WaitChange};
 pub use launch::ExecutorMode;
-pub use pool::{Assignment, ExecutorPool, PoolConfig, PoolStats};
+pub use pool::{Assignment, ExecutorPool, PoolStats};

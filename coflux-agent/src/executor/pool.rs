@@ -6,75 +6,20 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
 
 use coflux_core::model::{Checkpoints, ExecutionId, TargetRef, Value};
 use tokio::sync::{Semaphore, oneshot, watch};
-use tracing::Instrument;
 
-use super::adapter::AdapterCommand;
-use super::ending::Ending;
+use super::config::PoolConfig;
+use super::context::SlotLender;
 use super::error::PoolError;
 use super::fork::ForkSlot;
 use super::host::ExecutorHost;
-use super::launch::{self, ExecutorMode};
+use super::launch;
 use super::process::Process;
-use super::run::{self, Stop};
 use super::scratch::{Scratch, ScratchPool};
-
-/// How the pool runs executors.
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    /// The adapter command (`execute` is appended).
-    pub adapter: AdapterCommand,
-    /// The directory executors run in (the project; Python imports modules relative to it).
-    pub working_dir: PathBuf,
-    /// At most this many executions run at once.
-    pub concurrency: usize,
-    /// How many executions may wait for others without holding a slot (default: 16 per
-    /// slot). A waiting execution lends its slot, so a parent blocked on its children never
-    /// starves them (a cached recursive `fib(25)` completes with a concurrency of 4); the bound
-    /// caps the processes that waiting executions keep alive.
-    pub max_waiting: usize,
-    /// How long a new process may take to send `ready`.
-    pub ready_timeout: Duration,
-    /// How long a process may take to exit after its result (or after stdin closes) before
-    /// it is killed.
-    pub exit_grace: Duration,
-    /// Fork Python executors from a fork server, or spawn them (default: fork).
-    pub mode: ExecutorMode,
-    /// The modules the fork server imports before it forks (those of the repository's
-    /// targets; others are imported by each execution, as when spawned).
-    pub modules: Vec<String>,
-}
-
-impl PoolConfig {
-    /// A configuration with the default timeouts (30 s to be ready, 5 s to exit).
-    pub fn new(
-        adapter: AdapterCommand,
-        working_dir: impl Into<PathBuf>,
-        concurrency: usize,
-    ) -> Self {
-        Self {
-            adapter,
-            working_dir: working_dir.into(),
-            concurrency: concurrency.max(1),
-            max_waiting: concurrency.max(1) * 16,
-            ready_timeout: Duration::from_secs(30),
-            exit_grace: Duration::from_secs(5),
-            mode: ExecutorMode::default(),
-            modules: Vec::new(),
-        }
-    }
-
-    /// How many idle single-use executors are kept ready: `min(concurrency, 4)`.
-    pub fn warm_target(&self) -> usize {
-        self.concurrency.min(4)
-    }
-}
 
 /// An execution for the pool to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +49,15 @@ pub struct PoolStats {
     pub idle: usize,
     /// Executions accepted and not finished (including those waiting for a slot).
     pub running: usize,
+}
+
+/// Why an execution is to stop before it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// [`ExecutorPool::abort`].
+    Abort,
+    /// [`ExecutorPool::shutdown`].
+    Shutdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,14 +144,6 @@ impl ExecutorPool {
         }
         self.top_up();
         Ok(())
-    }
-
-    /// Runs an execution and gives its result: a value, an error, a crash (the process exited
-    /// without reporting; the cause is logged), or a timeout. Waits for a
-    /// slot when `concurrency` executions are running.
-    pub async fn execute(&self, assignment: Assignment) -> Result<Ending, PoolError> {
-        let span = tracing::info_span!("execution", execution = %assignment.execution, target = %assignment.target);
-        run::run(self, assignment).instrument(span).await
     }
 
     /// Stops an execution: a single-use process is killed; a concurrent one is sent an
@@ -486,57 +432,5 @@ impl ExecutorPool {
             }
         });
         Ok(process)
-    }
-}
-
-/// Lends and reclaims the slots of executions that wait for others.
-///
-/// While an execution waits (in `select`), its slot is given back to the pool, up to
-/// [`PoolConfig::max_waiting`] at once. When it resumes it takes a free slot back; if none is
-/// free it runs anyway (briefly over the limit) and the pool keeps the next freed slot.
-#[derive(Clone)]
-pub(crate) struct SlotLender {
-    slots: Arc<Semaphore>,
-    lent: Rc<Cell<usize>>,
-    debt: Rc<Cell<usize>>,
-    max_lent: usize,
-}
-
-impl SlotLender {
-    /// Lends a slot; false when the bound is reached (the execution keeps its slot).
-    pub(crate) fn lend(&self) -> bool {
-        if self.lent.get() >= self.max_lent {
-            return false;
-        }
-        self.lent.set(self.lent.get() + 1);
-        self.slots.add_permits(1);
-        true
-    }
-
-    /// Whether a slot is free right now.
-    pub(crate) fn has_free_slot(&self) -> bool {
-        self.slots.available_permits() > 0
-    }
-
-    /// Takes a lent slot back.
-    pub(crate) fn reclaim(&self) {
-        self.lent.set(self.lent.get().saturating_sub(1));
-        match self.slots.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(_) => self.debt.set(self.debt.get() + 1),
-        }
-    }
-
-    /// Pays back slots owed by reclaims that found none free.
-    pub(crate) fn settle(&self) {
-        while self.debt.get() > 0 {
-            match self.slots.try_acquire() {
-                Ok(permit) => {
-                    permit.forget();
-                    self.debt.set(self.debt.get() - 1);
-                }
-                Err(_) => break,
-            }
-        }
     }
 }

@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,12 +15,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use super::checkpoints::CheckpointQueue;
-use super::ending::Suspension;
+use super::context::ExecutionContext;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
 use super::launch::Launched;
-use super::streams::ExecutionStreams;
 use super::{logs, metrics, requests};
 
 /// How many stderr lines are kept for crash reports.
@@ -34,86 +31,6 @@ pub(crate) enum Terminal {
     Result(Option<WireValue>),
     /// `execution_error`.
     Error(WireError),
-}
-
-/// An execution running in a process: what its requests and logs need.
-pub(crate) struct ExecutionContext {
-    /// The execution.
-    pub(crate) execution: ExecutionId,
-    /// Where values fetched for it go (removed with it).
-    pub(crate) scratch: PathBuf,
-    /// Lends the execution's slot while it waits for others.
-    pub(crate) lender: super::pool::SlotLender,
-    finished: watch::Sender<bool>,
-    suspension: watch::Sender<Option<Suspension>>,
-    /// Names of the groups (`cf.group`) the execution registered, by id.
-    groups: RefCell<HashMap<u32, String>>,
-    /// Its metrics' throttles (and when it started, their default x-axis).
-    pub(crate) metrics: metrics::ExecutionMetrics,
-    /// Its checkpoint writes not yet durable.
-    pub(crate) checkpoints: Rc<CheckpointQueue>,
-    /// The streams it produces and reads.
-    pub(crate) streams: Rc<ExecutionStreams>,
-}
-
-impl ExecutionContext {
-    pub(crate) fn new(
-        execution: ExecutionId,
-        scratch: PathBuf,
-        lender: super::pool::SlotLender,
-    ) -> Rc<Self> {
-        Rc::new(Self {
-            execution,
-            checkpoints: CheckpointQueue::new(execution, scratch.clone()),
-            streams: ExecutionStreams::new(execution, scratch.clone()),
-            scratch,
-            lender,
-            finished: watch::channel(false).0,
-            suspension: watch::channel(None).0,
-            groups: RefCell::new(HashMap::new()),
-            metrics: metrics::ExecutionMetrics::default(),
-        })
-    }
-
-    /// The name of a group the execution registered (its id when it has no name).
-    pub(crate) fn group_name(&self, group: u32) -> String {
-        self.groups
-            .borrow()
-            .get(&group)
-            .cloned()
-            .unwrap_or_else(|| format!("group {group}"))
-    }
-
-    /// Asks for the execution to end as suspended (the first request wins).
-    pub(crate) fn suspend(&self, suspension: Suspension) {
-        self.suspension.send_if_modified(|current| {
-            let first = current.is_none();
-            if first {
-                *current = Some(suspension);
-            }
-            first
-        });
-    }
-
-    /// Resolves once the execution asked to be suspended.
-    pub(crate) async fn suspended(&self) -> Suspension {
-        let mut suspension = self.suspension.subscribe();
-        match suspension.wait_for(Option::is_some).await {
-            Ok(s) => s.clone().unwrap_or_default(),
-            Err(_) => std::future::pending().await,
-        }
-    }
-
-    /// Marks the execution over: its pending requests are dropped.
-    pub(crate) fn finish(&self) {
-        self.finished.send_replace(true);
-    }
-
-    /// Resolves once the execution is over.
-    pub(crate) async fn finished(&self) {
-        let mut finished = self.finished.subscribe();
-        let _ = finished.wait_for(|f| *f).await;
-    }
 }
 
 struct Slot {
@@ -417,17 +334,17 @@ impl Process {
             AdapterNotification::RegisterGroup(p) => {
                 tracing::debug!(execution = ?execution, group = p.group_id, name = ?p.name, "group registered");
                 if let (Some(context), Some(name)) = (&context, p.name) {
-                    context.groups.borrow_mut().insert(p.group_id, name);
+                    context.register_group(p.group_id, name);
                 }
             }
             AdapterNotification::DefineMetric(p) => match context {
-                Some(context) => metrics::define(&self.host, &context, p),
+                Some(context) => metrics::define(&self.host, &context.metrics, p),
                 None => {
                     tracing::debug!(execution = %p.execution_id, "metric of an execution not running here; dropped")
                 }
             },
             AdapterNotification::Metric(p) => match context {
-                Some(context) => metrics::record(&self.host, &context, p),
+                Some(context) => metrics::record(&self.host, &context.metrics, p),
                 None => {
                     tracing::debug!(execution = %p.execution_id, "metric of an execution not running here; dropped")
                 }

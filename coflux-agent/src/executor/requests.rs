@@ -4,17 +4,18 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use coflux_core::model::{ExecutionId, StreamOp, TargetKind, TargetRef};
+use coflux_core::model::{StreamOp, TargetKind, TargetRef};
 use coflux_core::protocol::executor::{
-    AdapterRequest, Cancel, DownloadBlob, ExecutionParams, Handle, ResponseError, SubmitExecution,
+    AdapterRequest, Cancel, DownloadBlob, ExecutionParams, ResponseError, SubmitExecution,
     SubmitResult,
 };
 use coflux_core::sdk::SubmitRequest;
 use serde_json::{Value as Json, json};
 
+use super::context::ExecutionContext;
 use super::ending::Suspension;
-use super::host::{ExecutorHost, HostError};
-use super::process::ExecutionContext;
+use super::host::{ExecutorHost, host_error};
+use super::select::{Waited, parse_handles};
 use super::{assets, inputs, select, values};
 
 /// The answer to `request`, made by `context`'s execution.
@@ -78,39 +79,6 @@ pub(crate) async fn handle(
         AdapterRequest::StreamOp(params) => stream_op(host, context, params).await,
         AdapterRequest::SubmitInput(params) => inputs::submit(host, context, params).await,
     }
-}
-
-/// An error response for a failed host call.
-pub(crate) fn host_error(code: &str, error: HostError) -> ResponseError {
-    ResponseError::new(code, error.to_string())
-}
-
-/// What a `select` or `cancel` handle names.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Waited {
-    /// An execution.
-    Execution(ExecutionId),
-    /// An input.
-    Input(coflux_core::model::InputId),
-}
-
-/// Parses execution and input handles (streams are handled before this).
-pub(crate) fn parse_handles(handles: &[Handle]) -> Result<Vec<Waited>, ResponseError> {
-    handles
-        .iter()
-        .map(|handle| match handle.kind.as_str() {
-            "execution" => handle
-                .id
-                .parse::<ExecutionId>()
-                .map(Waited::Execution)
-                .map_err(|e| ResponseError::new("invalid_handle", e.to_string())),
-            "input" => inputs::parse(&handle.id).map(Waited::Input),
-            other => Err(ResponseError::new(
-                "not_supported",
-                format!("{other} handles are not supported here"),
-            )),
-        })
-        .collect()
 }
 
 async fn submit(

@@ -7,25 +7,18 @@ use std::time::Duration;
 use coflux_core::model::{ErrorInfo, ExecutionId, ExecutionResult, StreamClosure};
 use coflux_core::protocol::executor::{Abort, Execute, WireValue, WorkerNotification};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
+use super::context::ExecutionContext;
 use super::ending::{Ending, Suspension};
 use super::error::{EXECUTOR_ERROR, PoolError};
 use super::host::LogRecord;
-use super::pool::{Assignment, ExecutorPool};
-use super::process::{ExecutionContext, Exit, Process, Terminal};
+use super::pool::{Assignment, ExecutorPool, Stop};
+use super::process::{Exit, Process, Terminal};
 use super::values;
 
 /// Log level of errors (5).
 const LOG_ERROR: u8 = 5;
-
-/// Why an execution is to stop before it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
-    /// [`ExecutorPool::abort`].
-    Abort,
-    /// [`ExecutorPool::shutdown`].
-    Shutdown,
-}
 
 enum Outcome {
     Suspended(Suspension),
@@ -35,7 +28,17 @@ enum Outcome {
     Stopped(Stop),
 }
 
-pub(crate) async fn run(pool: &ExecutorPool, assignment: Assignment) -> Result<Ending, PoolError> {
+impl ExecutorPool {
+    /// Runs an execution and gives its result: a value, an error, a crash (the process exited
+    /// without reporting; the cause is logged), or a timeout. Waits for a
+    /// slot when `concurrency` executions are running.
+    pub async fn execute(&self, assignment: Assignment) -> Result<Ending, PoolError> {
+        let span = tracing::info_span!("execution", execution = %assignment.execution, target = %assignment.target);
+        run(self, assignment).instrument(span).await
+    }
+}
+
+async fn run(pool: &ExecutorPool, assignment: Assignment) -> Result<Ending, PoolError> {
     let execution = assignment.execution;
     let mut stopped = pool.admit(execution)?;
     let result = attempt(pool, assignment, &mut stopped).await;

@@ -5,17 +5,44 @@ use std::time::Duration;
 
 use coflux_core::model::{Dependencies, ExecutionId, ExecutionResult, InputRecord, Value};
 use coflux_core::protocol::executor::{
-    ResponseError, Select, SelectResult, SelectStatus, WireError,
+    Handle, ResponseError, Select, SelectResult, SelectStatus, WireError,
 };
 use futures::FutureExt;
 use serde_json::Value as Json;
 
+use super::context::ExecutionContext;
 use super::ending::Suspension;
-use super::host::{ExecutorHost, WaitChange};
+use super::host::{ExecutorHost, WaitChange, host_error};
 use super::inputs;
-use super::process::ExecutionContext;
-use super::requests::{Waited, host_error, parse_handles};
 use super::values;
+
+/// What a `select` or `cancel` handle names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Waited {
+    /// An execution.
+    Execution(ExecutionId),
+    /// An input.
+    Input(coflux_core::model::InputId),
+}
+
+/// Parses execution and input handles (streams are handled before this).
+pub(crate) fn parse_handles(handles: &[Handle]) -> Result<Vec<Waited>, ResponseError> {
+    handles
+        .iter()
+        .map(|handle| match handle.kind.as_str() {
+            "execution" => handle
+                .id
+                .parse::<ExecutionId>()
+                .map(Waited::Execution)
+                .map_err(|e| ResponseError::new("invalid_handle", e.to_string())),
+            "input" => inputs::parse(&handle.id).map(Waited::Input),
+            other => Err(ResponseError::new(
+                "not_supported",
+                format!("{other} handles are not supported here"),
+            )),
+        })
+        .collect()
+}
 
 /// How long a `select` that may suspend its caller at once (`suspend` with a zero timeout)
 /// waits for the server to say whether a handle is already resolved.
@@ -172,7 +199,7 @@ async fn wire(
 /// abandoned because the execution ended).
 struct Loan {
     host: Rc<dyn ExecutorHost>,
-    lender: super::pool::SlotLender,
+    lender: super::context::SlotLender,
     execution: coflux_core::model::ExecutionId,
 }
 

@@ -68,6 +68,21 @@ pub struct StepView {
     pub checkpoints: BTreeMap<String, Checkpoints>,
     /// The streams it produced (`cf.stream`, generator tasks), by index.
     pub streams: Vec<StreamView>,
+    /// The inputs (`cf.Prompt`) its executions asked for, oldest first.
+    pub inputs: Vec<InputView>,
+}
+
+/// An input a step's execution asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputView {
+    /// Its id (`RUN:IN`).
+    pub id: crate::model::InputId,
+    /// The execution that asked.
+    pub execution: ExecutionId,
+    /// Its title, if it has one.
+    pub title: Option<String>,
+    /// `pending`, `responded`, `dismissed` or `cancelled`.
+    pub state: &'static str,
 }
 
 /// A stream of a step, as committed.
@@ -225,6 +240,18 @@ fn build_view(
             closed_at,
         });
     }
+    let mut inputs: HashMap<StepId, Vec<InputView>> = HashMap::new();
+    for input in snapshot.inputs {
+        inputs
+            .entry(input.execution.step)
+            .or_default()
+            .push(InputView {
+                id: input.id,
+                execution: input.execution,
+                title: input.spec.title,
+                state: input.state.name(),
+            });
+    }
     let mut steps = Vec::new();
     for step in snapshot.steps {
         let Some(executions) = by_step.remove(&step.id) else {
@@ -243,6 +270,7 @@ fn build_view(
             executions,
             checkpoints: checkpoints.remove(&step.id).unwrap_or_default(),
             streams: streams.remove(&step.id).unwrap_or_default(),
+            inputs: inputs.remove(&step.id).unwrap_or_default(),
         });
     }
     let spawned = snapshot

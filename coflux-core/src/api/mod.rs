@@ -11,11 +11,15 @@ mod blob_files;
 mod blob_refs;
 #[cfg(test)]
 mod disk_full_tests;
+mod environments;
 mod error;
 mod inspect;
 mod project;
 mod queue;
 mod remote;
+mod retention;
+#[cfg(test)]
+mod retention_tests;
 mod run_list;
 mod schedules;
 mod settings;
@@ -29,9 +33,10 @@ use actix::{Actor, Addr};
 pub use arguments::IntoArguments;
 pub use assets::EmbeddedAssets;
 pub use error::Error;
-pub use inspect::{ExecutionView, RunView, StepView, StreamView};
+pub use inspect::{ExecutionView, InputView, RunView, StepView, StreamView};
 pub use project::{Project, RunHandle, SubmitOptions};
 pub use remote::{ChildResult, RemoteWorker, WorkerSpec};
+pub use retention::{DEFAULT_BATCH as DEFAULT_RETENTION_BATCH, RetentionReport};
 pub use run_list::RunQuery;
 pub use schedules::ScheduleView;
 pub use settings::ConcurrencyLimit;
@@ -76,6 +81,12 @@ pub struct Config {
     /// has its own arbiter and writer thread, the fastest for a few projects; a server hosting
     /// many projects sets it, e.g. to the number of cores, so threads do not grow with them).
     pub project_threads: usize,
+    /// How long finished runs are kept (default `None`: forever). When set, a background task
+    /// deletes, every [`Config::run_retention_interval`], the finished runs older than this in
+    /// every project (see [`Project::delete_expired_runs`]).
+    pub run_retention: Option<Duration>,
+    /// How often the run retention task runs (default one hour).
+    pub run_retention_interval: Duration,
 }
 
 impl Config {
@@ -90,12 +101,48 @@ impl Config {
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
             project_idle_timeout: None,
             project_threads: 0,
+            run_retention: None,
+            run_retention_interval: Duration::from_secs(60 * 60),
         }
     }
 }
 
 /// An embedded orchestrator over a data directory. Keep it (or a clone) alive while you use
 /// its projects: when the last clone is dropped, the supervisor stops and so do its projects.
+///
+/// A workflow calling a task, served by an in-process worker:
+///
+/// ```
+/// use coflux_core::Coflux;
+/// use coflux_core::sdk::{Failure, Repository, task, workflow};
+///
+/// #[task]
+/// async fn greet(name: String) -> Result<String, Failure> {
+///     Ok(format!("Hello, {name}!"))
+/// }
+///
+/// #[workflow]
+/// async fn hello(name: String) -> Result<String, Failure> {
+///     Ok(greet.call(name).await?)
+/// }
+///
+/// # fn main() -> Result<(), coflux_core::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # actix_rt::System::new().block_on(async {
+/// let coflux = Coflux::open(dir.path()).await?;
+/// let project = coflux.project("demo").await?;
+/// project.ensure_environment("production", None).await?;
+/// let worker = project
+///     .serve("production", Repository::new().with(hello).with(greet))
+///     .await?;
+///
+/// let run = project.submit("production", &hello, ("world",)).await?;
+/// assert_eq!(run.result::<String>().await?, "Hello, world!");
+/// worker.stop();
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Coflux {
     supervisor: Addr<Supervisor>,
@@ -121,10 +168,14 @@ impl Coflux {
             idle_timeout: config.project_idle_timeout,
             threads: config.project_threads,
         })?;
-        Ok(Self {
+        let coflux = Self {
             supervisor: supervisor.start(),
             data_dir,
-        })
+        };
+        if let Some(retention) = config.run_retention {
+            retention::start(&coflux, retention, config.run_retention_interval);
+        }
+        Ok(coflux)
     }
 
     /// The data directory.

@@ -3,8 +3,8 @@
 use serde::de::DeserializeOwned;
 
 use crate::model::{
-    Environment, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult, RunId, StepId,
-    StepOptions, TargetDefinition, TargetRef, Value,
+    EnvironmentName, ExecutionId, ExecutionResult, RunId, StepId, StepOptions, TargetDefinition,
+    TargetRef, Value,
 };
 use crate::orchestration::actors::ProjectHandle;
 use crate::orchestration::messages::{Envelope, ProjectMsg, Reply, ReplyTo, RunMsg};
@@ -17,7 +17,57 @@ use super::error::Error;
 use super::inspect::{self, RunView};
 use super::worker::{Worker, WorkerOptions};
 
-/// One project of an embedded orchestrator.
+/// One project of an embedded orchestrator: its environments, workers and runs.
+///
+/// Environments form a hierarchy. A step of a production run can be re-run in a child
+/// environment with changed code; production's view of the run stays as it was:
+///
+/// ```
+/// use coflux_core::Coflux;
+/// use coflux_core::model::{ExecutionResult, StepId};
+/// use coflux_core::sdk::{Failure, Repository, decode_value, workflow};
+///
+/// #[workflow]
+/// async fn score(x: u64) -> Result<u64, Failure> {
+///     Ok(x * 2)
+/// }
+///
+/// /// The same workflow with changed code, as a developer's agent would host it.
+/// #[workflow(name = "score")]
+/// async fn score_v2(x: u64) -> Result<u64, Failure> {
+///     Ok(x * 3)
+/// }
+///
+/// # fn main() -> Result<(), coflux_core::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # actix_rt::System::new().block_on(async {
+/// let coflux = Coflux::open(dir.path()).await?; // keep it alive while its projects are used
+/// let project = coflux.project("demo").await?;
+/// project.ensure_environment("production", None).await?;
+/// project.ensure_environment("dev", Some("production")).await?;
+/// let prod = project.serve("production", Repository::new().with(score)).await?;
+/// let dev = project.serve("dev", Repository::new().with(score_v2)).await?;
+///
+/// let run = project.submit("production", &score, (7,)).await?;
+/// assert_eq!(run.result::<u64>().await?, 14);
+///
+/// // Re-run the workflow's step in `dev`: a new attempt, seen from `dev` only.
+/// let step = StepId { run: run.run, number: 1 };
+/// project.rerun_step(step, Some("dev")).await?;
+/// let value = |result| match result {
+///     ExecutionResult::Value { value } => decode_value::<u64>(value).unwrap(),
+///     other => panic!("{other:?}"),
+/// };
+/// assert_eq!(value(project.step_result(step, None, Some("dev")).await?), 21);
+/// assert_eq!(value(project.step_result(step, None, Some("production")).await?), 14);
+/// let production = project.inspect_run(run.run, Some("production")).await?;
+/// assert_eq!(production.steps[0].executions.len(), 1);
+/// # prod.stop();
+/// # dev.stop();
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Project {
     handle: ProjectHandle,
@@ -36,7 +86,45 @@ pub struct SubmitOptions {
     pub allow_unregistered: bool,
 }
 
-/// A submitted run.
+/// A submitted run: wait for its result, or read it as committed.
+///
+/// ```
+/// use coflux_core::Coflux;
+/// use coflux_core::sdk::{Failure, Repository, task, workflow};
+///
+/// #[task(cache)]
+/// async fn square(n: u64) -> Result<u64, Failure> {
+///     Ok(n * n)
+/// }
+///
+/// #[workflow]
+/// async fn sum_of_squares(n: u64) -> Result<u64, Failure> {
+///     let handles: Vec<_> = (1..=n).map(|i| square.submit(i)).collect();
+///     let mut total = 0;
+///     for handle in handles {
+///         total += handle.result().await?;
+///     }
+///     Ok(total)
+/// }
+///
+/// # fn main() -> Result<(), coflux_core::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # actix_rt::System::new().block_on(async {
+/// # let coflux = Coflux::open(dir.path()).await?;
+/// # let project = coflux.project("demo").await?;
+/// # project.ensure_environment("production", None).await?;
+/// # let repository = Repository::new().with(sum_of_squares).with(square);
+/// # let worker = project.serve("production", repository).await?;
+/// let run = project.submit("production", &sum_of_squares, (3,)).await?;
+/// assert_eq!(run.result::<u64>().await?, 14);
+/// let view = run.inspect().await?;
+/// assert_eq!(view.steps_named("square").count(), 3);
+/// print!("{view}"); // the step tree, as `coflux runs inspect` shows it
+/// # worker.stop();
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RunHandle {
     /// The run.
@@ -88,124 +176,6 @@ impl Project {
         let _forget = Forget(&self.handle.router, id);
         rx.await
             .map_err(|_| Error::Unavailable("the project stopped before answering".into()))
-    }
-
-    /// Creates an environment, optionally inheriting from `parent`.
-    pub async fn create_environment(
-        &self,
-        name: &str,
-        parent: Option<&str>,
-    ) -> Result<Environment, Error> {
-        let name = environment_name(name)?;
-        let parent = parent.map(environment_name).transpose()?;
-        match self
-            .request(|reply| {
-                Envelope::Project(ProjectMsg::CreateEnvironment {
-                    name,
-                    parent,
-                    reply,
-                })
-            })
-            .await?
-        {
-            Reply::Environment(r) => Ok(r?),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Returns the environment with this name, creating it (with `parent`) if it does not exist.
-    pub async fn ensure_environment(
-        &self,
-        name: &str,
-        parent: Option<&str>,
-    ) -> Result<Environment, Error> {
-        let wanted = environment_name(name)?;
-        if let Some(env) = self
-            .environments()
-            .await?
-            .into_iter()
-            .find(|e| e.name == wanted && e.state != EnvironmentState::Archived)
-        {
-            return Ok(env);
-        }
-        self.create_environment(name, parent).await
-    }
-
-    /// All environments, including archived ones.
-    pub async fn environments(&self) -> Result<Vec<Environment>, Error> {
-        match self
-            .request(|reply| Envelope::Project(ProjectMsg::ListEnvironments { reply }))
-            .await?
-        {
-            Reply::Environments(list) => Ok(list),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn set_state(&self, name: &str, state: EnvironmentState) -> Result<Environment, Error> {
-        let name = environment_name(name)?;
-        match self
-            .request(|reply| {
-                Envelope::Project(ProjectMsg::SetEnvironmentState { name, state, reply })
-            })
-            .await?
-        {
-            Reply::Environment(r) => Ok(r?),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Re-bases an environment on `parent` (or on none): from then on it inherits cached
-    /// results, manifests and run views from its new ancestors. Refused (`environment_cycle`)
-    /// if `parent` is the environment itself or one of its descendants.
-    pub async fn set_environment_parent(
-        &self,
-        name: &str,
-        parent: Option<&str>,
-    ) -> Result<Environment, Error> {
-        let name = environment_name(name)?;
-        let parent = parent.map(environment_name).transpose()?;
-        match self
-            .request(|reply| {
-                Envelope::Project(ProjectMsg::SetEnvironmentParent {
-                    name,
-                    parent,
-                    reply,
-                })
-            })
-            .await?
-        {
-            Reply::Environment(r) => Ok(r?),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Pauses an environment: nothing is assigned until it is resumed.
-    pub async fn pause_environment(&self, name: &str) -> Result<Environment, Error> {
-        self.set_state(name, EnvironmentState::Paused).await
-    }
-
-    /// Resumes a paused environment.
-    pub async fn resume_environment(&self, name: &str) -> Result<Environment, Error> {
-        self.set_state(name, EnvironmentState::Active).await
-    }
-
-    /// Archives an environment (refused while it has active children); its pending work is
-    /// cancelled.
-    pub async fn archive_environment(&self, name: &str) -> Result<Environment, Error> {
-        self.set_state(name, EnvironmentState::Archived).await
-    }
-
-    pub(crate) async fn environment_id(&self, name: &str) -> Result<Environment, Error> {
-        let wanted = environment_name(name)?;
-        self.environments()
-            .await?
-            .into_iter()
-            .find(|e| e.name == wanted && e.state != EnvironmentState::Archived)
-            .ok_or_else(|| {
-                crate::orchestration::OrchestrationError::EnvironmentNotFound(name.to_owned())
-                    .into()
-            })
     }
 
     /// Hosts `repository` in-process for `environment`, with default options.
@@ -611,7 +581,8 @@ impl RunHandle {
         self.project.step_result(step, None, view).await
     }
 
-    /// Reads the run as committed.
+    /// Reads the run as committed, with the executions of every environment (for one
+    /// environment's view, [`Project::inspect_run`] with its name).
     pub async fn inspect(&self) -> Result<RunView, Error> {
         self.project.inspect_run(self.run, None).await
     }

@@ -51,6 +51,39 @@ impl Default for WorkerOptions {
 
 /// A running in-process worker. It runs until [`Worker::stop`] (dropping the handle leaves it
 /// running).
+///
+/// A worker takes only the executions whose `requires` its `provides` satisfy, at most
+/// `concurrency` at once:
+///
+/// ```
+/// use coflux_core::model::Requires;
+/// use coflux_core::sdk::{Failure, Repository, workflow};
+/// use coflux_core::{Coflux, WorkerOptions};
+///
+/// #[workflow(requires(gpu = ["yes"]))]
+/// async fn train(epochs: u32) -> Result<String, Failure> {
+///     Ok(format!("trained for {epochs} epochs"))
+/// }
+///
+/// # fn main() -> Result<(), coflux_core::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # actix_rt::System::new().block_on(async {
+/// # let coflux = Coflux::open(dir.path()).await?;
+/// # let project = coflux.project("demo").await?;
+/// # project.ensure_environment("production", None).await?;
+/// let mut provides = Requires::new();
+/// provides.insert("gpu".into(), vec!["yes".into()]);
+/// let options = WorkerOptions { concurrency: 2, provides, ..WorkerOptions::default() };
+/// let worker = project
+///     .serve_with("production", Repository::new().with(train), options)
+///     .await?;
+/// let run = project.submit("production", &train, (3,)).await?;
+/// assert_eq!(run.result::<String>().await?, "trained for 3 epochs");
+/// worker.stop();
+/// # Ok(())
+/// # })
+/// # }
+/// ```
 pub struct Worker {
     id: WorkerId,
     router: Arc<Router>,

@@ -95,6 +95,16 @@ impl InputState {
     pub fn is_final(&self) -> bool {
         !matches!(self, Self::Pending)
     }
+
+    /// `pending`, `responded`, `dismissed` or `cancelled`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Responded { .. } => "responded",
+            Self::Dismissed { .. } => "dismissed",
+            Self::Cancelled { .. } => "cancelled",
+        }
+    }
 }
 
 /// A stored input.

@@ -83,6 +83,14 @@ impl CacheIndex {
         }
     }
 
+    /// Drops every entry of an execution of `runs` (runs being deleted).
+    pub fn forget_runs(&mut self, runs: &std::collections::HashSet<crate::model::RunId>) {
+        self.entries.retain(|_, list| {
+            list.retain(|e| !runs.contains(&e.execution.run()));
+            !list.is_empty()
+        });
+    }
+
     /// The newest usable entry for `key`, seen from an environment whose lineage (itself and its
     /// ancestors) is given, excluding executions of `step` itself.
     pub fn lookup(

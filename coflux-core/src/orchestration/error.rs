@@ -21,6 +21,20 @@ pub enum OrchestrationError {
     /// No such run.
     #[error("run '{0}' not found")]
     RunNotFound(String),
+    /// The run has executions without a result (it is running, queued or waiting).
+    #[error("run '{0}' is still running: only a finished run can be deleted")]
+    RunActive(String),
+    /// Other runs link to executions of the run (cache hits, deferrals, spawned workflows).
+    #[error(
+        "run '{run}' cannot be deleted: runs {} link to its results (delete them first)",
+        by.join(", ")
+    )]
+    RunReferenced {
+        /// The run.
+        run: String,
+        /// The runs linking to it.
+        by: Vec<String>,
+    },
     /// No such step.
     #[error("step '{0}' not found")]
     StepNotFound(String),
@@ -107,6 +121,8 @@ impl OrchestrationError {
             Self::EnvironmentArchived(_) => "environment_archived",
             Self::EnvironmentHasChildren(_) => "environment_has_children",
             Self::RunNotFound(_) => "run_not_found",
+            Self::RunActive(_) => "run_active",
+            Self::RunReferenced { .. } => "run_referenced",
             Self::StepNotFound(_) => "step_not_found",
             Self::ExecutionNotFound(_) => "execution_not_found",
             Self::ScheduleNotFound(_) => "schedule_not_found",

@@ -52,7 +52,6 @@ pub struct Harness {
     replies: HashMap<ReplyTo, Reply>,
     assigned: VecDeque<Assigned>,
     aborted: Vec<ExecutionId>,
-    processed: usize,
 }
 
 impl Harness {
@@ -86,7 +85,6 @@ impl Harness {
             replies: HashMap::new(),
             assigned: VecDeque::new(),
             aborted: Vec::new(),
-            processed: 0,
         };
         harness.commit(out);
         Ok(harness)
@@ -154,17 +152,11 @@ impl Harness {
         self.now
     }
 
-    /// How many messages have been processed.
-    pub fn processed(&self) -> usize {
-        self.processed
-    }
-
     /// Processes one queued message. Returns false when there was none.
     pub fn step(&mut self) -> bool {
         let Some(envelope) = self.queue.pop_front() else {
             return false;
         };
-        self.processed += 1;
         let mut out = Outbox::default();
         let now = self.now;
         match envelope {

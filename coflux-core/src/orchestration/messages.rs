@@ -246,6 +246,14 @@ pub enum ProjectMsg {
         /// Its state.
         outcome: CacheOutcome,
     },
+    /// Runs about to be deleted: their executions stop being cache sources and their
+    /// idempotency keys are forgotten. Gets [`Reply::Recorded`].
+    ForgetRuns {
+        /// The runs.
+        runs: Vec<RunId>,
+        /// Who waits.
+        reply: ReplyTo,
+    },
 }
 
 /// Messages to an environment.

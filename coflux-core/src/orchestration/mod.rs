@@ -6,7 +6,6 @@ pub mod actors;
 pub mod cache;
 pub mod environment;
 pub mod error;
-pub mod harness;
 pub mod messages;
 pub mod project;
 pub mod registration;
@@ -18,6 +17,8 @@ pub use error::OrchestrationError;
 mod calls_tests;
 #[cfg(test)]
 mod checkpoint_tests;
+#[cfg(test)]
+mod harness;
 #[cfg(test)]
 mod input_tests;
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub fn encode_json(value: Json) -> Json {
             if let Some(reference) = super::refs::marker_to_ref(&map) {
                 return reference;
             }
-            if let Some(stream) = super::stream::marker_to_handle(&map) {
+            if let Some(stream) = marker_to_handle(&map) {
                 return stream;
             }
             let mut entries: Vec<(String, Json)> = map.into_iter().collect();
@@ -69,6 +69,22 @@ pub fn decode_json(value: Json) -> Json {
         Json::Array(items) => Json::Array(items.into_iter().map(decode_json).collect()),
         other => other,
     }
+}
+
+/// The key of the marker object a handle serializes to; [`super::encode_json`] turns it into
+/// `{"type":"stream","id":...}`, as the Python SDK writes its `Stream` handles.
+pub(crate) const STREAM_MARKER: &str = "\u{0}coflux:stream";
+
+/// `{MARKER: id, stride?}` → `{"type":"stream","id":id, "stride"?}` (see [`STREAM_MARKER`]).
+pub(crate) fn marker_to_handle(map: &Map<String, Json>) -> Option<Json> {
+    let id = map.get(STREAM_MARKER)?.as_str()?;
+    let mut out = Map::new();
+    out.insert("type".into(), Json::String("stream".into()));
+    out.insert("id".into(), Json::String(id.into()));
+    if let Some(stride) = map.get("stride") {
+        out.insert("stride".into(), stride.clone());
+    }
+    Some(Json::Object(out))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 
-use super::metric::{MetricDefinition, MetricEvent};
+use super::metric::event::{MetricDefinition, MetricEvent};
 
 use crate::model::{
     Checkpoints, ExecutionId, ExecutionResult, Millis, StepOptions, StreamOp, StreamReply,

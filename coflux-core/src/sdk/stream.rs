@@ -29,13 +29,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value as Json, json};
 
+use super::codec::STREAM_MARKER as MARKER;
 use super::context::Context;
 use super::decode_json;
 use crate::model::{ErrorInfo, StreamClosure, StreamId, StreamOp, StreamReply, Stride, Value};
-
-/// The key of the marker object a handle serializes to; [`super::encode_json`] turns it into
-/// `{"type":"stream","id":...}`, as the Python SDK writes its `Stream` handles.
-const MARKER: &str = "\u{0}coflux:stream";
 
 /// How many items a consumer asks for at a time.
 const BATCH: u32 = 16;
@@ -338,18 +335,6 @@ impl<'de, T> Deserialize<'de> for Stream<T> {
             item: PhantomData,
         })
     }
-}
-
-/// `{MARKER: id, stride?}` → `{"type":"stream","id":id, "stride"?}` (see [`MARKER`]).
-pub(crate) fn marker_to_handle(map: &Map<String, Json>) -> Option<Json> {
-    let id = map.get(MARKER)?.as_str()?;
-    let mut out = Map::new();
-    out.insert("type".into(), Json::String("stream".into()));
-    out.insert("id".into(), Json::String(id.into()));
-    if let Some(stride) = map.get("stride") {
-        out.insert("stride".into(), stride.clone());
-    }
-    Some(Json::Object(out))
 }
 
 #[cfg(test)]

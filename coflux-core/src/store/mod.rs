@@ -14,6 +14,7 @@ mod checkpoints;
 pub mod failpoint;
 mod inputs;
 pub mod open_runs;
+pub mod retention;
 pub mod run_list;
 pub mod schema;
 pub mod sqlite;
@@ -205,6 +206,9 @@ pub enum Write {
         /// Ticks missed so far.
         missed: u64,
     },
+    /// Runs deleted by retention or by a user, with everything recorded under them (a run
+    /// that has an execution without a result is skipped).
+    DeleteRuns(Vec<RunId>),
     /// An execution ended. Recording a second result for the same execution is ignored.
     RecordResult {
         /// The execution.

@@ -234,6 +234,16 @@ CREATE TABLE inputs (
 CREATE INDEX inputs_pending ON inputs (created_at) WHERE pending;
 ";
 
+/// Version 12 (run retention): the highest run id deleted so far, so that deleting the newest
+/// runs never lets a restarted project hand out their ids again (`next_run` is the highest of
+/// it and the runs left, plus one). Written only when runs are deleted.
+const PROJECT_V12_RUN_RETENTION: &str = "
+CREATE TABLE deleted_runs (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    max_run_id INTEGER NOT NULL
+);
+";
+
 /// Version 1 of the catalogue database.
 const CATALOGUE_V1: &str = "
 CREATE TABLE projects (
@@ -256,6 +266,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(PROJECT_V9_CHECKPOINTS),
         M::up(PROJECT_V10_STREAMS),
         M::up(PROJECT_V11_INPUTS),
+        M::up(PROJECT_V12_RUN_RETENTION),
     ])
 }
 
@@ -286,6 +297,6 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 15);
+        assert_eq!(tables, 16);
     }
 }

@@ -582,7 +582,10 @@ impl SqliteStore {
         let environments = self.load_environments()?;
         let max_run: i64 = self
             .conn
-            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM runs")?
+            .prepare_cached(
+                "SELECT max(COALESCE((SELECT MAX(id) FROM runs), 0),
+                            COALESCE((SELECT max_run_id FROM deleted_runs WHERE id = 1), 0))",
+            )?
             .query_row([], |row| row.get(0))?;
         let next_run = to_u64(max_run, "run id")? + 1;
         let active_ids: Vec<i64> = {
@@ -927,6 +930,9 @@ fn apply_one(conn: &Connection, open_runs: &mut OpenRuns, write: &Write) -> Resu
             at,
         } => super::streams::close(conn, *stream, closure, *at)?,
         Write::PutInput(input) => super::inputs::put(conn, input)?,
+        Write::DeleteRuns(runs) => {
+            super::retention::delete_runs(conn, runs)?;
+        }
         Write::RecordResult {
             execution,
             result,

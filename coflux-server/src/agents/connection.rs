@@ -24,10 +24,9 @@ use crate::state::AppState;
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the server pings an idle connection.
+/// How often the server pings an idle connection (and checks for silence; the silence
+/// timeout is `--session-timeout`, see [`crate::config::DEFAULT_SESSION_TIMEOUT`]).
 const PING_INTERVAL: Duration = Duration::from_secs(5);
-/// A connection silent for this long is considered dead.
-const SILENCE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves one connection until it closes.
 pub async fn serve(
@@ -70,7 +69,9 @@ pub async fn serve(
         tracing::info!(resumed = hello.session.is_some(), "agent connected");
         let writer = actix_rt::spawn(write_frames(ws.clone(), outbox));
         let logs = Arc::clone(&state.logs);
-        let reason = read_frames(&session, &logs, &mut stream, &outgoing, ws.clone()).await;
+        let silence = sessions.silence_timeout();
+        let reason =
+            read_frames(&session, &logs, &mut stream, &outgoing, ws.clone(), silence).await;
         writer.abort();
         if let Some(reason) = reason {
             close(ws, reason).await;
@@ -200,6 +201,7 @@ async fn read_frames(
     stream: &mut actix_ws::AggregatedMessageStream,
     outgoing: &mpsc::UnboundedSender<ServerFrame>,
     mut ws: actix_ws::Session,
+    silence: Duration,
 ) -> Option<CloseReason> {
     let mut last_seen = Instant::now();
     let mut check = actix_rt::time::interval(PING_INTERVAL);
@@ -207,7 +209,7 @@ async fn read_frames(
         let message = tokio::select! {
             message = stream.next() => message,
             _ = check.tick() => {
-                if last_seen.elapsed() > SILENCE_TIMEOUT {
+                if last_seen.elapsed() > silence {
                     tracing::warn!("agent silent for too long; closing");
                     return None;
                 }

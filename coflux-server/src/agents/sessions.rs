@@ -308,6 +308,7 @@ pub struct SessionSummary {
 /// All agent sessions of the server.
 pub struct Sessions {
     reconnect_timeout: Duration,
+    silence_timeout: Duration,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     next_connection: std::sync::atomic::AtomicU64,
 }
@@ -324,10 +325,12 @@ fn remember(state: &mut SessionState, execution: ExecutionId) {
 }
 
 impl Sessions {
-    /// No sessions yet; a disconnected session is kept for `reconnect_timeout`.
-    pub fn new(reconnect_timeout: Duration) -> Self {
+    /// No sessions yet; a connection silent for `silence_timeout` is closed, and a
+    /// disconnected session is kept for `reconnect_timeout`.
+    pub fn new(reconnect_timeout: Duration, silence_timeout: Duration) -> Self {
         Self {
             reconnect_timeout,
+            silence_timeout,
             sessions: Mutex::default(),
             next_connection: std::sync::atomic::AtomicU64::new(1),
         }
@@ -342,6 +345,11 @@ impl Sessions {
     /// How long a disconnected session is kept.
     pub fn reconnect_timeout(&self) -> Duration {
         self.reconnect_timeout
+    }
+
+    /// How long a connection may stay silent (no frame, no pong) before it is closed.
+    pub fn silence_timeout(&self) -> Duration {
+        self.silence_timeout
     }
 
     /// Starts a session for a newly connected worker, adopting the executions it `claimed`,

@@ -10,7 +10,6 @@
 //! project (and environment, where the route names one) by its [`Role`]. Missing or invalid
 //! credentials answer 401, a valid token outside its scope 403, both in the API's error shape.
 
-pub mod http;
 pub mod tokens;
 
 use std::net::IpAddr;

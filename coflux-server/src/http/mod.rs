@@ -33,6 +33,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sessions;
 pub mod settings;
+pub mod tokens;
 pub mod views;
 
 use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
@@ -59,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(blobs::configure)
             .configure(assets::configure)
             .configure(inputs::configure)
-            .configure(crate::auth::http::configure)
+            .configure(tokens::configure)
             .default_service(web::to(route_not_found)),
     );
 }
@@ -103,6 +104,47 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 /// Opens an existing project (404 `project_not_found`; 400 `invalid_input` for a bad name).
 pub(crate) async fn existing_project(state: &AppState, name: &str) -> Result<Project, ApiError> {
     Ok(state.coflux.existing_project(name).await?)
+}
+
+/// How often a request waiting on a project checks whether its store stalled.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// 503 `unavailable` for a project whose store cannot commit, saying what became of the request.
+fn stalled(what: &str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!(
+            "the project's data directory cannot be written (disk full?); {what}, try again \
+             once it has space"
+        ),
+    )
+}
+
+/// Awaits `request` to `project`, unless the project's store cannot commit (disk full): its
+/// answers wait for the next commit, so the caller gets 503 `unavailable` instead of hanging.
+/// Refused at once when the store is already failing (nothing was done); a request refused
+/// while waiting was not acknowledged (a submission may still start once the store commits,
+/// as one whose answer was lost would: an idempotency key makes retrying it safe).
+pub(crate) async fn unless_stalled<T>(
+    project: &Project,
+    request: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    if project.writer_stats().stalled {
+        return Err(stalled("nothing was done"));
+    }
+    let stalling = async {
+        loop {
+            tokio::time::sleep(STALL_CHECK).await;
+            if project.writer_stats().stalled {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        answer = request => answer,
+        () = stalling => Err(stalled("not answered")),
+    }
 }
 
 /// Parses an optional JSON body: empty means `T::default()`.

@@ -21,6 +21,11 @@
 //!   `invalid_cursor`; an unknown environment is 404 `environment_not_found`.
 //! - `GET /api/projects/{project}/runs/{run}?environment=E` → [`Run`]; each step has
 //!   `checkpoints: {environment: {name: value}}` (`cf.Checkpoint` state, when it has any).
+//! - `DELETE /api/projects/{project}/runs/{run}` (scope `write`) → `{}`: deletes a finished
+//!   run with its steps, executions, logs, metrics, checkpoints, streams and inputs (and the
+//!   asset records nothing refers to any more). 409 `run_active` while it has an execution
+//!   without a result; 409 `run_referenced` while another run links to its results (a cache
+//!   hit), naming those runs; 404 `run_not_found`.
 //! - `GET /api/projects/{project}/runs/{run}/result?wait=SECONDS&environment=E&step=N&attempt=A`
 //!   → `{"run_id","status","value"?,"error"?}` with status `value`, `error`, `cancelled`,
 //!   `abandoned`, `crashed` (its executor died without reporting), `timeout` or `pending`; with `wait`, blocks up to that long (at most
@@ -46,7 +51,7 @@ use coflux_core::sdk::encode_json;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::{created, existing_project, optional_json, parse_id, resource};
+use super::{created, existing_project, optional_json, parse_id, resource, unless_stalled};
 use crate::error::ApiError;
 use crate::state::AppState;
 pub use coflux_core::protocol::http::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
@@ -75,7 +80,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/projects/{project}/runs", Access::PROJECT).route(web::get().to(list)))
     .service(
-        resource("/projects/{project}/runs/{run}", Access::PROJECT).route(web::get().to(inspect)),
+        resource("/projects/{project}/runs/{run}", Access::PROJECT)
+            .route(web::get().to(inspect))
+            .route(web::delete().to(delete)),
     )
     .service(
         resource("/projects/{project}/runs/{run}/result", Access::PROJECT)
@@ -103,18 +110,22 @@ async fn submit(
     let project = existing_project(&state, &project).await?;
     let body = body.into_inner();
     let target = target_of(body.module.clone(), body.target.clone())?;
-    let mut options = workflow_options(&project, &environment, &target).await?;
-    body.override_options(&mut options)
-        .map_err(|message| ApiError::bad_request("invalid_input", message))?;
-    let submission = SubmitOptions {
-        options,
-        idempotency_key: body.idempotency_key,
-        allow_unregistered: body.allow_unregistered,
+    let arguments = plain_arguments(body.arguments.clone())?;
+    // Reading the manifests and submitting both wait behind a failing commit.
+    let submitting = async {
+        let mut options = workflow_options(&project, &environment, &target).await?;
+        body.override_options(&mut options)
+            .map_err(|message| ApiError::bad_request("invalid_input", message))?;
+        let submission = SubmitOptions {
+            options,
+            idempotency_key: body.idempotency_key.clone(),
+            allow_unregistered: body.allow_unregistered,
+        };
+        Ok(project
+            .submit_with(&environment, target, arguments, submission)
+            .await?)
     };
-    let arguments = plain_arguments(body.arguments)?;
-    let run = project
-        .submit_with(&environment, target, arguments, submission)
-        .await?;
+    let run = unless_stalled(&project, submitting).await?;
     Ok(created(Submitted {
         run_id: run.run.to_string(),
         step_id: run.execution.step.to_string(),
@@ -212,12 +223,16 @@ async fn inspect(
     let project = existing_project(&state, &project).await?;
     if let (None, Some(limit)) = (query.environment.as_deref(), query.limit) {
         // A page seen from every environment: read only its steps.
-        let (view, total) = project.inspect_run_page(run, query.offset, limit).await?;
+        let page = async { Ok(project.inspect_run_page(run, query.offset, limit).await?) };
+        let (view, total) = unless_stalled(&project, page).await?;
         return Ok(HttpResponse::Ok().json(Run::paged(&view, query.offset, total)));
     }
-    let view = project
-        .inspect_run(run, query.environment.as_deref())
-        .await?;
+    let reading = async {
+        Ok(project
+            .inspect_run(run, query.environment.as_deref())
+            .await?)
+    };
+    let view = unless_stalled(&project, reading).await?;
     Ok(HttpResponse::Ok().json(Run::page(&view, query.offset, query.limit)))
 }
 
@@ -255,11 +270,15 @@ async fn result(
         // from the environment) has ended; then its final result is known, or found by
         // following a short hand-over.
         // An unknown step or attempt is left to the run to refuse.
-        let mut view = project.inspect_run(run, None).await?;
-        if query.attempt.is_none() {
-            let seen = query.environment.clone().unwrap_or(view.environment);
-            view = project.inspect_run(run, Some(&seen)).await?;
-        }
+        let reading = async {
+            let mut view = project.inspect_run(run, None).await?;
+            if query.attempt.is_none() {
+                let seen = query.environment.clone().unwrap_or(view.environment);
+                view = project.inspect_run(run, Some(&seen)).await?;
+            }
+            Ok(view)
+        };
+        let view = unless_stalled(&project, reading).await?;
         let executions = view.step(step).map(|s| s.executions.as_slice());
         let execution = match query.attempt {
             Some(a) => executions.and_then(|e| e.iter().find(|e| e.id.attempt == a)),
@@ -317,4 +336,23 @@ async fn cancel(
     }
     project.cancel(execution);
     Ok(HttpResponse::Accepted().json(Empty {}))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, run) = path.into_inner();
+    let run: RunId = parse_id(&run)?;
+    let project = existing_project(&state, &project).await?;
+    project.delete_run(run).await?;
+    crate::run_retention::forget_deleted_runs(
+        &project,
+        &state.logs,
+        &state.config.data_dir,
+        &[run],
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(Empty {}))
 }

@@ -105,6 +105,11 @@ enum Command {
     Flush {
         reply: oneshot::Sender<()>,
     },
+    DeleteRuns {
+        project: ProjectName,
+        runs: Vec<RunId>,
+        reply: oneshot::Sender<Result<u64, LogError>>,
+    },
     Metrics {
         project: ProjectName,
         records: Vec<PreparedMetric>,
@@ -358,6 +363,25 @@ impl LogStore {
             project: project.clone(),
             older_than_ms: i64::try_from(older_than_ms).unwrap_or(i64::MAX),
             limit,
+            reply,
+        })?;
+        done.await.map_err(|_| LogError::Stopped)?
+    }
+
+    /// Deletes every log record and metric of `runs` (deleted runs) in one transaction on the
+    /// writer thread; returns how many log records went.
+    pub async fn delete_runs(
+        &self,
+        project: &ProjectName,
+        runs: &[RunId],
+    ) -> Result<u64, LogError> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let (reply, done) = oneshot::channel();
+        self.send(Command::DeleteRuns {
+            project: project.clone(),
+            runs: runs.to_vec(),
             reply,
         })?;
         done.await.map_err(|_| LogError::Stopped)?
@@ -647,6 +671,13 @@ impl Writer {
                     } => {
                         let _ = reply.send(self.prune(&project, older_than_ms, limit));
                     }
+                    Command::DeleteRuns {
+                        project,
+                        runs,
+                        reply,
+                    } => {
+                        let _ = reply.send(self.delete_runs(&project, &runs));
+                    }
                     Command::Append { .. } | Command::Metrics { .. } => {}
                 }
             }
@@ -846,6 +877,30 @@ impl Writer {
             db.templates.clear();
         }
         tracing::debug!(project = %project, deleted, older_than_ms, "old logs pruned");
+        Ok(deleted as u64)
+    }
+}
+
+impl Writer {
+    fn delete_runs(&mut self, project: &ProjectName, runs: &[RunId]) -> Result<u64, LogError> {
+        if !logs_db_path(&self.shared.data_dir, project).exists() {
+            return Ok(0);
+        }
+        let db = self.db(project)?;
+        let tx = db.conn.transaction()?;
+        let mut deleted = 0;
+        for run in runs {
+            let run = to_i64(run.0, "run id")?;
+            deleted += tx.execute("DELETE FROM messages WHERE run_id = ?1", params![run])?;
+            for table in ["metric_points", "metric_definitions"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE run_id = ?1"),
+                    params![run],
+                )?;
+            }
+        }
+        tx.commit()?;
+        tracing::debug!(project = %project, runs = runs.len(), deleted, "logs of deleted runs removed");
         Ok(deleted as u64)
     }
 }

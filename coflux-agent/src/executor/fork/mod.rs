@@ -16,7 +16,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ mod slot;
 pub(crate) use slot::ForkSlot;
 
 use super::adapter::AdapterCommand;
-use super::launch::{Handle, Launched, describe};
+use super::launch::{Forked, Handle, Launched, describe};
 
 /// The fork server's program.
 const ZYGOTE: &str = include_str!("zygote.py");
@@ -385,33 +384,5 @@ async fn accept(listener: UnixListener, shared: Rc<Shared>, mut dead: watch::Rec
                 None => tracing::warn!("fork server socket: a malformed hello"),
             }
         });
-    }
-}
-
-/// A child of the fork server.
-pub(crate) struct Forked {
-    pid: u32,
-    exit: watch::Receiver<Option<i32>>,
-    dead: watch::Receiver<bool>,
-    control: mpsc::UnboundedSender<String>,
-}
-
-impl Forked {
-    /// Resolves when the child has exited (or the fork server, which takes its children
-    /// along); gives its status as text, as a spawned process's would read.
-    pub(crate) async fn wait(&mut self) -> String {
-        tokio::select! {
-            biased;
-            status = self.exit.wait_for(Option::is_some) => match status.ok().and_then(|s| *s) {
-                Some(status) => std::process::ExitStatus::from_raw(status).to_string(),
-                None => "unknown (the fork server exited)".into(),
-            },
-            _ = self.dead.wait_for(|d| *d) => "unknown (the fork server exited)".into(),
-        }
-    }
-
-    /// Asks the fork server to kill it.
-    pub(crate) fn kill(&self) {
-        let _ = self.control.send(format!("kill {}", self.pid));
     }
 }

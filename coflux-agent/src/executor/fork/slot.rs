@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{ForkError, ForkServer, supported};
+use crate::executor::config::PoolConfig;
 use crate::executor::launch::ExecutorMode;
-use crate::executor::pool::PoolConfig;
 
 /// A fork server that dies sooner than this after its start counts as a quick death.
 const QUICK_DEATH: Duration = Duration::from_secs(10);

@@ -416,6 +416,12 @@ impl ProjectCore {
                     ));
                 }
             }
+            ProjectMsg::ForgetRuns { runs, reply } => {
+                let runs: std::collections::HashSet<RunId> = runs.into_iter().collect();
+                self.cache.forget_runs(&runs);
+                self.keys.retain(|_, (run, _)| !runs.contains(run));
+                out.reply(reply, Reply::Recorded(Ok(())));
+            }
             ProjectMsg::CacheUpdate {
                 key,
                 execution,

@@ -138,6 +138,23 @@ pub struct Step {
     /// The streams it produced (`cf.stream`, generator tasks), by index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StepStream>,
+    /// The inputs (`cf.Prompt`) its executions asked for, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<StepInput>,
+}
+
+/// An input a step's execution asked for (answer it with `coflux inputs respond`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInput {
+    /// Its id (`R…:In`).
+    pub input_id: String,
+    /// The execution that asked.
+    pub execution_id: String,
+    /// Its title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// `pending`, `responded`, `dismissed` or `cancelled`.
+    pub state: String,
 }
 
 /// A stream of a step.
@@ -274,6 +291,16 @@ impl From<&StepView> for Step {
                     buffer: s.buffer,
                     timeout_ms: s.timeout_ms,
                     closed: s.closed.clone(),
+                })
+                .collect(),
+            inputs: step
+                .inputs
+                .iter()
+                .map(|i| StepInput {
+                    input_id: i.id.to_string(),
+                    execution_id: i.execution.to_string(),
+                    title: i.title.clone(),
+                    state: i.state.into(),
                 })
                 .collect(),
         }

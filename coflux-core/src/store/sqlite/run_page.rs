@@ -89,6 +89,8 @@ impl SqliteStore {
         checkpoints.retain(|(step, _, _)| in_page(step.number));
         let mut streams = crate::store::streams::load(&self.conn, run)?;
         streams.retain(|s| in_page(s.id.step.number));
+        let mut inputs = crate::store::inputs::load(&self.conn, run)?;
+        inputs.retain(|i| in_page(i.execution.step.number));
         let snapshot = RunSnapshot {
             run: record,
             steps,
@@ -97,7 +99,7 @@ impl SqliteStore {
             calls: Vec::new(),
             checkpoints,
             streams,
-            inputs: Vec::new(),
+            inputs,
         };
         Ok(Some((snapshot, usize::try_from(total).unwrap_or(0))))
     }

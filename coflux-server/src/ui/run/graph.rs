@@ -396,6 +396,7 @@ mod tests {
                     arguments: Vec::new(),
                     checkpoints: Default::default(),
                     streams: Vec::new(),
+                    inputs: Vec::new(),
                     cached: false,
                     cache_key: None,
                     options: Default::default(),

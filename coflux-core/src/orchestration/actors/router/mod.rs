@@ -1,7 +1,7 @@
 //! [`Router`]: delivers envelopes to a project's actors, workers and waiting callers, and
 //! re-creates actors that died.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,6 +24,7 @@ use super::super::run::RunCore;
 use super::hosts::{ConfirmRetire, Deliver, EnvironmentActor, ProjectActor, Reload, RunActor};
 use super::spin::{Doorbell, spinning_arbiter};
 
+mod delete;
 mod unload;
 
 /// The writer every project actor commits through.
@@ -85,6 +86,8 @@ pub struct Router {
     environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
     /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
     runs: Mutex<HashMap<RunId, (Addr<RunActor>, bool)>>,
+    /// Runs being deleted (see [`Router::begin_delete`]); lock after `runs`.
+    deleting: Mutex<HashSet<RunId>>,
     workers: Mutex<HashMap<WorkerId, WorkerRegistration>>,
     replies: Mutex<HashMap<ReplyTo, ReplySink>>,
     next_id: AtomicU64,
@@ -124,6 +127,7 @@ impl Router {
             project_actor: Mutex::new(None),
             environments: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
+            deleting: Mutex::new(HashSet::new()),
             workers: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             // Worker ids are stored with assignments: start above any id a previous process of
@@ -582,6 +586,8 @@ impl Router {
         let mut initial = Outbox::default();
         let core = if matches!(msg, RunMsg::Create { .. }) {
             Some(RunCore::new(id))
+        } else if self.is_deleting(id) {
+            None
         } else {
             // Not in memory: a run that finished before this process started, or whose actor
             // died (supervision re-creates it from the database).
@@ -605,6 +611,13 @@ impl Router {
         if let Some((addr, retiring)) = runs.get_mut(&id).filter(|(a, _)| a.connected()) {
             *retiring = false;
             return addr.do_send(Deliver(msg));
+        }
+        if lock(&self.deleting).contains(&id) && !matches!(msg, RunMsg::Create { .. }) {
+            // Deleted while it was being read: answer as for an unknown run.
+            drop(runs);
+            let mut out = Outbox::default();
+            RunCore::new(id).handle(msg, now, &mut out);
+            return self.commit(out.writes, out.messages);
         }
         if runs.contains_key(&id) {
             tracing::error!(project = %self.project, run = %id, "run actor died; re-created it from the database");

@@ -1,0 +1,92 @@
+//! `coflux.toml`: the CLI reads server, project, environment and token from the nearest one
+//! (current directory or a parent); `COFLUX_*` variables and flags win over it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use coflux_core::sdk::Repository;
+
+use crate::support::{TestServer, greet, ok, stderr};
+
+/// `coflux` in `dir` with only the given `COFLUX_*` variables.
+fn coflux_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coflux"));
+    command.args(args).current_dir(dir);
+    for name in [
+        "COFLUX_SERVER",
+        "COFLUX_PROJECT",
+        "COFLUX_ENVIRONMENT",
+        "COFLUX_TOKEN",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
+    let server = TestServer::start_with("demo", |project| async move {
+        project
+            .create_environment("production", None)
+            .await
+            .unwrap();
+        project
+            .serve("production", Repository::new().with(greet))
+            .await
+            .unwrap();
+    });
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        root.path().join("coflux.toml"),
+        format!(
+            "server = \"{}\"\nproject = \"demo\"\nenvironment = \"production\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let nested = root.path().join("src/app");
+    std::fs::create_dir_all(&nested).unwrap();
+
+    let out = ok(coflux_in(
+        &nested,
+        &[],
+        &["submit", "demo/greet", "\"toml\""],
+    ));
+    assert_eq!(out.trim(), "\"Hello, toml!\"");
+
+    // A variable wins over the file, and a flag over both.
+    let env = [("COFLUX_ENVIRONMENT", "staging")];
+    let refused = coflux_in(&nested, &env, &["submit", "demo/greet", "\"x\""]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("staging"), "{}", stderr(&refused));
+    let out = ok(coflux_in(
+        &nested,
+        &env,
+        &["-e", "production", "submit", "demo/greet", "\"flag\""],
+    ));
+    assert_eq!(out.trim(), "\"Hello, flag!\"");
+    let elsewhere = coflux_in(
+        &nested,
+        &[],
+        &["--server", "http://127.0.0.1:9", "projects", "list"],
+    );
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(
+        stderr(&elsewhere).contains("127.0.0.1:9"),
+        "{}",
+        stderr(&elsewhere)
+    );
+
+    // A broken file is named.
+    std::fs::write(nested.join("coflux.toml"), "project = [").unwrap();
+    let broken = coflux_in(&nested, &[], &["projects", "list"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        stderr(&broken).contains("coflux.toml"),
+        "{}",
+        stderr(&broken)
+    );
+}

@@ -1,0 +1,17 @@
+//! The server's JSON API, agent protocol, auth, blobs and logs, driven through `create_app`
+//! as `main` builds it (and S3 through a local moto server).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod agent_protocol;
+mod assets;
+mod auth;
+mod blob_gc;
+mod blobs_large;
+mod blobs_s3;
+mod http_api;
+mod http_api_environments;
+mod http_api_logs;
+mod logs;
+mod views_and_registration;
