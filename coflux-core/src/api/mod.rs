@@ -76,6 +76,10 @@ pub struct Config {
     /// has its own arbiter and writer thread, the fastest for a few projects; a server hosting
     /// many projects sets it, e.g. to the number of cores, so threads do not grow with them).
     pub project_threads: usize,
+    /// A PostgreSQL URL (`postgres://user:password@host/database`): projects' state and the
+    /// catalogue go there instead of SQLite files (default `None`: SQLite in the data
+    /// directory).
+    pub database_url: Option<String>,
 }
 
 impl Config {
@@ -90,6 +94,7 @@ impl Config {
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
             project_idle_timeout: None,
             project_threads: 0,
+            database_url: None,
         }
     }
 }
@@ -100,6 +105,7 @@ impl Config {
 pub struct Coflux {
     supervisor: Addr<Supervisor>,
     data_dir: PathBuf,
+    database_url: Option<String>,
 }
 
 impl Coflux {
@@ -111,7 +117,9 @@ impl Coflux {
     /// Opens a data directory.
     pub async fn open_with(config: Config) -> Result<Self, Error> {
         let data_dir = config.data_dir.clone();
+        let database_url = config.database_url.clone();
         let supervisor = Supervisor::new(SupervisorConfig {
+            database_url: config.database_url,
             data_dir: config.data_dir,
             durability: config.durability,
             writer_spin: config.writer_spin,
@@ -124,6 +132,7 @@ impl Coflux {
         Ok(Self {
             supervisor: supervisor.start(),
             data_dir,
+            database_url,
         })
     }
 
@@ -169,8 +178,12 @@ impl Coflux {
     /// The names of all projects, oldest first.
     pub async fn list_projects(&self) -> Result<Vec<String>, Error> {
         let dir = self.data_dir.clone();
+        let url = self.database_url.clone();
         actix_rt::task::spawn_blocking(move || {
-            let catalogue = crate::store::catalogue::Catalogue::open(&dir)?;
+            let catalogue = match &url {
+                None => crate::store::catalogue::Catalogue::open(&dir)?,
+                Some(url) => crate::store::catalogue::Catalogue::open_postgres(&dir, url)?,
+            };
             Ok(catalogue
                 .list()?
                 .into_iter()

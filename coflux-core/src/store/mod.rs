@@ -13,6 +13,7 @@ mod checkpoints;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
 mod inputs;
+pub mod location;
 pub mod open_runs;
 pub mod postgres;
 pub mod run_list;
@@ -316,6 +317,9 @@ pub enum StoreError {
     /// The store was opened for reading only.
     #[error("this store was opened read-only")]
     ReadOnly,
+    /// This backend does not offer this operation yet.
+    #[error("not supported by this store backend yet: {0}")]
+    Unsupported(&'static str),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migration(String),
@@ -342,6 +346,7 @@ impl StoreError {
             Self::Postgres(_) => "store_postgres",
             Self::Missing(_) => "store_missing_row",
             Self::ReadOnly => "store_read_only",
+            Self::Unsupported(_) => "store_unsupported",
             Self::Migration(_) => "store_migration",
             Self::Corrupt(_) => "store_corrupt",
             Self::Io(_) => "store_io",

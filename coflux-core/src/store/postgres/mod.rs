@@ -127,7 +127,7 @@ impl std::fmt::Debug for PgStore {
 /// Runs `f` where the blocking client may run: inline on a plain thread (the writer's, a
 /// blocking task's), on a scoped thread when called from inside an async runtime (whose
 /// threads the client's own `block_on` must not use).
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if tokio::runtime::Handle::try_current().is_err() {
         return f();
     }

@@ -177,7 +177,7 @@ pub(super) fn migrate_project(client: &mut Client, schema: &str) -> Result<(), S
 }
 
 /// Brings the catalogue (in `public`) up to date.
-pub(super) fn migrate_catalogue(client: &mut Client) -> Result<(), StoreError> {
+pub(crate) fn migrate_catalogue(client: &mut Client) -> Result<(), StoreError> {
     migrate(client, "public", "coflux_catalogue_version", CATALOGUE)
 }
 
