@@ -712,24 +712,43 @@ async fn remote_postgres_backend_runs_workflows_and_recovers_after_a_kill() {
     server.setup(project, "production", None).await;
     let mut agent = rust_agent(&server, project, "production", &["--concurrency", "4"]);
     let squares = server
-        .submit(project, "production", "examples.repo", "sum_of_squares", json!([5]))
+        .submit(
+            project,
+            "production",
+            "examples.repo",
+            "sum_of_squares",
+            json!([5]),
+        )
         .await;
     let result = server.result(project, &squares, 60).await;
     assert_eq!(result["status"], "value", "{result}");
     assert_eq!(result["value"], 55);
     let divide = server
-        .submit(project, "production", "examples.repo", "divide", json!([1, 0]))
+        .submit(
+            project,
+            "production",
+            "examples.repo",
+            "divide",
+            json!([1, 0]),
+        )
         .await;
     let result = server.result(project, &divide, 60).await;
     assert_eq!(result["status"], "error", "{result}");
     let before = step_states(&server.inspect(project, &squares).await);
-    assert_eq!(before.len(), 6, "the workflow and its five tasks: {before:?}");
+    assert_eq!(
+        before.len(),
+        6,
+        "the workflow and its five tasks: {before:?}"
+    );
 
     server.proc.kill9();
     agent.kill9();
     let other_dir = tempfile::tempdir().unwrap();
     let server = Server::start_on(other_dir.path(), port, &flags).await;
-    assert_eq!(step_states(&server.inspect(project, &squares).await), before);
+    assert_eq!(
+        step_states(&server.inspect(project, &squares).await),
+        before
+    );
     let _agent = rust_agent(&server, project, "production", &["--concurrency", "4"]);
     let chain = server
         .submit(project, "production", "examples.repo", "chain", json!([3]))

@@ -11,8 +11,8 @@ use crate::model::{
     RunId, StepId, TargetKind, TargetRef, Value, visible_from,
 };
 use crate::orchestration::OrchestrationError;
-use crate::store::location::StoreLocation;
 use crate::store::RunSummary;
+use crate::store::location::StoreLocation;
 
 use super::error::Error;
 

@@ -108,7 +108,11 @@ fn step(run: u64, number: u32, parent: Option<ExecutionId>, cache_key: Option<&s
         },
         arguments: vec![
             Value::raw(json!({"n": number, "text": "é ✓"})),
-            Value::null(),
+            Value::Blob {
+                key: format!("{number:064}"),
+                size: 3,
+                references: Vec::new(),
+            },
         ],
         options: StepOptions {
             cache: cache_key.map(|_| CacheConfig {
@@ -531,6 +535,66 @@ fn store_conformance_sqlite_and_postgres_read_back_equal() {
         pg.concurrency_limits(EnvironmentId(1)).unwrap(),
         sqlite.concurrency_limits(EnvironmentId(1)).unwrap()
     );
+
+    use super::location::ProjectReader;
+    use super::run_list::{RunFilter, RunStatus};
+    assert_eq!(ProjectReader::referenced_blob_keys(&sqlite).unwrap().len(), 3, "sqlite");
+    assert_eq!(ProjectReader::referenced_blob_keys(&pg).unwrap().len(), 3);
+    assert_eq!(
+        ProjectReader::referenced_blob_keys(&pg).unwrap(),
+        ProjectReader::referenced_blob_keys(&sqlite).unwrap()
+    );
+
+    // The runs list (filtered, paged) and run pages agree.
+    let filters = [
+        RunFilter::default(),
+        RunFilter {
+            environments: Some(vec![EnvironmentId(1)]),
+            ..Default::default()
+        },
+        RunFilter {
+            environments: Some(vec![EnvironmentId(1), EnvironmentId(2)]),
+            ..Default::default()
+        },
+        RunFilter {
+            status: Some(RunStatus::Running),
+            ..Default::default()
+        },
+        RunFilter {
+            workflow: Some(TargetRef::new("app.flows", "main")),
+            before: Some(RunId(3)),
+            ..Default::default()
+        },
+        RunFilter {
+            since: Some(2_002),
+            until: Some(2_003),
+            ..Default::default()
+        },
+    ];
+    for filter in &filters {
+        for limit in [1, 2, 10] {
+            let expected = ProjectReader::query_runs(&sqlite, filter, limit).unwrap();
+            assert_eq!(
+                ProjectReader::query_runs(&pg, filter, limit).unwrap(),
+                expected,
+                "{filter:?} {limit}"
+            );
+        }
+    }
+    assert_eq!(
+        ProjectReader::query_runs(&pg, &filters[0], 2)
+            .unwrap()
+            .runs
+            .len(),
+        2
+    );
+    for (run, offset, limit) in [(1, 0, 2), (1, 1, 5), (3, 0, 10), (2, 4, 1)] {
+        assert_eq!(
+            ProjectReader::load_run_page(&pg, RunId(run), offset, limit).unwrap(),
+            sqlite.load_run_page(RunId(run), offset, limit).unwrap(),
+            "run {run} page {offset}+{limit}"
+        );
+    }
 
     // A new connection (a restart) reads the same committed state; a reader refuses writes.
     let reader = PgStore::open_reader(&schema.location).unwrap();

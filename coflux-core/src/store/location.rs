@@ -138,14 +138,10 @@ impl ProjectReader for PgStore {
             .retain(|s| numbers.contains(&s.id.step.number));
         Ok(Some((snapshot, total)))
     }
-    fn query_runs(&self, _filter: &RunFilter, _limit: usize) -> Result<RunPage, StoreError> {
-        Err(StoreError::Unsupported(
-            "the filtered runs list on PostgreSQL",
-        ))
+    fn query_runs(&self, filter: &RunFilter, limit: usize) -> Result<RunPage, StoreError> {
+        PgStore::query_runs(self, filter, limit)
     }
     fn referenced_blob_keys(&self) -> Result<HashSet<String>, StoreError> {
-        Err(StoreError::Unsupported(
-            "blob garbage collection on PostgreSQL",
-        ))
+        PgStore::referenced_blob_keys(self)
     }
 }

@@ -15,6 +15,7 @@
 
 mod read;
 mod run_data;
+mod run_list;
 pub mod schema;
 mod write;
 
@@ -307,6 +308,28 @@ impl PgStore {
         id: crate::model::InputId,
     ) -> Result<Option<crate::model::InputRecord>, StoreError> {
         self.read(|r| run_data::input(r.conn, id))
+    }
+
+    /// One page of the filtered runs list (see [`crate::store::run_list`]).
+    pub fn query_runs(
+        &self,
+        filter: &crate::store::run_list::RunFilter,
+        limit: usize,
+    ) -> Result<crate::store::run_list::RunPage, StoreError> {
+        self.read(|r| {
+            let mut source = run_list::PgRuns { conn: r.conn };
+            crate::store::run_list::query_page(
+                &mut source,
+                filter,
+                limit,
+                crate::store::run_list::MAX_SCANNED,
+            )
+        })
+    }
+
+    /// The keys of every blob the project's recorded values reference.
+    pub fn referenced_blob_keys(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.read(|r| run_data::referenced_blob_keys(r.conn))
     }
 
     /// The cron schedules, by id.

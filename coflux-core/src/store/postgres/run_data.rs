@@ -275,3 +275,56 @@ pub(super) fn input(conn: &mut Conn, id: InputId) -> Result<Option<InputRecord>,
     .map(input_from_row)
     .transpose()
 }
+
+/// The keys of every blob the project's recorded values reference (as
+/// `SqliteStore::referenced_blob_keys`: step arguments, results, schedule arguments,
+/// checkpoint states, stream items). Rows are streamed and decoded one at a time; a row that
+/// does not decode is an error, never skipped.
+pub(super) fn referenced_blob_keys(
+    conn: &mut Conn,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    use crate::model::{ExecutionResult, Schedule, Value};
+    use crate::store::sqlite::collect_blob_keys;
+    use postgres::fallible_iterator::FallibleIterator;
+
+    let mut keys = std::collections::HashSet::new();
+    let mut each = |sql: &str, visit: &mut dyn FnMut(&str) -> Result<(), StoreError>| {
+        let mut rows = conn.client.query_raw(sql, std::iter::empty::<i64>())?;
+        while let Some(row) = rows.next()? {
+            visit(row.try_get(0)?)?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    each("SELECT arguments FROM steps", &mut |text| {
+        let arguments: Vec<Value> = from_json(text, "step arguments")?;
+        arguments
+            .iter()
+            .for_each(|v| collect_blob_keys(v, &mut keys));
+        Ok(())
+    })?;
+    each("SELECT result FROM results", &mut |text| {
+        if let ExecutionResult::Value { value } = from_json(text, "result")? {
+            collect_blob_keys(&value, &mut keys);
+        }
+        Ok(())
+    })?;
+    each("SELECT definition FROM schedules", &mut |text| {
+        let schedule: Schedule = from_json(text, "schedule")?;
+        schedule
+            .arguments
+            .iter()
+            .for_each(|v| collect_blob_keys(v, &mut keys));
+        Ok(())
+    })?;
+    each("SELECT state FROM checkpoints", &mut |text| {
+        let state: Checkpoints = from_json(text, "checkpoint state")?;
+        state.values().for_each(|v| collect_blob_keys(v, &mut keys));
+        Ok(())
+    })?;
+    each("SELECT value FROM stream_items", &mut |text| {
+        let value: Value = from_json(text, "stream item")?;
+        collect_blob_keys(&value, &mut keys);
+        Ok(())
+    })?;
+    Ok(keys)
+}
