@@ -756,4 +756,26 @@ async fn remote_postgres_backend_runs_workflows_and_recovers_after_a_kill() {
     let result = server.result(project, &chain, 60).await;
     assert_eq!(result["value"], 3, "{result}");
     assert_ne!(chain, squares, "run numbers continue after the restart");
+
+    // The runs list (filtered) and a page of a run's steps read from PostgreSQL too.
+    let listed = |query: &'static str| {
+        let url = server.url.clone();
+        let path = format!("/api/projects/{project}/runs{query}");
+        async move {
+            let page = coflux_tests::get(&url, &path).await;
+            let runs = page["runs"].as_array().cloned().unwrap_or_default();
+            runs.iter()
+                .map(|r| r["run_id"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("").await, [chain.clone(), divide.clone(), squares.clone()]);
+    assert_eq!(listed("?status=error").await, [divide]);
+    assert_eq!(listed("?status=value&limit=1").await, [chain]);
+    let page = coflux_tests::get(
+        &server.url,
+        &format!("/api/projects/{project}/runs/{squares}?limit=2"),
+    )
+    .await;
+    assert_eq!(page["steps"].as_array().map(Vec::len), Some(2), "{page}");
 }
