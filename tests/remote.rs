@@ -769,7 +769,10 @@ async fn remote_postgres_backend_runs_workflows_and_recovers_after_a_kill() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(listed("").await, [chain.clone(), divide.clone(), squares.clone()]);
+    assert_eq!(
+        listed("").await,
+        [chain.clone(), divide.clone(), squares.clone()]
+    );
     assert_eq!(listed("?status=error").await, [divide]);
     assert_eq!(listed("?status=value&limit=1").await, [chain]);
     let page = coflux_tests::get(
