@@ -8,7 +8,9 @@
 //! Latency is submit → result of a workflow that does nothing (`chain(0)`), over HTTP.
 //! `seq_1000_ms` and `fanout_1000_ms` are the median of three runs (each run is printed), as in
 //! the embedded benchmark: one run of a few hundred milliseconds moves by ±20 % on a noisy VM.
-//! `-- --quick` runs fewer latency samples (for CI); `-- --rust-only` skips the Python part.
+//! `-- --quick` runs fewer latency samples (for CI); `-- --rust-only` skips the Python part;
+//! `-- --database-url postgres://…` runs the server with its project state in PostgreSQL
+//! (same JSON keys).
 //! The Python agent starts its executors as `COFLUX_EXECUTOR` says (default: forked from a
 //! warm fork server); `-- --compare-executors` also runs the Python scenarios with a second
 //! agent that spawns a process per executor, and adds `py_spawn_*` keys and the
@@ -19,7 +21,22 @@ use std::time::{Duration, Instant};
 use coflux_tests::{Server, python_agent_for, rust_agent};
 use serde_json::{Value as Json, json};
 
-const P: &str = "bench";
+/// The project: `bench`, or on PostgreSQL one of its own per run (the database outlives it).
+fn project() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| match database_url() {
+        None => "bench".to_owned(),
+        Some(_) => format!("bench-{}", std::process::id()),
+    })
+}
+
+/// `-- --database-url URL`: the server keeps project state in PostgreSQL.
+fn database_url() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--database-url")
+        .and_then(|i| args.get(i + 1).cloned())
+}
 
 fn rss_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -33,8 +50,8 @@ fn rss_mb(pid: u32, field: &str) -> f64 {
 
 async fn run(server: &Server, env: &str, module: &str, target: &str, args: Json) -> Duration {
     let started = Instant::now();
-    let run = server.submit(P, env, module, target, args).await;
-    let result = server.result(P, &run, 600).await;
+    let run = server.submit(project(), env, module, target, args).await;
+    let result = server.result(project(), &run, 600).await;
     let elapsed = started.elapsed();
     assert_eq!(result["status"], "value", "{module}.{target}: {result}");
     elapsed
@@ -96,12 +113,12 @@ async fn python_scenarios(server: &Server, env: &str, mode: &str, quick: bool) -
     let _python = python_agent_for(
         "bench_flows",
         &server.url,
-        P,
+        project(),
         env,
         "bench",
         &["--concurrency", "8", "--executor", mode],
     );
-    server.wait_registered(P, env, "chain").await;
+    server.wait_registered(project(), env, "chain").await;
     let py_bench = "bench_flows";
     run(server, env, py_bench, "chain", json!([1])).await;
     let seq = run(server, env, py_bench, "chain", json!([100])).await;
@@ -122,14 +139,25 @@ fn main() {
     let rust_only = std::env::args().any(|a| a == "--rust-only");
     actix_rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(dir.path()).await;
-        server.setup(P, "rust", None).await;
-        server.setup(P, "python", None).await;
+        let server = match database_url() {
+            None => Server::start(dir.path()).await,
+            Some(url) => {
+                let flags = ["--database-url", url.as_str()];
+                Server::start_on(dir.path(), coflux_tests::free_port(), &flags).await
+            }
+        };
+        server.setup(project(), "rust", None).await;
+        server.setup(project(), "python", None).await;
         actix_rt::time::sleep(Duration::from_millis(500)).await;
         let idle_rss = rss_mb(server.proc.pid(), "VmRSS:");
 
-        let _rust = rust_agent(&server, P, "rust", &["--register", "--concurrency", "1000"]);
-        server.wait_registered(P, "rust", "chain").await;
+        let _rust = rust_agent(
+            &server,
+            project(),
+            "rust",
+            &["--register", "--concurrency", "1000"],
+        );
+        server.wait_registered(project(), "rust", "chain").await;
         run(&server, "rust", "examples.repo", "chain", json!([10])).await;
         let seq = median_run(&server, "rust", "examples.repo", "chain", json!([1000])).await;
         let fanout = median_run(&server, "rust", "examples.repo", "fanout", json!([1000])).await;
@@ -149,7 +177,7 @@ fn main() {
             Some(python_scenarios(&server, "python", &mode, quick).await)
         };
         let py_spawn = if compare && !rust_only {
-            server.setup(P, "python-spawn", None).await;
+            server.setup(project(), "python-spawn", None).await;
             Some(python_scenarios(&server, "python-spawn", "spawn", quick).await)
         } else {
             None

@@ -15,6 +15,11 @@ pub struct ServerArgs {
     /// Data directory (one SQLite database per project, blobs).
     #[arg(long, env = "COFLUX_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://user:password@host:port/database`): every project's state
+    /// and the project catalogue go there, one schema per project, instead of SQLite files in
+    /// the data directory (which still holds logs, local blobs and tokens).
+    #[arg(long, env = "COFLUX_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
     /// Port to listen on.
     #[arg(long, env = "COFLUX_PORT")]
     pub port: Option<u16>,
@@ -245,6 +250,8 @@ pub struct ServerConfig {
     /// How often the blob garbage collection sweep runs (the first runs after at most
     /// [`crate::gc::FIRST_SWEEP`]).
     pub blob_gc_interval: std::time::Duration,
+    /// PostgreSQL URL for project state (`None`: SQLite in the data directory).
+    pub database_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -271,6 +278,7 @@ impl ServerConfig {
             run_sweep_interval: std::time::Duration::from_secs(60 * 60),
             blob_gc_grace: Some(HOUR * DEFAULT_BLOB_GC_GRACE_HOURS as u32),
             blob_gc_interval: HOUR * 6,
+            database_url: None,
         }
     }
 
@@ -291,6 +299,12 @@ impl ServerConfig {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
         );
+        config.database_url = args.database_url.filter(|u| !u.is_empty());
+        if let Some(url) = &config.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("invalid database URL (expected postgres://user:password@host/database)");
+        }
         if let Some(port) = args.port.or(file.port) {
             config.port = port;
         }
@@ -341,6 +355,12 @@ impl ServerConfig {
         }
         if let Some(days) = args.run_retention_days.or(file.run_retention_days) {
             config.run_retention = retention(days, "run")?;
+            if config.run_retention.is_some() && config.database_url.is_some() {
+                anyhow::bail!(
+                    "--run-retention-days is not supported with --database-url yet (runs are \
+                     deleted from SQLite stores only)"
+                );
+            }
         }
         if let Some(hours) = args.blob_gc_grace_hours.or(file.blob_gc_grace_hours) {
             config.blob_gc_grace = blob_gc_grace(hours)?;
@@ -417,6 +437,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("port", &self.port)
             .field("auth", &self.auth)
             .field("blob_store", &self.blob_store)
+            .field("postgres", &self.database_url.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -95,6 +95,7 @@ impl From<coflux_core::Error> for ApiError {
             | "run_active"
             | "run_referenced" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "not_supported" => StatusCode::NOT_IMPLEMENTED,
             "store_stopped" => {
                 tracing::warn!(error = %err, "store unavailable");
                 return Self::new(

@@ -40,6 +40,7 @@ impl AppState {
         std::fs::create_dir_all(&config.data_dir)?;
         let mut core = Config::new(&config.data_dir);
         core.durability = config.durability;
+        core.database_url = config.database_url.clone();
         core.writer_spin = config.writer_spin;
         // Executions running when the server stopped stay claimable by reconnecting agents.
         core.recovery_grace = config.reconnect_timeout;

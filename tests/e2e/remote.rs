@@ -681,3 +681,104 @@ async fn remote_logs_written_to_a_pipe_are_plain_text() {
     assert!(text.contains("INFO"), "the server logged nothing: {text}");
     assert!(!text.contains('\u{1b}'), "{text:?}");
 }
+
+/// The same server and agent with every project's state in PostgreSQL
+/// (`COFLUX_TEST_DATABASE_URL`, see `scripts/setup-postgres.sh`; skipped without it unless
+/// `COFLUX_PG_TESTS=require`): runs complete, and after a kill -9 a server on a new, empty
+/// data directory finds the project, its finished runs and its environment in the database.
+#[actix_rt::test]
+async fn remote_postgres_backend_runs_workflows_and_recovers_after_a_kill() {
+    let url = match std::env::var("COFLUX_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
+            panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
+        }
+        _ => {
+            eprintln!("skipped: PostgreSQL end-to-end test (set COFLUX_TEST_DATABASE_URL)");
+            return;
+        }
+    };
+    // A project of its own: the database outlives the test.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let project = format!("pg-e2e-{}-{stamp}", std::process::id());
+    let project = project.as_str();
+    let flags = ["--database-url", url.as_str()];
+    let dir = tempfile::tempdir().unwrap();
+    let port = coflux_tests::free_port();
+    let mut server = Server::start_on(dir.path(), port, &flags).await;
+    server.setup(project, "production", None).await;
+    let mut agent = rust_agent(&server, project, "production", &["--concurrency", "4"]);
+    let squares = server
+        .submit(
+            project,
+            "production",
+            "examples.repo",
+            "sum_of_squares",
+            json!([5]),
+        )
+        .await;
+    let result = server.result(project, &squares, 60).await;
+    assert_eq!(result["status"], "value", "{result}");
+    assert_eq!(result["value"], 55);
+    let divide = server
+        .submit(
+            project,
+            "production",
+            "examples.repo",
+            "divide",
+            json!([1, 0]),
+        )
+        .await;
+    let result = server.result(project, &divide, 60).await;
+    assert_eq!(result["status"], "error", "{result}");
+    let before = step_states(&server.inspect(project, &squares).await);
+    assert_eq!(
+        before.len(),
+        6,
+        "the workflow and its five tasks: {before:?}"
+    );
+
+    server.proc.kill9();
+    agent.kill9();
+    let other_dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(other_dir.path(), port, &flags).await;
+    assert_eq!(
+        step_states(&server.inspect(project, &squares).await),
+        before
+    );
+    let _agent = rust_agent(&server, project, "production", &["--concurrency", "4"]);
+    let chain = server
+        .submit(project, "production", "examples.repo", "chain", json!([3]))
+        .await;
+    let result = server.result(project, &chain, 60).await;
+    assert_eq!(result["value"], 3, "{result}");
+    assert_ne!(chain, squares, "run numbers continue after the restart");
+
+    // The runs list (filtered) and a page of a run's steps read from PostgreSQL too.
+    let listed = |query: &'static str| {
+        let url = server.url.clone();
+        let path = format!("/api/projects/{project}/runs{query}");
+        async move {
+            let page = coflux_tests::get(&url, &path).await;
+            let runs = page["runs"].as_array().cloned().unwrap_or_default();
+            runs.iter()
+                .map(|r| r["run_id"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("").await,
+        [chain.clone(), divide.clone(), squares.clone()]
+    );
+    assert_eq!(listed("?status=error").await, [divide]);
+    assert_eq!(listed("?status=value&limit=1").await, [chain]);
+    let page = coflux_tests::get(
+        &server.url,
+        &format!("/api/projects/{project}/runs/{squares}?limit=2"),
+    )
+    .await;
+    assert_eq!(page["steps"].as_array().map(Vec::len), Some(2), "{page}");
+}

@@ -2,21 +2,18 @@
 
 use std::collections::HashSet;
 
-use crate::store::sqlite::SqliteStore;
-
 use super::error::Error;
 use super::project::Project;
 
 impl Project {
     /// The keys of every blob referenced by the project's recorded step arguments, execution
-    /// results and schedule arguments (see [`SqliteStore::referenced_blob_keys`]). Read on a
+    /// results and schedule arguments (see [`crate::store::location::ProjectReader::referenced_blob_keys`]). Read on a
     /// blocking thread through a read-only connection, so the project's writer is not held
     /// up. An undecodable row is an error: callers must then treat every blob as referenced.
     pub async fn referenced_blob_keys(&self) -> Result<HashSet<String>, Error> {
-        let path = self.handle().db_path.clone();
+        let location = self.handle().store.clone();
         actix_rt::task::spawn_blocking(move || {
-            let store = SqliteStore::open_reader(&path)?;
-            Ok(store.referenced_blob_keys()?)
+            Ok(location.open_reader()?.referenced_blob_keys()?)
         })
         .await
         .map_err(|_| Error::Unavailable("blob reference task failed".into()))?

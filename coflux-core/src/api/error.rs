@@ -22,6 +22,10 @@ pub enum Error {
     /// The run or step ended without a value.
     #[error(transparent)]
     Execution(#[from] ExecutionError),
+    /// The operation is not available with this project's store (e.g. run deletion on
+    /// PostgreSQL, not built yet).
+    #[error("not supported: {0}")]
+    NotSupported(String),
     /// The orchestrator is shutting down.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -52,6 +56,7 @@ impl Error {
             Self::Execution(ExecutionError::Timeout) => "execution_timeout",
             Self::Execution(ExecutionError::Decode(_)) => "result_decode",
             Self::Execution(ExecutionError::Submit(_)) => "submit_failed",
+            Self::NotSupported(_) => "not_supported",
             Self::Unavailable(_) => "unavailable",
             Self::ProjectUnavailable { .. } => "project_unavailable",
         }

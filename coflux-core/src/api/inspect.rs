@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -12,8 +11,8 @@ use crate::model::{
     RunId, StepId, StepOptions, TargetKind, TargetRef, Value, WorkerId, visible_from,
 };
 use crate::orchestration::OrchestrationError;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{ProjectStore, RunSummary};
+use crate::store::RunSummary;
+use crate::store::location::StoreLocation;
 
 use super::error::Error;
 
@@ -144,12 +143,12 @@ impl RunView {
 }
 
 pub(super) fn load_run(
-    path: &Path,
+    location: &StoreLocation,
     run: RunId,
     view: Option<Vec<EnvironmentId>>,
     environments: &[Environment],
 ) -> Result<RunView, Error> {
-    let reader = SqliteStore::open_reader(path)?;
+    let reader = location.open_reader()?;
     let snapshot = reader
         .load_run(run)?
         .ok_or_else(|| OrchestrationError::RunNotFound(run.to_string()))?;
@@ -159,13 +158,13 @@ pub(super) fn load_run(
 /// One page of a run's steps (`offset`, at most `limit`, in step order) as every environment
 /// sees it, read without the rest of the run; with the run's number of steps.
 pub(super) fn load_run_page(
-    path: &Path,
+    location: &StoreLocation,
     run: RunId,
     offset: usize,
     limit: usize,
     environments: &[Environment],
 ) -> Result<(RunView, usize), Error> {
-    let reader = SqliteStore::open_reader(path)?;
+    let reader = location.open_reader()?;
     let (snapshot, total) = reader
         .load_run_page(run, offset, limit)?
         .ok_or_else(|| OrchestrationError::RunNotFound(run.to_string()))?;
@@ -303,8 +302,8 @@ fn build_view(
     }
 }
 
-pub(super) fn list_runs(path: &Path, limit: usize) -> Result<Vec<RunSummary>, Error> {
-    Ok(SqliteStore::open_reader(path)?.list_runs(None, limit)?)
+pub(super) fn list_runs(location: &StoreLocation, limit: usize) -> Result<Vec<RunSummary>, Error> {
+    Ok(location.open_reader()?.list_runs(None, limit)?)
 }
 
 fn describe(result: &ExecutionResult) -> String {

@@ -87,6 +87,10 @@ pub struct Config {
     pub run_retention: Option<Duration>,
     /// How often the run retention task runs (default one hour).
     pub run_retention_interval: Duration,
+    /// A PostgreSQL URL (`postgres://user:password@host/database`): projects' state and the
+    /// catalogue go there instead of SQLite files (default `None`: SQLite in the data
+    /// directory).
+    pub database_url: Option<String>,
 }
 
 impl Config {
@@ -103,6 +107,7 @@ impl Config {
             project_threads: 0,
             run_retention: None,
             run_retention_interval: Duration::from_secs(60 * 60),
+            database_url: None,
         }
     }
 }
@@ -147,6 +152,7 @@ impl Config {
 pub struct Coflux {
     supervisor: Addr<Supervisor>,
     data_dir: PathBuf,
+    database_url: Option<String>,
 }
 
 impl Coflux {
@@ -158,7 +164,9 @@ impl Coflux {
     /// Opens a data directory.
     pub async fn open_with(config: Config) -> Result<Self, Error> {
         let data_dir = config.data_dir.clone();
+        let database_url = config.database_url.clone();
         let supervisor = Supervisor::new(SupervisorConfig {
+            database_url: config.database_url,
             data_dir: config.data_dir,
             durability: config.durability,
             writer_spin: config.writer_spin,
@@ -171,6 +179,7 @@ impl Coflux {
         let coflux = Self {
             supervisor: supervisor.start(),
             data_dir,
+            database_url,
         };
         if let Some(retention) = config.run_retention {
             retention::start(&coflux, retention, config.run_retention_interval);
@@ -220,8 +229,12 @@ impl Coflux {
     /// The names of all projects, oldest first.
     pub async fn list_projects(&self) -> Result<Vec<String>, Error> {
         let dir = self.data_dir.clone();
+        let url = self.database_url.clone();
         actix_rt::task::spawn_blocking(move || {
-            let catalogue = crate::store::catalogue::Catalogue::open(&dir)?;
+            let catalogue = match &url {
+                None => crate::store::catalogue::Catalogue::open(&dir)?,
+                Some(url) => crate::store::catalogue::Catalogue::open_postgres(&dir, url)?,
+            };
             Ok(catalogue
                 .list()?
                 .into_iter()

@@ -369,13 +369,10 @@ impl Project {
     /// The definitions registered for an environment, by module and name.
     pub async fn manifests(&self, environment: &str) -> Result<Vec<TargetDefinition>, Error> {
         let env = self.environment_id(environment).await?.id;
-        let path = self.handle.db_path.clone();
-        actix_rt::task::spawn_blocking(move || {
-            use crate::store::ProjectStore;
-            Ok(crate::store::sqlite::SqliteStore::open_reader(&path)?.manifests(env)?)
-        })
-        .await
-        .map_err(|_| Error::Unavailable("manifest task failed".into()))?
+        let location = self.handle.store.clone();
+        actix_rt::task::spawn_blocking(move || Ok(location.open_reader()?.manifests(env)?))
+            .await
+            .map_err(|_| Error::Unavailable("manifest task failed".into()))?
     }
 
     /// The pending inputs of the project, oldest first (at most `limit`).
@@ -383,12 +380,10 @@ impl Project {
         &self,
         limit: u32,
     ) -> Result<Vec<crate::model::InputRecord>, Error> {
-        let path = self.handle.db_path.clone();
-        actix_rt::task::spawn_blocking(move || {
-            Ok(crate::store::sqlite::SqliteStore::open_reader(&path)?.pending_inputs(limit)?)
-        })
-        .await
-        .map_err(|_| Error::Unavailable("input listing task failed".into()))?
+        let location = self.handle.store.clone();
+        actix_rt::task::spawn_blocking(move || Ok(location.open_reader()?.pending_inputs(limit)?))
+            .await
+            .map_err(|_| Error::Unavailable("input listing task failed".into()))?
     }
 
     /// A handle to an existing run.
@@ -486,7 +481,7 @@ impl Project {
         limit: usize,
     ) -> Result<(RunView, usize), Error> {
         let environments = self.environments().await?;
-        let path = self.handle.db_path.clone();
+        let path = self.handle.store.clone();
         actix_rt::task::spawn_blocking(move || {
             inspect::load_run_page(&path, run, offset, limit, &environments)
         })
@@ -506,7 +501,7 @@ impl Project {
             )),
             None => None,
         };
-        let path = self.handle.db_path.clone();
+        let path = self.handle.store.clone();
         actix_rt::task::spawn_blocking(move || inspect::load_run(&path, run, view, &environments))
             .await
             .map_err(|_| Error::Unavailable("inspection task failed".into()))?
@@ -547,7 +542,7 @@ impl Project {
 
     /// Lists runs, newest first.
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, Error> {
-        let path = self.handle.db_path.clone();
+        let path = self.handle.store.clone();
         actix_rt::task::spawn_blocking(move || inspect::list_runs(&path, limit))
             .await
             .map_err(|_| Error::Unavailable("inspection task failed".into()))?

@@ -172,7 +172,12 @@ impl Project {
         &self,
         f: impl FnOnce(&SqliteStore) -> Result<T, crate::store::StoreError> + Send + 'static,
     ) -> Result<T, Error> {
-        let path = self.handle().db_path.clone();
+        let crate::store::location::StoreLocation::Sqlite(path) = self.handle().store.clone()
+        else {
+            return Err(Error::NotSupported(
+                "deleting runs is not built for PostgreSQL yet".into(),
+            ));
+        };
         actix_rt::task::spawn_blocking(move || {
             let store = SqliteStore::open_reader(&path)?;
             Ok(f(&store)?)
@@ -188,6 +193,7 @@ impl Project {
 pub(super) fn start(coflux: &Coflux, retention: Duration, interval: Duration) {
     let supervisor = coflux.supervisor.downgrade();
     let data_dir = coflux.data_dir.clone();
+    let database_url = coflux.database_url.clone();
     let interval = interval.max(Duration::from_millis(10));
     let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     actix_rt::spawn(async move {
@@ -199,6 +205,7 @@ pub(super) fn start(coflux: &Coflux, retention: Duration, interval: Duration) {
             let coflux = Coflux {
                 supervisor,
                 data_dir: data_dir.clone(),
+                database_url: database_url.clone(),
             };
             let cutoff = crate::model::now_millis().saturating_sub(retention);
             let projects = coflux.list_projects().await.unwrap_or_default();

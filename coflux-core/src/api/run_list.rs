@@ -2,8 +2,7 @@
 
 use crate::model::{Millis, RunId, TargetRef};
 use crate::orchestration::OrchestrationError;
-use crate::store::run_list::{self, RunFilter, RunPage, RunStatus};
-use crate::store::sqlite::SqliteStore;
+use crate::store::run_list::{RunFilter, RunPage, RunStatus};
 
 use super::{Error, Project};
 
@@ -55,11 +54,10 @@ impl Project {
             until: query.until,
             before: query.before,
         };
-        let path = self.handle().db_path.clone();
+        let location = self.handle().store.clone();
         let limit = query.limit;
         actix_rt::task::spawn_blocking(move || {
-            let reader = SqliteStore::open_reader(&path)?;
-            Ok(run_list::query_runs(reader.connection(), &filter, limit)?)
+            Ok(location.open_reader()?.query_runs(&filter, limit)?)
         })
         .await
         .map_err(|_| Error::Unavailable("inspection task failed".into()))?

@@ -82,12 +82,10 @@ impl Project {
     /// The project's schedules, by id.
     pub async fn schedules(&self) -> Result<Vec<ScheduleView>, Error> {
         let environments = self.environments().await?;
-        let path = self.handle().db_path.clone();
-        let schedules = actix_rt::task::spawn_blocking(move || {
-            crate::store::sqlite::SqliteStore::open_reader(&path)?.schedules()
-        })
-        .await
-        .map_err(|_| Error::Unavailable("schedules task failed".into()))??;
+        let location = self.handle().store.clone();
+        let schedules = actix_rt::task::spawn_blocking(move || location.open_reader()?.schedules())
+            .await
+            .map_err(|_| Error::Unavailable("schedules task failed".into()))??;
         Ok(schedules
             .into_iter()
             .map(|s| {

@@ -51,9 +51,9 @@ impl Project {
         environment: &str,
     ) -> Result<Vec<ConcurrencyLimit>, Error> {
         let env = self.environment_id(environment).await?.id;
-        let path = self.handle().db_path.clone();
+        let location = self.handle().store.clone();
         actix_rt::task::spawn_blocking(move || {
-            let store = crate::store::sqlite::SqliteStore::open_reader(&path)?;
+            let store = location.open_reader()?;
             Ok(store
                 .concurrency_limits(env)?
                 .into_iter()

@@ -1,5 +1,6 @@
 //! The catalogue of projects: `<data_dir>/catalogue.sqlite`, next to one database per project
-//! at `<data_dir>/projects/<name>/project.sqlite`.
+//! at `<data_dir>/projects/<name>/project.sqlite`; or, with PostgreSQL, the `coflux_projects`
+//! table of the database's `public` schema.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,18 @@ pub fn project_db_path(data_dir: &Path, name: &ProjectName) -> PathBuf {
 #[derive(Debug)]
 pub struct Catalogue {
     conn: Mutex<Connection>,
+    /// With PostgreSQL: the database (the SQLite catalogue above is then not used).
+    postgres: Option<Mutex<PgClient>>,
     data_dir: PathBuf,
+}
+
+/// A PostgreSQL client (a newtype for `Debug`).
+struct PgClient(postgres::Client);
+
+impl std::fmt::Debug for PgClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgClient")
+    }
 }
 
 impl Catalogue {
@@ -50,8 +62,29 @@ impl Catalogue {
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         Ok(Self {
             conn: Mutex::new(conn),
+            postgres: None,
             data_dir: data_dir.to_owned(),
         })
+    }
+
+    /// Opens the catalogue of the PostgreSQL database at `url` (creating its table if
+    /// needed); `data_dir` still holds what stays local (logs, blobs, tokens).
+    pub fn open_postgres(data_dir: &Path, url: &str) -> Result<Self, StoreError> {
+        let mut catalogue = Self::open(data_dir)?;
+        let client = super::postgres::off_runtime(|| -> Result<_, StoreError> {
+            let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+            super::postgres::schema::migrate_catalogue(&mut client)?;
+            Ok(client)
+        })?;
+        catalogue.postgres = Some(Mutex::new(PgClient(client)));
+        Ok(catalogue)
+    }
+
+    /// The PostgreSQL client, when the catalogue is there.
+    fn pg(&self) -> Option<MutexGuard<'_, PgClient>> {
+        self.postgres
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The data directory this catalogue belongs to.
@@ -67,6 +100,17 @@ impl Catalogue {
     /// Records the project `name`; returns whether it was newly created (`false`: it already
     /// existed, and is left unchanged).
     pub fn create(&self, name: &ProjectName) -> Result<bool, StoreError> {
+        if let Some(mut pg) = self.pg() {
+            let client = &mut pg.0;
+            return super::postgres::off_runtime(|| {
+                let inserted = client.execute(
+                    "INSERT INTO public.coflux_projects (name, created_at) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[&name.as_str(), &now_millis()],
+                )?;
+                Ok(inserted == 1)
+            });
+        }
         let inserted = self
             .conn()
             .prepare_cached("INSERT OR IGNORE INTO projects (name, created_at) VALUES (?1, ?2)")?
@@ -76,6 +120,25 @@ impl Catalogue {
 
     /// All projects with their creation times, by name.
     pub fn list(&self) -> Result<Vec<(ProjectName, Millis)>, StoreError> {
+        if let Some(mut pg) = self.pg() {
+            let client = &mut pg.0;
+            return super::postgres::off_runtime(|| {
+                client
+                    .query(
+                        "SELECT name, created_at FROM public.coflux_projects
+                         ORDER BY name COLLATE \"C\"",
+                        &[],
+                    )?
+                    .iter()
+                    .map(|row| {
+                        let name: String = row.try_get(0)?;
+                        let name = ProjectName::new(&name)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        Ok((name, row.try_get(1)?))
+                    })
+                    .collect()
+            });
+        }
         let conn = self.conn();
         let mut stmt =
             conn.prepare_cached("SELECT name, created_at FROM projects ORDER BY name")?;
@@ -91,6 +154,17 @@ impl Catalogue {
 
     /// Whether the project `name` exists.
     pub fn exists(&self, name: &ProjectName) -> Result<bool, StoreError> {
+        if let Some(mut pg) = self.pg() {
+            let client = &mut pg.0;
+            return super::postgres::off_runtime(|| {
+                Ok(client
+                    .query_opt(
+                        "SELECT 1 FROM public.coflux_projects WHERE name = $1",
+                        &[&name.as_str()],
+                    )?
+                    .is_some())
+            });
+        }
         Ok(self
             .conn()
             .prepare_cached("SELECT 1 FROM projects WHERE name = ?1")?

@@ -13,13 +13,18 @@ mod checkpoints;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
 mod inputs;
+pub mod location;
 pub mod open_runs;
+pub mod postgres;
 pub mod retention;
 pub mod run_list;
 pub mod schema;
 pub mod sqlite;
 mod streams;
 pub mod writer;
+
+#[cfg(test)]
+pub(crate) mod conformance_tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -306,6 +311,19 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error.
+    #[error("database error: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// A write refers to a row that does not exist (e.g. a step of an unknown run); the batch
+    /// is not applied.
+    #[error("write of a missing row: {0}")]
+    Missing(String),
+    /// The store was opened for reading only.
+    #[error("this store was opened read-only")]
+    ReadOnly,
+    /// This backend does not offer this operation yet.
+    #[error("not supported by this store backend yet: {0}")]
+    Unsupported(&'static str),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migration(String),
@@ -329,6 +347,10 @@ impl StoreError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "store_sqlite",
+            Self::Postgres(_) => "store_postgres",
+            Self::Missing(_) => "store_missing_row",
+            Self::ReadOnly => "store_read_only",
+            Self::Unsupported(_) => "store_unsupported",
             Self::Migration(_) => "store_migration",
             Self::Corrupt(_) => "store_corrupt",
             Self::Io(_) => "store_io",

@@ -100,11 +100,52 @@ pub fn query_runs(
     query_runs_scanning(conn, filter, limit, MAX_SCANNED)
 }
 
-/// The scan of runs below `?1`, newest first, in the environments of `filter` (ids are
-/// integers written into the text, so the planner sees them and picks the index).
-fn scan_sql(filter: &RunFilter) -> String {
-    let mut sql = String::from(
-        "SELECT id, environment_id, created_at, open_executions > 0 FROM runs WHERE id < ?1",
+fn query_runs_scanning(
+    conn: &Connection,
+    filter: &RunFilter,
+    limit: usize,
+    max_scanned: usize,
+) -> Result<RunPage, StoreError> {
+    query_page(&mut SqliteRuns::new(conn)?, filter, limit, max_scanned)
+}
+
+/// One run as the scan reads it.
+pub(crate) struct ScanRow {
+    /// The run.
+    pub(crate) id: RunId,
+    /// Its environment.
+    pub(crate) environment: i64,
+    /// When it was submitted.
+    pub(crate) created_at: Millis,
+    /// Whether it has executions without a result.
+    pub(crate) active: bool,
+}
+
+/// The reads a page needs, from one backend.
+pub(crate) trait RunSource {
+    /// At most `limit` runs with ids below `before`, newest first, in the filter's
+    /// environments.
+    fn scan(
+        &mut self,
+        filter: &RunFilter,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<ScanRow>, StoreError>;
+    /// The run's workflow (its initial step's target).
+    fn target(&mut self, run: RunId) -> Result<Option<TargetRef>, StoreError>;
+    /// The initial step's latest attempt: (assigned, result kind).
+    fn root(&mut self, run: RunId) -> Result<Option<(bool, Option<String>)>, StoreError>;
+    /// When the run's last result was recorded.
+    fn finished_at(&mut self, run: RunId) -> Result<Option<Millis>, StoreError>;
+}
+
+/// The scan of runs below the first parameter (`before`), newest first, at most the second
+/// (`limit`), in the environments of `filter` (ids are integers written into the text, so the
+/// planner sees them and picks the index). The SQL is the same on both backends apart from
+/// the parameters' spelling.
+pub(crate) fn scan_sql_with(filter: &RunFilter, before: &str, limit: &str) -> String {
+    let mut sql = format!(
+        "SELECT id, environment_id, created_at, open_executions > 0 FROM runs WHERE id < {before}"
     );
     match filter.environments.as_deref() {
         Some([one]) => sql.push_str(&format!(" AND environment_id = {}", one.0)),
@@ -117,103 +158,154 @@ fn scan_sql(filter: &RunFilter) -> String {
         }
         None => {}
     }
-    sql.push_str(" ORDER BY id DESC");
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
     sql
 }
 
-fn query_runs_scanning(
-    conn: &Connection,
+#[cfg(test)]
+fn scan_sql(filter: &RunFilter) -> String {
+    scan_sql_with(filter, "?1", "?2")
+}
+
+/// One page from `source`: walks runs newest first in growing chunks (the first just over a
+/// page), filtering each, until the page is full or `max_scanned` runs were examined.
+pub(crate) fn query_page(
+    source: &mut dyn RunSource,
     filter: &RunFilter,
     limit: usize,
     max_scanned: usize,
 ) -> Result<RunPage, StoreError> {
     let limit = limit.max(1);
-    if filter.environments.as_deref() == Some(&[]) {
-        return Ok(RunPage::default());
-    }
-    let sql = scan_sql(filter);
-    let before = filter.before.map_or(i64::MAX, |b| to_i64(b.0));
-    let mut scan = conn.prepare(&sql)?;
-    let mut rows = scan.query([before])?;
-    let mut lookups = Lookups::new(conn)?;
     let mut page = RunPage::default();
+    if filter.environments.as_deref() == Some(&[]) {
+        return Ok(page);
+    }
+    let mut before = filter.before.map_or(i64::MAX, |b| to_i64(b.0));
     let mut scanned = 0;
     let mut last = None;
-    while let Some(row) = rows.next()? {
-        let id = RunId(to_u64(row.get(0)?)?);
-        if page.runs.len() == limit {
-            // More runs exist below the last one shown.
-            page.next = last;
+    let mut chunk = limit + 1;
+    loop {
+        let rows = source.scan(filter, before, chunk)?;
+        let exhausted = rows.len() < chunk;
+        for row in rows {
+            let id = row.id;
+            if page.runs.len() == limit || scanned == max_scanned {
+                // More runs exist below the last one examined.
+                page.next = last;
+                return Ok(page);
+            }
+            scanned += 1;
+            last = Some(id);
+            before = to_i64(id.0);
+            if filter.since.is_some_and(|s| row.created_at < s)
+                || filter.until.is_some_and(|u| row.created_at >= u)
+            {
+                continue;
+            }
+            let Some(target) = source.target(id)? else {
+                continue;
+            };
+            if filter.workflow.as_ref().is_some_and(|w| *w != target) {
+                continue;
+            }
+            let status = status(source.root(id)?, row.active)?;
+            if filter.status.is_some_and(|s| s != status) {
+                continue;
+            }
+            let finished_at = if row.active {
+                None
+            } else {
+                source.finished_at(id)?
+            };
+            page.runs.push(RunListing {
+                summary: RunSummary {
+                    id,
+                    target,
+                    environment: EnvironmentId(
+                        u32::try_from(row.environment).map_err(|_| {
+                            StoreError::Corrupt("environment id out of range".into())
+                        })?,
+                    ),
+                    created_at: row.created_at,
+                },
+                status,
+                finished_at,
+            });
+        }
+        if exhausted {
             return Ok(page);
         }
-        if scanned == max_scanned {
-            page.next = last;
-            return Ok(page);
-        }
-        scanned += 1;
-        last = Some(id);
-        let created_at: Millis = row.get(2)?;
-        if filter.since.is_some_and(|s| created_at < s)
-            || filter.until.is_some_and(|u| created_at >= u)
-        {
-            continue;
-        }
-        let Some(target) = lookups.target(id)? else {
-            continue;
-        };
-        if filter.workflow.as_ref().is_some_and(|w| *w != target) {
-            continue;
-        }
-        let active: bool = row.get(3)?;
-        let status = lookups.status(id, active)?;
-        if filter.status.is_some_and(|s| s != status) {
-            continue;
-        }
-        let finished_at = if active {
-            None
-        } else {
-            lookups.finished_at(id)?
-        };
-        page.runs.push(RunListing {
-            summary: RunSummary {
-                id,
-                target,
-                environment: EnvironmentId(
-                    u32::try_from(row.get::<_, i64>(1)?)
-                        .map_err(|_| StoreError::Corrupt("environment id out of range".into()))?,
-                ),
-                created_at,
-            },
-            status,
-            finished_at,
-        });
+        chunk = chunk.saturating_mul(2).min(max_scanned + 1);
     }
-    Ok(page)
 }
 
-/// The per-run primary-key lookups of a scan.
-struct Lookups<'c> {
+/// The initial step's latest attempt decides, `running` while anything else is active.
+fn status(root: Option<(bool, Option<String>)>, active: bool) -> Result<RunStatus, StoreError> {
+    Ok(match root {
+        None | Some((false, None)) => RunStatus::Queued,
+        Some((true, None)) => RunStatus::Running,
+        Some((_, Some(_))) if active => RunStatus::Running,
+        Some((_, Some(kind))) => RunStatus::Finished(
+            ResultKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("result kind '{kind}'")))?,
+        ),
+    })
+}
+
+/// The lookup statements, the same text on both backends apart from the parameter.
+pub(crate) const TARGET_SQL: &str =
+    "SELECT module, target FROM steps WHERE run_id = $1 AND number = 1";
+/// See [`TARGET_SQL`].
+pub(crate) const ROOT_SQL: &str = "SELECT e.worker_id IS NOT NULL, r.kind FROM executions e
+     LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
+                        AND r.attempt = e.attempt
+     WHERE e.run_id = $1 AND e.step_number = 1
+     ORDER BY e.attempt DESC LIMIT 1";
+/// See [`TARGET_SQL`].
+pub(crate) const FINISHED_SQL: &str = "SELECT MAX(created_at) FROM results WHERE run_id = $1";
+
+/// [`RunSource`] on a SQLite connection.
+struct SqliteRuns<'c> {
+    conn: &'c Connection,
     target: rusqlite::CachedStatement<'c>,
     root: rusqlite::CachedStatement<'c>,
     finished: rusqlite::CachedStatement<'c>,
 }
 
-impl<'c> Lookups<'c> {
+impl<'c> SqliteRuns<'c> {
     fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+        // SQLite reads `$1` as a parameter named `$1`: the first and only one here.
         Ok(Self {
-            target: conn.prepare_cached(
-                "SELECT module, target FROM steps WHERE run_id = ?1 AND number = 1",
-            )?,
-            root: conn.prepare_cached(
-                "SELECT e.worker_id IS NOT NULL, r.kind FROM executions e
-                 LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
-                                    AND r.attempt = e.attempt
-                 WHERE e.run_id = ?1 AND e.step_number = 1
-                 ORDER BY e.attempt DESC LIMIT 1",
-            )?,
-            finished: conn
-                .prepare_cached("SELECT MAX(created_at) FROM results WHERE run_id = ?1")?,
+            conn,
+            target: conn.prepare_cached(TARGET_SQL)?,
+            root: conn.prepare_cached(ROOT_SQL)?,
+            finished: conn.prepare_cached(FINISHED_SQL)?,
         })
+    }
+}
+
+impl RunSource for SqliteRuns<'_> {
+    fn scan(
+        &mut self,
+        filter: &RunFilter,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<ScanRow>, StoreError> {
+        let mut stmt = self.conn.prepare(&scan_sql_with(filter, "?1", "?2"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map([before, limit], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        rows.map(|row| {
+            let (id, environment, created_at, active) = row?;
+            Ok(ScanRow {
+                id: RunId(to_u64(id)?),
+                environment,
+                created_at,
+                active,
+            })
+        })
+        .collect()
     }
 
     fn target(&mut self, run: RunId) -> Result<Option<TargetRef>, StoreError> {
@@ -228,21 +320,11 @@ impl<'c> Lookups<'c> {
             .optional()?)
     }
 
-    /// The initial step's latest attempt decides, `running` while anything else is active.
-    fn status(&mut self, run: RunId, active: bool) -> Result<RunStatus, StoreError> {
-        let root: Option<(bool, Option<String>)> = self
+    fn root(&mut self, run: RunId) -> Result<Option<(bool, Option<String>)>, StoreError> {
+        Ok(self
             .root
             .query_row([to_i64(run.0)], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
-        Ok(match root {
-            None | Some((false, None)) => RunStatus::Queued,
-            Some((true, None)) => RunStatus::Running,
-            Some((_, Some(_))) if active => RunStatus::Running,
-            Some((_, Some(kind))) => RunStatus::Finished(
-                ResultKind::parse(&kind)
-                    .ok_or_else(|| StoreError::Corrupt(format!("result kind '{kind}'")))?,
-            ),
-        })
+            .optional()?)
     }
 
     fn finished_at(&mut self, run: RunId) -> Result<Option<Millis>, StoreError> {
@@ -250,11 +332,11 @@ impl<'c> Lookups<'c> {
     }
 }
 
-fn to_i64(id: u64) -> i64 {
+pub(crate) fn to_i64(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 
-fn to_u64(value: i64) -> Result<u64, StoreError> {
+pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("run id {value}")))
 }
 
@@ -412,7 +494,7 @@ mod tests {
                 .prepare(&format!("EXPLAIN QUERY PLAN {}", scan_sql(filter)))
                 .unwrap();
             let rows = stmt
-                .query_map([i64::MAX], |row| row.get::<_, String>(3))
+                .query_map([i64::MAX, 10], |row| row.get::<_, String>(3))
                 .unwrap();
             rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
         };

@@ -1121,7 +1121,7 @@ fn missing(message: String) -> StoreError {
     ))
 }
 
-fn result_kind_str(kind: ResultKind) -> &'static str {
+pub(in crate::store) fn result_kind_str(kind: ResultKind) -> &'static str {
     match kind {
         ResultKind::Value => "value",
         ResultKind::Error => "error",
@@ -1137,7 +1137,7 @@ fn result_kind_str(kind: ResultKind) -> &'static str {
     }
 }
 
-fn parse_target_kind(text: &str) -> Result<TargetKind, StoreError> {
+pub(in crate::store) fn parse_target_kind(text: &str) -> Result<TargetKind, StoreError> {
     match text {
         "workflow" => Ok(TargetKind::Workflow),
         "task" => Ok(TargetKind::Task),
@@ -1145,11 +1145,11 @@ fn parse_target_kind(text: &str) -> Result<TargetKind, StoreError> {
     }
 }
 
-fn run_key(run: RunId) -> Result<i64, StoreError> {
+pub(in crate::store) fn run_key(run: RunId) -> Result<i64, StoreError> {
     to_i64(run.0, "run id")
 }
 
-fn execution_key(id: ExecutionId) -> Result<(i64, i64, i64), StoreError> {
+pub(in crate::store) fn execution_key(id: ExecutionId) -> Result<(i64, i64, i64), StoreError> {
     Ok((
         run_key(id.run())?,
         i64::from(id.step.number),
@@ -1157,7 +1157,11 @@ fn execution_key(id: ExecutionId) -> Result<(i64, i64, i64), StoreError> {
     ))
 }
 
-fn execution_id(run: i64, step: i64, attempt: i64) -> Result<ExecutionId, StoreError> {
+pub(in crate::store) fn execution_id(
+    run: i64,
+    step: i64,
+    attempt: i64,
+) -> Result<ExecutionId, StoreError> {
     let step = StepId {
         run: RunId(to_u64(run, "run id")?),
         number: to_u32(step, "step number")?,
@@ -1165,28 +1169,31 @@ fn execution_id(run: i64, step: i64, attempt: i64) -> Result<ExecutionId, StoreE
     Ok(step.execution(to_u32(attempt, "attempt")?))
 }
 
-fn parse_execution(text: &str) -> Result<ExecutionId, StoreError> {
+pub(in crate::store) fn parse_execution(text: &str) -> Result<ExecutionId, StoreError> {
     text.parse()
         .map_err(|e: crate::model::IdParseError| StoreError::Corrupt(e.to_string()))
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+pub(in crate::store) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
 }
 
-fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+pub(in crate::store) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
 }
 
-fn to_u32(value: i64, what: &str) -> Result<u32, StoreError> {
+pub(in crate::store) fn to_u32(value: i64, what: &str) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(in crate::store) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
 }
 
-fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+pub(in crate::store) fn from_json<T: DeserializeOwned>(
+    text: &str,
+    what: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 

@@ -549,7 +549,9 @@ pub(crate) fn spin_pause(polls: u32) -> u32 {
 /// their own), rather than by the database or the disk.
 fn is_batch_error(error: &StoreError) -> bool {
     match error {
-        StoreError::Corrupt(_) => true,
+        StoreError::Corrupt(_) | StoreError::Missing(_) => true,
+        // Class 23: integrity constraint violation (e.g. a duplicate key).
+        StoreError::Postgres(e) => e.code().is_some_and(|c| c.code().starts_with("23")),
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
             e.code == rusqlite::ErrorCode::ConstraintViolation
         }

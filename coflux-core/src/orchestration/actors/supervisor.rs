@@ -26,6 +26,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::model::{ProjectName, now_millis};
 use crate::store::catalogue::{Catalogue, project_db_path};
+use crate::store::location::StoreLocation;
+use crate::store::postgres::{PgLocation, PgStore, schema_name};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::{GroupCommitWriter, WalCheckpointer, WalRegistration, WriterPool};
 use crate::store::{Durability, ProjectStore, StoreError};
@@ -59,6 +61,9 @@ pub struct SupervisorConfig {
     /// How many arbiters and how many writer threads projects share (zero: each project has
     /// its own arbiter and writer thread).
     pub threads: usize,
+    /// A PostgreSQL URL: projects' state and the catalogue are there (`None`: SQLite files
+    /// in the data directory).
+    pub database_url: Option<String>,
 }
 
 /// A running project: its name, router and database path. While a handle (or a clone) exists
@@ -69,8 +74,10 @@ pub struct ProjectHandle {
     pub name: ProjectName,
     /// Delivers messages to its actors.
     pub router: Arc<Router>,
-    /// Its database, for read-only inspection.
+    /// Its SQLite database's path (unused with PostgreSQL).
     pub db_path: PathBuf,
+    /// Where its state is, for read-only inspection.
+    pub store: StoreLocation,
     /// Counts the handles given out.
     lease: Arc<()>,
 }
@@ -79,7 +86,7 @@ struct Running {
     handle: ProjectHandle,
     /// Its arbiter's index in the pool.
     arbiter: usize,
-    _wal: WalRegistration,
+    _wal: Option<WalRegistration>,
     /// Resolves once its writer has closed the database.
     writer_closed: oneshot::Receiver<()>,
     /// When it was last seen in use.
@@ -105,7 +112,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 impl Supervisor {
     /// A supervisor over a data directory (the catalogue is created if missing).
     pub fn new(config: SupervisorConfig) -> Result<Self, StoreError> {
-        let catalogue = Catalogue::open(&config.data_dir)?;
+        let catalogue = match &config.database_url {
+            None => Catalogue::open(&config.data_dir)?,
+            Some(url) => Catalogue::open_postgres(&config.data_dir, url)?,
+        };
         let writers = WriterPool::new(config.threads, config.writer_spin, "coflux-writer");
         Ok(Self {
             config,
@@ -141,9 +151,24 @@ impl Supervisor {
 
     fn start_project(&mut self, name: &ProjectName) -> Result<Running, StoreError> {
         let db_path = project_db_path(&self.config.data_dir, name);
-        let store = SqliteStore::open(&db_path, self.config.durability)?;
-        store.disable_auto_checkpoint()?;
-        let reader = SqliteStore::open_reader(&db_path)?;
+        let location = match &self.config.database_url {
+            None => StoreLocation::Sqlite(db_path.clone()),
+            Some(url) => StoreLocation::Postgres(PgLocation {
+                url: url.clone(),
+                schema: schema_name(name),
+            }),
+        };
+        let (store, reader): (Box<dyn ProjectStore>, Box<dyn ProjectStore>) = match &location {
+            StoreLocation::Sqlite(path) => {
+                let store = SqliteStore::open(path, self.config.durability)?;
+                store.disable_auto_checkpoint()?;
+                (Box::new(store), Box::new(SqliteStore::open_reader(path)?))
+            }
+            StoreLocation::Postgres(pg) => (
+                Box::new(PgStore::open(pg)?),
+                Box::new(PgStore::open_reader(pg)?),
+            ),
+        };
         let snapshot = store.load()?;
         let arbiter = self.pick_arbiter();
         self.arbiters[arbiter].1 += 1;
@@ -151,13 +176,15 @@ impl Supervisor {
         let router = Arc::new(Router::new(
             name.to_string(),
             arbiter_handle.clone(),
-            Box::new(reader),
+            reader,
             self.config.worker_spin,
         ));
         let deliver_to = Arc::clone(&router);
         #[cfg(any(test, feature = "failpoints"))]
-        let store =
-            crate::store::failpoint::FailingStore::new(Box::new(store), router.disk_full_switch());
+        let store: Box<dyn ProjectStore> = Box::new(crate::store::failpoint::FailingStore::new(
+            store,
+            router.disk_full_switch(),
+        ));
         // Dropped with the writer's callbacks, once its store is closed.
         let (closed_tx, writer_closed) = oneshot::channel::<()>();
         let deliver = move |messages| deliver_to.deliver_all(messages);
@@ -171,21 +198,24 @@ impl Supervisor {
         let writer = if self.config.threads > 0 {
             GroupCommitWriter::spawn_on(
                 &self.writers,
-                Box::new(store),
+                store,
                 format!("writer-{name}"),
                 deliver,
                 on_error,
             )
         } else {
             GroupCommitWriter::spawn_with_spin(
-                Box::new(store),
+                store,
                 format!("coflux-writer-{name}"),
                 self.config.writer_spin,
                 deliver,
                 on_error,
             )
         };
-        let wal = self.wal.register(&db_path, &writer)?;
+        let wal = match &location {
+            StoreLocation::Sqlite(path) => Some(self.wal.register(path, &writer)?),
+            StoreLocation::Postgres(_) => None,
+        };
         router.set_writer(writer);
         let now = now_millis();
         let mut out = Outbox::default();
@@ -212,6 +242,7 @@ impl Supervisor {
                 name: name.clone(),
                 router,
                 db_path,
+                store: location,
                 lease: Arc::new(()),
             },
             arbiter,

@@ -1,0 +1,347 @@
+//! The PostgreSQL implementation of [`ProjectStore`]: each project in its own PostgreSQL
+//! schema ([`schema_name`]) of one database, with the same tables as a SQLite project
+//! database.
+//!
+//! The client is the synchronous `postgres` crate: like the SQLite store, a store is one
+//! connection driven by one thread (the project's group-commit writer, or a reader), so an
+//! async client and a pool would add a runtime hop per statement without adding concurrency.
+//! Every [`ProjectStore::apply`] is one transaction; statements are prepared once per
+//! connection and cached. Reads of a whole snapshot run in one `REPEATABLE READ` read-only
+//! transaction, so they see one consistent state while the writer commits.
+//!
+//! Each write transaction first runs the store's [`Fence`] check; a lease-owned project
+//! (multi-node mode, not built yet) will check its lease epoch there, so that a former owner
+//! cannot commit after losing the project.
+
+mod read;
+mod run_data;
+mod run_list;
+pub mod schema;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
+
+use super::open_runs::OpenRuns;
+use super::{ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary, StoreError, Write};
+use crate::model::{EnvironmentId, ProjectName, RunId, TargetDefinition};
+
+/// The PostgreSQL schema holding project `name`'s tables: `cx_<name>`, or for names too long
+/// for an identifier (63 bytes), a prefix of the name and a hash of the whole.
+pub fn schema_name(name: &ProjectName) -> String {
+    let name = name.as_str();
+    if name.len() <= 60 {
+        format!("cx_{name}")
+    } else {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+        format!("cx_{}_{}", &name[..51], &hash[..8])
+    }
+}
+
+/// Where a project's tables are: the database's connection URL and the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgLocation {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// The project's schema (see [`schema_name`]).
+    pub schema: String,
+}
+
+/// What each write transaction checks before it commits (see the module documentation).
+#[derive(Debug, Clone, Default)]
+pub enum Fence {
+    /// Single-node mode: nothing to check.
+    #[default]
+    None,
+}
+
+/// One connection with its prepared statements.
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection (once).
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Executes `sql`; returns the number of rows changed.
+    fn exec(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, params)?)
+    }
+
+    /// The rows of `sql`.
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query(&statement, params)?)
+    }
+
+    /// The single BIGINT `sql` returns.
+    fn count(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<i64, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query_one(&statement, params)?.get(0))
+    }
+}
+
+/// A project's tables in PostgreSQL.
+pub struct PgStore {
+    conn: Mutex<Conn>,
+    location: PgLocation,
+    read_only: bool,
+    open_runs: OpenRuns,
+    fence: Fence,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.location.schema)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// Runs `f` where the blocking client may run: inline on a plain thread (the writer's, a
+/// blocking task's), on a scoped thread when called from inside an async runtime (whose
+/// threads the client's own `block_on` must not use).
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(out) => out,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Connects to `url` with `search_path` set to `schema`.
+fn connect(url: &str, schema: &str) -> Result<Client, StoreError> {
+    let mut client = Client::connect(url, NoTls)?;
+    client.batch_execute(&format!(
+        "SET search_path TO {}; SET application_name TO 'coflux'",
+        schema::quote(schema)
+    ))?;
+    Ok(client)
+}
+
+impl PgStore {
+    /// Connects for reading and writing, creating the project's schema if needed and bringing
+    /// it up to date.
+    pub fn open(location: &PgLocation) -> Result<Self, StoreError> {
+        off_runtime(|| {
+            let mut client = connect(&location.url, &location.schema)?;
+            schema::migrate_project(&mut client, &location.schema)?;
+            Ok(Self::new(client, location, false))
+        })
+    }
+
+    /// Connects for reading only, to an existing, up-to-date project ([`ProjectStore::apply`]
+    /// on it fails).
+    pub fn open_reader(location: &PgLocation) -> Result<Self, StoreError> {
+        off_runtime(|| Self::connect_reader(location))
+    }
+
+    fn connect_reader(location: &PgLocation) -> Result<Self, StoreError> {
+        let mut client = connect(&location.url, &location.schema)?;
+        let version = schema::project_version(&mut client, &location.schema)?;
+        if version != schema::project_latest() {
+            return Err(StoreError::Migration(format!(
+                "project schema {} is not initialised or not up to date (version {version})",
+                location.schema
+            )));
+        }
+        client.batch_execute("SET default_transaction_read_only = on")?;
+        Ok(Self::new(client, location, true))
+    }
+
+    fn new(client: Client, location: &PgLocation, read_only: bool) -> Self {
+        Self {
+            conn: Mutex::new(Conn {
+                client,
+                statements: HashMap::new(),
+            }),
+            location: location.clone(),
+            read_only,
+            open_runs: OpenRuns::default(),
+            fence: Fence::None,
+        }
+    }
+
+    /// Where this store's tables are.
+    pub fn location(&self) -> &PgLocation {
+        &self.location
+    }
+
+    /// Whether this store was opened with [`PgStore::open_reader`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Conn> {
+        // A panic mid-statement leaves at worst an aborted transaction, rolled back on the
+        // next BEGIN's error path; the connection stays usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one read-only, repeatable-read transaction.
+    fn read<T: Send>(
+        &self,
+        f: impl FnOnce(&mut read::Reader<'_>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        let conn = &mut *conn;
+        off_runtime(move || {
+            conn.client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+            let mut reader = read::Reader { conn };
+            let out = f(&mut reader);
+            let end = reader.conn.client.batch_execute(match out {
+                Ok(_) => "COMMIT",
+                Err(_) => "ROLLBACK",
+            });
+            let out = out?;
+            end?;
+            Ok(out)
+        })
+    }
+}
+
+impl ProjectStore for PgStore {
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let open_runs = &mut self.open_runs;
+        let fence = &self.fence;
+        off_runtime(move || apply_batch(conn, open_runs, fence, writes))
+    }
+
+    fn load(&self) -> Result<ProjectSnapshot, StoreError> {
+        self.read(|r| r.snapshot())
+    }
+
+    fn load_run(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
+        self.read(|r| r.run_snapshot(run))
+    }
+
+    fn manifests(&self, environment: EnvironmentId) -> Result<Vec<TargetDefinition>, StoreError> {
+        self.read(|r| r.manifests(environment))
+    }
+
+    fn list_runs(
+        &self,
+        environment: Option<EnvironmentId>,
+        limit: usize,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(|r| r.list_runs(environment, limit))
+    }
+}
+
+/// One write transaction: the fence check, the writes, the commit (all or nothing).
+fn apply_batch(
+    conn: &mut Conn,
+    open_runs: &mut OpenRuns,
+    fence: &Fence,
+    writes: &[Write],
+) -> Result<(), StoreError> {
+    conn.client.batch_execute("BEGIN")?;
+    let applied = match fence {
+        Fence::None => Ok(()),
+    }
+    .and_then(|()| {
+        let mut writer = write::Writer {
+            conn: &mut *conn,
+            open_runs: &mut *open_runs,
+        };
+        writes.iter().try_for_each(|w| writer.apply(w))
+    })
+    .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
+    match &applied {
+        Ok(()) => open_runs.commit(),
+        Err(_) => {
+            open_runs.rollback();
+            if let Err(e) = conn.client.batch_execute("ROLLBACK") {
+                tracing::warn!(error = %e, "could not roll back a failed batch");
+            }
+        }
+    }
+    applied
+}
+
+impl PgStore {
+    /// The project's pending inputs, oldest first (at most `limit`).
+    pub fn pending_inputs(&self, limit: u32) -> Result<Vec<crate::model::InputRecord>, StoreError> {
+        self.read(|r| run_data::pending_inputs(r.conn, limit))
+    }
+
+    /// One input, if it exists.
+    pub fn input(
+        &self,
+        id: crate::model::InputId,
+    ) -> Result<Option<crate::model::InputRecord>, StoreError> {
+        self.read(|r| run_data::input(r.conn, id))
+    }
+
+    /// One page of the filtered runs list (see [`crate::store::run_list`]).
+    pub fn query_runs(
+        &self,
+        filter: &crate::store::run_list::RunFilter,
+        limit: usize,
+    ) -> Result<crate::store::run_list::RunPage, StoreError> {
+        self.read(|r| {
+            let mut source = run_list::PgRuns { conn: r.conn };
+            crate::store::run_list::query_page(
+                &mut source,
+                filter,
+                limit,
+                crate::store::run_list::MAX_SCANNED,
+            )
+        })
+    }
+
+    /// The keys of every blob the project's recorded values reference.
+    pub fn referenced_blob_keys(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.read(|r| run_data::referenced_blob_keys(r.conn))
+    }
+
+    /// The cron schedules, by id.
+    pub fn schedules(&self) -> Result<Vec<crate::model::Schedule>, StoreError> {
+        self.read(|r| r.schedules())
+    }
+
+    /// The per-target concurrency limits of an environment, by target.
+    pub fn concurrency_limits(
+        &self,
+        environment: EnvironmentId,
+    ) -> Result<Vec<(crate::model::TargetRef, u32)>, StoreError> {
+        self.read(|r| r.concurrency_limits(environment))
+    }
+}
