@@ -18,7 +18,8 @@ pub struct PoolConfig {
     /// How many executions may wait for others without holding a slot (default: 16 per
     /// slot). A waiting execution lends its slot, so a parent blocked on its children never
     /// starves them (a cached recursive `fib(25)` completes with a concurrency of 4); the bound
-    /// caps the processes that waiting executions keep alive.
+    /// caps the processes that waiting executions keep alive (single-use executors only: a
+    /// concurrent executor's waiting executions lend without bound).
     pub max_waiting: usize,
     /// How long a new process may take to send `ready`.
     pub ready_timeout: Duration,

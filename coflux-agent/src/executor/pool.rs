@@ -284,18 +284,26 @@ impl ExecutorPool {
     }
 
     /// Lends the slot of an execution that starts waiting for others (see [`SlotLender`]).
-    pub(crate) fn lender(&self) -> SlotLender {
+    /// The bound on lent slots, [`PoolConfig::max_waiting`], caps the processes that waiting
+    /// executions keep alive, so it applies to single-use (Python) executors only: a waiting
+    /// execution of a concurrent (Rust) executor is a future in a shared process, and a bound
+    /// there would only let waiting parents fill every slot their children need.
+    pub(crate) fn lender(&self, concurrent: bool) -> SlotLender {
         SlotLender {
             slots: Arc::clone(&self.0.slots),
             lent: Rc::clone(&self.0.lent),
             debt: Rc::clone(&self.0.debt),
-            max_lent: self.0.config.max_waiting,
+            max_lent: if concurrent {
+                usize::MAX
+            } else {
+                self.0.config.max_waiting
+            },
         }
     }
 
     /// Takes back slots that waiting executions lent and could not reclaim at once.
     pub(crate) fn settle(&self) {
-        self.lender().settle();
+        self.lender(false).settle();
     }
 
     /// Waits for one of the `concurrency` slots.

@@ -125,7 +125,11 @@ async fn attempt(
     }
 
     let execution = assignment.execution;
-    let context = ExecutionContext::new(execution, scratch.values.clone(), pool.lender());
+    let context = ExecutionContext::new(
+        execution,
+        scratch.values.clone(),
+        pool.lender(process.is_concurrent()),
+    );
     let terminal = process.register(Rc::clone(&context));
     let execute = WorkerNotification::Execute(Execute {
         execution_id: execution.to_string(),

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::fake_host::{FakeHost, block_on, crate_dir, json_value, value_of};
 use coflux_agent::executor::{AdapterCommand, ExecutorPool, discover};
@@ -159,6 +160,28 @@ fn a_chain_of_calls_runs_in_order() {
                     .iter()
                     .all(|(parent, request, _)| *parent == chain && request.target == repo("noop"))
             );
+        }
+        pool.shutdown().await;
+    });
+}
+
+/// Parents waiting for their children never take the slots the children need, however many
+/// wait at once: with one slot and a bound of one lent slot (a single-use executor's limit),
+/// three chains of calls in one concurrent process all finish.
+#[test]
+fn waiting_parents_of_a_concurrent_executor_never_starve_their_children() {
+    block_on(async {
+        let mut config = crate::fake_host::config(adapter(), &crate_dir(), 1);
+        config.max_waiting = 1;
+        let (host, pool) = FakeHost::with_config(config);
+        let chains: Vec<_> = (0..3)
+            .map(|_| host.run(repo("chain"), vec![json_value(json!(5))], None))
+            .collect();
+        for chain in chains {
+            let result = tokio::time::timeout(Duration::from_secs(60), host.result(chain))
+                .await
+                .expect("a chain finishes (its calls got a slot)");
+            assert_eq!(value_of(&result), &json_value(json!(5)));
         }
         pool.shutdown().await;
     });
