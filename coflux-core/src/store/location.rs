@@ -126,10 +126,12 @@ impl ProjectReader for PgStore {
         snapshot
             .executions
             .retain(|e| numbers.contains(&e.id.step.number));
-        // As the SQLite page: only links to other runs, no calls or inputs.
+        // As the SQLite page: only links to other runs, no calls; the page's steps' inputs.
         snapshot.children.retain(|(_, child)| child.run() != run);
         snapshot.calls.clear();
-        snapshot.inputs.clear();
+        snapshot
+            .inputs
+            .retain(|i| numbers.contains(&i.execution.step.number));
         snapshot
             .checkpoints
             .retain(|(step, _, _)| numbers.contains(&step.number));
