@@ -17,6 +17,7 @@ pub mod location;
 pub mod open_runs;
 pub mod postgres;
 pub mod retention;
+mod rows;
 pub mod run_list;
 pub mod schema;
 pub mod sqlite;

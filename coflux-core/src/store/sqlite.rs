@@ -25,6 +25,7 @@
 //! before), and a second process cannot open a project that a running server or embedded
 //! program serves (it gets [`StoreError::InUse`]) instead of writing next to it.
 
+use crate::store::rows::{execution_from_row, step_from_row};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,12 +39,11 @@ use super::{
     StoreError, Write, schema,
 };
 use crate::model::{
-    Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionRecord,
-    ExecutionResult, ResultKind, RunId, RunRecord, Schedule, StepId, StepRecord, TargetDefinition,
-    TargetKind, TargetRef, WorkerId,
+    Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, ExecutionResult,
+    ResultKind, RunId, RunRecord, Schedule, StepId, TargetDefinition, TargetKind, TargetRef,
 };
 
-/// The columns a step is read from (see [`step_from_row`]).
+/// The columns a step is read from (see [`super::rows::step_from_row`]).
 macro_rules! step_columns {
     () => {
         "number, parent_execution, module, target, kind, arguments, options, cache_key, \
@@ -51,7 +51,8 @@ macro_rules! step_columns {
     };
 }
 
-/// Executions with their results (see [`execution_from_row`]); a `WHERE` clause follows.
+/// Executions with their results (see [`super::rows::execution_from_row`]); a `WHERE`
+/// clause follows.
 macro_rules! executions_select {
     () => {
         "SELECT e.step_number, e.attempt, e.environment_id, e.execute_after, e.created_at, \
@@ -330,66 +331,6 @@ impl SqliteStore {
             inputs,
         }))
     }
-}
-
-/// A step row, in `step_columns!()` order.
-fn step_from_row(run: RunId, row: &rusqlite::Row<'_>) -> Result<StepRecord, StoreError> {
-    let parent: Option<String> = row.get(1)?;
-    let kind: String = row.get(4)?;
-    let arguments: String = row.get(5)?;
-    let options: String = row.get(6)?;
-    Ok(StepRecord {
-        id: StepId {
-            run,
-            number: to_u32(row.get(0)?, "step number")?,
-        },
-        parent_execution: parent.as_deref().map(parse_execution).transpose()?,
-        target: TargetRef {
-            module: row.get(2)?,
-            name: row.get(3)?,
-        },
-        kind: parse_target_kind(&kind)?,
-        arguments: from_json(&arguments, "step arguments")?,
-        options: from_json(&options, "step options")?,
-        cache_key: row.get(7)?,
-        memo_key: row.get(8)?,
-        created_at: row.get(9)?,
-    })
-}
-
-/// An execution row (with its result), as `executions_select!()` reads it.
-fn execution_from_row(run: RunId, row: &rusqlite::Row<'_>) -> Result<ExecutionRecord, StoreError> {
-    let step = StepId {
-        run,
-        number: to_u32(row.get(0)?, "step number")?,
-    };
-    let worker: Option<i64> = row.get(5)?;
-    let assignment = match worker {
-        Some(w) => Some((WorkerId(to_u64(w, "worker id")?), row.get::<_, i64>(6)?)),
-        None => None,
-    };
-    let result: Option<String> = row.get(7)?;
-    let result = match result {
-        Some(text) => Some((
-            from_json::<ExecutionResult>(&text, "execution result")?,
-            row.get::<_, i64>(8)?,
-        )),
-        None => None,
-    };
-    let dependencies: Option<String> = row.get(9)?;
-    let dependencies = match dependencies {
-        Some(text) => from_json(&text, "execution dependencies")?,
-        None => Default::default(),
-    };
-    Ok(ExecutionRecord {
-        id: step.execution(to_u32(row.get(1)?, "attempt")?),
-        environment: EnvironmentId(to_u32(row.get(2)?, "environment id")?),
-        execute_after: row.get(3)?,
-        created_at: row.get(4)?,
-        assignment,
-        result,
-        dependencies,
-    })
 }
 
 impl SqliteStore {
@@ -1259,6 +1200,7 @@ pub fn collect_blob_keys(
 mod tests {
     use super::*;
     use crate::model::{CacheConfig, ErrorInfo, Millis, ParamSelection, StepOptions, Value};
+    use crate::model::{StepRecord, WorkerId};
     use serde_json::json;
 
     fn env(id: u32, name: &str) -> Environment {

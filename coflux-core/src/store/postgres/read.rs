@@ -1,17 +1,13 @@
 //! Reads: the recovery snapshot, one run, manifests and the runs list, each decoded the same
 //! way as the SQLite store's.
 
-use postgres::Row;
-
 use super::{Conn, run_data};
 use crate::model::{
-    Environment, EnvironmentId, EnvironmentName, EnvironmentState, ExecutionRecord,
-    ExecutionResult, RunId, RunRecord, Schedule, StepId, StepRecord, TargetDefinition, TargetRef,
-    WorkerId,
+    Environment, EnvironmentId, EnvironmentName, EnvironmentState, RunId, RunRecord, Schedule,
+    TargetDefinition, TargetRef,
 };
-use crate::store::sqlite::{
-    execution_id, from_json, parse_execution, parse_target_kind, run_key, to_u32, to_u64,
-};
+use crate::store::rows::{execution_from_row, step_from_row};
+use crate::store::sqlite::{execution_id, from_json, parse_execution, run_key, to_u32, to_u64};
 use crate::store::{
     CacheEntry, CacheOutcome, ProjectSnapshot, RunSnapshot, RunSummary, StoreError,
 };
@@ -23,63 +19,6 @@ pub(super) struct Reader<'a> {
 
 fn env_id(value: i64) -> Result<EnvironmentId, StoreError> {
     Ok(EnvironmentId(to_u32(value, "environment id")?))
-}
-
-fn step_from_row(run: RunId, row: &Row) -> Result<StepRecord, StoreError> {
-    let parent: Option<String> = row.try_get(1)?;
-    let kind: String = row.try_get(4)?;
-    let arguments: String = row.try_get(5)?;
-    let options: String = row.try_get(6)?;
-    Ok(StepRecord {
-        id: StepId {
-            run,
-            number: to_u32(row.try_get(0)?, "step number")?,
-        },
-        parent_execution: parent.as_deref().map(parse_execution).transpose()?,
-        target: TargetRef {
-            module: row.try_get(2)?,
-            name: row.try_get(3)?,
-        },
-        kind: parse_target_kind(&kind)?,
-        arguments: from_json(&arguments, "step arguments")?,
-        options: from_json(&options, "step options")?,
-        cache_key: row.try_get(7)?,
-        memo_key: row.try_get(8)?,
-        created_at: row.try_get(9)?,
-    })
-}
-
-fn execution_from_row(run: RunId, row: &Row) -> Result<ExecutionRecord, StoreError> {
-    let step = StepId {
-        run,
-        number: to_u32(row.try_get(0)?, "step number")?,
-    };
-    let worker: Option<i64> = row.try_get(5)?;
-    let assignment = match worker {
-        Some(w) => Some((WorkerId(to_u64(w, "worker id")?), row.try_get::<_, i64>(6)?)),
-        None => None,
-    };
-    let result: Option<String> = row.try_get(7)?;
-    let result = match result {
-        Some(text) => Some((
-            from_json::<ExecutionResult>(&text, "execution result")?,
-            row.try_get::<_, i64>(8)?,
-        )),
-        None => None,
-    };
-    let dependencies: Option<String> = row.try_get(9)?;
-    Ok(ExecutionRecord {
-        id: step.execution(to_u32(row.try_get(1)?, "attempt")?),
-        environment: env_id(row.try_get(2)?)?,
-        execute_after: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        assignment,
-        result,
-        dependencies: match dependencies {
-            Some(text) => from_json(&text, "execution dependencies")?,
-            None => Default::default(),
-        },
-    })
 }
 
 impl Reader<'_> {

@@ -2,8 +2,9 @@
 //! executions, and what a view of them needs, without reading the rest of the run. The first
 //! page of a 100,000-step run costs what a small run costs.
 
-use super::{SqliteStore, execution_from_row, parse_execution, run_key, step_from_row};
+use super::{SqliteStore, parse_execution, run_key};
 use crate::model::RunId;
+use crate::store::rows::{execution_from_row, step_from_row};
 use crate::store::{RunSnapshot, StoreError};
 
 impl SqliteStore {
