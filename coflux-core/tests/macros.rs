@@ -224,6 +224,7 @@ fn all_options_map_onto_step_options() {
         wait_for: vec![1],
         recurrent: false,
         group: None,
+        streams: None,
     };
     assert_eq!(definition.options, expected);
 }

@@ -146,6 +146,9 @@ async fn stream_producers_stay_within_their_buffer_of_the_slowest_consumer() {
     // Unbounded: the producer runs free.
     let result = run(&server, "paced", json!(["free", n, pause])).await;
     assert_eq!(ahead(&result, 0), n, "{result}");
+    // The lockstep task called `with_streams(cf.Streams(buffer=None))`: the call site wins.
+    let result = run(&server, "paced", json!(["free_here", n, pause])).await;
+    assert_eq!(ahead(&result, 0), n, "{result}");
 }
 
 #[actix_rt::test]

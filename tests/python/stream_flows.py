@@ -130,7 +130,13 @@ def stamped_free(n):
 
 @cf.workflow()
 def paced(kind, n, pause):
-    producer = {"lockstep": stamped, "ahead": stamped_ahead, "free": stamped_free}[kind]
+    producer = {
+        "lockstep": stamped,
+        "ahead": stamped_ahead,
+        "free": stamped_free,
+        # A call-site override: the lockstep task, called with an unbounded buffer.
+        "free_here": stamped.with_streams(cf.Streams(buffer=None)),
+    }[kind]
     produced, finished = [], []
     for produced_at in producer(n):
         produced.append(produced_at)

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use coflux_core::model::{Checkpoints, ExecutionId, TargetRef, Value};
+use coflux_core::model::{Checkpoints, ExecutionId, StreamDefaults, TargetRef, Value};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::config::PoolConfig;
@@ -34,6 +34,8 @@ pub struct Assignment {
     pub timeout_ms: Option<u64>,
     /// Its step's checkpoint state (`cf.Checkpoint`).
     pub checkpoints: Checkpoints,
+    /// The call site's stream settings (`with_streams(...)`), if any.
+    pub streams: Option<StreamDefaults>,
 }
 
 /// A snapshot of the pool.

@@ -95,6 +95,12 @@ async fn submit(
     }
     let mut options: coflux_core::model::StepOptions = params.options.into();
     options.group = params.group_id.map(|group| context.group_name(group));
+    options.streams = match params.streams {
+        Some(streams) => Some(serde_json::from_value(streams).map_err(|e| {
+            ResponseError::new("submit_error", format!("invalid streams settings: {e}"))
+        })?),
+        None => None,
+    };
     let request = SubmitRequest {
         target: TargetRef::new(params.module.clone(), params.target.clone()),
         kind: params.kind.unwrap_or(TargetKind::Task),

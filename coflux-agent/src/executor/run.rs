@@ -137,7 +137,9 @@ async fn attempt(
         target: assignment.target.name,
         arguments,
         working_dir: Some(scratch.work.to_string_lossy().into_owned()),
-        streams: None,
+        streams: assignment
+            .streams
+            .and_then(|streams| serde_json::to_value(streams).ok()),
         checkpoints: (!checkpoints.is_empty()).then_some(checkpoints),
     });
     process.send(execute.to_line());

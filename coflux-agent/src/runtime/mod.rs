@@ -209,6 +209,7 @@ impl Agent {
                 arguments,
                 timeout_ms,
                 checkpoints,
+                streams,
             }) => {
                 if self.draining.get() {
                     // Hand it back at once so the server can run it elsewhere.
@@ -220,8 +221,8 @@ impl Agent {
                 }
                 let decoded = arguments
                     .decode::<Vec<Value>>()
-                    .and_then(|a| Ok((a, checkpoints.decode()?)));
-                let (arguments, checkpoints) = match decoded {
+                    .and_then(|a| Ok((a, checkpoints.decode()?, streams.decode()?)));
+                let (arguments, checkpoints, streams) = match decoded {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::error!(%execution, error = %e, "undecodable arguments");
@@ -243,6 +244,7 @@ impl Agent {
                         arguments,
                         timeout_ms,
                         checkpoints,
+                        streams,
                     })
                     .await
                 };

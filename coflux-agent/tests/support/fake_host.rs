@@ -164,6 +164,7 @@ impl FakeHost {
                 arguments,
                 timeout_ms,
                 checkpoints,
+                streams: None,
             };
             let result = match pool.execute(assignment).await {
                 Ok(Ending::Result(result)) => Some(result),

@@ -128,6 +128,8 @@ impl Worker {
                         arguments,
                         timeout_ms,
                         checkpoints,
+                        // Rust targets configure their streams themselves.
+                        streams: _,
                     } => {
                         let (handle, registration) = AbortHandle::new_pair();
                         running

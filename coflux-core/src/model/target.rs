@@ -164,6 +164,25 @@ pub struct StepOptions {
     /// only; no effect on scheduling or keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The call site's stream settings (`with_streams(...)`), handed to the executor: the
+    /// default buffer and idle timeout of the streams the execution produces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamDefaults>,
+}
+
+/// Stream settings of a call site, as the Python SDK's `cf.Streams` sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamDefaults {
+    /// Items a producer may run ahead of its slowest consumer (`None`: unbounded; absent: 0).
+    #[serde(default = "lockstep")]
+    pub buffer: Option<u32>,
+    /// How long a consumer waits for the next item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+fn lockstep() -> Option<u32> {
+    Some(0)
 }
 
 /// A workflow or task as declared in code.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::model::{
     Checkpoints, Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState,
     ExecutionId, ExecutionResult, Millis, QueuedExecution, Requires, RunId, Schedule, StepId,
-    StepOptions, TargetDefinition, TargetRef, Value, WorkerId,
+    StepOptions, StreamDefaults, TargetDefinition, TargetRef, Value, WorkerId,
 };
 use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
@@ -85,6 +85,8 @@ pub struct Ticket {
     /// The step's checkpoint state in its environment when the execution was queued.
     pub checkpoints: Arc<Checkpoints>,
     /// When the execution was created (orders deferred executions with the same due time).
+    /// The call site's stream settings, for the executor.
+    pub streams: Option<StreamDefaults>,
     pub created_at: Millis,
 }
 
@@ -597,6 +599,8 @@ pub enum WorkerCommand {
         timeout_ms: Option<u64>,
         /// Its step's checkpoint state.
         checkpoints: Arc<Checkpoints>,
+        /// The call site's stream settings.
+        streams: Option<StreamDefaults>,
     },
     /// Stop an execution.
     Abort {

@@ -23,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +303,8 @@ pub enum ServerFrame {
         timeout_ms: Option<u64>,
         /// `BTreeMap<String, Value>` as JSON: its step's checkpoint state.
         checkpoints: Json,
+        /// `Option<StreamDefaults>` as JSON: the call site's stream settings.
+        streams: Json,
     },
     /// Stop an execution (its result is no longer wanted).
     Abort {

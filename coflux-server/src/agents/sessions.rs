@@ -261,6 +261,7 @@ impl Session {
                 arguments,
                 timeout_ms,
                 checkpoints,
+                streams,
             } => {
                 let frame = ServerFrame::Execute {
                     execution,
@@ -268,6 +269,7 @@ impl Session {
                     arguments: Json::encode(&*arguments),
                     timeout_ms,
                     checkpoints: Json::encode(&*checkpoints),
+                    streams: Json::encode(&streams),
                 };
                 let mut state = lock(&self.state);
                 state.assigned.insert(execution, frame.clone());

@@ -517,6 +517,7 @@ impl EnvironmentCore {
                     arguments: ticket.arguments,
                     timeout_ms: ticket.timeout_ms,
                     checkpoints: ticket.checkpoints,
+                    streams: ticket.streams,
                 },
             ));
         }

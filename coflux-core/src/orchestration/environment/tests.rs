@@ -24,6 +24,7 @@ fn ticket(run: u64, cache: bool) -> Ticket {
             max_age_ms: None,
         }),
         timeout_ms: None,
+        streams: None,
         defer_key: None,
         created_at: 0,
         checkpoints: Arc::default(),

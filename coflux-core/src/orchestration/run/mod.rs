@@ -495,6 +495,7 @@ fn ticket(step: &StepState, attempt: u32) -> Ticket {
         requires: step.record.options.requires.clone(),
         cache,
         timeout_ms: step.record.options.timeout_ms,
+        streams: step.record.options.streams,
         defer_key,
         created_at: a.created_at,
         checkpoints: step

@@ -133,6 +133,7 @@ impl From<WireOptions> for StepOptions {
             wait_for: wire.wait_for.unwrap_or_default(),
             recurrent: wire.recurrent,
             group: None,
+            streams: None,
         }
     }
 }
