@@ -84,9 +84,9 @@ pub struct Ticket {
     pub defer_key: Option<String>,
     /// The step's checkpoint state in its environment when the execution was queued.
     pub checkpoints: Arc<Checkpoints>,
-    /// When the execution was created (orders deferred executions with the same due time).
     /// The call site's stream settings, for the executor.
     pub streams: Option<StreamDefaults>,
+    /// When the execution was created (orders deferred executions with the same due time).
     pub created_at: Millis,
 }
 
