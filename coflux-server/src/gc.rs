@@ -244,6 +244,17 @@ fn asset_blob_keys(directory: &std::path::Path, keys: &mut HashSet<String>) -> a
 
 /// Adds the blob keys of the values of every log message in the log database at `path`.
 fn log_blob_keys(path: &std::path::Path, keys: &mut HashSet<String>) -> anyhow::Result<()> {
+    for_each_logged_value(path, None, |value| collect_blob_keys(value, keys))
+}
+
+/// Calls `f` with each value recorded in the log messages of the log database at `path` (of
+/// the messages whose values contain `hint` only, if given: a cheap pre-filter). A missing
+/// database has none.
+pub(crate) fn for_each_logged_value(
+    path: &std::path::Path,
+    hint: Option<&str>,
+    mut f: impl FnMut(&Value),
+) -> anyhow::Result<()> {
     if !path.exists() {
         return Ok(());
     }
@@ -252,16 +263,16 @@ fn log_blob_keys(path: &std::path::Path, keys: &mut HashSet<String>) -> anyhow::
     let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "query_only", true)?;
-    let mut statement =
-        conn.prepare("SELECT values_json FROM messages WHERE values_json IS NOT NULL")?;
-    let mut rows = statement.query([])?;
+    let pattern = hint.map_or_else(|| "%".to_owned(), |h| format!("%{h}%"));
+    let mut statement = conn.prepare(
+        "SELECT values_json FROM messages WHERE values_json IS NOT NULL AND values_json LIKE ?1",
+    )?;
+    let mut rows = statement.query([pattern])?;
     while let Some(row) = rows.next()? {
         let text: String = row.get(0)?;
         let values: std::collections::BTreeMap<String, Value> = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("log values in {}: {e}", path.display()))?;
-        for value in values.values() {
-            collect_blob_keys(value, keys);
-        }
+        values.values().for_each(&mut f);
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coflux_core::api::DEFAULT_RETENTION_BATCH;
-use coflux_core::model::{ProjectName, RunId, Value};
+use coflux_core::model::{ProjectName, RunId};
 use coflux_core::store::retention::asset_ids;
 use coflux_core::{Coflux, Project};
 
@@ -191,24 +191,5 @@ fn delete_unreferenced_records(
 
 /// Adds the asset ids the values of the log messages in the log database at `path` refer to.
 fn log_asset_ids(path: &Path, ids: &mut HashSet<String>) -> anyhow::Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "query_only", true)?;
-    let mut statement =
-        conn.prepare("SELECT values_json FROM messages WHERE values_json LIKE '%\"asset\"%'")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(0)?;
-        let values: std::collections::BTreeMap<String, Value> = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("log values in {}: {e}", path.display()))?;
-        for value in values.values() {
-            asset_ids(value, ids);
-        }
-    }
-    Ok(())
+    crate::gc::for_each_logged_value(path, Some("\"asset\""), |value| asset_ids(value, ids))
 }
