@@ -1,7 +1,8 @@
 //! A project's environments: create, list, re-base, pause, resume and archive.
 
 use crate::model::{Environment, EnvironmentState};
-use crate::orchestration::messages::{Envelope, ProjectMsg, Reply};
+use crate::orchestration::OrchestrationError;
+use crate::orchestration::messages::{Envelope, ProjectMsg, Reply, ReplyTo};
 
 use super::error::Error;
 use super::project::{Project, environment_name, unexpected};
@@ -15,19 +16,12 @@ impl Project {
     ) -> Result<Environment, Error> {
         let name = environment_name(name)?;
         let parent = parent.map(environment_name).transpose()?;
-        match self
-            .request(|reply| {
-                Envelope::Project(ProjectMsg::CreateEnvironment {
-                    name,
-                    parent,
-                    reply,
-                })
-            })
-            .await?
-        {
-            Reply::Environment(r) => Ok(r?),
-            other => Err(unexpected(other)),
-        }
+        self.environment_request(|reply| ProjectMsg::CreateEnvironment {
+            name,
+            parent,
+            reply,
+        })
+        .await
     }
 
     /// Returns the environment with this name, creating it (with `parent`) if it does not exist.
@@ -36,16 +30,10 @@ impl Project {
         name: &str,
         parent: Option<&str>,
     ) -> Result<Environment, Error> {
-        let wanted = environment_name(name)?;
-        if let Some(env) = self
-            .environments()
-            .await?
-            .into_iter()
-            .find(|e| e.name == wanted && e.state != EnvironmentState::Archived)
-        {
-            return Ok(env);
+        match self.active_environment(name).await? {
+            Some(env) => Ok(env),
+            None => self.create_environment(name, parent).await,
         }
-        self.create_environment(name, parent).await
     }
 
     /// All environments, including archived ones.
@@ -61,15 +49,8 @@ impl Project {
 
     async fn set_state(&self, name: &str, state: EnvironmentState) -> Result<Environment, Error> {
         let name = environment_name(name)?;
-        match self
-            .request(|reply| {
-                Envelope::Project(ProjectMsg::SetEnvironmentState { name, state, reply })
-            })
-            .await?
-        {
-            Reply::Environment(r) => Ok(r?),
-            other => Err(unexpected(other)),
-        }
+        self.environment_request(|reply| ProjectMsg::SetEnvironmentState { name, state, reply })
+            .await
     }
 
     /// Re-bases an environment on `parent` (or on none): from then on it inherits cached
@@ -82,19 +63,12 @@ impl Project {
     ) -> Result<Environment, Error> {
         let name = environment_name(name)?;
         let parent = parent.map(environment_name).transpose()?;
-        match self
-            .request(|reply| {
-                Envelope::Project(ProjectMsg::SetEnvironmentParent {
-                    name,
-                    parent,
-                    reply,
-                })
-            })
-            .await?
-        {
-            Reply::Environment(r) => Ok(r?),
-            other => Err(unexpected(other)),
-        }
+        self.environment_request(|reply| ProjectMsg::SetEnvironmentParent {
+            name,
+            parent,
+            reply,
+        })
+        .await
     }
 
     /// Pauses an environment: nothing is assigned until it is resumed.
@@ -113,15 +87,31 @@ impl Project {
         self.set_state(name, EnvironmentState::Archived).await
     }
 
+    /// The environment with this name that is not archived.
     pub(crate) async fn environment_id(&self, name: &str) -> Result<Environment, Error> {
+        self.active_environment(name)
+            .await?
+            .ok_or_else(|| OrchestrationError::EnvironmentNotFound(name.to_owned()).into())
+    }
+
+    /// The environment with this name that is not archived, if any.
+    async fn active_environment(&self, name: &str) -> Result<Option<Environment>, Error> {
         let wanted = environment_name(name)?;
-        self.environments()
+        Ok(self
+            .environments()
             .await?
             .into_iter()
-            .find(|e| e.name == wanted && e.state != EnvironmentState::Archived)
-            .ok_or_else(|| {
-                crate::orchestration::OrchestrationError::EnvironmentNotFound(name.to_owned())
-                    .into()
-            })
+            .find(|e| e.name == wanted && e.state != EnvironmentState::Archived))
+    }
+
+    /// Sends a project message whose answer is one environment.
+    async fn environment_request(
+        &self,
+        make: impl FnOnce(ReplyTo) -> ProjectMsg,
+    ) -> Result<Environment, Error> {
+        match self.request(|reply| Envelope::Project(make(reply))).await? {
+            Reply::Environment(r) => Ok(r?),
+            other => Err(unexpected(other)),
+        }
     }
 }
