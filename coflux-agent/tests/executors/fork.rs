@@ -140,6 +140,9 @@ fn a_dead_fork_server_is_replaced() {
             .status()
             .unwrap();
         assert!(status.success());
+        // `kill` returns before the process has died: a warm child still sees its parent until the
+        // fork server's exit reaches the point where its children are sent their death signal.
+        wait_until_dead(zygote).await;
         // Executions keep working: the warm children died with it and a new one forks.
         for _ in 0..3 {
             let run = host.run(flows("bump"), vec![json_value(json!(0))], None);
@@ -156,6 +159,24 @@ fn a_dead_fork_server_is_replaced() {
         assert_eq!(json_of(&host.result(last).await)[0], json!(1));
         pool.shutdown().await;
     });
+}
+
+/// Waits until `pid` has exited (a zombie or gone); its children have then been sent `SIGKILL`.
+async fn wait_until_dead(pid: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        // The state is the field after the parenthesised command name.
+        let alive = state
+            .as_deref()
+            .and_then(|s| s.rsplit_once(')'))
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')));
+        if !alive {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[test]
