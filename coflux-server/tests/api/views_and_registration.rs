@@ -182,7 +182,7 @@ async fn workflows_nobody_registered_are_refused_unless_allowed() {
 
     let started = std::time::Instant::now();
     let (status, body) = call!(&app, submit("production", "wich", None));
-    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["code"], "workflow_not_found");
     let message = body["error"]["message"].as_str().unwrap();
