@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, ffi, params};
 
-use super::codec::{execution_key, result_kind_str, run_key, to_i64, to_json, to_u64};
+use crate::store::codec::{execution_key, result_kind_str, run_key, to_i64, to_json, to_u64};
 use crate::store::open_runs::{OpenRuns, Transition};
 use crate::store::{StoreError, Write};
 
@@ -296,7 +296,7 @@ pub(super) fn apply_one(
         } => crate::store::streams::close(conn, *stream, closure, *at)?,
         Write::PutInput(input) => crate::store::inputs::put(conn, input)?,
         Write::DeleteRuns(runs) => {
-            crate::store::retention::delete_runs(conn, runs)?;
+            super::retention::delete_runs(conn, runs)?;
         }
         Write::RecordResult {
             execution,

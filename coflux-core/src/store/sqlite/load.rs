@@ -3,10 +3,10 @@
 //! snapshot, each read inside the caller's read transaction.
 
 use super::SqliteStore;
-use super::codec::{execution_id, parse_execution, run_key, to_u32, to_u64};
 use crate::model::{
     Environment, EnvironmentId, EnvironmentName, EnvironmentState, RunId, RunRecord, TargetRef,
 };
+use crate::store::codec::{execution_id, parse_execution, run_key, to_u32, to_u64};
 use crate::store::rows::{execution_from_row, step_from_row};
 use crate::store::{CacheEntry, CacheOutcome, ProjectSnapshot, RunSnapshot, StoreError};
 use rusqlite::OptionalExtension;

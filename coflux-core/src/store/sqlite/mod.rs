@@ -59,18 +59,18 @@ macro_rules! executions_select {
 }
 
 mod apply;
-mod codec;
 mod connection;
 mod load;
 mod queries;
+mod retention;
 mod run_page;
 #[cfg(test)]
 mod tests;
 
-pub use codec::collect_blob_keys;
-pub(in crate::store) use codec::{
-    execution_id, execution_key, from_json, parse_execution, parse_target_kind, result_kind_str,
-    run_key, to_i64, to_json, to_u32, to_u64,
+pub use super::codec::collect_blob_keys;
+pub(in crate::store) use super::codec::{
+    execution_id, execution_key, from_json, parse_execution, result_kind_str, run_key, to_i64,
+    to_json, to_u32, to_u64,
 };
 pub(crate) use connection::open_connection;
 pub use connection::{Checkpointer, raw_commit_benchmark};

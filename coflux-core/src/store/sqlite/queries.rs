@@ -2,9 +2,9 @@
 //! the blobs the project's values reference.
 
 use super::SqliteStore;
-use super::codec::{collect_blob_keys, from_json, to_u32, to_u64};
 use crate::model::{EnvironmentId, ExecutionResult, Schedule, TargetRef};
 use crate::store::StoreError;
+use crate::store::codec::{collect_blob_keys, from_json, to_u32, to_u64};
 
 impl SqliteStore {
     /// The project's pending inputs, oldest first (at most `limit`).
