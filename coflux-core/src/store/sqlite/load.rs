@@ -13,15 +13,11 @@ use rusqlite::OptionalExtension;
 
 impl SqliteStore {
     fn load_environments(&self) -> Result<Vec<Environment>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, name, parent_id, state, created_at FROM environments ORDER BY id",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
+        let sql = "SELECT id, name, parent_id, state, created_at FROM environments ORDER BY id";
+        self.query_all(sql, [], |row| {
             let name: String = row.get(1)?;
             let state: String = row.get(3)?;
-            out.push(Environment {
+            Ok(Environment {
                 id: EnvironmentId(to_u32(row.get(0)?, "environment id")?),
                 name: EnvironmentName::new(&name)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -32,40 +28,34 @@ impl SqliteStore {
                 state: EnvironmentState::parse(&state)
                     .ok_or_else(|| StoreError::Corrupt(format!("environment state '{state}'")))?,
                 created_at: row.get(4)?,
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     fn load_cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT s.cache_key, e.run_id, e.step_number, e.attempt, e.environment_id,
+        let sql = "SELECT s.cache_key, e.run_id, e.step_number, e.attempt, e.environment_id,
                     e.created_at, r.kind, r.created_at
              FROM steps s
              JOIN executions e ON e.run_id = s.run_id AND e.step_number = s.number
              LEFT JOIN results r ON r.run_id = e.run_id AND r.step_number = e.step_number
                                 AND r.attempt = e.attempt
              WHERE s.cache_key IS NOT NULL AND (r.kind IS NULL OR r.kind = 'value')
-             ORDER BY s.cache_key, e.run_id, e.step_number, e.attempt",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
+             ORDER BY s.cache_key, e.run_id, e.step_number, e.attempt";
+        self.query_all(sql, [], |row| {
             let kind: Option<String> = row.get(6)?;
             let outcome = match kind.as_deref() {
                 None => CacheOutcome::Pending,
                 Some("value") => CacheOutcome::Succeeded(row.get(7)?),
                 Some(_) => CacheOutcome::Failed,
             };
-            out.push(CacheEntry {
+            Ok(CacheEntry {
                 key: row.get(0)?,
                 execution: execution_id(row.get(1)?, row.get(2)?, row.get(3)?)?,
                 environment: EnvironmentId(to_u32(row.get(4)?, "environment id")?),
                 created_at: row.get(5)?,
                 outcome,
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     pub(super) fn load_run_snapshot(&self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
@@ -74,61 +64,36 @@ impl SqliteStore {
             return Ok(None);
         };
 
-        let mut steps = Vec::new();
-        {
-            let mut stmt = self.conn.prepare_cached(concat!(
-                "SELECT ",
-                step_columns!(),
-                " FROM steps WHERE run_id = ?1 ORDER BY number"
-            ))?;
-            let mut rows = stmt.query([run_key])?;
-            while let Some(row) = rows.next()? {
-                steps.push(step_from_row(run, row)?);
-            }
-        }
-
-        let mut executions = Vec::new();
-        {
-            let mut stmt = self.conn.prepare_cached(concat!(
-                executions_select!(),
-                " WHERE e.run_id = ?1 ORDER BY e.step_number, e.attempt"
-            ))?;
-            let mut rows = stmt.query([run_key])?;
-            while let Some(row) = rows.next()? {
-                executions.push(execution_from_row(run, row)?);
-            }
-        }
-
-        let mut children = Vec::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT parent, child FROM children WHERE run_id = ?1")?;
-            let mut rows = stmt.query([run_key])?;
-            while let Some(row) = rows.next()? {
-                let parent: String = row.get(0)?;
-                let child: String = row.get(1)?;
-                children.push((parse_execution(&parent)?, parse_execution(&child)?));
-            }
-            children.sort_unstable();
-        }
-
-        let mut calls = Vec::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT parent, call, child FROM calls WHERE run_id = ?1")?;
-            let mut rows = stmt.query([run_key])?;
-            while let Some(row) = rows.next()? {
-                let parent: String = row.get(0)?;
-                let child: String = row.get(2)?;
-                calls.push((
-                    parse_execution(&parent)?,
-                    to_u32(row.get(1)?, "call")?,
-                    parse_execution(&child)?,
-                ));
-            }
-        }
+        let steps_sql = concat!(
+            "SELECT ",
+            step_columns!(),
+            " FROM steps WHERE run_id = ?1 ORDER BY number"
+        );
+        let steps = self.query_all(steps_sql, [run_key], |row| step_from_row(run, row))?;
+        let executions_sql = concat!(
+            executions_select!(),
+            " WHERE e.run_id = ?1 ORDER BY e.step_number, e.attempt"
+        );
+        let executions = self.query_all(executions_sql, [run_key], |row| {
+            execution_from_row(run, row)
+        })?;
+        let children_sql = "SELECT parent, child FROM children WHERE run_id = ?1";
+        let mut children = self.query_all(children_sql, [run_key], |row| {
+            let parent: String = row.get(0)?;
+            let child: String = row.get(1)?;
+            Ok((parse_execution(&parent)?, parse_execution(&child)?))
+        })?;
+        children.sort_unstable();
+        let calls_sql = "SELECT parent, call, child FROM calls WHERE run_id = ?1";
+        let calls = self.query_all(calls_sql, [run_key], |row| {
+            let parent: String = row.get(0)?;
+            let child: String = row.get(2)?;
+            Ok((
+                parse_execution(&parent)?,
+                to_u32(row.get(1)?, "call")?,
+                parse_execution(&child)?,
+            ))
+        })?;
 
         let checkpoints = crate::store::checkpoints::load(&self.conn, run)?;
         let streams = crate::store::streams::load(&self.conn, run)?;
@@ -195,37 +160,24 @@ impl SqliteStore {
             }
         }
         let cache_entries = self.load_cache_entries()?;
-        let idempotency_keys = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT environment_id, key, run_id, created_at FROM idempotency_keys",
-            )?;
-            let mut rows = stmt.query([])?;
-            let mut keys = Vec::new();
-            while let Some(row) = rows.next()? {
-                keys.push((
-                    EnvironmentId(to_u32(row.get(0)?, "environment id")?),
-                    row.get::<_, String>(1)?,
-                    RunId(to_u64(row.get(2)?, "run id")?),
-                    row.get::<_, i64>(3)?,
-                ));
-            }
-            keys
-        };
-        let concurrency_limits = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT environment_id, module, target, max_running FROM concurrency_limits",
-            )?;
-            let mut rows = stmt.query([])?;
-            let mut limits = Vec::new();
-            while let Some(row) = rows.next()? {
-                limits.push((
-                    EnvironmentId(to_u32(row.get(0)?, "environment id")?),
-                    TargetRef::new(row.get::<_, String>(1)?, row.get::<_, String>(2)?),
-                    to_u32(row.get(3)?, "concurrency limit")?,
-                ));
-            }
-            limits
-        };
+        let keys_sql = "SELECT environment_id, key, run_id, created_at FROM idempotency_keys";
+        let idempotency_keys = self.query_all(keys_sql, [], |row| {
+            Ok((
+                EnvironmentId(to_u32(row.get(0)?, "environment id")?),
+                row.get::<_, String>(1)?,
+                RunId(to_u64(row.get(2)?, "run id")?),
+                row.get::<_, i64>(3)?,
+            ))
+        })?;
+        let limits_sql =
+            "SELECT environment_id, module, target, max_running FROM concurrency_limits";
+        let concurrency_limits = self.query_all(limits_sql, [], |row| {
+            Ok((
+                EnvironmentId(to_u32(row.get(0)?, "environment id")?),
+                TargetRef::new(row.get::<_, String>(1)?, row.get::<_, String>(2)?),
+                to_u32(row.get(3)?, "concurrency limit")?,
+            ))
+        })?;
         let schedules = self.schedules()?;
         Ok(ProjectSnapshot {
             environments,

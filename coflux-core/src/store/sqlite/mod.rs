@@ -163,6 +163,22 @@ impl SqliteStore {
         })
     }
 
+    /// Runs a cached query with `params` and decodes every row with `decode`, in order.
+    pub(super) fn query_all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        mut decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(decode(row)?);
+        }
+        Ok(out)
+    }
+
     /// The database file's path (`:memory:` for an in-memory store).
     pub fn path(&self) -> &Path {
         &self.path
@@ -230,16 +246,11 @@ impl ProjectStore for SqliteStore {
     }
 
     fn manifests(&self, environment: EnvironmentId) -> Result<Vec<TargetDefinition>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT definition FROM manifests WHERE environment_id = ?1 ORDER BY module, target",
-        )?;
-        let mut rows = stmt.query([i64::from(environment.0)])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let text: String = row.get(0)?;
-            out.push(from_json(&text, "manifest")?);
-        }
-        Ok(out)
+        let sql =
+            "SELECT definition FROM manifests WHERE environment_id = ?1 ORDER BY module, target";
+        self.query_all(sql, [i64::from(environment.0)], |row| {
+            from_json(&row.get::<_, String>(0)?, "manifest")
+        })
     }
 
     fn list_runs(

@@ -22,18 +22,13 @@ impl SqliteStore {
 
     /// The cron schedules, by id.
     pub fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT definition, last_tick, missed FROM schedules ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        let mut schedules = Vec::new();
-        while let Some(row) = rows.next()? {
+        let sql = "SELECT definition, last_tick, missed FROM schedules ORDER BY id";
+        self.query_all(sql, [], |row| {
             let mut schedule: Schedule = from_json(&row.get::<_, String>(0)?, "schedule")?;
             schedule.last_tick = row.get(1)?;
             schedule.missed = to_u64(row.get(2)?, "missed ticks")?;
-            schedules.push(schedule);
-        }
-        Ok(schedules)
+            Ok(schedule)
+        })
     }
 
     /// The per-target concurrency limits of an environment, by target.
@@ -41,19 +36,14 @@ impl SqliteStore {
         &self,
         environment: EnvironmentId,
     ) -> Result<Vec<(TargetRef, u32)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT module, target, max_running FROM concurrency_limits
-             WHERE environment_id = ?1 ORDER BY module, target",
-        )?;
-        let mut rows = stmt.query([i64::from(environment.0)])?;
-        let mut limits = Vec::new();
-        while let Some(row) = rows.next()? {
-            limits.push((
+        let sql = "SELECT module, target, max_running FROM concurrency_limits
+             WHERE environment_id = ?1 ORDER BY module, target";
+        self.query_all(sql, [i64::from(environment.0)], |row| {
+            Ok((
                 TargetRef::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?),
                 to_u32(row.get(2)?, "concurrency limit")?,
-            ));
-        }
-        Ok(limits)
+            ))
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use crate::model::{ExecutionId, ExecutionResult, Millis, RunId, Value};
 use crate::store::StoreError;
+use crate::store::codec::{parse_execution, run_key};
 use crate::store::retention::{SizeReport, asset_ids};
 
 /// Tables whose rows all belong to one run, through their `run_id` column.
@@ -25,15 +26,6 @@ const RUN_TABLES: [&str; 10] = [
     "inputs",
     "idempotency_keys",
 ];
-
-fn run_key(run: RunId) -> Result<i64, StoreError> {
-    i64::try_from(run.0).map_err(|_| StoreError::Corrupt(format!("run id {}", run.0)))
-}
-
-fn parse_execution(text: &str) -> Result<ExecutionId, StoreError> {
-    text.parse()
-        .map_err(|e| StoreError::Corrupt(format!("execution id '{text}': {e}")))
-}
 
 /// Deletes `runs` and every row recorded under them, skipping any that has an execution
 /// without a result (a run re-run meanwhile). Returns the runs deleted.
