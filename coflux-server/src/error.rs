@@ -120,9 +120,9 @@ impl From<coflux_core::Error> for ApiError {
     }
 }
 
-impl From<crate::http::blobs::BlobError> for ApiError {
-    fn from(err: crate::http::blobs::BlobError) -> Self {
-        use crate::http::blobs::BlobError;
+impl From<crate::blobs::BlobError> for ApiError {
+    fn from(err: crate::blobs::BlobError) -> Self {
+        use crate::blobs::BlobError;
         match err {
             BlobError::InvalidKey => Self::bad_request(
                 "invalid_blob_key",

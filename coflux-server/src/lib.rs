@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod error;
 pub mod gc;

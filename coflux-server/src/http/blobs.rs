@@ -10,14 +10,9 @@
 //! bounded buffers. The store ([`AppState::blobs`]) is a local directory or an S3 bucket
 //! (`--blob-store`); the routes behave the same over both.
 
-mod local;
-mod s3;
-mod store;
-
-pub use local::{LocalBlobs, file_stream};
-pub use s3::{PART_SIZE, S3Blobs};
-pub use store::{
+pub use crate::blobs::{
     BlobEntry, BlobError, BlobKey, BlobReader, BlobStore, DEFAULT_MAX_BLOB_SIZE, Deletion,
+    LocalBlobs, PART_SIZE, S3Blobs, file_stream,
 };
 
 use crate::auth::Access;
