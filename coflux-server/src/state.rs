@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use coflux_core::{Coflux, Config};
 
-use crate::agents::Sessions;
+use crate::agents::sessions::Sessions;
 use crate::auth::{Auth, TokenStore};
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
