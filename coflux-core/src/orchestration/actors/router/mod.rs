@@ -22,10 +22,10 @@ use super::super::messages::{
 };
 use super::super::run::RunCore;
 use super::hosts::{ConfirmRetire, Deliver, Reload};
-use super::link::Link;
 use super::spin::{Doorbell, spinning_arbiter};
 
 mod delete;
+mod link;
 mod unload;
 
 /// The project actor of a project's router.
@@ -658,40 +658,6 @@ impl Router {
         } else {
             false
         }
-    }
-}
-
-impl Link for Router {
-    fn project(&self) -> &str {
-        Router::project(self)
-    }
-    fn deliver(self: &Arc<Self>, envelope: Envelope) {
-        Router::deliver(self, envelope);
-    }
-    fn deliver_all(self: &Arc<Self>, envelopes: Vec<Envelope>) {
-        Router::deliver_all(self, envelopes);
-    }
-    fn queue_commit(self: &Arc<Self>, writes: Vec<Write>, messages: Vec<Envelope>) {
-        Router::queue_commit(self, writes, messages);
-    }
-    fn fail_replies(&self, replies: &[ReplyTo]) {
-        Router::fail_replies(self, replies);
-    }
-    fn finish_retire(&self, id: RunId) -> bool {
-        Router::finish_retire(self, id)
-    }
-    fn set_scheduled(&self, scheduled: bool) {
-        Router::set_scheduled(self, scheduled);
-    }
-    fn load_run(&self, id: RunId) -> Result<Option<crate::store::RunSnapshot>, StoreError> {
-        Router::load_run(self, id)
-    }
-    fn rebuild_environment(
-        self: &Arc<Self>,
-        id: EnvironmentId,
-        out: &mut Outbox,
-    ) -> EnvironmentCore {
-        Router::rebuild_environment(self, id, out)
     }
 }
 
