@@ -1,5 +1,6 @@
 //! Column codecs: ids, kinds, integers and JSON values as stored in a project's tables (shared
-//! by both backends), and the blob keys a value references.
+//! by both backends), the constraint error of a write naming a missing row, and the blob keys
+//! a value references.
 
 use serde::de::DeserializeOwned;
 
@@ -80,6 +81,14 @@ pub(in crate::store) fn from_json<T: DeserializeOwned>(
     what: &str,
 ) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A constraint error for a write that refers to a row that does not exist.
+pub(in crate::store) fn missing(message: String) -> StoreError {
+    StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+        Some(message),
+    ))
 }
 
 /// Adds the keys of the blobs `value` references (its own blob and its fragments') to `keys`.

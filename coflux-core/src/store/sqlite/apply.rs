@@ -1,9 +1,16 @@
 //! The write path: each [`Write`] of a batch applied inside the batch's transaction, with the
 //! run's active/idle flag kept in step (see the module documentation of [`super`]).
 
-use rusqlite::{Connection, ffi, params};
+use rusqlite::{Connection, params};
 
-use crate::store::codec::{execution_key, result_kind_str, run_key, to_i64, to_json, to_u64};
+use super::project;
+
+use crate::model::{
+    Dependencies, EnvironmentId, ExecutionId, ExecutionResult, Millis, StepRecord, WorkerId,
+};
+use crate::store::codec::{
+    execution_key, missing, result_kind_str, run_key, to_i64, to_json, to_u64,
+};
 use crate::store::open_runs::{OpenRuns, Transition};
 use crate::store::{StoreError, Write};
 
@@ -14,130 +21,39 @@ pub(super) fn apply_one(
     write: &Write,
 ) -> Result<(), StoreError> {
     match write {
-        Write::CreateEnvironment(env) => {
-            conn.prepare_cached(
-                "INSERT INTO environments (id, name, parent_id, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                i64::from(env.id.0),
-                env.name.as_str(),
-                env.parent.map(|p| i64::from(p.0)),
-                env.state.as_str(),
-                env.created_at,
-            ])?;
-        }
+        Write::CreateEnvironment(env) => project::create_environment(conn, env)?,
         Write::PutIdempotencyKey {
             environment,
             key,
             run,
             at,
-        } => {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO idempotency_keys (environment_id, key, run_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![i64::from(environment.0), key, run_key(*run)?, at])?;
-        }
+        } => project::put_idempotency_key(conn, *environment, key, *run, *at)?,
         Write::PutManifests {
             environment,
             definitions,
             at,
-        } => {
-            let mut stmt = conn.prepare_cached(
-                "INSERT OR REPLACE INTO manifests (environment_id, module, target, definition, registered_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for definition in definitions {
-                stmt.execute(params![
-                    i64::from(environment.0),
-                    definition.target.module,
-                    definition.target.name,
-                    to_json(definition)?,
-                    at,
-                ])?;
-            }
-        }
-        Write::PutSchedule(schedule) => {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO schedules (id, definition, last_tick, missed)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                schedule.id,
-                to_json(schedule.as_ref())?,
-                schedule.last_tick,
-                i64::try_from(schedule.missed).unwrap_or(i64::MAX)
-            ])?;
-        }
-        Write::DeleteSchedule { id } => {
-            conn.prepare_cached("DELETE FROM schedules WHERE id = ?1")?
-                .execute([id])?;
-        }
+        } => project::put_manifests(conn, *environment, definitions, *at)?,
+        Write::PutSchedule(schedule) => project::put_schedule(conn, schedule)?,
+        Write::DeleteSchedule { id } => project::delete_schedule(conn, *id)?,
         Write::ScheduleTicked {
             id,
             last_tick,
             missed,
-        } => {
-            conn.prepare_cached("UPDATE schedules SET last_tick = ?2, missed = ?3 WHERE id = ?1")?
-                .execute(params![
-                    id,
-                    last_tick,
-                    i64::try_from(*missed).unwrap_or(i64::MAX)
-                ])?;
-        }
+        } => project::schedule_ticked(conn, *id, *last_tick, *missed)?,
         Write::ArchiveModule {
             environment,
             module,
-        } => {
-            conn.prepare_cached("DELETE FROM manifests WHERE environment_id = ?1 AND module = ?2")?
-                .execute(params![i64::from(environment.0), module])?;
-        }
+        } => project::archive_module(conn, *environment, module)?,
         Write::PutConcurrencyLimit {
             environment,
             target,
             max,
-        } => match max {
-            Some(max) => {
-                conn.prepare_cached(
-                    "INSERT OR REPLACE INTO concurrency_limits
-                         (environment_id, module, target, max_running)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    i64::from(environment.0),
-                    target.module,
-                    target.name,
-                    max
-                ])?;
-            }
-            None => {
-                conn.prepare_cached(
-                    "DELETE FROM concurrency_limits
-                     WHERE environment_id = ?1 AND module = ?2 AND target = ?3",
-                )?
-                .execute(params![
-                    i64::from(environment.0),
-                    target.module,
-                    target.name
-                ])?;
-            }
-        },
+        } => project::put_concurrency_limit(conn, *environment, target, *max)?,
         Write::SetEnvironmentState { id, state } => {
-            let changed = conn
-                .prepare_cached("UPDATE environments SET state = ?2 WHERE id = ?1")?
-                .execute(params![i64::from(id.0), state.as_str()])?;
-            if changed == 0 {
-                return Err(missing(format!("unknown environment {id}")));
-            }
+            project::set_environment_state(conn, *id, *state)?
         }
         Write::SetEnvironmentParent { id, parent } => {
-            let changed = conn
-                .prepare_cached("UPDATE environments SET parent_id = ?2 WHERE id = ?1")?
-                .execute(params![i64::from(id.0), parent.map(|p| i64::from(p.0))])?;
-            if changed == 0 {
-                return Err(missing(format!("unknown environment {id}")));
-            }
+            project::set_environment_parent(conn, *id, *parent)?
         }
         Write::CreateRun(run) => {
             conn.prepare_cached(
@@ -151,67 +67,22 @@ pub(super) fn apply_one(
                 run.created_at,
             ])?;
         }
-        Write::CreateStep(step) => {
-            let arguments = to_json(&step.arguments)?;
-            let options = to_json(&step.options)?;
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO steps (run_id, number, parent_execution, module, target, kind,
-                                        arguments, options, cache_key, memo_key, created_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
-                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
-                )?
-                .execute(params![
-                    run_key(step.id.run)?,
-                    i64::from(step.id.number),
-                    step.parent_execution.map(|e| e.to_string()),
-                    step.target.module,
-                    step.target.name,
-                    step.kind.as_str(),
-                    arguments,
-                    options,
-                    step.cache_key,
-                    step.memo_key,
-                    step.created_at,
-                ])?;
-            if inserted == 0 {
-                return Err(missing(format!("step {} of unknown run", step.id)));
-            }
-        }
+        Write::CreateStep(step) => create_step(conn, step)?,
         Write::CreateExecution {
             id,
             environment,
             execute_after,
             created_at,
             dependencies,
-        } => {
-            let (run, step, attempt) = execution_key(*id)?;
-            let dependencies = (!dependencies.is_empty())
-                .then(|| to_json(dependencies))
-                .transpose()?;
-            // Counted before the insert, so a count read from the database excludes it.
-            let transition = open_runs.opened(run, || open_executions(conn, run))?;
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO executions (run_id, step_number, attempt, environment_id,
-                                             execute_after, created_at, dependencies)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-                     WHERE EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND number = ?2)",
-                )?
-                .execute(params![
-                    run,
-                    step,
-                    attempt,
-                    i64::from(environment.0),
-                    execute_after,
-                    created_at,
-                    dependencies
-                ])?;
-            if inserted == 0 {
-                return Err(missing(format!("execution {id} of unknown step")));
-            }
-            mark_run(conn, run, transition)?;
-        }
+        } => create_execution(
+            conn,
+            open_runs,
+            *id,
+            *environment,
+            *execute_after,
+            *created_at,
+            dependencies,
+        )?,
         Write::LinkChild { parent, child } => {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO children (run_id, parent, child) VALUES (?1, ?2, ?3)",
@@ -241,26 +112,7 @@ pub(super) fn apply_one(
             execution,
             worker,
             at,
-        } => {
-            let (run, step, attempt) = execution_key(*execution)?;
-            let inserted = conn
-                .prepare_cached(
-                    "UPDATE executions SET worker_id = ?4, assigned_at = ?5
-                     WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
-                )?
-                .execute(params![
-                    run,
-                    step,
-                    attempt,
-                    to_i64(worker.0, "worker id")?,
-                    at
-                ])?;
-            if inserted == 0 {
-                return Err(missing(format!(
-                    "assignment of unknown execution {execution}"
-                )));
-            }
-        }
+        } => assign(conn, *execution, *worker, *at)?,
         Write::PutCheckpoints {
             step,
             environment,
@@ -302,43 +154,150 @@ pub(super) fn apply_one(
             execution,
             result,
             at,
-        } => {
-            let (run, step, attempt) = execution_key(*execution)?;
-            let text = to_json(result)?;
-            let has_result = |conn: &Connection| -> Result<bool, StoreError> {
-                Ok(conn
-                    .prepare_cached(
-                        "SELECT 1 FROM results
-                         WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
-                    )?
-                    .exists(params![run, step, attempt])?)
-            };
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO results (run_id, step_number, attempt, kind, result,
-                                                    created_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
-                     WHERE EXISTS (SELECT 1 FROM executions
-                                   WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3)",
-                )?
-                .execute(params![
-                    run,
-                    step,
-                    attempt,
-                    result_kind_str(result.kind()),
-                    text,
-                    at
-                ])?;
-            if inserted == 1 {
-                // Counted after the insert: a count read from the database now excludes this
-                // execution, so it is read as if before (plus one).
-                let transition = open_runs
-                    .closed(run, || Ok::<_, StoreError>(open_executions(conn, run)? + 1))?;
-                mark_run(conn, run, transition)?;
-            } else if !has_result(conn)? {
-                return Err(missing(format!("result of unknown execution {execution}")));
-            }
-        }
+        } => record_result(conn, open_runs, *execution, result, *at)?,
+    }
+    Ok(())
+}
+
+/// Inserts a step, if its run exists.
+fn create_step(conn: &Connection, step: &StepRecord) -> Result<(), StoreError> {
+    let arguments = to_json(&step.arguments)?;
+    let options = to_json(&step.options)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO steps (run_id, number, parent_execution, module, target, kind,
+                                arguments, options, cache_key, memo_key, created_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+             WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+        )?
+        .execute(params![
+            run_key(step.id.run)?,
+            i64::from(step.id.number),
+            step.parent_execution.map(|e| e.to_string()),
+            step.target.module,
+            step.target.name,
+            step.kind.as_str(),
+            arguments,
+            options,
+            step.cache_key,
+            step.memo_key,
+            step.created_at,
+        ])?;
+    if inserted == 0 {
+        return Err(missing(format!("step {} of unknown run", step.id)));
+    }
+    Ok(())
+}
+
+/// Inserts an execution, if its step exists, and counts it open.
+fn create_execution(
+    conn: &Connection,
+    open_runs: &mut OpenRuns,
+    id: ExecutionId,
+    environment: EnvironmentId,
+    execute_after: Option<Millis>,
+    created_at: Millis,
+    dependencies: &Dependencies,
+) -> Result<(), StoreError> {
+    let (run, step, attempt) = execution_key(id)?;
+    let dependencies = (!dependencies.is_empty())
+        .then(|| to_json(dependencies))
+        .transpose()?;
+    // Counted before the insert, so a count read from the database excludes it.
+    let transition = open_runs.opened(run, || open_executions(conn, run))?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO executions (run_id, step_number, attempt, environment_id,
+                                     execute_after, created_at, dependencies)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+             WHERE EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND number = ?2)",
+        )?
+        .execute(params![
+            run,
+            step,
+            attempt,
+            i64::from(environment.0),
+            execute_after,
+            created_at,
+            dependencies
+        ])?;
+    if inserted == 0 {
+        return Err(missing(format!("execution {id} of unknown step")));
+    }
+    mark_run(conn, run, transition)?;
+    Ok(())
+}
+
+/// Records an execution's assignment to a worker, if the execution exists.
+fn assign(
+    conn: &Connection,
+    execution: ExecutionId,
+    worker: WorkerId,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let (run, step, attempt) = execution_key(execution)?;
+    let inserted = conn
+        .prepare_cached(
+            "UPDATE executions SET worker_id = ?4, assigned_at = ?5
+             WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
+        )?
+        .execute(params![
+            run,
+            step,
+            attempt,
+            to_i64(worker.0, "worker id")?,
+            at
+        ])?;
+    if inserted == 0 {
+        return Err(missing(format!(
+            "assignment of unknown execution {execution}"
+        )));
+    }
+    Ok(())
+}
+
+/// Records an execution's result (a second one is ignored) and counts it closed.
+fn record_result(
+    conn: &Connection,
+    open_runs: &mut OpenRuns,
+    execution: ExecutionId,
+    result: &ExecutionResult,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let (run, step, attempt) = execution_key(execution)?;
+    let text = to_json(result)?;
+    let has_result = |conn: &Connection| -> Result<bool, StoreError> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT 1 FROM results
+                 WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3",
+            )?
+            .exists(params![run, step, attempt])?)
+    };
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO results (run_id, step_number, attempt, kind, result,
+                                            created_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+             WHERE EXISTS (SELECT 1 FROM executions
+                           WHERE run_id = ?1 AND step_number = ?2 AND attempt = ?3)",
+        )?
+        .execute(params![
+            run,
+            step,
+            attempt,
+            result_kind_str(result.kind()),
+            text,
+            at
+        ])?;
+    if inserted == 1 {
+        // Counted after the insert: a count read from the database now excludes this
+        // execution, so it is read as if before (plus one).
+        let transition =
+            open_runs.closed(run, || Ok::<_, StoreError>(open_executions(conn, run)? + 1))?;
+        mark_run(conn, run, transition)?;
+    } else if !has_result(conn)? {
+        return Err(missing(format!("result of unknown execution {execution}")));
     }
     Ok(())
 }
@@ -366,12 +325,4 @@ fn mark_run(conn: &Connection, run: i64, transition: Option<Transition>) -> Resu
     conn.prepare_cached("UPDATE runs SET open_executions = ?2 WHERE id = ?1")?
         .execute([run, open])?;
     Ok(())
-}
-
-/// A constraint error for a write that refers to a row that does not exist.
-fn missing(message: String) -> StoreError {
-    StoreError::Sqlite(rusqlite::Error::SqliteFailure(
-        ffi::Error::new(ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
-        Some(message),
-    ))
 }

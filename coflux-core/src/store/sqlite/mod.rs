@@ -61,6 +61,7 @@ macro_rules! executions_select {
 mod apply;
 mod connection;
 mod load;
+mod project;
 mod queries;
 mod retention;
 mod run_page;
