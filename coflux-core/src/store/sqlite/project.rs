@@ -31,13 +31,8 @@ pub(super) fn set_environment_state(
     id: EnvironmentId,
     state: EnvironmentState,
 ) -> Result<(), StoreError> {
-    let changed = conn
-        .prepare_cached("UPDATE environments SET state = ?2 WHERE id = ?1")?
-        .execute(params![i64::from(id.0), state.as_str()])?;
-    if changed == 0 {
-        return Err(missing(format!("unknown environment {id}")));
-    }
-    Ok(())
+    let sql = "UPDATE environments SET state = ?2 WHERE id = ?1";
+    update_environment(conn, id, sql, state.as_str())
 }
 
 pub(super) fn set_environment_parent(
@@ -45,9 +40,20 @@ pub(super) fn set_environment_parent(
     id: EnvironmentId,
     parent: Option<EnvironmentId>,
 ) -> Result<(), StoreError> {
+    let sql = "UPDATE environments SET parent_id = ?2 WHERE id = ?1";
+    update_environment(conn, id, sql, parent.map(|p| i64::from(p.0)))
+}
+
+/// Runs `sql` (`?1` the environment, `?2` the value); an unknown environment is an error.
+fn update_environment(
+    conn: &Connection,
+    id: EnvironmentId,
+    sql: &str,
+    value: impl rusqlite::ToSql,
+) -> Result<(), StoreError> {
     let changed = conn
-        .prepare_cached("UPDATE environments SET parent_id = ?2 WHERE id = ?1")?
-        .execute(params![i64::from(id.0), parent.map(|p| i64::from(p.0))])?;
+        .prepare_cached(sql)?
+        .execute(params![i64::from(id.0), value])?;
     if changed == 0 {
         return Err(missing(format!("unknown environment {id}")));
     }
