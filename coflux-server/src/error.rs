@@ -120,50 +120,6 @@ impl From<coflux_core::Error> for ApiError {
     }
 }
 
-impl From<crate::http::blobs::BlobError> for ApiError {
-    fn from(err: crate::http::blobs::BlobError) -> Self {
-        use crate::http::blobs::BlobError;
-        match err {
-            BlobError::InvalidKey => Self::bad_request(
-                "invalid_blob_key",
-                "a blob key is 64 lower-case hexadecimal characters (its SHA-256)",
-            ),
-            BlobError::Mismatch { actual } => Self::bad_request(
-                "blob_mismatch",
-                format!("the content does not match the key (its SHA-256 is {actual})"),
-            ),
-            BlobError::TooLarge { limit } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "blob_too_large",
-                format!("blobs are limited to {limit} bytes"),
-            ),
-            BlobError::Payload(message) => Self::bad_request(
-                "invalid_payload",
-                format!("the request body could not be read: {message}"),
-            ),
-            // A full disk passes (agents retry a 503 until it has space again).
-            BlobError::Io(e) if is_disk_full(&e) => {
-                tracing::warn!(error = %e, "a blob cannot be written: the disk is full");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the server's blob storage cannot be written (disk full?); try again once it \
-                     has space",
-                )
-            }
-            BlobError::Io(e) => Self::internal(e),
-        }
-    }
-}
-
-/// Whether an I/O error says the disk (or the user's quota) is full.
-fn is_disk_full(error: &std::io::Error) -> bool {
-    const ENOSPC: i32 = 28;
-    const EDQUOT: i32 = 122;
-    error.kind() == std::io::ErrorKind::StorageFull
-        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
-}
-
 /// Turns a JSON body error into a JSON API error.
 pub fn json_error_handler(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let error = match &err {

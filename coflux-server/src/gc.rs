@@ -32,8 +32,8 @@ use coflux_core::Coflux;
 use coflux_core::model::{ProjectName, Value};
 use coflux_core::store::sqlite::collect_blob_keys;
 
-use crate::http::assets::Record;
-use crate::http::blobs::{BlobStore, Deletion};
+use crate::asset_record::Record;
+use crate::blobs::{BlobStore, Deletion};
 use crate::logs::logs_db_path;
 
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).

@@ -4,7 +4,9 @@
 //! [`create_app`] builds the whole application; `main` and the integration tests both use it.
 
 pub mod agents;
+pub mod asset_record;
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod error;
 pub mod gc;

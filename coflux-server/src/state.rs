@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use coflux_core::{Coflux, Config};
 
-use crate::agents::Sessions;
+use crate::agents::sessions::Sessions;
 use crate::auth::{Auth, TokenStore};
+use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::gc::BlobGc;
-use crate::http::blobs::BlobStore;
 use crate::logs::{LogStore, LogStoreOptions};
 use crate::run_retention::RunRetention;
 

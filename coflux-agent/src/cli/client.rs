@@ -114,14 +114,7 @@ impl Client {
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
-        let response = self
-            .http
-            .post(self.url(path))
-            .timeout(REQUEST_TIMEOUT)
-            .send_json(body)
-            .await
-            .map_err(|e| self.send_error(e))?;
-        self.finish(response).await
+        self.send_json(awc::http::Method::POST, path, body).await
     }
 
     /// `DELETE path`.
@@ -138,21 +131,24 @@ impl Client {
 
     /// `PATCH path` with a JSON body.
     pub async fn patch(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
-        let response = self
-            .http
-            .patch(self.url(path))
-            .timeout(REQUEST_TIMEOUT)
-            .send_json(body)
-            .await
-            .map_err(|e| self.send_error(e))?;
-        self.finish(response).await
+        self.send_json(awc::http::Method::PATCH, path, body).await
     }
 
     /// `PUT path` with a JSON body.
     pub async fn put(&self, path: &str, body: &impl Serialize) -> Result<Json, CliError> {
+        self.send_json(awc::http::Method::PUT, path, body).await
+    }
+
+    /// `method path` with a JSON body and the default timeout.
+    async fn send_json(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Json, CliError> {
         let response = self
             .http
-            .put(self.url(path))
+            .request(method, self.url(path))
             .timeout(REQUEST_TIMEOUT)
             .send_json(body)
             .await

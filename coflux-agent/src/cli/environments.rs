@@ -2,7 +2,7 @@
 //! | pause NAME | resume NAME | archive NAME`.
 
 use super::args::EnvironmentsCommand;
-use super::client::{segment, typed};
+use super::client::segment;
 use super::{CliError, Context, Exit, output};
 use coflux_core::protocol::http::{
     CreateEnvironment, Empty, EnvironmentItem, EnvironmentList, UpdateEnvironment,
@@ -14,10 +14,7 @@ pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, Cl
     let (answer, verb) = match command {
         EnvironmentsCommand::List => {
             let answer = ctx.client.get(&base).await?;
-            if ctx.json() {
-                ctx.print_json(&answer)?;
-            } else {
-                let list: EnvironmentList = typed(&answer)?;
+            ctx.show(&answer, |list: EnvironmentList| {
                 let rows: Vec<Vec<String>> = list
                     .environments
                     .into_iter()
@@ -30,11 +27,8 @@ pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, Cl
                         ]
                     })
                     .collect();
-                ctx.print(&output::table(
-                    &["NAME", "STATE", "PARENT", "CREATED (UTC)"],
-                    &rows,
-                ))?;
-            }
+                output::table(&["NAME", "STATE", "PARENT", "CREATED (UTC)"], &rows)
+            })?;
             return Ok(Exit::Success);
         }
         EnvironmentsCommand::Create { name, parent } => (
@@ -64,16 +58,13 @@ pub async fn run(ctx: &Context, command: EnvironmentsCommand) -> Result<Exit, Cl
             (action(ctx, &base, &name, "archive").await?, "archived")
         }
     };
-    if ctx.json() {
-        ctx.print_json(&answer)?;
-    } else {
-        let env: EnvironmentItem = typed(&answer)?;
+    ctx.show(&answer, |env: EnvironmentItem| {
         let parent = env
             .parent
             .map(|p| format!(" (parent '{p}')"))
             .unwrap_or_default();
-        ctx.print(&format!("environment '{}' {verb}{parent}", env.name))?;
-    }
+        format!("environment '{}' {verb}{parent}", env.name)
+    })?;
     Ok(Exit::Success)
 }
 

@@ -3,7 +3,7 @@
 use coflux_core::protocol::http::{LimitList, SetLimit};
 
 use super::args::LimitsCommand;
-use super::client::{segment, typed};
+use super::client::segment;
 use super::submit::split_target;
 use super::{CliError, Context, Exit, output};
 
@@ -17,10 +17,7 @@ pub async fn run(ctx: &Context, command: LimitsCommand) -> Result<Exit, CliError
     let (target, max) = match command {
         LimitsCommand::List => {
             let answer = ctx.client.get(&base).await?;
-            if ctx.json() {
-                ctx.print_json(&answer)?;
-            } else {
-                let list: LimitList = typed(&answer)?;
+            ctx.show(&answer, |list: LimitList| {
                 let rows: Vec<Vec<String>> = list
                     .limits
                     .into_iter()
@@ -29,8 +26,8 @@ pub async fn run(ctx: &Context, command: LimitsCommand) -> Result<Exit, CliError
                         vec![l.module, l.target, max]
                     })
                     .collect();
-                ctx.print(&output::table(&["MODULE", "TARGET", "MAX"], &rows))?;
-            }
+                output::table(&["MODULE", "TARGET", "MAX"], &rows)
+            })?;
             return Ok(Exit::Success);
         }
         LimitsCommand::Set { target, max } => (target, Some(max)),

@@ -96,6 +96,19 @@ impl Context {
         self.global.output == OutputFormat::Json
     }
 
+    /// Prints a server answer: as JSON with `--output json`, otherwise as the text `render`
+    /// makes of it, decoded as a `T`.
+    pub fn show<T: serde::de::DeserializeOwned>(
+        &self,
+        answer: &Json,
+        render: impl FnOnce(T) -> String,
+    ) -> Result<(), CliError> {
+        if self.json() {
+            return self.print_json(answer);
+        }
+        self.print(&render(client::typed(answer)?))
+    }
+
     /// Prints text to stdout.
     pub fn print(&self, text: &str) -> Result<(), CliError> {
         let mut out = std::io::stdout().lock();

@@ -1,7 +1,6 @@
 //! `coflux projects create NAME | list`.
 
 use super::args::ProjectsCommand;
-use super::client::typed;
 use super::{CliError, Context, Exit, output};
 use coflux_core::protocol::http::{CreateProject, ProjectItem, ProjectList};
 
@@ -13,23 +12,17 @@ pub async fn run(ctx: &Context, command: ProjectsCommand) -> Result<Exit, CliErr
                 .client
                 .post("/api/projects", &CreateProject { name })
                 .await?;
-            if ctx.json() {
-                ctx.print_json(&created)?;
-            } else {
-                let created: ProjectItem = typed(&created)?;
-                ctx.print(&format!("project '{}' created", created.name))?;
-            }
+            ctx.show(&created, |created: ProjectItem| {
+                format!("project '{}' created", created.name)
+            })?;
         }
         ProjectsCommand::List => {
             let answer = ctx.client.get("/api/projects").await?;
-            if ctx.json() {
-                ctx.print_json(&answer)?;
-            } else {
-                let list: ProjectList = typed(&answer)?;
+            ctx.show(&answer, |list: ProjectList| {
                 let rows: Vec<Vec<String>> =
                     list.projects.into_iter().map(|p| vec![p.name]).collect();
-                ctx.print(&output::table(&["NAME"], &rows))?;
-            }
+                output::table(&["NAME"], &rows)
+            })?;
         }
     }
     Ok(Exit::Success)

@@ -63,15 +63,12 @@ pub async fn run(ctx: &Context, command: RunsCommand) -> Result<Exit, CliError> 
                 environment: ctx.global.environment.clone(),
             };
             let answer = ctx.client.post(&path, &body).await?;
-            if ctx.json() {
-                ctx.print_json(&answer)?;
-            } else {
-                let rerun: Rerun = typed(&answer)?;
-                ctx.print(&format!(
+            ctx.show(&answer, |rerun: Rerun| {
+                format!(
                     "re-running step {step}: execution {} (attempt {})",
                     rerun.execution_id, rerun.attempt
-                ))?;
-            }
+                )
+            })?;
             Ok(Exit::Success)
         }
         RunsCommand::Cancel { execution } => {

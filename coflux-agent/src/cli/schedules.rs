@@ -3,7 +3,7 @@
 use coflux_core::protocol::http::{CreateSchedule, ScheduleItem, ScheduleList};
 
 use super::args::SchedulesCommand;
-use super::client::{segment, typed};
+use super::client::segment;
 use super::submit::{parse_arguments, split_target};
 use super::{CliError, Context, Exit, output};
 
@@ -29,30 +29,24 @@ pub async fn run(ctx: &Context, command: SchedulesCommand) -> Result<Exit, CliEr
                 arguments,
             };
             let answer = ctx.client.post(&path, &body).await?;
-            if ctx.json() {
-                ctx.print_json(&answer)?;
-            } else {
-                let schedule: ScheduleItem = typed(&answer)?;
-                ctx.print(&format!(
+            ctx.show(&answer, |schedule: ScheduleItem| {
+                format!(
                     "schedule {} starts {target} at '{cron}' (next {} UTC)",
                     schedule.id,
                     schedule
                         .next_at
                         .map_or_else(|| "never".to_string(), output::datetime)
-                ))?;
-            }
+                )
+            })?;
         }
         SchedulesCommand::List => {
             let answer = ctx
                 .client
                 .get(&format!("{}/schedules", ctx.project_path()?))
                 .await?;
-            if ctx.json() {
-                ctx.print_json(&answer)?;
-            } else {
-                let list: ScheduleList = typed(&answer)?;
+            ctx.show(&answer, |list: ScheduleList| {
                 let rows: Vec<Vec<String>> = list.schedules.iter().map(row).collect();
-                ctx.print(&output::table(
+                output::table(
                     &[
                         "ID",
                         "ENVIRONMENT",
@@ -62,8 +56,8 @@ pub async fn run(ctx: &Context, command: SchedulesCommand) -> Result<Exit, CliEr
                         "MISSED",
                     ],
                     &rows,
-                ))?;
-            }
+                )
+            })?;
         }
         SchedulesCommand::Delete { id } => {
             let answer = ctx

@@ -4,7 +4,7 @@
 use coflux_core::protocol::http::{CreateToken, CreatedToken, Empty, TokenList};
 
 use super::args::TokensCommand;
-use super::client::{segment, typed};
+use super::client::segment;
 use super::{CliError, Context, Exit, output};
 
 /// Runs a `tokens` command.
@@ -22,22 +22,16 @@ pub async fn run(ctx: &Context, command: TokensCommand) -> Result<Exit, CliError
                 expires_days: expires,
             };
             let created = ctx.client.post(&base, &body).await?;
-            if ctx.json() {
-                ctx.print_json(&created)?;
-            } else {
-                let created: CreatedToken = typed(&created)?;
-                ctx.print(&format!(
+            ctx.show(&created, |created: CreatedToken| {
+                format!(
                     "{}\n(token {} for project {}, role {}: store it now, it is not shown again)",
                     created.token, created.info.id, created.info.project, created.info.role,
-                ))?;
-            }
+                )
+            })?;
         }
         TokensCommand::List => {
             let answer = ctx.client.get(&base).await?;
-            if ctx.json() {
-                ctx.print_json(&answer)?;
-            } else {
-                let list: TokenList = typed(&answer)?;
+            ctx.show(&answer, |list: TokenList| {
                 let rows: Vec<Vec<String>> = list
                     .tokens
                     .into_iter()
@@ -57,11 +51,8 @@ pub async fn run(ctx: &Context, command: TokensCommand) -> Result<Exit, CliError
                         ]
                     })
                     .collect();
-                ctx.print(&output::table(
-                    &["ID", "ROLE", "ENVIRONMENTS", "STATE", "EXPIRES"],
-                    &rows,
-                ))?;
-            }
+                output::table(&["ID", "ROLE", "ENVIRONMENTS", "STATE", "EXPIRES"], &rows)
+            })?;
         }
         TokensCommand::Revoke { id } => {
             let revoked = ctx

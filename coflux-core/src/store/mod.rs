@@ -10,6 +10,7 @@
 
 pub mod catalogue;
 mod checkpoints;
+mod codec;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoint;
 mod inputs;

@@ -6,7 +6,7 @@ use crate::model::{
     EnvironmentId, ExecutionRecord, ExecutionResult, RunId, StepId, StepRecord, TargetRef, WorkerId,
 };
 use crate::store::StoreError;
-use crate::store::sqlite::{from_json, parse_execution, parse_target_kind, to_u32, to_u64};
+use crate::store::codec::{from_json, parse_execution, parse_target_kind, to_u32, to_u64};
 
 /// A result row of either backend, read by column index.
 pub(crate) trait Columns {

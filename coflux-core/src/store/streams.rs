@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, params};
 
 use super::StoreError;
-use super::sqlite::collect_blob_keys;
+use super::codec::collect_blob_keys;
 use crate::model::{
     ExecutionId, Millis, RunId, StepId, StreamClosure, StreamId, StreamRecord, Value,
 };

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::sessions::{AgentProfile, Ownership, Session, SubmitTurn};
+use super::wire::{api_error, wire_error};
 use crate::logs::metrics::MetricRecord;
 use crate::logs::{LogRecord, LogStore};
 use crate::state::AppState;
@@ -417,25 +418,6 @@ fn store_metrics(session: &Session, logs: &LogStore, entries: Vec<MetricEntry>) 
         .collect();
     if let Err(e) = logs.append_metrics(session.project.name(), records) {
         tracing::warn!(code = e.code(), error = %e, "metric records refused");
-    }
-}
-
-/// A core error for an agent: client errors keep their message; others get a generic one
-/// (the details are logged, never sent).
-pub(super) fn api_error(e: coflux_core::Error) -> WireError {
-    match e {
-        coflux_core::Error::Store(_) | coflux_core::Error::Unavailable(_) => {
-            tracing::error!(error = %e, "agent request failed");
-            wire_error(e.code(), "the server could not complete the request")
-        }
-        other => wire_error(other.code(), other.to_string()),
-    }
-}
-
-pub(super) fn wire_error(code: &str, message: impl Into<String>) -> WireError {
-    WireError {
-        code: code.into(),
-        message: message.into(),
     }
 }
 

@@ -5,7 +5,7 @@ use coflux_core::Project;
 use coflux_core::model::{ExecutionId, InputOp};
 use coflux_core::protocol::agent::{Json, ReplyBody, WireError};
 
-use super::connection::{api_error, wire_error};
+use super::wire::{api_error, wire_error};
 
 /// Answers an `Input` request of `execution`.
 pub(super) async fn answer(

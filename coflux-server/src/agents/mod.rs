@@ -2,7 +2,8 @@
 
 mod connection;
 mod inputs;
-mod sessions;
+pub(crate) mod sessions;
+mod wire;
 
 pub use sessions::{AgentProfile, Ownership, Session, SessionSummary, Sessions};
 

@@ -1,4 +1,5 @@
 //! The three actor types: each wraps one state machine and sends its outbox through the writer.
+//! They reach their project's router through [`Link`] (the router names the concrete types).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::super::messages::{
 };
 use super::super::project::ProjectCore;
 use super::super::run::{RunCore, Waiters};
-use super::router::Router;
+use super::link::Link;
 
 /// A message for an actor's state machine.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ impl<M: 'static> Message for Deliver<M> {
 }
 
 /// Sends an outbox: writes and messages through the writer, timers on this actor's context.
-fn dispatch<A>(router: &Arc<Router>, out: Outbox, ctx: &mut Context<A>)
+fn dispatch<A, L: Link>(router: &Arc<L>, out: Outbox, ctx: &mut Context<A>)
 where
     A: Actor<Context = Context<A>>,
 {
@@ -110,22 +111,22 @@ fn reply_ids<M: 'static>(msg: &M) -> Vec<ReplyTo> {
 macro_rules! host {
     ($(#[$doc:meta])* $name:ident, $core:ty, $msg:ty, $extra:ty) => {
         $(#[$doc])*
-        pub struct $name {
+        pub struct $name<L: Link> {
             core: $core,
-            router: Arc<Router>,
+            router: Arc<L>,
             initial: Option<Outbox>,
             /// Host-specific state (for a run: whether it asked to be retired).
             extra: $extra,
         }
 
-        impl $name {
+        impl<L: Link> $name<L> {
             /// Wraps a state machine; `initial` is dispatched when the actor starts.
-            pub fn new(core: $core, router: Arc<Router>, initial: Outbox) -> Self {
+            pub fn new(core: $core, router: Arc<L>, initial: Outbox) -> Self {
                 Self { core, router, initial: Some(initial), extra: Default::default() }
             }
         }
 
-        impl Actor for $name {
+        impl<L: Link> Actor for $name<L> {
             type Context = Context<Self>;
 
             fn started(&mut self, ctx: &mut Self::Context) {
@@ -135,7 +136,7 @@ macro_rules! host {
             }
         }
 
-        impl Handler<Deliver<$msg>> for $name {
+        impl<L: Link> Handler<Deliver<$msg>> for $name<L> {
             type Result = ();
 
             fn handle(&mut self, Deliver(msg): Deliver<$msg>, ctx: &mut Self::Context) {
@@ -147,7 +148,7 @@ macro_rules! host {
             }
         }
 
-        impl $name {
+        impl<L: Link> $name<L> {
             fn process(&mut self, msg: $msg, ctx: &mut Context<Self>) {
                 let _span = self.core.span(self.router.project(), &msg).entered();
                 let replies = reply_ids(&msg);
@@ -190,17 +191,17 @@ host!(
 
 /// What a host does after each message (`wrote`: the message produced writes).
 trait AfterHandle<Extra> {
-    fn after_handle(&self, router: &Arc<Router>, wrote: bool, extra: &mut Extra);
+    fn after_handle<L: Link>(&self, router: &Arc<L>, wrote: bool, extra: &mut Extra);
 }
 
 impl AfterHandle<ProjectHost> for ProjectCore {
-    fn after_handle(&self, router: &Arc<Router>, _: bool, _: &mut ProjectHost) {
+    fn after_handle<L: Link>(&self, router: &Arc<L>, _: bool, _: &mut ProjectHost) {
         router.set_scheduled(self.has_schedules());
     }
 }
 
 impl AfterHandle<EnvironmentHost> for EnvironmentCore {
-    fn after_handle(&self, _: &Arc<Router>, _: bool, _: &mut EnvironmentHost) {}
+    fn after_handle<L: Link>(&self, _: &Arc<L>, _: bool, _: &mut EnvironmentHost) {}
 }
 
 /// The project actor's host state (none).
@@ -245,7 +246,7 @@ impl RunHost {
         self.reloading.as_mut()
     }
 
-    fn ask(&mut self, run: &RunCore, router: &Arc<Router>) {
+    fn ask<L: Link>(&mut self, run: &RunCore, router: &Arc<L>) {
         self.asked = true;
         self.wrote_since = false;
         router.queue_commit(Vec::new(), vec![Envelope::Retire(run.id())]);
@@ -255,7 +256,7 @@ impl RunHost {
 impl AfterHandle<RunHost> for RunCore {
     /// Once the run is finished and nobody waits on it, asks (through the writer, so after its
     /// last commit) to be retired: finished runs do not stay in memory.
-    fn after_handle(&self, router: &Arc<Router>, wrote: bool, state: &mut RunHost) {
+    fn after_handle<L: Link>(&self, router: &Arc<L>, wrote: bool, state: &mut RunHost) {
         if state.asked {
             state.wrote_since |= wrote;
         } else if self.is_idle() {
@@ -264,7 +265,7 @@ impl AfterHandle<RunHost> for RunCore {
     }
 }
 
-impl ProjectActor {
+impl<L: Link> ProjectActor<L> {
     /// The project actor holds what the others rely on and is not reloaded in place: it stops
     /// (the process must be restarted to recover it).
     fn on_panic(&mut self, ctx: &mut Context<Self>) {
@@ -273,7 +274,7 @@ impl ProjectActor {
     }
 }
 
-impl EnvironmentActor {
+impl<L: Link> EnvironmentActor<L> {
     /// Holds new messages and asks (through the writer, so after everything it sent) to be
     /// reloaded.
     fn on_panic(&mut self, _: &mut Context<Self>) {
@@ -284,7 +285,7 @@ impl EnvironmentActor {
     }
 }
 
-impl RunActor {
+impl<L: Link> RunActor<L> {
     /// Rescues the waiters, holds new messages and asks (through the writer, so after
     /// everything it sent) to be reloaded.
     fn on_panic(&mut self, _: &mut Context<Self>) {
@@ -305,7 +306,7 @@ impl Message for Reload {
     type Result = ();
 }
 
-impl Handler<Reload> for RunActor {
+impl<L: Link> Handler<Reload> for RunActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
@@ -335,7 +336,7 @@ impl Handler<Reload> for RunActor {
     }
 }
 
-impl Handler<Reload> for EnvironmentActor {
+impl<L: Link> Handler<Reload> for EnvironmentActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
@@ -359,7 +360,7 @@ impl Message for ConfirmRetire {
     type Result = ();
 }
 
-impl Handler<ConfirmRetire> for RunActor {
+impl<L: Link> Handler<ConfirmRetire> for RunActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: ConfirmRetire, ctx: &mut Self::Context) {
@@ -389,7 +390,7 @@ impl Message for Stop {
     type Result = ();
 }
 
-impl Handler<Stop> for ProjectActor {
+impl<L: Link> Handler<Stop> for ProjectActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
@@ -397,7 +398,7 @@ impl Handler<Stop> for ProjectActor {
     }
 }
 
-impl Handler<Stop> for EnvironmentActor {
+impl<L: Link> Handler<Stop> for EnvironmentActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
@@ -405,7 +406,7 @@ impl Handler<Stop> for EnvironmentActor {
     }
 }
 
-impl Handler<Stop> for RunActor {
+impl<L: Link> Handler<Stop> for RunActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
@@ -424,7 +425,7 @@ impl Message for InjectPanic {
 }
 
 #[cfg(feature = "failpoints")]
-impl Handler<InjectPanic> for RunActor {
+impl<L: Link> Handler<InjectPanic> for RunActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
@@ -436,7 +437,7 @@ impl Handler<InjectPanic> for RunActor {
 }
 
 #[cfg(feature = "failpoints")]
-impl Handler<InjectPanic> for EnvironmentActor {
+impl<L: Link> Handler<InjectPanic> for EnvironmentActor<L> {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {

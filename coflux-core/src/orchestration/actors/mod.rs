@@ -8,14 +8,15 @@
 //! from the database, a dead environment from its workers' registrations.
 
 mod hosts;
+mod link;
 mod router;
 mod spin;
 mod supervisor;
 #[cfg(test)]
 mod unload_tests;
 
-pub use hosts::{Deliver, EnvironmentActor, ProjectActor, RunActor};
-pub use router::{Router, WorkerRegistration};
+pub use hosts::Deliver;
+pub use router::{EnvironmentActor, ProjectActor, Router, RunActor, WorkerRegistration};
 pub use spin::{Doorbell, spinning_arbiter};
 pub use supervisor::{
     LoadedProjects, OpenProject, OpenProjectError, ProjectHandle, Supervisor, SupervisorConfig,

@@ -35,8 +35,7 @@ use crate::store::{Durability, ProjectStore, StoreError};
 use super::super::messages::Outbox;
 use super::super::project::ProjectCore;
 use super::super::run::RunCore;
-use super::hosts::ProjectActor;
-use super::router::Router;
+use super::router::{ProjectActor, Router};
 
 /// Where projects live and how they commit.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@
 
 mod manifest;
 mod messages;
+mod requests;
 mod traceback;
 mod value;
 
@@ -23,13 +24,15 @@ use serde_json::Value as Json;
 
 pub use manifest::{Manifest, ManifestTarget, WireCache, WireDefer, WireOptions, WireRetries};
 pub use messages::{
-    Abort, AdapterNotification, AdapterRequest, Cancel, CheckpointUpdate, DefineMetric,
-    DownloadBlob, Execute, ExecutionErrorParams, ExecutionParams, ExecutionResultParams, Handle,
-    LogParams, MetricParams, Ready, RegisterGroup, Select, SelectResult, SelectStatus, StreamAck,
-    StreamAppend, StreamClose, StreamSubscribe, StreamUnsubscribe, SubmitExecution, SubmitResult,
-    Suspend, UploadBlob, WireError, WorkerNotification,
+    AdapterNotification, AdapterRequest, CheckpointUpdate, DefineMetric, ExecutionErrorParams,
+    ExecutionResultParams, LogParams, MetricParams, Ready, RegisterGroup, StreamAck, StreamAppend,
+    StreamClose, StreamSubscribe, StreamUnsubscribe, WorkerNotification,
 };
-pub use traceback::{format_traceback, parse_traceback};
+pub use requests::{
+    Abort, Cancel, DownloadBlob, Execute, ExecutionParams, Handle, Select, SelectResult,
+    SelectStatus, SubmitExecution, SubmitResult, Suspend, UploadBlob,
+};
+pub use traceback::{WireError, format_traceback, parse_traceback};
 pub use value::{
     Stored, TRANSFER_THRESHOLD, ValueError, WireData, WireReference, WireValue,
     reference_from_wire, reference_to_wire, value_from_wire, value_to_wire,

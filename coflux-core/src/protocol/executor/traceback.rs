@@ -1,8 +1,50 @@
 //! Python traceback text ⇄ [`Frame`]s, best effort: each `File "x", line N, in f` line makes a
 //! frame, with the indented line after it as the source. Text in which no frame parses becomes
-//! a single frame holding the whole text, so nothing is lost.
+//! a single frame holding the whole text, so nothing is lost. [`WireError`] is an error as
+//! executors report it, its traceback as text.
 
-use crate::model::Frame;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ErrorInfo, Frame};
+
+/// An error as executors report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireError {
+    /// Qualified type, e.g. `builtins.ValueError`.
+    #[serde(rename = "type")]
+    pub error_type: String,
+    /// The message.
+    #[serde(default)]
+    pub message: String,
+    /// Formatted traceback text.
+    #[serde(default)]
+    pub traceback: String,
+    /// Present only when the target decides retryability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+impl WireError {
+    /// The model error, with the traceback parsed into frames.
+    pub fn to_error_info(&self) -> ErrorInfo {
+        ErrorInfo {
+            error_type: self.error_type.clone(),
+            message: self.message.clone(),
+            frames: parse_traceback(&self.traceback),
+            retryable: self.retryable,
+        }
+    }
+
+    /// The wire error for a model error, with its frames formatted as a Python traceback.
+    pub fn from_error_info(info: &ErrorInfo) -> Self {
+        Self {
+            error_type: info.error_type.clone(),
+            message: info.message.clone(),
+            traceback: format_traceback(&info.frames),
+            retryable: info.retryable,
+        }
+    }
+}
 
 /// Parses a formatted Python traceback into frames, outermost first.
 pub fn parse_traceback(text: &str) -> Vec<Frame> {

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value as Json, json};
 
-use super::StdioLink;
+use super::stdio::{CLOSED, StdioLink};
 use crate::model::ExecutionId;
 use crate::protocol::executor::{
     AdapterRequest, DownloadBlob, ExecutionParams, ResponseError, UploadBlob,
@@ -19,7 +19,7 @@ use crate::sdk::asset::{Asset, AssetEntry, AssetError, AssetHost, PersistRequest
 
 fn refused(error: ResponseError) -> AssetError {
     match error.code.as_str() {
-        super::CLOSED => AssetError::Unavailable(error.message),
+        CLOSED => AssetError::Unavailable(error.message),
         _ => AssetError::Refused {
             code: error.code,
             message: error.message,

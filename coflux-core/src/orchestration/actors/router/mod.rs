@@ -21,11 +21,19 @@ use super::super::messages::{
     WorkerCommand,
 };
 use super::super::run::RunCore;
-use super::hosts::{ConfirmRetire, Deliver, EnvironmentActor, ProjectActor, Reload, RunActor};
+use super::hosts::{ConfirmRetire, Deliver, Reload};
 use super::spin::{Doorbell, spinning_arbiter};
 
 mod delete;
+mod link;
 mod unload;
+
+/// The project actor of a project's router.
+pub type ProjectActor = super::hosts::ProjectActor<Router>;
+/// An environment actor of a project's router.
+pub type EnvironmentActor = super::hosts::EnvironmentActor<Router>;
+/// A run actor of a project's router.
+pub type RunActor = super::hosts::RunActor<Router>;
 
 /// The writer every project actor commits through.
 pub type Writer = GroupCommitWriter<Vec<Envelope>>;

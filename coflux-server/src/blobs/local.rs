@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::store::{BlobEntry, BlobError, BlobKey, BlobReader};
+use super::key::{BlobEntry, BlobError, BlobKey, BlobReader};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -73,7 +73,7 @@ impl LocalBlobs {
         }
     }
 
-    /// Stores a blob from a stream (see [`super::BlobStore::write`]).
+    /// Stores a blob from a stream (see `BlobStore::write`).
     pub async fn write<S, E>(
         &self,
         project: &ProjectName,
@@ -118,7 +118,7 @@ impl LocalBlobs {
 }
 
 impl LocalBlobs {
-    /// Every blob of a project with its size and mtime (see [`super::BlobStore::list`]).
+    /// Every blob of a project with its size and mtime (see `BlobStore::list`).
     pub async fn list(&self, project: &ProjectName) -> Result<Vec<BlobEntry>, BlobError> {
         let directory = self.root.join(project.as_str());
         tokio::task::spawn_blocking(move || list_directory(&directory))

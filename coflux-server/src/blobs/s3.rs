@@ -24,7 +24,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMu
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::{BlobEntry, BlobError, BlobKey, BlobReader};
+use super::key::{BlobEntry, BlobError, BlobKey, BlobReader};
 use crate::config::S3Config;
 
 /// The size of a multipart upload's parts (S3's minimum is 5 MiB).
@@ -212,7 +212,7 @@ impl S3Blobs {
         }))
     }
 
-    /// Stores a blob from a stream (see [`super::BlobStore::write`]): the body is handed to the
+    /// Stores a blob from a stream (see `BlobStore::write`): the body is handed to the
     /// S3 runtime through a bounded channel, hashed and uploaded there.
     pub async fn write<S, E>(
         &self,
@@ -250,7 +250,7 @@ impl S3Blobs {
 
 impl S3Blobs {
     /// Every blob of a project with its size and `LastModified` (see
-    /// [`super::BlobStore::list`]): the objects directly under `[<prefix>/]<project>/` whose
+    /// `BlobStore::list`): the objects directly under `[<prefix>/]<project>/` whose
     /// names are blob keys, listed page by page on the S3 runtime.
     pub async fn list(&self, project: &ProjectName) -> Result<Vec<BlobEntry>, BlobError> {
         let store = Arc::clone(&self.store);

@@ -10,18 +10,13 @@
 //! bounded buffers. The store ([`AppState::blobs`]) is a local directory or an S3 bucket
 //! (`--blob-store`); the routes behave the same over both.
 
-mod local;
-mod s3;
-mod store;
-
-pub use local::{LocalBlobs, file_stream};
-pub use s3::{PART_SIZE, S3Blobs};
-pub use store::{
+pub use crate::blobs::{
     BlobEntry, BlobError, BlobKey, BlobReader, BlobStore, DEFAULT_MAX_BLOB_SIZE, Deletion,
+    LocalBlobs, PART_SIZE, S3Blobs, file_stream,
 };
 
 use crate::auth::Access;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use coflux_core::model::ProjectName;
 use coflux_core::protocol::http::StoredBlob;
@@ -129,4 +124,48 @@ fn blob_response(size: u64) -> actix_web::HttpResponseBuilder {
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
         .no_chunking(size);
     response
+}
+
+/// A storage failure as the API reports it (a bad key or content is the client's fault).
+impl From<BlobError> for ApiError {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::InvalidKey => Self::bad_request(
+                "invalid_blob_key",
+                "a blob key is 64 lower-case hexadecimal characters (its SHA-256)",
+            ),
+            BlobError::Mismatch { actual } => Self::bad_request(
+                "blob_mismatch",
+                format!("the content does not match the key (its SHA-256 is {actual})"),
+            ),
+            BlobError::TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "blob_too_large",
+                format!("blobs are limited to {limit} bytes"),
+            ),
+            BlobError::Payload(message) => Self::bad_request(
+                "invalid_payload",
+                format!("the request body could not be read: {message}"),
+            ),
+            // A full disk passes (agents retry a 503 until it has space again).
+            BlobError::Io(e) if is_disk_full(&e) => {
+                tracing::warn!(error = %e, "a blob cannot be written: the disk is full");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the server's blob storage cannot be written (disk full?); try again once it \
+                     has space",
+                )
+            }
+            BlobError::Io(e) => Self::internal(e),
+        }
+    }
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+fn is_disk_full(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    error.kind() == std::io::ErrorKind::StorageFull
+        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
