@@ -341,6 +341,16 @@ pub enum StoreError {
     /// on the same data directory).
     #[error("the project's database is in use by another process")]
     InUse,
+    /// This node no longer holds the project's lease (another node took it, or it expired
+    /// while this node was paused or cut off): nothing was written, and the project must
+    /// stop here.
+    #[error("project '{project}' is no longer owned by this node (lease epoch {epoch} lost)")]
+    Fenced {
+        /// The project.
+        project: String,
+        /// The epoch this node held.
+        epoch: i64,
+    },
 }
 
 impl StoreError {
@@ -357,6 +367,7 @@ impl StoreError {
             Self::Io(_) => "store_io",
             Self::WriterStopped => "store_stopped",
             Self::InUse => "store_in_use",
+            Self::Fenced { .. } => "store_fenced",
         }
     }
 }

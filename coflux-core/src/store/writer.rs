@@ -18,7 +18,8 @@
 //! batches queued meanwhile wait behind it, in order. While it retries, the writer is
 //! [stalled](GroupCommitWriter::is_stalled), so callers can refuse new work instead of queueing
 //! it. It gives up only once every handle is dropped (shutdown): a group that still fails is then
-//! reported to `on_error`.
+//! reported to `on_error`. A commit refused because the project's lease is lost
+//! ([`StoreError::Fenced`]) is never retried: it is reported at once.
 
 use std::fmt;
 use std::sync::Arc;
@@ -408,6 +409,11 @@ impl<E> WriterThread<E> {
             };
             counters.failures.fetch_add(1, Ordering::Relaxed);
             attempts += 1;
+            if matches!(error, StoreError::Fenced { .. }) {
+                // Another node owns the project now: retrying cannot succeed, and must not.
+                counters.stalled.store(false, Ordering::Release);
+                return Err(error);
+            }
             if is_batch_error(&error) {
                 // The store answers again, these writes are the problem.
                 if failing.is_some() {
@@ -443,7 +449,9 @@ impl<E> WriterThread<E> {
         dropped: Vec<E>,
         sinks: &mut Sinks<impl FnMut(E), impl FnMut(StoreError, Vec<E>)>,
     ) {
-        if is_batch_error(&error) {
+        if matches!(error, StoreError::Fenced { .. }) {
+            tracing::warn!(writer = %self.name, %error, batches = dropped.len(), "the project's lease is lost; dropping what it held");
+        } else if is_batch_error(&error) {
             tracing::warn!(writer = %self.name, %error, "store batch rejected");
         } else {
             tracing::error!(writer = %self.name, %error, batches = dropped.len(), "the writer stopped while the store could not commit; dropping what it held");

@@ -82,6 +82,8 @@ pub struct Router {
     closed: AtomicBool,
     /// Whether the project has cron schedules (it then stays loaded to fire them).
     scheduled: AtomicBool,
+    /// Set once a commit was refused because the project's lease is lost.
+    fenced: AtomicBool,
     project_actor: Mutex<Option<Addr<ProjectActor>>>,
     environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
     /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
@@ -124,6 +126,7 @@ impl Router {
             reader: Mutex::new(Some(reader)),
             closed: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
             project_actor: Mutex::new(None),
             environments: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
@@ -272,6 +275,9 @@ impl Router {
     /// because of the disk or the database is retried by the writer until it succeeds, so it
     /// only ends up here if the project shuts down meanwhile.)
     pub fn commit_failed(&self, error: &StoreError, dropped: Vec<Vec<Envelope>>) {
+        if matches!(error, StoreError::Fenced { .. }) {
+            self.fenced.store(true, Ordering::Release);
+        }
         tracing::error!(project = %self.project, error = %error, "a commit was rejected by the store (or abandoned at shutdown); its effects were dropped");
         let failure = OrchestrationError::Unavailable(format!(
             "the change could not be saved ({})",

@@ -12,6 +12,17 @@ impl Router {
         self.scheduled.store(scheduled, Ordering::Release);
     }
 
+    /// Whether a commit was refused because the project's lease is lost (the project must
+    /// stop on this node).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Whether the project was unloaded (its actors stopped; messages to them are dropped).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Why the project may not be unloaded now (`None`: it may): a run in memory, a worker
     /// connected, a caller waiting, a cron schedule, or something queued for or held by its
     /// writer.
