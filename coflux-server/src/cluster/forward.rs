@@ -90,13 +90,46 @@ pub async fn forward(
     let body = buffer.freeze();
     match send(&req, &node, &cluster.client.node, body.clone()).await {
         Ok(response) => Ok(req.into_response(response)),
-        Err(error) => {
+        // Not sent: served here (taking the project if its lease expired).
+        Err(awc::error::SendRequestError::Connect(error)) => {
             tracing::warn!(%project, %node, %error, "cannot reach the project's node; serving here");
             cluster.forget(&project);
             req.set_payload(actix_web::dev::Payload::from(body));
             Ok(next.call(req).await?.map_into_boxed_body())
         }
+        // Sent, but no answer: the owner may have acted on it, so it is not served again here.
+        Err(error) => {
+            tracing::warn!(%project, %node, %error, "the project's node did not answer");
+            cluster.forget(&project);
+            let error = crate::error::ApiError::new(
+                actix_web::http::StatusCode::BAD_GATEWAY,
+                "node_unreachable",
+                "the node serving this project did not answer; the request may or may not \
+                 have been done (retry with an idempotency key)",
+            );
+            Ok(req.error_response(error))
+        }
     }
+}
+
+/// How long the owner may take to answer: long polls (`?wait=N`) their wait and more, event
+/// streams an hour (the browser reconnects after), anything else 30 s.
+fn answer_timeout(req: &ServiceRequest) -> Duration {
+    let streaming = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if streaming {
+        return Duration::from_secs(3600);
+    }
+    let wait = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("wait="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Duration::from_secs(30 + wait.min(3600))
 }
 
 /// Headers not passed on (hop-by-hop, or set by the client again).
@@ -121,6 +154,7 @@ async fn send(
     let url = format!("{node}{path}");
     let mut request = CLIENT
         .with(|c| c.request(req.method().clone(), url))
+        .timeout(answer_timeout(req))
         .no_decompress();
     for (name, value) in req.headers().iter().filter(|(n, _)| passed(n)) {
         request = request.append_header((name.clone(), value.clone()));
