@@ -353,6 +353,11 @@ fn handle_frame(
                 } else {
                     Box::pin(answer(&session, request)).await
                 };
+                if result.is_err() && session.project.is_stopped() {
+                    // The project moved to another node: no answer here; the agent sends the
+                    // request again once this connection closes and it reaches the new owner.
+                    return;
+                }
                 let child = match &result {
                     Ok(ReplyBody::Submitted(child)) if wait => Some(*child),
                     _ => None,

@@ -198,11 +198,13 @@ impl Supervisor {
                             project: name.to_string(),
                             node: leases.node().to_owned(),
                             epoch: epoch.unwrap_or_default(),
+                            idle_limit: (leases.duration() / 2)
+                                .max(std::time::Duration::from_millis(500)),
                         })
                     }
                 };
                 (
-                    Box::new(PgStore::open(pg)?.with_fence(fence)),
+                    Box::new(PgStore::open(pg)?.with_fence(fence)?),
                     Box::new(PgStore::open_reader(pg)?),
                 )
             }

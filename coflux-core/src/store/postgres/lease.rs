@@ -104,6 +104,10 @@ pub struct FenceCheck {
     pub node: String,
     /// The epoch this node acquired.
     pub epoch: i64,
+    /// The longest a write transaction may stay idle (its node paused, cut off): PostgreSQL
+    /// then ends the session, so its locks (the lease row's included) do not hold up the
+    /// node taking over. Half a lease.
+    pub idle_limit: Duration,
 }
 
 /// The statement of the fence check (run in the write transaction).
@@ -113,7 +117,8 @@ pub(super) const FENCE_SQL: &str = "SELECT 1 FROM public.coflux_leases WHERE pro
 
 /// One node's access to the cluster tables (its own connection).
 pub struct Leases {
-    client: Mutex<Client>,
+    /// `None` only while dropped.
+    client: Mutex<Option<Client>>,
     node: String,
     duration: Duration,
 }
@@ -134,10 +139,15 @@ impl Leases {
     pub fn connect(url: &str, node: &str, duration: Duration) -> Result<Self, StoreError> {
         off_runtime(|| {
             let mut client = Client::connect(url, NoTls)?;
-            client.batch_execute("SET application_name TO 'coflux-cluster'")?;
+            // Taking a lease waits at most this long for a paused owner's transaction (ended
+            // by its idle limit meanwhile); the next round tries again.
+            client.batch_execute(&format!(
+                "SET application_name TO 'coflux-cluster'; SET lock_timeout = {}",
+                ms(duration / 4).max(100)
+            ))?;
             super::schema::migrate_public(&mut client, "coflux_cluster_version", CLUSTER)?;
             Ok(Self {
-                client: Mutex::new(client),
+                client: Mutex::new(Some(client)),
                 node: node.to_owned(),
                 duration,
             })
@@ -159,7 +169,9 @@ impl Leases {
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let client = &mut *client;
+        let Some(client) = client.as_mut() else {
+            return Err(StoreError::WriterStopped);
+        };
         Ok(off_runtime(move || f(client))?)
     }
 
@@ -292,6 +304,20 @@ impl Leases {
                 expired: r.get(4),
             }))
         })
+    }
+}
+
+impl Drop for Leases {
+    fn drop(&mut self) {
+        // The client must not be dropped on an async runtime's thread.
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(client) = client {
+            off_runtime(move || drop(client));
+        }
     }
 }
 

@@ -91,11 +91,13 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
             project: project.clone(),
             node: node.to_owned(),
             epoch,
+            idle_limit: Duration::from_secs(5),
         })
     };
     let mut store_a = PgStore::open(&schema.location)
         .unwrap()
-        .with_fence(fence(&a, epoch));
+        .with_fence(fence(&a, epoch))
+        .unwrap();
     let all = batches();
     store_a.apply(&all[0]).unwrap();
     // A is paused past its lease; B takes the project.
@@ -114,7 +116,8 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
     // The new owner writes; A stays fenced even once B renews.
     let mut store_b = PgStore::open(&schema.location)
         .unwrap()
-        .with_fence(fence(&b, taken));
+        .with_fence(fence(&b, taken))
+        .unwrap();
     store_b.apply(&all[1]).unwrap();
     node_b.renew().unwrap();
     assert!(matches!(

@@ -195,11 +195,19 @@ impl PgStore {
         }
     }
 
-    /// This store's writes check `fence` first (see [`Fence`]).
-    #[must_use]
-    pub fn with_fence(mut self, fence: Fence) -> Self {
+    /// This store's writes check `fence` first (see [`Fence`]). With a lease, a transaction
+    /// left idle past the lease's idle limit ends the session, releasing its locks.
+    pub fn with_fence(mut self, fence: Fence) -> Result<Self, StoreError> {
+        if let Fence::Lease(check) = &fence {
+            let ms = check.idle_limit.as_millis().max(100);
+            let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+            let client = &mut conn.client;
+            off_runtime(|| {
+                client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+            })?;
+        }
         self.fence = fence;
-        self
+        Ok(self)
     }
 
     /// Where this store's tables are.

@@ -71,6 +71,12 @@ impl Router {
         self.closed.store(true, Ordering::Release);
         self.flush();
         self.shutdown();
-        lock(&self.reader).take();
+        // A PostgreSQL client must not be dropped on an async runtime's thread (its drop
+        // blocks on its own runtime).
+        if let Some(reader) = lock(&self.reader).take() {
+            let _ = std::thread::Builder::new()
+                .name("coflux-reader-close".into())
+                .spawn(move || drop(reader));
+        }
     }
 }
