@@ -459,7 +459,9 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
     }
     // Frozen past its lease: node 1 takes the project.
     signal(&nodes[0].proc, "-STOP");
+    let frozen = Instant::now();
     let successor = new_owner(&front.url, P, &owner_url, Duration::from_secs(30)).await;
+    println!("chaos cluster-pause: taken over after {:?}", frozen.elapsed());
     assert_eq!(successor, nodes[1].url);
     for i in runs / 2..runs {
         acknowledged.push(submit_until_acknowledged(&front, i, 200).await);
@@ -468,10 +470,14 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
     // to serve itself (the forwarded header) must not be written.
     signal(&nodes[0].proc, "-CONT");
     let mut acknowledged_by_old = 0;
+    let mut unanswered = 0;
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .finish();
     for i in 0..5 {
         let body = json!({"module": "examples.semantics", "target": "effects",
                           "arguments": [format!("fenced{i}"), 4, 0], "allow_unregistered": true});
-        let answer = http()
+        let answer = client
             .post(format!(
                 "{}/api/projects/{P}/environments/production/runs",
                 nodes[0].url
@@ -479,11 +485,15 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
             .insert_header(("x-coflux-forwarded-by", "test"))
             .send_json(&body)
             .await;
-        if answer.is_ok_and(|r| r.status().is_success()) {
-            acknowledged_by_old += 1;
+        match answer {
+            Ok(r) if r.status().is_success() => acknowledged_by_old += 1,
+            Ok(_) => {}
+            Err(_) => unanswered += 1,
         }
     }
+    let resumed = Instant::now();
     let values = await_values(&front, P, &acknowledged).await;
+    println!("chaos cluster-pause: runs ended {:?} after the resume", resumed.elapsed());
     for agent in &mut agent_procs {
         agent.terminate(Duration::from_secs(10));
     }
@@ -500,6 +510,9 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
     let mut violations = check(&db, &effects, &values, &logs);
     if written > 0 {
         violations.push(format!("the paused owner wrote {written} steps"));
+    }
+    if unanswered > 0 {
+        violations.push(format!("the paused owner left {unanswered} submissions unanswered"));
     }
     if acknowledged_by_old > 0 {
         violations.push(format!(

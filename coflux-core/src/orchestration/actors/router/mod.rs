@@ -305,7 +305,7 @@ impl Router {
     pub fn expect_reply(&self) -> (ReplyTo, oneshot::Receiver<Reply>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.replies).insert(id, ReplySink::Once(tx));
+        self.register_reply(id, ReplySink::Once(tx));
         (id, rx)
     }
 
@@ -314,8 +314,18 @@ impl Router {
     pub fn expect_shared_reply(&self) -> (ReplyTo, watch::Receiver<Option<Reply>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        lock(&self.replies).insert(id, ReplySink::Shared(tx));
+        self.register_reply(id, ReplySink::Shared(tx));
         (id, rx)
+    }
+
+    /// Registers a reply sink, unless the project was unloaded (a stale handle): the sink is
+    /// then dropped at once, so the caller is told instead of waiting for ever. `close` sets
+    /// `closed` before it clears the sinks, under the same lock.
+    fn register_reply(&self, id: ReplyTo, sink: ReplySink) {
+        let mut replies = lock(&self.replies);
+        if !self.closed.load(Ordering::Acquire) {
+            replies.insert(id, sink);
+        }
     }
 
     /// Hands a reply to its caller, if it still waits.
