@@ -336,7 +336,9 @@ impl ServerConfig {
                 })?;
         }
         if config.database_url.is_none() && config.advertise_url.is_some() {
-            anyhow::bail!("--advertise-url needs --database-url (nodes share a PostgreSQL database)");
+            anyhow::bail!(
+                "--advertise-url needs --database-url (nodes share a PostgreSQL database)"
+            );
         }
         if let Some(port) = args.port.or(file.port) {
             config.port = port;

@@ -122,7 +122,10 @@ async fn start_moto() -> (Proc, String) {
     let bin = workspace_root().join("target/s3-venv/bin/moto_server");
     if !bin.exists() {
         let status = Command::new(workspace_root().join("scripts/setup-s3.sh")).status();
-        assert!(status.is_ok_and(|s| s.success()), "scripts/setup-s3.sh failed");
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "scripts/setup-s3.sh failed"
+        );
     }
     let port = free_port();
     let proc = Proc::spawn(
@@ -163,7 +166,14 @@ async fn start_node(dir: &Path, i: usize, db: &str, s3: &str, extra: &[&str]) ->
             .arg("--data-dir")
             .arg(&data)
             .args(["--port", &port.to_string(), "--database-url", db])
-            .args(["--blob-store", "s3", "--s3-bucket", BUCKET, "--s3-endpoint", s3])
+            .args([
+                "--blob-store",
+                "s3",
+                "--s3-bucket",
+                BUCKET,
+                "--s3-endpoint",
+                s3,
+            ])
             .args(["--s3-region", "us-east-1", "--s3-allow-http"])
             .args(extra)
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -309,7 +319,11 @@ fn check(
         if let Some(at) = text.find("panicked") {
             let end = text.len().min(at + 600);
             let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-            violations.push(format!("a panic in {}: {}", log.display(), &text[start..end]));
+            violations.push(format!(
+                "a panic in {}: {}",
+                log.display(),
+                &text[start..end]
+            ));
         }
     }
     violations
@@ -342,7 +356,11 @@ fn agents(front: &Server, effects_env: &str) -> Vec<Proc> {
 /// Submits run `i` (a Python workflow every fifth run, else Rust) until acknowledged.
 async fn submit_until_acknowledged(front: &Server, i: u64, pause_ms: u64) -> (String, String) {
     let name = format!("r{i}");
-    let module = if i % 5 == 0 { "e2e_flows" } else { "examples.semantics" };
+    let module = if i % 5 == 0 {
+        "e2e_flows"
+    } else {
+        "examples.semantics"
+    };
     // The Python workflow's pause is in seconds.
     let pause = if i % 5 == 0 { 0 } else { pause_ms };
     loop {
@@ -375,7 +393,10 @@ async fn chaos_cluster_owner_killed_under_runs_fails_over_to_another_node() {
     let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());
     let mut agent_procs = agents(&front, &effects_env);
     front.wait_registered(P, "production", "effects").await;
-    println!("chaos cluster: {runs} runs, owner {owner_url}, clients on {}", front.url);
+    println!(
+        "chaos cluster: {runs} runs, owner {owner_url}, clients on {}",
+        front.url
+    );
 
     let mut acknowledged = Vec::new();
     for i in 0..runs / 2 {
@@ -446,7 +467,10 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
     }
     view(&nodes[0]).setup(P, "production", None).await;
     let owner_url = owner(&nodes[0].url, P).await.expect("an owner");
-    assert_eq!(owner_url, nodes[0].url, "the creating node owns the project");
+    assert_eq!(
+        owner_url, nodes[0].url,
+        "the creating node owns the project"
+    );
     let front = view(&nodes[1]);
     let effects = dir.path().join("side-effects.txt");
     let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());
@@ -461,7 +485,10 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
     signal(&nodes[0].proc, "-STOP");
     let frozen = Instant::now();
     let successor = new_owner(&front.url, P, &owner_url, Duration::from_secs(30)).await;
-    println!("chaos cluster-pause: taken over after {:?}", frozen.elapsed());
+    println!(
+        "chaos cluster-pause: taken over after {:?}",
+        frozen.elapsed()
+    );
     assert_eq!(successor, nodes[1].url);
     for i in runs / 2..runs {
         acknowledged.push(submit_until_acknowledged(&front, i, 200).await);
@@ -493,7 +520,10 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
     }
     let resumed = Instant::now();
     let values = await_values(&front, P, &acknowledged).await;
-    println!("chaos cluster-pause: runs ended {:?} after the resume", resumed.elapsed());
+    println!(
+        "chaos cluster-pause: runs ended {:?} after the resume",
+        resumed.elapsed()
+    );
     for agent in &mut agent_procs {
         agent.terminate(Duration::from_secs(10));
     }
@@ -512,7 +542,9 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
         violations.push(format!("the paused owner wrote {written} steps"));
     }
     if unanswered > 0 {
-        violations.push(format!("the paused owner left {unanswered} submissions unanswered"));
+        violations.push(format!(
+            "the paused owner left {unanswered} submissions unanswered"
+        ));
     }
     if acknowledged_by_old > 0 {
         violations.push(format!(

@@ -375,7 +375,11 @@ impl Link {
         commands: &mpsc::UnboundedSender<Command>,
     ) -> Result<(), Option<CloseReason>> {
         let client = crate::net::client(Duration::from_secs(10));
-        let url = self.redirect.borrow().clone().unwrap_or_else(|| self.url.clone());
+        let url = self
+            .redirect
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| self.url.clone());
         let (_, framed) = client
             .ws(&url)
             .max_frame_size(codec::MAX_FRAME_BYTES)

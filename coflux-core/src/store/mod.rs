@@ -354,6 +354,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the project cannot go on with this store and must be stopped (and loaded
+    /// again from the database): its lease is lost, or its PostgreSQL session was ended (e.g.
+    /// by the idle-transaction limit while the process was paused). Retrying cannot help.
+    pub fn stops_project(&self) -> bool {
+        match self {
+            Self::Fenced { .. } => true,
+            Self::Postgres(e) => e.is_closed(),
+            _ => false,
+        }
+    }
+
     /// A stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {

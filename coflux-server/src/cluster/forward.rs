@@ -84,7 +84,9 @@ pub async fn forward(
         let chunk: web::Bytes = chunk?;
         buffer.extend_from_slice(&chunk);
         if buffer.len() > MAX_BODY {
-            return Err(actix_web::error::ErrorPayloadTooLarge("request body too large"));
+            return Err(actix_web::error::ErrorPayloadTooLarge(
+                "request body too large",
+            ));
         }
     }
     let body = buffer.freeze();

@@ -161,7 +161,11 @@ fn check_blobs(nodes: &[NodeRow], me: &str, blobs: &str) -> anyhow::Result<()> {
             "refusing local blobs: {} other node(s) share this database ({}); with several \
              nodes, blobs must be in a shared bucket (--blob-store s3 --s3-bucket …)",
             others.len(),
-            others.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")
+            others
+                .iter()
+                .map(|n| n.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     if let Some(local) = others.iter().find(|n| n.blobs == "local") {

@@ -64,10 +64,15 @@ fn cluster_routes_unowned_projects_by_rendezvous_among_live_nodes_only() {
 
 #[test]
 fn cluster_refuses_local_blobs_with_another_live_node() {
-    let alone = [node("http://a", true, "local"), node("http://old", false, "local")];
+    let alone = [
+        node("http://a", true, "local"),
+        node("http://old", false, "local"),
+    ];
     assert!(check_blobs(&alone, "http://a", "local").is_ok());
     let two = [node("http://a", true, "s3"), node("http://b", true, "s3")];
-    let err = check_blobs(&two, "http://a", "local").unwrap_err().to_string();
+    let err = check_blobs(&two, "http://a", "local")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("blobs must be in a shared bucket"), "{err}");
     assert!(err.contains("http://b"), "{err}");
     assert!(check_blobs(&two, "http://a", "s3").is_ok());
@@ -75,7 +80,10 @@ fn cluster_refuses_local_blobs_with_another_live_node() {
     let err = check_blobs(&other_local, "http://a", "s3")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("http://b shares this database with local blobs"), "{err}");
+    assert!(
+        err.contains("http://b shares this database with local blobs"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -313,7 +313,13 @@ impl Supervisor {
     fn sweep(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let mut idle = Vec::new();
+        let mut stopped = Vec::new();
         for (name, running) in &mut self.projects {
+            if running.handle.router.is_fenced() {
+                // Its store refuses commits for good (see `StoreError::stops_project`).
+                stopped.push(name.clone());
+                continue;
+            }
             let busy = if Arc::strong_count(&running.handle.lease) > 1 {
                 Some("handles held")
             } else {
@@ -329,6 +335,11 @@ impl Supervisor {
         for name in idle {
             if let Some(running) = self.projects.remove(&name) {
                 self.unload(name, running, "idle", ctx);
+            }
+        }
+        for name in stopped {
+            if let Some(running) = self.projects.remove(&name) {
+                self.unload(name, running, "store lost", ctx);
             }
         }
     }

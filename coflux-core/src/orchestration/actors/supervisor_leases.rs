@@ -127,7 +127,9 @@ impl Supervisor {
                 Err(OpenProjectError::Elsewhere(owner)) => {
                     tracing::debug!(project = %name, %owner, "another node took the project first");
                 }
-                Err(e) => tracing::warn!(project = %name, error = %e, "could not take over a project"),
+                Err(e) => {
+                    tracing::warn!(project = %name, error = %e, "could not take over a project")
+                }
             }
         }
     }

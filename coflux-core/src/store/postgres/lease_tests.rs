@@ -64,7 +64,10 @@ fn lease_is_exclusive_until_it_expires_and_each_taking_bumps_the_epoch() {
     };
     assert_eq!(third, second + 1);
     node_b.release(&project, second).unwrap();
-    assert!(node_b.lease(&project).unwrap().is_some(), "a stale epoch releases nothing");
+    assert!(
+        node_b.lease(&project).unwrap().is_some(),
+        "a stale epoch releases nothing"
+    );
     node_b.release(&project, third).unwrap();
     assert!(matches!(
         node_a.acquire(&project).unwrap(),
@@ -112,7 +115,11 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
         "{error:?}"
     );
     assert_eq!(error.code(), "store_fenced");
-    assert_eq!(store_a.load().unwrap(), before, "a fenced batch writes nothing");
+    assert_eq!(
+        store_a.load().unwrap(),
+        before,
+        "a fenced batch writes nothing"
+    );
     // The new owner writes; A stays fenced even once B renews.
     let mut store_b = PgStore::open(&schema.location)
         .unwrap()
@@ -152,7 +159,9 @@ fn lease_nodes_are_live_while_they_beat() {
 
 #[test]
 fn lease_rendezvous_spreads_projects_and_moves_only_the_lost_nodes_ones() {
-    let three: Vec<String> = ["http://a", "http://b", "http://c"].map(String::from).into();
+    let three: Vec<String> = ["http://a", "http://b", "http://c"]
+        .map(String::from)
+        .into();
     let two: Vec<String> = ["http://a", "http://b"].map(String::from).into();
     let mut counts = std::collections::HashMap::new();
     for i in 0..300 {

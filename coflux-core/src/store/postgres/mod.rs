@@ -292,14 +292,15 @@ fn apply_batch(
     writes: &[Write],
 ) -> Result<(), StoreError> {
     conn.client.batch_execute("BEGIN")?;
-    let applied = check_fence(conn, fence).and_then(|()| {
-        let mut writer = write::Writer {
-            conn: &mut *conn,
-            open_runs: &mut *open_runs,
-        };
-        writes.iter().try_for_each(|w| writer.apply(w))
-    })
-    .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
+    let applied = check_fence(conn, fence)
+        .and_then(|()| {
+            let mut writer = write::Writer {
+                conn: &mut *conn,
+                open_runs: &mut *open_runs,
+            };
+            writes.iter().try_for_each(|w| writer.apply(w))
+        })
+        .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
     match &applied {
         Ok(()) => open_runs.commit(),
         Err(_) => {

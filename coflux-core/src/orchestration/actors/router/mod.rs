@@ -275,7 +275,7 @@ impl Router {
     /// because of the disk or the database is retried by the writer until it succeeds, so it
     /// only ends up here if the project shuts down meanwhile.)
     pub fn commit_failed(&self, error: &StoreError, dropped: Vec<Vec<Envelope>>) {
-        if matches!(error, StoreError::Fenced { .. }) {
+        if error.stops_project() {
             self.fenced.store(true, Ordering::Release);
         }
         tracing::error!(project = %self.project, error = %error, "a commit was rejected by the store (or abandoned at shutdown); its effects were dropped");
