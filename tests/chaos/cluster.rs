@@ -356,13 +356,14 @@ fn agents(front: &Server, effects_env: &str) -> Vec<Proc> {
 /// Submits run `i` (a Python workflow every fifth run, else Rust) until acknowledged.
 async fn submit_until_acknowledged(front: &Server, i: u64, pause_ms: u64) -> (String, String) {
     let name = format!("r{i}");
-    let module = if i % 5 == 0 {
+    let python = i.is_multiple_of(5);
+    let module = if python {
         "e2e_flows"
     } else {
         "examples.semantics"
     };
     // The Python workflow's pause is in seconds.
-    let pause = if i % 5 == 0 { 0 } else { pause_ms };
+    let pause = if python { 0 } else { pause_ms };
     loop {
         if let Some(run) = submit(front, P, module, "effects", &name, pause).await {
             return (run, name);
