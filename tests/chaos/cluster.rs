@@ -552,7 +552,7 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
             "the paused owner acknowledged {acknowledged_by_old} submissions"
         ));
     }
-    if !old_log.contains("lease lost") && !old_log.contains("lease is lost") {
+    if !old_log.contains("lease lost") && !old_log.contains("lease or session is lost") {
         violations.push("the old owner did not notice it lost the project".into());
     }
     println!(

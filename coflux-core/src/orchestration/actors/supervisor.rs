@@ -339,7 +339,7 @@ impl Supervisor {
         }
         for name in stopped {
             if let Some(running) = self.projects.remove(&name) {
-                self.unload(name, running, "store lost", ctx);
+                self.unload(name, running, "lease or session lost", ctx);
             }
         }
     }
