@@ -91,7 +91,18 @@ impl AppState {
         });
         let mut blobs = BlobStore::from_config(&config.data_dir, &config.blob_store)?;
         tracing::info!(backend = blobs.backend_name(), "blob store ready");
-        let blob_gc = config.blob_gc_grace.map(|grace| {
+        // Over PostgreSQL, asset records and logs (which reference blobs too) are still kept
+        // per node: a node could not see what the others' reference, so nothing is collected.
+        let gc_grace = match (config.blob_gc_grace, &cluster) {
+            (Some(_), Some(_)) => {
+                tracing::warn!(
+                    "blob garbage collection is off with --database-url (asset records and logs are per node)"
+                );
+                None
+            }
+            (grace, _) => grace,
+        };
+        let blob_gc = gc_grace.map(|grace| {
             blobs = blobs.clone().with_usage_tracking();
             let gc = Arc::new(BlobGc::new(
                 coflux.clone(),
