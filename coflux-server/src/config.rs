@@ -20,6 +20,17 @@ pub struct ServerArgs {
     /// the data directory (which still holds logs, local blobs and tokens).
     #[arg(long, env = "COFLUX_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// With `--database-url`: the URL other nodes (and agents they redirect) reach this node
+    /// at, e.g. `http://10.0.0.5:7777`; it is also the node's id in the cluster. Default
+    /// `http://<host>:<port>`.
+    #[arg(long, env = "COFLUX_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+    /// With `--database-url`: how long a node's ownership of a project lasts unless renewed
+    /// (renewed every fifth of it); a node that stops renewing loses its projects to the
+    /// others this long after its last renewal. A duration: `10s`, `5000ms`; 1 s to 60 s.
+    /// Default 10s.
+    #[arg(long, env = "COFLUX_LEASE_DURATION", value_name = "DURATION")]
+    pub lease_duration: Option<String>,
     /// Port to listen on.
     #[arg(long, env = "COFLUX_PORT")]
     pub port: Option<u16>,
@@ -252,6 +263,10 @@ pub struct ServerConfig {
     pub blob_gc_interval: std::time::Duration,
     /// PostgreSQL URL for project state (`None`: SQLite in the data directory).
     pub database_url: Option<String>,
+    /// With `database_url`: how other nodes reach this one (`None`: `http://<host>:<port>`).
+    pub advertise_url: Option<String>,
+    /// With `database_url`: how long a project lease lasts unless renewed.
+    pub lease_duration: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -279,6 +294,8 @@ impl ServerConfig {
             blob_gc_grace: Some(HOUR * DEFAULT_BLOB_GC_GRACE_HOURS as u32),
             blob_gc_interval: HOUR * 6,
             database_url: None,
+            advertise_url: None,
+            lease_duration: crate::cluster::DEFAULT_LEASE_DURATION,
         }
     }
 
@@ -304,6 +321,24 @@ impl ServerConfig {
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             anyhow::bail!("invalid database URL (expected postgres://user:password@host/database)");
+        }
+        if let Some(url) = args.advertise_url.filter(|u| !u.is_empty()) {
+            config.advertise_url = Some(crate::cluster::parse_advertise_url(&url)?);
+        }
+        if let Some(text) = args.lease_duration {
+            config.lease_duration = parse_duration(&text)
+                .filter(|d| crate::cluster::LEASE_DURATIONS.contains(d))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid lease duration '{text}' (expected a duration from 1s to 60s, \
+                         such as 10s or 5000ms)"
+                    )
+                })?;
+        }
+        if config.database_url.is_none() && config.advertise_url.is_some() {
+            anyhow::bail!(
+                "--advertise-url needs --database-url (nodes share a PostgreSQL database)"
+            );
         }
         if let Some(port) = args.port.or(file.port) {
             config.port = port;
@@ -401,6 +436,33 @@ impl ServerConfig {
         };
         config.check_auth()?;
         Ok(config)
+    }
+
+    /// This node's URL in a cluster: `--advertise-url`, else `http://<host>:<port>` (which
+    /// must then be an address other nodes can reach: not `0.0.0.0`, not port 0).
+    pub fn node_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.advertise_url {
+            return Ok(url.clone());
+        }
+        let unspecified = self
+            .host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+        if unspecified || self.port == 0 {
+            anyhow::bail!(
+                "with --database-url, set --advertise-url (COFLUX_ADVERTISE_URL) to the URL other \
+                 nodes reach this one at: {}:{} is not one",
+                self.host,
+                self.port
+            );
+        }
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        Ok(format!("http://{host}:{}", self.port))
     }
 
     /// Refuses settings that would leave the server open: no authentication beyond loopback,

@@ -216,3 +216,40 @@ fn the_session_timeout_is_configured_and_bounded() {
         assert!(error.contains("session timeout"), "{bad}: {error}");
     }
 }
+
+#[test]
+fn cluster_flags_name_the_node_and_bound_the_lease() {
+    let db = ["--database-url", "postgres://u:p@db/coflux"];
+    let config = parse(&db).unwrap();
+    assert_eq!(config.lease_duration, std::time::Duration::from_secs(10));
+    assert_eq!(config.node_url().unwrap(), "http://127.0.0.1:7777");
+    let config = parse(&[&db[..], &["--advertise-url", "http://10.0.0.5:7777/"]].concat()).unwrap();
+    assert_eq!(config.node_url().unwrap(), "http://10.0.0.5:7777");
+    let config = parse(&[&db[..], &["--lease-duration", "2500ms"]].concat()).unwrap();
+    assert_eq!(
+        config.lease_duration,
+        std::time::Duration::from_millis(2500)
+    );
+    for bad in ["0s", "500ms", "2m", "soon"] {
+        let error = parse(&[&db[..], &["--lease-duration", bad]].concat()).unwrap_err();
+        assert!(
+            error.to_string().contains("lease duration"),
+            "{bad}: {error}"
+        );
+    }
+    let error = parse(&["--advertise-url", "http://10.0.0.5:7777"]).unwrap_err();
+    assert!(
+        error.to_string().contains("needs --database-url"),
+        "{error}"
+    );
+    let error = parse(&[&db[..], &["--advertise-url", "10.0.0.5:7777"]].concat()).unwrap_err();
+    assert!(
+        error.to_string().contains("invalid advertise URL"),
+        "{error}"
+    );
+    // Listening on every address: other nodes need to be told where this one is.
+    let mut config = parse(&db).unwrap();
+    config.host = "0.0.0.0".into();
+    let error = config.node_url().unwrap_err();
+    assert!(error.to_string().contains("--advertise-url"), "{error}");
+}

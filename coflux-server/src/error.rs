@@ -109,6 +109,7 @@ impl From<coflux_core::Error> for ApiError {
                 tracing::error!(error = ?err, "a project's database could not be opened");
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            "project_owned_elsewhere" => StatusCode::SERVICE_UNAVAILABLE,
             "store_in_use" => {
                 tracing::warn!(error = %err, "a project database is held by another process");
                 StatusCode::SERVICE_UNAVAILABLE

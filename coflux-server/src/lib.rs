@@ -7,6 +7,7 @@ pub mod agents;
 pub mod asset_record;
 pub mod auth;
 pub mod blobs;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod gc;
@@ -54,6 +55,8 @@ pub fn create_app(
         .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
         .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
         .wrap(actix_web::middleware::from_fn(auth::audit))
+        // Outside the audit: a forwarded request is checked by the node that serves it.
+        .wrap(actix_web::middleware::from_fn(cluster::forward::forward))
         .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("coflux_server::http"))
         .configure(configure)
 }

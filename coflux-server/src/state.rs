@@ -7,6 +7,8 @@ use coflux_core::{Coflux, Config};
 use crate::agents::sessions::Sessions;
 use crate::auth::{Auth, TokenStore};
 use crate::blobs::BlobStore;
+use crate::cluster::Cluster;
+use crate::config::BlobStoreConfig;
 use crate::config::ServerConfig;
 use crate::gc::BlobGc;
 use crate::logs::{LogStore, LogStoreOptions};
@@ -32,6 +34,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The configuration the server started with.
     pub config: ServerConfig,
+    /// With `--database-url`: this node's view of the cluster (routing to projects' owners).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
@@ -47,6 +51,23 @@ impl AppState {
         core.project_idle_timeout = config.project_idle_timeout;
         // Projects share one arbiter and one writer thread per core.
         core.project_threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let cluster = match &config.database_url {
+            Some(url) => {
+                let node = config.node_url()?;
+                let blobs = match config.blob_store {
+                    BlobStoreConfig::Local => "local",
+                    BlobStoreConfig::S3(_) => "s3",
+                };
+                let cluster = Cluster::open(url, &node, config.lease_duration, blobs)?;
+                core.cluster = Some(coflux_core::api::ClusterConfig {
+                    node,
+                    lease_duration: config.lease_duration,
+                    blobs: blobs.to_owned(),
+                });
+                Some(Arc::new(cluster))
+            }
+            None => None,
+        };
         let coflux = Coflux::open_with(core).await?;
         let logs = Arc::new(LogStore::open_with(
             &config.data_dir,
@@ -70,7 +91,18 @@ impl AppState {
         });
         let mut blobs = BlobStore::from_config(&config.data_dir, &config.blob_store)?;
         tracing::info!(backend = blobs.backend_name(), "blob store ready");
-        let blob_gc = config.blob_gc_grace.map(|grace| {
+        // Over PostgreSQL, asset records and logs (which reference blobs too) are still kept
+        // per node: a node could not see what the others' reference, so nothing is collected.
+        let gc_grace = match (config.blob_gc_grace, &cluster) {
+            (Some(_), Some(_)) => {
+                tracing::warn!(
+                    "blob garbage collection is off with --database-url (asset records and logs are per node)"
+                );
+                None
+            }
+            (grace, _) => grace,
+        };
+        let blob_gc = gc_grace.map(|grace| {
             blobs = blobs.clone().with_usage_tracking();
             let gc = Arc::new(BlobGc::new(
                 coflux.clone(),
@@ -99,6 +131,7 @@ impl AppState {
                 config.session_timeout,
             )),
             config: config.clone(),
+            cluster,
         })
     }
 }

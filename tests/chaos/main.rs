@@ -14,12 +14,15 @@
 //! ones shorter and longer than the session timeout ([`agents`]); a zombie agent paused past
 //! its session and a reconnect storm of 50 agents ([`fleet`]); a full disk under runs in flight
 //! ([`disk`]: a tmpfs, needs root); a corrupt project database isolated from the others
-//! ([`corrupt`]); and the recovery time with 10,000 runs in the database ([`recovery`]).
+//! ([`corrupt`]); the recovery time with 10,000 runs in the database ([`recovery`]); and
+//! three server nodes over PostgreSQL, the project's owner killed or frozen past its lease
+//! ([`cluster`]; needs `COFLUX_TEST_DATABASE_URL`).
 //! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
 //! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_SILENT_RUNS` (8),
 //! `COFLUX_CHAOS_ZOMBIE_RUNS` (8), `COFLUX_CHAOS_STORM_AGENTS` (50), `COFLUX_CHAOS_STORM_RUNS`
 //! (40), `COFLUX_CHAOS_DISK_RUNS` (20; `COFLUX_CHAOS_DISK_FULL=skip` skips it where mounting is
-//! not allowed), `COFLUX_CHAOS_RECOVERY_RUNS` (10,000), `COFLUX_CHAOS_CORRUPT_AT` (where the
+//! not allowed), `COFLUX_CHAOS_RECOVERY_RUNS` (10,000), `COFLUX_CHAOS_CLUSTER_RUNS` (200),
+//! `COFLUX_CHAOS_CLUSTER_PAUSE_RUNS` (20), `COFLUX_CHAOS_CORRUPT_AT` (where the
 //! garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
 //! `chaos <scenario>: faults injected N, runs checked M, violations V`.
 //!
@@ -32,6 +35,7 @@
 
 mod agents;
 mod checker;
+mod cluster;
 mod corrupt;
 mod disk;
 mod fleet;

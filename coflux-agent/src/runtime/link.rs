@@ -122,6 +122,10 @@ enum Resolution {
 #[derive(Clone)]
 pub struct Link {
     url: String,
+    /// The node a `moved` close sent the agent to (see [`CloseReason::Moved`]): the next
+    /// connection goes there; cleared when that connection ends, so an agent whose node died
+    /// asks its configured address again.
+    redirect: Rc<RefCell<Option<String>>>,
     hello: Rc<RefCell<Hello>>,
     state: Rc<RefCell<State>>,
 }
@@ -131,6 +135,7 @@ impl Link {
     pub fn new(url: String, hello: Hello) -> Self {
         Self {
             url,
+            redirect: Rc::default(),
             hello: Rc::new(RefCell::new(hello)),
             state: Rc::default(),
         }
@@ -309,15 +314,28 @@ impl Link {
     /// agent for good. Commands go to `commands`.
     pub async fn run(&self, commands: mpsc::UnboundedSender<Command>) -> Result<(), LinkError> {
         let mut delay = Duration::from_millis(250);
+        // Redirects followed in a row (nodes disagreeing while ownership moves: back off).
+        let mut moves = 0u32;
         loop {
             let welcomed = self.state.borrow().welcomes;
             let outcome = self.connect_once(&commands).await;
             if self.state.borrow().welcomes != welcomed {
                 // It was connected: a new outage starts with a short wait again.
                 delay = Duration::from_millis(250);
+                moves = 0;
+            }
+            if !matches!(outcome, Err(Some(CloseReason::Moved))) {
+                self.redirect.borrow_mut().take();
             }
             match outcome {
                 Ok(()) => delay = Duration::from_millis(250),
+                Err(Some(CloseReason::Moved)) if moves < 3 => {
+                    // Another node owns the project: connect there at once.
+                    moves += 1;
+                    tracing::info!(node = ?self.redirect.borrow(), "the project is served by another node; connecting there");
+                    continue;
+                }
+                Err(Some(CloseReason::Moved)) => moves = 0,
                 Err(Some(reason)) if reason.is_fatal() => {
                     return Err(LinkError::Refused(reason.as_str()));
                 }
@@ -357,8 +375,13 @@ impl Link {
         commands: &mpsc::UnboundedSender<Command>,
     ) -> Result<(), Option<CloseReason>> {
         let client = crate::net::client(Duration::from_secs(10));
+        let url = self
+            .redirect
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| self.url.clone());
         let (_, framed) = client
-            .ws(&self.url)
+            .ws(&url)
             .max_frame_size(codec::MAX_FRAME_BYTES)
             .connect()
             .await
@@ -401,7 +424,7 @@ impl Link {
                     }
                     _ => return Err(Some(CloseReason::HelloExpected)),
                 },
-                Some(Ok(Frame::Close(reason))) => return Err(close_reason(reason)),
+                Some(Ok(Frame::Close(reason))) => return Err(self.close_reason(reason)),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Err(None),
             }
@@ -426,7 +449,7 @@ impl Link {
             let _ = commands.send(Command::Abort(execution));
         }
         self.state.borrow_mut().connection = Some(tx);
-        tracing::info!(url = %self.url, "connected to the server");
+        tracing::info!(%url, "connected to the server");
         let writer = async {
             // Frames queued meanwhile go out with the first in one write (no timer: what is
             // not queued yet is not waited for).
@@ -466,7 +489,7 @@ impl Link {
                         Ok(frame) => self.on_frame(frame, commands),
                         Err(e) => tracing::error!(error = %e, "malformed frame from the server"),
                     },
-                    Ok(Frame::Close(reason)) => return close_reason(reason),
+                    Ok(Frame::Close(reason)) => return self.close_reason(reason),
                     Ok(_) => {}
                     Err(_) => return None,
                 }
@@ -598,10 +621,16 @@ impl Drop for Forget {
     }
 }
 
-fn close_reason(reason: Option<awc::ws::CloseReason>) -> Option<CloseReason> {
-    reason
-        .and_then(|r| r.description)
-        .and_then(|d| CloseReason::parse(&d))
+impl Link {
+    /// The reason of a close frame; a `moved` one sets where the next connection goes.
+    fn close_reason(&self, reason: Option<awc::ws::CloseReason>) -> Option<CloseReason> {
+        let description = reason.and_then(|r| r.description)?;
+        if let Some(node) = coflux_core::protocol::agent::moved_target(&description) {
+            *self.redirect.borrow_mut() = Some(super::agent_url(node));
+            return Some(CloseReason::Moved);
+        }
+        CloseReason::parse(&description)
+    }
 }
 
 fn disconnected() -> WireError {

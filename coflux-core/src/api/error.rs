@@ -39,6 +39,14 @@ pub enum Error {
         #[source]
         reason: StoreError,
     },
+    /// Another node of the cluster owns the project (holds its lease).
+    #[error("project '{project}' is owned by another node ({owner})")]
+    OwnedElsewhere {
+        /// The project.
+        project: String,
+        /// The owning node's URL (empty if it was released meanwhile).
+        owner: String,
+    },
 }
 
 impl Error {
@@ -59,6 +67,7 @@ impl Error {
             Self::NotSupported(_) => "not_supported",
             Self::Unavailable(_) => "unavailable",
             Self::ProjectUnavailable { .. } => "project_unavailable",
+            Self::OwnedElsewhere { .. } => "project_owned_elsewhere",
         }
     }
 }

@@ -46,6 +46,7 @@ use crate::model::ProjectName;
 use crate::orchestration::actors::{
     LoadedProjects, OpenProject, OpenProjectError, Supervisor, SupervisorConfig,
 };
+pub use crate::store::postgres::lease::ClusterConfig;
 use crate::store::{Durability, StoreError};
 
 /// Options for [`Coflux::open_with`].
@@ -91,6 +92,9 @@ pub struct Config {
     /// catalogue go there instead of SQLite files (default `None`: SQLite in the data
     /// directory).
     pub database_url: Option<String>,
+    /// With `database_url`: this process is a node of a cluster, owning projects by lease
+    /// (see [`crate::store::postgres::lease`]); `None`: a single node, no leases.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             run_retention: None,
             run_retention_interval: Duration::from_secs(60 * 60),
             database_url: None,
+            cluster: None,
         }
     }
 }
@@ -175,6 +180,7 @@ impl Coflux {
             idempotency_retention: config.idempotency_retention,
             idle_timeout: config.project_idle_timeout,
             threads: config.project_threads,
+            cluster: config.cluster,
         })?;
         let coflux = Self {
             supervisor: supervisor.start(),
@@ -212,6 +218,7 @@ impl Coflux {
             .map_err(|_| Error::Unavailable("the supervisor has stopped".into()))?
             .map_err(|e| match e {
                 OpenProjectError::NotFound(n) => Error::ProjectNotFound(n),
+                OpenProjectError::Elsewhere(owner) => Error::OwnedElsewhere { project, owner },
                 OpenProjectError::Store(StoreError::InUse) => Error::Store(StoreError::InUse),
                 OpenProjectError::Store(reason) => Error::ProjectUnavailable { project, reason },
             })?;

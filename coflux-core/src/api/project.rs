@@ -513,6 +513,12 @@ impl Project {
         self.handle.router.runs_in_memory()
     }
 
+    /// Whether the project stopped on this node: its lease was lost (its commits are refused)
+    /// or it was unloaded (this handle no longer reaches its actors).
+    pub fn is_stopped(&self) -> bool {
+        self.handle.router.is_fenced() || self.handle.router.is_closed()
+    }
+
     /// The project's store writer counters so far (commits, batches, writes): how well
     /// transitions are grouped into transactions.
     pub fn writer_stats(&self) -> crate::store::writer::WriterStats {

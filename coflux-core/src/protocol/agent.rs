@@ -359,6 +359,24 @@ pub enum CloseReason {
     Replaced,
     /// The agent's token does not allow this project or environment.
     Forbidden,
+    /// Another node of the cluster owns the project: the agent connects there (the close
+    /// frame's description is `moved <url>`, see [`moved_description`]).
+    Moved,
+    /// The project cannot be served now (e.g. its ownership is moving): try again.
+    Unavailable,
+}
+
+/// The close description telling an agent to connect to the node at `url` instead.
+pub fn moved_description(url: &str) -> String {
+    format!("moved {url}")
+}
+
+/// The node URL of a `moved` close description.
+pub fn moved_target(description: &str) -> Option<&str> {
+    description
+        .strip_prefix("moved ")
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
 }
 
 impl CloseReason {
@@ -374,6 +392,8 @@ impl CloseReason {
             Self::MalformedFrame => "malformed_frame",
             Self::Replaced => "replaced",
             Self::Forbidden => "forbidden",
+            Self::Moved => "moved",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -389,9 +409,11 @@ impl CloseReason {
             Self::MalformedFrame,
             Self::Replaced,
             Self::Forbidden,
+            Self::Unavailable,
         ]
         .into_iter()
         .find(|r| r.as_str() == text)
+        .or_else(|| moved_target(text).map(|_| Self::Moved))
     }
 
     /// Whether an agent should give up instead of reconnecting.
@@ -508,5 +530,20 @@ mod tests {
         }
         assert!(CloseReason::ProjectNotFound.is_fatal());
         assert!(!CloseReason::SessionInvalid.is_fatal());
+    }
+
+    #[test]
+    fn protocol_agent_moved_close_names_the_owner_and_is_not_fatal() {
+        let description = moved_description("http://10.0.0.2:7777");
+        assert_eq!(moved_target(&description), Some("http://10.0.0.2:7777"));
+        assert_eq!(CloseReason::parse(&description), Some(CloseReason::Moved));
+        assert_eq!(moved_target("moved "), None);
+        assert_eq!(moved_target("forbidden"), None);
+        assert!(!CloseReason::Moved.is_fatal());
+        assert!(!CloseReason::Unavailable.is_fatal());
+        assert_eq!(
+            CloseReason::parse("unavailable"),
+            Some(CloseReason::Unavailable)
+        );
     }
 }

@@ -342,9 +342,30 @@ pub enum StoreError {
     /// on the same data directory).
     #[error("the project's database is in use by another process")]
     InUse,
+    /// This node no longer holds the project's lease (another node took it, or it expired
+    /// while this node was paused or cut off): nothing was written, and the project must
+    /// stop here.
+    #[error("project '{project}' is no longer owned by this node (lease epoch {epoch} lost)")]
+    Fenced {
+        /// The project.
+        project: String,
+        /// The epoch this node held.
+        epoch: i64,
+    },
 }
 
 impl StoreError {
+    /// Whether the project cannot go on with this store and must be stopped (and loaded
+    /// again from the database): its lease is lost, or its PostgreSQL session was ended (e.g.
+    /// by the idle-transaction limit while the process was paused). Retrying cannot help.
+    pub fn stops_project(&self) -> bool {
+        match self {
+            Self::Fenced { .. } => true,
+            Self::Postgres(e) => e.is_closed(),
+            _ => false,
+        }
+    }
+
     /// A stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -358,6 +379,7 @@ impl StoreError {
             Self::Io(_) => "store_io",
             Self::WriterStopped => "store_stopped",
             Self::InUse => "store_in_use",
+            Self::Fenced { .. } => "store_fenced",
         }
     }
 }

@@ -18,7 +18,9 @@
 //! batches queued meanwhile wait behind it, in order. While it retries, the writer is
 //! [stalled](GroupCommitWriter::is_stalled), so callers can refuse new work instead of queueing
 //! it. It gives up only once every handle is dropped (shutdown): a group that still fails is then
-//! reported to `on_error`.
+//! reported to `on_error`. A commit refused because the project's lease is lost, or whose
+//! PostgreSQL session was ended ([`StoreError::stops_project`]), is never retried: it is
+//! reported at once, and the project is stopped and loaded again.
 
 use std::fmt;
 use std::sync::Arc;
@@ -408,6 +410,12 @@ impl<E> WriterThread<E> {
             };
             counters.failures.fetch_add(1, Ordering::Relaxed);
             attempts += 1;
+            if error.stops_project() {
+                // Another node owns the project now (or the session is gone): retrying cannot
+                // succeed, and must not; the project is stopped and loaded afresh.
+                counters.stalled.store(false, Ordering::Release);
+                return Err(error);
+            }
             if is_batch_error(&error) {
                 // The store answers again, these writes are the problem.
                 if failing.is_some() {
@@ -443,7 +451,9 @@ impl<E> WriterThread<E> {
         dropped: Vec<E>,
         sinks: &mut Sinks<impl FnMut(E), impl FnMut(StoreError, Vec<E>)>,
     ) {
-        if is_batch_error(&error) {
+        if error.stops_project() {
+            tracing::warn!(writer = %self.name, %error, batches = dropped.len(), "the project's lease or session is lost; dropping what it held");
+        } else if is_batch_error(&error) {
             tracing::warn!(writer = %self.name, %error, "store batch rejected");
         } else {
             tracing::error!(writer = %self.name, %error, batches = dropped.len(), "the writer stopped while the store could not commit; dropping what it held");

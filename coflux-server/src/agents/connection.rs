@@ -28,6 +28,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server pings an idle connection (and checks for silence; the silence
 /// timeout is `--session-timeout`, see [`crate::config::DEFAULT_SESSION_TIMEOUT`]).
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a connection checks for silence and whether its project stopped here.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Serves one connection until it closes.
 pub async fn serve(
@@ -51,6 +53,14 @@ pub async fn serve(
     if !grant.covers_project(&hello.project) || !grant.covers_environment(&hello.environment) {
         tracing::warn!(project = %hello.project, environment = %hello.environment, "agent refused: its token does not cover this project and environment");
         return close(ws, CloseReason::Forbidden).await;
+    }
+    // A new session for a project owned by another node: the agent is sent there.
+    if hello.session.is_none()
+        && let Some(cluster) = &state.cluster
+        && let crate::cluster::Route::Remote(node) = cluster.route(&hello.project).await
+    {
+        tracing::debug!(project = %hello.project, %node, "agent sent to the project's node");
+        return close_moved(ws, &node).await;
     }
     let (outgoing, outbox) = mpsc::unbounded_channel();
     let sessions = Arc::clone(&state.sessions);
@@ -130,7 +140,16 @@ async fn open_session(
         .coflux
         .existing_project(&hello.project)
         .await
-        .map_err(|_| CloseReason::ProjectNotFound)?;
+        .map_err(|e| match e {
+            coflux_core::Error::ProjectNotFound(_) | coflux_core::Error::Invalid(_) => {
+                CloseReason::ProjectNotFound
+            }
+            // Owned by another node meanwhile, unreadable for now: the agent tries again.
+            e => {
+                tracing::warn!(project = %hello.project, error = %e, "agent's project unavailable");
+                CloseReason::Unavailable
+            }
+        })?;
     let spec = WorkerSpec {
         targets: hello.targets.iter().map(|t| t.target.clone()).collect(),
         capacity: (hello.concurrency as usize).max(1),
@@ -205,7 +224,7 @@ async fn read_frames(
     silence: Duration,
 ) -> Option<CloseReason> {
     let mut last_seen = Instant::now();
-    let mut check = actix_rt::time::interval(PING_INTERVAL);
+    let mut check = actix_rt::time::interval(CHECK_INTERVAL);
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
@@ -213,6 +232,12 @@ async fn read_frames(
                 if last_seen.elapsed() > silence {
                     tracing::warn!("agent silent for too long; closing");
                     return None;
+                }
+                if session.project.is_stopped() {
+                    // The project stopped on this node (its lease moved): the agent
+                    // reconnects and is sent to the new owner.
+                    tracing::warn!("the project stopped on this node; closing");
+                    return Some(CloseReason::Unavailable);
                 }
                 continue;
             }
@@ -329,6 +354,11 @@ fn handle_frame(
                 } else {
                     Box::pin(answer(&session, request)).await
                 };
+                if result.is_err() && session.project.is_stopped() {
+                    // The project moved to another node: no answer here; the agent sends the
+                    // request again once this connection closes and it reaches the new owner.
+                    return;
+                }
                 let child = match &result {
                     Ok(ReplyBody::Submitted(child)) if wait => Some(*child),
                     _ => None,
@@ -542,6 +572,16 @@ async fn answer(session: &Session, request: AgentRequest) -> Result<ReplyBody, W
             super::inputs::answer(project, execution, op).await
         }
     }
+}
+
+/// Closes a new connection, sending the agent to the node at `node`.
+async fn close_moved(ws: actix_ws::Session, node: &str) {
+    let _ = ws
+        .close(Some(WsCloseReason {
+            code: CloseCode::Other(4000),
+            description: Some(coflux_core::protocol::agent::moved_description(node)),
+        }))
+        .await;
 }
 
 async fn close(ws: actix_ws::Session, reason: CloseReason) {

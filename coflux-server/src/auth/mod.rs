@@ -91,6 +91,8 @@ impl Access {
     pub const TOKENS: Self = Self::both(Scope::Tokens);
     /// The agent endpoint.
     pub const AGENT: Self = Self::both(Scope::Agent);
+    /// The cluster's nodes and their projects: the server's admin.
+    pub const CLUSTER: Self = Self::both(Scope::Server);
 
     /// The same scope for every method.
     pub const fn both(scope: Scope) -> Self {

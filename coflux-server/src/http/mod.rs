@@ -19,7 +19,8 @@
 //! - [`settings`] — per-target concurrency limits and archiving modules, per environment;
 //! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
 //!   [`blobs::BlobStore`];
-//! - [`assets`] — `POST /api/projects/{project}/assets`, `GET …/assets/{id}`.
+//! - [`assets`] — `POST /api/projects/{project}/assets`, `GET …/assets/{id}`;
+//! - [`crate::cluster::http`] — `GET /api/cluster` (nodes and the projects each owns).
 
 pub mod assets;
 pub mod blobs;
@@ -61,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(assets::configure)
             .configure(inputs::configure)
             .configure(tokens::configure)
+            .configure(crate::cluster::http::configure)
             .default_service(web::to(route_not_found)),
     );
 }

@@ -37,8 +37,11 @@ async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateProject>,
 ) -> Result<HttpResponse, ApiError> {
-    let project = state.coflux.project(&body.name).await?;
-    Ok(created(ProjectItem {
-        name: project.name().to_owned(),
-    }))
+    let name = match state.coflux.project(&body.name).await {
+        Ok(project) => project.name().to_owned(),
+        // Another node of the cluster owns it: it exists (creating it is a no-op).
+        Err(coflux_core::Error::OwnedElsewhere { project, .. }) => project,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(created(ProjectItem { name }))
 }

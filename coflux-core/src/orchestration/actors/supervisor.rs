@@ -27,7 +27,8 @@ use tokio::sync::{oneshot, watch};
 use crate::model::{ProjectName, now_millis};
 use crate::store::catalogue::{Catalogue, project_db_path};
 use crate::store::location::StoreLocation;
-use crate::store::postgres::{PgLocation, PgStore, schema_name};
+use crate::store::postgres::lease::{ClusterConfig, FenceCheck, Leases};
+use crate::store::postgres::{Fence, PgLocation, PgStore, schema_name};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::{GroupCommitWriter, WalCheckpointer, WalRegistration, WriterPool};
 use crate::store::{Durability, ProjectStore, StoreError};
@@ -36,6 +37,9 @@ use super::super::messages::Outbox;
 use super::super::project::ProjectCore;
 use super::super::run::RunCore;
 use super::router::{ProjectActor, Router};
+
+#[path = "supervisor_leases.rs"]
+mod leases;
 
 /// Where projects live and how they commit.
 #[derive(Debug, Clone)]
@@ -63,6 +67,8 @@ pub struct SupervisorConfig {
     /// A PostgreSQL URL: projects' state and the catalogue are there (`None`: SQLite files
     /// in the data directory).
     pub database_url: Option<String>,
+    /// With `database_url`: own projects by lease as a node of a cluster.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A running project: its name, router and database path. While a handle (or a clone) exists
@@ -90,6 +96,8 @@ struct Running {
     writer_closed: oneshot::Receiver<()>,
     /// When it was last seen in use.
     busy_at: Instant,
+    /// The epoch of its lease (a cluster node's projects).
+    epoch: Option<i64>,
 }
 
 /// Starts projects on shared threads and unloads idle ones.
@@ -103,6 +111,10 @@ pub struct Supervisor {
     wal: WalCheckpointer,
     /// Projects being unloaded: set to `true` once closed.
     closing: HashMap<ProjectName, watch::Receiver<bool>>,
+    /// A cluster node's access to the leases (see [`leases`]).
+    leases: Option<Arc<Leases>>,
+    /// Whether a lease round is under way.
+    lease_round: bool,
 }
 
 /// How often the WAL of a database that committed is checkpointed.
@@ -116,7 +128,17 @@ impl Supervisor {
             Some(url) => Catalogue::open_postgres(&config.data_dir, url)?,
         };
         let writers = WriterPool::new(config.threads, config.writer_spin, "coflux-writer");
+        let leases = match (&config.database_url, &config.cluster) {
+            (Some(url), Some(cluster)) => {
+                let leases = Leases::connect(url, &cluster.node, cluster.lease_duration)?;
+                crate::store::postgres::off_runtime(|| leases.heartbeat(&cluster.blobs))?;
+                Some(Arc::new(leases))
+            }
+            _ => None,
+        };
         Ok(Self {
+            leases,
+            lease_round: false,
             config,
             catalogue,
             projects: HashMap::new(),
@@ -148,8 +170,9 @@ impl Supervisor {
         }
     }
 
-    fn start_project(&mut self, name: &ProjectName) -> Result<Running, StoreError> {
+    fn start_project(&mut self, name: &ProjectName) -> Result<Running, OpenProjectError> {
         let db_path = project_db_path(&self.config.data_dir, name);
+        let mut epoch = None;
         let location = match &self.config.database_url {
             None => StoreLocation::Sqlite(db_path.clone()),
             Some(url) => StoreLocation::Postgres(PgLocation {
@@ -163,10 +186,27 @@ impl Supervisor {
                 store.disable_auto_checkpoint()?;
                 (Box::new(store), Box::new(SqliteStore::open_reader(path)?))
             }
-            StoreLocation::Postgres(pg) => (
-                Box::new(PgStore::open(pg)?),
-                Box::new(PgStore::open_reader(pg)?),
-            ),
+            StoreLocation::Postgres(pg) => {
+                // A cluster node takes the lease first: recovery reads what the previous owner
+                // committed, and its writes (if it still runs) are fenced from now on.
+                let fence = match &self.leases {
+                    None => Fence::None,
+                    Some(leases) => {
+                        epoch = Some(leases::acquire(leases, name)?);
+                        Fence::Lease(FenceCheck {
+                            project: name.to_string(),
+                            node: leases.node().to_owned(),
+                            epoch: epoch.unwrap_or_default(),
+                            idle_limit: (leases.duration() / 2)
+                                .max(std::time::Duration::from_millis(500)),
+                        })
+                    }
+                };
+                (
+                    Box::new(PgStore::open(pg)?.with_fence(fence)?),
+                    Box::new(PgStore::open_reader(pg)?),
+                )
+            }
         };
         let snapshot = store.load()?;
         let arbiter = self.pick_arbiter();
@@ -248,6 +288,7 @@ impl Supervisor {
             _wal: wal,
             writer_closed,
             busy_at: Instant::now(),
+            epoch,
         })
     }
 
@@ -271,7 +312,13 @@ impl Supervisor {
     fn sweep(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let mut idle = Vec::new();
+        let mut stopped = Vec::new();
         for (name, running) in &mut self.projects {
+            if running.handle.router.is_fenced() {
+                // Its store refuses commits for good (see `StoreError::stops_project`).
+                stopped.push(name.clone());
+                continue;
+            }
             let busy = if Arc::strong_count(&running.handle.lease) > 1 {
                 Some("handles held")
             } else {
@@ -286,21 +333,35 @@ impl Supervisor {
         }
         for name in idle {
             if let Some(running) = self.projects.remove(&name) {
-                self.unload(name, running, ctx);
+                self.unload(name, running, "idle", ctx);
+            }
+        }
+        for name in stopped {
+            if let Some(running) = self.projects.remove(&name) {
+                self.unload(name, running, "lease or session lost", ctx);
             }
         }
     }
 
     /// Stops a project's actors, then lets its writer commit what it holds and close the
     /// database. Nobody holds a handle to it (the supervisor gives none out meanwhile).
-    fn unload(&mut self, name: ProjectName, running: Running, ctx: &mut Context<Self>) {
+    fn unload(
+        &mut self,
+        name: ProjectName,
+        running: Running,
+        why: &'static str,
+        ctx: &mut Context<Self>,
+    ) {
         let Running {
             handle,
             arbiter,
             _wal,
             writer_closed,
+            epoch,
             ..
         } = running;
+        let release = self.leases.clone().zip(epoch);
+        let project = name.to_string();
         self.arbiters[arbiter].1 -= 1;
         let (done, closed) = watch::channel(false);
         self.closing.insert(name.clone(), closed);
@@ -312,11 +373,19 @@ impl Supervisor {
             // The sender is dropped with the writer, once the database is closed.
             let _ = writer_closed.await;
             drop(_wal);
+            // Once nothing more can commit, another node may take the project at once.
+            if let Some((leases, epoch)) = release {
+                let released =
+                    actix_rt::task::spawn_blocking(move || leases.release(&project, epoch)).await;
+                if let Ok(Err(e)) = released {
+                    tracing::warn!(error = %e, "could not release a project's lease");
+                }
+            }
             let _ = done.send(true);
         };
         ctx.spawn(work.into_actor(self).map(move |(), this, _| {
             this.forget_closed(&name);
-            tracing::info!(project = %name, "project unloaded (idle)");
+            tracing::info!(project = %name, why, "project unloaded");
         }));
     }
 
@@ -348,6 +417,12 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(cluster) = &self.config.cluster
+            && self.leases.is_some()
+        {
+            let every = (cluster.lease_duration / 5).max(Duration::from_millis(50));
+            ctx.run_interval(every, |this, ctx| this.lease_round(ctx));
+        }
         if let Some(timeout) = self.config.idle_timeout {
             let every = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
             ctx.run_interval(every, move |this, ctx| this.sweep(timeout, ctx));
@@ -382,6 +457,9 @@ pub enum OpenProjectError {
     /// Its database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another node of the cluster holds its lease (its URL).
+    #[error("project owned by another node ({0})")]
+    Elsewhere(String),
 }
 
 impl Message for OpenProject {

@@ -354,3 +354,27 @@ mod tests {
         assert!(serde_json::from_value::<AssetEntry>(unknown).is_err());
     }
 }
+
+/// `GET /api/cluster`: the nodes sharing the database and the projects each owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The node that answered.
+    pub node: String,
+    /// Every node recorded, by id.
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Its id: the URL other nodes reach it at.
+    pub id: String,
+    /// Whether it renewed its heartbeat recently.
+    pub live: bool,
+    /// Its blob store (`local` or `s3`).
+    pub blobs: String,
+    /// Its last heartbeat (ms since the epoch, the database's clock).
+    pub heartbeat_at: i64,
+    /// The projects it holds an unexpired lease on, by name.
+    pub projects: Vec<String>,
+}

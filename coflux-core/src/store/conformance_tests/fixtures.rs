@@ -70,7 +70,7 @@ pub(super) fn step(
     }))
 }
 
-pub(super) fn run(id: u64, env: u32, parent: Option<ExecutionId>) -> Write {
+pub(crate) fn run(id: u64, env: u32, parent: Option<ExecutionId>) -> Write {
     Write::CreateRun(RunRecord {
         id: RunId(id),
         environment: EnvironmentId(env),
@@ -130,7 +130,7 @@ fn input(run: u64, number: u32, state: InputState) -> Write {
 /// Batches touching every kind of write: environments, manifests, limits, schedules, three
 /// runs (one active with streams, checkpoints, inputs and calls; one finished; one spawned),
 /// a duplicate result, and replacements of earlier rows.
-pub(super) fn batches() -> Vec<Vec<Write>> {
+pub(crate) fn batches() -> Vec<Vec<Write>> {
     let (r1, r1c, r1m) = (exec(1, 1, 1), exec(1, 2, 1), exec(1, 3, 1));
     let stream = StreamId {
         step: StepId {

@@ -5,7 +5,7 @@
 //! `scripts/setup-postgres.sh`). Without it these tests print why and pass, unless
 //! `COFLUX_PG_TESTS=require`, which makes a missing URL a failure (CI sets it).
 
-mod fixtures;
+pub(crate) mod fixtures;
 
 use serde_json::json;
 

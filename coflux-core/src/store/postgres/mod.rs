@@ -9,10 +9,11 @@
 //! connection and cached. Reads of a whole snapshot run in one `REPEATABLE READ` read-only
 //! transaction, so they see one consistent state while the writer commits.
 //!
-//! Each write transaction first runs the store's [`Fence`] check; a lease-owned project
-//! (multi-node mode, not built yet) will check its lease epoch there, so that a former owner
-//! cannot commit after losing the project.
+//! Each write transaction first runs the store's [`Fence`] check: a lease-owned project
+//! (several nodes, see [`lease`]) checks its lease epoch there, so that a former owner cannot
+//! commit after losing the project.
 
+pub mod lease;
 mod read;
 mod run_data;
 mod run_list;
@@ -57,6 +58,9 @@ pub enum Fence {
     /// Single-node mode: nothing to check.
     #[default]
     None,
+    /// The project is owned by lease: the lease must still be this node's, with this epoch,
+    /// and unexpired ([`StoreError::Fenced`] otherwise; nothing of the transaction commits).
+    Lease(lease::FenceCheck),
 }
 
 /// One connection with its prepared statements.
@@ -191,6 +195,21 @@ impl PgStore {
         }
     }
 
+    /// This store's writes check `fence` first (see [`Fence`]). With a lease, a transaction
+    /// left idle past the lease's idle limit ends the session, releasing its locks.
+    pub fn with_fence(mut self, fence: Fence) -> Result<Self, StoreError> {
+        if let Fence::Lease(check) = &fence {
+            let ms = check.idle_limit.as_millis().max(100);
+            let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+            let client = &mut conn.client;
+            off_runtime(|| {
+                client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+            })?;
+        }
+        self.fence = fence;
+        Ok(self)
+    }
+
     /// Where this store's tables are.
     pub fn location(&self) -> &PgLocation {
         &self.location
@@ -273,17 +292,15 @@ fn apply_batch(
     writes: &[Write],
 ) -> Result<(), StoreError> {
     conn.client.batch_execute("BEGIN")?;
-    let applied = match fence {
-        Fence::None => Ok(()),
-    }
-    .and_then(|()| {
-        let mut writer = write::Writer {
-            conn: &mut *conn,
-            open_runs: &mut *open_runs,
-        };
-        writes.iter().try_for_each(|w| writer.apply(w))
-    })
-    .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
+    let applied = check_fence(conn, fence)
+        .and_then(|()| {
+            let mut writer = write::Writer {
+                conn: &mut *conn,
+                open_runs: &mut *open_runs,
+            };
+            writes.iter().try_for_each(|w| writer.apply(w))
+        })
+        .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
     match &applied {
         Ok(()) => open_runs.commit(),
         Err(_) => {
@@ -294,6 +311,27 @@ fn apply_batch(
         }
     }
     applied
+}
+
+/// Runs the fence check of a write transaction (see [`Fence`]).
+fn check_fence(conn: &mut Conn, fence: &Fence) -> Result<(), StoreError> {
+    match fence {
+        Fence::None => Ok(()),
+        Fence::Lease(check) => {
+            let rows = conn.query(
+                lease::FENCE_SQL,
+                &[&check.project, &check.node, &check.epoch],
+            )?;
+            if rows.is_empty() {
+                Err(StoreError::Fenced {
+                    project: check.project.clone(),
+                    epoch: check.epoch,
+                })
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 impl PgStore {

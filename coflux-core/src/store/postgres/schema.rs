@@ -181,6 +181,15 @@ pub(crate) fn migrate_catalogue(client: &mut Client) -> Result<(), StoreError> {
     migrate(client, "public", "coflux_catalogue_version", CATALOGUE)
 }
 
+/// Brings tables in `public` tracked by their own version table `table` up to date.
+pub(super) fn migrate_public(
+    client: &mut Client,
+    table: &str,
+    migrations: &[&str],
+) -> Result<(), StoreError> {
+    migrate(client, "public", table, migrations)
+}
+
 /// How many of a project's migrations are applied (0 for a schema that does not exist).
 pub(super) fn project_version(client: &mut Client, schema: &str) -> Result<usize, StoreError> {
     let exists = client

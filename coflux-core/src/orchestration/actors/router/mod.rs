@@ -90,6 +90,8 @@ pub struct Router {
     closed: AtomicBool,
     /// Whether the project has cron schedules (it then stays loaded to fire them).
     scheduled: AtomicBool,
+    /// Set once a commit was refused because the project's lease is lost.
+    fenced: AtomicBool,
     project_actor: Mutex<Option<Addr<ProjectActor>>>,
     environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
     /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
@@ -132,6 +134,7 @@ impl Router {
             reader: Mutex::new(Some(reader)),
             closed: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
             project_actor: Mutex::new(None),
             environments: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
@@ -280,6 +283,9 @@ impl Router {
     /// because of the disk or the database is retried by the writer until it succeeds, so it
     /// only ends up here if the project shuts down meanwhile.)
     pub fn commit_failed(&self, error: &StoreError, dropped: Vec<Vec<Envelope>>) {
+        if error.stops_project() {
+            self.fenced.store(true, Ordering::Release);
+        }
         tracing::error!(project = %self.project, error = %error, "a commit was rejected by the store (or abandoned at shutdown); its effects were dropped");
         let failure = OrchestrationError::Unavailable(format!(
             "the change could not be saved ({})",
@@ -307,7 +313,7 @@ impl Router {
     pub fn expect_reply(&self) -> (ReplyTo, oneshot::Receiver<Reply>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.replies).insert(id, ReplySink::Once(tx));
+        self.register_reply(id, ReplySink::Once(tx));
         (id, rx)
     }
 
@@ -316,8 +322,18 @@ impl Router {
     pub fn expect_shared_reply(&self) -> (ReplyTo, watch::Receiver<Option<Reply>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        lock(&self.replies).insert(id, ReplySink::Shared(tx));
+        self.register_reply(id, ReplySink::Shared(tx));
         (id, rx)
+    }
+
+    /// Registers a reply sink, unless the project was unloaded (a stale handle): the sink is
+    /// then dropped at once, so the caller is told instead of waiting for ever. `close` sets
+    /// `closed` before it clears the sinks, under the same lock.
+    fn register_reply(&self, id: ReplyTo, sink: ReplySink) {
+        let mut replies = lock(&self.replies);
+        if !self.closed.load(Ordering::Acquire) {
+            replies.insert(id, sink);
+        }
     }
 
     /// Hands a reply to its caller, if it still waits.

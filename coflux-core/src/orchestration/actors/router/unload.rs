@@ -12,6 +12,17 @@ impl Router {
         self.scheduled.store(scheduled, Ordering::Release);
     }
 
+    /// Whether a commit was refused because the project's lease is lost (the project must
+    /// stop on this node).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Whether the project was unloaded (its actors stopped; messages to them are dropped).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Why the project may not be unloaded now (`None`: it may): a run in memory, a worker
     /// connected, a caller waiting, a cron schedule, or something queued for or held by its
     /// writer.
@@ -60,6 +71,12 @@ impl Router {
         self.closed.store(true, Ordering::Release);
         self.flush();
         self.shutdown();
-        lock(&self.reader).take();
+        // A PostgreSQL client must not be dropped on an async runtime's thread (its drop
+        // blocks on its own runtime).
+        if let Some(reader) = lock(&self.reader).take() {
+            let _ = std::thread::Builder::new()
+                .name("coflux-reader-close".into())
+                .spawn(move || drop(reader));
+        }
     }
 }

@@ -1,0 +1,136 @@
+//! A cluster node's side of project leases: taking a lease when a project is loaded, and a
+//! round every fifth of the lease duration that beats the node's heartbeat, renews its
+//! leases, unloads the projects whose lease is lost, and takes over projects whose owner
+//! stopped renewing (those rendezvous hashing gives to this node among the live ones, or any
+//! project whose lease expired more than half a lease ago).
+
+use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+
+use super::{OpenProject, OpenProjectError, Supervisor};
+use crate::model::ProjectName;
+use crate::store::StoreError;
+use crate::store::postgres::lease::{Acquired, LeaseRow, Leases, NodeRow, preferred_node};
+
+/// Takes the lease of `name` for this node; its epoch.
+pub(super) fn acquire(leases: &Leases, name: &ProjectName) -> Result<i64, OpenProjectError> {
+    match crate::store::postgres::off_runtime(|| leases.acquire(name.as_str()))? {
+        Acquired::Owned(epoch) => {
+            tracing::info!(project = %name, epoch, "project lease taken");
+            Ok(epoch)
+        }
+        Acquired::Elsewhere { node } => Err(OpenProjectError::Elsewhere(node)),
+    }
+}
+
+/// What one lease round read.
+struct Round {
+    /// The leases this node still holds (project, epoch).
+    held: Vec<(String, i64)>,
+    nodes: Vec<NodeRow>,
+    leases: Vec<LeaseRow>,
+    /// The database's clock (ms).
+    now: i64,
+}
+
+fn read_round(leases: &Leases, blobs: &str) -> Result<Round, StoreError> {
+    leases.heartbeat(blobs)?;
+    let held = leases.renew()?;
+    let nodes = leases.nodes()?;
+    let all = leases.leases()?;
+    let now = leases.now_ms()?;
+    Ok(Round {
+        held,
+        nodes,
+        leases: all,
+        now,
+    })
+}
+
+impl Supervisor {
+    /// Starts a lease round (unless one is under way).
+    pub(super) fn lease_round(&mut self, ctx: &mut Context<Self>) {
+        let (Some(leases), Some(cluster)) = (self.leases.clone(), self.config.cluster.as_ref())
+        else {
+            return;
+        };
+        if self.lease_round {
+            return;
+        }
+        self.lease_round = true;
+        let blobs = cluster.blobs.clone();
+        let work = actix_rt::task::spawn_blocking(move || read_round(&leases, &blobs));
+        ctx.spawn(work.into_actor(self).map(|result, this, ctx| {
+            this.lease_round = false;
+            match result {
+                Ok(Ok(round)) => this.after_round(&round, ctx),
+                Ok(Err(e)) => tracing::warn!(error = %e, "lease round failed"),
+                Err(e) => tracing::warn!(error = %e, "lease round failed"),
+            }
+        }));
+    }
+
+    fn after_round(&mut self, round: &Round, ctx: &mut Context<Self>) {
+        let Some(leases) = self.leases.clone() else {
+            return;
+        };
+        // Projects whose lease is lost (expired, or taken by another node) stop here at once.
+        let lost: Vec<ProjectName> = self
+            .projects
+            .iter()
+            .filter(|(name, running)| {
+                running.handle.router.is_fenced()
+                    || running.epoch.is_some_and(|epoch| {
+                        !round
+                            .held
+                            .iter()
+                            .any(|(p, e)| p == name.as_str() && *e == epoch)
+                    })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in lost {
+            if let Some(running) = self.projects.remove(&name) {
+                tracing::warn!(project = %name, "project lease lost; stopping the project on this node");
+                self.unload(name, running, "lease lost", ctx);
+            }
+        }
+        // Projects whose owner stopped renewing: taken over by the node rendezvous hashing
+        // picks among the live ones, or by any node once overdue by half a lease.
+        let me = leases.node();
+        let mut live: Vec<String> = round
+            .nodes
+            .iter()
+            .filter(|n| n.live)
+            .map(|n| n.id.clone())
+            .collect();
+        if !live.iter().any(|n| n == me) {
+            live.push(me.to_owned());
+        }
+        let half = i64::try_from(leases.duration().as_millis() / 2).unwrap_or(i64::MAX);
+        for lease in round.leases.iter().filter(|l| l.expired) {
+            let Ok(name) = ProjectName::new(&lease.project) else {
+                continue;
+            };
+            if self.projects.contains_key(&name) || self.closing.contains_key(&name) {
+                continue;
+            }
+            let mine = preferred_node(&live, &lease.project) == Some(me);
+            if !mine && round.now - lease.expires_at < half {
+                continue;
+            }
+            tracing::info!(project = %name, previous_owner = %lease.node, "taking over a project whose lease expired");
+            match self.open(OpenProject {
+                name: name.clone(),
+                create: false,
+            }) {
+                Ok(_) => {}
+                Err(OpenProjectError::Elsewhere(owner)) => {
+                    tracing::debug!(project = %name, %owner, "another node took the project first");
+                }
+                Err(e) => {
+                    tracing::warn!(project = %name, error = %e, "could not take over a project")
+                }
+            }
+        }
+    }
+}
