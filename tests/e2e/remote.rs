@@ -419,6 +419,45 @@ async fn remote_waiting_parents_do_not_deadlock_a_small_agent() {
     assert_eq!(result["value"], 75025, "{result}");
 }
 
+/// A burst of Python workflows, all waiting for a child, larger than an agent can keep waiting
+/// in their processes (16 per slot): those that cannot lend their slot are suspended (their
+/// processes end, and each runs again once its child has finished, getting the same child)
+/// rather than holding the only slot the children need.
+#[actix_rt::test]
+async fn remote_a_burst_of_waiting_python_workflows_does_not_fill_an_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    server.setup(P, "production", None).await;
+    let _python = python_agent(&server.url, P, "production", "a", &["--concurrency", "1"]);
+    server.wait_registered(P, "production", "sleepy").await;
+    let mut runs = Vec::new();
+    for _ in 0..24 {
+        runs.push(
+            server
+                .submit(P, "production", "e2e_flows", "sleepy", json!([0.05]))
+                .await,
+        );
+    }
+    for run in &runs {
+        let result = server.result(P, run, 120).await;
+        assert_eq!(result["value"], "a", "{result}");
+    }
+    // Some were suspended and ran again, and each got the child it had submitted: one
+    // execution of `slow` per run.
+    let mut suspended = 0;
+    for run in &runs {
+        let states = step_states(&server.inspect(P, run).await);
+        let slow: Vec<_> = states.iter().filter(|(t, _)| t.ends_with("slow")).collect();
+        assert_eq!(slow.len(), 1, "{states:?}");
+        assert_eq!(slow[0].1.len(), 1, "{states:?}");
+        suspended += states
+            .iter()
+            .filter(|(t, s)| t.ends_with("sleepy") && s.len() > 1)
+            .count();
+    }
+    assert!(suspended > 0, "no workflow was suspended");
+}
+
 #[actix_rt::test]
 async fn remote_archiving_an_environment_stops_its_agents_and_cancels_pending_work() {
     let dir = tempfile::tempdir().unwrap();

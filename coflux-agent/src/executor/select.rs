@@ -48,9 +48,23 @@ pub(crate) fn parse_handles(handles: &[Handle]) -> Result<Vec<Waited>, ResponseE
 /// waits for the server to say whether a handle is already resolved.
 const READY_CHECK: Duration = Duration::from_millis(200);
 
+/// How long an execution that cannot lend its slot waits in its process before it is
+/// suspended (a child that is about to finish is not worth a replay).
+const PARK_GRACE: Duration = Duration::from_millis(50);
+
+/// Whether a `select` may end in a suspension of its caller: the caller allows it, it waits
+/// for executions only (a suspended step is held until an execution finishes), and it has no
+/// stream open (a replay would not continue it).
+fn can_suspend(context: &ExecutionContext, params: &Select, handles: &[Waited]) -> bool {
+    params.suspend
+        && handles.iter().all(|h| matches!(h, Waited::Execution(_)))
+        && !context.streams.busy()
+}
+
 /// Answers a `select`: the winner's index and outcome, or `null` if nothing resolved in time.
 /// When the caller may be suspended (`suspend`) and the time runs out, it is suspended: its
-/// step runs again as soon as one of the handles has finished (the process is stopped).
+/// step runs again as soon as one of the handles has finished (the process is stopped). So is
+/// one that cannot lend its slot and is not answered within [`PARK_GRACE`].
 pub(crate) async fn select(
     host: &Rc<dyn ExecutorHost>,
     context: &ExecutionContext,
@@ -90,6 +104,16 @@ pub(crate) async fn select(
         Some(ms) => Some(Duration::from_millis(ms)),
         None => None,
     };
+    // When it cannot lend (as many executions as the pool allows already wait in their
+    // processes), holding its slot could leave none for the children they all wait for: unless
+    // the handles finish soon, it is suspended instead (its process ends; the step runs again
+    // once one has finished, and its repeated calls get the same children).
+    let parked = loan.is_none() && can_suspend(context, &params, &handles);
+    let limit = match limit {
+        _ if !parked => limit,
+        Some(limit) => Some(limit.min(PARK_GRACE)),
+        None => Some(PARK_GRACE),
+    };
     let outcome = match limit {
         Some(limit) => tokio::time::timeout(limit, race).await.ok(),
         None => Some(race.await),
@@ -111,6 +135,12 @@ pub(crate) async fn select(
                 execute_after: None,
                 dependencies: Dependencies::any(executions),
             });
+            if parked {
+                // Not answered: the process is stopped (a `null` would raise a `TimeoutError`
+                // that the code did not ask for, and it could act on it meanwhile).
+                tracing::debug!(execution = %from, "no slot to lend while waiting: suspended");
+                return std::future::pending().await;
+            }
         }
         return Ok(Json::Null);
     };

@@ -88,6 +88,12 @@ impl ExecutionStreams {
         *self.open.borrow() > 0
     }
 
+    /// Whether the execution produces open streams or reads any (it cannot simply be suspended
+    /// and replayed then).
+    pub(crate) fn busy(&self) -> bool {
+        self.producing() || !self.subscriptions.borrow().is_empty()
+    }
+
     /// Resolves once every stream the execution produces is closed.
     pub(crate) async fn drained(&self) {
         let mut open = self.open.subscribe();

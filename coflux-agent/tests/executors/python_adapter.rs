@@ -286,3 +286,36 @@ fn executions_wait_for_a_free_slot() {
         pool.drain().await;
     });
 }
+
+/// An execution that cannot lend its slot while it waits (as many executions as the pool
+/// allows already wait in their processes) and whose child does not finish soon is suspended,
+/// leaving its slot to the child, instead of holding it (with one slot: for ever).
+#[test]
+fn a_waiting_execution_that_cannot_lend_its_slot_is_suspended() {
+    block_on(async {
+        let mut config = fake_host::config(adapter(), &project(), 1);
+        config.modules = vec!["flows".into()];
+        config.max_waiting = 0;
+        let (host, pool) = FakeHost::with_config(config);
+        let run = host.run(flows("calls"), vec![json_value(json!(5))], None);
+        let ended = actix_rt::time::timeout(Duration::from_secs(30), async {
+            let parent = host.result(run).await;
+            let add = host.child("add").expect("the child was submitted");
+            (parent, host.result(add).await)
+        })
+        .await;
+        let (parent, child) = ended.expect("the parent kept the only slot its child needs");
+        assert!(
+            matches!(parent, ExecutionResult::Suspended { .. }),
+            "{parent:?}"
+        );
+        assert_eq!(value_of(&child), &json_value(json!(6)));
+        // Suspended without an answer to its `select`: no error reached its log.
+        assert!(
+            host.logs_of(run).iter().all(|r| r.level < 4),
+            "{:?}",
+            host.logs_of(run)
+        );
+        pool.shutdown().await;
+    });
+}

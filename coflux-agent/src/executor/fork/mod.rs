@@ -5,9 +5,9 @@
 //! process per execution. The fork server is our own small Python program (`zygote.py`,
 //! shipped inside the agent and written to a private directory at start) that imports them
 //! once, then forks one child per executor process. A child connects back to the agent's
-//! Unix socket twice (its stdin/stdout, then its stderr) and runs the package's own entry
-//! point (`coflux.__main__.main()` with `execute`), so it speaks the unchanged executor
-//! protocol. The fork server reaps its children and reports their wait statuses, and kills
+//! Unix socket twice (its stdin/stdout, then its stderr) and runs the package's own executor
+//! (`coflux.executor.run_executor()`, what `python -m coflux execute` runs), so it speaks the
+//! unchanged executor protocol. The fork server reaps its children and reports their wait statuses, and kills
 //! them when asked; its children die with it.
 //!
 //! Not forkable (the pool spawns instead, with a warning): adapters that are not

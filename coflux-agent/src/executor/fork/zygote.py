@@ -5,7 +5,7 @@ Usage: python zygote.py SOCKET MODULE...
 Imports `coflux` and the repository's modules once, then forks one child per execution.
 A child connects back to the agent's Unix socket SOCKET twice (its stdin/stdout, then its
 stderr), sends a fixed-size hello (16 hex digits of token + kind + newline) on each, and
-runs the unchanged entry point of the `coflux` package (`python -m coflux execute`).
+runs the `coflux` package's unchanged executor (what `python -m coflux execute` runs).
 
 Control lines, agent -> zygote (on fd 0): `fork TOKEN`, `kill PID`.
 Zygote -> agent (on fd 1): `ready JSON`, `forked TOKEN PID`, `failed TOKEN MESSAGE`,
@@ -72,7 +72,8 @@ def socket_fds():
 def preload():
     """Imports coflux and the modules; gives why forking is unsafe (None when it is safe)."""
     import coflux  # noqa: F401
-    import coflux.__main__  # noqa: F401  (argparse and the executor)
+    import coflux.__main__  # noqa: F401
+    import coflux.executor  # noqa: F401
 
     failed = []
     for module in MODULES:
@@ -131,12 +132,15 @@ def child_main(token):
     sys.stdout = sys.__stdout__ = stdio(1, "w", STDIO_ERRORS)
     sys.stderr = sys.__stderr__ = stdio(2, "w", STDERR_ERRORS)
     import coflux.__main__ as entry
+    from coflux.executor import run_executor
 
     sys.argv = [entry.__file__, "execute"]
     gc.enable()
     code = 0
     try:
-        code = entry.main()
+        # What `python -m coflux execute` runs once its arguments are parsed (building the
+        # argument parser would cost each child more CPU than the execution itself).
+        code = run_executor()
     except SystemExit as e:
         code = e.code
     except BaseException:  # noqa: BLE001
