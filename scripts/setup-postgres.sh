@@ -40,6 +40,11 @@ if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$user'")" != "1" 
   echo "creating role $user" >&2
   psql_admin -c "CREATE ROLE \"$user\" LOGIN PASSWORD '$password'" >&2
 fi
+# The end-to-end suite on PostgreSQL creates a database per server (tests/src/backend.rs).
+if [ "$(psql_admin -c "SELECT rolcreatedb FROM pg_roles WHERE rolname = '$user'")" != "t" ]; then
+  echo "granting CREATEDB to $user" >&2
+  psql_admin -c "ALTER ROLE \"$user\" CREATEDB" >&2
+fi
 if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then
   echo "creating database $db" >&2
   psql_admin -c "CREATE DATABASE \"$db\" OWNER \"$user\"" >&2

@@ -1,4 +1,4 @@
-//! Run retention in the SQLite store: which finished runs are old enough to go, which of them
+//! Run retention: which finished runs are old enough to go, which of them
 //! a surviving run still links to, and the deletion of a batch of runs with everything
 //! recorded under them ([`Write::DeleteRuns`](super::Write::DeleteRuns)).
 //!
@@ -16,7 +16,7 @@ use super::sqlite::SqliteStore;
 use crate::model::{ExecutionId, ExecutionResult, Millis, RunId, Value};
 
 /// Tables whose rows all belong to one run, through their `run_id` column.
-const RUN_TABLES: [&str; 10] = [
+pub(crate) const RUN_TABLES: [&str; 10] = [
     "steps",
     "executions",
     "results",
@@ -28,6 +28,60 @@ const RUN_TABLES: [&str; 10] = [
     "inputs",
     "idempotency_keys",
 ];
+
+/// The results that may link to another run's execution, as (run, result JSON).
+pub(crate) const LINKING_RESULTS_SQL: &str =
+    "SELECT run_id, result FROM results WHERE kind IN ('cached', 'deferred', 'spawned')";
+
+/// The other links from a run to an execution, as (run, execution id).
+pub(crate) const LINK_SQL: [&str; 2] = [
+    "SELECT run_id, child FROM children",
+    "SELECT run_id, child FROM calls",
+];
+
+/// The columns holding recorded values, by table (see [`recorded_values`]).
+pub(crate) const ASSET_COLUMNS: [(&str, &str); 5] = [
+    ("steps", "arguments"),
+    ("results", "result"),
+    ("checkpoints", "state"),
+    ("stream_items", "value"),
+    ("schedules", "definition"),
+];
+
+/// The execution a linking result (JSON) points at: the successor of a cache hit, deferral or
+/// spawned workflow.
+pub(crate) fn result_link(text: &str) -> Result<Option<ExecutionId>, StoreError> {
+    let result: ExecutionResult =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("result: {e}")))?;
+    Ok(match result {
+        ExecutionResult::Cached { successor }
+        | ExecutionResult::Deferred { successor }
+        | ExecutionResult::Spawned { successor } => Some(successor),
+        _ => None,
+    })
+}
+
+/// The values recorded in one cell of [`ASSET_COLUMNS`] (`table` names the column's table).
+pub(crate) fn recorded_values(table: &str, text: &str) -> Result<Vec<Value>, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{table}: {e}"));
+    Ok(match table {
+        "steps" => serde_json::from_str(text).map_err(corrupt)?,
+        "results" => match serde_json::from_str(text).map_err(corrupt)? {
+            ExecutionResult::Value { value } => vec![value],
+            _ => Vec::new(),
+        },
+        "checkpoints" => serde_json::from_str::<crate::model::Checkpoints>(text)
+            .map_err(corrupt)?
+            .into_values()
+            .collect(),
+        "stream_items" => vec![serde_json::from_str(text).map_err(corrupt)?],
+        _ => {
+            serde_json::from_str::<crate::model::Schedule>(text)
+                .map_err(corrupt)?
+                .arguments
+        }
+    })
+}
 
 fn run_key(run: RunId) -> Result<i64, StoreError> {
     i64::try_from(run.0).map_err(|_| StoreError::Corrupt(format!("run id {}", run.0)))
@@ -117,25 +171,15 @@ impl SqliteStore {
                 links.insert((from, to.run()));
             }
         };
-        let mut results = conn.prepare(
-            "SELECT run_id, result FROM results WHERE kind IN ('cached', 'deferred', 'spawned')",
-        )?;
+        let mut results = conn.prepare(LINKING_RESULTS_SQL)?;
         let mut rows = results.query([])?;
         while let Some(row) = rows.next()? {
             let text: String = row.get(1)?;
-            let result: ExecutionResult = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("result: {e}")))?;
-            if let ExecutionResult::Cached { successor }
-            | ExecutionResult::Deferred { successor }
-            | ExecutionResult::Spawned { successor } = result
-            {
+            if let Some(successor) = result_link(&text)? {
                 add(row.get(0)?, successor);
             }
         }
-        for query in [
-            "SELECT run_id, child FROM children",
-            "SELECT run_id, child FROM calls",
-        ] {
+        for query in LINK_SQL {
             let mut stmt = conn.prepare(query)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -152,40 +196,14 @@ impl SqliteStore {
     pub fn referenced_asset_ids(&self) -> Result<HashSet<String>, StoreError> {
         let conn = self.connection();
         let mut ids = HashSet::new();
-        let decode = |what: &str, text: &str| -> Result<Vec<Value>, StoreError> {
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
-            Ok(match what {
-                "steps" => serde_json::from_str(text).map_err(corrupt)?,
-                "results" => match serde_json::from_str(text).map_err(corrupt)? {
-                    ExecutionResult::Value { value } => vec![value],
-                    _ => Vec::new(),
-                },
-                "checkpoints" => serde_json::from_str::<crate::model::Checkpoints>(text)
-                    .map_err(corrupt)?
-                    .into_values()
-                    .collect(),
-                "stream_items" => vec![serde_json::from_str(text).map_err(corrupt)?],
-                _ => {
-                    serde_json::from_str::<crate::model::Schedule>(text)
-                        .map_err(corrupt)?
-                        .arguments
-                }
-            })
-        };
-        for (table, column) in [
-            ("steps", "arguments"),
-            ("results", "result"),
-            ("checkpoints", "state"),
-            ("stream_items", "value"),
-            ("schedules", "definition"),
-        ] {
+        for (table, column) in ASSET_COLUMNS {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {column} FROM {table} WHERE {column} LIKE '%\"asset\"%'"
             ))?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let text: String = row.get(0)?;
-                for value in decode(table, &text)? {
+                for value in recorded_values(table, &text)? {
                     asset_ids(&value, &mut ids);
                 }
             }

@@ -13,7 +13,9 @@
 //! (multi-node mode, not built yet) will check its lease epoch there, so that a former owner
 //! cannot commit after losing the project.
 
+pub(crate) mod pool;
 mod read;
+mod retention;
 mod run_data;
 mod run_list;
 pub mod schema;
@@ -43,7 +45,7 @@ pub fn schema_name(name: &ProjectName) -> String {
 }
 
 /// Where a project's tables are: the database's connection URL and the schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PgLocation {
     /// `postgres://user:password@host:port/database`.
     pub url: String,
@@ -128,7 +130,7 @@ impl std::fmt::Debug for PgStore {
 /// Runs `f` where the blocking client may run: inline on a plain thread (the writer's, a
 /// blocking task's), on a scoped thread when called from inside an async runtime (whose
 /// threads the client's own `block_on` must not use).
-pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if tokio::runtime::Handle::try_current().is_err() {
         return f();
     }
@@ -194,6 +196,12 @@ impl PgStore {
     /// Where this store's tables are.
     pub fn location(&self) -> &PgLocation {
         &self.location
+    }
+
+    /// Whether its connection is still open (a reader kept idle may have been closed by the
+    /// server).
+    pub fn is_open(&self) -> bool {
+        !self.conn().client.is_closed()
     }
 
     /// Whether this store was opened with [`PgStore::open_reader`].

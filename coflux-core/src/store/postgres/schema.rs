@@ -154,8 +154,17 @@ CREATE TABLE inputs (
 CREATE INDEX inputs_pending ON inputs (created_at) WHERE pending = 1;
 ";
 
+/// Version 2 (run retention; = SQLite project schema version 12): the highest run id deleted
+/// so far, so that a restarted project never hands the ids of deleted runs out again.
+const PROJECT_V2_RUN_RETENTION: &str = "
+CREATE TABLE deleted_runs (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    max_run_id BIGINT NOT NULL
+);
+";
+
 /// The migrations of a project, oldest first.
-const PROJECT: &[&str] = &[PROJECT_V1];
+const PROJECT: &[&str] = &[PROJECT_V1, PROJECT_V2_RUN_RETENTION];
 
 /// Version 1 of the catalogue (in the `public` schema; = SQLite catalogue version 1).
 const CATALOGUE_V1: &str = "
@@ -203,7 +212,10 @@ pub(super) fn project_latest() -> usize {
     PROJECT.len()
 }
 
-fn migrate(
+/// Brings the tables whose version is kept in `schema`.`table` up to date with `migrations`
+/// (oldest first; for tables shared by all projects, such as the server's logs and tokens,
+/// `schema` is `public`), creating the schema if needed, under the migration advisory lock.
+pub fn migrate(
     client: &mut Client,
     schema: &str,
     table: &str,

@@ -349,6 +349,9 @@ impl Writer<'_> {
                     }
                 }
             }
+            Write::DeleteRuns(runs) => {
+                super::retention::delete_runs(self.conn, runs)?;
+            }
             other => super::run_data::put(self.conn, other)?,
         }
         Ok(())
