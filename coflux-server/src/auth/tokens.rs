@@ -420,4 +420,33 @@ mod tests {
             Err(TokenError::NotFound(_))
         ));
     }
+
+    /// Over PostgreSQL (`COFLUX_TEST_DATABASE_URL`; skipped without it unless
+    /// `COFLUX_PG_TESTS=require`), tokens are shared: one node's token works on another after
+    /// a reload, and a revocation on either is seen by the other.
+    #[test]
+    fn auth_tokens_in_postgres_are_shared_by_nodes() {
+        let url = match std::env::var("COFLUX_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
+                panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
+            }
+            _ => return eprintln!("skipped: PostgreSQL token test"),
+        };
+        let a = TokenStore::open_postgres(&url).unwrap();
+        let b = TokenStore::open_postgres(&url).unwrap();
+        let project = format!("tokens-{}", std::process::id());
+        let (token, info) = a.create(&project, None, Role::User, None, 1_000).unwrap();
+        assert!(a.verify(&token, 1_500).is_some());
+        assert!(b.verify(&token, 1_500).is_none(), "not read yet");
+        b.reload().unwrap();
+        let grant = b.verify(&token, 1_500).unwrap();
+        assert_eq!(grant.project.as_deref(), Some(project.as_str()));
+        assert_eq!(b.get(&info.id).unwrap(), info);
+        b.revoke(&info.id, 1_600).unwrap();
+        assert!(b.verify(&token, 1_700).is_none());
+        a.reload().unwrap();
+        assert!(a.verify(&token, 1_700).is_none(), "revoked on the other node");
+        assert_eq!(TokenStore::open_postgres(&url).unwrap().list(Some(&project)).len(), 1);
+    }
 }

@@ -201,7 +201,7 @@ impl LogReader for PgReader<'_> {
                     m.values_json
              FROM coflux_log_messages m LEFT JOIN coflux_log_templates t ON t.id = m.template_id
              WHERE m.project = $1 AND m.run_id = $2 AND m.id > $3
-               AND ($4 < 0 OR m.step_number = $4) AND ($5 < 0 OR m.attempt = $5)
+               AND ($4::BIGINT < 0 OR m.step_number = $4) AND ($5::BIGINT < 0 OR m.attempt = $5)
              ORDER BY m.id LIMIT $6",
             &[
                 &self.project,
@@ -265,7 +265,7 @@ fn decode_row(run: RunId, row: &Row) -> Result<StoredLog, LogError> {
 
 /// `n` ids of `sequence`, increasing.
 fn next_ids(tx: &mut Transaction<'_>, sequence: &str, n: usize) -> Result<Vec<i64>, LogError> {
-    let sql = format!("SELECT nextval('{sequence}') FROM generate_series(1, $1)");
+    let sql = format!("SELECT nextval('{sequence}') FROM generate_series(1::BIGINT, $1::BIGINT)");
     let mut ids: Vec<i64> = tx
         .query(&sql, &[&to_i64(n as u64, "batch size")?])?
         .iter()
@@ -532,7 +532,7 @@ fn read_metrics(
         (i64::from(e.step.number), i64::from(e.attempt))
     });
     const FILTER: &str = "project = $1 AND run_id = $2 \
-        AND ($3 < 0 OR (step_number = $3 AND attempt = $4))";
+        AND ($3::BIGINT < 0 OR (step_number = $3 AND attempt = $4))";
     let mut series: BTreeSeries = Default::default();
     let definitions = client.query(
         &format!(
