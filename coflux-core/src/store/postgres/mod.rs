@@ -111,7 +111,8 @@ impl Conn {
 
 /// A project's tables in PostgreSQL.
 pub struct PgStore {
-    conn: Mutex<Conn>,
+    /// `None` only while being dropped.
+    conn: Mutex<Option<Conn>>,
     location: PgLocation,
     read_only: bool,
     open_runs: OpenRuns,
@@ -182,10 +183,10 @@ impl PgStore {
 
     fn new(client: Client, location: &PgLocation, read_only: bool) -> Self {
         Self {
-            conn: Mutex::new(Conn {
+            conn: Mutex::new(Some(Conn {
                 client,
                 statements: HashMap::new(),
-            }),
+            })),
             location: location.clone(),
             read_only,
             open_runs: OpenRuns::default(),
@@ -209,10 +210,10 @@ impl PgStore {
         self.read_only
     }
 
-    fn conn(&self) -> MutexGuard<'_, Conn> {
+    fn conn(&self) -> ConnGuard<'_> {
         // A panic mid-statement leaves at worst an aborted transaction, rolled back on the
         // next BEGIN's error path; the connection stays usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        ConnGuard(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Runs `f` in one read-only, repeatable-read transaction.
@@ -238,6 +239,41 @@ impl PgStore {
     }
 }
 
+/// The connection of a store (see [`PgStore::conn`]).
+struct ConnGuard<'a>(MutexGuard<'a, Option<Conn>>);
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the connection is only taken by drop"))
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("the connection is only taken by drop"))
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The client closes through its own runtime, which must not run on an async worker
+        // (a store dropped by an actor, or by a failed project start).
+        let conn = match self.conn.get_mut() {
+            Ok(conn) => conn.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(conn) = conn {
+            off_runtime(move || drop(conn));
+        }
+    }
+}
+
 impl ProjectStore for PgStore {
     fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         if self.read_only {
@@ -246,7 +282,12 @@ impl ProjectStore for PgStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let conn = match self.conn.get_mut() {
+            Ok(conn) => conn,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+        .as_mut()
+        .ok_or(StoreError::ReadOnly)?;
         let open_runs = &mut self.open_runs;
         let fence = &self.fence;
         off_runtime(move || apply_batch(conn, open_runs, fence, writes))

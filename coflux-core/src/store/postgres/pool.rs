@@ -42,7 +42,7 @@ pub(crate) fn take(location: &PgLocation) -> Result<PgStore, StoreError> {
         match idle {
             Some(store) if store.is_open() => return Ok(store),
             // Closed by the server (restarted, idle timeout): dropped, try the next one.
-            Some(store) => super::off_runtime(move || drop(store)),
+            Some(store) => drop(store),
             None => return PgStore::open_reader(location),
         }
     }
@@ -62,9 +62,7 @@ pub(crate) fn give_back(store: PgStore) {
             Some(store)
         }
     };
-    if let Some(store) = rejected {
-        super::off_runtime(move || drop(store));
-    }
+    drop(rejected);
 }
 
 /// How many idle readers are kept (for tests).
