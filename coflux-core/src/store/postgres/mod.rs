@@ -14,6 +14,7 @@
 //! cannot commit after losing the project.
 
 pub(crate) mod pool;
+mod client;
 mod read;
 mod retention;
 mod run_data;
@@ -25,9 +26,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{NoTls, Row, Statement};
 
-use super::open_runs::OpenRuns;
+use self::client::{Kind, Outcome, Param, PgClient};
+
 use super::{ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary, StoreError, Write};
 use crate::model::{EnvironmentId, ProjectName, RunId, TargetDefinition};
 
@@ -61,10 +63,23 @@ pub enum Fence {
     None,
 }
 
-/// One connection with its prepared statements.
+/// What a queued statement must find for its batch to commit.
+enum Check {
+    /// Nothing.
+    None,
+    /// At least one row changed; else the batch fails with [`StoreError::Missing`] (the text).
+    Changed(String),
+    /// Its query returns true; else the batch fails with [`StoreError::Missing`] (the text).
+    Holds(String),
+}
+
+/// One connection with its prepared statements, and the statements of the current write
+/// transaction not sent yet ([`Conn::queue`], [`Conn::flush`]).
 struct Conn {
-    client: Client,
+    client: PgClient,
     statements: HashMap<&'static str, Statement>,
+    queued: Vec<(Statement, Vec<Param>, Kind)>,
+    checks: Vec<Check>,
 }
 
 impl Conn {
@@ -76,6 +91,50 @@ impl Conn {
         let statement = self.client.prepare(sql)?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
+    }
+
+    /// Queues `sql` for the next [`Conn::flush`] (its result only matters to `check`).
+    fn queue(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+        check: Check,
+    ) -> Result<(), StoreError> {
+        let statement = self.statement(sql)?;
+        let kind = match check {
+            Check::Holds(_) => Kind::QueryFlag,
+            Check::None | Check::Changed(_) => Kind::Execute,
+        };
+        self.queued.push((statement, params, kind));
+        self.checks.push(check);
+        Ok(())
+    }
+
+    /// Sends the queued statements in one round trip and checks their results: the first
+    /// error, or the first check that fails, fails the batch.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut self.queued);
+        let checks = std::mem::take(&mut self.checks);
+        let results = self.client.pipeline(&queued);
+        for (result, check) in results.into_iter().zip(checks) {
+            match (result?, check) {
+                (Outcome::Changed(0), Check::Changed(missing))
+                | (Outcome::Flag(false), Check::Holds(missing)) => {
+                    return Err(StoreError::Missing(missing));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets what is queued (the batch failed).
+    fn discard(&mut self) {
+        self.queued.clear();
+        self.checks.clear();
     }
 
     /// Executes `sql`; returns the number of rows changed.
@@ -115,7 +174,6 @@ pub struct PgStore {
     conn: Mutex<Option<Conn>>,
     location: PgLocation,
     read_only: bool,
-    open_runs: OpenRuns,
     fence: Fence,
 }
 
@@ -142,8 +200,8 @@ pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// Connects to `url` with `search_path` set to `schema`.
-fn connect(url: &str, schema: &str) -> Result<Client, StoreError> {
-    let mut client = Client::connect(url, NoTls)?;
+fn connect(url: &str, schema: &str) -> Result<PgClient, StoreError> {
+    let mut client = PgClient::connect(url)?;
     client.batch_execute(&format!(
         "SET search_path TO {}; SET application_name TO 'coflux'",
         schema::quote(schema)
@@ -156,8 +214,11 @@ impl PgStore {
     /// it up to date.
     pub fn open(location: &PgLocation) -> Result<Self, StoreError> {
         off_runtime(|| {
-            let mut client = connect(&location.url, &location.schema)?;
-            schema::migrate_project(&mut client, &location.schema)?;
+            // Migrations run on a connection of their own (the `postgres` client's API).
+            let mut migrator = postgres::Client::connect(&location.url, NoTls)?;
+            schema::migrate_project(&mut migrator, &location.schema)?;
+            drop(migrator);
+            let client = connect(&location.url, &location.schema)?;
             Ok(Self::new(client, location, false))
         })
     }
@@ -181,15 +242,16 @@ impl PgStore {
         Ok(Self::new(client, location, true))
     }
 
-    fn new(client: Client, location: &PgLocation, read_only: bool) -> Self {
+    fn new(client: PgClient, location: &PgLocation, read_only: bool) -> Self {
         Self {
             conn: Mutex::new(Some(Conn {
                 client,
                 statements: HashMap::new(),
+                queued: Vec::new(),
+                checks: Vec::new(),
             })),
             location: location.clone(),
             read_only,
-            open_runs: OpenRuns::default(),
             fence: Fence::None,
         }
     }
@@ -288,9 +350,8 @@ impl ProjectStore for PgStore {
         }
         .as_mut()
         .ok_or(StoreError::ReadOnly)?;
-        let open_runs = &mut self.open_runs;
         let fence = &self.fence;
-        off_runtime(move || apply_batch(conn, open_runs, fence, writes))
+        off_runtime(move || apply_batch(conn, fence, writes))
     }
 
     fn load(&self) -> Result<ProjectSnapshot, StoreError> {
@@ -314,32 +375,25 @@ impl ProjectStore for PgStore {
     }
 }
 
-/// One write transaction: the fence check, the writes, the commit (all or nothing).
-fn apply_batch(
-    conn: &mut Conn,
-    open_runs: &mut OpenRuns,
-    fence: &Fence,
-    writes: &[Write],
-) -> Result<(), StoreError> {
-    conn.client.batch_execute("BEGIN")?;
-    let applied = match fence {
-        Fence::None => Ok(()),
-    }
-    .and_then(|()| {
-        let mut writer = write::Writer {
-            conn: &mut *conn,
-            open_runs: &mut *open_runs,
-        };
-        writes.iter().try_for_each(|w| writer.apply(w))
-    })
-    .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
-    match &applied {
-        Ok(()) => open_runs.commit(),
-        Err(_) => {
-            open_runs.rollback();
-            if let Err(e) = conn.client.batch_execute("ROLLBACK") {
-                tracing::warn!(error = %e, "could not roll back a failed batch");
-            }
+/// One write transaction: the fence check, the writes, the commit (all or nothing). The
+/// statements are pipelined: BEGIN and every write go out in one round trip, their results are
+/// checked, then COMMIT (or ROLLBACK) goes in a second one.
+fn apply_batch(conn: &mut Conn, fence: &Fence, writes: &[Write]) -> Result<(), StoreError> {
+    let applied = conn
+        .queue("BEGIN", Vec::new(), Check::None)
+        .and_then(|()| match fence {
+            Fence::None => Ok(()),
+        })
+        .and_then(|()| {
+            let mut writer = write::Writer { conn: &mut *conn };
+            writes.iter().try_for_each(|w| writer.apply(w))
+        })
+        .and_then(|()| conn.flush())
+        .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
+    if applied.is_err() {
+        conn.discard();
+        if let Err(e) = conn.client.batch_execute("ROLLBACK") {
+            tracing::warn!(error = %e, "could not roll back a failed batch");
         }
     }
     applied

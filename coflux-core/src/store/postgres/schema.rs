@@ -163,8 +163,23 @@ CREATE TABLE deleted_runs (
 );
 ";
 
+/// Version 3: `runs.open_executions` holds the number of the run's executions without a
+/// result (kept by the statements that insert them, so a batch needs no read between its
+/// statements), instead of SQLite's 0/1 flag; `open_executions > 0` still means active.
+const PROJECT_V3_OPEN_COUNT: &str = "
+UPDATE runs SET open_executions = (
+    SELECT count(*) FROM executions e
+    WHERE e.run_id = runs.id
+      AND NOT EXISTS (SELECT 1 FROM results r WHERE r.run_id = e.run_id
+                      AND r.step_number = e.step_number AND r.attempt = e.attempt));
+";
+
 /// The migrations of a project, oldest first.
-const PROJECT: &[&str] = &[PROJECT_V1, PROJECT_V2_RUN_RETENTION];
+const PROJECT: &[&str] = &[
+    PROJECT_V1,
+    PROJECT_V2_RUN_RETENTION,
+    PROJECT_V3_OPEN_COUNT,
+];
 
 /// Version 1 of the catalogue (in the `public` schema; = SQLite catalogue version 1).
 const CATALOGUE_V1: &str = "
@@ -191,7 +206,10 @@ pub(crate) fn migrate_catalogue(client: &mut Client) -> Result<(), StoreError> {
 }
 
 /// How many of a project's migrations are applied (0 for a schema that does not exist).
-pub(super) fn project_version(client: &mut Client, schema: &str) -> Result<usize, StoreError> {
+pub(super) fn project_version(
+    client: &mut super::client::PgClient,
+    schema: &str,
+) -> Result<usize, StoreError> {
     let exists = client
         .query_opt(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = $1
