@@ -247,4 +247,3 @@ fn asset_blob_keys(directory: &std::path::Path, keys: &mut HashSet<String>) -> a
     }
     Ok(())
 }
-

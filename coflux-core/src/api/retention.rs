@@ -14,8 +14,8 @@ use crate::model::{Millis, RunId};
 use crate::orchestration::OrchestrationError;
 use crate::orchestration::messages::{Envelope, ProjectMsg, Reply};
 use crate::store::Write;
-use crate::store::retention::{SizeReport, deletable};
 use crate::store::location::ProjectReader;
+use crate::store::retention::{SizeReport, deletable};
 
 use super::Coflux;
 use super::error::Error;

@@ -28,9 +28,9 @@ impl StoreLocation {
     pub fn open_reader(&self) -> Result<Reader, StoreError> {
         Ok(Reader(match self {
             Self::Sqlite(path) => Some(Either::Sqlite(SqliteStore::open_reader(path)?)),
-            Self::Postgres(location) => Some(Either::Postgres(super::postgres::pool::take(
-                location,
-            )?)),
+            Self::Postgres(location) => {
+                Some(Either::Postgres(super::postgres::pool::take(location)?))
+            }
         }))
     }
 }

@@ -289,7 +289,15 @@ impl TokenStore {
                     client.execute(
                         "INSERT INTO coflux_tokens (id, secret_hash, project, environments, \
                          role, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        &[&id, &hash, &project, &environments, &role_name, &now, &expires_at],
+                        &[
+                            &id,
+                            &hash,
+                            &project,
+                            &environments,
+                            &role_name,
+                            &now,
+                            &expires_at,
+                        ],
                     )?;
                 }
                 Db::Closed => {}
@@ -446,7 +454,16 @@ mod tests {
         b.revoke(&info.id, 1_600).unwrap();
         assert!(b.verify(&token, 1_700).is_none());
         a.reload().unwrap();
-        assert!(a.verify(&token, 1_700).is_none(), "revoked on the other node");
-        assert_eq!(TokenStore::open_postgres(&url).unwrap().list(Some(&project)).len(), 1);
+        assert!(
+            a.verify(&token, 1_700).is_none(),
+            "revoked on the other node"
+        );
+        assert_eq!(
+            TokenStore::open_postgres(&url)
+                .unwrap()
+                .list(Some(&project))
+                .len(),
+            1
+        );
     }
 }

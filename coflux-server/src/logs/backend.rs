@@ -88,7 +88,11 @@ pub(super) trait LogReader {
 
     /// Calls `f` with each value recorded in the project's log messages (only those whose
     /// values' JSON contains `hint`, if given: a cheap pre-filter).
-    fn values(&mut self, hint: Option<&str>, f: &mut (dyn FnMut(&Value) + Send)) -> Result<(), LogError>;
+    fn values(
+        &mut self,
+        hint: Option<&str>,
+        f: &mut (dyn FnMut(&Value) + Send),
+    ) -> Result<(), LogError>;
 }
 
 /// `n` as a database integer.

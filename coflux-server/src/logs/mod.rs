@@ -12,6 +12,7 @@
 mod backend;
 mod http;
 pub mod metrics;
+mod pg_metrics;
 mod postgres;
 mod record;
 mod retention;

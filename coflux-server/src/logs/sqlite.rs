@@ -163,7 +163,11 @@ impl LogReader for SqliteReader {
         metrics::read(&self.conn, run, execution)
     }
 
-    fn values(&mut self, hint: Option<&str>, f: &mut (dyn FnMut(&Value) + Send)) -> Result<(), LogError> {
+    fn values(
+        &mut self,
+        hint: Option<&str>,
+        f: &mut (dyn FnMut(&Value) + Send),
+    ) -> Result<(), LogError> {
         let pattern = hint.map_or_else(|| "%".to_owned(), |h| format!("%{h}%"));
         let mut statement = self.conn.prepare(
             "SELECT id, values_json FROM messages WHERE values_json IS NOT NULL \

@@ -436,4 +436,3 @@ impl Drop for Inner {
         }
     }
 }
-

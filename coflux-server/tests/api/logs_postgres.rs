@@ -171,20 +171,33 @@ async fn postgres_logs_and_metrics_are_stored_paged_deleted_and_pruned() {
     // Deleting run 1 takes its logs and metrics, not run 2's nor the other project's.
     let name = ProjectName::new(&project).unwrap();
     assert_eq!(again.delete_runs(&name, &[RunId(1)]).await.unwrap(), 201);
-    let gone = again.query(&project, RunId(1), None, None, 10).await.unwrap();
+    let gone = again
+        .query(&project, RunId(1), None, None, 10)
+        .await
+        .unwrap();
     assert!(gone.logs.is_empty());
     let metrics = again.query_metrics(&project, RunId(1), None).await.unwrap();
     assert!(metrics.executions.is_empty());
     assert_eq!(
-        again.query(&other, RunId(1), None, None, 10).await.unwrap().logs.len(),
+        again
+            .query(&other, RunId(1), None, None, 10)
+            .await
+            .unwrap()
+            .logs
+            .len(),
         1
     );
 
     // Pruning goes by timestamp: run 2's record (1007) goes, a newer one stays.
-    again.append(&project, vec![record("R2:1:1", 5_000)]).unwrap();
+    again
+        .append(&project, vec![record("R2:1:1", 5_000)])
+        .unwrap();
     again.flush().await.unwrap();
     assert_eq!(again.prune(&project, 2_000).await.unwrap(), 1);
-    let left = again.query(&project, RunId(2), None, None, 10).await.unwrap();
+    let left = again
+        .query(&project, RunId(2), None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(left.logs.len(), 1);
     assert_eq!(n_of(&left.logs[0].values), 5_000);
     again.delete_runs(&name, &[RunId(2)]).await.unwrap();

@@ -65,7 +65,14 @@ fn store_conformance_run_retention_reads_and_deletes_alike() {
     drop(pg);
     let pg = PgStore::open(&schema.location).unwrap();
     let next = pg.load().unwrap().next_run;
-    assert_eq!(next, SqliteStore::open(&path, Durability::Normal).unwrap().load().unwrap().next_run);
+    assert_eq!(
+        next,
+        SqliteStore::open(&path, Durability::Normal)
+            .unwrap()
+            .load()
+            .unwrap()
+            .next_run
+    );
     assert!(next > newest.0, "{next} after deleting {newest}");
 }
 

@@ -73,7 +73,8 @@ impl PgClient {
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, Error> {
-        self.runtime.block_on(self.client.execute(statement, params))
+        self.runtime
+            .block_on(self.client.execute(statement, params))
     }
 
     /// The rows of a query.
@@ -141,22 +142,23 @@ impl PgClient {
                     .collect()
             })
             .collect();
-        let futures = statements
-            .iter()
-            .zip(&params)
-            .map(|((statement, _, kind), params)| async move {
-                match kind {
-                    Kind::Execute => client
-                        .execute(statement, params)
-                        .await
-                        .map(Outcome::Changed),
-                    Kind::QueryFlag => client
-                        .query_one(statement, params)
-                        .await
-                        .and_then(|row| row.try_get(0))
-                        .map(Outcome::Flag),
-                }
-            });
+        let futures =
+            statements
+                .iter()
+                .zip(&params)
+                .map(|((statement, _, kind), params)| async move {
+                    match kind {
+                        Kind::Execute => client
+                            .execute(statement, params)
+                            .await
+                            .map(Outcome::Changed),
+                        Kind::QueryFlag => client
+                            .query_one(statement, params)
+                            .await
+                            .and_then(|row| row.try_get(0))
+                            .map(Outcome::Flag),
+                    }
+                });
         // `join_all` polls them in order, so they are sent in order.
         self.runtime.block_on(join_all(futures))
     }

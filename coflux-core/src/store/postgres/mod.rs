@@ -2,19 +2,19 @@
 //! schema ([`schema_name`]) of one database, with the same tables as a SQLite project
 //! database.
 //!
-//! The client is the synchronous `postgres` crate: like the SQLite store, a store is one
+//! The client is blocking ([`client::PgClient`]): like the SQLite store, a store is one
 //! connection driven by one thread (the project's group-commit writer, or a reader), so an
 //! async client and a pool would add a runtime hop per statement without adding concurrency.
-//! Every [`ProjectStore::apply`] is one transaction; statements are prepared once per
-//! connection and cached. Reads of a whole snapshot run in one `REPEATABLE READ` read-only
+//! Every [`ProjectStore::apply`] is one transaction whose statements are pipelined (one round
+//! trip, then COMMIT); statements are prepared once per connection and cached. Reads of a whole snapshot run in one `REPEATABLE READ` read-only
 //! transaction, so they see one consistent state while the writer commits.
 //!
 //! Each write transaction first runs the store's [`Fence`] check; a lease-owned project
 //! (multi-node mode, not built yet) will check its lease epoch there, so that a former owner
 //! cannot commit after losing the project.
 
-pub(crate) mod pool;
 mod client;
+pub(crate) mod pool;
 mod read;
 mod retention;
 mod run_data;

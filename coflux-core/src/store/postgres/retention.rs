@@ -5,12 +5,12 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Conn, PgStore};
 use crate::model::{ExecutionId, Millis, RunId};
+use crate::store::StoreError;
 use crate::store::retention::{
     ASSET_COLUMNS, LINK_SQL, LINKING_RESULTS_SQL, RUN_TABLES, SizeReport, asset_ids,
     recorded_values, result_link,
 };
 use crate::store::sqlite::{parse_execution, run_key, to_u64};
-use crate::store::StoreError;
 
 /// `DELETE FROM <table> WHERE run_id = $1` for each of [`RUN_TABLES`] (static text, so each is
 /// prepared once per connection).

@@ -295,8 +295,7 @@ pub(super) fn referenced_blob_keys(
 
     let mut keys = std::collections::HashSet::new();
     let mut each = |sql: &str, visit: &mut dyn FnMut(&str) -> Result<(), StoreError>| {
-        conn.client
-            .for_each_row(sql, |row| visit(row.try_get(0)?))
+        conn.client.for_each_row(sql, |row| visit(row.try_get(0)?))
     };
     each("SELECT arguments FROM steps", &mut |text| {
         let arguments: Vec<Value> = from_json(text, "step arguments")?;

@@ -175,11 +175,7 @@ UPDATE runs SET open_executions = (
 ";
 
 /// The migrations of a project, oldest first.
-const PROJECT: &[&str] = &[
-    PROJECT_V1,
-    PROJECT_V2_RUN_RETENTION,
-    PROJECT_V3_OPEN_COUNT,
-];
+const PROJECT: &[&str] = &[PROJECT_V1, PROJECT_V2_RUN_RETENTION, PROJECT_V3_OPEN_COUNT];
 
 /// Version 1 of the catalogue (in the `public` schema; = SQLite catalogue version 1).
 const CATALOGUE_V1: &str = "

@@ -254,7 +254,11 @@ impl Writer<'_> {
                 self.queue(
                     "INSERT INTO children (run_id, parent, child) VALUES ($1, $2, $3)
                      ON CONFLICT DO NOTHING",
-                    params![run_key(parent.run())?, parent.to_string(), child.to_string()],
+                    params![
+                        run_key(parent.run())?,
+                        parent.to_string(),
+                        child.to_string()
+                    ],
                 )?;
             }
             Write::PutCall {
