@@ -375,15 +375,20 @@ impl ProjectStore for PgStore {
     }
 }
 
+/// The fence check of a write transaction (see [`Fence`]).
+fn check_fence(fence: &Fence) -> Result<(), StoreError> {
+    match fence {
+        Fence::None => Ok(()),
+    }
+}
+
 /// One write transaction: the fence check, the writes, the commit (all or nothing). The
 /// statements are pipelined: BEGIN and every write go out in one round trip, their results are
 /// checked, then COMMIT (or ROLLBACK) goes in a second one.
 fn apply_batch(conn: &mut Conn, fence: &Fence, writes: &[Write]) -> Result<(), StoreError> {
     let applied = conn
         .queue("BEGIN", Vec::new(), Check::None)
-        .and_then(|()| match fence {
-            Fence::None => Ok(()),
-        })
+        .and_then(|()| check_fence(fence))
         .and_then(|()| {
             let mut writer = write::Writer { conn: &mut *conn };
             writes.iter().try_for_each(|w| writer.apply(w))
