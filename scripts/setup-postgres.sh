@@ -40,9 +40,10 @@ if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$user'")" != "1" 
   echo "creating role $user" >&2
   psql_admin -c "CREATE ROLE \"$user\" LOGIN PASSWORD '$password'" >&2
 fi
-# CREATEDB: the cluster chaos tests give each test cluster a database of its own.
+# CREATEDB: the end-to-end suite on PostgreSQL gives each server a database of its own
+# (tests/src/backend.rs), and the cluster chaos tests each test cluster.
 if [ "$(psql_admin -c "SELECT rolcreatedb FROM pg_roles WHERE rolname = '$user'")" != "t" ]; then
-  echo "allowing role $user to create databases" >&2
+  echo "granting CREATEDB to $user" >&2
   psql_admin -c "ALTER ROLE \"$user\" CREATEDB" >&2
 fi
 if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then

@@ -390,12 +390,6 @@ impl ServerConfig {
         }
         if let Some(days) = args.run_retention_days.or(file.run_retention_days) {
             config.run_retention = retention(days, "run")?;
-            if config.run_retention.is_some() && config.database_url.is_some() {
-                anyhow::bail!(
-                    "--run-retention-days is not supported with --database-url yet (runs are \
-                     deleted from SQLite stores only)"
-                );
-            }
         }
         if let Some(hours) = args.blob_gc_grace_hours.or(file.blob_gc_grace_hours) {
             config.blob_gc_grace = blob_gc_grace(hours)?;

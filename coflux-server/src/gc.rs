@@ -29,12 +29,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use coflux_core::Coflux;
-use coflux_core::model::{ProjectName, Value};
+use coflux_core::model::ProjectName;
 use coflux_core::store::sqlite::collect_blob_keys;
 
 use crate::asset_record::Record;
 use crate::blobs::{BlobStore, Deletion};
-use crate::logs::logs_db_path;
+use crate::logs::LogStore;
 
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).
 pub const FIRST_SWEEP: Duration = Duration::from_secs(15 * 60);
@@ -65,6 +65,7 @@ pub struct GcReport {
 pub struct BlobGc {
     coflux: Coflux,
     blobs: BlobStore,
+    logs: Arc<LogStore>,
     data_dir: PathBuf,
     grace: Duration,
 }
@@ -85,12 +86,14 @@ impl BlobGc {
     pub fn new(
         coflux: Coflux,
         blobs: BlobStore,
+        logs: Arc<LogStore>,
         data_dir: impl Into<PathBuf>,
         grace: Duration,
     ) -> Self {
         Self {
             coflux,
             blobs,
+            logs,
             data_dir: data_dir.into(),
             grace,
         }
@@ -185,11 +188,14 @@ impl BlobGc {
         let handle = self.coflux.existing_project(project.as_str()).await?;
         let mut keys = handle.referenced_blob_keys().await?;
         let assets = self.data_dir.join("assets").join(project.as_str());
-        let logs = logs_db_path(&self.data_dir, project);
+        let logs = Arc::clone(&self.logs);
+        let project = project.clone();
         let files = tokio::task::spawn_blocking(move || {
             let mut keys = HashSet::new();
             asset_blob_keys(&assets, &mut keys)?;
-            log_blob_keys(&logs, &mut keys)?;
+            logs.for_each_logged_value(&project, None, &mut |value| {
+                collect_blob_keys(value, &mut keys)
+            })?;
             anyhow::Ok(keys)
         })
         .await??;
@@ -238,41 +244,6 @@ fn asset_blob_keys(directory: &std::path::Path, keys: &mut HashSet<String>) -> a
         let record: Record = serde_json::from_slice(&content)
             .map_err(|e| anyhow::anyhow!("asset record {name}: {e}"))?;
         keys.extend(record.entries.into_values().map(|entry| entry.blob_key));
-    }
-    Ok(())
-}
-
-/// Adds the blob keys of the values of every log message in the log database at `path`.
-fn log_blob_keys(path: &std::path::Path, keys: &mut HashSet<String>) -> anyhow::Result<()> {
-    for_each_logged_value(path, None, |value| collect_blob_keys(value, keys))
-}
-
-/// Calls `f` with each value recorded in the log messages of the log database at `path` (of
-/// the messages whose values contain `hint` only, if given: a cheap pre-filter). A missing
-/// database has none.
-pub(crate) fn for_each_logged_value(
-    path: &std::path::Path,
-    hint: Option<&str>,
-    mut f: impl FnMut(&Value),
-) -> anyhow::Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "query_only", true)?;
-    let pattern = hint.map_or_else(|| "%".to_owned(), |h| format!("%{h}%"));
-    let mut statement = conn.prepare(
-        "SELECT values_json FROM messages WHERE values_json IS NOT NULL AND values_json LIKE ?1",
-    )?;
-    let mut rows = statement.query([pattern])?;
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(0)?;
-        let values: std::collections::BTreeMap<String, Value> = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("log values in {}: {e}", path.display()))?;
-        values.values().for_each(&mut f);
     }
     Ok(())
 }

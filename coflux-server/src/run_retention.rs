@@ -18,7 +18,7 @@ use coflux_core::model::{ProjectName, RunId};
 use coflux_core::store::retention::asset_ids;
 use coflux_core::{Coflux, Project};
 
-use crate::logs::{LogStore, logs_db_path};
+use crate::logs::LogStore;
 
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).
 pub const FIRST_SWEEP: Duration = Duration::from_secs(10 * 60);
@@ -148,9 +148,11 @@ pub async fn forget_deleted_runs(
     logs.delete_runs(&name, runs).await?;
     let mut referenced = project.referenced_asset_ids().await?;
     let assets = data_dir.join("assets").join(name.as_str());
-    let logs_db = logs_db_path(data_dir, &name);
+    let logs = logs.clone();
     tokio::task::spawn_blocking(move || {
-        log_asset_ids(&logs_db, &mut referenced)?;
+        logs.for_each_logged_value(&name, Some("\"asset\""), &mut |value| {
+            asset_ids(value, &mut referenced)
+        })?;
         delete_unreferenced_records(&assets, &referenced, SystemTime::now())
     })
     .await?
@@ -187,9 +189,4 @@ fn delete_unreferenced_records(
         deleted += 1;
     }
     Ok(deleted)
-}
-
-/// Adds the asset ids the values of the log messages in the log database at `path` refer to.
-fn log_asset_ids(path: &Path, ids: &mut HashSet<String>) -> anyhow::Result<()> {
-    crate::gc::for_each_logged_value(path, Some("\"asset\""), |value| asset_ids(value, ids))
 }

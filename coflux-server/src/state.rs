@@ -20,7 +20,8 @@ pub struct AppState {
     pub coflux: Coflux,
     /// Agent sessions.
     pub sessions: Arc<Sessions>,
-    /// Execution logs: one `logs.sqlite` per project, written by a dedicated thread.
+    /// Execution logs and metrics: one `logs.sqlite` per project, or PostgreSQL tables with
+    /// `--database-url`, written by a dedicated thread.
     pub logs: Arc<LogStore>,
     /// Blobs: a local directory or an S3 bucket (`ServerConfig::blob_store`).
     pub blobs: BlobStore,
@@ -69,13 +70,14 @@ impl AppState {
             None => None,
         };
         let coflux = Coflux::open_with(core).await?;
-        let logs = Arc::new(LogStore::open_with(
-            &config.data_dir,
-            LogStoreOptions {
-                durability: config.durability,
-                ..Default::default()
-            },
-        )?);
+        let log_options = LogStoreOptions {
+            durability: config.durability,
+            ..Default::default()
+        };
+        let logs = Arc::new(match &config.database_url {
+            Some(url) => LogStore::open_postgres(url, log_options)?,
+            None => LogStore::open_with(&config.data_dir, log_options)?,
+        });
         if let Some(retention) = config.log_retention {
             logs.start_retention(retention, config.log_sweep_interval);
         }
@@ -107,6 +109,7 @@ impl AppState {
             let gc = Arc::new(BlobGc::new(
                 coflux.clone(),
                 blobs.clone(),
+                Arc::clone(&logs),
                 &config.data_dir,
                 grace,
             ));
@@ -114,11 +117,18 @@ impl AppState {
             gc
         });
         config.check_auth()?;
+        let tokens = match &config.database_url {
+            Some(url) => TokenStore::open_postgres(url)?,
+            None => TokenStore::open(&config.data_dir)?,
+        };
         let auth = Arc::new(Auth::new(
             config.auth,
             config.admin_token.as_deref(),
-            TokenStore::open(&config.data_dir)?,
+            tokens,
         ));
+        if config.database_url.is_some() {
+            reload_tokens(Arc::downgrade(&auth));
+        }
         Ok(Self {
             auth,
             coflux,
@@ -134,4 +144,24 @@ impl AppState {
             cluster,
         })
     }
+}
+
+/// How often a server over PostgreSQL reads the tokens again (to see those created or revoked
+/// on other nodes).
+const TOKEN_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reloads the tokens every [`TOKEN_RELOAD`] while `auth` lives.
+fn reload_tokens(auth: std::sync::Weak<Auth>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(TOKEN_RELOAD).await;
+            let Some(auth) = auth.upgrade() else {
+                return;
+            };
+            let reloaded = tokio::task::spawn_blocking(move || auth.tokens().reload()).await;
+            if let Ok(Err(error)) = reloaded {
+                tracing::warn!(%error, "could not reload the tokens");
+            }
+        }
+    });
 }

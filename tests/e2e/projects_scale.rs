@@ -33,6 +33,11 @@ fn threads(pid: u32) -> usize {
 
 #[actix_rt::test]
 async fn an_idle_project_is_unloaded_and_an_agent_or_a_request_loads_it_again() {
+    if coflux_tests::backend::skip_on_postgres(
+        "it sees the unload through the project's SQLite file descriptors",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_on(
         dir.path(),
@@ -109,7 +114,14 @@ async fn threads_stay_bounded_with_many_projects_loaded() {
     let server = Server::start(dir.path()).await;
     let pid = server.proc.pid();
     let before = threads(pid);
-    for i in 0..150 {
+    // On PostgreSQL a loaded project holds two connections: stay within the test cluster's
+    // default max_connections (100), which other tests share.
+    let projects = if coflux_tests::backend::is_postgres() {
+        30
+    } else {
+        150
+    };
+    for i in 0..projects {
         let name = format!("p{i}");
         let created = post(&server.url, "/api/projects", json!({ "name": name })).await;
         assert_eq!(created["name"], name.as_str(), "{created}");
@@ -121,6 +133,6 @@ async fn threads_stay_bounded_with_many_projects_loaded() {
     // One arbiter and one writer per core, one checkpointer: not three threads per project.
     assert!(
         after <= before + 2 * 16 + 1,
-        "{before} threads before, {after} with 150 projects loaded"
+        "{before} threads before, {after} with {projects} projects loaded"
     );
 }

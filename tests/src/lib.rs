@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+pub mod backend;
 pub mod tls;
 
 /// Where the workspace's binaries are (built once per test process). `COFLUX_BIN_DIR` names a
@@ -193,8 +194,14 @@ impl Server {
         Self::start_on(data_dir, free_port(), &[]).await
     }
 
-    /// Starts a server on a given port with extra flags.
+    /// Starts a server on a given port with extra flags (and the test backend's, see
+    /// [`backend`], unless `extra` names a database).
     pub async fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Self {
+        let database = if extra.contains(&"--database-url") {
+            Vec::new()
+        } else {
+            backend::server_flags(data_dir)
+        };
         let proc = Proc::spawn(
             "coflux-server",
             Command::new(bin("coflux-server"))
@@ -202,6 +209,7 @@ impl Server {
                 .arg(data_dir)
                 .args(["--port", &port.to_string()])
                 .args(extra)
+                .args(&database)
                 .env("COFLUX_LOG", log_level()),
         );
         let server = Self {

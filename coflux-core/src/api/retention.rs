@@ -14,8 +14,8 @@ use crate::model::{Millis, RunId};
 use crate::orchestration::OrchestrationError;
 use crate::orchestration::messages::{Envelope, ProjectMsg, Reply};
 use crate::store::Write;
+use crate::store::location::ProjectReader;
 use crate::store::retention::{SizeReport, deletable};
-use crate::store::sqlite::SqliteStore;
 
 use super::Coflux;
 use super::error::Error;
@@ -106,7 +106,7 @@ impl Project {
     }
 
     /// The ids of the asset records the project's recorded values refer to (see
-    /// [`SqliteStore::referenced_asset_ids`]); an undecodable row is an error.
+    /// `ProjectReader::referenced_asset_ids`); an undecodable row is an error.
     pub async fn referenced_asset_ids(&self) -> Result<std::collections::HashSet<String>, Error> {
         self.read(|store| store.referenced_asset_ids()).await
     }
@@ -170,17 +170,12 @@ impl Project {
     /// Runs `f` on a read-only connection to the project's database, on a blocking thread.
     pub(super) async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&SqliteStore) -> Result<T, crate::store::StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn ProjectReader) -> Result<T, crate::store::StoreError> + Send + 'static,
     ) -> Result<T, Error> {
-        let crate::store::location::StoreLocation::Sqlite(path) = self.handle().store.clone()
-        else {
-            return Err(Error::NotSupported(
-                "deleting runs is not built for PostgreSQL yet".into(),
-            ));
-        };
+        let location = self.handle().store.clone();
         actix_rt::task::spawn_blocking(move || {
-            let store = SqliteStore::open_reader(&path)?;
-            Ok(f(&store)?)
+            let store = location.open_reader()?;
+            Ok(f(&*store)?)
         })
         .await
         .map_err(|_| Error::Unavailable("a read of the project's database failed".into()))?

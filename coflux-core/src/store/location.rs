@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::postgres::{PgLocation, PgStore};
+use super::retention::SizeReport;
 use super::run_list::{RunFilter, RunPage};
 use super::sqlite::SqliteStore;
 use super::{ProjectStore, RunSnapshot, StoreError};
-use crate::model::{EnvironmentId, InputId, InputRecord, RunId, Schedule, TargetRef};
+use crate::model::{EnvironmentId, InputId, InputRecord, Millis, RunId, Schedule, TargetRef};
 
 /// Where one project's state is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +22,47 @@ pub enum StoreLocation {
 }
 
 impl StoreLocation {
-    /// A read-only store on this location (for inspection off the writer's thread).
-    pub fn open_reader(&self) -> Result<Box<dyn ProjectReader>, StoreError> {
-        Ok(match self {
-            Self::Sqlite(path) => Box::new(SqliteStore::open_reader(path)?),
-            Self::Postgres(location) => Box::new(PgStore::open_reader(location)?),
-        })
+    /// A read-only store on this location (for inspection off the writer's thread, not on an
+    /// async worker). On PostgreSQL its connection is taken from a pool and returned to it
+    /// when the reader is dropped.
+    pub fn open_reader(&self) -> Result<Reader, StoreError> {
+        Ok(Reader(match self {
+            Self::Sqlite(path) => Some(Either::Sqlite(SqliteStore::open_reader(path)?)),
+            Self::Postgres(location) => {
+                Some(Either::Postgres(super::postgres::pool::take(location)?))
+            }
+        }))
+    }
+}
+
+/// A read-only store (see [`StoreLocation::open_reader`]); use it as a [`ProjectReader`].
+pub struct Reader(Option<Either>);
+
+// One per open reader: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Either {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl std::ops::Deref for Reader {
+    type Target = dyn ProjectReader;
+
+    fn deref(&self) -> &Self::Target {
+        match &self.0 {
+            Some(Either::Sqlite(store)) => store,
+            Some(Either::Postgres(store)) => store,
+            // Only `drop` takes it out.
+            None => unreachable!("a reader is used after it was dropped"),
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(Either::Postgres(store)) = self.0.take() {
+            super::postgres::pool::give_back(store);
+        }
     }
 }
 
@@ -55,6 +91,47 @@ pub trait ProjectReader: ProjectStore {
     fn query_runs(&self, filter: &RunFilter, limit: usize) -> Result<RunPage, StoreError>;
     /// The keys of every blob the project's recorded values reference.
     fn referenced_blob_keys(&self) -> Result<HashSet<String>, StoreError>;
+    /// Up to `limit` finished runs created before `cutoff`, oldest first, after `after`.
+    fn expired_runs(
+        &self,
+        cutoff: Millis,
+        after: Option<RunId>,
+        limit: usize,
+    ) -> Result<Vec<RunId>, StoreError>;
+    /// Whether `run` has an execution without a result (`None`: no such run).
+    fn run_is_open(&self, run: RunId) -> Result<Option<bool>, StoreError>;
+    /// Every link from one run to another, as (linking run, linked run).
+    fn cross_run_links(&self) -> Result<Vec<(RunId, RunId)>, StoreError>;
+    /// The ids of the asset records the project's recorded values refer to.
+    fn referenced_asset_ids(&self) -> Result<HashSet<String>, StoreError>;
+    /// Row counts of the run tables and the pages the project takes.
+    fn size_report(&self) -> Result<SizeReport, StoreError>;
+}
+
+/// [`ProjectReader`]'s retention reads, delegated to the backend's inherent methods.
+macro_rules! retention_reads {
+    ($store:ty) => {
+        fn expired_runs(
+            &self,
+            cutoff: Millis,
+            after: Option<RunId>,
+            limit: usize,
+        ) -> Result<Vec<RunId>, StoreError> {
+            <$store>::expired_runs(self, cutoff, after, limit)
+        }
+        fn run_is_open(&self, run: RunId) -> Result<Option<bool>, StoreError> {
+            <$store>::run_is_open(self, run)
+        }
+        fn cross_run_links(&self) -> Result<Vec<(RunId, RunId)>, StoreError> {
+            <$store>::cross_run_links(self)
+        }
+        fn referenced_asset_ids(&self) -> Result<HashSet<String>, StoreError> {
+            <$store>::referenced_asset_ids(self)
+        }
+        fn size_report(&self) -> Result<SizeReport, StoreError> {
+            <$store>::size_report(self)
+        }
+    };
 }
 
 impl ProjectReader for SqliteStore {
@@ -87,6 +164,7 @@ impl ProjectReader for SqliteStore {
     fn referenced_blob_keys(&self) -> Result<HashSet<String>, StoreError> {
         SqliteStore::referenced_blob_keys(self)
     }
+    retention_reads!(SqliteStore);
 }
 
 impl ProjectReader for PgStore {
@@ -146,4 +224,5 @@ impl ProjectReader for PgStore {
     fn referenced_blob_keys(&self) -> Result<HashSet<String>, StoreError> {
         PgStore::referenced_blob_keys(self)
     }
+    retention_reads!(PgStore);
 }

@@ -1,7 +1,7 @@
 //! Run retention: which of the finished runs old enough to go may be deleted together, given
-//! the links between runs, and the size report. The SQLite reads and the deletion of a batch
-//! of runs ([`Write::DeleteRuns`](super::Write::DeleteRuns)) are in the store's `retention`
-//! module.
+//! the links between runs, the tables and columns both backends read for it, and the size
+//! report. Each backend's reads and its deletion of a batch of runs
+//! ([`Write::DeleteRuns`](super::Write::DeleteRuns)) are in its own `retention` module.
 //!
 //! A run is *linked to* when an execution of another run points at one of its executions: a
 //! cache hit or a deferral (`cached`/`deferred` results), a spawned workflow (`spawned`
@@ -10,7 +10,76 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::model::{RunId, Value};
+use super::StoreError;
+use crate::model::{ExecutionId, ExecutionResult, RunId, Value};
+
+/// Tables whose rows all belong to one run, through their `run_id` column.
+pub(crate) const RUN_TABLES: [&str; 10] = [
+    "steps",
+    "executions",
+    "results",
+    "children",
+    "calls",
+    "checkpoints",
+    "stream_items",
+    "streams",
+    "inputs",
+    "idempotency_keys",
+];
+
+/// The results that may link to another run's execution, as (run, result JSON).
+pub(crate) const LINKING_RESULTS_SQL: &str =
+    "SELECT run_id, result FROM results WHERE kind IN ('cached', 'deferred', 'spawned')";
+
+/// The other links from a run to an execution, as (run, execution id).
+pub(crate) const LINK_SQL: [&str; 2] = [
+    "SELECT run_id, child FROM children",
+    "SELECT run_id, child FROM calls",
+];
+
+/// The columns holding recorded values, by table (see [`recorded_values`]).
+pub(crate) const ASSET_COLUMNS: [(&str, &str); 5] = [
+    ("steps", "arguments"),
+    ("results", "result"),
+    ("checkpoints", "state"),
+    ("stream_items", "value"),
+    ("schedules", "definition"),
+];
+
+/// The execution a linking result (JSON) points at: the successor of a cache hit, deferral or
+/// spawned workflow.
+pub(crate) fn result_link(text: &str) -> Result<Option<ExecutionId>, StoreError> {
+    let result: ExecutionResult =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("result: {e}")))?;
+    Ok(match result {
+        ExecutionResult::Cached { successor }
+        | ExecutionResult::Deferred { successor }
+        | ExecutionResult::Spawned { successor } => Some(successor),
+        _ => None,
+    })
+}
+
+/// The values recorded in one cell of [`ASSET_COLUMNS`] (`table` names the column's table).
+pub(crate) fn recorded_values(table: &str, text: &str) -> Result<Vec<Value>, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{table}: {e}"));
+    Ok(match table {
+        "steps" => serde_json::from_str(text).map_err(corrupt)?,
+        "results" => match serde_json::from_str(text).map_err(corrupt)? {
+            ExecutionResult::Value { value } => vec![value],
+            _ => Vec::new(),
+        },
+        "checkpoints" => serde_json::from_str::<crate::model::Checkpoints>(text)
+            .map_err(corrupt)?
+            .into_values()
+            .collect(),
+        "stream_items" => vec![serde_json::from_str(text).map_err(corrupt)?],
+        _ => {
+            serde_json::from_str::<crate::model::Schedule>(text)
+                .map_err(corrupt)?
+                .arguments
+        }
+    })
+}
 
 /// How big a project's database is (see `SqliteStore::size_report`).
 #[derive(Debug, Clone, PartialEq, Eq)]

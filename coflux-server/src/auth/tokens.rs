@@ -1,4 +1,6 @@
-//! [`TokenStore`]: access tokens, kept hashed in `<data-dir>/auth.sqlite` and cached in memory.
+//! [`TokenStore`]: access tokens, kept hashed in `<data-dir>/auth.sqlite` (or, with
+//! `--database-url`, in PostgreSQL's `coflux_tokens`, shared by every node) and cached in
+//! memory.
 //!
 //! A token reads `cfx_<id>_<secret>`: the id finds its record, the secret is compared (as its
 //! SHA-256, in constant time) with the stored hash. The secret itself is never stored or
@@ -22,9 +24,15 @@ pub enum TokenError {
     /// The token database failed.
     #[error("token store: {0}")]
     Store(#[from] rusqlite::Error),
+    /// The token tables in PostgreSQL failed.
+    #[error("token store: {0}")]
+    Postgres(#[from] postgres::Error),
     /// Its schema could not be brought up to date.
     #[error("token store migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
+    /// The PostgreSQL tables could not be brought up to date.
+    #[error("token store migration: {0}")]
+    PostgresMigration(String),
     /// No token with this id.
     #[error("no token {0}")]
     NotFound(String),
@@ -34,7 +42,10 @@ impl TokenError {
     /// A stable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Store(_) | Self::Migration(_) => "token_store",
+            Self::Store(_)
+            | Self::Postgres(_)
+            | Self::Migration(_)
+            | Self::PostgresMigration(_) => "token_store",
             Self::NotFound(_) => "token_not_found",
         }
     }
@@ -66,9 +77,46 @@ struct Record {
 
 /// Tokens, cached in memory (checking one costs no read of the database).
 pub struct TokenStore {
-    conn: Mutex<Connection>,
+    db: Mutex<Db>,
     cache: Mutex<HashMap<String, Record>>,
 }
+
+/// Where tokens are kept.
+enum Db {
+    Sqlite(Connection),
+    Postgres(postgres::Client),
+    /// Being dropped.
+    Closed,
+}
+
+/// Version 1 of the PostgreSQL token table (= the SQLite one).
+const PG_SCHEMA_V1: &str = "
+CREATE TABLE coflux_tokens (
+    id TEXT PRIMARY KEY,
+    secret_hash BYTEA NOT NULL,
+    project TEXT NOT NULL,
+    environments TEXT,
+    role TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    revoked_at BIGINT
+);
+";
+
+/// A token row: id, hash, project, environments, role, created, expires, revoked.
+type Row = (
+    String,
+    Vec<u8>,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+const SELECT_ALL: &str = "SELECT id, secret_hash, project, environments, role, created_at, \
+    expires_at, revoked_at FROM ";
 
 const SCHEMA_V1: &str = "
 CREATE TABLE tokens (
@@ -106,38 +154,101 @@ impl TokenStore {
         Self::with(Connection::open_in_memory()?)
     }
 
+    /// Opens the token table of the PostgreSQL database at `url` (created or brought up to
+    /// date here); tokens are shared by every node using that database.
+    pub fn open_postgres(url: &str) -> Result<Self, TokenError> {
+        use coflux_core::store::postgres::{off_runtime, schema};
+        off_runtime(|| {
+            let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+            schema::migrate(
+                &mut client,
+                "public",
+                "coflux_tokens_version",
+                &[PG_SCHEMA_V1],
+            )
+            .map_err(|e| TokenError::PostgresMigration(e.to_string()))?;
+            let store = Self {
+                db: Mutex::new(Db::Postgres(client)),
+                cache: Mutex::new(HashMap::new()),
+            };
+            store.reload_blocking()?;
+            Ok(store)
+        })
+    }
+
     fn with(mut conn: Connection) -> Result<Self, TokenError> {
         Migrations::new(vec![M::up(SCHEMA_V1)]).to_latest(&mut conn)?;
-        let mut cache = HashMap::new();
-        {
-            let mut stmt = conn.prepare(
-                "SELECT id, secret_hash, project, environments, role, created_at, expires_at, \
-                 revoked_at FROM tokens",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let hash: Vec<u8> = row.get(1)?;
-                let role: String = row.get(4)?;
-                let (Ok(hash), Some(role)) = (<[u8; 32]>::try_from(hash), Role::parse(&role))
-                else {
-                    continue;
-                };
-                let info = TokenInfo {
-                    id: row.get(0)?,
-                    project: row.get(2)?,
-                    environments: row.get(3)?,
-                    role,
-                    created_at: row.get(5)?,
-                    expires_at: row.get(6)?,
-                    revoked_at: row.get(7)?,
-                };
-                cache.insert(info.id.clone(), Record { info, hash });
+        let store = Self {
+            db: Mutex::new(Db::Sqlite(conn)),
+            cache: Mutex::new(HashMap::new()),
+        };
+        store.reload_blocking()?;
+        Ok(store)
+    }
+
+    /// Reads every token again (with PostgreSQL, picks up the tokens other nodes created or
+    /// revoked). Call it off the async workers.
+    pub fn reload(&self) -> Result<(), TokenError> {
+        coflux_core::store::postgres::off_runtime(|| self.reload_blocking())
+    }
+
+    fn reload_blocking(&self) -> Result<(), TokenError> {
+        // Held until the cache is replaced, so a token created meanwhile is not lost.
+        let mut db = lock(&self.db);
+        let rows: Vec<Row> = match &mut *db {
+            Db::Sqlite(conn) => {
+                let mut stmt = conn.prepare(&format!("{SELECT_ALL}tokens"))?;
+                let rows = stmt.query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                        row.get(7)?,
+                    ))
+                })?;
+                rows.collect::<Result<_, _>>()?
             }
+            Db::Postgres(client) => client
+                .query(&format!("{SELECT_ALL}coflux_tokens"), &[])?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                        row.try_get(5)?,
+                        row.try_get(6)?,
+                        row.try_get(7)?,
+                    ))
+                })
+                .collect::<Result<_, postgres::Error>>()?,
+            Db::Closed => Vec::new(),
+        };
+        let mut cache = HashMap::new();
+        for (id, hash, project, environments, role, created_at, expires_at, revoked_at) in rows {
+            let (Ok(hash), Some(role)) = (<[u8; 32]>::try_from(hash), Role::parse(&role)) else {
+                continue;
+            };
+            let info = TokenInfo {
+                id,
+                project,
+                environments,
+                role,
+                created_at,
+                expires_at,
+                revoked_at,
+            };
+            cache.insert(info.id.clone(), Record { info, hash });
         }
-        Ok(Self {
-            conn: Mutex::new(conn),
-            cache: Mutex::new(cache),
-        })
+        *lock(&self.cache) = cache;
+        drop(db);
+        Ok(())
     }
 
     /// Creates a token; returns it (shown once) with its record.
@@ -163,19 +274,36 @@ impl TokenStore {
             revoked_at: None,
         };
         let digest = hash(&secret);
-        lock(&self.conn).execute(
-            "INSERT INTO tokens (id, secret_hash, project, environments, role, created_at, \
-             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                id,
-                digest.to_vec(),
-                project,
-                environments,
-                role.as_str(),
-                now,
-                expires_at
-            ],
-        )?;
+        let hash = digest.to_vec();
+        let role_name = role.as_str();
+        coflux_core::store::postgres::off_runtime(|| -> Result<(), TokenError> {
+            match &mut *lock(&self.db) {
+                Db::Sqlite(conn) => {
+                    conn.execute(
+                        "INSERT INTO tokens (id, secret_hash, project, environments, role, \
+                         created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![id, hash, project, environments, role_name, now, expires_at],
+                    )?;
+                }
+                Db::Postgres(client) => {
+                    client.execute(
+                        "INSERT INTO coflux_tokens (id, secret_hash, project, environments, \
+                         role, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        &[
+                            &id,
+                            &hash,
+                            &project,
+                            &environments,
+                            &role_name,
+                            &now,
+                            &expires_at,
+                        ],
+                    )?;
+                }
+                Db::Closed => {}
+            }
+            Ok(())
+        })?;
         lock(&self.cache).insert(
             id.clone(),
             Record {
@@ -204,17 +332,27 @@ impl TokenStore {
 
     /// Revokes a token (it stops working at once).
     pub fn revoke(&self, id: &str, now: i64) -> Result<TokenInfo, TokenError> {
-        let changed = lock(&self.conn)
-            .execute(
-                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![id, now],
-            )
-            .optional()?;
+        let changed = coflux_core::store::postgres::off_runtime(|| -> Result<u64, TokenError> {
+            Ok(match &mut *lock(&self.db) {
+                Db::Sqlite(conn) => conn
+                    .execute(
+                        "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                        params![id, now],
+                    )
+                    .optional()?
+                    .unwrap_or(0) as u64,
+                Db::Postgres(client) => client.execute(
+                    "UPDATE coflux_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                    &[&id, &now],
+                )?,
+                Db::Closed => 0,
+            })
+        })?;
         let mut cache = lock(&self.cache);
         let record = cache
             .get_mut(id)
             .ok_or_else(|| TokenError::NotFound(id.to_owned()))?;
-        if changed.unwrap_or(0) > 0 {
+        if changed > 0 {
             record.info.revoked_at = Some(now);
         }
         Ok(record.info.clone())
@@ -234,6 +372,16 @@ impl TokenStore {
             role: record.info.role,
             token: Some(record.info.id.clone()),
         })
+    }
+}
+
+impl Drop for TokenStore {
+    fn drop(&mut self) {
+        // A PostgreSQL client owns a runtime, which must not be dropped on an async worker.
+        let db = std::mem::replace(&mut *lock(&self.db), Db::Closed);
+        if let Db::Postgres(client) = db {
+            coflux_core::store::postgres::off_runtime(move || drop(client));
+        }
     }
 }
 
@@ -279,5 +427,43 @@ mod tests {
             store.revoke("missing", 1),
             Err(TokenError::NotFound(_))
         ));
+    }
+
+    /// Over PostgreSQL (`COFLUX_TEST_DATABASE_URL`; skipped without it unless
+    /// `COFLUX_PG_TESTS=require`), tokens are shared: one node's token works on another after
+    /// a reload, and a revocation on either is seen by the other.
+    #[test]
+    fn auth_tokens_in_postgres_are_shared_by_nodes() {
+        let url = match std::env::var("COFLUX_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
+                panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
+            }
+            _ => return eprintln!("skipped: PostgreSQL token test"),
+        };
+        let a = TokenStore::open_postgres(&url).unwrap();
+        let b = TokenStore::open_postgres(&url).unwrap();
+        let project = format!("tokens-{}", std::process::id());
+        let (token, info) = a.create(&project, None, Role::User, None, 1_000).unwrap();
+        assert!(a.verify(&token, 1_500).is_some());
+        assert!(b.verify(&token, 1_500).is_none(), "not read yet");
+        b.reload().unwrap();
+        let grant = b.verify(&token, 1_500).unwrap();
+        assert_eq!(grant.project.as_deref(), Some(project.as_str()));
+        assert_eq!(b.get(&info.id).unwrap(), info);
+        b.revoke(&info.id, 1_600).unwrap();
+        assert!(b.verify(&token, 1_700).is_none());
+        a.reload().unwrap();
+        assert!(
+            a.verify(&token, 1_700).is_none(),
+            "revoked on the other node"
+        );
+        assert_eq!(
+            TokenStore::open_postgres(&url)
+                .unwrap()
+                .list(Some(&project))
+                .len(),
+            1
+        );
     }
 }

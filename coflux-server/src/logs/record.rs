@@ -120,6 +120,9 @@ pub enum LogError {
     /// SQLite failed.
     #[error("log storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("log storage error: {0}")]
+    Postgres(#[from] postgres::Error),
     /// The file system failed.
     #[error("log storage I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -141,7 +144,9 @@ impl LogError {
             Self::FilterOutsideRun { .. } => "filter_outside_run",
             Self::Overloaded { .. } => "logs_overloaded",
             Self::Stopped => "logs_unavailable",
-            Self::Sqlite(_) | Self::Io(_) | Self::Migration(_) => "storage_error",
+            Self::Sqlite(_) | Self::Postgres(_) | Self::Io(_) | Self::Migration(_) => {
+                "storage_error"
+            }
             Self::Corrupt(_) => "storage_corrupt",
         }
     }

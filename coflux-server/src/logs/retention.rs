@@ -4,10 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use coflux_core::model::ProjectName;
-
 use super::record::LogError;
-use super::store::{LOGS_FILE, LogStore};
+use super::store::LogStore;
 
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).
 const FIRST_SWEEP: Duration = Duration::from_secs(60);
@@ -31,30 +29,6 @@ pub fn now_ms() -> u64 {
 }
 
 impl LogStore {
-    /// The projects that have a log database, in name order.
-    pub fn projects_with_logs(&self) -> Result<Vec<ProjectName>, LogError> {
-        let dir = self.data_dir().join("projects");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut projects = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(ProjectName::new) else {
-                continue;
-            };
-            if let Ok(name) = name
-                && entry.path().join(LOGS_FILE).is_file()
-            {
-                projects.push(name);
-            }
-        }
-        projects.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        Ok(projects)
-    }
-
     /// Deletes, in every project, the logs older than `now_ms - retention` (`now_ms` in Unix
     /// milliseconds; injected so tests control the clock). A project that fails is logged and
     /// skipped.

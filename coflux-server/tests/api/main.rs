@@ -14,4 +14,5 @@ mod http_api;
 mod http_api_environments;
 mod http_api_logs;
 mod logs;
+mod logs_postgres;
 mod views_and_registration;

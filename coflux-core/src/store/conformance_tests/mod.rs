@@ -6,6 +6,7 @@
 //! `COFLUX_PG_TESTS=require`, which makes a missing URL a failure (CI sets it).
 
 pub(crate) mod fixtures;
+mod retention;
 
 use serde_json::json;
 

@@ -111,9 +111,9 @@ pub struct FenceCheck {
 }
 
 /// The statement of the fence check (run in the write transaction).
-pub(super) const FENCE_SQL: &str = "SELECT 1 FROM public.coflux_leases WHERE project = $1 \
-     AND node = $2 AND epoch = $3 AND expires_at > (extract(epoch from clock_timestamp()) \
-     * 1000)::bigint FOR SHARE";
+pub(super) const FENCE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM public.coflux_leases \
+     WHERE project = $1 AND node = $2 AND epoch = $3 AND expires_at > \
+     (extract(epoch from clock_timestamp()) * 1000)::bigint FOR SHARE)";
 
 /// One node's access to the cluster tables (its own connection).
 pub struct Leases {

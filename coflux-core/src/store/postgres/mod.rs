@@ -2,19 +2,22 @@
 //! schema ([`schema_name`]) of one database, with the same tables as a SQLite project
 //! database.
 //!
-//! The client is the synchronous `postgres` crate: like the SQLite store, a store is one
+//! The client is blocking ([`client::PgClient`]): like the SQLite store, a store is one
 //! connection driven by one thread (the project's group-commit writer, or a reader), so an
 //! async client and a pool would add a runtime hop per statement without adding concurrency.
-//! Every [`ProjectStore::apply`] is one transaction; statements are prepared once per
-//! connection and cached. Reads of a whole snapshot run in one `REPEATABLE READ` read-only
+//! Every [`ProjectStore::apply`] is one transaction whose statements are pipelined (one round
+//! trip, then COMMIT); statements are prepared once per connection and cached. Reads of a whole snapshot run in one `REPEATABLE READ` read-only
 //! transaction, so they see one consistent state while the writer commits.
 //!
 //! Each write transaction first runs the store's [`Fence`] check: a lease-owned project
 //! (several nodes, see [`lease`]) checks its lease epoch there, so that a former owner cannot
 //! commit after losing the project.
 
+mod client;
 pub mod lease;
+pub(crate) mod pool;
 mod read;
+mod retention;
 mod run_data;
 mod run_list;
 pub mod schema;
@@ -24,9 +27,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{NoTls, Row, Statement};
 
-use super::open_runs::OpenRuns;
+use self::client::{Kind, Outcome, Param, PgClient};
+
 use super::{ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary, StoreError, Write};
 use crate::model::{EnvironmentId, ProjectName, RunId, TargetDefinition};
 
@@ -44,7 +48,7 @@ pub fn schema_name(name: &ProjectName) -> String {
 }
 
 /// Where a project's tables are: the database's connection URL and the schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PgLocation {
     /// `postgres://user:password@host:port/database`.
     pub url: String,
@@ -63,10 +67,26 @@ pub enum Fence {
     Lease(lease::FenceCheck),
 }
 
-/// One connection with its prepared statements.
+/// What a queued statement must find for its batch to commit.
+enum Check {
+    /// Nothing.
+    None,
+    /// At least one row changed; else the batch fails with [`StoreError::Missing`] (the text).
+    Changed(String),
+    /// Its query returns true; else the batch fails with [`StoreError::Missing`] (the text).
+    Holds(String),
+    /// The fence check: its query returns true; else the batch fails with
+    /// [`StoreError::Fenced`].
+    Fence { project: String, epoch: i64 },
+}
+
+/// One connection with its prepared statements, and the statements of the current write
+/// transaction not sent yet ([`Conn::queue`], [`Conn::flush`]).
 struct Conn {
-    client: Client,
+    client: PgClient,
     statements: HashMap<&'static str, Statement>,
+    queued: Vec<(Statement, Vec<Param>, Kind)>,
+    checks: Vec<Check>,
 }
 
 impl Conn {
@@ -78,6 +98,53 @@ impl Conn {
         let statement = self.client.prepare(sql)?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
+    }
+
+    /// Queues `sql` for the next [`Conn::flush`] (its result only matters to `check`).
+    fn queue(
+        &mut self,
+        sql: &'static str,
+        params: Vec<Param>,
+        check: Check,
+    ) -> Result<(), StoreError> {
+        let statement = self.statement(sql)?;
+        let kind = match check {
+            Check::Holds(_) | Check::Fence { .. } => Kind::QueryFlag,
+            Check::None | Check::Changed(_) => Kind::Execute,
+        };
+        self.queued.push((statement, params, kind));
+        self.checks.push(check);
+        Ok(())
+    }
+
+    /// Sends the queued statements in one round trip and checks their results: the first
+    /// error, or the first check that fails, fails the batch.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut self.queued);
+        let checks = std::mem::take(&mut self.checks);
+        let results = self.client.pipeline(&queued);
+        for (result, check) in results.into_iter().zip(checks) {
+            match (result?, check) {
+                (Outcome::Changed(0), Check::Changed(missing))
+                | (Outcome::Flag(false), Check::Holds(missing)) => {
+                    return Err(StoreError::Missing(missing));
+                }
+                (Outcome::Flag(false), Check::Fence { project, epoch }) => {
+                    return Err(StoreError::Fenced { project, epoch });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets what is queued (the batch failed).
+    fn discard(&mut self) {
+        self.queued.clear();
+        self.checks.clear();
     }
 
     /// Executes `sql`; returns the number of rows changed.
@@ -113,10 +180,10 @@ impl Conn {
 
 /// A project's tables in PostgreSQL.
 pub struct PgStore {
-    conn: Mutex<Conn>,
+    /// `None` only while being dropped.
+    conn: Mutex<Option<Conn>>,
     location: PgLocation,
     read_only: bool,
-    open_runs: OpenRuns,
     fence: Fence,
 }
 
@@ -132,7 +199,7 @@ impl std::fmt::Debug for PgStore {
 /// Runs `f` where the blocking client may run: inline on a plain thread (the writer's, a
 /// blocking task's), on a scoped thread when called from inside an async runtime (whose
 /// threads the client's own `block_on` must not use).
-pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if tokio::runtime::Handle::try_current().is_err() {
         return f();
     }
@@ -143,8 +210,8 @@ pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// Connects to `url` with `search_path` set to `schema`.
-fn connect(url: &str, schema: &str) -> Result<Client, StoreError> {
-    let mut client = Client::connect(url, NoTls)?;
+fn connect(url: &str, schema: &str) -> Result<PgClient, StoreError> {
+    let mut client = PgClient::connect(url)?;
     client.batch_execute(&format!(
         "SET search_path TO {}; SET application_name TO 'coflux'",
         schema::quote(schema)
@@ -157,8 +224,11 @@ impl PgStore {
     /// it up to date.
     pub fn open(location: &PgLocation) -> Result<Self, StoreError> {
         off_runtime(|| {
-            let mut client = connect(&location.url, &location.schema)?;
-            schema::migrate_project(&mut client, &location.schema)?;
+            // Migrations run on a connection of their own (the `postgres` client's API).
+            let mut migrator = postgres::Client::connect(&location.url, NoTls)?;
+            schema::migrate_project(&mut migrator, &location.schema)?;
+            drop(migrator);
+            let client = connect(&location.url, &location.schema)?;
             Ok(Self::new(client, location, false))
         })
     }
@@ -182,15 +252,16 @@ impl PgStore {
         Ok(Self::new(client, location, true))
     }
 
-    fn new(client: Client, location: &PgLocation, read_only: bool) -> Self {
+    fn new(client: PgClient, location: &PgLocation, read_only: bool) -> Self {
         Self {
-            conn: Mutex::new(Conn {
+            conn: Mutex::new(Some(Conn {
                 client,
                 statements: HashMap::new(),
-            }),
+                queued: Vec::new(),
+                checks: Vec::new(),
+            })),
             location: location.clone(),
             read_only,
-            open_runs: OpenRuns::default(),
             fence: Fence::None,
         }
     }
@@ -201,10 +272,12 @@ impl PgStore {
         if let Fence::Lease(check) = &fence {
             let ms = check.idle_limit.as_millis().max(100);
             let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
-            let client = &mut conn.client;
-            off_runtime(|| {
-                client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
-            })?;
+            if let Some(conn) = conn.as_mut() {
+                let client = &mut conn.client;
+                off_runtime(|| {
+                    client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+                })?;
+            }
         }
         self.fence = fence;
         Ok(self)
@@ -215,15 +288,21 @@ impl PgStore {
         &self.location
     }
 
+    /// Whether its connection is still open (a reader kept idle may have been closed by the
+    /// server).
+    pub fn is_open(&self) -> bool {
+        !self.conn().client.is_closed()
+    }
+
     /// Whether this store was opened with [`PgStore::open_reader`].
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
 
-    fn conn(&self) -> MutexGuard<'_, Conn> {
+    fn conn(&self) -> ConnGuard<'_> {
         // A panic mid-statement leaves at worst an aborted transaction, rolled back on the
         // next BEGIN's error path; the connection stays usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        ConnGuard(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Runs `f` in one read-only, repeatable-read transaction.
@@ -249,6 +328,41 @@ impl PgStore {
     }
 }
 
+/// The connection of a store (see [`PgStore::conn`]).
+struct ConnGuard<'a>(MutexGuard<'a, Option<Conn>>);
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the connection is only taken by drop"))
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("the connection is only taken by drop"))
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The client closes through its own runtime, which must not run on an async worker
+        // (a store dropped by an actor, or by a failed project start).
+        let conn = match self.conn.get_mut() {
+            Ok(conn) => conn.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(conn) = conn {
+            off_runtime(move || drop(conn));
+        }
+    }
+}
+
 impl ProjectStore for PgStore {
     fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         if self.read_only {
@@ -257,10 +371,14 @@ impl ProjectStore for PgStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
-        let open_runs = &mut self.open_runs;
+        let conn = match self.conn.get_mut() {
+            Ok(conn) => conn,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+        .as_mut()
+        .ok_or(StoreError::ReadOnly)?;
         let fence = &self.fence;
-        off_runtime(move || apply_batch(conn, open_runs, fence, writes))
+        off_runtime(move || apply_batch(conn, fence, writes))
     }
 
     fn load(&self) -> Result<ProjectSnapshot, StoreError> {
@@ -284,54 +402,45 @@ impl ProjectStore for PgStore {
     }
 }
 
-/// One write transaction: the fence check, the writes, the commit (all or nothing).
-fn apply_batch(
-    conn: &mut Conn,
-    open_runs: &mut OpenRuns,
-    fence: &Fence,
-    writes: &[Write],
-) -> Result<(), StoreError> {
-    conn.client.batch_execute("BEGIN")?;
-    let applied = check_fence(conn, fence)
-        .and_then(|()| {
-            let mut writer = write::Writer {
-                conn: &mut *conn,
-                open_runs: &mut *open_runs,
-            };
-            writes.iter().try_for_each(|w| writer.apply(w))
-        })
-        .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
-    match &applied {
-        Ok(()) => open_runs.commit(),
-        Err(_) => {
-            open_runs.rollback();
-            if let Err(e) = conn.client.batch_execute("ROLLBACK") {
-                tracing::warn!(error = %e, "could not roll back a failed batch");
-            }
-        }
-    }
-    applied
-}
-
-/// Runs the fence check of a write transaction (see [`Fence`]).
+/// Queues the fence check of a write transaction (see [`Fence`]) right after its BEGIN.
 fn check_fence(conn: &mut Conn, fence: &Fence) -> Result<(), StoreError> {
     match fence {
         Fence::None => Ok(()),
-        Fence::Lease(check) => {
-            let rows = conn.query(
-                lease::FENCE_SQL,
-                &[&check.project, &check.node, &check.epoch],
-            )?;
-            if rows.is_empty() {
-                Err(StoreError::Fenced {
-                    project: check.project.clone(),
-                    epoch: check.epoch,
-                })
-            } else {
-                Ok(())
-            }
+        Fence::Lease(check) => conn.queue(
+            lease::FENCE_SQL,
+            vec![
+                Box::new(check.project.clone()),
+                Box::new(check.node.clone()),
+                Box::new(check.epoch),
+            ],
+            Check::Fence {
+                project: check.project.clone(),
+                epoch: check.epoch,
+            },
+        ),
+    }
+}
+
+/// One write transaction: the fence check, the writes, the commit (all or nothing). The
+/// statements are pipelined: BEGIN, the fence check and every write go out in one round trip,
+/// their results are checked, then COMMIT (or ROLLBACK) goes in a second one.
+fn apply_batch(conn: &mut Conn, fence: &Fence, writes: &[Write]) -> Result<(), StoreError> {
+    let applied = conn
+        .queue("BEGIN", Vec::new(), Check::None)
+        .and_then(|()| check_fence(conn, fence))
+        .and_then(|()| {
+            let mut writer = write::Writer { conn: &mut *conn };
+            writes.iter().try_for_each(|w| writer.apply(w))
+        })
+        .and_then(|()| conn.flush())
+        .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
+    if applied.is_err() {
+        conn.discard();
+        if let Err(e) = conn.client.batch_execute("ROLLBACK") {
+            tracing::warn!(error = %e, "could not roll back a failed batch");
         }
     }
+    applied
 }
 
 impl PgStore {

@@ -25,9 +25,11 @@ impl Reader<'_> {
     /// What recovery needs.
     pub(super) fn snapshot(&mut self) -> Result<ProjectSnapshot, StoreError> {
         let environments = self.environments()?;
-        let max_run = self
-            .conn
-            .count("SELECT COALESCE(MAX(id), 0) FROM runs", &[])?;
+        let max_run = self.conn.count(
+            "SELECT GREATEST(COALESCE((SELECT MAX(id) FROM runs), 0),
+                                 COALESCE((SELECT max_run_id FROM deleted_runs WHERE id = 1), 0))",
+            &[],
+        )?;
         let next_run = to_u64(max_run, "run id")? + 1;
         let active: Vec<i64> = self
             .conn

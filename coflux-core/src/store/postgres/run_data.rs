@@ -3,7 +3,9 @@
 
 use postgres::Row;
 
-use super::Conn;
+use super::client::Param;
+use super::write::params;
+use super::{Check, Conn};
 use crate::model::{
     Checkpoints, EnvironmentId, InputId, InputRecord, RunId, StepId, StreamId, StreamRecord,
 };
@@ -32,18 +34,19 @@ pub(super) fn put(conn: &mut Conn, write: &Write) -> Result<(), StoreError> {
             state,
             at,
         } => {
-            conn.exec(
+            conn.queue(
                 "INSERT INTO checkpoints (run_id, step_number, environment_id, state, updated_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (run_id, step_number, environment_id)
                  DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                &[
-                    &run_key(step.run)?,
-                    &i64::from(step.number),
-                    &i64::from(environment.0),
-                    &to_json(state.as_ref())?,
-                    at,
+                params![
+                    run_key(step.run)?,
+                    i64::from(step.number),
+                    i64::from(environment.0),
+                    to_json(state.as_ref())?,
+                    *at,
                 ],
+                Check::None,
             )?;
         }
         Write::PutStream {
@@ -55,23 +58,24 @@ pub(super) fn put(conn: &mut Conn, write: &Write) -> Result<(), StoreError> {
             opened_at,
         } => {
             let (run, step, index) = stream_key(*stream)?;
-            conn.exec(
+            conn.queue(
                 "INSERT INTO streams (run_id, step_number, stream_index, position, producer,
                                       buffer, timeout_ms, opened_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (run_id, step_number, stream_index)
                  DO UPDATE SET producer = excluded.producer, buffer = excluded.buffer,
                                timeout_ms = excluded.timeout_ms",
-                &[
-                    &run,
-                    &step,
-                    &index,
-                    &i64::from(*position),
-                    &producer.to_string(),
-                    &buffer.map(i64::from),
-                    &opt_i64(*timeout_ms),
-                    opened_at,
+                params![
+                    run,
+                    step,
+                    index,
+                    i64::from(*position),
+                    producer.to_string(),
+                    buffer.map(i64::from),
+                    opt_i64(*timeout_ms),
+                    *opened_at,
                 ],
+                Check::None,
             )?;
         }
         Write::PutStreamItem {
@@ -81,18 +85,19 @@ pub(super) fn put(conn: &mut Conn, write: &Write) -> Result<(), StoreError> {
             at,
         } => {
             let (run, step, index) = stream_key(*stream)?;
-            conn.exec(
+            conn.queue(
                 "INSERT INTO stream_items
                    (run_id, step_number, stream_index, sequence, value, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                &[
-                    &run,
-                    &step,
-                    &index,
-                    &opt_i64(Some(*sequence)),
-                    &to_json(value)?,
-                    at,
+                params![
+                    run,
+                    step,
+                    index,
+                    opt_i64(Some(*sequence)),
+                    to_json(value)?,
+                    *at,
                 ],
+                Check::None,
             )?;
         }
         Write::CloseStream {
@@ -101,29 +106,31 @@ pub(super) fn put(conn: &mut Conn, write: &Write) -> Result<(), StoreError> {
             at,
         } => {
             let (run, step, index) = stream_key(*stream)?;
-            conn.exec(
+            conn.queue(
                 "UPDATE streams SET closure = $4, closed_at = $5
                  WHERE run_id = $1 AND step_number = $2 AND stream_index = $3",
-                &[&run, &step, &index, &to_json(closure)?, at],
+                params![run, step, index, to_json(closure)?, *at],
+                Check::None,
             )?;
         }
         Write::PutInput(input) => {
-            conn.exec(
+            conn.queue(
                 "INSERT INTO inputs (run_id, number, execution, key, spec, state, pending,
                                      created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (run_id, number) DO UPDATE SET state = excluded.state,
                                                              pending = excluded.pending",
-                &[
-                    &run_key(input.id.run)?,
-                    &i64::from(input.id.number),
-                    &input.execution.to_string(),
-                    &input.spec.key,
-                    &to_json(&input.spec)?,
-                    &to_json(&input.state)?,
-                    &i64::from(!input.state.is_final()),
-                    &input.created_at,
+                params![
+                    run_key(input.id.run)?,
+                    i64::from(input.id.number),
+                    input.execution.to_string(),
+                    input.spec.key.clone(),
+                    to_json(&input.spec)?,
+                    to_json(&input.state)?,
+                    i64::from(!input.state.is_final()),
+                    input.created_at,
                 ],
+                Check::None,
             )?;
         }
         other => {
@@ -285,15 +292,10 @@ pub(super) fn referenced_blob_keys(
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     use crate::model::{ExecutionResult, Schedule, Value};
     use crate::store::sqlite::collect_blob_keys;
-    use postgres::fallible_iterator::FallibleIterator;
 
     let mut keys = std::collections::HashSet::new();
     let mut each = |sql: &str, visit: &mut dyn FnMut(&str) -> Result<(), StoreError>| {
-        let mut rows = conn.client.query_raw(sql, std::iter::empty::<i64>())?;
-        while let Some(row) = rows.next()? {
-            visit(row.try_get(0)?)?;
-        }
-        Ok::<_, StoreError>(())
+        conn.client.for_each_row(sql, |row| visit(row.try_get(0)?))
     };
     each("SELECT arguments FROM steps", &mut |text| {
         let arguments: Vec<Value> = from_json(text, "step arguments")?;

@@ -154,8 +154,28 @@ CREATE TABLE inputs (
 CREATE INDEX inputs_pending ON inputs (created_at) WHERE pending = 1;
 ";
 
+/// Version 2 (run retention; = SQLite project schema version 12): the highest run id deleted
+/// so far, so that a restarted project never hands the ids of deleted runs out again.
+const PROJECT_V2_RUN_RETENTION: &str = "
+CREATE TABLE deleted_runs (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    max_run_id BIGINT NOT NULL
+);
+";
+
+/// Version 3: `runs.open_executions` holds the number of the run's executions without a
+/// result (kept by the statements that insert them, so a batch needs no read between its
+/// statements), instead of SQLite's 0/1 flag; `open_executions > 0` still means active.
+const PROJECT_V3_OPEN_COUNT: &str = "
+UPDATE runs SET open_executions = (
+    SELECT count(*) FROM executions e
+    WHERE e.run_id = runs.id
+      AND NOT EXISTS (SELECT 1 FROM results r WHERE r.run_id = e.run_id
+                      AND r.step_number = e.step_number AND r.attempt = e.attempt));
+";
+
 /// The migrations of a project, oldest first.
-const PROJECT: &[&str] = &[PROJECT_V1];
+const PROJECT: &[&str] = &[PROJECT_V1, PROJECT_V2_RUN_RETENTION, PROJECT_V3_OPEN_COUNT];
 
 /// Version 1 of the catalogue (in the `public` schema; = SQLite catalogue version 1).
 const CATALOGUE_V1: &str = "
@@ -191,7 +211,10 @@ pub(super) fn migrate_public(
 }
 
 /// How many of a project's migrations are applied (0 for a schema that does not exist).
-pub(super) fn project_version(client: &mut Client, schema: &str) -> Result<usize, StoreError> {
+pub(super) fn project_version(
+    client: &mut super::client::PgClient,
+    schema: &str,
+) -> Result<usize, StoreError> {
     let exists = client
         .query_opt(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = $1
@@ -212,7 +235,10 @@ pub(super) fn project_latest() -> usize {
     PROJECT.len()
 }
 
-fn migrate(
+/// Brings the tables whose version is kept in `schema`.`table` up to date with `migrations`
+/// (oldest first; for tables shared by all projects, such as the server's logs and tokens,
+/// `schema` is `public`), creating the schema if needed, under the migration advisory lock.
+pub fn migrate(
     client: &mut Client,
     schema: &str,
     table: &str,

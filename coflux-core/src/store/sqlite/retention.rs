@@ -8,24 +8,13 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use crate::model::{ExecutionId, ExecutionResult, Millis, RunId, Value};
+use crate::model::{ExecutionId, Millis, RunId};
 use crate::store::StoreError;
 use crate::store::codec::{parse_execution, run_key};
-use crate::store::retention::{SizeReport, asset_ids};
-
-/// Tables whose rows all belong to one run, through their `run_id` column.
-const RUN_TABLES: [&str; 10] = [
-    "steps",
-    "executions",
-    "results",
-    "children",
-    "calls",
-    "checkpoints",
-    "stream_items",
-    "streams",
-    "inputs",
-    "idempotency_keys",
-];
+use crate::store::retention::{
+    ASSET_COLUMNS, LINK_SQL, LINKING_RESULTS_SQL, RUN_TABLES, SizeReport, asset_ids,
+    recorded_values, result_link,
+};
 
 /// Deletes `runs` and every row recorded under them, skipping any that has an execution
 /// without a result (a run re-run meanwhile). Returns the runs deleted.
@@ -106,25 +95,15 @@ impl SqliteStore {
                 links.insert((from, to.run()));
             }
         };
-        let mut results = conn.prepare(
-            "SELECT run_id, result FROM results WHERE kind IN ('cached', 'deferred', 'spawned')",
-        )?;
+        let mut results = conn.prepare(LINKING_RESULTS_SQL)?;
         let mut rows = results.query([])?;
         while let Some(row) = rows.next()? {
             let text: String = row.get(1)?;
-            let result: ExecutionResult = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("result: {e}")))?;
-            if let ExecutionResult::Cached { successor }
-            | ExecutionResult::Deferred { successor }
-            | ExecutionResult::Spawned { successor } = result
-            {
+            if let Some(successor) = result_link(&text)? {
                 add(row.get(0)?, successor);
             }
         }
-        for query in [
-            "SELECT run_id, child FROM children",
-            "SELECT run_id, child FROM calls",
-        ] {
+        for query in LINK_SQL {
             let mut stmt = conn.prepare(query)?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -141,40 +120,14 @@ impl SqliteStore {
     pub fn referenced_asset_ids(&self) -> Result<HashSet<String>, StoreError> {
         let conn = self.connection();
         let mut ids = HashSet::new();
-        let decode = |what: &str, text: &str| -> Result<Vec<Value>, StoreError> {
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
-            Ok(match what {
-                "steps" => serde_json::from_str(text).map_err(corrupt)?,
-                "results" => match serde_json::from_str(text).map_err(corrupt)? {
-                    ExecutionResult::Value { value } => vec![value],
-                    _ => Vec::new(),
-                },
-                "checkpoints" => serde_json::from_str::<crate::model::Checkpoints>(text)
-                    .map_err(corrupt)?
-                    .into_values()
-                    .collect(),
-                "stream_items" => vec![serde_json::from_str(text).map_err(corrupt)?],
-                _ => {
-                    serde_json::from_str::<crate::model::Schedule>(text)
-                        .map_err(corrupt)?
-                        .arguments
-                }
-            })
-        };
-        for (table, column) in [
-            ("steps", "arguments"),
-            ("results", "result"),
-            ("checkpoints", "state"),
-            ("stream_items", "value"),
-            ("schedules", "definition"),
-        ] {
+        for (table, column) in ASSET_COLUMNS {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {column} FROM {table} WHERE {column} LIKE '%\"asset\"%'"
             ))?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let text: String = row.get(0)?;
-                for value in decode(table, &text)? {
+                for value in recorded_values(table, &text)? {
                     asset_ids(&value, &mut ids);
                 }
             }
