@@ -9,6 +9,10 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: per task, glibc's malloc cost more CPU than the work (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     coflux_core::sdk::executor::main(coflux_examples::repository())
 }

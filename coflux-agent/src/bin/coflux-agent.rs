@@ -2,6 +2,10 @@
 
 use std::io::IsTerminal;
 
+/// mimalloc: per task, glibc's malloc cost more CPU than the work (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use coflux_agent::cmd::AgentArgs;
 

@@ -73,6 +73,9 @@ struct State {
     /// Reports (results, suspensions) not yet confirmed, in report order, as the frames to
     /// send again.
     unconfirmed: BTreeMap<u64, (ExecutionId, AgentFrame)>,
+    /// The keys of `unconfirmed` by execution: a confirmation removes its own reports
+    /// without scanning the others (thousands while a wide fan-out runs).
+    unconfirmed_of: HashMap<ExecutionId, Vec<u64>>,
     next_result: u64,
     /// Executions running here.
     running: BTreeSet<ExecutionId>,
@@ -225,6 +228,7 @@ impl Link {
         state.next_result += 1;
         let n = state.next_result;
         state.unconfirmed.insert(n, (execution, frame.clone()));
+        state.unconfirmed_of.entry(execution).or_default().push(n);
         state.push(frame);
     }
 
@@ -519,6 +523,9 @@ impl Link {
         state
             .unconfirmed
             .retain(|_, (execution, _)| in_flight.contains(execution));
+        state
+            .unconfirmed_of
+            .retain(|execution, _| in_flight.contains(execution));
         // Logs first: an execution's result is only reported after its logs, so whoever sees
         // the result can read them all.
         if state.dropped_records > 0 {
@@ -588,10 +595,10 @@ impl Link {
                 }
             }
             ServerFrame::Recorded { execution } => {
-                self.state
-                    .borrow_mut()
-                    .unconfirmed
-                    .retain(|_, (e, _)| *e != execution);
+                let mut state = self.state.borrow_mut();
+                for n in state.unconfirmed_of.remove(&execution).unwrap_or_default() {
+                    state.unconfirmed.remove(&n);
+                }
             }
             ServerFrame::Abort { execution } => {
                 let _ = commands.send(Command::Abort(execution));

@@ -156,19 +156,21 @@ pub(super) fn load_run(
 }
 
 /// One page of a run's steps (`offset`, at most `limit`, in step order) as every environment
-/// sees it, read without the rest of the run; with the run's number of steps.
+/// sees it, or as `view` does (see [`load_run`]), read without the rest of the run; with the
+/// number of steps so seen.
 pub(super) fn load_run_page(
     location: &StoreLocation,
     run: RunId,
     offset: usize,
     limit: usize,
+    view: Option<Vec<EnvironmentId>>,
     environments: &[Environment],
 ) -> Result<(RunView, usize), Error> {
     let reader = location.open_reader()?;
     let (snapshot, total) = reader
-        .load_run_page(run, offset, limit)?
+        .load_run_page(run, offset, limit, view.as_deref())?
         .ok_or_else(|| OrchestrationError::RunNotFound(run.to_string()))?;
-    Ok((build_view(snapshot, None, environments), total))
+    Ok((build_view(snapshot, view, environments), total))
 }
 
 /// The view of `snapshot` from `view` (all environments when `None`).

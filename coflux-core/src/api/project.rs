@@ -471,19 +471,27 @@ impl Project {
         }
     }
 
-    /// One page of a run's steps as every environment sees them (`offset`, at most `limit`,
-    /// in step order), with the run's number of steps: what [`Project::inspect_run`] with no
-    /// view gives for those steps, without reading the rest of a large run.
+    /// One page of a run's steps as every environment sees them, or as `view` does
+    /// (`offset`, at most `limit`, in step order), with the number of steps so seen: what
+    /// [`Project::inspect_run`] gives for those steps, without reading the rest of a large run.
     pub async fn inspect_run_page(
         &self,
         run: RunId,
+        view: Option<&str>,
         offset: usize,
         limit: usize,
     ) -> Result<(RunView, usize), Error> {
         let environments = self.environments().await?;
+        let view = match view {
+            Some(name) => Some(crate::model::lineage(
+                &environments,
+                self.environment_id(name).await?.id,
+            )),
+            None => None,
+        };
         let path = self.handle.store.clone();
         actix_rt::task::spawn_blocking(move || {
-            inspect::load_run_page(&path, run, offset, limit, &environments)
+            inspect::load_run_page(&path, run, offset, limit, view, &environments)
         })
         .await
         .map_err(|_| Error::Unavailable("inspection task failed".into()))?

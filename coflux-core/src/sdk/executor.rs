@@ -161,6 +161,7 @@ async fn serve(
     );
     let running: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
     let mut tasks = Vec::new();
+    let mut swept_at = 64;
     while let Some(line) = input.recv().await {
         match parse_worker_line(&line) {
             Ok(FromWorker::Response(response)) => link.resolve(response),
@@ -170,7 +171,12 @@ async fn serve(
                 lock(&running).insert(id.clone(), handle);
                 let job = run(repository.clone(), link.clone(), execute);
                 let running = Arc::clone(&running);
-                tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                // Forget finished tasks once the list doubled since the last sweep (a sweep
+                // per execution cost the number running, a thousand in a wide fan-out).
+                if tasks.len() >= swept_at * 2 {
+                    tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                    swept_at = tasks.len().max(64);
+                }
                 tasks.push(actix_rt::spawn(async move {
                     let _ = Abortable::new(job, registration).await;
                     lock(&running).remove(&id);

@@ -80,12 +80,14 @@ pub trait ProjectReader: ProjectStore {
         environment: EnvironmentId,
     ) -> Result<Vec<(TargetRef, u32)>, StoreError>;
     /// The run with steps `offset..offset + limit` and what a view of them needs, plus the
-    /// run's number of steps (see `SqliteStore::load_run_page`).
+    /// run's number of steps; with `view`, only the steps with an execution in the run's
+    /// environment or in `view` (see `SqliteStore::load_run_page`).
     fn load_run_page(
         &self,
         run: RunId,
         offset: usize,
         limit: usize,
+        view: Option<&[EnvironmentId]>,
     ) -> Result<Option<(RunSnapshot, usize)>, StoreError>;
     /// One page of the filtered runs list.
     fn query_runs(&self, filter: &RunFilter, limit: usize) -> Result<RunPage, StoreError>;
@@ -155,8 +157,9 @@ impl ProjectReader for SqliteStore {
         run: RunId,
         offset: usize,
         limit: usize,
+        view: Option<&[EnvironmentId]>,
     ) -> Result<Option<(RunSnapshot, usize)>, StoreError> {
-        SqliteStore::load_run_page(self, run, offset, limit)
+        SqliteStore::load_run_page(self, run, offset, limit, view)
     }
     fn query_runs(&self, filter: &RunFilter, limit: usize) -> Result<RunPage, StoreError> {
         super::run_list::query_runs(self.connection(), filter, limit)
@@ -189,10 +192,21 @@ impl ProjectReader for PgStore {
         run: RunId,
         offset: usize,
         limit: usize,
+        view: Option<&[EnvironmentId]>,
     ) -> Result<Option<(RunSnapshot, usize)>, StoreError> {
         let Some(mut snapshot) = self.load_run(run)? else {
             return Ok(None);
         };
+        if let Some(view) = view {
+            let home = snapshot.run.environment;
+            let seen: HashSet<u32> = snapshot
+                .executions
+                .iter()
+                .filter(|e| crate::model::visible_from(home, view, e.environment))
+                .map(|e| e.id.step.number)
+                .collect();
+            snapshot.steps.retain(|s| seen.contains(&s.id.number));
+        }
         let total = snapshot.steps.len();
         snapshot.steps = snapshot
             .steps
@@ -204,8 +218,11 @@ impl ProjectReader for PgStore {
         snapshot
             .executions
             .retain(|e| numbers.contains(&e.id.step.number));
-        // As the SQLite page: only links to other runs, no calls; the page's steps' inputs.
-        snapshot.children.retain(|(_, child)| child.run() != run);
+        // As the SQLite page: only the page's links to other runs, no calls; the page's
+        // steps' inputs.
+        snapshot
+            .children
+            .retain(|(parent, child)| child.run() != run && numbers.contains(&parent.step.number));
         snapshot.calls.clear();
         snapshot
             .inputs

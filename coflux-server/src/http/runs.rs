@@ -221,9 +221,14 @@ async fn inspect(
     let (project, run) = path.into_inner();
     let run: RunId = parse_id(&run)?;
     let project = existing_project(&state, &project).await?;
-    if let (None, Some(limit)) = (query.environment.as_deref(), query.limit) {
-        // A page seen from every environment: read only its steps.
-        let page = async { Ok(project.inspect_run_page(run, query.offset, limit).await?) };
+    if let Some(limit) = query.limit {
+        // A page: read only its steps.
+        let view = query.environment.as_deref();
+        let page = async {
+            Ok(project
+                .inspect_run_page(run, view, query.offset, limit)
+                .await?)
+        };
         let (view, total) = unless_stalled(&project, page).await?;
         return Ok(HttpResponse::Ok().json(Run::paged(&view, query.offset, total)));
     }

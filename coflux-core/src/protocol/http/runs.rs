@@ -103,7 +103,8 @@ pub struct Run {
     /// Where the next page of steps starts (`offset`), if `steps` is not the last page.
     #[serde(default)]
     pub next_offset: Option<usize>,
-    /// Runs started by its executions (workflows they called).
+    /// Runs started by its executions (workflows they called); on a page (`limit` given),
+    /// those started by the page's executions.
     #[serde(default)]
     pub spawned: Vec<SpawnedRun>,
 }

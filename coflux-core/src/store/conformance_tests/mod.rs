@@ -226,12 +226,18 @@ fn store_conformance_sqlite_and_postgres_read_back_equal() {
             .len(),
         2
     );
+    let views: [Option<&[EnvironmentId]>; 3] =
+        [None, Some(&[]), Some(&[EnvironmentId(2), EnvironmentId(3)])];
     for (run, offset, limit) in [(1, 0, 2), (1, 1, 5), (3, 0, 10), (2, 4, 1)] {
-        assert_eq!(
-            ProjectReader::load_run_page(&pg, RunId(run), offset, limit).unwrap(),
-            sqlite.load_run_page(RunId(run), offset, limit).unwrap(),
-            "run {run} page {offset}+{limit}"
-        );
+        for view in views {
+            assert_eq!(
+                ProjectReader::load_run_page(&pg, RunId(run), offset, limit, view).unwrap(),
+                sqlite
+                    .load_run_page(RunId(run), offset, limit, view)
+                    .unwrap(),
+                "run {run} page {offset}+{limit} seen from {view:?}"
+            );
+        }
     }
 
     // A new connection (a restart) reads the same committed state; a reader refuses writes.
