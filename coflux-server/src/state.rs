@@ -98,7 +98,7 @@ impl AppState {
         let gc_grace = match (config.blob_gc_grace, &cluster) {
             (Some(_), Some(_)) => {
                 tracing::warn!(
-                    "blob garbage collection is off with --database-url (asset records and logs are per node)"
+                    "blob garbage collection is off with --database-url (asset records are per node)"
                 );
                 None
             }
