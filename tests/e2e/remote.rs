@@ -261,15 +261,24 @@ async fn remote_children_submitted_across_a_server_kill_are_created_once() {
     server.proc.kill9();
     actix_rt::time::sleep(Duration::from_millis(1500)).await;
     let server = Server::start_on(&dir.path().join("data"), port, &[]).await;
+    let mut all_states = Vec::new();
     for (run, name) in &runs {
         let result = server.result(P, run, 90).await;
         let expected: Vec<String> = (0..4).map(|i| format!("{name}:{i}")).collect();
         assert_eq!(result["value"], json!(expected), "run {run}: {result}");
-        let states = step_states(&server.inspect(P, run).await);
+        all_states.push(step_states(&server.inspect(P, run).await));
+    }
+    for states in &all_states {
         assert_eq!(states.len(), 5, "the workflow and four tasks: {states:?}");
+        // An assignment committed just before the kill may never have reached the agent: it
+        // is abandoned (the agent names its old session and does not claim it) and runs once
+        // as a second attempt. Nothing else ends but with its value.
         assert!(
-            states.iter().all(|(_, s)| s == &["value"]),
-            "one execution per step: {states:?}"
+            states
+                .iter()
+                .all(|(_, s)| s.last().is_some_and(|l| l == "value")
+                    && s[..s.len() - 1].iter().all(|e| e == "abandoned")),
+            "each step ends with its value: {states:?}"
         );
     }
     let text = std::fs::read_to_string(&effects).unwrap();

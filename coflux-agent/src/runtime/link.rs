@@ -68,6 +68,8 @@ type Pending = oneshot::Sender<Result<ReplyBody, WireError>>;
 struct State {
     connection: Option<mpsc::UnboundedSender<AgentFrame>>,
     session: Option<String>,
+    /// The session the server no longer knows, named to the server when a new one starts.
+    previous_session: Option<String>,
     next_id: u64,
     pending: HashMap<u64, (AgentRequest, Pending)>,
     /// Reports (results, suspensions) not yet confirmed, in report order, as the frames to
@@ -361,7 +363,7 @@ impl Link {
 
     fn reset_session(&self) {
         let mut state = self.state.borrow_mut();
-        state.session = None;
+        state.previous_session = state.session.take().or(state.previous_session.take());
         // Requests of the old session (waits, cancels) are sent again on the new one.
     }
 
@@ -409,6 +411,9 @@ impl Link {
         // What runs here and the results held: a new session claims them, a resumed one is
         // sent again the assignments missing from them.
         hello.claims = self.claims();
+        if hello.session.is_none() {
+            hello.previous_session = self.state.borrow().previous_session.clone();
+        }
         let previous = hello.session.clone();
         let bytes = codec::encode(&AgentFrame::Hello(hello)).map_err(|_| None)?;
         sink.send(Message::Binary(bytes.into()))
@@ -422,6 +427,7 @@ impl Link {
                         let resumed = previous.as_deref() == Some(session.as_str());
                         let mut state = self.state.borrow_mut();
                         state.session = Some(session);
+                        state.previous_session = None;
                         state.welcomes += 1;
                         drop(state);
                         break (in_flight, resumed);

@@ -116,6 +116,7 @@ impl Agent {
             concurrency: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
             targets: declared(definitions),
             claims: Vec::new(),
+            previous_session: None,
         };
         let link = Link::new(agent_url(&config.server), hello);
         let host = Rc::new(RemoteHost::new(

@@ -71,14 +71,17 @@ impl Project {
     }
 
     /// Lets a newly connected worker claim executions it is still running from before a
-    /// restart of the orchestrator; returns those now assigned to it.
+    /// restart of the orchestrator; returns those now assigned to it. With `previous` (its
+    /// worker before the restart), what that worker was assigned and is not claimed is
+    /// abandoned (and retried) at once instead of when the grace period ends.
     pub async fn claim_executions(
         &self,
         environment: &str,
         worker: WorkerId,
         executions: Vec<ExecutionId>,
+        previous: Option<WorkerId>,
     ) -> Result<Vec<ExecutionId>, Error> {
-        if executions.is_empty() {
+        if executions.is_empty() && previous.is_none() {
             return Ok(Vec::new());
         }
         let env = self.environment_id(environment).await?;
@@ -89,6 +92,7 @@ impl Project {
                     EnvironmentMsg::Claim {
                         worker,
                         executions,
+                        previous,
                         reply,
                     },
                 )

@@ -138,6 +138,15 @@ impl FromStr for RunId {
             .ok_or_else(|| IdParseError::new("run", s))
     }
 }
+impl FromStr for WorkerId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix('W')
+            .and_then(decode_base32)
+            .map(WorkerId)
+            .ok_or_else(|| IdParseError::new("worker", s))
+    }
+}
 impl FromStr for StepId {
     type Err = IdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

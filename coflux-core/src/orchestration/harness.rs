@@ -125,12 +125,24 @@ impl Harness {
         worker: u64,
         executions: Vec<ExecutionId>,
     ) -> Vec<ExecutionId> {
+        self.claim_after(environment, worker, executions, None)
+    }
+
+    /// [`Self::claim`] by a worker that names its session's worker before the restart.
+    pub fn claim_after(
+        &mut self,
+        environment: EnvironmentId,
+        worker: u64,
+        executions: Vec<ExecutionId>,
+        previous: Option<u64>,
+    ) -> Vec<ExecutionId> {
         let reply = self.request_later(|reply| {
             Envelope::Environment(
                 environment,
                 EnvironmentMsg::Claim {
                     worker: WorkerId(worker),
                     executions,
+                    previous: previous.map(WorkerId),
                     reply,
                 },
             )

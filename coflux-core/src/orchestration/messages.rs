@@ -313,6 +313,8 @@ pub enum EnvironmentMsg {
         target: TargetRef,
         /// When it is abandoned unless claimed.
         deadline: Millis,
+        /// The worker it was assigned to (in the previous process).
+        worker: WorkerId,
     },
     /// What waits in the queue and why (at most `limit` executions, oldest first).
     Queue {
@@ -328,6 +330,9 @@ pub enum EnvironmentMsg {
         worker: WorkerId,
         /// What it runs.
         executions: Vec<ExecutionId>,
+        /// The worker of the agent's session before the restart, if it says: its orphans
+        /// that are not claimed are abandoned at once instead of when the grace period ends.
+        previous: Option<WorkerId>,
         /// Gets [`Reply::Claimed`] with the executions now assigned to it.
         reply: ReplyTo,
     },

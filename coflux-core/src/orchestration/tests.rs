@@ -520,6 +520,38 @@ fn recovery_with_grace_abandons_unclaimed_executions_when_it_ends() {
 }
 
 #[test]
+fn recovery_requeues_at_once_what_a_reconnecting_worker_was_assigned_but_does_not_run() {
+    // The assignment was committed, then the process died before the agent got it: the agent
+    // reconnects naming its old session's worker (1) and does not claim the execution.
+    let Fixture { mut h, prod, .. } = setup();
+    let options = StepOptions {
+        retries: Some(RetryPolicy::limit(1)),
+        ..Default::default()
+    };
+    let (_, root) = h.submit("production", &wf(), vec![], options).unwrap();
+    assert_eq!(h.take_assigned().len(), 1);
+    let mut h = h.restart_with_grace(60_000).unwrap();
+    h.connect_worker(prod, 7, &[wf(), task()], 4);
+    h.connect_worker(prod, 8, &[wf(), task()], 4);
+    // Another agent's old worker (2) leaves worker 1's orphans alone.
+    assert!(h.claim_after(prod, 8, vec![], Some(2)).is_empty());
+    h.advance(1);
+    assert!(
+        h.take_assigned().is_empty(),
+        "still claimable by its own agent"
+    );
+    assert!(h.claim_after(prod, 7, vec![], Some(1)).is_empty());
+    h.advance(1);
+    let retry = h.take_assigned();
+    assert_eq!(
+        retry.len(),
+        1,
+        "abandoned and retried without waiting out the grace"
+    );
+    assert_eq!(retry[0].execution, root.step.execution(2));
+}
+
+#[test]
 fn recovery_abandons_assigned_work_and_requeues_the_rest() {
     let Fixture { mut h, prod, .. } = setup();
     let (run, root) = h

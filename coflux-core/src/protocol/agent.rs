@@ -23,7 +23,7 @@ use crate::model::{ExecutionId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +76,11 @@ pub struct Hello {
     /// from a session the server no longer knows (e.g. after a server restart). Those the
     /// server still expects become this session's, and are listed in the welcome.
     pub claims: Vec<ExecutionId>,
+    /// For a new session: the token of the session the server no longer knows. What was
+    /// assigned to it and is not claimed is abandoned (and retried) at once instead of when
+    /// the reconnect grace period ends.
+    #[serde(default)]
+    pub previous_session: Option<String>,
 }
 
 /// A request from an agent that gets a [`ServerFrame::Reply`] with the same id.
@@ -454,6 +459,7 @@ mod tests {
                     kind: TargetKind::Workflow,
                 }],
                 claims: vec![execution()],
+                previous_session: Some("a1.b2".into()),
             }),
             AgentFrame::Result {
                 execution: execution(),

@@ -32,6 +32,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
             concurrency: 4,
             targets: vec![],
             claims: vec![execution],
+            previous_session: None,
         }),
         AgentFrame::Request {
             id: 3,

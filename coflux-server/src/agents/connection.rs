@@ -175,7 +175,15 @@ async fn open_session(
         .map_err(|_| CloseReason::EnvironmentNotFound)?;
     let worker_id = worker.id;
     let claimed = project
-        .claim_executions(&hello.environment, worker_id, hello.claims.clone())
+        .claim_executions(
+            &hello.environment,
+            worker_id,
+            hello.claims.clone(),
+            hello
+                .previous_session
+                .as_deref()
+                .and_then(super::sessions::worker_of),
+        )
         .await
         .unwrap_or_default();
     let profile = AgentProfile {

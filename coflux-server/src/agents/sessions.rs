@@ -365,7 +365,7 @@ impl Sessions {
         id: u64,
         connection: Outgoing,
     ) -> Arc<Session> {
-        let token = new_token();
+        let token = new_token(worker.id);
         let session = Arc::new(Session {
             token: token.clone(),
             project,
@@ -533,9 +533,31 @@ impl Sessions {
     }
 }
 
-fn new_token() -> String {
+/// A session token: its worker, then 128 random bits (`W….hex`). The worker part lets a
+/// restarted server tell which worker an agent's lost session was ([`worker_of`]).
+fn new_token(worker: WorkerId) -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let random: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{worker}.{random}")
+}
+
+/// The worker of a session token made by this server (also one from before a restart).
+pub fn worker_of(token: &str) -> Option<WorkerId> {
+    token.split_once('.')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_token_names_its_worker() {
+        let token = new_token(WorkerId(123_456));
+        assert_eq!(worker_of(&token), Some(WorkerId(123_456)));
+        assert_ne!(token, new_token(WorkerId(123_456)), "random");
+        assert_eq!(worker_of("0123abcd"), None, "a token of an older server");
+        assert_eq!(worker_of("Wzz!.00"), None);
+    }
 }

@@ -66,6 +66,7 @@ fn hello(session: Option<String>) -> Hello {
             kind: TargetKind::Workflow,
         }],
         claims: vec![],
+        previous_session: None,
     }
 }
 

@@ -272,6 +272,7 @@ async fn auth_agent_tokens_connect_only_to_their_project_and_environments() {
             concurrency: 1,
             targets: vec![],
             claims: vec![],
+            previous_session: None,
         })
     };
     for (environment, welcome) in [("dev-1", true), ("production", false)] {

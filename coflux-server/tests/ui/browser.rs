@@ -262,6 +262,20 @@ async fn not_reloaded(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Clicks the element `css` selects, finding it again if a live update replaced it between
+/// the find and the click (a stale element reference).
+async fn click(client: &Client, css: &str) -> anyhow::Result<()> {
+    let mut tries = 0;
+    loop {
+        let element = client.find(Locator::Css(css)).await?;
+        match element.click().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < 5 && e.to_string().contains("stale element") => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Accepts the confirm dialog that a click opened.
 async fn accept(client: &Client) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -293,10 +307,7 @@ async fn ui_browser_submits_a_run_and_watches_it_finish() {
                 .find(Locator::Css("[data-testid=run-form] [data-argument]"))
                 .await?;
             field.send_keys("\"world\"").await?;
-            c.find(Locator::Css("[data-testid=run-submit]"))
-                .await?
-                .click()
-                .await?;
+            click(&c, "[data-testid=run-submit]").await?;
             until(&c, "the run page", "location.pathname.includes('/runs/')").await?;
             ready(&c).await?;
             let first = eval(&c, RUN_STATUS).await?;
@@ -325,11 +336,8 @@ async fn ui_browser_reruns_a_step_in_a_child_environment() {
         open(&c, &site.run_url(&run.run.to_string(), &format!("&step={}:1", run.run))).await?;
         let panel = "document.querySelector('[data-testid=step-panel]')";
         until(&c, "the step panel", &format!("{panel}?.dataset.attempt === '1'")).await?;
-        c.find(Locator::Css("[data-testid=rerun-environment] option[value=dev]"))
-            .await?
-            .click()
-            .await?;
-        c.find(Locator::Css("[data-testid=rerun]")).await?.click().await?;
+        click(&c, "[data-testid=rerun-environment] option[value=dev]").await?;
+        click(&c, "[data-testid=rerun]").await?;
         accept(&c).await?;
         until(&c, "attempt 2 selected", &format!("{panel}?.dataset.attempt === '2'")).await?;
         not_reloaded(&c).await?;
@@ -341,14 +349,14 @@ async fn ui_browser_reruns_a_step_in_a_child_environment() {
         until(&c, "attempt 2 in dev", &format!("{env} === 'dev'")).await?;
         until(&c, "attempt 2 finished", &format!("{RUN_STATUS} === 'value' && document.querySelector('.run-page').dataset.live === 'false'")).await?;
         // Compare with production: the same code gives the same value.
-        c.find(Locator::Css("[data-testid=compare-with]")).await?.click().await?;
+        click(&c, "[data-testid=compare-with]").await?;
         until(&c, "the comparison", "document.querySelector('[data-testid=compare-summary]')?.dataset.differences === '0'").await?;
         until(&c, "the panel's comparison", "!!document.querySelector('[data-testid=compare] [data-testid=compare-same]')").await?;
         // Selecting the step's other attempt and another tab swaps the page in place.
-        c.find(Locator::Css("[data-testid=attempt]")).await?.click().await?;
+        click(&c, "[data-testid=attempt]").await?;
         until(&c, "attempt 1 selected", &format!("{panel}?.dataset.attempt === '1'")).await?;
         until(&c, "its URL", "location.search.includes('attempt=1')").await?;
-        c.find(Locator::Css("[data-testid=tab-timeline]")).await?.click().await?;
+        click(&c, "[data-testid=tab-timeline]").await?;
         until(&c, "the timeline", "!!document.querySelector('[data-testid=timeline]')").await?;
         c.back().await?;
         until(&c, "the graph again", "!!document.querySelector('[data-testid=graph]')").await?;
@@ -369,10 +377,7 @@ async fn ui_browser_cancels_a_running_run() {
             &format!("{RUN_STATUS} === 'running'"),
         )
         .await?;
-        c.find(Locator::Css("[data-testid=cancel-run]"))
-            .await?
-            .click()
-            .await?;
+        click(&c, "[data-testid=cancel-run]").await?;
         accept(&c).await?;
         until(
             &c,

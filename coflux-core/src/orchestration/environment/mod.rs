@@ -69,6 +69,8 @@ pub struct EnvironmentCore {
     /// Executions left running by the previous process, with when they are abandoned unless a
     /// worker claims them.
     orphans: BTreeMap<ExecutionId, Millis>,
+    /// The worker each orphan was assigned to (entries of orphans gone are never read).
+    orphan_workers: HashMap<ExecutionId, WorkerId>,
     /// When assigned executions with a timeout are timed out by the orchestrator if their
     /// worker has not reported (entries of executions that ended are skipped when due).
     deadlines: BTreeSet<(Millis, ExecutionId)>,
@@ -102,6 +104,7 @@ impl EnvironmentCore {
             known: HashSet::new(),
             timer_at: None,
             orphans: BTreeMap::new(),
+            orphan_workers: HashMap::new(),
             deadlines: BTreeSet::new(),
             deferred: HashMap::new(),
             limits: HashMap::new(),
@@ -181,9 +184,11 @@ impl EnvironmentCore {
                 execution,
                 target,
                 deadline,
+                worker,
             } => {
                 self.known.insert(execution);
                 self.orphans.insert(execution, deadline);
+                self.orphan_workers.insert(execution, worker);
                 self.assigned_targets.insert(execution, target.clone());
                 self.limit(execution, target);
             }
@@ -194,6 +199,7 @@ impl EnvironmentCore {
             EnvironmentMsg::Claim {
                 worker,
                 executions,
+                previous,
                 reply,
             } => {
                 let mut claimed = Vec::new();
@@ -205,6 +211,16 @@ impl EnvironmentCore {
                                 slot.running += 1;
                             }
                             claimed.push(execution);
+                        }
+                    }
+                    // What its previous session was assigned and it does not run (the assignment
+                    // was lost with the old process): abandoned at the next tick, not at the
+                    // end of the grace period.
+                    if let Some(previous) = previous {
+                        for (execution, deadline) in self.orphans.iter_mut() {
+                            if self.orphan_workers.get(execution) == Some(&previous) {
+                                *deadline = (*deadline).min(now);
+                            }
                         }
                     }
                 }

@@ -39,7 +39,7 @@ impl RunCore {
                     held.push((execution, attempt.dependencies.clone()));
                     continue;
                 }
-                if attempt.assignment.is_some() && grace_ms > 0 {
+                if let Some((worker, _)) = attempt.assignment.filter(|_| grace_ms > 0) {
                     out.send(Envelope::Environment(
                         attempt.environment,
                         EnvironmentMsg::Orphan {
@@ -47,6 +47,7 @@ impl RunCore {
                             target: step.record.target.clone(),
                             deadline: now
                                 .saturating_add(i64::try_from(grace_ms).unwrap_or(i64::MAX)),
+                            worker,
                         },
                     ));
                 } else if attempt.assignment.is_some() {
