@@ -110,9 +110,27 @@ pub trait ProjectReader: ProjectStore {
     fn size_report(&self) -> Result<SizeReport, StoreError>;
 }
 
-/// [`ProjectReader`]'s retention reads, delegated to the backend's inherent methods.
-macro_rules! retention_reads {
+/// The [`ProjectReader`] reads both backends answer with an inherent method of the same name.
+macro_rules! delegated_reads {
     ($store:ty) => {
+        fn pending_inputs(&self, limit: u32) -> Result<Vec<InputRecord>, StoreError> {
+            <$store>::pending_inputs(self, limit)
+        }
+        fn input(&self, id: InputId) -> Result<Option<InputRecord>, StoreError> {
+            <$store>::input(self, id)
+        }
+        fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+            <$store>::schedules(self)
+        }
+        fn concurrency_limits(
+            &self,
+            environment: EnvironmentId,
+        ) -> Result<Vec<(TargetRef, u32)>, StoreError> {
+            <$store>::concurrency_limits(self, environment)
+        }
+        fn referenced_blob_keys(&self) -> Result<HashSet<String>, StoreError> {
+            <$store>::referenced_blob_keys(self)
+        }
         fn expired_runs(
             &self,
             cutoff: Millis,
@@ -137,21 +155,7 @@ macro_rules! retention_reads {
 }
 
 impl ProjectReader for SqliteStore {
-    fn pending_inputs(&self, limit: u32) -> Result<Vec<InputRecord>, StoreError> {
-        SqliteStore::pending_inputs(self, limit)
-    }
-    fn input(&self, id: InputId) -> Result<Option<InputRecord>, StoreError> {
-        SqliteStore::input(self, id)
-    }
-    fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
-        SqliteStore::schedules(self)
-    }
-    fn concurrency_limits(
-        &self,
-        environment: EnvironmentId,
-    ) -> Result<Vec<(TargetRef, u32)>, StoreError> {
-        SqliteStore::concurrency_limits(self, environment)
-    }
+    delegated_reads!(SqliteStore);
     fn load_run_page(
         &self,
         run: RunId,
@@ -164,28 +168,10 @@ impl ProjectReader for SqliteStore {
     fn query_runs(&self, filter: &RunFilter, limit: usize) -> Result<RunPage, StoreError> {
         super::run_list::query_runs(self.connection(), filter, limit)
     }
-    fn referenced_blob_keys(&self) -> Result<HashSet<String>, StoreError> {
-        SqliteStore::referenced_blob_keys(self)
-    }
-    retention_reads!(SqliteStore);
 }
 
 impl ProjectReader for PgStore {
-    fn pending_inputs(&self, limit: u32) -> Result<Vec<InputRecord>, StoreError> {
-        PgStore::pending_inputs(self, limit)
-    }
-    fn input(&self, id: InputId) -> Result<Option<InputRecord>, StoreError> {
-        PgStore::input(self, id)
-    }
-    fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
-        PgStore::schedules(self)
-    }
-    fn concurrency_limits(
-        &self,
-        environment: EnvironmentId,
-    ) -> Result<Vec<(TargetRef, u32)>, StoreError> {
-        PgStore::concurrency_limits(self, environment)
-    }
+    delegated_reads!(PgStore);
     /// Reads the whole run and keeps the page (not paged in SQL yet).
     fn load_run_page(
         &self,
@@ -238,8 +224,4 @@ impl ProjectReader for PgStore {
     fn query_runs(&self, filter: &RunFilter, limit: usize) -> Result<RunPage, StoreError> {
         PgStore::query_runs(self, filter, limit)
     }
-    fn referenced_blob_keys(&self) -> Result<HashSet<String>, StoreError> {
-        PgStore::referenced_blob_keys(self)
-    }
-    retention_reads!(PgStore);
 }
