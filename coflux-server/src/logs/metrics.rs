@@ -178,7 +178,8 @@ pub(super) fn prune(
     Ok(points + definitions)
 }
 
-type Series = BTreeMap<(u32, u32), BTreeMap<String, MetricSeries>>;
+/// A run's series by execution (step number, attempt) and key.
+pub(super) type Series = BTreeMap<(u32, u32), BTreeMap<String, MetricSeries>>;
 
 /// Reads a run's metrics (only `execution`'s, if given).
 pub(super) fn read(
@@ -232,6 +233,11 @@ pub(super) fn read(
                 timestamp: u64::try_from(timestamp).unwrap_or(0),
             });
     }
+    Ok(run_metrics(run, series, truncated))
+}
+
+/// A run's metrics answer from its series.
+pub(super) fn run_metrics(run: RunId, series: Series, truncated: bool) -> RunMetrics {
     let executions = series
         .into_iter()
         .map(|((number, attempt), metrics)| ExecutionMetrics {
@@ -243,15 +249,21 @@ pub(super) fn read(
             metrics: metrics.into_values().collect(),
         })
         .collect();
-    Ok(RunMetrics {
+    RunMetrics {
         run_id: run.to_string(),
         executions,
         truncated,
-    })
+    }
 }
 
 /// The series of `key` of an execution, created empty if new.
-fn entry<'a>(series: &'a mut Series, step: u32, attempt: u32, key: &str) -> &'a mut MetricSeries {
+/// The series of `key` of execution `step`:`attempt`, created empty.
+pub(super) fn entry<'a>(
+    series: &'a mut Series,
+    step: u32,
+    attempt: u32,
+    key: &str,
+) -> &'a mut MetricSeries {
     series
         .entry((step, attempt))
         .or_default()

@@ -1,12 +1,12 @@
 //! Metrics in PostgreSQL (see [`super::postgres`]): definitions replaced per execution and
 //! key, points in the order they arrived, read back as the SQLite store does.
 
-use coflux_core::model::{ExecutionId, ProjectName, RunId, StepId};
+use coflux_core::model::{ExecutionId, ProjectName, RunId};
 use postgres::{Client, Row, Transaction};
 
 use super::backend::{PreparedMetric, to_i64};
 use super::metrics::{
-    ExecutionMetrics, MAX_POINTS, MetricPoint, MetricRecord, MetricSeries, RunMetrics,
+    self, MAX_POINTS, MetricPoint, MetricRecord, MetricSeries, RunMetrics, Series, run_metrics,
 };
 use super::postgres::next_ids;
 use super::record::LogError;
@@ -96,7 +96,7 @@ pub(super) fn read(
     });
     const FILTER: &str = "project = $1 AND run_id = $2 \
         AND ($3::BIGINT < 0 OR (step_number = $3 AND attempt = $4))";
-    let mut series: BTreeSeries = Default::default();
+    let mut series = Series::default();
     let definitions = client.query(
         &format!(
             "SELECT step_number, attempt, key, definition_json FROM coflux_metric_definitions
@@ -134,30 +134,12 @@ pub(super) fn read(
             timestamp: u64::try_from(timestamp).unwrap_or(0),
         });
     }
-    let executions = series
-        .into_iter()
-        .map(|((number, attempt), metrics)| ExecutionMetrics {
-            execution_id: ExecutionId {
-                step: StepId { run, number },
-                attempt,
-            }
-            .to_string(),
-            metrics: metrics.into_values().collect(),
-        })
-        .collect();
-    Ok(RunMetrics {
-        run_id: run.to_string(),
-        executions,
-        truncated,
-    })
+    Ok(run_metrics(run, series, truncated))
 }
-
-type BTreeSeries =
-    std::collections::BTreeMap<(u32, u32), std::collections::BTreeMap<String, MetricSeries>>;
 
 /// The series of `key` of the execution in `row` (step, attempt in columns 0 and 1).
 fn entry<'a>(
-    series: &'a mut BTreeSeries,
+    series: &'a mut Series,
     row: &Row,
     key: &str,
 ) -> Result<&'a mut MetricSeries, LogError> {
@@ -165,13 +147,5 @@ fn entry<'a>(
         let n: i64 = row.try_get(i)?;
         u32::try_from(n).map_err(|_| LogError::Corrupt(format!("metric execution number {n}")))
     };
-    Ok(series
-        .entry((number(0)?, number(1)?))
-        .or_default()
-        .entry(key.to_owned())
-        .or_insert_with(|| MetricSeries {
-            key: key.to_owned(),
-            definition: None,
-            points: Vec::new(),
-        }))
+    Ok(metrics::entry(series, number(0)?, number(1)?, key))
 }
