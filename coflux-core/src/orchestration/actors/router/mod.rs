@@ -22,7 +22,7 @@ use super::super::messages::{
 };
 use super::super::run::RunCore;
 use super::hosts::{ConfirmRetire, Deliver, Reload};
-use super::spin::{Doorbell, spinning_arbiter};
+use crate::tuning::{Doorbell, spinning_arbiter};
 
 mod delete;
 mod link;
