@@ -50,8 +50,8 @@ macro_rules! settings {
 settings! {
 /// `coflux-server`: hosts projects, their environments and runs; agents connect over WebSocket.
 ///
-/// Every setting is a flag, a `COFLUX_*` environment variable and (but the admin token and the
-/// file's own path) a key of the config file.
+/// Every setting is a flag and a `COFLUX_*` environment variable; all but the admin token are
+/// also keys of the `--config` file.
 #[derive(Debug, Clone, Default, Parser, Deserialize)]
 #[command(name = "coflux-server", version, about)]
 #[serde(deny_unknown_fields)]
