@@ -1,5 +1,7 @@
 //! [`Project`]: environments, workers, submissions, re-runs and inspection for one project.
 
+use std::path::PathBuf;
+
 use serde::de::DeserializeOwned;
 
 use crate::model::{
@@ -71,6 +73,7 @@ use super::worker::{Worker, WorkerOptions};
 #[derive(Clone)]
 pub struct Project {
     handle: ProjectHandle,
+    asset_records: Option<PathBuf>,
 }
 
 /// How [`Project::submit_with`] submits a workflow.
@@ -147,8 +150,18 @@ pub(super) fn unexpected(reply: Reply) -> Error {
 }
 
 impl Project {
-    pub(crate) fn new(handle: ProjectHandle) -> Self {
-        Self { handle }
+    /// `asset_records`: where the project's asset records are, when deleting runs removes
+    /// the records they leave unreferenced (embedded; `None`: the host does it).
+    pub(crate) fn new(handle: ProjectHandle, asset_records: Option<PathBuf>) -> Self {
+        Self {
+            handle,
+            asset_records,
+        }
+    }
+
+    /// Where the asset records that deleting runs removes are (see [`Project::new`]).
+    pub(super) fn asset_records_dir(&self) -> Option<PathBuf> {
+        self.asset_records.clone()
     }
 
     /// The project's name.
