@@ -250,3 +250,21 @@ fn input_of_another_run_or_already_final_does_not_hold_a_suspended_step() {
         .unwrap();
     assert_eq!(assigned(&mut h), vec![root.step.execution(3)]);
 }
+
+#[test]
+fn input_a_step_suspended_on_it_cancelled_cancels_the_input_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, root) = setup(&dir);
+    assigned(&mut h);
+    let input = suspend_on_input(&mut h, root);
+    // Cancelling the suspended execution cancels the held one that replaced it, and nobody
+    // will wait for the input any more.
+    h.cancel(root);
+    let waiting = send(&mut h, InputOp::Wait { input });
+    let done = answer(&mut h, waiting).expect("final").unwrap();
+    assert!(
+        matches!(done.state, InputState::Cancelled { .. }),
+        "{done:?}"
+    );
+    assert!(assigned(&mut h).is_empty());
+}

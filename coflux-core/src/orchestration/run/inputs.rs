@@ -136,8 +136,9 @@ impl RunCore {
         out.reply(reply, Reply::Input(answer));
     }
 
-    /// Cancels the pending inputs `execution` asked for (it was cancelled: no later attempt
-    /// of its step will wait for them; a retried one asks again and gets the same input).
+    /// Cancels the pending inputs that `execution` or an earlier attempt of its step asked for
+    /// (it was cancelled: no later attempt of its step will wait for them; an attempt that
+    /// suspended waiting for one ended in this one).
     pub(super) fn cancel_inputs_of(
         &mut self,
         execution: ExecutionId,
@@ -148,7 +149,11 @@ impl RunCore {
             .inputs
             .records
             .iter()
-            .filter(|r| r.execution == execution && !r.state.is_final())
+            .filter(|r| {
+                r.execution.step == execution.step
+                    && r.execution.attempt <= execution.attempt
+                    && !r.state.is_final()
+            })
             .map(|r| r.id)
             .collect();
         for input in pending {
