@@ -1,4 +1,4 @@
-//! `select`: races waits on several executions; the first final result wins.
+//! `select`: races waits on several executions and inputs; the first final one wins.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -87,7 +87,9 @@ fn dependencies(handles: &[Waited]) -> Dependencies {
 /// Answers a `select`: the winner's index and outcome, or `null` if nothing resolved in time.
 /// When the caller may be suspended (`suspend`) and the time runs out, it is suspended: its
 /// step runs again as soon as one of the handles has finished (the process is stopped). So is
-/// one that cannot lend its slot and is not answered within [`PARK_GRACE`].
+/// one that cannot lend its slot and is not answered within [`PARK_GRACE`], and one waiting
+/// without a time limit for an input of its run that is still pending after [`READY_CHECK`]
+/// (a person may take days to answer).
 pub(crate) async fn select(
     host: &Rc<dyn ExecutorHost>,
     context: &ExecutionContext,
