@@ -44,7 +44,7 @@ impl Project {
     /// After `deleted` runs are gone: their asset records go too, unless the host removes
     /// them itself. A failure is logged (the records are retried after the next deletion).
     pub(super) async fn after_runs_deleted(&self, deleted: &[RunId]) {
-        let Some(directory) = self.asset_records_dir().filter(|_| !deleted.is_empty()) else {
+        let Some(directory) = self.asset_records.clone().filter(|_| !deleted.is_empty()) else {
             return;
         };
         match self

@@ -73,7 +73,9 @@ use super::worker::{Worker, WorkerOptions};
 #[derive(Clone)]
 pub struct Project {
     handle: ProjectHandle,
-    asset_records: Option<PathBuf>,
+    /// Its asset records' directory, when deleting runs removes those they leave unreferenced
+    /// (embedded; `None`: the host does it).
+    pub(super) asset_records: Option<PathBuf>,
 }
 
 /// How [`Project::submit_with`] submits a workflow.
@@ -150,18 +152,11 @@ pub(super) fn unexpected(reply: Reply) -> Error {
 }
 
 impl Project {
-    /// `asset_records`: where the project's asset records are, when deleting runs removes
-    /// the records they leave unreferenced (embedded; `None`: the host does it).
     pub(crate) fn new(handle: ProjectHandle, asset_records: Option<PathBuf>) -> Self {
         Self {
             handle,
             asset_records,
         }
-    }
-
-    /// Where the asset records that deleting runs removes are (see [`Project::new`]).
-    pub(super) fn asset_records_dir(&self) -> Option<PathBuf> {
-        self.asset_records.clone()
     }
 
     /// The project's name.
