@@ -23,10 +23,6 @@ use crate::logs::LogStore;
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).
 pub const FIRST_SWEEP: Duration = Duration::from_secs(10 * 60);
 
-/// Asset records written within this long are kept even when nothing refers to them yet (an
-/// agent persists an asset before it records the result that refers to it).
-pub const ASSET_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
-
 /// What one sweep did, over all projects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionSweep {
@@ -134,7 +130,8 @@ impl RunRetention {
 
 /// Removes what deleted runs leave outside their project's database: their logs and metrics,
 /// then the asset records that no recorded value or log message refers to and that are older
-/// than [`ASSET_GRACE`]. Returns how many asset records were deleted.
+/// than [`coflux_core::api::ASSET_GRACE`] ([`Project::forget_asset_records`]). Returns how many asset records
+/// were deleted.
 pub async fn forget_deleted_runs(
     project: &Project,
     logs: &LogStore,
@@ -146,47 +143,18 @@ pub async fn forget_deleted_runs(
     }
     let name = ProjectName::new(project.name())?;
     logs.delete_runs(&name, runs).await?;
-    let mut referenced = project.referenced_asset_ids().await?;
-    let assets = data_dir.join("assets").join(name.as_str());
     let logs = logs.clone();
-    tokio::task::spawn_blocking(move || {
-        logs.for_each_logged_value(&name, Some("\"asset\""), &mut |value| {
+    let logged = name.clone();
+    let in_logs = tokio::task::spawn_blocking(move || {
+        let mut referenced = HashSet::new();
+        logs.for_each_logged_value(&logged, Some("\"asset\""), &mut |value| {
             asset_ids(value, &mut referenced)
         })?;
-        delete_unreferenced_records(&assets, &referenced, SystemTime::now())
+        anyhow::Ok(referenced)
     })
-    .await?
-}
-
-/// Deletes the asset records (`<id>.json`) in `directory` not in `referenced` and last
-/// modified before `now - ASSET_GRACE`.
-fn delete_unreferenced_records(
-    directory: &Path,
-    referenced: &HashSet<String>,
-    now: SystemTime,
-) -> anyhow::Result<usize> {
-    let entries = match std::fs::read_dir(directory) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e.into()),
-    };
-    let cutoff = now.checked_sub(ASSET_GRACE).unwrap_or(UNIX_EPOCH);
-    let mut deleted = 0;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let Some(id) = name
-            .strip_suffix(".json")
-            .filter(|_| !name.starts_with('.'))
-        else {
-            continue;
-        };
-        if referenced.contains(id) || entry.metadata()?.modified()? >= cutoff {
-            continue;
-        }
-        std::fs::remove_file(entry.path())?;
-        deleted += 1;
-    }
-    Ok(deleted)
+    .await??;
+    let assets = data_dir.join("assets").join(name.as_str());
+    Ok(project
+        .forget_asset_records(&assets, in_logs, SystemTime::now())
+        .await?)
 }

@@ -50,6 +50,8 @@ impl AppState {
         // Executions running when the server stopped stay claimable by reconnecting agents.
         core.recovery_grace = config.reconnect_timeout;
         core.project_idle_timeout = config.project_idle_timeout;
+        // Log messages refer to assets too: run retention removes asset records with them.
+        core.asset_records_by_host = true;
         // Projects share one arbiter and one writer thread per core.
         core.project_threads = std::thread::available_parallelism().map_or(2, usize::from);
         let cluster = match &config.database_url {

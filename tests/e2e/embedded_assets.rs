@@ -1,7 +1,8 @@
 //! Assets through the Rust SDK in embedded mode: a task persists a directory with a glob
 //! filter, another restores a subset of it; blobs and records land under the data directory,
 //! content-addressed; traversal attempts (persisting `../x`, restoring a tampered record) fail
-//! with a clear error and write nothing outside the target directory.
+//! with a clear error and write nothing outside the target directory; deleting runs (one, or
+//! by retention) deletes the asset records they leave unreferenced.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,8 +82,15 @@ async fn missing(file: String) -> Result<Asset, Failure> {
     Ok(Asset::file(file).persist().await?)
 }
 
+/// Persists one file as the run's result.
+#[workflow]
+async fn stored(file: String) -> Result<Asset, Failure> {
+    Ok(Asset::file(file).persist().await?)
+}
+
 fn repository() -> Repository {
     Repository::new()
+        .with(stored)
         .with(pipeline)
         .with(make)
         .with(take)
@@ -225,4 +233,79 @@ async fn traversal_attempts_are_rejected_with_a_clear_error() {
         error.contains(std::any::type_name::<AssetError>()),
         "{error}"
     );
+}
+
+/// The blob keys of the asset records in `records`, by record id.
+fn record_blobs(records: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut found = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(records).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(id) = path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .strip_suffix(".json")
+        else {
+            continue;
+        };
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let keys = record["entries"].as_object().unwrap().values();
+        let keys = keys.map(|e| e["blob_key"].as_str().unwrap().to_owned());
+        found.insert(id.to_owned(), keys.collect());
+    }
+    found
+}
+
+#[actix_rt::test]
+async fn deleting_runs_deletes_the_asset_records_they_leave_unreferenced() {
+    let (dir, data, _coflux, project, _worker) = serve_demo().await;
+    let records = data.join("assets").join("demo");
+    let mut runs = Vec::new();
+    for name in ["a", "b", "c"] {
+        let file = dir.path().join(format!("{name}.txt"));
+        write(&file, &format!("content of {name}"));
+        let file = file.to_string_lossy().into_owned();
+        let run = project
+            .submit("production", &stored, (file,))
+            .await
+            .unwrap();
+        let asset: Asset = run.result().await.unwrap();
+        runs.push((run.run, asset.id().to_owned()));
+    }
+    let blobs = record_blobs(&records);
+    assert_eq!(blobs.len(), 3, "{blobs:?}");
+    // Records written within the last day are kept even when unreferenced (an asset is
+    // persisted before the result that refers to it): these were written two days ago.
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    for (_, id) in &runs {
+        let record = std::fs::File::options()
+            .write(true)
+            .open(records.join(format!("{id}.json")))
+            .unwrap();
+        record.set_modified(two_days_ago).unwrap();
+    }
+
+    // One run deleted: its record goes, the others' stay.
+    let (first, first_asset) = &runs[0];
+    project.delete_run(*first).await.unwrap();
+    let left = record_blobs(&records);
+    let ids: Vec<&String> = left.keys().collect();
+    let mut kept = [&runs[1].1, &runs[2].1];
+    kept.sort();
+    assert_eq!(ids, kept, "{left:?}");
+    // Its blob is referenced by nothing the project keeps: the blob GC's to take.
+    let blob = &blobs[first_asset][0];
+    let referenced = project.referenced_blob_keys().await.unwrap();
+    assert!(!referenced.contains(blob));
+    assert!(!left.values().flatten().any(|k| k == blob));
+
+    // Retention deletes the rest, with their records.
+    let report = project
+        .delete_expired_runs(coflux_core::model::now_millis() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, [runs[1].0, runs[2].0]);
+    assert!(record_blobs(&records).is_empty());
 }

@@ -1,9 +1,9 @@
 //! Inputs through the real coflux 0.12.0 SDK and the `coflux inputs` CLI: a workflow asks, a
 //! person answers through the CLI and the workflow returns the answer; an input handle in
 //! `cf.select` and cancelled; a dismissal raises
-//! `InputDismissed` in the workflow; a pending input survives a `kill -9` of the server; a
-//! workflow waiting for an input lends its slot (an agent with `--concurrency 1` runs other
-//! work meanwhile).
+//! `InputDismissed` in the workflow; a workflow waiting for an input is suspended (its
+//! process ends, an agent with `--concurrency 1` runs other work meanwhile) and runs again once
+//! the input is answered or dismissed, also after a `kill -9` of the server.
 
 use std::time::Duration;
 
@@ -47,6 +47,49 @@ async fn pending_input(server: &Server, run: &str) -> Json {
             .cloned()
     })
     .await
+}
+
+/// The run's first step's executions, as `runs inspect -o json` lists them.
+fn executions(server: &Server, run: &str) -> Vec<Json> {
+    let tree: Json =
+        serde_json::from_str(&cli(server, &["-o", "json", "runs", "inspect", run])).unwrap();
+    tree["steps"][0]["executions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until the run's workflow has suspended waiting for `input`: its first execution
+/// ended as `suspended` and the next one waits for the input.
+async fn suspended_on(server: &Server, run: &str, input: &str) {
+    eventually(
+        Duration::from_secs(60),
+        "the asking execution suspended",
+        || {
+            let executions = executions(server, run);
+            async move {
+                let [first, next] = &executions[..] else {
+                    return None;
+                };
+                (first["state"] == "suspended"
+                    && next["state"] == "queued"
+                    && next["waits_for_inputs"] == json!([input]))
+                .then_some(())
+            }
+        },
+    )
+    .await
+}
+
+/// Asserts that the run's workflow was resumed once: its second execution gave the result.
+fn resumed_once(server: &Server, run: &str) {
+    let executions = executions(server, run);
+    let states: Vec<&Json> = executions.iter().map(|e| &e["state"]).collect();
+    assert_eq!(
+        states,
+        [&json!("suspended"), &json!("value")],
+        "{executions:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -128,6 +171,7 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
         json!({"approved": true, "note": "go"}),
         "{result}"
     );
+    resumed_once(&server, &run);
     let tree: Json =
         serde_json::from_str(&cli(&server, &["-o", "json", "runs", "inspect", &run])).unwrap();
     assert_eq!(
@@ -182,12 +226,12 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
         )
         .await;
     let input = pending_input(&server, &run).await;
-    cli(
-        &server,
-        &["inputs", "dismiss", input["id"].as_str().unwrap()],
-    );
+    let id = input["id"].as_str().unwrap();
+    suspended_on(&server, &run, id).await;
+    cli(&server, &["inputs", "dismiss", id]);
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["value"], "dismissed", "{result}");
+    resumed_once(&server, &run);
 }
 
 #[actix_rt::test]
@@ -200,6 +244,8 @@ async fn a_pending_input_survives_a_server_killed_and_can_still_be_answered() {
         .await;
     let input = pending_input(&server, &run).await;
     let id = input["id"].as_str().unwrap().to_string();
+    // Killed while the workflow is suspended: its step is held by the stored input only.
+    suspended_on(&server, &run, &id).await;
     server.proc.kill9();
     let server = Server::start_on(dir.path(), port, &[]).await;
     let again = pending_input(&server, &run).await;
@@ -210,10 +256,11 @@ async fn a_pending_input_survives_a_server_killed_and_can_still_be_answered() {
     );
     let result = server.result(P, &run, 90).await;
     assert_eq!(result["value"], json!({"approved": false}), "{result}");
+    resumed_once(&server, &run);
 }
 
 #[actix_rt::test]
-async fn a_workflow_waiting_for_an_input_does_not_hold_its_agents_only_slot() {
+async fn a_workflow_waiting_for_an_input_is_suspended_and_frees_its_agents_only_slot() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_on(dir.path(), coflux_tests::free_port(), &[]).await;
     server.setup(P, "production", None).await;
@@ -230,6 +277,8 @@ async fn a_workflow_waiting_for_an_input_does_not_hold_its_agents_only_slot() {
         .submit(P, "production", "input_flows", "ask", json!(["api"]))
         .await;
     let input = pending_input(&server, &asking).await;
+    // The asking workflow leaves its process: its step is held until the input is answered.
+    suspended_on(&server, &asking, input["id"].as_str().unwrap()).await;
     // While the prompt waits, the agent (one slot) runs another workflow and its task.
     let other = server
         .submit(P, "production", "input_flows", "meanwhile", json!([]))
@@ -249,4 +298,5 @@ async fn a_workflow_waiting_for_an_input_does_not_hold_its_agents_only_slot() {
     );
     let answered = server.result(P, &asking, 60).await;
     assert_eq!(answered["value"], json!({"approved": true}), "{answered}");
+    resumed_once(&server, &asking);
 }

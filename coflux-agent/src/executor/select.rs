@@ -1,4 +1,4 @@
-//! `select`: races waits on several executions; the first final result wins.
+//! `select`: races waits on several executions and inputs; the first final one wins.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -53,18 +53,43 @@ const READY_CHECK: Duration = Duration::from_millis(200);
 const PARK_GRACE: Duration = Duration::from_millis(50);
 
 /// Whether a `select` may end in a suspension of its caller: the caller allows it, it waits
-/// for executions only (a suspended step is held until an execution finishes), and it has no
-/// stream open (a replay would not continue it).
+/// for executions and inputs of its own run only (a suspended step is held until one of them
+/// is final; an input of another run is waited for in the process), and it has no stream open
+/// (a replay would not continue it).
 fn can_suspend(context: &ExecutionContext, params: &Select, handles: &[Waited]) -> bool {
+    may_resume_after(context, params, handles) && !context.streams.busy()
+}
+
+/// Whether the caller allows a suspension and its step can be held until one of `handles` is
+/// final (executions, and inputs of its own run).
+fn may_resume_after(context: &ExecutionContext, params: &Select, handles: &[Waited]) -> bool {
+    let run = context.execution.run();
     params.suspend
-        && handles.iter().all(|h| matches!(h, Waited::Execution(_)))
-        && !context.streams.busy()
+        && handles.iter().all(|h| match h {
+            Waited::Execution(_) => true,
+            Waited::Input(input) => input.run == run,
+        })
+}
+
+/// What a suspended caller's step waits for before it runs again: the first of its handles.
+fn dependencies(handles: &[Waited]) -> Dependencies {
+    let mut executions = Vec::new();
+    let mut inputs = Vec::new();
+    for handle in handles {
+        match *handle {
+            Waited::Execution(execution) => executions.push(execution),
+            Waited::Input(input) => inputs.push(input),
+        }
+    }
+    Dependencies::any_of(executions, inputs)
 }
 
 /// Answers a `select`: the winner's index and outcome, or `null` if nothing resolved in time.
 /// When the caller may be suspended (`suspend`) and the time runs out, it is suspended: its
 /// step runs again as soon as one of the handles has finished (the process is stopped). So is
-/// one that cannot lend its slot and is not answered within [`PARK_GRACE`].
+/// one that cannot lend its slot and is not answered within [`PARK_GRACE`], and one waiting
+/// without a time limit for an input of its run that is still pending after [`READY_CHECK`]
+/// (a person may take days to answer).
 pub(crate) async fn select(
     host: &Rc<dyn ExecutorHost>,
     context: &ExecutionContext,
@@ -99,16 +124,23 @@ pub(crate) async fn select(
     // While it waits, the execution lends its slot (and tells the server it is waiting), so
     // the children it waits for can run even when every slot is taken by waiting parents.
     let loan = Loan::take(host, context);
+    let suspendable = can_suspend(context, &params, &handles);
+    // An input waits for a person: unless a `suspense` scope gives a time to wait, a caller
+    // that may be suspended is suspended once the input is known not to be answered yet.
+    let asks_person = suspendable
+        && params.timeout_ms.is_none()
+        && handles.iter().any(|h| matches!(h, Waited::Input(_)));
     let limit = match params.timeout_ms {
         Some(0) if params.suspend => Some(READY_CHECK),
         Some(ms) => Some(Duration::from_millis(ms)),
+        None if asks_person => Some(READY_CHECK),
         None => None,
     };
     // When it cannot lend (as many executions as the pool allows already wait in their
     // processes), holding its slot could leave none for the children they all wait for: unless
     // the handles finish soon, it is suspended instead (its process ends; the step runs again
     // once one has finished, and its repeated calls get the same children).
-    let parked = loan.is_none() && can_suspend(context, &params, &handles);
+    let parked = loan.is_none() && suspendable;
     let limit = match limit {
         _ if !parked => limit,
         Some(limit) => Some(limit.min(PARK_GRACE)),
@@ -120,25 +152,15 @@ pub(crate) async fn select(
     };
     drop(loan);
     let Some(((winner, result), _, _)) = outcome else {
-        // Suspending waits for executions to finish; an input is waited for by staying.
-        let executions: Option<Vec<ExecutionId>> = handles
-            .iter()
-            .map(|h| match h {
-                Waited::Execution(e) => Some(*e),
-                Waited::Input(_) => None,
-            })
-            .collect();
-        if params.suspend
-            && let Some(executions) = executions
-        {
+        if may_resume_after(context, &params, &handles) {
             context.suspend(Suspension {
                 execute_after: None,
-                dependencies: Dependencies::any(executions),
+                dependencies: dependencies(&handles),
             });
-            if parked {
+            if parked || asks_person {
                 // Not answered: the process is stopped (a `null` would raise a `TimeoutError`
                 // that the code did not ask for, and it could act on it meanwhile).
-                tracing::debug!(execution = %from, "no slot to lend while waiting: suspended");
+                tracing::debug!(execution = %from, parked, "waiting without a deadline: suspended");
                 return std::future::pending().await;
             }
         }

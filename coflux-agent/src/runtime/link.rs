@@ -220,6 +220,7 @@ impl Link {
             execution,
             execute_after: suspension.execute_after,
             dependencies: suspension.dependencies.executions,
+            inputs: suspension.dependencies.inputs,
             any: suspension.dependencies.any,
         };
         self.report_frame(execution, frame);

@@ -7,8 +7,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::model::{
-    Checkpoints, Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, Millis,
-    RunId, StepId, StepOptions, TargetKind, TargetRef, Value, WorkerId, visible_from,
+    Checkpoints, Environment, EnvironmentId, ExecutionId, ExecutionResult, ExecutionState, InputId,
+    Millis, RunId, StepId, StepOptions, TargetKind, TargetRef, Value, WorkerId, visible_from,
 };
 use crate::orchestration::OrchestrationError;
 use crate::store::RunSummary;
@@ -33,6 +33,10 @@ pub struct ExecutionView {
     pub worker: Option<WorkerId>,
     /// The executions it waited for before it could start (`wait_for`, referenced values).
     pub dependencies: Vec<ExecutionId>,
+    /// The inputs it waited for before it could start (its predecessor suspended waiting for
+    /// them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub input_dependencies: Vec<InputId>,
     /// When it ended.
     pub finished_at: Option<Millis>,
     /// How it ended.
@@ -203,6 +207,7 @@ fn build_view(
             assigned_at: e.assignment.map(|(_, at)| at),
             worker: e.assignment.map(|(worker, _)| worker),
             dependencies: e.dependencies.executions.clone(),
+            input_dependencies: e.dependencies.inputs.clone(),
             finished_at: e.result.as_ref().map(|(_, at)| *at),
             result: e.result.as_ref().map(|(r, _)| r.clone()),
         });

@@ -6,6 +6,7 @@
 //! `actix_rt::System::new().block_on(...)`).
 
 mod arguments;
+mod asset_records;
 mod assets;
 mod blob_files;
 mod blob_refs;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 
 pub use arguments::IntoArguments;
+pub use asset_records::{ASSET_GRACE, delete_unreferenced_asset_records};
 pub use assets::EmbeddedAssets;
 pub use error::Error;
 pub use inspect::{ExecutionView, InputView, RunView, StepView, StreamView};
@@ -91,6 +93,12 @@ pub struct Config {
     /// With `database_url`: this process is a node of a cluster, owning projects by lease
     /// (see [`crate::store::postgres::lease`]); `None`: a single node, no leases.
     pub cluster: Option<ClusterConfig>,
+    /// Whether the program hosting the orchestrator removes the asset records that deleted
+    /// runs leave unreferenced itself (the server does: its logs refer to assets too). Default
+    /// false: deleting runs ([`Project::delete_run`], run retention) also deletes the records
+    /// under `<data_dir>/assets/<project>` that nothing recorded refers to any more and that
+    /// are older than [`ASSET_GRACE`].
+    pub asset_records_by_host: bool,
 }
 
 impl Config {
@@ -108,6 +116,7 @@ impl Config {
             run_retention_interval: Duration::from_secs(60 * 60),
             database_url: None,
             cluster: None,
+            asset_records_by_host: false,
         }
     }
 }
@@ -153,6 +162,7 @@ pub struct Coflux {
     supervisor: Addr<Supervisor>,
     data_dir: PathBuf,
     database_url: Option<String>,
+    asset_records_by_host: bool,
 }
 
 impl Coflux {
@@ -180,6 +190,7 @@ impl Coflux {
             supervisor: supervisor.start(),
             data_dir,
             database_url,
+            asset_records_by_host: config.asset_records_by_host,
         };
         if let Some(retention) = config.run_retention {
             retention::start(&coflux, retention, config.run_retention_interval);
@@ -216,7 +227,9 @@ impl Coflux {
                 OpenProjectError::Store(StoreError::InUse) => Error::Store(StoreError::InUse),
                 OpenProjectError::Store(reason) => Error::ProjectUnavailable { project, reason },
             })?;
-        Ok(Project::new(handle))
+        let records = (!self.asset_records_by_host)
+            .then(|| self.data_dir.join("assets").join(handle.name.as_str()));
+        Ok(Project::new(handle, records))
     }
 
     /// The names of the projects loaded now (the others are loaded on first use), unordered.

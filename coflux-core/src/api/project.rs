@@ -1,5 +1,7 @@
 //! [`Project`]: environments, workers, submissions, re-runs and inspection for one project.
 
+use std::path::PathBuf;
+
 use serde::de::DeserializeOwned;
 
 use crate::model::{
@@ -71,6 +73,9 @@ use super::worker::{Worker, WorkerOptions};
 #[derive(Clone)]
 pub struct Project {
     handle: ProjectHandle,
+    /// Its asset records' directory, when deleting runs removes those they leave unreferenced
+    /// (embedded; `None`: the host does it).
+    pub(super) asset_records: Option<PathBuf>,
 }
 
 /// How [`Project::submit_with`] submits a workflow.
@@ -147,8 +152,11 @@ pub(super) fn unexpected(reply: Reply) -> Error {
 }
 
 impl Project {
-    pub(crate) fn new(handle: ProjectHandle) -> Self {
-        Self { handle }
+    pub(crate) fn new(handle: ProjectHandle, asset_records: Option<PathBuf>) -> Self {
+        Self {
+            handle,
+            asset_records,
+        }
     }
 
     /// The project's name.

@@ -43,8 +43,9 @@ pub struct RetentionReport {
 impl Project {
     /// Deletes every finished run created before `cutoff` (Unix ms), `batch` runs per
     /// transaction, keeping the runs a surviving run links to (cache hits, deferrals, spawned
-    /// workflows) and runs in use. Their logs, metrics and asset records live outside the
-    /// project's database: the caller removes those for [`RetentionReport::deleted`].
+    /// workflows) and runs in use. The asset records they leave unreferenced go too (see
+    /// [`super::Config::asset_records_by_host`]); a host keeping logs and metrics outside the
+    /// project's database removes those for [`RetentionReport::deleted`].
     pub async fn delete_expired_runs(
         &self,
         cutoff: Millis,
@@ -60,6 +61,7 @@ impl Project {
                 .read(move |store| store.expired_runs(cutoff, after, batch))
                 .await?;
             let Some(last) = page.last().copied() else {
+                self.after_runs_deleted(&report.deleted).await;
                 return Ok(report);
             };
             after = Some(last);
@@ -70,7 +72,8 @@ impl Project {
         }
     }
 
-    /// Deletes one finished run with everything recorded under it. Refused with `run_active`
+    /// Deletes one finished run with everything recorded under it (and the asset records it
+    /// leaves unreferenced, see [`super::Config::asset_records_by_host`]). Refused with `run_active`
     /// while it has an execution without a result, and with `run_referenced` while another
     /// run links to one of its executions (e.g. a newer run's cache hit).
     pub async fn delete_run(&self, run: RunId) -> Result<(), Error> {
@@ -95,6 +98,7 @@ impl Project {
                 .into());
             }
             if !self.delete_batch(&[run], &links).await?.is_empty() {
+                self.after_runs_deleted(&[run]).await;
                 return Ok(());
             }
             // Still in memory (it just finished) or linked to meanwhile: look again.
@@ -189,6 +193,7 @@ pub(super) fn start(coflux: &Coflux, retention: Duration, interval: Duration) {
     let supervisor = coflux.supervisor.downgrade();
     let data_dir = coflux.data_dir.clone();
     let database_url = coflux.database_url.clone();
+    let asset_records_by_host = coflux.asset_records_by_host;
     let interval = interval.max(Duration::from_millis(10));
     let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     actix_rt::spawn(async move {
@@ -201,6 +206,7 @@ pub(super) fn start(coflux: &Coflux, retention: Duration, interval: Duration) {
                 supervisor,
                 data_dir: data_dir.clone(),
                 database_url: database_url.clone(),
+                asset_records_by_host,
             };
             let cutoff = crate::model::now_millis().saturating_sub(retention);
             let projects = coflux.list_projects().await.unwrap_or_default();

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EnvironmentId, ExecutionId, ExecutionResult, Millis, ResultKind, RunId, StepId, StepOptions,
-    TargetKind, TargetRef, Value, WorkerId,
+    EnvironmentId, ExecutionId, ExecutionResult, InputId, Millis, ResultKind, RunId, StepId,
+    StepOptions, TargetKind, TargetRef, Value, WorkerId,
 };
 
 /// A run: one submission of a workflow (or a spawn from a task).
@@ -58,8 +58,8 @@ pub struct ExecutionRecord {
     pub assignment: Option<(WorkerId, Millis)>,
     /// How it ended, and when.
     pub result: Option<(ExecutionResult, Millis)>,
-    /// Executions that must finish before it is assigned (`wait_for` arguments, or what a
-    /// suspended predecessor waited for).
+    /// Executions (and inputs) that must finish before it is assigned (`wait_for`
+    /// arguments, or what a suspended predecessor waited for).
     pub dependencies: Dependencies,
 }
 
@@ -69,8 +69,12 @@ pub struct Dependencies {
     /// The executions (their final results; executions referenced by a value are waited for
     /// too).
     pub executions: Vec<ExecutionId>,
-    /// Whether one finished execution is enough (a suspended `select`) rather than all
-    /// (`wait_for`).
+    /// Inputs of the same run (answered, dismissed or cancelled): what a predecessor that
+    /// suspended while waiting for an input (`cf.Prompt`) waited for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputId>,
+    /// Whether one finished execution (or final input) is enough (a suspended `select`)
+    /// rather than all (`wait_for`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub any: bool,
 }
@@ -80,6 +84,7 @@ impl Dependencies {
     pub fn all(executions: Vec<ExecutionId>) -> Self {
         Self {
             executions,
+            inputs: Vec::new(),
             any: false,
         }
     }
@@ -88,13 +93,32 @@ impl Dependencies {
     pub fn any(executions: Vec<ExecutionId>) -> Self {
         Self {
             executions,
+            inputs: Vec::new(),
+            any: true,
+        }
+    }
+
+    /// Waits for the first of `executions` to finish or of `inputs` to be final.
+    pub fn any_of(executions: Vec<ExecutionId>, inputs: Vec<InputId>) -> Self {
+        Self {
+            executions,
+            inputs,
             any: true,
         }
     }
 
     /// Whether there is nothing to wait for.
     pub fn is_empty(&self) -> bool {
-        self.executions.is_empty()
+        self.executions.is_empty() && self.inputs.is_empty()
+    }
+
+    /// How many of them must finish before the holder may run.
+    pub fn needed(&self) -> usize {
+        if self.any {
+            1
+        } else {
+            self.executions.len() + self.inputs.len()
+        }
     }
 }
 

@@ -19,11 +19,11 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ExecutionId, TargetKind, TargetRef};
+use crate::model::{ExecutionId, InputId, TargetKind, TargetRef};
 
 /// The version of this protocol; the server refuses other versions with
 /// [`CloseReason::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// A model value encoded as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,8 +220,8 @@ pub enum AgentFrame {
         result: Json,
     },
     /// An assigned execution suspended itself (it no longer runs here): a new attempt of its
-    /// step runs after `execute_after` (unix ms), once `dependencies` (all, or `any` one)
-    /// have finished. Acknowledged with [`ServerFrame::Recorded`] like a result.
+    /// step runs after `execute_after` (unix ms), once `dependencies` and `inputs` (all, or
+    /// `any` one) have finished. Acknowledged with [`ServerFrame::Recorded`] like a result.
     Suspended {
         /// The execution.
         execution: ExecutionId,
@@ -229,6 +229,8 @@ pub enum AgentFrame {
         execute_after: Option<i64>,
         /// Executions to wait for first.
         dependencies: Vec<ExecutionId>,
+        /// Inputs of the run to wait for first (to be answered, dismissed or cancelled).
+        inputs: Vec<InputId>,
         /// Whether one of them finishing is enough.
         any: bool,
     },

@@ -299,10 +299,12 @@ fn handle_frame(
             execution,
             execute_after,
             dependencies,
+            inputs,
             any,
         } => {
             let dependencies = Dependencies {
                 executions: dependencies,
+                inputs,
                 any,
             };
             record(

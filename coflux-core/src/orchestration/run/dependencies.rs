@@ -1,26 +1,29 @@
 //! Executions held until others finish: `wait_for` arguments and suspended selects (all of
-//! them, or any one), including executions referenced by their results.
+//! them, or any one), including executions referenced by their results, and inputs of the
+//! run a suspended `select` waited for.
 
 use super::*;
 
 impl RunCore {
     /// Holds `execution` (not yet queued) until `dependencies` have final results (all, or
-    /// any one); executions referenced by their values are waited for too.
+    /// any one); executions referenced by their values are waited for too, and inputs until
+    /// they are answered, dismissed or cancelled.
     pub(super) fn hold(
         &mut self,
         execution: ExecutionId,
         dependencies: Dependencies,
         out: &mut Outbox,
     ) {
-        let needed = if dependencies.any {
-            1
-        } else {
-            dependencies.executions.len()
-        };
+        let needed = dependencies.needed();
         // One extra count guards against releasing while the waits are being registered.
         *self.held.entry(execution).or_insert(0) += needed + 1;
         for dependency in dependencies.executions {
             self.wait(Waiter::Dependency(execution), dependency, out);
+        }
+        for input in dependencies.inputs {
+            if !self.hold_on_input(execution, input) {
+                self.unhold(execution, out);
+            }
         }
         self.unhold(execution, out);
     }

@@ -15,6 +15,9 @@ pub(super) struct Inputs {
     records: Vec<InputRecord>,
     /// Callers waiting for an input to become final, by number.
     waiting: HashMap<u32, Vec<ReplyTo>>,
+    /// Executions held until an input is final (their predecessor suspended waiting for it),
+    /// by number. Rebuilt from the executions' dependencies when the run is loaded.
+    held: HashMap<u32, Vec<ExecutionId>>,
 }
 
 impl Inputs {
@@ -24,6 +27,7 @@ impl Inputs {
         Self {
             records,
             waiting: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -48,6 +52,30 @@ fn rejected(input: InputId, reason: impl Into<String>) -> OrchestrationError {
 }
 
 impl RunCore {
+    /// Holds `execution` until `input` is final; false when there is nothing to wait for (it
+    /// is final already, or not an input of this run: the execution then waits for it in its
+    /// process, as any `select` does).
+    pub(super) fn hold_on_input(&mut self, execution: ExecutionId, input: InputId) -> bool {
+        let pending = self.input_pending(input);
+        if pending {
+            self.inputs
+                .held
+                .entry(input.number)
+                .or_default()
+                .push(execution);
+        }
+        pending
+    }
+
+    /// Whether `input` is an input of this run that is not final yet.
+    pub(super) fn input_pending(&self, input: InputId) -> bool {
+        input.run == self.id
+            && (input.number as usize)
+                .checked_sub(1)
+                .and_then(|i| self.inputs.records.get(i))
+                .is_some_and(|r| !r.state.is_final())
+    }
+
     /// Handles an input operation; the answer goes to `reply` (now, or once the input is
     /// final for a wait).
     pub(super) fn input_op(&mut self, op: InputOp, reply: ReplyTo, now: Millis, out: &mut Outbox) {
@@ -108,8 +136,9 @@ impl RunCore {
         out.reply(reply, Reply::Input(answer));
     }
 
-    /// Cancels the pending inputs `execution` asked for (it was cancelled: no later attempt
-    /// of its step will wait for them; a retried one asks again and gets the same input).
+    /// Cancels the pending inputs that `execution` or an earlier attempt of its step asked for
+    /// (it was cancelled: no later attempt of its step will wait for them; an attempt that
+    /// suspended waiting for one ended in this one).
     pub(super) fn cancel_inputs_of(
         &mut self,
         execution: ExecutionId,
@@ -120,7 +149,11 @@ impl RunCore {
             .inputs
             .records
             .iter()
-            .filter(|r| r.execution == execution && !r.state.is_final())
+            .filter(|r| {
+                r.execution.step == execution.step
+                    && r.execution.attempt <= execution.attempt
+                    && !r.state.is_final()
+            })
             .map(|r| r.id)
             .collect();
         for input in pending {
@@ -159,6 +192,11 @@ impl RunCore {
             .unwrap_or_default()
         {
             out.reply(waiter, Reply::Input(Ok(record.clone())));
+        }
+        // Successors of executions that suspended waiting for it may run now (they read the
+        // answer, or get `InputDismissed`).
+        for held in self.inputs.held.remove(&input.number).unwrap_or_default() {
+            self.unhold(held, out);
         }
         Ok(record)
     }

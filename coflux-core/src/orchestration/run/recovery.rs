@@ -141,15 +141,28 @@ impl RunCore {
 
     /// The tickets of a stored run's executions that are queued (no assignment, no result) in
     /// `environment`: what a re-created environment actor must schedule again. Executions held
-    /// by dependencies of this run that have not finished are left to the run.
+    /// by dependencies of this run that have not finished (or inputs of it not yet final) are
+    /// left to the run.
     pub fn queued_tickets(snapshot: &RunSnapshot, environment: EnvironmentId) -> Vec<Ticket> {
         let core = Self::load(snapshot.clone());
         let mut tickets = Vec::new();
         for step in &core.steps {
             for (i, a) in step.attempts.iter().enumerate() {
-                let held = a.dependencies.executions.iter().any(
-                    |d| matches!(core.resolve(*d), Resolution::Pending(p) if p.run() == core.id),
-                );
+                let deps = &a.dependencies;
+                let mut pending = deps
+                    .executions
+                    .iter()
+                    .map(|d| {
+                        matches!(core.resolve(*d), Resolution::Pending(p) if p.run() == core.id)
+                    })
+                    .chain(deps.inputs.iter().map(|i| core.input_pending(*i)));
+                // Held while one is pending (all needed) or while all are (any one is enough).
+                let held = !deps.is_empty()
+                    && if deps.any {
+                        pending.all(|p| p)
+                    } else {
+                        pending.any(|p| p)
+                    };
                 if a.result.is_none()
                     && a.assignment.is_none()
                     && a.environment == environment

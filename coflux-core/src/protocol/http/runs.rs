@@ -212,6 +212,10 @@ pub struct Execution {
     pub duration_ms: Option<i64>,
     /// How it ended.
     pub result: Option<Outcome>,
+    /// The inputs (`R…:In`) it waits for before it may start: its predecessor suspended
+    /// waiting for one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits_for_inputs: Vec<String>,
 }
 
 impl Run {
@@ -320,6 +324,7 @@ impl From<&ExecutionView> for Execution {
             finished_at: e.finished_at,
             duration_ms: e.assigned_at.zip(e.finished_at).map(|(a, b)| b - a),
             result: e.result.as_ref().map(Outcome::from),
+            waits_for_inputs: e.input_dependencies.iter().map(|i| i.to_string()).collect(),
         }
     }
 }

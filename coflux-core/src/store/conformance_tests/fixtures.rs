@@ -85,7 +85,18 @@ fn execution(id: ExecutionId, env: u32, after: Option<ExecutionId>) -> Write {
         environment: EnvironmentId(env),
         execute_after: after.map(|_| 9_000),
         created_at: 3_000,
-        dependencies: crate::model::Dependencies::all(after.into_iter().collect()),
+        // A held execution waits for an input of its run too (a suspended `cf.Prompt`).
+        dependencies: crate::model::Dependencies {
+            executions: after.into_iter().collect(),
+            inputs: after
+                .map(|_| InputId {
+                    run: id.run(),
+                    number: 1,
+                })
+                .into_iter()
+                .collect(),
+            any: after.is_some(),
+        },
     }
 }
 

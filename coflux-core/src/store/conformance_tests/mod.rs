@@ -146,6 +146,19 @@ fn store_conformance_sqlite_and_postgres_read_back_equal() {
         [RunId(1)]
     );
     assert_eq!(snapshot.active_runs[0].streams[0].items.len(), 2);
+    // A held execution's input dependencies are kept.
+    let held: Vec<_> = snapshot.active_runs[0]
+        .executions
+        .iter()
+        .flat_map(|e| e.dependencies.inputs.clone())
+        .collect();
+    assert_eq!(
+        held,
+        [InputId {
+            run: RunId(1),
+            number: 1
+        }]
+    );
     assert_eq!(
         snapshot.concurrency_limits,
         [(EnvironmentId(1), TargetRef::new("a", "t"), 4)]

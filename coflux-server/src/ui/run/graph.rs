@@ -412,6 +412,7 @@ mod tests {
                         assigned_at: Some(1_001 + i64::from(i)),
                         worker: None,
                         dependencies: Vec::new(),
+                        input_dependencies: Vec::new(),
                         finished_at: Some(1_010 + i64::from(i)),
                         result: Some(ExecutionResult::Value {
                             value: Value::raw(json!(1)),
