@@ -8,8 +8,6 @@
 //! recorded value or log refers to any more. The blobs they referenced are then unreferenced
 //! and fall to the blob garbage collector ([`crate::gc`]).
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +16,7 @@ use coflux_core::model::{ProjectName, RunId};
 use coflux_core::store::retention::asset_ids;
 use coflux_core::{Coflux, Project};
 
+use crate::asset_store::AssetStore;
 use crate::logs::LogStore;
 
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).
@@ -46,7 +45,7 @@ pub struct RetentionSweep {
 pub struct RunRetention {
     coflux: Coflux,
     logs: Arc<LogStore>,
-    data_dir: PathBuf,
+    assets: Arc<AssetStore>,
     retention: Duration,
 }
 
@@ -55,13 +54,13 @@ impl RunRetention {
     pub fn new(
         coflux: Coflux,
         logs: Arc<LogStore>,
-        data_dir: impl Into<PathBuf>,
+        assets: Arc<AssetStore>,
         retention: Duration,
     ) -> Self {
         Self {
             coflux,
             logs,
-            data_dir: data_dir.into(),
+            assets,
             retention,
         }
     }
@@ -106,7 +105,7 @@ impl RunRetention {
         report.deleted += result.deleted.len();
         report.kept += result.kept;
         report.asset_records +=
-            forget_deleted_runs(&project, &self.logs, &self.data_dir, &result.deleted).await?;
+            forget_deleted_runs(&project, &self.logs, &self.assets, &result.deleted).await?;
         Ok(())
     }
 
@@ -138,7 +137,7 @@ impl RunRetention {
 pub async fn forget_deleted_runs(
     project: &Project,
     logs: &LogStore,
-    data_dir: &Path,
+    assets: &Arc<AssetStore>,
     runs: &[RunId],
 ) -> anyhow::Result<usize> {
     if runs.is_empty() {
@@ -147,46 +146,16 @@ pub async fn forget_deleted_runs(
     let name = ProjectName::new(project.name())?;
     logs.delete_runs(&name, runs).await?;
     let mut referenced = project.referenced_asset_ids().await?;
-    let assets = data_dir.join("assets").join(name.as_str());
+    let assets = Arc::clone(assets);
     let logs = logs.clone();
     tokio::task::spawn_blocking(move || {
         logs.for_each_logged_value(&name, Some("\"asset\""), &mut |value| {
             asset_ids(value, &mut referenced)
         })?;
-        delete_unreferenced_records(&assets, &referenced, SystemTime::now())
+        let cutoff = SystemTime::now()
+            .checked_sub(ASSET_GRACE)
+            .unwrap_or(UNIX_EPOCH);
+        anyhow::Ok(assets.delete_unreferenced(&name, &referenced, cutoff)?)
     })
     .await?
-}
-
-/// Deletes the asset records (`<id>.json`) in `directory` not in `referenced` and last
-/// modified before `now - ASSET_GRACE`.
-fn delete_unreferenced_records(
-    directory: &Path,
-    referenced: &HashSet<String>,
-    now: SystemTime,
-) -> anyhow::Result<usize> {
-    let entries = match std::fs::read_dir(directory) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e.into()),
-    };
-    let cutoff = now.checked_sub(ASSET_GRACE).unwrap_or(UNIX_EPOCH);
-    let mut deleted = 0;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let Some(id) = name
-            .strip_suffix(".json")
-            .filter(|_| !name.starts_with('.'))
-        else {
-            continue;
-        };
-        if referenced.contains(id) || entry.metadata()?.modified()? >= cutoff {
-            continue;
-        }
-        std::fs::remove_file(entry.path())?;
-        deleted += 1;
-    }
-    Ok(deleted)
 }
