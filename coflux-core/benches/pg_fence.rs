@@ -128,7 +128,9 @@ fn main() {
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .unwrap();
 
-    println!("PostgreSQL batch of one write: without / with the lease check ({PAIRS} pairs of {BATCHES})");
+    println!(
+        "PostgreSQL batch of one write: without / with the lease check ({PAIRS} pairs of {BATCHES})"
+    );
     println!(
         "  durable          {durable_without:8.1} µs  {durable_with:8.1} µs  ratio {durable_ratio:.3}"
     );

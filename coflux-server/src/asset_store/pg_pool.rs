@@ -12,16 +12,18 @@ const IDLE: usize = 4;
 /// Blocking connections to one database, `application_name` set to the pool's name.
 pub(crate) struct PgPool {
     url: String,
-    name: &'static str,
+    /// Run on each new connection.
+    setup: String,
     idle: Mutex<Vec<Client>>,
 }
 
 impl PgPool {
-    /// A pool of connections to `url`; none is opened yet.
-    pub(crate) fn new(url: &str, name: &'static str) -> Self {
+    /// A pool of connections to `url`; none is opened yet. Each new connection runs
+    /// `settings` (SQL, may be empty) after setting its `application_name` to `name`.
+    pub(crate) fn new(url: &str, name: &'static str, settings: &str) -> Self {
         Self {
             url: url.to_owned(),
-            name,
+            setup: format!("SET application_name TO '{name}'; {settings}"),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -47,7 +49,7 @@ impl PgPool {
                 Some(client) if !client.is_closed() => client,
                 _ => {
                     let mut client = Client::connect(&self.url, NoTls)?;
-                    client.batch_execute(&format!("SET application_name TO '{}'", self.name))?;
+                    client.batch_execute(&self.setup)?;
                     client
                 }
             };

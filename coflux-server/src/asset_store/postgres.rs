@@ -27,7 +27,7 @@ pub struct PgAssets {
 
 impl PgAssets {
     pub(super) fn open(url: &str) -> Result<Self, AssetStoreError> {
-        let pool = PgPool::new(url, "coflux-assets");
+        let pool = PgPool::new(url, "coflux-assets", "");
         pool.with(|client| {
             Ok(schema::migrate(
                 client,

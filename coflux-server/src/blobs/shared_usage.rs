@@ -57,7 +57,10 @@ pub(crate) struct SweepConnection {
 impl SharedUsage {
     /// Connects to `url` and creates or migrates the table.
     pub(crate) fn open(url: &str) -> Result<Self, BlobError> {
-        let pool = PgPool::new(url, "coflux-blob-uses");
+        // A use need not wait for its WAL flush: it is visible to a sweep once committed, and
+        // the result or asset referencing the blob commits after it (WAL order), so whatever
+        // survives a database crash that references the blob has its use too.
+        let pool = PgPool::new(url, "coflux-blob-uses", "SET synchronous_commit = off");
         pool.with(|client| {
             Ok(schema::migrate(
                 client,
