@@ -65,7 +65,7 @@ impl FileAssets {
     pub(super) fn for_each(
         &self,
         project: &ProjectName,
-        f: &mut dyn FnMut(&str, &[u8]) -> Result<(), AssetStoreError>,
+        f: &mut super::EachRecord<'_>,
     ) -> Result<(), AssetStoreError> {
         self.each_file(project, &mut |id, path| f(id, &std::fs::read(path)?))
     }

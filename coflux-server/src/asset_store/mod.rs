@@ -42,6 +42,9 @@ pub enum AssetStoreError {
     Migration(String),
 }
 
+/// Called with each stored record's id and content.
+type EachRecord<'a> = dyn FnMut(&str, &[u8]) -> Result<(), AssetStoreError> + 'a;
+
 /// The asset records of every project.
 pub enum AssetStore {
     /// Files under a data directory.

@@ -87,7 +87,7 @@ impl PgAssets {
     pub(super) fn for_each(
         &self,
         project: &ProjectName,
-        f: &mut (dyn FnMut(&str, &[u8]) -> Result<(), AssetStoreError> + Send),
+        f: &mut super::EachRecord<'_>,
     ) -> Result<(), AssetStoreError> {
         let rows = self.pool.with(|client| {
             client.query(
