@@ -211,3 +211,68 @@ async fn postgres_blob_gc_sees_every_nodes_references_and_uses() {
         assert!(moto.raw_sha256(&object(key)).await.is_some(), "{key}");
     }
 }
+
+/// Asset records over PostgreSQL: one node's record is read on another; the same id with other
+/// content is a conflict; retention deletes only old records nothing refers to.
+#[actix_rt::test]
+async fn postgres_asset_records_are_shared_and_pruned() {
+    use coflux_server::asset_record::Record;
+    use coflux_server::asset_store::{AssetStore, AssetStoreError};
+    let Some(url) = database_url() else { return };
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let project =
+        coflux_core::model::ProjectName::new(&format!("assetspg{}x{stamp}", std::process::id()))
+            .unwrap();
+    let record = |name: &str| -> Record {
+        serde_json::from_value(json!({"name": name, "entries": {
+            "a.txt": {"blob_key": "ab".repeat(32), "size": 3}
+        }}))
+        .unwrap()
+    };
+    let ids = actix_web::web::block(move || {
+        let (a, b) = (
+            AssetStore::postgres(&url).unwrap(),
+            AssetStore::postgres(&url).unwrap(),
+        );
+        let (kept, dropped) = (record("kept"), record("dropped"));
+        let (kept_id, dropped_id) = (kept.id(), dropped.id());
+        a.put(&project, &kept_id, &kept).unwrap();
+        a.put(&project, &dropped_id, &dropped).unwrap();
+        // Idempotent; a different record under the same id is refused.
+        b.put(&project, &kept_id, &kept).unwrap();
+        assert!(matches!(
+            b.put(&project, &kept_id, &dropped),
+            Err(AssetStoreError::Conflict)
+        ));
+        assert_eq!(b.get(&project, &kept_id).unwrap(), Some(kept));
+        assert_eq!(b.get(&project, "A0000000000000000").unwrap(), None);
+        let mut keys = std::collections::HashSet::new();
+        b.blob_keys(&project, &mut keys).unwrap();
+        assert_eq!(keys.into_iter().collect::<Vec<_>>(), vec!["ab".repeat(32)]);
+        let referenced = std::collections::HashSet::from([kept_id.clone()]);
+        // Young records stay, referenced or not.
+        let young = b
+            .delete_unreferenced(
+                &project,
+                &referenced,
+                SystemTime::now() - Duration::from_secs(60),
+            )
+            .unwrap();
+        assert_eq!(young, 0);
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(
+            b.delete_unreferenced(&project, &referenced, later).unwrap(),
+            1
+        );
+        (
+            a.get(&project, &kept_id).unwrap().is_some(),
+            a.get(&project, &dropped_id).unwrap().is_some(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(ids, (true, false), "only the unreferenced record goes");
+}
