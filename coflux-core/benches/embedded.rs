@@ -382,14 +382,14 @@ async fn scenarios(
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        config.writer_spin = Duration::from_micros(us);
+        config.tuning.writer_spin = Duration::from_micros(us);
     }
     // `COFLUX_BENCH_WORKER_SPIN_US=N` overrides the worker's spin (for experiments).
     if let Some(us) = std::env::var("COFLUX_BENCH_WORKER_SPIN_US")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        config.worker_spin = Duration::from_micros(us);
+        config.tuning.worker_spin = Duration::from_micros(us);
     }
     let coflux = Coflux::open_with(config).await?;
     // `COFLUX_BENCH_ONLY=seq,latency` runs only those scenarios (for profiling).

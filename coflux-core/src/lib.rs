@@ -7,7 +7,8 @@
 //! - [`protocol`]: wire types between agents and the server, and between agents and executor
 //!   processes;
 //! - [`sdk`]: Rust workflows and tasks;
-//! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run).
+//! - [`api`]: the embedding surface (open a data directory, submit, inspect, re-run);
+//! - [`tuning`]: how long threads poll for work before they sleep.
 
 #![warn(missing_docs)]
 
@@ -17,5 +18,7 @@ pub mod orchestration;
 pub mod protocol;
 pub mod sdk;
 pub mod store;
+pub mod tuning;
 
 pub use api::{Coflux, Config, Error, Project, RunHandle, SubmitOptions, Worker, WorkerOptions};
+pub use tuning::Tuning;

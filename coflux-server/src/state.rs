@@ -50,7 +50,7 @@ impl AppState {
         let mut core = Config::new(&config.data_dir);
         core.durability = config.durability;
         core.database_url = config.database_url.clone();
-        core.writer_spin = config.writer_spin;
+        core.tuning = config.tuning;
         // Executions running when the server stopped stay claimable by reconnecting agents.
         core.recovery_grace = config.reconnect_timeout;
         core.project_idle_timeout = config.project_idle_timeout;

@@ -48,6 +48,7 @@ use crate::orchestration::actors::{
 };
 pub use crate::store::postgres::lease::ClusterConfig;
 use crate::store::{Durability, StoreError};
+use crate::tuning::Tuning;
 
 /// Options for [`Coflux::open_with`].
 #[derive(Debug, Clone)]
@@ -56,16 +57,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Commit durability (see [`Durability`]).
     pub durability: Durability,
-    /// How long each project's store writer keeps polling for work before it sleeps
-    /// (default 150 µs; zero never spins). Spinning briefly avoids a thread wake-up per commit
-    /// while a project is busy, which dominates the latency of dependent tasks.
-    pub writer_spin: Duration,
-    /// How long the thread of an in-process worker ([`Project::serve`]) keeps polling for its
-    /// next reply or execution before it sleeps (default 200 µs; zero never spins). In a chain
-    /// of dependent tasks the worker idles while each commit is made, and being woken costs
-    /// more than the commit. While it spins, a task's timers and I/O events that fall due are
-    /// noticed at the end of the spin (at most this much later).
-    pub worker_spin: Duration,
+    /// How long each project's store writer and the threads of in-process workers
+    /// ([`Project::serve`]) keep polling for work before they sleep (default
+    /// [`Tuning::default`]). Spinning briefly avoids a thread wake-up per commit while a
+    /// project is busy, which dominates the latency of dependent tasks.
+    pub tuning: Tuning,
     /// After a restart, how long executions that were running on remote workers stay
     /// claimable by their reconnecting agents before they are abandoned and retried (default
     /// zero: in-process workers do not survive a restart, so nothing can reclaim them).
@@ -103,8 +99,7 @@ impl Config {
         Self {
             data_dir: data_dir.as_ref().to_path_buf(),
             durability: Durability::Normal,
-            writer_spin: Duration::from_micros(150),
-            worker_spin: Duration::from_micros(200),
+            tuning: Tuning::default(),
             recovery_grace: Duration::ZERO,
             idempotency_retention: Duration::from_secs(24 * 60 * 60),
             project_idle_timeout: None,
@@ -174,8 +169,7 @@ impl Coflux {
             database_url: config.database_url,
             data_dir: config.data_dir,
             durability: config.durability,
-            writer_spin: config.writer_spin,
-            worker_spin: config.worker_spin,
+            tuning: config.tuning,
             recovery_grace: config.recovery_grace,
             idempotency_retention: config.idempotency_retention,
             idle_timeout: config.project_idle_timeout,

@@ -29,6 +29,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::{ProjectStore, StoreError, Write};
+use crate::tuning::spin_until;
 
 mod pool;
 mod wal;
@@ -527,32 +528,12 @@ fn next_batches<E>(
     receiver: &mpsc::Receiver<Vec<Batch<E>>>,
     spin: Duration,
 ) -> Option<Vec<Batch<E>>> {
-    if !spin.is_zero() {
-        let start = Instant::now();
-        let mut polls = 0u32;
-        loop {
-            match receiver.try_recv() {
-                Ok(batch) => return Some(batch),
-                Err(mpsc::TryRecvError::Disconnected) => return None,
-                Err(mpsc::TryRecvError::Empty) if start.elapsed() >= spin => break,
-                Err(mpsc::TryRecvError::Empty) => polls = spin_pause(polls),
-            }
-        }
-    }
-    receiver.recv().ok()
-}
-
-/// One pause of a polling loop; returns the updated poll count. Every few polls it yields the
-/// CPU, so a spinning thread that shares its core with another runnable thread (another
-/// spinner, or the thread it waits for) lets it run instead of holding the core for its
-/// whole time slice.
-pub(crate) fn spin_pause(polls: u32) -> u32 {
-    if polls % 32 == 31 {
-        std::thread::yield_now();
-    } else {
-        std::hint::spin_loop();
-    }
-    polls.wrapping_add(1)
+    let polled = spin_until(spin, || match receiver.try_recv() {
+        Ok(batch) => Some(Some(batch)),
+        Err(mpsc::TryRecvError::Disconnected) => Some(None),
+        Err(mpsc::TryRecvError::Empty) => None,
+    });
+    polled.unwrap_or_else(|| receiver.recv().ok())
 }
 
 /// Whether an error is caused by the contents of the writes (so other batches may succeed on

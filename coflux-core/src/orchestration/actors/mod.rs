@@ -10,14 +10,13 @@
 mod hosts;
 mod link;
 mod router;
-mod spin;
 mod supervisor;
 #[cfg(test)]
 mod unload_tests;
 
+pub use crate::tuning::{Doorbell, spinning_arbiter};
 pub use hosts::Deliver;
 pub use router::{EnvironmentActor, ProjectActor, Router, RunActor, WorkerRegistration};
-pub use spin::{Doorbell, spinning_arbiter};
 pub use supervisor::{
     LoadedProjects, OpenProject, OpenProjectError, ProjectHandle, Supervisor, SupervisorConfig,
 };

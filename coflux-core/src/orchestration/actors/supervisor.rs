@@ -32,6 +32,7 @@ use crate::store::postgres::{Fence, PgLocation, PgStore, schema_name};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::{GroupCommitWriter, WalCheckpointer, WalRegistration, WriterPool};
 use crate::store::{Durability, ProjectStore, StoreError};
+use crate::tuning::Tuning;
 
 use super::super::messages::Outbox;
 use super::super::project::ProjectCore;
@@ -48,12 +49,9 @@ pub struct SupervisorConfig {
     pub data_dir: PathBuf,
     /// The commit durability of every project database.
     pub durability: Durability,
-    /// How long a writer thread polls for more work before it sleeps (see
-    /// [`GroupCommitWriter::spawn_with_spin`]).
-    pub writer_spin: Duration,
-    /// How long in-process workers' arbiters poll for their next message before they sleep
-    /// (see [`super::spinning_arbiter`]).
-    pub worker_spin: Duration,
+    /// How long writer threads and in-process workers' arbiters poll for work before they
+    /// sleep.
+    pub tuning: Tuning,
     /// After a restart, how long executions that were running stay claimable by reconnecting
     /// workers before they are abandoned (zero: abandoned at once).
     pub recovery_grace: Duration,
@@ -127,7 +125,7 @@ impl Supervisor {
             None => Catalogue::open(&config.data_dir)?,
             Some(url) => Catalogue::open_postgres(&config.data_dir, url)?,
         };
-        let writers = WriterPool::new(config.threads, config.writer_spin, "coflux-writer");
+        let writers = WriterPool::new(config.threads, config.tuning.writer_spin, "coflux-writer");
         let leases = match (&config.database_url, &config.cluster) {
             (Some(url), Some(cluster)) => {
                 let leases = Leases::connect(url, &cluster.node, cluster.lease_duration)?;
@@ -216,7 +214,7 @@ impl Supervisor {
             name.to_string(),
             arbiter_handle.clone(),
             reader,
-            self.config.worker_spin,
+            self.config.tuning.worker_spin,
         ));
         let deliver_to = Arc::clone(&router);
         #[cfg(any(test, feature = "failpoints"))]
@@ -246,7 +244,7 @@ impl Supervisor {
             GroupCommitWriter::spawn_with_spin(
                 store,
                 format!("coflux-writer-{name}"),
-                self.config.writer_spin,
+                self.config.tuning.writer_spin,
                 deliver,
                 on_error,
             )

@@ -3,14 +3,38 @@
 
 use super::*;
 
+/// How a step runs again by itself.
+pub(super) enum FollowUp {
+    /// A retry of a failure.
+    Retry,
+    /// The next occurrence of a recurrent step.
+    Recurrence,
+}
+
 impl RunCore {
-    /// The delay before the next occurrence of a recurrent step whose execution returned null
-    /// (its `delay` option; none for other results or steps).
-    pub(super) fn recurrence_delay(
+    /// Whether `execution`'s step runs again by itself after `result`, how and after how long:
+    /// a retry (see [`RunCore::retry_delay`]; never for a result that already names its
+    /// successor, a forced retry), else the next occurrence of a recurrent step.
+    pub(super) fn follow_up(
         &self,
         execution: ExecutionId,
         result: &ExecutionResult,
-    ) -> Option<Millis> {
+    ) -> Option<(FollowUp, Millis)> {
+        let retry = match result.successor() {
+            Some(_) => None,
+            None => self.retry_delay(execution, result),
+        };
+        match retry {
+            Some(delay) => Some((FollowUp::Retry, delay)),
+            None => self
+                .recurrence_delay(execution, result)
+                .map(|delay| (FollowUp::Recurrence, delay)),
+        }
+    }
+
+    /// The delay before the next occurrence of a recurrent step whose execution returned null
+    /// (its `delay` option; none for other results or steps).
+    fn recurrence_delay(&self, execution: ExecutionId, result: &ExecutionResult) -> Option<Millis> {
         let step = self.step(execution.step)?;
         let recurs = step.record.options.recurrent
             && matches!(result, ExecutionResult::Value { value } if value.is_null());
@@ -24,11 +48,7 @@ impl RunCore {
     /// consecutive failures before this one are counted, and the delay grows linearly from the
     /// policy's minimum (first retry) to its maximum (last retry); unlimited retries wait a random
     /// time between the two.
-    pub(super) fn retry_delay(
-        &self,
-        execution: ExecutionId,
-        result: &ExecutionResult,
-    ) -> Option<Millis> {
+    fn retry_delay(&self, execution: ExecutionId, result: &ExecutionResult) -> Option<Millis> {
         if !result.is_retryable_failure() {
             return None;
         }

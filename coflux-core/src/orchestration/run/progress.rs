@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::policy::FollowUp;
 use super::*;
 
 impl RunCore {
@@ -143,31 +144,20 @@ impl RunCore {
         }
         let environment = attempt.environment;
         let mut result = result;
-        // A result that already names its successor (a forced retry) is not retried again.
-        let delay = match result.successor() {
-            Some(_) => None,
-            None => self.retry_delay(execution, &result),
-        };
-        if let Some(delay) = delay {
+        if let Some((follow_up, delay)) = self.follow_up(execution, &result) {
+            let at = Some(now.saturating_add(delay)).filter(|at| *at > now);
             let next = self.add_attempt(
                 execution.step,
                 environment,
-                Some(now.saturating_add(delay)).filter(|at| *at > now),
+                at,
                 Dependencies::default(),
                 now,
                 out,
             );
-            result = result.with_retry(next);
-        } else if let Some(delay) = self.recurrence_delay(execution, &result) {
-            let next = self.add_attempt(
-                execution.step,
-                environment,
-                Some(now.saturating_add(delay)).filter(|at| *at > now),
-                Dependencies::default(),
-                now,
-                out,
-            );
-            result = ExecutionResult::Recurred { successor: next };
+            result = match follow_up {
+                FollowUp::Retry => result.with_retry(next),
+                FollowUp::Recurrence => ExecutionResult::Recurred { successor: next },
+            };
         }
         out.write(Write::RecordResult {
             execution,

@@ -63,6 +63,8 @@ mod connection;
 mod load;
 mod project;
 mod queries;
+#[cfg(any(test, feature = "test-util"))]
+mod raw_commit;
 mod retention;
 mod run_page;
 #[cfg(test)]
@@ -73,8 +75,10 @@ pub(in crate::store) use super::codec::{
     execution_id, execution_key, from_json, parse_execution, result_kind_str, run_key, to_i64,
     to_json, to_u32, to_u64,
 };
+pub use connection::Checkpointer;
 pub(crate) use connection::open_connection;
-pub use connection::{Checkpointer, raw_commit_benchmark};
+#[cfg(any(test, feature = "test-util"))]
+pub use raw_commit::raw_commit_benchmark;
 
 /// A project's database.
 ///

@@ -12,9 +12,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Batch, Sinks, StoreError, WriterThread, spin_pause};
+use super::{Batch, Sinks, StoreError, WriterThread};
+use crate::tuning::spin_until;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -134,17 +135,13 @@ impl PoolThread {
     /// The next scheduled writer: polled for up to `spin`, then waited for. `None` once the
     /// thread is [finished](Self::finished).
     fn next(&self, spin: Duration) -> Option<Arc<Entry>> {
-        if !spin.is_zero() {
-            let start = Instant::now();
-            let mut polls = 0u32;
-            while start.elapsed() < spin {
-                if self.queued.load(Ordering::Acquire) > 0
-                    && let Some(entry) = self.pop()
-                {
-                    return Some(entry);
-                }
-                polls = spin_pause(polls);
-            }
+        let polled = spin_until(spin, || {
+            (self.queued.load(Ordering::Acquire) > 0)
+                .then(|| self.pop())
+                .flatten()
+        });
+        if polled.is_some() {
+            return polled;
         }
         let mut queue = lock(&self.queue);
         loop {

@@ -42,7 +42,7 @@ fn the_project_idle_timeout_takes_a_duration() {
 
 #[test]
 fn the_writer_spin_is_configured_and_bounded() {
-    let spin = |args: &[&str]| parse(args).map(|c| c.writer_spin);
+    let spin = |args: &[&str]| parse(args).map(|c| c.tuning.writer_spin);
     assert_eq!(
         spin(&["--writer-spin-us", "0"]).unwrap(),
         std::time::Duration::ZERO
@@ -252,4 +252,68 @@ fn cluster_flags_name_the_node_and_bound_the_lease() {
     config.host = "0.0.0.0".into();
     let error = config.node_url().unwrap_err();
     assert!(error.to_string().contains("--advertise-url"), "{error}");
+}
+
+#[test]
+fn a_bad_config_file_is_named_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coflux.toml");
+    let path = file.to_str().unwrap();
+    for (text, key) in [
+        ("port = \"x\"\n", "port"),
+        ("prot = 7000\n", "prot"),
+        ("session_timeout = \"soon\"\n", "session_timeout"),
+        ("writer_spin_us = 20000\n", "writer_spin_us"),
+        ("admin_token = \"0123456789abcdef\"\n", "admin_token"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let error = parse(&["--config", path]).unwrap_err().to_string();
+        assert!(
+            error.contains(path) && error.contains(key),
+            "{text}: {error}"
+        );
+    }
+    // The same bad value given as a flag is not blamed on the file.
+    std::fs::write(&file, "port = 7000\n").unwrap();
+    let error = parse(&["--config", path, "--session-timeout", "soon"])
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains(path), "{error}");
+    assert!(error.contains("session timeout"), "{error}");
+    // A flag wins over a bad value in the file.
+    std::fs::write(&file, "session_timeout = \"soon\"\n").unwrap();
+    let config = parse(&["--config", path, "--session-timeout", "30s"]).unwrap();
+    assert_eq!(config.session_timeout, std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn every_setting_but_the_admin_token_is_a_file_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coflux.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"/srv/coflux\"\nport = 7001\nhost = \"127.0.0.2\"\ndurability = \"full\"\n\
+         reconnect_timeout = 5\nwriter_spin_us = 0\nproject_idle_timeout = \"0\"\n\
+         database_url = \"postgres://u@db/c\"\nlease_duration = \"5s\"\n",
+    )
+    .unwrap();
+    let config = parse(&["--config", file.to_str().unwrap()]).unwrap();
+    assert_eq!(config.data_dir, PathBuf::from("/srv/coflux"));
+    assert_eq!((config.host.as_str(), config.port), ("127.0.0.2", 7001));
+    assert!(matches!(
+        config.durability,
+        coflux_core::store::Durability::Full
+    ));
+    assert_eq!(config.reconnect_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(config.tuning.writer_spin, std::time::Duration::ZERO);
+    assert_eq!(config.project_idle_timeout, None);
+    assert_eq!(config.database_url.as_deref(), Some("postgres://u@db/c"));
+    assert_eq!(config.lease_duration, std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn the_server_spins_as_its_tuning_says() {
+    let config = parse(&[]).unwrap();
+    assert_eq!(config.tuning, coflux_core::Tuning::server());
+    assert_eq!(ServerConfig::new("d").tuning, coflux_core::Tuning::server());
 }

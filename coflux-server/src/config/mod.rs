@@ -1,16 +1,60 @@
-//! Server configuration: command-line flags, `COFLUX_*` environment variables and an optional
-//! TOML file, in that order of precedence.
+//! Server configuration in layers: command-line flags, then `COFLUX_*` environment variables
+//! (both read by clap), then an optional TOML file, then the defaults of [`ServerConfig::new`].
+//! The settings are declared once ([`ServerArgs`]); [`ServerConfig`] is their checked result.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use serde::Deserialize;
 
+use coflux_core::Tuning;
+
 use crate::auth::{AuthMode, is_loopback};
 
+mod values;
+use values::*;
+
+/// Declares the settings once: the struct (each setting an `Option`, parsed from flags and
+/// `COFLUX_*` variables by clap and from the TOML file by serde) and its layering.
+macro_rules! settings {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $($(#[$field_meta:meta])* pub $field:ident: Option<$type:ty>,)*
+    }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: Option<$type>,)*
+        }
+
+        impl $name {
+            /// Each setting given here, else the one of `lower`; with the names of those taken
+            /// from `lower`.
+            fn over(self, lower: Self) -> (Self, Vec<&'static str>) {
+                let mut from_lower = Vec::new();
+                let merged = Self {
+                    $($field: match self.$field {
+                        Some(value) => Some(value),
+                        None => {
+                            if lower.$field.is_some() {
+                                from_lower.push(stringify!($field));
+                            }
+                            lower.$field
+                        }
+                    },)*
+                };
+                (merged, from_lower)
+            }
+        }
+    };
+}
+
+settings! {
 /// `coflux-server`: hosts projects, their environments and runs; agents connect over WebSocket.
-#[derive(Debug, Clone, Parser)]
+///
+/// Every setting is a flag and a `COFLUX_*` environment variable; all but the admin token are
+/// also keys of the `--config` file.
+#[derive(Debug, Clone, Default, Parser, Deserialize)]
 #[command(name = "coflux-server", version, about)]
+#[serde(deny_unknown_fields)]
 pub struct ServerArgs {
     /// Data directory (one SQLite database per project, blobs).
     #[arg(long, env = "COFLUX_DATA_DIR")]
@@ -108,43 +152,18 @@ pub struct ServerArgs {
     /// The admin token (with `--auth tokens`): full access, and creates the other tokens
     /// (`coflux tokens create`). At least 16 characters. Prefer `--admin-token-file`.
     #[arg(long, env = "COFLUX_ADMIN_TOKEN", hide_env_values = true)]
+    #[serde(skip)]
     pub admin_token: Option<String>,
     /// A file holding the admin token (its first line).
     #[arg(long, env = "COFLUX_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// A TOML file with any of the settings above (`data_dir`, `port`, `host`, `durability`,
-    /// `reconnect_timeout`, `session_timeout`, `writer_spin_us`, `project_idle_timeout`,
-    /// `blob_store`, `s3_bucket`, `s3_endpoint`, `s3_region`, `s3_prefix`, `s3_allow_http`,
-    /// `log_retention_days`, `run_retention_days`, `blob_gc_grace_hours`);
-    /// flags and environment
-    /// variables override it.
+    /// A TOML file with any of the settings above but the admin token, its keys the flags'
+    /// names with `_` (`data_dir`, `port`, `writer_spin_us`, `s3_bucket`, …); flags and
+    /// environment variables override it.
     #[arg(long, env = "COFLUX_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 }
-
-/// Settings read from the optional TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    auth: Option<String>,
-    admin_token_file: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    port: Option<u16>,
-    host: Option<String>,
-    durability: Option<String>,
-    reconnect_timeout: Option<u64>,
-    session_timeout: Option<String>,
-    writer_spin_us: Option<u64>,
-    project_idle_timeout: Option<String>,
-    blob_store: Option<String>,
-    s3_bucket: Option<String>,
-    s3_endpoint: Option<String>,
-    s3_region: Option<String>,
-    s3_prefix: Option<String>,
-    s3_allow_http: Option<bool>,
-    log_retention_days: Option<u64>,
-    run_retention_days: Option<u64>,
-    blob_gc_grace_hours: Option<u64>,
 }
 
 /// Where blobs are stored.
@@ -200,12 +219,8 @@ pub const DEFAULT_BLOB_GC_GRACE_HOURS: u64 = 24;
 
 const HOUR: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
-/// The writer's default spin: a sequential task's round trip through an agent takes a few
-/// hundred microseconds, so the writer is usually still awake for the next commit (1,000
-/// sequential remote tasks: ~0.5 s without, ~0.3 s with it, on a 2-core VM).
-const DEFAULT_WRITER_SPIN_US: u64 = 250;
-/// The longest writer spin accepted (10 ms).
-const MAX_WRITER_SPIN_US: u64 = 10_000;
+/// The default `--data-dir`.
+const DEFAULT_DATA_DIR: &str = "./data";
 
 /// The default `--project-idle-timeout`.
 const DEFAULT_PROJECT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -239,8 +254,9 @@ pub struct ServerConfig {
     pub reconnect_timeout: std::time::Duration,
     /// How long an agent's connection may stay silent before it is closed.
     pub session_timeout: std::time::Duration,
-    /// How long each project's writer polls for more work after a commit before it sleeps.
-    pub writer_spin: std::time::Duration,
+    /// How long each project's writer polls for more work after a commit before it sleeps
+    /// (`--writer-spin-us`), and in-process workers for their next message.
+    pub tuning: Tuning,
     /// How long an idle project stays loaded (`None`: until the server stops).
     pub project_idle_timeout: Option<std::time::Duration>,
     /// HTTP worker threads.
@@ -283,7 +299,7 @@ impl ServerConfig {
             durability: coflux_core::store::Durability::Normal,
             reconnect_timeout: std::time::Duration::from_secs(30),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
-            writer_spin: std::time::Duration::from_micros(DEFAULT_WRITER_SPIN_US),
+            tuning: Tuning::server(),
             project_idle_timeout: Some(DEFAULT_PROJECT_IDLE_TIMEOUT),
             http_workers: 2,
             blob_store: BlobStoreConfig::Local,
@@ -299,133 +315,91 @@ impl ServerConfig {
         }
     }
 
-    /// Resolves flags, environment and the config file.
+    /// Resolves flags and environment (`args`) over the config file over the defaults.
     pub fn from_args(args: ServerArgs) -> anyhow::Result<Self> {
-        let file: FileConfig = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read config file {}: {e}", path.display())
-                })?;
-                toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?
-            }
-            None => FileConfig::default(),
+        let Some(path) = args.config.clone() else {
+            return Self::resolve(args, &Origin::default());
         };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let file: ServerArgs = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        let (settings, from_file) = args.over(file);
+        Self::resolve(settings, &Origin { path, from_file })
+    }
+
+    /// The defaults with `settings` applied and checked; `origin` names the file a bad
+    /// setting came from.
+    fn resolve(s: ServerArgs, origin: &Origin) -> anyhow::Result<Self> {
+        // A setting parsed, its error naming the file and key when it came from the file.
+        macro_rules! parsed {
+            ($key:ident, $parse:expr) => {
+                s.$key
+                    .map(|value| origin.check(stringify!($key), ($parse)(value)))
+                    .transpose()?
+            };
+        }
         let mut config = Self::new(
-            args.data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            s.data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         );
-        config.database_url = args.database_url.filter(|u| !u.is_empty());
-        if let Some(url) = &config.database_url
-            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
-        {
-            anyhow::bail!("invalid database URL (expected postgres://user:password@host/database)");
-        }
-        if let Some(url) = args.advertise_url.filter(|u| !u.is_empty()) {
-            config.advertise_url = Some(crate::cluster::parse_advertise_url(&url)?);
-        }
-        if let Some(text) = args.lease_duration {
-            config.lease_duration = parse_duration(&text)
-                .filter(|d| crate::cluster::LEASE_DURATIONS.contains(d))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "invalid lease duration '{text}' (expected a duration from 1s to 60s, \
-                         such as 10s or 5000ms)"
-                    )
-                })?;
+        config.database_url = parsed!(database_url, database_url).flatten();
+        config.advertise_url = parsed!(advertise_url, advertise_url).flatten();
+        if let Some(lease) = parsed!(lease_duration, lease_duration) {
+            config.lease_duration = lease;
         }
         if config.database_url.is_none() && config.advertise_url.is_some() {
             anyhow::bail!(
                 "--advertise-url needs --database-url (nodes share a PostgreSQL database)"
             );
         }
-        if let Some(port) = args.port.or(file.port) {
+        if let Some(port) = s.port {
             config.port = port;
         }
-        if let Some(host) = args.host.or(file.host) {
+        if let Some(host) = s.host {
             config.host = host;
         }
-        if let Some(d) = args.durability.or(file.durability) {
-            config.durability = match d.as_str() {
-                "normal" => coflux_core::store::Durability::Normal,
-                "full" => coflux_core::store::Durability::Full,
-                other => {
-                    anyhow::bail!("invalid durability '{other}' (expected 'normal' or 'full')")
-                }
-            };
+        if let Some(durability) = parsed!(durability, durability) {
+            config.durability = durability;
         }
-        if let Some(secs) = args.reconnect_timeout.or(file.reconnect_timeout) {
+        if let Some(secs) = s.reconnect_timeout {
             config.reconnect_timeout = std::time::Duration::from_secs(secs);
         }
-        if let Some(text) = args.session_timeout.or(file.session_timeout) {
-            config.session_timeout = parse_duration(&text)
-                .filter(|d| (MIN_SESSION_TIMEOUT..=MAX_SESSION_TIMEOUT).contains(d))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "invalid session timeout '{text}' (expected a duration from 10s to 1h, \
-                         such as 20, 45s or 2m)"
-                    )
-                })?;
+        if let Some(timeout) = parsed!(session_timeout, session_timeout) {
+            config.session_timeout = timeout;
         }
-        if let Some(us) = args.writer_spin_us.or(file.writer_spin_us) {
-            if us > MAX_WRITER_SPIN_US {
-                anyhow::bail!(
-                    "invalid writer spin {us} µs (at most {MAX_WRITER_SPIN_US}; 0 disables it)"
-                );
-            }
-            config.writer_spin = std::time::Duration::from_micros(us);
+        if let Some(spin) = parsed!(writer_spin_us, writer_spin) {
+            config.tuning.writer_spin = spin;
         }
-        if let Some(text) = args.project_idle_timeout.or(file.project_idle_timeout) {
-            let timeout = parse_duration(&text).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "invalid project idle timeout '{text}' (expected a duration such as 300, \
-                     30s, 5m, 1h or 500ms; 0 keeps projects loaded)"
-                )
-            })?;
-            config.project_idle_timeout = (!timeout.is_zero()).then_some(timeout);
+        if let Some(timeout) = parsed!(project_idle_timeout, project_idle_timeout) {
+            config.project_idle_timeout = timeout;
         }
-        if let Some(days) = args.log_retention_days.or(file.log_retention_days) {
-            config.log_retention = retention(days, "log")?;
+        if let Some(retention) = parsed!(log_retention_days, |days| retention(days, "log")) {
+            config.log_retention = retention;
         }
-        if let Some(days) = args.run_retention_days.or(file.run_retention_days) {
-            config.run_retention = retention(days, "run")?;
+        if let Some(retention) = parsed!(run_retention_days, |days| retention(days, "run")) {
+            config.run_retention = retention;
         }
-        if let Some(hours) = args.blob_gc_grace_hours.or(file.blob_gc_grace_hours) {
-            config.blob_gc_grace = blob_gc_grace(hours)?;
+        if let Some(grace) = parsed!(blob_gc_grace_hours, blob_gc_grace) {
+            config.blob_gc_grace = grace;
         }
         let s3 = S3Config {
-            bucket: args.s3_bucket.or(file.s3_bucket).unwrap_or_default(),
-            endpoint: args.s3_endpoint.or(file.s3_endpoint),
-            region: args.s3_region.or(file.s3_region),
-            prefix: args.s3_prefix.or(file.s3_prefix).unwrap_or_default(),
-            allow_http: args.s3_allow_http.or(file.s3_allow_http).unwrap_or(false),
+            bucket: s.s3_bucket.unwrap_or_default(),
+            endpoint: s.s3_endpoint,
+            region: s.s3_region,
+            prefix: s.s3_prefix.unwrap_or_default(),
+            allow_http: s.s3_allow_http.unwrap_or(false),
             access_key_id: None,
             secret_access_key: None,
         };
-        config.blob_store = blob_store(args.blob_store.or(file.blob_store).as_deref(), s3)?;
-        config.auth = match args.auth.or(file.auth) {
-            Some(text) => AuthMode::parse(&text).ok_or_else(|| {
-                anyhow::anyhow!("invalid auth mode '{text}' (expected 'none' or 'tokens')")
-            })?,
+        config.blob_store = blob_store(s.blob_store.as_deref(), s3)?;
+        config.auth = match parsed!(auth, auth) {
+            Some(auth) => auth,
             None => AuthMode::default_for(&config.host),
         };
-        config.admin_token = match (
-            args.admin_token,
-            args.admin_token_file.or(file.admin_token_file),
-        ) {
+        config.admin_token = match (s.admin_token, s.admin_token_file) {
             (Some(token), _) => Some(token),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display())
-                    })?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned(),
-            ),
+            (None, Some(path)) => Some(read_admin_token(&path)?),
             (None, None) => None,
         };
         config.check_auth()?;
@@ -498,70 +472,5 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
-/// A duration: a number of seconds, or a number followed by `ms`, `s`, `m` or `h` (at most
-/// 30 days). `None` when it is not one.
-fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let n: u64 = number.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "" | "s" => n.checked_mul(1_000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        _ => return None,
-    };
-    (ms <= 30 * 24 * 3_600_000).then(|| std::time::Duration::from_millis(ms))
-}
-
-/// `--log-retention-days`, `--run-retention-days`: 0 keeps them forever.
-fn retention(days: u64, what: &str) -> anyhow::Result<Option<std::time::Duration>> {
-    if days == 0 {
-        return Ok(None);
-    }
-    let days = u32::try_from(days)
-        .ok()
-        .filter(|d| *d <= 100 * 365)
-        .ok_or_else(|| {
-            anyhow::anyhow!("invalid {what} retention of {days} days (at most 36500)")
-        })?;
-    Ok(Some(DAY * days))
-}
-
-/// `--blob-gc-grace-hours`: 0 disables blob garbage collection.
-fn blob_gc_grace(hours: u64) -> anyhow::Result<Option<std::time::Duration>> {
-    if hours == 0 {
-        return Ok(None);
-    }
-    let hours = u32::try_from(hours)
-        .ok()
-        .filter(|h| *h <= 100 * 365 * 24)
-        .ok_or_else(|| {
-            anyhow::anyhow!("invalid blob GC grace of {hours} hours (at most 876000)")
-        })?;
-    Ok(Some(HOUR * hours))
-}
-
-/// `--blob-store` with the `--s3-*` settings.
-fn blob_store(kind: Option<&str>, s3: S3Config) -> anyhow::Result<BlobStoreConfig> {
-    let s3_given = !s3.bucket.is_empty()
-        || s3.endpoint.is_some()
-        || s3.region.is_some()
-        || !s3.prefix.is_empty();
-    match kind.unwrap_or("local") {
-        "local" if s3_given => {
-            anyhow::bail!("the --s3-* settings need --blob-store s3")
-        }
-        "local" => Ok(BlobStoreConfig::Local),
-        "s3" if s3.bucket.is_empty() => anyhow::bail!("--blob-store s3 needs --s3-bucket"),
-        "s3" => Ok(BlobStoreConfig::S3(s3)),
-        other => anyhow::bail!("invalid blob store '{other}' (expected 'local' or 's3')"),
-    }
-}
-
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;
