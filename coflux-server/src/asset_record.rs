@@ -1,4 +1,4 @@
-//! [`Record`]: an asset as stored in `<data_dir>/assets/<project>/<id>.json` (and as
+//! [`Record`]: an asset as stored (see [`crate::asset_store`]; and as
 //! `POST …/assets` receives it), with its content-derived id.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ impl Record {
     }
 
     /// The content-derived id.
-    pub(crate) fn id(&self) -> String {
+    pub fn id(&self) -> String {
         let digest = hex::encode(Sha256::digest(self.canonical()));
         format!("A{}", &digest[..16])
     }

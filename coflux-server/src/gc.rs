@@ -7,8 +7,8 @@
 //! - the step arguments, execution results and schedule arguments of its orchestration
 //!   database (a blob value's key and every fragment reference's `blob_key`;
 //!   [`coflux_core::Project::referenced_blob_keys`]);
-//! - its asset records (`<data_dir>/assets/<project>/<id>.json`, every entry's `blob_key`);
-//! - the values of its log messages (`logs.sqlite`), until log retention removes them.
+//! - its asset records (every entry's `blob_key`; [`AssetStore`]);
+//! - the values of its log messages, until log retention removes them.
 //!
 //! A blob is deleted only if it is in none of these AND it was last written before
 //! `now - grace` AND it was not uploaded or checked (`PUT`, `HEAD`, asset creation; see
@@ -19,12 +19,18 @@
 //! in that sweep. Blobs of directories or prefixes that are not projects of the catalogue are
 //! never touched.
 //!
-//! Limits: usage is remembered in memory, so the first sweep waits [`FIRST_SWEEP`] after a
-//! start for agents to finish what they checked before it; one server must own the blob
-//! store (another process writing to the same bucket or directory is not seen).
+//! With `--database-url` all of these are in PostgreSQL, shared by the nodes: the project's
+//! schema (read whichever node owns the project), the asset records and logs tables, and the
+//! blob uses of every node ([`BlobStore::with_shared_usage_tracking`]). One node sweeps at a
+//! time (a sweep holds a PostgreSQL advisory lock; a node finding it taken skips its sweep),
+//! and a use of a blob on any node is serialized with its deletion.
+//!
+//! Limits: on one node usage is remembered in memory, so the first sweep waits
+//! [`FIRST_SWEEP`] after a start for agents to finish what they checked before it; the
+//! servers must own the blob store (another process writing to the same bucket or directory
+//! is not seen).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -32,8 +38,8 @@ use coflux_core::Coflux;
 use coflux_core::model::ProjectName;
 use coflux_core::store::sqlite::collect_blob_keys;
 
-use crate::asset_record::Record;
-use crate::blobs::{BlobStore, Deletion};
+use crate::asset_store::AssetStore;
+use crate::blobs::{BlobStore, Deletion, Sweep};
 use crate::logs::LogStore;
 
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).
@@ -66,14 +72,14 @@ pub struct BlobGc {
     coflux: Coflux,
     blobs: BlobStore,
     logs: Arc<LogStore>,
-    data_dir: PathBuf,
+    assets: Arc<AssetStore>,
     grace: Duration,
 }
 
 impl std::fmt::Debug for BlobGc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobGc")
-            .field("data_dir", &self.data_dir)
+            .field("assets", &self.assets)
             .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
@@ -87,14 +93,14 @@ impl BlobGc {
         coflux: Coflux,
         blobs: BlobStore,
         logs: Arc<LogStore>,
-        data_dir: impl Into<PathBuf>,
+        assets: Arc<AssetStore>,
         grace: Duration,
     ) -> Self {
         Self {
             coflux,
             blobs,
             logs,
-            data_dir: data_dir.into(),
+            assets,
             grace,
         }
     }
@@ -106,11 +112,15 @@ impl BlobGc {
 
     /// Runs one sweep as if the time were `now` (injected so tests control the clock). A
     /// project that fails is logged and skipped; only the list of projects failing is an
-    /// error.
-    pub async fn sweep(&self, now: SystemTime) -> anyhow::Result<GcReport> {
+    /// error. `Ok(None)` when another node is sweeping (over PostgreSQL).
+    pub async fn sweep(&self, now: SystemTime) -> anyhow::Result<Option<GcReport>> {
         let mut report = GcReport::default();
         let Some(cutoff) = now.checked_sub(self.grace) else {
-            return Ok(report);
+            return Ok(Some(report));
+        };
+        let Some(mut sweep) = self.blobs.begin_sweep().await? else {
+            tracing::info!("blob GC: another node is sweeping; skipped");
+            return Ok(None);
         };
         for name in self.coflux.list_projects().await? {
             let project = match ProjectName::new(&name) {
@@ -122,13 +132,18 @@ impl BlobGc {
                 }
             };
             report.projects += 1;
-            if let Err(error) = self.sweep_project(&project, cutoff, &mut report).await {
+            if let Err(error) = self
+                .sweep_project(&mut sweep, &project, cutoff, &mut report)
+                .await
+            {
                 report.failed += 1;
                 tracing::warn!(project = %name, error = %format!("{error:#}"),
                     "blob GC: project skipped, nothing of it deleted");
             }
         }
-        self.blobs.forget_uses_before(cutoff);
+        if let Err(error) = self.blobs.forget_uses_before(cutoff).await {
+            tracing::warn!(%error, "blob GC: could not forget old uses");
+        }
         tracing::info!(
             projects = report.projects,
             blobs = report.blobs,
@@ -141,11 +156,12 @@ impl BlobGc {
             grace_secs = self.grace.as_secs(),
             "blob GC sweep"
         );
-        Ok(report)
+        Ok(Some(report))
     }
 
     async fn sweep_project(
         &self,
+        sweep: &mut Sweep,
         project: &ProjectName,
         cutoff: SystemTime,
         report: &mut GcReport,
@@ -166,7 +182,11 @@ impl BlobGc {
                 report.young += 1;
                 continue;
             }
-            match self.blobs.delete_unused(project, &blob.key, cutoff).await {
+            match self
+                .blobs
+                .delete_unused(sweep, project, &blob.key, cutoff)
+                .await
+            {
                 Ok(Deletion::Deleted) => {
                     report.deleted += 1;
                     report.deleted_bytes += blob.size;
@@ -185,14 +205,13 @@ impl BlobGc {
 
     /// Every blob key a project references (database, asset records, logs).
     pub async fn referenced(&self, project: &ProjectName) -> anyhow::Result<HashSet<String>> {
-        let handle = self.coflux.existing_project(project.as_str()).await?;
-        let mut keys = handle.referenced_blob_keys().await?;
-        let assets = self.data_dir.join("assets").join(project.as_str());
+        let mut keys = self.coflux.referenced_blob_keys(project.as_str()).await?;
+        let assets = Arc::clone(&self.assets);
         let logs = Arc::clone(&self.logs);
         let project = project.clone();
         let files = tokio::task::spawn_blocking(move || {
             let mut keys = HashSet::new();
-            asset_blob_keys(&assets, &mut keys)?;
+            assets.blob_keys(&project, &mut keys)?;
             logs.for_each_logged_value(&project, None, &mut |value| {
                 collect_blob_keys(value, &mut keys)
             })?;
@@ -223,27 +242,4 @@ impl BlobGc {
             }
         })
     }
-}
-
-/// Adds the blob keys of every asset record in `directory` (`<id>.json`; temporary files
-/// starting with `.` are records being written, whose blobs were just checked).
-fn asset_blob_keys(directory: &std::path::Path, keys: &mut HashSet<String>) -> anyhow::Result<()> {
-    let entries = match std::fs::read_dir(directory) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || !name.ends_with(".json") {
-            continue;
-        }
-        let content = std::fs::read(entry.path())?;
-        let record: Record = serde_json::from_slice(&content)
-            .map_err(|e| anyhow::anyhow!("asset record {name}: {e}"))?;
-        keys.extend(record.entries.into_values().map(|entry| entry.blob_key));
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod asset_record;
+pub mod asset_store;
 pub mod auth;
 pub mod blobs;
 pub mod cluster;

@@ -8,16 +8,15 @@
 //! recorded value or log refers to any more. The blobs they referenced are then unreferenced
 //! and fall to the blob garbage collector ([`crate::gc`]).
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use coflux_core::api::DEFAULT_RETENTION_BATCH;
+use coflux_core::api::{ASSET_GRACE, DEFAULT_RETENTION_BATCH};
 use coflux_core::model::{ProjectName, RunId};
 use coflux_core::store::retention::asset_ids;
 use coflux_core::{Coflux, Project};
 
+use crate::asset_store::AssetStore;
 use crate::logs::LogStore;
 
 /// How long after start the first sweep runs (at most; sooner if the interval is shorter).
@@ -42,7 +41,7 @@ pub struct RetentionSweep {
 pub struct RunRetention {
     coflux: Coflux,
     logs: Arc<LogStore>,
-    data_dir: PathBuf,
+    assets: Arc<AssetStore>,
     retention: Duration,
 }
 
@@ -51,13 +50,13 @@ impl RunRetention {
     pub fn new(
         coflux: Coflux,
         logs: Arc<LogStore>,
-        data_dir: impl Into<PathBuf>,
+        assets: Arc<AssetStore>,
         retention: Duration,
     ) -> Self {
         Self {
             coflux,
             logs,
-            data_dir: data_dir.into(),
+            assets,
             retention,
         }
     }
@@ -102,7 +101,7 @@ impl RunRetention {
         report.deleted += result.deleted.len();
         report.kept += result.kept;
         report.asset_records +=
-            forget_deleted_runs(&project, &self.logs, &self.data_dir, &result.deleted).await?;
+            forget_deleted_runs(&project, &self.logs, &self.assets, &result.deleted).await?;
         Ok(())
     }
 
@@ -130,12 +129,11 @@ impl RunRetention {
 
 /// Removes what deleted runs leave outside their project's database: their logs and metrics,
 /// then the asset records that no recorded value or log message refers to and that are older
-/// than [`coflux_core::api::ASSET_GRACE`] ([`Project::forget_asset_records`]). Returns how many asset records
-/// were deleted.
+/// than [`ASSET_GRACE`]. Returns how many asset records were deleted.
 pub async fn forget_deleted_runs(
     project: &Project,
     logs: &LogStore,
-    data_dir: &Path,
+    assets: &Arc<AssetStore>,
     runs: &[RunId],
 ) -> anyhow::Result<usize> {
     if runs.is_empty() {
@@ -143,18 +141,17 @@ pub async fn forget_deleted_runs(
     }
     let name = ProjectName::new(project.name())?;
     logs.delete_runs(&name, runs).await?;
+    let mut referenced = project.referenced_asset_ids().await?;
+    let assets = Arc::clone(assets);
     let logs = logs.clone();
-    let logged = name.clone();
-    let in_logs = tokio::task::spawn_blocking(move || {
-        let mut referenced = HashSet::new();
-        logs.for_each_logged_value(&logged, Some("\"asset\""), &mut |value| {
+    tokio::task::spawn_blocking(move || {
+        logs.for_each_logged_value(&name, Some("\"asset\""), &mut |value| {
             asset_ids(value, &mut referenced)
         })?;
-        anyhow::Ok(referenced)
+        let cutoff = SystemTime::now()
+            .checked_sub(ASSET_GRACE)
+            .unwrap_or(UNIX_EPOCH);
+        anyhow::Ok(assets.delete_unreferenced(&name, &referenced, cutoff)?)
     })
-    .await??;
-    let assets = data_dir.join("assets").join(name.as_str());
-    Ok(project
-        .forget_asset_records(&assets, in_logs, SystemTime::now())
-        .await?)
+    .await?
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use coflux_core::{Coflux, Config};
 
 use crate::agents::sessions::Sessions;
+use crate::asset_store::AssetStore;
 use crate::auth::{Auth, TokenStore};
 use crate::blobs::BlobStore;
 use crate::cluster::Cluster;
@@ -25,6 +26,9 @@ pub struct AppState {
     pub logs: Arc<LogStore>,
     /// Blobs: a local directory or an S3 bucket (`ServerConfig::blob_store`).
     pub blobs: BlobStore,
+    /// Asset records: files in the data directory, or a PostgreSQL table with
+    /// `--database-url`.
+    pub assets: Arc<AssetStore>,
     /// The blob garbage collector, when enabled (`ServerConfig::blob_gc_grace`); its periodic
     /// sweep runs while this state is alive.
     pub blob_gc: Option<Arc<BlobGc>>,
@@ -83,11 +87,15 @@ impl AppState {
         if let Some(retention) = config.log_retention {
             logs.start_retention(retention, config.log_sweep_interval);
         }
+        let assets = Arc::new(match &config.database_url {
+            Some(url) => AssetStore::postgres(url)?,
+            None => AssetStore::files(&config.data_dir),
+        });
         let run_retention = config.run_retention.map(|retention| {
             let sweeper = Arc::new(RunRetention::new(
                 coflux.clone(),
                 Arc::clone(&logs),
-                &config.data_dir,
+                Arc::clone(&assets),
                 retention,
             ));
             sweeper.start(config.run_sweep_interval);
@@ -95,29 +103,25 @@ impl AppState {
         });
         let mut blobs = BlobStore::from_config(&config.data_dir, &config.blob_store)?;
         tracing::info!(backend = blobs.backend_name(), "blob store ready");
-        // Over PostgreSQL, asset records and logs (which reference blobs too) are still kept
-        // per node: a node could not see what the others' reference, so nothing is collected.
-        let gc_grace = match (config.blob_gc_grace, &cluster) {
-            (Some(_), Some(_)) => {
-                tracing::warn!(
-                    "blob garbage collection is off with --database-url (asset records are per node)"
-                );
-                None
+        // Over PostgreSQL every node records blob uses there, so whichever node sweeps sees them.
+        let blob_gc = match config.blob_gc_grace {
+            None => None,
+            Some(grace) => {
+                blobs = match &config.database_url {
+                    Some(url) => blobs.clone().with_shared_usage_tracking(url)?,
+                    None => blobs.clone().with_usage_tracking(),
+                };
+                let gc = Arc::new(BlobGc::new(
+                    coflux.clone(),
+                    blobs.clone(),
+                    Arc::clone(&logs),
+                    Arc::clone(&assets),
+                    grace,
+                ));
+                gc.start(config.blob_gc_interval);
+                Some(gc)
             }
-            (grace, _) => grace,
         };
-        let blob_gc = gc_grace.map(|grace| {
-            blobs = blobs.clone().with_usage_tracking();
-            let gc = Arc::new(BlobGc::new(
-                coflux.clone(),
-                blobs.clone(),
-                Arc::clone(&logs),
-                &config.data_dir,
-                grace,
-            ));
-            gc.start(config.blob_gc_interval);
-            gc
-        });
         config.check_auth()?;
         let tokens = match &config.database_url {
             Some(url) => TokenStore::open_postgres(url)?,
@@ -135,6 +139,7 @@ impl AppState {
             auth,
             coflux,
             blobs,
+            assets,
             blob_gc,
             run_retention,
             logs,

@@ -32,13 +32,8 @@ pub fn server_flags(data_dir: &Path) -> Vec<String> {
     if !is_postgres() {
         return Vec::new();
     }
-    let admin = std::env::var("COFLUX_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .expect("COFLUX_TEST_BACKEND=postgres needs COFLUX_TEST_DATABASE_URL");
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    data_dir.hash(&mut hasher);
-    let name = format!("cx_e2e_{}_{:016x}", std::process::id(), hasher.finish());
+    let admin = admin_url();
+    let name = database_name(data_dir);
     let url = with_database(&admin, &name);
     // The blocking client must not run on the test's async runtime.
     std::thread::spawn(move || {
@@ -59,6 +54,24 @@ pub fn server_flags(data_dir: &Path) -> Vec<String> {
     .join()
     .expect("preparing the test database panicked");
     vec!["--database-url".into(), url]
+}
+
+fn admin_url() -> String {
+    std::env::var("COFLUX_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("COFLUX_TEST_BACKEND=postgres needs COFLUX_TEST_DATABASE_URL")
+}
+
+fn database_name(data_dir: &Path) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    format!("cx_e2e_{}_{:016x}", std::process::id(), hasher.finish())
+}
+
+/// The database of the server on `data_dir` (`None` with SQLite).
+pub fn database_url(data_dir: &Path) -> Option<String> {
+    is_postgres().then(|| with_database(&admin_url(), &database_name(data_dir)))
 }
 
 /// `url` with its database replaced by `name` (its query string kept).

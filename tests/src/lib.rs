@@ -593,6 +593,23 @@ pub fn write_escaping_asset(data_dir: &Path, project: &str, blob_key: &Json) -> 
     let record = json!({"name": null, "entries": {
         "../escaped.txt": {"blob_key": blob_key, "size": 11, "metadata": {}}
     }});
+    if let Some(url) = backend::database_url(data_dir) {
+        // Over PostgreSQL the records are rows (the blocking client runs off the test's runtime).
+        let (project, record) = (project.to_owned(), record.to_string());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            client
+                .execute(
+                    "INSERT INTO coflux_assets (project, id, record, created_ms) \
+                     VALUES ($1, $2, $3, 0)",
+                    &[&project, &id, &record],
+                )
+                .expect("write the tampered asset record");
+        })
+        .join()
+        .expect("writing the tampered asset record panicked");
+        return id;
+    }
     let file = data_dir.join(format!("assets/{project}/{id}.json"));
     std::fs::write(&file, record.to_string()).expect("write the tampered asset record");
     id

@@ -33,8 +33,9 @@ impl Project {
         let mut referenced = self.referenced_asset_ids().await?;
         referenced.extend(also_referenced);
         let directory = directory.to_path_buf();
+        let cutoff = now.checked_sub(ASSET_GRACE).unwrap_or(UNIX_EPOCH);
         actix_rt::task::spawn_blocking(move || {
-            delete_unreferenced_asset_records(&directory, &referenced, now)
+            delete_unreferenced_asset_records(&directory, &referenced, cutoff)
         })
         .await
         .map_err(|_| Error::Unavailable("asset record clean-up failed".into()))?
@@ -61,18 +62,17 @@ impl Project {
 }
 
 /// Deletes the asset records (`<id>.json`) in `directory` not in `referenced` and last
-/// modified before `now - ASSET_GRACE`; a missing directory has none. Returns how many.
+/// modified before `cutoff`; a missing directory has none. Returns how many.
 pub fn delete_unreferenced_asset_records(
     directory: &Path,
     referenced: &HashSet<String>,
-    now: SystemTime,
+    cutoff: SystemTime,
 ) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(directory) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let cutoff = now.checked_sub(ASSET_GRACE).unwrap_or(UNIX_EPOCH);
     let mut deleted = 0;
     for entry in entries {
         let entry = entry?;

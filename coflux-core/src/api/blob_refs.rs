@@ -2,8 +2,37 @@
 
 use std::collections::HashSet;
 
+use super::Coflux;
 use super::error::Error;
 use super::project::Project;
+use crate::model::ProjectName;
+use crate::store::location::StoreLocation;
+use crate::store::postgres::{PgLocation, schema_name};
+
+impl Coflux {
+    /// The blob keys the project `name` references (as [`Project::referenced_blob_keys`]),
+    /// read without taking the project over: over PostgreSQL any node reads the project's
+    /// schema, whichever node owns it; with SQLite the project is opened.
+    pub async fn referenced_blob_keys(&self, name: &str) -> Result<HashSet<String>, Error> {
+        let Some(url) = &self.database_url else {
+            return self
+                .existing_project(name)
+                .await?
+                .referenced_blob_keys()
+                .await;
+        };
+        let name = ProjectName::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let location = StoreLocation::Postgres(PgLocation {
+            url: url.clone(),
+            schema: schema_name(&name),
+        });
+        actix_rt::task::spawn_blocking(move || {
+            Ok(location.open_reader()?.referenced_blob_keys()?)
+        })
+        .await
+        .map_err(|_| Error::Unavailable("blob reference task failed".into()))?
+    }
+}
 
 impl Project {
     /// The keys of every blob referenced by the project's recorded step arguments, execution

@@ -172,7 +172,6 @@ impl ProjectReader for SqliteStore {
 
 impl ProjectReader for PgStore {
     delegated_reads!(PgStore);
-    /// Reads the whole run and keeps the page (not paged in SQL yet).
     fn load_run_page(
         &self,
         run: RunId,
@@ -180,46 +179,7 @@ impl ProjectReader for PgStore {
         limit: usize,
         view: Option<&[EnvironmentId]>,
     ) -> Result<Option<(RunSnapshot, usize)>, StoreError> {
-        let Some(mut snapshot) = self.load_run(run)? else {
-            return Ok(None);
-        };
-        if let Some(view) = view {
-            let home = snapshot.run.environment;
-            let seen: HashSet<u32> = snapshot
-                .executions
-                .iter()
-                .filter(|e| crate::model::visible_from(home, view, e.environment))
-                .map(|e| e.id.step.number)
-                .collect();
-            snapshot.steps.retain(|s| seen.contains(&s.id.number));
-        }
-        let total = snapshot.steps.len();
-        snapshot.steps = snapshot
-            .steps
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .collect();
-        let numbers: HashSet<u32> = snapshot.steps.iter().map(|s| s.id.number).collect();
-        snapshot
-            .executions
-            .retain(|e| numbers.contains(&e.id.step.number));
-        // As the SQLite page: only the page's links to other runs, no calls; the page's
-        // steps' inputs.
-        snapshot
-            .children
-            .retain(|(parent, child)| child.run() != run && numbers.contains(&parent.step.number));
-        snapshot.calls.clear();
-        snapshot
-            .inputs
-            .retain(|i| numbers.contains(&i.execution.step.number));
-        snapshot
-            .checkpoints
-            .retain(|(step, _, _)| numbers.contains(&step.number));
-        snapshot
-            .streams
-            .retain(|s| numbers.contains(&s.id.step.number));
-        Ok(Some((snapshot, total)))
+        PgStore::load_run_page(self, run, offset, limit, view)
     }
     fn query_runs(&self, filter: &RunFilter, limit: usize) -> Result<RunPage, StoreError> {
         PgStore::query_runs(self, filter, limit)

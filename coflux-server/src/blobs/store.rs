@@ -16,11 +16,10 @@
 //! A use and a deletion of the same blob are serialized, so a check never answers "present"
 //! for a blob that a sweep is deleting at that moment.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use coflux_core::model::ProjectName;
@@ -29,6 +28,7 @@ use futures::{Stream, TryStreamExt};
 use super::key::{BlobEntry, BlobError, BlobKey, BlobReader};
 use super::local::LocalBlobs;
 use super::s3::S3Blobs;
+use super::usage::{MemoryUsage, SharedUsage, Sweep, Tracking};
 use crate::config::BlobStoreConfig;
 
 /// The largest blob accepted by default (1 GiB).
@@ -39,7 +39,7 @@ pub const DEFAULT_MAX_BLOB_SIZE: u64 = 1 << 30;
 pub struct BlobStore {
     backend: Backend,
     max_size: u64,
-    usage: Option<Arc<Usage>>,
+    usage: Option<Tracking>,
 }
 
 /// What became of a blob [`BlobStore::delete_unused`] was asked to delete.
@@ -49,60 +49,6 @@ pub enum Deletion {
     Deleted,
     /// It was uploaded or checked at or after the cutoff, so it was kept.
     RecentlyUsed,
-}
-
-/// When blobs were last uploaded or checked, and which are being deleted (usage tracking).
-#[derive(Debug, Default)]
-struct Usage {
-    state: Mutex<UsageState>,
-}
-
-#[derive(Debug, Default)]
-struct UsageState {
-    /// `<project>/<key>` → when it was last uploaded or checked.
-    last_used: HashMap<String, SystemTime>,
-    /// `<project>/<key>` of the blobs being deleted right now.
-    deleting: HashSet<String>,
-}
-
-/// How often a use waits for the deletion of the same blob to end (rare and short).
-const DELETION_POLL: Duration = Duration::from_millis(5);
-
-impl Usage {
-    fn lock(&self) -> std::sync::MutexGuard<'_, UsageState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records a use now; if the blob is being deleted, waits until the deletion is over, so
-    /// what the caller does next (check or upload) happens after it.
-    async fn note(&self, id: String) {
-        let deleting = {
-            let mut state = self.lock();
-            state.last_used.insert(id.clone(), SystemTime::now());
-            state.deleting.contains(&id)
-        };
-        if deleting {
-            while self.lock().deleting.contains(&id) {
-                tokio::time::sleep(DELETION_POLL).await;
-            }
-        }
-    }
-}
-
-/// Clears a blob's "being deleted" mark when its deletion ends (or is cancelled).
-struct DeletingMark<'a> {
-    usage: &'a Usage,
-    id: String,
-}
-
-impl Drop for DeletingMark<'_> {
-    fn drop(&mut self) {
-        self.usage.lock().deleting.remove(&self.id);
-    }
-}
-
-fn usage_id(project: &ProjectName, key: &BlobKey) -> String {
-    format!("{}/{}", project.as_str(), key.as_str())
 }
 
 #[derive(Debug, Clone)]
@@ -147,21 +93,47 @@ impl BlobStore {
     /// [`BlobStore::delete_unused`] spares recently used blobs. Clones made afterwards share
     /// the record.
     pub fn with_usage_tracking(mut self) -> Self {
-        self.usage = Some(Arc::default());
+        self.usage = Some(Tracking::Memory(Arc::new(MemoryUsage::default())));
         self
     }
 
-    /// Forgets the uses older than `cutoff` (they no longer protect anything), bounding the
-    /// memory usage tracking takes to the blobs used since.
-    pub fn forget_uses_before(&self, cutoff: SystemTime) {
-        if let Some(usage) = &self.usage {
-            usage.lock().last_used.retain(|_, used| *used >= cutoff);
+    /// Turns usage tracking on with the uses recorded in the PostgreSQL database at `url`,
+    /// shared by every node (`--database-url`): a sweep on any node sees every node's uses,
+    /// and only one node sweeps at a time ([`BlobStore::begin_sweep`]).
+    pub fn with_shared_usage_tracking(mut self, url: &str) -> Result<Self, BlobError> {
+        self.usage = Some(Tracking::Shared(Arc::new(SharedUsage::open(url)?)));
+        Ok(self)
+    }
+
+    /// Forgets the uses older than `cutoff` (they no longer protect anything), bounding what
+    /// usage tracking keeps to the blobs used since.
+    pub async fn forget_uses_before(&self, cutoff: SystemTime) -> Result<(), BlobError> {
+        match &self.usage {
+            None => Ok(()),
+            Some(Tracking::Memory(usage)) => {
+                usage.forget_before(cutoff);
+                Ok(())
+            }
+            Some(Tracking::Shared(usage)) => usage.forget_before(cutoff).await,
         }
     }
 
-    async fn note_use(&self, project: &ProjectName, key: &BlobKey) {
-        if let Some(usage) = &self.usage {
-            usage.note(usage_id(project, key)).await;
+    async fn note_use(&self, project: &ProjectName, key: &BlobKey) -> Result<(), BlobError> {
+        match &self.usage {
+            None => Ok(()),
+            Some(Tracking::Memory(usage)) => {
+                usage.note(project, key).await;
+                Ok(())
+            }
+            Some(Tracking::Shared(usage)) => usage.note(project, key).await,
+        }
+    }
+
+    /// Starts a sweep: `None` when another node is sweeping (shared tracking only).
+    pub async fn begin_sweep(&self) -> Result<Option<Sweep>, BlobError> {
+        match &self.usage {
+            Some(Tracking::Shared(usage)) => Ok(usage.begin_sweep().await?.map(|c| Sweep(Some(c)))),
+            _ => Ok(Some(Sweep(None))),
         }
     }
 
@@ -195,7 +167,7 @@ impl BlobStore {
     ) -> Result<Option<u64>, BlobError> {
         // A check usually precedes a reference to the blob (an agent skips uploading what is
         // present; an asset is recorded over present blobs): it counts as a use.
-        self.note_use(project, key).await;
+        self.note_use(project, key).await?;
         match &self.backend {
             Backend::Local(local) => local.size(project, key).await,
             Backend::S3(s3) => s3.size(project, key).await,
@@ -245,7 +217,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
-        self.note_use(project, key).await;
+        self.note_use(project, key).await?;
         match &self.backend {
             Backend::Local(local) => local.write(project, key, self.max_size, body).await,
             Backend::S3(s3) => s3.write(project, key, self.max_size, body).await,
@@ -274,32 +246,41 @@ impl BlobStore {
     }
 
     /// Deletes a blob unless it was used (uploaded or checked, see
-    /// [`BlobStore::with_usage_tracking`]) at or after `cutoff`. A use of the same blob that
-    /// starts while the deletion runs waits for it to end. Deleting a blob that is not there
-    /// succeeds.
+    /// [`BlobStore::with_usage_tracking`]) at or after `cutoff`, within `sweep`. A use of the
+    /// same blob that starts while the deletion runs waits for it to end. Deleting a blob that
+    /// is not there succeeds.
     pub async fn delete_unused(
         &self,
+        sweep: &mut Sweep,
         project: &ProjectName,
         key: &BlobKey,
         cutoff: SystemTime,
     ) -> Result<Deletion, BlobError> {
-        let _mark = match &self.usage {
-            Some(usage) => {
-                let id = usage_id(project, key);
-                let mut state = usage.lock();
-                if state.last_used.get(&id).is_some_and(|used| *used >= cutoff) {
-                    return Ok(Deletion::RecentlyUsed);
-                }
-                state.deleting.insert(id.clone());
-                Some(DeletingMark { usage, id })
+        let delete = async {
+            match &self.backend {
+                Backend::Local(local) => local.delete(project, key).await,
+                Backend::S3(s3) => s3.delete(project, key).await,
             }
-            None => None,
         };
-        match &self.backend {
-            Backend::Local(local) => local.delete(project, key).await?,
-            Backend::S3(s3) => s3.delete(project, key).await?,
-        }
-        Ok(Deletion::Deleted)
+        let deleted = match (&self.usage, &mut sweep.0) {
+            (_, Some(connection)) => {
+                connection
+                    .delete_unused(project, key, cutoff, delete)
+                    .await?
+            }
+            (Some(Tracking::Memory(usage)), None) => {
+                usage.delete_unused(project, key, cutoff, delete).await?
+            }
+            (_, None) => {
+                delete.await?;
+                true
+            }
+        };
+        Ok(if deleted {
+            Deletion::Deleted
+        } else {
+            Deletion::RecentlyUsed
+        })
     }
 }
 

@@ -9,12 +9,13 @@
 //!
 //! Assets are content-addressed: the id is `A` and 16 hex digits of the SHA-256 of the
 //! record's canonical JSON, so persisting the same files under the same name twice gives the
-//! same id. Records are files `<data_dir>/assets/<project>/<id>.json`, written atomically; the
-//! id is validated ([`valid_id`]) before any path is built.
+//! same id. Records are kept by the [`AssetStore`] (files `<data_dir>/assets/<project>/<id>.json`
+//! written atomically, or a PostgreSQL table with `--database-url`); the id is validated
+//! ([`valid_id`]) before any path is built.
 
+use crate::asset_store::{AssetStore, AssetStoreError};
 use crate::auth::Access;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -91,10 +92,6 @@ fn project_name(project: &coflux_core::Project) -> Result<ProjectName, ApiError>
     ProjectName::new(project.name()).map_err(ApiError::internal)
 }
 
-fn directory(state: &AppState, project: &ProjectName) -> PathBuf {
-    state.config.data_dir.join("assets").join(project.as_str())
-}
-
 async fn create(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -126,45 +123,34 @@ async fn create(
         }
     }
     let id = record.id();
-    let content = record.canonical();
-    let dir = directory(&state, &project);
-    web::block(move || store(&dir, &id, &content).map(|()| id))
+    let summary = record.summary(&id);
+    let assets = Arc::clone(&state.assets);
+    web::block(move || assets.put(&project, &id, &record))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| match e {
-            StoreError::Conflict => ApiError::new(
+            AssetStoreError::Conflict => ApiError::new(
                 StatusCode::CONFLICT,
                 "asset_conflict",
                 "another asset has the same id; change its name or content",
             ),
-            StoreError::Io(e) => ApiError::internal(e),
-        })
-        .map(|id| HttpResponse::Created().json(record.summary(&id)))
+            e => ApiError::internal(e),
+        })?;
+    Ok(HttpResponse::Created().json(summary))
 }
 
-enum StoreError {
-    Conflict,
-    Io(std::io::Error),
-}
-
-/// Writes a record atomically unless the same one is there; a different one is a conflict.
-fn store(dir: &Path, id: &str, content: &[u8]) -> Result<(), StoreError> {
-    let target = dir.join(format!("{id}.json"));
-    match std::fs::read(&target) {
-        Ok(existing) if existing == content => return Ok(()),
-        Ok(_) => return Err(StoreError::Conflict),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(StoreError::Io(e)),
-    }
-    std::fs::create_dir_all(dir).map_err(StoreError::Io)?;
-    let mut file = tempfile::Builder::new()
-        .prefix(".asset-")
-        .tempfile_in(dir)
-        .map_err(StoreError::Io)?;
-    file.write_all(content).map_err(StoreError::Io)?;
-    file.as_file().sync_all().map_err(StoreError::Io)?;
-    file.persist(&target).map_err(|e| StoreError::Io(e.error))?;
-    Ok(())
+/// Reads the record `id` (valid) of a project from `assets`.
+async fn get(
+    assets: &Arc<AssetStore>,
+    project: ProjectName,
+    id: &str,
+) -> Result<Option<Record>, ApiError> {
+    let assets = Arc::clone(assets);
+    let id = id.to_owned();
+    web::block(move || assets.get(&project, &id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
 }
 
 /// Reads an asset record of a project (`None` for an invalid id or no such record).
@@ -176,14 +162,7 @@ pub(crate) async fn read(
     if !valid_id(id) {
         return Ok(None);
     }
-    let file = directory(state, &project_name(project)?).join(format!("{id}.json"));
-    match tokio::fs::read(&file).await {
-        Ok(content) => Ok(Some(
-            serde_json::from_slice(&content).map_err(ApiError::internal)?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    get(&state.assets, project_name(project)?, id).await
 }
 
 async fn fetch(
@@ -198,18 +177,12 @@ async fn fetch(
         ));
     }
     let project = existing_project(&state, &project).await?;
-    let file = directory(&state, &project_name(&project)?).join(format!("{id}.json"));
-    let content = match tokio::fs::read(&file).await {
-        Ok(content) => content,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(
-                "asset_not_found",
-                format!("asset '{id}' not found"),
-            ));
-        }
-        Err(e) => return Err(ApiError::internal(e)),
+    let Some(record) = get(&state.assets, project_name(&project)?, &id).await? else {
+        return Err(ApiError::not_found(
+            "asset_not_found",
+            format!("asset '{id}' not found"),
+        ));
     };
-    let record: Record = serde_json::from_slice(&content).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(AssetDetail {
         summary: record.summary(&id),
         entries: record.entries,

@@ -351,13 +351,8 @@ async fn delete(
     let run: RunId = parse_id(&run)?;
     let project = existing_project(&state, &project).await?;
     project.delete_run(run).await?;
-    crate::run_retention::forget_deleted_runs(
-        &project,
-        &state.logs,
-        &state.config.data_dir,
-        &[run],
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    crate::run_retention::forget_deleted_runs(&project, &state.logs, &state.assets, &[run])
+        .await
+        .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(Empty {}))
 }

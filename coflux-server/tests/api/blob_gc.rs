@@ -114,7 +114,18 @@ async fn record_run(
     argument_fragment: &str,
     result: &str,
 ) -> coflux_core::model::ExecutionId {
-    let project = state.coflux.existing_project(PROJECT).await.unwrap();
+    record_run_in(state, PROJECT, argument, argument_fragment, result).await
+}
+
+/// [`record_run`] in the project `name`.
+pub(crate) async fn record_run_in(
+    state: &AppState,
+    name: &str,
+    argument: &str,
+    argument_fragment: &str,
+    result: &str,
+) -> coflux_core::model::ExecutionId {
+    let project = state.coflux.existing_project(name).await.unwrap();
     project
         .create_environment("production", None)
         .await
@@ -235,7 +246,7 @@ async fn blob_gc_deletes_only_old_unreferenced_blobs() {
     set_mtime(&state, &young_orphan, now - HOUR);
 
     let gc = state.blob_gc.clone().expect("blob GC is enabled");
-    let report = gc.sweep(now).await.unwrap();
+    let report = gc.sweep(now).await.unwrap().unwrap();
     assert_eq!(
         report,
         GcReport {
@@ -263,7 +274,7 @@ async fn blob_gc_deletes_only_old_unreferenced_blobs() {
 
     // Once the young one is past the grace too, it goes; the referenced ones never do.
     let later = now + 2 * DAY;
-    let report = gc.sweep(later).await.unwrap();
+    let report = gc.sweep(later).await.unwrap().unwrap();
     assert_eq!((report.deleted, report.referenced), (1, 5), "{report:?}");
     assert_eq!(head!(&app, &young_orphan), StatusCode::NOT_FOUND);
     for key in [&argument, &argument_fragment, &result, &asset, &logged] {
@@ -305,7 +316,7 @@ async fn blob_gc_spares_checked_blobs_and_stops_on_unreadable_references() {
     std::fs::create_dir_all(&assets).unwrap();
     std::fs::write(assets.join("A0123456789abcdef.json"), b"{not json").unwrap();
     let gc = state.blob_gc.clone().unwrap();
-    let report = gc.sweep(SystemTime::now()).await.unwrap();
+    let report = gc.sweep(SystemTime::now()).await.unwrap().unwrap();
     assert_eq!((report.failed, report.deleted), (1, 0), "{report:?}");
     // (Looked at on disk: a HEAD would count as a use.)
     let path = |key: &str| {
@@ -320,7 +331,7 @@ async fn blob_gc_spares_checked_blobs_and_stops_on_unreadable_references() {
     // An agent checks that `checked` is present (so it will not upload it) before it records
     // a result referencing it: that check protects the blob through the grace period.
     assert_eq!(head!(&app, checked), StatusCode::OK);
-    let report = gc.sweep(SystemTime::now()).await.unwrap();
+    let report = gc.sweep(SystemTime::now()).await.unwrap().unwrap();
     assert_eq!(
         (report.deleted, report.recently_used, report.failed),
         (1, 1, 0),
@@ -329,7 +340,11 @@ async fn blob_gc_spares_checked_blobs_and_stops_on_unreadable_references() {
     assert_eq!(head!(&app, forgotten), StatusCode::NOT_FOUND);
     assert_eq!(head!(&app, checked), StatusCode::OK);
     // A day later the check no longer protects it.
-    let report = gc.sweep(SystemTime::now() + 2 * DAY).await.unwrap();
+    let report = gc
+        .sweep(SystemTime::now() + 2 * DAY)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(report.deleted, 1, "{report:?}");
     assert_eq!(head!(&app, checked), StatusCode::NOT_FOUND);
 
@@ -374,7 +389,7 @@ async fn blob_gc_over_s3() {
 
     // Now, the orphan is young (LastModified is the upload's time): nothing goes.
     let gc = state.blob_gc.clone().unwrap();
-    let report = gc.sweep(SystemTime::now()).await.unwrap();
+    let report = gc.sweep(SystemTime::now()).await.unwrap().unwrap();
     assert_eq!(
         (report.blobs, report.young, report.deleted),
         (5, 1, 0),
@@ -383,7 +398,11 @@ async fn blob_gc_over_s3() {
     assert!(moto.raw_sha256(&object(&orphan)).await.is_some());
 
     // Thirty days later only the orphan goes.
-    let report = gc.sweep(SystemTime::now() + 30 * DAY).await.unwrap();
+    let report = gc
+        .sweep(SystemTime::now() + 30 * DAY)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (report.referenced, report.deleted, report.failed),
         (4, 1, 0),

@@ -8,6 +8,7 @@ mod agent_protocol;
 mod assets;
 mod auth;
 mod blob_gc;
+mod blob_gc_postgres;
 mod blobs_large;
 mod blobs_s3;
 mod http_api;

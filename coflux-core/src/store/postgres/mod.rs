@@ -20,6 +20,7 @@ mod read;
 mod retention;
 mod run_data;
 mod run_list;
+mod run_page;
 pub mod schema;
 mod write;
 
@@ -472,6 +473,18 @@ impl PgStore {
                 crate::store::run_list::MAX_SCANNED,
             )
         })
+    }
+
+    /// The run with steps `offset..offset + limit`, paged in SQL (see
+    /// `SqliteStore::load_run_page`), plus the run's number of steps.
+    pub fn load_run_page(
+        &self,
+        run: RunId,
+        offset: usize,
+        limit: usize,
+        view: Option<&[EnvironmentId]>,
+    ) -> Result<Option<(RunSnapshot, usize)>, StoreError> {
+        self.read(|r| r.run_page(run, offset, limit, view))
     }
 
     /// The keys of every blob the project's recorded values reference.

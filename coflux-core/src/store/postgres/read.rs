@@ -145,22 +145,29 @@ impl Reader<'_> {
             .collect()
     }
 
-    /// Everything recorded about one run.
-    pub(super) fn run_snapshot(&mut self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
-        let key = run_key(run)?;
+    /// The run's own record.
+    pub(super) fn run_record(&mut self, run: RunId) -> Result<Option<RunRecord>, StoreError> {
         let rows = self.conn.query(
             "SELECT environment_id, parent_execution, created_at FROM runs WHERE id = $1",
-            &[&key],
+            &[&run_key(run)?],
         )?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
         let parent: Option<String> = row.try_get(1)?;
-        let record = RunRecord {
+        Ok(Some(RunRecord {
             id: run,
             environment: env_id(row.try_get(0)?)?,
             parent_execution: parent.as_deref().map(parse_execution).transpose()?,
             created_at: row.try_get(2)?,
+        }))
+    }
+
+    /// Everything recorded about one run.
+    pub(super) fn run_snapshot(&mut self, run: RunId) -> Result<Option<RunSnapshot>, StoreError> {
+        let key = run_key(run)?;
+        let Some(record) = self.run_record(run)? else {
+            return Ok(None);
         };
         let steps = self
             .conn

@@ -1,0 +1,278 @@
+//! Blob garbage collection with `--database-url` (two nodes over one PostgreSQL database and
+//! one S3 bucket): asset records, logs and blob uses are shared, so the node that does not own
+//! a project collects its blobs without deleting any the owner's run, asset or log references,
+//! nor one the owner checked within the grace; only one node sweeps at a time. Needs
+//! `COFLUX_TEST_DATABASE_URL`; skipped without it unless `COFLUX_PG_TESTS=require`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::blob_gc::record_run_in;
+use crate::support::{Moto, sha256};
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use coflux_core::model::Value;
+use coflux_server::blobs::SWEEP_LOCK;
+use coflux_server::config::BlobStoreConfig;
+use coflux_server::logs::LogRecord;
+use coflux_server::{AppState, ServerConfig, create_app};
+use serde_json::{Value as Json, json};
+
+fn database_url() -> Option<String> {
+    match std::env::var("COFLUX_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
+            panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
+        }
+        _ => {
+            eprintln!("skipped: PostgreSQL blob GC test (set COFLUX_TEST_DATABASE_URL)");
+            None
+        }
+    }
+}
+
+macro_rules! call {
+    ($app:expr, $req:expr $(,)?) => {{
+        let resp = test::call_service($app, ($req).to_request()).await;
+        let status = resp.status();
+        let body = test::read_body(resp).await;
+        (
+            status,
+            serde_json::from_slice::<Json>(&body).unwrap_or(Json::Null),
+        )
+    }};
+}
+
+macro_rules! put_blob {
+    ($app:expr, $project:expr, $content:expr) => {{
+        let content: &[u8] = $content;
+        let key = sha256(content);
+        let uri = format!("/api/projects/{}/blobs/{key}", $project);
+        let (status, body) = call!(
+            $app,
+            TestRequest::put().uri(&uri).set_payload(content.to_vec())
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        key
+    }};
+}
+
+macro_rules! head {
+    ($app:expr, $project:expr, $key:expr) => {{
+        let uri = format!("/api/projects/{}/blobs/{}", $project, $key);
+        call!(
+            $app,
+            TestRequest::default()
+                .method(actix_web::http::Method::HEAD)
+                .uri(&uri)
+        )
+        .0
+    }};
+}
+
+#[actix_rt::test]
+async fn postgres_blob_gc_sees_every_nodes_references_and_uses() {
+    let Some(url) = database_url() else { return };
+    let moto = Moto::start().await;
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let project = format!("gcpg{}x{stamp}", std::process::id());
+    let prefix = format!("gc-pg-{stamp}");
+    let grace = Duration::from_secs(2);
+    let node = |n: u16, dir: &std::path::Path| {
+        let mut config = ServerConfig::new(dir);
+        config.database_url = Some(url.clone());
+        config.advertise_url = Some(format!("http://127.0.0.1:{}", 1 + n));
+        let mut s3 = moto.config();
+        s3.prefix = prefix.clone();
+        config.blob_store = BlobStoreConfig::S3(s3);
+        config.blob_gc_grace = Some(grace);
+        config
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let owner = web::Data::new(AppState::open(&node(1, dir_a.path())).await.unwrap());
+    let other = web::Data::new(AppState::open(&node(2, dir_b.path())).await.unwrap());
+    let app = test::init_service(create_app(owner.clone())).await;
+    let (status, body) = call!(
+        &app,
+        TestRequest::post()
+            .uri("/api/projects")
+            .set_json(json!({ "name": project }))
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // On the owner: a run referencing three blobs, an asset, a logged blob, a blob it will
+    // check later, and an orphan.
+    let argument = put_blob!(&app, project, b"arg1");
+    let argument_fragment = put_blob!(&app, project, b"frg1");
+    let result = put_blob!(&app, project, b"res1");
+    let asset = put_blob!(&app, project, b"ast1");
+    let logged = put_blob!(&app, project, b"log1");
+    let checked = put_blob!(&app, project, b"chk1");
+    let orphan = put_blob!(&app, project, b"orph");
+    let execution = record_run_in(&owner, &project, &argument, &argument_fragment, &result).await;
+    let (status, body) = call!(
+        &app,
+        TestRequest::post()
+            .uri(&format!("/api/projects/{project}/assets"))
+            .set_json(json!({"entries": {"a.txt": {"blob_key": asset, "size": 4}}}))
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let asset_id = body["id"].as_str().unwrap().to_owned();
+    let values = BTreeMap::from([(
+        "table".to_owned(),
+        Value::Blob {
+            key: logged.clone(),
+            size: 4,
+            references: Vec::new(),
+        },
+    )]);
+    let log = LogRecord {
+        execution,
+        timestamp_ms: coflux_server::logs::now_ms(),
+        level: 2,
+        template: Some("wrote {table}".into()),
+        values,
+    };
+    owner.logs.append(&project, vec![log]).unwrap();
+    owner.logs.flush().await.unwrap();
+
+    // The asset record is in the shared table: the other node reads it.
+    let name = coflux_core::model::ProjectName::new(&project).unwrap();
+    let record = other
+        .assets
+        .get(&name, &asset_id)
+        .unwrap()
+        .expect("shared record");
+    assert_eq!(record.entries["a.txt"].blob_key, asset);
+
+    // Past the grace, the owner checks one old blob (an agent about to reference it).
+    actix_rt::time::sleep(grace + Duration::from_millis(1500)).await;
+    assert_eq!(head!(&app, project, checked), StatusCode::OK);
+
+    // While another session holds the sweep lock, no node sweeps.
+    let (lock_url, held) = (url.clone(), std::sync::Arc::new(std::sync::Barrier::new(2)));
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let barrier = held.clone();
+    let holder = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&lock_url, postgres::NoTls).unwrap();
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&SWEEP_LOCK])
+            .unwrap();
+        barrier.wait();
+        release_rx.recv().unwrap();
+    });
+    held.wait();
+    let gc = other
+        .blob_gc
+        .clone()
+        .expect("blob GC is on over PostgreSQL");
+    assert_eq!(gc.sweep(SystemTime::now()).await.unwrap(), None);
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+
+    // The node that does not own the project sweeps: only the orphan goes.
+    let report = gc.sweep(SystemTime::now()).await.unwrap().expect("swept");
+    assert_eq!(
+        (
+            report.blobs,
+            report.referenced,
+            report.recently_used,
+            report.deleted
+        ),
+        (7, 5, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(head!(&app, project, orphan), StatusCode::NOT_FOUND);
+    for key in [
+        &argument,
+        &argument_fragment,
+        &result,
+        &asset,
+        &logged,
+        &checked,
+    ] {
+        assert_eq!(
+            head!(&app, project, key),
+            StatusCode::OK,
+            "{key} must survive"
+        );
+    }
+    // Once the check is past the grace too, the checked blob goes; the referenced ones stay.
+    let later = SystemTime::now() + 10 * grace;
+    let report = gc.sweep(later).await.unwrap().expect("swept");
+    assert_eq!((report.deleted, report.referenced), (1, 5), "{report:?}");
+    let object = |key: &str| format!("{prefix}/{project}/{key}");
+    assert_eq!(moto.raw_sha256(&object(&checked)).await, None);
+    for key in [&argument, &argument_fragment, &result, &asset, &logged] {
+        assert!(moto.raw_sha256(&object(key)).await.is_some(), "{key}");
+    }
+}
+
+/// Asset records over PostgreSQL: one node's record is read on another; the same id with other
+/// content is a conflict; retention deletes only old records nothing refers to.
+#[actix_rt::test]
+async fn postgres_asset_records_are_shared_and_pruned() {
+    use coflux_server::asset_record::Record;
+    use coflux_server::asset_store::{AssetStore, AssetStoreError};
+    let Some(url) = database_url() else { return };
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let project =
+        coflux_core::model::ProjectName::new(&format!("assetspg{}x{stamp}", std::process::id()))
+            .unwrap();
+    let record = |name: &str| -> Record {
+        serde_json::from_value(json!({"name": name, "entries": {
+            "a.txt": {"blob_key": "ab".repeat(32), "size": 3}
+        }}))
+        .unwrap()
+    };
+    let ids = actix_web::web::block(move || {
+        let (a, b) = (
+            AssetStore::postgres(&url).unwrap(),
+            AssetStore::postgres(&url).unwrap(),
+        );
+        let (kept, dropped) = (record("kept"), record("dropped"));
+        let (kept_id, dropped_id) = (kept.id(), dropped.id());
+        a.put(&project, &kept_id, &kept).unwrap();
+        a.put(&project, &dropped_id, &dropped).unwrap();
+        // Idempotent; a different record under the same id is refused.
+        b.put(&project, &kept_id, &kept).unwrap();
+        assert!(matches!(
+            b.put(&project, &kept_id, &dropped),
+            Err(AssetStoreError::Conflict)
+        ));
+        assert_eq!(b.get(&project, &kept_id).unwrap(), Some(kept));
+        assert_eq!(b.get(&project, "A0000000000000000").unwrap(), None);
+        let mut keys = std::collections::HashSet::new();
+        b.blob_keys(&project, &mut keys).unwrap();
+        assert_eq!(keys.into_iter().collect::<Vec<_>>(), vec!["ab".repeat(32)]);
+        let referenced = std::collections::HashSet::from([kept_id.clone()]);
+        // Young records stay, referenced or not.
+        let young = b
+            .delete_unreferenced(
+                &project,
+                &referenced,
+                SystemTime::now() - Duration::from_secs(60),
+            )
+            .unwrap();
+        assert_eq!(young, 0);
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(
+            b.delete_unreferenced(&project, &referenced, later).unwrap(),
+            1
+        );
+        (
+            a.get(&project, &kept_id).unwrap().is_some(),
+            a.get(&project, &dropped_id).unwrap().is_some(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(ids, (true, false), "only the unreferenced record goes");
+}
