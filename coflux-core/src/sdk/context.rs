@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use super::metric::event::{MetricDefinition, MetricEvent};
 
 use crate::model::{
-    Checkpoints, ExecutionId, ExecutionResult, Millis, StepOptions, StreamOp, StreamReply,
+    Checkpoints, Dependencies, ExecutionId, ExecutionResult, Frame, Millis, StepOptions, StreamOp, StreamReply,
     TargetKind, TargetRef, Value,
 };
 
@@ -90,11 +90,14 @@ pub trait ExecutorLink: Send + Sync + 'static {
     }
 }
 
-/// A suspension requested by a running execution (with [`crate::sdk::suspend`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A suspension requested by a running execution (with [`crate::sdk::suspend`], or by a wait
+/// that ran out of [`crate::sdk::suspense`] time).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suspension {
     /// When the next attempt may run (unix ms; `None`: as soon as possible).
     pub execute_after: Option<Millis>,
+    /// What the next attempt waits for before it runs (the executions a wait gave up on).
+    pub dependencies: Dependencies,
 }
 
 /// The running execution and its link, available to target code through [`Context::current`].
@@ -116,6 +119,8 @@ pub struct Context {
     checkpoints: Arc<Mutex<Checkpoints>>,
     /// Streams registered and subscriptions opened so far (their numbers).
     streams: Arc<(AtomicU32, AtomicU32)>,
+    /// Where the body last panicked (recorded by the driver's panic hook).
+    panic: Arc<Mutex<Option<Frame>>>,
 }
 
 tokio::task_local! {
@@ -134,7 +139,18 @@ impl Context {
             working_dir: None,
             checkpoints: Arc::default(),
             streams: Arc::default(),
+            panic: Arc::default(),
         }
+    }
+
+    /// Records where the body panicked.
+    pub(crate) fn record_panic(&self, frame: Frame) {
+        *self.panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(frame);
+    }
+
+    /// Where the body last panicked, if it did.
+    pub(crate) fn take_panic(&self) -> Option<Frame> {
+        self.panic.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The number of the next stream this execution registers (0, 1, ...).
@@ -225,7 +241,10 @@ impl Context {
     /// The suspension the execution asked for, if any (the first request wins): the host ends
     /// the execution as suspended instead of reporting what its body returned.
     pub fn suspension(&self) -> Option<Suspension> {
-        *self.suspension.lock().unwrap_or_else(|p| p.into_inner())
+        self.suspension
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records a requested suspension (the first one is kept).

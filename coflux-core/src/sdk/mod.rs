@@ -48,6 +48,7 @@ mod context;
 mod error;
 pub mod executor;
 mod handle;
+pub(crate) mod invoke;
 mod metric;
 mod refs;
 mod repository;

@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::context::{Context, Suspension};
-use crate::model::Millis;
+use crate::model::{Dependencies, Millis};
 
 /// Returned by [`suspend`]: propagate it with `?` to end the execution. If the suspension could
 /// not be requested (outside an execution, or the link failed), the execution fails with
@@ -53,7 +53,10 @@ pub async fn suspend_at(at: Option<SystemTime>) -> Result<Infallible, Suspended>
     let execute_after = at.map(unix_ms);
     match context.link.suspend(context.execution, execute_after).await {
         Ok(()) => {
-            context.request_suspension(Suspension { execute_after });
+            context.request_suspension(Suspension {
+                execute_after,
+                dependencies: Dependencies::default(),
+            });
             Err(Suspended { problem: None })
         }
         Err(e) => Err(Suspended {

@@ -1,0 +1,134 @@
+//! The execution driver: how one execution of a registered target runs, decided once for every
+//! host (the embedded worker and the executor binary only adapt transport).
+//!
+//! - The body runs with a task-local [`Context`] (checkpoints, working directory) and an asset
+//!   store: the host's if it has one (the agent's, under an executor), else the repository's
+//!   default (an embedded project's data directory).
+//! - A panic is caught: the execution fails with `coflux.Panic`, the panic's message, and the
+//!   place it happened as its frame (recorded by a panic hook this module chains in front of
+//!   the process's own once; the default report still goes to stderr).
+//! - A timeout, when the host asks the driver to enforce one (the embedded worker; an agent
+//!   enforces its own by stopping the execution), ends it as `timeout`, even if it had asked
+//!   to suspend meanwhile.
+//! - A body that asked to be suspended ([`crate::sdk::suspend`], or a wait that ran out of
+//!   [`crate::sdk::suspense`] time) ends as suspended, whatever it returned or raised after.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use super::asset::{AssetHost, with_assets};
+use super::context::{Context, ExecutorLink, Suspension};
+use super::repository::Repository;
+use crate::model::{Checkpoints, ErrorInfo, ExecutionId, Frame, TargetRef, Value};
+
+/// One execution to run.
+pub(crate) struct Invocation {
+    /// The execution.
+    pub execution: ExecutionId,
+    /// Its target.
+    pub target: TargetRef,
+    /// Its encoded arguments.
+    pub arguments: Vec<Value>,
+    /// Its step's checkpoint state.
+    pub checkpoints: Checkpoints,
+    /// Its own directory, if the host made one.
+    pub working_dir: Option<PathBuf>,
+    /// A time limit the driver enforces (`None`: none, or the host enforces it).
+    pub timeout: Option<Duration>,
+    /// The host's asset store (wins over the repository's default).
+    pub assets: Option<Arc<dyn AssetHost>>,
+}
+
+/// How an execution ended, for its host to report.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ending {
+    /// The body returned a value.
+    Value(Value),
+    /// It failed (returned an error, panicked, or its target is not hosted here).
+    Error(ErrorInfo),
+    /// It ran out of time.
+    Timeout,
+    /// It asked to be suspended.
+    Suspended(Suspension),
+}
+
+/// Runs `invocation` through `link` and says how it ended.
+pub(crate) async fn invoke(
+    repository: &Repository,
+    link: Arc<dyn ExecutorLink>,
+    invocation: Invocation,
+) -> Ending {
+    let Some(target) = repository.get(&invocation.target) else {
+        return Ending::Error(ErrorInfo::new(
+            "coflux.TargetNotFound",
+            format!("this worker does not host {}", invocation.target),
+        ));
+    };
+    record_panic_locations();
+    let context = Context::new(invocation.execution, link)
+        .with_working_dir(invocation.working_dir)
+        .with_checkpoints(invocation.checkpoints);
+    let body = context.clone().scope(target.invoke(invocation.arguments));
+    let body = async move {
+        match invocation.assets {
+            Some(host) => with_assets(host, body).await,
+            None => body.await,
+        }
+    };
+    let run = AssertUnwindSafe(body).catch_unwind();
+    let outcome = match invocation.timeout.filter(|t| !t.is_zero()) {
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Ending::Timeout,
+        },
+        None => run.await,
+    };
+    if let Some(suspension) = context.suspension() {
+        return Ending::Suspended(suspension);
+    }
+    match outcome {
+        Ok(Ok(value)) => Ending::Value(value),
+        Ok(Err(failure)) => Ending::Error(failure.0),
+        Err(panic) => Ending::Error(ErrorInfo {
+            frames: context.take_panic().into_iter().collect(),
+            ..ErrorInfo::new("coflux.Panic", panic_message(&*panic))
+        }),
+    }
+}
+
+/// Chains a hook in front of the process's panic hook (once): a panic inside an execution
+/// records where it happened in the execution's context, and the previous hook still reports
+/// it. A hook installed later replaces this one (panics then have no frame).
+fn record_panic_locations() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let (Some(context), Some(location)) = (Context::current(), info.location()) {
+                context.record_panic(Frame {
+                    file: location.file().to_owned(),
+                    line: location.line(),
+                    name: "panic".into(),
+                    code: None,
+                });
+            }
+            previous(info);
+        }));
+    });
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
+}
+
+#[cfg(test)]
+#[path = "invoke_tests.rs"]
+mod tests;
