@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use coflux_core::sdk::{
     Checkpoint, Failure, Handle, Metric, Repository, Stream, current_execution, flush, progress,
-    stream, suspend, task, workflow,
+    stream, suspend, suspense, task, workflow,
 };
 use futures::TryStreamExt;
 
@@ -214,8 +214,34 @@ async fn sum_view(view: Stream<u64>) -> Result<Vec<u64>, Failure> {
     Ok(view.items().try_collect().await?)
 }
 
+/// Doubles `x` after `pause_ms`.
+#[task(module = "examples.semantics")]
+async fn slow_double(x: u64, pause_ms: u64) -> Result<u64, Failure> {
+    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+    Ok(x * 2)
+}
+
+/// Waits for a slow child within a zero suspense: the first attempt suspends at once, the next
+/// one runs when the child has finished and finds its result at hand.
+#[workflow(module = "examples.semantics")]
+async fn waits_in_suspense(x: u64) -> Result<String, Failure> {
+    let child = slow_double.submit(x, 600);
+    let value = suspense(Duration::ZERO, child.result()).await?;
+    let attempt = current_execution().map_or(0, |e| e.attempt);
+    Ok(format!("{value} on attempt {attempt}"))
+}
+
+/// Panics (the run fails with `coflux.Panic` and where it happened).
+#[workflow(module = "examples.semantics")]
+async fn panics(message: String) -> Result<(), Failure> {
+    panic!("{message}");
+}
+
 pub fn repository() -> Repository {
     Repository::new()
+        .with(slow_double)
+        .with(waits_in_suspense)
+        .with(panics)
         .with(squares)
         .with(reads_squares)
         .with(sum_view)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
@@ -51,6 +51,22 @@ pub trait ExecutorLink: Send + Sync + 'static {
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult>;
 
+    /// Waits like [`ExecutorLink::wait`] for at most `limit` (zero: only if the result is at
+    /// hand), then gives up with `None`: the host then ends `from` as suspended until
+    /// `execution` has finished (see [`crate::sdk::suspense`]). The default races `wait`
+    /// against the limit (a zero limit gets a short check); the host reads the suspension
+    /// from [`Context::suspension`] when the body returns.
+    fn wait_within(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+        limit: Duration,
+    ) -> BoxFuture<'static, Option<ExecutionResult>> {
+        let wait = self.wait(execution, from);
+        let limit = if limit.is_zero() { READY_CHECK } else { limit };
+        Box::pin(async move { tokio::time::timeout(limit, wait).await.ok() })
+    }
+
     /// Asks for `execution` to end as suspended, resuming as a new attempt after
     /// `execute_after` (unix ms; `None`: as soon as possible). It resolves once the request is
     /// accepted; the host then ends the execution without a result. The default accepts at
@@ -89,6 +105,10 @@ pub trait ExecutorLink: Send + Sync + 'static {
         let _ = (execution, event);
     }
 }
+
+/// How long a zero [`crate::sdk::suspense`] waits for a result that may be at hand (as an
+/// agent does for a `select` that may suspend at once).
+pub(crate) const READY_CHECK: Duration = Duration::from_millis(200);
 
 /// A suspension requested by a running execution (with [`crate::sdk::suspend`], or by a wait
 /// that ran out of [`crate::sdk::suspense`] time).

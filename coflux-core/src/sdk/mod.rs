@@ -72,5 +72,5 @@ pub use metric::{
 };
 pub use repository::Repository;
 pub use stream::{Stream, StreamError, stream};
-pub use suspend::{Suspended, suspend, suspend_at};
+pub use suspend::{Suspended, suspend, suspend_at, suspense};
 pub use target::{Target, TargetFuture, decode_arg, encode_arg, encode_output};
