@@ -214,6 +214,37 @@ async fn sum_view(view: Stream<u64>) -> Result<Vec<u64>, Failure> {
     Ok(view.items().try_collect().await?)
 }
 
+/// Given once `reads_while_produced` has read the first tick.
+static FIRST_READ: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Ticks `0..n`; tick 1 is produced only once the first one was read (999 if that did not
+/// happen within 10 s: the consumer could not read before the stream was complete).
+#[task(module = "examples.semantics")]
+async fn ticks(n: u64) -> Result<Stream<u64>, Failure> {
+    let items = futures::stream::unfold(0, move |i| async move {
+        if i >= n {
+            return None;
+        }
+        if i == 1 {
+            let read = tokio::time::timeout(Duration::from_secs(10), FIRST_READ.notified()).await;
+            return Some((if read.is_ok() { 1 } else { 999 }, 2));
+        }
+        Some((i, i + 1))
+    });
+    Ok(stream(items).await?)
+}
+
+/// Reads `ticks(n)` as it is produced.
+#[workflow(module = "examples.semantics")]
+async fn reads_while_produced(n: u64) -> Result<Vec<u64>, Failure> {
+    let produced = ticks.call(n).await?;
+    let mut items = produced.items();
+    let first = futures::StreamExt::next(&mut items).await.transpose()?;
+    FIRST_READ.notify_one();
+    let rest: Vec<u64> = items.try_collect().await?;
+    Ok(first.into_iter().chain(rest).collect())
+}
+
 /// Doubles `x` after `pause_ms`.
 #[task(module = "examples.semantics")]
 async fn slow_double(x: u64, pause_ms: u64) -> Result<u64, Failure> {
@@ -239,6 +270,8 @@ async fn panics(message: String) -> Result<(), Failure> {
 
 pub fn repository() -> Repository {
     Repository::new()
+        .with(ticks)
+        .with(reads_while_produced)
         .with(slow_double)
         .with(waits_in_suspense)
         .with(panics)

@@ -171,6 +171,27 @@ async fn rust_semantics_a_stream_produced_and_read_by_rust_executors_under_an_ag
 }
 
 #[actix_rt::test]
+async fn rust_semantics_a_stream_is_read_while_its_producer_still_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "reads_while_produced", json!([4]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], json!([0, 1, 2, 3]), "tick 1 waited for the first read: {result}");
+    let view = server.inspect(P, &run).await;
+    let step = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "ticks")
+        .unwrap();
+    assert_eq!(step["streams"][0]["items"], 4, "{view}");
+    assert_eq!(step["streams"][0]["closed"], "complete");
+    assert_eq!(step["executions"][0]["state"], "value", "{view}");
+}
+
+#[actix_rt::test]
 async fn rust_wait_in_a_zero_suspense_suspends_until_the_child_finished() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _agent) = start(dir.path()).await;

@@ -209,27 +209,27 @@ async fn execute(
     invocation: Invocation,
 ) {
     let execution = invocation.execution;
-    let result = match invoke(&repository, link, invocation).await {
-        Ending::Value(value) => ExecutionResult::Value { value },
-        Ending::Error(error) => ExecutionResult::Error { error, retry: None },
-        Ending::Timeout => ExecutionResult::Timeout { retry: None },
-        Ending::Suspended(suspension) => {
-            let msg = RunMsg::Suspend {
+    invoke(&repository, link, invocation, |ending| {
+        let msg = match ending {
+            Ending::Suspended(suspension) => RunMsg::Suspend {
                 execution,
                 execute_after: suspension.execute_after,
                 dependencies: suspension.dependencies,
                 ack: None,
-            };
-            router.deliver(Envelope::Run(execution.run(), msg));
-            return;
-        }
-    };
-    let msg = RunMsg::Result {
-        execution,
-        result,
-        ack: None,
-    };
-    router.deliver(Envelope::Run(execution.run(), msg));
+            },
+            ending => RunMsg::Result {
+                execution,
+                result: match ending {
+                    Ending::Value(value) => ExecutionResult::Value { value },
+                    Ending::Error(error) => ExecutionResult::Error { error, retry: None },
+                    _ => ExecutionResult::Timeout { retry: None },
+                },
+                ack: None,
+            },
+        };
+        router.deliver(Envelope::Run(execution.run(), msg));
+    })
+    .await;
 }
 
 /// The in-process [`ExecutorLink`]: child calls become messages to the run's actor.

@@ -141,6 +141,8 @@ pub struct Context {
     streams: Arc<(AtomicU32, AtomicU32)>,
     /// Where the body last panicked (recorded by the driver's panic hook).
     panic: Arc<Mutex<Option<Frame>>>,
+    /// The tasks feeding the streams the execution made.
+    producers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 tokio::task_local! {
@@ -160,7 +162,22 @@ impl Context {
             checkpoints: Arc::default(),
             streams: Arc::default(),
             panic: Arc::default(),
+            producers: Arc::default(),
         }
+    }
+
+    /// Records a task feeding one of the execution's streams (the driver waits for it after
+    /// reporting a value, and stops it otherwise).
+    pub(crate) fn add_producer(&self, producer: tokio::task::JoinHandle<()>) {
+        self.producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(producer);
+    }
+
+    /// The producers recorded so far (taken).
+    pub(crate) fn take_producers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *self.producers.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Records where the body panicked.

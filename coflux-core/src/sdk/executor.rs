@@ -204,37 +204,39 @@ async fn serve(
 /// Runs one execution through the driver and reports how it ended.
 async fn run(repository: Repository, link: StdioLink, execute: Execute) {
     let execution_id = execute.execution_id.clone();
-    let ending = match prepare(execute) {
-        Err(error) => Ending::Error(error),
+    let report = |ending| {
+        let outcome = match ending {
+            Ending::Value(value) => value_to_wire(&value).map_err(encode_error),
+            Ending::Error(error) => Err(error),
+            // The worker accepted the suspension and ends the execution itself (it also sends
+            // `abort`, which may already have dropped this task): report nothing.
+            Ending::Suspended(_) => return,
+            // The agent enforces timeouts (no limit is given to the driver here).
+            Ending::Timeout => return,
+        };
+        let notification = match outcome {
+            Ok(result) => AdapterNotification::ExecutionResult(ExecutionResultParams {
+                execution_id,
+                result: Some(result),
+            }),
+            Err(error) => AdapterNotification::ExecutionError(ExecutionErrorParams {
+                execution_id,
+                error: WireError::from_error_info(&error),
+            }),
+        };
+        link.send(notification.to_line());
+    };
+    match prepare(execute) {
+        Err(error) => report(Ending::Error(error)),
         Ok(invocation) => {
             let assets: Arc<dyn AssetHost> = Arc::new(link.clone());
             let invocation = Invocation {
                 assets: Some(assets),
                 ..invocation
             };
-            invoke(&repository, Arc::new(link.clone()), invocation).await
+            invoke(&repository, Arc::new(link.clone()), invocation, report).await;
         }
-    };
-    let outcome = match ending {
-        Ending::Value(value) => value_to_wire(&value).map_err(encode_error),
-        Ending::Error(error) => Err(error),
-        // The worker accepted the suspension and ends the execution itself (it also sends
-        // `abort`, which may already have dropped this task): report nothing.
-        Ending::Suspended(_) => return,
-        // The agent enforces timeouts (no limit is given to the driver here).
-        Ending::Timeout => return,
-    };
-    let notification = match outcome {
-        Ok(result) => AdapterNotification::ExecutionResult(ExecutionResultParams {
-            execution_id,
-            result: Some(result),
-        }),
-        Err(error) => AdapterNotification::ExecutionError(ExecutionErrorParams {
-            execution_id,
-            error: WireError::from_error_info(&error),
-        }),
-    };
-    link.send(notification.to_line());
+    }
 }
 
 /// The invocation an `execute` asks for (its wire values decoded).

@@ -10,18 +10,22 @@
 //! - A timeout, when the host asks the driver to enforce one (the embedded worker; an agent
 //!   enforces its own by stopping the execution), ends it as `timeout`, even if it had asked
 //!   to suspend meanwhile.
+//! - Streams a body made go on after its value is reported, until they are closed; a body
+//!   that ended another way stops them.
 //! - A body that asked to be suspended ([`crate::sdk::suspend`], or a wait that ran out of
 //!   [`crate::sdk::suspense`] time) ends as suspended, whatever it returned or raised after.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
+use std::future::Future;
 use std::time::Duration;
 
 use futures::FutureExt;
 
 use super::asset::{AssetHost, with_assets};
 use super::context::{Context, ExecutorLink, Suspension};
+use super::error::Failure;
 use super::repository::Repository;
 use crate::model::{Checkpoints, ErrorInfo, ExecutionId, Frame, TargetRef, Value};
 
@@ -56,22 +60,27 @@ pub(crate) enum Ending {
     Suspended(Suspension),
 }
 
-/// Runs `invocation` through `link` and says how it ended.
+/// Runs `invocation` through `link` and gives `report` how it ended. A body that returned a
+/// value may still feed the streams it made ([`crate::sdk::stream`]): they go on after the
+/// report, and this resolves once they are closed. Otherwise they are stopped first (the
+/// orchestrator ends them as the execution ended). Dropping this future stops them too.
 pub(crate) async fn invoke(
     repository: &Repository,
     link: Arc<dyn ExecutorLink>,
     invocation: Invocation,
-) -> Ending {
+    report: impl FnOnce(Ending),
+) {
     let Some(target) = repository.get(&invocation.target) else {
-        return Ending::Error(ErrorInfo::new(
+        return report(Ending::Error(ErrorInfo::new(
             "coflux.TargetNotFound",
             format!("this worker does not host {}", invocation.target),
-        ));
+        )));
     };
     record_panic_locations();
     let context = Context::new(invocation.execution, link)
         .with_working_dir(invocation.working_dir)
         .with_checkpoints(invocation.checkpoints);
+    let producers = Producers(context.clone());
     let body = context.clone().scope(target.invoke(invocation.arguments));
     let body = async move {
         match invocation.assets {
@@ -79,8 +88,23 @@ pub(crate) async fn invoke(
             None => body.await,
         }
     };
+    let ending = run_body(&context, body, invocation.timeout).await;
+    if matches!(ending, Ending::Value(_)) {
+        report(ending);
+        producers.finish().await;
+    } else {
+        drop(producers);
+        report(ending);
+    }
+}
+
+async fn run_body(
+    context: &Context,
+    body: impl Future<Output = Result<Value, Failure>>,
+    timeout: Option<Duration>,
+) -> Ending {
     let run = AssertUnwindSafe(body).catch_unwind();
-    let outcome = match invocation.timeout.filter(|t| !t.is_zero()) {
+    let outcome = match timeout.filter(|t| !t.is_zero()) {
         Some(limit) => match tokio::time::timeout(limit, run).await {
             Ok(outcome) => outcome,
             Err(_) => return Ending::Timeout,
@@ -97,6 +121,32 @@ pub(crate) async fn invoke(
             frames: context.take_panic().into_iter().collect(),
             ..ErrorInfo::new("coflux.Panic", panic_message(&*panic))
         }),
+    }
+}
+
+/// The stream producers an execution started: stopped when dropped, unless finished.
+struct Producers(Context);
+
+impl Producers {
+    /// Waits until every producer has closed its stream.
+    async fn finish(self) {
+        loop {
+            let running = self.0.take_producers();
+            if running.is_empty() {
+                return;
+            }
+            for producer in running {
+                let _ = producer.await;
+            }
+        }
+    }
+}
+
+impl Drop for Producers {
+    fn drop(&mut self) {
+        for producer in self.0.take_producers() {
+            producer.abort();
+        }
     }
 }
 

@@ -53,7 +53,13 @@ async fn run(body: fn(serde_json::Value) -> TargetFuture, timeout_ms: Option<u64
         timeout: timeout_ms.map(Duration::from_millis),
         assets: None,
     };
-    invoke(&repository, Arc::new(Quiet), invocation).await
+    ending_of(&repository, invocation).await
+}
+
+async fn ending_of(repository: &Repository, invocation: Invocation) -> Ending {
+    let mut ending = None;
+    invoke(repository, Arc::new(Quiet), invocation, |e| ending = Some(e)).await;
+    ending.expect("a reported ending")
 }
 
 #[actix_rt::test]
@@ -143,7 +149,7 @@ async fn a_target_not_hosted_fails_clearly() {
         timeout: None,
         assets: None,
     };
-    let ending = invoke(&Repository::new(), Arc::new(Quiet), invocation).await;
+    let ending = ending_of(&Repository::new(), invocation).await;
     let Ending::Error(error) = ending else {
         panic!("{ending:?}")
     };
