@@ -54,6 +54,23 @@ async fn accumulates(goal: u32) -> Result<Option<u32>, Failure> {
     Ok((total >= goal).then_some(total))
 }
 
+/// A large piece of step state (stored as a blob past 64 KiB under an agent).
+static NOTES: Checkpoint<String> = Checkpoint::new("notes", String::new());
+
+/// Writes `n` bytes of notes and fails on its first attempt; the retry returns how many bytes
+/// it read back.
+#[workflow(module = "examples.semantics", retries(limit = 1))]
+async fn keeps_big_notes(n: usize) -> Result<usize, Failure> {
+    let fail = |e: coflux_core::sdk::CheckpointError| Failure::new(e.code(), e.to_string());
+    let notes = NOTES.get().map_err(fail)?;
+    if notes.is_empty() {
+        NOTES.set(&"n".repeat(n)).map_err(fail)?;
+        flush().await.map_err(fail)?;
+        return Err(Failure::msg("first attempt"));
+    }
+    Ok(notes.len())
+}
+
 /// Debounced: pending calls with the same key collapse into the latest.
 #[task(module = "examples.semantics", defer, delay_ms = 300)]
 async fn debounced(key: String) -> Result<String, Failure> {
@@ -272,6 +289,7 @@ pub fn repository() -> Repository {
     Repository::new()
         .with(ticks)
         .with(reads_while_produced)
+        .with(keeps_big_notes)
         .with(slow_double)
         .with(waits_in_suspense)
         .with(panics)

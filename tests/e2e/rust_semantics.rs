@@ -236,3 +236,15 @@ async fn rust_panic_fails_the_run_with_its_message_and_location() {
         "{result}"
     );
 }
+
+#[actix_rt::test]
+async fn rust_a_checkpoint_past_the_inline_limit_is_read_back_by_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "keeps_big_notes", json!([200_000]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], 200_000, "{result}");
+    assert_eq!(states(&server.inspect(P, &run).await, "keeps_big_notes"), ["error", "value"]);
+}
