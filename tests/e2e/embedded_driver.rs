@@ -41,7 +41,10 @@ async fn catches_a_panic() -> Result<(String, String, String), Failure> {
         Err(ExecutionError::Failed(info)) => Ok((
             info.error_type,
             info.message,
-            info.frames.first().map(|f| f.file.clone()).unwrap_or_default(),
+            info.frames
+                .first()
+                .map(|f| f.file.clone())
+                .unwrap_or_default(),
         )),
         other => Err(Failure::msg(format!("expected a failure, got {other:?}"))),
     }
@@ -57,7 +60,10 @@ async fn a_panicking_task_fails_with_its_message_and_location() {
         .await
         .unwrap();
     let (error_type, message, file) = run.result::<(String, String, String)>().await.unwrap();
-    assert_eq!((error_type.as_str(), message.as_str()), ("coflux.Panic", "out of cheese"));
+    assert_eq!(
+        (error_type.as_str(), message.as_str()),
+        ("coflux.Panic", "out of cheese")
+    );
     assert!(file.ends_with("embedded_driver.rs"), "{file}");
 }
 
@@ -81,9 +87,7 @@ async fn waits_in_suspense(x: u64, pause_ms: u64, limit_ms: u64) -> Result<Strin
 #[actix_rt::test]
 async fn a_wait_that_runs_out_of_suspense_suspends_until_the_child_finished() {
     let dir = tempfile::tempdir().unwrap();
-    let repository = Repository::new()
-        .with(waits_in_suspense)
-        .with(slow_double);
+    let repository = Repository::new().with(waits_in_suspense).with(slow_double);
     let (_c, project) = open(&dir, repository).await;
     let run = project
         .submit("production", &waits_in_suspense, (21, 600, 0))

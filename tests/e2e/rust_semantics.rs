@@ -178,7 +178,11 @@ async fn rust_semantics_a_stream_is_read_while_its_producer_still_appends() {
         .submit(P, "production", M, "reads_while_produced", json!([4]))
         .await;
     let result = server.result(P, &run, 60).await;
-    assert_eq!(result["value"], json!([0, 1, 2, 3]), "tick 1 waited for the first read: {result}");
+    assert_eq!(
+        result["value"],
+        json!([0, 1, 2, 3]),
+        "tick 1 waited for the first read: {result}"
+    );
     let view = server.inspect(P, &run).await;
     let step = view["steps"]
         .as_array()
@@ -232,7 +236,10 @@ async fn rust_panic_fails_the_run_with_its_message_and_location() {
     assert_eq!(result["error"]["message"], "out of cheese", "{result}");
     let frame = &result["error"]["frames"][0];
     assert!(
-        frame["file"].as_str().unwrap().ends_with("examples/src/semantics.rs"),
+        frame["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("examples/src/semantics.rs"),
         "{result}"
     );
 }
@@ -246,5 +253,8 @@ async fn rust_a_checkpoint_past_the_inline_limit_is_read_back_by_the_retry() {
         .await;
     let result = server.result(P, &run, 60).await;
     assert_eq!(result["value"], 200_000, "{result}");
-    assert_eq!(states(&server.inspect(P, &run).await, "keeps_big_notes"), ["error", "value"]);
+    assert_eq!(
+        states(&server.inspect(P, &run).await, "keeps_big_notes"),
+        ["error", "value"]
+    );
 }

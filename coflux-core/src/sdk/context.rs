@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use super::metric::event::{MetricDefinition, MetricEvent};
 
 use crate::model::{
-    Checkpoints, Dependencies, ExecutionId, ExecutionResult, Frame, Millis, StepOptions, StreamOp, StreamReply,
-    TargetKind, TargetRef, Value,
+    Checkpoints, Dependencies, ExecutionId, ExecutionResult, Frame, Millis, StepOptions, StreamOp,
+    StreamReply, TargetKind, TargetRef, Value,
 };
 
 /// A child call, as sent to the orchestrator.

@@ -15,10 +15,10 @@
 //! - A body that asked to be suspended ([`crate::sdk::suspend`], or a wait that ran out of
 //!   [`crate::sdk::suspense`] time) ends as suspended, whatever it returned or raised after.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
-use std::future::Future;
 use std::time::Duration;
 
 use futures::FutureExt;

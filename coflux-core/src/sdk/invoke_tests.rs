@@ -58,7 +58,10 @@ async fn run(body: fn(serde_json::Value) -> TargetFuture, timeout_ms: Option<u64
 
 async fn ending_of(repository: &Repository, invocation: Invocation) -> Ending {
     let mut ending = None;
-    invoke(repository, Arc::new(Quiet), invocation, |e| ending = Some(e)).await;
+    invoke(repository, Arc::new(Quiet), invocation, |e| {
+        ending = Some(e)
+    })
+    .await;
     ending.expect("a reported ending")
 }
 
@@ -74,7 +77,10 @@ async fn a_value_and_an_error_are_reported_as_returned() {
     let Ending::Error(error) = error else {
         panic!("{error:?}")
     };
-    assert_eq!((error.error_type.as_str(), error.message.as_str()), ("app.Bad", "bad input"));
+    assert_eq!(
+        (error.error_type.as_str(), error.message.as_str()),
+        ("app.Bad", "bad input")
+    );
 }
 
 #[actix_rt::test]
@@ -113,7 +119,10 @@ async fn the_driver_enforces_a_timeout_given_to_it() {
     assert_eq!(run(slow, Some(50)).await, Ending::Timeout);
     // Zero means none.
     let quick = |x| -> TargetFuture { Box::pin(async move { Ok(Value::raw(x)) }) };
-    assert_eq!(run(quick, Some(0)).await, Ending::Value(Value::raw(json!(7))));
+    assert_eq!(
+        run(quick, Some(0)).await,
+        Ending::Value(Value::raw(json!(7)))
+    );
 }
 
 #[actix_rt::test]

@@ -106,7 +106,9 @@ pub(crate) async fn wait_within(
     execution: ExecutionId,
     limit: Duration,
 ) -> Result<ExecutionResult, ExecutionError> {
-    let waited = context.link.wait_within(execution, context.execution, limit);
+    let waited = context
+        .link
+        .wait_within(execution, context.execution, limit);
     match waited.await {
         Some(result) => Ok(result),
         None => {
