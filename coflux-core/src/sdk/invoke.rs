@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -150,25 +150,38 @@ impl Drop for Producers {
     }
 }
 
-/// Chains a hook in front of the process's panic hook (once): a panic inside an execution
-/// records where it happened in the execution's context, and the previous hook still reports
-/// it. A hook installed later replaces this one (panics then have no frame).
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// Makes sure this module's hook is in front of the process's panic hook: a panic inside an
+/// execution records where it happened in the execution's context, and the hook it wraps (the
+/// default report on stderr, or one the program set) still runs. Checked at every execution,
+/// so a hook set later by the program is wrapped in turn rather than losing the frames.
 fn record_panic_locations() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let (Some(context), Some(location)) = (Context::current(), info.location()) {
-                context.record_panic(Frame {
-                    file: location.file().to_owned(),
-                    line: location.line(),
-                    name: "panic".into(),
-                    code: None,
-                });
-            }
-            previous(info);
-        }));
+    static OURS: Mutex<usize> = Mutex::new(0);
+    let mut ours = OURS.lock().unwrap_or_else(|p| p.into_inner());
+    let current = std::panic::take_hook();
+    if address(&current) == *ours {
+        std::panic::set_hook(current);
+        return;
+    }
+    let hook: PanicHook = Box::new(move |info| {
+        if let (Some(context), Some(location)) = (Context::current(), info.location()) {
+            context.record_panic(Frame {
+                file: location.file().to_owned(),
+                line: location.line(),
+                name: "panic".into(),
+                code: None,
+            });
+        }
+        current(info);
     });
+    *ours = address(&hook);
+    std::panic::set_hook(hook);
+}
+
+/// Where a hook lives (ours captures a box, so it is never zero-sized: its address is its own).
+fn address(hook: &PanicHook) -> usize {
+    std::ptr::from_ref(&**hook).cast::<()>() as usize
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -165,3 +165,24 @@ async fn a_target_not_hosted_fails_clearly() {
     assert_eq!(error.error_type, "coflux.TargetNotFound");
     assert!(error.message.contains("t/missing"), "{}", error.message);
 }
+
+#[actix_rt::test]
+async fn a_panic_hook_set_later_still_runs_and_panics_keep_their_frame() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    let quick = |x| -> TargetFuture { Box::pin(async move { Ok(Value::raw(x)) }) };
+    run(quick, None).await;
+    // The program replaces the hook after the driver ran once.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        SEEN.fetch_add(1, Ordering::SeqCst);
+        previous(info);
+    }));
+    let ending = run(|_| Box::pin(async { panic!("late hook") }), None).await;
+    let Ending::Error(error) = ending else {
+        panic!("{ending:?}")
+    };
+    assert_eq!(error.message, "late hook");
+    assert_eq!(error.frames.len(), 1, "{:?}", error.frames);
+    assert!(SEEN.load(Ordering::SeqCst) >= 1, "the program's hook ran");
+}
