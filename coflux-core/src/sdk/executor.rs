@@ -16,7 +16,9 @@
 //!   and exits. How an execution runs (panics, suspension, assets) is the driver's
 //!   (`sdk::invoke`), as in the embedded worker; timeouts are the agent's.
 //!   Child calls become `submit_execution` requests, awaiting one becomes a `select` on its
-//!   handle. A panicking target reports a `coflux.Panic` error and the process carries on. An
+//!   handle (with `timeout_ms` inside a [`crate::sdk::suspense`]: when it runs out the worker
+//!   suspends the execution and answers `null`). Stream operations go as `stream_op`
+//!   requests, also after the result while a producer appends. A panicking target reports a `coflux.Panic` error and the process carries on. An
 //!   `abort` notification (our extension) drops the execution's future (and forgets its
 //!   requests in flight).
 //! - [`crate::sdk::suspend`] sends a `suspend` request with `execute_after` (epoch ms); once it
