@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use coflux_core::sdk::{
     Checkpoint, Failure, Handle, Metric, Repository, Stream, current_execution, flush, progress,
-    stream, suspend, task, workflow,
+    stream, suspend, suspense, task, workflow,
 };
 use futures::TryStreamExt;
 
@@ -52,6 +52,23 @@ async fn accumulates(goal: u32) -> Result<Option<u32>, Failure> {
     let total = TOTAL.update(|t| t + 1).map_err(fail)?;
     flush().await.map_err(fail)?;
     Ok((total >= goal).then_some(total))
+}
+
+/// A large piece of step state (stored as a blob past 64 KiB under an agent).
+static NOTES: Checkpoint<String> = Checkpoint::new("notes", String::new());
+
+/// Writes `n` bytes of notes and fails on its first attempt; the retry returns how many bytes
+/// it read back.
+#[workflow(module = "examples.semantics", retries(limit = 1))]
+async fn keeps_big_notes(n: usize) -> Result<usize, Failure> {
+    let fail = |e: coflux_core::sdk::CheckpointError| Failure::new(e.code(), e.to_string());
+    let notes = NOTES.get().map_err(fail)?;
+    if notes.is_empty() {
+        NOTES.set(&"n".repeat(n)).map_err(fail)?;
+        flush().await.map_err(fail)?;
+        return Err(Failure::msg("first attempt"));
+    }
+    Ok(notes.len())
 }
 
 /// Debounced: pending calls with the same key collapse into the latest.
@@ -214,8 +231,68 @@ async fn sum_view(view: Stream<u64>) -> Result<Vec<u64>, Failure> {
     Ok(view.items().try_collect().await?)
 }
 
+/// Given once `reads_while_produced` has read the first tick.
+static FIRST_READ: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Ticks `0..n`; tick 1 is produced only once the first one was read (999 if that did not
+/// happen within 10 s: the consumer could not read before the stream was complete).
+#[task(module = "examples.semantics")]
+async fn ticks(n: u64) -> Result<Stream<u64>, Failure> {
+    let items = futures::stream::unfold(0, move |i| async move {
+        if i >= n {
+            return None;
+        }
+        if i == 1 {
+            let read = tokio::time::timeout(Duration::from_secs(10), FIRST_READ.notified()).await;
+            return Some((if read.is_ok() { 1 } else { 999 }, 2));
+        }
+        Some((i, i + 1))
+    });
+    Ok(stream(items).await?)
+}
+
+/// Reads `ticks(n)` as it is produced.
+#[workflow(module = "examples.semantics")]
+async fn reads_while_produced(n: u64) -> Result<Vec<u64>, Failure> {
+    let produced = ticks.call(n).await?;
+    let mut items = produced.items();
+    let first = futures::StreamExt::next(&mut items).await.transpose()?;
+    FIRST_READ.notify_one();
+    let rest: Vec<u64> = items.try_collect().await?;
+    Ok(first.into_iter().chain(rest).collect())
+}
+
+/// Doubles `x` after `pause_ms`.
+#[task(module = "examples.semantics")]
+async fn slow_double(x: u64, pause_ms: u64) -> Result<u64, Failure> {
+    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+    Ok(x * 2)
+}
+
+/// Waits for a slow child within a zero suspense: the first attempt suspends at once, the next
+/// one runs when the child has finished and finds its result at hand.
+#[workflow(module = "examples.semantics")]
+async fn waits_in_suspense(x: u64) -> Result<String, Failure> {
+    let child = slow_double.submit(x, 600);
+    let value = suspense(Duration::ZERO, child.result()).await?;
+    let attempt = current_execution().map_or(0, |e| e.attempt);
+    Ok(format!("{value} on attempt {attempt}"))
+}
+
+/// Panics (the run fails with `coflux.Panic` and where it happened).
+#[workflow(module = "examples.semantics")]
+async fn panics(message: String) -> Result<(), Failure> {
+    panic!("{message}");
+}
+
 pub fn repository() -> Repository {
     Repository::new()
+        .with(ticks)
+        .with(reads_while_produced)
+        .with(keeps_big_notes)
+        .with(slow_double)
+        .with(waits_in_suspense)
+        .with(panics)
         .with(squares)
         .with(reads_squares)
         .with(sum_view)

@@ -1,10 +1,11 @@
 //! The Rust SDK's streams in the embedded orchestrator: a task returning a stream of serde
-//! items, read by its caller as an async stream (whole, and as views), and a producer's error
-//! reaching the consumer.
+//! items, read by its caller as an async stream (whole, and as views) while it is produced.
+
+use std::time::Duration;
 
 use coflux_core::Coflux;
 use coflux_core::sdk::{Failure, Repository, Stream, StreamError, stream, task, workflow};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,4 +84,57 @@ async fn a_stream_is_made_inside_an_execution_only() {
     .unwrap();
     let items: Vec<Result<u64, StreamError>> = futures::StreamExt::collect(handle.items()).await;
     assert_eq!(items, vec![Err(StreamError::NotInExecution)]);
+}
+
+/// Given once the consumer has read the first tick.
+static FIRST_READ: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Ticks `0..n`; tick 1 is produced only once the first one was read (999 if that did not
+/// happen within 10 s, i.e. the consumer could not read before the stream was complete).
+#[task]
+async fn ticks(n: u64) -> Result<Stream<u64>, Failure> {
+    let items = futures::stream::unfold(0, move |i| async move {
+        if i >= n {
+            return None;
+        }
+        if i == 1 {
+            let read = tokio::time::timeout(Duration::from_secs(10), FIRST_READ.notified()).await;
+            return Some((if read.is_ok() { 1 } else { 999 }, 2));
+        }
+        Some((i, i + 1))
+    });
+    Ok(stream(items).await?)
+}
+
+#[workflow]
+async fn reads_while_produced(n: u64) -> Result<Vec<u64>, Failure> {
+    let produced = ticks.call(n).await?;
+    let mut items = produced.items();
+    let first = items.next().await.transpose()?;
+    FIRST_READ.notify_one();
+    let rest: Vec<u64> = items.try_collect().await?;
+    Ok(first.into_iter().chain(rest).collect())
+}
+
+#[actix_rt::test]
+async fn a_stream_is_read_while_its_producer_still_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("test").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let repository = Repository::new().with(ticks).with(reads_while_produced);
+    let _worker = project.serve("production", repository).await.unwrap();
+    let run = project
+        .submit("production", &reads_while_produced, (4,))
+        .await
+        .unwrap();
+    let read: Vec<u64> = run.result().await.unwrap();
+    assert_eq!(read, [0, 1, 2, 3], "tick 1 waited for the first read");
+    let view = run.inspect().await.unwrap();
+    let step = view.steps_named("ticks").next().unwrap();
+    assert_eq!(step.streams[0].items, 4);
+    assert_eq!(step.streams[0].closed.as_deref(), Some("complete"));
 }

@@ -7,6 +7,7 @@ mod durability;
 mod embedded;
 mod embedded_assets;
 mod embedded_checkpoints;
+mod embedded_driver;
 mod embedded_registration;
 mod embedded_semantics;
 mod embedded_streams;

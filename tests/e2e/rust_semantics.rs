@@ -169,3 +169,92 @@ async fn rust_semantics_a_stream_produced_and_read_by_rust_executors_under_an_ag
     assert_eq!(step["streams"][0]["items"], 6, "{view}");
     assert_eq!(step["streams"][0]["closed"], "complete");
 }
+
+#[actix_rt::test]
+async fn rust_semantics_a_stream_is_read_while_its_producer_still_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "reads_while_produced", json!([4]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(
+        result["value"],
+        json!([0, 1, 2, 3]),
+        "tick 1 waited for the first read: {result}"
+    );
+    let view = server.inspect(P, &run).await;
+    let step = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "ticks")
+        .unwrap();
+    assert_eq!(step["streams"][0]["items"], 4, "{view}");
+    assert_eq!(step["streams"][0]["closed"], "complete");
+    assert_eq!(step["executions"][0]["state"], "value", "{view}");
+}
+
+#[actix_rt::test]
+async fn rust_wait_in_a_zero_suspense_suspends_until_the_child_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "waits_in_suspense", json!([21]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], "42 on attempt 2", "{result}");
+    let view = server.inspect(P, &run).await;
+    assert_eq!(
+        states(&view, "waits_in_suspense"),
+        ["suspended", "value"],
+        "{view}"
+    );
+    let child = executions(&view, "slow_double");
+    assert_eq!(child.len(), 1, "the child ran once: {view}");
+    // The first attempt gave up at once; the second waited for the child to finish.
+    let attempts = executions(&view, "waits_in_suspense");
+    let suspended_after =
+        attempts[0]["finished_at"].as_i64().unwrap() - attempts[0]["assigned_at"].as_i64().unwrap();
+    assert!(suspended_after < 550, "held its slot {suspended_after} ms");
+    assert!(
+        attempts[1]["assigned_at"].as_i64().unwrap() >= child[0]["finished_at"].as_i64().unwrap(),
+        "{view}"
+    );
+}
+
+#[actix_rt::test]
+async fn rust_panic_fails_the_run_with_its_message_and_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "panics", json!(["out of cheese"]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["status"], "error", "{result}");
+    assert_eq!(result["error"]["type"], "coflux.Panic", "{result}");
+    assert_eq!(result["error"]["message"], "out of cheese", "{result}");
+    let frame = &result["error"]["frames"][0];
+    assert!(
+        frame["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("examples/src/semantics.rs"),
+        "{result}"
+    );
+}
+
+#[actix_rt::test]
+async fn rust_a_checkpoint_past_the_inline_limit_is_read_back_by_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "keeps_big_notes", json!([200_000]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(result["value"], 200_000, "{result}");
+    assert_eq!(
+        states(&server.inspect(P, &run).await, "keeps_big_notes"),
+        ["error", "value"]
+    );
+}

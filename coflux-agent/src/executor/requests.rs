@@ -200,9 +200,8 @@ async fn stream_op(
             "the stream operation names another execution",
         ));
     }
-    let reply = host
-        .stream(op)
-        .await
-        .map_err(|e| host_error("stream_error", e))?;
+    let reply = host.stream(op.clone()).await;
+    context.streams.passed(&op, reply.as_ref().ok());
+    let reply = reply.map_err(|e| host_error("stream_error", e))?;
     Ok(serde_json::to_value(reply).unwrap_or(Json::Null))
 }

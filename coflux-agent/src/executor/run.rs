@@ -215,16 +215,30 @@ async fn attempt(
     }
     // A producer that returned goes on appending to its streams after its result: its
     // process (and slot) stay until they are closed.
-    let streaming = !process.is_concurrent()
-        && context.streams.producing()
+    let streaming = context.streams.producing()
         && matches!(result, Ok(Ending::Result(ExecutionResult::Value { .. })));
     if !streaming {
         context.streams.stop();
         process.unregister(execution);
     }
     if process.is_concurrent() {
+        // A shared process: the slot is free at once; an execution still feeding its streams
+        // stays registered (its stream operations are answered) until they are closed.
         drop((scratch, permit));
         pool.settle();
+        if streaming {
+            let host = Rc::clone(host);
+            actix_rt::spawn(async move {
+                tokio::select! {
+                    () = context.streams.drained() => {}
+                    _ = process.wait_exit() => {
+                        context.streams.end_direct(&host, StreamClosure::Crashed).await;
+                    }
+                }
+                context.streams.stop();
+                process.unregister(execution);
+            });
+        }
     } else {
         // One execution per process: it exits by itself after its result. Its slot and its
         // directory are held until it has.

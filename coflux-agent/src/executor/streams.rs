@@ -62,6 +62,8 @@ pub(crate) struct ExecutionStreams {
     produced: RefCell<HashMap<u32, Produced>>,
     /// How many produced streams are open.
     open: watch::Sender<usize>,
+    /// The open streams a concurrent (Rust) executor produces itself, through `stream_op`.
+    direct: RefCell<std::collections::BTreeSet<u32>>,
     subscriptions: RefCell<HashMap<u64, Subscription>>,
 }
 
@@ -73,6 +75,7 @@ impl ExecutionStreams {
             writer: RefCell::new(None),
             produced: RefCell::default(),
             open: watch::channel(0).0,
+            direct: RefCell::default(),
             subscriptions: RefCell::default(),
         })
     }
@@ -98,6 +101,40 @@ impl ExecutionStreams {
     pub(crate) async fn drained(&self) {
         let mut open = self.open.subscribe();
         let _ = open.wait_for(|n| *n == 0).await;
+    }
+
+    /// Follows a stream operation a concurrent executor sent itself (`stream_op`): a stream it
+    /// registered counts as open (the execution stays after its result while one is) until it
+    /// sends its close, accepted or not.
+    pub(crate) fn passed(&self, op: &StreamOp, reply: Option<&StreamReply>) {
+        let changed = match (op, reply) {
+            (StreamOp::Register { .. }, Some(StreamReply::Registered { index, .. })) => {
+                self.direct.borrow_mut().insert(*index)
+            }
+            (StreamOp::Close { index, .. }, _) => self.direct.borrow_mut().remove(index),
+            _ => false,
+        };
+        if changed {
+            let opened = matches!(op, StreamOp::Register { .. });
+            self.open
+                .send_modify(|n| *n = if opened { *n + 1 } else { n.saturating_sub(1) });
+        }
+    }
+
+    /// Ends the streams a concurrent executor still had open (its process is gone).
+    pub(crate) async fn end_direct(&self, host: &Rc<dyn ExecutorHost>, closure: StreamClosure) {
+        let open = std::mem::take(&mut *self.direct.borrow_mut());
+        for index in open {
+            let op = StreamOp::Close {
+                execution: self.execution,
+                index,
+                closure: closure.clone(),
+            };
+            if let Err(e) = host.stream(op).await {
+                tracing::warn!(execution = %self.execution, index, error = %e, "could not end a stream");
+            }
+        }
+        self.open.send_replace(0);
     }
 
     /// Closes the streams still open (the process is gone) and stops every subscription.

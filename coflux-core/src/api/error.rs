@@ -64,6 +64,7 @@ impl Error {
             Self::Execution(ExecutionError::Timeout) => "execution_timeout",
             Self::Execution(ExecutionError::Decode(_)) => "result_decode",
             Self::Execution(ExecutionError::Submit(_)) => "submit_failed",
+            Self::Execution(ExecutionError::Suspended) => "execution_suspended",
             Self::NotSupported(_) => "not_supported",
             Self::Unavailable(_) => "unavailable",
             Self::ProjectUnavailable { .. } => "project_unavailable",

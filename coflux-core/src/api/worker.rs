@@ -1,12 +1,12 @@
 //! [`Worker`]: hosts a repository of Rust targets in-process. Each execution runs as a task on
-//! the worker's own arbiter (never on an actor's), with a task-local [`Context`] through which
-//! child calls reach the run's actor. A body that called [`crate::sdk::suspend`] ends its
-//! execution as suspended (`RunMsg::Suspend`) instead of reporting what it returned.
+//! the worker's own arbiter (never on an actor's), through the SDK's execution driver (as under
+//! an agent: panics, suspension, assets, checkpoints decided there), with a task-local context
+//! whose link sends child calls to the run's actor; the driver enforces the timeout here. An
+//! execution that suspended ends as `RunMsg::Suspend` instead of reporting a result.
 //! Metrics and progress ([`crate::sdk::progress`]) go to [`WorkerOptions::metrics`], if set;
 //! the orchestrator does not store them.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,14 +17,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::model::{
-    Checkpoints, Dependencies, EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires,
-    TargetRef, Value, WorkerId,
+    Checkpoints, EnvironmentId, ErrorInfo, ExecutionId, ExecutionResult, Requires, WorkerId,
 };
 use crate::orchestration::actors::{Router, WorkerRegistration};
 use crate::orchestration::messages::{Envelope, Reply, RunMsg, WorkerCommand};
-use crate::sdk::{
-    Context, ExecutorLink, Failure, MetricEvent, MetricHook, Repository, Submission, SubmitRequest,
-};
+use crate::sdk::invoke::{Ending, Invocation, invoke};
+use crate::sdk::{ExecutorLink, MetricEvent, MetricHook, Repository, Submission, SubmitRequest};
 
 /// Options of an in-process worker.
 #[derive(Debug, Clone)]
@@ -143,14 +141,21 @@ impl Worker {
                             step = %execution.step,
                             execution = %execution
                         );
+                        let invocation = Invocation {
+                            execution,
+                            target,
+                            arguments: arguments.to_vec(),
+                            checkpoints: (*checkpoints).clone(),
+                            working_dir: None,
+                            timeout: timeout_ms.map(Duration::from_millis),
+                            // The repository's default store (the project's data directory).
+                            assets: None,
+                        };
                         let job = execute(
                             Arc::clone(&r),
                             repository.clone(),
-                            Context::new(execution, Arc::clone(&link))
-                                .with_checkpoints((*checkpoints).clone()),
-                            target,
-                            arguments.to_vec(),
-                            timeout_ms,
+                            Arc::clone(&link),
+                            invocation,
                         )
                         .instrument(span);
                         let running = Arc::clone(&running);
@@ -195,82 +200,36 @@ impl Worker {
     }
 }
 
+/// Runs one execution through the driver (which enforces its timeout) and reports how it
+/// ended to its run.
 async fn execute(
     router: Arc<Router>,
     repository: Repository,
-    context: Context,
-    target: TargetRef,
-    arguments: Vec<Value>,
-    timeout_ms: Option<u64>,
+    link: Arc<dyn ExecutorLink>,
+    invocation: Invocation,
 ) {
-    let execution = context.execution;
-    let msg = match repository.get(&target) {
-        None => result_msg(
-            execution,
-            ExecutionResult::Error {
-                error: ErrorInfo::new(
-                    "coflux.TargetNotFound",
-                    format!("this worker does not host {target}"),
-                ),
-                retry: None,
+    let execution = invocation.execution;
+    invoke(&repository, link, invocation, |ending| {
+        let msg = match ending {
+            Ending::Suspended(suspension) => RunMsg::Suspend {
+                execution,
+                execute_after: suspension.execute_after,
+                dependencies: suspension.dependencies,
+                ack: None,
             },
-        ),
-        Some(body) => {
-            let run =
-                AssertUnwindSafe(context.clone().scope(body.invoke(arguments))).catch_unwind();
-            let outcome = match timeout_ms.filter(|t| *t > 0) {
-                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), run)
-                    .await
-                    .ok(),
-                None => Some(run.await),
-            };
-            match (outcome, context.suspension()) {
-                // The body asked to be suspended (and did not run out of time): whatever it
-                // returned after that is ignored.
-                (Some(_), Some(suspension)) => RunMsg::Suspend {
-                    execution,
-                    execute_after: suspension.execute_after,
-                    dependencies: Dependencies::default(),
-                    ack: None,
+            ending => RunMsg::Result {
+                execution,
+                result: match ending {
+                    Ending::Value(value) => ExecutionResult::Value { value },
+                    Ending::Error(error) => ExecutionResult::Error { error, retry: None },
+                    _ => ExecutionResult::Timeout { retry: None },
                 },
-                (outcome, _) => result_msg(execution, outcome_result(outcome)),
-            }
-        }
-    };
-    router.deliver(Envelope::Run(execution.run(), msg));
-}
-
-type Outcome = Option<Result<Result<Value, Failure>, Box<dyn std::any::Any + Send>>>;
-
-/// The result of a body that ran (`None`: it timed out).
-fn outcome_result(outcome: Outcome) -> ExecutionResult {
-    match outcome {
-        None => ExecutionResult::Timeout { retry: None },
-        Some(Ok(Ok(value))) => ExecutionResult::Value { value },
-        Some(Ok(Err(failure))) => ExecutionResult::Error {
-            error: failure.0,
-            retry: None,
-        },
-        Some(Err(panic)) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panicked".into());
-            ExecutionResult::Error {
-                error: ErrorInfo::new("coflux.Panic", message),
-                retry: None,
-            }
-        }
-    }
-}
-
-fn result_msg(execution: ExecutionId, result: ExecutionResult) -> RunMsg {
-    RunMsg::Result {
-        execution,
-        result,
-        ack: None,
-    }
+                ack: None,
+            },
+        };
+        router.deliver(Envelope::Run(execution.run(), msg));
+    })
+    .await;
 }
 
 /// The in-process [`ExecutorLink`]: child calls become messages to the run's actor.

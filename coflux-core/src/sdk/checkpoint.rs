@@ -90,10 +90,17 @@ impl<T: Serialize + DeserializeOwned + Clone> Checkpoint<T> {
     /// The current value: the last one set by this or an earlier attempt of the step, or the
     /// default.
     pub fn get(&self) -> Result<T, CheckpointError> {
-        let Some(Value::Raw { data, references }) =
-            Context::current().and_then(|c| c.checkpoint(self.name))
-        else {
-            return Ok(self.default.clone());
+        let (data, references) = match Context::current().and_then(|c| c.checkpoint(self.name)) {
+            None => return Ok(self.default.clone()),
+            Some(Value::Raw { data, references }) => (data, references),
+            // Large values reach an executor as files and are read as JSON; a blob here was
+            // written in another format (e.g. a pickle by Python code).
+            Some(Value::Blob { key, .. }) => {
+                return Err(CheckpointError::Decode {
+                    name: self.name.into(),
+                    message: format!("blob {key} is not in a format Rust can read"),
+                });
+            }
         };
         refs::decoding(&references, || serde_json::from_value(decode_json(data))).map_err(|e| {
             CheckpointError::Decode {
@@ -140,5 +147,48 @@ pub async fn flush() -> Result<(), CheckpointError> {
             .await
             .map_err(CheckpointError::Flush),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Checkpoints, ExecutionId, ExecutionResult};
+    use crate::sdk::{ExecutorLink, Submission, SubmitRequest};
+
+    struct NoLink;
+    impl ExecutorLink for NoLink {
+        fn submit(&self, _: ExecutionId, _: SubmitRequest) -> Submission {
+            unreachable!()
+        }
+        fn wait(
+            &self,
+            _: ExecutionId,
+            _: ExecutionId,
+        ) -> futures::future::BoxFuture<'static, ExecutionResult> {
+            unreachable!()
+        }
+    }
+
+    static COUNT: Checkpoint<u32> = Checkpoint::new("count", 0);
+
+    #[actix_rt::test]
+    async fn a_value_reads_back_and_a_blob_in_another_format_is_a_clear_error() {
+        let stored = |value: Value| {
+            Context::new("R1:1:1".parse().unwrap(), Arc::new(NoLink))
+                .with_checkpoints(Checkpoints::from([("count".to_owned(), value)]))
+        };
+        let raw = stored(Value::raw(serde_json::json!(5)));
+        assert_eq!(raw.scope(async { COUNT.get() }).await, Ok(5));
+        let blob = stored(Value::Blob {
+            key: "k1".into(),
+            size: 9,
+            references: Vec::new(),
+        });
+        let error = blob.scope(async { COUNT.get() }).await.unwrap_err();
+        assert_eq!(error.code(), "checkpoint_decode");
+        assert!(error.to_string().contains("blob k1"), "{error}");
     }
 }

@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
 use super::metric::event::{MetricDefinition, MetricEvent};
 
 use crate::model::{
-    Checkpoints, ExecutionId, ExecutionResult, Millis, StepOptions, StreamOp, StreamReply,
-    TargetKind, TargetRef, Value,
+    Checkpoints, Dependencies, ExecutionId, ExecutionResult, Frame, Millis, StepOptions, StreamOp,
+    StreamReply, TargetKind, TargetRef, Value,
 };
 
 /// A child call, as sent to the orchestrator.
@@ -50,6 +50,22 @@ pub trait ExecutorLink: Send + Sync + 'static {
         execution: ExecutionId,
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult>;
+
+    /// Waits like [`ExecutorLink::wait`] for at most `limit` (zero: only if the result is at
+    /// hand), then gives up with `None`: the host then ends `from` as suspended until
+    /// `execution` has finished (see [`crate::sdk::suspense`]). The default races `wait`
+    /// against the limit (a zero limit gets a short check); the host reads the suspension
+    /// from [`Context::suspension`] when the body returns.
+    fn wait_within(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+        limit: Duration,
+    ) -> BoxFuture<'static, Option<ExecutionResult>> {
+        let wait = self.wait(execution, from);
+        let limit = if limit.is_zero() { READY_CHECK } else { limit };
+        Box::pin(async move { tokio::time::timeout(limit, wait).await.ok() })
+    }
 
     /// Asks for `execution` to end as suspended, resuming as a new attempt after
     /// `execute_after` (unix ms; `None`: as soon as possible). It resolves once the request is
@@ -90,11 +106,18 @@ pub trait ExecutorLink: Send + Sync + 'static {
     }
 }
 
-/// A suspension requested by a running execution (with [`crate::sdk::suspend`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How long a zero [`crate::sdk::suspense`] waits for a result that may be at hand (as an
+/// agent does for a `select` that may suspend at once).
+pub(crate) const READY_CHECK: Duration = Duration::from_millis(200);
+
+/// A suspension requested by a running execution (with [`crate::sdk::suspend`], or by a wait
+/// that ran out of [`crate::sdk::suspense`] time).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suspension {
     /// When the next attempt may run (unix ms; `None`: as soon as possible).
     pub execute_after: Option<Millis>,
+    /// What the next attempt waits for before it runs (the executions a wait gave up on).
+    pub dependencies: Dependencies,
 }
 
 /// The running execution and its link, available to target code through [`Context::current`].
@@ -116,6 +139,10 @@ pub struct Context {
     checkpoints: Arc<Mutex<Checkpoints>>,
     /// Streams registered and subscriptions opened so far (their numbers).
     streams: Arc<(AtomicU32, AtomicU32)>,
+    /// Where the body last panicked (recorded by the driver's panic hook).
+    panic: Arc<Mutex<Option<Frame>>>,
+    /// The tasks feeding the streams the execution made.
+    producers: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 tokio::task_local! {
@@ -134,7 +161,33 @@ impl Context {
             working_dir: None,
             checkpoints: Arc::default(),
             streams: Arc::default(),
+            panic: Arc::default(),
+            producers: Arc::default(),
         }
+    }
+
+    /// Records a task feeding one of the execution's streams (the driver waits for it after
+    /// reporting a value, and stops it otherwise).
+    pub(crate) fn add_producer(&self, producer: tokio::task::JoinHandle<()>) {
+        self.producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(producer);
+    }
+
+    /// The producers recorded so far (taken).
+    pub(crate) fn take_producers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *self.producers.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records where the body panicked.
+    pub(crate) fn record_panic(&self, frame: Frame) {
+        *self.panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(frame);
+    }
+
+    /// Where the body last panicked, if it did.
+    pub(crate) fn take_panic(&self) -> Option<Frame> {
+        self.panic.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The number of the next stream this execution registers (0, 1, ...).
@@ -225,7 +278,10 @@ impl Context {
     /// The suspension the execution asked for, if any (the first request wins): the host ends
     /// the execution as suspended instead of reporting what its body returned.
     pub fn suspension(&self) -> Option<Suspension> {
-        *self.suspension.lock().unwrap_or_else(|p| p.into_inner())
+        self.suspension
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records a requested suspension (the first one is kept).

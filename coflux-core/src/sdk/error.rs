@@ -72,6 +72,11 @@ pub enum ExecutionError {
     /// The orchestrator refused or lost the submission.
     #[error("could not submit: {0}")]
     Submit(String),
+    /// The child had not finished within the enclosing [`crate::sdk::suspense`] time: the
+    /// waiting execution is suspended (propagate this with `?`); its step runs again once the
+    /// child has finished.
+    #[error("the execution is suspended until a child finishes")]
+    Suspended,
 }
 
 impl ExecutionError {
@@ -122,6 +127,7 @@ impl ExecutionError {
             Self::Timeout => Failure::new("coflux.ExecutionTimeout", "a child execution timed out"),
             Self::Decode(m) => Failure::new("coflux.DecodeError", m.clone()),
             Self::Submit(m) => Failure::new("coflux.SubmitError", m.clone()),
+            Self::Suspended => Failure::new("coflux.Suspended", self.to_string()),
         }
     }
 }

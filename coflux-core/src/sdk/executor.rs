@@ -12,9 +12,13 @@
 //!   as the Python adapter does for a module it cannot import.
 //! - `BINARY execute` sends `ready` with `concurrent: true` (our extension: this process serves
 //!   many executions, concurrently), then runs every `execute` it receives as a task with its
-//!   own [`Context`], until stdin closes; it then finishes the running executions and exits.
+//!   own [`crate::sdk::Context`], until stdin closes; it then finishes the running executions
+//!   and exits. How an execution runs (panics, suspension, assets) is the driver's
+//!   (`sdk::invoke`), as in the embedded worker; timeouts are the agent's.
 //!   Child calls become `submit_execution` requests, awaiting one becomes a `select` on its
-//!   handle. A panicking target reports a `coflux.Panic` error and the process carries on. An
+//!   handle (with `timeout_ms` inside a [`crate::sdk::suspense`]: when it runs out the worker
+//!   suspends the execution and answers `null`). Stream operations go as `stream_op`
+//!   requests, also after the result while a producer appends. A panicking target reports a `coflux.Panic` error and the process carries on. An
 //!   `abort` notification (our extension) drops the execution's future (and forgets its
 //!   requests in flight).
 //! - [`crate::sdk::suspend`] sends a `suspend` request with `execute_after` (epoch ms); once it
@@ -35,17 +39,16 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable};
 use tokio::sync::mpsc;
 
-use super::{Context, Repository, with_assets};
-use crate::model::{Checkpoints, ErrorInfo, ExecutionId, Frame, TargetRef, Value};
+use super::invoke::{Ending, Invocation, invoke};
+use super::{AssetHost, Repository};
+use crate::model::{Checkpoints, ErrorInfo, ExecutionId, TargetRef};
 use crate::protocol::executor::{
     AdapterNotification, Execute, ExecutionErrorParams, ExecutionResultParams, FromWorker,
     Manifest, PROTOCOL_VERSION, Ready, WireError, WorkerNotification, parse_worker_line,
@@ -103,7 +106,6 @@ fn execute(repository: Repository) -> ExitCode {
     // Lines are written straight from the runtime's thread (one write each: a hop through a
     // writer thread cost a thread wake-up per line), and read on it too (see `read_stdin`).
     let (lines_in, input) = mpsc::unbounded_channel::<String>();
-    record_panic_locations();
     let link = StdioLink::new(Box::new(std::io::stdout()));
     actix_rt::System::new().block_on(async {
         read_stdin(lines_in);
@@ -201,65 +203,50 @@ async fn serve(
     futures::future::join_all(tasks).await;
 }
 
-/// Runs one execution and reports its outcome.
+/// Runs one execution through the driver and reports how it ended.
 async fn run(repository: Repository, link: StdioLink, execute: Execute) {
     let execution_id = execute.execution_id.clone();
-    let working_dir = execute.working_dir.clone().map(PathBuf::from);
-    let outcome = match prepare(&repository, execute) {
-        Err(error) => Err(error),
-        Ok((execution, target, arguments, checkpoints)) => {
-            let context = Context::new(execution, Arc::new(link.clone()))
-                .with_working_dir(working_dir)
-                .with_checkpoints(checkpoints);
-            let body = context.clone().scope(target.invoke(arguments));
-            let outcome = AssertUnwindSafe(with_assets(Arc::new(link.clone()), body))
-                .catch_unwind()
-                .await;
-            if context.suspension().is_some() {
-                // The worker accepted the suspension and ends the execution itself (it also
-                // sends `abort`, which may already have dropped this task): report nothing.
-                return;
-            }
-            match outcome {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(failure)) => Err(failure.0),
-                Err(panic) => Err(ErrorInfo {
-                    frames: PANIC_LOCATION
-                        .with(|l| l.borrow_mut().take())
-                        .into_iter()
-                        .collect(),
-                    ..ErrorInfo::new("coflux.Panic", panic_message(&*panic))
-                }),
-            }
+    let report = |ending| {
+        let outcome = match ending {
+            Ending::Value(value) => value_to_wire(&value).map_err(encode_error),
+            Ending::Error(error) => Err(error),
+            // The worker accepted the suspension and ends the execution itself (it also sends
+            // `abort`, which may already have dropped this task): report nothing.
+            Ending::Suspended(_) => return,
+            // The agent enforces timeouts (no limit is given to the driver here).
+            Ending::Timeout => return,
+        };
+        let notification = match outcome {
+            Ok(result) => AdapterNotification::ExecutionResult(ExecutionResultParams {
+                execution_id,
+                result: Some(result),
+            }),
+            Err(error) => AdapterNotification::ExecutionError(ExecutionErrorParams {
+                execution_id,
+                error: WireError::from_error_info(&error),
+            }),
+        };
+        link.send(notification.to_line());
+    };
+    match prepare(execute) {
+        Err(error) => report(Ending::Error(error)),
+        Ok(invocation) => {
+            let assets: Arc<dyn AssetHost> = Arc::new(link.clone());
+            let invocation = Invocation {
+                assets: Some(assets),
+                ..invocation
+            };
+            invoke(&repository, Arc::new(link.clone()), invocation, report).await;
         }
-    };
-    let notification = match outcome.and_then(|v| value_to_wire(&v).map_err(encode_error)) {
-        Ok(result) => AdapterNotification::ExecutionResult(ExecutionResultParams {
-            execution_id,
-            result: Some(result),
-        }),
-        Err(error) => AdapterNotification::ExecutionError(ExecutionErrorParams {
-            execution_id,
-            error: WireError::from_error_info(&error),
-        }),
-    };
-    link.send(notification.to_line());
+    }
 }
 
-type Prepared = (ExecutionId, Arc<dyn super::Target>, Vec<Value>, Checkpoints);
-
-fn prepare(repository: &Repository, execute: Execute) -> Result<Prepared, ErrorInfo> {
+/// The invocation an `execute` asks for (its wire values decoded).
+fn prepare(execute: Execute) -> Result<Invocation, ErrorInfo> {
     let execution = execute
         .execution_id
         .parse::<ExecutionId>()
         .map_err(|e| ErrorInfo::new("coflux.InvalidExecution", e.to_string()))?;
-    let target_ref = TargetRef::new(execute.module, execute.target);
-    let target = repository.get(&target_ref).ok_or_else(|| {
-        ErrorInfo::new(
-            "coflux.TargetNotFound",
-            format!("this repository has no target {target_ref}"),
-        )
-    })?;
     let arguments = execute
         .arguments
         .into_iter()
@@ -273,39 +260,15 @@ fn prepare(repository: &Repository, execute: Execute) -> Result<Prepared, ErrorI
         .map(|(name, value)| Ok((name, value_from_wire(value)?)))
         .collect::<Result<Checkpoints, String>>()
         .map_err(|e| ErrorInfo::new("coflux.DecodeError", format!("checkpoint: {e}")))?;
-    Ok((execution, target, arguments, checkpoints))
-}
-
-thread_local! {
-    /// Where the last panic on this thread happened (executions run on the runtime's one
-    /// thread, so it is read right after the panic is caught).
-    static PANIC_LOCATION: std::cell::RefCell<Option<Frame>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Keeps the default panic report (on stderr, which the agent logs) and also records the
-/// panic's location, which becomes the error's frame.
-fn record_panic_locations() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Some(location) = info.location() {
-            let frame = Frame {
-                file: location.file().to_owned(),
-                line: location.line(),
-                name: "panic".into(),
-                code: None,
-            };
-            PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(frame));
-        }
-        report(info);
-    }));
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panicked".into())
+    Ok(Invocation {
+        execution,
+        target: TargetRef::new(execute.module, execute.target),
+        arguments,
+        checkpoints,
+        working_dir: execute.working_dir.map(PathBuf::from),
+        timeout: None,
+        assets: None,
+    })
 }
 
 fn encode_error(message: String) -> ErrorInfo {

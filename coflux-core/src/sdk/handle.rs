@@ -13,6 +13,7 @@ use super::codec::decode_json;
 use super::context::{Context, SubmitRequest};
 use super::error::{ExecutionError, Failure};
 use super::refs::{self, MARKER, PendingRef, SharedId};
+use super::suspend::{suspense_limit, wait_within};
 use super::target::Target;
 use crate::model::{ExecutionId, ExecutionResult, Reference, TargetRef, Value};
 
@@ -136,17 +137,25 @@ impl<T: DeserializeOwned> Handle<T> {
 
     /// Waits for the child's final result (following retries) and decodes its value.
     pub async fn result(self) -> Result<T, ExecutionError> {
+        let limit = suspense_limit();
         let value = match self.inner {
-            Inner::Remote { result, .. } => {
-                final_value(result.await.map_err(ExecutionError::Submit)?)?
-            }
+            Inner::Remote { id, result, .. } => match (limit, Context::current()) {
+                (Some(limit), Some(context)) => {
+                    let child = id.await.map_err(ExecutionError::Submit)?;
+                    final_value(wait_within(&context, child, limit).await?)?
+                }
+                _ => final_value(result.await.map_err(ExecutionError::Submit)?)?,
+            },
             Inner::Received(execution, _) => {
                 let context = Context::current().ok_or_else(|| {
                     ExecutionError::Submit(
                         "a received handle is awaited outside an execution".into(),
                     )
                 })?;
-                final_value(context.link.wait(execution, context.execution).await)?
+                match limit {
+                    Some(limit) => final_value(wait_within(&context, execution, limit).await?)?,
+                    None => final_value(context.link.wait(execution, context.execution).await)?,
+                }
             }
             Inner::Local(body) => body.await.map_err(|f| ExecutionError::Failed(f.0))?,
             Inner::Invalid(f) => return Err(ExecutionError::Failed(f.0)),

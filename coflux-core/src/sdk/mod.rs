@@ -27,7 +27,8 @@
 //! execution reference, which `wait_for` waits for) and awaited by the receiving target.
 //! [`suspend`] ends the running execution as suspended: a new attempt of its step runs after
 //! the delay, re-running the body from the top, and the calls it repeats get the children its
-//! predecessor made (so they are not executed twice).
+//! predecessor made (so they are not executed twice). [`suspense`] limits the waits on children
+//! inside it: one that runs out suspends the execution until that child has finished.
 //!
 //! [`Asset`]s are files persisted by one execution and restored by another (see the [`asset`]
 //! module docs).
@@ -48,6 +49,7 @@ mod context;
 mod error;
 pub mod executor;
 mod handle;
+pub(crate) mod invoke;
 mod metric;
 mod refs;
 mod repository;
@@ -71,5 +73,5 @@ pub use metric::{
 };
 pub use repository::Repository;
 pub use stream::{Stream, StreamError, stream};
-pub use suspend::{Suspended, suspend, suspend_at};
+pub use suspend::{Suspended, suspend, suspend_at, suspense};
 pub use target::{Target, TargetFuture, decode_arg, encode_arg, encode_output};

@@ -16,10 +16,10 @@
 //! }
 //! ```
 //!
-//! A Rust producer appends its items before its result is reported (unbounded buffer): the
-//! stream is complete, or ended by the producer's error, by the time a consumer has its handle.
-//! Consumers read in batches and acknowledge what they have taken, so they pace producers that
-//! have a buffer (Python ones).
+//! A Rust producer returns the handle at once and appends its items as they come, after its
+//! result is reported too (unbounded buffer): consumers read them while it runs, and a read
+//! waits for the next item or the end. Consumers read in batches and acknowledge what they have
+//! taken, so they pace producers that have a buffer (Python ones).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -237,12 +237,15 @@ fn decode_item<T: DeserializeOwned>(value: Value) -> Result<T, StreamError> {
     }
 }
 
-/// Makes `items` a stream of the running execution: registers it, appends every item, closes
-/// it, and gives its handle (to return, or to pass to other targets).
+/// Makes `items` a stream of the running execution: registers it and gives its handle at once
+/// (to return, or to pass to other targets), while a task of the execution appends the items
+/// as they come and closes the stream after the last one. Consumers read the items as they are
+/// appended. The execution's result is reported when its body returns; the stream goes on
+/// after it. If the body fails instead (or is suspended), the stream ends with it.
 pub async fn stream<T, S>(items: S) -> Result<Stream<T>, StreamError>
 where
-    T: Serialize,
-    S: futures::Stream<Item = T>,
+    T: Serialize + 'static,
+    S: futures::Stream<Item = T> + 'static,
 {
     let context = Context::current().ok_or(StreamError::NotInExecution)?;
     let execution = context.execution;
@@ -257,33 +260,9 @@ where
         Ok(other) => return Err(StreamError::Failed(format!("unexpected answer {other:?}"))),
         Err(e) => return Err(StreamError::Failed(e)),
     };
-    let mut sequence = u64::try_from(head + 1).unwrap_or(0);
-    let mut items = std::pin::pin!(items);
-    while let Some(item) = items.next().await {
-        let value = super::target::encode(&item).map_err(|e| StreamError::Item(e.to_string()))?;
-        let append = StreamOp::Append {
-            execution,
-            index,
-            sequence,
-            value,
-        };
-        context
-            .link
-            .stream(append)
-            .await
-            .map_err(StreamError::Failed)?;
-        sequence += 1;
-    }
-    let close = StreamOp::Close {
-        execution,
-        index,
-        closure: StreamClosure::Complete,
-    };
-    context
-        .link
-        .stream(close)
-        .await
-        .map_err(StreamError::Failed)?;
+    let from = u64::try_from(head + 1).unwrap_or(0);
+    let producer = super::in_context(produce(context.clone(), index, from, items));
+    context.add_producer(actix_rt::spawn(producer));
     Ok(Stream {
         id: StreamId {
             step: execution.step,
@@ -292,6 +271,54 @@ where
         stride: Stride::default(),
         item: PhantomData,
     })
+}
+
+/// Appends `items` to stream `index` from `sequence` on, then closes it: complete after the
+/// last item, errored if one cannot be encoded or an append is refused (e.g. the stream was
+/// ended by the orchestrator; the close then tells the host the producer has stopped).
+async fn produce<T: Serialize>(
+    context: Context,
+    index: u32,
+    mut sequence: u64,
+    items: impl futures::Stream<Item = T>,
+) {
+    let execution = context.execution;
+    let mut items = std::pin::pin!(items);
+    let mut closure = StreamClosure::Complete;
+    while let Some(item) = items.next().await {
+        let value = match super::target::encode(&item) {
+            Ok(value) => value,
+            Err(e) => {
+                let message = format!("stream item {sequence} could not be encoded: {e}");
+                closure = StreamClosure::Errored {
+                    error: ErrorInfo::new("coflux.EncodeError", message),
+                };
+                break;
+            }
+        };
+        let append = StreamOp::Append {
+            execution,
+            index,
+            sequence,
+            value,
+        };
+        if let Err(e) = context.link.stream(append).await {
+            tracing::debug!(%execution, index, error = %e, "append refused: the producer stops");
+            closure = StreamClosure::Errored {
+                error: ErrorInfo::new("coflux.StreamError", e),
+            };
+            break;
+        }
+        sequence += 1;
+    }
+    let close = StreamOp::Close {
+        execution,
+        index,
+        closure,
+    };
+    if let Err(e) = context.link.stream(close).await {
+        tracing::debug!(%execution, index, error = %e, "stream close refused");
+    }
 }
 
 fn stride_json(stride: &Stride) -> Option<Json> {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -115,17 +116,19 @@ impl StdioLink {
         lock(&self.0.output).take();
     }
 
-    /// `select` on one execution (suspend allowed), as the final result of its chain.
+    /// `select` on one execution (suspend allowed), as the final result of its chain; `None`
+    /// when `limit` ran out (the worker then suspends `from`).
     pub(super) fn select(
         &self,
         execution: ExecutionId,
         from: ExecutionId,
-    ) -> BoxFuture<'static, ExecutionResult> {
+        limit: Option<Duration>,
+    ) -> BoxFuture<'static, Option<ExecutionResult>> {
         let reply = self.request(AdapterRequest::Select(Select {
             execution_id: from.to_string(),
             handles: vec![Handle::execution(execution.to_string())],
             suspend: true,
-            timeout_ms: None,
+            timeout_ms: limit.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
             cancel_remaining: false,
         }));
         async move {
@@ -133,8 +136,9 @@ impl StdioLink {
                 error: ErrorInfo::new("coflux.WaitError", message),
                 retry: None,
             };
-            match reply.await {
+            Some(match reply.await {
                 Err(e) => failed(e),
+                Ok(Json::Null) if limit.is_some() => return None,
                 Ok(Json::Null) => {
                     failed("the worker gave no result (the wait was suspended)".into())
                 }
@@ -142,7 +146,23 @@ impl StdioLink {
                     Err(e) => failed(format!("unexpected select result: {e}")),
                     Ok(result) => select_outcome(result).unwrap_or_else(failed),
                 },
-            }
+            })
+        }
+        .boxed()
+    }
+
+    /// A `select` with no limit.
+    fn select_final(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+    ) -> BoxFuture<'static, ExecutionResult> {
+        let select = self.select(execution, from, None);
+        async move {
+            select.await.unwrap_or_else(|| ExecutionResult::Error {
+                error: ErrorInfo::new("coflux.WaitError", "the wait ended without a result"),
+                retry: None,
+            })
         }
         .boxed()
     }
@@ -191,7 +211,7 @@ impl ExecutorLink for StdioLink {
         .shared();
         let link = self.clone();
         let child = id.clone();
-        let result = async move { Ok(link.select(child.await?, parent).await) };
+        let result = async move { Ok(link.select_final(child.await?, parent).await) };
         Submission {
             id: id.boxed(),
             result: result.boxed(),
@@ -203,7 +223,18 @@ impl ExecutorLink for StdioLink {
         execution: ExecutionId,
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult> {
-        self.select(execution, from)
+        self.select_final(execution, from)
+    }
+
+    /// A `select` with `timeout_ms` and `suspend`: the worker suspends the execution when it
+    /// runs out (and answers `null`).
+    fn wait_within(
+        &self,
+        execution: ExecutionId,
+        from: ExecutionId,
+        limit: Duration,
+    ) -> BoxFuture<'static, Option<ExecutionResult>> {
+        self.select(execution, from, Some(limit))
     }
 
     fn suspend(
