@@ -55,7 +55,7 @@ pub async fn run(ctx: &Context, command: AssetsCommand) -> Result<Exit, CliError
                 if chosen.is_empty() {
                     return Err(CliError::Usage(format!(
                         "no file of asset {} matches '{pattern}'",
-                        record.id
+                        record.summary.id
                     )));
                 }
             }
@@ -71,7 +71,7 @@ pub async fn run(ctx: &Context, command: AssetsCommand) -> Result<Exit, CliError
             }
             if ctx.json() {
                 let to = to.display().to_string();
-                ctx.print_json(&json!({ "id": record.id, "to": to, "files": files }))?;
+                ctx.print_json(&json!({ "id": record.summary.id, "to": to, "files": files }))?;
             } else {
                 let size: u64 = chosen.iter().map(|(_, e)| e.size).sum();
                 ctx.print(&format!(
@@ -105,6 +105,7 @@ async fn fetch(ctx: &Context, asset: &str) -> Result<Json, CliError> {
 /// A header line and a table of the entries.
 fn describe(record: &AssetRecord) -> String {
     let name = record
+        .summary
         .name
         .as_deref()
         .map(|n| format!(" '{n}'"))
@@ -125,10 +126,10 @@ fn describe(record: &AssetRecord) -> String {
         .collect();
     format!(
         "asset {}{name}: {} file{}, {} bytes\n\n{}",
-        record.id,
-        record.count,
-        if record.count == 1 { "" } else { "s" },
-        record.size,
+        record.summary.id,
+        record.summary.count,
+        if record.summary.count == 1 { "" } else { "s" },
+        record.summary.size,
         output::table(&["PATH", "SIZE", "TYPE", "BLOB"], &rows)
     )
 }
@@ -157,7 +158,7 @@ fn select<'a>(
         if !found {
             return Err(CliError::Usage(format!(
                 "asset {} has no entry '{wanted}' (see `coflux assets inspect {}`)",
-                record.id, record.id
+                record.summary.id, record.summary.id
             )));
         }
     }
@@ -211,6 +212,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use coflux_core::protocol::http::AssetSummary;
 
     fn record(paths: &[&str]) -> AssetRecord {
         let entry = AssetEntry {
@@ -219,10 +221,12 @@ mod tests {
             metadata: Default::default(),
         };
         AssetRecord {
-            id: "A0123456789abcdef".into(),
-            name: None,
-            count: paths.len() as u64,
-            size: 2 * paths.len() as u64,
+            summary: AssetSummary {
+                id: "A0123456789abcdef".into(),
+                name: None,
+                count: paths.len(),
+                size: 2 * paths.len() as u64,
+            },
             entries: paths
                 .iter()
                 .map(|p| ((*p).to_owned(), entry.clone()))

@@ -129,8 +129,14 @@ pub(crate) async fn persist(
         .await
         .map_err(failed("persist_error"))?;
     Ok(json!({
-        "asset_id": record.id,
-        "reference": ["asset", record.id, record.name, record.count, record.size],
+        "asset_id": record.summary.id,
+        "reference": [
+            "asset",
+            record.summary.id,
+            record.summary.name,
+            record.summary.count,
+            record.summary.size
+        ],
     }))
 }
 

@@ -4,15 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use coflux_core::model::SubmitRequest;
 use coflux_core::model::{
     Checkpoints, ExecutionId, ExecutionResult, Millis, StreamOp, StreamReply, Value,
 };
 use coflux_core::protocol::agent::MetricEntry;
 use coflux_core::protocol::executor::ResponseError;
-use coflux_core::sdk::SubmitRequest;
 use futures::future::LocalBoxFuture;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
 
 /// The agent runtime's side of the pool: the orchestrator (through the server) and the blob
 /// store. Calls come from the pool's tasks on the agent's thread, so implementations may be
@@ -203,40 +201,9 @@ pub(crate) fn host_error(code: &str, error: HostError) -> ResponseError {
     ResponseError::new(code, error.to_string())
 }
 
-/// One file of an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AssetEntry {
-    /// The blob holding its bytes (SHA-256 hex).
-    pub blob_key: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Free-form metadata, e.g. `{"type": "text/plain"}`.
-    #[serde(default)]
-    pub metadata: Map<String, Json>,
-}
-
-/// An asset to record: an optional name and its entries by path.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewAsset {
-    /// The name, if any.
-    pub name: Option<String>,
-    /// Path inside the asset → entry.
-    pub entries: BTreeMap<String, AssetEntry>,
-}
-
+/// One file of an asset (the core's model).
+pub use coflux_core::model::asset::AssetEntry;
+/// An asset to record: an optional name and its entries by path (the core's model).
+pub use coflux_core::model::asset::AssetRecord as NewAsset;
 /// A recorded asset as the server describes it (`entries` is empty in a creation's answer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AssetRecord {
-    /// The id (`A` and 16 hex digits).
-    pub id: String,
-    /// The name, if any.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// How many files it holds.
-    pub count: u64,
-    /// Their total size in bytes.
-    pub size: u64,
-    /// Path → entry.
-    #[serde(default)]
-    pub entries: BTreeMap<String, AssetEntry>,
-}
+pub use coflux_core::protocol::http::AssetDetail as AssetRecord;

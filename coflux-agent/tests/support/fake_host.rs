@@ -11,10 +11,11 @@ use coflux_agent::executor::{
     AdapterCommand, AssetRecord, Assignment, Ending, ExecutorHost, ExecutorMode, ExecutorPool,
     HostError, LogRecord, NewAsset, PoolConfig, assets,
 };
+use coflux_core::model::SubmitRequest;
 use coflux_core::model::{
     Checkpoints, ExecutionId, ExecutionResult, RunId, StepId, TargetRef, Value,
 };
-use coflux_core::sdk::SubmitRequest;
+use coflux_core::protocol::http::AssetSummary;
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use sha2::{Digest, Sha256};
@@ -303,13 +304,14 @@ impl ExecutorHost for FakeHost {
                     ));
                 }
             }
-            let text = serde_json::to_vec(&asset).expect("an asset is JSON");
-            let id = format!("A{}", &hex::encode(Sha256::digest(&text))[..16]);
+            let id = asset.id();
             let record = AssetRecord {
-                id: id.clone(),
-                name: asset.name,
-                count: asset.entries.len() as u64,
-                size: asset.entries.values().map(|e| e.size).sum(),
+                summary: AssetSummary {
+                    id: id.clone(),
+                    name: asset.name.clone(),
+                    count: asset.entries.len(),
+                    size: asset.size(),
+                },
                 entries: asset.entries,
             };
             self.assets.borrow_mut().insert(id, record.clone());

@@ -9,14 +9,11 @@ use std::path::PathBuf;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
-use sha2::{Digest, Sha256};
 
 use super::blob_files;
 use super::project::Project;
 use crate::model::ExecutionId;
-use crate::model::asset::valid_id;
+use crate::model::asset::{AssetEntry as RecordEntry, AssetRecord, valid_id};
 use crate::sdk::asset::{PersistRequest, entry_metadata};
 use crate::sdk::{Asset, AssetEntry, AssetError, AssetHost};
 
@@ -43,33 +40,6 @@ impl Project {
     }
 }
 
-/// One file as recorded (the server's record format).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    blob_key: String,
-    size: u64,
-    #[serde(default)]
-    metadata: Map<String, Json>,
-}
-
-/// An asset as recorded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Record {
-    #[serde(default)]
-    name: Option<String>,
-    entries: BTreeMap<String, Entry>,
-}
-
-impl Record {
-    /// Canonical JSON: sorted keys at every level.
-    fn canonical(&self) -> Vec<u8> {
-        let value = serde_json::to_value(self).unwrap_or(Json::Null);
-        serde_json::to_vec(&crate::model::asset::sorted_json(value)).unwrap_or_default()
-    }
-}
-
 impl EmbeddedAssets {
     /// The store of project `project` under `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>, project: &str) -> Self {
@@ -90,7 +60,7 @@ impl EmbeddedAssets {
                 Some(size) if size == given.size => {}
                 _ => return Err(AssetError::BlobMissing(given.blob_key)),
             }
-            let entry = Entry {
+            let entry = RecordEntry {
                 blob_key: given.blob_key,
                 size: given.size,
                 metadata: given.metadata,
@@ -100,7 +70,7 @@ impl EmbeddedAssets {
         for file in request.files {
             let (blob_key, size) = blob_files::store(&self.blobs, &file.source)?;
             let metadata = entry_metadata(&file.path, &file.metadata);
-            let entry = Entry {
+            let entry = RecordEntry {
                 blob_key,
                 size,
                 metadata,
@@ -110,13 +80,12 @@ impl EmbeddedAssets {
         if entries.is_empty() {
             return Err(AssetError::Empty);
         }
-        let record = Record {
+        let record = AssetRecord {
             name: request.name,
             entries,
         };
         let content = record.canonical();
-        let digest = hex::encode(Sha256::digest(&content));
-        let id = format!("A{}", &digest[..16]);
+        let id = record.id();
         let file = self.records.join(format!("{id}.json"));
         match std::fs::read(&file) {
             Ok(existing) if existing == content => {}
@@ -131,7 +100,7 @@ impl EmbeddedAssets {
             }
             Err(e) => return Err(AssetError::io(file)(e)),
         }
-        let size = record.entries.values().map(|e| e.size).sum();
+        let size = record.size();
         let count = record.entries.len() as u64;
         Ok(Asset::described(id, record.name, Some(count), Some(size)))
     }
@@ -149,7 +118,7 @@ impl EmbeddedAssets {
             }
             Err(e) => return Err(AssetError::io(file)(e)),
         };
-        let record: Record = serde_json::from_slice(&content)
+        let record: AssetRecord = serde_json::from_slice(&content)
             .map_err(|e| AssetError::io(&file)(std::io::Error::other(e)))?;
         AssetError::check_paths(record.entries.keys().map(String::as_str))?;
         Ok(record

@@ -1,7 +1,59 @@
 //! Asset ids and the paths of asset entries, checked the same way by the server, the agent
 //! and the CLI: a path is relative and `/`-separated, without empty, `.` or `..` components,
 //! NUL, control characters or backslashes, so restoring an asset never writes outside its
-//! directory.
+//! directory. [`AssetRecord`] is an asset as recorded (by the server, an embedded project and
+//! the agent alike), with its content-derived id.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+/// One file of an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetEntry {
+    /// The blob holding the file's bytes (SHA-256 hex).
+    pub blob_key: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// Free-form metadata (e.g. `{"type": "text/plain"}`); an object.
+    #[serde(default)]
+    pub metadata: Map<String, Json>,
+}
+
+/// An asset as recorded (and as `POST …/assets` receives it): an optional name and its files
+/// by path. Its id is derived from its content ([`AssetRecord::id`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetRecord {
+    /// An optional name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Path inside the asset → file.
+    pub entries: BTreeMap<String, AssetEntry>,
+}
+
+impl AssetRecord {
+    /// Canonical JSON: sorted keys at every level, whatever serde_json's map order is.
+    pub fn canonical(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).unwrap_or(Json::Null);
+        serde_json::to_vec(&sorted_json(value)).unwrap_or_default()
+    }
+
+    /// The content-derived id: `A` and the first 16 hex digits of the SHA-256 of
+    /// [`AssetRecord::canonical`].
+    pub fn id(&self) -> String {
+        let digest = hex::encode(Sha256::digest(self.canonical()));
+        format!("A{}", &digest[..16])
+    }
+
+    /// The total size of its files in bytes.
+    pub fn size(&self) -> u64 {
+        self.entries.values().map(|e| e.size).sum()
+    }
+}
 
 /// The longest path accepted inside an asset, in bytes.
 pub const MAX_PATH_LEN: usize = 1024;
@@ -102,6 +154,33 @@ pub fn sorted_json(value: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_content_derived_and_validated() {
+        let entry = AssetEntry {
+            blob_key: "ab".repeat(32),
+            size: 3,
+            metadata: serde_json::Map::new(),
+        };
+        let record = |name: Option<&str>| AssetRecord {
+            name: name.map(str::to_owned),
+            entries: std::collections::BTreeMap::from([("a.txt".to_owned(), entry.clone())]),
+        };
+        let id = record(Some("r")).id();
+        assert!(valid_id(&id), "{id}");
+        assert_eq!(id, record(Some("r")).id());
+        assert_ne!(id, record(None).id());
+        for bad in [
+            "",
+            "A",
+            "a0123456789abcdef",
+            "A0123456789ABCDEF",
+            "A..",
+            "A0123456789abcdef0",
+        ] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn paths_that_could_escape_are_rejected() {

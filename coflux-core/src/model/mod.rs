@@ -24,7 +24,7 @@ pub use schedule::{CronSpec, InvalidCron, Schedule};
 pub use stream::{StreamClosure, StreamId, StreamOp, StreamRecord, StreamReply, Stride};
 pub use target::{
     CacheConfig, DeferConfig, ParamSelection, Parameter, Requires, RetryPolicy, StepOptions,
-    StreamDefaults, TargetDefinition, TargetKind, TargetRef,
+    StreamDefaults, SubmitRequest, TargetDefinition, TargetKind, TargetRef,
 };
 pub use value::{Reference, Value};
 

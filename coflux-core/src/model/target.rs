@@ -200,3 +200,16 @@ pub struct TargetDefinition {
     #[serde(default)]
     pub instruction: Option<String>,
 }
+
+/// A child call, as sent to the orchestrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitRequest {
+    /// The target to call.
+    pub target: TargetRef,
+    /// Workflow or task.
+    pub kind: TargetKind,
+    /// Encoded arguments.
+    pub arguments: Vec<crate::model::Value>,
+    /// Options (the target's defaults, possibly overridden at the call site).
+    pub options: StepOptions,
+}

@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use crate::model::SubmitRequest;
 use crate::model::{
     Checkpoints, Dependencies, Environment, EnvironmentId, EnvironmentName, EnvironmentState,
     ErrorInfo, ExecutionId, ExecutionResult, Millis, RunId, Schedule, StepId, StepOptions,
     TargetKind, TargetRef, Value, WorkerId,
 };
-use crate::sdk::SubmitRequest;
 use crate::store::{ProjectStore, StoreError};
 
 use super::environment::EnvironmentCore;

@@ -12,22 +12,9 @@ use futures::future::BoxFuture;
 use super::metric::event::{MetricDefinition, MetricEvent};
 
 use crate::model::{
-    Checkpoints, Dependencies, ExecutionId, ExecutionResult, Frame, Millis, StepOptions, StreamOp,
-    StreamReply, TargetKind, TargetRef, Value,
+    Checkpoints, Dependencies, ExecutionId, ExecutionResult, Frame, Millis, StreamOp, StreamReply,
+    SubmitRequest, Value,
 };
-
-/// A child call, as sent to the orchestrator.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SubmitRequest {
-    /// The target to call.
-    pub target: TargetRef,
-    /// Workflow or task.
-    pub kind: TargetKind,
-    /// Encoded arguments.
-    pub arguments: Vec<Value>,
-    /// Options (the target's defaults, possibly overridden at the call site).
-    pub options: StepOptions,
-}
 
 /// A submitted child: its id, and its final result (following retries), which the
 /// orchestrator sends as soon as it is known, so awaiting a handle costs no further round trip.

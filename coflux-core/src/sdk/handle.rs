@@ -10,11 +10,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::oneshot;
 
 use super::codec::decode_json;
-use super::context::{Context, SubmitRequest};
+use super::context::Context;
 use super::error::{ExecutionError, Failure};
 use super::refs::{self, MARKER, PendingRef, SharedId};
 use super::suspend::{suspense_limit, wait_within};
 use super::target::Target;
+use crate::model::SubmitRequest;
 use crate::model::{ExecutionId, ExecutionResult, Reference, TargetRef, Value};
 
 enum Inner {

@@ -57,15 +57,14 @@ mod stream;
 mod suspend;
 mod target;
 
+pub use crate::model::SubmitRequest;
 pub use asset::{
     Asset, AssetBuilder, AssetEntry, AssetError, AssetHost, Restore, with_assets, working_dir,
 };
 pub use checkpoint::{Checkpoint, CheckpointError, flush};
 pub use codec::{decode_json, encode_json};
 pub use coflux_macros::{task, workflow};
-pub use context::{
-    Context, ExecutorLink, Submission, SubmitRequest, Suspension, current_execution, in_context,
-};
+pub use context::{Context, ExecutorLink, Submission, Suspension, current_execution, in_context};
 pub use error::{ExecutionError, Failure};
 pub use handle::{Handle, call, decode_value, submit};
 pub use metric::{

@@ -78,7 +78,9 @@ impl FileAssets {
         cutoff: SystemTime,
     ) -> Result<usize, AssetStoreError> {
         let directory = self.project_dir(project);
-        Ok(delete_unreferenced_asset_records(&directory, referenced, cutoff)?)
+        Ok(delete_unreferenced_asset_records(
+            &directory, referenced, cutoff,
+        )?)
     }
 
     fn each_file(

@@ -123,7 +123,7 @@ async fn create(
         }
     }
     let id = record.id();
-    let summary = record.summary(&id);
+    let summary = crate::asset_record::summary(&record, &id);
     let assets = Arc::clone(&state.assets);
     web::block(move || assets.put(&project, &id, &record))
         .await
@@ -184,7 +184,7 @@ async fn fetch(
         ));
     };
     Ok(HttpResponse::Ok().json(AssetDetail {
-        summary: record.summary(&id),
+        summary: crate::asset_record::summary(&record, &id),
         entries: record.entries,
     }))
 }

@@ -1,10 +1,10 @@
 //! Messages to a run ([`RunMsg`]).
 
+use crate::model::SubmitRequest;
 use crate::model::{
     Checkpoints, Dependencies, EnvironmentId, ExecutionId, ExecutionResult, Millis, RunId, StepId,
     StepOptions, TargetRef, Value,
 };
-use crate::sdk::SubmitRequest;
 
 use super::ReplyTo;
 

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use crate::model::SubmitRequest;
 use crate::model::{
     Checkpoints, Dependencies, EnvironmentId, ExecutionId, ExecutionResult, Millis, ParamSelection,
     Reference, Requires, RetryPolicy, RunId, RunRecord, StepId, StepOptions, StepRecord,
     TargetKind, TargetRef, Value, WorkerId,
 };
-use crate::sdk::SubmitRequest;
 use crate::store::{CacheOutcome, Write};
 
 use super::cache::{cache_key, call_key};

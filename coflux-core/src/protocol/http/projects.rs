@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
+pub use crate::model::asset::AssetEntry;
 use crate::model::{Environment, Millis, TargetDefinition};
 
 /// `GET /api/health`.
@@ -273,19 +274,6 @@ pub struct StoredBlob {
     pub size: u64,
 }
 
-/// One file of an asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssetEntry {
-    /// The blob holding the file's bytes (SHA-256 hex).
-    pub blob_key: String,
-    /// The file's size in bytes.
-    pub size: u64,
-    /// Free-form metadata (e.g. `{"type": "text/plain"}`); an object.
-    #[serde(default)]
-    pub metadata: Map<String, Json>,
-}
-
 /// The answer of `POST …/assets`: `{"id","name","count","size"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetSummary {
@@ -305,7 +293,8 @@ pub struct AssetDetail {
     /// Id, name, count and size.
     #[serde(flatten)]
     pub summary: AssetSummary,
-    /// Path inside the asset → file.
+    /// Path inside the asset → file (empty in a creation's answer).
+    #[serde(default)]
     pub entries: BTreeMap<String, AssetEntry>,
 }
 
