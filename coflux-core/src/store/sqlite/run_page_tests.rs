@@ -140,3 +140,46 @@ fn pages_from_one_environment_skip_the_steps_it_does_not_see() {
     assert_eq!(total, 35);
     assert_eq!(numbers(&page), (26..=35).collect::<Vec<_>>());
 }
+
+/// The plan SQLite chooses for `sql`, one line per step.
+fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+    let mut stmt = store
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap();
+    // Unbound parameters are NULL: the plan does not depend on their values.
+    let mut rows = stmt.raw_query();
+    let mut lines = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        lines.push(row.get::<_, String>(3).unwrap());
+    }
+    lines
+}
+
+#[test]
+fn a_page_reads_its_range_of_the_run_by_key_and_never_scans_the_run() {
+    let store = store();
+    for sql in super::PAGE_QUERIES {
+        let plan = plan(&store, sql);
+        let scans: Vec<&String> = plan.iter().filter(|l| l.starts_with("SCAN")).collect();
+        assert!(scans.is_empty(), "{sql}\nscans: {plan:?}");
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with("SEARCH") && l.contains("run_id=?")),
+            "{sql}\nplan: {plan:?}"
+        );
+    }
+    // The range reads bound the step number, not only the run.
+    for sql in [
+        super::PAGE_EXECUTIONS,
+        crate::store::checkpoints::LOAD_STEPS,
+        crate::store::streams::LOAD_STEPS,
+        crate::store::streams::LOAD_STEP_ITEMS,
+    ] {
+        let plan = plan(&store, sql);
+        assert!(
+            plan.iter().any(|l| l.contains("step_number>?")),
+            "{sql}\nplan: {plan:?}"
+        );
+    }
+}
