@@ -9,6 +9,7 @@
 
 mod hosts;
 mod link;
+mod release;
 mod router;
 mod spin;
 mod supervisor;
