@@ -183,3 +183,62 @@ fn a_page_reads_its_range_of_the_run_by_key_and_never_scans_the_run() {
         );
     }
 }
+
+#[test]
+fn a_page_carries_the_checkpoints_and_streams_of_its_own_steps_only() {
+    use crate::model::{StreamId, Value};
+    let mut store = store();
+    let mut writes = Vec::new();
+    for number in [5, 20] {
+        let step = StepId {
+            run: RunId(1),
+            number,
+        };
+        let state = [("n".to_owned(), Value::raw(serde_json::json!(number)))].into();
+        writes.push(Write::PutCheckpoints {
+            step,
+            environment: EnvironmentId(1),
+            state: std::sync::Arc::new(state),
+            at: 4,
+        });
+        let stream = StreamId { step, index: 0 };
+        writes.push(Write::PutStream {
+            stream,
+            position: 0,
+            producer: step.execution(1),
+            buffer: None,
+            timeout_ms: None,
+            opened_at: 4,
+        });
+        for sequence in 0..u64::from(number) {
+            writes.push(Write::PutStreamItem {
+                stream,
+                sequence,
+                value: Value::raw(serde_json::json!(sequence)),
+                at: 5,
+            });
+        }
+    }
+    store.apply(&writes).unwrap();
+    let (first, _) = store.load_run_page(RunId(1), 0, 10, None).unwrap().unwrap();
+    let steps = |page: &RunSnapshot| {
+        let checkpoints: Vec<u32> = page.checkpoints.iter().map(|(s, _, _)| s.number).collect();
+        let streams: Vec<(u32, usize)> = page
+            .streams
+            .iter()
+            .map(|s| (s.id.step.number, s.items.len()))
+            .collect();
+        (checkpoints, streams)
+    };
+    assert_eq!(steps(&first), (vec![5], vec![(5, 5)]));
+    let (middle, _) = store
+        .load_run_page(RunId(1), 15, 10, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(steps(&middle), (vec![20], vec![(20, 20)]));
+    let (last, _) = store
+        .load_run_page(RunId(1), 30, 10, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(steps(&last), (vec![], vec![]));
+}
