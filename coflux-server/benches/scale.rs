@@ -18,8 +18,9 @@
 //! `examples.repo/fanout(n)` (n trivial tasks submitted at once, then awaited): submit → result
 //! (`run_100k_steps_s`, with the CPU time of the server and of the agent and its adapter
 //! meanwhile: `run_server_cpu_s`, `run_agent_cpu_s`), the server's peak resident memory
-//! (`run_100k_peak_rss_mb`) and the
-//! first page (100 steps) of the run through the API (`inspect_100k_ms`).
+//! (`run_100k_peak_rss_mb`; the agent's and its adapter's: `run_agent_peak_rss_mb`) and the
+//! first page (100 steps) of the run through the API, asked right after its result
+//! (`inspect_100k_ms`).
 //!
 //! The keys are the same in every mode (`projects` and `steps` say what was measured); the last
 //! line of stdout is one JSON object. `COFLUX_BIN_DIR=<dir>` runs binaries copied there.
@@ -186,6 +187,7 @@ async fn run_phase(steps: u64, figures: &mut Map<String, Json>) {
     let run_s = started.elapsed().as_secs_f64();
     assert_eq!(result["status"], "value", "fanout({steps}): {result}");
     let peak = mb(pid, "VmHWM:");
+    let agent_peak = mb(agent.pid(), "VmHWM:") + adapter.map_or(0.0, |a| mb(a, "VmHWM:"));
     let server_cpu = cpu_s(pid) - server_before;
     let agent_cpu = agent_cpu() - agent_before;
     eprintln!(
@@ -209,6 +211,7 @@ async fn run_phase(steps: u64, figures: &mut Map<String, Json>) {
         json!((run_s * 100.0).round() / 100.0),
     );
     figures.insert("run_100k_peak_rss_mb".into(), json!(round1(peak)));
+    figures.insert("run_agent_peak_rss_mb".into(), json!(round1(agent_peak)));
     figures.insert("run_server_cpu_s".into(), json!(round1(server_cpu)));
     figures.insert("run_agent_cpu_s".into(), json!(round1(agent_cpu)));
     figures.insert("inspect_100k_ms".into(), json!(round1(inspect_ms)));

@@ -47,11 +47,23 @@ pub(crate) fn load(
     conn: &Connection,
     run: RunId,
 ) -> Result<Vec<(StepId, EnvironmentId, Checkpoints)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT step_number, environment_id, state FROM checkpoints WHERE run_id = ?1
-         ORDER BY step_number, environment_id",
-    )?;
-    let mut rows = stmt.query([run_key(run)?])?;
+    load_steps(conn, run, 1, u32::MAX)
+}
+
+/// Reads the states of steps `first..=last` of a run (a range of the primary key).
+pub(crate) const LOAD_STEPS: &str =
+    "SELECT step_number, environment_id, state FROM checkpoints WHERE run_id = ?1
+     AND step_number BETWEEN ?2 AND ?3 ORDER BY step_number, environment_id";
+
+/// The states of steps `first..=last` of a run, by step then environment.
+pub(crate) fn load_steps(
+    conn: &Connection,
+    run: RunId,
+    first: u32,
+    last: u32,
+) -> Result<Vec<(StepId, EnvironmentId, Checkpoints)>, StoreError> {
+    let mut stmt = conn.prepare_cached(LOAD_STEPS)?;
+    let mut rows = stmt.query(params![run_key(run)?, i64::from(first), i64::from(last)])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let number: i64 = row.get(0)?;

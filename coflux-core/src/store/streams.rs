@@ -96,14 +96,33 @@ pub(crate) fn close(
 
 /// A run's streams with their items, by step then index.
 pub(crate) fn load(conn: &Connection, run: RunId) -> Result<Vec<StreamRecord>, StoreError> {
+    load_steps(conn, run, 1, u32::MAX)
+}
+
+/// Reads the streams of steps `first..=last` of a run (a range of the primary key).
+pub(crate) const LOAD_STEPS: &str =
+    "SELECT step_number, stream_index, position, producer, buffer, timeout_ms, opened_at,
+            closure, closed_at
+     FROM streams WHERE run_id = ?1 AND step_number BETWEEN ?2 AND ?3
+     ORDER BY step_number, stream_index";
+
+/// Reads the items of the streams of steps `first..=last` of a run.
+pub(crate) const LOAD_STEP_ITEMS: &str =
+    "SELECT step_number, stream_index, sequence, value FROM stream_items WHERE run_id = ?1
+     AND step_number BETWEEN ?2 AND ?3 ORDER BY step_number, stream_index, sequence";
+
+/// The streams of steps `first..=last` of a run with their items, by step then index.
+pub(crate) fn load_steps(
+    conn: &Connection,
+    run: RunId,
+    first: u32,
+    last: u32,
+) -> Result<Vec<StreamRecord>, StoreError> {
     let run_key =
         i64::try_from(run.0).map_err(|_| StoreError::Corrupt(format!("run id {}", run.0)))?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT step_number, stream_index, position, producer, buffer, timeout_ms, opened_at,
-                closure, closed_at
-         FROM streams WHERE run_id = ?1 ORDER BY step_number, stream_index",
-    )?;
-    let mut rows = stmt.query([run_key])?;
+    let range = params![run_key, i64::from(first), i64::from(last)];
+    let mut stmt = conn.prepare_cached(LOAD_STEPS)?;
+    let mut rows = stmt.query(range)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let number: i64 = row.get(0)?;
@@ -147,11 +166,8 @@ pub(crate) fn load(conn: &Connection, run: RunId) -> Result<Vec<StreamRecord>, S
         .enumerate()
         .map(|(i, s)| ((s.id.step.number, s.id.index), i))
         .collect();
-    let mut items = conn.prepare_cached(
-        "SELECT step_number, stream_index, sequence, value FROM stream_items WHERE run_id = ?1
-         ORDER BY step_number, stream_index, sequence",
-    )?;
-    let mut rows = items.query([run_key])?;
+    let mut items = conn.prepare_cached(LOAD_STEP_ITEMS)?;
+    let mut rows = items.query(range)?;
     while let Some(row) = rows.next()? {
         let number: i64 = row.get(0)?;
         let index: i64 = row.get(1)?;

@@ -123,11 +123,14 @@ impl Session {
         if state.ended {
             return;
         }
-        if let Some((_, conn)) = &state.connection
-            && conn.send(frame.clone()).is_ok()
-        {
-            return;
-        }
+        // The frame comes back if the connection is gone: it then waits for the next one.
+        let frame = match &state.connection {
+            Some((_, conn)) => match conn.send(frame) {
+                Ok(()) => return,
+                Err(refused) => refused.0,
+            },
+            None => frame,
+        };
         state.queued.push(frame);
     }
 

@@ -374,6 +374,11 @@ impl<L: Link> Handler<ConfirmRetire> for RunActor<L> {
             return;
         }
         if !wrote_since && self.router.finish_retire(self.core.id()) {
+            if self.core.step_count() > super::release::LARGE_RUN_STEPS {
+                // A large run's state is freed off this arbiter (see `release`).
+                let id = self.core.id();
+                super::release::release(std::mem::replace(&mut self.core, RunCore::new(id)));
+            }
             ctx.stop();
         } else {
             // Ask again: the new request follows the writes made since.

@@ -9,6 +9,7 @@
 
 mod hosts;
 mod link;
+mod release;
 mod router;
 mod supervisor;
 #[cfg(test)]

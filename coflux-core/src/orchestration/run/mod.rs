@@ -153,6 +153,11 @@ impl RunCore {
             && self.inputs.is_idle()
     }
 
+    /// How many steps the run has.
+    pub fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+
     /// Whether any execution is still without a result.
     pub fn is_active(&self) -> bool {
         self.open > 0

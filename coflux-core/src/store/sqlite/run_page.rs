@@ -19,6 +19,42 @@ const STEP_COLUMNS_S: &str = "s.number, s.parent_execution, s.module, s.target, 
 const VISIBLE: &str =
     "(e.environment_id = ?2 OR e.environment_id IN (SELECT value FROM json_each(?3)))";
 
+/// Steps `?2 + 1 ..= ?2 + ?3` of run `?1` (by number: a range of the primary key).
+const PAGE_STEPS: &str = concat!(
+    "SELECT ",
+    step_columns!(),
+    " FROM steps WHERE run_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3"
+);
+
+/// The executions of steps `?2..=?3` of run `?1`, with their results.
+const PAGE_EXECUTIONS: &str = concat!(
+    executions_select!(),
+    " WHERE e.run_id = ?1 AND e.step_number BETWEEN ?2 AND ?3 \
+     ORDER BY e.step_number, e.attempt"
+);
+
+/// The highest step number of run `?1` (its number of steps).
+const STEP_COUNT: &str = "SELECT MAX(number) FROM steps WHERE run_id = ?1";
+
+/// The children of execution `?2` of run `?1` outside the run (`?3`, `?4`: the bounds of its
+/// own execution ids).
+const SPAWNED_BY: &str =
+    "SELECT child FROM children WHERE run_id = ?1 AND parent = ?2 AND child < ?3
+     UNION ALL
+     SELECT child FROM children WHERE run_id = ?1 AND parent = ?2 AND child >= ?4";
+
+/// Every query a page from every environment makes whose cost could grow with the run (the
+/// run's own row aside): each must be a search by key (see the tests).
+#[cfg(test)]
+const PAGE_QUERIES: [&str; 6] = [
+    PAGE_STEPS,
+    PAGE_EXECUTIONS,
+    STEP_COUNT,
+    SPAWNED_BY,
+    crate::store::checkpoints::LOAD_STEPS,
+    crate::store::streams::LOAD_STEPS,
+];
+
 impl SqliteStore {
     /// The run with steps `offset..offset + limit` (in step order) and everything of theirs,
     /// plus how many steps the run has; `None` for an unknown run. With `view` (the
@@ -79,11 +115,7 @@ impl SqliteStore {
         };
         let mut executions = Vec::new();
         {
-            let mut stmt = self.conn.prepare_cached(concat!(
-                executions_select!(),
-                " WHERE e.run_id = ?1 AND e.step_number BETWEEN ?2 AND ?3 \
-                 ORDER BY e.step_number, e.attempt"
-            ))?;
+            let mut stmt = self.conn.prepare_cached(PAGE_EXECUTIONS)?;
             let mut rows = stmt.query((key, i64::from(first), i64::from(last)))?;
             while let Some(row) = rows.next()? {
                 executions.push(execution_from_row(run, row)?);
@@ -95,10 +127,12 @@ impl SqliteStore {
         executions.retain(|e| in_page(e.id.step.number));
         let parents: Vec<ExecutionId> = executions.iter().map(|e| e.id).collect();
         let children = self.spawned_by(run, key, &parents)?;
-        let mut checkpoints = crate::store::checkpoints::load(&self.conn, run)?;
+        // The page's range of steps only (not the whole run's checkpoints and streams).
+        let mut checkpoints = crate::store::checkpoints::load_steps(&self.conn, run, first, last)?;
         checkpoints.retain(|(step, _, _)| in_page(step.number));
-        let mut streams = crate::store::streams::load(&self.conn, run)?;
+        let mut streams = crate::store::streams::load_steps(&self.conn, run, first, last)?;
         streams.retain(|s| in_page(s.id.step.number));
+        // Inputs are few per run (prompts), and keyed by their own number.
         let mut inputs = crate::store::inputs::load(&self.conn, run)?;
         inputs.retain(|i| in_page(i.execution.step.number));
         let snapshot = RunSnapshot {
@@ -119,7 +153,7 @@ impl SqliteStore {
     fn step_count(&self, key: i64) -> Result<usize, StoreError> {
         let max: Option<i64> = self
             .conn
-            .prepare_cached("SELECT MAX(number) FROM steps WHERE run_id = ?1")?
+            .prepare_cached(STEP_COUNT)?
             .query_row([key], |row| row.get(0))?;
         Ok(max.and_then(|n| usize::try_from(n).ok()).unwrap_or(0))
     }
@@ -132,11 +166,7 @@ impl SqliteStore {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<StepRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(concat!(
-            "SELECT ",
-            step_columns!(),
-            " FROM steps WHERE run_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3"
-        ))?;
+        let mut stmt = self.conn.prepare_cached(PAGE_STEPS)?;
         let mut rows = stmt.query((key, offset, limit))?;
         let mut steps = Vec::new();
         while let Some(row) = rows.next()? {
@@ -183,11 +213,7 @@ impl SqliteStore {
         let own = format!("{run}:");
         // ';' follows ':' in byte order: every child id of this run sorts in [own, after).
         let after = format!("{run};");
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT child FROM children WHERE run_id = ?1 AND parent = ?2 AND child < ?3
-             UNION ALL
-             SELECT child FROM children WHERE run_id = ?1 AND parent = ?2 AND child >= ?4",
-        )?;
+        let mut stmt = self.conn.prepare_cached(SPAWNED_BY)?;
         let mut children = Vec::new();
         for parent in parents {
             let mut rows = stmt.query((key, parent.to_string(), &own, &after))?;

@@ -140,3 +140,105 @@ fn pages_from_one_environment_skip_the_steps_it_does_not_see() {
     assert_eq!(total, 35);
     assert_eq!(numbers(&page), (26..=35).collect::<Vec<_>>());
 }
+
+/// The plan SQLite chooses for `sql`, one line per step.
+fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+    let mut stmt = store
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap();
+    // Unbound parameters are NULL: the plan does not depend on their values.
+    let mut rows = stmt.raw_query();
+    let mut lines = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        lines.push(row.get::<_, String>(3).unwrap());
+    }
+    lines
+}
+
+#[test]
+fn a_page_reads_its_range_of_the_run_by_key_and_never_scans_the_run() {
+    let store = store();
+    for sql in super::PAGE_QUERIES {
+        let plan = plan(&store, sql);
+        let scans: Vec<&String> = plan.iter().filter(|l| l.starts_with("SCAN")).collect();
+        assert!(scans.is_empty(), "{sql}\nscans: {plan:?}");
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with("SEARCH") && l.contains("run_id=?")),
+            "{sql}\nplan: {plan:?}"
+        );
+    }
+    // The range reads bound the step number, not only the run.
+    for sql in [
+        super::PAGE_EXECUTIONS,
+        crate::store::checkpoints::LOAD_STEPS,
+        crate::store::streams::LOAD_STEPS,
+        crate::store::streams::LOAD_STEP_ITEMS,
+    ] {
+        let plan = plan(&store, sql);
+        assert!(
+            plan.iter().any(|l| l.contains("step_number>?")),
+            "{sql}\nplan: {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn a_page_carries_the_checkpoints_and_streams_of_its_own_steps_only() {
+    use crate::model::{StreamId, Value};
+    let mut store = store();
+    let mut writes = Vec::new();
+    for number in [5, 20] {
+        let step = StepId {
+            run: RunId(1),
+            number,
+        };
+        let state = [("n".to_owned(), Value::raw(serde_json::json!(number)))].into();
+        writes.push(Write::PutCheckpoints {
+            step,
+            environment: EnvironmentId(1),
+            state: std::sync::Arc::new(state),
+            at: 4,
+        });
+        let stream = StreamId { step, index: 0 };
+        writes.push(Write::PutStream {
+            stream,
+            position: 0,
+            producer: step.execution(1),
+            buffer: None,
+            timeout_ms: None,
+            opened_at: 4,
+        });
+        for sequence in 0..u64::from(number) {
+            writes.push(Write::PutStreamItem {
+                stream,
+                sequence,
+                value: Value::raw(serde_json::json!(sequence)),
+                at: 5,
+            });
+        }
+    }
+    store.apply(&writes).unwrap();
+    let (first, _) = store.load_run_page(RunId(1), 0, 10, None).unwrap().unwrap();
+    let steps = |page: &RunSnapshot| {
+        let checkpoints: Vec<u32> = page.checkpoints.iter().map(|(s, _, _)| s.number).collect();
+        let streams: Vec<(u32, usize)> = page
+            .streams
+            .iter()
+            .map(|s| (s.id.step.number, s.items.len()))
+            .collect();
+        (checkpoints, streams)
+    };
+    assert_eq!(steps(&first), (vec![5], vec![(5, 5)]));
+    let (middle, _) = store
+        .load_run_page(RunId(1), 15, 10, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(steps(&middle), (vec![20], vec![(20, 20)]));
+    let (last, _) = store
+        .load_run_page(RunId(1), 30, 10, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(steps(&last), (vec![], vec![]));
+}
