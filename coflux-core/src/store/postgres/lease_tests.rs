@@ -83,7 +83,9 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
     };
     let (project, a, b) = names("fence");
     let schema = TestSchema::new(&url, "fence");
-    let lease = Duration::from_millis(500);
+    // Long enough that B's steps between taking the lease and writing fit in it on a loaded
+    // machine; each wait below outlasts it.
+    let lease = Duration::from_millis(2000);
     let node_a = Leases::connect(&url, &a, lease).unwrap();
     let node_b = Leases::connect(&url, &b, lease).unwrap();
     let Acquired::Owned(epoch) = node_a.acquire(&project).unwrap() else {
@@ -104,7 +106,7 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
     let all = batches();
     store_a.apply(&all[0]).unwrap();
     // A is paused past its lease; B takes the project.
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(lease + Duration::from_millis(300));
     let Acquired::Owned(taken) = node_b.acquire(&project).unwrap() else {
         panic!("an expired lease is taken");
     };
@@ -133,7 +135,7 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
     ));
     assert!(store_b.load_run(crate::model::RunId(77)).unwrap().is_none());
     // An expired lease fences its owner even if nobody took the project yet.
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(lease + Duration::from_millis(300));
     assert!(matches!(
         store_b.apply(&[run(78, 1, None)]),
         Err(StoreError::Fenced { .. })
