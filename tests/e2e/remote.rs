@@ -379,6 +379,17 @@ async fn remote_dev_mode_picks_up_an_edited_python_task() {
         .submit(P, "development", "devflows", "version", json!([]))
         .await;
     assert_eq!(server.result(P, &run, 30).await["value"], 3);
+
+    // Its own log lies in the watched directory: writing it starts no reload.
+    let reloads = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .matches("reloading")
+            .count()
+    };
+    let settled = reloads();
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reloads(), settled, "the agent reloaded with no edit");
 }
 
 #[actix_rt::test]
