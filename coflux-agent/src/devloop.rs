@@ -13,7 +13,11 @@ pub async fn run(
     adapter: AdapterCommand,
     build: Option<String>,
 ) -> anyhow::Result<()> {
-    let mut watcher = Watcher::new(vec![config.directory.clone()], WatchOptions::default())
+    let options = WatchOptions {
+        ignore_files: own_output_files(),
+        ..WatchOptions::default()
+    };
+    let mut watcher = Watcher::new(vec![config.directory.clone()], options)
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", config.directory.display()))?;
     let build = build.map(|b| BuildCommand::new(b, Some(config.directory.clone())));
     let shutdown = shutdown_signal();
@@ -75,6 +79,15 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The regular files this process's stdout and stderr write to (Linux), so that a log
+/// redirected into the repository does not start a reload for every line about a reload.
+fn own_output_files() -> Vec<std::path::PathBuf> {
+    (1..=2)
+        .filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+        .filter(|path| path.is_file())
+        .collect()
 }
 
 /// Builds and loads the repository; `None` (after printing why) when that failed.

@@ -372,6 +372,24 @@ async fn submit_until_acknowledged(front: &Server, i: u64, pause_ms: u64) -> (St
     }
 }
 
+/// The workers of the project's connected agent sessions, sorted.
+async fn session_workers(front: &Server) -> Vec<u64> {
+    let url = format!("{}/api/projects/{P}/sessions", front.url);
+    let Ok(mut r) = http().get(url).send().await else {
+        return Vec::new();
+    };
+    let list: serde_json::Value = r.json().await.unwrap_or_default();
+    let mut workers: Vec<u64> = list["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["connected"] == true)
+        .filter_map(|s| s["worker"].as_u64())
+        .collect();
+    workers.sort_unstable();
+    workers
+}
+
 #[actix_rt::test]
 #[ignore = "the chaos suite: cargo test -p coflux-tests --test chaos -- --include-ignored"]
 async fn chaos_cluster_owner_killed_under_runs_fails_over_to_another_node() {
@@ -410,6 +428,8 @@ async fn chaos_cluster_owner_killed_under_runs_fails_over_to_another_node() {
         .take(10)
         .map(|(run, _)| run.clone())
         .collect();
+    let workers = session_workers(&front).await;
+    assert_eq!(workers.len(), 2, "a Python and a Rust agent: {workers:?}");
     nodes[owner_index].proc.kill9();
     let killed = Instant::now();
     // Runs in flight at the kill progress again once another node took the project over.
@@ -430,6 +450,16 @@ async fn chaos_cluster_owner_killed_under_runs_fails_over_to_another_node() {
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     };
     let successor = new_owner(&front.url, P, &owner_url, Duration::from_secs(30)).await;
+    // The agents resumed their sessions on the new owner: the same workers, connected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while session_workers(&front).await != workers {
+        assert!(
+            Instant::now() < deadline,
+            "the agents' sessions did not resume on the new owner: {workers:?} before, {:?} after",
+            session_workers(&front).await
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
     for i in runs / 2..runs {
         acknowledged.push(submit_until_acknowledged(&front, i, 20).await);
     }

@@ -195,8 +195,30 @@ async fn remote_server_killed_and_restarted_runs_continue_with_one_result_per_ex
     for run in &runs {
         wait_running(&server, run, "slow").await;
     }
+    let workers = |server: &Server| {
+        let url = server.url.clone();
+        async move {
+            let list = coflux_tests::get(&url, &format!("/api/projects/{P}/sessions")).await;
+            list["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["connected"] == true)
+                .map(|s| s["worker"].clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = workers(&server).await;
+    assert_eq!(before.len(), 1, "{before:?}");
     server.proc.kill9();
     let server = Server::start_on(dir.path(), port, &[]).await;
+    // The agent resumes its session (same worker) on the restarted server, as on a node that
+    // takes its project over: the session's state is the project's store, not the process.
+    let after = eventually(Duration::from_secs(30), "the agent back", || async {
+        Some(workers(&server).await).filter(|w| !w.is_empty())
+    })
+    .await;
+    assert_eq!(after, before, "the session resumed under its worker");
     for run in &runs {
         let result = server.result(P, run, 60).await;
         assert_eq!(result["value"], "a", "{result}");
@@ -379,6 +401,17 @@ async fn remote_dev_mode_picks_up_an_edited_python_task() {
         .submit(P, "development", "devflows", "version", json!([]))
         .await;
     assert_eq!(server.result(P, &run, 30).await["value"], 3);
+
+    // Its own log lies in the watched directory: writing it starts no reload.
+    let reloads = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .matches("reloading")
+            .count()
+    };
+    let settled = reloads();
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reloads(), settled, "the agent reloaded with no edit");
 }
 
 #[actix_rt::test]

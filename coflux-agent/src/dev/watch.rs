@@ -52,6 +52,9 @@ pub struct WatchOptions {
     /// `name/` or `name` matches that directory or file name anywhere, and `*` / `?` are
     /// wildcards within one component (`*.pyc`, `.#*`). Default: [`DEFAULT_IGNORE`].
     pub ignore: Vec<String>,
+    /// Files ignored by exact path (e.g. the agent's own log when it is written below a
+    /// watched root: each line it logs about a reload would otherwise start another).
+    pub ignore_files: Vec<PathBuf>,
 }
 
 impl Default for WatchOptions {
@@ -59,6 +62,7 @@ impl Default for WatchOptions {
         Self {
             debounce: Duration::from_millis(200),
             ignore: DEFAULT_IGNORE.iter().map(|p| (*p).to_owned()).collect(),
+            ignore_files: Vec::new(),
         }
     }
 }
@@ -148,6 +152,7 @@ pub type WatchItem = Result<ChangeBatch, WatchError>;
 #[derive(Debug, Clone, Default)]
 pub struct IgnoreRules {
     patterns: Vec<String>,
+    files: Vec<PathBuf>,
 }
 
 impl IgnoreRules {
@@ -160,11 +165,24 @@ impl IgnoreRules {
                 .map(|p| p.as_ref().trim_end_matches('/').to_owned())
                 .filter(|p| !p.is_empty())
                 .collect(),
+            files: Vec::new(),
         }
+    }
+
+    /// Also ignores these files (exact paths, canonical where they exist).
+    pub fn with_files(mut self, files: &[PathBuf]) -> Self {
+        self.files = files
+            .iter()
+            .map(|f| f.canonicalize().unwrap_or_else(|_| f.clone()))
+            .collect();
+        self
     }
 
     /// Whether `path` (below one of `roots`, or anywhere if none contains it) is ignored.
     pub fn is_ignored(&self, roots: &[PathBuf], path: &Path) -> bool {
+        if self.files.iter().any(|f| f == path) {
+            return true;
+        }
         let relative = roots
             .iter()
             .find_map(|root| path.strip_prefix(root).ok())
@@ -240,7 +258,7 @@ impl Watcher {
             debouncer.watch(root, RecursiveMode::Recursive)?;
         }
         let (sender, items) = mpsc::unbounded_channel();
-        let rules = IgnoreRules::new(&options.ignore);
+        let rules = IgnoreRules::new(&options.ignore).with_files(&options.ignore_files);
         let thread_roots = roots.clone();
         let debounce = options.debounce;
         std::thread::Builder::new()
@@ -399,6 +417,16 @@ mod tests {
         // Only components below the root count: a repository inside `target/` still works.
         let nested = PathBuf::from("/home/me/target/repo");
         assert!(!rules().is_ignored(std::slice::from_ref(&nested), &nested.join("main.py")));
+    }
+
+    #[test]
+    fn files_ignored_by_path_are_only_those() {
+        let root = PathBuf::from("/repo");
+        let rules = rules().with_files(&[root.join("agent.log")]);
+        let roots = [root.clone()];
+        assert!(rules.is_ignored(&roots, &root.join("agent.log")));
+        assert!(!rules.is_ignored(&roots, &root.join("sub/agent.log")));
+        assert!(!rules.is_ignored(&roots, &root.join("main.py")));
     }
 
     #[test]

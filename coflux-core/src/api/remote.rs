@@ -49,25 +49,49 @@ impl Project {
         environment: &str,
         spec: WorkerSpec,
     ) -> Result<RemoteWorker, Error> {
+        self.connect_worker_as(environment, spec, None)
+            .await?
+            .ok_or_else(|| Error::Unavailable("worker id in use".into()))
+    }
+
+    /// Like [`Project::connect_worker`], but with `id`, the worker keeps the id it had (its
+    /// session resumes after a restart of the orchestrator or a move of the project to another
+    /// node, where its recovered assignments still name that id); `None` if a worker with that
+    /// id is connected already.
+    pub async fn connect_worker_as(
+        &self,
+        environment: &str,
+        spec: WorkerSpec,
+        id: Option<WorkerId>,
+    ) -> Result<Option<RemoteWorker>, Error> {
         let env = self.environment_id(environment).await?;
         let router = &self.handle().router;
-        let id = router.next_worker_id();
         let (commands, inbox) = mpsc::unbounded_channel();
-        router.connect_worker(
-            id,
-            WorkerRegistration {
-                environment: env.id,
-                targets: spec.targets,
-                capacity: spec.capacity,
-                provides: spec.provides,
-                accepts: spec.accepts,
-                commands,
-            },
-        );
-        Ok(RemoteWorker {
+        let registration = WorkerRegistration {
+            environment: env.id,
+            targets: spec.targets,
+            capacity: spec.capacity,
+            provides: spec.provides,
+            accepts: spec.accepts,
+            commands,
+        };
+        let id = match id {
+            Some(id) => {
+                if !router.reconnect_worker(id, registration) {
+                    return Ok(None);
+                }
+                id
+            }
+            None => {
+                let id = router.next_worker_id();
+                router.connect_worker(id, registration);
+                id
+            }
+        };
+        Ok(Some(RemoteWorker {
             id,
             commands: inbox,
-        })
+        }))
     }
 
     /// Lets a newly connected worker claim executions it is still running from before a

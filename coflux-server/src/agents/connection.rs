@@ -54,8 +54,12 @@ pub async fn serve(
         tracing::warn!(project = %hello.project, environment = %hello.environment, "agent refused: its token does not cover this project and environment");
         return close(ws, CloseReason::Forbidden).await;
     }
-    // A new session for a project owned by another node: the agent is sent there.
-    if hello.session.is_none()
+    // A new session, or one this node does not hold, for a project owned by another node: the
+    // agent is sent there.
+    if hello
+        .session
+        .as_deref()
+        .is_none_or(|token| !state.sessions.knows(token))
         && let Some(cluster) = &state.cluster
         && let crate::cluster::Route::Remote(node) = cluster.route(&hello.project).await
     {
@@ -123,18 +127,27 @@ async fn open_session(
     id: u64,
     outgoing: mpsc::UnboundedSender<ServerFrame>,
 ) -> Result<Arc<Session>, CloseReason> {
+    // A session held here resumes as it is; one this node does not hold (made before a
+    // restart, or by the node that owned the project before) resumes from what the project's
+    // store holds: its worker keeps its id, so the assignments recovered under that id are
+    // the ones it claims, and those it does not claim are abandoned at once.
+    let mut resuming = None;
     if let Some(token) = &hello.session {
-        return state
-            .sessions
-            .resume(
-                token,
-                &hello.project,
-                &hello.environment,
-                &hello.claims,
-                id,
-                outgoing,
-            )
-            .ok_or(CloseReason::SessionInvalid);
+        if let Some(session) = state.sessions.resume(
+            token,
+            &hello.project,
+            &hello.environment,
+            &hello.claims,
+            id,
+            outgoing.clone(),
+        ) {
+            return Ok(session);
+        }
+        if state.sessions.knows(token) {
+            return Err(CloseReason::SessionInvalid);
+        }
+        let worker = super::sessions::resumable(token).ok_or(CloseReason::SessionInvalid)?;
+        resuming = Some((token.clone(), worker));
     }
     let project = state
         .coflux
@@ -170,19 +183,25 @@ async fn open_session(
         return Err(CloseReason::EnvironmentNotFound);
     }
     let worker = project
-        .connect_worker(&hello.environment, spec)
+        .connect_worker_as(&hello.environment, spec, resuming.as_ref().map(|(_, w)| *w))
         .await
-        .map_err(|_| CloseReason::EnvironmentNotFound)?;
+        .map_err(|_| CloseReason::EnvironmentNotFound)?
+        // Its worker id is connected here already: the agent starts a new session.
+        .ok_or(CloseReason::SessionInvalid)?;
     let worker_id = worker.id;
+    let previous = match &resuming {
+        Some((_, worker)) => Some(*worker),
+        None => hello
+            .previous_session
+            .as_deref()
+            .and_then(super::sessions::worker_of),
+    };
     let claimed = project
         .claim_executions(
             &hello.environment,
             worker_id,
             hello.claims.clone(),
-            hello
-                .previous_session
-                .as_deref()
-                .and_then(super::sessions::worker_of),
+            previous,
         )
         .await
         .unwrap_or_default();
@@ -193,9 +212,15 @@ async fn open_session(
         concurrency: hello.concurrency,
         targets: hello.targets.len(),
     };
-    Ok(state
-        .sessions
-        .open(project, profile, worker, &claimed, id, outgoing))
+    Ok(state.sessions.open(
+        project,
+        profile,
+        worker,
+        resuming.map(|(token, _)| token),
+        &claimed,
+        id,
+        outgoing,
+    ))
 }
 
 async fn write_frames(mut ws: actix_ws::Session, mut outbox: mpsc::UnboundedReceiver<ServerFrame>) {

@@ -357,18 +357,26 @@ impl Sessions {
         self.silence_timeout
     }
 
+    /// Whether a session with this token is held here.
+    pub fn knows(&self, token: &str) -> bool {
+        lock(&self.sessions).contains_key(token)
+    }
+
     /// Starts a session for a newly connected worker, adopting the executions it `claimed`,
-    /// and attaches connection `id` (which receives the welcome first).
+    /// and attaches connection `id` (which receives the welcome first). With `token` (one
+    /// this node does not hold, naming `worker`'s id), the agent's session resumes under it.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         self: &Arc<Self>,
         project: Project,
         profile: AgentProfile,
         worker: RemoteWorker,
+        token: Option<String>,
         claimed: &[ExecutionId],
         id: u64,
         connection: Outgoing,
     ) -> Arc<Session> {
-        let token = new_token(worker.id);
+        let token = token.unwrap_or_else(|| new_token(worker.id));
         let session = Arc::new(Session {
             token: token.clone(),
             project,
@@ -403,6 +411,13 @@ impl Sessions {
     ) -> Option<Arc<Session>> {
         let session = lock(&self.sessions).get(token).cloned()?;
         if session.project.name() != project || session.profile.environment != environment {
+            return None;
+        }
+        if session.project.is_stopped() {
+            // The project stopped here (it moved, or went idle): the session is resumed where
+            // the project runs now, from what its store holds.
+            lock(&session.state).ended = true;
+            lock(&self.sessions).remove(token);
             return None;
         }
         session.attach(id, connection, running)?;
@@ -551,6 +566,17 @@ pub fn worker_of(token: &str) -> Option<WorkerId> {
     token.split_once('.')?.0.parse().ok()
 }
 
+/// The worker of a well-formed session token (`W<worker>.` and 32 hex digits): one a node
+/// that does not hold it may resume (made before a restart, or by the project's former
+/// node).
+pub fn resumable(token: &str) -> Option<WorkerId> {
+    let (_, random) = token.split_once('.')?;
+    if random.len() != 32 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    worker_of(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,5 +588,12 @@ mod tests {
         assert_ne!(token, new_token(WorkerId(123_456)), "random");
         assert_eq!(worker_of("0123abcd"), None, "a token of an older server");
         assert_eq!(worker_of("Wzz!.00"), None);
+        assert_eq!(resumable(&token), Some(WorkerId(123_456)));
+        assert_eq!(resumable("W123456.00"), None, "too short");
+        assert_eq!(
+            resumable(&format!("W1.{}", "g".repeat(32))),
+            None,
+            "not hex"
+        );
     }
 }

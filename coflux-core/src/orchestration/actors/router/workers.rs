@@ -43,6 +43,26 @@ impl Router {
         self.deliver(Envelope::Environment(environment, msg));
     }
 
+    /// Connects a worker under an id it had before (in an earlier process, or on another
+    /// node); `false`, connecting nothing, if a worker with that id is connected here.
+    pub fn reconnect_worker(
+        self: &Arc<Self>,
+        worker: WorkerId,
+        registration: WorkerRegistration,
+    ) -> bool {
+        let msg = connect_msg(worker, &registration);
+        let environment = registration.environment;
+        {
+            let mut workers = lock(&self.workers);
+            if workers.contains_key(&worker) {
+                return false;
+            }
+            workers.insert(worker, registration);
+        }
+        self.deliver(Envelope::Environment(environment, msg));
+        true
+    }
+
     /// Whether a connected worker of `environment` hosts `target`.
     pub fn hosts(&self, environment: EnvironmentId, target: &TargetRef) -> bool {
         lock(&self.workers)
