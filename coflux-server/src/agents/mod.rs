@@ -1,7 +1,9 @@
 //! The agent WebSocket endpoint (`GET /agent`) and agent sessions.
 
 mod connection;
+mod hello;
 mod inputs;
+mod requests;
 pub(crate) mod sessions;
 mod wire;
 
