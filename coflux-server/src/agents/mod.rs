@@ -4,6 +4,7 @@ mod connection;
 mod hello;
 mod inputs;
 mod requests;
+mod session_token;
 pub(crate) mod sessions;
 mod wire;
 

@@ -13,6 +13,9 @@ use coflux_core::orchestration::messages::WorkerCommand;
 use coflux_core::protocol::agent::{Json, ReplyBody, ServerFrame, WireError};
 use tokio::sync::mpsc;
 
+use super::session_token::{EndedTokens, new_token};
+pub use super::session_token::{resumable, worker_of};
+
 /// Where a session's frames go while it is connected.
 pub type Outgoing = mpsc::UnboundedSender<ServerFrame>;
 
@@ -315,6 +318,8 @@ pub struct Sessions {
     reconnect_timeout: Duration,
     silence_timeout: Duration,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Tokens of sessions that ended here (expired, or the agent said goodbye).
+    ended: Mutex<EndedTokens>,
     next_connection: std::sync::atomic::AtomicU64,
 }
 
@@ -337,6 +342,7 @@ impl Sessions {
             reconnect_timeout,
             silence_timeout,
             sessions: Mutex::default(),
+            ended: Mutex::default(),
             next_connection: std::sync::atomic::AtomicU64::new(1),
         }
     }
@@ -357,9 +363,10 @@ impl Sessions {
         self.silence_timeout
     }
 
-    /// Whether a session with this token is held here.
+    /// Whether a session with this token is held here, or ended here (then it is not
+    /// resumed anywhere: the agent starts a new session).
     pub fn knows(&self, token: &str) -> bool {
-        lock(&self.sessions).contains_key(token)
+        lock(&self.sessions).contains_key(token) || lock(&self.ended).contains(token)
     }
 
     /// Starts a session for a newly connected worker, adopting the executions it `claimed`,
@@ -540,6 +547,7 @@ impl Sessions {
             });
         }
         lock(&self.sessions).remove(&session.token);
+        lock(&self.ended).insert(session.token.clone());
         session.project.disconnect_worker(session.worker);
         tracing::info!(
             project = %session.project.name(),
@@ -547,53 +555,6 @@ impl Sessions {
             worker = %session.worker,
             why,
             "agent session ended"
-        );
-    }
-}
-
-/// A session token: its worker, then 128 random bits (`W….hex`). The worker part lets a
-/// restarted server tell which worker an agent's lost session was ([`worker_of`]).
-fn new_token(worker: WorkerId) -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    let random: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{worker}.{random}")
-}
-
-/// The worker of a session token made by this server (also one from before a restart).
-pub fn worker_of(token: &str) -> Option<WorkerId> {
-    token.split_once('.')?.0.parse().ok()
-}
-
-/// The worker of a well-formed session token (`W<worker>.` and 32 hex digits): one a node
-/// that does not hold it may resume (made before a restart, or by the project's former
-/// node).
-pub fn resumable(token: &str) -> Option<WorkerId> {
-    let (_, random) = token.split_once('.')?;
-    if random.len() != 32 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    worker_of(token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_session_token_names_its_worker() {
-        let token = new_token(WorkerId(123_456));
-        assert_eq!(worker_of(&token), Some(WorkerId(123_456)));
-        assert_ne!(token, new_token(WorkerId(123_456)), "random");
-        assert_eq!(worker_of("0123abcd"), None, "a token of an older server");
-        assert_eq!(worker_of("Wzz!.00"), None);
-        assert_eq!(resumable(&token), Some(WorkerId(123_456)));
-        assert_eq!(resumable("W123456.00"), None, "too short");
-        assert_eq!(
-            resumable(&format!("W1.{}", "g".repeat(32))),
-            None,
-            "not hex"
         );
     }
 }
