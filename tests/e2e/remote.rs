@@ -472,14 +472,12 @@ async fn remote_a_burst_of_waiting_python_workflows_does_not_fill_an_agent() {
     server.setup(P, "production", None).await;
     let _python = python_agent(&server.url, P, "production", "a", &["--concurrency", "1"]);
     server.wait_registered(P, "production", "sleepy").await;
-    let mut runs = Vec::new();
-    for _ in 0..24 {
-        runs.push(
-            server
-                .submit(P, "production", "e2e_flows", "sleepy", json!([0.05]))
-                .await,
-        );
-    }
+    // Submitted at once, so the workflows are queued before their children (a slow
+    // submission path, e.g. a loaded database, must not let the children keep up).
+    let runs = futures::future::join_all(
+        (0..24).map(|_| server.submit(P, "production", "e2e_flows", "sleepy", json!([0.05]))),
+    )
+    .await;
     for run in &runs {
         let result = server.result(P, run, 120).await;
         assert_eq!(result["value"], "a", "{result}");
