@@ -8,6 +8,7 @@
 //! SQLite ([`sqlite::SqliteStore`]) is the embedded default; a PostgreSQL backend can implement
 //! the same trait.
 
+pub mod blobs;
 pub mod catalogue;
 mod checkpoints;
 mod codec;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use coflux_core::store::blobs::{self, BlobFileError};
 use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
 
@@ -34,18 +35,24 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+impl From<BlobFileError> for BlobError {
+    fn from(error: BlobFileError) -> Self {
+        match error {
+            BlobFileError::Mismatch { actual } => Self::Mismatch { actual },
+            // The path stays out of the error (it may reach a response).
+            BlobFileError::Io { source, .. } => Self::Io(source),
+        }
+    }
+}
+
 /// A validated blob key: exactly 64 lower-case hexadecimal characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobKey(String);
 
 impl BlobKey {
-    /// Validates a key; nothing else is accepted (no `..`, separators, NUL or upper case).
+    /// Validates a key (see [`blobs::valid_key`]): no `..`, separators, NUL or upper case.
     pub fn parse(key: &str) -> Result<Self, BlobError> {
-        let valid = key.len() == 64
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if valid {
+        if blobs::valid_key(key) {
             Ok(Self(key.to_owned()))
         } else {
             Err(BlobError::InvalidKey)

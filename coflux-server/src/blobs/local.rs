@@ -1,17 +1,18 @@
-//! The local-directory blob backend: `<data_dir>/blobs/<project>/<key[0..2]>/<key>`.
+//! The local-directory blob backend: each project's blobs under `<data_dir>/blobs/<project>`,
+//! in the layout of [`coflux_core::store::blobs`].
 //!
-//! Writes go to a temporary file in the blob's directory, are hashed while streaming, and are
-//! renamed into place only when the hash matches the key, so a blob is never visible before it
-//! is verified.
+//! Writes go through the core's [`AtomicWrite`] on blocking threads: a temporary file in the
+//! blob's directory, hashed while streaming, renamed into place only when the hash matches the
+//! key, so a blob is never visible before it is verified.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use coflux_core::model::ProjectName;
+use coflux_core::store::blobs::{self, AtomicWrite};
 use futures::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::key::{BlobEntry, BlobError, BlobKey, BlobReader};
 
@@ -31,13 +32,13 @@ impl LocalBlobs {
         }
     }
 
-    fn directory(&self, project: &ProjectName, key: &BlobKey) -> PathBuf {
-        self.root.join(project.as_str()).join(&key.as_str()[..2])
+    fn project_root(&self, project: &ProjectName) -> PathBuf {
+        self.root.join(project.as_str())
     }
 
     /// Where a blob is (or would be) stored.
     pub fn path(&self, project: &ProjectName, key: &BlobKey) -> PathBuf {
-        self.directory(project, key).join(key.as_str())
+        blobs::blob_path(&self.project_root(project), key.as_str())
     }
 
     /// The blob's size, if it exists.
@@ -85,34 +86,22 @@ impl LocalBlobs {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
-        let directory = self.directory(project, key);
-        tokio::fs::create_dir_all(&directory).await?;
-        let (file, temp_path) = tempfile::Builder::new()
-            .prefix(".upload-")
-            .tempfile_in(&directory)?
-            .into_parts();
-        let mut file = tokio::fs::File::from_std(file);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
+        let root = self.project_root(project);
+        let directory = blobs::shard_dir(&root, key.as_str());
+        let mut write = blocking(move || AtomicWrite::create_in(&directory)).await?;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| BlobError::Payload(e.to_string()))?;
-            size += chunk.len() as u64;
-            if size > max_size {
+            if write.size() + chunk.len() as u64 > max_size {
                 return Err(BlobError::TooLarge { limit: max_size });
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            write = blocking(move || {
+                write.write(&chunk)?;
+                Ok(write)
+            })
+            .await?;
         }
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
-        let actual = hex::encode(hasher.finalize());
-        if actual != key.as_str() {
-            return Err(BlobError::Mismatch { actual });
-        }
-        temp_path
-            .persist(directory.join(key.as_str()))
-            .map_err(|e| BlobError::Io(e.error))?;
+        let key = key.clone();
+        let (_, size) = blocking(move || write.persist_blob(&root, Some(key.as_str()))).await?;
         Ok(size)
     }
 }
@@ -120,7 +109,7 @@ impl LocalBlobs {
 impl LocalBlobs {
     /// Every blob of a project with its size and mtime (see `BlobStore::list`).
     pub async fn list(&self, project: &ProjectName) -> Result<Vec<BlobEntry>, BlobError> {
-        let directory = self.root.join(project.as_str());
+        let directory = self.project_root(project);
         tokio::task::spawn_blocking(move || list_directory(&directory))
             .await
             .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
@@ -136,7 +125,17 @@ impl LocalBlobs {
     }
 }
 
-/// The blobs under `<project dir>/<key[0..2]>/<key>`; anything else (temporary upload files,
+/// Runs a blocking step of a blob write on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    step: impl FnOnce() -> Result<T, blobs::BlobFileError> + Send + 'static,
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(step)
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+        .map_err(BlobError::from)
+}
+
+/// The blobs in a project's directory, laid out as [`blobs::blob_path`]; anything else (temporary upload files,
 /// misplaced names) is skipped, and so is a file deleted while the listing runs.
 fn list_directory(directory: &Path) -> Result<Vec<BlobEntry>, BlobError> {
     let shards = match std::fs::read_dir(directory) {
@@ -158,7 +157,7 @@ fn list_directory(directory: &Path) -> Result<Vec<BlobEntry>, BlobError> {
             let Some(Ok(key)) = entry.file_name().to_str().map(BlobKey::parse) else {
                 continue;
             };
-            if key.as_str()[..2] != prefix {
+            if blobs::shard_name(key.as_str()) != prefix {
                 continue;
             }
             let meta = match entry.metadata() {
