@@ -48,8 +48,10 @@ pub fn create_app(
 > {
     let logs = web::Data::from(std::sync::Arc::clone(&state.logs));
     let auth = web::Data::from(std::sync::Arc::clone(&state.auth));
+    let cluster = web::Data::new(state.cluster.clone());
     App::new()
         .app_data(state)
+        .app_data(cluster)
         .app_data(logs)
         .app_data(auth)
         .app_data(web::JsonConfig::default().error_handler(error::json_error_handler))

@@ -14,8 +14,8 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, web};
 use futures::StreamExt;
 
+use super::Cluster;
 use super::Route;
-use crate::state::AppState;
 
 /// Marks a request forwarded by another node (its value: that node).
 pub const FORWARDED_HEADER: &str = "x-coflux-forwarded-by";
@@ -64,8 +64,10 @@ pub async fn forward(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let cluster = state.as_ref().and_then(|s| s.cluster.clone());
+    // The app's data holds the node's cluster, if it has one (see `create_app`).
+    let cluster = req
+        .app_data::<web::Data<Option<std::sync::Arc<Cluster>>>>()
+        .and_then(|c| c.as_ref().as_ref().map(std::sync::Arc::clone));
     let target = match (&cluster, project_of(req.path())) {
         (Some(cluster), Some(project)) if !req.headers().contains_key(FORWARDED_HEADER) => {
             match cluster.route(project).await {

@@ -10,39 +10,15 @@
 //! - `GET /api/cluster` ([`http`]) lists the nodes and the projects each owns.
 
 pub mod forward;
-pub mod http;
 
 use std::collections::HashMap;
-use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coflux_core::store::postgres::lease::{LeaseRow, Leases, NodeRow, preferred_node};
 
-/// The default `--lease-duration`.
-pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(10);
-/// The lease durations accepted.
-pub const LEASE_DURATIONS: RangeInclusive<Duration> =
-    Duration::from_secs(1)..=Duration::from_secs(60);
-
 /// How long a routing decision is reused before the leases are read again.
 const ROUTE_TTL: Duration = Duration::from_millis(500);
-
-/// Checks an `--advertise-url`: `http(s)://host[:port]`, no path. Returns it without a
-/// trailing slash.
-pub fn parse_advertise_url(url: &str) -> anyhow::Result<String> {
-    let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains('/') => Ok(url.to_owned()),
-        _ => anyhow::bail!(
-            "invalid advertise URL '{url}' (expected http://host:port or https://host:port, \
-             without a path)"
-        ),
-    }
-}
 
 /// Where a project's requests are served.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The routing rule, the local-blob refusal and the advertise URL check.
 
 use super::*;
+use crate::config::parse_advertise_url;
 
 fn node(id: &str, live: bool, blobs: &str) -> NodeRow {
     NodeRow {

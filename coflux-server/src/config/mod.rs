@@ -12,7 +12,9 @@ use coflux_core::Tuning;
 use crate::auth::{AuthMode, is_loopback};
 
 mod values;
+
 use values::*;
+pub use values::{LEASE_DURATIONS, parse_advertise_url};
 
 /// Declares the settings once: the struct (each setting an `Option`, parsed from flags and
 /// `COFLUX_*` variables by clap and from the TOML file by serde) and its layering.
@@ -311,7 +313,7 @@ impl ServerConfig {
             blob_gc_interval: HOUR * 6,
             database_url: None,
             advertise_url: None,
-            lease_duration: crate::cluster::DEFAULT_LEASE_DURATION,
+            lease_duration: values::DEFAULT_LEASE_DURATION,
         }
     }
 

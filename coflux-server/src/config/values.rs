@@ -1,6 +1,8 @@
 //! Each setting's value checked and converted, and where it came from.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use coflux_core::Tuning;
 
@@ -43,13 +45,13 @@ pub(super) fn advertise_url(url: String) -> anyhow::Result<Option<String>> {
     if url.is_empty() {
         return Ok(None);
     }
-    crate::cluster::parse_advertise_url(&url).map(Some)
+    parse_advertise_url(&url).map(Some)
 }
 
 /// `--lease-duration`.
 pub(super) fn lease_duration(text: String) -> anyhow::Result<std::time::Duration> {
     parse_duration(&text)
-        .filter(|d| crate::cluster::LEASE_DURATIONS.contains(d))
+        .filter(|d| LEASE_DURATIONS.contains(d))
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "invalid lease duration '{text}' (expected a duration from 1s to 60s, \
@@ -174,5 +176,27 @@ pub(super) fn blob_store(kind: Option<&str>, s3: S3Config) -> anyhow::Result<Blo
         "s3" if s3.bucket.is_empty() => anyhow::bail!("--blob-store s3 needs --s3-bucket"),
         "s3" => Ok(BlobStoreConfig::S3(s3)),
         other => anyhow::bail!("invalid blob store '{other}' (expected 'local' or 's3')"),
+    }
+}
+
+/// The default `--lease-duration`.
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(10);
+/// The lease durations accepted.
+pub const LEASE_DURATIONS: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(60);
+
+/// Checks an `--advertise-url`: `http(s)://host[:port]`, no path. Returns it without a
+/// trailing slash.
+pub fn parse_advertise_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains('/') => Ok(url.to_owned()),
+        _ => anyhow::bail!(
+            "invalid advertise URL '{url}' (expected http://host:port or https://host:port, \
+             without a path)"
+        ),
     }
 }

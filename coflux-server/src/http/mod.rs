@@ -20,10 +20,11 @@
 //! - [`blobs`] — `PUT|GET|HEAD /api/projects/{project}/blobs/{key}` and the reusable
 //!   [`blobs::BlobStore`];
 //! - [`assets`] — `POST /api/projects/{project}/assets`, `GET …/assets/{id}`;
-//! - [`crate::cluster::http`] — `GET /api/cluster` (nodes and the projects each owns).
+//! - [`cluster`] — `GET /api/cluster` (nodes and the projects each owns).
 
 pub mod assets;
 pub mod blobs;
+pub mod cluster;
 pub mod environments;
 pub mod health;
 pub mod inputs;
@@ -62,7 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(assets::configure)
             .configure(inputs::configure)
             .configure(tokens::configure)
-            .configure(crate::cluster::http::configure)
+            .configure(cluster::configure)
             .default_service(web::to(route_not_found)),
     );
 }

@@ -12,6 +12,7 @@
 mod backend;
 mod http;
 pub mod metrics;
+mod options;
 mod pg_metrics;
 mod postgres;
 mod record;
@@ -22,10 +23,11 @@ mod store;
 mod writer;
 
 pub use http::{KEEP_ALIVE, configure};
+pub use options::{LogStats, LogStoreOptions};
 pub use record::{
     LogError, LogFilter, LogPage, LogRecord, MAX_LEVEL, MAX_TEMPLATE_BYTES, MAX_VALUES_BYTES,
     RecordError, StoredLog, display_value,
 };
 pub use retention::{SweepReport, now_ms};
 pub use sqlite::{LOGS_FILE, logs_db_path};
-pub use store::{LogStats, LogStore, LogStoreOptions, MAX_PAGE};
+pub use store::{LogStore, MAX_PAGE};

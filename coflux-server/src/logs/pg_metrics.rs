@@ -8,7 +8,6 @@ use super::backend::{PreparedMetric, to_i64};
 use super::metrics::{
     self, MAX_POINTS, MetricPoint, MetricRecord, MetricSeries, RunMetrics, Series, run_metrics,
 };
-use super::postgres::next_ids;
 use super::record::LogError;
 
 /// Writes validated records (with their definitions' JSON text) in the open transaction.
@@ -148,4 +147,20 @@ fn entry<'a>(
         u32::try_from(n).map_err(|_| LogError::Corrupt(format!("metric execution number {n}")))
     };
     Ok(metrics::entry(series, number(0)?, number(1)?, key))
+}
+
+/// `n` ids of `sequence`, increasing.
+pub(super) fn next_ids(
+    tx: &mut Transaction<'_>,
+    sequence: &str,
+    n: usize,
+) -> Result<Vec<i64>, LogError> {
+    let sql = format!("SELECT nextval('{sequence}') FROM generate_series(1::BIGINT, $1::BIGINT)");
+    let mut ids: Vec<i64> = tx
+        .query(&sql, &[&to_i64(n as u64, "batch size")?])?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
 }

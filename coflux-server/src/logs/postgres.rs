@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use coflux_core::model::{ExecutionId, ProjectName, RunId, StepId, Value};
 use coflux_core::store::postgres::{off_runtime, schema};
-use postgres::{Client, NoTls, Row, Transaction};
+use postgres::{Client, NoTls, Row};
 use sha2::Digest;
 
 use super::backend::{
@@ -265,22 +265,6 @@ fn decode_row(run: RunId, row: &Row) -> Result<StoredLog, LogError> {
     })
 }
 
-/// `n` ids of `sequence`, increasing.
-pub(super) fn next_ids(
-    tx: &mut Transaction<'_>,
-    sequence: &str,
-    n: usize,
-) -> Result<Vec<i64>, LogError> {
-    let sql = format!("SELECT nextval('{sequence}') FROM generate_series(1::BIGINT, $1::BIGINT)");
-    let mut ids: Vec<i64> = tx
-        .query(&sql, &[&to_i64(n as u64, "batch size")?])?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()?;
-    ids.sort_unstable();
-    Ok(ids)
-}
-
 /// The writer thread's connection and template ids, per project.
 struct PgLogWriter {
     url: String,
@@ -309,7 +293,7 @@ impl LogWriter for PgLogWriter {
         let mut known = self.templates.remove(project).unwrap_or_default();
         let client = self.client()?;
         let mut tx = client.transaction()?;
-        let ids = next_ids(&mut tx, "coflux_log_message_ids", records.len())?;
+        let ids = super::pg_metrics::next_ids(&mut tx, "coflux_log_message_ids", records.len())?;
         let mut template_ids = Vec::with_capacity(records.len());
         for Prepared { record, .. } in records {
             let Some(text) = &record.template else {

@@ -10,8 +10,8 @@ use coflux_core::model::{ProjectName, RunId};
 use tokio::sync::{broadcast, oneshot};
 
 use super::backend::{LogWriter, Prepared, PreparedMetric};
+use super::options::{LogStats, LogStoreOptions};
 use super::record::{LogError, StoredLog};
-use super::store::{LogStats, LogStoreOptions};
 
 type RunKey = (ProjectName, RunId);
 /// The followers of each run, by project and run.

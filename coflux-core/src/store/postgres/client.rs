@@ -163,3 +163,11 @@ impl PgClient {
         self.runtime.block_on(join_all(futures))
     }
 }
+
+/// Owned statement parameters.
+macro_rules! params {
+    ($($value:expr),* $(,)?) => {
+        vec![$(Box::new($value) as $crate::store::postgres::client::Param),*]
+    };
+}
+pub(super) use params;

@@ -3,8 +3,7 @@
 
 use postgres::Row;
 
-use super::client::Param;
-use super::write::params;
+use super::client::params;
 use super::{Check, Conn};
 use crate::model::{
     Checkpoints, EnvironmentId, InputId, InputRecord, RunId, StepId, StreamId, StreamRecord,

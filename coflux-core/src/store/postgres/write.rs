@@ -8,7 +8,7 @@
 //! execution or the result (on SQLite it is a 0/1 flag kept by the writer; either way
 //! `open_executions > 0` means active).
 
-use super::client::Param;
+use super::client::{Param, params};
 use super::{Check, Conn};
 use crate::store::sqlite::{execution_key, result_kind_str, run_key, to_i64, to_json};
 use crate::store::{StoreError, Write};
@@ -24,14 +24,6 @@ fn env_key(id: crate::model::EnvironmentId) -> i64 {
 fn sat(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
-
-/// Owned statement parameters.
-macro_rules! params {
-    ($($value:expr),* $(,)?) => {
-        vec![$(Box::new($value) as Param),*]
-    };
-}
-pub(super) use params;
 
 impl Writer<'_> {
     fn queue(&mut self, sql: &'static str, params: Vec<Param>) -> Result<(), StoreError> {

@@ -5,9 +5,9 @@
 use actix_web::{HttpResponse, web};
 use coflux_core::protocol::http::{ClusterNode, ClusterView};
 
+use super::resource;
 use crate::auth::Access;
 use crate::error::ApiError;
-use crate::http::resource;
 use crate::state::AppState;
 
 /// Registers the route.
