@@ -5,29 +5,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use coflux_core::api::{ExecutionView, RunView};
 use coflux_core::model::{ExecutionState, ResultKind};
 use coflux_core::sdk::{
     ExecutionError, Failure, Repository, current_execution, suspense, task, workflow,
 };
-use coflux_core::{Coflux, Project};
 
-async fn open(dir: &tempfile::TempDir, repository: Repository) -> (Coflux, Project) {
-    let coflux = Coflux::open(dir.path()).await.unwrap();
-    let project = coflux.project("test").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
-    project.serve("production", repository).await.unwrap();
-    (coflux, project)
-}
-
-fn executions<'a>(view: &'a RunView, target: &'a str) -> Vec<&'a ExecutionView> {
-    view.steps_named(target)
-        .flat_map(|s| s.executions.iter())
-        .collect()
-}
+use super::embedded_semantics::{executions, open};
 
 #[task]
 async fn explodes(message: String) -> Result<u32, Failure> {

@@ -11,7 +11,8 @@ use coflux_core::model::{ExecutionState, Reference, ResultKind};
 use coflux_core::sdk::{Failure, Handle, Repository, current_execution, suspend, task, workflow};
 use coflux_core::{Coflux, Project};
 
-async fn open(dir: &tempfile::TempDir, repository: Repository) -> (Coflux, Project) {
+/// An embedded project `test` serving `repository` in `production`.
+pub(crate) async fn open(dir: &tempfile::TempDir, repository: Repository) -> (Coflux, Project) {
     let coflux = Coflux::open(dir.path()).await.unwrap();
     let project = coflux.project("test").await.unwrap();
     project
@@ -23,7 +24,7 @@ async fn open(dir: &tempfile::TempDir, repository: Repository) -> (Coflux, Proje
 }
 
 /// The executions of the steps calling `target`, in step order.
-fn executions<'a>(view: &'a RunView, target: &'a str) -> Vec<&'a ExecutionView> {
+pub(crate) fn executions<'a>(view: &'a RunView, target: &'a str) -> Vec<&'a ExecutionView> {
     view.steps_named(target)
         .flat_map(|s| s.executions.iter())
         .collect()
