@@ -119,14 +119,8 @@ async fn reads_while_produced(n: u64) -> Result<Vec<u64>, Failure> {
 #[actix_rt::test]
 async fn a_stream_is_read_while_its_producer_still_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let coflux = Coflux::open(dir.path()).await.unwrap();
-    let project = coflux.project("test").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
     let repository = Repository::new().with(ticks).with(reads_while_produced);
-    let _worker = project.serve("production", repository).await.unwrap();
+    let (_coflux, project) = super::embedded_semantics::open(&dir, repository).await;
     let run = project
         .submit("production", &reads_while_produced, (4,))
         .await
