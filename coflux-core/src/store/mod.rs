@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod retention;
 mod rows;
 pub mod run_list;
+mod run_page;
 pub mod schema;
 pub mod sqlite;
 mod streams;
