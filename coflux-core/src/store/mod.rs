@@ -27,6 +27,8 @@ pub mod sqlite;
 mod streams;
 pub mod writer;
 
+pub use codec::collect_blob_keys;
+
 #[cfg(test)]
 pub(crate) mod conformance_tests;
 
