@@ -75,7 +75,11 @@ async fn blob_gc_deletes_only_old_unreferenced_blobs() {
     );
     assert_eq!(head!(&app, PROJECT, &old_orphan), StatusCode::NOT_FOUND);
     for key in referenced.keys().into_iter().chain([&young_orphan]) {
-        assert_eq!(head!(&app, PROJECT, key), StatusCode::OK, "{key} must survive");
+        assert_eq!(
+            head!(&app, PROJECT, key),
+            StatusCode::OK,
+            "{key} must survive"
+        );
     }
 
     // Once the young one is past the grace too, it goes; the referenced ones never do.
@@ -84,7 +88,11 @@ async fn blob_gc_deletes_only_old_unreferenced_blobs() {
     assert_eq!((report.deleted, report.referenced), (1, 5), "{report:?}");
     assert_eq!(head!(&app, PROJECT, &young_orphan), StatusCode::NOT_FOUND);
     for key in referenced.keys() {
-        assert_eq!(head!(&app, PROJECT, key), StatusCode::OK, "{key} must survive");
+        assert_eq!(
+            head!(&app, PROJECT, key),
+            StatusCode::OK,
+            "{key} must survive"
+        );
     }
 }
 
