@@ -598,10 +598,5 @@ async fn remote_logs_written_to_a_pipe_are_plain_text() {
     assert!(!text.contains('\u{1b}'), "{text:?}");
 }
 
-/// The same server and agent with every project's state in PostgreSQL
-/// (`COFLUX_TEST_DATABASE_URL`, see `scripts/setup-postgres.sh`; skipped without it unless
-/// `COFLUX_PG_TESTS=require`): runs complete, and after a kill -9 a server on a new, empty
-/// data directory finds the project, its finished runs and its environment in the database.
-
 #[path = "remote/restarts.rs"]
 mod restarts;

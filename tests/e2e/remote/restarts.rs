@@ -166,6 +166,10 @@ async fn remote_brief_disconnect_abandons_nothing_and_delivers_buffered_results_
     );
 }
 
+/// The same server and agent with every project's state in PostgreSQL
+/// (`COFLUX_TEST_DATABASE_URL`, see `scripts/setup-postgres.sh`; skipped without it unless
+/// `COFLUX_PG_TESTS=require`): runs complete, and after a kill -9 a server on a new, empty
+/// data directory finds the project, its finished runs and its environment in the database.
 #[actix_rt::test]
 async fn remote_postgres_backend_runs_workflows_and_recovers_after_a_kill() {
     let url = match std::env::var("COFLUX_TEST_DATABASE_URL") {

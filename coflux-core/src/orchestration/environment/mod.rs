@@ -137,7 +137,7 @@ impl EnvironmentCore {
             msg @ (EnvironmentMsg::CacheMissed { .. }
             | EnvironmentMsg::Orphan { .. }
             | EnvironmentMsg::Claim { .. }
-            | EnvironmentMsg::Tick { .. }) => self.on_queued(msg, now, out),
+            | EnvironmentMsg::Tick) => self.on_queued(msg, now, out),
             msg @ (EnvironmentMsg::Connect { .. }
             | EnvironmentMsg::SetWaiting { .. }
             | EnvironmentMsg::SetAvailable { .. }
