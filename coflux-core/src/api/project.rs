@@ -554,6 +554,12 @@ impl Project {
         self.handle.router.inject_run_panic(run);
     }
 
+    /// Makes the project actor panic, to test supervision (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_project_panic(&self) {
+        self.handle.router.inject_project_panic();
+    }
+
     /// Makes the actor of an environment panic, to test supervision (feature `failpoints`).
     #[cfg(feature = "failpoints")]
     pub async fn inject_environment_panic(&self, environment: &str) -> Result<(), Error> {
