@@ -33,7 +33,6 @@ use serde_json::{Map, Value as Json, json};
 
 use super::codec::STREAM_MARKER as MARKER;
 use super::context::Context;
-use super::decode_json;
 use crate::model::{ErrorInfo, StreamClosure, StreamId, StreamOp, StreamReply, Stride, Value};
 
 /// How many items a consumer asks for at a time.
@@ -230,7 +229,7 @@ impl<T: DeserializeOwned + 'static> Stream<T> {
 fn decode_item<T: DeserializeOwned>(value: Value) -> Result<T, StreamError> {
     match value {
         Value::Raw { data, references } => {
-            super::refs::decoding(&references, || serde_json::from_value(decode_json(data)))
+            super::refs::decoding(&references, || super::codec::from_encoded(data))
                 .map_err(|e| StreamError::Item(e.to_string()))
         }
         Value::Blob { .. } => Err(StreamError::Item(
@@ -431,6 +430,7 @@ impl<'de, T> Deserialize<'de> for Stream<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode_json;
     use super::*;
 
     #[test]
