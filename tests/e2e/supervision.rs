@@ -222,3 +222,27 @@ async fn a_project_actor_that_panicked_is_reloaded_in_place() {
         .unwrap();
     assert!(third.run > second.run, "{} after {}", third.run, second.run);
 }
+
+#[actix_rt::test]
+async fn a_request_whose_handling_panicked_fails_and_the_next_one_succeeds() {
+    quiet_panics();
+    let (_dir, _coflux, project, _worker) = start().await;
+    project.inject_project_panic_on_next();
+    let refused = within(project.submit("production", &plain_flow, (2,))).await;
+    let error = refused
+        .err()
+        .expect("the caller of the panicked message gets an error");
+    assert!(
+        error.to_string().contains("stopped before answering"),
+        "{error}"
+    );
+    let run = within(project.submit("production", &plain_flow, (3,)))
+        .await
+        .unwrap();
+    assert_eq!(within(run.result::<u64>()).await.unwrap(), 9);
+    assert_eq!(
+        project.list_runs(10).await.unwrap().len(),
+        1,
+        "nothing of the failed one"
+    );
+}

@@ -175,8 +175,10 @@ macro_rules! host {
                 let _span = self.core.span(self.router.project(), &msg).entered();
                 let replies = reply_ids(&msg);
                 let fallback = fallback(&msg);
+                let injected = self.extra.take_injected();
                 let core = &mut self.core;
                 let handled = catch_unwind(AssertUnwindSafe(|| {
+                    assert!(!injected, "injected failure while handling a message");
                     let mut out = Outbox::default();
                     core.handle(msg, now_millis(), &mut out);
                     out
@@ -234,11 +236,21 @@ impl AfterHandle<EnvironmentHost> for EnvironmentCore {
 #[derive(Debug, Default)]
 pub struct ProjectHost {
     reloading: Option<Vec<ProjectMsg>>,
+    /// The next message's handling panics (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    panic_next: bool,
 }
 
 impl ProjectHost {
     fn buffer(&mut self) -> Option<&mut Vec<ProjectMsg>> {
         self.reloading.as_mut()
+    }
+
+    fn take_injected(&mut self) -> bool {
+        #[cfg(feature = "failpoints")]
+        return std::mem::take(&mut self.panic_next);
+        #[cfg(not(feature = "failpoints"))]
+        false
     }
 }
 
@@ -251,6 +263,10 @@ pub struct EnvironmentHost {
 impl EnvironmentHost {
     fn buffer(&mut self) -> Option<&mut Vec<EnvironmentMsg>> {
         self.reloading.as_mut()
+    }
+
+    fn take_injected(&mut self) -> bool {
+        false
     }
 }
 
@@ -272,6 +288,10 @@ pub struct RunHost {
 impl RunHost {
     fn buffer(&mut self) -> Option<&mut Vec<RunMsg>> {
         self.reloading.as_mut()
+    }
+
+    fn take_injected(&mut self) -> bool {
+        false
     }
 
     fn ask<L: Link>(&mut self, run: &RunCore, router: &Arc<L>) {
@@ -484,47 +504,8 @@ impl<L: Link> Handler<Stop> for RunActor<L> {
     }
 }
 
-/// Makes an actor's handler panic, to test supervision (feature `failpoints`).
 #[cfg(feature = "failpoints")]
-#[derive(Debug)]
-pub struct InjectPanic;
-
+#[path = "inject.rs"]
+mod inject;
 #[cfg(feature = "failpoints")]
-impl Message for InjectPanic {
-    type Result = ();
-}
-
-#[cfg(feature = "failpoints")]
-impl<L: Link> Handler<InjectPanic> for RunActor<L> {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        let id = self.core.id();
-        if catch_unwind(|| panic!("injected failure in run {id}")).is_err() {
-            self.on_panic(ctx);
-        }
-    }
-}
-
-#[cfg(feature = "failpoints")]
-impl<L: Link> Handler<InjectPanic> for ProjectActor<L> {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        if catch_unwind(|| panic!("injected failure in the project actor")).is_err() {
-            self.on_panic(ctx);
-        }
-    }
-}
-
-#[cfg(feature = "failpoints")]
-impl<L: Link> Handler<InjectPanic> for EnvironmentActor<L> {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        let id = self.core.id();
-        if catch_unwind(|| panic!("injected failure in environment {id}")).is_err() {
-            self.on_panic(ctx);
-        }
-    }
-}
+pub use inject::{InjectPanic, PanicOnNext};
