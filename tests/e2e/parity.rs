@@ -295,5 +295,8 @@ async fn parity_a_checkpoint_is_read_back_after_suspensions_and_by_a_re_run() {
     assert_eq!(server.result(P, &run, 60).await["value"], 4);
     let view = server.inspect(P, &run).await;
     let workflow = step(&view, "counts_visits");
-    assert_eq!(workflow["checkpoints"]["production"]["visits"], 4, "{workflow}");
+    assert_eq!(
+        workflow["checkpoints"]["production"]["visits"], 4,
+        "{workflow}"
+    );
 }
