@@ -530,6 +530,19 @@ impl Project {
         self.handle.router.inject_run_panic(run);
     }
 
+    /// Makes the project actor panic, to test supervision (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_project_panic(&self) {
+        self.handle.router.inject_project_panic();
+    }
+
+    /// Makes the project actor panic while it handles its next message, to test supervision
+    /// (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_project_panic_on_next(&self) {
+        self.handle.router.inject_project_panic_on_next();
+    }
+
     /// Makes the actor of an environment panic, to test supervision (feature `failpoints`).
     #[cfg(feature = "failpoints")]
     pub async fn inject_environment_panic(&self, environment: &str) -> Result<(), Error> {

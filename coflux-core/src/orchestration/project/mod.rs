@@ -54,6 +54,24 @@ pub const DEFAULT_KEY_RETENTION_MS: Millis = 24 * 60 * 60 * 1000;
 impl ProjectCore {
     /// Restores the project from a snapshot. The outbox tells every environment its state.
     pub fn restore(snapshot: &ProjectSnapshot, out: &mut Outbox) -> Self {
+        Self::from_snapshot(snapshot, false, out)
+    }
+
+    /// Rebuilds a running project's state from what is committed (its actor panicked), keeping
+    /// `key_retention_ms`. Unlike at start, runs keep running: their pending executions already
+    /// missed their lookups and stay cache sources.
+    pub fn reload(snapshot: &ProjectSnapshot, key_retention_ms: Millis, out: &mut Outbox) -> Self {
+        let mut core = Self::from_snapshot(snapshot, true, out);
+        core.key_retention_ms = key_retention_ms;
+        core
+    }
+
+    /// How long idempotency keys are remembered.
+    pub fn key_retention(&self) -> Millis {
+        self.key_retention_ms
+    }
+
+    fn from_snapshot(snapshot: &ProjectSnapshot, keep_pending: bool, out: &mut Outbox) -> Self {
         let environments: BTreeMap<_, _> = snapshot
             .environments
             .iter()
@@ -104,7 +122,11 @@ impl ProjectCore {
                 snapshot
                     .cache_entries
                     .iter()
-                    .filter(|e| e.outcome != CacheOutcome::Pending || e.execution.attempt > 1)
+                    .filter(|e| {
+                        keep_pending
+                            || e.outcome != CacheOutcome::Pending
+                            || e.execution.attempt > 1
+                    })
                     .cloned()
                     .collect(),
             ),
