@@ -43,16 +43,28 @@ where
     // Sized exactly: the external part waits in the writer's queue until its commit, and a
     // fan-out queues one such batch per child (a grown Vec would hold room for four envelopes).
     let internal_count = out.messages.iter().filter(|e| e.is_internal()).count();
-    let mut internal = Vec::with_capacity(internal_count);
-    let mut external = Vec::with_capacity(out.messages.len() - internal_count);
-    for envelope in out.messages {
-        if envelope.is_internal() {
-            internal.push(envelope);
-        } else {
-            external.push(envelope);
+    let (internal, external) = if internal_count == out.messages.len() {
+        // Delivered at once: the outbox's own list will do.
+        (out.messages, Vec::new())
+    } else if internal_count == 0 {
+        let mut external = out.messages;
+        external.shrink_to_fit();
+        (Vec::new(), external)
+    } else {
+        let mut internal = Vec::with_capacity(internal_count);
+        let mut external = Vec::with_capacity(out.messages.len() - internal_count);
+        for envelope in out.messages {
+            if envelope.is_internal() {
+                internal.push(envelope);
+            } else {
+                external.push(envelope);
+            }
         }
+        (internal, external)
+    };
+    if !internal.is_empty() {
+        router.deliver_all(internal);
     }
-    router.deliver_all(internal);
     router.queue_commit(out.writes, external);
 }
 
