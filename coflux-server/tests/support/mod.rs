@@ -133,3 +133,19 @@ pub async fn serve(config: &ServerConfig) -> Served {
     actix_rt::spawn(server);
     Served { base, handle }
 }
+
+/// The PostgreSQL URL of the tests that need one (`COFLUX_TEST_DATABASE_URL`, see
+/// `scripts/setup-postgres.sh`): `None` (the test is skipped, saying `what`) without it, unless
+/// `COFLUX_PG_TESTS=require`.
+pub fn pg_database_url(what: &str) -> Option<String> {
+    match std::env::var("COFLUX_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
+            panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
+        }
+        _ => {
+            eprintln!("skipped: {what} (set COFLUX_TEST_DATABASE_URL)");
+            None
+        }
+    }
+}
