@@ -201,7 +201,11 @@ impl Supervisor {
                     }
                 };
                 (
-                    Box::new(PgStore::open(pg)?.with_fence(fence)?),
+                    Box::new(
+                        PgStore::open(pg)?
+                            .with_fence(fence)?
+                            .with_durability(self.config.durability),
+                    ),
                     Box::new(PgStore::open_reader(pg)?),
                 )
             }

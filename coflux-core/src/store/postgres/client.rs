@@ -21,6 +21,8 @@ pub(crate) enum Outcome {
     Changed(u64),
     /// The boolean in the first column of its only row (a query).
     Flag(bool),
+    /// The two BIGINTs of its only row (a query).
+    Pair(i64, i64),
 }
 
 /// Whether a pipelined statement is executed or queried (see [`Outcome`]).
@@ -28,6 +30,7 @@ pub(crate) enum Outcome {
 pub(crate) enum Kind {
     Execute,
     QueryFlag,
+    QueryPair,
 }
 
 /// A blocking client with pipelining.
@@ -157,6 +160,10 @@ impl PgClient {
                             .await
                             .and_then(|row| row.try_get(0))
                             .map(Outcome::Flag),
+                        Kind::QueryPair => client
+                            .query_one(statement, params)
+                            .await
+                            .and_then(|row| Ok(Outcome::Pair(row.try_get(0)?, row.try_get(1)?))),
                     }
                 });
         // `join_all` polls them in order, so they are sent in order.
