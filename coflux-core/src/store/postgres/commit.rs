@@ -138,7 +138,7 @@ impl CommitLog {
 
 /// Whether `error` means the connection or the server went away (the commit's outcome is
 /// then unknown, and the store reconnects), rather than a refusal of this transaction.
-pub(super) fn is_disconnect(error: &StoreError) -> bool {
+pub(crate) fn is_disconnect(error: &StoreError) -> bool {
     let StoreError::Postgres(e) = error else {
         return false;
     };

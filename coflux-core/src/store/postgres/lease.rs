@@ -119,6 +119,8 @@ pub(super) const FENCE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM public.coflux_l
 pub struct Leases {
     /// `None` only while dropped.
     client: Mutex<Option<Client>>,
+    /// To connect again after the connection broke (e.g. PostgreSQL restarted).
+    url: String,
     node: String,
     duration: Duration,
 }
@@ -138,20 +140,27 @@ impl Leases {
     /// `duration` unless renewed.
     pub fn connect(url: &str, node: &str, duration: Duration) -> Result<Self, StoreError> {
         off_runtime(|| {
-            let mut client = Client::connect(url, NoTls)?;
-            // Taking a lease waits at most this long for a paused owner's transaction (ended
-            // by its idle limit meanwhile); the next round tries again.
-            client.batch_execute(&format!(
-                "SET application_name TO 'coflux-cluster'; SET lock_timeout = {}",
-                ms(duration / 4).max(100)
-            ))?;
+            let mut client = Self::session(url, duration)?;
             super::schema::migrate_public(&mut client, "coflux_cluster_version", CLUSTER)?;
             Ok(Self {
                 client: Mutex::new(Some(client)),
+                url: url.to_owned(),
                 node: node.to_owned(),
                 duration,
             })
         })
+    }
+
+    /// A connection with the session settings of lease work.
+    fn session(url: &str, duration: Duration) -> Result<Client, postgres::Error> {
+        let mut client = Client::connect(url, NoTls)?;
+        // Taking a lease waits at most this long for a paused owner's transaction (ended by
+        // its idle limit meanwhile); the next round tries again.
+        client.batch_execute(&format!(
+            "SET application_name TO 'coflux-cluster'; SET lock_timeout = {}",
+            ms(duration / 4).max(100)
+        ))?;
+        Ok(client)
     }
 
     /// This node's id.
@@ -164,15 +173,22 @@ impl Leases {
         self.duration
     }
 
+    /// Runs `f` on the connection; once more on a new one if the connection broke.
     fn with<T: Send>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+        f: impl Fn(&mut Client) -> Result<T, postgres::Error> + Send + Sync,
     ) -> Result<T, StoreError> {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let Some(client) = client.as_mut() else {
             return Err(StoreError::WriterStopped);
         };
-        Ok(off_runtime(move || f(client))?)
+        off_runtime(move || match f(client).map_err(StoreError::from) {
+            Err(e) if super::is_disconnect(&e) => {
+                *client = Self::session(&self.url, self.duration)?;
+                Ok(f(client)?)
+            }
+            other => other,
+        })
     }
 
     /// Records that this node is alive (and which blob store it uses).

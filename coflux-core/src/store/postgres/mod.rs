@@ -17,6 +17,8 @@
 
 mod client;
 mod commit;
+
+pub(crate) use commit::is_disconnect;
 pub mod lease;
 pub(crate) mod pool;
 mod read;
