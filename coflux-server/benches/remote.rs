@@ -252,6 +252,9 @@ fn main() {
                 let mut flags = vec!["--durability", durability];
                 if let Some(url) = &url {
                     flags.extend(["--database-url", url.as_str()]);
+                    // The stopped server counts as a live node (with local blobs) until its
+                    // heartbeat is half a lease (5 s) old.
+                    actix_rt::time::sleep(Duration::from_secs(6)).await;
                 }
                 let server = Server::start_on(dir.path(), coflux_tests::free_port(), &flags).await;
                 server.setup(&project(), "rust", None).await;

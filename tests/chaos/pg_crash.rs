@@ -193,8 +193,14 @@ impl Postgres {
             let _ = child.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) {
-            assert!(Instant::now() < deadline, "PostgreSQL's processes did not end");
+        while pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL's processes did not end"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -218,7 +224,13 @@ fn children(pid: u32) -> Vec<u32> {
             let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
             // `pid (comm) state ppid ...`; comm may hold spaces, so split after its ')'.
-            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             (ppid == pid).then_some(child)
         })
         .collect()
@@ -230,7 +242,8 @@ fn check(url: &str, effects: &Path, values: &[(String, serde_json::Value)]) -> V
     let url = url.to_owned();
     let (steps, unfinished) = std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.batch_execute(&format!("SET search_path TO cx_{P}")).unwrap();
+        c.batch_execute(&format!("SET search_path TO cx_{P}"))
+            .unwrap();
         let steps: Vec<(String, i64)> = c
             .query(
                 "SELECT s.arguments, (SELECT count(*) FROM executions e \

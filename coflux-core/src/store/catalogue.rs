@@ -117,10 +117,10 @@ impl Catalogue {
     pub fn create(&self, name: &ProjectName) -> Result<bool, StoreError> {
         if let Some(created) = self.pg(|client| {
             let inserted = client.execute(
-                    "INSERT INTO public.coflux_projects (name, created_at) VALUES ($1, $2)
+                "INSERT INTO public.coflux_projects (name, created_at) VALUES ($1, $2)
                      ON CONFLICT DO NOTHING",
-                    &[&name.as_str(), &now_millis()],
-                )?;
+                &[&name.as_str(), &now_millis()],
+            )?;
             Ok(inserted == 1)
         }) {
             return created;
@@ -136,19 +136,19 @@ impl Catalogue {
     pub fn list(&self) -> Result<Vec<(ProjectName, Millis)>, StoreError> {
         if let Some(listed) = self.pg(|client| {
             client
-                    .query(
-                        "SELECT name, created_at FROM public.coflux_projects
+                .query(
+                    "SELECT name, created_at FROM public.coflux_projects
                          ORDER BY name COLLATE \"C\"",
-                        &[],
-                    )?
-                    .iter()
-                    .map(|row| {
-                        let name: String = row.try_get(0)?;
-                        let name = ProjectName::new(&name)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        Ok((name, row.try_get(1)?))
-                    })
-                    .collect()
+                    &[],
+                )?
+                .iter()
+                .map(|row| {
+                    let name: String = row.try_get(0)?;
+                    let name =
+                        ProjectName::new(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    Ok((name, row.try_get(1)?))
+                })
+                .collect()
         }) {
             return listed;
         }
@@ -169,11 +169,11 @@ impl Catalogue {
     pub fn exists(&self, name: &ProjectName) -> Result<bool, StoreError> {
         if let Some(exists) = self.pg(|client| {
             Ok(client
-                    .query_opt(
-                        "SELECT 1 FROM public.coflux_projects WHERE name = $1",
-                        &[&name.as_str()],
-                    )?
-                    .is_some())
+                .query_opt(
+                    "SELECT 1 FROM public.coflux_projects WHERE name = $1",
+                    &[&name.as_str()],
+                )?
+                .is_some())
         }) {
             return exists;
         }

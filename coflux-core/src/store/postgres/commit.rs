@@ -239,7 +239,13 @@ impl PgStore {
         let last = lost.last().map_or(persisted, |b| b.seq);
         let count = lost.len();
         // One transaction whose COMMIT waits for the flush (of every earlier commit too).
-        commit_batch(conn, &self.fence, &writes, last, persisted, false)?;
+        // These batches committed once on the same rows: a refusal other than the fence's or
+        // the connection's means the database is not what the writer thinks.
+        commit_batch(conn, &self.fence, &writes, last, persisted, false).map_err(|e| match e {
+            StoreError::Fenced { .. } | StoreError::Diverged(_) => e,
+            e if is_disconnect(&e) => e,
+            e => StoreError::Diverged(format!("replaying batches {}..={last}: {e}", persisted + 1)),
+        })?;
         if count > 0 {
             tracing::warn!(schema = %self.location.schema, batches = count, from = persisted + 1, to = last, "PostgreSQL lost committed batches; committed them again");
         }
