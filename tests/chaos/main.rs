@@ -29,6 +29,8 @@
 //! garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
 //! `chaos <scenario>: faults injected N, runs checked M, violations V`.
 //!
+//! `COFLUX_CHAOS_SERVER_LOG` sets the restarted servers' `COFLUX_LOG` (default `warn`).
+//!
 //! Invariants checked: the database passes `PRAGMA integrity_check`; every acknowledged run is
 //! there and terminal, with its right value; every execution has exactly one result; a step's
 //! attempts are numbered 1..n; every task's side effect happened, more than once only when an
@@ -115,7 +117,10 @@ pub(crate) async fn start_server_with(
             .arg(data)
             .args(["--port", &port.to_string()])
             .args(extra)
-            .env("COFLUX_LOG", "warn")
+            .env(
+                "COFLUX_LOG",
+                std::env::var("COFLUX_CHAOS_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file),
     );

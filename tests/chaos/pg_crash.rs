@@ -405,6 +405,14 @@ async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() 
         values.len(),
         violations.len()
     );
+    if !violations.is_empty() {
+        let notable = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("bandon"));
+        for line in notable.take(200) {
+            println!("server: {line}");
+        }
+    }
     assert_eq!(values.len(), acknowledged.len());
     assert!(violations.is_empty(), "{violations:#?}");
 }
