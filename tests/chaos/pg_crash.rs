@@ -386,6 +386,12 @@ async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() 
     }
 
     let values = await_values(&server, P, &acknowledged).await;
+    for (run, (name, result)) in &values {
+        if result["status"] != "value" {
+            let inspected = server.inspect(P, run).await;
+            println!("chaos pg-crash: run {run} ({name}) ended {result}: {inspected}");
+        }
+    }
     for agent in &mut agents {
         agent.terminate(Duration::from_secs(10));
     }
