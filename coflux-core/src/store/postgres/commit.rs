@@ -187,6 +187,8 @@ impl PgStore {
         match commit_batch(conn, &self.fence, writes, seq, self.log.seq, !wait_flush) {
             Ok(positions) => {
                 self.log.seq = seq;
+                self.committed
+                    .store(seq, std::sync::atomic::Ordering::Release);
                 if wait_flush {
                     self.log.all_flushed();
                 } else {
@@ -251,6 +253,8 @@ impl PgStore {
         }
         log.replayed += count as u64;
         log.seq = last.max(persisted);
+        self.committed
+            .store(log.seq, std::sync::atomic::Ordering::Release);
         log.all_flushed();
         log.broken = false;
         Ok(())

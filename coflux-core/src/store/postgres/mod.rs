@@ -30,7 +30,8 @@ pub mod schema;
 mod write;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use postgres::types::ToSql;
 use postgres::{NoTls, Row, Statement};
@@ -203,7 +204,24 @@ pub struct PgStore {
     fence: Fence,
     /// The commit sequence and the replay buffer (writers).
     log: commit::CommitLog,
+    /// The last sequence this process's writer of the location committed (see [`committed`]).
+    committed: Arc<AtomicI64>,
 }
+
+/// The last commit sequence the writer of `location` in this process committed, shared with
+/// the location's readers: a reader whose snapshot is behind it reads a database that lost
+/// commits in a crash and that the writer has not committed again yet, and waits.
+fn committed(location: &PgLocation) -> Arc<AtomicI64> {
+    static MAP: OnceLock<Mutex<HashMap<PgLocation, Arc<AtomicI64>>>> = OnceLock::new();
+    let mut map = MAP
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    Arc::clone(map.entry(location.clone()).or_default())
+}
+
+/// The longest a reader waits for the writer to commit again what PostgreSQL lost.
+const BEHIND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -257,6 +275,7 @@ impl PgStore {
             let mut store = Self::new(client, location, false);
             let seq = store.conn().count(commit::READ_SEQ_SQL, &[])?;
             store.log = commit::CommitLog::new(Durability::Full, seq);
+            store.committed.store(seq, Ordering::Release);
             Ok(store)
         })
     }
@@ -314,6 +333,7 @@ impl PgStore {
             read_only,
             fence: Fence::None,
             log: commit::CommitLog::new(Durability::Full, 0),
+            committed: committed(location),
         }
     }
 
@@ -398,6 +418,9 @@ impl PgStore {
                     .batch_execute(begin)?;
             }
             let conn = slot.as_mut().ok_or(StoreError::ReadOnly)?;
+            if self.read_only {
+                wait_until_caught_up(conn, &self.committed, begin)?;
+            }
             let mut reader = read::Reader { conn };
             let out = f(&mut reader);
             let end = reader.conn.client.batch_execute(match out {
@@ -408,6 +431,35 @@ impl PgStore {
             end?;
             Ok(out)
         })
+    }
+}
+
+/// In a read transaction just begun: while its snapshot's commit sequence is behind what the
+/// location's writer committed (PostgreSQL lost commits the writer has not committed again
+/// yet), starts it again, for up to [`BEHIND_WAIT`].
+fn wait_until_caught_up(
+    conn: &mut Conn,
+    committed: &AtomicI64,
+    begin: &str,
+) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + BEHIND_WAIT;
+    loop {
+        let expected = committed.load(Ordering::Acquire);
+        if expected == 0 {
+            return Ok(());
+        }
+        let seq = conn.count(commit::READ_SEQ_SQL, &[])?;
+        if seq >= expected {
+            return Ok(());
+        }
+        conn.client.batch_execute("ROLLBACK")?;
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Diverged(format!(
+                "the database is at commit {seq}, behind this node's {expected}"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        conn.client.batch_execute(begin)?;
     }
 }
 
