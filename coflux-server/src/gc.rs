@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 
 use coflux_core::Coflux;
 use coflux_core::model::ProjectName;
-use coflux_core::store::sqlite::collect_blob_keys;
+use coflux_core::store::collect_blob_keys;
 
 use crate::asset_store::AssetStore;
 use crate::blobs::{BlobStore, Deletion, Sweep};

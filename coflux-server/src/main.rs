@@ -5,6 +5,11 @@ use std::io::IsTerminal;
 use clap::Parser;
 use coflux_server::config::{ServerArgs, ServerConfig};
 
+/// mimalloc: glibc's malloc was a third of the server's CPU per task in a wide fan-out
+/// (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use coflux_core::sdk::{
-    Checkpoint, Failure, Handle, Metric, Repository, Stream, current_execution, flush, progress,
-    stream, suspend, suspense, task, workflow,
+    Checkpoint, Failure, Handle, Metric, Repository, Stream, StreamOptions, current_execution,
+    flush, progress, stream, stream_with, suspend, suspense, task, workflow,
 };
 use futures::TryStreamExt;
 
@@ -262,6 +262,35 @@ async fn reads_while_produced(n: u64) -> Result<Vec<u64>, Failure> {
     Ok(first.into_iter().chain(rest).collect())
 }
 
+/// Unix time in ms (to compare when items were produced and read).
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A stream of `n` items `(i, when it was produced)`, paced with a buffer of `buffer`.
+#[task(module = "examples.semantics")]
+async fn paced(n: u64, buffer: u32) -> Result<Stream<(u64, u64)>, Failure> {
+    let items = futures::stream::unfold(0, move |i| async move {
+        (i < n).then(|| ((i, now_ms()), i + 1))
+    });
+    Ok(stream_with(items, StreamOptions::buffer(buffer)).await?)
+}
+
+/// Reads `paced(n, buffer)` slowly (`pause_ms` after each item): for each item, when it was
+/// produced and when it was read.
+#[workflow(module = "examples.semantics")]
+async fn reads_slowly(n: u64, buffer: u32, pause_ms: u64) -> Result<Vec<(u64, u64)>, Failure> {
+    let produced = paced.call(n, buffer).await?;
+    let mut items = produced.items();
+    let mut seen = Vec::new();
+    while let Some((_, produced_at)) = items.try_next().await? {
+        seen.push((produced_at, now_ms()));
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+    }
+    Ok(seen)
+}
+
 /// Doubles `x` after `pause_ms`.
 #[task(module = "examples.semantics")]
 async fn slow_double(x: u64, pause_ms: u64) -> Result<u64, Failure> {
@@ -289,6 +318,8 @@ pub fn repository() -> Repository {
     Repository::new()
         .with(ticks)
         .with(reads_while_produced)
+        .with(paced)
+        .with(reads_slowly)
         .with(keeps_big_notes)
         .with(slow_double)
         .with(waits_in_suspense)

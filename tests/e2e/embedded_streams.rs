@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use coflux_core::Coflux;
-use coflux_core::sdk::{Failure, Repository, Stream, StreamError, stream, task, workflow};
+use coflux_core::sdk::{
+    Failure, Repository, Stream, StreamError, StreamOptions, stream, stream_with, task, workflow,
+};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -131,4 +133,71 @@ async fn a_stream_is_read_while_its_producer_still_appends() {
     let step = view.steps_named("ticks").next().unwrap();
     assert_eq!(step.streams[0].items, 4);
     assert_eq!(step.streams[0].closed.as_deref(), Some("complete"));
+}
+
+/// Unix time in ms (to compare when items were produced and read).
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `n` items `(i, when it was produced)`, paced with a buffer of `buffer` (0: unbounded).
+#[task]
+async fn stamped(n: u64, buffer: u32) -> Result<Stream<(u64, u64)>, Failure> {
+    let items = futures::stream::unfold(0, move |i| async move {
+        (i < n).then(|| ((i, now_ms()), i + 1))
+    });
+    let options = match buffer {
+        0 => StreamOptions::default(),
+        n => StreamOptions::buffer(n),
+    };
+    Ok(stream_with(items, options).await?)
+}
+
+/// Reads `stamped(n, buffer)` slowly: for each item, when it was produced and when it was read.
+#[workflow]
+async fn reads_stamped_slowly(n: u64, buffer: u32) -> Result<Vec<(u64, u64)>, Failure> {
+    let produced = stamped.call(n, buffer).await?;
+    let mut items = produced.items();
+    let mut seen = Vec::new();
+    while let Some((_, produced_at)) = items.try_next().await? {
+        seen.push((produced_at, now_ms()));
+        actix_rt::time::sleep(Duration::from_millis(150)).await;
+    }
+    Ok(seen)
+}
+
+/// How far the producer ran ahead of its consumer at most: for each item read (the k-th), how
+/// many items had been produced by then beyond the k read so far, from `(produced_at,
+/// read_at)` pairs in order.
+pub fn most_ahead(seen: &[(u64, u64)]) -> usize {
+    seen.iter()
+        .enumerate()
+        .map(|(k, (_, read_at))| {
+            let produced = seen.iter().filter(|(at, _)| at <= read_at).count();
+            produced.saturating_sub(k + 1)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn a_producer_with_a_buffer_stays_within_it_of_a_slow_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let repository = Repository::new().with(stamped).with(reads_stamped_slowly);
+    let (_coflux, project) = super::embedded_semantics::open(&dir, repository).await;
+    let paced = project
+        .submit("production", &reads_stamped_slowly, (6, 2))
+        .await
+        .unwrap();
+    let seen: Vec<(u64, u64)> = paced.result().await.unwrap();
+    assert_eq!(seen.len(), 6);
+    assert_eq!(most_ahead(&seen), 2, "a buffer of 2, used: {seen:?}");
+    // The same measure sees an unbounded producer run ahead.
+    let unbounded = project
+        .submit("production", &reads_stamped_slowly, (6, 0))
+        .await
+        .unwrap();
+    let seen: Vec<(u64, u64)> = unbounded.result().await.unwrap();
+    assert!(most_ahead(&seen) > 2, "{seen:?}");
 }

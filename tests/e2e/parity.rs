@@ -272,3 +272,31 @@ async fn parity_a_step_re_run_in_a_child_environment_is_seen_from_that_child_onl
         "production does not see the child's re-run"
     );
 }
+
+#[actix_rt::test]
+async fn parity_a_checkpoint_is_read_back_after_suspensions_and_by_a_re_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = run_flow(&server, "counts_visits", json!([])).await;
+    assert_eq!(server.result(P, &run, 60).await["value"], 3);
+    let view = server.inspect(P, &run).await;
+    assert_eq!(
+        states(step(&view, "counts_visits")),
+        vec!["suspended", "suspended", "value"]
+    );
+    // A manual re-run of the step starts from the state its attempts left.
+    let rerun = post(
+        &server.url,
+        &format!("/api/projects/{P}/steps/{run}:1/rerun"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(rerun["attempt"], 4, "{rerun}");
+    assert_eq!(server.result(P, &run, 60).await["value"], 4);
+    let view = server.inspect(P, &run).await;
+    let workflow = step(&view, "counts_visits");
+    assert_eq!(
+        workflow["checkpoints"]["production"]["visits"], 4,
+        "{workflow}"
+    );
+}

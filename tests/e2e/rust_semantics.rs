@@ -258,3 +258,17 @@ async fn rust_a_checkpoint_past_the_inline_limit_is_read_back_by_the_retry() {
         ["error", "value"]
     );
 }
+
+#[actix_rt::test]
+async fn rust_semantics_a_producer_with_a_buffer_is_paced_by_a_slow_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "reads_slowly", json!([6, 2, 150]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    let seen: Vec<(u64, u64)> = serde_json::from_value(result["value"].clone()).expect("pairs");
+    assert_eq!(seen.len(), 6, "{result}");
+    let ahead = super::embedded_streams::most_ahead(&seen);
+    assert_eq!(ahead, 2, "a buffer of 2, used: {seen:?}");
+}

@@ -10,6 +10,21 @@ use coflux_core::model::{ExecutionResult, ExecutionState};
 use coflux_core::sdk::{Failure, Repository, task, workflow};
 
 static OPEN: AtomicBool = AtomicBool::new(false);
+/// Opens `held` (for the project actor's test; tests run concurrently).
+static RELEASED: AtomicBool = AtomicBool::new(false);
+
+#[task]
+async fn held(x: u64) -> Result<u64, Failure> {
+    while !RELEASED.load(Ordering::SeqCst) {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(x + 10)
+}
+
+#[workflow]
+async fn held_flow(x: u64) -> Result<u64, Failure> {
+    Ok(held.call(x).await?)
+}
 
 #[task]
 async fn gated(x: u64) -> Result<u64, Failure> {
@@ -40,6 +55,8 @@ fn repository() -> Repository {
         .with(gated)
         .with(plain)
         .with(plain_flow)
+        .with(held)
+        .with(held_flow)
 }
 
 /// Injected panics print one line (a backtrace of a debug build can take seconds to resolve).
@@ -160,4 +177,72 @@ async fn a_paused_environment_stays_paused_when_its_actor_is_reloaded() {
     );
     project.resume_environment("production").await.unwrap();
     assert_eq!(within(run.result::<u64>()).await.unwrap(), 3);
+}
+
+#[actix_rt::test]
+async fn a_project_actor_that_panicked_is_reloaded_in_place() {
+    quiet_panics();
+    let (_dir, _coflux, project, _worker) = start().await;
+    let in_flight = project
+        .submit("production", &held_flow, (1,))
+        .await
+        .unwrap();
+    within(async {
+        loop {
+            let view = in_flight.inspect().await.unwrap();
+            if view.steps.len() == 2
+                && view.steps[1].executions[0].state == ExecutionState::Assigned
+            {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    project.inject_project_panic();
+    // What goes through the project actor works again: a new submission, a new environment.
+    let second = within(project.submit("production", &plain_flow, (5,)))
+        .await
+        .unwrap();
+    assert_eq!(within(second.result::<u64>()).await.unwrap(), 15);
+    within(project.ensure_environment("staging", Some("production")))
+        .await
+        .unwrap();
+    // The run in flight was not disturbed: it completes with its first executions.
+    RELEASED.store(true, Ordering::SeqCst);
+    assert_eq!(within(in_flight.result::<u64>()).await.unwrap(), 11);
+    let view = in_flight.inspect().await.unwrap();
+    assert_eq!(view.steps[0].executions.len(), 1, "{view:?}");
+    assert_eq!(view.steps[1].executions.len(), 1, "{view:?}");
+    // Its run numbers continue from what was committed (no id is handed out twice).
+    assert_ne!(second.run, in_flight.run);
+    let third = project
+        .submit("production", &plain_flow, (1,))
+        .await
+        .unwrap();
+    assert!(third.run > second.run, "{} after {}", third.run, second.run);
+}
+
+#[actix_rt::test]
+async fn a_request_whose_handling_panicked_fails_and_the_next_one_succeeds() {
+    quiet_panics();
+    let (_dir, _coflux, project, _worker) = start().await;
+    project.inject_project_panic_on_next();
+    let refused = within(project.submit("production", &plain_flow, (2,))).await;
+    let error = refused
+        .err()
+        .expect("the caller of the panicked message gets an error");
+    assert!(
+        error.to_string().contains("stopped before answering"),
+        "{error}"
+    );
+    let run = within(project.submit("production", &plain_flow, (3,)))
+        .await
+        .unwrap();
+    assert_eq!(within(run.result::<u64>()).await.unwrap(), 9);
+    assert_eq!(
+        project.list_runs(10).await.unwrap().len(),
+        1,
+        "nothing of the failed one"
+    );
 }

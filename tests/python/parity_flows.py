@@ -1,5 +1,5 @@
 """Parity with coflux 0.12.0 through the real SDK: checkpoints read back by later attempts of
-a step (retries, recurrences), `cf.flush()`, crashed executions (`cf.ExecutionCrashed`), and
+a step (retries, recurrences, suspensions, re-runs), `cf.flush()`, crashed executions (`cf.ExecutionCrashed`), and
 behaviours Coflux's own suite checks (suspending twice, a recurrent target stopping on an
 error, `poll(timeout)`, two `wait_for` arguments, a workflow's delay, `Retries(when=)`, a
 workflow returning None, re-running in a child environment)."""
@@ -12,6 +12,7 @@ import coflux as cf
 cursor = cf.Checkpoint("cursor", default=0)
 total = cf.Checkpoint("total", default=0)
 crashed_before = cf.Checkpoint("crashed_before", default=False)
+visits = cf.Checkpoint("visits", default=0)
 
 
 @cf.task(retries=cf.Retries(3, backoff=(0, 0)))
@@ -78,6 +79,15 @@ def _bump(counter):
 @cf.workflow()
 def suspend_twice(counter):
     count = _bump(counter)
+    if count < 3:
+        cf.suspend(0.2)
+    return count
+
+
+@cf.workflow()
+def counts_visits():
+    """Suspends until its third attempt; each attempt counts itself in a checkpoint."""
+    count = visits.update(lambda v: v + 1)
     if count < 3:
         cf.suspend(0.2)
     return count

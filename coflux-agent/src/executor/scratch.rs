@@ -98,12 +98,23 @@ impl Drop for ScratchPool {
     }
 }
 
-/// Whether a set's directories are missing or empty. Most sets are never created, which one
-/// failed `stat` of the set's own directory tells.
-fn set_is_unused(root: &Path, work: &Path, values: &Path) -> bool {
+/// What an ended execution left in its set.
+#[derive(Debug, PartialEq, Eq)]
+enum Left {
+    /// The set was never created (most are not), which one failed `stat` tells.
+    Nothing,
+    /// Its directories exist but are empty.
+    Empty,
+    /// Something (or it could not be read).
+    Files,
+}
+
+fn left_in(root: &Path, work: &Path, values: &Path) -> Left {
     match std::fs::metadata(root) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        Ok(_) => is_unused(work) && is_unused(values),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Left::Nothing,
+        Err(_) => Left::Files,
+        Ok(_) if is_unused(work) && is_unused(values) => Left::Empty,
+        Ok(_) => Left::Files,
     }
 }
 
@@ -130,10 +141,13 @@ impl Drop for Scratch {
             return remove(&root);
         };
         let mut free = pool.free.borrow_mut();
-        if free.len() < KEPT && set_is_unused(&root, &self.work, &self.values) {
-            free.push(root);
-        } else {
-            remove(&root);
+        let full = free.len() >= KEPT;
+        match left_in(&root, &self.work, &self.values) {
+            // A set never created has nothing to remove (a wide fan-out runs more executions
+            // at once than are kept: each would cost a failed removal).
+            Left::Nothing if full => {}
+            Left::Nothing | Left::Empty if !full => free.push(root),
+            _ => remove(&root),
         }
     }
 }

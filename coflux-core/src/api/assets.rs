@@ -16,12 +16,13 @@ use crate::model::ExecutionId;
 use crate::model::asset::{AssetEntry as RecordEntry, AssetRecord, valid_id};
 use crate::sdk::asset::{PersistRequest, entry_metadata};
 use crate::sdk::{Asset, AssetEntry, AssetError, AssetHost};
+use crate::store::blobs::{BlobBackend, LocalBlobs};
 
 /// The asset store of an embedded project (see the module docs). It implements [`AssetHost`];
 /// outside an execution, use it with [`crate::sdk::with_assets`].
 #[derive(Debug, Clone)]
 pub struct EmbeddedAssets {
-    blobs: PathBuf,
+    blobs: LocalBlobs,
     records: PathBuf,
 }
 
@@ -45,7 +46,7 @@ impl EmbeddedAssets {
     pub fn new(data_dir: impl Into<PathBuf>, project: &str) -> Self {
         let data_dir = data_dir.into();
         Self {
-            blobs: data_dir.join("blobs").join(project),
+            blobs: LocalBlobs::new(data_dir.join("blobs").join(project)),
             records: data_dir.join("assets").join(project),
         }
     }
@@ -56,7 +57,7 @@ impl EmbeddedAssets {
         AssetError::check_paths(paths.chain(request.entries.iter().map(|e| e.path.as_str())))?;
         let mut entries = BTreeMap::new();
         for given in request.entries {
-            match blob_files::size(&self.blobs, &given.blob_key)? {
+            match self.blobs.size(&given.blob_key)? {
                 Some(size) if size == given.size => {}
                 _ => return Err(AssetError::BlobMissing(given.blob_key)),
             }

@@ -1,12 +1,12 @@
-//! Embedded assets' blob directory, in the layout of [`crate::store::blobs`] (shared with the
-//! server's local backend): keys are checked before any path is built, and blobs and restored
-//! files are written atomically. Blocking: call from a blocking thread.
+//! Embedded assets' blobs: a [`LocalBlobs`] (the layout of [`crate::store::blobs`], shared with
+//! the server's local backend); restored files and records are written atomically. Blocking:
+//! call from a blocking thread.
 
 use std::fs::File;
 use std::path::Path;
 
 use crate::sdk::AssetError;
-use crate::store::blobs::{AtomicWrite, BlobFileError, blob_path, valid_key};
+use crate::store::blobs::{AtomicWrite, BlobBackend, BlobFileError, BlobUpload, LocalBlobs};
 
 impl From<BlobFileError> for AssetError {
     fn from(error: BlobFileError) -> Self {
@@ -21,42 +21,21 @@ impl From<BlobFileError> for AssetError {
     }
 }
 
-/// The size of blob `key`, if it is stored.
-pub(crate) fn size(dir: &Path, key: &str) -> Result<Option<u64>, AssetError> {
-    if !valid_key(key) {
-        return Ok(None);
-    }
-    let path = blob_path(dir, key);
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AssetError::io(path)(e)),
-    }
-}
-
-/// Stores the file at `source` as a blob under `dir`; gives its key and size.
-pub(crate) fn store(dir: &Path, source: &Path) -> Result<(String, u64), AssetError> {
+/// Stores the file at `source` as a blob; gives its key and size.
+pub(crate) fn store(blobs: &LocalBlobs, source: &Path) -> Result<(String, u64), AssetError> {
     let mut input = File::open(source).map_err(AssetError::io(source))?;
-    let mut write = AtomicWrite::create_in(dir)?;
-    write.copy_from(&mut input, source)?;
-    Ok(write.persist_blob(dir, None)?)
+    let mut upload = blobs.upload()?;
+    upload.copy_from(&mut input, source)?;
+    Ok(upload.commit(None)?)
 }
 
-/// Copies blob `key` from `dir` to `target` (replacing it atomically), checking its content
-/// against the key.
-pub(crate) fn copy_out(dir: &Path, key: &str, target: &Path) -> Result<(), AssetError> {
-    if !valid_key(key) {
+/// Copies blob `key` to `target` (replacing it atomically), checking its content against the
+/// key.
+pub(crate) fn copy_out(blobs: &LocalBlobs, key: &str, target: &Path) -> Result<(), AssetError> {
+    let Some((mut input, _)) = blobs.open(key)? else {
         return Err(AssetError::BlobMissing(key.to_owned()));
-    }
-    let path = blob_path(dir, key);
-    let mut input = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(AssetError::BlobMissing(key.to_owned()));
-        }
-        Err(e) => return Err(AssetError::io(path)(e)),
     };
+    let path = blobs.path(key).unwrap_or_default();
     let mut write = AtomicWrite::create_in(target.parent().unwrap_or(Path::new(".")))?;
     write.copy_from(&mut input, &path)?;
     match write.persist(target, Some(key)) {
@@ -86,7 +65,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("a.txt");
         std::fs::write(&source, "hello").unwrap();
-        let blobs = dir.path().join("blobs");
+        let blobs = LocalBlobs::new(dir.path().join("blobs"));
         let (key, size) = store(&blobs, &source).unwrap();
         assert_eq!(
             key,
@@ -101,7 +80,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "hello");
 
         // A corrupted blob is not restored; bad keys never reach the filesystem.
-        std::fs::write(blob_path(&blobs, &key), "bye").unwrap();
+        std::fs::write(blobs.path(&key).unwrap(), "bye").unwrap();
         assert!(copy_out(&blobs, &key, &dir.path().join("bad.txt")).is_err());
         assert!(!dir.path().join("bad.txt").exists());
         for bad in ["../../etc/passwd", "%2e%2e", "ab", &key.to_uppercase()] {
@@ -125,7 +104,7 @@ mod tests {
         assert_eq!(leftovers, 0);
     }
 
-    fn size_of(dir: &Path, key: &str) -> Option<u64> {
-        size(dir, key).unwrap()
+    fn size_of(blobs: &LocalBlobs, key: &str) -> Option<u64> {
+        blobs.size(key).unwrap()
     }
 }

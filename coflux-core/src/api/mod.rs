@@ -17,6 +17,7 @@ mod error;
 mod inspect;
 mod project;
 mod queue;
+mod registration;
 mod remote;
 mod retention;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use assets::EmbeddedAssets;
 pub use error::Error;
 pub use inspect::{ExecutionView, InputView, RunView, StepView, StreamView};
 pub use project::{Project, RunHandle, SubmitOptions};
+pub use registration::Registration;
 pub use remote::{ChildResult, RemoteWorker, WorkerSpec};
 pub use retention::{DEFAULT_BATCH as DEFAULT_RETENTION_BATCH, RetentionReport};
 pub use run_list::RunQuery;

@@ -10,13 +10,13 @@ use crate::model::{
 };
 use crate::orchestration::actors::ProjectHandle;
 use crate::orchestration::messages::{Envelope, ProjectMsg, Reply, ReplyTo, RunMsg};
-use crate::orchestration::registration;
 use crate::sdk::{ExecutionError, Repository, Target};
 use crate::store::RunSummary;
 
 use super::arguments::IntoArguments;
 use super::error::Error;
 use super::inspect::{self, RunView};
+use super::registration::Registration;
 use super::worker::{Worker, WorkerOptions};
 
 /// One project of an embedded orchestrator: its environments, workers and runs.
@@ -89,6 +89,9 @@ pub struct SubmitOptions {
     /// Accept a workflow that is not registered in the environment: its run waits until a
     /// worker hosting it connects.
     pub allow_unregistered: bool,
+    /// The workflow's registration, if already resolved ([`Project::registration`]): checked
+    /// instead of being read again.
+    pub registration: Option<Registration>,
 }
 
 /// A submitted run: wait for its result, or read it as committed.
@@ -259,7 +262,7 @@ impl Project {
         let submission = SubmitOptions {
             options,
             idempotency_key,
-            allow_unregistered: false,
+            ..SubmitOptions::default()
         };
         self.submit_with(environment, target, arguments, submission)
             .await
@@ -280,6 +283,7 @@ impl Project {
             options,
             idempotency_key,
             allow_unregistered,
+            registration,
         } = submission;
         if let Some(key) = &idempotency_key
             && (key.is_empty() || key.len() > 256)
@@ -293,8 +297,10 @@ impl Project {
         if self.handle.router.store_stalled() {
             return Err(Error::Unavailable(STORE_STALLED.into()));
         }
-        if !allow_unregistered {
-            self.check_registered(environment, &target).await?;
+        match registration {
+            _ if allow_unregistered => {}
+            Some(registration) => registration.require()?,
+            None => self.check_registered(environment, &target).await?,
         }
         let environment = environment_name(environment)?;
         let reply = self
@@ -351,36 +357,6 @@ impl Project {
             Reply::Environment(r) => r.map(|_| ()).map_err(Error::from),
             other => Err(unexpected(other)),
         }
-    }
-
-    /// Refuses `target` unless a connected worker of `environment` hosts it or a manifest
-    /// registered it there as a workflow (see [`crate::orchestration::registration`]).
-    pub async fn check_registered(
-        &self,
-        environment: &str,
-        target: &TargetRef,
-    ) -> Result<(), Error> {
-        let env = self.environment_id(environment).await?;
-        if self.handle.router.hosts(env.id, target) {
-            return Ok(());
-        }
-        let manifests = self.manifests(environment).await?;
-        let hosted = self.handle.router.hosted_targets(env.id);
-        Ok(registration::check_registered(
-            target,
-            env.name.as_str(),
-            &hosted,
-            &manifests,
-        )?)
-    }
-
-    /// The definitions registered for an environment, by module and name.
-    pub async fn manifests(&self, environment: &str) -> Result<Vec<TargetDefinition>, Error> {
-        let env = self.environment_id(environment).await?.id;
-        let location = self.handle.store.clone();
-        actix_rt::task::spawn_blocking(move || Ok(location.open_reader()?.manifests(env)?))
-            .await
-            .map_err(|_| Error::Unavailable("manifest task failed".into()))?
     }
 
     /// The pending inputs of the project, oldest first (at most `limit`).
@@ -552,6 +528,19 @@ impl Project {
     #[cfg(feature = "failpoints")]
     pub fn inject_run_panic(&self, run: RunId) {
         self.handle.router.inject_run_panic(run);
+    }
+
+    /// Makes the project actor panic, to test supervision (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_project_panic(&self) {
+        self.handle.router.inject_project_panic();
+    }
+
+    /// Makes the project actor panic while it handles its next message, to test supervision
+    /// (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_project_panic_on_next(&self) {
+        self.handle.router.inject_project_panic_on_next();
     }
 
     /// Makes the actor of an environment panic, to test supervision (feature `failpoints`).

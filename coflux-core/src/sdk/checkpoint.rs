@@ -24,7 +24,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::decode_json;
+use super::codec::from_encoded;
 use super::context::Context;
 use super::refs;
 use super::target::encode_arg;
@@ -102,11 +102,9 @@ impl<T: Serialize + DeserializeOwned + Clone> Checkpoint<T> {
                 });
             }
         };
-        refs::decoding(&references, || serde_json::from_value(decode_json(data))).map_err(|e| {
-            CheckpointError::Decode {
-                name: self.name.into(),
-                message: e.to_string(),
-            }
+        refs::decoding(&references, || from_encoded(data)).map_err(|e| CheckpointError::Decode {
+            name: self.name.into(),
+            message: e.to_string(),
         })
     }
 

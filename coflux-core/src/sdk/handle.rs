@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::oneshot;
 
-use super::codec::decode_json;
 use super::context::Context;
 use super::error::{ExecutionError, Failure};
 use super::refs::{self, MARKER, PendingRef, SharedId};
@@ -213,7 +212,7 @@ impl<'de, T> Deserialize<'de> for Handle<T> {
 pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ExecutionError> {
     match value {
         Value::Raw { data, references } => {
-            refs::decoding(&references, || serde_json::from_value(decode_json(data)))
+            refs::decoding(&references, || super::codec::from_encoded(data))
                 .map_err(|e| ExecutionError::Decode(e.to_string()))
         }
         Value::Blob { key, .. } => Err(ExecutionError::Decode(format!(

@@ -36,8 +36,8 @@
 //! [`Checkpoint`]s are durable state of the running step that later attempts (retries,
 //! resumptions, recurrences, re-runs) start from; [`flush`] waits until writes are durable.
 //!
-//! [`stream`] makes a task's items a [`Stream`], read by consumers as an async stream (see the
-//! `stream` module docs).
+//! [`stream`] makes a task's items a [`Stream`], read by consumers as an async stream;
+//! [`stream_with`] paces the producer by its consumers (see the `stream` module docs).
 //!
 //! [`progress`] and [`Metric`] record the running execution's progress and metrics (see the
 //! `metric` module docs for where they go).
@@ -71,6 +71,6 @@ pub use metric::{
     Metric, MetricDefinition, MetricEvent, MetricHook, PROGRESS_KEY, Progress, progress,
 };
 pub use repository::Repository;
-pub use stream::{Stream, StreamError, stream};
+pub use stream::{Stream, StreamError, StreamOptions, stream, stream_with};
 pub use suspend::{Suspended, suspend, suspend_at, suspense};
 pub use target::{Target, TargetFuture, decode_arg, encode_arg, encode_output};

@@ -17,9 +17,11 @@
 //! ```
 //!
 //! A Rust producer returns the handle at once and appends its items as they come, after its
-//! result is reported too (unbounded buffer): consumers read them while it runs, and a read
-//! waits for the next item or the end. Consumers read in batches and acknowledge what they have
-//! taken, so they pace producers that have a buffer (Python ones).
+//! result is reported too: consumers read them while it runs, and a read waits for the next item
+//! or the end. Consumers read in batches and acknowledge what they have taken. A producer made
+//! with a buffer ([`stream_with`], [`StreamOptions::buffer`]) takes its next item from its
+//! source only while it is at most that many items ahead of its slowest consumer's
+//! acknowledgements (as Python producers with a `buffer` are paced); [`stream`] is unbounded.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -31,7 +33,6 @@ use serde_json::{Map, Value as Json, json};
 
 use super::codec::STREAM_MARKER as MARKER;
 use super::context::Context;
-use super::decode_json;
 use crate::model::{ErrorInfo, StreamClosure, StreamId, StreamOp, StreamReply, Stride, Value};
 
 /// How many items a consumer asks for at a time.
@@ -228,7 +229,7 @@ impl<T: DeserializeOwned + 'static> Stream<T> {
 fn decode_item<T: DeserializeOwned>(value: Value) -> Result<T, StreamError> {
     match value {
         Value::Raw { data, references } => {
-            super::refs::decoding(&references, || serde_json::from_value(decode_json(data)))
+            super::refs::decoding(&references, || super::codec::from_encoded(data))
                 .map_err(|e| StreamError::Item(e.to_string()))
         }
         Value::Blob { .. } => Err(StreamError::Item(
@@ -237,12 +238,40 @@ fn decode_item<T: DeserializeOwned>(value: Value) -> Result<T, StreamError> {
     }
 }
 
+/// How a stream made with [`stream_with`] is produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// How many items the producer may be ahead of its slowest consumer (`None`: unbounded).
+    pub buffer: Option<u32>,
+}
+
+impl StreamOptions {
+    /// A producer paced by its consumers: at most `items` ahead of the slowest one.
+    pub fn buffer(items: u32) -> Self {
+        Self {
+            buffer: Some(items),
+        }
+    }
+}
+
 /// Makes `items` a stream of the running execution: registers it and gives its handle at once
 /// (to return, or to pass to other targets), while a task of the execution appends the items
 /// as they come and closes the stream after the last one. Consumers read the items as they are
 /// appended. The execution's result is reported when its body returns; the stream goes on
-/// after it. If the body fails instead (or is suspended), the stream ends with it.
+/// after it. If the body fails instead (or is suspended), the stream ends with it. The producer
+/// is not paced (see [`stream_with`]).
 pub async fn stream<T, S>(items: S) -> Result<Stream<T>, StreamError>
+where
+    T: Serialize + 'static,
+    S: futures::Stream<Item = T> + 'static,
+{
+    stream_with(items, StreamOptions::default()).await
+}
+
+/// [`stream`] with options: with a buffer of N, the next item is taken from `items` only while
+/// the producer is less than N items ahead of what its slowest consumer has acknowledged (with
+/// no consumer yet: the first N items), so a slow consumer holds the producer back.
+pub async fn stream_with<T, S>(items: S, options: StreamOptions) -> Result<Stream<T>, StreamError>
 where
     T: Serialize + 'static,
     S: futures::Stream<Item = T> + 'static,
@@ -252,7 +281,7 @@ where
     let register = StreamOp::Register {
         execution,
         position: context.next_stream_position(),
-        buffer: None,
+        buffer: options.buffer,
         timeout_ms: None,
     };
     let (index, head) = match context.link.stream(register).await {
@@ -261,7 +290,8 @@ where
         Err(e) => return Err(StreamError::Failed(e)),
     };
     let from = u64::try_from(head + 1).unwrap_or(0);
-    let producer = super::in_context(produce(context.clone(), index, from, items));
+    let paced = options.buffer.is_some();
+    let producer = super::in_context(produce(context.clone(), index, from, paced, items));
     context.add_producer(actix_rt::spawn(producer));
     Ok(Stream {
         id: StreamId {
@@ -275,17 +305,51 @@ where
 
 /// Appends `items` to stream `index` from `sequence` on, then closes it: complete after the
 /// last item, errored if one cannot be encoded or an append is refused (e.g. the stream was
-/// ended by the orchestrator; the close then tells the host the producer has stopped).
+/// ended by the orchestrator; the close then tells the host the producer has stopped). A
+/// `paced` producer takes an item from `items` only once the orchestrator's demand covers it.
 async fn produce<T: Serialize>(
     context: Context,
     index: u32,
     mut sequence: u64,
+    paced: bool,
     items: impl futures::Stream<Item = T>,
 ) {
     let execution = context.execution;
     let mut items = std::pin::pin!(items);
     let mut closure = StreamClosure::Complete;
-    while let Some(item) = items.next().await {
+    // Sequences below `granted` may be produced (`None`: no limit).
+    let mut granted = paced.then_some(sequence);
+    loop {
+        if let Some(limit) = granted.filter(|limit| sequence >= *limit) {
+            let demand = StreamOp::Demand {
+                execution,
+                index,
+                granted: limit,
+            };
+            match context.link.stream(demand).await {
+                Ok(StreamReply::Demand { target }) => {
+                    granted = target;
+                    continue;
+                }
+                Ok(other) => {
+                    let message = format!("unexpected answer {other:?}");
+                    closure = StreamClosure::Errored {
+                        error: ErrorInfo::new("coflux.StreamError", message),
+                    };
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(%execution, index, error = %e, "demand refused: the producer stops");
+                    closure = StreamClosure::Errored {
+                        error: ErrorInfo::new("coflux.StreamError", e),
+                    };
+                    break;
+                }
+            }
+        }
+        let Some(item) = items.next().await else {
+            break;
+        };
         let value = match super::target::encode(&item) {
             Ok(value) => value,
             Err(e) => {
@@ -366,6 +430,7 @@ impl<'de, T> Deserialize<'de> for Stream<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode_json;
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::{decode_json, encode_json};
+use super::codec::{encode_json, from_encoded, to_plain};
 use super::error::Failure;
 use super::refs;
 use crate::model::{TargetDefinition, Value};
@@ -25,7 +25,7 @@ pub trait Target: Send + Sync + 'static {
 
 /// Encodes a value with the references of the handles it holds.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Value, serde_json::Error> {
-    let (data, references) = refs::encoding(|| serde_json::to_value(value));
+    let (data, references) = refs::encoding(|| to_plain(value));
     Ok(Value::Raw {
         data: encode_json(data?),
         references,
@@ -50,7 +50,7 @@ pub fn decode_arg<T: DeserializeOwned>(
     name: &str,
 ) -> Result<T, Failure> {
     let (data, references) = match value {
-        Some(Value::Raw { data, references }) => (decode_json(data), references),
+        Some(Value::Raw { data, references }) => (data, references),
         Some(Value::Blob { .. }) => {
             return Err(Failure::new(
                 "coflux.DecodeError",
@@ -59,7 +59,7 @@ pub fn decode_arg<T: DeserializeOwned>(
         }
         None => (serde_json::Value::Null, Vec::new()),
     };
-    refs::decoding(&references, || serde_json::from_value(data)).map_err(|e| {
+    refs::decoding(&references, || from_encoded(data)).map_err(|e| {
         Failure::new(
             "coflux.DecodeError",
             format!("argument {index} ('{name}') does not match its type: {e}"),

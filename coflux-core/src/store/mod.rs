@@ -21,10 +21,13 @@ pub mod postgres;
 pub mod retention;
 mod rows;
 pub mod run_list;
+mod run_page;
 pub mod schema;
 pub mod sqlite;
 mod streams;
 pub mod writer;
+
+pub use codec::collect_blob_keys;
 
 #[cfg(test)]
 pub(crate) mod conformance_tests;

@@ -1,13 +1,13 @@
-//! Asset records as files `<dir>/<project>/<id>.json`, written atomically (a temporary file
-//! starting with `.`, synced, then renamed).
+//! Asset records as files `<dir>/<project>/<id>.json`, written atomically with core's
+//! [`AtomicWrite`] (a temporary file starting with `.`, synced, then renamed).
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use coflux_core::api::delete_unreferenced_asset_records;
 use coflux_core::model::ProjectName;
+use coflux_core::store::blobs::{AtomicWrite, BlobFileError};
 
 use super::AssetStoreError;
 
@@ -39,13 +39,9 @@ impl FileAssets {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        std::fs::create_dir_all(&dir)?;
-        let mut file = tempfile::Builder::new()
-            .prefix(".asset-")
-            .tempfile_in(&dir)?;
-        file.write_all(content)?;
-        file.as_file().sync_all()?;
-        file.persist(&target).map_err(|e| e.error)?;
+        let mut write = AtomicWrite::create_in(&dir).map_err(io)?;
+        write.write(content).map_err(io)?;
+        write.persist(&target, None).map_err(io)?;
         Ok(())
     }
 
@@ -105,5 +101,15 @@ impl FileAssets {
             }
         }
         Ok(())
+    }
+}
+
+/// A failed write as the asset store reports it (unchecked writes cannot mismatch).
+fn io(error: BlobFileError) -> AssetStoreError {
+    match error {
+        BlobFileError::Io { source, .. } => AssetStoreError::Io(source),
+        mismatch @ BlobFileError::Mismatch { .. } => {
+            AssetStoreError::Io(std::io::Error::other(mismatch.to_string()))
+        }
     }
 }

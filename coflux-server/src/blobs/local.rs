@@ -1,18 +1,16 @@
-//! The local-directory blob backend: each project's blobs under `<data_dir>/blobs/<project>`,
-//! in the layout of [`coflux_core::store::blobs`].
-//!
-//! Writes go through the core's [`AtomicWrite`] on blocking threads: a temporary file in the
-//! blob's directory, hashed while streaming, renamed into place only when the hash matches the
-//! key, so a blob is never visible before it is verified.
+//! The local blob backend: core's [`LocalBlobs`] for each project (`<data_dir>/blobs/<project>`),
+//! its blocking calls made on blocking threads. Uploads are hashed while streaming and renamed
+//! into place only when the hash matches the key, so a blob is never visible before it is
+//! verified.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use coflux_core::model::ProjectName;
-use coflux_core::store::blobs::{self, AtomicWrite};
+use coflux_core::store::blobs::{self, BlobBackend, BlobFileError, BlobUpload, LocalBlobs};
 use futures::{Stream, StreamExt};
-use tokio::io::AsyncReadExt;
 
 use super::key::{BlobEntry, BlobError, BlobKey, BlobReader};
 
@@ -20,11 +18,11 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Blobs of every project in one directory.
 #[derive(Debug, Clone)]
-pub struct LocalBlobs {
+pub struct LocalDir {
     root: PathBuf,
 }
 
-impl LocalBlobs {
+impl LocalDir {
     /// Blobs under `<data_dir>/blobs`.
     pub fn new(data_dir: &Path) -> Self {
         Self {
@@ -32,13 +30,13 @@ impl LocalBlobs {
         }
     }
 
-    fn project_root(&self, project: &ProjectName) -> PathBuf {
-        self.root.join(project.as_str())
+    fn project(&self, project: &ProjectName) -> LocalBlobs {
+        LocalBlobs::new(self.root.join(project.as_str()))
     }
 
     /// Where a blob is (or would be) stored.
     pub fn path(&self, project: &ProjectName, key: &BlobKey) -> PathBuf {
-        blobs::blob_path(&self.project_root(project), key.as_str())
+        blobs::blob_path(&self.root.join(project.as_str()), key.as_str())
     }
 
     /// The blob's size, if it exists.
@@ -47,12 +45,8 @@ impl LocalBlobs {
         project: &ProjectName,
         key: &BlobKey,
     ) -> Result<Option<u64>, BlobError> {
-        match tokio::fs::metadata(self.path(project, key)).await {
-            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let key = key.clone();
+        blocking(self.project(project), move |b| b.size(key.as_str())).await
     }
 
     /// Opens a blob for streaming, if it exists.
@@ -61,17 +55,12 @@ impl LocalBlobs {
         project: &ProjectName,
         key: &BlobKey,
     ) -> Result<Option<BlobReader>, BlobError> {
-        match tokio::fs::File::open(self.path(project, key)).await {
-            Ok(file) => {
-                let size = file.metadata().await?.len();
-                Ok(Some(BlobReader {
-                    size,
-                    stream: file_stream(file).boxed(),
-                }))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let key = key.clone();
+        let opened = blocking(self.project(project), move |b| b.open(key.as_str())).await?;
+        Ok(opened.map(|(reader, size)| BlobReader {
+            size,
+            stream: read_stream(reader).boxed(),
+        }))
     }
 
     /// Stores a blob from a stream (see `BlobStore::write`).
@@ -86,110 +75,73 @@ impl LocalBlobs {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: fmt::Display,
     {
-        let root = self.project_root(project);
-        let directory = blobs::shard_dir(&root, key.as_str());
-        let mut write = blocking(move || AtomicWrite::create_in(&directory)).await?;
+        let mut upload = blocking(self.project(project), |b| b.upload()).await?;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| BlobError::Payload(e.to_string()))?;
-            if write.size() + chunk.len() as u64 > max_size {
+            if upload.size() + chunk.len() as u64 > max_size {
                 return Err(BlobError::TooLarge { limit: max_size });
             }
-            write = blocking(move || {
-                write.write(&chunk)?;
-                Ok(write)
+            upload = blocking(upload, move |mut upload| {
+                upload.write(&chunk)?;
+                Ok(upload)
             })
             .await?;
         }
         let key = key.clone();
-        let (_, size) = blocking(move || write.persist_blob(&root, Some(key.as_str()))).await?;
+        let (_, size) = blocking(upload, move |upload| upload.commit(Some(key.as_str()))).await?;
         Ok(size)
     }
-}
 
-impl LocalBlobs {
     /// Every blob of a project with its size and mtime (see `BlobStore::list`).
     pub async fn list(&self, project: &ProjectName) -> Result<Vec<BlobEntry>, BlobError> {
-        let directory = self.project_root(project);
-        tokio::task::spawn_blocking(move || list_directory(&directory))
-            .await
-            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+        let stored = blocking(self.project(project), |b| b.list()).await?;
+        Ok(stored
+            .into_iter()
+            .filter_map(|blob| {
+                Some(BlobEntry {
+                    key: BlobKey::parse(&blob.key).ok()?,
+                    size: blob.size,
+                    modified: blob.modified,
+                })
+            })
+            .collect())
     }
 
     /// Deletes a blob; one that is not there is no error.
     pub async fn delete(&self, project: &ProjectName, key: &BlobKey) -> Result<(), BlobError> {
-        match tokio::fs::remove_file(self.path(project, key)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        let key = key.clone();
+        blocking(self.project(project), move |b| b.delete(key.as_str())).await
     }
 }
 
-/// Runs a blocking step of a blob write on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    step: impl FnOnce() -> Result<T, blobs::BlobFileError> + Send + 'static,
+/// Runs a blocking step with `value` on a blocking thread.
+async fn blocking<V: Send + 'static, T: Send + 'static>(
+    value: V,
+    step: impl FnOnce(V) -> Result<T, BlobFileError> + Send + 'static,
 ) -> Result<T, BlobError> {
-    tokio::task::spawn_blocking(step)
+    tokio::task::spawn_blocking(move || step(value))
         .await
         .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
         .map_err(BlobError::from)
 }
 
-/// The blobs in a project's directory, laid out as [`blobs::blob_path`]; anything else (temporary upload files,
-/// misplaced names) is skipped, and so is a file deleted while the listing runs.
-fn list_directory(directory: &Path) -> Result<Vec<BlobEntry>, BlobError> {
-    let shards = match std::fs::read_dir(directory) {
-        Ok(shards) => shards,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut blobs = Vec::new();
-    for shard in shards {
-        let shard = shard?;
-        let Some(prefix) = shard.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if !shard.file_type()?.is_dir() {
-            continue;
-        }
-        for entry in std::fs::read_dir(shard.path())? {
-            let entry = entry?;
-            let Some(Ok(key)) = entry.file_name().to_str().map(BlobKey::parse) else {
-                continue;
-            };
-            if blobs::shard_name(key.as_str()) != prefix {
-                continue;
-            }
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if meta.is_file() {
-                blobs.push(BlobEntry {
-                    key,
-                    size: meta.len(),
-                    modified: meta.modified()?,
-                });
-            }
-        }
-    }
-    Ok(blobs)
-}
-
-/// Streams a file in 64 KiB chunks (for HTTP responses).
-pub fn file_stream(
-    file: tokio::fs::File,
+/// Streams a blocking reader in 64 KiB chunks, each read on a blocking thread.
+fn read_stream<R: Read + Send + 'static>(
+    reader: R,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    futures::stream::unfold(Some(file), |state| async move {
-        let mut file = state?;
-        let mut buffer = vec![0u8; READ_CHUNK];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok(Bytes::from(buffer)), Some(file)))
-            }
+    futures::stream::unfold(Some(reader), |state| async move {
+        let mut reader = state?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0u8; READ_CHUNK];
+            let n = reader.read(&mut buffer)?;
+            buffer.truncate(n);
+            Ok::<_, std::io::Error>((buffer, reader))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match read {
+            Ok((buffer, _)) if buffer.is_empty() => None,
+            Ok((buffer, reader)) => Some((Ok(Bytes::from(buffer)), Some(reader))),
             Err(e) => Some((Err(e), None)),
         }
     })

@@ -1,5 +1,6 @@
-//! Blob storage: content-addressed blobs per project, in a local directory or an S3-compatible
-//! bucket ([`BlobStore`]); the routes that serve them are in `http::blobs`.
+//! Blob storage: content-addressed blobs per project ([`BlobStore`]), in a local directory
+//! (core's `store::blobs::LocalBlobs`, driven on blocking threads) or an S3-compatible bucket;
+//! the routes that serve them are in `http::blobs`.
 
 mod key;
 mod local;
@@ -9,7 +10,7 @@ mod store;
 mod usage;
 
 pub use key::{BlobEntry, BlobError, BlobKey, BlobReader};
-pub use local::{LocalBlobs, file_stream};
+pub use local::LocalDir;
 pub use s3::{PART_SIZE, S3Blobs};
 pub use shared_usage::SWEEP_LOCK;
 pub use store::{BlobStore, DEFAULT_MAX_BLOB_SIZE, Deletion};

@@ -26,7 +26,7 @@ use coflux_core::model::ProjectName;
 use futures::{Stream, TryStreamExt};
 
 use super::key::{BlobEntry, BlobError, BlobKey, BlobReader};
-use super::local::LocalBlobs;
+use super::local::LocalDir;
 use super::s3::S3Blobs;
 use super::usage::{MemoryUsage, SharedUsage, Sweep, Tracking};
 use crate::config::BlobStoreConfig;
@@ -53,7 +53,7 @@ pub enum Deletion {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    Local(LocalBlobs),
+    Local(LocalDir),
     S3(S3Blobs),
 }
 
@@ -61,7 +61,7 @@ impl BlobStore {
     /// The local store of a data directory (`<data_dir>/blobs`), with the default size limit.
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         Self {
-            backend: Backend::Local(LocalBlobs::new(data_dir.as_ref())),
+            backend: Backend::Local(LocalDir::new(data_dir.as_ref())),
             max_size: DEFAULT_MAX_BLOB_SIZE,
             usage: None,
         }
@@ -334,8 +334,15 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, BlobError::Mismatch { .. }));
         assert_eq!(store.size(&project, &other).await.unwrap(), None);
-        let leftovers = std::fs::read_dir(store.path(&project, &other).unwrap().parent().unwrap())
+        let leftovers = std::fs::read_dir(dir.path().join("blobs").join("p"))
             .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
             .count();
         assert_eq!(leftovers, 0, "the temporary file is removed");
 

@@ -12,7 +12,7 @@
 
 pub use crate::blobs::{
     BlobEntry, BlobError, BlobKey, BlobReader, BlobStore, DEFAULT_MAX_BLOB_SIZE, Deletion,
-    LocalBlobs, PART_SIZE, S3Blobs, file_stream,
+    LocalDir, PART_SIZE, S3Blobs,
 };
 
 use crate::auth::Access;

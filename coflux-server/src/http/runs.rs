@@ -42,7 +42,9 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use coflux_core::SubmitOptions;
-use coflux_core::model::{ExecutionId, RunId, StepId, StepOptions, TargetKind, TargetRef, Value};
+use coflux_core::model::{
+    ExecutionId, RunId, StepId, StepOptions, TargetDefinition, TargetKind, TargetRef, Value,
+};
 use coflux_core::protocol::http::{
     Empty, Rerun, RerunStep, Run, RunCursor, RunItem, RunList, RunResult, RunsQuery, SubmitRun,
     Submitted,
@@ -113,13 +115,17 @@ async fn submit(
     let arguments = plain_arguments(body.arguments.clone())?;
     // Reading the manifests and submitting both wait behind a failing commit.
     let submitting = async {
-        let mut options = workflow_options(&project, &environment, &target).await?;
+        // The environment is resolved and its manifests read once, for the options and the
+        // registration check both.
+        let registration = project.registration(&environment, &target).await?;
+        let mut options = workflow_options(&target, registration.definition.clone())?;
         body.override_options(&mut options)
             .map_err(|message| ApiError::bad_request("invalid_input", message))?;
         let submission = SubmitOptions {
             options,
             idempotency_key: body.idempotency_key.clone(),
             allow_unregistered: body.allow_unregistered,
+            registration: Some(registration),
         };
         Ok(project
             .submit_with(&environment, target, arguments, submission)
@@ -144,18 +150,12 @@ pub(crate) fn target_of(module: String, target: String) -> Result<TargetRef, Api
     Ok(TargetRef::new(module, target))
 }
 
-/// The options a workflow is submitted with: those of its registered manifest, defaults when
-/// it is not registered; a target registered as a task is refused.
-pub(crate) async fn workflow_options(
-    project: &coflux_core::Project,
-    environment: &str,
+/// The options a workflow is submitted with: those of its registered manifest (`registered`),
+/// defaults when it is not registered; a target registered as a task is refused.
+pub(crate) fn workflow_options(
     target: &TargetRef,
+    registered: Option<TargetDefinition>,
 ) -> Result<StepOptions, ApiError> {
-    let registered = project
-        .manifests(environment)
-        .await?
-        .into_iter()
-        .find(|d| &d.target == target);
     match registered {
         Some(d) if d.kind == TargetKind::Task => Err(ApiError::bad_request(
             "not_a_workflow",

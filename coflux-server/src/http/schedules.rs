@@ -60,7 +60,11 @@ async fn create(
     let project = existing_project(&state, &project).await?;
     let body = body.into_inner();
     let target = target_of(body.module, body.target)?;
-    let options = workflow_options(&project, &environment, &target).await?;
+    let registered = project
+        .registration(&environment, &target)
+        .await?
+        .definition;
+    let options = workflow_options(&target, registered)?;
     let arguments = plain_arguments(body.arguments)?;
     let schedule = project
         .create_schedule(&environment, target, &body.cron, arguments, options)

@@ -2,7 +2,7 @@
 //! batching and followers ([`super::LogStore`]) and a database — one SQLite file per project
 //! ([`super::sqlite`]) or tables shared by every node in PostgreSQL ([`super::postgres`]).
 
-use coflux_core::model::{ExecutionId, ProjectName, RunId, Value};
+use coflux_core::model::{ExecutionId, ProjectName, RunId, StepId, Value};
 
 use super::metrics::{MetricRecord, RunMetrics};
 use super::record::{LogError, LogFilter, LogRecord, StoredLog};
@@ -98,6 +98,51 @@ pub(super) trait LogReader {
 /// `n` as a database integer.
 pub(super) fn to_i64(n: u64, what: &str) -> Result<i64, LogError> {
     i64::try_from(n).map_err(|_| LogError::InvalidQuery(format!("{what} {n} is out of range")))
+}
+
+/// Step -1 and attempt -1 stand for "any" in both backends' page queries.
+pub(super) fn filter_numbers(filter: Option<LogFilter>) -> (i64, i64) {
+    match filter {
+        None => (-1, -1),
+        Some(LogFilter::Step(step)) => (i64::from(step.number), -1),
+        Some(LogFilter::Execution(e)) => (i64::from(e.step.number), i64::from(e.attempt)),
+    }
+}
+
+/// A log message's columns as both backends read them (`id, step_number, attempt,
+/// timestamp, level, template, values_json`), decoded once by [`LogRow::decode`].
+pub(super) struct LogRow {
+    pub(super) cursor: i64,
+    pub(super) step: i64,
+    pub(super) attempt: i64,
+    pub(super) timestamp: i64,
+    pub(super) level: i64,
+    pub(super) template: Option<String>,
+    pub(super) values: Option<String>,
+}
+
+impl LogRow {
+    /// The stored log of run `run`; a value out of range is [`LogError::Corrupt`].
+    pub(super) fn decode(self, run: RunId) -> Result<StoredLog, LogError> {
+        let cursor = self.cursor;
+        let corrupt = |what: &str, n: i64| LogError::Corrupt(format!("{what} {n} of log {cursor}"));
+        let number = |n: i64| u32::try_from(n).map_err(|_| corrupt("number", n));
+        Ok(StoredLog {
+            cursor: u64::try_from(cursor)
+                .map_err(|_| LogError::Corrupt("negative cursor".into()))?,
+            execution: ExecutionId {
+                step: StepId {
+                    run,
+                    number: number(self.step)?,
+                },
+                attempt: number(self.attempt)?,
+            },
+            timestamp_ms: u64::try_from(self.timestamp).unwrap_or(0),
+            level: u8::try_from(self.level).map_err(|_| corrupt("level", self.level))?,
+            template: self.template,
+            values: decode_values(cursor, self.values)?,
+        })
+    }
 }
 
 /// A log's values, decoded from their JSON text (`None`: no values).

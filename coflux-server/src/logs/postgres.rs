@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use coflux_core::model::{ExecutionId, ProjectName, RunId, StepId, Value};
+use coflux_core::model::{ExecutionId, ProjectName, RunId, Value};
 use coflux_core::store::postgres::{off_runtime, schema};
 use postgres::{Client, NoTls, Row};
 use sha2::Digest;
 
 use super::backend::{
-    LogBackend, LogReader, LogWriter, Prepared, PreparedMetric, decode_values, to_i64,
+    LogBackend, LogReader, LogRow, LogWriter, Prepared, PreparedMetric, decode_values,
+    filter_numbers, to_i64,
 };
 use super::metrics::RunMetrics;
 use super::record::{LogError, LogFilter, StoredLog};
@@ -189,11 +190,7 @@ impl LogReader for PgReader<'_> {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredLog>, LogError> {
-        let (step, attempt) = match filter {
-            None => (-1, -1),
-            Some(LogFilter::Step(step)) => (i64::from(step.number), -1),
-            Some(LogFilter::Execution(e)) => (i64::from(e.step.number), i64::from(e.attempt)),
-        };
+        let (step, attempt) = filter_numbers(filter);
         let rows = self.client.query(
             "SELECT m.id, m.step_number, m.attempt, m.timestamp_ms, m.level, t.template,
                     m.values_json
@@ -242,27 +239,16 @@ impl LogReader for PgReader<'_> {
 }
 
 fn decode_row(run: RunId, row: &Row) -> Result<StoredLog, LogError> {
-    let cursor: i64 = row.try_get(0)?;
-    let number = |i: usize| -> Result<u32, LogError> {
-        let n: i64 = row.try_get(i)?;
-        u32::try_from(n).map_err(|_| LogError::Corrupt(format!("number {n} of log {cursor}")))
-    };
-    let level: i64 = row.try_get(4)?;
-    Ok(StoredLog {
-        cursor: u64::try_from(cursor).map_err(|_| LogError::Corrupt("negative cursor".into()))?,
-        execution: ExecutionId {
-            step: StepId {
-                run,
-                number: number(1)?,
-            },
-            attempt: number(2)?,
-        },
-        timestamp_ms: u64::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0),
-        level: u8::try_from(level)
-            .map_err(|_| LogError::Corrupt(format!("level {level} of log {cursor}")))?,
+    let row = LogRow {
+        cursor: row.try_get(0)?,
+        step: row.try_get(1)?,
+        attempt: row.try_get(2)?,
+        timestamp: row.try_get(3)?,
+        level: row.try_get(4)?,
         template: row.try_get(5)?,
-        values: decode_values(cursor, row.try_get(6)?)?,
-    })
+        values: row.try_get(6)?,
+    };
+    row.decode(run)
 }
 
 /// The writer thread's connection and template ids, per project.

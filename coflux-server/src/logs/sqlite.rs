@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use coflux_core::model::{ExecutionId, ProjectName, RunId, StepId, Value};
+use coflux_core::model::{ExecutionId, ProjectName, RunId, Value};
 use coflux_core::store::Durability;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::backend::{
-    LogBackend, LogReader, LogWriter, Prepared, PreparedMetric, decode_values, to_i64,
+    LogBackend, LogReader, LogRow, LogWriter, Prepared, PreparedMetric, decode_values,
+    filter_numbers, to_i64,
 };
 use super::metrics::{self, RunMetrics};
 use super::record::{LogError, LogFilter, StoredLog};
@@ -195,12 +196,7 @@ fn read_page(
     let run_id = to_i64(run.0, "run id")?;
     let after = to_i64(after.unwrap_or(0), "cursor")?;
     let limit = to_i64(limit as u64, "limit")?;
-    // Step -1 and attempt -1 stand for "any".
-    let (step, attempt) = match filter {
-        None => (-1, -1),
-        Some(LogFilter::Step(step)) => (i64::from(step.number), -1),
-        Some(LogFilter::Execution(e)) => (i64::from(e.step.number), i64::from(e.attempt)),
-    };
+    let (step, attempt) = filter_numbers(filter);
     let sql = match filter {
         None => format!("{SELECT} WHERE m.run_id = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3"),
         Some(LogFilter::Step(_)) => format!(
@@ -228,24 +224,16 @@ fn read_page(
 }
 
 fn decode_row(run: RunId, row: &rusqlite::Row<'_>) -> Result<StoredLog, LogError> {
-    let cursor: i64 = row.get(0)?;
-    let timestamp: i64 = row.get(3)?;
-    let level: i64 = row.get(4)?;
-    Ok(StoredLog {
-        cursor: u64::try_from(cursor).map_err(|_| LogError::Corrupt("negative cursor".into()))?,
-        execution: ExecutionId {
-            step: StepId {
-                run,
-                number: row.get(1)?,
-            },
-            attempt: row.get(2)?,
-        },
-        timestamp_ms: u64::try_from(timestamp).unwrap_or(0),
-        level: u8::try_from(level)
-            .map_err(|_| LogError::Corrupt(format!("level {level} of log {cursor}")))?,
+    let row = LogRow {
+        cursor: row.get(0)?,
+        step: row.get(1)?,
+        attempt: row.get(2)?,
+        timestamp: row.get(3)?,
+        level: row.get(4)?,
         template: row.get(5)?,
-        values: decode_values(cursor, row.get(6)?)?,
-    })
+        values: row.get(6)?,
+    };
+    row.decode(run)
 }
 
 /// One project's database, as the writer holds it.

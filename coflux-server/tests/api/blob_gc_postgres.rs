@@ -4,20 +4,16 @@
 //! nor one the owner checked within the grace; only one node sweeps at a time. Needs
 //! `COFLUX_TEST_DATABASE_URL`; skipped without it unless `COFLUX_PG_TESTS=require`.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::blob_gc::record_run_in;
-use crate::support::{Moto, sha256};
+use crate::support::Moto;
 use actix_web::http::StatusCode;
-use actix_web::test::{self, TestRequest};
+use actix_web::test;
 use actix_web::web;
-use coflux_core::model::Value;
 use coflux_server::blobs::SWEEP_LOCK;
 use coflux_server::config::BlobStoreConfig;
-use coflux_server::logs::LogRecord;
 use coflux_server::{AppState, ServerConfig, create_app};
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 fn database_url() -> Option<String> {
     match std::env::var("COFLUX_TEST_DATABASE_URL") {
@@ -30,45 +26,6 @@ fn database_url() -> Option<String> {
             None
         }
     }
-}
-
-macro_rules! call {
-    ($app:expr, $req:expr $(,)?) => {{
-        let resp = test::call_service($app, ($req).to_request()).await;
-        let status = resp.status();
-        let body = test::read_body(resp).await;
-        (
-            status,
-            serde_json::from_slice::<Json>(&body).unwrap_or(Json::Null),
-        )
-    }};
-}
-
-macro_rules! put_blob {
-    ($app:expr, $project:expr, $content:expr) => {{
-        let content: &[u8] = $content;
-        let key = sha256(content);
-        let uri = format!("/api/projects/{}/blobs/{key}", $project);
-        let (status, body) = call!(
-            $app,
-            TestRequest::put().uri(&uri).set_payload(content.to_vec())
-        );
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        key
-    }};
-}
-
-macro_rules! head {
-    ($app:expr, $project:expr, $key:expr) => {{
-        let uri = format!("/api/projects/{}/blobs/{}", $project, $key);
-        call!(
-            $app,
-            TestRequest::default()
-                .method(actix_web::http::Method::HEAD)
-                .uri(&uri)
-        )
-        .0
-    }};
 }
 
 #[actix_rt::test]
@@ -96,58 +53,22 @@ async fn postgres_blob_gc_sees_every_nodes_references_and_uses() {
     let owner = web::Data::new(AppState::open(&node(1, dir_a.path())).await.unwrap());
     let other = web::Data::new(AppState::open(&node(2, dir_b.path())).await.unwrap());
     let app = test::init_service(create_app(owner.clone())).await;
-    let (status, body) = call!(
-        &app,
-        TestRequest::post()
-            .uri("/api/projects")
-            .set_json(json!({ "name": project }))
-    );
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    create_project!(&app, &project);
 
     // On the owner: a run referencing three blobs, an asset, a logged blob, a blob it will
     // check later, and an orphan.
-    let argument = put_blob!(&app, project, b"arg1");
-    let argument_fragment = put_blob!(&app, project, b"frg1");
-    let result = put_blob!(&app, project, b"res1");
-    let asset = put_blob!(&app, project, b"ast1");
-    let logged = put_blob!(&app, project, b"log1");
+    let referenced = referenced_blobs!(&app, &owner, &project);
     let checked = put_blob!(&app, project, b"chk1");
     let orphan = put_blob!(&app, project, b"orph");
-    let execution = record_run_in(&owner, &project, &argument, &argument_fragment, &result).await;
-    let (status, body) = call!(
-        &app,
-        TestRequest::post()
-            .uri(&format!("/api/projects/{project}/assets"))
-            .set_json(json!({"entries": {"a.txt": {"blob_key": asset, "size": 4}}}))
-    );
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let asset_id = body["id"].as_str().unwrap().to_owned();
-    let values = BTreeMap::from([(
-        "table".to_owned(),
-        Value::Blob {
-            key: logged.clone(),
-            size: 4,
-            references: Vec::new(),
-        },
-    )]);
-    let log = LogRecord {
-        execution,
-        timestamp_ms: coflux_server::logs::now_ms(),
-        level: 2,
-        template: Some("wrote {table}".into()),
-        values,
-    };
-    owner.logs.append(&project, vec![log]).unwrap();
-    owner.logs.flush().await.unwrap();
 
     // The asset record is in the shared table: the other node reads it.
     let name = coflux_core::model::ProjectName::new(&project).unwrap();
     let record = other
         .assets
-        .get(&name, &asset_id)
+        .get(&name, &referenced.asset_id)
         .unwrap()
         .expect("shared record");
-    assert_eq!(record.entries["a.txt"].blob_key, asset);
+    assert_eq!(record.entries["a.txt"].blob_key, referenced.asset);
 
     // Past the grace, the owner checks one old blob (an agent about to reference it).
     actix_rt::time::sleep(grace + Duration::from_millis(1500)).await;
@@ -187,14 +108,7 @@ async fn postgres_blob_gc_sees_every_nodes_references_and_uses() {
         "{report:?}"
     );
     assert_eq!(head!(&app, project, orphan), StatusCode::NOT_FOUND);
-    for key in [
-        &argument,
-        &argument_fragment,
-        &result,
-        &asset,
-        &logged,
-        &checked,
-    ] {
+    for key in referenced.keys().into_iter().chain([&checked]) {
         assert_eq!(
             head!(&app, project, key),
             StatusCode::OK,
@@ -207,7 +121,7 @@ async fn postgres_blob_gc_sees_every_nodes_references_and_uses() {
     assert_eq!((report.deleted, report.referenced), (1, 5), "{report:?}");
     let object = |key: &str| format!("{prefix}/{project}/{key}");
     assert_eq!(moto.raw_sha256(&object(&checked)).await, None);
-    for key in [&argument, &argument_fragment, &result, &asset, &logged] {
+    for key in referenced.keys() {
         assert!(moto.raw_sha256(&object(key)).await.is_some(), "{key}");
     }
 }

@@ -10,7 +10,6 @@ use actix_web::web;
 use coflux_core::sdk::{Failure, Repository, current_execution, task, workflow};
 use coflux_server::{AppState, ServerConfig, create_app};
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 
 /// Adds two numbers through a task.
 #[workflow(module = "demo")]
@@ -118,6 +117,10 @@ mod limits;
 #[path = "http_api/runs_list.rs"]
 mod runs_list;
 
+#[path = "http_api/blobs.rs"]
+mod blobs;
+#[path = "http_api/manifests.rs"]
+mod manifests;
 #[path = "http_api/run_retention.rs"]
 mod run_retention;
 
@@ -292,138 +295,6 @@ async fn malformed_requests_get_json_errors() {
     );
 }
 
-fn definition(name: &str, kind: &str, options: Json) -> Json {
-    json!({
-        "target": {"module": "demo", "name": name},
-        "kind": kind,
-        "parameters": [{"name": "a", "annotation": "int", "default": null}],
-        "options": options,
-        "instruction": format!("The {name} target."),
-    })
-}
-
-#[actix_rt::test]
-async fn manifests_round_trip_and_submissions_wait_for_an_agent() {
-    let h = Harness::new().await;
-    let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "alpha"})));
-    call!(
-        &app,
-        post(
-            "/api/projects/alpha/environments",
-            json!({"name": "production"})
-        )
-    );
-
-    let path = "/api/projects/alpha/environments/production/manifests";
-    let targets = json!([
-        definition(
-            "main",
-            "workflow",
-            json!({"retries": {"limit": 2, "backoff_min_ms": 0, "backoff_max_ms": 0}})
-        ),
-        definition("helper", "task", json!({})),
-    ]);
-    let put = call!(
-        &app,
-        TestRequest::put()
-            .uri(path)
-            .set_json(json!({"targets": targets}))
-    );
-    assert_eq!(put, (StatusCode::OK, json!({"registered": 2})));
-    let (status, got) = call!(&app, get(path));
-    assert_eq!(status, StatusCode::OK);
-    let mut got: Vec<Json> = got["targets"].as_array().unwrap().clone();
-    got.sort_by_key(|t| t["target"]["name"].as_str().unwrap().to_owned());
-    assert_eq!(got, vec![targets[1].clone(), targets[0].clone()]);
-    let bad_definition = call!(
-        &app,
-        TestRequest::put()
-            .uri(path)
-            .set_json(json!({"targets": [{"target": "x"}]})),
-    );
-    assert_error(&h, &bad_definition, StatusCode::BAD_REQUEST, "invalid_json");
-    let unknown_env = call!(
-        &app,
-        get("/api/projects/alpha/environments/ghost/manifests")
-    );
-    assert_error(
-        &h,
-        &unknown_env,
-        StatusCode::NOT_FOUND,
-        "environment_not_found",
-    );
-
-    let runs = "/api/projects/alpha/environments/production/runs";
-    let task = call!(
-        &app,
-        post(
-            runs,
-            json!({"module": "demo", "target": "helper", "arguments": []})
-        )
-    );
-    assert_error(&h, &task, StatusCode::BAD_REQUEST, "not_a_workflow");
-
-    let submitted = call!(
-        &app,
-        post(
-            runs,
-            json!({"module": "demo", "target": "main", "arguments": [{"x": [1, "two"]}, 3], "idempotency_key": "k"})
-        ),
-    );
-    assert_eq!(submitted.0, StatusCode::CREATED, "{}", submitted.1);
-    let run_id = submitted.1["run_id"].as_str().unwrap().to_owned();
-    assert_eq!(submitted.1["step_id"], format!("{run_id}:1"));
-    assert_eq!(submitted.1["execution_id"], format!("{run_id}:1:1"));
-
-    let result_path = format!("/api/projects/alpha/runs/{run_id}/result");
-    let pending = call!(&app, get(&format!("{result_path}?wait=0")));
-    assert_eq!(
-        pending,
-        (
-            StatusCode::OK,
-            json!({"run_id": run_id, "status": "pending"})
-        )
-    );
-    let started = std::time::Instant::now();
-    let still = call!(&app, get(&format!("{result_path}?wait=1")));
-    assert_eq!(still.1["status"], "pending");
-    assert!(started.elapsed() >= Duration::from_millis(900));
-
-    let (_, view) = call!(&app, get(&format!("/api/projects/alpha/runs/{run_id}")));
-    assert_eq!(view["run_id"], run_id.as_str());
-    assert_eq!(view["environment"], "production");
-    let step = &view["steps"][0];
-    assert_eq!(step["step_id"], format!("{run_id}:1"));
-    assert_eq!(
-        (step["module"].as_str(), step["target"].as_str()),
-        (Some("demo"), Some("main"))
-    );
-    assert_eq!(step["kind"], "workflow");
-    assert_eq!(step["arguments"], json!([{"x": [1, "two"]}, 3]));
-    assert_eq!(step["executions"][0]["state"], "queued");
-    assert_eq!(step["executions"][0]["result"], Json::Null);
-
-    let (_, list) = call!(&app, get("/api/projects/alpha/runs?limit=10"));
-    assert_eq!(list["runs"][0]["run_id"], run_id.as_str());
-    assert_eq!(list["runs"][0]["target"], "main");
-    assert_eq!(list["runs"][0]["environment"], "production");
-
-    let unknown_env = call!(
-        &app,
-        post(
-            "/api/projects/alpha/environments/ghost/runs",
-            json!({"module": "demo", "target": "main"})
-        )
-    );
-    assert_error(
-        &h,
-        &unknown_env,
-        StatusCode::NOT_FOUND,
-        "environment_not_found",
-    );
-}
-
 #[actix_rt::test]
 async fn workflows_run_to_completion_and_can_be_rerun_and_cancelled() {
     let h = Harness::new().await;
@@ -595,119 +466,6 @@ async fn workflows_run_to_completion_and_can_be_rerun_and_cancelled() {
         body,
         json!({"run_id": submitted["run_id"], "status": "cancelled"})
     );
-}
-
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-#[actix_rt::test]
-async fn blobs_are_verified_and_confined_to_their_project() {
-    let h = Harness::new().await;
-    let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "alpha"})));
-    call!(&app, post("/api/projects", json!({"name": "beta"})));
-
-    let content = b"some bytes of a value".repeat(10_000);
-    let key = sha256(&content);
-    let uri = format!("/api/projects/alpha/blobs/{key}");
-    let put = call!(
-        &app,
-        TestRequest::put().uri(&uri).set_payload(content.clone())
-    );
-    assert_eq!(
-        put,
-        (
-            StatusCode::CREATED,
-            json!({"key": key, "size": content.len()})
-        )
-    );
-    let stored = h
-        .dir
-        .path()
-        .join("blobs")
-        .join("alpha")
-        .join(&key[..2])
-        .join(&key);
-    assert_eq!(std::fs::read(&stored).unwrap(), content);
-
-    let resp = test::call_service(&app, get(&uri).to_request()).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(
-        resp.headers().get("content-length").unwrap(),
-        &content.len().to_string()
-    );
-    assert_eq!(test::read_body(resp).await, content);
-    let head = test::call_service(
-        &app,
-        TestRequest::default()
-            .method(actix_web::http::Method::HEAD)
-            .uri(&uri)
-            .to_request(),
-    )
-    .await;
-    assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(
-        head.headers().get("content-length").unwrap(),
-        &content.len().to_string()
-    );
-
-    let other_key = sha256(b"other");
-    let other_uri = format!("/api/projects/alpha/blobs/{other_key}");
-    let mismatch = call!(
-        &app,
-        TestRequest::put().uri(&other_uri).set_payload("not other")
-    );
-    assert_error(&h, &mismatch, StatusCode::BAD_REQUEST, "blob_mismatch");
-    assert_error(
-        &h,
-        &call!(&app, get(&other_uri)),
-        StatusCode::NOT_FOUND,
-        "blob_not_found",
-    );
-    let head = test::call_service(
-        &app,
-        TestRequest::default()
-            .method(actix_web::http::Method::HEAD)
-            .uri(&other_uri)
-            .to_request(),
-    )
-    .await;
-    assert_eq!(head.status(), StatusCode::NOT_FOUND);
-    let leftovers = std::fs::read_dir(h.dir.path().join("blobs/alpha").join(&other_key[..2]))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(leftovers, 0, "a rejected upload leaves nothing behind");
-
-    let beta = call!(&app, get(&format!("/api/projects/beta/blobs/{key}")));
-    assert_error(&h, &beta, StatusCode::NOT_FOUND, "blob_not_found");
-    let ghost = call!(&app, get(&format!("/api/projects/ghost/blobs/{key}")));
-    assert_error(&h, &ghost, StatusCode::NOT_FOUND, "project_not_found");
-    let ghost_put = call!(
-        &app,
-        TestRequest::put()
-            .uri(&format!("/api/projects/ghost/blobs/{key}"))
-            .set_payload(content.clone())
-    );
-    assert_error(&h, &ghost_put, StatusCode::NOT_FOUND, "project_not_found");
-    assert!(!h.dir.path().join("blobs/ghost").exists());
-
-    for bad in [
-        "..",
-        "%2e%2e",
-        "%2E%2E",
-        &key.to_uppercase(),
-        &key[..63],
-        &format!("{key}0"),
-        &format!("{}%00", &key[..63]),
-        "..%2f..%2fetc%2fpasswd",
-    ] {
-        let uri = format!("/api/projects/alpha/blobs/{bad}");
-        let got = call!(&app, get(&uri));
-        assert_error(&h, &got, StatusCode::BAD_REQUEST, "invalid_blob_key");
-        let put = call!(&app, TestRequest::put().uri(&uri).set_payload("x"));
-        assert_error(&h, &put, StatusCode::BAD_REQUEST, "invalid_blob_key");
-    }
 }
 
 #[actix_rt::test]

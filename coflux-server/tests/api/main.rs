@@ -4,6 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[macro_use]
+mod blob_gc_fixture;
+
 mod agent_protocol;
 mod assets;
 mod auth;

@@ -43,16 +43,28 @@ where
     // Sized exactly: the external part waits in the writer's queue until its commit, and a
     // fan-out queues one such batch per child (a grown Vec would hold room for four envelopes).
     let internal_count = out.messages.iter().filter(|e| e.is_internal()).count();
-    let mut internal = Vec::with_capacity(internal_count);
-    let mut external = Vec::with_capacity(out.messages.len() - internal_count);
-    for envelope in out.messages {
-        if envelope.is_internal() {
-            internal.push(envelope);
-        } else {
-            external.push(envelope);
+    let (internal, external) = if internal_count == out.messages.len() {
+        // Delivered at once: the outbox's own list will do.
+        (out.messages, Vec::new())
+    } else if internal_count == 0 {
+        let mut external = out.messages;
+        external.shrink_to_fit();
+        (Vec::new(), external)
+    } else {
+        let mut internal = Vec::with_capacity(internal_count);
+        let mut external = Vec::with_capacity(out.messages.len() - internal_count);
+        for envelope in out.messages {
+            if envelope.is_internal() {
+                internal.push(envelope);
+            } else {
+                external.push(envelope);
+            }
         }
+        (internal, external)
+    };
+    if !internal.is_empty() {
+        router.deliver_all(internal);
     }
-    router.deliver_all(internal);
     router.queue_commit(out.writes, external);
 }
 
@@ -99,12 +111,34 @@ fn reply_ids<M: 'static>(msg: &M) -> Vec<ReplyTo> {
             | Some(ProjectMsg::ArchiveModule { reply, .. })
             | Some(ProjectMsg::SetConcurrencyLimit { reply, .. })
             | Some(ProjectMsg::CreateSchedule { reply, .. })
-            | Some(ProjectMsg::DeleteSchedule { reply, .. }) => vec![*reply],
+            | Some(ProjectMsg::DeleteSchedule { reply, .. })
+            | Some(ProjectMsg::RegisterManifests { reply, .. })
+            | Some(ProjectMsg::ForgetRuns { reply, .. }) => vec![*reply],
             Some(ProjectMsg::SpawnRun { reply, wait, .. }) => {
                 std::iter::once(*reply).chain(*wait).collect()
             }
             _ => Vec::new(),
         },
+    }
+}
+
+/// What stands in for a message whose handling panicked, beyond failing its callers: a cache
+/// lookup goes on as a miss (the execution runs rather than waiting for an answer).
+fn fallback<M: 'static>(msg: &M) -> Option<Envelope> {
+    match (msg as &dyn std::any::Any).downcast_ref::<ProjectMsg>() {
+        Some(ProjectMsg::CacheLookup(ticket)) => {
+            let mut ticket = ticket.clone();
+            ticket.cache = None;
+            let environment = ticket.environment;
+            Some(Envelope::Environment(
+                environment,
+                EnvironmentMsg::CacheMissed {
+                    ticket,
+                    key: String::new(),
+                },
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -152,8 +186,11 @@ macro_rules! host {
             fn process(&mut self, msg: $msg, ctx: &mut Context<Self>) {
                 let _span = self.core.span(self.router.project(), &msg).entered();
                 let replies = reply_ids(&msg);
+                let fallback = fallback(&msg);
+                let injected = self.extra.take_injected();
                 let core = &mut self.core;
                 let handled = catch_unwind(AssertUnwindSafe(|| {
+                    assert!(!injected, "injected failure while handling a message");
                     let mut out = Outbox::default();
                     core.handle(msg, now_millis(), &mut out);
                     out
@@ -168,6 +205,9 @@ macro_rules! host {
                         // The message's outbox is dropped: nothing of it is committed or sent.
                         tracing::error!(project = %self.router.project(), "an orchestration actor panicked; reloading it from the database");
                         self.router.fail_replies(&replies);
+                        if let Some(envelope) = fallback {
+                            self.router.deliver(envelope);
+                        }
                         self.on_panic(ctx);
                     }
                 }
@@ -204,13 +244,25 @@ impl AfterHandle<EnvironmentHost> for EnvironmentCore {
     fn after_handle<L: Link>(&self, _: &Arc<L>, _: bool, _: &mut EnvironmentHost) {}
 }
 
-/// The project actor's host state (none).
+/// The project actor's host state: messages held while it reloads after a panic.
 #[derive(Debug, Default)]
-pub struct ProjectHost;
+pub struct ProjectHost {
+    reloading: Option<Vec<ProjectMsg>>,
+    /// The next message's handling panics (feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    panic_next: bool,
+}
 
 impl ProjectHost {
     fn buffer(&mut self) -> Option<&mut Vec<ProjectMsg>> {
-        None
+        self.reloading.as_mut()
+    }
+
+    fn take_injected(&mut self) -> bool {
+        #[cfg(feature = "failpoints")]
+        return std::mem::take(&mut self.panic_next);
+        #[cfg(not(feature = "failpoints"))]
+        false
     }
 }
 
@@ -223,6 +275,10 @@ pub struct EnvironmentHost {
 impl EnvironmentHost {
     fn buffer(&mut self) -> Option<&mut Vec<EnvironmentMsg>> {
         self.reloading.as_mut()
+    }
+
+    fn take_injected(&mut self) -> bool {
+        false
     }
 }
 
@@ -246,6 +302,10 @@ impl RunHost {
         self.reloading.as_mut()
     }
 
+    fn take_injected(&mut self) -> bool {
+        false
+    }
+
     fn ask<L: Link>(&mut self, run: &RunCore, router: &Arc<L>) {
         self.asked = true;
         self.wrote_since = false;
@@ -266,11 +326,12 @@ impl AfterHandle<RunHost> for RunCore {
 }
 
 impl<L: Link> ProjectActor<L> {
-    /// The project actor holds what the others rely on and is not reloaded in place: it stops
-    /// (the process must be restarted to recover it).
-    fn on_panic(&mut self, ctx: &mut Context<Self>) {
-        tracing::error!(project = %self.router.project(), "the project actor panicked and stops");
-        ctx.stop();
+    /// Holds new messages and asks (through the writer, so after everything it sent) to be
+    /// reloaded.
+    fn on_panic(&mut self, _: &mut Context<Self>) {
+        self.extra.reloading = Some(Vec::new());
+        self.router
+            .queue_commit(Vec::new(), vec![Envelope::Reload(ReloadTarget::Project)]);
     }
 }
 
@@ -330,6 +391,42 @@ impl<L: Link> Handler<Reload> for RunActor<L> {
             }
         }
         dispatch(&self.router, out, ctx);
+        for msg in held {
+            self.process(msg, ctx);
+        }
+    }
+}
+
+impl<L: Link> Handler<Reload> for ProjectActor<L> {
+    type Result = ();
+
+    fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
+        let Some(held) = self.extra.reloading.take() else {
+            return;
+        };
+        let mut out = Outbox::default();
+        match self
+            .router
+            .rebuild_project(self.core.key_retention(), &mut out)
+        {
+            Ok(core) => {
+                self.core = core;
+                tracing::warn!(project = %self.router.project(), "project reloaded from the database");
+            }
+            Err(e) => {
+                // The messages stay held; the reload is tried again in a second.
+                tracing::error!(project = %self.router.project(), error = %e, "could not reload the project; retrying");
+                self.extra.reloading = Some(held);
+                let retry = Envelope::Reload(ReloadTarget::Project);
+                let router = Arc::clone(&self.router);
+                ctx.run_later(Duration::from_secs(1), move |_, _| {
+                    router.queue_commit(Vec::new(), vec![retry]);
+                });
+                return;
+            }
+        }
+        dispatch(&self.router, out, ctx);
+        self.router.set_scheduled(self.core.has_schedules());
         for msg in held {
             self.process(msg, ctx);
         }
@@ -419,36 +516,8 @@ impl<L: Link> Handler<Stop> for RunActor<L> {
     }
 }
 
-/// Makes an actor's handler panic, to test supervision (feature `failpoints`).
 #[cfg(feature = "failpoints")]
-#[derive(Debug)]
-pub struct InjectPanic;
-
+#[path = "inject.rs"]
+mod inject;
 #[cfg(feature = "failpoints")]
-impl Message for InjectPanic {
-    type Result = ();
-}
-
-#[cfg(feature = "failpoints")]
-impl<L: Link> Handler<InjectPanic> for RunActor<L> {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        let id = self.core.id();
-        if catch_unwind(|| panic!("injected failure in run {id}")).is_err() {
-            self.on_panic(ctx);
-        }
-    }
-}
-
-#[cfg(feature = "failpoints")]
-impl<L: Link> Handler<InjectPanic> for EnvironmentActor<L> {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
-        let id = self.core.id();
-        if catch_unwind(|| panic!("injected failure in environment {id}")).is_err() {
-            self.on_panic(ctx);
-        }
-    }
-}
+pub use inject::{InjectPanic, PanicOnNext};

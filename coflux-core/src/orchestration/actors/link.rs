@@ -8,6 +8,7 @@ use crate::store::{RunSnapshot, StoreError, Write};
 
 use super::super::environment::EnvironmentCore;
 use super::super::messages::{Envelope, Outbox, ReplyTo};
+use super::super::project::ProjectCore;
 
 /// The router as seen from an actor host.
 pub trait Link: Send + Sync + 'static {
@@ -33,4 +34,10 @@ pub trait Link: Send + Sync + 'static {
         id: crate::model::EnvironmentId,
         out: &mut Outbox,
     ) -> EnvironmentCore;
+    /// Rebuilds the project's state from what is committed, after its actor panicked.
+    fn rebuild_project(
+        &self,
+        key_retention_ms: crate::model::Millis,
+        out: &mut Outbox,
+    ) -> Result<ProjectCore, StoreError>;
 }

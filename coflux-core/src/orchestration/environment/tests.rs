@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::model::{RunId, StepId};
 use crate::orchestration::messages::CacheCheck;
+use crate::store::CacheOutcome;
 
 fn ticket(run: u64, cache: bool) -> Ticket {
     Ticket {

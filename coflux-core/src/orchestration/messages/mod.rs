@@ -56,6 +56,8 @@ pub enum ReloadTarget {
     Run(RunId),
     /// An environment's actor.
     Environment(EnvironmentId),
+    /// The project actor.
+    Project,
 }
 
 /// Commands to a worker.

@@ -7,14 +7,13 @@ use crate::model::{
     CronSpec, Environment, EnvironmentId, EnvironmentName, EnvironmentState, Millis, RunId,
     Schedule, StepOptions, TargetRef, Value,
 };
-use crate::store::{CacheEntry, CacheOutcome, ProjectSnapshot, Write};
+use crate::store::{CacheOutcome, ProjectSnapshot, Write};
 
 use super::cache::CacheIndex;
 use super::error::OrchestrationError;
-use super::messages::{
-    Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, Timer,
-};
+use super::messages::{Envelope, EnvironmentMsg, Outbox, ProjectMsg, ReplyTo, RunMsg, Timer};
 
+mod handlers;
 mod schedules;
 
 use schedules::arm;
@@ -55,6 +54,24 @@ pub const DEFAULT_KEY_RETENTION_MS: Millis = 24 * 60 * 60 * 1000;
 impl ProjectCore {
     /// Restores the project from a snapshot. The outbox tells every environment its state.
     pub fn restore(snapshot: &ProjectSnapshot, out: &mut Outbox) -> Self {
+        Self::from_snapshot(snapshot, false, out)
+    }
+
+    /// Rebuilds a running project's state from what is committed (its actor panicked), keeping
+    /// `key_retention_ms`. Unlike at start, runs keep running: their pending executions already
+    /// missed their lookups and stay cache sources.
+    pub fn reload(snapshot: &ProjectSnapshot, key_retention_ms: Millis, out: &mut Outbox) -> Self {
+        let mut core = Self::from_snapshot(snapshot, true, out);
+        core.key_retention_ms = key_retention_ms;
+        core
+    }
+
+    /// How long idempotency keys are remembered.
+    pub fn key_retention(&self) -> Millis {
+        self.key_retention_ms
+    }
+
+    fn from_snapshot(snapshot: &ProjectSnapshot, keep_pending: bool, out: &mut Outbox) -> Self {
         let environments: BTreeMap<_, _> = snapshot
             .environments
             .iter()
@@ -105,7 +122,11 @@ impl ProjectCore {
                 snapshot
                     .cache_entries
                     .iter()
-                    .filter(|e| e.outcome != CacheOutcome::Pending || e.execution.attempt > 1)
+                    .filter(|e| {
+                        keep_pending
+                            || e.outcome != CacheOutcome::Pending
+                            || e.execution.attempt > 1
+                    })
                     .cloned()
                     .collect(),
             ),
@@ -162,280 +183,23 @@ impl ProjectCore {
     /// Handles one message.
     pub fn handle(&mut self, msg: ProjectMsg, now: Millis, out: &mut Outbox) {
         match msg {
-            ProjectMsg::CreateEnvironment {
-                name,
-                parent,
-                reply,
-            } => {
-                let result = self.create_environment(name, parent, now, out);
-                out.reply(reply, Reply::Environment(result));
-            }
-            ProjectMsg::SetEnvironmentState { name, state, reply } => {
-                let result = self.set_state(&name, state, out);
-                out.reply(reply, Reply::Environment(result));
-            }
-            ProjectMsg::SetEnvironmentParent {
-                name,
-                parent,
-                reply,
-            } => {
-                let result = self.set_parent(&name, parent.as_ref(), out);
-                out.reply(reply, Reply::Environment(result));
-            }
-            ProjectMsg::RegisterManifests {
-                environment,
-                definitions,
-                reply,
-            } => {
-                let result = self.resolve(&environment).cloned();
-                if let Ok(env) = &result {
-                    out.write(Write::PutManifests {
-                        environment: env.id,
-                        definitions,
-                        at: now,
-                    });
-                }
-                out.reply(reply, Reply::Environment(result));
-            }
-            ProjectMsg::ArchiveModule {
-                environment,
-                module,
-                reply,
-            } => {
-                let result = self.resolve(&environment).cloned();
-                if let Ok(env) = &result {
-                    out.write(Write::ArchiveModule {
-                        environment: env.id,
-                        module,
-                    });
-                }
-                out.reply(reply, Reply::Environment(result));
-            }
-            ProjectMsg::SetConcurrencyLimit {
-                environment,
-                target,
-                max,
-                reply,
-            } => {
-                let result = self.resolve(&environment).cloned();
-                if let Ok(env) = &result {
-                    let max = max.filter(|m| *m > 0);
-                    let limits = self.limits.entry(env.id).or_default();
-                    match max {
-                        Some(m) => limits.insert(target.clone(), m),
-                        None => limits.remove(&target),
-                    };
-                    out.write(Write::PutConcurrencyLimit {
-                        environment: env.id,
-                        target: target.clone(),
-                        max,
-                    });
-                    out.send(Envelope::Environment(
-                        env.id,
-                        EnvironmentMsg::SetLimit { target, max },
-                    ));
-                }
-                out.reply(reply, Reply::Environment(result));
-            }
-            ProjectMsg::CreateSchedule {
-                environment,
-                target,
-                cron,
-                arguments,
-                options,
-                reply,
-            } => {
-                let result =
-                    self.create_schedule(environment, target, &cron, arguments, options, now, out);
-                out.reply(reply, Reply::Schedule(result));
-            }
-            ProjectMsg::DeleteSchedule { id, reply } => {
-                let result = match self.schedules.remove(&id) {
-                    Some(active) => {
-                        out.write(Write::DeleteSchedule { id });
-                        Ok(Box::new(active.schedule))
-                    }
-                    None => Err(OrchestrationError::ScheduleNotFound(id.to_string())),
-                };
-                out.reply(reply, Reply::Schedule(result));
-            }
-            ProjectMsg::ScheduleTick { id, at } => self.tick(id, at, now, out),
-            ProjectMsg::ListEnvironments { reply } => {
-                out.reply(
-                    reply,
-                    Reply::Environments(self.environments.values().cloned().collect()),
-                );
-            }
-            ProjectMsg::StartRun {
-                environment,
-                target,
-                arguments,
-                options,
-                idempotency_key,
-                reply,
-            } => match self.resolve(&environment).map(|e| e.id) {
-                Ok(env) => {
-                    if let Some(key) = &idempotency_key {
-                        let entry = self.keys.get(&(env, key.clone()));
-                        if let Some((run, at)) = entry
-                            && now - at < self.key_retention_ms
-                        {
-                            // Through the run, so the answer follows the run's own commit.
-                            return out.send(Envelope::Run(*run, RunMsg::Started { reply }));
-                        }
-                        self.keys
-                            .retain(|_, (_, at)| now - *at < self.key_retention_ms);
-                    }
-                    let run = RunId(self.next_run);
-                    self.next_run += 1;
-                    if let Some(key) = &idempotency_key {
-                        self.keys.insert((env, key.clone()), (run, now));
-                    }
-                    let msg = RunMsg::Create {
-                        environment: env,
-                        target,
-                        arguments,
-                        options,
-                        idempotency_key,
-                        spawned_by: None,
-                        call: None,
-                        reply,
-                        wait: None,
-                    };
-                    out.send(Envelope::Run(run, msg));
-                }
-                Err(e) => out.reply(reply, Reply::RunStarted(Err(e))),
-            },
-            ProjectMsg::SpawnRun {
-                parent,
-                call,
-                environment,
-                target,
-                arguments,
-                options,
-                reply,
-                wait,
-            } => {
-                let run = RunId(self.next_run);
-                self.next_run += 1;
-                let msg = RunMsg::Create {
-                    environment,
-                    target,
-                    arguments,
-                    options,
-                    idempotency_key: None,
-                    spawned_by: Some(parent),
-                    call,
-                    reply,
-                    wait,
-                };
-                out.send(Envelope::Run(run, msg));
-            }
-            ProjectMsg::RerunStep {
-                step,
-                environment,
-                reply,
-            } => {
-                let target = match environment {
-                    Some(name) => match self.resolve(&name) {
-                        Ok(env) => Some(env.id),
-                        Err(e) => return out.reply(reply, Reply::Rerun(Err(e))),
-                    },
-                    None => None,
-                };
-                let lineage = target.map(|t| self.lineage(t)).unwrap_or_default();
-                out.send(Envelope::Run(
-                    step.run,
-                    RunMsg::Rerun {
-                        step,
-                        environment: target,
-                        lineage,
-                        reply,
-                    },
-                ));
-            }
-            ProjectMsg::CacheLookup(mut ticket) => {
-                let Some(check) = ticket.cache.take() else {
-                    let environment = ticket.environment;
-                    return out.send(Envelope::Environment(
-                        environment,
-                        EnvironmentMsg::CacheMissed {
-                            ticket,
-                            key: String::new(),
-                        },
-                    ));
-                };
-                let lineage = self.lineage(ticket.environment);
-                match self.cache.lookup(
-                    &check.key,
-                    &lineage,
-                    ticket.execution.step,
-                    check.max_age_ms,
-                    now,
-                ) {
-                    Some(source) => out.send(Envelope::Run(
-                        ticket.execution.run(),
-                        RunMsg::CacheHit {
-                            execution: ticket.execution,
-                            source,
-                        },
-                    )),
-                    None => {
-                        self.cache.update(CacheEntry {
-                            key: check.key.clone(),
-                            execution: ticket.execution,
-                            environment: ticket.environment,
-                            created_at: now,
-                            outcome: CacheOutcome::Pending,
-                        });
-                        let environment = ticket.environment;
-                        out.send(Envelope::Environment(
-                            environment,
-                            EnvironmentMsg::CacheMissed {
-                                ticket,
-                                key: check.key,
-                            },
-                        ));
-                    }
-                }
-            }
-            ProjectMsg::Announce { environment } => {
-                if let Some(env) = self.environments.get(&environment) {
-                    out.send(Envelope::Environment(
-                        environment,
-                        EnvironmentMsg::SetState(env.state),
-                    ));
-                }
-                for (target, max) in self.limits.get(&environment).into_iter().flatten() {
-                    out.send(Envelope::Environment(
-                        environment,
-                        EnvironmentMsg::SetLimit {
-                            target: target.clone(),
-                            max: Some(*max),
-                        },
-                    ));
-                }
-            }
-            ProjectMsg::ForgetRuns { runs, reply } => {
-                let runs: std::collections::HashSet<RunId> = runs.into_iter().collect();
-                self.cache.forget_runs(&runs);
-                self.keys.retain(|_, (run, _)| !runs.contains(run));
-                out.reply(reply, Reply::Recorded(Ok(())));
-            }
-            ProjectMsg::CacheUpdate {
-                key,
-                execution,
-                environment,
-                created_at,
-                outcome,
-            } => {
-                self.cache.update(CacheEntry {
-                    key,
-                    execution,
-                    environment,
-                    created_at,
-                    outcome,
-                });
+            msg @ (ProjectMsg::CreateEnvironment { .. }
+            | ProjectMsg::SetEnvironmentState { .. }
+            | ProjectMsg::SetEnvironmentParent { .. }
+            | ProjectMsg::RegisterManifests { .. }
+            | ProjectMsg::ArchiveModule { .. }
+            | ProjectMsg::SetConcurrencyLimit { .. }
+            | ProjectMsg::ListEnvironments { .. }
+            | ProjectMsg::Announce { .. }) => self.on_environments(msg, now, out),
+            msg @ (ProjectMsg::CreateSchedule { .. }
+            | ProjectMsg::DeleteSchedule { .. }
+            | ProjectMsg::ScheduleTick { .. }) => self.on_schedules(msg, now, out),
+            msg @ (ProjectMsg::StartRun { .. }
+            | ProjectMsg::SpawnRun { .. }
+            | ProjectMsg::RerunStep { .. }
+            | ProjectMsg::ForgetRuns { .. }) => self.on_runs(msg, now, out),
+            msg @ (ProjectMsg::CacheLookup { .. } | ProjectMsg::CacheUpdate { .. }) => {
+                self.on_cache(msg, now, out)
             }
         }
     }

@@ -290,7 +290,7 @@ pub(super) fn referenced_blob_keys(
     conn: &mut Conn,
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     use crate::model::{ExecutionResult, Schedule, Value};
-    use crate::store::sqlite::collect_blob_keys;
+    use crate::store::collect_blob_keys;
 
     let mut keys = std::collections::HashSet::new();
     let mut each = |sql: &str, visit: &mut dyn FnMut(&str) -> Result<(), StoreError>| {

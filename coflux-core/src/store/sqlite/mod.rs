@@ -70,7 +70,6 @@ mod run_page;
 #[cfg(test)]
 mod tests;
 
-pub use super::codec::collect_blob_keys;
 pub(in crate::store) use super::codec::{
     execution_id, execution_key, from_json, parse_execution, result_kind_str, run_key, to_i64,
     to_json, to_u32, to_u64,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::super::super::environment::EnvironmentCore;
 use super::super::super::messages::{Envelope, Outbox, ReplyTo};
+use super::super::super::project::ProjectCore;
 use super::super::link::Link;
 use super::Router;
 use crate::model::{EnvironmentId, RunId};
@@ -40,5 +41,12 @@ impl Link for Router {
         out: &mut Outbox,
     ) -> EnvironmentCore {
         Router::rebuild_environment(self, id, out)
+    }
+    fn rebuild_project(
+        &self,
+        key_retention_ms: crate::model::Millis,
+        out: &mut Outbox,
+    ) -> Result<ProjectCore, StoreError> {
+        Router::rebuild_project(self, key_retention_ms, out)
     }
 }

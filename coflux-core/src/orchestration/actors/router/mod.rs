@@ -145,6 +145,23 @@ impl Router {
         }
     }
 
+    /// Makes the project actor panic (feature `failpoints`, for supervision tests).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_project_panic(&self) {
+        if let Some(addr) = lock(&self.project_actor).as_ref() {
+            addr.do_send(super::hosts::InjectPanic);
+        }
+    }
+
+    /// Makes the project actor panic while it handles its next message (feature
+    /// `failpoints`, for supervision tests).
+    #[cfg(feature = "failpoints")]
+    pub fn inject_project_panic_on_next(&self) {
+        if let Some(addr) = lock(&self.project_actor).as_ref() {
+            addr.do_send(super::hosts::PanicOnNext);
+        }
+    }
+
     /// Makes the project's commits fail as on a full disk while `full` is set (tests and
     /// feature `failpoints`; the supervisor wraps the store with this switch).
     #[cfg(any(test, feature = "failpoints"))]

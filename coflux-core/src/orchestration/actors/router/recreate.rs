@@ -9,6 +9,7 @@ use super::super::super::environment::EnvironmentCore;
 use super::super::super::messages::{
     Envelope, EnvironmentMsg, Outbox, ProjectMsg, ReloadTarget, RunMsg,
 };
+use super::super::super::project::ProjectCore;
 use super::super::super::run::RunCore;
 use super::super::hosts::{Deliver, Reload};
 use super::workers::connect_msg;
@@ -92,6 +93,18 @@ impl Router {
         core
     }
 
+    /// Supervision: rebuilds the project's state after its actor panicked, from what is
+    /// committed (everything the actor sent before it asked to be reloaded). The outbox tells
+    /// the environments their states and limits again and re-arms the schedules' timers.
+    pub fn rebuild_project(
+        &self,
+        key_retention_ms: crate::model::Millis,
+        out: &mut Outbox,
+    ) -> Result<ProjectCore, StoreError> {
+        let snapshot = self.read(|reader| reader.load())?;
+        Ok(ProjectCore::reload(&snapshot, key_retention_ms, out))
+    }
+
     /// Reads a run as committed (for supervision and on-demand loading).
     pub fn load_run(&self, id: RunId) -> Result<Option<crate::store::RunSnapshot>, StoreError> {
         self.read(|reader| reader.load_run(id))
@@ -118,6 +131,11 @@ impl Router {
             }
             ReloadTarget::Environment(id) => {
                 if let Some(addr) = lock(&self.environments).get(&id) {
+                    addr.do_send(Reload);
+                }
+            }
+            ReloadTarget::Project => {
+                if let Some(addr) = lock(&self.project_actor).as_ref() {
                     addr.do_send(Reload);
                 }
             }

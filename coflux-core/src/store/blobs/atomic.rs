@@ -1,9 +1,6 @@
-//! The local content-addressed blob directory, shared by embedded assets and the server's
-//! local backend: blob `key` (the SHA-256 of its content, 64 lower-case hex digits) is kept at
-//! `<root>/<key[0..2]>/<key>`. Keys are checked ([`valid_key`]) before any path is built.
-//! [`AtomicWrite`] writes to a temporary file, hashing on the way, syncs, checks the hash when
-//! a key is expected, and only then renames into place, so nothing is visible half-written.
-//! Blocking: call from a blocking thread.
+//! [`AtomicWrite`]: a file written to a temporary file, hashed on the way, synced, checked
+//! against its expected key when one is given, and only then renamed into place, so nothing is
+//! visible half-written.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -11,58 +8,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::{BlobFileError, io, shard_dir};
+
 const CHUNK: usize = 256 * 1024;
-
-/// Why writing a blob or a file failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BlobFileError {
-    /// The content's SHA-256 differs from the expected key.
-    #[error("blob content does not match its key (sha256 {actual})")]
-    Mismatch {
-        /// The SHA-256 of the content written.
-        actual: String,
-    },
-    /// The filesystem failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobFileError + '_ {
-    move |source| BlobFileError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Whether `key` is a blob key: exactly 64 lower-case hex digits (so no `..`, separator, NUL).
-pub fn valid_key(key: &str) -> bool {
-    key.len() == 64
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// The shard directory of blob `key` under `root` (the key must be valid).
-pub fn shard_dir(root: &Path, key: &str) -> PathBuf {
-    debug_assert!(valid_key(key), "blob key checked before building a path");
-    root.join(shard_name(key))
-}
-
-/// The name of blob `key`'s shard directory: its first two digits.
-pub fn shard_name(key: &str) -> &str {
-    &key[..2]
-}
-
-/// Where blob `key` is kept under `root` (the key must be valid).
-pub fn blob_path(root: &Path, key: &str) -> PathBuf {
-    shard_dir(root, key).join(key)
-}
 
 /// A file being written atomically: a temporary file, hashed as it is written, removed unless
 /// [`persist`](Self::persist)ed.
@@ -184,6 +132,7 @@ impl Drop for AtomicWrite {
 
 #[cfg(test)]
 mod tests {
+    use super::super::blob_path;
     use super::*;
 
     const HELLO: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
@@ -193,25 +142,6 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
-    }
-
-    #[test]
-    fn keys_are_strict_and_laid_out_in_shards() {
-        assert!(valid_key(HELLO));
-        for bad in [
-            "",
-            "..",
-            "../../etc/passwd",
-            "%2e%2e",
-            &HELLO.to_uppercase(),
-        ] {
-            assert!(!valid_key(bad), "{bad:?}");
-        }
-        assert!(!valid_key(&format!("{}/", &HELLO[..63])));
-        assert_eq!(
-            blob_path(Path::new("/r"), HELLO),
-            Path::new("/r").join("2c").join(HELLO)
-        );
     }
 
     #[test]
