@@ -407,4 +407,14 @@ pub trait ProjectStore: Send + 'static {
         environment: Option<EnvironmentId>,
         limit: usize,
     ) -> Result<Vec<RunSummary>, StoreError>;
+    /// Gives the store a way to wake its writer when it needs [`ProjectStore::maintain`]
+    /// between batches (ignored by default).
+    fn set_wake(&mut self, _wake: StoreWake) {}
+    /// Work the store asked for with its [`StoreWake`] (e.g. reconnecting to commit again what
+    /// the database lost); its writer calls it whenever it wakes. Must be cheap when there is
+    /// nothing to do. Does nothing by default.
+    fn maintain(&mut self) {}
 }
+
+/// Wakes a store's writer, which then calls [`ProjectStore::maintain`].
+pub type StoreWake = std::sync::Arc<dyn Fn() + Send + Sync>;

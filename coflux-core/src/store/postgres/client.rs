@@ -23,6 +23,8 @@ pub(crate) enum Outcome {
     Flag(bool),
     /// The two BIGINTs of its only row (a query).
     Pair(i64, i64),
+    /// The BIGINT of its only row (a query).
+    Int(i64),
 }
 
 /// Whether a pipelined statement is executed or queried (see [`Outcome`]).
@@ -31,6 +33,7 @@ pub(crate) enum Kind {
     Execute,
     QueryFlag,
     QueryPair,
+    QueryInt,
 }
 
 /// A blocking client with pipelining.
@@ -164,6 +167,11 @@ impl PgClient {
                             .query_one(statement, params)
                             .await
                             .and_then(|row| Ok(Outcome::Pair(row.try_get(0)?, row.try_get(1)?))),
+                        Kind::QueryInt => client
+                            .query_one(statement, params)
+                            .await
+                            .and_then(|row| row.try_get(0))
+                            .map(Outcome::Int),
                     }
                 });
         // `join_all` polls them in order, so they are sent in order.

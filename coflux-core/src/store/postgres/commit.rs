@@ -187,7 +187,8 @@ impl PgStore {
         match commit_batch(conn, &self.fence, writes, seq, self.log.seq, !wait_flush) {
             Ok(positions) => {
                 self.log.seq = seq;
-                self.committed
+                self.shared
+                    .committed
                     .store(seq, std::sync::atomic::Ordering::Release);
                 if wait_flush {
                     self.log.all_flushed();
@@ -253,11 +254,28 @@ impl PgStore {
         }
         log.replayed += count as u64;
         log.seq = last.max(persisted);
-        self.committed
+        self.shared
+            .committed
             .store(log.seq, std::sync::atomic::Ordering::Release);
         log.all_flushed();
         log.broken = false;
         Ok(())
+    }
+
+    /// A reader found the database behind this writer (PostgreSQL lost commits in a crash):
+    /// reconnects and commits them again now, not on the next batch (an idle project would
+    /// otherwise answer no read until something writes). On failure the next batch's commit
+    /// tries again (and reports the error), as does the next reader's request.
+    pub(super) fn settle_now(&mut self) {
+        self.log.broken = true;
+        match self.recover() {
+            Ok(()) => {
+                tracing::info!(schema = %self.location.schema, seq = self.log.seq, "settled the store after a reader found the database behind")
+            }
+            Err(error) => {
+                tracing::warn!(schema = %self.location.schema, %error, "could not settle the store after a reader found the database behind")
+            }
+        }
     }
 
     /// Before the store closes: waits until what it committed is flushed (reconnecting and

@@ -5,6 +5,7 @@
 //! schema from a prefix of the batches (what a crash restart would have kept) and ending the
 //! store's session, as a restart does.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
@@ -12,6 +13,7 @@ use crate::store::conformance_tests::fixtures::batches;
 use crate::store::conformance_tests::{TestSchema, read_all, test_database_url};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::writer::{GroupCommitWriter, WriterPool};
 use crate::store::{Durability, ProjectStore, StoreError};
 
 /// A plain connection to the test database.
@@ -127,6 +129,73 @@ fn batches_postgres_lost_are_committed_again_after_reconnecting() {
         batches.len() as i64
     );
     assert_holds(&store, &batches);
+}
+
+#[test]
+fn idle_writer_replays_when_a_reader_finds_the_database_behind() {
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    idle_writer_replays(&url, "idle", |store| {
+        GroupCommitWriter::spawn(store, "test-idle-writer", |()| {}, |e, _| panic!("{e}"))
+    });
+    let pool = WriterPool::new(1, Duration::ZERO, "test-idle-pool");
+    idle_writer_replays(&url, "idle_pooled", |store| {
+        GroupCommitWriter::spawn_on(&pool, store, "idle", |()| {}, |e, _| panic!("{e}"))
+    });
+}
+
+/// The scenario of the test above, with the group-commit writer `spawn` starts.
+fn idle_writer_replays(
+    url: &str,
+    name: &str,
+    spawn: impl FnOnce(Box<dyn ProjectStore>) -> GroupCommitWriter<()>,
+) {
+    let url = url.to_owned();
+    let schema = TestSchema::new(&url, name);
+    let batches = fixtures();
+    let kept = batches.len() / 2;
+    let mut store = PgStore::open(&schema.location)
+        .unwrap()
+        .with_durability(Durability::Normal);
+    store.log.hold = true;
+    for batch in &batches {
+        store.apply(batch).unwrap();
+    }
+    let n = batches.len() as i64;
+
+    // PostgreSQL "crashes" keeping only the first `kept` batches (as in the test above), and
+    // the writer has nothing more to commit.
+    side(&url)
+        .batch_execute(&format!(
+            "DROP SCHEMA \"{}\" CASCADE",
+            schema.location.schema
+        ))
+        .unwrap();
+    let mut survivor = PgStore::open(&schema.location).unwrap();
+    for batch in &batches[..kept] {
+        survivor.apply(batch).unwrap();
+    }
+    drop(survivor);
+    end_session(&store, &url);
+    // The rebuilding store was a second writer of the location: what the readers compare
+    // with is the first one's again.
+    store.shared.committed.store(n, Ordering::Release);
+
+    let writer = spawn(Box::new(store));
+    // A reader finds the database behind the idle writer: it wakes it, the writer reconnects
+    // and commits the lost batches again, and the read answers from the whole state.
+    let reader = PgStore::open_reader(&schema.location).unwrap();
+    let started = std::time::Instant::now();
+    assert_holds(&reader, &batches);
+    assert!(
+        started.elapsed() < super::super::catch_up::BEHIND_WAIT,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(persisted(&url, &schema.location.schema), n);
+    assert!(writer.is_idle());
+    drop(writer);
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! lets a writer whose connection broke reconnect and commit again what PostgreSQL lost (see
 //! [`commit`] for how [`Durability`] is kept).
 
+mod catch_up;
 mod client;
 mod commit;
 
@@ -30,8 +31,8 @@ pub mod schema;
 mod write;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use postgres::types::ToSql;
 use postgres::{NoTls, Row, Statement};
@@ -39,7 +40,8 @@ use postgres::{NoTls, Row, Statement};
 use self::client::{Kind, Outcome, Param, PgClient};
 
 use super::{
-    Durability, ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary, StoreError, Write,
+    Durability, ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary, StoreError, StoreWake,
+    Write,
 };
 use crate::model::{EnvironmentId, ProjectName, RunId, TargetDefinition};
 
@@ -204,24 +206,11 @@ pub struct PgStore {
     fence: Fence,
     /// The commit sequence and the replay buffer (writers).
     log: commit::CommitLog,
-    /// The last sequence this process's writer of the location committed (see [`committed`]).
-    committed: Arc<AtomicI64>,
+    /// What this process's writer of the location shares with its readers.
+    shared: Arc<catch_up::Shared>,
+    /// This writer's wake-up, handed to the readers (see [`ProjectStore::set_wake`]).
+    wake: Option<StoreWake>,
 }
-
-/// The last commit sequence the writer of `location` in this process committed, shared with
-/// the location's readers: a reader whose snapshot is behind it reads a database that lost
-/// commits in a crash and that the writer has not committed again yet, and waits.
-fn committed(location: &PgLocation) -> Arc<AtomicI64> {
-    static MAP: OnceLock<Mutex<HashMap<PgLocation, Arc<AtomicI64>>>> = OnceLock::new();
-    let mut map = MAP
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    Arc::clone(map.entry(location.clone()).or_default())
-}
-
-/// The longest a reader waits for the writer to commit again what PostgreSQL lost.
-const BEHIND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -275,7 +264,7 @@ impl PgStore {
             let mut store = Self::new(client, location, false);
             let seq = store.conn().count(commit::READ_SEQ_SQL, &[])?;
             store.log = commit::CommitLog::new(Durability::Full, seq);
-            store.committed.store(seq, Ordering::Release);
+            store.shared.committed.store(seq, Ordering::Release);
             Ok(store)
         })
     }
@@ -333,7 +322,8 @@ impl PgStore {
             read_only,
             fence: Fence::None,
             log: commit::CommitLog::new(Durability::Full, 0),
-            committed: committed(location),
+            shared: catch_up::Shared::of(location),
+            wake: None,
         }
     }
 
@@ -403,24 +393,18 @@ impl PgStore {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let slot: &mut Option<Conn> = &mut guard;
         off_runtime(move || {
-            let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+            // Readers check what they see against this process's writer.
+            let watch = self.read_only.then_some(&*self.shared);
             let conn = slot.as_mut().ok_or(StoreError::ReadOnly)?;
-            let began = conn.client.batch_execute(begin).map_err(StoreError::from);
-            if let Err(error) = began {
+            if let Err(error) = catch_up::begin_read(conn, watch) {
                 // A writer's store reconnects on its next commit instead (which replays).
                 if !commit::is_disconnect(&error) || !self.read_only {
                     return Err(error);
                 }
                 *slot = Some(self.fresh_conn()?);
-                slot.as_mut()
-                    .ok_or(StoreError::ReadOnly)?
-                    .client
-                    .batch_execute(begin)?;
+                catch_up::begin_read(slot.as_mut().ok_or(StoreError::ReadOnly)?, watch)?;
             }
             let conn = slot.as_mut().ok_or(StoreError::ReadOnly)?;
-            if self.read_only {
-                wait_until_caught_up(conn, &self.committed, begin)?;
-            }
             let mut reader = read::Reader { conn };
             let out = f(&mut reader);
             let end = reader.conn.client.batch_execute(match out {
@@ -431,35 +415,6 @@ impl PgStore {
             end?;
             Ok(out)
         })
-    }
-}
-
-/// In a read transaction just begun: while its snapshot's commit sequence is behind what the
-/// location's writer committed (PostgreSQL lost commits the writer has not committed again
-/// yet), starts it again, for up to [`BEHIND_WAIT`].
-fn wait_until_caught_up(
-    conn: &mut Conn,
-    committed: &AtomicI64,
-    begin: &str,
-) -> Result<(), StoreError> {
-    let deadline = std::time::Instant::now() + BEHIND_WAIT;
-    loop {
-        let expected = committed.load(Ordering::Acquire);
-        if expected == 0 {
-            return Ok(());
-        }
-        let seq = conn.count(commit::READ_SEQ_SQL, &[])?;
-        if seq >= expected {
-            return Ok(());
-        }
-        conn.client.batch_execute("ROLLBACK")?;
-        if std::time::Instant::now() >= deadline {
-            return Err(StoreError::Diverged(format!(
-                "the database is at commit {seq}, behind this node's {expected}"
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        conn.client.batch_execute(begin)?;
     }
 }
 
@@ -486,6 +441,9 @@ impl std::ops::DerefMut for ConnGuard<'_> {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        if let Some(wake) = &self.wake {
+            self.shared.unset_wake(wake);
+        }
         // The client closes through its own runtime, which must not run on an async worker
         // (a store dropped by an actor, or by a failed project start).
         off_runtime(|| self.settle());
@@ -528,6 +486,19 @@ impl ProjectStore for PgStore {
         limit: usize,
     ) -> Result<Vec<RunSummary>, StoreError> {
         self.read(|r| r.list_runs(environment, limit))
+    }
+
+    fn set_wake(&mut self, wake: StoreWake) {
+        if !self.read_only {
+            self.shared.set_wake(&wake);
+            self.wake = Some(wake);
+        }
+    }
+
+    fn maintain(&mut self) {
+        if !self.read_only && self.shared.take_settle_request() {
+            off_runtime(|| self.settle_now());
+        }
     }
 }
 
