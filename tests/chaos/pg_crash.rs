@@ -38,6 +38,8 @@ struct Postgres {
     as_postgres: bool,
     /// The process started last (the postmaster, or `runuser` around it).
     child: Option<std::process::Child>,
+    /// The longest a start took (crash recovery included).
+    slowest_start: Duration,
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with `initdb`.
@@ -89,6 +91,7 @@ impl Postgres {
             dir,
             as_postgres,
             child: None,
+            slowest_start: Duration::ZERO,
         };
         let data = pg.data();
         let status = pg
@@ -156,7 +159,8 @@ impl Postgres {
             .unwrap();
         self.child = Some(child);
         let url = self.url();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
         loop {
             let up = std::thread::spawn({
                 let url = url.clone();
@@ -165,6 +169,7 @@ impl Postgres {
             .join()
             .unwrap();
             if up {
+                self.slowest_start = self.slowest_start.max(started.elapsed());
                 return;
             }
             assert!(
@@ -385,6 +390,8 @@ async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() 
         }
     }
 
+    let idle_read = idle_crash(&mut pg, &server, &mut acknowledged).await;
+    faults += 1;
     let values = await_values(&server, P, &acknowledged).await;
     for (run, (name, result)) in &values {
         if result["status"] != "value" {
@@ -406,8 +413,19 @@ async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() 
         .lines()
         .filter(|l| l.contains("PostgreSQL lost committed batches"))
         .count();
+    let settled = text
+        .lines()
+        .filter(|l| l.contains("after a reader found the database behind"))
+        .count();
+    match &idle_read {
+        Ok(elapsed) => println!(
+            "chaos pg-crash: idle crash, runs listed after {elapsed:?}; slowest PostgreSQL start {:?}",
+            pg.slowest_start
+        ),
+        Err(e) => violations.push(format!("after the idle crash: {e}")),
+    }
     println!(
-        "chaos pg-crash: faults injected {faults}, runs checked {}, violations {}, replays {replays}",
+        "chaos pg-crash: faults injected {faults}, runs checked {}, violations {}, replays {replays}, settled by a reader {settled}",
         values.len(),
         violations.len()
     );
@@ -421,4 +439,42 @@ async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() 
     }
     assert_eq!(values.len(), acknowledged.len());
     assert!(violations.is_empty(), "{violations:#?}");
+}
+
+/// The project goes idle after one more run, and PostgreSQL crashes again, losing what it had
+/// not flushed (its WAL writer is slow). With nothing more to commit, the writer learns of the
+/// loss from the first reader that finds the database behind, and commits the lost batches
+/// again at once: the runs list (read from PostgreSQL) must answer with the last run within
+/// the readers' bounded wait. Returns how long that took.
+async fn idle_crash(
+    pg: &mut Postgres,
+    server: &Server,
+    acknowledged: &mut Vec<(String, String)>,
+) -> Result<Duration, String> {
+    let name = "idle".to_owned();
+    let body = json!({"module": "examples.semantics", "target": "effects",
+                      "arguments": [name, STEPS, 5], "allow_unregistered": true});
+    let run = coflux_tests::post(
+        &server.url,
+        &format!("/api/projects/{P}/environments/production/runs"),
+        body,
+    )
+    .await["run_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or("the idle run was not acknowledged")?;
+    acknowledged.push((run.clone(), name.clone()));
+    await_values(server, P, &[(run.clone(), name)]).await;
+    pg.kill9();
+    pg.launch();
+    let started = Instant::now();
+    let listed = coflux_tests::get(&server.url, &format!("/api/projects/{P}/runs")).await;
+    let elapsed = started.elapsed();
+    let runs = listed["runs"]
+        .as_array()
+        .ok_or_else(|| format!("listing runs answered {listed}"))?;
+    if !runs.iter().any(|r| r["run_id"] == run.as_str()) {
+        return Err(format!("the idle run {run} is not listed"));
+    }
+    Ok(elapsed)
 }

@@ -11,6 +11,9 @@ use crate::model::ProjectName;
 use crate::store::StoreError;
 use crate::store::postgres::lease::{Acquired, LeaseRow, Leases, NodeRow, preferred_node};
 
+/// The pause before a failed lease round is tried again.
+const RETRY_ROUND: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Takes the lease of `name` for this node; its epoch.
 pub(super) fn acquire(leases: &Leases, name: &ProjectName) -> Result<i64, OpenProjectError> {
     match crate::store::postgres::off_runtime(|| leases.acquire(name.as_str()))? {
@@ -61,11 +64,15 @@ impl Supervisor {
         let work = actix_rt::task::spawn_blocking(move || read_round(&leases, &blobs));
         ctx.spawn(work.into_actor(self).map(|result, this, ctx| {
             this.lease_round = false;
-            match result {
-                Ok(Ok(round)) => this.after_round(&round, ctx),
-                Ok(Err(e)) => tracing::warn!(error = %e, "lease round failed"),
-                Err(e) => tracing::warn!(error = %e, "lease round failed"),
-            }
+            let error = match result {
+                Ok(Ok(round)) => return this.after_round(&round, ctx),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(%error, "lease round failed");
+            // PostgreSQL restarting, say: try again soon rather than a fifth of the lease
+            // later, so that a few failed rounds in a row do not let the lease expire.
+            ctx.run_later(RETRY_ROUND, |this, ctx| this.lease_round(ctx));
         }));
     }
 
