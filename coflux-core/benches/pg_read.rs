@@ -1,8 +1,9 @@
 //! The cost of a reader's commit-sequence check on PostgreSQL: while this process holds the
 //! project's writer, a reader store checks in each read transaction that the database is not
 //! behind the writer (a crash of PostgreSQL may have lost commits the writer acknowledged;
-//! the sequence is read in the round trip of the BEGIN). The writer store's own reads do not
-//! check. The same small read (the runs list of a project with a few runs, `list_runs`)
+//! the sequence is read in the round trip of the BEGIN, once per connection: see
+//! `store/postgres/catch_up.rs`). The writer store's own reads do not check. The same small
+//! read (the runs list of an empty project, `list_runs`: the check's share is largest there)
 //! through both, alternately, several pairs, in one process.
 //!
 //! ```text

@@ -101,6 +101,9 @@ struct Conn {
     statements: HashMap<&'static str, Statement>,
     queued: Vec<(Statement, Vec<Param>, Kind)>,
     checks: Vec<Check>,
+    /// A reader's: its snapshot was found not behind the writer since it connected (see
+    /// [`catch_up`]).
+    verified: bool,
 }
 
 impl Conn {
@@ -317,6 +320,7 @@ impl PgStore {
                 statements: HashMap::new(),
                 queued: Vec::new(),
                 checks: Vec::new(),
+                verified: false,
             })),
             location: location.clone(),
             read_only,
@@ -342,6 +346,7 @@ impl PgStore {
             statements: HashMap::new(),
             queued: Vec::new(),
             checks: Vec::new(),
+            verified: false,
         })
     }
 
