@@ -8,7 +8,9 @@
 //! yet; its WAL writer is slowed (`wal_writer_delay = 10s`) so that the loss is not rare.
 //!
 //! `COFLUX_CHAOS_PG_KILLS` (default 6) crashes under `COFLUX_CHAOS_PG_RUNS` (60) runs of
-//! `effects(name, 6)` (Rust, and one in five Python). Checked: every acknowledged run ends
+//! `effects(name, 6)` (Rust, and one in five Python); the second crash keeps PostgreSQL down
+//! past the server's lease (2 s here), so its replay must extend a lease that expired while
+//! nobody could take it. Checked: every acknowledged run ends
 //! with its value; every step has exactly one execution and every side effect happened exactly
 //! once (the server and the agents never stopped, so nothing may run twice: an acknowledged
 //! result that PostgreSQL lost and nobody replayed would show as a lost run or a repeat).
@@ -297,6 +299,9 @@ fn check(url: &str, effects: &Path, values: &[(String, serde_json::Value)]) -> V
     violations
 }
 
+/// How long PostgreSQL stays down once: past the server's lease (`--lease-duration 2s`).
+const LONG_OUTAGE: Duration = Duration::from_millis(3000);
+
 #[actix_rt::test]
 #[ignore = "the chaos suite: cargo test -p coflux-tests --test chaos -- --include-ignored"]
 async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() {
@@ -314,8 +319,13 @@ async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() 
     let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());
     let port = free_port();
     let url = pg.url();
-    let (mut server_proc, _) =
-        start_server_with(&data, port, &log, &["--database-url", &url]).await;
+    let (mut server_proc, _) = start_server_with(
+        &data,
+        port,
+        &log,
+        &["--database-url", &url, "--lease-duration", "2s"],
+    )
+    .await;
     let server = Server {
         proc: coflux_tests::Proc::detached("coflux-server"),
         url: format!("http://127.0.0.1:{port}"),
@@ -384,7 +394,13 @@ async fn chaos_postgres_killed_under_sequential_runs_loses_no_acknowledgement() 
         if faults < kills && Instant::now() >= next_kill {
             pg.kill9();
             faults += 1;
-            actix_rt::time::sleep(Duration::from_millis(rng.below(500))).await;
+            // The second outage outlasts the lease: the server's replay must renew it.
+            let down = if faults == 2 {
+                LONG_OUTAGE
+            } else {
+                Duration::from_millis(rng.below(500))
+            };
+            actix_rt::time::sleep(down).await;
             pg.launch();
             next_kill = Instant::now() + Duration::from_millis(700 + rng.below(1500));
         }

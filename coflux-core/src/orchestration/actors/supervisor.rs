@@ -197,6 +197,7 @@ impl Supervisor {
                             epoch: epoch.unwrap_or_default(),
                             idle_limit: (leases.duration() / 2)
                                 .max(std::time::Duration::from_millis(500)),
+                            lease: leases.duration(),
                         })
                     }
                 };

@@ -184,7 +184,14 @@ impl PgStore {
         let wait_flush = self.log.durability == Durability::Full || self.log.over_cap();
         let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
         let conn = conn.as_mut().ok_or(StoreError::ReadOnly)?;
-        match commit_batch(conn, &self.fence, writes, seq, self.log.seq, !wait_flush) {
+        let batch = Batch {
+            writes,
+            seq,
+            previous: self.log.seq,
+            no_flush_wait: !wait_flush,
+            renew_lease: false,
+        };
+        match commit_batch(conn, &self.fence, batch) {
             Ok(positions) => {
                 self.log.seq = seq;
                 self.shared
@@ -244,7 +251,14 @@ impl PgStore {
         // One transaction whose COMMIT waits for the flush (of every earlier commit too).
         // These batches committed once on the same rows: a refusal other than the fence's or
         // the connection's means the database is not what the writer thinks.
-        commit_batch(conn, &self.fence, &writes, last, persisted, false).map_err(|e| match e {
+        let replay = Batch {
+            writes: &writes,
+            seq: last,
+            previous: persisted,
+            no_flush_wait: false,
+            renew_lease: true,
+        };
+        commit_batch(conn, &self.fence, replay).map_err(|e| match e {
             StoreError::Fenced { .. } | StoreError::Diverged(_) => e,
             e if is_disconnect(&e) => e,
             e => StoreError::Diverged(format!("replaying batches {}..={last}: {e}", persisted + 1)),
@@ -290,7 +304,7 @@ impl PgStore {
             let seq = self.log.seq;
             let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
             match conn.as_mut() {
-                Some(conn) => commit_batch(conn, &self.fence, &[], seq, seq, false).map(drop),
+                Some(conn) => commit_batch(conn, &self.fence, Batch::empty(seq)).map(drop),
                 None => Ok(()),
             }
             .or_else(|e| {
@@ -313,38 +327,74 @@ impl PgStore {
     }
 }
 
-/// Queues the fence check of a write transaction (see [`Fence`]) right after its BEGIN.
-fn check_fence(conn: &mut Conn, fence: &Fence) -> Result<(), StoreError> {
-    match fence {
-        Fence::None => Ok(()),
-        Fence::Lease(check) => conn.queue(
-            lease::FENCE_SQL,
-            vec![
-                Box::new(check.project.clone()),
-                Box::new(check.node.clone()),
-                Box::new(check.epoch),
-            ],
-            Check::Fence {
-                project: check.project.clone(),
-                epoch: check.epoch,
-            },
-        ),
+/// Queues the fence check of a write transaction (see [`Fence`]) right after its BEGIN; with
+/// `renew`, the check of a replay, which also extends a lease that expired untaken
+/// ([`lease::RENEWING_FENCE_SQL`]).
+fn check_fence(conn: &mut Conn, fence: &Fence, renew: bool) -> Result<(), StoreError> {
+    let Fence::Lease(check) = fence else {
+        return Ok(());
+    };
+    let mut params = params![check.project.clone(), check.node.clone(), check.epoch];
+    let sql = if renew {
+        let lease = i64::try_from(check.lease.as_millis()).unwrap_or(i64::MAX);
+        params.extend(params![lease]);
+        lease::RENEWING_FENCE_SQL
+    } else {
+        lease::FENCE_SQL
+    };
+    conn.queue(
+        sql,
+        params,
+        Check::Fence {
+            project: check.project.clone(),
+            epoch: check.epoch,
+        },
+    )
+}
+
+/// One write transaction's content (see [`commit_batch`]).
+struct Batch<'a> {
+    writes: &'a [Write],
+    /// The commit sequence it moves to ...
+    seq: i64,
+    /// ... from this one.
+    previous: i64,
+    /// The COMMIT does not wait for the WAL flush.
+    no_flush_wait: bool,
+    /// A replay: its fence check extends a lease that expired untaken.
+    renew_lease: bool,
+}
+
+impl Batch<'_> {
+    /// No writes: a COMMIT that waits for the flush of everything before it.
+    fn empty(seq: i64) -> Self {
+        Batch {
+            writes: &[],
+            seq,
+            previous: seq,
+            no_flush_wait: false,
+            renew_lease: false,
+        }
     }
 }
 
-/// One write transaction: the fence check, the writes, the sequence moved from `previous` to
-/// `seq`, the commit (all or nothing). BEGIN, the fence check and every write go out in one
-/// round trip, their results are checked, then COMMIT (or ROLLBACK) in a second one. With
-/// `no_flush_wait` the COMMIT does not wait for the WAL flush, and the WAL insert and flush
-/// positions right after it are returned (`None` if that query failed).
+/// One write transaction: the fence check, the writes, the sequence moved from
+/// `batch.previous` to `batch.seq`, the commit (all or nothing). BEGIN, the fence check and
+/// every write go out in one round trip, their results are checked, then COMMIT (or ROLLBACK)
+/// in a second one. With `no_flush_wait` the COMMIT does not wait for the WAL flush, and the
+/// WAL insert and flush positions right after it are returned (`None` if that query failed).
 fn commit_batch(
     conn: &mut Conn,
     fence: &Fence,
-    writes: &[Write],
-    seq: i64,
-    previous: i64,
-    no_flush_wait: bool,
+    batch: Batch<'_>,
 ) -> Result<Option<(i64, i64)>, StoreError> {
+    let Batch {
+        writes,
+        seq,
+        previous,
+        no_flush_wait,
+        renew_lease,
+    } = batch;
     let queued = conn
         .queue("BEGIN", Vec::new(), Check::None)
         .and_then(|()| {
@@ -358,7 +408,7 @@ fn commit_batch(
                 Ok(())
             }
         })
-        .and_then(|()| check_fence(conn, fence))
+        .and_then(|()| check_fence(conn, fence, renew_lease))
         .and_then(|()| {
             let mut writer = write::Writer { conn: &mut *conn };
             writes.iter().try_for_each(|w| writer.apply(w))

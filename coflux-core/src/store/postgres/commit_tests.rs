@@ -309,3 +309,90 @@ fn unflushed_batches_are_forgotten_once_flushed_and_bounded() {
     tick(&mut store, at + 2);
     assert_eq!(store.unflushed_batches(), 1);
 }
+
+/// PostgreSQL stays down past the lease: the owner's replay extends its lease in the same
+/// transaction if nobody took the project (no other node wrote), and is fenced if another
+/// node did.
+#[test]
+fn a_replay_renews_a_lease_that_expired_untaken_and_is_fenced_once_taken() {
+    use super::lease::{Acquired, FenceCheck, Leases};
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let batches = fixtures();
+    let lease = Duration::from_millis(1000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for taken in [false, true] {
+        let schema = TestSchema::new(&url, "lease-replay");
+        let id = format!("{taken}-{}-{nanos}", std::process::id());
+        let (project, a, b) = (format!("replay-{id}"), format!("a-{id}"), format!("b-{id}"));
+        let node_a = Leases::connect(&url, &a, lease).unwrap();
+        let Acquired::Owned(epoch) = node_a.acquire(&project).unwrap() else {
+            panic!("a free project is taken");
+        };
+        let fence = Fence::Lease(FenceCheck {
+            project: project.clone(),
+            node: a.clone(),
+            epoch,
+            idle_limit: Duration::from_secs(5),
+            lease,
+        });
+        let mut store = PgStore::open(&schema.location)
+            .unwrap()
+            .with_fence(fence)
+            .unwrap()
+            .with_durability(Durability::Normal);
+        store.log.hold = true;
+        store.apply(&batches[0]).unwrap();
+        store.apply(&batches[1]).unwrap();
+        // PostgreSQL "crashes" keeping only the first batch, and stays down past the lease.
+        side(&url)
+            .batch_execute(&format!(
+                "DROP SCHEMA \"{}\" CASCADE",
+                schema.location.schema
+            ))
+            .unwrap();
+        let mut survivor = PgStore::open(&schema.location).unwrap();
+        survivor.apply(&batches[0]).unwrap();
+        drop(survivor);
+        end_session(&store, &url);
+        std::thread::sleep(lease + Duration::from_millis(300));
+        let node_b = Leases::connect(&url, &b, lease).unwrap();
+        let taken_epoch = match taken.then(|| node_b.acquire(&project).unwrap()) {
+            Some(Acquired::Owned(e)) => Some(e),
+            Some(other) => panic!("an expired lease is taken: {other:?}"),
+            None => None,
+        };
+        assert!(store.apply(&batches[2]).is_err(), "the connection broke");
+        let retried = store.apply(&batches[2]);
+        let row = node_a.lease(&project).unwrap().unwrap();
+        if taken {
+            assert!(
+                matches!(retried, Err(StoreError::Fenced { .. })),
+                "{retried:?}"
+            );
+            assert_ne!(row.node, a);
+            assert_eq!(persisted(&url, &schema.location.schema), 1);
+        } else {
+            retried.unwrap();
+            assert_eq!(store.replayed_batches(), 1);
+            assert_eq!(
+                (row.node.as_str(), row.epoch, row.expired),
+                (a.as_str(), epoch, false)
+            );
+            assert_holds(&store, &batches[..3]);
+            // The lease round renews it too, with the same epoch, as the project is loaded.
+            assert_eq!(
+                node_a.renew(&[(project.clone(), epoch)]).unwrap(),
+                [(project.clone(), epoch)]
+            );
+        }
+        let _ = node_a.release(&project, epoch);
+        if let Some(e) = taken_epoch {
+            node_b.release(&project, e).unwrap();
+        }
+    }
+}
