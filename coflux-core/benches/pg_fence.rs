@@ -117,6 +117,7 @@ fn main() {
         node,
         epoch,
         idle_limit: Duration::from_secs(15),
+        lease: Duration::from_secs(30),
     };
     let separator = if url.contains('?') { '&' } else { '?' };
     let async_url = format!("{url}{separator}options=-c%20synchronous_commit%3Doff");

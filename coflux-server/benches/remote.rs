@@ -10,7 +10,9 @@
 //! the embedded benchmark: one run of a few hundred milliseconds moves by ±20 % on a noisy VM.
 //! `-- --quick` runs fewer latency samples (for CI); `-- --rust-only` skips the Python part;
 //! `-- --database-url postgres://…` runs the server with its project state in PostgreSQL
-//! (same JSON keys).
+//! (same JSON keys). `-- --compare-durability` then also runs the Rust scenarios on a server
+//! with `--durability full` (`full_*` keys) and, with `--database-url`, on SQLite
+//! (`sqlite_*` keys), with their ratios to the first server's figures.
 //! The Python agent starts its executors as `COFLUX_EXECUTOR` says (default: forked from a
 //! warm fork server); `-- --compare-executors` also runs the Python scenarios with a second
 //! agent that spawns a process per executor, and adds `py_spawn_*` keys and the
@@ -21,13 +23,30 @@ use std::time::{Duration, Instant};
 use coflux_tests::{Server, python_agent_for, rust_agent};
 use serde_json::{Value as Json, json};
 
-/// The project: `bench`, or on PostgreSQL one of its own per run (the database outlives it).
-fn project() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| match database_url() {
-        None => "bench".to_owned(),
-        Some(_) => format!("bench-{}", std::process::id()),
-    })
+/// The project of the server measured now: `bench`, or on PostgreSQL one of its own per run
+/// and server (the database outlives them).
+fn project() -> String {
+    PROJECT
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| "bench".to_owned())
+}
+
+static PROJECT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Names the project of the next server (`tag` tells the servers of one run apart).
+fn set_project(postgres: bool, tag: &str) {
+    *PROJECT.lock().unwrap() = Some(match postgres {
+        false => "bench".to_owned(),
+        true => format!("bench-{}{tag}", std::process::id()),
+    });
+}
+
+/// `-- --compare-durability`: the Rust scenarios again on a server with `--durability full`
+/// (and, with `--database-url`, on SQLite), in the same run, as `full_*` (and `sqlite_*`) keys.
+fn compare_durability() -> bool {
+    std::env::args().any(|a| a == "--compare-durability")
 }
 
 /// `-- --database-url URL`: the server keeps project state in PostgreSQL.
@@ -50,8 +69,8 @@ fn rss_mb(pid: u32, field: &str) -> f64 {
 
 async fn run(server: &Server, env: &str, module: &str, target: &str, args: Json) -> Duration {
     let started = Instant::now();
-    let run = server.submit(project(), env, module, target, args).await;
-    let result = server.result(project(), &run, 600).await;
+    let run = server.submit(&project(), env, module, target, args).await;
+    let result = server.result(&project(), &run, 600).await;
     let elapsed = started.elapsed();
     assert_eq!(result["status"], "value", "{module}.{target}: {result}");
     elapsed
@@ -113,12 +132,12 @@ async fn python_scenarios(server: &Server, env: &str, mode: &str, quick: bool) -
     let _python = python_agent_for(
         "bench_flows",
         &server.url,
-        project(),
+        &project(),
         env,
         "bench",
         &["--concurrency", "8", "--executor", mode],
     );
-    server.wait_registered(project(), env, "chain").await;
+    server.wait_registered(&project(), env, "chain").await;
     let py_bench = "bench_flows";
     run(server, env, py_bench, "chain", json!([1])).await;
     let seq = run(server, env, py_bench, "chain", json!([100])).await;
@@ -132,6 +151,29 @@ async fn python_scenarios(server: &Server, env: &str, mode: &str, quick: bool) -
     }
 }
 
+/// The Rust scenarios on `server` (environment `rust`, set up): the sequential chain and the
+/// fan-out (medians) and the sorted latencies of an empty workflow, in ms.
+async fn rust_scenarios(server: &Server, quick: bool) -> (Duration, Duration, Vec<f64>) {
+    let _rust = rust_agent(
+        server,
+        &project(),
+        "rust",
+        &["--register", "--concurrency", "1000"],
+    );
+    server.wait_registered(&project(), "rust", "chain").await;
+    run(server, "rust", "examples.repo", "chain", json!([10])).await;
+    let seq = median_run(server, "rust", "examples.repo", "chain", json!([1000])).await;
+    let fanout = median_run(server, "rust", "examples.repo", "fanout", json!([1000])).await;
+    let lat = latencies(
+        server,
+        "rust",
+        "examples.repo",
+        if quick { 50 } else { 300 },
+    )
+    .await;
+    (seq, fanout, lat)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let compare = std::env::args().any(|a| a == "--compare-executors");
@@ -139,6 +181,7 @@ fn main() {
     let rust_only = std::env::args().any(|a| a == "--rust-only");
     actix_rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().unwrap();
+        set_project(database_url().is_some(), "");
         let server = match database_url() {
             None => Server::start(dir.path()).await,
             Some(url) => {
@@ -146,28 +189,12 @@ fn main() {
                 Server::start_on(dir.path(), coflux_tests::free_port(), &flags).await
             }
         };
-        server.setup(project(), "rust", None).await;
-        server.setup(project(), "python", None).await;
+        server.setup(&project(), "rust", None).await;
+        server.setup(&project(), "python", None).await;
         actix_rt::time::sleep(Duration::from_millis(500)).await;
         let idle_rss = rss_mb(server.proc.pid(), "VmRSS:");
 
-        let _rust = rust_agent(
-            &server,
-            project(),
-            "rust",
-            &["--register", "--concurrency", "1000"],
-        );
-        server.wait_registered(project(), "rust", "chain").await;
-        run(&server, "rust", "examples.repo", "chain", json!([10])).await;
-        let seq = median_run(&server, "rust", "examples.repo", "chain", json!([1000])).await;
-        let fanout = median_run(&server, "rust", "examples.repo", "fanout", json!([1000])).await;
-        let lat = latencies(
-            &server,
-            "rust",
-            "examples.repo",
-            if quick { 50 } else { 300 },
-        )
-        .await;
+        let (seq, fanout, lat) = rust_scenarios(&server, quick).await;
         let peak_rss = rss_mb(server.proc.pid(), "VmHWM:");
 
         let mode = std::env::var("COFLUX_EXECUTOR").unwrap_or_else(|_| "fork".into());
@@ -177,7 +204,7 @@ fn main() {
             Some(python_scenarios(&server, "python", &mode, quick).await)
         };
         let py_spawn = if compare && !rust_only {
-            server.setup(project(), "python-spawn", None).await;
+            server.setup(&project(), "python-spawn", None).await;
             Some(python_scenarios(&server, "python-spawn", "spawn", quick).await)
         } else {
             None
@@ -211,6 +238,44 @@ fn main() {
             });
             for (key, value) in extra.as_object().unwrap() {
                 result[key] = value.clone();
+            }
+        }
+        drop(server);
+        if compare_durability() {
+            let mut others = vec![("full", database_url(), "full")];
+            if database_url().is_some() {
+                others.push(("sqlite", None, "normal"));
+            }
+            for (prefix, url, durability) in others {
+                let dir = tempfile::tempdir().unwrap();
+                set_project(url.is_some(), &format!("-{prefix}"));
+                let mut flags = vec!["--durability", durability];
+                if let Some(url) = &url {
+                    flags.extend(["--database-url", url.as_str()]);
+                    // The stopped server counts as a live node (with local blobs) until its
+                    // heartbeat is half a lease (5 s) old.
+                    actix_rt::time::sleep(Duration::from_secs(6)).await;
+                }
+                let server = Server::start_on(dir.path(), coflux_tests::free_port(), &flags).await;
+                server.setup(&project(), "rust", None).await;
+                let (seq, fanout, lat) = rust_scenarios(&server, quick).await;
+                let p50 = (percentile(&lat, 0.5) * 100.0).round() / 100.0;
+                let ratio = |other: f64, own: &Json| {
+                    own.as_f64()
+                        .map(|own| (other / own * 100.0).round() / 100.0)
+                };
+                let extra = json!({
+                    format!("{prefix}_seq_1000_ms"): ms(seq),
+                    format!("{prefix}_fanout_1000_ms"): ms(fanout),
+                    format!("{prefix}_latency_p50_ms"): p50,
+                    format!("{prefix}_over_normal_seq"): ratio(ms(seq), &result["seq_1000_ms"]),
+                    format!("{prefix}_over_normal_fanout"):
+                        ratio(ms(fanout), &result["fanout_1000_ms"]),
+                    format!("{prefix}_over_normal_p50"): ratio(p50, &result["latency_p50_ms"]),
+                });
+                for (key, value) in extra.as_object().unwrap() {
+                    result[key] = value.clone();
+                }
             }
         }
         println!("remote benchmark (server and agents as separate processes)");

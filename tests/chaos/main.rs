@@ -16,15 +16,20 @@
 //! ([`disk`]: a tmpfs, needs root); a corrupt project database isolated from the others
 //! ([`corrupt`]); the recovery time with 10,000 runs in the database ([`recovery`]); and
 //! three server nodes over PostgreSQL, the project's owner killed or frozen past its lease
-//! ([`cluster`]; needs `COFLUX_TEST_DATABASE_URL`).
+//! ([`cluster`]; needs `COFLUX_TEST_DATABASE_URL`); PostgreSQL itself killed with SIGKILL
+//! under sequential runs, on a cluster of the test's own ([`pg_crash`]; needs PostgreSQL's
+//! binaries).
 //! Their scales: `COFLUX_CHAOS_AGENT_KILLS` (5), `COFLUX_CHAOS_AGENT_RUNS` (40),
 //! `COFLUX_CHAOS_CUTS` (2), `COFLUX_CHAOS_PARTITION_RUNS` (20), `COFLUX_CHAOS_SILENT_RUNS` (8),
 //! `COFLUX_CHAOS_ZOMBIE_RUNS` (8), `COFLUX_CHAOS_STORM_AGENTS` (50), `COFLUX_CHAOS_STORM_RUNS`
 //! (40), `COFLUX_CHAOS_DISK_RUNS` (20; `COFLUX_CHAOS_DISK_FULL=skip` skips it where mounting is
 //! not allowed), `COFLUX_CHAOS_RECOVERY_RUNS` (10,000), `COFLUX_CHAOS_CLUSTER_RUNS` (200),
-//! `COFLUX_CHAOS_CLUSTER_PAUSE_RUNS` (20), `COFLUX_CHAOS_CORRUPT_AT` (where the
+//! `COFLUX_CHAOS_CLUSTER_PAUSE_RUNS` (20), `COFLUX_CHAOS_PG_KILLS` (6), `COFLUX_CHAOS_PG_RUNS`
+//! (60), `COFLUX_CHAOS_CORRUPT_AT` (where the
 //! garbage goes, in percent of the file: 50; 0, 25 and 90 were tried too). Each prints one line
 //! `chaos <scenario>: faults injected N, runs checked M, violations V`.
+//!
+//! `COFLUX_CHAOS_SERVER_LOG` sets the restarted servers' `COFLUX_LOG` (default `warn`).
 //!
 //! Invariants checked: the database passes `PRAGMA integrity_check`; every acknowledged run is
 //! there and terminal, with its right value; every execution has exactly one result; a step's
@@ -39,6 +44,7 @@ mod cluster;
 mod corrupt;
 mod disk;
 mod fleet;
+mod pg_crash;
 mod recovery;
 
 use std::collections::HashMap;
@@ -111,7 +117,10 @@ pub(crate) async fn start_server_with(
             .arg(data)
             .args(["--port", &port.to_string()])
             .args(extra)
-            .env("COFLUX_LOG", "warn")
+            .env(
+                "COFLUX_LOG",
+                std::env::var("COFLUX_CHAOS_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file),
     );

@@ -32,8 +32,9 @@ pub struct Catalogue {
     data_dir: PathBuf,
 }
 
-/// A PostgreSQL client (a newtype for `Debug`).
-struct PgClient(postgres::Client);
+/// A PostgreSQL client and the URL it connected to (to connect again after the connection
+/// broke, e.g. PostgreSQL restarted).
+struct PgClient(postgres::Client, String);
 
 impl std::fmt::Debug for PgClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,15 +77,29 @@ impl Catalogue {
             super::postgres::schema::migrate_catalogue(&mut client)?;
             Ok(client)
         })?;
-        catalogue.postgres = Some(Mutex::new(PgClient(client)));
+        catalogue.postgres = Some(Mutex::new(PgClient(client, url.to_owned())));
         Ok(catalogue)
     }
 
-    /// The PostgreSQL client, when the catalogue is there.
-    fn pg(&self) -> Option<MutexGuard<'_, PgClient>> {
-        self.postgres
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Runs `f` on the PostgreSQL client, when the catalogue is there; once more on a new
+    /// connection if the connection broke.
+    fn pg<T: Send>(
+        &self,
+        f: impl Fn(&mut postgres::Client) -> Result<T, StoreError> + Send + Sync,
+    ) -> Option<Result<T, StoreError>> {
+        let mut pg = self
+            .postgres
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pg = &mut *pg;
+        Some(super::postgres::off_runtime(move || match f(&mut pg.0) {
+            Err(e) if super::postgres::is_disconnect(&e) => {
+                pg.0 = postgres::Client::connect(&pg.1, postgres::NoTls)?;
+                f(&mut pg.0)
+            }
+            other => other,
+        }))
     }
 
     /// The data directory this catalogue belongs to.
@@ -100,16 +115,15 @@ impl Catalogue {
     /// Records the project `name`; returns whether it was newly created (`false`: it already
     /// existed, and is left unchanged).
     pub fn create(&self, name: &ProjectName) -> Result<bool, StoreError> {
-        if let Some(mut pg) = self.pg() {
-            let client = &mut pg.0;
-            return super::postgres::off_runtime(|| {
-                let inserted = client.execute(
-                    "INSERT INTO public.coflux_projects (name, created_at) VALUES ($1, $2)
+        if let Some(created) = self.pg(|client| {
+            let inserted = client.execute(
+                "INSERT INTO public.coflux_projects (name, created_at) VALUES ($1, $2)
                      ON CONFLICT DO NOTHING",
-                    &[&name.as_str(), &now_millis()],
-                )?;
-                Ok(inserted == 1)
-            });
+                &[&name.as_str(), &now_millis()],
+            )?;
+            Ok(inserted == 1)
+        }) {
+            return created;
         }
         let inserted = self
             .conn()
@@ -120,24 +134,23 @@ impl Catalogue {
 
     /// All projects with their creation times, by name.
     pub fn list(&self) -> Result<Vec<(ProjectName, Millis)>, StoreError> {
-        if let Some(mut pg) = self.pg() {
-            let client = &mut pg.0;
-            return super::postgres::off_runtime(|| {
-                client
-                    .query(
-                        "SELECT name, created_at FROM public.coflux_projects
+        if let Some(listed) = self.pg(|client| {
+            client
+                .query(
+                    "SELECT name, created_at FROM public.coflux_projects
                          ORDER BY name COLLATE \"C\"",
-                        &[],
-                    )?
-                    .iter()
-                    .map(|row| {
-                        let name: String = row.try_get(0)?;
-                        let name = ProjectName::new(&name)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        Ok((name, row.try_get(1)?))
-                    })
-                    .collect()
-            });
+                    &[],
+                )?
+                .iter()
+                .map(|row| {
+                    let name: String = row.try_get(0)?;
+                    let name =
+                        ProjectName::new(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    Ok((name, row.try_get(1)?))
+                })
+                .collect()
+        }) {
+            return listed;
         }
         let conn = self.conn();
         let mut stmt =
@@ -154,16 +167,15 @@ impl Catalogue {
 
     /// Whether the project `name` exists.
     pub fn exists(&self, name: &ProjectName) -> Result<bool, StoreError> {
-        if let Some(mut pg) = self.pg() {
-            let client = &mut pg.0;
-            return super::postgres::off_runtime(|| {
-                Ok(client
-                    .query_opt(
-                        "SELECT 1 FROM public.coflux_projects WHERE name = $1",
-                        &[&name.as_str()],
-                    )?
-                    .is_some())
-            });
+        if let Some(exists) = self.pg(|client| {
+            Ok(client
+                .query_opt(
+                    "SELECT 1 FROM public.coflux_projects WHERE name = $1",
+                    &[&name.as_str()],
+                )?
+                .is_some())
+        }) {
+            return exists;
         }
         Ok(self
             .conn()

@@ -47,4 +47,10 @@ impl ProjectStore for FailingStore {
     ) -> Result<Vec<RunSummary>, StoreError> {
         self.inner.list_runs(environment, limit)
     }
+    fn set_wake(&mut self, wake: super::StoreWake) {
+        self.inner.set_wake(wake);
+    }
+    fn maintain(&mut self) {
+        self.inner.maintain();
+    }
 }

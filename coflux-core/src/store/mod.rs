@@ -356,18 +356,20 @@ pub enum StoreError {
         /// The epoch this node held.
         epoch: i64,
     },
+    /// The project's database does not hold what this store committed (its commit sequence
+    /// went back past commits PostgreSQL reported flushed, or another writer moved it): the
+    /// project must stop and be loaded again from what the database holds.
+    #[error("the project's database diverged from this writer: {0}")]
+    Diverged(String),
 }
 
 impl StoreError {
     /// Whether the project cannot go on with this store and must be stopped (and loaded
-    /// again from the database): its lease is lost, or its PostgreSQL session was ended (e.g.
-    /// by the idle-transaction limit while the process was paused). Retrying cannot help.
+    /// again from the database): its lease is lost, or the database no longer holds what the
+    /// store committed. Retrying cannot help. (A lost PostgreSQL connection is not such an
+    /// error: the store reconnects and replays on the next attempt, under the same fence.)
     pub fn stops_project(&self) -> bool {
-        match self {
-            Self::Fenced { .. } => true,
-            Self::Postgres(e) => e.is_closed(),
-            _ => false,
-        }
+        matches!(self, Self::Fenced { .. } | Self::Diverged(_))
     }
 
     /// A stable, machine-readable code.
@@ -384,6 +386,7 @@ impl StoreError {
             Self::WriterStopped => "store_stopped",
             Self::InUse => "store_in_use",
             Self::Fenced { .. } => "store_fenced",
+            Self::Diverged(_) => "store_diverged",
         }
     }
 }
@@ -404,4 +407,14 @@ pub trait ProjectStore: Send + 'static {
         environment: Option<EnvironmentId>,
         limit: usize,
     ) -> Result<Vec<RunSummary>, StoreError>;
+    /// Gives the store a way to wake its writer when it needs [`ProjectStore::maintain`]
+    /// between batches (ignored by default).
+    fn set_wake(&mut self, _wake: StoreWake) {}
+    /// Work the store asked for with its [`StoreWake`] (e.g. reconnecting to commit again what
+    /// the database lost); its writer calls it whenever it wakes. Must be cheap when there is
+    /// nothing to do. Does nothing by default.
+    fn maintain(&mut self) {}
 }
+
+/// Wakes a store's writer, which then calls [`ProjectStore::maintain`].
+pub type StoreWake = std::sync::Arc<dyn Fn() + Send + Sync>;

@@ -23,9 +23,9 @@
 //! reported at once, and the project is stopped and loaded again.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::{ProjectStore, StoreError, Write};
@@ -100,13 +100,34 @@ impl WriterStats {
 
 /// Shared by a writer's handles: when the last one is dropped, the thread stops retrying a
 /// failing commit (so a shutdown never waits for the disk); a pooled writer is scheduled once
-/// more, to finish what is queued and close its store.
-struct LastHandle(Arc<Counters>, Option<pool::Waker>);
+/// more, to finish what is queued and close its store. It also wakes the writer for its
+/// store's [`ProjectStore::maintain`] (the store holds it weakly, so the writer still ends with
+/// its last handle).
+struct LastHandle {
+    counters: Arc<Counters>,
+    pooled: Option<pool::Waker>,
+    /// Wakes the writer without a batch (an empty message on a writer's own thread).
+    nudge: Box<dyn Fn() + Send + Sync>,
+}
+
+impl LastHandle {
+    /// Hands `store` a [`super::StoreWake`] reaching the writer through its handles, once they exist.
+    fn wake_for(store: &mut dyn ProjectStore) -> Arc<OnceLock<Weak<LastHandle>>> {
+        let slot: Arc<OnceLock<Weak<LastHandle>>> = Arc::default();
+        let reach = Arc::clone(&slot);
+        store.set_wake(Arc::new(move || {
+            if let Some(last) = reach.get().and_then(Weak::upgrade) {
+                (last.nudge)();
+            }
+        }));
+        slot
+    }
+}
 
 impl Drop for LastHandle {
     fn drop(&mut self) {
-        self.0.stopping.store(true, Ordering::Release);
-        if let Some(wake) = &self.1 {
+        self.counters.stopping.store(true, Ordering::Release);
+        if let Some(wake) = &self.pooled {
             wake.wake();
         }
     }
@@ -178,9 +199,18 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
         deliver: impl FnMut(E) + Send + 'static,
         on_error: impl FnMut(StoreError, Vec<E>) + Send + 'static,
     ) -> Self {
+        let mut store = store;
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let name = thread_name.into();
+        let slot = LastHandle::wake_for(store.as_mut());
+        let nudge = sender.clone();
+        let last = Arc::new(LastHandle {
+            counters: Arc::clone(&counters),
+            pooled: None,
+            nudge: Box::new(move || drop(nudge.send(Vec::new()))),
+        });
+        let _ = slot.set(Arc::downgrade(&last));
         let mut thread = WriterThread::new(store, Arc::clone(&counters), name.clone());
         let spawned = std::thread::Builder::new()
             .name(name.clone())
@@ -191,7 +221,6 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
         if let Err(e) = spawned {
             tracing::error!(thread = %name, error = %e, "could not start the store writer thread");
         }
-        let last = Arc::new(LastHandle(Arc::clone(&counters), None));
         Self {
             sender,
             counters,
@@ -211,12 +240,20 @@ impl<E: Send + 'static> GroupCommitWriter<E> {
         deliver: impl FnMut(E) + Send + 'static,
         on_error: impl FnMut(StoreError, Vec<E>) + Send + 'static,
     ) -> Self {
+        let mut store = store;
         let (sender, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
+        let slot = LastHandle::wake_for(store.as_mut());
         let thread = WriterThread::new(store, Arc::clone(&counters), name.into());
         let job = pool::PooledWriter::new(thread, receiver, Sinks { deliver, on_error });
         let wake = pool.register(Box::new(job));
-        let last = Arc::new(LastHandle(Arc::clone(&counters), Some(wake.clone())));
+        let nudge = wake.clone();
+        let last = Arc::new(LastHandle {
+            counters: Arc::clone(&counters),
+            pooled: Some(wake.clone()),
+            nudge: Box::new(move || nudge.wake()),
+        });
+        let _ = slot.set(Arc::downgrade(&last));
         Self {
             sender,
             counters,
@@ -314,6 +351,7 @@ impl<E> WriterThread<E> {
     ) {
         while let Some(first) = next_batches(receiver, spin) {
             self.commit_group(first, receiver, sinks);
+            self.store.maintain();
         }
     }
 

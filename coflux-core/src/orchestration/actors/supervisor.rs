@@ -197,11 +197,16 @@ impl Supervisor {
                             epoch: epoch.unwrap_or_default(),
                             idle_limit: (leases.duration() / 2)
                                 .max(std::time::Duration::from_millis(500)),
+                            lease: leases.duration(),
                         })
                     }
                 };
                 (
-                    Box::new(PgStore::open(pg)?.with_fence(fence)?),
+                    Box::new(
+                        PgStore::open(pg)?
+                            .with_fence(fence)?
+                            .with_durability(self.config.durability),
+                    ),
                     Box::new(PgStore::open_reader(pg)?),
                 )
             }

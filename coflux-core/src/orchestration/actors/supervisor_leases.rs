@@ -1,8 +1,9 @@
 //! A cluster node's side of project leases: taking a lease when a project is loaded, and a
-//! round every fifth of the lease duration that beats the node's heartbeat, renews its
-//! leases, unloads the projects whose lease is lost, and takes over projects whose owner
-//! stopped renewing (those rendezvous hashing gives to this node among the live ones, or any
-//! project whose lease expired more than half a lease ago).
+//! round every fifth of the lease duration that beats the node's heartbeat, renews the leases
+//! of its loaded projects, unloads the projects whose lease is lost, and takes over projects
+//! whose owner stopped renewing (those rendezvous hashing gives to this node among the live
+//! ones, or any project whose lease expired more than half a lease ago; none for a lease after
+//! the node's own connection to PostgreSQL came back, see [`Leases::takeovers_paused`]).
 
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 
@@ -10,6 +11,9 @@ use super::{OpenProject, OpenProjectError, Supervisor};
 use crate::model::ProjectName;
 use crate::store::StoreError;
 use crate::store::postgres::lease::{Acquired, LeaseRow, Leases, NodeRow, preferred_node};
+
+/// The pause before a failed lease round is tried again.
+const RETRY_ROUND: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Takes the lease of `name` for this node; its epoch.
 pub(super) fn acquire(leases: &Leases, name: &ProjectName) -> Result<i64, OpenProjectError> {
@@ -24,7 +28,9 @@ pub(super) fn acquire(leases: &Leases, name: &ProjectName) -> Result<i64, OpenPr
 
 /// What one lease round read.
 struct Round {
-    /// The leases this node still holds (project, epoch).
+    /// The projects loaded here when the round started (project, epoch).
+    loaded: Vec<(String, i64)>,
+    /// Those whose lease this node still holds.
     held: Vec<(String, i64)>,
     nodes: Vec<NodeRow>,
     leases: Vec<LeaseRow>,
@@ -32,13 +38,18 @@ struct Round {
     now: i64,
 }
 
-fn read_round(leases: &Leases, blobs: &str) -> Result<Round, StoreError> {
+fn read_round(
+    leases: &Leases,
+    blobs: &str,
+    loaded: Vec<(String, i64)>,
+) -> Result<Round, StoreError> {
     leases.heartbeat(blobs)?;
-    let held = leases.renew()?;
+    let held = leases.renew(&loaded)?;
     let nodes = leases.nodes()?;
     let all = leases.leases()?;
     let now = leases.now_ms()?;
     Ok(Round {
+        loaded,
         held,
         nodes,
         leases: all,
@@ -58,14 +69,23 @@ impl Supervisor {
         }
         self.lease_round = true;
         let blobs = cluster.blobs.clone();
-        let work = actix_rt::task::spawn_blocking(move || read_round(&leases, &blobs));
+        let loaded: Vec<(String, i64)> = self
+            .projects
+            .iter()
+            .filter_map(|(name, running)| Some((name.to_string(), running.epoch?)))
+            .collect();
+        let work = actix_rt::task::spawn_blocking(move || read_round(&leases, &blobs, loaded));
         ctx.spawn(work.into_actor(self).map(|result, this, ctx| {
             this.lease_round = false;
-            match result {
-                Ok(Ok(round)) => this.after_round(&round, ctx),
-                Ok(Err(e)) => tracing::warn!(error = %e, "lease round failed"),
-                Err(e) => tracing::warn!(error = %e, "lease round failed"),
-            }
+            let error = match result {
+                Ok(Ok(round)) => return this.after_round(&round, ctx),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(%error, "lease round failed");
+            // PostgreSQL restarting, say: try again soon rather than a fifth of the lease
+            // later, so that a few failed rounds in a row do not let the lease expire.
+            ctx.run_later(RETRY_ROUND, |this, ctx| this.lease_round(ctx));
         }));
     }
 
@@ -73,18 +93,16 @@ impl Supervisor {
         let Some(leases) = self.leases.clone() else {
             return;
         };
-        // Projects whose lease is lost (expired, or taken by another node) stop here at once.
+        // Projects whose lease is lost (taken by another node, or released) stop here at once;
+        // those loaded since the round started are judged by the next one.
         let lost: Vec<ProjectName> = self
             .projects
             .iter()
             .filter(|(name, running)| {
+                let judged =
+                    |(p, e): &(String, i64)| p == name.as_str() && running.epoch == Some(*e);
                 running.handle.router.is_fenced()
-                    || running.epoch.is_some_and(|epoch| {
-                        !round
-                            .held
-                            .iter()
-                            .any(|(p, e)| p == name.as_str() && *e == epoch)
-                    })
+                    || (round.loaded.iter().any(judged) && !round.held.iter().any(judged))
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -107,7 +125,12 @@ impl Supervisor {
             live.push(me.to_owned());
         }
         let half = i64::try_from(leases.duration().as_millis() / 2).unwrap_or(i64::MAX);
+        let paused = leases.takeovers_paused();
         for lease in round.leases.iter().filter(|l| l.expired) {
+            // Back from a lost connection: the owner may be replaying what PostgreSQL lost.
+            if paused && lease.node != me {
+                continue;
+            }
             let Ok(name) = ProjectName::new(&lease.project) else {
                 continue;
             };

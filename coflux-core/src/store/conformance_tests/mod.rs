@@ -104,7 +104,7 @@ fn apply_all(store: &mut dyn ProjectStore) {
 }
 
 /// Everything the trait reads, as one comparable value.
-fn read_all(store: &dyn ProjectStore) -> impl PartialEq + std::fmt::Debug + use<> {
+pub(crate) fn read_all(store: &dyn ProjectStore) -> impl PartialEq + std::fmt::Debug + use<> {
     let runs: Vec<_> = (1..=4).map(|r| store.load_run(RunId(r)).unwrap()).collect();
     let lists = (
         store.list_runs(None, 10).unwrap(),

@@ -21,6 +21,8 @@ pub(crate) enum Outcome {
     Changed(u64),
     /// The boolean in the first column of its only row (a query).
     Flag(bool),
+    /// The two BIGINTs of its only row (a query).
+    Pair(i64, i64),
 }
 
 /// Whether a pipelined statement is executed or queried (see [`Outcome`]).
@@ -28,6 +30,7 @@ pub(crate) enum Outcome {
 pub(crate) enum Kind {
     Execute,
     QueryFlag,
+    QueryPair,
 }
 
 /// A blocking client with pipelining.
@@ -55,6 +58,16 @@ impl PgClient {
     /// Whether the connection is closed.
     pub(crate) fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    /// Runs `sql` (any number of statements, no parameters, one round trip); the first
+    /// column of the first row any of them returns, as a BIGINT (`None`: no row, or not one).
+    pub(crate) fn batch_first_int(&mut self, sql: &str) -> Result<Option<i64>, Error> {
+        let messages = self.runtime.block_on(self.client.simple_query(sql))?;
+        Ok(messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            _ => None,
+        }))
     }
 
     /// Runs `sql` (any number of statements, no parameters).
@@ -157,6 +170,10 @@ impl PgClient {
                             .await
                             .and_then(|row| row.try_get(0))
                             .map(Outcome::Flag),
+                        Kind::QueryPair => client
+                            .query_one(statement, params)
+                            .await
+                            .and_then(|row| Ok(Outcome::Pair(row.try_get(0)?, row.try_get(1)?))),
                     }
                 });
         // `join_all` polls them in order, so they are sent in order.

@@ -108,6 +108,9 @@ pub struct FenceCheck {
     /// then ends the session, so its locks (the lease row's included) do not hold up the
     /// node taking over. Half a lease.
     pub idle_limit: Duration,
+    /// How long a lease lasts: what a replay after a reconnection extends it by
+    /// ([`RENEWING_FENCE_SQL`]).
+    pub lease: Duration,
 }
 
 /// The statement of the fence check (run in the write transaction).
@@ -115,10 +118,26 @@ pub(super) const FENCE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM public.coflux_l
      WHERE project = $1 AND node = $2 AND epoch = $3 AND expires_at > \
      (extract(epoch from clock_timestamp()) * 1000)::bigint FOR SHARE)";
 
+/// The fence check of a replay (the batches PostgreSQL lost, committed again after a
+/// reconnection): the lease must still be this node's with the same epoch, as in
+/// [`FENCE_SQL`], but it may have expired meanwhile, since PostgreSQL was down: nobody else
+/// has taken the project (the epoch would have moved), so no other node has written, and the
+/// lease is extended by `$4` ms in the same transaction. (Nodes hold back takeovers for a lease
+/// after their own lease connection came back, [`Leases::takeovers_paused`], which leaves the
+/// owner that time to replay.)
+pub(super) const RENEWING_FENCE_SQL: &str = "WITH renewed AS (UPDATE public.coflux_leases \
+     SET expires_at = GREATEST(expires_at, (extract(epoch from clock_timestamp()) * 1000)::bigint + $4) \
+     WHERE project = $1 AND node = $2 AND epoch = $3 RETURNING 1) \
+     SELECT EXISTS (SELECT 1 FROM renewed)";
+
 /// One node's access to the cluster tables (its own connection).
 pub struct Leases {
     /// `None` only while dropped.
     client: Mutex<Option<Client>>,
+    /// To connect again after the connection broke (e.g. PostgreSQL restarted).
+    url: String,
+    /// When the connection last came back after breaking.
+    reconnected_at: Mutex<Option<std::time::Instant>>,
     node: String,
     duration: Duration,
 }
@@ -138,20 +157,28 @@ impl Leases {
     /// `duration` unless renewed.
     pub fn connect(url: &str, node: &str, duration: Duration) -> Result<Self, StoreError> {
         off_runtime(|| {
-            let mut client = Client::connect(url, NoTls)?;
-            // Taking a lease waits at most this long for a paused owner's transaction (ended
-            // by its idle limit meanwhile); the next round tries again.
-            client.batch_execute(&format!(
-                "SET application_name TO 'coflux-cluster'; SET lock_timeout = {}",
-                ms(duration / 4).max(100)
-            ))?;
+            let mut client = Self::session(url, duration)?;
             super::schema::migrate_public(&mut client, "coflux_cluster_version", CLUSTER)?;
             Ok(Self {
                 client: Mutex::new(Some(client)),
+                url: url.to_owned(),
+                reconnected_at: Mutex::new(None),
                 node: node.to_owned(),
                 duration,
             })
         })
+    }
+
+    /// A connection with the session settings of lease work.
+    fn session(url: &str, duration: Duration) -> Result<Client, postgres::Error> {
+        let mut client = Client::connect(url, NoTls)?;
+        // Taking a lease waits at most this long for a paused owner's transaction (ended by
+        // its idle limit meanwhile); the next round tries again.
+        client.batch_execute(&format!(
+            "SET application_name TO 'coflux-cluster'; SET lock_timeout = {}",
+            ms(duration / 4).max(100)
+        ))?;
+        Ok(client)
     }
 
     /// This node's id.
@@ -164,15 +191,37 @@ impl Leases {
         self.duration
     }
 
+    /// Runs `f` on the connection; once more on a new one if the connection broke.
     fn with<T: Send>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+        f: impl Fn(&mut Client) -> Result<T, postgres::Error> + Send + Sync,
     ) -> Result<T, StoreError> {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let Some(client) = client.as_mut() else {
             return Err(StoreError::WriterStopped);
         };
-        Ok(off_runtime(move || f(client))?)
+        off_runtime(move || match f(client).map_err(StoreError::from) {
+            Err(e) if super::is_disconnect(&e) => {
+                *client = Self::session(&self.url, self.duration)?;
+                *self
+                    .reconnected_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+                Ok(f(client)?)
+            }
+            other => other,
+        })
+    }
+
+    /// Whether this node holds back from taking other nodes' projects: for one lease after its
+    /// connection came back (PostgreSQL restarted, say). Every owner lost its connection too,
+    /// and its lease may have expired while PostgreSQL was down; this leaves it the time to
+    /// reconnect, commit again what PostgreSQL lost ([`RENEWING_FENCE_SQL`]) and renew.
+    pub fn takeovers_paused(&self) -> bool {
+        self.reconnected_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < self.duration)
     }
 
     /// Records that this node is alive (and which blob store it uses).
@@ -235,17 +284,22 @@ impl Leases {
         })
     }
 
-    /// Extends every unexpired lease of this node; returns the leases it still holds
-    /// (project, epoch). A lease that expired is not renewed: it is lost, even if nobody
-    /// took it yet.
-    pub fn renew(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    /// Extends the leases of `loaded` (project, epoch: the projects loaded on this node) that
+    /// are still this node's with the same epoch; returns those (project, epoch). A lease that
+    /// expired but that nobody took (PostgreSQL was down, say) is extended too: no other node
+    /// has written since. One another node took is lost.
+    pub fn renew(&self, loaded: &[(String, i64)]) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = format!(
-            "UPDATE public.coflux_leases SET expires_at = {NOW_MS} + $2
-             WHERE node = $1 AND expires_at > {NOW_MS} RETURNING project, epoch"
+            "UPDATE public.coflux_leases AS l SET expires_at = {NOW_MS} + $2
+             FROM unnest($3::text[], $4::bigint[]) AS h(project, epoch)
+             WHERE l.node = $1 AND l.project = h.project AND l.epoch = h.epoch
+             RETURNING l.project, l.epoch"
         );
         let duration = ms(self.duration);
+        let (projects, epochs): (Vec<&str>, Vec<i64>) =
+            loaded.iter().map(|(p, e)| (p.as_str(), *e)).unzip();
         self.with(|c| {
-            Ok(c.query(&sql, &[&self.node, &duration])?
+            Ok(c.query(&sql, &[&self.node, &duration, &projects, &epochs])?
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect())

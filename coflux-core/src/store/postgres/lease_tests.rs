@@ -41,7 +41,10 @@ fn lease_is_exclusive_until_it_expires_and_each_taking_bumps_the_epoch() {
     );
     // Renewed, it stays A's past its first expiry.
     std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(node_a.renew().unwrap(), vec![(project.clone(), first)]);
+    let loaded = |epoch| [(project.clone(), epoch)];
+    assert_eq!(node_a.renew(&loaded(first)).unwrap(), loaded(first));
+    // Only the listed (loaded) projects are renewed.
+    assert!(node_a.renew(&[]).unwrap().is_empty());
     std::thread::sleep(Duration::from_millis(400));
     assert!(matches!(
         node_b.acquire(&project).unwrap(),
@@ -54,7 +57,7 @@ fn lease_is_exclusive_until_it_expires_and_each_taking_bumps_the_epoch() {
         panic!("an expired lease is taken");
     };
     assert!(second > first);
-    assert!(node_a.renew().unwrap().iter().all(|(p, _)| *p != project));
+    assert!(node_a.renew(&loaded(first)).unwrap().is_empty());
     let row = node_a.lease(&project).unwrap().unwrap();
     assert_eq!((row.node.as_str(), row.epoch), (b.as_str(), second));
     // A node taking back its own (e.g. after a restart) bumps the epoch too; releasing lets
@@ -69,11 +72,16 @@ fn lease_is_exclusive_until_it_expires_and_each_taking_bumps_the_epoch() {
         "a stale epoch releases nothing"
     );
     node_b.release(&project, third).unwrap();
-    assert!(matches!(
-        node_a.acquire(&project).unwrap(),
-        Acquired::Owned(_)
-    ));
-    node_a.release(&project, third + 1).unwrap();
+    let Acquired::Owned(fourth) = node_a.acquire(&project).unwrap() else {
+        panic!("a released lease is taken at once");
+    };
+    // A lease that expired but that nobody took is renewed by its owner, same epoch.
+    std::thread::sleep(lease + Duration::from_millis(200));
+    assert!(node_a.lease(&project).unwrap().unwrap().expired);
+    assert_eq!(node_a.renew(&loaded(fourth)).unwrap(), loaded(fourth));
+    assert!(!node_a.lease(&project).unwrap().unwrap().expired);
+    node_a.release(&project, fourth).unwrap();
+    assert!(node_a.lease(&project).unwrap().is_none());
 }
 
 #[test]
@@ -97,6 +105,7 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
             node: node.to_owned(),
             epoch,
             idle_limit: Duration::from_secs(5),
+            lease,
         })
     };
     let mut store_a = PgStore::open(&schema.location)
@@ -128,7 +137,7 @@ fn lease_fences_the_writes_of_a_node_that_lost_it() {
         .with_fence(fence(&b, taken))
         .unwrap();
     store_b.apply(&all[1]).unwrap();
-    node_b.renew().unwrap();
+    node_b.renew(&[(project.clone(), taken)]).unwrap();
     assert!(matches!(
         store_a.apply(&[run(77, 1, None)]),
         Err(StoreError::Fenced { .. })
@@ -177,4 +186,29 @@ fn lease_rendezvous_spreads_projects_and_moves_only_the_lost_nodes_ones() {
     }
     assert!(counts.values().all(|&n| n > 60), "{counts:?}");
     assert_eq!(preferred_node(&[], "p"), None);
+}
+
+/// After its lease connection came back (PostgreSQL restarted), a node takes over no other
+/// node's project for one lease: the owners may be replaying what PostgreSQL lost.
+#[test]
+fn lease_takeovers_pause_for_a_lease_after_the_connection_came_back() {
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let (_, a, _) = names("pause");
+    let lease = Duration::from_millis(800);
+    let node_a = Leases::connect(&url, &a, lease).unwrap();
+    node_a.heartbeat("local").unwrap();
+    assert!(!node_a.takeovers_paused(), "a node starts without a pause");
+    let pid: i32 = node_a
+        .with(|c| Ok(c.query_one("SELECT pg_backend_pid()", &[])?.get(0)))
+        .unwrap();
+    let mut side = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    side.execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    node_a.heartbeat("local").unwrap();
+    assert!(node_a.takeovers_paused());
+    std::thread::sleep(lease + Duration::from_millis(100));
+    assert!(!node_a.takeovers_paused());
 }

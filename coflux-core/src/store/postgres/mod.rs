@@ -11,9 +11,15 @@
 //!
 //! Each write transaction first runs the store's [`Fence`] check: a lease-owned project
 //! (several nodes, see [`lease`]) checks its lease epoch there, so that a former owner cannot
-//! commit after losing the project.
+//! commit after losing the project. Each also moves the project's commit sequence, which
+//! lets a writer whose connection broke reconnect and commit again what PostgreSQL lost (see
+//! [`commit`] for how [`Durability`] is kept).
 
+mod catch_up;
 mod client;
+mod commit;
+
+pub(crate) use commit::is_disconnect;
 pub mod lease;
 pub(crate) mod pool;
 mod read;
@@ -25,14 +31,18 @@ pub mod schema;
 mod write;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use postgres::types::ToSql;
 use postgres::{NoTls, Row, Statement};
 
 use self::client::{Kind, Outcome, Param, PgClient};
 
-use super::{ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary, StoreError, Write};
+use super::{
+    Durability, ProjectSnapshot, ProjectStore, RunSnapshot, RunSummary, StoreError, StoreWake,
+    Write,
+};
 use crate::model::{EnvironmentId, ProjectName, RunId, TargetDefinition};
 
 /// The PostgreSQL schema holding project `name`'s tables: `cx_<name>`, or for names too long
@@ -79,6 +89,9 @@ enum Check {
     /// The fence check: its query returns true; else the batch fails with
     /// [`StoreError::Fenced`].
     Fence { project: String, epoch: i64 },
+    /// The commit sequence moved from `previous` to `seq` (one row changed); else the batch
+    /// fails with [`StoreError::Diverged`].
+    Sequence { seq: i64, previous: i64 },
 }
 
 /// One connection with its prepared statements, and the statements of the current write
@@ -88,6 +101,9 @@ struct Conn {
     statements: HashMap<&'static str, Statement>,
     queued: Vec<(Statement, Vec<Param>, Kind)>,
     checks: Vec<Check>,
+    /// A reader's: its snapshot was found not behind the writer since it connected (see
+    /// [`catch_up`]).
+    verified: bool,
 }
 
 impl Conn {
@@ -111,7 +127,7 @@ impl Conn {
         let statement = self.statement(sql)?;
         let kind = match check {
             Check::Holds(_) | Check::Fence { .. } => Kind::QueryFlag,
-            Check::None | Check::Changed(_) => Kind::Execute,
+            Check::None | Check::Changed(_) | Check::Sequence { .. } => Kind::Execute,
         };
         self.queued.push((statement, params, kind));
         self.checks.push(check);
@@ -135,6 +151,11 @@ impl Conn {
                 }
                 (Outcome::Flag(false), Check::Fence { project, epoch }) => {
                     return Err(StoreError::Fenced { project, epoch });
+                }
+                (Outcome::Changed(0), Check::Sequence { seq, previous }) => {
+                    return Err(StoreError::Diverged(format!(
+                        "the commit sequence is not at {previous} (moving it to {seq})"
+                    )));
                 }
                 _ => {}
             }
@@ -186,6 +207,12 @@ pub struct PgStore {
     location: PgLocation,
     read_only: bool,
     fence: Fence,
+    /// The commit sequence and the replay buffer (writers).
+    log: commit::CommitLog,
+    /// What this process's writer of the location shares with its readers.
+    shared: Arc<catch_up::Shared>,
+    /// This writer's wake-up, handed to the readers (see [`ProjectStore::set_wake`]).
+    wake: Option<StoreWake>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -222,16 +249,49 @@ fn connect(url: &str, schema: &str) -> Result<PgClient, StoreError> {
 
 impl PgStore {
     /// Connects for reading and writing, creating the project's schema if needed and bringing
-    /// it up to date.
+    /// it up to date. Its commits wait for their WAL flush ([`Durability::Full`]) unless
+    /// [`PgStore::with_durability`] says otherwise.
     pub fn open(location: &PgLocation) -> Result<Self, StoreError> {
         off_runtime(|| {
             // Migrations run on a connection of their own (the `postgres` client's API).
             let mut migrator = postgres::Client::connect(&location.url, NoTls)?;
             schema::migrate_project(&mut migrator, &location.schema)?;
+            // What an earlier writer committed without waiting for its flush is flushed now,
+            // so that what this store loads cannot be lost by a crash of PostgreSQL.
+            migrator.batch_execute(&format!(
+                "UPDATE {}.commit_seq SET seq = seq",
+                schema::quote(&location.schema)
+            ))?;
             drop(migrator);
             let client = connect(&location.url, &location.schema)?;
-            Ok(Self::new(client, location, false))
+            let mut store = Self::new(client, location, false);
+            let seq = store.conn().count(commit::READ_SEQ_SQL, &[])?;
+            store.log = commit::CommitLog::new(Durability::Full, seq);
+            store.shared.committed.store(seq, Ordering::Release);
+            Ok(store)
         })
+    }
+
+    /// Commits with `durability`: [`Durability::Normal`] does not wait for each commit's WAL
+    /// flush and keeps what PostgreSQL may still lose to commit it again (see [`commit`]).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.log.set_durability(durability);
+        self
+    }
+
+    /// The committed batches PostgreSQL has not confirmed flushed yet (kept for replay).
+    pub fn unflushed_batches(&self) -> usize {
+        self.log.buffered()
+    }
+
+    /// How many batches this store committed again after reconnecting.
+    pub fn replayed_batches(&self) -> u64 {
+        self.log.replayed()
+    }
+
+    /// The sequence number of the last batch this store knows committed.
+    pub fn commit_seq(&self) -> i64 {
+        self.log.seq()
     }
 
     /// Connects for reading only, to an existing, up-to-date project ([`ProjectStore::apply`]
@@ -260,11 +320,34 @@ impl PgStore {
                 statements: HashMap::new(),
                 queued: Vec::new(),
                 checks: Vec::new(),
+                verified: false,
             })),
             location: location.clone(),
             read_only,
             fence: Fence::None,
+            log: commit::CommitLog::new(Durability::Full, 0),
+            shared: catch_up::Shared::of(location),
+            wake: None,
         }
+    }
+
+    /// A new connection with this store's session settings (after the old one broke).
+    fn fresh_conn(&self) -> Result<Conn, StoreError> {
+        let mut client = connect(&self.location.url, &self.location.schema)?;
+        if self.read_only {
+            client.batch_execute("SET default_transaction_read_only = on")?;
+        }
+        if let Fence::Lease(check) = &self.fence {
+            let ms = check.idle_limit.as_millis().max(100);
+            client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))?;
+        }
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+            queued: Vec::new(),
+            checks: Vec::new(),
+            verified: false,
+        })
     }
 
     /// This store's writes check `fence` first (see [`Fence`]). With a lease, a transaction
@@ -306,16 +389,27 @@ impl PgStore {
         ConnGuard(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Runs `f` in one read-only, repeatable-read transaction.
+    /// Runs `f` in one read-only, repeatable-read transaction (on a new connection if the
+    /// store's broke, e.g. PostgreSQL restarted).
     fn read<T: Send>(
         &self,
         f: impl FnOnce(&mut read::Reader<'_>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        let conn = &mut *conn;
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let slot: &mut Option<Conn> = &mut guard;
         off_runtime(move || {
-            conn.client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+            // Readers check what they see against this process's writer.
+            let watch = self.read_only.then_some(&*self.shared);
+            let conn = slot.as_mut().ok_or(StoreError::ReadOnly)?;
+            if let Err(error) = catch_up::begin_read(conn, watch) {
+                // A writer's store reconnects on its next commit instead (which replays).
+                if !commit::is_disconnect(&error) || !self.read_only {
+                    return Err(error);
+                }
+                *slot = Some(self.fresh_conn()?);
+                catch_up::begin_read(slot.as_mut().ok_or(StoreError::ReadOnly)?, watch)?;
+            }
+            let conn = slot.as_mut().ok_or(StoreError::ReadOnly)?;
             let mut reader = read::Reader { conn };
             let out = f(&mut reader);
             let end = reader.conn.client.batch_execute(match out {
@@ -352,8 +446,12 @@ impl std::ops::DerefMut for ConnGuard<'_> {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        if let Some(wake) = &self.wake {
+            self.shared.unset_wake(wake);
+        }
         // The client closes through its own runtime, which must not run on an async worker
         // (a store dropped by an actor, or by a failed project start).
+        off_runtime(|| self.settle());
         let conn = match self.conn.get_mut() {
             Ok(conn) => conn.take(),
             Err(poisoned) => poisoned.into_inner().take(),
@@ -372,14 +470,7 @@ impl ProjectStore for PgStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let conn = match self.conn.get_mut() {
-            Ok(conn) => conn,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-        .as_mut()
-        .ok_or(StoreError::ReadOnly)?;
-        let fence = &self.fence;
-        off_runtime(move || apply_batch(conn, fence, writes))
+        off_runtime(move || self.commit(writes))
     }
 
     fn load(&self) -> Result<ProjectSnapshot, StoreError> {
@@ -401,47 +492,19 @@ impl ProjectStore for PgStore {
     ) -> Result<Vec<RunSummary>, StoreError> {
         self.read(|r| r.list_runs(environment, limit))
     }
-}
 
-/// Queues the fence check of a write transaction (see [`Fence`]) right after its BEGIN.
-fn check_fence(conn: &mut Conn, fence: &Fence) -> Result<(), StoreError> {
-    match fence {
-        Fence::None => Ok(()),
-        Fence::Lease(check) => conn.queue(
-            lease::FENCE_SQL,
-            vec![
-                Box::new(check.project.clone()),
-                Box::new(check.node.clone()),
-                Box::new(check.epoch),
-            ],
-            Check::Fence {
-                project: check.project.clone(),
-                epoch: check.epoch,
-            },
-        ),
-    }
-}
-
-/// One write transaction: the fence check, the writes, the commit (all or nothing). The
-/// statements are pipelined: BEGIN, the fence check and every write go out in one round trip,
-/// their results are checked, then COMMIT (or ROLLBACK) goes in a second one.
-fn apply_batch(conn: &mut Conn, fence: &Fence, writes: &[Write]) -> Result<(), StoreError> {
-    let applied = conn
-        .queue("BEGIN", Vec::new(), Check::None)
-        .and_then(|()| check_fence(conn, fence))
-        .and_then(|()| {
-            let mut writer = write::Writer { conn: &mut *conn };
-            writes.iter().try_for_each(|w| writer.apply(w))
-        })
-        .and_then(|()| conn.flush())
-        .and_then(|()| Ok(conn.client.batch_execute("COMMIT")?));
-    if applied.is_err() {
-        conn.discard();
-        if let Err(e) = conn.client.batch_execute("ROLLBACK") {
-            tracing::warn!(error = %e, "could not roll back a failed batch");
+    fn set_wake(&mut self, wake: StoreWake) {
+        if !self.read_only {
+            self.shared.set_wake(&wake);
+            self.wake = Some(wake);
         }
     }
-    applied
+
+    fn maintain(&mut self) {
+        if !self.read_only && self.shared.take_settle_request() {
+            off_runtime(|| self.settle_now());
+        }
+    }
 }
 
 impl PgStore {

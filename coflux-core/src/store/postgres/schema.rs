@@ -174,8 +174,24 @@ UPDATE runs SET open_executions = (
                       AND r.step_number = e.step_number AND r.attempt = e.attempt));
 ";
 
+/// Version 4: the sequence number of the project's last committed write batch, written by
+/// every batch in its own transaction, so a writer that lost its connection knows which of
+/// its batches PostgreSQL kept (see `postgres::commit`).
+const PROJECT_V4_COMMIT_SEQ: &str = "
+CREATE TABLE commit_seq (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL
+);
+INSERT INTO commit_seq (id, seq) VALUES (1, 0);
+";
+
 /// The migrations of a project, oldest first.
-const PROJECT: &[&str] = &[PROJECT_V1, PROJECT_V2_RUN_RETENTION, PROJECT_V3_OPEN_COUNT];
+const PROJECT: &[&str] = &[
+    PROJECT_V1,
+    PROJECT_V2_RUN_RETENTION,
+    PROJECT_V3_OPEN_COUNT,
+    PROJECT_V4_COMMIT_SEQ,
+];
 
 /// Version 1 of the catalogue (in the `public` schema; = SQLite catalogue version 1).
 const CATALOGUE_V1: &str = "

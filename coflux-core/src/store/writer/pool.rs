@@ -56,7 +56,7 @@ where
     F: FnMut(StoreError, Vec<E>) + Send,
 {
     fn run(&mut self) -> Option<bool> {
-        match self.receiver.try_recv() {
+        let ran = match self.receiver.try_recv() {
             Ok(first) => {
                 self.thread
                     .commit_group(first, &self.receiver, &mut self.sinks);
@@ -64,7 +64,10 @@ where
             }
             Err(mpsc::TryRecvError::Empty) => Some(false),
             Err(mpsc::TryRecvError::Disconnected) => None,
-        }
+        };
+        // Woken by its store, or after a group: what the store asked for.
+        self.thread.store.maintain();
+        ran
     }
 }
 
