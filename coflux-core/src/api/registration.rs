@@ -48,27 +48,6 @@ impl Project {
         })
     }
 
-    /// Refuses `target` unless a connected worker of `environment` hosts it or a manifest
-    /// registered it there as a workflow (see [`crate::orchestration::registration`]).
-    pub async fn check_registered(
-        &self,
-        environment: &str,
-        target: &TargetRef,
-    ) -> Result<(), Error> {
-        let env = self.environment_id(environment).await?;
-        if self.handle().router.hosts(env.id, target) {
-            return Ok(());
-        }
-        let manifests = self.read_manifests(env.id).await?;
-        let hosted = self.handle().router.hosted_targets(env.id);
-        Ok(registration::check_registered(
-            target,
-            env.name.as_str(),
-            &hosted,
-            &manifests,
-        )?)
-    }
-
     /// The definitions registered for an environment, by module and name.
     pub async fn manifests(&self, environment: &str) -> Result<Vec<TargetDefinition>, Error> {
         let env = self.environment_id(environment).await?.id;

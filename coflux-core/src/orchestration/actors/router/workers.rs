@@ -1,7 +1,7 @@
 //! The registry of connected workers: remembered so a re-created environment actor learns
 //! about them again, and used to route commands to them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -77,6 +77,18 @@ impl Router {
             .filter(|r| r.environment == environment)
             .flat_map(|r| r.targets.iter().cloned())
             .collect()
+    }
+
+    /// The targets the connected workers host, by environment.
+    pub fn hosted_by_environment(&self) -> BTreeMap<EnvironmentId, BTreeSet<TargetRef>> {
+        let mut hosted: BTreeMap<EnvironmentId, BTreeSet<TargetRef>> = BTreeMap::new();
+        for r in lock(&self.workers).values() {
+            hosted
+                .entry(r.environment)
+                .or_default()
+                .extend(r.targets.iter().cloned());
+        }
+        hosted
     }
 
     /// Disconnects a worker: its executions are abandoned.
