@@ -35,6 +35,7 @@ pub struct Submission {
 
 /// The options of a submitted run.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // travels inside a boxed `Submission`
 pub enum RunOptions {
     /// These options.
     Given(StepOptions),

@@ -147,13 +147,7 @@ impl ProjectCore {
     /// Runs: submission (with idempotency keys), spawning, re-runs and forgetting.
     pub(super) fn on_runs(&mut self, msg: ProjectMsg, now: Millis, out: &mut Outbox) {
         match msg {
-            ProjectMsg::StartRun {
-                environment,
-                target,
-                arguments,
-                submission,
-                reply,
-            } => self.submit(environment, target, arguments, *submission, reply, now, out),
+            msg @ ProjectMsg::StartRun { .. } => self.submit(msg, now, out),
             ProjectMsg::SpawnRun {
                 parent,
                 call,

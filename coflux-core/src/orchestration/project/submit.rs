@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::orchestration::error::OrchestrationError;
 use crate::orchestration::messages::{
-    Envelope, Outbox, Reply, ReplyTo, RunMsg, RunOptions, Submission,
+    Envelope, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, RunOptions, Submission,
 };
 use crate::orchestration::registration::check_registered;
 
@@ -60,17 +60,19 @@ impl ProjectCore {
         }
     }
 
-    /// Handles a submission: refuses it (replying at once) or starts (or finds) its run.
-    pub(super) fn submit(
-        &mut self,
-        environment: crate::model::EnvironmentName,
-        target: TargetRef,
-        arguments: Vec<Value>,
-        submission: Submission,
-        reply: ReplyTo,
-        now: Millis,
-        out: &mut Outbox,
-    ) {
+    /// Handles a [`ProjectMsg::StartRun`]: refuses it (replying at once) or starts (or finds)
+    /// its run.
+    pub(super) fn submit(&mut self, msg: ProjectMsg, now: Millis, out: &mut Outbox) {
+        let ProjectMsg::StartRun {
+            environment,
+            target,
+            arguments,
+            submission,
+            reply,
+        } = msg
+        else {
+            unreachable!("routed by handle")
+        };
         match self.decide(&environment, &target, &submission) {
             Ok((env, options)) => {
                 let key = submission.idempotency_key;

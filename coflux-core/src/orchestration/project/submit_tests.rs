@@ -15,8 +15,10 @@ use crate::store::ProjectSnapshot;
 const ENV: EnvironmentId = EnvironmentId(1);
 
 fn definition(name: &str, kind: TargetKind, retries: u32) -> TargetDefinition {
-    let mut options = StepOptions::default();
-    options.retries = Some(crate::model::RetryPolicy::limit(retries));
+    let options = StepOptions {
+        retries: Some(crate::model::RetryPolicy::limit(retries)),
+        ..StepOptions::default()
+    };
     TargetDefinition {
         target: TargetRef::new("app", name),
         kind,
