@@ -243,7 +243,11 @@ impl Reader<'_> {
     /// The definitions registered in every environment.
     fn all_manifests(&mut self) -> Result<Vec<(EnvironmentId, TargetDefinition)>, StoreError> {
         self.conn
-            .query("SELECT environment_id, definition FROM manifests", &[])?
+            .query(
+                "SELECT environment_id, definition FROM manifests
+                 ORDER BY environment_id, module COLLATE \"C\", target COLLATE \"C\"",
+                &[],
+            )?
             .iter()
             .map(|row| {
                 Ok((

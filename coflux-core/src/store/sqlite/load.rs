@@ -179,7 +179,8 @@ impl SqliteStore {
             ))
         })?;
         let schedules = self.schedules()?;
-        let manifests_sql = "SELECT environment_id, definition FROM manifests";
+        let manifests_sql = "SELECT environment_id, definition FROM manifests
+             ORDER BY environment_id, module, target";
         let manifests = self.query_all(manifests_sql, [], |row| {
             Ok((
                 EnvironmentId(to_u32(row.get(0)?, "environment id")?),
