@@ -1,5 +1,7 @@
-//! Whether a workflow may be submitted in an environment, and with which registered options:
-//! the environment is resolved once and its manifests read once.
+//! Whether a workflow may be submitted in an environment, and with which registered options,
+//! read from outside the project actor (for schedules): the environment is resolved once and
+//! its manifests read once. A run submission is decided by the project actor itself
+//! ([`Project::submit_with`]).
 
 use crate::model::{EnvironmentId, TargetDefinition, TargetRef};
 use crate::orchestration::OrchestrationError;

@@ -63,13 +63,6 @@ impl Router {
         true
     }
 
-    /// Whether a connected worker of `environment` hosts `target`.
-    pub fn hosts(&self, environment: EnvironmentId, target: &TargetRef) -> bool {
-        lock(&self.workers)
-            .values()
-            .any(|r| r.environment == environment && r.targets.contains(target))
-    }
-
     /// The targets the connected workers of `environment` host.
     pub fn hosted_targets(&self, environment: EnvironmentId) -> BTreeSet<TargetRef> {
         lock(&self.workers)
