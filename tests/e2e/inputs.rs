@@ -102,6 +102,9 @@ async fn inputs_are_answered_or_dismissed_through_the_cli() {
         .await;
     let input = pending_input(&server, &run).await;
     let id = input["id"].as_str().unwrap().to_string();
+    // Answered only once the asking execution has suspended, so the answer resumes the run
+    // (an answer that comes first reaches the waiting execution directly).
+    suspended_on(&server, &run, &id).await;
     assert_eq!(input["title"], "Approve deployment", "{input}");
     assert_eq!(input["template"], "Deploy {service} to production?");
     assert_eq!(input["actions"], json!(["Deploy", "Cancel"]));

@@ -32,9 +32,27 @@ pub fn server_flags(data_dir: &Path) -> Vec<String> {
     if !is_postgres() {
         return Vec::new();
     }
-    let admin = admin_url();
-    let name = database_name(data_dir);
-    let url = with_database(&admin, &name);
+    vec![
+        "--database-url".into(),
+        database_of(&admin_url(), &database_name(data_dir)),
+    ]
+}
+
+/// A database of its own for one test, on the server of `admin` (a PostgreSQL URL whose role
+/// has `CREATEDB`): created empty, named after this process and `key`, so that what one test
+/// leaves behind (projects, expired leases) is not seen by another. Dropped once this process
+/// has exited, when the next test process creates its first database. Gives its URL.
+pub fn fresh_database(admin: &str, key: &str) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let name = format!("cx_e2e_{}_{:016x}", std::process::id(), hasher.finish());
+    database_of(admin, &name)
+}
+
+/// Creates database `name` on the server of `admin` unless it exists; gives its URL.
+fn database_of(admin: &str, name: &str) -> String {
+    let url = with_database(admin, name);
+    let (admin, name) = (admin.to_owned(), name.to_owned());
     // The blocking client must not run on the test's async runtime.
     std::thread::spawn(move || {
         static CLEANED: OnceLock<()> = OnceLock::new();
@@ -53,7 +71,7 @@ pub fn server_flags(data_dir: &Path) -> Vec<String> {
     })
     .join()
     .expect("preparing the test database panicked");
-    vec!["--database-url".into(), url]
+    url
 }
 
 fn admin_url() -> String {

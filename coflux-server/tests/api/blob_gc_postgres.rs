@@ -15,22 +15,11 @@ use coflux_server::config::BlobStoreConfig;
 use coflux_server::{AppState, ServerConfig, create_app};
 use serde_json::json;
 
-fn database_url() -> Option<String> {
-    match std::env::var("COFLUX_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
-            panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
-        }
-        _ => {
-            eprintln!("skipped: PostgreSQL blob GC test (set COFLUX_TEST_DATABASE_URL)");
-            None
-        }
-    }
-}
-
 #[actix_rt::test]
 async fn postgres_blob_gc_sees_every_nodes_references_and_uses() {
-    let Some(url) = database_url() else { return };
+    let Some(url) = crate::support::pg_database_url("PostgreSQL blob GC test") else {
+        return;
+    };
     let moto = Moto::start().await;
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -132,7 +121,9 @@ async fn postgres_blob_gc_sees_every_nodes_references_and_uses() {
 async fn postgres_asset_records_are_shared_and_pruned() {
     use coflux_server::asset_record::Record;
     use coflux_server::asset_store::{AssetStore, AssetStoreError};
-    let Some(url) = database_url() else { return };
+    let Some(url) = crate::support::pg_database_url("PostgreSQL blob GC test") else {
+        return;
+    };
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()

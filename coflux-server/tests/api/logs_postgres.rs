@@ -9,19 +9,6 @@ use coflux_server::logs::metrics::MetricRecord;
 use coflux_server::logs::{LogFilter, LogRecord, LogStore, LogStoreOptions};
 use serde_json::json;
 
-fn database_url() -> Option<String> {
-    match std::env::var("COFLUX_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
-            panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
-        }
-        _ => {
-            eprintln!("skipped: PostgreSQL log store test (set COFLUX_TEST_DATABASE_URL)");
-            None
-        }
-    }
-}
-
 fn record(execution: &str, n: u64) -> LogRecord {
     let mut values = BTreeMap::new();
     values.insert("n".to_owned(), Value::raw(json!(n)));
@@ -48,7 +35,9 @@ fn open(url: &str) -> LogStore {
 
 #[actix_web::test]
 async fn postgres_logs_and_metrics_are_stored_paged_deleted_and_pruned() {
-    let Some(url) = database_url() else { return };
+    let Some(url) = crate::support::pg_database_url("PostgreSQL log store test") else {
+        return;
+    };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

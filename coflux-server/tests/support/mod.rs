@@ -133,3 +133,28 @@ pub async fn serve(config: &ServerConfig) -> Served {
     actix_rt::spawn(server);
     Served { base, handle }
 }
+
+/// A PostgreSQL database of its own for a test that needs one (on the server of
+/// `COFLUX_TEST_DATABASE_URL`, see `scripts/setup-postgres.sh`, through
+/// [`coflux_tests::backend::fresh_database`]): what other tests leave there (projects, expired
+/// leases a node would take over) stays out of this one. `None` (the test is skipped, saying
+/// `what`) without the variable, unless `COFLUX_PG_TESTS=require`.
+pub fn pg_database_url(what: &str) -> Option<String> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match std::env::var("COFLUX_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(coflux_tests::backend::fresh_database(
+                &url,
+                &format!("api-{what}-{n}"),
+            ))
+        }
+        _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
+            panic!("COFLUX_PG_TESTS=require but COFLUX_TEST_DATABASE_URL is not set")
+        }
+        _ => {
+            eprintln!("skipped: {what} (set COFLUX_TEST_DATABASE_URL)");
+            None
+        }
+    }
+}
