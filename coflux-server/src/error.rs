@@ -87,7 +87,9 @@ impl From<coflux_core::Error> for ApiError {
     fn from(err: coflux_core::Error) -> Self {
         let code = err.code();
         let status = match code {
-            "invalid_input" | "invalid_request" | "environment_invalid" => StatusCode::BAD_REQUEST,
+            "invalid_input" | "invalid_request" | "environment_invalid" | "not_a_workflow" => {
+                StatusCode::BAD_REQUEST
+            }
             "environment_exists"
             | "environment_archived"
             | "environment_has_children"

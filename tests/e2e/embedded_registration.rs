@@ -121,3 +121,36 @@ async fn a_run_result_follows_the_environment_it_is_seen_from() {
         "attempt 2"
     );
 }
+
+/// Manifests are part of the project's state: after a restart a registered workflow is still
+/// accepted with no worker connected, and an archived module's workflows are still refused.
+#[test]
+fn registrations_and_archives_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let definition = which.definition();
+    let mut other = definition.clone();
+    other.target.module = "archived".into();
+    actix_rt::System::new().block_on(async {
+        let (coflux, project) = open(&dir).await;
+        project
+            .register_manifests("production", vec![definition.clone(), other.clone()])
+            .await
+            .unwrap();
+        project
+            .archive_module("production", "archived")
+            .await
+            .unwrap();
+        coflux.shutdown();
+    });
+    actix_rt::System::new().block_on(async {
+        let coflux = Coflux::open(dir.path()).await.unwrap();
+        let project = coflux.existing_project("test").await.unwrap();
+        project.submit("production", &which, ()).await.unwrap();
+        let refused = project
+            .submit_target("production", other.target.clone(), vec![], other.options)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(refused.code(), "workflow_not_found");
+    });
+}

@@ -5,18 +5,20 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 
 use crate::model::{
-    EnvironmentName, ExecutionId, ExecutionResult, RunId, StepId, StepOptions, TargetDefinition,
-    TargetRef, Value,
+    EnvironmentName, ExecutionId, ExecutionResult, OptionOverrides, RunId, StepId, StepOptions,
+    TargetDefinition, TargetRef, Value,
 };
 use crate::orchestration::actors::ProjectHandle;
-use crate::orchestration::messages::{Envelope, ProjectMsg, Reply, ReplyTo, RunMsg};
+use crate::orchestration::messages::{
+    Envelope, ProjectMsg, Reply, ReplyTo, RunMsg, RunOptions, Submission,
+};
+use crate::orchestration::project::check_idempotency_key;
 use crate::sdk::{ExecutionError, Repository, Target};
 use crate::store::RunSummary;
 
 use super::arguments::IntoArguments;
 use super::error::Error;
 use super::inspect::{self, RunView};
-use super::registration::Registration;
 use super::worker::{Worker, WorkerOptions};
 
 /// One project of an embedded orchestrator: its environments, workers and runs.
@@ -89,9 +91,10 @@ pub struct SubmitOptions {
     /// Accept a workflow that is not registered in the environment: its run waits until a
     /// worker hosting it connects.
     pub allow_unregistered: bool,
-    /// The workflow's registration, if already resolved ([`Project::registration`]): checked
-    /// instead of being read again.
-    pub registration: Option<Registration>,
+    /// Submit with the workflow's registered options (defaults when no manifest registers
+    /// it; a target registered as a task is refused) changed by these overrides, instead of
+    /// `options`.
+    pub overrides: Option<OptionOverrides>,
 }
 
 /// A submitted run: wait for its result, or read it as committed.
@@ -283,34 +286,41 @@ impl Project {
             options,
             idempotency_key,
             allow_unregistered,
-            registration,
+            overrides,
         } = submission;
-        if let Some(key) = &idempotency_key
-            && (key.is_empty() || key.len() > 256)
-        {
-            return Err(Error::Invalid(
-                "an idempotency key must have 1 to 256 characters".into(),
-            ));
-        }
+        let options = match overrides {
+            Some(overrides) => RunOptions::Registered(overrides),
+            None => {
+                check_idempotency_key(idempotency_key.as_deref()).map_err(Error::Invalid)?;
+                RunOptions::Given(options)
+            }
+        };
         // While the store cannot commit, a new run would only queue behind the writer: refuse
         // it now (runs already accepted wait, and go on once the store commits again).
         if self.handle.router.store_stalled() {
             return Err(Error::Unavailable(STORE_STALLED.into()));
         }
-        match registration {
-            _ if allow_unregistered => {}
-            Some(registration) => registration.require()?,
-            None => self.check_registered(environment, &target).await?,
-        }
         let environment = environment_name(environment)?;
+        let hosted = if allow_unregistered {
+            Default::default()
+        } else {
+            self.handle.router.hosted_by_environment()
+        };
+        // One message: the project resolves the environment, checks the registration against
+        // its manifests and these hosted targets, and starts the run.
+        let submission = Box::new(Submission {
+            options,
+            idempotency_key,
+            allow_unregistered,
+            hosted,
+        });
         let reply = self
             .request(|reply| {
                 Envelope::Project(ProjectMsg::StartRun {
                     environment,
                     target,
                     arguments,
-                    options,
-                    idempotency_key,
+                    submission,
                     reply,
                 })
             })

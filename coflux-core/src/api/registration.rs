@@ -1,5 +1,7 @@
-//! Whether a workflow may be submitted in an environment, and with which registered options:
-//! the environment is resolved once and its manifests read once.
+//! Whether a workflow may be submitted in an environment, and with which registered options,
+//! read from outside the project actor (for schedules): the environment is resolved once and
+//! its manifests read once. A run submission is decided by the project actor itself
+//! ([`Project::submit_with`]).
 
 use crate::model::{EnvironmentId, TargetDefinition, TargetRef};
 use crate::orchestration::OrchestrationError;
@@ -46,27 +48,6 @@ impl Project {
             definition,
             unregistered,
         })
-    }
-
-    /// Refuses `target` unless a connected worker of `environment` hosts it or a manifest
-    /// registered it there as a workflow (see [`crate::orchestration::registration`]).
-    pub async fn check_registered(
-        &self,
-        environment: &str,
-        target: &TargetRef,
-    ) -> Result<(), Error> {
-        let env = self.environment_id(environment).await?;
-        if self.handle().router.hosts(env.id, target) {
-            return Ok(());
-        }
-        let manifests = self.read_manifests(env.id).await?;
-        let hosted = self.handle().router.hosted_targets(env.id);
-        Ok(registration::check_registered(
-            target,
-            env.name.as_str(),
-            &hosted,
-            &manifests,
-        )?)
     }
 
     /// The definitions registered for an environment, by module and name.

@@ -23,8 +23,8 @@ pub use run::{Dependencies, ExecutionRecord, ExecutionState, RunRecord, StepReco
 pub use schedule::{CronSpec, InvalidCron, Schedule};
 pub use stream::{StreamClosure, StreamId, StreamOp, StreamRecord, StreamReply, Stride};
 pub use target::{
-    CacheConfig, DeferConfig, ParamSelection, Parameter, Requires, RetryPolicy, StepOptions,
-    StreamDefaults, SubmitRequest, TargetDefinition, TargetKind, TargetRef,
+    CacheConfig, DeferConfig, OptionOverrides, ParamSelection, Parameter, Requires, RetryPolicy,
+    StepOptions, StreamDefaults, SubmitRequest, TargetDefinition, TargetKind, TargetRef,
 };
 pub use value::{Reference, Value};
 

@@ -213,3 +213,45 @@ pub struct SubmitRequest {
     /// Options (the target's defaults, possibly overridden at the call site).
     pub options: StepOptions,
 }
+
+/// Per-run changes to a workflow's options, given with a submission (each replaces the
+/// option it names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OptionOverrides {
+    /// Replaces `requires` (`{}` clears them).
+    pub requires: Option<Requires>,
+    /// Turns memoising of the run's steps on (all parameters) or off.
+    pub memo: Option<bool>,
+    /// Replaces the delay before the first attempt (milliseconds; 0: none).
+    pub delay_ms: Option<u64>,
+    /// Replaces the retries: at most this many, without backoff (0: none).
+    pub retries: Option<u32>,
+}
+
+impl OptionOverrides {
+    /// Applies the overrides to `options`; an invalid `requires` (an empty key or no values)
+    /// is named in the error.
+    pub fn apply(&self, options: &mut StepOptions) -> Result<(), String> {
+        if let Some(requires) = &self.requires {
+            for (key, values) in requires {
+                if key.trim().is_empty() || values.is_empty() || values.iter().any(String::is_empty)
+                {
+                    return Err(format!(
+                        "invalid requires '{key}': a tag needs a non-empty key and values"
+                    ));
+                }
+            }
+            options.requires = requires.clone();
+        }
+        if let Some(memo) = self.memo {
+            options.memo = memo.then_some(ParamSelection::All(true));
+        }
+        if let Some(delay) = self.delay_ms {
+            options.delay_ms = (delay > 0).then_some(delay);
+        }
+        if let Some(retries) = self.retries {
+            options.retries = (retries > 0).then(|| RetryPolicy::limit(retries));
+        }
+        Ok(())
+    }
+}

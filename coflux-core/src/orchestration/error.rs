@@ -107,6 +107,12 @@ pub enum OrchestrationError {
     /// The request was malformed.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A submission's input was refused (its message says what is wrong).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A submitted target is registered as a task.
+    #[error("'{0}' is registered as a task; only workflows can be submitted")]
+    NotAWorkflow(String),
     /// The project is restarting or stopped; try again.
     #[error("the project is unavailable: {0}")]
     Unavailable(String),
@@ -135,6 +141,8 @@ impl OrchestrationError {
             Self::InputNotFound(_) => "input_not_found",
             Self::InputRejected { .. } => "input_rejected",
             Self::Invalid(_) => "invalid_request",
+            Self::InvalidInput(_) => "invalid_input",
+            Self::NotAWorkflow(_) => "not_a_workflow",
             Self::Unavailable(_) => "unavailable",
         }
     }

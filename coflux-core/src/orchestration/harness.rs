@@ -19,7 +19,8 @@ use crate::store::{ProjectStore, StoreError};
 use super::environment::EnvironmentCore;
 use super::error::OrchestrationError;
 use super::messages::{
-    Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, Timer, WorkerCommand,
+    Envelope, EnvironmentMsg, Outbox, ProjectMsg, Reply, ReplyTo, RunMsg, RunOptions, Submission,
+    Timer, WorkerCommand,
 };
 use super::project::ProjectCore;
 use super::run::RunCore;
@@ -366,8 +367,13 @@ impl Harness {
                 environment,
                 target,
                 arguments,
-                options,
-                idempotency_key,
+                // The harness has no workers: its runs are started unchecked.
+                submission: Box::new(Submission {
+                    options: RunOptions::Given(options),
+                    idempotency_key,
+                    allow_unregistered: true,
+                    hosted: Default::default(),
+                }),
                 reply,
             })
         }) {

@@ -296,6 +296,8 @@ pub struct ProjectSnapshot {
     pub concurrency_limits: Vec<(EnvironmentId, TargetRef, u32)>,
     /// Cron schedules.
     pub schedules: Vec<Schedule>,
+    /// The definitions registered by manifests: environment, definition.
+    pub manifests: Vec<(EnvironmentId, TargetDefinition)>,
 }
 
 /// A short description of a run, for listings.

@@ -113,20 +113,15 @@ async fn submit(
     let body = body.into_inner();
     let target = target_of(body.module.clone(), body.target.clone())?;
     let arguments = plain_arguments(body.arguments.clone())?;
-    // Reading the manifests and submitting both wait behind a failing commit.
+    // One message to the project decides the submission: the environment, the registered
+    // options with this body's overrides, the registration check and the run.
+    let submission = SubmitOptions {
+        idempotency_key: body.idempotency_key.clone(),
+        allow_unregistered: body.allow_unregistered,
+        overrides: Some(body.overrides()),
+        ..SubmitOptions::default()
+    };
     let submitting = async {
-        // The environment is resolved and its manifests read once, for the options and the
-        // registration check both.
-        let registration = project.registration(&environment, &target).await?;
-        let mut options = workflow_options(&target, registration.definition.clone())?;
-        body.override_options(&mut options)
-            .map_err(|message| ApiError::bad_request("invalid_input", message))?;
-        let submission = SubmitOptions {
-            options,
-            idempotency_key: body.idempotency_key.clone(),
-            allow_unregistered: body.allow_unregistered,
-            registration: Some(registration),
-        };
         Ok(project
             .submit_with(&environment, target, arguments, submission)
             .await?)

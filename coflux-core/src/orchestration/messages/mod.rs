@@ -21,7 +21,7 @@ mod project;
 mod run;
 
 pub use environment::{EnvironmentMsg, Ticket};
-pub use project::{CacheCheck, ProjectMsg};
+pub use project::{CacheCheck, ProjectMsg, RunOptions, Submission};
 pub use run::RunMsg;
 
 /// Identifies a caller waiting for a [`Reply`] (a oneshot in the actor shell, a slot in the

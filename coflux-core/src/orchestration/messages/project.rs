@@ -1,8 +1,10 @@
 //! Messages to the project ([`ProjectMsg`]).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::model::{
-    EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, Millis, RunId, StepId,
-    StepOptions, TargetDefinition, TargetRef, Value,
+    EnvironmentId, EnvironmentName, EnvironmentState, ExecutionId, Millis, OptionOverrides, RunId,
+    StepId, StepOptions, TargetDefinition, TargetRef, Value,
 };
 use crate::store::CacheOutcome;
 
@@ -15,6 +17,31 @@ pub struct CacheCheck {
     pub key: String,
     /// Results older than this are not reused.
     pub max_age_ms: Option<u64>,
+}
+
+/// How a workflow is submitted ([`ProjectMsg::StartRun`]).
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The run's options.
+    pub options: RunOptions,
+    /// Submissions with the same key (in the same environment, within the retention) get the
+    /// same run.
+    pub idempotency_key: Option<String>,
+    /// Accept a workflow that is not registered in the environment (its run waits for a worker).
+    pub allow_unregistered: bool,
+    /// The targets hosted by connected workers, by environment (as the caller saw them).
+    pub hosted: BTreeMap<EnvironmentId, BTreeSet<TargetRef>>,
+}
+
+/// The options of a submitted run.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // travels inside a boxed `Submission`
+pub enum RunOptions {
+    /// These options.
+    Given(StepOptions),
+    /// The workflow's registered options (defaults when no manifest registers it), with
+    /// these overrides; a target registered as a task is refused.
+    Registered(OptionOverrides),
 }
 
 /// Messages to the project.
@@ -110,7 +137,7 @@ pub enum ProjectMsg {
         /// Gets [`Reply::Environments`].
         reply: ReplyTo,
     },
-    /// Submit a workflow: start a run.
+    /// Submit a workflow: check its registration and start a run, all in this one message.
     StartRun {
         /// The environment to run in.
         environment: EnvironmentName,
@@ -118,11 +145,8 @@ pub enum ProjectMsg {
         target: TargetRef,
         /// Its arguments.
         arguments: Vec<Value>,
-        /// Its options.
-        options: StepOptions,
-        /// Submissions with the same key (in the same environment, within the retention) get
-        /// the same run.
-        idempotency_key: Option<String>,
+        /// Its options, the idempotency key and the registration check.
+        submission: Box<Submission>,
         /// Gets [`Reply::RunStarted`].
         reply: ReplyTo,
     },

@@ -37,6 +37,7 @@ impl ProjectCore {
             } => {
                 let result = self.resolve(&environment).cloned();
                 if let Ok(env) = &result {
+                    self.register(env.id, &definitions);
                     out.write(Write::PutManifests {
                         environment: env.id,
                         definitions,
@@ -52,6 +53,7 @@ impl ProjectCore {
             } => {
                 let result = self.resolve(&environment).cloned();
                 if let Ok(env) = &result {
+                    self.archive(env.id, &module);
                     out.write(Write::ArchiveModule {
                         environment: env.id,
                         module,
@@ -145,46 +147,7 @@ impl ProjectCore {
     /// Runs: submission (with idempotency keys), spawning, re-runs and forgetting.
     pub(super) fn on_runs(&mut self, msg: ProjectMsg, now: Millis, out: &mut Outbox) {
         match msg {
-            ProjectMsg::StartRun {
-                environment,
-                target,
-                arguments,
-                options,
-                idempotency_key,
-                reply,
-            } => match self.resolve(&environment).map(|e| e.id) {
-                Ok(env) => {
-                    if let Some(key) = &idempotency_key {
-                        let entry = self.keys.get(&(env, key.clone()));
-                        if let Some((run, at)) = entry
-                            && now - at < self.key_retention_ms
-                        {
-                            // Through the run, so the answer follows the run's own commit.
-                            return out.send(Envelope::Run(*run, RunMsg::Started { reply }));
-                        }
-                        self.keys
-                            .retain(|_, (_, at)| now - *at < self.key_retention_ms);
-                    }
-                    let run = RunId(self.next_run);
-                    self.next_run += 1;
-                    if let Some(key) = &idempotency_key {
-                        self.keys.insert((env, key.clone()), (run, now));
-                    }
-                    let msg = RunMsg::Create {
-                        environment: env,
-                        target,
-                        arguments,
-                        options,
-                        idempotency_key,
-                        spawned_by: None,
-                        call: None,
-                        reply,
-                        wait: None,
-                    };
-                    out.send(Envelope::Run(run, msg));
-                }
-                Err(e) => out.reply(reply, Reply::RunStarted(Err(e))),
-            },
+            msg @ ProjectMsg::StartRun { .. } => self.submit(msg, now, out),
             ProjectMsg::SpawnRun {
                 parent,
                 call,

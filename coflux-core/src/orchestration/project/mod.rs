@@ -15,6 +15,9 @@ use super::messages::{Envelope, EnvironmentMsg, Outbox, ProjectMsg, ReplyTo, Run
 
 mod handlers;
 mod schedules;
+mod submit;
+
+pub use submit::check_idempotency_key;
 
 use schedules::arm;
 
@@ -31,6 +34,8 @@ pub struct ProjectCore {
     limits: HashMap<EnvironmentId, BTreeMap<TargetRef, u32>>,
     /// Cron schedules, by id.
     schedules: BTreeMap<u32, ActiveSchedule>,
+    /// The definitions registered by manifests, by environment and target.
+    manifests: submit::Manifests,
 }
 
 /// A schedule with its parsed expression and the tick its timer is armed for.
@@ -111,9 +116,17 @@ impl ProjectCore {
                 }
             }
         }
+        let mut manifests = submit::Manifests::new();
+        for (env, definition) in &snapshot.manifests {
+            manifests
+                .entry(*env)
+                .or_default()
+                .insert(definition.target.clone(), definition.clone());
+        }
         Self {
             limits,
             schedules,
+            manifests,
             environments,
             next_run: snapshot.next_run.max(1),
             // Pending first attempts are looked up again when re-queued: until their lookup
@@ -299,3 +312,6 @@ impl ProjectCore {
         Ok(env.clone())
     }
 }
+
+#[cfg(test)]
+mod submit_tests;

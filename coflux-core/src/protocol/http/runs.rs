@@ -8,9 +8,7 @@ use serde_json::Value as Json;
 
 use super::values::{Outcome, RaisedError, state_name, value_json};
 use crate::api::{ExecutionView, RunView, StepView};
-use crate::model::{
-    ExecutionResult, Millis, ParamSelection, Requires, RetryPolicy, RunId, StepOptions,
-};
+use crate::model::{ExecutionResult, Millis, OptionOverrides, Requires, RunId, StepOptions};
 
 /// `POST …/environments/{env}/runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,27 +45,17 @@ impl SubmitRun {
     /// Applies this submission's overrides to the workflow's options; an invalid `requires`
     /// (an empty key or no values) is named in the error.
     pub fn override_options(&self, options: &mut StepOptions) -> Result<(), String> {
-        if let Some(requires) = &self.requires {
-            for (key, values) in requires {
-                if key.trim().is_empty() || values.is_empty() || values.iter().any(String::is_empty)
-                {
-                    return Err(format!(
-                        "invalid requires '{key}': a tag needs a non-empty key and values"
-                    ));
-                }
-            }
-            options.requires = requires.clone();
+        self.overrides().apply(options)
+    }
+
+    /// This submission's overrides of the workflow's options.
+    pub fn overrides(&self) -> OptionOverrides {
+        OptionOverrides {
+            requires: self.requires.clone(),
+            memo: self.memo,
+            delay_ms: self.delay_ms,
+            retries: self.retries,
         }
-        if let Some(memo) = self.memo {
-            options.memo = memo.then_some(ParamSelection::All(true));
-        }
-        if let Some(delay) = self.delay_ms {
-            options.delay_ms = (delay > 0).then_some(delay);
-        }
-        if let Some(retries) = self.retries {
-            options.retries = (retries > 0).then(|| RetryPolicy::limit(retries));
-        }
-        Ok(())
     }
 }
 

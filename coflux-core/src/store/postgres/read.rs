@@ -86,6 +86,7 @@ impl Reader<'_> {
             idempotency_keys,
             concurrency_limits,
             schedules: self.schedules()?,
+            manifests: self.all_manifests()?,
         })
     }
 
@@ -239,6 +240,24 @@ impl Reader<'_> {
     }
 
     /// The manifests of an environment, by module and target.
+    /// The definitions registered in every environment.
+    fn all_manifests(&mut self) -> Result<Vec<(EnvironmentId, TargetDefinition)>, StoreError> {
+        self.conn
+            .query(
+                "SELECT environment_id, definition FROM manifests
+                 ORDER BY environment_id, module COLLATE \"C\", target COLLATE \"C\"",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok((
+                    env_id(row.try_get(0)?)?,
+                    from_json(&row.try_get::<_, String>(1)?, "manifest")?,
+                ))
+            })
+            .collect()
+    }
+
     pub(super) fn manifests(
         &mut self,
         environment: EnvironmentId,

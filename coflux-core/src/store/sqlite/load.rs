@@ -6,7 +6,7 @@ use super::SqliteStore;
 use crate::model::{
     Environment, EnvironmentId, EnvironmentName, EnvironmentState, RunId, RunRecord, TargetRef,
 };
-use crate::store::codec::{execution_id, parse_execution, run_key, to_u32, to_u64};
+use crate::store::codec::{execution_id, from_json, parse_execution, run_key, to_u32, to_u64};
 use crate::store::rows::{execution_from_row, step_from_row};
 use crate::store::{CacheEntry, CacheOutcome, ProjectSnapshot, RunSnapshot, StoreError};
 use rusqlite::OptionalExtension;
@@ -179,6 +179,14 @@ impl SqliteStore {
             ))
         })?;
         let schedules = self.schedules()?;
+        let manifests_sql = "SELECT environment_id, definition FROM manifests
+             ORDER BY environment_id, module, target";
+        let manifests = self.query_all(manifests_sql, [], |row| {
+            Ok((
+                EnvironmentId(to_u32(row.get(0)?, "environment id")?),
+                from_json(&row.get::<_, String>(1)?, "manifest")?,
+            ))
+        })?;
         Ok(ProjectSnapshot {
             environments,
             next_run,
@@ -187,6 +195,7 @@ impl SqliteStore {
             idempotency_keys,
             concurrency_limits,
             schedules,
+            manifests,
         })
     }
 }

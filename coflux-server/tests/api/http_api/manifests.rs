@@ -134,3 +134,70 @@ async fn manifests_round_trip_and_submissions_wait_for_an_agent() {
         "environment_not_found",
     );
 }
+
+/// A submission's refusals, decided by the project in one message, come in a fixed order: the
+/// environment, a target registered as a task, the overrides, the idempotency key, then the
+/// registration.
+#[actix_rt::test]
+async fn submission_refusals_come_in_order() {
+    let h = Harness::new().await;
+    let app = test::init_service(create_app(h.state.clone())).await;
+    call!(&app, post("/api/projects", json!({"name": "alpha"})));
+    call!(
+        &app,
+        post(
+            "/api/projects/alpha/environments",
+            json!({"name": "production"})
+        )
+    );
+    let manifests = "/api/projects/alpha/environments/production/manifests";
+    let targets = json!([
+        definition("main", "workflow", json!({})),
+        definition("helper", "task", json!({})),
+    ]);
+    call!(
+        &app,
+        TestRequest::put()
+            .uri(manifests)
+            .set_json(json!({"targets": targets}))
+    );
+    let bad_requires = json!({"": ["x"]});
+    let submit = |env: &str, target: &str, key: &str, requires: &Json| {
+        let uri = format!("/api/projects/alpha/environments/{env}/runs");
+        let body = json!({"module": "demo", "target": target, "idempotency_key": key,
+            "requires": requires});
+        post(&uri, body)
+    };
+    let cases = [
+        (
+            "ghost",
+            "helper",
+            StatusCode::NOT_FOUND,
+            "environment_not_found",
+        ),
+        (
+            "production",
+            "helper",
+            StatusCode::BAD_REQUEST,
+            "not_a_workflow",
+        ),
+        (
+            "production",
+            "mian",
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+    ];
+    for (env, target, status, code) in cases {
+        let got = call!(&app, submit(env, target, "", &bad_requires));
+        assert_error(&h, &got, status, code);
+    }
+    let got = call!(&app, submit("production", "mian", "", &json!({})));
+    assert_error(&h, &got, StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(got.1.to_string().contains("idempotency key"), "{}", got.1);
+    let got = call!(&app, submit("production", "mian", "k", &json!({})));
+    assert_error(&h, &got, StatusCode::NOT_FOUND, "workflow_not_found");
+    assert!(got.1.to_string().contains("demo/main"), "{}", got.1);
+    let got = call!(&app, submit("production", "main", "k", &json!({})));
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+}

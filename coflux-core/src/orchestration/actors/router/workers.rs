@@ -1,7 +1,7 @@
 //! The registry of connected workers: remembered so a re-created environment actor learns
 //! about them again, and used to route commands to them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -63,13 +63,6 @@ impl Router {
         true
     }
 
-    /// Whether a connected worker of `environment` hosts `target`.
-    pub fn hosts(&self, environment: EnvironmentId, target: &TargetRef) -> bool {
-        lock(&self.workers)
-            .values()
-            .any(|r| r.environment == environment && r.targets.contains(target))
-    }
-
     /// The targets the connected workers of `environment` host.
     pub fn hosted_targets(&self, environment: EnvironmentId) -> BTreeSet<TargetRef> {
         lock(&self.workers)
@@ -77,6 +70,18 @@ impl Router {
             .filter(|r| r.environment == environment)
             .flat_map(|r| r.targets.iter().cloned())
             .collect()
+    }
+
+    /// The targets the connected workers host, by environment.
+    pub fn hosted_by_environment(&self) -> BTreeMap<EnvironmentId, BTreeSet<TargetRef>> {
+        let mut hosted: BTreeMap<EnvironmentId, BTreeSet<TargetRef>> = BTreeMap::new();
+        for r in lock(&self.workers).values() {
+            hosted
+                .entry(r.environment)
+                .or_default()
+                .extend(r.targets.iter().cloned());
+        }
+        hosted
     }
 
     /// Disconnects a worker: its executions are abandoned.
