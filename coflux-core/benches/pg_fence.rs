@@ -62,7 +62,9 @@ fn measure(url: &str, schema: &str, leases: &Leases, check: &FenceCheck) -> (f64
         .unwrap();
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for pair in 0..=PAIRS {
-        leases.renew().unwrap();
+        leases
+            .renew(&[(check.project.clone(), check.epoch)])
+            .unwrap();
         for (store, times) in [(&mut plain, &mut without), (&mut fenced, &mut with)] {
             let started = Instant::now();
             for i in 0..BATCHES {
