@@ -150,6 +150,12 @@ impl Supervisor {
                 Err(OpenProjectError::Elsewhere(owner)) => {
                     tracing::debug!(project = %name, %owner, "another node took the project first");
                 }
+                Err(OpenProjectError::NotFound(_)) => {
+                    tracing::info!(project = %name, "forgetting the expired lease of a project that does not exist");
+                    if let Err(e) = leases.forget_expired(name.as_str()) {
+                        tracing::warn!(project = %name, error = %e, "could not forget a lease");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(project = %name, error = %e, "could not take over a project")
                 }

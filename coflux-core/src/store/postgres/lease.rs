@@ -306,6 +306,15 @@ impl Leases {
         })
     }
 
+    /// Deletes the lease of `project` if it has expired: for a project that no longer exists
+    /// (a lease left behind would otherwise be offered for takeover on every round).
+    pub fn forget_expired(&self, project: &str) -> Result<(), StoreError> {
+        let sql = format!(
+            "DELETE FROM public.coflux_leases WHERE project = $1 AND expires_at <= {NOW_MS}"
+        );
+        self.with(|c| c.execute(&sql, &[&project]).map(drop))
+    }
+
     /// Gives up a lease (the project was unloaded): another node may take it at once.
     pub fn release(&self, project: &str, epoch: i64) -> Result<(), StoreError> {
         self.with(|c| {

@@ -212,3 +212,21 @@ fn lease_takeovers_pause_for_a_lease_after_the_connection_came_back() {
     std::thread::sleep(lease + Duration::from_millis(100));
     assert!(!node_a.takeovers_paused());
 }
+
+/// The lease of a project that does not exist (any more) is forgotten once expired, never
+/// while it runs.
+#[test]
+fn lease_forgetting_deletes_only_an_expired_lease() {
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let (project, a, _) = names("forget");
+    let lease = Duration::from_millis(400);
+    let node_a = Leases::connect(&url, &a, lease).unwrap();
+    assert!(matches!(node_a.acquire(&project), Ok(Acquired::Owned(_))));
+    node_a.forget_expired(&project).unwrap();
+    assert!(node_a.lease(&project).unwrap().is_some(), "unexpired: kept");
+    std::thread::sleep(lease + Duration::from_millis(100));
+    node_a.forget_expired(&project).unwrap();
+    assert!(node_a.lease(&project).unwrap().is_none(), "expired: gone");
+}
