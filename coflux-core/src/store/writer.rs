@@ -18,9 +18,10 @@
 //! batches queued meanwhile wait behind it, in order. While it retries, the writer is
 //! [stalled](GroupCommitWriter::is_stalled), so callers can refuse new work instead of queueing
 //! it. It gives up only once every handle is dropped (shutdown): a group that still fails is then
-//! reported to `on_error`. A commit refused because the project's lease is lost, or whose
-//! PostgreSQL session was ended ([`StoreError::stops_project`]), is never retried: it is
-//! reported at once, and the project is stopped and loaded again.
+//! reported to `on_error`. A commit refused because the project's lease is lost, or because
+//! the database no longer holds what this writer committed ([`StoreError::stops_project`]), is
+//! never retried: it is reported at once, and the project is stopped and loaded again. (A
+//! PostgreSQL session that was ended is a broken connection: the retry reconnects.)
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
