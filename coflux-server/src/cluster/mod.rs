@@ -10,6 +10,7 @@
 //! - `GET /api/cluster` ([`http`]) lists the nodes and the projects each owns.
 
 pub mod forward;
+mod relay_body;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -154,5 +155,7 @@ fn check_blobs(nodes: &[NodeRow], me: &str, blobs: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod tests;
