@@ -148,8 +148,8 @@ pub(crate) async fn relay(mut req: ServiceRequest, node: &str, me: &str) -> Rela
     Relayed::NoAnswer(response, error)
 }
 
-/// The request's body length: `Some(n)` when declared (0 when there is no body), `None`
-/// when chunked.
+/// The request's body length: `Some(n)` when declared (0 when an HTTP/1 request declares
+/// none), `None` when chunked (or HTTP/2 without a length).
 fn body_length(req: &ServiceRequest) -> Option<u64> {
     let chunked = req
         .headers()
@@ -159,13 +159,16 @@ fn body_length(req: &ServiceRequest) -> Option<u64> {
     if chunked {
         return None;
     }
-    Some(
-        req.headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0),
-    )
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    match declared {
+        Some(n) => Some(n),
+        None if req.version() >= actix_web::http::Version::HTTP_2 => None,
+        None => Some(0),
+    }
 }
 
 /// How long the owner may go without progress: without asking for more of the request body

@@ -243,6 +243,22 @@ async fn cluster_forwarding_streams_a_large_upload_in_a_bounded_window() {
 }
 
 #[actix_rt::test]
+async fn cluster_forwarding_streams_a_chunked_upload() {
+    let (addr, _meter, owner) = start(None);
+    let client = awc::Client::builder().disable_timeout().finish();
+    let mut response = client
+        .put(format!("http://{addr}/api/projects/p/blobs/k"))
+        .send_stream(body())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["len"], TOTAL);
+    assert_eq!(answer["sha"], expected_digest());
+    assert!(owner.peak.load(Ordering::Relaxed) <= WINDOW);
+}
+
+#[actix_rt::test]
 async fn cluster_forwarding_streams_a_large_download_in_a_bounded_window() {
     let (addr, meter, _owner) = start(None);
     let peak = AtomicU64::new(0);
