@@ -342,11 +342,17 @@ mod tests {
             parse_servers("http://a:7777, https://b/ ").unwrap(),
             ["http://a:7777", "https://b"]
         );
-        let error = parse_servers("http://a:7777,b:7777").unwrap_err().to_string();
+        let error = parse_servers("http://a:7777,b:7777")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"b:7777\""), "{error}");
-        let error = parse_servers("http://a:7777,ftp://c").unwrap_err().to_string();
+        let error = parse_servers("http://a:7777,ftp://c")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"ftp://c\""), "{error}");
-        let error = parse_servers("http://a:7777,,http://b").unwrap_err().to_string();
+        let error = parse_servers("http://a:7777,,http://b")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("empty entry"), "{error}");
         assert!(parse_servers("http://a b").is_err());
     }
