@@ -16,7 +16,10 @@ use crate::runtime::AgentConfig;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "coflux-agent", version, about)]
 pub struct AgentArgs {
-    /// The server's URL [default: http://127.0.0.1:7777].
+    /// The server's URL [default: http://127.0.0.1:7777], or several nodes of a cluster
+    /// separated by commas (`http://a:7777,http://b:7777`). When a connection attempt fails the
+    /// agent tries the next URL, then the nodes the cluster told it about, and waits (backing
+    /// off up to 5 s) only after a whole round failed.
     #[arg(long, env = "COFLUX_SERVER")]
     pub server: Option<String>,
     /// The project (required here, in `COFLUX_PROJECT` or in `coflux.toml`).
@@ -102,11 +105,13 @@ impl AgentArgs {
         if concurrency == 0 {
             anyhow::bail!("--concurrency must be at least 1");
         }
+        let server = self
+            .server
+            .clone()
+            .unwrap_or_else(|| crate::cli::args::DEFAULT_SERVER.to_owned());
+        crate::runtime::parse_servers(&server)?;
         Ok(AgentConfig {
-            server: self
-                .server
-                .clone()
-                .unwrap_or_else(|| crate::cli::args::DEFAULT_SERVER.to_owned()),
+            server,
             project,
             environment: self
                 .environment

@@ -21,13 +21,20 @@ pub async fn load(
         );
     }
     if config.register {
-        register_manifests(
-            &config.server,
-            &config.project,
-            &config.environment,
-            &definitions,
-        )
-        .await?;
+        // The configured servers in turn: the first that answers registers them.
+        let servers = config.servers();
+        for (i, server) in servers.iter().enumerate() {
+            let registered =
+                register_manifests(server, &config.project, &config.environment, &definitions)
+                    .await;
+            match registered {
+                Ok(()) => break,
+                Err(e) if i + 1 < servers.len() => {
+                    tracing::warn!(%server, error = %e, "cannot register here; trying the next server");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
     tracing::info!(
         targets = definitions.len(),

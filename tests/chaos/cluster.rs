@@ -9,7 +9,9 @@
 //!   at the kill finishing on the new owner);
 //! - **partition**: the owner is frozen (SIGSTOP) past its lease; another node takes the
 //!   project; once resumed, the old owner must not write: submissions it is made to serve
-//!   itself fail and leave nothing in the database, and the runs end as on one node.
+//!   itself fail and leave nothing in the database, and the runs end as on one node;
+//! - **learned nodes** ([`super::cluster_agents`]): an agent given only the owner's address
+//!   reconnects to a node the cluster told it about when the owner is killed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,11 +25,11 @@ use serde_json::json;
 
 use super::{await_values, setting, submit};
 
-const P: &str = "cluster";
+pub(crate) const P: &str = "cluster";
 const BUCKET: &str = "coflux-blobs";
 
 /// The test database's URL, or `None` when PostgreSQL tests are off.
-fn base_url() -> Option<String> {
+pub(crate) fn base_url() -> Option<String> {
     match std::env::var("COFLUX_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("COFLUX_PG_TESTS").as_deref() == Ok("require") => {
@@ -42,14 +44,14 @@ fn base_url() -> Option<String> {
 
 /// A database of its own (dropped at the end), so that no other server on the test database
 /// joins this cluster; the shared one if the role may not create databases.
-struct Database {
-    url: String,
+pub(crate) struct Database {
+    pub(crate) url: String,
     admin: String,
     name: Option<String>,
 }
 
 impl Database {
-    fn create(base: &str, tag: &str) -> Self {
+    pub(crate) fn create(base: &str, tag: &str) -> Self {
         let name = format!(
             "coflux_cluster_{tag}_{}_{}",
             std::process::id(),
@@ -118,7 +120,7 @@ impl Drop for Database {
 }
 
 /// A moto S3 server (the blob store every node shares).
-async fn start_moto() -> (Proc, String) {
+pub(crate) async fn start_moto() -> (Proc, String) {
     let bin = workspace_root().join("target/s3-venv/bin/moto_server");
     if !bin.exists() {
         let status = Command::new(workspace_root().join("scripts/setup-s3.sh")).status();
@@ -149,13 +151,13 @@ async fn start_moto() -> (Proc, String) {
 }
 
 /// One server node.
-struct Node {
-    proc: Proc,
-    url: String,
-    log: PathBuf,
+pub(crate) struct Node {
+    pub(crate) proc: Proc,
+    pub(crate) url: String,
+    pub(crate) log: PathBuf,
 }
 
-async fn start_node(dir: &Path, i: usize, db: &str, s3: &str, extra: &[&str]) -> Node {
+pub(crate) async fn start_node(dir: &Path, i: usize, db: &str, s3: &str, extra: &[&str]) -> Node {
     let port = free_port();
     let data = dir.join(format!("node{i}"));
     let log = dir.join(format!("node{i}.log"));
@@ -200,7 +202,7 @@ async fn start_node(dir: &Path, i: usize, db: &str, s3: &str, extra: &[&str]) ->
 }
 
 /// The helpers' view of a node (its process is owned elsewhere).
-fn view(node: &Node) -> Server {
+pub(crate) fn view(node: &Node) -> Server {
     Server {
         proc: Proc::detached("coflux-server"),
         url: node.url.clone(),
@@ -210,7 +212,7 @@ fn view(node: &Node) -> Server {
 }
 
 /// The node owning `project`, as `GET /api/cluster` on `via` says.
-async fn owner(via: &str, project: &str) -> Option<String> {
+pub(crate) async fn owner(via: &str, project: &str) -> Option<String> {
     let view = coflux_tests::get(via, "/api/cluster").await;
     view["nodes"].as_array()?.iter().find_map(|n| {
         n["projects"]
@@ -246,7 +248,7 @@ fn signal(proc: &Proc, sig: &str) {
 /// The offline checks of [`super::checker`], on the project's PostgreSQL schema: every
 /// execution has a result, attempts are 1..n, each side effect happened, more than once only
 /// after an abandoned attempt; no panic in the nodes' logs.
-fn check(
+pub(crate) fn check(
     db: &Database,
     effects: &Path,
     values: &std::collections::HashMap<String, (String, serde_json::Value)>,

@@ -41,6 +41,7 @@
 mod agents;
 mod checker;
 mod cluster;
+mod cluster_agents;
 mod corrupt;
 mod disk;
 mod fleet;

@@ -29,7 +29,8 @@ use crate::executor::{AdapterCommand, Assignment, Ending, ExecutorMode, Executor
 /// How an agent is configured (from the `coflux-agent` command line).
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The server's base URL (`http://host:port`).
+    /// The server's base URL (`http://host:port`), or several separated by commas (tried in
+    /// turn; see [`AgentConfig::servers`]).
     pub server: String,
     /// The project.
     pub project: String,
@@ -53,6 +54,33 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// Fork Python executors from a warm fork server, or spawn each one.
     pub executor: ExecutorMode,
+}
+
+impl AgentConfig {
+    /// The configured server URLs, in order (`server` split at commas).
+    pub fn servers(&self) -> Vec<String> {
+        parse_servers(&self.server).unwrap_or_else(|_| vec![self.server.clone()])
+    }
+}
+
+/// Splits a `--server` value at commas and checks each URL (`http(s)://host[:port][/path]`);
+/// the error names the bad entry.
+pub fn parse_servers(value: &str) -> anyhow::Result<Vec<String>> {
+    let mut servers = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        if entry.is_empty() {
+            anyhow::bail!("--server: an empty entry in {value:?} (separate URLs with commas)");
+        }
+        let parsed = awc::http::Uri::try_from(entry)
+            .map_err(|e| anyhow::anyhow!("--server: {entry:?} is not a URL: {e}"))?;
+        if !matches!(parsed.scheme_str(), Some("http" | "https"))
+            || parsed.host().is_none_or(str::is_empty)
+        {
+            anyhow::bail!("--server: {entry:?} is not an http:// or https:// URL with a host");
+        }
+        servers.push(entry.trim_end_matches('/').to_owned());
+    }
+    Ok(servers)
 }
 
 /// The WebSocket URL of a server's agent endpoint.
@@ -118,10 +146,11 @@ impl Agent {
             claims: Vec::new(),
             previous_session: None,
         };
-        let link = Link::new(agent_url(&config.server), hello);
+        let servers = config.servers();
+        let link = Link::new(servers.iter().map(|s| agent_url(s)).collect(), hello);
         let host = Rc::new(RemoteHost::new(
             link.clone(),
-            BlobClient::new(&config.server, &config.project),
+            BlobClient::new(&servers[0], &config.project),
         ));
         let mut pool_config =
             PoolConfig::new(adapter, config.directory.clone(), config.concurrency);
@@ -300,5 +329,31 @@ impl Agent {
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
         self.pool.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_servers;
+
+    #[test]
+    fn several_servers_are_split_at_commas_and_bad_entries_are_named() {
+        assert_eq!(
+            parse_servers("http://a:7777, https://b/ ").unwrap(),
+            ["http://a:7777", "https://b"]
+        );
+        let error = parse_servers("http://a:7777,b:7777")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("\"b:7777\""), "{error}");
+        let error = parse_servers("http://a:7777,ftp://c")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("\"ftp://c\""), "{error}");
+        let error = parse_servers("http://a:7777,,http://b")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("empty entry"), "{error}");
+        assert!(parse_servers("http://a b").is_err());
     }
 }

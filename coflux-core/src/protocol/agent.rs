@@ -11,6 +11,9 @@
 //! it buffered for those executions (each result is recorded once; repeats are acknowledged
 //! and ignored). After the timeout the session's executions are abandoned.
 //!
+//! In a cluster, the node sends [`ServerFrame::Nodes`] (the live nodes' URLs) after `Welcome`,
+//! so that an agent configured with one node's address can reach another when that one dies.
+//!
 //! Requests carry no session-bound state: a submission is identified by its parent execution
 //! and call number, waits and cancels are idempotent, so an agent sends every request still
 //! unanswered again on its next connection, to the same session or to a new one (after a
@@ -342,6 +345,15 @@ pub enum ServerFrame {
     Stop {
         /// Why.
         reason: String,
+    },
+    /// The cluster's live nodes (their advertise URLs, `http(s)://host:port`), sent by a node of
+    /// a cluster right after `Welcome`: the agent keeps them as fallbacks after the addresses it
+    /// was configured with, for when its node is unreachable. A single node sends none. Added
+    /// as the last variant without a version bump: an older agent logs it as malformed and
+    /// goes on; an older server never sends it.
+    Nodes {
+        /// The live nodes' URLs.
+        urls: Vec<String>,
     },
 }
 

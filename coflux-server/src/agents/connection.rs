@@ -72,6 +72,11 @@ pub async fn serve(
         Ok(opened) => opened,
         Err(reason) => return close(ws, reason).await,
     };
+    // In a cluster, the agent learns the live nodes (after the welcome, queued above).
+    if let Some(cluster) = &state.cluster {
+        let urls = cluster.live_nodes().await;
+        let _ = outgoing.send(ServerFrame::Nodes { urls });
+    }
     let span = tracing::info_span!(
         "agent",
         project = %session.project.name(),

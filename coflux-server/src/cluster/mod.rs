@@ -88,6 +88,20 @@ impl Cluster {
         lock(&self.routes).remove(project);
     }
 
+    /// The live nodes' URLs (told to agents as fallbacks); empty if they cannot be read.
+    pub async fn live_nodes(&self) -> Vec<String> {
+        let leases = Arc::clone(&self.leases);
+        let read = actix_rt::task::spawn_blocking(move || leases.nodes()).await;
+        let mut live: Vec<String> = match read {
+            Ok(Ok(nodes)) => nodes.into_iter().filter(|n| n.live).map(|n| n.id).collect(),
+            _ => Vec::new(),
+        };
+        if !live.iter().any(|n| n == self.node()) {
+            live.insert(0, self.node().to_owned());
+        }
+        live
+    }
+
     /// Every node and every lease.
     pub async fn overview(
         &self,

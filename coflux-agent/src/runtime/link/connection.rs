@@ -21,11 +21,24 @@ impl Link {
         let mut moves = 0u32;
         loop {
             let welcomed = self.state.borrow().welcomes;
+            let redirected = self.redirect.borrow().is_some();
             let outcome = self.connect_once(&commands).await;
-            if self.state.borrow().welcomes != welcomed {
+            let connected = self.state.borrow().welcomes != welcomed;
+            if connected {
                 // It was connected: a new outage starts with a short wait again.
                 delay = Duration::from_millis(250);
                 moves = 0;
+                self.servers.borrow_mut().succeeded();
+            }
+            if matches!(outcome, Err(None)) && !connected && !redirected {
+                // The address did not answer (refused, timed out, unknown): try the next one at
+                // once, backing off only after a whole round failed.
+                let mut servers = self.servers.borrow_mut();
+                let round = servers.failed();
+                if !round {
+                    tracing::info!(next = ?servers.current(), "server unreachable; trying the next address");
+                    continue;
+                }
             }
             if !matches!(outcome, Err(Some(CloseReason::Moved))) {
                 self.redirect.borrow_mut().take();
@@ -82,7 +95,8 @@ impl Link {
             .redirect
             .borrow()
             .clone()
-            .unwrap_or_else(|| self.url.clone());
+            .or_else(|| self.servers.borrow().current().map(str::to_owned))
+            .ok_or(None)?;
         let (_, framed) = client
             .ws(&url)
             .max_frame_size(codec::MAX_FRAME_BYTES)
@@ -313,6 +327,11 @@ impl Link {
                 let _ = commands.send(Command::Execute(frame));
             }
             ServerFrame::Welcome { .. } => {}
+            ServerFrame::Nodes { urls } => {
+                let urls: Vec<String> = urls.iter().map(|u| crate::runtime::agent_url(u)).collect();
+                tracing::info!(nodes = ?urls, "the cluster's nodes (fallback addresses)");
+                self.servers.borrow_mut().learn(urls);
+            }
         }
     }
 

@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::executor::Suspension;
 
 mod connection;
+mod servers;
+
+use servers::Servers;
 
 /// A command from the server for the agent's executor side.
 #[derive(Debug, Clone)]
@@ -125,21 +128,23 @@ enum Resolution {
 /// The agent's connection to the server (cheap to clone).
 #[derive(Clone)]
 pub struct Link {
-    url: String,
+    /// The configured addresses, then the nodes learned from the cluster.
+    servers: Rc<RefCell<Servers>>,
     /// The node a `moved` close sent the agent to (see
     /// [`CloseReason::Moved`](coflux_core::protocol::agent::CloseReason::Moved)): the next
     /// connection goes there; cleared when that connection ends, so an agent whose node died
-    /// asks its configured address again.
+    /// asks its addresses again.
     redirect: Rc<RefCell<Option<String>>>,
     hello: Rc<RefCell<Hello>>,
     state: Rc<RefCell<State>>,
 }
 
 impl Link {
-    /// A link to `url` (`ws://host:port/agent`) that introduces itself with `hello`.
-    pub fn new(url: String, hello: Hello) -> Self {
+    /// A link to the first of `urls` (`ws://host:port/agent`) that works, introducing itself
+    /// with `hello`.
+    pub fn new(urls: Vec<String>, hello: Hello) -> Self {
         Self {
-            url,
+            servers: Rc::new(RefCell::new(Servers::new(urls))),
             redirect: Rc::default(),
             hello: Rc::new(RefCell::new(hello)),
             state: Rc::default(),
