@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use coflux_tests::{Proc, Server, bin, workspace_root};
 
 use super::cluster::{Database, P, base_url, check, owner, start_moto, start_node, view};
+use serde_json::json;
+
 use super::{await_values, setting, submit};
 
 /// The agent URLs (`ws://…/agent`) the agent connected to, from its log.
@@ -107,10 +109,25 @@ async fn chaos_cluster_agent_given_only_the_owner_reconnects_to_a_learned_node()
     submit_range(&front, runs / 2..runs, &mut acknowledged).await;
     let values = await_values(&front, P, &acknowledged).await;
     let recovered = killed.elapsed();
+    // Blob transfers follow the agent too: a result past the inline limit is uploaded, then
+    // downloaded as another task's argument, through the node it reconnected to.
+    let big = front
+        .submit(
+            P,
+            "production",
+            "examples.semantics",
+            "big_round_trip",
+            json!([200_000]),
+        )
+        .await;
+    let big = front.result(P, &big, 120).await;
     agent.terminate(Duration::from_secs(10));
     let after: Vec<String> = connections(&read_log()[logged..]);
     let logs: Vec<&Path> = nodes.iter().map(|n| n.log.as_path()).collect();
     let mut violations = check(&db, &effects, &values, &logs);
+    if big["value"] != json!(200_000) {
+        violations.push(format!("a blob round trip after the kill ended {big}"));
+    }
     if !after.iter().any(|u| survivors.contains(u)) {
         violations.push(format!(
             "the agent did not reconnect to a surviving node after the kill: {after:?}"

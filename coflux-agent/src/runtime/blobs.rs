@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -59,21 +60,55 @@ impl BlobError {
     }
 }
 
+/// The HTTP address of the node blob transfers go to: shared with the agent's link, which
+/// sets it to the node it connected to last (a configured one, a learned cluster node, or the
+/// owner a `moved` close named), so transfers follow the agent when a node goes away.
+#[derive(Clone, Debug)]
+pub struct ServerBase(Arc<Mutex<String>>);
+
+impl ServerBase {
+    /// Starts at `server` (`http://host:port`).
+    pub fn new(server: &str) -> Self {
+        Self(Arc::new(Mutex::new(
+            server.trim_end_matches('/').to_owned(),
+        )))
+    }
+
+    /// Moves to `server` (`http://host:port`).
+    pub fn set(&self, server: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = server.trim_end_matches('/').to_owned();
+    }
+
+    /// The current address.
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// Talks to one project's blob store (and its asset records).
 #[derive(Clone)]
 pub struct BlobClient {
-    base: String,
-    assets: String,
+    server: ServerBase,
+    project: String,
 }
 
 impl BlobClient {
     /// A client for `project` on the server at `server` (`http://host:port`).
     pub fn new(server: &str, project: &str) -> Self {
-        let project = format!("{}/api/projects/{project}", server.trim_end_matches('/'));
+        Self::following(ServerBase::new(server), project)
+    }
+
+    /// A client for `project` on whichever node `server` names at the time of each transfer.
+    pub fn following(server: ServerBase, project: &str) -> Self {
         Self {
-            base: format!("{project}/blobs"),
-            assets: format!("{project}/assets"),
+            server,
+            project: project.to_owned(),
         }
+    }
+
+    /// `…/api/projects/{project}/{what}` on the current node.
+    fn url(&self, what: &str) -> String {
+        format!("{}/api/projects/{}/{what}", self.server.get(), self.project)
     }
 
     fn client() -> awc::Client {
@@ -83,7 +118,7 @@ impl BlobClient {
     /// Uploads a file (unless the server has it already); returns its key and size.
     pub async fn put_file(&self, path: &Path) -> Result<(String, u64), BlobError> {
         let (key, size) = hash_file(path).await?;
-        let url = format!("{}/{key}", self.base);
+        let url = self.url(&format!("blobs/{key}"));
         retrying(|| Self::upload(&url, path)).await?;
         Ok((key, size))
     }
@@ -129,7 +164,7 @@ impl BlobClient {
 
     async fn download(&self, key: &str, target: &Path) -> Result<(), BlobError> {
         let mut response = Self::client()
-            .get(format!("{}/{key}", self.base))
+            .get(self.url(&format!("blobs/{key}")))
             .send()
             .await
             .map_err(no_answer)?;
@@ -177,7 +212,7 @@ impl BlobClient {
     pub async fn put_asset(&self, asset: &NewAsset) -> Result<AssetRecord, BlobError> {
         retrying(|| async {
             let response = Self::client()
-                .post(&self.assets)
+                .post(self.url("assets"))
                 .send_json(asset)
                 .await
                 .map_err(no_answer)?;
@@ -190,7 +225,7 @@ impl BlobClient {
     pub async fn get_asset(&self, id: &str) -> Result<AssetRecord, BlobError> {
         retrying(|| async {
             let response = Self::client()
-                .get(format!("{}/{id}", self.assets))
+                .get(self.url(&format!("assets/{id}")))
                 .send()
                 .await
                 .map_err(no_answer)?;

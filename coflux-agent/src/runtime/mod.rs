@@ -7,7 +7,7 @@ mod link;
 mod metrics;
 mod registry;
 
-pub use blobs::{BlobClient, BlobError, hash_file};
+pub use blobs::{BlobClient, BlobError, ServerBase, hash_file};
 pub use host::RemoteHost;
 pub use link::{Command, Link, LinkError};
 pub use registry::register_manifests;
@@ -96,6 +96,18 @@ pub fn agent_url(server: &str) -> String {
     format!("{ws}/agent")
 }
 
+/// The HTTP address of a node from its agent endpoint URL (the inverse of [`agent_url`]).
+pub fn http_base(agent: &str) -> String {
+    let base = agent.strip_suffix("/agent").unwrap_or(agent);
+    if let Some(rest) = base.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = base.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        base.to_owned()
+    }
+}
+
 /// Targets to declare to the server.
 pub fn declared(definitions: &[TargetDefinition]) -> Vec<DeclaredTarget> {
     definitions
@@ -150,7 +162,7 @@ impl Agent {
         let link = Link::new(servers.iter().map(|s| agent_url(s)).collect(), hello);
         let host = Rc::new(RemoteHost::new(
             link.clone(),
-            BlobClient::new(&servers[0], &config.project),
+            BlobClient::following(link.server_base(), &config.project),
         ));
         let mut pool_config =
             PoolConfig::new(adapter, config.directory.clone(), config.concurrency);
@@ -334,7 +346,14 @@ impl Agent {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_servers;
+    use super::{agent_url, http_base, parse_servers};
+
+    #[test]
+    fn a_nodes_http_address_is_recovered_from_its_agent_endpoint() {
+        for server in ["http://a:7777", "https://b.example/prefix"] {
+            assert_eq!(http_base(&agent_url(server)), server);
+        }
+    }
 
     #[test]
     fn several_servers_are_split_at_commas_and_bad_entries_are_named() {

@@ -116,6 +116,7 @@ impl Link {
                     None
                 }
             })?;
+        self.base.set(&crate::runtime::http_base(&url));
         let (mut sink, mut stream) = framed.split();
         let mut hello = self.hello.borrow().clone();
         hello.session = self.session();

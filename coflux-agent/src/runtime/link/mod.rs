@@ -20,6 +20,7 @@ use coflux_core::protocol::agent::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::executor::Suspension;
+use crate::runtime::{ServerBase, http_base};
 
 mod connection;
 mod servers;
@@ -137,18 +138,28 @@ pub struct Link {
     redirect: Rc<RefCell<Option<String>>>,
     hello: Rc<RefCell<Hello>>,
     state: Rc<RefCell<State>>,
+    /// The HTTP address of the node connected to last (for blob transfers).
+    base: ServerBase,
 }
 
 impl Link {
     /// A link to the first of `urls` (`ws://host:port/agent`) that works, introducing itself
     /// with `hello`.
     pub fn new(urls: Vec<String>, hello: Hello) -> Self {
+        let base = ServerBase::new(&urls.first().map_or_else(String::new, |u| http_base(u)));
         Self {
             servers: Rc::new(RefCell::new(Servers::new(urls))),
             redirect: Rc::default(),
+            base,
             hello: Rc::new(RefCell::new(hello)),
             state: Rc::default(),
         }
+    }
+
+    /// The HTTP address of the node this link connected to last (the first address before it
+    /// connects), kept up to date: what blob transfers use.
+    pub fn server_base(&self) -> ServerBase {
+        self.base.clone()
     }
 
     /// The current session token.
