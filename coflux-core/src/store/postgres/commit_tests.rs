@@ -43,6 +43,23 @@ fn end_session(store: &PgStore, url: &str) {
     std::thread::sleep(Duration::from_millis(100));
 }
 
+/// PostgreSQL "crashes" keeping only `kept` of `store`'s batches: the schema is rebuilt from
+/// them by another store, and `store`'s session ends.
+fn crash(store: &PgStore, url: &str, schema: &TestSchema, kept: &[Vec<Write>]) {
+    side(url)
+        .batch_execute(&format!(
+            "DROP SCHEMA \"{}\" CASCADE",
+            schema.location.schema
+        ))
+        .unwrap();
+    let mut survivor = PgStore::open(&schema.location).unwrap();
+    for batch in kept {
+        survivor.apply(batch).unwrap();
+    }
+    drop(survivor);
+    end_session(store, url);
+}
+
 /// The non-empty batches of the conformance fixtures.
 fn fixtures() -> Vec<Vec<Write>> {
     batches().into_iter().filter(|b| !b.is_empty()).collect()
@@ -104,18 +121,7 @@ fn batches_postgres_lost_are_committed_again_after_reconnecting() {
 
     // PostgreSQL "crashes" keeping only the first `kept` batches: the schema is rebuilt from
     // them by another store, and the writer's session ends.
-    side(&url)
-        .batch_execute(&format!(
-            "DROP SCHEMA \"{}\" CASCADE",
-            schema.location.schema
-        ))
-        .unwrap();
-    let mut survivor = PgStore::open(&schema.location).unwrap();
-    for batch in &batches[..kept] {
-        survivor.apply(batch).unwrap();
-    }
-    drop(survivor);
-    end_session(&store, &url);
+    crash(&store, &url, &schema, &batches[..kept]);
 
     // The next commit fails with the connection (the writer retries it)...
     let error = store.apply(last).unwrap_err();
@@ -166,18 +172,7 @@ fn idle_writer_replays(
 
     // PostgreSQL "crashes" keeping only the first `kept` batches (as in the test above), and
     // the writer has nothing more to commit.
-    side(&url)
-        .batch_execute(&format!(
-            "DROP SCHEMA \"{}\" CASCADE",
-            schema.location.schema
-        ))
-        .unwrap();
-    let mut survivor = PgStore::open(&schema.location).unwrap();
-    for batch in &batches[..kept] {
-        survivor.apply(batch).unwrap();
-    }
-    drop(survivor);
-    end_session(&store, &url);
+    crash(&store, &url, &schema, &batches[..kept]);
     // The rebuilding store was a second writer of the location: what the readers compare
     // with is the first one's again.
     store.shared.committed.store(n, Ordering::Release);
@@ -349,16 +344,7 @@ fn a_replay_renews_a_lease_that_expired_untaken_and_is_fenced_once_taken() {
         store.apply(&batches[0]).unwrap();
         store.apply(&batches[1]).unwrap();
         // PostgreSQL "crashes" keeping only the first batch, and stays down past the lease.
-        side(&url)
-            .batch_execute(&format!(
-                "DROP SCHEMA \"{}\" CASCADE",
-                schema.location.schema
-            ))
-            .unwrap();
-        let mut survivor = PgStore::open(&schema.location).unwrap();
-        survivor.apply(&batches[0]).unwrap();
-        drop(survivor);
-        end_session(&store, &url);
+        crash(&store, &url, &schema, &batches[..1]);
         std::thread::sleep(lease + Duration::from_millis(300));
         let node_b = Leases::connect(&url, &b, lease).unwrap();
         let taken_epoch = match taken.then(|| node_b.acquire(&project).unwrap()) {
