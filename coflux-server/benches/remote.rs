@@ -49,12 +49,22 @@ fn compare_durability() -> bool {
     std::env::args().any(|a| a == "--compare-durability")
 }
 
-/// `-- --database-url URL`: the server keeps project state in PostgreSQL.
+/// `-- --database-url URL`: the server keeps project state in PostgreSQL, in an empty database
+/// of its own created on URL's server (the role needs `CREATEDB`, as `scripts/setup-postgres.sh`
+/// gives it): the projects other runs left in URL's database would otherwise be taken over by
+/// the bench's server (a node recovers every project whose lease expired).
 fn database_url() -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--database-url")
-        .and_then(|i| args.get(i + 1).cloned())
+    static FRESH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FRESH
+        .get_or_init(|| {
+            let args: Vec<String> = std::env::args().collect();
+            let url = args
+                .iter()
+                .position(|a| a == "--database-url")
+                .and_then(|i| args.get(i + 1))?;
+            Some(coflux_tests::backend::fresh_database(url, "remote-bench"))
+        })
+        .clone()
 }
 
 fn rss_mb(pid: u32, field: &str) -> f64 {

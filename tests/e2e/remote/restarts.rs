@@ -182,7 +182,9 @@ async fn remote_postgres_backend_runs_workflows_and_recovers_after_a_kill() {
             return;
         }
     };
-    // A project of its own: the database outlives the test.
+    // A database of its own: what other tests left in the shared one (projects whose lease
+    // expired) stays out of this one.
+    let url = coflux_tests::backend::fresh_database(&url, "remote-postgres-restart");
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
