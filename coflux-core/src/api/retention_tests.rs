@@ -68,7 +68,11 @@ async fn run_cycle(project: &Project, cycle_no: u64) -> (RunId, i64) {
         runs.push(handle.await.unwrap());
     }
     for run in &runs {
-        within("a run", run.result::<u64>()).await.unwrap();
+        let waited = actix_rt::time::timeout(Duration::from_secs(30), run.result::<u64>()).await;
+        if waited.is_err() {
+            let view = project.inspect_run(run.run, None).await;
+            panic!("timed out: run {} of cycle {cycle_no}: {view:#?}", run.run);
+        }
     }
     actix_rt::time::sleep(Duration::from_millis(3)).await;
     let cutoff = now_millis();
