@@ -202,6 +202,25 @@ pub(crate) async fn start_node(dir: &Path, i: usize, db: &str, s3: &str, extra: 
 }
 
 /// The helpers' view of a node (its process is owned elsewhere).
+/// `count` nodes over `db` and `s3` (each with `extra` flags), the project created through
+/// node 0: the nodes and the index of the one that owns the project.
+pub(crate) async fn start_cluster(
+    dir: &Path,
+    count: usize,
+    db: &str,
+    s3: &str,
+    extra: &[&str],
+) -> (Vec<Node>, usize) {
+    let mut nodes = Vec::new();
+    for i in 0..count {
+        nodes.push(start_node(dir, i, db, s3, extra).await);
+    }
+    view(&nodes[0]).setup(P, "production", None).await;
+    let owner_url = owner(&nodes[0].url, P).await.expect("an owner");
+    let owner_index = nodes.iter().position(|n| n.url == owner_url).unwrap();
+    (nodes, owner_index)
+}
+
 pub(crate) fn view(node: &Node) -> Server {
     Server {
         proc: Proc::detached("coflux-server"),
@@ -400,14 +419,9 @@ async fn chaos_cluster_owner_killed_under_runs_fails_over_to_another_node() {
     let db = Database::create(&base, "failover");
     let dir = tempfile::tempdir().unwrap();
     let (_moto, s3) = start_moto().await;
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        nodes.push(start_node(dir.path(), i, &db.url, &s3, &[]).await);
-    }
     // The project is created on node 0, which takes its lease; everyone else uses node 1 or 2.
-    view(&nodes[0]).setup(P, "production", None).await;
-    let owner_url = owner(&nodes[0].url, P).await.expect("an owner");
-    let owner_index = nodes.iter().position(|n| n.url == owner_url).unwrap();
+    let (mut nodes, owner_index) = start_cluster(dir.path(), 3, &db.url, &s3, &[]).await;
+    let owner_url = nodes[owner_index].url.clone();
     let front_node = nodes.iter().position(|n| n.url != owner_url).unwrap();
     let front = view(&nodes[front_node]);
     let effects = dir.path().join("side-effects.txt");
@@ -494,16 +508,9 @@ async fn chaos_cluster_paused_owner_cannot_write_after_losing_its_lease() {
     let dir = tempfile::tempdir().unwrap();
     let (_moto, s3) = start_moto().await;
     let lease = ["--lease-duration", "2s"];
-    let mut nodes = Vec::new();
-    for i in 0..2 {
-        nodes.push(start_node(dir.path(), i, &db.url, &s3, &lease).await);
-    }
-    view(&nodes[0]).setup(P, "production", None).await;
-    let owner_url = owner(&nodes[0].url, P).await.expect("an owner");
-    assert_eq!(
-        owner_url, nodes[0].url,
-        "the creating node owns the project"
-    );
+    let (nodes, owner_index) = start_cluster(dir.path(), 2, &db.url, &s3, &lease).await;
+    assert_eq!(owner_index, 0, "the creating node owns the project");
+    let owner_url = nodes[0].url.clone();
     let front = view(&nodes[1]);
     let effects = dir.path().join("side-effects.txt");
     let effects_env = format!("COFLUX_SIDE_EFFECTS={}", effects.display());

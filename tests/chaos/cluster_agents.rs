@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use coflux_tests::{Proc, Server, bin, workspace_root};
 
-use super::cluster::{Database, P, base_url, check, owner, start_moto, start_node, view};
+use super::cluster::{Database, P, base_url, check, start_cluster, start_moto, view};
 use serde_json::json;
 
 use super::{await_values, setting, submit};
@@ -53,13 +53,8 @@ async fn chaos_cluster_agent_given_only_the_owner_reconnects_to_a_learned_node()
     let db = Database::create(&base, "learned");
     let dir = tempfile::tempdir().unwrap();
     let (_moto, s3) = start_moto().await;
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        nodes.push(start_node(dir.path(), i, &db.url, &s3, &[]).await);
-    }
-    view(&nodes[0]).setup(P, "production", None).await;
-    let owner_url = owner(&nodes[0].url, P).await.expect("an owner");
-    let owner_index = nodes.iter().position(|n| n.url == owner_url).unwrap();
+    let (mut nodes, owner_index) = start_cluster(dir.path(), 3, &db.url, &s3, &[]).await;
+    let owner_url = nodes[owner_index].url.clone();
     let survivors: Vec<String> = nodes
         .iter()
         .filter(|n| n.url != owner_url)
