@@ -59,6 +59,20 @@ macro_rules! call {
     };
 }
 
+/// Creates project `$project` and its environment `$environment` through the API.
+macro_rules! create_environment {
+    ($app:expr, $project:literal, $environment:literal) => {{
+        call!($app, post("/api/projects", json!({ "name": $project })));
+        call!(
+            $app,
+            post(
+                concat!("/api/projects/", $project, "/environments"),
+                json!({ "name": $environment })
+            )
+        );
+    }};
+}
+
 struct Harness {
     dir: tempfile::TempDir,
     state: web::Data<AppState>,
@@ -299,14 +313,7 @@ async fn malformed_requests_get_json_errors() {
 async fn workflows_run_to_completion_and_can_be_rerun_and_cancelled() {
     let h = Harness::new().await;
     let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "alpha"})));
-    call!(
-        &app,
-        post(
-            "/api/projects/alpha/environments",
-            json!({"name": "production"})
-        )
-    );
+    create_environment!(&app, "alpha", "production");
     let project = h.state.coflux.existing_project("alpha").await.unwrap();
     let repository = Repository::new()
         .with(add)

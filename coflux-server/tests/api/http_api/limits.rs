@@ -7,14 +7,7 @@ use super::*;
 async fn oversized_deep_and_badly_named_input_is_refused_cleanly() {
     let h = Harness::new().await;
     let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "acme"})));
-    call!(
-        &app,
-        post(
-            "/api/projects/acme/environments",
-            json!({"name": "production"})
-        )
-    );
+    create_environment!(&app, "acme", "production");
     let runs = "/api/projects/acme/environments/production/runs";
 
     // A submission body over 4 MiB.

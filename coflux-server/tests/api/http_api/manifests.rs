@@ -17,14 +17,7 @@ fn definition(name: &str, kind: &str, options: Json) -> Json {
 async fn manifests_round_trip_and_submissions_wait_for_an_agent() {
     let h = Harness::new().await;
     let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "alpha"})));
-    call!(
-        &app,
-        post(
-            "/api/projects/alpha/environments",
-            json!({"name": "production"})
-        )
-    );
+    create_environment!(&app, "alpha", "production");
 
     let path = "/api/projects/alpha/environments/production/manifests";
     let targets = json!([
@@ -142,14 +135,7 @@ async fn manifests_round_trip_and_submissions_wait_for_an_agent() {
 async fn submission_refusals_come_in_order() {
     let h = Harness::new().await;
     let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "alpha"})));
-    call!(
-        &app,
-        post(
-            "/api/projects/alpha/environments",
-            json!({"name": "production"})
-        )
-    );
+    create_environment!(&app, "alpha", "production");
     let manifests = "/api/projects/alpha/environments/production/manifests";
     let targets = json!([
         definition("main", "workflow", json!({})),

@@ -40,14 +40,7 @@ async fn runs_are_deleted_on_request_and_by_retention_but_never_while_running() 
     let state = web::Data::new(AppState::open(&config).await.unwrap());
     let h = Harness { dir, state };
     let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "alpha"})));
-    call!(
-        &app,
-        post(
-            "/api/projects/alpha/environments",
-            json!({"name": "production"})
-        )
-    );
+    create_environment!(&app, "alpha", "production");
     let project = h.state.coflux.existing_project("alpha").await.unwrap();
     let repository = Repository::new().with(add).with(sum).with(slow);
     let _worker = project.serve("production", repository).await.unwrap();

@@ -199,14 +199,7 @@ async fn runs_are_listed_with_filters_status_and_duration() {
 async fn cursor_pages_neither_repeat_nor_skip_while_runs_are_created() {
     let h = Harness::new().await;
     let app = test::init_service(create_app(h.state.clone())).await;
-    call!(&app, post("/api/projects", json!({"name": "acme"})));
-    call!(
-        &app,
-        post(
-            "/api/projects/acme/environments",
-            json!({"name": "production"})
-        )
-    );
+    create_environment!(&app, "acme", "production");
     let submit = || {
         post(
             "/api/projects/acme/environments/production/runs",
