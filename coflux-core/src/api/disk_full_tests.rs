@@ -8,10 +8,12 @@ use crate::sdk::{Failure, Repository, task, workflow};
 use crate::{Coflux, Error, Project};
 
 static RELEASED: AtomicBool = AtomicBool::new(false);
+static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// Finishes once the test releases it.
 #[task(crate = "crate")]
 async fn held(x: u64) -> Result<u64, Failure> {
+    STARTED.store(true, Ordering::SeqCst);
     while !RELEASED.load(Ordering::SeqCst) {
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
@@ -66,8 +68,25 @@ async fn a_full_disk_refuses_new_runs_and_accepted_runs_finish_once_it_has_space
         .with(quick);
     let _worker = project.serve("production", repository).await.unwrap();
 
-    // A run in progress: its task is held.
+    // A run in progress: its task is held, and what led there is committed (the writer has
+    // gone quiet), so the next write to fail is the submission below.
     let running = project.submit("production", &chain, (1,)).await.unwrap();
+    within("the held task starts", async {
+        while !STARTED.load(Ordering::SeqCst) {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    within("the writer goes quiet", async {
+        loop {
+            let commits = project.writer_stats().commits;
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+            if project.writer_stats().commits == commits {
+                break;
+            }
+        }
+    })
+    .await;
 
     // The disk fills. A run submitted now is accepted (nothing failed yet) and waits.
     project.inject_disk_full(true);
@@ -98,7 +117,9 @@ async fn a_full_disk_refuses_new_runs_and_accepted_runs_finish_once_it_has_space
         p.writer_stats().failures >= 3
     })
     .await;
-    assert!(!accepted.is_finished(), "the accepted run waits");
+    if accepted.is_finished() {
+        panic!("the accepted run waits, but it ended: {:?}", accepted.await);
+    }
     assert!(project.writer_stats().stalled);
 
     // Space returns: everything accepted finishes with its result, nothing was dropped.
