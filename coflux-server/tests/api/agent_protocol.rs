@@ -130,6 +130,18 @@ fn value(n: i64) -> Json {
     })
 }
 
+/// Reports `execution`'s result: the value `n`.
+async fn report_value(socket: &mut Socket, execution: ExecutionId, n: i64) {
+    send(
+        socket,
+        &AgentFrame::Result {
+            execution,
+            result: value(n),
+        },
+    )
+    .await;
+}
+
 async fn submit(server: &Server, retries: Option<RetryPolicy>) -> coflux_core::RunHandle {
     let project = server.state.coflux.existing_project("acme").await.unwrap();
     let options = StepOptions {

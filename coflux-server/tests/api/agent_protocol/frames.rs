@@ -8,21 +8,14 @@ use coflux_core::protocol::agent::{AgentFrame, PROTOCOL_VERSION, ServerFrame};
 use coflux_core::protocol::codec;
 use futures::SinkExt;
 
-use super::{connect, hello, next_execute, open, recv, send, start, submit, value};
+use super::{connect, hello, next_execute, open, recv, report_value, send, start, submit, value};
 
 #[actix_rt::test]
 async fn agent_protocol_closes_on_foreign_executions_and_malformed_frames() {
     let server = start(Duration::from_secs(30)).await;
     let (mut socket, _, _) = open(&server.url, None).await;
     let foreign: ExecutionId = "R9:1:1".parse().unwrap();
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution: foreign,
-            result: value(1),
-        },
-    )
-    .await;
+    report_value(&mut socket, foreign, 1).await;
     assert_eq!(recv(&mut socket).await.unwrap_err(), "execution_invalid");
 
     let (mut socket, _, _) = open(&server.url, None).await;
@@ -68,14 +61,7 @@ async fn agent_protocol_closes_on_foreign_executions_and_malformed_frames() {
     let (mut socket, _, _) = open(&server.url, None).await;
     let run = submit(&server, None).await;
     let execution = next_execute(&mut socket).await;
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution,
-            result: value(3),
-        },
-    )
-    .await;
+    report_value(&mut socket, execution, 3).await;
     assert!(matches!(
         run.raw_result().await.unwrap(),
         ExecutionResult::Value { .. }
@@ -138,14 +124,7 @@ async fn agent_protocol_duplicated_and_reordered_frames_are_harmless() {
     // The connection still works: a third run is assigned and finishes.
     let run = submit(&server, None).await;
     let execution = next_execute(&mut socket).await;
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution,
-            result: value(7),
-        },
-    )
-    .await;
+    report_value(&mut socket, execution, 7).await;
     assert_eq!(
         run.raw_result().await.unwrap(),
         ExecutionResult::Value {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use coflux_core::model::{ExecutionResult, StepOptions, TargetKind, TargetRef, Value};
 use coflux_core::protocol::agent::{AgentFrame, AgentRequest, Json, ReplyBody, ServerFrame};
 
-use super::{next_execute, open, recv, send, start, submit, value};
+use super::{next_execute, open, recv, report_value, send, start, submit, value};
 
 #[actix_rt::test]
 async fn agent_protocol_runs_an_assigned_execution_and_records_its_result_once() {
@@ -15,27 +15,13 @@ async fn agent_protocol_runs_an_assigned_execution_and_records_its_result_once()
     let run = submit(&server, None).await;
     let execution = next_execute(&mut socket).await;
     assert_eq!(execution, run.execution);
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution,
-            result: value(42),
-        },
-    )
-    .await;
+    report_value(&mut socket, execution, 42).await;
     assert_eq!(
         recv(&mut socket).await.unwrap(),
         ServerFrame::Recorded { execution }
     );
     // A repeat is acknowledged and ignored.
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution,
-            result: value(7),
-        },
-    )
-    .await;
+    report_value(&mut socket, execution, 7).await;
     assert_eq!(
         recv(&mut socket).await.unwrap(),
         ServerFrame::Recorded { execution }
@@ -98,14 +84,7 @@ async fn agent_protocol_submits_children_and_waits_for_them() {
         },
     )
     .await;
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution: child,
-            result: value(5),
-        },
-    )
-    .await;
+    report_value(&mut socket, child, 5).await;
     let mut waited = None;
     while waited.is_none() {
         match recv(&mut socket).await.unwrap() {
@@ -115,14 +94,7 @@ async fn agent_protocol_submits_children_and_waits_for_them() {
         }
     }
     assert_eq!(waited.unwrap(), ReplyBody::Result(value(5)));
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution: parent,
-            result: value(6),
-        },
-    )
-    .await;
+    report_value(&mut socket, parent, 6).await;
     assert!(matches!(
         run.raw_result().await.unwrap(),
         ExecutionResult::Value { .. }

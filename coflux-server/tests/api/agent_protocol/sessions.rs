@@ -5,7 +5,7 @@ use std::time::Duration;
 use coflux_core::model::{ExecutionResult, RetryPolicy, Value};
 use coflux_core::protocol::agent::{AgentFrame, ServerFrame};
 
-use super::{connect, hello, next_execute, open, recv, send, start, submit, value};
+use super::{connect, hello, next_execute, open, recv, report_value, send, start, submit};
 
 #[actix_rt::test]
 async fn agent_protocol_session_survives_a_short_disconnect() {
@@ -25,14 +25,7 @@ async fn agent_protocol_session_survives_a_short_disconnect() {
         next_execute(&mut socket).await
     };
     assert_eq!(execution, run.execution);
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution,
-            result: value(11),
-        },
-    )
-    .await;
+    report_value(&mut socket, execution, 11).await;
     assert_eq!(
         run.raw_result().await.unwrap(),
         ExecutionResult::Value {
@@ -55,14 +48,7 @@ async fn agent_protocol_expired_session_abandons_and_retries_elsewhere() {
     let retry = next_execute(&mut second).await;
     assert_eq!(retry.step, execution.step);
     assert_eq!(retry.attempt, 2);
-    send(
-        &mut second,
-        &AgentFrame::Result {
-            execution: retry,
-            result: value(1),
-        },
-    )
-    .await;
+    report_value(&mut second, retry, 1).await;
     assert!(matches!(
         run.raw_result().await.unwrap(),
         ExecutionResult::Value { .. }
@@ -84,14 +70,7 @@ async fn agent_protocol_a_replaced_connection_ending_late_does_not_cut_off_the_s
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     let run = submit(&server, None).await;
     let execution = next_execute(&mut new).await;
-    send(
-        &mut new,
-        &AgentFrame::Result {
-            execution,
-            result: value(8),
-        },
-    )
-    .await;
+    report_value(&mut new, execution, 8).await;
     assert_eq!(
         run.raw_result().await.unwrap(),
         ExecutionResult::Value {
@@ -111,14 +90,7 @@ async fn agent_protocol_an_assignment_lost_in_transit_is_sent_again_on_resume() 
     let (mut socket, _, in_flight) = open(&server.url, Some(session)).await;
     assert_eq!(in_flight, vec![execution]);
     assert_eq!(next_execute(&mut socket).await, execution);
-    send(
-        &mut socket,
-        &AgentFrame::Result {
-            execution,
-            result: value(9),
-        },
-    )
-    .await;
+    report_value(&mut socket, execution, 9).await;
     assert!(matches!(
         run.raw_result().await.unwrap(),
         ExecutionResult::Value { .. }
