@@ -143,10 +143,19 @@ async fn remote_children_submitted_across_a_server_kill_are_created_once() {
 #[actix_rt::test]
 async fn remote_brief_disconnect_abandons_nothing_and_delivers_buffered_results_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path()).await;
-    server.setup(P, "production", None).await;
-    let proxy = Proxy::start(server.port);
+    let port = coflux_tests::free_port();
+    let proxy = Proxy::start(port);
     let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    // On PostgreSQL the server is a cluster node and tells agents its address as a fallback:
+    // it advertises the proxy, so the cut leaves the agent no other way in.
+    let advertise = ["--advertise-url", via_proxy.as_str()];
+    let flags: &[&str] = if coflux_tests::backend::is_postgres() {
+        &advertise
+    } else {
+        &[]
+    };
+    let server = Server::start_on(dir.path(), port, flags).await;
+    server.setup(P, "production", None).await;
     let _agent = python_agent(&via_proxy, P, "production", "a", &[]);
     let run = server
         .submit(P, "production", "e2e_flows", "sleepy", json!([1]))
