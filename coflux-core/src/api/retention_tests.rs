@@ -214,3 +214,49 @@ async fn the_embedded_retention_option_deletes_finished_runs_by_itself() {
     .await;
     assert_eq!(project.database_size().await.unwrap().rows["runs"], 0);
 }
+
+/// A message for a run that is being deleted is held, not dropped: a caller waiting on the run
+/// gets its result if the deletion leaves the run (it became linked meanwhile), and
+/// `run_not_found` once it is gone. Dropped, either caller would wait forever.
+#[actix_rt::test]
+async fn a_wait_on_a_run_being_deleted_is_answered_once_the_deletion_is_decided() {
+    use crate::orchestration::messages::{Envelope, Reply};
+    use crate::store::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("p").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let repository = Repository::new().with(plain).with(single);
+    let _worker = project.serve("production", repository).await.unwrap();
+    let kept = project.submit("production", &single, (1,)).await.unwrap();
+    let gone = project.submit("production", &single, (2,)).await.unwrap();
+    assert_eq!(within("kept", kept.result::<u64>()).await.unwrap(), 2);
+    assert_eq!(within("gone", gone.result::<u64>()).await.unwrap(), 3);
+    retired(&project).await;
+
+    let router = std::sync::Arc::clone(&project.handle().router);
+    let both = [kept.run, gone.run];
+    assert_eq!(router.begin_delete(&both), both, "retired runs are marked");
+    let wait = |run: RunId| {
+        let handle = project.run(run);
+        actix_rt::spawn(async move { handle.result::<u64>().await })
+    };
+    let (wait_kept, wait_gone) = (wait(kept.run), wait(gone.run));
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    assert!(!wait_kept.is_finished() && !wait_gone.is_finished(), "held");
+
+    let (id, committed) = router.expect_reply();
+    router.commit(
+        vec![Write::DeleteRuns(vec![gone.run])],
+        vec![Envelope::Reply(id, Reply::Recorded(Ok(())))],
+    );
+    within("the deletion", committed).await.unwrap();
+    router.end_delete(&both);
+    assert_eq!(within("kept run", wait_kept).await.unwrap().unwrap(), 2);
+    let error = within("deleted run", wait_gone).await.unwrap().unwrap_err();
+    assert_eq!(error.code(), "run_not_found", "{error}");
+}

@@ -511,3 +511,42 @@ fn the_orchestrator_times_out_an_execution_its_worker_never_reports() {
 }
 
 mod cache;
+
+/// Another run waiting on an execution of a run that does not exist (deleted) gets an error
+/// result, not silence.
+#[test]
+fn a_subscription_to_a_missing_run_is_answered_with_an_error() {
+    use super::messages::{Envelope, Outbox, RunMsg};
+    use super::run::RunCore;
+    use crate::model::RunId;
+
+    let mut out = Outbox::default();
+    let execution = StepId {
+        run: RunId(7),
+        number: 2,
+    }
+    .execution(1);
+    RunCore::new(RunId(7)).handle(
+        RunMsg::Subscribe {
+            execution,
+            subscriber: RunId(9),
+        },
+        0,
+        &mut out,
+    );
+    match &out.messages[..] {
+        [
+            Envelope::Run(
+                RunId(9),
+                RunMsg::Resolved {
+                    execution: resolved,
+                    result: ExecutionResult::Error { error, .. },
+                },
+            ),
+        ] => {
+            assert_eq!(*resolved, execution);
+            assert_eq!(error.error_type, "coflux.RunNotFound");
+        }
+        other => panic!("expected an error for the subscriber: {other:?}"),
+    }
+}

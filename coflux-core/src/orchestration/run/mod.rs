@@ -238,6 +238,20 @@ fn reject_missing(run: RunId, msg: RunMsg, out: &mut Outbox) {
         }
         RunMsg::Stream { reply, .. } => out.reply(reply, Reply::Stream(Err(err))),
         RunMsg::Input { reply, .. } => out.reply(reply, Reply::Input(Err(err))),
+        // The subscriber waits for a result: it gets an error rather than nothing.
+        RunMsg::Subscribe {
+            execution,
+            subscriber,
+        } => out.send(Envelope::Run(
+            subscriber,
+            RunMsg::Resolved {
+                execution,
+                result: ExecutionResult::Error {
+                    error: crate::model::ErrorInfo::new("coflux.RunNotFound", err.to_string()),
+                    retry: None,
+                },
+            },
+        )),
         _ => {}
     }
 }

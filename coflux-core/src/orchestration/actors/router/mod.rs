@@ -4,7 +4,7 @@
 //! workers.rs the connected workers, commit.rs batches commits, recreate.rs starts and
 //! re-creates actors, delete.rs and unload.rs delete runs and unload the project.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,7 +14,7 @@ use crate::model::{EnvironmentId, RunId, WorkerId, now_millis};
 use crate::store::writer::GroupCommitWriter;
 use crate::store::{ProjectStore, Write};
 
-use super::super::messages::{Envelope, Outbox, ReplyTo};
+use super::super::messages::{Envelope, Outbox, ReplyTo, RunMsg};
 use super::super::run::RunCore;
 use super::hosts::{ConfirmRetire, Deliver};
 use crate::tuning::{Doorbell, spinning_arbiter};
@@ -57,8 +57,9 @@ pub struct Router {
     environments: Mutex<HashMap<EnvironmentId, Addr<EnvironmentActor>>>,
     /// Run actors, with whether each is retiring (see [`Router::begin_retire`]).
     runs: Mutex<HashMap<RunId, (Addr<RunActor>, bool)>>,
-    /// Runs being deleted (see [`Router::begin_delete`]); lock after `runs`.
-    deleting: Mutex<HashSet<RunId>>,
+    /// Runs being deleted, with the messages held for them (see [`Router::begin_delete`]);
+    /// lock after `runs`.
+    deleting: Mutex<HashMap<RunId, Vec<RunMsg>>>,
     workers: Mutex<HashMap<WorkerId, WorkerRegistration>>,
     replies: Mutex<HashMap<ReplyTo, ReplySink>>,
     next_id: AtomicU64,
@@ -99,7 +100,7 @@ impl Router {
             project_actor: Mutex::new(None),
             environments: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
-            deleting: Mutex::new(HashSet::new()),
+            deleting: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             // Worker ids are stored with assignments: start above any id a previous process of

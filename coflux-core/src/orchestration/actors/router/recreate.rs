@@ -154,12 +154,13 @@ impl Router {
         if let Some(addr) = running {
             return addr.do_send(Deliver(msg));
         }
+        let Some(msg) = self.hold_if_deleting(id, msg) else {
+            return;
+        };
         let now = now_millis();
         let mut initial = Outbox::default();
         let core = if matches!(msg, RunMsg::Create { .. }) {
             Some(RunCore::new(id))
-        } else if self.is_deleting(id) {
-            None
         } else {
             // Not in memory: a run that finished before this process started, or whose actor
             // died (supervision re-creates it from the database).
@@ -184,13 +185,10 @@ impl Router {
             *retiring = false;
             return addr.do_send(Deliver(msg));
         }
-        if lock(&self.deleting).contains(&id) && !matches!(msg, RunMsg::Create { .. }) {
-            // Deleted while it was being read: answer as for an unknown run.
-            drop(runs);
-            let mut out = Outbox::default();
-            RunCore::new(id).handle(msg, now, &mut out);
-            return self.commit(out.writes, out.messages);
-        }
+        // Marked for deletion while it was being read: held with the others.
+        let Some(msg) = self.hold_if_deleting(id, msg) else {
+            return;
+        };
         if runs.contains_key(&id) {
             tracing::error!(project = %self.project, run = %id, "run actor died; re-created it from the database");
         }
