@@ -10,6 +10,7 @@ mod asset_records;
 mod assets;
 mod blob_files;
 mod blob_refs;
+mod diagnostics;
 #[cfg(test)]
 mod disk_full_tests;
 mod environments;
