@@ -190,12 +190,13 @@ impl Postgres {
         let postmaster: u32 = pidfile.lines().next().unwrap().trim().parse().unwrap();
         let mut pids = vec![postmaster];
         pids.extend(children(postmaster));
-        let status = Command::new("kill")
+        // A backend that exits meanwhile makes `kill` report a failure for its pid: what
+        // counts is that every listed process is gone, checked below.
+        let _ = Command::new("kill")
             .arg("-9")
             .args(pids.iter().map(u32::to_string))
             .status()
             .unwrap();
-        assert!(status.success(), "kill -9 of PostgreSQL");
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
