@@ -126,7 +126,11 @@ async fn a_full_disk_refuses_new_runs_and_accepted_runs_finish_once_it_has_space
     project.inject_disk_full(false);
     let accepted = within("the accepted run", accepted).await.unwrap();
     assert_eq!(accepted.unwrap(), 15);
-    let result = within("the running run", running.result::<u64>()).await;
+    let result = actix_rt::time::timeout(Duration::from_secs(30), running.result::<u64>()).await;
+    let Ok(result) = result else {
+        let view = project.inspect_run(running.run, None).await;
+        panic!("timed out: the running run: {view:#?}");
+    };
     assert_eq!(result.unwrap(), 6);
     until("the writer recovers", &project, |p| {
         !p.writer_stats().stalled
