@@ -201,3 +201,67 @@ async fn a_producer_with_a_buffer_stays_within_it_of_a_slow_consumer() {
     let seen: Vec<(u64, u64)> = unbounded.result().await.unwrap();
     assert!(most_ahead(&seen) > 2, "{seen:?}");
 }
+
+/// `n` items, one every `gap_ms`, then (with `stall`) nothing more, under an idle timeout of
+/// `idle_ms`.
+#[task]
+async fn trickle(n: u64, gap_ms: u64, stall: bool, idle_ms: u64) -> Result<Stream<u64>, Failure> {
+    let items = futures::stream::unfold(0, move |i| async move {
+        if i >= n {
+            if stall {
+                futures::future::pending::<()>().await;
+            }
+            return None;
+        }
+        actix_rt::time::sleep(Duration::from_millis(gap_ms)).await;
+        Some((i, i + 1))
+    });
+    let options = StreamOptions::default().with_idle_timeout(Duration::from_millis(idle_ms));
+    Ok(stream_with(items, options).await?)
+}
+
+/// Reads `trickle(…)`: its items, and the error that ended it (`None`: it completed).
+#[workflow]
+async fn reads_trickle(
+    n: u64,
+    gap_ms: u64,
+    stall: bool,
+    idle_ms: u64,
+) -> Result<(Vec<u64>, Option<String>), Failure> {
+    let produced = trickle.call(n, gap_ms, stall, idle_ms).await?;
+    let mut items = produced.items();
+    let mut seen = Vec::new();
+    loop {
+        match items.next().await {
+            None => return Ok((seen, None)),
+            Some(Ok(item)) => seen.push(item),
+            Some(Err(e)) => return Ok((seen, Some(e.to_string()))),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_producer_idle_past_its_timeout_ends_the_stream_as_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let repository = Repository::new().with(trickle).with(reads_trickle);
+    let (_coflux, project) = super::embedded_semantics::open(&dir, repository).await;
+    // An item every 150 ms under a 1 s idle timeout: the timer restarts with each item.
+    let steady = project
+        .submit("production", &reads_trickle, (4, 150, false, 1000))
+        .await
+        .unwrap();
+    let (items, ended): (Vec<u64>, Option<String>) = steady.result().await.unwrap();
+    assert_eq!((items, ended), (vec![0, 1, 2, 3], None));
+    // A producer that goes silent: its stream ends as `timeout` after the items it made.
+    let stalled = project
+        .submit("production", &reads_trickle, (3, 10, true, 300))
+        .await
+        .unwrap();
+    let (items, ended): (Vec<u64>, Option<String>) =
+        actix_rt::time::timeout(Duration::from_secs(20), stalled.result())
+            .await
+            .expect("the stalled stream ends by its idle timeout")
+            .unwrap();
+    assert_eq!(items, vec![0, 1, 2]);
+    assert_eq!(ended.as_deref(), Some("stream ended: timeout"));
+}

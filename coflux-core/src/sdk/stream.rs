@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -239,10 +240,22 @@ fn decode_item<T: DeserializeOwned>(value: Value) -> Result<T, StreamError> {
 }
 
 /// How a stream made with [`stream_with`] is produced.
+///
+/// ```
+/// use std::time::Duration;
+/// use coflux_core::sdk::StreamOptions;
+///
+/// // At most 8 items ahead of the slowest consumer; ended as `timeout` after 30 s without one.
+/// let options = StreamOptions::buffer(8).with_idle_timeout(Duration::from_secs(30));
+/// assert_eq!(options.buffer, Some(8));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamOptions {
     /// How many items the producer may be ahead of its slowest consumer (`None`: unbounded).
     pub buffer: Option<u32>,
+    /// The stream ends as `timeout` when its producer goes this long without appending an
+    /// item (waiting for its consumers' demand included, as in Coflux); `None`: no limit.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl StreamOptions {
@@ -250,6 +263,15 @@ impl StreamOptions {
     pub fn buffer(items: u32) -> Self {
         Self {
             buffer: Some(items),
+            idle_timeout: None,
+        }
+    }
+
+    /// These options with an idle timeout (see [`StreamOptions::idle_timeout`]).
+    pub fn with_idle_timeout(self, idle: Duration) -> Self {
+        Self {
+            idle_timeout: Some(idle),
+            ..self
         }
     }
 }
@@ -282,7 +304,9 @@ where
         execution,
         position: context.next_stream_position(),
         buffer: options.buffer,
-        timeout_ms: None,
+        timeout_ms: options
+            .idle_timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
     };
     let (index, head) = match context.link.stream(register).await {
         Ok(StreamReply::Registered { index, head }) => (index, head),
@@ -290,8 +314,11 @@ where
         Err(e) => return Err(StreamError::Failed(e)),
     };
     let from = u64::try_from(head + 1).unwrap_or(0);
-    let paced = options.buffer.is_some();
-    let producer = super::in_context(produce(context.clone(), index, from, paced, items));
+    let pacing = Pacing {
+        paced: options.buffer.is_some(),
+        idle: options.idle_timeout,
+    };
+    let producer = super::in_context(produce(context.clone(), index, from, pacing, items));
     context.add_producer(actix_rt::spawn(producer));
     Ok(Stream {
         id: StreamId {
@@ -303,22 +330,44 @@ where
     })
 }
 
+/// How a producer is held back: by its consumers' demand (`paced`), and for how long it may
+/// go without an item.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    paced: bool,
+    idle: Option<Duration>,
+}
+
+/// `f`, unless `deadline` passes first (`None`).
+async fn before<F: std::future::Future>(
+    deadline: Option<tokio::time::Instant>,
+    f: F,
+) -> Option<F::Output> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
 /// Appends `items` to stream `index` from `sequence` on, then closes it: complete after the
 /// last item, errored if one cannot be encoded or an append is refused (e.g. the stream was
-/// ended by the orchestrator; the close then tells the host the producer has stopped). A
-/// `paced` producer takes an item from `items` only once the orchestrator's demand covers it.
+/// ended by the orchestrator; the close then tells the host the producer has stopped), timed
+/// out when the next item takes longer than the idle timeout. A paced producer takes an item
+/// from `items` only once the orchestrator's demand covers it.
 async fn produce<T: Serialize>(
     context: Context,
     index: u32,
     mut sequence: u64,
-    paced: bool,
+    pacing: Pacing,
     items: impl futures::Stream<Item = T>,
 ) {
     let execution = context.execution;
     let mut items = std::pin::pin!(items);
     let mut closure = StreamClosure::Complete;
     // Sequences below `granted` may be produced (`None`: no limit).
-    let mut granted = paced.then_some(sequence);
+    let mut granted = pacing.paced.then_some(sequence);
+    let next_deadline = || pacing.idle.map(|idle| tokio::time::Instant::now() + idle);
+    let mut deadline = next_deadline();
     loop {
         if let Some(limit) = granted.filter(|limit| sequence >= *limit) {
             let demand = StreamOp::Demand {
@@ -326,7 +375,11 @@ async fn produce<T: Serialize>(
                 index,
                 granted: limit,
             };
-            match context.link.stream(demand).await {
+            let Some(answer) = before(deadline, context.link.stream(demand)).await else {
+                closure = StreamClosure::Timeout;
+                break;
+            };
+            match answer {
                 Ok(StreamReply::Demand { target }) => {
                     granted = target;
                     continue;
@@ -347,7 +400,12 @@ async fn produce<T: Serialize>(
                 }
             }
         }
-        let Some(item) = items.next().await else {
+        let Some(next) = before(deadline, items.next()).await else {
+            tracing::info!(%execution, index, "stream idle too long; closed");
+            closure = StreamClosure::Timeout;
+            break;
+        };
+        let Some(item) = next else {
             break;
         };
         let value = match super::target::encode(&item) {
@@ -374,6 +432,7 @@ async fn produce<T: Serialize>(
             break;
         }
         sequence += 1;
+        deadline = next_deadline();
     }
     let close = StreamOp::Close {
         execution,
