@@ -28,7 +28,8 @@ pub struct Cli {
 /// override the nearest `coflux.toml`).
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// URL of the Coflux server [default: http://127.0.0.1:7777].
+    /// URL of the Coflux server [default: http://127.0.0.1:7777], or the URLs of several nodes
+    /// of a cluster separated by commas (the first reachable one is used).
     #[arg(long, global = true, env = "COFLUX_SERVER")]
     pub server: Option<String>,
     /// Access token, for a server started with `--auth tokens`.

@@ -1,5 +1,6 @@
 //! [`Client`]: a small JSON client for the server's HTTP API, over `awc`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use awc::error::{ConnectError, SendRequestError};
@@ -15,9 +16,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest response body accepted.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-/// Talks to one server. Must be used inside an actix system.
+/// Talks to a server, or to the first reachable one of several nodes of a cluster (any node
+/// serves any request). Must be used inside an actix system.
 pub struct Client {
-    server: String,
+    /// The configured addresses, in order (at least one).
+    servers: Vec<String>,
+    /// The one that answered last (tried first).
+    current: AtomicUsize,
     http: awc::Client,
 }
 
@@ -35,42 +40,66 @@ pub fn segment(text: &str) -> String {
 }
 
 impl Client {
-    /// A client for the server at `server` (e.g. `http://127.0.0.1:7777`).
-    pub fn new(server: &str) -> Self {
+    /// A client for the server at `servers` (e.g. `http://127.0.0.1:7777`), or for the nodes of
+    /// a cluster separated by commas (`http://a:7777,http://b:7777`): a request goes to the node
+    /// that answered last, and to the next one while a node cannot be reached.
+    pub fn new(servers: &str) -> Self {
+        let mut list: Vec<String> = servers
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        list.dedup();
+        if list.is_empty() {
+            list.push(servers.trim().to_owned());
+        }
         Self {
-            server: server.trim_end_matches('/').to_owned(),
+            servers: list,
+            current: AtomicUsize::new(0),
             http: crate::net::builder().disable_timeout().finish(),
         }
     }
 
-    /// The server URL.
+    /// The URL of the server in use (the one that answered last).
     pub fn server(&self) -> &str {
-        &self.server
+        &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server)
-    }
-
-    fn send_error(&self, err: SendRequestError) -> CliError {
-        match err {
-            SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
-                CliError::Timeout {
-                    server: self.server.clone(),
+    /// Sends the request `make` builds for a server URL: to the server in use, then to the
+    /// next ones while a connection cannot be made (the request never reached that server,
+    /// so another may take it, even a submission). Any other failure is final.
+    async fn send<R, F, Fut>(&self, make: F) -> Result<R, CliError>
+    where
+        F: Fn(&str) -> Fut,
+        Fut: std::future::Future<Output = Result<R, SendRequestError>>,
+    {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut unreachable = Vec::new();
+        for offset in 0..self.servers.len() {
+            let index = (first + offset) % self.servers.len();
+            let server = &self.servers[index];
+            match make(server).await {
+                Ok(response) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response);
                 }
+                Err(SendRequestError::Connect(e)) => {
+                    unreachable.push((server.clone(), e.to_string()));
+                }
+                Err(e) => return Err(send_error(server, e)),
             }
-            SendRequestError::Connect(e) => CliError::Connect {
-                server: self.server.clone(),
-                detail: e.to_string(),
-            },
-            SendRequestError::Url(e) => {
-                CliError::Usage(format!("invalid server URL '{}': {e}", self.server))
-            }
-            other => CliError::Connect {
-                server: self.server.clone(),
-                detail: other.to_string(),
-            },
         }
+        Err(match <[_; 1]>::try_from(unreachable) {
+            Ok([(server, detail)]) => CliError::Connect { server, detail },
+            Err(all) => CliError::Connect {
+                server: all
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                detail: all.last().map(|(_, d)| d.clone()).unwrap_or_default(),
+            },
+        })
     }
 
     /// Turns a response into JSON, or into [`CliError::Api`] for an error status.
@@ -102,13 +131,14 @@ impl Client {
     /// `GET path`, waiting up to `timeout` for the answer.
     pub async fn get_with_timeout(&self, path: &str, timeout: Duration) -> Result<Json, CliError> {
         let response = self
-            .http
-            .get(self.url(path))
-            .insert_header(("Accept", "application/json"))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| self.send_error(e))?;
+            .send(|server| {
+                self.http
+                    .get(format!("{server}{path}"))
+                    .insert_header(("Accept", "application/json"))
+                    .timeout(timeout)
+                    .send()
+            })
+            .await?;
         self.finish(response).await
     }
 
@@ -120,12 +150,13 @@ impl Client {
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Result<Json, CliError> {
         let response = self
-            .http
-            .delete(self.url(path))
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| self.send_error(e))?;
+            .send(|server| {
+                self.http
+                    .delete(format!("{server}{path}"))
+                    .timeout(REQUEST_TIMEOUT)
+                    .send()
+            })
+            .await?;
         self.finish(response).await
     }
 
@@ -147,12 +178,13 @@ impl Client {
         body: &impl Serialize,
     ) -> Result<Json, CliError> {
         let response = self
-            .http
-            .request(method, self.url(path))
-            .timeout(REQUEST_TIMEOUT)
-            .send_json(body)
-            .await
-            .map_err(|e| self.send_error(e))?;
+            .send(|server| {
+                self.http
+                    .request(method.clone(), format!("{server}{path}"))
+                    .timeout(REQUEST_TIMEOUT)
+                    .send_json(body)
+            })
+            .await?;
         self.finish(response).await
     }
 
@@ -167,13 +199,14 @@ impl Client {
         CliError,
     > {
         let response = self
-            .http
-            .get(self.url(path))
-            .insert_header(("Accept", "text/event-stream"))
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| self.send_error(e))?;
+            .send(|server| {
+                self.http
+                    .get(format!("{server}{path}"))
+                    .insert_header(("Accept", "text/event-stream"))
+                    .timeout(REQUEST_TIMEOUT)
+                    .send()
+            })
+            .await?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -182,6 +215,25 @@ impl Client {
             Err(e) => e,
             Ok(_) => api_error(status, b""),
         })
+    }
+}
+
+/// The error of a request to `server` that failed.
+fn send_error(server: &str, err: SendRequestError) -> CliError {
+    let server = server.to_owned();
+    match err {
+        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
+            CliError::Timeout { server }
+        }
+        SendRequestError::Connect(e) => CliError::Connect {
+            server,
+            detail: e.to_string(),
+        },
+        SendRequestError::Url(e) => CliError::Usage(format!("invalid server URL '{server}': {e}")),
+        other => CliError::Connect {
+            server,
+            detail: other.to_string(),
+        },
     }
 }
 

@@ -90,3 +90,50 @@ fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
         stderr(&broken)
     );
 }
+
+/// `--server` with the nodes of a cluster: a node that cannot be reached is passed over (the
+/// request never reached it, so even a submission goes to the next), and when none can be
+/// reached the error names them all.
+#[test]
+fn the_first_reachable_of_several_servers_answers() {
+    let server = TestServer::start_with("demo", |project| async move {
+        project
+            .create_environment("production", None)
+            .await
+            .unwrap();
+        project
+            .serve("production", Repository::new().with(greet))
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let servers = format!("http://127.0.0.1:9,{}", server.url);
+    let env = [
+        ("COFLUX_SERVER", servers.as_str()),
+        ("COFLUX_PROJECT", "demo"),
+        ("COFLUX_ENVIRONMENT", "production"),
+    ];
+    let out = ok(coflux_in(
+        dir.path(),
+        &env,
+        &["submit", "demo/greet", "\"cluster\""],
+    ));
+    assert_eq!(out.trim(), "\"Hello, cluster!\"");
+
+    let none = coflux_in(
+        dir.path(),
+        &[],
+        &[
+            "--server",
+            "http://127.0.0.1:9,http://127.0.0.1:7",
+            "projects",
+            "list",
+        ],
+    );
+    assert_eq!(none.status.code(), Some(1));
+    let message = stderr(&none);
+    assert!(
+        message.contains("127.0.0.1:9") && message.contains("127.0.0.1:7"),
+        "{message}"
+    );
+}
