@@ -31,6 +31,17 @@ pub trait ExecutorHost: 'static {
         from: ExecutionId,
     ) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>>;
 
+    /// The final result of a child `submit` gave, once the server has pushed it, without
+    /// taking it from a later [`ExecutorHost::wait`]; `None` when the host gets none pushed
+    /// (the future gives `None` if it cannot be had). The default gets none.
+    fn pushed_result(
+        &self,
+        child: ExecutionId,
+    ) -> Option<LocalBoxFuture<'static, Option<ExecutionResult>>> {
+        let _ = child;
+        None
+    }
+
     /// Cancels `execution` (and its descendants), on behalf of `from`.
     fn cancel(
         &self,

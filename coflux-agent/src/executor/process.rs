@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use coflux_core::model::ExecutionId;
 use coflux_core::protocol::executor::{
-    AdapterNotification, AdapterRequest, FromAdapter, LineError, PROTOCOL_VERSION, Ready, Response,
-    ResponseError, WireError, WireValue, parse_adapter_line,
+    AdapterNotification, AdapterRequest, ExecutionResolved, FromAdapter, LineError,
+    PROTOCOL_VERSION, Ready, Response, ResponseError, WireError, WireValue, WorkerNotification,
+    parse_adapter_line,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,7 +20,7 @@ use super::context::ExecutionContext;
 use super::error::PoolError;
 use super::host::{ExecutorHost, LogRecord};
 use super::launch::Launched;
-use super::{logs, metrics, requests};
+use super::{logs, metrics, requests, select};
 
 /// How many stderr lines are kept for crash reports.
 const STDERR_TAIL: usize = 20;
@@ -53,6 +54,8 @@ pub(crate) struct Exit {
 struct State {
     ready: Option<oneshot::Sender<Ready>>,
     concurrent: bool,
+    /// It takes `execution_resolved` notifications (see [`Process::push_result`]).
+    push_results: bool,
     executions: HashMap<String, Slot>,
     stderr_tail: VecDeque<String>,
 }
@@ -317,6 +320,7 @@ impl Process {
             AdapterNotification::Ready(ready) => {
                 let mut state = self.state.borrow_mut();
                 state.concurrent = ready.concurrent;
+                state.push_results = ready.push_results;
                 if let Some(sender) = state.ready.take() {
                     let _ = sender.send(ready);
                 }
@@ -422,17 +426,54 @@ impl Process {
         };
         let process = Rc::clone(self);
         let host = Rc::clone(&self.host);
+        let pushes = self.state.borrow().push_results
+            && matches!(request, AdapterRequest::SubmitExecution(_));
         let span = tracing::debug_span!("request", execution = %context.execution, id, method = request.method());
         let task = async move {
             tokio::select! {
                 result = requests::handle(&host, &context, request) => {
+                    let child = match &result {
+                        Ok(answer) if pushes => submitted_child(answer),
+                        _ => None,
+                    };
                     process.send(Response { id, result }.to_line());
+                    if let Some(child) = child {
+                        process.push_result(context, child);
+                    }
                 }
                 _ = context.finished() => {}
             }
         };
         actix_rt::spawn(task.instrument(span));
     }
+
+    /// Tells the process `child`'s final result as soon as the host has it (for a process that
+    /// asked for pushed results): its wait on the child then needs no `select` round trip. The
+    /// result stays with the host for a `select` that was already on its way.
+    fn push_result(self: &Rc<Self>, context: Rc<ExecutionContext>, child: ExecutionId) {
+        let process = Rc::clone(self);
+        let host = Rc::clone(&self.host);
+        actix_rt::spawn(async move {
+            tokio::select! {
+                answer = select::pushed_answer(&host, &context, child) => {
+                    if let Some(result) = answer {
+                        let resolved = ExecutionResolved {
+                            execution_id: child.to_string(),
+                            parent_id: context.execution.to_string(),
+                            result,
+                        };
+                        process.send(WorkerNotification::ExecutionResolved(resolved).to_line());
+                    }
+                }
+                _ = context.finished() => {}
+            }
+        });
+    }
+}
+
+/// The child a `submit_execution` answer names.
+fn submitted_child(answer: &serde_json::Value) -> Option<ExecutionId> {
+    answer.get("execution_id")?.as_str()?.parse().ok()
 }
 
 fn unknown_exit() -> Exit {

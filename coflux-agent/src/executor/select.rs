@@ -190,6 +190,19 @@ pub(crate) async fn select(
     Ok(serde_json::to_value(answer).unwrap_or(Json::Null))
 }
 
+/// `child`'s final result as a `select` on it alone answers it, once the host has it pushed
+/// (see [`ExecutorHost::pushed_result`]); `None` when it has none.
+pub(crate) async fn pushed_answer(
+    host: &Rc<dyn ExecutorHost>,
+    context: &ExecutionContext,
+    child: ExecutionId,
+) -> Option<SelectResult> {
+    let result = host.pushed_result(child)?.await?;
+    answer(host, context, 0, Resolved::Execution(result))
+        .await
+        .ok()
+}
+
 /// What a waited-for handle ended with.
 enum Resolved {
     Execution(ExecutionResult),

@@ -56,6 +56,11 @@ impl EarlyResults {
         self.results.remove(&child).map(|(_, e)| e)
     }
 
+    /// The pushed result of `child`, left for a later `take`.
+    fn peek(&self, child: ExecutionId) -> Option<Early> {
+        self.results.get(&child).map(|(_, e)| e.clone())
+    }
+
     fn forget(&mut self, parent: ExecutionId) {
         for child in self.by_parent.remove(&parent).unwrap_or_default() {
             if self.results.get(&child).is_some_and(|(p, _)| *p == parent) {
@@ -167,6 +172,14 @@ impl ExecutorHost for RemoteHost {
             }
         }
         .boxed_local()
+    }
+
+    fn pushed_result(
+        &self,
+        child: ExecutionId,
+    ) -> Option<LocalBoxFuture<'static, Option<ExecutionResult>>> {
+        let early = self.early.borrow().peek(child)?;
+        Some(async move { early.await?.decode().ok() }.boxed_local())
     }
 
     fn cancel(

@@ -165,6 +165,27 @@ fn a_chain_of_calls_runs_in_order() {
     });
 }
 
+/// The results of a Rust execution's children are pushed to its process as the host gets
+/// them: a workflow awaiting 200 finished children one by one asks the host for few of them
+/// (each `select` is a round trip between the process and the agent; it asked for all 200).
+#[test]
+fn children_results_are_pushed_to_a_rust_executor_without_a_select_each() {
+    block_on(async {
+        let (host, pool) = host();
+        let fanout = host.run(repo("fanout"), vec![json_value(json!(200))], None);
+        assert_eq!(
+            value_of(&host.result(fanout).await),
+            &json_value(json!(200))
+        );
+        let waits = host.waits.get();
+        assert!(
+            waits <= 100,
+            "{waits} of 200 children waited for with a select"
+        );
+        pool.shutdown().await;
+    });
+}
+
 /// Parents waiting for their children never take the slots the children need, however many
 /// wait at once: with one slot and a bound of one lent slot (a single-use executor's limit),
 /// three chains of calls in one concurrent process all finish.

@@ -35,6 +35,8 @@ pub struct FakeHost {
     pub submissions: RefCell<Vec<(ExecutionId, SubmitRequest, ExecutionId)>>,
     /// Cancelled executions.
     pub cancelled: RefCell<Vec<ExecutionId>>,
+    /// How many waits executors asked for (`select`s not answered by a pushed result).
+    pub waits: Cell<usize>,
     /// Recorded assets by id.
     pub assets: RefCell<HashMap<String, AssetRecord>>,
     /// Checkpoint states by step (given to every later execution of the step).
@@ -79,6 +81,7 @@ impl FakeHost {
             logs: RefCell::default(),
             submissions: RefCell::default(),
             cancelled: RefCell::default(),
+            waits: Cell::new(0),
             assets: RefCell::default(),
             checkpoints: RefCell::default(),
         });
@@ -233,6 +236,7 @@ impl ExecutorHost for FakeHost {
         execution: ExecutionId,
         _from: ExecutionId,
     ) -> LocalBoxFuture<'static, Result<ExecutionResult, HostError>> {
+        self.waits.set(self.waits.get() + 1);
         let receiver = self.results.borrow().get(&execution).map(|s| s.subscribe());
         async move {
             let mut receiver =
@@ -244,6 +248,20 @@ impl ExecutorHost for FakeHost {
             Ok(result.clone().expect("a result"))
         }
         .boxed_local()
+    }
+
+    fn pushed_result(
+        &self,
+        child: ExecutionId,
+    ) -> Option<LocalBoxFuture<'static, Option<ExecutionResult>>> {
+        let mut receiver = self.results.borrow().get(&child)?.subscribe();
+        Some(
+            async move {
+                let result = receiver.wait_for(Option::is_some).await.ok()?;
+                result.clone()
+            }
+            .boxed_local(),
+        )
     }
 
     fn cancel(

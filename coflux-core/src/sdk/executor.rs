@@ -158,6 +158,7 @@ async fn serve(
         AdapterNotification::Ready(Ready {
             version: PROTOCOL_VERSION.into(),
             concurrent: true,
+            push_results: true,
         })
         .to_line(),
     );
@@ -179,10 +180,15 @@ async fn serve(
                     tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
                     swept_at = tasks.len().max(64);
                 }
+                let forget = link.clone();
                 tasks.push(actix_rt::spawn(async move {
                     let _ = Abortable::new(job, registration).await;
                     lock(&running).remove(&id);
+                    forget.forget_pushed(&id);
                 }));
+            }
+            Ok(FromWorker::Notification(WorkerNotification::ExecutionResolved(resolved))) => {
+                link.push_result(resolved);
             }
             Ok(FromWorker::Notification(WorkerNotification::Abort(abort))) => {
                 if let Some(handle) = lock(&running).remove(&abort.execution_id) {

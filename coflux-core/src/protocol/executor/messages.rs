@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::requests::{
-    Abort, Cancel, DownloadBlob, Execute, ExecutionParams, Select, SubmitExecution, Suspend,
-    UploadBlob,
+    Abort, Cancel, DownloadBlob, Execute, ExecutionParams, Select, SelectResult, SubmitExecution,
+    Suspend, UploadBlob,
 };
 use super::traceback::WireError;
 use super::value::WireValue;
@@ -136,7 +136,22 @@ messages! {
         "stream_items" => StreamItems(Json),
         /// A consumer's stream ended.
         "stream_closed" => StreamClosed(Json),
+        /// Our extension (executors whose `ready` has `push_results`): the final result of a
+        /// child the execution submitted, as a `select` on it would answer (see
+        /// [`ExecutionResolved`]), pushed as soon as the worker has it.
+        "execution_resolved" => ExecutionResolved(ExecutionResolved),
     }
+}
+
+/// `execution_resolved` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionResolved {
+    /// The child.
+    pub execution_id: String,
+    /// The execution that submitted it.
+    pub parent_id: String,
+    /// Its final result, as a `select` on it alone answers (`winner` 0).
+    pub result: SelectResult,
 }
 
 impl AdapterNotification {
@@ -189,6 +204,10 @@ pub struct Ready {
     /// Python executors omit it: one execution per process.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub concurrent: bool,
+    /// Our extension: the process takes `execution_resolved` notifications, so waiting on a
+    /// child whose result was pushed needs no `select` round trip (Rust executors).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub push_results: bool,
 }
 
 /// `execution_result` params.

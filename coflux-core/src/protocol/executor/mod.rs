@@ -25,8 +25,8 @@ use serde_json::Value as Json;
 pub use manifest::{Manifest, ManifestTarget, WireCache, WireDefer, WireOptions, WireRetries};
 pub use messages::{
     AdapterNotification, AdapterRequest, CheckpointUpdate, DefineMetric, ExecutionErrorParams,
-    ExecutionResultParams, LogParams, MetricParams, Ready, RegisterGroup, StreamAck, StreamAppend,
-    StreamClose, StreamSubscribe, StreamUnsubscribe, WorkerNotification,
+    ExecutionResolved, ExecutionResultParams, LogParams, MetricParams, Ready, RegisterGroup,
+    StreamAck, StreamAppend, StreamClose, StreamSubscribe, StreamUnsubscribe, WorkerNotification,
 };
 pub use requests::{
     Abort, Cancel, DownloadBlob, Execute, ExecutionParams, Handle, Select, SelectResult,

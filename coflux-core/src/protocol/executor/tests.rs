@@ -25,7 +25,8 @@ fn parses_adapter_notifications() {
         notification(r#"{"method":"ready","params":{"version":"0.12"}}"#),
         AdapterNotification::Ready(Ready {
             version: "0.12".into(),
-            concurrent: false
+            concurrent: false,
+            push_results: false,
         })
     );
     let AdapterNotification::Log(log) = notification(
@@ -173,6 +174,7 @@ fn worker_lines_round_trip() {
     let ready = AdapterNotification::Ready(Ready {
         version: PROTOCOL_VERSION.into(),
         concurrent: true,
+        push_results: false,
     });
     assert_eq!(
         ready.to_line(),

@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 use super::wire::{lock, select_outcome, value_to_wire};
 use crate::model::{Checkpoints, ErrorInfo, ExecutionId, ExecutionResult, Millis};
 use crate::protocol::executor::{
-    AdapterNotification, AdapterRequest, CheckpointUpdate, DefineMetric, ExecutionParams, Handle,
-    MetricParams, Response, ResponseError, Select, SelectResult, SubmitExecution, SubmitResult,
-    Suspend,
+    AdapterNotification, AdapterRequest, CheckpointUpdate, DefineMetric, ExecutionParams,
+    ExecutionResolved, Handle, MetricParams, Response, ResponseError, Select, SelectResult,
+    SubmitExecution, SubmitResult, Suspend,
 };
 use crate::sdk::{ExecutorLink, MetricEvent, Submission, SubmitRequest};
 
@@ -34,6 +34,8 @@ struct LinkInner {
     /// Stdout (`None` once closed, or after a write failed).
     output: Mutex<Option<Box<dyn Write + Send>>>,
     pending: Mutex<HashMap<u64, Pending>>,
+    /// Children's final results the worker pushed (`execution_resolved`), not yet waited on.
+    pushed: Mutex<Pushed>,
     next_id: AtomicU64,
     closed: AtomicBool,
 }
@@ -43,6 +45,7 @@ impl StdioLink {
         Self(Arc::new(LinkInner {
             output: Mutex::new(Some(output)),
             pending: Mutex::default(),
+            pushed: Mutex::default(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         }))
@@ -151,20 +154,73 @@ impl StdioLink {
         .boxed()
     }
 
-    /// A `select` with no limit.
+    /// The final result of `execution`: the one the worker pushed, else a `select` with no
+    /// limit.
     fn select_final(
         &self,
         execution: ExecutionId,
         from: ExecutionId,
     ) -> BoxFuture<'static, ExecutionResult> {
+        let child = execution.to_string();
+        if let Some(result) = lock(&self.0.pushed).take(&child) {
+            return async move { result }.boxed();
+        }
         let select = self.select(execution, from, None);
+        let link = self.clone();
         async move {
-            select.await.unwrap_or_else(|| ExecutionResult::Error {
+            let result = select.await.unwrap_or_else(|| ExecutionResult::Error {
                 error: ErrorInfo::new("coflux.WaitError", "the wait ended without a result"),
                 retry: None,
-            })
+            });
+            // Pushed while the select was on its way: not needed any more.
+            lock(&link.0.pushed).take(&child);
+            result
         }
         .boxed()
+    }
+
+    /// Keeps a child's final result the worker pushed, for the wait on it.
+    pub(super) fn push_result(&self, resolved: ExecutionResolved) {
+        match select_outcome(resolved.result) {
+            Ok(result) => {
+                lock(&self.0.pushed).insert(resolved.execution_id, resolved.parent_id, result);
+            }
+            // A wait on it asks the worker instead.
+            Err(e) => eprintln!("coflux executor: ignoring a pushed result: {e}"),
+        }
+    }
+
+    /// Forgets the pushed results of children `parent` did not wait on (it has ended).
+    pub(super) fn forget_pushed(&self, parent: &str) {
+        lock(&self.0.pushed).forget(parent);
+    }
+}
+
+/// Children's final results pushed by the worker, by child, and the children of each parent
+/// (so forgetting a parent's costs their number).
+#[derive(Default)]
+struct Pushed {
+    results: HashMap<String, ExecutionResult>,
+    by_parent: HashMap<String, Vec<String>>,
+}
+
+impl Pushed {
+    fn insert(&mut self, child: String, parent: String, result: ExecutionResult) {
+        self.by_parent
+            .entry(parent)
+            .or_default()
+            .push(child.clone());
+        self.results.insert(child, result);
+    }
+
+    fn take(&mut self, child: &str) -> Option<ExecutionResult> {
+        self.results.remove(child)
+    }
+
+    fn forget(&mut self, parent: &str) {
+        for child in self.by_parent.remove(parent).unwrap_or_default() {
+            self.results.remove(&child);
+        }
     }
 }
 
