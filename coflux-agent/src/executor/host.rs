@@ -33,7 +33,8 @@ pub trait ExecutorHost: 'static {
 
     /// The final result of a child `submit` gave, once the server has pushed it, without
     /// taking it from a later [`ExecutorHost::wait`]; `None` when the host gets none pushed
-    /// (the future gives `None` if it cannot be had). The default gets none.
+    /// (the future gives `None` if it cannot be had, or if a wait took it meanwhile: that
+    /// wait answers the executor). The default gets none.
     fn pushed_result(
         &self,
         child: ExecutionId,

@@ -56,6 +56,11 @@ impl EarlyResults {
         self.results.remove(&child).map(|(_, e)| e)
     }
 
+    /// Whether `child`'s pushed result is still here (not taken by a wait).
+    fn holds(&self, child: ExecutionId) -> bool {
+        self.results.contains_key(&child)
+    }
+
     /// The pushed result of `child`, left for a later `take`.
     fn peek(&self, child: ExecutionId) -> Option<Early> {
         self.results.get(&child).map(|(_, e)| e.clone())
@@ -179,7 +184,18 @@ impl ExecutorHost for RemoteHost {
         child: ExecutionId,
     ) -> Option<LocalBoxFuture<'static, Option<ExecutionResult>>> {
         let early = self.early.borrow().peek(child)?;
-        Some(async move { early.await?.decode().ok() }.boxed_local())
+        let results = Rc::clone(&self.early);
+        Some(
+            async move {
+                let json = early.await?;
+                // A `select` that took it meanwhile answers the executor: no second copy.
+                if !results.borrow().holds(child) {
+                    return None;
+                }
+                json.decode().ok()
+            }
+            .boxed_local(),
+        )
     }
 
     fn cancel(
