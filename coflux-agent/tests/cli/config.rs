@@ -26,9 +26,9 @@ fn coflux_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     command.output().unwrap()
 }
 
-#[test]
-fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
-    let server = TestServer::start_with("demo", |project| async move {
+/// A server with project `demo`, whose `production` environment serves `greet`.
+fn demo_server() -> TestServer {
+    TestServer::start_with("demo", |project| async move {
         project
             .create_environment("production", None)
             .await
@@ -37,7 +37,12 @@ fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
             .serve("production", Repository::new().with(greet))
             .await
             .unwrap();
-    });
+    })
+}
+
+#[test]
+fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
+    let server = demo_server();
     let root = tempfile::tempdir().unwrap();
     std::fs::write(
         root.path().join("coflux.toml"),
@@ -96,16 +101,7 @@ fn the_nearest_coflux_toml_gives_defaults_that_variables_and_flags_override() {
 /// reached the error names them all.
 #[test]
 fn the_first_reachable_of_several_servers_answers() {
-    let server = TestServer::start_with("demo", |project| async move {
-        project
-            .create_environment("production", None)
-            .await
-            .unwrap();
-        project
-            .serve("production", Repository::new().with(greet))
-            .await
-            .unwrap();
-    });
+    let server = demo_server();
     let dir = tempfile::tempdir().unwrap();
     let servers = format!("http://127.0.0.1:9,{}", server.url);
     let env = [

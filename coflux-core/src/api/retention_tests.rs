@@ -48,6 +48,21 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// Project `p` in `dir`, with environment `production` served by `repository`.
+async fn open(
+    dir: &tempfile::TempDir,
+    repository: Repository,
+) -> (Coflux, Project, crate::api::Worker) {
+    let coflux = Coflux::open(dir.path()).await.unwrap();
+    let project = coflux.project("p").await.unwrap();
+    project
+        .ensure_environment("production", None)
+        .await
+        .unwrap();
+    let worker = project.serve("production", repository).await.unwrap();
+    (coflux, project, worker)
+}
+
 /// Waits until no run is held in memory (finished runs are retired shortly after).
 async fn retired(project: &Project) {
     within("runs retired", async {
@@ -91,18 +106,12 @@ async fn run_cycle(project: &Project, cycle_no: u64) -> (RunId, i64) {
 #[actix_rt::test]
 async fn retention_keeps_the_database_bounded_and_linked_cache_results_valid() {
     let dir = tempfile::tempdir().unwrap();
-    let coflux = Coflux::open(dir.path()).await.unwrap();
-    let project = coflux.project("p").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
     let repository = Repository::new()
         .with(expensive)
         .with(plain)
         .with(cycle)
         .with(blocked);
-    let _worker = project.serve("production", repository).await.unwrap();
+    let (_coflux, project, _worker) = open(&dir, repository).await;
 
     // The first run computes the cached value; every later one links to it.
     let first = project.submit("production", &cycle, (1000,)).await.unwrap();
@@ -224,14 +233,8 @@ async fn a_wait_on_a_run_being_deleted_is_answered_once_the_deletion_is_decided(
     use crate::store::Write;
 
     let dir = tempfile::tempdir().unwrap();
-    let coflux = Coflux::open(dir.path()).await.unwrap();
-    let project = coflux.project("p").await.unwrap();
-    project
-        .ensure_environment("production", None)
-        .await
-        .unwrap();
     let repository = Repository::new().with(plain).with(single);
-    let _worker = project.serve("production", repository).await.unwrap();
+    let (_coflux, project, _worker) = open(&dir, repository).await;
     let kept = project.submit("production", &single, (1,)).await.unwrap();
     let gone = project.submit("production", &single, (2,)).await.unwrap();
     assert_eq!(within("kept", kept.result::<u64>()).await.unwrap(), 2);
