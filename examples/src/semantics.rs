@@ -9,7 +9,7 @@ use coflux_core::sdk::{
     Checkpoint, Failure, Handle, Metric, Repository, Stream, StreamOptions, current_execution,
     flush, progress, stream, stream_with, suspend, suspense, task, workflow,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 /// The running total of `accumulates` (step state, read back by each occurrence).
 static TOTAL: Checkpoint<u32> = Checkpoint::new("total", 0);
@@ -291,6 +291,29 @@ async fn reads_slowly(n: u64, buffer: u32, pause_ms: u64) -> Result<Vec<(u64, u6
     Ok(seen)
 }
 
+/// `n` items, then silence: the stream ends as `timeout` once `idle_ms` pass without an item.
+#[task(module = "examples.semantics")]
+async fn stalls(n: u64, idle_ms: u64) -> Result<Stream<u64>, Failure> {
+    let items = futures::stream::iter(0..n).chain(futures::stream::pending());
+    let options = StreamOptions::default().with_idle_timeout(Duration::from_millis(idle_ms));
+    Ok(stream_with(items, options).await?)
+}
+
+/// Reads `stalls(n, idle_ms)`: the items, and the error that ended the stream.
+#[workflow(module = "examples.semantics")]
+async fn reads_stalled(n: u64, idle_ms: u64) -> Result<(Vec<u64>, String), Failure> {
+    let produced = stalls.call(n, idle_ms).await?;
+    let mut items = produced.items();
+    let mut seen = Vec::new();
+    loop {
+        match items.next().await {
+            Some(Ok(item)) => seen.push(item),
+            Some(Err(e)) => return Ok((seen, e.to_string())),
+            None => return Ok((seen, "complete".into())),
+        }
+    }
+}
+
 /// Doubles `x` after `pause_ms`.
 #[task(module = "examples.semantics")]
 async fn slow_double(x: u64, pause_ms: u64) -> Result<u64, Failure> {
@@ -320,6 +343,8 @@ pub fn repository() -> Repository {
         .with(reads_while_produced)
         .with(paced)
         .with(reads_slowly)
+        .with(stalls)
+        .with(reads_stalled)
         .with(keeps_big_notes)
         .with(slow_double)
         .with(waits_in_suspense)

@@ -195,6 +195,32 @@ async fn rust_semantics_a_stream_is_read_while_its_producer_still_appends() {
     assert_eq!(step["executions"][0]["state"], "value", "{view}");
 }
 
+/// A Rust producer under an agent that goes silent past its idle timeout: its stream ends as
+/// `timeout` after the items it made, for its reader and in `runs inspect`.
+#[actix_rt::test]
+async fn rust_semantics_a_silent_producer_ends_its_stream_by_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _agent) = start(dir.path()).await;
+    let run = server
+        .submit(P, "production", M, "reads_stalled", json!([3, 300]))
+        .await;
+    let result = server.result(P, &run, 60).await;
+    assert_eq!(
+        result["value"],
+        json!([[0, 1, 2], "stream ended: timeout"]),
+        "{result}"
+    );
+    let view = server.inspect(P, &run).await;
+    let step = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "stalls")
+        .unwrap();
+    assert_eq!(step["streams"][0]["items"], 3, "{view}");
+    assert_eq!(step["streams"][0]["closed"], "timeout", "{view}");
+}
+
 #[actix_rt::test]
 async fn rust_wait_in_a_zero_suspense_suspends_until_the_child_finished() {
     let dir = tempfile::tempdir().unwrap();
