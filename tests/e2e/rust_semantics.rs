@@ -35,6 +35,16 @@ fn executions<'a>(view: &'a Json, target: &str) -> Vec<&'a Json> {
         .collect()
 }
 
+/// The (first) step of `target` in a run's view.
+fn step_of<'a>(view: &'a Json, target: &str) -> &'a Json {
+    view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == target)
+        .unwrap_or_else(|| panic!("no step of {target}: {view}"))
+}
+
 fn states(view: &Json, target: &str) -> Vec<String> {
     executions(view, target)
         .iter()
@@ -160,12 +170,7 @@ async fn rust_semantics_a_stream_produced_and_read_by_rust_executors_under_an_ag
         "{result}"
     );
     let view = server.inspect(P, &run).await;
-    let step = view["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["target"] == "squares")
-        .unwrap();
+    let step = step_of(&view, "squares");
     assert_eq!(step["streams"][0]["items"], 6, "{view}");
     assert_eq!(step["streams"][0]["closed"], "complete");
 }
@@ -184,12 +189,7 @@ async fn rust_semantics_a_stream_is_read_while_its_producer_still_appends() {
         "tick 1 waited for the first read: {result}"
     );
     let view = server.inspect(P, &run).await;
-    let step = view["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["target"] == "ticks")
-        .unwrap();
+    let step = step_of(&view, "ticks");
     assert_eq!(step["streams"][0]["items"], 4, "{view}");
     assert_eq!(step["streams"][0]["closed"], "complete");
     assert_eq!(step["executions"][0]["state"], "value", "{view}");
@@ -211,12 +211,7 @@ async fn rust_semantics_a_silent_producer_ends_its_stream_by_the_idle_timeout() 
         "{result}"
     );
     let view = server.inspect(P, &run).await;
-    let step = view["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["target"] == "stalls")
-        .unwrap();
+    let step = step_of(&view, "stalls");
     assert_eq!(step["streams"][0]["items"], 3, "{view}");
     assert_eq!(step["streams"][0]["closed"], "timeout", "{view}");
 }

@@ -89,16 +89,13 @@ impl Client {
                 Err(e) => return Err(send_error(server, e)),
             }
         }
-        Err(match <[_; 1]>::try_from(unreachable) {
-            Ok([(server, detail)]) => CliError::Connect { server, detail },
-            Err(all) => CliError::Connect {
-                server: all
-                    .iter()
-                    .map(|(s, _)| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                detail: all.last().map(|(_, d)| d.clone()).unwrap_or_default(),
-            },
+        let servers: Vec<&str> = unreachable.iter().map(|(s, _)| s.as_str()).collect();
+        Err(CliError::Connect {
+            server: servers.join(", "),
+            detail: unreachable
+                .last()
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default(),
         })
     }
 
